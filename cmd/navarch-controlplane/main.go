@@ -1,0 +1,122 @@
+// Command navarch-controlplane is the headless control plane daemon: one
+// gRPC server hosting NodeService (for agents) and ControlPlaneService (for
+// operators), with its state in an embedded Badger store.
+//
+//	navarch-controlplane --listen 127.0.0.1:50051 --data-dir DIR [--config FILE]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/version"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the exit, so tests can call it.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("navarch-controlplane", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := controlplane.Defaults()
+	listen := fs.String("listen", def.Listen, "gRPC listen address `HOST:PORT`")
+	dataDir := fs.String("data-dir", def.DataDir, "`DIR` holding the Badger store")
+	configFile := fs.String("config", "", "YAML config `FILE`; flags override it")
+	logLevel := fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
+	printPolicy := fs.Bool("print-default-policy", false, "print the built-in fault policy and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: navarch-controlplane --listen HOST:PORT --data-dir DIR [--config FILE]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "navarch-controlplane: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.String())
+		return 0
+	}
+	if *printPolicy {
+		_, _ = stdout.Write(policy.DefaultYAML())
+		return 0
+	}
+	cfg := def
+	if *configFile != "" {
+		var err error
+		if cfg, err = controlplane.LoadConfigFile(*configFile); err != nil {
+			fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
+			return 2
+		}
+	}
+	// Flags given on the command line win over the file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "navarch-controlplane: listen on %s: %v\n", cfg.Listen, err)
+		return 1
+	}
+	srv, err := controlplane.New(ctx, controlplane.Options{
+		Config:    cfg,
+		Logger:    log,
+		Providers: providers(lis.Addr().String(), log),
+	})
+	if err != nil {
+		_ = lis.Close()
+		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
+		return 1
+	}
+	if err := srv.Serve(ctx, lis); err != nil {
+		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// providers are the providers this binary offers. The local provider comes
+// with the demo.
+func providers(string, *slog.Logger) []controlplane.Provider {
+	return nil
+}

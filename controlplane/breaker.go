@@ -1,0 +1,83 @@
+package controlplane
+
+import (
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// breaker limits automatic cordons: within any window, at most
+// max(1, floor(fraction × fleet size)) nodes are cordoned by policy. Past
+// that it trips and suppresses further automatic cordons until the window
+// has room again. A fleet that cordons itself to death is worse than a few
+// unhealthy nodes left for an operator to judge.
+type breaker struct {
+	enabled  bool
+	fraction float64
+	window   time.Duration
+
+	mu         sync.Mutex
+	recent     []time.Time
+	limit      int
+	trippedAt  time.Time
+	suppressed uint32
+}
+
+func newBreaker(enabled bool, fraction float64, window time.Duration) *breaker {
+	return &breaker{enabled: enabled, fraction: fraction, window: window, limit: 1}
+}
+
+func (b *breaker) prune(now time.Time) {
+	i := 0
+	for i < len(b.recent) && now.Sub(b.recent[i]) >= b.window {
+		i++
+	}
+	b.recent = b.recent[i:]
+	if !b.trippedAt.IsZero() && len(b.recent) < b.limit {
+		b.trippedAt = time.Time{}
+		b.suppressed = 0
+	}
+}
+
+// allow records an automatic cordon if the breaker lets it through. It
+// reports whether the cordon may go ahead and whether this call tripped it.
+func (b *breaker) allow(now time.Time, fleetSize int) (ok, tripped bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.enabled {
+		return false, false
+	}
+	b.limit = max(1, int(b.fraction*float64(fleetSize)))
+	b.prune(now)
+	if len(b.recent) >= b.limit {
+		tripped = b.trippedAt.IsZero()
+		if tripped {
+			b.trippedAt = now
+		}
+		b.suppressed++
+		return false, tripped
+	}
+	b.recent = append(b.recent, now)
+	return true, false
+}
+
+func (b *breaker) status(now time.Time) *fleetv1.BreakerStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prune(now)
+	s := &fleetv1.BreakerStatus{
+		AutoCordonEnabled: b.enabled,
+		Tripped:           !b.trippedAt.IsZero(),
+		RecentAutoCordons: uint32(len(b.recent)),
+		MaxFraction:       b.fraction,
+		WindowSeconds:     uint32(b.window / time.Second),
+		SuppressedCordons: b.suppressed,
+	}
+	if s.Tripped {
+		s.TrippedAt = timestamppb.New(b.trippedAt)
+	}
+	return s
+}

@@ -1,0 +1,190 @@
+package controlplane
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the control plane's configuration. The YAML file uses the yaml
+// tags; flags override what the file sets. Zero values mean the documented
+// defaults (see Defaults).
+type Config struct {
+	// Listen is the gRPC listen address.
+	Listen string `yaml:"listen"`
+	// DataDir holds the Badger store.
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// HeartbeatInterval is how often agents heartbeat.
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	// HealthReportInterval is how often agents send a full health snapshot.
+	HealthReportInterval Duration `yaml:"health_report_interval"`
+	// CommandPollTimeout bounds an agent's command long poll.
+	CommandPollTimeout Duration `yaml:"command_poll_timeout"`
+	// StaleAfter is the heartbeat age at which a node turns STALE.
+	StaleAfter Duration `yaml:"stale_after"`
+	// OfflineAfter is the heartbeat age at which a node turns OFFLINE.
+	OfflineAfter Duration `yaml:"offline_after"`
+	// ProvisionTimeout is how long a provisioned node may take to register.
+	ProvisionTimeout Duration `yaml:"provision_timeout"`
+	// TerminatedRetention is how long terminated nodes stay listed.
+	TerminatedRetention Duration `yaml:"terminated_retention"`
+	// EventRetention is how long health events are kept.
+	EventRetention Duration `yaml:"event_retention"`
+	// EventsPerNode caps the health events kept per node.
+	EventsPerNode int `yaml:"events_per_node"`
+	// PolicyFile overrides parts of the built-in fault policy.
+	PolicyFile string `yaml:"policy_file"`
+	// AutoCordon configures automatic cordoning of UNHEALTHY nodes.
+	AutoCordon AutoCordonConfig `yaml:"auto_cordon"`
+	// WatchBuffer is how many changes may wait for one WatchFleet watcher
+	// before it is told to resync.
+	WatchBuffer int `yaml:"watch_buffer"`
+	// WatchReplay is how many recent changes are kept for watchers that
+	// resume from a revision.
+	WatchReplay int `yaml:"watch_replay"`
+}
+
+// AutoCordonConfig configures automatic cordoning and its circuit breaker.
+type AutoCordonConfig struct {
+	// Enabled turns automatic cordoning on; nil means on.
+	Enabled *bool `yaml:"enabled"`
+	// MaxFraction is the share of the fleet (0–1) that may be cordoned
+	// automatically within Window before the breaker trips.
+	MaxFraction float64 `yaml:"max_fraction"`
+	// Window is the breaker's sliding window.
+	Window Duration `yaml:"window"`
+}
+
+// Duration is a time.Duration written as "10s" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 10s, 5m)", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Defaults returns the configuration used where nothing else is set.
+func Defaults() Config {
+	on := true
+	return Config{
+		Listen:               "127.0.0.1:50051",
+		DataDir:              DefaultDataDir(),
+		LogLevel:             "info",
+		HeartbeatInterval:    Duration{10 * time.Second},
+		HealthReportInterval: Duration{30 * time.Second},
+		CommandPollTimeout:   Duration{30 * time.Second},
+		StaleAfter:           Duration{30 * time.Second},
+		OfflineAfter:         Duration{90 * time.Second},
+		ProvisionTimeout:     Duration{5 * time.Minute},
+		TerminatedRetention:  Duration{time.Hour},
+		EventRetention:       Duration{7 * 24 * time.Hour},
+		EventsPerNode:        500,
+		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{5 * time.Minute}},
+		WatchBuffer:          4096,
+		WatchReplay:          16384,
+	}
+}
+
+// DefaultDataDir is $XDG_STATE_HOME/navarch, falling back to
+// ~/.local/state/navarch.
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "navarch")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "navarch")
+	}
+	return "navarch-data"
+}
+
+// LoadConfigFile reads a YAML config on top of the defaults. An unknown key
+// or a malformed value is an error that names it.
+func LoadConfigFile(path string) (Config, error) {
+	cfg := Defaults()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// AutoCordonEnabled reports whether automatic cordoning is on.
+func (c *Config) AutoCordonEnabled() bool {
+	return c.AutoCordon.Enabled == nil || *c.AutoCordon.Enabled
+}
+
+// Validate checks every field and names the first bad one.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not HOST:PORT", c.Listen)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	positive := []struct {
+		name string
+		d    time.Duration
+		min  time.Duration
+	}{
+		{"heartbeat_interval", c.HeartbeatInterval.Duration, 100 * time.Millisecond},
+		{"health_report_interval", c.HealthReportInterval.Duration, 100 * time.Millisecond},
+		{"command_poll_timeout", c.CommandPollTimeout.Duration, 100 * time.Millisecond},
+		{"stale_after", c.StaleAfter.Duration, 100 * time.Millisecond},
+		{"offline_after", c.OfflineAfter.Duration, 100 * time.Millisecond},
+		{"provision_timeout", c.ProvisionTimeout.Duration, time.Second},
+		{"terminated_retention", c.TerminatedRetention.Duration, time.Second},
+		{"event_retention", c.EventRetention.Duration, time.Minute},
+		{"auto_cordon.window", c.AutoCordon.Window.Duration, time.Second},
+	}
+	for _, p := range positive {
+		if p.d < p.min {
+			return fmt.Errorf("%s: %s is below the minimum of %s", p.name, p.d, p.min)
+		}
+	}
+	if c.StaleAfter.Duration <= c.HeartbeatInterval.Duration {
+		return fmt.Errorf("stale_after: %s must be longer than heartbeat_interval (%s)", c.StaleAfter.Duration, c.HeartbeatInterval.Duration)
+	}
+	if c.OfflineAfter.Duration <= c.StaleAfter.Duration {
+		return fmt.Errorf("offline_after: %s must be longer than stale_after (%s)", c.OfflineAfter.Duration, c.StaleAfter.Duration)
+	}
+	if c.EventsPerNode < 1 || c.EventsPerNode > 100000 {
+		return fmt.Errorf("events_per_node: %d is not within 1–100000", c.EventsPerNode)
+	}
+	if c.AutoCordon.MaxFraction <= 0 || c.AutoCordon.MaxFraction > 1 {
+		return fmt.Errorf("auto_cordon.max_fraction: %g is not within (0, 1]", c.AutoCordon.MaxFraction)
+	}
+	if c.WatchBuffer < 16 {
+		return fmt.Errorf("watch_buffer: %d is below the minimum of 16", c.WatchBuffer)
+	}
+	if c.WatchReplay < 16 {
+		return fmt.Errorf("watch_replay: %d is below the minimum of 16", c.WatchReplay)
+	}
+	return nil
+}

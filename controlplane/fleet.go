@@ -1,0 +1,494 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/store"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// Store is the durable state the fleet needs. *store.Store implements it; a
+// distributed backend can implement it too.
+type Store interface {
+	Apply(ctx context.Context, w store.Write) error
+	SaveLastSeen(ctx context.Context, seen map[string]time.Time) error
+	Load(ctx context.Context) (*store.State, error)
+	Commands(ctx context.Context, nodeID string, limit int) ([]*fleetv1.Command, error)
+	OpenCommands(ctx context.Context) ([]*fleetv1.Command, error)
+	Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.HealthEvent, error)
+}
+
+// historyLen is how many heartbeat samples per GPU are kept for sparklines.
+const historyLen = 60
+
+// nodeState is one node in memory.
+//
+// Locks, always taken in this order: mu (serialises the node's durable
+// changes, including their disk write), then the fleet's hub lock (orders
+// published changes), then rt (heartbeat data).
+type nodeState struct {
+	mu sync.Mutex
+	// node is the durable part, immutable once stored here; changes swap
+	// in a new copy under the hub lock.
+	node atomic.Pointer[fleetv1.Node]
+	// reach is the reachability, written under the hub lock.
+	reach atomic.Int32
+	// repeats count recent events per GPU index, under mu.
+	repeats map[uint32]*policy.Repeats
+	// open holds the node's unfinished commands, oldest first, under mu.
+	open []*fleetv1.Command
+	// wake is closed and replaced when a command is queued, under mu.
+	wake chan struct{}
+	// stopping is set while a provider stops the node's instance, under mu.
+	stopping bool
+
+	rt            sync.Mutex
+	lastHeartbeat time.Time // zero until heard from since start
+	lastSaved     time.Time // last heartbeat time written to the store
+	storedSeen    time.Time // last seen time read from the store at start
+	samples       []*fleetv1.GpuSample
+	metrics       []*fleetv1.GpuMetrics
+	history       map[uint32]*gpuHistory
+	dropped       uint64
+}
+
+type gpuHistory struct {
+	util, temp, power [historyLen]uint16
+	n, next           int
+}
+
+func (h *gpuHistory) add(s *fleetv1.GpuSample) {
+	h.util[h.next] = uint16(min(s.GetUtilizationGpuPercent(), 100))
+	h.temp[h.next] = uint16(min(s.GetTemperatureCelsius(), 1000))
+	h.power[h.next] = uint16(min(s.GetPowerUsageMilliwatts()/1000, 65535))
+	h.next = (h.next + 1) % historyLen
+	h.n = min(h.n+1, historyLen)
+}
+
+func (h *gpuHistory) series(a *[historyLen]uint16) []uint32 {
+	out := make([]uint32, 0, h.n)
+	for i := range h.n {
+		out = append(out, uint32(a[(h.next-h.n+i+historyLen)%historyLen]))
+	}
+	return out
+}
+
+func newNodeState(n *fleetv1.Node) *nodeState {
+	ns := &nodeState{
+		repeats: make(map[uint32]*policy.Repeats),
+		wake:    make(chan struct{}),
+		history: make(map[uint32]*gpuHistory),
+	}
+	ns.node.Store(n)
+	ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_UNKNOWN))
+	return ns
+}
+
+func (ns *nodeState) reachability() fleetv1.Reachability {
+	return fleetv1.Reachability(ns.reach.Load())
+}
+
+// Fleet is the control plane's state: every node in memory, backed by the
+// store, with changes published to watchers.
+type Fleet struct {
+	cfg    Config
+	store  Store
+	policy *policy.Policy
+	clock  clockwork.Clock
+	log    *slog.Logger
+
+	mu       sync.RWMutex // guards nodes and creating (the maps, not the nodes)
+	nodes    map[string]*nodeState
+	creating map[string]*nodeState // nodes whose first registration is under way
+
+	hub       *hub
+	ids       *counter
+	breaker   *breaker
+	providers *providers
+	started   time.Time
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// FleetOptions configures NewFleet.
+type FleetOptions struct {
+	Config    Config
+	Store     Store
+	Policy    *policy.Policy
+	Clock     clockwork.Clock
+	Logger    *slog.Logger
+	Providers []Provider
+}
+
+// NewFleet loads the fleet from the store. Every node starts as not yet heard
+// from; its last-seen time is kept for operators.
+func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
+	if o.Store == nil {
+		return nil, errors.New("new fleet: store is required")
+	}
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	if o.Policy == nil {
+		o.Policy = policy.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	st, err := o.Store.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	f := &Fleet{
+		cfg:     o.Config,
+		store:   o.Store,
+		policy:  o.Policy,
+		clock:   o.Clock,
+		log:     o.Logger,
+		nodes:   make(map[string]*nodeState, len(st.Nodes)),
+		started: o.Clock.Now(),
+		closing: make(chan struct{}),
+	}
+	f.providers = newProviders(o.Providers)
+	f.breaker = newBreaker(o.Config.AutoCordonEnabled(), o.Config.AutoCordon.MaxFraction, o.Config.AutoCordon.Window.Duration)
+	f.ids = newCounter("ids", st.Counters["ids"], o.Store)
+	revs := newCounter("revision", st.Counters["revision"], o.Store)
+	f.hub = newHub(revs, o.Config.WatchBuffer, o.Config.WatchReplay)
+	for _, n := range st.Nodes {
+		ns := newNodeState(n)
+		ns.storedSeen = st.LastSeen[n.GetNodeId()]
+		if !ns.storedSeen.IsZero() {
+			n.LastHeartbeatAt = timestamppb.New(ns.storedSeen)
+		}
+		f.nodes[n.GetNodeId()] = ns
+	}
+	open, err := o.Store.OpenCommands(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	for _, c := range open {
+		if ns := f.nodes[c.GetNodeId()]; ns != nil {
+			ns.open = append(ns.open, c)
+		}
+	}
+	return f, nil
+}
+
+// Start runs the background loops until ctx ends or Close is called.
+func (f *Fleet) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	f.wg.Add(3)
+	go func() { defer f.wg.Done(); <-f.closing; cancel() }()
+	go func() { defer f.wg.Done(); f.hub.run(ctx, f.clock, f) }()
+	go func() { defer f.wg.Done(); f.monitor(ctx) }()
+}
+
+// stopServing ends long polls and watch streams so the server can stop.
+func (f *Fleet) stopServing() {
+	f.closeOnce.Do(func() { close(f.closing) })
+	f.hub.closeAll()
+}
+
+// Close stops the loops and saves last-seen times.
+func (f *Fleet) Close() {
+	f.stopServing()
+	f.wg.Wait()
+	f.saveLastSeen(context.Background())
+}
+
+func (f *Fleet) get(id string) *nodeState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.nodes[id]
+}
+
+func (f *Fleet) mustGet(id string) (*nodeState, error) {
+	ns := f.get(id)
+	if ns == nil {
+		return nil, status.Errorf(codes.NotFound, "node_id: no node %q", id)
+	}
+	return ns, nil
+}
+
+// all returns every node, in no particular order.
+func (f *Fleet) all() []*nodeState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*nodeState, 0, len(f.nodes))
+	for _, ns := range f.nodes {
+		out = append(out, ns)
+	}
+	return out
+}
+
+// Len is the number of nodes.
+func (f *Fleet) Len() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.nodes)
+}
+
+// change is one durable change of one node, built while its lock is held.
+type change struct {
+	node     *fleetv1.Node // the node's new durable state; nil if unchanged
+	events   []*fleetv1.HealthEvent
+	commands []*fleetv1.Command
+	insert   bool // the node is new: add it to the fleet
+	remove   bool // the node leaves the fleet with everything stored for it
+}
+
+func (c *change) empty() bool {
+	return c.node == nil && len(c.events) == 0 && len(c.commands) == 0 && !c.remove
+}
+
+// commit writes c to the store (synced), then installs and publishes it.
+// The caller holds ns.mu.
+func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) error {
+	if c.empty() {
+		return nil
+	}
+	w := store.Write{Events: c.events, Commands: c.commands}
+	if c.node != nil {
+		w.Nodes = []*fleetv1.Node{durable(c.node)}
+	}
+	id := c.node.GetNodeId()
+	if id == "" {
+		id = ns.node.Load().GetNodeId()
+	}
+	if c.remove {
+		w.DeleteNodes = []string{id}
+	}
+	if err := f.store.Apply(ctx, w); err != nil {
+		f.log.Error("store write failed", "node", id, "err", err)
+		return status.Error(codes.Unavailable, "state could not be saved; nothing was changed")
+	}
+	f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
+		if c.insert {
+			f.mu.Lock()
+			f.nodes[c.node.GetNodeId()] = ns
+			f.mu.Unlock()
+		}
+		if c.remove {
+			f.mu.Lock()
+			delete(f.nodes, id)
+			f.mu.Unlock()
+			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeRemoved{NodeRemoved: &controlplanev1.NodeRemoved{NodeId: id}}})
+			return
+		}
+		for _, e := range c.events {
+			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_HealthEvent{HealthEvent: e}})
+		}
+		for _, cmd := range c.commands {
+			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_Command{Command: cmd}})
+		}
+		if c.node != nil {
+			ns.node.Store(c.node)
+			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: f.view(ns)}})
+		}
+	})
+	return nil
+}
+
+// durable strips what lives only in memory before a node is stored.
+func durable(n *fleetv1.Node) *fleetv1.Node {
+	d := proto.CloneOf(n)
+	d.Reachability = fleetv1.Reachability_REACHABILITY_UNSPECIFIED
+	d.LastHeartbeatAt = nil
+	d.Samples = nil
+	d.DroppedEvents = 0
+	for _, g := range d.Gpus {
+		g.Metrics = nil
+	}
+	return d
+}
+
+// view is the node as operators see it: durable state plus heartbeat data.
+func (f *Fleet) view(ns *nodeState) *fleetv1.Node {
+	return ns.viewOf(ns.node.Load(), ns.reachability(), false)
+}
+
+// viewOf builds the operator's view from a given durable state and
+// reachability (a snapshot's), adding the latest heartbeat data and, with
+// withMetrics, each GPU's latest full metrics.
+func (ns *nodeState) viewOf(durable *fleetv1.Node, reach fleetv1.Reachability, withMetrics bool) *fleetv1.Node {
+	n := proto.CloneOf(durable)
+	n.Reachability = reach
+	ns.rt.Lock()
+	defer ns.rt.Unlock()
+	if !ns.lastHeartbeat.IsZero() {
+		n.LastHeartbeatAt = timestamppb.New(ns.lastHeartbeat)
+	}
+	n.Samples = ns.samples
+	n.DroppedEvents = ns.dropped
+	if withMetrics {
+		for _, m := range ns.metrics {
+			for _, g := range n.Gpus {
+				if g.GetIndex() == m.GetGpuIndex() && !g.GetLost() {
+					g.Metrics = m
+				}
+			}
+		}
+	}
+	return n
+}
+
+// newID hands out a command or event id.
+func (f *Fleet) newID(ctx context.Context, prefix string) (string, error) {
+	seq, err := f.ids.next(ctx)
+	if err != nil {
+		f.log.Error("id allocation failed", "err", err)
+		return "", status.Error(codes.Unavailable, "state could not be saved; nothing was changed")
+	}
+	return store.FormatSeq(prefix, seq), nil
+}
+
+// counter hands out increasing numbers that stay increasing across restarts:
+// it reserves blocks by writing a ceiling to the store, and after a restart
+// starts above the last ceiling.
+type counter struct {
+	name  string
+	store Store
+
+	mu      sync.Mutex
+	value   uint64
+	ceiling uint64
+}
+
+const counterBlock = 100000
+
+func newCounter(name string, ceiling uint64, st Store) *counter {
+	return &counter{name: name, store: st, value: ceiling, ceiling: ceiling}
+}
+
+func (c *counter) next(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.value >= c.ceiling {
+		ceil := c.value + counterBlock
+		if err := c.store.Apply(ctx, store.Write{Counters: map[string]uint64{c.name: ceil}}); err != nil {
+			return 0, fmt.Errorf("reserve %s: %w", c.name, err)
+		}
+		c.ceiling = ceil
+	}
+	c.value++
+	return c.value, nil
+}
+
+func (c *counter) current() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.value
+}
+
+// summary counts the fleet.
+func (f *Fleet) summary() *fleetv1.FleetSummary {
+	s := &fleetv1.FleetSummary{}
+	for _, ns := range f.all() {
+		n := ns.node.Load()
+		s.Nodes++
+		switch n.GetLifecycle() {
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING:
+			s.Provisioning++
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE:
+			s.Active++
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED:
+			s.Cordoned++
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
+			s.Draining++
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED:
+			s.Drained++
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING:
+			s.Terminating++
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
+			s.Terminated++
+			continue
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
+			s.ProvisionFailed++
+		}
+		switch n.GetHealth() {
+		case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
+			s.Healthy++
+		case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
+			s.Degraded++
+		case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
+			s.Unhealthy++
+		default:
+			s.HealthUnknown++
+		}
+		switch ns.reachability() {
+		case fleetv1.Reachability_REACHABILITY_ONLINE:
+			s.Online++
+		case fleetv1.Reachability_REACHABILITY_STALE:
+			s.Stale++
+		case fleetv1.Reachability_REACHABILITY_OFFLINE:
+			s.Offline++
+		default:
+			s.ReachabilityUnknown++
+		}
+		for _, g := range n.GetGpus() {
+			s.Gpus++
+			switch g.GetHealth() {
+			case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
+				s.GpusHealthy++
+			case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
+				s.GpusDegraded++
+			case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
+				s.GpusUnhealthy++
+			}
+		}
+	}
+	return s
+}
+
+// saveLastSeen writes the heartbeat times that changed since the last save.
+func (f *Fleet) saveLastSeen(ctx context.Context) {
+	seen := make(map[string]time.Time)
+	var saved []*nodeState
+	for _, ns := range f.all() {
+		ns.rt.Lock()
+		if !ns.lastHeartbeat.IsZero() && ns.lastHeartbeat != ns.lastSaved {
+			seen[ns.node.Load().GetNodeId()] = ns.lastHeartbeat
+			saved = append(saved, ns)
+		}
+		ns.rt.Unlock()
+	}
+	if err := f.store.SaveLastSeen(ctx, seen); err != nil {
+		f.log.Warn("saving last-seen times failed; will retry", "err", err)
+		return
+	}
+	for _, ns := range saved {
+		ns.rt.Lock()
+		ns.lastSaved = seen[ns.node.Load().GetNodeId()]
+		ns.rt.Unlock()
+	}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// force takes the next value without reserving a block; used only when the
+// store cannot record a new ceiling, so the change can still go out.
+func (c *counter) force() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.value++
+	return c.value
+}

@@ -1,0 +1,281 @@
+package controlplane
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// coalesceInterval is how often heartbeat-only changes and totals are sent
+// to watchers.
+const coalesceInterval = time.Second
+
+// heartbeatBatchSize caps the entries of one HeartbeatBatch message.
+const heartbeatBatchSize = 1000
+
+// snapshotChunk caps the nodes of one Snapshot message.
+const snapshotChunk = 500
+
+// recentEventsKept is how many health events the hub keeps for snapshots.
+const recentEventsKept = 200
+
+// hub orders the fleet's changes by revision and fans them out to watchers.
+// Every message it hands out is shared between watchers and never changed.
+type hub struct {
+	revs       *counter
+	bufSize    int
+	replaySize int
+
+	mu       sync.Mutex
+	rev      uint64
+	ring     []*controlplanev1.WatchFleetResponse // the last replaySize changes
+	ringNext int
+	ringLen  int
+	recent   []*fleetv1.HealthEvent // newest last, at most recentEventsKept
+	watchers map[*watcher]struct{}
+	dirty    bool // totals may have changed since the last flush
+	closed   bool
+	done     chan struct{}
+
+	hbMu    sync.Mutex
+	hbDirty map[*nodeState]struct{}
+}
+
+// watcher is one WatchFleet stream's queue.
+type watcher struct {
+	ch     chan *controlplanev1.WatchFleetResponse
+	lagged chan struct{} // closed when the watcher fell behind
+	behind bool
+}
+
+func newHub(revs *counter, bufSize, replaySize int) *hub {
+	return &hub{
+		revs:       revs,
+		bufSize:    bufSize,
+		replaySize: replaySize,
+		rev:        revs.current(),
+		ring:       make([]*controlplanev1.WatchFleetResponse, replaySize),
+		watchers:   make(map[*watcher]struct{}),
+		done:       make(chan struct{}),
+		hbDirty:    make(map[*nodeState]struct{}),
+	}
+}
+
+// publish runs fn under the hub lock; each message fn emits gets the next
+// revision and goes to every watcher, in order.
+func (h *hub) publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fn(func(m *controlplanev1.WatchFleetResponse) {
+		// A failed ceiling write leaves the counter below its ceiling; it is
+		// retried on the next revision, and the change still goes out.
+		rev, err := h.revs.next(context.Background())
+		if err != nil {
+			rev = h.revs.force()
+		}
+		h.rev = rev
+		m.Revision = rev
+		h.ring[h.ringNext] = m
+		h.ringNext = (h.ringNext + 1) % h.replaySize
+		h.ringLen = min(h.ringLen+1, h.replaySize)
+		if e := m.GetHealthEvent(); e != nil {
+			h.recent = append(h.recent, e)
+			if len(h.recent) > 2*recentEventsKept {
+				h.recent = append(h.recent[:0:0], h.recent[len(h.recent)-recentEventsKept:]...)
+			}
+		}
+		h.dirty = true
+		h.fanOut(m)
+	})
+}
+
+// fanOut queues m for every watcher that keeps up; one that does not is
+// marked behind and gets nothing more until it resyncs. The hub lock is held.
+func (h *hub) fanOut(m *controlplanev1.WatchFleetResponse) {
+	for w := range h.watchers {
+		if w.behind {
+			continue
+		}
+		select {
+		case w.ch <- m:
+		default:
+			w.behind = true
+			close(w.lagged)
+		}
+	}
+}
+
+// snapshotEntry is one node as of a snapshot's revision.
+type snapshotEntry struct {
+	ns    *nodeState
+	node  *fleetv1.Node
+	reach fleetv1.Reachability
+}
+
+// start is what a new or resyncing watcher sends first.
+type start struct {
+	rev      uint64
+	replay   []*controlplanev1.WatchFleetResponse // set when resuming
+	snapshot []snapshotEntry                      // set otherwise
+	events   []*fleetv1.HealthEvent               // newest first, with a snapshot
+}
+
+// subscribe registers a watcher. It replays the changes after since when the
+// ring still holds them all, and otherwise hands out a snapshot taken at the
+// same revision the watcher starts from.
+func (h *hub) subscribe(since uint64, all func() []*nodeState) (*watcher, start, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, start{}, false
+	}
+	w := &watcher{
+		ch:     make(chan *controlplanev1.WatchFleetResponse, h.bufSize),
+		lagged: make(chan struct{}),
+	}
+	h.watchers[w] = struct{}{}
+	oldest := h.rev - uint64(h.ringLen) // the ring holds (oldest, rev]
+	if since > 0 && since >= oldest && since <= h.rev {
+		st := start{rev: h.rev}
+		for i := range h.ringLen {
+			m := h.ring[(h.ringNext-h.ringLen+i+h.replaySize)%h.replaySize]
+			if m.GetRevision() > since {
+				st.replay = append(st.replay, m)
+			}
+		}
+		return w, st, true
+	}
+	return w, h.snapshotLocked(all), true
+}
+
+func (h *hub) snapshotLocked(all func() []*nodeState) start {
+	nodes := all()
+	st := start{rev: h.rev, snapshot: make([]snapshotEntry, 0, len(nodes))}
+	for _, ns := range nodes {
+		st.snapshot = append(st.snapshot, snapshotEntry{ns: ns, node: ns.node.Load(), reach: ns.reachability()})
+	}
+	for i := len(h.recent) - 1; i >= 0 && len(st.events) < recentEventsKept; i-- {
+		st.events = append(st.events, h.recent[i])
+	}
+	return st
+}
+
+// resync gives a watcher that fell behind a fresh queue and a snapshot.
+func (h *hub) resync(w *watcher, all func() []*nodeState) start {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w.ch = make(chan *controlplanev1.WatchFleetResponse, h.bufSize)
+	w.lagged = make(chan struct{})
+	w.behind = false
+	return h.snapshotLocked(all)
+}
+
+func (h *hub) unsubscribe(w *watcher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.watchers, w)
+}
+
+// queue returns the watcher's current channels; resync replaces them.
+func (h *hub) queue(w *watcher) (chan *controlplanev1.WatchFleetResponse, chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return w.ch, w.lagged
+}
+
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}
+
+func (h *hub) revision() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}
+
+// markTotalsDirty asks the next flush to send totals.
+func (h *hub) markTotalsDirty() {
+	h.mu.Lock()
+	h.dirty = true
+	h.mu.Unlock()
+}
+
+// heartbeat notes a heartbeat-only change of ns for the next flush.
+func (h *hub) heartbeat(ns *nodeState) {
+	h.hbMu.Lock()
+	h.hbDirty[ns] = struct{}{}
+	h.hbMu.Unlock()
+}
+
+// run flushes coalesced heartbeats and totals until ctx ends.
+func (h *hub) run(ctx context.Context, clock clockwork.Clock, f *Fleet) {
+	t := clock.NewTicker(coalesceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+			h.flush(f)
+		}
+	}
+}
+
+func (h *hub) flush(f *Fleet) {
+	h.hbMu.Lock()
+	dirty := h.hbDirty
+	if len(dirty) > 0 {
+		h.hbDirty = make(map[*nodeState]struct{}, len(dirty))
+	}
+	h.hbMu.Unlock()
+
+	var batches []*controlplanev1.HeartbeatBatch
+	batch := &controlplanev1.HeartbeatBatch{}
+	for ns := range dirty {
+		ns.rt.Lock()
+		hb := &controlplanev1.NodeHeartbeat{
+			NodeId:          ns.node.Load().GetNodeId(),
+			Reachability:    ns.reachability(),
+			LastHeartbeatAt: timestamppb.New(ns.lastHeartbeat),
+			Samples:         ns.samples,
+		}
+		ns.rt.Unlock()
+		batch.Heartbeats = append(batch.Heartbeats, hb)
+		if len(batch.Heartbeats) == heartbeatBatchSize {
+			batches = append(batches, batch)
+			batch = &controlplanev1.HeartbeatBatch{}
+		}
+	}
+	if len(batch.Heartbeats) > 0 {
+		batches = append(batches, batch)
+	}
+
+	h.mu.Lock()
+	sendTotals := h.dirty
+	h.dirty = false
+	h.mu.Unlock()
+	var totals *controlplanev1.FleetTotals
+	if sendTotals {
+		totals = &controlplanev1.FleetTotals{Summary: f.summary(), Breaker: f.breaker.status(f.clock.Now())}
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range batches {
+		h.fanOut(&controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}})
+	}
+	if totals != nil {
+		h.fanOut(&controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Totals{Totals: totals}})
+	}
+}

@@ -1,0 +1,263 @@
+package controlplane
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// monitorInterval is how often the monitor looks at every node.
+const monitorInterval = time.Second
+
+// drainGrace is how long past a drain's deadline the control plane waits
+// for the agent's report (a forced drain signals processes at the deadline)
+// before it marks the node DRAINED itself.
+const drainGrace = 30 * time.Second
+
+// lastSeenEvery is how often heartbeat times are written to the store.
+const lastSeenEvery = 30 * time.Second
+
+// expireEvery is how often quiet DEGRADED faults are looked for.
+const expireEvery = 10 * time.Second
+
+// monitor derives reachability from heartbeat ages and moves nodes on when a
+// deadline passes: drains, provisioning, termination and retention.
+func (f *Fleet) monitor(ctx context.Context) {
+	t := f.clock.NewTicker(monitorInterval)
+	defer t.Stop()
+	var lastSave, lastExpire time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+		}
+		now := f.clock.Now()
+		f.checkNodes(ctx, now, now.Sub(lastExpire) >= expireEvery)
+		if now.Sub(lastExpire) >= expireEvery {
+			lastExpire = now
+		}
+		if now.Sub(lastSave) >= lastSeenEvery {
+			f.saveLastSeen(ctx)
+			lastSave = now
+		}
+	}
+}
+
+// Tick runs one monitor pass at the clock's current time; tests drive the
+// monitor with it after advancing a fake clock.
+func (f *Fleet) Tick(ctx context.Context) {
+	f.checkNodes(ctx, f.clock.Now(), true)
+}
+
+func (f *Fleet) checkNodes(ctx context.Context, now time.Time, expire bool) {
+	for _, ns := range f.all() {
+		if ctx.Err() != nil {
+			return
+		}
+		f.checkReachability(ns, now)
+		n := ns.node.Load()
+		switch n.GetLifecycle() {
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
+			if d := n.GetDrain().GetDeadline(); d != nil && now.After(d.AsTime().Add(drainGrace)) {
+				f.drainDeadline(ctx, ns)
+			}
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING:
+			f.advanceTermination(ctx, ns, now)
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING:
+			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.ProvisionTimeout.Duration {
+				f.provisionFailed(n.GetNodeId(), "agent did not register within "+f.cfg.ProvisionTimeout.Duration.String())
+			}
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
+			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.TerminatedRetention.Duration {
+				f.remove(ctx, ns)
+			}
+		}
+		if expire && (n.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED || n.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY) {
+			f.expireFaults(ctx, ns, now)
+		}
+	}
+}
+
+// checkReachability derives ONLINE, STALE and OFFLINE from the heartbeat
+// age. A node not heard from since start stays UNKNOWN until the offline
+// timeout has passed since start.
+func (f *Fleet) checkReachability(ns *nodeState, now time.Time) {
+	switch ns.node.Load().GetLifecycle() {
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING,
+		fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED,
+		fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
+		return
+	}
+	ns.rt.Lock()
+	last := ns.lastHeartbeat
+	ns.rt.Unlock()
+	cur := ns.reachability()
+	want := cur
+	if last.IsZero() {
+		if now.Sub(f.started) >= f.cfg.OfflineAfter.Duration {
+			want = fleetv1.Reachability_REACHABILITY_OFFLINE
+		}
+	} else {
+		switch age := now.Sub(last); {
+		case age >= f.cfg.OfflineAfter.Duration:
+			want = fleetv1.Reachability_REACHABILITY_OFFLINE
+		case age >= f.cfg.StaleAfter.Duration:
+			want = fleetv1.Reachability_REACHABILITY_STALE
+		default:
+			want = fleetv1.Reachability_REACHABILITY_ONLINE
+		}
+	}
+	if want != cur {
+		f.setReachability(ns, want)
+		f.log.Info("reachability changed", "node", ns.node.Load().GetNodeId(), "from", cur, "to", want)
+	}
+}
+
+// drainDeadline ends a drain whose deadline passed without a report.
+func (f *Fleet) drainDeadline(ctx context.Context, ns *nodeState) {
+	_, err := f.operate(ctx, ns.node.Load().GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING {
+			return nil
+		}
+		finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_DRAIN, "deadline passed without a report from the agent", now)
+		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED, "drain deadline passed", now)
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("ending drain at deadline", "node", ns.node.Load().GetNodeId(), "err", err)
+	}
+}
+
+// finishOpen fails the node's unfinished commands of a type.
+func finishOpen(ns *nodeState, c *change, typ fleetv1.CommandType, why string, now time.Time) {
+	kept := ns.open[:0]
+	for _, cmd := range ns.open {
+		if cmd.GetType() != typ {
+			kept = append(kept, cmd)
+			continue
+		}
+		done := proto.CloneOf(cmd)
+		done.Status = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
+		done.Message = why
+		done.UpdatedAt = ts(now)
+		c.commands = append(c.commands, done)
+	}
+	clear(ns.open[len(kept):])
+	ns.open = kept
+}
+
+// advanceTermination moves a TERMINATING node on: it waits for the drain
+// (or its deadline), then stops the instance through its provider, or asks
+// a self-registered node's agent to stop.
+func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.Time) {
+	id := ns.node.Load().GetNodeId()
+	var stopVia Provider
+	_, err := f.operate(ctx, id, func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING || ns.stopping {
+			return nil
+		}
+		if drain := openOf(ns, fleetv1.CommandType_COMMAND_TYPE_DRAIN); drain != nil {
+			d := drain.GetDrain().GetDeadline()
+			if d == nil || !now.After(d.AsTime().Add(drainGrace)) {
+				return nil
+			}
+			finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_DRAIN, "deadline passed without a report from the agent", now)
+		}
+		if n.GetProvider() != "" {
+			p, ok := f.providers.get(n.GetProvider())
+			if !ok {
+				setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED,
+					"terminated: provider "+n.GetProvider()+" is not configured; the instance was not stopped", now)
+				return nil
+			}
+			ns.stopping = true
+			stopVia = p
+			return nil
+		}
+		reach := ns.reachability()
+		if term := openOf(ns, fleetv1.CommandType_COMMAND_TYPE_TERMINATE); term == nil {
+			if reach == fleetv1.Reachability_REACHABILITY_ONLINE || reach == fleetv1.Reachability_REACHABILITY_STALE {
+				_, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, n.GetLifecycleReason(), "operator", now)
+				return err
+			}
+		}
+		if reach == fleetv1.Reachability_REACHABILITY_OFFLINE || reach == fleetv1.Reachability_REACHABILITY_UNKNOWN {
+			finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, "node went offline", now)
+			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "terminated: node is offline", now)
+		}
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("advancing termination", "node", id, "err", err)
+		return
+	}
+	if stopVia != nil {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.stopInstance(ctx, ns, stopVia)
+		}()
+	}
+}
+
+// stopInstance stops a node's instance through its provider and marks the
+// node TERMINATED; a failure is retried on a later monitor pass.
+func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p Provider) {
+	n := ns.node.Load()
+	err := p.Terminate(ctx, Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId()})
+	_, opErr := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		ns.stopping = false
+		if err != nil || n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING {
+			return nil
+		}
+		finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, "instance stopped by provider", now)
+		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "terminated: instance stopped by "+p.Name(), now)
+		return nil
+	})
+	switch {
+	case err != nil:
+		f.log.Warn("provider could not stop instance; will retry", "node", n.GetNodeId(), "provider", p.Name(), "err", err)
+	case opErr != nil:
+		f.log.Warn("recording termination", "node", n.GetNodeId(), "err", opErr)
+	default:
+		f.log.Info("node terminated", "node", n.GetNodeId(), "provider", p.Name())
+	}
+}
+
+// remove drops a terminated node past its retention.
+func (f *Fleet) remove(ctx context.Context, ns *nodeState) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.node.Load().GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED {
+		return
+	}
+	if err := f.commit(ctx, ns, &change{remove: true}); err != nil {
+		f.log.Warn("removing terminated node", "node", ns.node.Load().GetNodeId(), "err", err)
+	}
+}
+
+// expireFaults clears DEGRADED faults that have been quiet for the hold.
+func (f *Fleet) expireFaults(ctx context.Context, ns *nodeState, now time.Time) {
+	_, err := f.operate(ctx, ns.node.Load().GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		for _, g := range n.GetGpus() {
+			for _, ev := range f.policy.Expire(g, now) {
+				id, err := f.newID(ctx, "ev")
+				if err != nil {
+					return err
+				}
+				ev.Id = id
+				ev.NodeId = n.GetNodeId()
+				c.events = append(c.events, ev)
+			}
+		}
+		rollupNode(n)
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("expiring faults", "node", ns.node.Load().GetNodeId(), "err", err)
+	}
+}

@@ -1,0 +1,622 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/navarch/navarch/controlplane/policy"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// nodeLocked runs fn with the node's lock held, creating the node first
+// when create is set and it does not exist. fn sees nil for a node being
+// created.
+func (f *Fleet) nodeLocked(id string, create bool, fn func(ns *nodeState, cur *fleetv1.Node) error) error {
+	f.mu.Lock()
+	ns := f.nodes[id]
+	if ns == nil && create {
+		if f.creating == nil {
+			f.creating = make(map[string]*nodeState)
+		}
+		if ns = f.creating[id]; ns == nil {
+			ns = newNodeState(nil)
+			f.creating[id] = ns
+		}
+	}
+	f.mu.Unlock()
+	if ns == nil {
+		return status.Errorf(codes.NotFound, "node_id: no node %q", id)
+	}
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	err := fn(ns, ns.node.Load())
+	if create {
+		// Created or failed: either way the node is no longer being created.
+		f.mu.Lock()
+		if f.creating[id] == ns {
+			delete(f.creating, id)
+		}
+		f.mu.Unlock()
+	}
+	return err
+}
+
+// Register records a node's registration and answers with its intervals.
+func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error) {
+	now := f.clock.Now()
+	var lifecycle fleetv1.LifecycleState
+	err := f.nodeLocked(req.GetNodeId(), true, func(ns *nodeState, cur *fleetv1.Node) error {
+		c := &change{}
+		n := f.registered(ns, cur, req, now, c)
+		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
+		c.node = n
+		// An agent that registers again lost whatever it was doing: hand its
+		// unfinished commands out again.
+		for i, cmd := range ns.open {
+			if cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
+				again := proto.CloneOf(cmd)
+				again.Status = fleetv1.CommandStatus_COMMAND_STATUS_PENDING
+				again.UpdatedAt = ts(now)
+				ns.open[i] = again
+				c.commands = append(c.commands, again)
+			}
+		}
+		if cur == nil {
+			c.insert = true
+		}
+		ns.rt.Lock()
+		ns.lastHeartbeat = now
+		ns.rt.Unlock()
+		ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_ONLINE))
+		if err := f.commit(ctx, ns, c); err != nil {
+			if cur != nil {
+				// Registration failed; the reachability bump above must not
+				// outlive it.
+				ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_UNKNOWN))
+			}
+			return err
+		}
+		f.wakeAgent(ns, c)
+		lifecycle = n.GetLifecycle()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.log.Info("node registered", "node", req.GetNodeId(), "gpus", len(req.GetGpus()), "lifecycle", lifecycle)
+	return &nodev1.RegisterNodeResponse{
+		NodeId:               req.GetNodeId(),
+		HeartbeatInterval:    durationpb.New(f.cfg.HeartbeatInterval.Duration),
+		HealthReportInterval: durationpb.New(f.cfg.HealthReportInterval.Duration),
+		CommandPollTimeout:   durationpb.New(f.cfg.CommandPollTimeout.Duration),
+		Lifecycle:            lifecycle,
+	}, nil
+}
+
+// registered builds the node's state after a registration.
+func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.RegisterNodeRequest, now time.Time, c *change) *fleetv1.Node {
+	fresh := cur == nil || cur.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED
+	var n *fleetv1.Node
+	if fresh {
+		n = &fleetv1.Node{
+			NodeId:             req.GetNodeId(),
+			Lifecycle:          fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE,
+			LifecycleReason:    "registered",
+			LifecycleChangedAt: ts(now),
+			Health:             fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
+		}
+		ns.repeats = make(map[uint32]*policy.Repeats)
+	} else {
+		n = proto.CloneOf(cur)
+	}
+	switch n.GetLifecycle() {
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
+		n.Lifecycle = fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE
+		n.LifecycleReason = "registered"
+		n.LifecycleChangedAt = ts(now)
+	}
+	n.Hostname = req.GetHostname()
+	if n.Labels == nil {
+		n.Labels = make(map[string]string)
+	}
+	maps.Copy(n.Labels, req.GetLabels())
+	n.DriverVersion = req.GetDriverVersion()
+	n.CudaVersion = req.GetCudaVersion()
+	n.AgentVersion = req.GetAgentVersion()
+	n.Simulated = req.GetSimulated()
+	if req.GetInstanceId() != "" {
+		n.InstanceId = req.GetInstanceId()
+	}
+	n.RegisteredAt = ts(now)
+	rebooted := !fresh && req.GetBootId() != "" && req.GetBootId() != cur.GetBootId()
+	n.BootId = req.GetBootId()
+
+	// Match the inventory by UUID: a GPU that was there before and is
+	// missing now is lost; its faults and remedy history stay with it.
+	old := make(map[string]*fleetv1.Gpu)
+	for _, g := range n.GetGpus() {
+		old[g.GetUuid()] = g
+	}
+	var gpus []*fleetv1.Gpu
+	seen := make(map[string]bool)
+	for _, in := range req.GetGpus() {
+		g := old[in.GetUuid()]
+		if g == nil {
+			g = &fleetv1.Gpu{Health: fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN}
+		}
+		g.Index = in.GetIndex()
+		g.Uuid = in.GetUuid()
+		g.Name = in.GetName()
+		g.Serial = in.GetSerial()
+		g.PciBusId = in.GetPciBusId()
+		g.MemoryTotalBytes = in.GetMemoryTotalBytes()
+		g.SlowdownTemperatureCelsius = in.GetSlowdownTemperatureCelsius()
+		g.PowerLimitMilliwatts = in.GetPowerLimitMilliwatts()
+		g.NvlinkCount = in.GetNvlinkCount()
+		if rebooted || g.GetLost() {
+			f.policy.ClearAfterReboot(g)
+		}
+		seen[g.GetUuid()] = true
+		gpus = append(gpus, g)
+	}
+	for _, g := range n.GetGpus() {
+		if seen[g.GetUuid()] {
+			continue
+		}
+		if rebooted {
+			f.policy.ClearAfterReboot(g)
+		}
+		if !g.GetLost() {
+			ev := &fleetv1.HealthEvent{
+				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
+				GpuIndex: int32(g.GetIndex()),
+				GpuUuid:  g.GetUuid(),
+				Time:     ts(now),
+				Message:  fmt.Sprintf("GPU %s missing from the inventory at registration", g.GetUuid()),
+			}
+			f.policy.Judge(g, ev, nil, now)
+			c.events = append(c.events, ev)
+		}
+		gpus = append(gpus, g)
+	}
+	slices.SortFunc(gpus, func(a, b *fleetv1.Gpu) int {
+		if a.GetLost() != b.GetLost() {
+			if a.GetLost() {
+				return 1
+			}
+			return -1
+		}
+		return int(a.GetIndex()) - int(b.GetIndex())
+	})
+	n.Gpus = gpus
+	rollupNode(n)
+	return n
+}
+
+// rollupNode sets the node's health from its worst GPU.
+func rollupNode(n *fleetv1.Node) {
+	health := fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN
+	if len(n.GetGpus()) > 0 {
+		health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+	}
+	var worst *fleetv1.Gpu
+	for _, g := range n.GetGpus() {
+		if policy.Rank(g.GetHealth()) > policy.Rank(health) {
+			health = g.GetHealth()
+			worst = g
+		}
+	}
+	n.Health = health
+	n.HealthCause = ""
+	n.Remedy = fleetv1.Remedy_REMEDY_UNSPECIFIED
+	if worst != nil && worst.GetHealthCause() != "" {
+		n.HealthCause = fmt.Sprintf("gpu%d: %s", worst.GetIndex(), worst.GetHealthCause())
+		n.Remedy = worst.GetRemedy()
+	}
+}
+
+// autoCordon cordons an ACTIVE node that just became UNHEALTHY, if the
+// policy allows it and the circuit breaker is closed. A node an operator
+// uncordoned while it was UNHEALTHY stays as the operator left it.
+func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.HealthStatus, n *fleetv1.Node, c *change, now time.Time) {
+	if prev == fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY ||
+		n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY ||
+		n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE {
+		return
+	}
+	ok, tripped := f.breaker.allow(now, f.activeFleetSize())
+	if tripped {
+		f.log.Warn("auto-cordon circuit breaker tripped; automatic cordons suspended",
+			"window", f.cfg.AutoCordon.Window.Duration, "max_fraction", f.cfg.AutoCordon.MaxFraction)
+		f.hub.markTotalsDirty()
+	}
+	if !ok {
+		if f.cfg.AutoCordonEnabled() {
+			f.log.Warn("auto-cordon suppressed by circuit breaker", "node", n.GetNodeId(), "cause", n.GetHealthCause())
+			f.hub.markTotalsDirty()
+		}
+		return
+	}
+	n.Lifecycle = fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED
+	n.LifecycleReason = "auto-cordon: " + n.GetHealthCause()
+	n.LifecycleChangedAt = ts(now)
+	n.CordonedByPolicy = true
+	if cmd, err := f.newCommand(ctx, n.GetNodeId(), fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), "policy", now); err == nil {
+		ns.open = append(ns.open, cmd)
+		c.commands = append(c.commands, cmd)
+	}
+	f.log.Warn("node cordoned automatically", "node", n.GetNodeId(), "cause", n.GetHealthCause())
+}
+
+// activeFleetSize counts the nodes that are not terminated.
+func (f *Fleet) activeFleetSize() int {
+	n := 0
+	for _, ns := range f.all() {
+		switch ns.node.Load().GetLifecycle() {
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// Heartbeat records a sign of life. It never writes to disk.
+func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error) {
+	ns := f.get(req.GetNodeId())
+	if ns == nil {
+		return nil, status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", req.GetNodeId())
+	}
+	now := f.clock.Now()
+	samples := slices.Clone(req.GetSamples())
+	ns.rt.Lock()
+	ns.lastHeartbeat = now
+	ns.samples = samples
+	for _, s := range samples {
+		h := ns.history[s.GetGpuIndex()]
+		if h == nil {
+			h = &gpuHistory{}
+			ns.history[s.GetGpuIndex()] = h
+		}
+		h.add(s)
+	}
+	ns.rt.Unlock()
+	if ns.reachability() != fleetv1.Reachability_REACHABILITY_ONLINE {
+		f.setReachability(ns, fleetv1.Reachability_REACHABILITY_ONLINE)
+	} else {
+		f.hub.heartbeat(ns)
+	}
+	return &nodev1.HeartbeatResponse{Lifecycle: ns.node.Load().GetLifecycle()}, nil
+}
+
+// setReachability publishes a reachability change as a node upsert.
+func (f *Fleet) setReachability(ns *nodeState, r fleetv1.Reachability) {
+	f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
+		if ns.reachability() == r {
+			return
+		}
+		ns.reach.Store(int32(r))
+		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: f.view(ns)}})
+	})
+}
+
+// ReportHealth records events and a metrics snapshot and re-judges health.
+func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
+	now := f.clock.Now()
+	var resp *nodev1.ReportHealthResponse
+	err := f.nodeLocked(req.GetNodeId(), false, func(ns *nodeState, cur *fleetv1.Node) error {
+		if cur == nil {
+			return status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", req.GetNodeId())
+		}
+		if err := checkEventGPUs(cur, req); err != nil {
+			return err
+		}
+		n := proto.CloneOf(cur)
+		c := &change{}
+		byIndex := make(map[uint32]*fleetv1.Gpu)
+		for _, g := range n.GetGpus() {
+			if !g.GetLost() {
+				byIndex[g.GetIndex()] = g
+			}
+		}
+		for _, e := range req.GetEvents() {
+			id, err := f.newID(ctx, "ev")
+			if err != nil {
+				return err
+			}
+			ev := proto.CloneOf(e)
+			ev.Id = id
+			ev.NodeId = n.GetNodeId()
+			if ev.Time == nil {
+				ev.Time = ts(now)
+			}
+			if g := byIndex[uint32(max(ev.GetGpuIndex(), 0))]; g != nil && ev.GetGpuIndex() >= 0 {
+				if ev.GetGpuUuid() == "" {
+					ev.GpuUuid = g.GetUuid()
+				}
+				rep := ns.repeats[g.GetIndex()]
+				if rep == nil {
+					rep = &policy.Repeats{}
+					ns.repeats[g.GetIndex()] = rep
+				}
+				f.policy.Judge(g, ev, rep, now)
+			} else {
+				f.policy.Judge(&fleetv1.Gpu{}, ev, nil, now)
+			}
+			c.events = append(c.events, ev)
+		}
+		if len(req.GetMetrics()) > 0 {
+			reported := make(map[uint32]bool)
+			for _, m := range req.GetMetrics() {
+				reported[m.GetGpuIndex()] = true
+				if g := byIndex[m.GetGpuIndex()]; g != nil {
+					if g.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN && len(g.GetFaults()) == 0 {
+						g.Health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+					}
+					c.events = append(c.events, f.policy.Observe(g, m, now)...)
+				}
+			}
+			for idx, g := range byIndex {
+				if !reported[idx] {
+					ev := &fleetv1.HealthEvent{
+						Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
+						GpuIndex: int32(idx),
+						GpuUuid:  g.GetUuid(),
+						Time:     ts(now),
+						Message:  fmt.Sprintf("GPU missing from the health snapshot (agent sees %d GPUs)", req.GetGpuCount()),
+					}
+					if g.GetLost() || hasKind(g, fleetv1.EventKind_EVENT_KIND_GPU_LOST) {
+						continue
+					}
+					f.policy.Judge(g, ev, nil, now)
+					c.events = append(c.events, ev)
+				}
+			}
+			ns.rt.Lock()
+			ns.metrics = slices.Clone(req.GetMetrics())
+			ns.rt.Unlock()
+		}
+		ns.rt.Lock()
+		ns.dropped = req.GetDroppedEvents()
+		ns.rt.Unlock()
+		for _, ev := range c.events {
+			if ev.GetId() == "" {
+				id, err := f.newID(ctx, "ev")
+				if err != nil {
+					return err
+				}
+				ev.Id = id
+				ev.NodeId = n.GetNodeId()
+			}
+		}
+		rollupNode(n)
+		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
+		if !proto.Equal(n, cur) {
+			c.node = n
+		}
+		if err := f.commit(ctx, ns, c); err != nil {
+			return err
+		}
+		f.wakeAgent(ns, c)
+		for _, ev := range c.events {
+			if policy.Rank(ev.GetHealth()) > policy.Rank(fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY) {
+				f.log.Info("health event", "node", ev.GetNodeId(), "gpu", ev.GetGpuIndex(), "kind", ev.GetKind(),
+					"xid", ev.GetXid(), "health", ev.GetHealth(), "cause", ev.GetCause(), "remedy", ev.GetRemedy())
+			}
+		}
+		resp = &nodev1.ReportHealthResponse{Accepted: uint32(len(req.GetEvents())), Health: n.GetHealth()}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func hasKind(g *fleetv1.Gpu, k fleetv1.EventKind) bool {
+	for _, f := range g.GetFaults() {
+		if f.GetKind() == k {
+			return true
+		}
+	}
+	return false
+}
+
+// checkEventGPUs rejects events and metrics for GPUs the node never
+// registered.
+func checkEventGPUs(n *fleetv1.Node, req *nodev1.ReportHealthRequest) error {
+	known := make(map[uint32]bool)
+	for _, g := range n.GetGpus() {
+		known[g.GetIndex()] = true
+	}
+	for i, e := range req.GetEvents() {
+		if e.GetGpuIndex() >= 0 && !known[uint32(e.GetGpuIndex())] {
+			return status.Errorf(codes.InvalidArgument, "events[%d].gpu_index: node %q has no GPU %d", i, n.GetNodeId(), e.GetGpuIndex())
+		}
+	}
+	for i, m := range req.GetMetrics() {
+		if !known[m.GetGpuIndex()] {
+			return status.Errorf(codes.InvalidArgument, "metrics[%d].gpu_index: node %q has no GPU %d", i, n.GetNodeId(), m.GetGpuIndex())
+		}
+	}
+	return nil
+}
+
+// newCommand builds a pending command with a fresh id.
+func (f *Fleet) newCommand(ctx context.Context, nodeID string, typ fleetv1.CommandType, reason, by string, now time.Time) (*fleetv1.Command, error) {
+	id, err := f.newID(ctx, "cmd")
+	if err != nil {
+		return nil, err
+	}
+	return &fleetv1.Command{
+		Id:        id,
+		NodeId:    nodeID,
+		Type:      typ,
+		Status:    fleetv1.CommandStatus_COMMAND_STATUS_PENDING,
+		Reason:    reason,
+		IssuedBy:  by,
+		CreatedAt: ts(now),
+		UpdatedAt: ts(now),
+	}, nil
+}
+
+// wakeAgent ends the node's command long poll if c queued a command. The
+// caller holds ns.mu.
+func (f *Fleet) wakeAgent(ns *nodeState, c *change) {
+	for _, cmd := range c.commands {
+		if cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
+			close(ns.wake)
+			ns.wake = make(chan struct{})
+			return
+		}
+	}
+}
+
+// NodeCommands is the agent's long poll: it returns the node's pending
+// commands, marked delivered, as soon as there are any, or none after wait.
+func (f *Fleet) NodeCommands(ctx context.Context, nodeID string, wait time.Duration) ([]*fleetv1.Command, error) {
+	wait = min(wait, f.cfg.CommandPollTimeout.Duration)
+	ns := f.get(nodeID)
+	if ns == nil {
+		return nil, status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", nodeID)
+	}
+	timer := f.clock.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		ns.mu.Lock()
+		var out []*fleetv1.Command
+		now := f.clock.Now()
+		for i, cmd := range ns.open {
+			if cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
+				d := proto.CloneOf(cmd)
+				d.Status = fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED
+				d.UpdatedAt = ts(now)
+				ns.open[i] = d
+				out = append(out, d)
+			}
+		}
+		if len(out) > 0 {
+			err := f.commit(ctx, ns, &change{commands: out})
+			if err != nil {
+				// Not delivered after all: keep them pending for the next poll.
+				for i, cmd := range ns.open {
+					if slices.Contains(out, cmd) {
+						p := proto.CloneOf(cmd)
+						p.Status = fleetv1.CommandStatus_COMMAND_STATUS_PENDING
+						ns.open[i] = p
+					}
+				}
+			}
+			ns.mu.Unlock()
+			return out, err
+		}
+		wake := ns.wake
+		ns.mu.Unlock()
+		select {
+		case <-wake:
+		case <-timer.Chan():
+			return nil, nil
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-f.closing:
+			return nil, status.Error(codes.Unavailable, "control plane is shutting down")
+		}
+	}
+}
+
+// CommandResult records how a command went and applies its consequences.
+func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*fleetv1.Command, error) {
+	now := f.clock.Now()
+	var out *fleetv1.Command
+	err := f.nodeLocked(req.GetNodeId(), false, func(ns *nodeState, cur *fleetv1.Node) error {
+		if cur == nil {
+			return status.Errorf(codes.NotFound, "node_id: node %q is not registered", req.GetNodeId())
+		}
+		i := slices.IndexFunc(ns.open, func(c *fleetv1.Command) bool { return c.GetId() == req.GetCommandId() })
+		if i < 0 {
+			hist, err := f.store.Commands(ctx, req.GetNodeId(), 0)
+			if err != nil {
+				return status.Error(codes.Unavailable, "command history could not be read")
+			}
+			for _, c := range hist {
+				if c.GetId() == req.GetCommandId() {
+					return status.Errorf(codes.FailedPrecondition, "command_id: command %s already finished as %s", c.GetId(), c.GetStatus())
+				}
+			}
+			return status.Errorf(codes.NotFound, "command_id: node %q has no command %q", req.GetNodeId(), req.GetCommandId())
+		}
+		cmd := proto.CloneOf(ns.open[i])
+		cmd.Status = req.GetStatus()
+		cmd.Message = req.GetMessage()
+		cmd.SignalledPids = req.GetSignalledPids()
+		cmd.RemainingPids = req.GetRemainingPids()
+		cmd.UpdatedAt = ts(now)
+		final := cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED
+		c := &change{commands: []*fleetv1.Command{cmd}}
+		if final {
+			n := proto.CloneOf(cur)
+			f.commandFinished(n, cmd, now)
+			if !proto.Equal(n, cur) {
+				c.node = n
+			}
+		}
+		if err := f.commit(ctx, ns, c); err != nil {
+			return err
+		}
+		if final {
+			ns.open = slices.Delete(ns.open, i, i+1)
+		} else {
+			ns.open[i] = cmd
+		}
+		out = cmd
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.log.Info("command result", "node", req.GetNodeId(), "command", out.GetId(), "type", out.GetType(),
+		"status", out.GetStatus(), "message", firstLine(out.GetMessage()))
+	return out, nil
+}
+
+// commandFinished moves the node on when a command it waited for ends.
+func (f *Fleet) commandFinished(n *fleetv1.Node, cmd *fleetv1.Command, now time.Time) {
+	ok := cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+	switch cmd.GetType() {
+	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
+		if ok && n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING {
+			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED, "drained: "+firstLine(cmd.GetMessage()), now)
+		}
+	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
+		if ok && n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING && n.GetProvider() == "" {
+			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "terminated: agent stopped", now)
+		}
+	}
+}
+
+func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason string, now time.Time) {
+	n.Lifecycle = l
+	n.LifecycleReason = reason
+	n.LifecycleChangedAt = ts(now)
+	if l != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+		n.CordonedByPolicy = false
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

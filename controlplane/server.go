@@ -1,0 +1,184 @@
+// Package controlplane is navarch-controlplane: one gRPC server that hosts
+// NodeService for agents and ControlPlaneService for operators, with the
+// fleet's state in memory and in an embedded Badger store.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/version"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/store"
+)
+
+// Options configures New.
+type Options struct {
+	// Config is the validated configuration.
+	Config Config
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Clock drives intervals and timestamps; nil means the real clock.
+	Clock clockwork.Clock
+	// Providers are the providers ProvisionNodes may use.
+	Providers []Provider
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	fleet  *Fleet
+	grpc   *grpc.Server
+	health *health.Server
+}
+
+// New opens the store, loads the policy and the fleet, and builds the gRPC
+// server. Serve starts it.
+func New(ctx context.Context, o Options) (*Server, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pol := policy.Default()
+	if o.Config.PolicyFile != "" {
+		var err error
+		if pol, err = policy.LoadFile(o.Config.PolicyFile); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.Open(store.Options{
+		Dir:            o.Config.DataDir,
+		EventRetention: o.Config.EventRetention.Duration,
+		EventsPerNode:  o.Config.EventsPerNode,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	fleet, err := NewFleet(ctx, FleetOptions{
+		Config:    o.Config,
+		Store:     st,
+		Policy:    pol,
+		Clock:     o.Clock,
+		Logger:    log,
+		Providers: o.Providers,
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	s := &Server{cfg: o.Config, log: log, store: st, fleet: fleet, health: health.NewServer()}
+	s.grpc = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(s.recoverUnary, s.logUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream),
+		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	nodev1.RegisterNodeServiceServer(s.grpc, &nodeService{fleet: fleet})
+	controlplanev1.RegisterControlPlaneServiceServer(s.grpc, &operatorService{fleet: fleet})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	return s, nil
+}
+
+// Fleet returns the server's fleet state.
+func (s *Server) Fleet() *Fleet { return s.fleet }
+
+// Serve serves on lis until ctx ends, then shuts down: long polls and
+// watchers end, in-flight calls get a few seconds to finish, last-seen
+// times are saved and the store is closed.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	s.fleet.Start(ctx)
+	for _, svc := range []string{"", nodev1.NodeService_ServiceDesc.ServiceName, controlplanev1.ControlPlaneService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(lis) }()
+	s.log.Info("control plane serving", "listen", lis.Addr().String(), "data_dir", s.cfg.DataDir,
+		"nodes", s.fleet.Len(), "version", version.String())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.shutdown()
+	if serveErr != nil && !errors.Is(serveErr, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	return nil
+}
+
+func (s *Server) shutdown() {
+	s.log.Info("control plane shutting down")
+	s.health.Shutdown()
+	s.fleet.stopServing()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.grpc.Stop()
+	}
+	s.fleet.Close()
+	if err := s.store.Close(); err != nil {
+		s.log.Error("closing store", "err", err)
+	}
+}
+
+// Close releases the store of a server that was never served.
+func (s *Server) Close() error {
+	s.fleet.Close()
+	return s.store.Close()
+}
+
+func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error; the control plane logged the details")
+		}
+	}()
+	return handler(ctx, req)
+}
+
+func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic in stream handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error; the control plane logged the details")
+		}
+	}()
+	return handler(srv, ss)
+}
+
+func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	if code := status.Code(err); code != codes.OK && code != codes.NotFound && code != codes.Canceled {
+		s.log.Info("rpc failed", "method", info.FullMethod, "code", code, "err", status.Convert(err).Message(), "took", time.Since(start))
+	} else if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("rpc", "method", info.FullMethod, "code", code, "took", time.Since(start))
+	}
+	return resp, err
+}

@@ -1,0 +1,227 @@
+package controlplane
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// Size limits of the API. docs/api.md lists them; changing one here means
+// changing it there.
+const (
+	MaxNodeIDLen      = 253
+	MaxLabels         = 64
+	MaxLabelKeyLen    = 63
+	MaxLabelValueLen  = 253
+	MaxGPUs           = 64
+	MaxEventsPerCall  = 256
+	MaxShortText      = 256   // hostnames, versions, GPU names, UUIDs
+	MaxReasonLen      = 1024  // operator reasons
+	MaxEventMessage   = 4096  // an event's detail
+	MaxResultMessage  = 16384 // a command result
+	MaxFilterLen      = 512
+	MaxPageSize       = 1000
+	MaxProvision      = 1000
+	MaxSimFaults      = 32
+	MaxDrainDeadline  = 7 * 24 * time.Hour
+	MaxRecvMsgBytes   = 4 << 20
+	defaultPageSize   = 100
+	defaultEventLimit = 50
+	maxEventLimit     = 1000
+)
+
+func invalid(field, format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// checkNodeID enforces the node id grammar: 1–253 characters of letters,
+// digits, '.', '-' and '_', starting with a letter or digit.
+func checkNodeID(field, id string) error {
+	if id == "" {
+		return invalid(field, "is required")
+	}
+	if len(id) > MaxNodeIDLen {
+		return invalid(field, "is %d bytes; the limit is %d", len(id), MaxNodeIDLen)
+	}
+	for i, r := range id {
+		ok := r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || (i > 0 && strings.ContainsRune(".-_", r)))
+		if !ok {
+			return invalid(field, "%q has %q at offset %d; use letters, digits, '.', '-' and '_', starting with a letter or digit", id, r, i)
+		}
+	}
+	return nil
+}
+
+// checkText bounds free text and rejects control characters and bad UTF-8.
+func checkText(field, s string, limit int, allowNewlines bool) error {
+	if len(s) > limit {
+		return invalid(field, "is %d bytes; the limit is %d", len(s), limit)
+	}
+	if !utf8.ValidString(s) {
+		return invalid(field, "is not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && !(allowNewlines && (r == '\n' || r == '\t')) {
+			return invalid(field, "contains control character %q", r)
+		}
+	}
+	return nil
+}
+
+// checkLabels enforces label limits: keys of letters, digits, '.', '-', '_'
+// and '/'; values without ',' or '=' (which selectors use).
+func checkLabels(field string, labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return invalid(field, "has %d labels; the limit is %d", len(labels), MaxLabels)
+	}
+	for k, v := range labels {
+		if k == "" {
+			return invalid(field, "has an empty key")
+		}
+		if len(k) > MaxLabelKeyLen {
+			return invalid(field+"["+k+"]", "key is %d bytes; the limit is %d", len(k), MaxLabelKeyLen)
+		}
+		for _, r := range k {
+			if r >= unicode.MaxASCII || !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune(".-_/", r)) {
+				return invalid(field+"["+k+"]", "key has %q; use letters, digits, '.', '-', '_' and '/'", r)
+			}
+		}
+		if err := checkText(field+"["+k+"]", v, MaxLabelValueLen, false); err != nil {
+			return err
+		}
+		if strings.ContainsAny(v, ",=") {
+			return invalid(field+"["+k+"]", "value %q must not contain ',' or '='", v)
+		}
+	}
+	return nil
+}
+
+func checkDuration(field string, d *durationpb.Duration, lo, hi time.Duration) error {
+	if d == nil {
+		return nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return invalid(field, "%v", err)
+	}
+	v := d.AsDuration()
+	if v < lo || v > hi {
+		return invalid(field, "%s is outside %s–%s", v, lo, hi)
+	}
+	return nil
+}
+
+func checkTimestamp(field string, t *timestamppb.Timestamp) error {
+	if t == nil {
+		return nil
+	}
+	if err := t.CheckValid(); err != nil {
+		return invalid(field, "%v", err)
+	}
+	return nil
+}
+
+func checkEnum[E ~int32](field string, v E, names map[int32]string, allowZero bool) error {
+	if v == 0 && !allowZero {
+		return invalid(field, "is required")
+	}
+	if _, ok := names[int32(v)]; !ok {
+		return invalid(field, "%d is not a known value", v)
+	}
+	return nil
+}
+
+// checkInventory validates a registration's GPUs.
+func checkInventory(gpus []*fleetv1.Gpu) error {
+	if len(gpus) > MaxGPUs {
+		return invalid("gpus", "has %d GPUs; the limit is %d", len(gpus), MaxGPUs)
+	}
+	indexes := make(map[uint32]bool)
+	uuids := make(map[string]bool)
+	for i, g := range gpus {
+		f := fmt.Sprintf("gpus[%d]", i)
+		if g.GetIndex() >= MaxGPUs {
+			return invalid(f+".index", "%d is not below %d", g.GetIndex(), MaxGPUs)
+		}
+		if indexes[g.GetIndex()] {
+			return invalid(f+".index", "%d appears twice", g.GetIndex())
+		}
+		indexes[g.GetIndex()] = true
+		if g.GetUuid() == "" {
+			return invalid(f+".uuid", "is required")
+		}
+		if uuids[g.GetUuid()] {
+			return invalid(f+".uuid", "%q appears twice", g.GetUuid())
+		}
+		uuids[g.GetUuid()] = true
+		for _, t := range []struct{ name, v string }{
+			{".uuid", g.GetUuid()}, {".name", g.GetName()}, {".serial", g.GetSerial()}, {".pci_bus_id", g.GetPciBusId()},
+		} {
+			if err := checkText(f+t.name, t.v, MaxShortText, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkEvent(field string, e *fleetv1.HealthEvent) error {
+	if err := checkEnum(field+".kind", e.GetKind(), fleetv1.EventKind_name, false); err != nil {
+		return err
+	}
+	if e.GetKind() == fleetv1.EventKind_EVENT_KIND_XID && e.GetXid() == 0 {
+		return invalid(field+".xid", "is required for an XID event")
+	}
+	if e.GetGpuIndex() < -1 || e.GetGpuIndex() >= MaxGPUs {
+		return invalid(field+".gpu_index", "%d is not -1 (whole node) or a GPU index below %d", e.GetGpuIndex(), MaxGPUs)
+	}
+	if err := checkTimestamp(field+".time", e.GetTime()); err != nil {
+		return err
+	}
+	if err := checkText(field+".gpu_uuid", e.GetGpuUuid(), MaxShortText, false); err != nil {
+		return err
+	}
+	return checkText(field+".message", e.GetMessage(), MaxEventMessage, true)
+}
+
+func checkMetrics(field string, m *fleetv1.GpuMetrics) error {
+	if m.GetGpuIndex() >= MaxGPUs {
+		return invalid(field+".gpu_index", "%d is not below %d", m.GetGpuIndex(), MaxGPUs)
+	}
+	if m.GetUtilizationGpuPercent() > 100 {
+		return invalid(field+".utilization_gpu_percent", "%d is above 100", m.GetUtilizationGpuPercent())
+	}
+	if m.GetUtilizationMemoryPercent() > 100 {
+		return invalid(field+".utilization_memory_percent", "%d is above 100", m.GetUtilizationMemoryPercent())
+	}
+	if len(m.GetProcesses()) > 4096 {
+		return invalid(field+".processes", "has %d entries; the limit is 4096", len(m.GetProcesses()))
+	}
+	if len(m.GetNvlinks()) > 64 {
+		return invalid(field+".nvlinks", "has %d entries; the limit is 64", len(m.GetNvlinks()))
+	}
+	for i, p := range m.GetProcesses() {
+		if err := checkText(fmt.Sprintf("%s.processes[%d].name", field, i), p.GetName(), MaxShortText, false); err != nil {
+			return err
+		}
+	}
+	return checkTimestamp(field+".time", m.GetTime())
+}
+
+func checkSample(field string, s *fleetv1.GpuSample) error {
+	if s.GetGpuIndex() >= MaxGPUs {
+		return invalid(field+".gpu_index", "%d is not below %d", s.GetGpuIndex(), MaxGPUs)
+	}
+	if s.GetUtilizationGpuPercent() > 100 {
+		return invalid(field+".utilization_gpu_percent", "%d is above 100", s.GetUtilizationGpuPercent())
+	}
+	return nil
+}
