@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/navarch/navarch/controlplane/policy"
-	"github.com/navarch/navarch/store"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/store"
 )
 
 // lifecycleName is the short name operators read, such as "CORDONED".

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -631,8 +632,8 @@ func ParseSeq(id string) (uint64, error) {
 	if i < 0 {
 		return 0, fmt.Errorf("id %q has no sequence number", id)
 	}
-	var seq uint64
-	if _, err := fmt.Sscanf(id[i+1:], "%d", &seq); err != nil || seq == 0 {
+	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil || seq == 0 {
 		return 0, fmt.Errorf("id %q has no sequence number", id)
 	}
 	return seq, nil

@@ -77,12 +77,12 @@ var conditionKinds = map[string]fleetv1.EventKind{
 // levelKinds are conditions re-checked on every metrics snapshot: they clear
 // on their own when the snapshot no longer shows them.
 var levelKinds = map[fleetv1.EventKind]bool{
-	fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED:         true,
-	fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING:       true,
-	fleetv1.EventKind_EVENT_KIND_ROW_REMAP_FAILURE:       true,
-	fleetv1.EventKind_EVENT_KIND_THERMAL:                 true,
-	fleetv1.EventKind_EVENT_KIND_NVLINK_DOWN:             true,
-	fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_PENDING:   true,
+	fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED:       true,
+	fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING:     true,
+	fleetv1.EventKind_EVENT_KIND_ROW_REMAP_FAILURE:     true,
+	fleetv1.EventKind_EVENT_KIND_THERMAL:               true,
+	fleetv1.EventKind_EVENT_KIND_NVLINK_DOWN:           true,
+	fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_PENDING: true,
 }
 
 // file is the YAML layout. Pointers tell a section that is absent from one

@@ -1,0 +1,331 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// handle carries out one command. Long-running work (a drain) runs on its
+// own goroutine; every outcome goes back through the result queue.
+func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
+	a.mu.Lock()
+	_, draining := a.drains[cmd.GetId()]
+	done := a.handled[cmd.GetId()]
+	a.mu.Unlock()
+	if draining {
+		// Delivered again after a re-registration while still running: say
+		// so and carry on.
+		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "drain already under way"))
+		return
+	}
+	if done {
+		return
+	}
+	a.log.Info("command", "id", cmd.GetId(), "type", cmd.GetType(), "reason", cmd.GetReason())
+	switch cmd.GetType() {
+	case fleetv1.CommandType_COMMAND_TYPE_CORDON:
+		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "cordoned: this node takes no new work"))
+	case fleetv1.CommandType_COMMAND_TYPE_UNCORDON:
+		n := a.cancelDrains()
+		msg := "uncordoned: this node takes work again"
+		if n > 0 {
+			msg += fmt.Sprintf("; stopped %d drain(s)", n)
+		}
+		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg))
+	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
+		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"))
+		dctx, cancel := context.WithCancel(ctx)
+		a.mu.Lock()
+		a.drains[cmd.GetId()] = cancel
+		a.mu.Unlock()
+		go func() {
+			defer cancel()
+			r := a.drain(dctx, cmd)
+			a.mu.Lock()
+			delete(a.drains, cmd.GetId())
+			a.mu.Unlock()
+			if r != nil {
+				a.finish(cmd, r)
+			}
+		}()
+	case fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS:
+		a.finish(cmd, a.diagnose(cmd))
+	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
+		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "agent stopping"))
+		go func() {
+			// Give the result a moment to reach the control plane, then stop.
+			a.results.flush(ctx, 5*time.Second)
+			a.log.Info("terminating on the control plane's command")
+			a.stop()
+		}()
+	default:
+		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_FAILED, fmt.Sprintf("this agent does not know command type %s", cmd.GetType())))
+	}
+}
+
+func (a *Agent) finish(cmd *fleetv1.Command, r *nodev1.ReportCommandResultRequest) {
+	a.mu.Lock()
+	a.handled[cmd.GetId()] = true
+	a.mu.Unlock()
+	a.results.add(r)
+}
+
+func result(cmd *fleetv1.Command, st fleetv1.CommandStatus, msg string) *nodev1.ReportCommandResultRequest {
+	return &nodev1.ReportCommandResultRequest{NodeId: cmd.GetNodeId(), CommandId: cmd.GetId(), Status: st, Message: msg}
+}
+
+func (a *Agent) cancelDrains() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := len(a.drains)
+	for id, cancel := range a.drains {
+		cancel()
+		a.handled[id] = true
+		delete(a.drains, id)
+	}
+	return n
+}
+
+// drain waits for the GPU compute processes to end, or for the deadline.
+// With force it signals what is left at the deadline, TERM then KILL after
+// the grace, and reports which processes it signalled. A cancelled drain
+// (uncordon) reports nothing: the control plane already cancelled it.
+func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportCommandResultRequest {
+	spec := cmd.GetDrain()
+	deadline := a.clock.Now().Add(time.Hour)
+	if spec.GetDeadline() != nil {
+		deadline = spec.GetDeadline().AsTime()
+	}
+	tick := min(a.o.PollInterval, time.Second)
+	for {
+		procs, err := a.reader.Processes()
+		if err != nil {
+			return result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "cannot list GPU processes: "+err.Error())
+		}
+		if len(procs) == 0 {
+			return result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "no GPU processes left")
+		}
+		if !a.clock.Now().Before(deadline) {
+			pids := pidsOf(procs)
+			if !spec.GetForce() {
+				r := result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
+					fmt.Sprintf("deadline passed with %d GPU processes still running: %s", len(pids), joinPIDs(pids)))
+				r.RemainingPids = pids
+				return r
+			}
+			return a.forceStop(ctx, cmd, pids)
+		}
+		if sleep(ctx, a.clock, tick) != nil {
+			return nil
+		}
+	}
+}
+
+// forceStop sends TERM to every pid, waits up to the grace for them to go,
+// then KILLs the rest.
+func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, pids []uint32) *nodev1.ReportCommandResultRequest {
+	var signalled []uint32
+	var errs []string
+	send := func(sig syscall.Signal, targets []uint32) {
+		for _, pid := range targets {
+			err := a.o.Signal(int(pid), sig)
+			switch {
+			case err == nil:
+				if !slices.Contains(signalled, pid) {
+					signalled = append(signalled, pid)
+				}
+				a.log.Warn("signalled GPU process", "pid", pid, "signal", sig)
+			case errors.Is(err, syscall.ESRCH):
+				// Already gone.
+			default:
+				errs = append(errs, fmt.Sprintf("%s to %d: %v", sig, pid, err))
+			}
+		}
+	}
+	send(syscall.SIGTERM, pids)
+	left := pids
+	deadline := a.clock.Now().Add(a.o.KillGrace)
+	for len(left) > 0 && a.clock.Now().Before(deadline) {
+		if sleep(ctx, a.clock, 200*time.Millisecond) != nil {
+			return nil
+		}
+		left = a.remaining(pids)
+	}
+	if len(left) > 0 {
+		send(syscall.SIGKILL, left)
+		for range 10 {
+			if sleep(ctx, a.clock, 200*time.Millisecond) != nil {
+				return nil
+			}
+			if left = a.remaining(pids); len(left) == 0 {
+				break
+			}
+		}
+	}
+	st := fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+	msg := fmt.Sprintf("deadline passed; signalled %d GPU processes: %s", len(signalled), joinPIDs(signalled))
+	if len(left) > 0 {
+		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
+		msg += fmt.Sprintf("; still running after KILL: %s", joinPIDs(left))
+	}
+	if len(errs) > 0 {
+		msg += "; errors: " + strings.Join(errs, "; ")
+	}
+	r := result(cmd, st, msg)
+	r.SignalledPids = signalled
+	r.RemainingPids = left
+	return r
+}
+
+// remaining returns the pids that still hold a GPU.
+func (a *Agent) remaining(pids []uint32) []uint32 {
+	procs, err := a.reader.Processes()
+	if err != nil {
+		return pids
+	}
+	now := pidsOf(procs)
+	var out []uint32
+	for _, p := range pids {
+		if slices.Contains(now, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func pidsOf(procs []*fleetv1.GpuProcess) []uint32 {
+	out := make([]uint32, 0, len(procs))
+	for _, p := range procs {
+		out = append(out, p.GetPid())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func joinPIDs(pids []uint32) string {
+	parts := make([]string, len(pids))
+	for i, p := range pids {
+		parts[i] = fmt.Sprint(p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// diagnose runs the NVML self-check and reports it as the command's result.
+func (a *Agent) diagnose(cmd *fleetv1.Command) *nodev1.ReportCommandResultRequest {
+	checks := a.reader.Diagnose(a.clock.Now())
+	var sb strings.Builder
+	failed := 0
+	for _, c := range checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+			failed++
+		}
+		fmt.Fprintf(&sb, "%s gpu%d %-11s %s\n", mark, c.GPU, c.Name, c.Detail)
+	}
+	st := fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+	head := fmt.Sprintf("diagnostics: %d checks on %d GPUs passed\n", len(checks), a.reader.Count())
+	if failed > 0 {
+		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
+		head = fmt.Sprintf("diagnostics: %d of %d checks failed\n", failed, len(checks))
+	}
+	return result(cmd, st, head+sb.String())
+}
+
+// resultQueue delivers command results in order, retrying until the
+// control plane has each one.
+type resultQueue struct {
+	a     *Agent
+	mu    sync.Mutex
+	queue []*nodev1.ReportCommandResultRequest
+	ready chan struct{}
+	empty chan struct{} // closed while the queue is empty
+}
+
+func newResultQueue(a *Agent) *resultQueue {
+	q := &resultQueue{a: a, ready: make(chan struct{}, 1), empty: make(chan struct{})}
+	close(q.empty)
+	return q
+}
+
+func (q *resultQueue) add(r *nodev1.ReportCommandResultRequest) {
+	q.mu.Lock()
+	if len(q.queue) == 0 {
+		q.empty = make(chan struct{})
+	}
+	q.queue = append(q.queue, r)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// flush waits until every queued result is delivered, or the timeout.
+func (q *resultQueue) flush(ctx context.Context, timeout time.Duration) {
+	q.mu.Lock()
+	empty := q.empty
+	q.mu.Unlock()
+	t := q.a.clock.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-empty:
+	case <-t.Chan():
+	case <-ctx.Done():
+	}
+}
+
+func (q *resultQueue) run(ctx context.Context) {
+	b := newBackoff(500*time.Millisecond, 15*time.Second)
+	for {
+		q.mu.Lock()
+		var next *nodev1.ReportCommandResultRequest
+		if len(q.queue) > 0 {
+			next = q.queue[0]
+		}
+		q.mu.Unlock()
+		if next == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-q.ready:
+				continue
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := q.a.node.ReportCommandResult(cctx, next)
+		cancel()
+		switch status.Code(err) {
+		case codes.OK, codes.FailedPrecondition, codes.NotFound, codes.InvalidArgument:
+			if err != nil {
+				q.a.log.Info("command result not taken", "command", next.GetCommandId(), "err", status.Convert(err).Message())
+			}
+			q.mu.Lock()
+			q.queue = q.queue[1:]
+			if len(q.queue) == 0 {
+				close(q.empty)
+			}
+			q.mu.Unlock()
+			b.reset()
+		default:
+			if ctx.Err() != nil {
+				return
+			}
+			if sleep(ctx, q.a.clock, b.next()) != nil {
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,486 @@
+// Package gpu reads a node's GPUs through NVML (github.com/NVIDIA/go-nvml),
+// behind nvml.Interface so that the real driver and the simulated backend
+// run the same code.
+//
+// A call the driver does not support (ERROR_NOT_SUPPORTED) marks that
+// metric group unsupported for the GPU; it is never a fault. A GPU whose
+// handle fails with ERROR_GPU_IS_LOST, or that fails every read, is lost.
+package gpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// Metric groups, as named in GpuMetrics.unsupported.
+const (
+	GroupTemperature  = "temperature"
+	GroupPower        = "power"
+	GroupUtilization  = "utilization"
+	GroupMemory       = "memory"
+	GroupClocks       = "clocks"
+	GroupClockEvents  = "clock_events"
+	GroupECC          = "ecc"
+	GroupRowRemap     = "row_remap"
+	GroupRetiredPages = "retired_pages"
+	GroupNVLink       = "nvlink"
+	GroupPCIeReplay   = "pcie_replay"
+	GroupProcesses    = "processes"
+)
+
+// ErrNoDriver wraps a failure to load or initialise NVML.
+var ErrNoDriver = errors.New("NVIDIA driver not usable")
+
+// Reader reads inventory and metrics from NVML. It is safe for concurrent
+// use; NVML calls are serialised.
+type Reader struct {
+	lib nvml.Interface
+
+	mu      sync.Mutex
+	devices []nvml.Device // by index, as found at Open
+	uuids   []string
+	links   []int // NVLink links active at Open, by index
+}
+
+// Open initialises NVML and finds the GPUs. A missing or broken driver is
+// an error wrapping ErrNoDriver that says what NVML answered.
+func Open(lib nvml.Interface) (*Reader, error) {
+	if ret := lib.Init(); ret != nvml.SUCCESS {
+		return nil, fmt.Errorf("%w: nvmlInit returned %s (%s); is the NVIDIA driver installed and loaded?", ErrNoDriver, nvml.ErrorString(ret), retName(ret))
+	}
+	n, ret := lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		_ = lib.Shutdown()
+		return nil, fmt.Errorf("%w: nvmlDeviceGetCount returned %s", ErrNoDriver, nvml.ErrorString(ret))
+	}
+	r := &Reader{lib: lib}
+	for i := range n {
+		d, ret := lib.DeviceGetHandleByIndex(i)
+		if ret != nvml.SUCCESS {
+			_ = lib.Shutdown()
+			return nil, fmt.Errorf("nvmlDeviceGetHandleByIndex(%d): %s", i, nvml.ErrorString(ret))
+		}
+		uuid, ret := d.GetUUID()
+		if ret != nvml.SUCCESS {
+			_ = lib.Shutdown()
+			return nil, fmt.Errorf("GPU %d: nvmlDeviceGetUUID: %s", i, nvml.ErrorString(ret))
+		}
+		r.devices = append(r.devices, d)
+		r.uuids = append(r.uuids, uuid)
+		r.links = append(r.links, countActiveLinks(d))
+	}
+	return r, nil
+}
+
+func retName(r nvml.Return) string {
+	switch r {
+	case nvml.ERROR_LIBRARY_NOT_FOUND:
+		return "libnvidia-ml.so not found"
+	case nvml.ERROR_DRIVER_NOT_LOADED:
+		return "kernel driver not loaded"
+	case nvml.ERROR_NO_PERMISSION:
+		return "no permission"
+	}
+	return "code " + strconv.Itoa(int(r))
+}
+
+// Close shuts NVML down.
+func (r *Reader) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_ = r.lib.Shutdown()
+}
+
+// Count is the number of GPUs found at Open.
+func (r *Reader) Count() int { return len(r.devices) }
+
+// UUID returns the UUID of GPU index i as found at Open.
+func (r *Reader) UUID(i int) string { return r.uuids[i] }
+
+func countActiveLinks(d nvml.Device) int {
+	n := 0
+	for l := range nvml.NVLINK_MAX_LINKS {
+		st, ret := d.GetNvLinkState(l)
+		if ret != nvml.SUCCESS {
+			// Links are numbered densely: the first link that is not there
+			// ends the list, and NOT_SUPPORTED means there are none.
+			break
+		}
+		if st == nvml.FEATURE_ENABLED {
+			n++
+		}
+	}
+	return n
+}
+
+// Inventory is what a node registers with.
+type Inventory struct {
+	DriverVersion string
+	CUDAVersion   string
+	GPUs          []*fleetv1.Gpu
+}
+
+// Inventory reads the driver and every GPU's identity.
+func (r *Reader) Inventory() (*Inventory, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inv := &Inventory{}
+	if v, ret := r.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+		inv.DriverVersion = v
+	}
+	if v, ret := r.lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS && v > 0 {
+		inv.CUDAVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
+	}
+	for i, d := range r.devices {
+		g := &fleetv1.Gpu{Index: uint32(i), Uuid: r.uuids[i], NvlinkCount: uint32(r.links[i])}
+		if v, ret := d.GetName(); ret == nvml.SUCCESS {
+			g.Name = v
+		}
+		if v, ret := d.GetSerial(); ret == nvml.SUCCESS {
+			g.Serial = v
+		}
+		if p, ret := d.GetPciInfo(); ret == nvml.SUCCESS {
+			g.PciBusId = cString(p.BusId[:])
+		}
+		if m, ret := d.GetMemoryInfo(); ret == nvml.SUCCESS {
+			g.MemoryTotalBytes = m.Total
+		}
+		if t, ret := d.GetTemperatureThreshold(nvml.TEMPERATURE_THRESHOLD_SLOWDOWN); ret == nvml.SUCCESS {
+			g.SlowdownTemperatureCelsius = t
+		}
+		if p, ret := d.GetEnforcedPowerLimit(); ret == nvml.SUCCESS {
+			g.PowerLimitMilliwatts = p
+		}
+		inv.GPUs = append(inv.GPUs, g)
+	}
+	return inv, nil
+}
+
+func cString(b []int8) string {
+	var sb strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return sb.String()
+}
+
+// Reading is one GPU's metrics from one pass.
+type Reading struct {
+	Metrics *fleetv1.GpuMetrics
+	// Lost is set when the GPU did not answer: ERROR_GPU_IS_LOST, or every
+	// read failed.
+	Lost bool
+	// LostReason says what NVML answered for a lost GPU.
+	LostReason string
+}
+
+// Read reads every GPU's metrics.
+func (r *Reader) Read(now time.Time) []Reading {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Reading, len(r.devices))
+	for i, d := range r.devices {
+		out[i] = readDevice(d, uint32(i), now)
+	}
+	return out
+}
+
+// readDevice reads one GPU. Each metric group is read on its own, so one
+// unsupported or failing call loses only that group.
+func readDevice(d nvml.Device, index uint32, now time.Time) Reading {
+	m := &fleetv1.GpuMetrics{GpuIndex: index, Time: timestamppb.New(now)}
+	var failed, tried int
+	lostReason := ""
+	// check records a call's outcome and reports whether its value is good.
+	check := func(group string, ret nvml.Return) bool {
+		tried++
+		switch ret {
+		case nvml.SUCCESS:
+			return true
+		case nvml.ERROR_NOT_SUPPORTED:
+			if !slices.Contains(m.Unsupported, group) {
+				m.Unsupported = append(m.Unsupported, group)
+			}
+			return false
+		case nvml.ERROR_GPU_IS_LOST:
+			lostReason = "NVML: GPU is lost"
+		}
+		failed++
+		return false
+	}
+	if v, ret := d.GetTemperature(nvml.TEMPERATURE_GPU); check(GroupTemperature, ret) {
+		m.TemperatureCelsius = v
+	}
+	if v, ret := d.GetPowerUsage(); check(GroupPower, ret) {
+		m.PowerUsageMilliwatts = v
+	}
+	if u, ret := d.GetUtilizationRates(); check(GroupUtilization, ret) {
+		m.UtilizationGpuPercent = min(u.Gpu, 100)
+		m.UtilizationMemoryPercent = min(u.Memory, 100)
+	}
+	if mem, ret := d.GetMemoryInfo(); check(GroupMemory, ret) {
+		m.MemoryUsedBytes = mem.Used
+	}
+	if v, ret := d.GetClockInfo(nvml.CLOCK_SM); check(GroupClocks, ret) {
+		m.SmClockMhz = v
+	}
+	if v, ret := d.GetClockInfo(nvml.CLOCK_MEM); check(GroupClocks, ret) {
+		m.MemoryClockMhz = v
+	}
+	if v, ret := d.GetCurrentClocksEventReasons(); check(GroupClockEvents, ret) {
+		m.ClockEventReasons = v
+	}
+	ecc := &fleetv1.EccCounts{}
+	eccOK := true
+	for _, c := range []struct {
+		typ nvml.MemoryErrorType
+		cnt nvml.EccCounterType
+		dst *uint64
+	}{
+		{nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.VOLATILE_ECC, &ecc.VolatileCorrected},
+		{nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.VOLATILE_ECC, &ecc.VolatileUncorrected},
+		{nvml.MEMORY_ERROR_TYPE_CORRECTED, nvml.AGGREGATE_ECC, &ecc.AggregateCorrected},
+		{nvml.MEMORY_ERROR_TYPE_UNCORRECTED, nvml.AGGREGATE_ECC, &ecc.AggregateUncorrected},
+	} {
+		v, ret := d.GetTotalEccErrors(c.typ, c.cnt)
+		if !check(GroupECC, ret) {
+			eccOK = false
+			break
+		}
+		*c.dst = v
+	}
+	if eccOK {
+		m.Ecc = ecc
+	}
+	if corr, unc, pending, failure, ret := d.GetRemappedRows(); check(GroupRowRemap, ret) {
+		m.RowRemap = &fleetv1.RowRemapState{CorrectedRows: uint32(corr), UncorrectedRows: uint32(unc), Pending: pending, Failure: failure}
+	}
+	m.RetiredPages = readRetiredPages(d, check)
+	for l := range nvml.NVLINK_MAX_LINKS {
+		st, ret := d.GetNvLinkState(l)
+		if ret == nvml.ERROR_NOT_SUPPORTED && l == 0 {
+			check(GroupNVLink, ret)
+			break
+		}
+		if ret != nvml.SUCCESS {
+			if ret == nvml.ERROR_GPU_IS_LOST {
+				check(GroupNVLink, ret)
+			}
+			break
+		}
+		m.Nvlinks = append(m.Nvlinks, &fleetv1.NvLinkState{Link: uint32(l), Active: st == nvml.FEATURE_ENABLED})
+	}
+	if v, ret := d.GetPcieReplayCounter(); check(GroupPCIeReplay, ret) {
+		m.PcieReplayCount = uint64(max(v, 0))
+	}
+	if procs, ret := d.GetComputeRunningProcesses(); check(GroupProcesses, ret) {
+		for _, p := range procs {
+			m.Processes = append(m.Processes, &fleetv1.GpuProcess{Pid: p.Pid, UsedMemoryBytes: p.UsedGpuMemory, Name: processName(p.Pid)})
+		}
+	}
+	rd := Reading{Metrics: m}
+	if lostReason != "" || (tried > 0 && failed == tried) {
+		rd.Lost = true
+		rd.LostReason = lostReason
+		if rd.LostReason == "" {
+			rd.LostReason = "every NVML read failed"
+		}
+	}
+	return rd
+}
+
+func readRetiredPages(d nvml.Device, check func(string, nvml.Return) bool) *fleetv1.RetiredPages {
+	sbe, ret := d.GetRetiredPages(nvml.PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS)
+	if !check(GroupRetiredPages, ret) {
+		return nil
+	}
+	dbe, ret := d.GetRetiredPages(nvml.PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)
+	if !check(GroupRetiredPages, ret) {
+		return nil
+	}
+	rp := &fleetv1.RetiredPages{SingleBit: uint32(len(sbe)), DoubleBit: uint32(len(dbe))}
+	if st, ret := d.GetRetiredPagesPendingStatus(); check(GroupRetiredPages, ret) {
+		rp.Pending = st == nvml.FEATURE_ENABLED
+	}
+	return rp
+}
+
+// processName reads a process's command name from /proc, best effort.
+func processName(pid uint32) string {
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/comm")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// XIDEvent is one XID read from the NVML event set.
+type XIDEvent struct {
+	GPU  int
+	UUID string
+	XID  uint64
+	Time time.Time
+}
+
+// WatchXIDs registers every GPU for XID critical errors and sends each XID
+// as it arrives, until ctx ends. It returns an error only when the event
+// set cannot be created at all; a GPU that cannot register is skipped and
+// reported through skipped.
+func (r *Reader) WatchXIDs(ctx context.Context, out chan<- XIDEvent, skipped func(gpu int, err error), now func() time.Time) error {
+	r.mu.Lock()
+	set, ret := r.lib.EventSetCreate()
+	if ret != nvml.SUCCESS {
+		r.mu.Unlock()
+		return fmt.Errorf("nvmlEventSetCreate: %s", nvml.ErrorString(ret))
+	}
+	byDevice := make(map[nvml.Device]int)
+	for i, d := range r.devices {
+		byDevice[d] = i
+		if ret := d.RegisterEvents(nvml.EventTypeXidCriticalError, set); ret != nvml.SUCCESS {
+			skipped(i, fmt.Errorf("nvmlDeviceRegisterEvents: %s", nvml.ErrorString(ret)))
+		}
+	}
+	r.mu.Unlock()
+	defer set.Free()
+	for ctx.Err() == nil {
+		// Wait is not serialised with the other reads: NVML allows it, and
+		// an XID must not wait behind a slow metrics pass.
+		data, ret := set.Wait(500)
+		switch ret {
+		case nvml.SUCCESS:
+		case nvml.ERROR_TIMEOUT:
+			continue
+		default:
+			// A GPU falling off the bus can make Wait fail; keep watching the
+			// others without spinning.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if data.EventType != nvml.EventTypeXidCriticalError {
+			continue
+		}
+		idx, ok := byDevice[data.Device]
+		if !ok {
+			idx = -1
+		}
+		ev := XIDEvent{GPU: idx, XID: data.EventData, Time: now()}
+		if idx >= 0 {
+			ev.UUID = r.uuids[idx]
+		}
+		select {
+		case out <- ev:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+// Processes lists the compute processes of every GPU that answers.
+func (r *Reader) Processes() ([]*fleetv1.GpuProcess, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*fleetv1.GpuProcess
+	seen := make(map[uint32]bool)
+	var errs []error
+	for i, d := range r.devices {
+		procs, ret := d.GetComputeRunningProcesses()
+		if ret != nvml.SUCCESS {
+			errs = append(errs, fmt.Errorf("GPU %d: %s", i, nvml.ErrorString(ret)))
+			continue
+		}
+		for _, p := range procs {
+			if !seen[p.Pid] {
+				seen[p.Pid] = true
+				out = append(out, &fleetv1.GpuProcess{Pid: p.Pid, UsedMemoryBytes: p.UsedGpuMemory, Name: processName(p.Pid)})
+			}
+		}
+	}
+	if len(errs) == len(r.devices) && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// Check is one diagnostics check's outcome.
+type Check struct {
+	GPU    int
+	Name   string
+	OK     bool
+	Detail string
+}
+
+// Diagnose runs a quick NVML self-check of every GPU: it reads identity,
+// temperature against the slowdown threshold, memory, ECC, remapped rows and
+// PCIe, and says which checks pass.
+func (r *Reader) Diagnose(now time.Time) []Check {
+	readings := r.Read(now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Check
+	for i, d := range r.devices {
+		rd := readings[i]
+		add := func(name string, ok bool, detail string) {
+			out = append(out, Check{GPU: i, Name: name, OK: ok, Detail: detail})
+		}
+		uuid, ret := d.GetUUID()
+		add("identity", ret == nvml.SUCCESS && uuid == r.uuids[i], fmt.Sprintf("uuid %s (%s)", uuid, nvml.ErrorString(ret)))
+		if rd.Lost {
+			add("responsive", false, rd.LostReason)
+			continue
+		}
+		m := rd.Metrics
+		unsupported := func(g string) bool { return slices.Contains(m.GetUnsupported(), g) }
+		slow, ret := d.GetTemperatureThreshold(nvml.TEMPERATURE_THRESHOLD_SLOWDOWN)
+		switch {
+		case unsupported(GroupTemperature):
+			add("temperature", true, "unsupported")
+		case ret == nvml.SUCCESS && slow > 0:
+			add("temperature", m.GetTemperatureCelsius() < slow, fmt.Sprintf("%d°C, slowdown at %d°C", m.GetTemperatureCelsius(), slow))
+		default:
+			add("temperature", true, fmt.Sprintf("%d°C", m.GetTemperatureCelsius()))
+		}
+		if unsupported(GroupECC) {
+			add("ecc", true, "unsupported")
+		} else {
+			add("ecc", m.GetEcc().GetVolatileUncorrected() == 0,
+				fmt.Sprintf("volatile uncorrected %d, corrected %d", m.GetEcc().GetVolatileUncorrected(), m.GetEcc().GetVolatileCorrected()))
+		}
+		if unsupported(GroupRowRemap) {
+			add("row-remap", true, "unsupported")
+		} else {
+			rr := m.GetRowRemap()
+			add("row-remap", !rr.GetPending() && !rr.GetFailure(), fmt.Sprintf("pending %t, failure %t", rr.GetPending(), rr.GetFailure()))
+		}
+		if !unsupported(GroupNVLink) && r.links[i] > 0 {
+			up := 0
+			for _, l := range m.GetNvlinks() {
+				if l.GetActive() {
+					up++
+				}
+			}
+			add("nvlink", up >= r.links[i], fmt.Sprintf("%d of %d links up", up, r.links[i]))
+		}
+		if !unsupported(GroupPCIeReplay) {
+			add("pcie", true, fmt.Sprintf("replay counter %d", m.GetPcieReplayCount()))
+		}
+	}
+	return out
+}

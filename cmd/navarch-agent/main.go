@@ -1,0 +1,171 @@
+// Command navarch-agent runs on every GPU node. It reads the GPUs through
+// NVML and reports to the control plane, which it dials; the control plane
+// never dials a node.
+//
+//	navarch-agent --server HOST:PORT [--node-id ID] [--simulate [--gpus N] [--sim-fault SPEC]…]
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/navarch/navarch/agent"
+	"github.com/navarch/navarch/agent/simnvml"
+	"github.com/navarch/navarch/internal/faultspec"
+	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/version"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("navarch-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "", "control plane address `HOST:PORT` (default $NAVARCH_SERVER or "+rpcclient.DefaultServer+")")
+	nodeID := fs.String("node-id", "", "node `ID` (default: the hostname)")
+	simulate := fs.Bool("simulate", false, "use simulated GPUs instead of the NVIDIA driver")
+	gpus := fs.Int("gpus", 8, "number of simulated GPUs (with --simulate)")
+	var faults, labels listFlag
+	fs.Var(&faults, "sim-fault", "inject a simulated fault `SPEC` ("+faultspec.Grammar+"); repeatable")
+	chaos := fs.Duration("sim-chaos", 0, "mean `INTERVAL` between random simulated faults, such as 30s (with --simulate)")
+	idle := fs.Bool("sim-idle", false, "keep simulated GPUs idle instead of running a simulated workload")
+	fs.Var(&labels, "label", "node label `KEY=VALUE`; repeatable")
+	instanceID := fs.String("instance-id", "", "provider's instance `ID` for this node")
+	poll := fs.Duration("poll-interval", 5*time.Second, "how often the GPUs are read")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: navarch-agent --server HOST:PORT [--node-id ID] [--simulate [--gpus N] [--sim-fault SPEC]...]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "navarch-agent: "+format+"\n", a...)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.String())
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fail("--log-level: %q is not debug, info, warn or error", *logLevel)
+	}
+	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle) {
+		return fail("--sim-fault, --sim-chaos and --sim-idle need --simulate")
+	}
+	if *gpus < 1 || *gpus > 64 {
+		return fail("--gpus: %d is not within 1–64", *gpus)
+	}
+	if *poll < 100*time.Millisecond {
+		return fail("--poll-interval: %s is below 100ms", *poll)
+	}
+	var specs []faultspec.Spec
+	for _, f := range faults {
+		s, err := faultspec.Parse(f)
+		if err != nil {
+			return fail("--sim-fault: %v", err)
+		}
+		if s.GPU >= *gpus {
+			return fail("--sim-fault %q: GPU %d does not exist on a node with %d GPUs", f, s.GPU, *gpus)
+		}
+		specs = append(specs, s)
+	}
+	lbls, err := agent.Labels(labels)
+	if err != nil {
+		return fail("--label: %v", err)
+	}
+	host, _ := os.Hostname()
+	if *nodeID == "" {
+		*nodeID = host
+	}
+	if *nodeID == "" {
+		return fail("--node-id is required: the hostname is unknown")
+	}
+	addr := rpcclient.ServerFromEnv(*server)
+	conn, err := rpcclient.Dial(addr)
+	if err != nil {
+		return fail("--server: %v", err)
+	}
+	defer conn.Close()
+
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var lib nvml.Interface
+	bootID := readBootID()
+	if *simulate {
+		sim := simnvml.New(simnvml.Options{GPUs: *gpus, Faults: specs, ChaosInterval: *chaos, Idle: *idle})
+		defer sim.Stop()
+		lib = sim
+		// Each simulated agent process is a fresh boot of its node.
+		bootID = randomID()
+	} else {
+		lib = nvml.New()
+	}
+	a, err := agent.New(agent.Options{
+		NodeID:       *nodeID,
+		Hostname:     host,
+		Labels:       lbls,
+		InstanceID:   *instanceID,
+		BootID:       bootID,
+		Simulated:    *simulate,
+		Version:      version.String(),
+		Conn:         conn,
+		NVML:         lib,
+		Logger:       log,
+		PollInterval: *poll,
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("agent starting", "node", *nodeID, "server", addr, "simulate", *simulate, "version", version.String())
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "navarch-agent: %v\n", err)
+		return 1
+	}
+	log.Info("agent stopped")
+	return 0
+}
+
+func readBootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}

@@ -1,0 +1,308 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+const (
+	healthy   = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+	degraded  = fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED
+	unhealthy = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func newGPU() *fleetv1.Gpu {
+	return &fleetv1.Gpu{Index: 0, Uuid: "GPU-0", Health: healthy, SlowdownTemperatureCelsius: 87, NvlinkCount: 18}
+}
+
+func xid(code uint32) *fleetv1.HealthEvent {
+	return &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: code}
+}
+
+// TestXIDCatalog checks every row of the design's XID table.
+func TestXIDCatalog(t *testing.T) {
+	p := Default()
+	rows := []struct {
+		name   string
+		codes  []uint32
+		health fleetv1.HealthStatus
+		remedy fleetv1.Remedy
+		cause  string
+	}{
+		{"application-xids", []uint32{13, 31, 43, 45}, healthy, fleetv1.Remedy_REMEDY_CHECK_APPLICATION, ""},
+		{"contained-ecc", []uint32{94}, degraded, fleetv1.Remedy_REMEDY_RESTART_APPLICATION, "contained ECC"},
+		{"push-buffer", []uint32{32}, degraded, fleetv1.Remedy_REMEDY_RESTART_APPLICATION, "push buffer"},
+		{"row-remap-event", []uint32{63}, degraded, fleetv1.Remedy_REMEDY_RESET_GPU, "row remapping"},
+		{"sbe-rate", []uint32{92}, degraded, fleetv1.Remedy_REMEDY_WATCH, "single-bit"},
+		{"double-bit-ecc", []uint32{48}, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, "double-bit"},
+		{"reset-class", []uint32{46, 62, 64, 95, 109, 110, 119, 120, 136, 140, 143, 155, 156, 158}, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, ""},
+		{"nvlink-error", []uint32{74}, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, "NVLink"},
+		{"fell-off-bus", []uint32{79}, unhealthy, fleetv1.Remedy_REMEDY_REBOOT_NODE, "fallen off the bus"},
+		{"uc-breakpoint", []uint32{61}, unhealthy, fleetv1.Remedy_REMEDY_CONTACT_SUPPORT, "breakpoint"},
+		{"key-rotation", []uint32{151}, unhealthy, fleetv1.Remedy_REMEDY_RESTART_VM, "key rotation"},
+		{"unknown-xid", []uint32{999, 1}, degraded, fleetv1.Remedy_REMEDY_CONTACT_SUPPORT, "unknown"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			for _, code := range row.codes {
+				g := newGPU()
+				ev := xid(code)
+				p.Judge(g, ev, &Repeats{}, t0)
+				if ev.GetHealth() != row.health || ev.GetRemedy() != row.remedy {
+					t.Errorf("XID %d: event judged %s/%s, want %s/%s", code, ev.GetHealth(), ev.GetRemedy(), row.health, row.remedy)
+				}
+				if g.GetHealth() != row.health {
+					t.Errorf("XID %d: GPU health %s, want %s", code, g.GetHealth(), row.health)
+				}
+				if row.cause != "" && !strings.Contains(ev.GetCause(), row.cause) {
+					t.Errorf("XID %d: cause %q does not mention %q", code, ev.GetCause(), row.cause)
+				}
+				if row.health == healthy && len(g.GetFaults()) != 0 {
+					t.Errorf("XID %d: an application XID raised a fault: %v", code, g.GetFaults())
+				}
+			}
+		})
+	}
+}
+
+// TestApplicationXIDStorm: application XIDs never quarantine on their own,
+// but a storm on one GPU degrades it.
+func TestApplicationXIDStorm(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	rep := &Repeats{}
+	for i := range 9 {
+		ev := xid(13)
+		p.Judge(g, ev, rep, t0.Add(time.Duration(i)*time.Second))
+		if ev.GetHealth() != healthy {
+			t.Fatalf("event %d judged %s", i+1, ev.GetHealth())
+		}
+	}
+	ev := xid(13)
+	p.Judge(g, ev, rep, t0.Add(10*time.Second))
+	if ev.GetHealth() != degraded || !ev.GetEscalated() || ev.GetRepeatCount() != 10 {
+		t.Fatalf("10th XID 13 in the window: %s escalated=%t repeats=%d", ev.GetHealth(), ev.GetEscalated(), ev.GetRepeatCount())
+	}
+	if g.GetHealth() != degraded {
+		t.Fatalf("GPU health %s, want DEGRADED", g.GetHealth())
+	}
+	// Spread out beyond the window, the same count stays healthy.
+	g2, rep2 := newGPU(), &Repeats{}
+	for i := range 20 {
+		ev := xid(13)
+		p.Judge(g2, ev, rep2, t0.Add(time.Duration(i)*2*time.Minute))
+		if ev.GetHealth() != healthy {
+			t.Fatalf("XID 13 every 2m judged %s at %d", ev.GetHealth(), i)
+		}
+	}
+	// XID 45 in the volume of the public report never takes a GPU past
+	// DEGRADED.
+	g3, rep3 := newGPU(), &Repeats{}
+	for i := range 5000 {
+		p.Judge(g3, xid(45), rep3, t0.Add(time.Duration(i)*time.Second))
+	}
+	if g3.GetHealth() == unhealthy {
+		t.Fatal("XID 45 storm made the GPU UNHEALTHY")
+	}
+}
+
+func TestDegradedXIDExpires(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	p.Judge(g, xid(94), &Repeats{}, t0)
+	if got := p.Expire(g, t0.Add(30*time.Minute)); len(got) != 0 || g.GetHealth() != degraded {
+		t.Fatalf("expired too early: %v %s", got, g.GetHealth())
+	}
+	got := p.Expire(g, t0.Add(time.Hour))
+	if len(got) != 1 || got[0].GetKind() != fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED || g.GetHealth() != healthy {
+		t.Fatalf("after the hold: events %v, health %s", got, g.GetHealth())
+	}
+	// UNHEALTHY faults never expire on their own.
+	p.Judge(g, xid(79), &Repeats{}, t0)
+	p.Expire(g, t0.Add(30*24*time.Hour))
+	if g.GetHealth() != unhealthy {
+		t.Fatalf("XID 79 fault expired: %s", g.GetHealth())
+	}
+	if !p.ClearAfterReboot(g) || g.GetHealth() != healthy {
+		t.Fatalf("reboot did not clear XID 79: %s", g.GetHealth())
+	}
+}
+
+func metrics() *fleetv1.GpuMetrics {
+	m := &fleetv1.GpuMetrics{
+		TemperatureCelsius: 60,
+		Ecc:                &fleetv1.EccCounts{},
+		RowRemap:           &fleetv1.RowRemapState{},
+		RetiredPages:       &fleetv1.RetiredPages{},
+	}
+	for l := range 18 {
+		m.Nvlinks = append(m.Nvlinks, &fleetv1.NvLinkState{Link: uint32(l), Active: true})
+	}
+	return m
+}
+
+// TestConditions checks each non-XID rule, raised by an agent event and by a
+// snapshot, and cleared by a snapshot that no longer shows it.
+func TestConditions(t *testing.T) {
+	p := Default()
+	rows := []struct {
+		name   string
+		kind   fleetv1.EventKind
+		bad    func(*fleetv1.GpuMetrics)
+		health fleetv1.HealthStatus
+		remedy fleetv1.Remedy
+		level  bool
+	}{
+		{"ecc-uncorrected", fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED, func(m *fleetv1.GpuMetrics) { m.Ecc.VolatileUncorrected = 1 }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"row-remap-pending", fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING, func(m *fleetv1.GpuMetrics) { m.RowRemap.Pending = true }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"row-remap-failure", fleetv1.EventKind_EVENT_KIND_ROW_REMAP_FAILURE, func(m *fleetv1.GpuMetrics) { m.RowRemap.Failure = true }, unhealthy, fleetv1.Remedy_REMEDY_REPLACE_GPU, true},
+		{"thermal", fleetv1.EventKind_EVENT_KIND_THERMAL, func(m *fleetv1.GpuMetrics) { m.TemperatureCelsius = 90 }, degraded, fleetv1.Remedy_REMEDY_CHECK_COOLING, true},
+		{"nvlink-down", fleetv1.EventKind_EVENT_KIND_NVLINK_DOWN, func(m *fleetv1.GpuMetrics) { m.Nvlinks[3].Active = false }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"retired-pages-pending", fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_PENDING, func(m *fleetv1.GpuMetrics) { m.RetiredPages.Pending = true }, degraded, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"gpu-lost", fleetv1.EventKind_EVENT_KIND_GPU_LOST, nil, unhealthy, fleetv1.Remedy_REMEDY_REBOOT_NODE, false},
+		{"ecc-corrected-rate", fleetv1.EventKind_EVENT_KIND_ECC_CORRECTED_RATE, nil, degraded, fleetv1.Remedy_REMEDY_WATCH, false},
+		{"pcie-replay", fleetv1.EventKind_EVENT_KIND_PCIE_REPLAY, nil, degraded, fleetv1.Remedy_REMEDY_WATCH, false},
+	}
+	for _, row := range rows {
+		t.Run(row.name+"/event", func(t *testing.T) {
+			g := newGPU()
+			ev := &fleetv1.HealthEvent{Kind: row.kind}
+			p.Judge(g, ev, &Repeats{}, t0)
+			if ev.GetHealth() != row.health || ev.GetRemedy() != row.remedy || g.GetHealth() != row.health {
+				t.Fatalf("judged %s/%s, GPU %s; want %s/%s", ev.GetHealth(), ev.GetRemedy(), g.GetHealth(), row.health, row.remedy)
+			}
+			if row.level {
+				if evs := p.Observe(g, metrics(), t0.Add(time.Minute)); len(evs) != 1 || g.GetHealth() != healthy {
+					t.Fatalf("clean snapshot: events %v, GPU %s", evs, g.GetHealth())
+				}
+			}
+		})
+		if row.bad == nil {
+			continue
+		}
+		t.Run(row.name+"/snapshot", func(t *testing.T) {
+			g := newGPU()
+			m := metrics()
+			row.bad(m)
+			evs := p.Observe(g, m, t0)
+			if len(evs) != 1 || evs[0].GetKind() != row.kind || g.GetHealth() != row.health || g.GetRemedy() != row.remedy {
+				t.Fatalf("snapshot raised %v, GPU %s/%s; want %s %s/%s", evs, g.GetHealth(), g.GetRemedy(), row.kind, row.health, row.remedy)
+			}
+			if evs := p.Observe(g, m, t0.Add(time.Second)); len(evs) != 0 {
+				t.Fatalf("the same snapshot raised again: %v", evs)
+			}
+		})
+	}
+}
+
+func TestUnsupportedIsNotAFault(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	m := &fleetv1.GpuMetrics{TemperatureCelsius: 50, Unsupported: []string{"ecc", "row_remap", "retired_pages", "nvlink"}}
+	if evs := p.Observe(g, m, t0); len(evs) != 0 || g.GetHealth() != healthy {
+		t.Fatalf("unsupported metrics raised %v, GPU %s", evs, g.GetHealth())
+	}
+}
+
+func TestThermalHysteresis(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	m := metrics()
+	m.TemperatureCelsius = 87
+	p.Observe(g, m, t0)
+	if g.GetHealth() != degraded {
+		t.Fatalf("at the threshold: %s", g.GetHealth())
+	}
+	m.TemperatureCelsius = 85
+	if p.Observe(g, m, t0); g.GetHealth() != degraded {
+		t.Fatal("cleared within the hysteresis")
+	}
+	m.TemperatureCelsius = 83
+	if p.Observe(g, m, t0); g.GetHealth() != healthy {
+		t.Fatal("did not clear after cooling")
+	}
+}
+
+func TestClockSlowdownRepeats(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	rep := &Repeats{}
+	for i := range 3 {
+		ev := &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_CLOCK_SLOWDOWN}
+		p.Judge(g, ev, rep, t0.Add(time.Duration(i)*time.Minute))
+	}
+	if g.GetHealth() != degraded {
+		t.Fatalf("three slowdowns in 10m: %s", g.GetHealth())
+	}
+}
+
+// TestEscalation: the same reset remedy recurring on one GPU after two
+// remedies escalates to hardware inspection.
+func TestEscalation(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	for episode := 1; episode <= 3; episode++ {
+		ev := xid(48)
+		p.Judge(g, ev, &Repeats{}, t0)
+		if episode < 3 && (ev.GetRemedy() != fleetv1.Remedy_REMEDY_RESET_GPU || ev.GetEscalated()) {
+			t.Fatalf("episode %d: remedy %s escalated=%t", episode, ev.GetRemedy(), ev.GetEscalated())
+		}
+		if episode == 3 {
+			if ev.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE || !ev.GetEscalated() || g.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE {
+				t.Fatalf("third episode: remedy %s escalated=%t GPU remedy %s", ev.GetRemedy(), ev.GetEscalated(), g.GetRemedy())
+			}
+		}
+		// The remedy was applied: the node rebooted.
+		if episode < 3 {
+			p.ClearAfterReboot(g)
+		}
+	}
+	if g.GetRemedyEpisodes() != 3 {
+		t.Fatalf("episodes %d, want 3", g.GetRemedyEpisodes())
+	}
+}
+
+func TestOverride(t *testing.T) {
+	p, err := Parse([]byte("xids:\n  - codes: [13]\n    meaning: treated as fatal here\n    health: UNHEALTHY\n    remedy: RESET_GPU\ndegraded_hold: 5m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.XIDRule(13); r.Health != unhealthy || r.Meaning != "treated as fatal here" {
+		t.Fatalf("override of 13 not applied: %+v", r)
+	}
+	if r := p.XIDRule(79); r.Health != unhealthy || r.Remedy != fleetv1.Remedy_REMEDY_REBOOT_NODE {
+		t.Fatalf("79 lost its default: %+v", r)
+	}
+	if r := p.XIDRule(31); r.Health != healthy {
+		t.Fatalf("31 lost its default: %+v", r)
+	}
+	if p.DegradedHold() != 5*time.Minute {
+		t.Fatalf("hold %s", p.DegradedHold())
+	}
+}
+
+func TestOverrideErrors(t *testing.T) {
+	rows := []struct{ name, doc, want string }{
+		{"unknown-key", "xidz: []", "xidz"},
+		{"bad-health", "unknown_xid: {meaning: x, health: SICK, remedy: NONE}", "SICK"},
+		{"bad-remedy", "unknown_xid: {meaning: x, health: DEGRADED, remedy: PRAY}", "PRAY"},
+		{"bad-duration", "degraded_hold: soon", "soon"},
+		{"unknown-condition", "conditions: {cosmic_rays: {meaning: x, health: DEGRADED, remedy: WATCH}}", "cosmic_rays"},
+		{"duplicate-code", "xids: [{codes: [5], meaning: a, health: DEGRADED, remedy: WATCH}, {codes: [5], meaning: b, health: DEGRADED, remedy: WATCH}]", "twice"},
+		{"bad-repeat", "xids: [{codes: [5], meaning: a, health: DEGRADED, remedy: WATCH, repeat: {count: 1, window: 1m, health: UNHEALTHY}}]", "repeat.count"},
+		{"no-meaning", "unknown_xid: {health: DEGRADED, remedy: WATCH}", "meaning"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			_, err := Parse([]byte(row.doc))
+			if err == nil || !strings.Contains(err.Error(), row.want) {
+				t.Fatalf("err = %v, want one naming %q", err, row.want)
+			}
+		})
+	}
+}
