@@ -51,6 +51,25 @@ type Config struct {
 	// WatchReplay is how many recent changes are kept for watchers that
 	// resume from a revision.
 	WatchReplay int `yaml:"watch_replay"`
+	// LocalProvider configures the "local" provider, which starts simulated
+	// agents on this machine.
+	LocalProvider LocalProviderConfig `yaml:"local_provider"`
+}
+
+// LocalProviderConfig configures the local provider.
+type LocalProviderConfig struct {
+	// Enabled offers the provider; nil means on.
+	Enabled *bool `yaml:"enabled"`
+	// AgentBinary is the navarch-agent to start; empty means the one beside
+	// navarch-controlplane, then $PATH.
+	AgentBinary string `yaml:"agent_binary"`
+	// MaxNodes caps the agents it runs at once.
+	MaxNodes int `yaml:"max_nodes"`
+}
+
+// LocalProviderEnabled reports whether the local provider is offered.
+func (c *Config) LocalProviderEnabled() bool {
+	return c.LocalProvider.Enabled == nil || *c.LocalProvider.Enabled
 }
 
 // AutoCordonConfig configures automatic cordoning and its circuit breaker.
@@ -96,6 +115,7 @@ func Defaults() Config {
 		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{5 * time.Minute}},
 		WatchBuffer:          4096,
 		WatchReplay:          16384,
+		LocalProvider:        LocalProviderConfig{MaxNodes: 200},
 	}
 }
 
@@ -182,6 +202,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WatchBuffer < 16 {
 		return fmt.Errorf("watch_buffer: %d is below the minimum of 16", c.WatchBuffer)
+	}
+	if c.LocalProvider.MaxNodes < 1 || c.LocalProvider.MaxNodes > 5000 {
+		return fmt.Errorf("local_provider.max_nodes: %d is not within 1–5000", c.LocalProvider.MaxNodes)
 	}
 	if c.WatchReplay < 16 {
 		return fmt.Errorf("watch_replay: %d is below the minimum of 16", c.WatchReplay)

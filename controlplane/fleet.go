@@ -114,6 +114,9 @@ type Fleet struct {
 	mu       sync.RWMutex // guards nodes and creating (the maps, not the nodes)
 	nodes    map[string]*nodeState
 	creating map[string]*nodeState // nodes whose first registration is under way
+	// earlyFailures holds provision failures reported before the node's
+	// record was written, by node id.
+	earlyFailures map[string]string
 
 	hub       *hub
 	ids       *counter
@@ -208,6 +211,16 @@ func (f *Fleet) stopServing() {
 	f.hub.closeAll()
 }
 
+// stopping reports whether the fleet is shutting down.
+func (f *Fleet) stopping() bool {
+	select {
+	case <-f.closing:
+		return true
+	default:
+		return false
+	}
+}
+
 // Close stops the loops and saves last-seen times.
 func (f *Fleet) Close() {
 	f.stopServing()
@@ -266,13 +279,23 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) error {
 	if c.empty() {
 		return nil
 	}
-	w := store.Write{Events: c.events, Commands: c.commands}
-	if c.node != nil {
-		w.Nodes = []*fleetv1.Node{durable(c.node)}
-	}
 	id := c.node.GetNodeId()
 	if id == "" {
 		id = ns.node.Load().GetNodeId()
+	}
+	for _, e := range c.events {
+		if e.GetId() == "" {
+			eid, err := f.newID(ctx, "ev")
+			if err != nil {
+				return err
+			}
+			e.Id = eid
+		}
+		e.NodeId = id
+	}
+	w := store.Write{Events: c.events, Commands: c.commands}
+	if c.node != nil {
+		w.Nodes = []*fleetv1.Node{durable(c.node)}
 	}
 	if c.remove {
 		w.DeleteNodes = []string{id}

@@ -244,15 +244,7 @@ func (f *Fleet) remove(ctx context.Context, ns *nodeState) {
 func (f *Fleet) expireFaults(ctx context.Context, ns *nodeState, now time.Time) {
 	_, err := f.operate(ctx, ns.node.Load().GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
 		for _, g := range n.GetGpus() {
-			for _, ev := range f.policy.Expire(g, now) {
-				id, err := f.newID(ctx, "ev")
-				if err != nil {
-					return err
-				}
-				ev.Id = id
-				ev.NodeId = n.GetNodeId()
-				c.events = append(c.events, ev)
-			}
+			c.events = append(c.events, f.policy.Expire(g, now)...)
 		}
 		rollupNode(n)
 		return nil

@@ -331,13 +331,8 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			}
 		}
 		for _, e := range req.GetEvents() {
-			id, err := f.newID(ctx, "ev")
-			if err != nil {
-				return err
-			}
 			ev := proto.CloneOf(e)
-			ev.Id = id
-			ev.NodeId = n.GetNodeId()
+			ev.Id = ""
 			if ev.Time == nil {
 				ev.Time = ts(now)
 			}
@@ -390,16 +385,6 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		ns.rt.Lock()
 		ns.dropped = req.GetDroppedEvents()
 		ns.rt.Unlock()
-		for _, ev := range c.events {
-			if ev.GetId() == "" {
-				id, err := f.newID(ctx, "ev")
-				if err != nil {
-					return err
-				}
-				ev.Id = id
-				ev.NodeId = n.GetNodeId()
-			}
-		}
 		rollupNode(n)
 		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
 		if !proto.Equal(n, cur) {

@@ -254,6 +254,21 @@ func (f *Fleet) Provision(ctx context.Context, req *controlplanev1.ProvisionNode
 func (f *Fleet) provisioned(ctx context.Context, provider string, inst Instance, labels map[string]string, now time.Time) (*fleetv1.Node, error) {
 	var out *fleetv1.Node
 	err := f.nodeLocked(inst.NodeID, true, func(ns *nodeState, cur *fleetv1.Node) error {
+		if cur != nil && cur.GetInstanceId() == inst.InstanceID && cur.GetInstanceId() != "" {
+			// The agent was quicker than this record and registered already.
+			n := proto.CloneOf(cur)
+			n.Provider = provider
+			for k, v := range labels {
+				if _, set := n.Labels[k]; !set {
+					n.Labels[k] = v
+				}
+			}
+			if err := f.commit(ctx, ns, &change{node: n}); err != nil {
+				return err
+			}
+			out = f.view(ns)
+			return nil
+		}
 		if cur != nil {
 			switch cur.GetLifecycle() {
 			case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
@@ -271,6 +286,9 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst Instance,
 			Provider:           provider,
 			InstanceId:         inst.InstanceID,
 		}
+		if reason, failed := f.takeEarlyFailure(inst.NodeID); failed {
+			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED, reason, now)
+		}
 		if err := f.commit(ctx, ns, &change{node: n, insert: cur == nil}); err != nil {
 			return err
 		}
@@ -280,8 +298,23 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst Instance,
 	return out, err
 }
 
-// provisionFailed records a node whose instance failed to start.
+// provisionFailed records a node whose instance failed to start. A failure
+// reported before the node's record exists is kept for provisioned.
 func (f *Fleet) provisionFailed(nodeID, reason string) {
+	if f.get(nodeID) == nil {
+		f.mu.Lock()
+		if f.earlyFailures == nil {
+			f.earlyFailures = make(map[string]string)
+		}
+		if len(f.earlyFailures) < 10000 {
+			f.earlyFailures[nodeID] = reason
+		}
+		f.mu.Unlock()
+		if f.get(nodeID) == nil {
+			return
+		}
+		f.takeEarlyFailure(nodeID)
+	}
 	_, err := f.operate(context.Background(), nodeID, func(_ *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
 		if n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING {
 			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED, reason, now)
@@ -293,6 +326,16 @@ func (f *Fleet) provisionFailed(nodeID, reason string) {
 		return
 	}
 	f.log.Warn("provision failed", "node", nodeID, "reason", reason)
+}
+
+// takeEarlyFailure returns and forgets a failure reported for nodeID before
+// its record existed.
+func (f *Fleet) takeEarlyFailure(nodeID string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	reason, ok := f.earlyFailures[nodeID]
+	delete(f.earlyFailures, nodeID)
+	return reason, ok
 }
 
 // NodeDetail is one node with its history.

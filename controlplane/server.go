@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -42,12 +43,13 @@ type Options struct {
 
 // Server is a running control plane.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *store.Store
-	fleet  *Fleet
-	grpc   *grpc.Server
-	health *health.Server
+	cfg       Config
+	log       *slog.Logger
+	store     *store.Store
+	fleet     *Fleet
+	grpc      *grpc.Server
+	health    *health.Server
+	providers []Provider
 }
 
 // New opens the store, loads the policy and the fleet, and builds the gRPC
@@ -88,7 +90,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: o.Config, log: log, store: st, fleet: fleet, health: health.NewServer()}
+	s := &Server{cfg: o.Config, log: log, store: st, fleet: fleet, health: health.NewServer(), providers: o.Providers}
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.logUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream),
@@ -140,6 +142,13 @@ func (s *Server) shutdown() {
 	case <-time.After(5 * time.Second):
 		s.grpc.Stop()
 	}
+	for _, p := range s.providers {
+		if c, ok := p.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				s.log.Error("closing provider", "provider", p.Name(), "err", err)
+			}
+		}
+	}
 	s.fleet.Close()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing store", "err", err)
@@ -175,7 +184,10 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	if code := status.Code(err); code != codes.OK && code != codes.NotFound && code != codes.Canceled {
+	code := status.Code(err)
+	quiet := code == codes.OK || code == codes.NotFound || code == codes.Canceled ||
+		(code == codes.Unavailable && s.fleet.stopping())
+	if !quiet {
 		s.log.Info("rpc failed", "method", info.FullMethod, "code", code, "err", status.Convert(err).Message(), "took", time.Since(start))
 	} else if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("rpc", "method", info.FullMethod, "code", code, "took", time.Since(start))

@@ -15,10 +15,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/version"
 )
 
@@ -95,7 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srv, err := controlplane.New(ctx, controlplane.Options{
 		Config:    cfg,
 		Logger:    log,
-		Providers: providers(lis.Addr().String(), log),
+		Providers: providers(cfg, lis.Addr().String(), log),
 	})
 	if err != nil {
 		_ = lis.Close()
@@ -115,8 +117,43 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// providers are the providers this binary offers. The local provider comes
-// with the demo.
-func providers(string, *slog.Logger) []controlplane.Provider {
-	return nil
+// providers builds the providers this binary offers.
+func providers(cfg controlplane.Config, addr string, log *slog.Logger) []controlplane.Provider {
+	var out []controlplane.Provider
+	if cfg.LocalProviderEnabled() {
+		bin := cfg.LocalProvider.AgentBinary
+		var err error
+		if bin == "" {
+			bin, err = local.FindAgent()
+		}
+		var p *local.Provider
+		if err == nil {
+			p, err = local.New(local.Options{
+				AgentBinary: bin,
+				Server:      dialable(addr),
+				LogDir:      filepath.Join(cfg.DataDir, "local-agents"),
+				MaxNodes:    cfg.LocalProvider.MaxNodes,
+				Logger:      log,
+			})
+		}
+		if err != nil {
+			log.Warn("local provider unavailable", "err", err)
+		} else {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// dialable turns a listen address into one a local agent can dial: a
+// wildcard host becomes loopback.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -1,0 +1,29 @@
+// Command navarch is the operator's fleet console and its scriptable
+// subcommands. Run it with no subcommand to open the console; see
+// 'navarch help' for the rest.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/navarch/navarch/internal/cli"
+	"github.com/navarch/navarch/internal/demo"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	env := cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin}
+	env.Demo = func(ctx context.Context, args []string) error {
+		o := demo.Options{Stdout: os.Stdout, Stderr: os.Stderr, Console: env.Console}
+		if err := demo.ParseArgs(args, &o); err != nil {
+			return cli.Usage(err)
+		}
+		return demo.Run(ctx, o)
+	}
+	code := cli.Main(ctx, os.Args[1:], env)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,126 @@
+package controlplane
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// TestLongPollReturnsWhenCommandQueued: a poll waiting for up to a minute
+// returns as soon as an operator queues a command.
+func TestLongPollReturnsWhenCommandQueued(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *Config) { c.CommandPollTimeout = Duration{time.Minute} }))
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	got := make(chan *nodev1.GetNodeCommandsResponse, 1)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1", Wait: durationpb.New(time.Minute)})
+		if err != nil {
+			errc <- err
+			return
+		}
+		got <- resp
+	}()
+	// The poll is waiting: nothing comes back before a command exists.
+	select {
+	case r := <-got:
+		t.Fatalf("poll returned before any command: %v", r)
+	case err := <-errc:
+		t.Fatal(err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "n1", Reason: "rack work"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if len(r.GetCommands()) != 1 || r.GetCommands()[0].GetType() != fleetv1.CommandType_COMMAND_TYPE_CORDON || r.GetCommands()[0].GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED {
+			t.Fatalf("poll returned %v", r)
+		}
+	case err := <-errc:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("poll did not return when the command was queued")
+	}
+	// Delivered commands are not handed out twice.
+	again, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(again.GetCommands()) != 0 {
+		t.Fatalf("second poll: %v %v", again, err)
+	}
+}
+
+func TestLongPollEndsEmptyAtItsBound(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	h := newHarness(t, withFakeClock(clock))
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	done := make(chan *nodev1.GetNodeCommandsResponse, 1)
+	go func() {
+		resp, _ := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1", Wait: durationpb.New(20 * time.Second)})
+		done <- resp
+	}()
+	// Wait for the poll's timer, then move past the bound (which the
+	// server caps at its own poll timeout, 5s in the harness).
+	eventually(t, "poll to wait", func() bool {
+		clock.Advance(6 * time.Second)
+		select {
+		case r := <-done:
+			done <- r
+			return true
+		default:
+			return false
+		}
+	})
+	if r := <-done; r == nil || len(r.GetCommands()) != 0 {
+		t.Fatalf("poll ended with %v", r)
+	}
+}
+
+func TestCommandResults(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 2)
+	diag, err := h.ops.RunDiagnostics(ctx, &controlplanev1.RunDiagnosticsRequest{NodeId: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := diag.GetCommand().GetId()
+	if _, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	report := func(st fleetv1.CommandStatus, msg string) error {
+		_, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "n1", CommandId: id, Status: st, Message: msg})
+		return err
+	}
+	if err := report(fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "running"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get("n1").GetCommands()[0]; got.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED {
+		t.Fatalf("after ack: %s", got.GetStatus())
+	}
+	if err := report(fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "diagnostics: 1 of 12 checks failed\nFAIL gpu1 ecc volatile uncorrected 2"); err != nil {
+		t.Fatal(err)
+	}
+	got := h.get("n1").GetCommands()[0]
+	if got.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED || got.GetMessage() == "" {
+		t.Fatalf("after failure: %v", got)
+	}
+	// A result for a finished command, an unknown one, and malformed ones.
+	wantCode(t, report(fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, ""), codes.FailedPrecondition, "command_id")
+	_, err = h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "n1", CommandId: "cmd-999999", Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED})
+	wantCode(t, err, codes.NotFound, "command_id")
+	_, err = h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "n1", Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED})
+	wantCode(t, err, codes.InvalidArgument, "command_id")
+	_, err = h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "n1", CommandId: id, Status: fleetv1.CommandStatus_COMMAND_STATUS_PENDING})
+	wantCode(t, err, codes.InvalidArgument, "status")
+	_, err = h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1", Wait: durationpb.New(-time.Second)})
+	wantCode(t, err, codes.InvalidArgument, "wait")
+}

@@ -1,0 +1,87 @@
+package controlplane
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "navarch.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	cfg, err := LoadConfigFile(writeConfig(t, `
+listen: 0.0.0.0:7000
+data_dir: /var/lib/navarch
+heartbeat_interval: 5s
+stale_after: 20s
+offline_after: 1m
+auto_cordon:
+  enabled: false
+  max_fraction: 0.2
+  window: 10m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:7000" || cfg.HeartbeatInterval.Duration != 5*time.Second || cfg.AutoCordonEnabled() || cfg.AutoCordon.MaxFraction != 0.2 {
+		t.Fatalf("%+v", cfg)
+	}
+	if cfg.HealthReportInterval.Duration != 30*time.Second {
+		t.Fatalf("unset key lost its default: %s", cfg.HealthReportInterval.Duration)
+	}
+	if _, err := LoadConfigFile(writeConfig(t, "")); err != nil {
+		t.Fatalf("empty file: %v", err)
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	rows := []struct{ name, body, want string }{
+		{"unknown-key", "listen_addr: x", "listen_addr"},
+		{"unknown-nested-key", "auto_cordon:\n  max_share: 0.3", "max_share"},
+		{"bad-duration", "heartbeat_interval: often", "often"},
+		{"bad-listen", "listen: nowhere", "listen"},
+		{"stale-before-heartbeat", "heartbeat_interval: 1m", "stale_after"},
+		{"bad-fraction", "auto_cordon:\n  max_fraction: 1.5", "auto_cordon.max_fraction"},
+		{"bad-level", "log_level: loud", "log_level"},
+		{"bad-events", "events_per_node: 0", "events_per_node"},
+		{"not-yaml", "{{", "yaml"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			_, err := LoadConfigFile(writeConfig(t, row.body))
+			if err == nil || !strings.Contains(err.Error(), row.want) {
+				t.Fatalf("err = %v, want one naming %q", err, row.want)
+			}
+		})
+	}
+	if _, err := LoadConfigFile(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func TestPolicyFileOverride(t *testing.T) {
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.PolicyFile = writeConfig(t, "xids:\n  - codes: [13]\n    meaning: fatal here\n    health: UNHEALTHY\n    remedy: RESET_GPU\n")
+	h := newHarness(t, withConfig(func(c *Config) { c.PolicyFile = cfg.PolicyFile }))
+	h.register("a", 1)
+	h.register("b", 1)
+	h.register("c", 1)
+	h.xid("a", 0, 13)
+	if h.lifecycle("a") != cordoned {
+		t.Fatal("overridden XID 13 did not cordon")
+	}
+	cfg.PolicyFile = writeConfig(t, "xids: [{codes: [13], meaning: x, health: SICK, remedy: NONE}]")
+	if _, err := New(ctxT(t), Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "SICK") {
+		t.Fatalf("bad policy file: %v", err)
+	}
+}

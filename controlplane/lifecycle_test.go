@@ -1,0 +1,382 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+const (
+	provisioning    = fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING
+	active          = fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE
+	cordoned        = fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED
+	draining        = fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING
+	drained         = fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED
+	terminating     = fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING
+	terminated      = fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED
+	provisionFailed = fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED
+)
+
+// testProvider is an in-process provider: it records what it is asked and
+// starts nothing.
+type testProvider struct {
+	mu         sync.Mutex
+	next       int
+	spec       ProvisionSpec
+	terminated []Instance
+	failStop   error
+}
+
+func (p *testProvider) Name() string        { return "test" }
+func (p *testProvider) Description() string { return "records requests; starts nothing" }
+
+func (p *testProvider) Provision(_ context.Context, spec ProvisionSpec) ([]Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.spec = spec
+	var out []Instance
+	for range spec.Count {
+		p.next++
+		out = append(out, Instance{NodeID: fmt.Sprintf("test-%d", p.next), InstanceID: fmt.Sprintf("i-%d", p.next)})
+	}
+	return out, nil
+}
+
+func (p *testProvider) Terminate(_ context.Context, inst Instance) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failStop != nil {
+		return p.failStop
+	}
+	p.terminated = append(p.terminated, inst)
+	return nil
+}
+
+func (p *testProvider) Instances(context.Context) ([]Instance, error) { return nil, nil }
+
+func (p *testProvider) stopped() []Instance {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Instance(nil), p.terminated...)
+}
+
+// toState drives a fresh registered node into the given lifecycle state.
+func (h *harness) toState(id string, want fleetv1.LifecycleState) {
+	h.t.Helper()
+	ctx := ctxT(h.t)
+	h.register(id, 1)
+	var err error
+	switch want {
+	case active:
+	case cordoned:
+		_, err = h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: id})
+	case draining:
+		_, err = h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: id})
+	case drained:
+		var resp *controlplanev1.DrainNodeResponse
+		resp, err = h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: id})
+		if err == nil {
+			_, err = h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
+				NodeId: id, CommandId: resp.GetCommand().GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Message: "no GPU processes left",
+			})
+		}
+	case terminating:
+		_, err = h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id})
+	default:
+		h.t.Fatalf("toState %s not supported", want)
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if got := h.lifecycle(id); got != want {
+		h.t.Fatalf("%s is %s, want %s", id, got, want)
+	}
+}
+
+// TestLifecycleTransitions covers every operator action from every state an
+// agent-backed node can be in: allowed ones move it, harmless repeats
+// change nothing, and forbidden ones are FailedPrecondition.
+func TestLifecycleTransitions(t *testing.T) {
+	type action struct {
+		name string
+		do   func(h *harness, id string) error
+	}
+	ctx := context.Background()
+	cordon := action{"cordon", func(h *harness, id string) error {
+		_, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: id})
+		return err
+	}}
+	uncordon := action{"uncordon", func(h *harness, id string) error {
+		_, err := h.ops.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: id})
+		return err
+	}}
+	drain := action{"drain", func(h *harness, id string) error {
+		_, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: id})
+		return err
+	}}
+	terminate := action{"terminate", func(h *harness, id string) error {
+		_, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id})
+		return err
+	}}
+	rows := []struct {
+		from fleetv1.LifecycleState
+		act  action
+		want fleetv1.LifecycleState
+		code codes.Code
+	}{
+		{active, cordon, cordoned, codes.OK},
+		{active, uncordon, active, codes.OK},
+		{active, drain, draining, codes.OK},
+		{active, terminate, terminating, codes.OK},
+		{cordoned, cordon, cordoned, codes.OK},
+		{cordoned, uncordon, active, codes.OK},
+		{cordoned, drain, draining, codes.OK},
+		{cordoned, terminate, terminating, codes.OK},
+		{draining, cordon, draining, codes.OK},
+		{draining, uncordon, active, codes.OK},
+		{draining, drain, draining, codes.OK},
+		{draining, terminate, terminating, codes.OK},
+		{drained, cordon, drained, codes.OK},
+		{drained, uncordon, active, codes.OK},
+		{drained, drain, drained, codes.OK},
+		{drained, terminate, terminating, codes.OK},
+		{terminating, cordon, terminating, codes.FailedPrecondition},
+		{terminating, uncordon, terminating, codes.FailedPrecondition},
+		{terminating, drain, terminating, codes.FailedPrecondition},
+		{terminating, terminate, terminating, codes.OK},
+	}
+	h := newHarness(t)
+	for i, row := range rows {
+		name := fmt.Sprintf("%s-%s", lifecycleName(row.from), row.act.name)
+		t.Run(name, func(t *testing.T) {
+			h.t = t
+			id := fmt.Sprintf("node-%d", i)
+			h.toState(id, row.from)
+			err := row.act.do(h, id)
+			if row.code == codes.OK && err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if row.code != codes.OK {
+				wantCode(t, err, row.code, "")
+			}
+			if got := h.lifecycle(id); got != row.want {
+				t.Fatalf("after %s: %s, want %s", row.act.name, got, row.want)
+			}
+		})
+	}
+}
+
+func TestUncordonDuringDrainCancelsIt(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.toState("n1", draining)
+	if _, err := h.ops.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	cmds := h.get("n1").GetCommands()
+	byType := map[fleetv1.CommandType]fleetv1.CommandStatus{}
+	for _, c := range cmds {
+		byType[c.GetType()] = c.GetStatus()
+	}
+	if byType[fleetv1.CommandType_COMMAND_TYPE_DRAIN] != fleetv1.CommandStatus_COMMAND_STATUS_CANCELLED {
+		t.Fatalf("drain command: %s", byType[fleetv1.CommandType_COMMAND_TYPE_DRAIN])
+	}
+	if byType[fleetv1.CommandType_COMMAND_TYPE_UNCORDON] != fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
+		t.Fatalf("uncordon command: %s", byType[fleetv1.CommandType_COMMAND_TYPE_UNCORDON])
+	}
+}
+
+func TestDrainValidationAndSpec(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	_, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Deadline: timestamppb.New(time.Now().Add(-time.Minute))})
+	wantCode(t, err, codes.InvalidArgument, "deadline")
+	_, err = h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Deadline: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))})
+	wantCode(t, err, codes.InvalidArgument, "deadline")
+	_, err = h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Reason: string(make([]byte, 2000))})
+	wantCode(t, err, codes.InvalidArgument, "reason")
+	if h.lifecycle("n1") != active {
+		t.Fatal("a rejected drain changed the node")
+	}
+	deadline := time.Now().Add(10 * time.Minute).Truncate(time.Second)
+	resp, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Reason: "kernel upgrade", Deadline: timestamppb.New(deadline), Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := resp.GetCommand()
+	if c.GetType() != fleetv1.CommandType_COMMAND_TYPE_DRAIN || !c.GetDrain().GetForce() || !c.GetDrain().GetDeadline().AsTime().Equal(deadline) || c.GetReason() != "kernel upgrade" {
+		t.Fatalf("drain command %v", c)
+	}
+	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(polled.GetCommands()) != 1 || !polled.GetCommands()[0].GetDrain().GetForce() {
+		t.Fatalf("agent got %v %v", polled, err)
+	}
+	// The agent reports what it killed; the node is drained and operators
+	// see the pids.
+	_, err = h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
+		NodeId: "n1", CommandId: c.GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
+		Message: "deadline passed; signalled 2 GPU processes", SignalledPids: []uint32{4242, 4243},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := h.get("n1")
+	if d.GetNode().GetLifecycle() != drained {
+		t.Fatalf("lifecycle %s", d.GetNode().GetLifecycle())
+	}
+	if got := d.GetCommands()[0]; got.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || len(got.GetSignalledPids()) != 2 {
+		t.Fatalf("command history: %v", got)
+	}
+}
+
+func TestDrainDeadlinePassesWithoutReport(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	h := newHarness(t, withFakeClock(clock))
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	if _, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Deadline: timestamppb.New(clock.Now().Add(time.Minute))}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	h.fleet().Tick(ctx)
+	if h.lifecycle("n1") != draining {
+		t.Fatal("drained before the grace for the agent's report")
+	}
+	clock.Advance(drainGrace + time.Second)
+	h.fleet().Tick(ctx)
+	d := h.get("n1")
+	if d.GetNode().GetLifecycle() != drained || d.GetNode().GetLifecycleReason() != "drain deadline passed" {
+		t.Fatalf("%s: %s", d.GetNode().GetLifecycle(), d.GetNode().GetLifecycleReason())
+	}
+	if d.GetCommands()[0].GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED {
+		t.Fatalf("drain command left %s", d.GetCommands()[0].GetStatus())
+	}
+}
+
+func TestProvisionAndTerminateThroughProvider(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	p := &testProvider{}
+	h := newHarness(t, withFakeClock(clock), withProviders(p))
+	ctx := ctxT(t)
+
+	_, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "nope", Count: 1})
+	wantCode(t, err, codes.InvalidArgument, "provider")
+	_, err = h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 0})
+	wantCode(t, err, codes.InvalidArgument, "count")
+	_, err = h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 1, SimFaults: []string{"xid=79@gpu2+zz"}})
+	wantCode(t, err, codes.InvalidArgument, "sim_faults[0]")
+
+	resp, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{
+		Provider: "test", Count: 3, GpusPerNode: 4, Labels: map[string]string{"pool": "train"},
+		SimFaults: []string{"xid=79@gpu2+3s"}, ChaosInterval: durationpb.New(time.Minute),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetNodes()) != 3 || resp.GetNodes()[0].GetLifecycle() != provisioning || resp.GetNodes()[0].GetLabels()["pool"] != "train" {
+		t.Fatalf("provisioned %v", resp.GetNodes())
+	}
+	if p.spec.GPUsPerNode != 4 || p.spec.ChaosInterval != time.Minute || len(p.spec.SimFaults) != 1 {
+		t.Fatalf("provider got %+v", p.spec)
+	}
+	st, err := h.ops.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
+	if err != nil || st.GetSummary().GetProvisioning() != 3 || len(st.GetProviders()) != 1 || st.GetProviders()[0].GetName() != "test" {
+		t.Fatalf("status %v %v", st, err)
+	}
+
+	// test-1 registers; test-2 fails to start; test-3 never registers.
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(4), InstanceId: "i-1"}); err != nil {
+		t.Fatal(err)
+	}
+	p.spec.Failed("test-2", "agent exited with status 1: no such file")
+	clock.Advance(h.cfg.ProvisionTimeout.Duration + time.Second)
+	h.fleet().Tick(ctx)
+	for id, want := range map[string]fleetv1.LifecycleState{"test-1": active, "test-2": provisionFailed, "test-3": provisionFailed} {
+		if got := h.lifecycle(id); got != want {
+			t.Errorf("%s is %s, want %s", id, got, want)
+		}
+	}
+	if r := h.get("test-2").GetNode().GetLifecycleReason(); r != "agent exited with status 1: no such file" {
+		t.Errorf("failure reason %q", r)
+	}
+
+	// Terminate test-1 (online again): it drains first, then the provider
+	// stops it.
+	if _, err := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "test-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "test-1", DrainTimeout: durationpb.New(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "test-1"})
+	if err != nil || len(polled.GetCommands()) != 1 || polled.GetCommands()[0].GetType() != fleetv1.CommandType_COMMAND_TYPE_DRAIN {
+		t.Fatalf("terminate did not drain first: %v %v", polled, err)
+	}
+	h.fleet().Tick(ctx)
+	if len(p.stopped()) != 0 {
+		t.Fatal("stopped before the drain finished")
+	}
+	if _, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
+		NodeId: "test-1", CommandId: polled.GetCommands()[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.fleet().Tick(ctx)
+	eventually(t, "provider stop", func() bool { return len(p.stopped()) == 1 })
+	eventually(t, "TERMINATED", func() bool { return h.lifecycle("test-1") == terminated })
+	if got := p.stopped()[0]; got.InstanceID != "i-1" {
+		t.Fatalf("stopped %+v", got)
+	}
+
+	// A failed provision is cleaned up at once by terminate.
+	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "test-2", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.fleet().Tick(ctx)
+	eventually(t, "test-2 TERMINATED", func() bool { return h.lifecycle("test-2") == terminated })
+
+	// Terminated nodes leave the fleet after the retention.
+	clock.Advance(h.cfg.TerminatedRetention.Duration + time.Second)
+	h.fleet().Tick(ctx)
+	_, err = h.ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "test-1"})
+	wantCode(t, err, codes.NotFound, "node_id")
+}
+
+func TestTerminateSelfRegisteredNode(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "n1", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.fleet().Tick(ctx)
+	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(polled.GetCommands()) != 1 || polled.GetCommands()[0].GetType() != fleetv1.CommandType_COMMAND_TYPE_TERMINATE {
+		t.Fatalf("forced terminate should ask the agent to stop: %v %v", polled, err)
+	}
+	if _, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
+		NodeId: "n1", CommandId: polled.GetCommands()[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Message: "agent stopping",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.lifecycle("n1"); got != terminated {
+		t.Fatalf("lifecycle %s", got)
+	}
+	// A terminated node's id can come back as a new node.
+	resp := h.register("n1", 1)
+	if resp.GetLifecycle() != active {
+		t.Fatalf("re-registered terminated node is %s", resp.GetLifecycle())
+	}
+}

@@ -1,0 +1,313 @@
+package controlplane
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+func TestServerRegistersBothServicesHealthAndReflection(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	hc := grpc_health_v1.NewHealthClient(h.conn)
+	for _, svc := range []string{"", "navarch.node.v1.NodeService", "navarch.controlplane.v1.ControlPlaneService"} {
+		resp, err := hc.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %q: %v %v", svc, resp, err)
+		}
+	}
+	stream, err := grpc_reflection_v1.NewServerReflectionClient(h.conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&grpc_reflection_v1.ServerReflectionRequest{MessageRequest: &grpc_reflection_v1.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"navarch.node.v1.NodeService", "navarch.controlplane.v1.ControlPlaneService", "grpc.health.v1.Health"} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Errorf("reflection lists %v, missing %s", names, want)
+		}
+	}
+}
+
+func TestRegisterHeartbeatAndList(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *Config) { c.HeartbeatInterval = Duration{3 * time.Second} }))
+	ctx := ctxT(t)
+	resp := h.register("gpu-node-1", 8)
+	if resp.GetHeartbeatInterval().AsDuration() != 3*time.Second || resp.GetHealthReportInterval().AsDuration() != 30*time.Second {
+		t.Fatalf("intervals: %v", resp)
+	}
+	if resp.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE {
+		t.Fatalf("lifecycle %s", resp.GetLifecycle())
+	}
+	if _, err := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "gpu-node-1", Samples: []*fleetv1.GpuSample{{GpuIndex: 0, UtilizationGpuPercent: 97, TemperatureCelsius: 71}}}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetNodes()) != 1 {
+		t.Fatalf("listed %d nodes", len(list.GetNodes()))
+	}
+	n := list.GetNodes()[0]
+	if n.GetNodeId() != "gpu-node-1" || len(n.GetGpus()) != 8 || n.GetReachability() != fleetv1.Reachability_REACHABILITY_ONLINE {
+		t.Fatalf("node %v", n)
+	}
+	if len(n.GetSamples()) != 1 || n.GetSamples()[0].GetUtilizationGpuPercent() != 97 {
+		t.Fatalf("samples %v", n.GetSamples())
+	}
+	if n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN {
+		t.Fatalf("health before any report: %s", n.GetHealth())
+	}
+	h.healthyReport("gpu-node-1", 8)
+	if got := h.get("gpu-node-1").GetNode().GetHealth(); got != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
+		t.Fatalf("health after a clean report: %s", got)
+	}
+	detail := h.get("gpu-node-1")
+	if detail.GetNode().GetGpus()[0].GetMetrics().GetTemperatureCelsius() != 55 {
+		t.Fatalf("GetNode lacks the latest metrics: %v", detail.GetNode().GetGpus()[0])
+	}
+	if len(detail.GetHistory()) != 1 || detail.GetHistory()[0].GetUtilizationGpuPercent()[0] != 97 {
+		t.Fatalf("history %v", detail.GetHistory())
+	}
+}
+
+func TestRegisterValidation(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	many := map[string]string{}
+	for i := range 65 {
+		many[fmt.Sprintf("k%d", i)] = "v"
+	}
+	dupIndex := gpus(2)
+	dupIndex[1].Index = 0
+	dupUUID := gpus(2)
+	dupUUID[1].Uuid = dupUUID[0].GetUuid()
+	noUUID := gpus(1)
+	noUUID[0].Uuid = ""
+	rows := []struct {
+		name  string
+		req   *nodev1.RegisterNodeRequest
+		field string
+	}{
+		{"missing-node-id", &nodev1.RegisterNodeRequest{}, "node_id"},
+		{"node-id-with-slash", &nodev1.RegisterNodeRequest{NodeId: "a/b"}, "node_id"},
+		{"node-id-leading-dash", &nodev1.RegisterNodeRequest{NodeId: "-a"}, "node_id"},
+		{"node-id-too-long", &nodev1.RegisterNodeRequest{NodeId: strings.Repeat("a", 254)}, "node_id"},
+		{"too-many-labels", &nodev1.RegisterNodeRequest{NodeId: "n", Labels: many}, "labels"},
+		{"label-key-space", &nodev1.RegisterNodeRequest{NodeId: "n", Labels: map[string]string{"a b": "c"}}, "labels[a b]"},
+		{"label-value-comma", &nodev1.RegisterNodeRequest{NodeId: "n", Labels: map[string]string{"a": "b,c"}}, "labels[a]"},
+		{"duplicate-gpu-index", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: dupIndex}, "gpus[1].index"},
+		{"duplicate-gpu-uuid", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: dupUUID}, "gpus[1].uuid"},
+		{"missing-gpu-uuid", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: noUUID}, "gpus[0].uuid"},
+		{"too-many-gpus", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: gpus(65)}, "gpus"},
+		{"hostname-control-char", &nodev1.RegisterNodeRequest{NodeId: "n", Hostname: "a\x00b"}, "hostname"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			_, err := h.node.RegisterNode(ctx, row.req)
+			wantCode(t, err, codes.InvalidArgument, row.field)
+		})
+	}
+	// Nothing was accepted.
+	list, err := h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{})
+	if err != nil || len(list.GetNodes()) != 0 {
+		t.Fatalf("bad registrations left nodes: %v %v", list.GetNodes(), err)
+	}
+}
+
+func TestUnknownNode(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	_, err := h.ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "nope"})
+	wantCode(t, err, codes.NotFound, "node_id")
+	_, err = h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "nope"})
+	wantCode(t, err, codes.NotFound, "node_id")
+	_, err = h.node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "nope"})
+	wantCode(t, err, codes.NotFound, "node_id")
+	_, err = h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "nope"})
+	wantCode(t, err, codes.NotFound, "node_id")
+}
+
+func TestReRegistrationKeepsLifecycleAndRedeliversCommands(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 2)
+	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "n1", Reason: "maintenance"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(got.GetCommands()) != 1 {
+		t.Fatalf("first poll: %v %v", got, err)
+	}
+	// The agent restarts before it carried the command out.
+	resp := h.register("n1", 2)
+	if resp.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+		t.Fatalf("re-registration changed lifecycle to %s", resp.GetLifecycle())
+	}
+	again, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(again.GetCommands()) != 1 || again.GetCommands()[0].GetId() != got.GetCommands()[0].GetId() {
+		t.Fatalf("command not handed out again: %v %v", again, err)
+	}
+	n := h.get("n1").GetNode()
+	if n.GetLifecycleReason() != "maintenance" {
+		t.Fatalf("reason %q", n.GetLifecycleReason())
+	}
+}
+
+func TestReRegistrationWithMissingGPUIsAFault(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 4)
+	h.healthyReport("n1", 4)
+	inv := gpus(4)
+	inv = append(inv[:2], inv[3]) // GPU 2 is gone
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: inv, BootId: "boot-1"}); err != nil {
+		t.Fatal(err)
+	}
+	d := h.get("n1")
+	n := d.GetNode()
+	if n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY || n.GetRemedy() != fleetv1.Remedy_REMEDY_REBOOT_NODE {
+		t.Fatalf("health %s remedy %s", n.GetHealth(), n.GetRemedy())
+	}
+	if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED || !n.GetCordonedByPolicy() {
+		t.Fatalf("not auto-cordoned: %s", n.GetLifecycle())
+	}
+	var lost *fleetv1.Gpu
+	for _, g := range n.GetGpus() {
+		if g.GetLost() {
+			lost = g
+		}
+	}
+	if lost == nil || lost.GetUuid() != "GPU-0002" || len(n.GetGpus()) != 4 {
+		t.Fatalf("lost GPU not kept: %v", n.GetGpus())
+	}
+	if len(d.GetEvents()) == 0 || d.GetEvents()[0].GetKind() != fleetv1.EventKind_EVENT_KIND_GPU_LOST {
+		t.Fatalf("events %v", d.GetEvents())
+	}
+	// The GPU comes back after a reboot: the fault clears.
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(4), BootId: "boot-2"}); err != nil {
+		t.Fatal(err)
+	}
+	h.healthyReport("n1", 4)
+	if got := h.get("n1").GetNode().GetHealth(); got != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
+		t.Fatalf("after the GPU came back: %s", got)
+	}
+}
+
+func TestRebootClearsXIDFault(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 2)
+	h.healthyReport("n1", 2)
+	h.xid("n1", 1, 79)
+	if got := h.get("n1").GetNode().GetHealth(); got != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatalf("after XID 79: %s", got)
+	}
+	// An agent restart on the same boot keeps the fault.
+	h.register("n1", 2)
+	if got := h.get("n1").GetNode().GetHealth(); got != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatalf("agent restart cleared the fault: %s", got)
+	}
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(2), BootId: "boot-2"}); err != nil {
+		t.Fatal(err)
+	}
+	n := h.get("n1").GetNode()
+	if n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
+		t.Fatalf("reboot did not clear XID 79: %s (%s)", n.GetHealth(), n.GetHealthCause())
+	}
+	if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+		t.Fatalf("reboot uncordoned the node: %s", n.GetLifecycle())
+	}
+	if n.GetGpus()[1].GetRemedyEpisodes() != 1 {
+		t.Fatalf("remedy episodes %d", n.GetGpus()[1].GetRemedyEpisodes())
+	}
+}
+
+func TestListNodesFiltersAndPaging(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	for i := range 25 {
+		id := fmt.Sprintf("node-%02d", i)
+		zone := "a"
+		if i%2 == 1 {
+			zone = "b"
+		}
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: gpus(1), Labels: map[string]string{"zone": zone}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "node-03"}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	token := ""
+	for {
+		page, err := h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{PageSize: 10, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.GetTotalSize() != 25 {
+			t.Fatalf("total %d", page.GetTotalSize())
+		}
+		for _, n := range page.GetNodes() {
+			seen = append(seen, n.GetNodeId())
+		}
+		if token = page.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if len(seen) != 25 || seen[0] != "node-00" || seen[24] != "node-24" {
+		t.Fatalf("paged %d nodes: %v", len(seen), seen)
+	}
+	rows := []struct {
+		name string
+		req  *controlplanev1.ListNodesRequest
+		want int
+	}{
+		{"label", &controlplanev1.ListNodesRequest{LabelSelector: "zone=b"}, 12},
+		{"label-any-value", &controlplanev1.ListNodesRequest{LabelSelector: "zone"}, 25},
+		{"label-missing", &controlplanev1.ListNodesRequest{LabelSelector: "rack=1"}, 0},
+		{"lifecycle", &controlplanev1.ListNodesRequest{Lifecycle: []fleetv1.LifecycleState{fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED}}, 1},
+		{"text", &controlplanev1.ListNodesRequest{Text: "NODE-1"}, 10},
+		{"combined", &controlplanev1.ListNodesRequest{Text: "node-1", LabelSelector: "zone=a"}, 5},
+		{"reachability", &controlplanev1.ListNodesRequest{Reachability: []fleetv1.Reachability{fleetv1.Reachability_REACHABILITY_OFFLINE}}, 0},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			resp, err := h.ops.ListNodes(ctx, row.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int(resp.GetTotalSize()) != row.want {
+				t.Fatalf("matched %d, want %d", resp.GetTotalSize(), row.want)
+			}
+		})
+	}
+	_, err := h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{PageSize: 5000})
+	wantCode(t, err, codes.InvalidArgument, "page_size")
+	_, err = h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{PageToken: "!!"})
+	wantCode(t, err, codes.InvalidArgument, "page_token")
+	_, err = h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{Lifecycle: []fleetv1.LifecycleState{99}})
+	wantCode(t, err, codes.InvalidArgument, "lifecycle[0]")
+	_, err = h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{LabelSelector: "=x"})
+	wantCode(t, err, codes.InvalidArgument, "label_selector")
+}

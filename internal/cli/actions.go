@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/internal/display"
+	"github.com/navarch/navarch/internal/faultspec"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+func runAction(ctx context.Context, server, cmd string, args []string, env Env) error {
+	fs := flagSet(cmd, &server)
+	reason := fs.String("reason", "", "")
+	var deadline, drainTimeout, wait *time.Duration
+	var force *bool
+	switch cmd {
+	case "drain":
+		deadline = fs.Duration("deadline", time.Hour, "")
+		force = fs.Bool("force", false, "")
+	case "terminate":
+		drainTimeout = fs.Duration("drain-timeout", 10*time.Minute, "")
+		force = fs.Bool("force", false, "")
+	case "diagnose":
+		wait = fs.Duration("wait", 30*time.Second, "")
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("%s needs exactly one node id", cmd)
+	}
+	id := pos[0]
+	if deadline != nil && *deadline <= 0 {
+		return usagef("--deadline: %s is not a positive duration", *deadline)
+	}
+	if drainTimeout != nil && *drainTimeout <= 0 {
+		return usagef("--drain-timeout: %s is not a positive duration", *drainTimeout)
+	}
+	c, closeConn, err := client(server)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	var n *fleetv1.Node
+	switch cmd {
+	case "cordon":
+		resp, err := c.CordonNode(cctx, &controlplanev1.CordonNodeRequest{NodeId: id, Reason: *reason})
+		if err != nil {
+			return err
+		}
+		n = resp.GetNode()
+	case "uncordon":
+		resp, err := c.UncordonNode(cctx, &controlplanev1.UncordonNodeRequest{NodeId: id, Reason: *reason})
+		if err != nil {
+			return err
+		}
+		n = resp.GetNode()
+	case "drain":
+		resp, err := c.DrainNode(cctx, &controlplanev1.DrainNodeRequest{
+			NodeId: id, Reason: *reason, Deadline: timestamppb.New(time.Now().Add(*deadline)), Force: *force,
+		})
+		if err != nil {
+			return err
+		}
+		n = resp.GetNode()
+	case "terminate":
+		req := &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: *reason, Force: *force, DrainTimeout: durationpb.New(*drainTimeout)}
+		resp, err := c.TerminateNode(cctx, req)
+		if err != nil {
+			return err
+		}
+		n = resp.GetNode()
+	case "diagnose":
+		return diagnose(ctx, c, id, *wait, env)
+	}
+	fmt.Fprintf(env.Stdout, "%s %s (%s)\n", n.GetNodeId(), display.Lifecycle(n.GetLifecycle()), n.GetLifecycleReason())
+	return nil
+}
+
+// diagnose queues diagnostics and waits for the report.
+func diagnose(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, id string, wait time.Duration, env Env) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	resp, err := c.RunDiagnostics(cctx, &controlplanev1.RunDiagnosticsRequest{NodeId: id})
+	cancel()
+	if err != nil {
+		return err
+	}
+	cmdID := resp.GetCommand().GetId()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		node, err := c.GetNode(cctx, &controlplanev1.GetNodeRequest{NodeId: id, EventLimit: 1})
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, cmd := range node.GetCommands() {
+			if cmd.GetId() != cmdID {
+				continue
+			}
+			switch cmd.GetStatus() {
+			case fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
+				fmt.Fprint(env.Stdout, ensureNewline(cmd.GetMessage()))
+				return nil
+			case fleetv1.CommandStatus_COMMAND_STATUS_FAILED, fleetv1.CommandStatus_COMMAND_STATUS_CANCELLED:
+				fmt.Fprint(env.Stdout, ensureNewline(cmd.GetMessage()))
+				return fmt.Errorf("diagnostics on %s %s", id, strings.ToLower(display.CommandStatus(cmd.GetStatus())))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("no diagnostics report from %s within %s (command %s stays queued)", id, wait, cmdID)
+}
+
+func ensureNewline(s string) string {
+	if strings.HasSuffix(s, "\n") {
+		return s
+	}
+	return s + "\n"
+}
+
+func runProvision(ctx context.Context, server string, args []string, env Env) error {
+	fs := flagSet("provision", &server)
+	provider := fs.String("provider", "local", "")
+	count := fs.Uint("count", 0, "")
+	gpus := fs.Uint("gpus", 0, "")
+	instanceType := fs.String("instance-type", "", "")
+	chaos := fs.Duration("chaos", 0, "")
+	out := outputFlag(fs)
+	var labels, faults listFlag
+	fs.Var(&labels, "label", "")
+	fs.Var(&labels, "l", "")
+	fs.Var(&faults, "sim-fault", "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("provision takes no arguments; use --count N")
+	}
+	if *count == 0 {
+		return usagef("provision needs --count N")
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	req := &controlplanev1.ProvisionNodesRequest{
+		Provider: *provider, Count: uint32(*count), GpusPerNode: uint32(*gpus), InstanceType: *instanceType,
+		Labels: map[string]string{}, SimFaults: faults,
+	}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return usagef("--label: %q is not KEY=VALUE", l)
+		}
+		req.Labels[k] = v
+	}
+	for _, f := range faults {
+		if _, err := faultspec.Parse(f); err != nil {
+			return usagef("--sim-fault: %v", err)
+		}
+	}
+	if *chaos > 0 {
+		req.ChaosInterval = durationpb.New(*chaos)
+	}
+	c, closeConn, err := client(server)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	cctx, cancel := context.WithTimeout(ctx, 2*callTimeout)
+	defer cancel()
+	resp, err := c.ProvisionNodes(cctx, req)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return writeJSON(env.Stdout, resp)
+	}
+	for _, n := range resp.GetNodes() {
+		fmt.Fprintf(env.Stdout, "%s %s\n", n.GetNodeId(), display.Lifecycle(n.GetLifecycle()))
+	}
+	return nil
+}

@@ -1,0 +1,363 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/navarch/navarch/internal/display"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+func runGet(ctx context.Context, server string, args []string, env Env) error {
+	if len(args) == 0 {
+		return usagef("get needs what to get: nodes, node ID, events or status")
+	}
+	what, args := args[0], args[1:]
+	switch what {
+	case "nodes":
+		return getNodes(ctx, server, args, env)
+	case "node":
+		return getNode(ctx, server, args, env)
+	case "events":
+		return getEvents(ctx, server, args, env)
+	case "status":
+		return getStatus(ctx, server, args, env)
+	}
+	return usagef("get: unknown kind %q (nodes, node, events, status)", what)
+}
+
+func writeJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+func getNodes(ctx context.Context, server string, args []string, env Env) error {
+	fs := flagSet("get nodes", &server)
+	out := outputFlag(fs)
+	var lifecycle, health, reach, labels listFlag
+	fs.Var(&lifecycle, "lifecycle", "")
+	fs.Var(&health, "health", "")
+	fs.Var(&reach, "reachability", "")
+	fs.Var(&labels, "l", "")
+	fs.Var(&labels, "label", "")
+	text := fs.String("text", "", "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("get nodes takes no arguments; did you mean 'get node %s'?", pos[0])
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	req := &controlplanev1.ListNodesRequest{LabelSelector: strings.Join(labels, ","), Text: *text, PageSize: 1000}
+	for _, l := range lifecycle {
+		v, ok := display.ParseLifecycle(l)
+		if !ok {
+			return usagef("--lifecycle: %q is not a lifecycle state (active, cordoned, draining, drained, ...)", l)
+		}
+		req.Lifecycle = append(req.Lifecycle, v)
+	}
+	for _, h := range health {
+		v, ok := display.ParseHealth(h)
+		if !ok {
+			return usagef("--health: %q is not healthy, degraded, unhealthy or unknown", h)
+		}
+		req.Health = append(req.Health, v)
+	}
+	for _, r := range reach {
+		v, ok := display.ParseReachability(r)
+		if !ok {
+			return usagef("--reachability: %q is not online, stale, offline or unknown", r)
+		}
+		req.Reachability = append(req.Reachability, v)
+	}
+	c, closeConn, err := client(server)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	all := &controlplanev1.ListNodesResponse{}
+	for {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		page, err := c.ListNodes(cctx, req)
+		cancel()
+		if err != nil {
+			return err
+		}
+		all.Nodes = append(all.Nodes, page.GetNodes()...)
+		all.TotalSize, all.Revision = page.GetTotalSize(), page.GetRevision()
+		if req.PageToken = page.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	if *out == "json" {
+		return writeJSON(env.Stdout, all)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tLIFECYCLE\tHEALTH\tREACH\tGPUS\tUTIL\tHOT\tSEEN\tLABELS")
+	for _, n := range all.GetNodes() {
+		util, hot := "-", "-"
+		if u, ok := display.Utilization(n.GetSamples()); ok {
+			util = fmt.Sprintf("%d%%", u)
+		}
+		if h, ok := display.Hottest(n.GetSamples()); ok {
+			hot = fmt.Sprintf("%d°C", h)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetNodeId(), display.Lifecycle(n.GetLifecycle()),
+			display.Health(n.GetHealth()), display.Reachability(n.GetReachability()), gpuSummary(n), util, hot,
+			display.Age(n.GetLastHeartbeatAt().AsTime(), now), orDash(display.Labels(n.GetLabels())))
+	}
+	return tw.Flush()
+}
+
+// gpuSummary is "8" or "8 (1 unhealthy, 2 degraded)".
+func gpuSummary(n *fleetv1.Node) string {
+	var bad, degraded, lost int
+	for _, g := range n.GetGpus() {
+		switch {
+		case g.GetLost():
+			lost++
+		case g.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
+			bad++
+		case g.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
+			degraded++
+		}
+	}
+	var parts []string
+	for _, p := range []struct {
+		n    int
+		what string
+	}{{lost, "lost"}, {bad, "unhealthy"}, {degraded, "degraded"}} {
+		if p.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.what))
+		}
+	}
+	s := fmt.Sprint(len(n.GetGpus()))
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func getNode(ctx context.Context, server string, args []string, env Env) error {
+	fs := flagSet("get node", &server)
+	out := outputFlag(fs)
+	events := fs.Uint("events", 20, "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("get node needs exactly one node id")
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, closeConn, err := client(server)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := c.GetNode(cctx, &controlplanev1.GetNodeRequest{NodeId: pos[0], EventLimit: uint32(*events)})
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return writeJSON(env.Stdout, resp)
+	}
+	return writeNode(env.Stdout, resp, time.Now())
+}
+
+func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time) error {
+	n := resp.GetNode()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Node:\t%s\n", n.GetNodeId())
+	fmt.Fprintf(tw, "Lifecycle:\t%s\t%s\n", display.Lifecycle(n.GetLifecycle()), n.GetLifecycleReason())
+	fmt.Fprintf(tw, "Health:\t%s\t%s\n", display.Health(n.GetHealth()), n.GetHealthCause())
+	if r := display.Remedy(n.GetRemedy()); r != "" {
+		fmt.Fprintf(tw, "Remedy:\t%s\n", r)
+	}
+	fmt.Fprintf(tw, "Reachability:\t%s\tlast heartbeat %s ago\n", display.Reachability(n.GetReachability()), display.Age(n.GetLastHeartbeatAt().AsTime(), now))
+	fmt.Fprintf(tw, "Driver:\t%s\tCUDA %s\n", orDash(n.GetDriverVersion()), orDash(n.GetCudaVersion()))
+	fmt.Fprintf(tw, "Labels:\t%s\n", orDash(display.Labels(n.GetLabels())))
+	if n.GetProvider() != "" {
+		fmt.Fprintf(tw, "Provider:\t%s\t%s\n", n.GetProvider(), n.GetInstanceId())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nGPUs:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  GPU\tHEALTH\tUTIL\tTEMP\tPOWER\tMEMORY\tUUID\tCAUSE")
+	for _, g := range n.GetGpus() {
+		m := g.GetMetrics()
+		health := display.Health(g.GetHealth())
+		if g.GetLost() {
+			health = "LOST"
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%d%%\t%d°C\t%dW\t%s/%s\t%s\t%s\n", g.GetIndex(), health, m.GetUtilizationGpuPercent(),
+			m.GetTemperatureCelsius(), m.GetPowerUsageMilliwatts()/1000, display.Bytes(m.GetMemoryUsedBytes()),
+			display.Bytes(g.GetMemoryTotalBytes()), g.GetUuid(), orDash(g.GetHealthCause()))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nEvents (newest first):")
+	if err := writeEvents(w, resp.GetEvents(), now, false); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nCommands (newest first):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tTYPE\tSTATUS\tAGE\tMESSAGE")
+	for _, c := range resp.GetCommands() {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.GetId(), display.CommandType(c.GetType()), display.CommandStatus(c.GetStatus()),
+			display.Age(c.GetUpdatedAt().AsTime(), now), orDash(firstLine(c.GetMessage())))
+	}
+	return tw.Flush()
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
+
+func writeEvents(w io.Writer, evs []*fleetv1.HealthEvent, now time.Time, withNode bool) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	indent, head := "  ", []string{"AGE", "GPU", "KIND", "HEALTH", "CAUSE", "REMEDY"}
+	if withNode {
+		indent, head = "", []string{"AGE", "NODE", "GPU", "KIND", "HEALTH", "CAUSE", "REMEDY"}
+	}
+	fmt.Fprintln(tw, indent+strings.Join(head, "\t"))
+	for _, e := range evs {
+		cols := []string{display.Age(e.GetTime().AsTime(), now)}
+		if withNode {
+			cols = append(cols, e.GetNodeId())
+		}
+		cols = append(cols, display.GPU(e.GetGpuIndex()), display.EventKind(e), display.Health(e.GetHealth()),
+			orDash(e.GetCause()), orDash(display.Remedy(e.GetRemedy())))
+		fmt.Fprintln(tw, indent+strings.Join(cols, "\t"))
+	}
+	return tw.Flush()
+}
+
+func getEvents(ctx context.Context, server string, args []string, env Env) error {
+	fs := flagSet("get events", &server)
+	out := outputFlag(fs)
+	node := fs.String("node", "", "")
+	minHealth := fs.String("min-health", "", "")
+	limit := fs.Uint("limit", 100, "")
+	text := fs.String("text", "", "")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("get events takes no arguments; use --node ID")
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	req := &controlplanev1.ListEventsRequest{NodeId: *node, Limit: uint32(*limit), Text: *text}
+	if *minHealth != "" {
+		v, ok := display.ParseHealth(*minHealth)
+		if !ok {
+			return usagef("--min-health: %q is not healthy, degraded or unhealthy", *minHealth)
+		}
+		req.MinHealth = v
+	}
+	c, closeConn, err := client(server)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := c.ListEvents(cctx, req)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return writeJSON(env.Stdout, resp)
+	}
+	return writeEvents(env.Stdout, resp.GetEvents(), time.Now(), true)
+}
+
+func getStatus(ctx context.Context, server string, args []string, env Env) error {
+	fs := flagSet("get status", &server)
+	out := outputFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("get status takes no arguments")
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	c, closeConn, err := client(server)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := c.GetFleetStatus(cctx, &controlplanev1.GetFleetStatusRequest{})
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return writeJSON(env.Stdout, resp)
+	}
+	s := resp.GetSummary()
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Nodes:\t%d\t(%d GPUs)\n", s.GetNodes(), s.GetGpus())
+	fmt.Fprintf(tw, "Lifecycle:\t%d active, %d cordoned, %d draining, %d drained, %d provisioning, %d terminating, %d terminated, %d failed\n",
+		s.GetActive(), s.GetCordoned(), s.GetDraining(), s.GetDrained(), s.GetProvisioning(), s.GetTerminating(), s.GetTerminated(), s.GetProvisionFailed())
+	fmt.Fprintf(tw, "Health:\t%d healthy, %d degraded, %d unhealthy, %d unknown\n", s.GetHealthy(), s.GetDegraded(), s.GetUnhealthy(), s.GetHealthUnknown())
+	fmt.Fprintf(tw, "Reachability:\t%d online, %d stale, %d offline, %d not yet heard from\n", s.GetOnline(), s.GetStale(), s.GetOffline(), s.GetReachabilityUnknown())
+	fmt.Fprintf(tw, "GPUs:\t%d healthy, %d degraded, %d unhealthy\n", s.GetGpusHealthy(), s.GetGpusDegraded(), s.GetGpusUnhealthy())
+	b := resp.GetBreaker()
+	switch {
+	case !b.GetAutoCordonEnabled():
+		fmt.Fprintf(tw, "Auto-cordon:\toff\n")
+	case b.GetTripped():
+		fmt.Fprintf(tw, "Auto-cordon:\tSUSPENDED: breaker tripped %s ago; %d cordons held back\n", display.Age(b.GetTrippedAt().AsTime(), time.Now()), b.GetSuppressedCordons())
+	default:
+		fmt.Fprintf(tw, "Auto-cordon:\ton (%d in the last %ds; limit %.0f%% of the fleet)\n", b.GetRecentAutoCordons(), b.GetWindowSeconds(), b.GetMaxFraction()*100)
+	}
+	var provs []string
+	for _, p := range resp.GetProviders() {
+		provs = append(provs, p.GetName())
+	}
+	fmt.Fprintf(tw, "Providers:\t%s\n", orDash(strings.Join(provs, ", ")))
+	fmt.Fprintf(tw, "Revision:\t%d\n", resp.GetRevision())
+	fmt.Fprintf(tw, "Version:\t%s\n", resp.GetVersion())
+	return tw.Flush()
+}

@@ -1,0 +1,262 @@
+// Package demo runs a whole Navarch fleet on one machine: a control plane
+// with its Badger store under a demo directory, simulated GPU nodes with
+// chaos that injects faults every few seconds, and the console. Quitting
+// the console stops everything the demo started.
+package demo
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/navarch/navarch/internal/rpcclient"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+)
+
+// MaxProcessNodes is the largest demo fleet run as one agent process per
+// node; larger fleets run in-process.
+const MaxProcessNodes = 24
+
+// MaxNodes is the largest demo fleet.
+const MaxNodes = 1000
+
+// Options configures Run.
+type Options struct {
+	// Nodes is the fleet size; 0 means 12.
+	Nodes int
+	// GPUs per node; 0 means 8.
+	GPUs int
+	// Keep resumes the fleet left by the last run instead of starting clean.
+	Keep bool
+	// DataDir holds the demo's store and logs.
+	DataDir string
+	// BinDir holds navarch-controlplane and navarch-agent.
+	BinDir string
+	// FaultEvery is the mean time between faults across the whole fleet.
+	FaultEvery time.Duration
+	// Stdout and Stderr receive the demo's own messages.
+	Stdout, Stderr io.Writer
+	// Console opens the console on the demo's control plane; nil waits for
+	// ctx instead.
+	Console func(ctx context.Context, server string, readOnly bool) error
+	// InProcess runs n simulated nodes in this process against server, until
+	// ctx ends; required for fleets above MaxProcessNodes.
+	InProcess func(ctx context.Context, server string, n, gpus int, faultEvery time.Duration) error
+}
+
+// ParseArgs reads the demo's command line into o.
+func ParseArgs(args []string, o *Options) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&o.Nodes, "nodes", 12, "")
+	fs.IntVar(&o.GPUs, "gpus", 8, "")
+	fs.BoolVar(&o.Keep, "keep", false, "")
+	fs.StringVar(&o.DataDir, "data-dir", ".demo", "")
+	fs.StringVar(&o.BinDir, "bin", "", "")
+	fs.DurationVar(&o.FaultEvery, "fault-every", 4*time.Second, "")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
+	}
+	if o.Nodes < 1 || o.Nodes > MaxNodes {
+		return fmt.Errorf("demo: --nodes %d is not within 1–%d", o.Nodes, MaxNodes)
+	}
+	if o.GPUs < 1 || o.GPUs > 64 {
+		return fmt.Errorf("demo: --gpus %d is not within 1–64", o.GPUs)
+	}
+	if o.FaultEvery < 0 {
+		return fmt.Errorf("demo: --fault-every %s is negative", o.FaultEvery)
+	}
+	return nil
+}
+
+// Run starts the demo and blocks until the console quits or ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if o.BinDir == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("demo: find binaries: %w", err)
+		}
+		o.BinDir = filepath.Dir(self)
+	}
+	cpBin := filepath.Join(o.BinDir, "navarch-controlplane")
+	for _, b := range []string{cpBin, filepath.Join(o.BinDir, "navarch-agent")} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("demo: %s is missing; build with 'go tool task build'", b)
+		}
+	}
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	storeDir := filepath.Join(dataDir, "store")
+	if !o.Keep {
+		if err := os.RemoveAll(storeDir); err != nil {
+			return fmt.Errorf("demo: clear %s: %w", storeDir, err)
+		}
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(dataDir, "controlplane.yaml")
+	cfg := fmt.Sprintf(`# Written by navarch demo on each run.
+listen: %s
+data_dir: %s
+heartbeat_interval: 2s
+health_report_interval: 10s
+stale_after: 6s
+offline_after: 15s
+terminated_retention: 2m
+local_provider:
+  max_nodes: %d
+  agent_binary: %s
+`, addr, storeDir, MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return fmt.Errorf("demo: write config: %w", err)
+	}
+	logPath := filepath.Join(dataDir, "controlplane.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer logFile.Close()
+	cp := exec.Command(cpBin, "--config", cfgPath)
+	cp.Stdout, cp.Stderr = logFile, logFile
+	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	if err := cp.Start(); err != nil {
+		return fmt.Errorf("demo: start control plane: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cp.Wait() }()
+	defer stop(cp, exited)
+
+	fmt.Fprintf(o.Stdout, "navarch demo: control plane on %s (store %s, log %s)\n", addr, storeDir, logPath)
+	if err := waitServing(ctx, addr, exited, logPath); err != nil {
+		return err
+	}
+	conn, err := rpcclient.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ops := controlplanev1.NewControlPlaneServiceClient(conn)
+
+	simCtx, stopSim := context.WithCancel(ctx)
+	defer stopSim()
+	status, err := ops.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	switch {
+	case o.Keep && status.GetSummary().GetNodes() > 0:
+		fmt.Fprintf(o.Stdout, "navarch demo: resuming a fleet of %d nodes; agents from the last run are gone, so expect them OFFLINE\n", status.GetSummary().GetNodes())
+	case o.Nodes <= MaxProcessNodes:
+		req := &controlplanev1.ProvisionNodesRequest{
+			Provider: "local", Count: uint32(o.Nodes), GpusPerNode: uint32(o.GPUs),
+			Labels: map[string]string{"pool": "demo"},
+		}
+		if o.FaultEvery > 0 {
+			req.ChaosInterval = durationpb.New(o.FaultEvery * time.Duration(o.Nodes))
+		}
+		if _, err := ops.ProvisionNodes(ctx, req); err != nil {
+			return fmt.Errorf("demo: provision: %w", err)
+		}
+		fmt.Fprintf(o.Stdout, "navarch demo: provisioned %d nodes × %d GPUs through the local provider\n", o.Nodes, o.GPUs)
+	default:
+		if o.InProcess == nil {
+			return errors.New("demo: this build cannot run an in-process fleet")
+		}
+		simErr := make(chan error, 1)
+		go func() { simErr <- o.InProcess(simCtx, addr, o.Nodes, o.GPUs, o.FaultEvery) }()
+		defer func() { stopSim(); <-simErr }()
+		fmt.Fprintf(o.Stdout, "navarch demo: %d simulated nodes × %d GPUs in this process\n", o.Nodes, o.GPUs)
+	}
+
+	if o.Console != nil {
+		return o.Console(ctx, addr, false)
+	}
+	fmt.Fprintf(o.Stdout, "navarch demo: watch with 'navarch --server %s' or 'navarch get nodes --server %s'; Ctrl-C stops everything\n", addr, addr)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-exited:
+		return fmt.Errorf("demo: control plane exited: %v; see %s", err, logPath)
+	}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("demo: find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
+}
+
+// waitServing waits until the control plane answers its health check.
+func waitServing(ctx context.Context, addr string, exited chan error, logPath string) error {
+	conn, err := rpcclient.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	hc := grpc_health_v1.NewHealthClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := hc.Check(cctx, &grpc_health_v1.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("demo: control plane exited at start (%v): %s", err, tail(logPath))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: control plane did not start within 30s: %s", tail(logPath))
+		}
+	}
+}
+
+// stop ends the control plane, which stops the agents it started.
+func stop(cp *exec.Cmd, exited chan error) {
+	_ = cp.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-cp.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+}
+
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}

@@ -1,0 +1,173 @@
+// Package display names the API's states and values the way operators read
+// them, for the console and the command line alike.
+package display
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// Lifecycle is the short name of a lifecycle state, such as "CORDONED".
+func Lifecycle(l fleetv1.LifecycleState) string {
+	if l == fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
+		return "-"
+	}
+	return strings.TrimPrefix(l.String(), "LIFECYCLE_STATE_")
+}
+
+// Health is the short name of a health state, such as "DEGRADED".
+func Health(h fleetv1.HealthStatus) string {
+	if h == fleetv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED {
+		return "-"
+	}
+	return strings.TrimPrefix(h.String(), "HEALTH_STATUS_")
+}
+
+// Reachability is the short name of a reachability, such as "STALE".
+func Reachability(r fleetv1.Reachability) string {
+	if r == fleetv1.Reachability_REACHABILITY_UNSPECIFIED {
+		return "-"
+	}
+	return strings.TrimPrefix(r.String(), "REACHABILITY_")
+}
+
+// CommandType is the short name of a command type, such as "DRAIN".
+func CommandType(t fleetv1.CommandType) string {
+	return strings.TrimPrefix(t.String(), "COMMAND_TYPE_")
+}
+
+// CommandStatus is the short name of a command status, such as "SUCCEEDED".
+func CommandStatus(s fleetv1.CommandStatus) string {
+	return strings.TrimPrefix(s.String(), "COMMAND_STATUS_")
+}
+
+var remedies = map[fleetv1.Remedy]string{
+	fleetv1.Remedy_REMEDY_UNSPECIFIED:         "",
+	fleetv1.Remedy_REMEDY_NONE:                "none",
+	fleetv1.Remedy_REMEDY_CHECK_APPLICATION:   "check the application",
+	fleetv1.Remedy_REMEDY_RESTART_APPLICATION: "restart the application",
+	fleetv1.Remedy_REMEDY_WATCH:               "watch",
+	fleetv1.Remedy_REMEDY_RESET_GPU:           "drain, reset GPU",
+	fleetv1.Remedy_REMEDY_REBOOT_NODE:         "drain, reboot node",
+	fleetv1.Remedy_REMEDY_INSPECT_HARDWARE:    "inspect hardware",
+	fleetv1.Remedy_REMEDY_REPLACE_GPU:         "replace GPU (RMA)",
+	fleetv1.Remedy_REMEDY_CONTACT_SUPPORT:     "contact support",
+	fleetv1.Remedy_REMEDY_RESTART_VM:          "restart VM",
+	fleetv1.Remedy_REMEDY_CHECK_COOLING:       "check cooling",
+}
+
+// Remedy says the suggested action in words.
+func Remedy(r fleetv1.Remedy) string {
+	if s, ok := remedies[r]; ok {
+		return s
+	}
+	return strings.ToLower(strings.TrimPrefix(r.String(), "REMEDY_"))
+}
+
+// EventKind names what an event came from, with the XID code for XIDs.
+func EventKind(e *fleetv1.HealthEvent) string {
+	if e.GetKind() == fleetv1.EventKind_EVENT_KIND_XID {
+		return fmt.Sprintf("XID %d", e.GetXid())
+	}
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(e.GetKind().String(), "EVENT_KIND_")), "_", "-")
+}
+
+// GPU names the GPU an event concerns: "gpu3", or "node" for node-wide.
+func GPU(index int32) string {
+	if index < 0 {
+		return "node"
+	}
+	return fmt.Sprintf("gpu%d", index)
+}
+
+// Age renders how long ago t was, compactly: "4s", "12m", "3h", "2d"; "-"
+// for the zero time.
+func Age(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// Bytes renders a size in binary units: "80.0 GiB".
+func Bytes(b uint64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := uint64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+// Labels renders labels as "k=v,k2=v2" in key order.
+func Labels(labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + labels[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// Utilization is the mean GPU utilization of a node's latest samples, and
+// whether there are any.
+func Utilization(samples []*fleetv1.GpuSample) (uint32, bool) {
+	if len(samples) == 0 {
+		return 0, false
+	}
+	var sum uint32
+	for _, s := range samples {
+		sum += s.GetUtilizationGpuPercent()
+	}
+	return sum / uint32(len(samples)), true
+}
+
+// Hottest is the highest GPU temperature of a node's latest samples.
+func Hottest(samples []*fleetv1.GpuSample) (uint32, bool) {
+	var hot uint32
+	for _, s := range samples {
+		hot = max(hot, s.GetTemperatureCelsius())
+	}
+	return hot, len(samples) > 0
+}
+
+// ParseLifecycle reads a lifecycle name such as "cordoned".
+func ParseLifecycle(s string) (fleetv1.LifecycleState, bool) {
+	v, ok := fleetv1.LifecycleState_value["LIFECYCLE_STATE_"+strings.ToUpper(strings.ReplaceAll(s, "-", "_"))]
+	return fleetv1.LifecycleState(v), ok && v != 0
+}
+
+// ParseHealth reads a health name such as "unhealthy".
+func ParseHealth(s string) (fleetv1.HealthStatus, bool) {
+	v, ok := fleetv1.HealthStatus_value["HEALTH_STATUS_"+strings.ToUpper(s)]
+	return fleetv1.HealthStatus(v), ok && v != 0
+}
+
+// ParseReachability reads a reachability name such as "offline".
+func ParseReachability(s string) (fleetv1.Reachability, bool) {
+	v, ok := fleetv1.Reachability_value["REACHABILITY_"+strings.ToUpper(s)]
+	return fleetv1.Reachability(v), ok && v != 0
+}
