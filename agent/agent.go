@@ -160,10 +160,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("GPUs found", "count", len(inv.GPUs), "driver", inv.DriverVersion, "cuda", inv.CUDAVersion, "simulated", a.o.Simulated)
 
 	ctx, stop := context.WithCancel(ctx)
-	defer stop()
 	a.stop = stop
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
 	a.poll(a.clock.Now()) // the first reports carry real metrics
 	goLoop := func(fn func(context.Context)) {
 		wg.Add(1)

@@ -1,0 +1,418 @@
+package agent
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/agent/simnvml"
+	"github.com/navarch/navarch/internal/faultspec"
+	"github.com/navarch/navarch/internal/rpcclient"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+type running struct {
+	a    *Agent
+	sim  *simnvml.Backend
+	done chan error
+	stop context.CancelFunc
+}
+
+// startAgent runs the real agent on a simulated node against cp.
+func startAgent(t *testing.T, cp *fakeCP, sim simnvml.Options, tweak ...func(*Options)) *running {
+	t.Helper()
+	if sim.GPUs == 0 {
+		sim.GPUs = 4
+	}
+	sim.Idle = true
+	backend := simnvml.New(sim)
+	t.Cleanup(backend.Stop)
+	conn, err := rpcclient.Dial(cp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	o := Options{
+		NodeID: "node-a", Hostname: "host-a", BootID: "boot-1", Simulated: true, Version: "test",
+		Conn: conn, NVML: backend, PollInterval: 50 * time.Millisecond, KillGrace: 500 * time.Millisecond,
+		Labels: map[string]string{"zone": "a"},
+	}
+	for _, fn := range tweak {
+		fn(&o)
+	}
+	a, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{a: a, sim: backend, done: make(chan error, 1), stop: cancel}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop")
+		}
+	})
+	eventually(t, "registration", func() bool { regs, _ := cp.counts(); return regs > 0 })
+	return r
+}
+
+func TestRegistersAndHeartbeats(t *testing.T) {
+	cp := newFakeCP(t)
+	startAgent(t, cp, simnvml.Options{GPUs: 4})
+	eventually(t, "heartbeats", func() bool { _, beats := cp.counts(); return beats >= 3 })
+	cp.mu.Lock()
+	reg := cp.registrations[0]
+	hb := cp.heartbeats[len(cp.heartbeats)-1]
+	cp.mu.Unlock()
+	if reg.GetNodeId() != "node-a" || reg.GetHostname() != "host-a" || !reg.GetSimulated() || reg.GetBootId() != "boot-1" ||
+		reg.GetDriverVersion() != "550.54.15" || reg.GetCudaVersion() != "12.4" || reg.GetLabels()["zone"] != "a" {
+		t.Fatalf("registration %v", reg)
+	}
+	if len(reg.GetGpus()) != 4 || !strings.HasPrefix(reg.GetGpus()[3].GetUuid(), "GPU-") || reg.GetGpus()[0].GetNvlinkCount() != 18 ||
+		reg.GetGpus()[0].GetSlowdownTemperatureCelsius() != 87 || reg.GetGpus()[0].GetPciBusId() == "" {
+		t.Fatalf("inventory %v", reg.GetGpus())
+	}
+	if len(hb.GetSamples()) != 4 || hb.GetSamples()[0].GetTemperatureCelsius() == 0 {
+		t.Fatalf("heartbeat samples %v", hb.GetSamples())
+	}
+	// The first report carries a full snapshot.
+	eventually(t, "first snapshot", func() bool {
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		return len(cp.reports) > 0 && len(cp.reports[0].GetMetrics()) == 4 && cp.reports[0].GetGpuCount() == 4
+	})
+}
+
+func TestXIDPushedAtOnce(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	eventually(t, "first report", func() bool { return len(cp.reports) > 0 })
+	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 79, GPU: 2})
+	eventually(t, "XID 79", func() bool {
+		for _, e := range cp.events() {
+			if e.GetKind() == fleetv1.EventKind_EVENT_KIND_XID && e.GetXid() == 79 && e.GetGpuIndex() == 2 && e.GetGpuUuid() != "" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestSimulatedFaultsAreDetected injects each fault kind of the grammar and
+// checks the agent reports the matching event.
+func TestSimulatedFaultsAreDetected(t *testing.T) {
+	rows := []struct {
+		spec string
+		kind fleetv1.EventKind
+	}{
+		{"xid=13@gpu0+0s", fleetv1.EventKind_EVENT_KIND_XID},
+		{"temp=97@gpu1+0s", fleetv1.EventKind_EVENT_KIND_THERMAL},
+		{"ecc-dbe@gpu2+0s", fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED},
+		{"row-remap-pending@gpu3+0s", fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING},
+		{"row-remap-failure@gpu0+0s", fleetv1.EventKind_EVENT_KIND_ROW_REMAP_FAILURE},
+		{"nvlink-down@gpu1+0s", fleetv1.EventKind_EVENT_KIND_NVLINK_DOWN},
+		{"gpu-lost@gpu2+0s", fleetv1.EventKind_EVENT_KIND_GPU_LOST},
+	}
+	for _, row := range rows {
+		t.Run(strings.SplitN(row.spec, "@", 2)[0], func(t *testing.T) {
+			spec, err := faultspec.Parse(row.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp := newFakeCP(t)
+			r := startAgent(t, cp, simnvml.Options{})
+			eventually(t, "first report", func() bool { return len(cp.events()) == 0 && len(cp.reports) > 0 })
+			r.sim.Inject(spec)
+			eventually(t, row.kind.String(), func() bool {
+				for _, e := range cp.events() {
+					if e.GetKind() == row.kind && int(e.GetGpuIndex()) == spec.GPU {
+						return true
+					}
+				}
+				return false
+			})
+		})
+	}
+}
+
+func TestLostGPUComesBack(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	r.sim.Inject(faultspec.Spec{Kind: faultspec.GPULost, GPU: 1})
+	has := func(kind fleetv1.EventKind) func() bool {
+		return func() bool {
+			return slices.ContainsFunc(cp.events(), func(e *fleetv1.HealthEvent) bool { return e.GetKind() == kind && e.GetGpuIndex() == 1 })
+		}
+	}
+	eventually(t, "GPU lost", has(fleetv1.EventKind_EVENT_KIND_GPU_LOST))
+	// The lost GPU is left out of heartbeats.
+	eventually(t, "heartbeat without GPU 1", func() bool {
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		hb := cp.heartbeats[len(cp.heartbeats)-1]
+		return len(hb.GetSamples()) == 3
+	})
+	r.sim.Heal(1)
+	eventually(t, "GPU recovered", has(fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED))
+}
+
+// TestEventsSurviveOutage: events seen while the control plane is down are
+// delivered after it comes back, all of them, in order.
+func TestEventsSurviveOutage(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	eventually(t, "first report", func() bool { return len(cp.reports) > 0 })
+	cp.stop()
+	for i := range 20 {
+		r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: uint32(100 + i), GPU: i % 4})
+	}
+	eventually(t, "events buffered", func() bool { return r.a.Pending() == 20 })
+	cp.start()
+	eventually(t, "events delivered", func() bool { return len(cp.events()) >= 20 })
+	var xids []uint32
+	for _, e := range cp.events() {
+		xids = append(xids, e.GetXid())
+	}
+	for i := range 20 {
+		if xids[i] != uint32(100+i) {
+			t.Fatalf("delivered out of order or lost: %v", xids)
+		}
+	}
+	if r.a.Dropped() != 0 || r.a.Pending() != 0 {
+		t.Fatalf("dropped %d, pending %d", r.a.Dropped(), r.a.Pending())
+	}
+}
+
+// TestBufferOverflowDropsOldest: past the buffer's size the oldest events
+// go, and the control plane is told how many.
+func TestBufferOverflowDropsOldest(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{}, func(o *Options) { o.EventBuffer = 5 })
+	eventually(t, "first report", func() bool { return len(cp.reports) > 0 })
+	cp.stop()
+	for i := range 12 {
+		r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: uint32(200 + i), GPU: 0})
+		eventually(t, "XID read", func() bool { return r.a.Pending()+int(r.a.Dropped()) == i+1 })
+	}
+	cp.start()
+	eventually(t, "events delivered", func() bool { return len(cp.events()) >= 5 })
+	var xids []uint32
+	for _, e := range cp.events() {
+		xids = append(xids, e.GetXid())
+	}
+	if !slices.Equal(xids, []uint32{207, 208, 209, 210, 211}) {
+		t.Fatalf("delivered %v, want the newest five", xids)
+	}
+	cp.mu.Lock()
+	dropped := cp.reports[len(cp.reports)-1].GetDroppedEvents()
+	cp.mu.Unlock()
+	if dropped != 7 {
+		t.Fatalf("control plane told of %d dropped events, want 7", dropped)
+	}
+}
+
+func TestReRegistersWhenForgotten(t *testing.T) {
+	cp := newFakeCP(t)
+	startAgent(t, cp, simnvml.Options{})
+	cp.mu.Lock()
+	cp.heartbeatErr = notFound()
+	cp.mu.Unlock()
+	eventually(t, "second registration", func() bool { regs, _ := cp.counts(); return regs >= 2 })
+}
+
+func TestRefusedRegistrationIsFatal(t *testing.T) {
+	cp := newFakeCP(t)
+	cp.registerErr = status.Error(codes.InvalidArgument, "node_id: \"bad id\" has ' ' at offset 3")
+	backend := simnvml.New(simnvml.Options{GPUs: 1})
+	conn, _ := rpcclient.Dial(cp.addr)
+	defer conn.Close()
+	a, err := New(Options{NodeID: "bad id", Conn: conn, NVML: backend})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = a.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "node_id") {
+		t.Fatalf("Run = %v, want the refusal", err)
+	}
+}
+
+// job is a real process that stands in for a GPU job; it is reaped as soon
+// as it exits, as its parent would.
+type job struct {
+	*exec.Cmd
+	reaped chan struct{}
+}
+
+func (j *job) pid() uint32 { return uint32(j.Process.Pid) }
+
+func (j *job) kill() {
+	_ = j.Process.Kill()
+	<-j.reaped
+}
+
+func sleeper(t *testing.T, ignoreTERM bool) *job {
+	t.Helper()
+	script := "exec sleep 60"
+	if ignoreTERM {
+		script = "trap '' TERM; while true; do sleep 0.05; done"
+	}
+	j := &job{Cmd: exec.Command("sh", "-c", script), reaped: make(chan struct{})}
+	if err := j.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = j.Wait(); close(j.reaped) }()
+	t.Cleanup(j.kill)
+	return j
+}
+
+func drainCommand(id string, deadline time.Duration, force bool) *fleetv1.Command {
+	return &fleetv1.Command{
+		Id: id, NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_DRAIN,
+		Drain: &fleetv1.DrainSpec{Deadline: timestamppb.New(time.Now().Add(deadline)), Force: force},
+	}
+}
+
+func TestDrainWaitsForProcesses(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	jobs := []*job{sleeper(t, false), sleeper(t, false)}
+	r.sim.Device(0).AttachProcess(jobs[0].pid())
+	r.sim.Device(3).AttachProcess(jobs[1].pid())
+	cp.commands <- drainCommand("cmd-1", time.Minute, false)
+	eventually(t, "ack", func() bool { return cp.result("cmd-1", false) != nil })
+	if got := cp.result("cmd-1", false).GetStatus(); got != fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED {
+		t.Fatalf("first result %s", got)
+	}
+	jobs[0].kill()
+	time.Sleep(300 * time.Millisecond)
+	if cp.result("cmd-1", true) != nil {
+		t.Fatal("drain finished with a GPU job still running")
+	}
+	jobs[1].kill()
+	eventually(t, "drain done", func() bool { return cp.result("cmd-1", true) != nil })
+	res := cp.result("cmd-1", true)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || len(res.GetSignalledPids()) != 0 {
+		t.Fatalf("result %v", res)
+	}
+}
+
+func TestForcedDrainSignalsTermThenKill(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	polite, stubborn := sleeper(t, false), sleeper(t, true)
+	r.sim.Device(1).AttachProcess(polite.pid())
+	r.sim.Device(2).AttachProcess(stubborn.pid())
+	cp.commands <- drainCommand("cmd-9", 300*time.Millisecond, true)
+	eventually(t, "forced drain done", func() bool { return cp.result("cmd-9", true) != nil })
+	res := cp.result("cmd-9", true)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		t.Fatalf("result %v", res)
+	}
+	want := []uint32{polite.pid(), stubborn.pid()}
+	slices.Sort(want)
+	got := slices.Clone(res.GetSignalledPids())
+	slices.Sort(got)
+	if !slices.Equal(got, want) || len(res.GetRemainingPids()) != 0 {
+		t.Fatalf("signalled %v remaining %v, want %v and none", res.GetSignalledPids(), res.GetRemainingPids(), want)
+	}
+	for _, j := range []*job{polite, stubborn} {
+		select {
+		case <-j.reaped:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("job %d still running", j.pid())
+		}
+	}
+}
+
+func TestDrainWithoutForceLeavesJobsAtDeadline(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	job := sleeper(t, false)
+	r.sim.Device(0).AttachProcess(job.pid())
+	cp.commands <- drainCommand("cmd-2", 200*time.Millisecond, false)
+	eventually(t, "drain at deadline", func() bool { return cp.result("cmd-2", true) != nil })
+	res := cp.result("cmd-2", true)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || !slices.Equal(res.GetRemainingPids(), []uint32{job.pid()}) {
+		t.Fatalf("result %v", res)
+	}
+	select {
+	case <-job.reaped:
+		t.Fatal("a drain without force killed the job")
+	default:
+	}
+}
+
+func TestUncordonStopsDrain(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	job := sleeper(t, false)
+	r.sim.Device(0).AttachProcess(job.pid())
+	cp.commands <- drainCommand("cmd-3", time.Minute, true)
+	eventually(t, "ack", func() bool { return cp.result("cmd-3", false) != nil })
+	cp.commands <- &fleetv1.Command{Id: "cmd-4", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_UNCORDON}
+	eventually(t, "uncordon", func() bool { return cp.result("cmd-4", true) != nil })
+	if msg := cp.result("cmd-4", true).GetMessage(); !strings.Contains(msg, "stopped 1 drain") {
+		t.Fatalf("uncordon said %q", msg)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if cp.result("cmd-3", true) != nil {
+		t.Fatal("the cancelled drain went on")
+	}
+	select {
+	case <-job.reaped:
+		t.Fatal("the cancelled drain killed the job")
+	default:
+	}
+}
+
+func TestDiagnosticsAndCordon(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	cp.commands <- &fleetv1.Command{Id: "cmd-5", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_CORDON}
+	cp.commands <- &fleetv1.Command{Id: "cmd-6", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS}
+	eventually(t, "diagnostics", func() bool { return cp.result("cmd-6", true) != nil })
+	if res := cp.result("cmd-5", true); res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		t.Fatalf("cordon %v", res)
+	}
+	res := cp.result("cmd-6", true)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || !strings.Contains(res.GetMessage(), "on 4 GPUs passed") {
+		t.Fatalf("diagnostics %v", res)
+	}
+	r.sim.Inject(faultspec.Spec{Kind: faultspec.ECCDBE, GPU: 3})
+	cp.commands <- &fleetv1.Command{Id: "cmd-7", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS}
+	eventually(t, "diagnostics again", func() bool { return cp.result("cmd-7", true) != nil })
+	res = cp.result("cmd-7", true)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED || !strings.Contains(res.GetMessage(), "FAIL gpu3 ecc") {
+		t.Fatalf("diagnostics after a DBE: %v", res)
+	}
+}
+
+func TestTerminateCommandStopsAgent(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	cp.commands <- &fleetv1.Command{Id: "cmd-8", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_TERMINATE}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		r.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not stop")
+	}
+	if res := cp.result("cmd-8", true); res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		t.Fatalf("terminate result %v", res)
+	}
+}

@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// fakeCP is a NodeService on loopback that records what the agent sends
+// and hands it commands. The agent's own code runs against it unchanged;
+// the real control plane is exercised end to end in e2e/.
+type fakeCP struct {
+	nodev1.UnimplementedNodeServiceServer
+	t    *testing.T
+	addr string
+
+	mu            sync.Mutex
+	srv           *grpc.Server
+	registrations []*nodev1.RegisterNodeRequest
+	heartbeats    []*nodev1.HeartbeatRequest
+	reports       []*nodev1.ReportHealthRequest
+	results       []*nodev1.ReportCommandResultRequest
+	registerErr   error
+	heartbeatErr  error
+	interval      time.Duration
+	report        time.Duration
+	commands      chan *fleetv1.Command
+}
+
+func newFakeCP(t *testing.T) *fakeCP {
+	f := &fakeCP{t: t, addr: "127.0.0.1:0", interval: 50 * time.Millisecond, report: time.Hour, commands: make(chan *fleetv1.Command, 16)}
+	f.start()
+	t.Cleanup(f.stop)
+	return f
+}
+
+// start serves on f.addr; after the first start the address stays the
+// same, so a restart looks like the control plane coming back.
+func (f *fakeCP) start() {
+	f.t.Helper()
+	var lis net.Listener
+	var err error
+	for range 50 {
+		if lis, err = net.Listen("tcp", f.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	nodev1.RegisterNodeServiceServer(srv, f)
+	f.mu.Lock()
+	f.srv = srv
+	f.addr = lis.Addr().String()
+	f.mu.Unlock()
+	go func() { _ = srv.Serve(lis) }()
+}
+
+func (f *fakeCP) stop() {
+	f.mu.Lock()
+	srv := f.srv
+	f.srv = nil
+	f.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+}
+
+func (f *fakeCP) RegisterNode(_ context.Context, req *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.registerErr != nil {
+		return nil, f.registerErr
+	}
+	f.registrations = append(f.registrations, proto.CloneOf(req))
+	return &nodev1.RegisterNodeResponse{
+		NodeId:               req.GetNodeId(),
+		HeartbeatInterval:    durationpb.New(f.interval),
+		HealthReportInterval: durationpb.New(f.report),
+		CommandPollTimeout:   durationpb.New(time.Second),
+		Lifecycle:            fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE,
+	}, nil
+}
+
+func (f *fakeCP) Heartbeat(_ context.Context, req *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.heartbeatErr; err != nil {
+		f.heartbeatErr = nil
+		return nil, err
+	}
+	f.heartbeats = append(f.heartbeats, proto.CloneOf(req))
+	return &nodev1.HeartbeatResponse{Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE}, nil
+}
+
+func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reports = append(f.reports, proto.CloneOf(req))
+	return &nodev1.ReportHealthResponse{Accepted: uint32(len(req.GetEvents()))}, nil
+}
+
+func (f *fakeCP) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommandsRequest) (*nodev1.GetNodeCommandsResponse, error) {
+	select {
+	case c := <-f.commands:
+		return &nodev1.GetNodeCommandsResponse{Commands: []*fleetv1.Command{c}}, nil
+	case <-time.After(req.GetWait().AsDuration()):
+		return &nodev1.GetNodeCommandsResponse{}, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (f *fakeCP) ReportCommandResult(_ context.Context, req *nodev1.ReportCommandResultRequest) (*nodev1.ReportCommandResultResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.results = append(f.results, proto.CloneOf(req))
+	return &nodev1.ReportCommandResultResponse{}, nil
+}
+
+// events returns every event delivered so far, in order.
+func (f *fakeCP) events() []*fleetv1.HealthEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*fleetv1.HealthEvent
+	for _, r := range f.reports {
+		out = append(out, r.GetEvents()...)
+	}
+	return out
+}
+
+func (f *fakeCP) result(id string, final bool) *nodev1.ReportCommandResultRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.results {
+		if r.GetCommandId() == id && (!final || r.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (f *fakeCP) counts() (regs, beats int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.registrations), len(f.heartbeats)
+}
+
+func notFound() error { return status.Error(codes.NotFound, "node_id: node is not registered; register first") }
+
+// eventually polls cond until it holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

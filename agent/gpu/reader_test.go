@@ -1,0 +1,340 @@
+package gpu
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+)
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// device is a go-nvml mock device answering every call the reader makes,
+// with H100-like values; tests override single functions.
+func device(uuid string) *mock.Device {
+	busID := [32]int8{}
+	for i, c := range "0000:1b:00.0" {
+		busID[i] = int8(c)
+	}
+	links := 18
+	return &mock.Device{
+		GetUUIDFunc:   func() (string, nvml.Return) { return uuid, nvml.SUCCESS },
+		GetNameFunc:   func() (string, nvml.Return) { return "NVIDIA H100 80GB HBM3", nvml.SUCCESS },
+		GetSerialFunc: func() (string, nvml.Return) { return "1654322012345", nvml.SUCCESS },
+		GetPciInfoFunc: func() (nvml.PciInfo, nvml.Return) {
+			return nvml.PciInfo{BusId: busID}, nvml.SUCCESS
+		},
+		GetMemoryInfoFunc: func() (nvml.Memory, nvml.Return) {
+			return nvml.Memory{Total: 80 << 30, Used: 60 << 30, Free: 20 << 30}, nvml.SUCCESS
+		},
+		GetTemperatureFunc: func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 71, nvml.SUCCESS },
+		GetTemperatureThresholdFunc: func(t nvml.TemperatureThresholds) (uint32, nvml.Return) {
+			if t == nvml.TEMPERATURE_THRESHOLD_SLOWDOWN {
+				return 87, nvml.SUCCESS
+			}
+			return 92, nvml.SUCCESS
+		},
+		GetPowerUsageFunc:         func() (uint32, nvml.Return) { return 612000, nvml.SUCCESS },
+		GetEnforcedPowerLimitFunc: func() (uint32, nvml.Return) { return 700000, nvml.SUCCESS },
+		GetUtilizationRatesFunc: func() (nvml.Utilization, nvml.Return) {
+			return nvml.Utilization{Gpu: 97, Memory: 61}, nvml.SUCCESS
+		},
+		GetClockInfoFunc: func(c nvml.ClockType) (uint32, nvml.Return) {
+			if c == nvml.CLOCK_MEM {
+				return 2619, nvml.SUCCESS
+			}
+			return 1980, nvml.SUCCESS
+		},
+		GetCurrentClocksEventReasonsFunc: func() (uint64, nvml.Return) { return nvml.ClocksEventReasonSwPowerCap, nvml.SUCCESS },
+		GetTotalEccErrorsFunc: func(t nvml.MemoryErrorType, c nvml.EccCounterType) (uint64, nvml.Return) {
+			switch {
+			case t == nvml.MEMORY_ERROR_TYPE_CORRECTED && c == nvml.VOLATILE_ECC:
+				return 3, nvml.SUCCESS
+			case t == nvml.MEMORY_ERROR_TYPE_UNCORRECTED && c == nvml.VOLATILE_ECC:
+				return 0, nvml.SUCCESS
+			case t == nvml.MEMORY_ERROR_TYPE_CORRECTED:
+				return 120, nvml.SUCCESS
+			}
+			return 1, nvml.SUCCESS
+		},
+		GetRemappedRowsFunc: func() (int, int, bool, bool, nvml.Return) { return 2, 1, false, false, nvml.SUCCESS },
+		GetRetiredPagesFunc: func(nvml.PageRetirementCause) ([]uint64, nvml.Return) {
+			return nil, nvml.ERROR_NOT_SUPPORTED
+		},
+		GetRetiredPagesPendingStatusFunc: func() (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED },
+		GetNvLinkStateFunc: func(l int) (nvml.EnableState, nvml.Return) {
+			if l >= links {
+				return 0, nvml.ERROR_INVALID_ARGUMENT
+			}
+			return nvml.FEATURE_ENABLED, nvml.SUCCESS
+		},
+		GetPcieReplayCounterFunc: func() (int, nvml.Return) { return 4, nvml.SUCCESS },
+		GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
+			return []nvml.ProcessInfo{{Pid: 4242, UsedGpuMemory: 30 << 30}}, nvml.SUCCESS
+		},
+		RegisterEventsFunc: func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS },
+	}
+}
+
+func library(devs ...*mock.Device) *mock.Interface {
+	return &mock.Interface{
+		InitFunc:                       func() nvml.Return { return nvml.SUCCESS },
+		ShutdownFunc:                   func() nvml.Return { return nvml.SUCCESS },
+		SystemGetDriverVersionFunc:     func() (string, nvml.Return) { return "550.54.15", nvml.SUCCESS },
+		SystemGetCudaDriverVersionFunc: func() (int, nvml.Return) { return 12040, nvml.SUCCESS },
+		DeviceGetCountFunc:             func() (int, nvml.Return) { return len(devs), nvml.SUCCESS },
+		DeviceGetHandleByIndexFunc: func(i int) (nvml.Device, nvml.Return) {
+			if i >= len(devs) {
+				return nil, nvml.ERROR_INVALID_ARGUMENT
+			}
+			return devs[i], nvml.SUCCESS
+		},
+	}
+}
+
+func TestOpenReportsMissingDriver(t *testing.T) {
+	for _, ret := range []nvml.Return{nvml.ERROR_LIBRARY_NOT_FOUND, nvml.ERROR_DRIVER_NOT_LOADED} {
+		lib := &mock.Interface{InitFunc: func() nvml.Return { return ret }}
+		_, err := Open(lib)
+		if !errors.Is(err, ErrNoDriver) || !strings.Contains(err.Error(), "NVIDIA driver") {
+			t.Fatalf("%v: err = %v", ret, err)
+		}
+	}
+}
+
+func TestInventory(t *testing.T) {
+	r, err := Open(library(device("GPU-a"), device("GPU-b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	inv, err := r.Inventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.DriverVersion != "550.54.15" || inv.CUDAVersion != "12.4" || len(inv.GPUs) != 2 {
+		t.Fatalf("inventory %+v", inv)
+	}
+	g := inv.GPUs[1]
+	if g.GetIndex() != 1 || g.GetUuid() != "GPU-b" || g.GetName() != "NVIDIA H100 80GB HBM3" || g.GetSerial() != "1654322012345" ||
+		g.GetPciBusId() != "0000:1b:00.0" || g.GetMemoryTotalBytes() != 80<<30 || g.GetSlowdownTemperatureCelsius() != 87 ||
+		g.GetPowerLimitMilliwatts() != 700000 || g.GetNvlinkCount() != 18 {
+		t.Fatalf("GPU %v", g)
+	}
+}
+
+// TestReadEveryMetric checks every metric the reader takes from NVML.
+func TestReadEveryMetric(t *testing.T) {
+	r, err := Open(library(device("GPU-a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := r.Read(now)[0]
+	m := rd.Metrics
+	if rd.Lost {
+		t.Fatal("healthy GPU read as lost")
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"temperature", m.GetTemperatureCelsius(), uint32(71)},
+		{"power", m.GetPowerUsageMilliwatts(), uint32(612000)},
+		{"utilization", m.GetUtilizationGpuPercent(), uint32(97)},
+		{"memory utilization", m.GetUtilizationMemoryPercent(), uint32(61)},
+		{"memory used", m.GetMemoryUsedBytes(), uint64(60 << 30)},
+		{"sm clock", m.GetSmClockMhz(), uint32(1980)},
+		{"memory clock", m.GetMemoryClockMhz(), uint32(2619)},
+		{"clock events", m.GetClockEventReasons(), uint64(nvml.ClocksEventReasonSwPowerCap)},
+		{"ecc volatile corrected", m.GetEcc().GetVolatileCorrected(), uint64(3)},
+		{"ecc volatile uncorrected", m.GetEcc().GetVolatileUncorrected(), uint64(0)},
+		{"ecc aggregate corrected", m.GetEcc().GetAggregateCorrected(), uint64(120)},
+		{"ecc aggregate uncorrected", m.GetEcc().GetAggregateUncorrected(), uint64(1)},
+		{"remapped corrected", m.GetRowRemap().GetCorrectedRows(), uint32(2)},
+		{"remapped uncorrected", m.GetRowRemap().GetUncorrectedRows(), uint32(1)},
+		{"nvlinks", len(m.GetNvlinks()), 18},
+		{"pcie replays", m.GetPcieReplayCount(), uint64(4)},
+		{"processes", len(m.GetProcesses()), 1},
+		{"process pid", m.GetProcesses()[0].GetPid(), uint32(4242)},
+		{"process memory", m.GetProcesses()[0].GetUsedMemoryBytes(), uint64(30 << 30)},
+		{"time", m.GetTime().AsTime(), now},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	// H100 has no retired pages: that is unsupported, not a fault.
+	if !slices.Equal(m.GetUnsupported(), []string{GroupRetiredPages}) || m.GetRetiredPages() != nil {
+		t.Errorf("unsupported %v, retired pages %v", m.GetUnsupported(), m.GetRetiredPages())
+	}
+}
+
+func TestNotSupportedIsRecordedNotFailed(t *testing.T) {
+	d := device("GPU-old")
+	notSupported := nvml.ERROR_NOT_SUPPORTED
+	d.GetTotalEccErrorsFunc = func(nvml.MemoryErrorType, nvml.EccCounterType) (uint64, nvml.Return) { return 0, notSupported }
+	d.GetRemappedRowsFunc = func() (int, int, bool, bool, nvml.Return) { return 0, 0, false, false, notSupported }
+	d.GetNvLinkStateFunc = func(int) (nvml.EnableState, nvml.Return) { return 0, notSupported }
+	d.GetPcieReplayCounterFunc = func() (int, nvml.Return) { return 0, notSupported }
+	d.GetCurrentClocksEventReasonsFunc = func() (uint64, nvml.Return) { return 0, notSupported }
+	d.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 0, notSupported }
+	r, err := Open(library(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, _ := r.Inventory()
+	if inv.GPUs[0].GetNvlinkCount() != 0 {
+		t.Fatalf("nvlink count %d on a GPU without NVLink", inv.GPUs[0].GetNvlinkCount())
+	}
+	rd := r.Read(now)[0]
+	want := []string{GroupPower, GroupClockEvents, GroupECC, GroupRowRemap, GroupRetiredPages, GroupNVLink, GroupPCIeReplay}
+	if rd.Lost || !slices.Equal(rd.Metrics.GetUnsupported(), want) {
+		t.Fatalf("lost=%t unsupported=%v, want %v", rd.Lost, rd.Metrics.GetUnsupported(), want)
+	}
+	if rd.Metrics.GetEcc() != nil || rd.Metrics.GetRowRemap() != nil {
+		t.Fatal("unsupported groups carry values")
+	}
+	if rd.Metrics.GetTemperatureCelsius() != 71 {
+		t.Fatal("supported metrics lost alongside")
+	}
+	checks := r.Diagnose(now)
+	for _, c := range checks {
+		if !c.OK {
+			t.Fatalf("diagnostics failed an unsupported check: %+v", c)
+		}
+	}
+}
+
+func TestLostGPU(t *testing.T) {
+	good, bad := device("GPU-a"), device("GPU-b")
+	r, err := Open(library(good, bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := func(...any) nvml.Return { return nvml.ERROR_GPU_IS_LOST }
+	bad.GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 0, lost() }
+	bad.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, lost() }
+	rds := r.Read(now)
+	if rds[0].Lost || !rds[1].Lost || !strings.Contains(rds[1].LostReason, "lost") {
+		t.Fatalf("readings %+v %+v", rds[0], rds[1])
+	}
+	// A GPU failing every call, with whatever error, is lost too.
+	unknown := func() nvml.Return { return nvml.ERROR_UNKNOWN }
+	*bad = mock.Device{
+		GetTemperatureFunc:               func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 0, unknown() },
+		GetPowerUsageFunc:                func() (uint32, nvml.Return) { return 0, unknown() },
+		GetUtilizationRatesFunc:          func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, unknown() },
+		GetMemoryInfoFunc:                func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, unknown() },
+		GetClockInfoFunc:                 func(nvml.ClockType) (uint32, nvml.Return) { return 0, unknown() },
+		GetCurrentClocksEventReasonsFunc: func() (uint64, nvml.Return) { return 0, unknown() },
+		GetTotalEccErrorsFunc:            func(nvml.MemoryErrorType, nvml.EccCounterType) (uint64, nvml.Return) { return 0, unknown() },
+		GetRemappedRowsFunc:              func() (int, int, bool, bool, nvml.Return) { return 0, 0, false, false, unknown() },
+		GetRetiredPagesFunc:              func(nvml.PageRetirementCause) ([]uint64, nvml.Return) { return nil, unknown() },
+		GetNvLinkStateFunc:               func(int) (nvml.EnableState, nvml.Return) { return 0, unknown() },
+		GetPcieReplayCounterFunc:         func() (int, nvml.Return) { return 0, unknown() },
+		GetComputeRunningProcessesFunc:   func() ([]nvml.ProcessInfo, nvml.Return) { return nil, unknown() },
+	}
+	if rd := r.Read(now)[1]; !rd.Lost || rd.LostReason != "every NVML read failed" {
+		t.Fatalf("GPU failing every call: %+v", rd)
+	}
+}
+
+func TestWatchXIDs(t *testing.T) {
+	a, b := device("GPU-a"), device("GPU-b")
+	events := make(chan nvml.EventData, 4)
+	var registered []uint64
+	set := &mock.EventSet{
+		WaitFunc: func(ms uint32) (nvml.EventData, nvml.Return) {
+			select {
+			case e := <-events:
+				return e, nvml.SUCCESS
+			case <-time.After(time.Duration(ms) * time.Millisecond):
+				return nvml.EventData{}, nvml.ERROR_TIMEOUT
+			}
+		},
+		FreeFunc: func() nvml.Return { return nvml.SUCCESS },
+	}
+	for _, d := range []*mock.Device{a, b} {
+		d.RegisterEventsFunc = func(types uint64, _ nvml.EventSet) nvml.Return {
+			registered = append(registered, types)
+			return nvml.SUCCESS
+		}
+	}
+	lib := library(a, b)
+	lib.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return set, nvml.SUCCESS }
+	r, err := Open(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan XIDEvent, 4)
+	done := make(chan error, 1)
+	go func() { done <- r.WatchXIDs(ctx, out, func(int, error) {}, func() time.Time { return now }) }()
+	events <- nvml.EventData{Device: b, EventType: nvml.EventTypeXidCriticalError, EventData: 79}
+	select {
+	case x := <-out:
+		if x.GPU != 1 || x.UUID != "GPU-b" || x.XID != 79 || !x.Time.Equal(now) {
+			t.Fatalf("xid %+v", x)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("XID not delivered")
+	}
+	if len(registered) != 2 || registered[0] != nvml.EventTypeXidCriticalError {
+		t.Fatalf("registered %v", registered)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	lib.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return nil, nvml.ERROR_NOT_SUPPORTED }
+	if err := r.WatchXIDs(context.Background(), out, func(int, error) {}, time.Now); err == nil {
+		t.Fatal("no error when the event set cannot be created")
+	}
+}
+
+func TestProcessesAndDiagnose(t *testing.T) {
+	a, b := device("GPU-a"), device("GPU-b")
+	b.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		return []nvml.ProcessInfo{{Pid: 4242}, {Pid: 5151}}, nvml.SUCCESS
+	}
+	r, err := Open(library(a, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, err := r.Processes()
+	if err != nil || len(procs) != 2 {
+		t.Fatalf("processes %v %v (a pid on two GPUs counts once)", procs, err)
+	}
+	for _, c := range r.Diagnose(now) {
+		if !c.OK {
+			t.Fatalf("healthy GPU failed %+v", c)
+		}
+	}
+	b.GetTotalEccErrorsFunc = func(t nvml.MemoryErrorType, c nvml.EccCounterType) (uint64, nvml.Return) {
+		if t == nvml.MEMORY_ERROR_TYPE_UNCORRECTED && c == nvml.VOLATILE_ECC {
+			return 2, nvml.SUCCESS
+		}
+		return 0, nvml.SUCCESS
+	}
+	b.GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 95, nvml.SUCCESS }
+	var failed []string
+	for _, c := range r.Diagnose(now) {
+		if !c.OK {
+			failed = append(failed, c.Name)
+			if c.GPU != 1 {
+				t.Fatalf("wrong GPU failed: %+v", c)
+			}
+		}
+	}
+	if !slices.Equal(failed, []string{"temperature", "ecc"}) {
+		t.Fatalf("failed checks %v", failed)
+	}
+}
