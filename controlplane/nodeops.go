@@ -25,6 +25,11 @@ import (
 func (f *Fleet) nodeLocked(id string, create bool, fn func(ns *nodeState, cur *fleetv1.Node) error) error {
 	f.mu.Lock()
 	ns := f.nodes[id]
+	if ns == nil && !create {
+		// A node whose first registration is under way exists once it is
+		// done: wait for it rather than miss it.
+		ns = f.creating[id]
+	}
 	if ns == nil && create {
 		if f.creating == nil {
 			f.creating = make(map[string]*nodeState)
@@ -40,7 +45,11 @@ func (f *Fleet) nodeLocked(id string, create bool, fn func(ns *nodeState, cur *f
 	}
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	err := fn(ns, ns.node.Load())
+	cur := ns.node.Load()
+	if cur == nil && !create {
+		return status.Errorf(codes.NotFound, "node_id: no node %q", id)
+	}
+	err := fn(ns, cur)
 	if create {
 		// Created or failed: either way the node is no longer being created.
 		f.mu.Lock()

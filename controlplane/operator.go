@@ -301,8 +301,10 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst Instance,
 // provisionFailed records a node whose instance failed to start. A failure
 // reported before the node's record exists is kept for provisioned.
 func (f *Fleet) provisionFailed(nodeID, reason string) {
-	if f.get(nodeID) == nil {
-		f.mu.Lock()
+	f.mu.Lock()
+	if f.nodes[nodeID] == nil && f.creating[nodeID] == nil {
+		// provisioned, which runs under the same lock before it creates
+		// the node, picks this up.
 		if f.earlyFailures == nil {
 			f.earlyFailures = make(map[string]string)
 		}
@@ -310,11 +312,9 @@ func (f *Fleet) provisionFailed(nodeID, reason string) {
 			f.earlyFailures[nodeID] = reason
 		}
 		f.mu.Unlock()
-		if f.get(nodeID) == nil {
-			return
-		}
-		f.takeEarlyFailure(nodeID)
+		return
 	}
+	f.mu.Unlock()
 	_, err := f.operate(context.Background(), nodeID, func(_ *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
 		if n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING {
 			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED, reason, now)

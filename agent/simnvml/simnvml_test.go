@@ -1,0 +1,115 @@
+package simnvml
+
+import (
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/jonboulle/clockwork"
+
+	"github.com/navarch/navarch/internal/faultspec"
+)
+
+func TestIsAnNVMLServer(t *testing.T) {
+	var lib nvml.Interface = New(Options{GPUs: 3, Idle: true})
+	if ret := lib.Init(); ret != nvml.SUCCESS {
+		t.Fatal(ret)
+	}
+	n, ret := lib.DeviceGetCount()
+	if ret != nvml.SUCCESS || n != 3 {
+		t.Fatalf("count %d %v", n, ret)
+	}
+	d, _ := lib.DeviceGetHandleByIndex(2)
+	name, _ := d.GetName()
+	uuid, _ := d.GetUUID()
+	if name != "NVIDIA H100 80GB HBM3" || uuid == "" {
+		t.Fatalf("name %q uuid %q", name, uuid)
+	}
+	byUUID, ret := lib.DeviceGetHandleByUUID(uuid)
+	if ret != nvml.SUCCESS || byUUID != d {
+		t.Fatal("lookup by UUID failed")
+	}
+	if _, ret := d.GetRetiredPages(nvml.PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR); ret != nvml.ERROR_NOT_SUPPORTED {
+		t.Fatalf("retired pages on H100: %v, want NOT_SUPPORTED", ret)
+	}
+}
+
+// TestTelemetryFollowsTheWorkload: under load utilization, power and
+// temperature rise together and stay within the GPU's limits.
+func TestTelemetryFollowsTheWorkload(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	b := New(Options{GPUs: 1, Clock: clock, Seed: 7})
+	d := b.Device(0)
+	util0, _ := d.GetUtilizationRates()
+	temp0, _ := d.GetTemperature(nvml.TEMPERATURE_GPU)
+	power0, _ := d.GetPowerUsage()
+	clock.Advance(25 * time.Second)
+	util1, _ := d.GetUtilizationRates()
+	temp1, _ := d.GetTemperature(nvml.TEMPERATURE_GPU)
+	power1, _ := d.GetPowerUsage()
+	if util1.Gpu < 60 || util1.Gpu <= util0.Gpu || temp1 <= temp0 || power1 <= power0 {
+		t.Fatalf("busy GPU: util %d→%d, temp %d→%d, power %d→%d", util0.Gpu, util1.Gpu, temp0, temp1, power0, power1)
+	}
+	for range 200 {
+		clock.Advance(17 * time.Second)
+		u, _ := d.GetUtilizationRates()
+		tc, _ := d.GetTemperature(nvml.TEMPERATURE_GPU)
+		p, _ := d.GetPowerUsage()
+		if u.Gpu > 100 || tc < 25 || tc >= slowdownTemp || p > powerLimit || p < idlePower {
+			t.Fatalf("implausible: util %d temp %d power %d", u.Gpu, tc, p)
+		}
+	}
+}
+
+func TestFaultsFireAtTheirDelay(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	b := New(Options{GPUs: 4, Clock: clock, Idle: true, Faults: []faultspec.Spec{
+		{Kind: faultspec.Temp, Value: 97, GPU: 1, Delay: 2 * time.Second},
+		{Kind: faultspec.GPULost, GPU: 3, Delay: 5 * time.Second},
+	}})
+	d1, d3 := b.Device(1), b.Device(3)
+	clock.Advance(time.Second)
+	if tc, _ := d1.GetTemperature(nvml.TEMPERATURE_GPU); tc == 97 {
+		t.Fatal("thermal fault fired early")
+	}
+	clock.Advance(time.Second)
+	eventually(t, "thermal fault", func() bool { tc, _ := d1.GetTemperature(nvml.TEMPERATURE_GPU); return tc == 97 })
+	if r, _ := d1.GetCurrentClocksEventReasons(); r&nvml.ClocksThrottleReasonHwThermalSlowdown == 0 {
+		t.Fatalf("no thermal slowdown reason: %x", r)
+	}
+	clock.Advance(3 * time.Second)
+	eventually(t, "GPU lost", func() bool { _, ret := d3.GetUUID(); return ret == nvml.ERROR_GPU_IS_LOST })
+	b.Heal(3)
+	if _, ret := d3.GetUUID(); ret != nvml.SUCCESS {
+		t.Fatalf("healed GPU: %v", ret)
+	}
+}
+
+func TestChaosInjectsFaults(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	b := New(Options{GPUs: 8, Clock: clock, Idle: true, Seed: 42, ChaosInterval: time.Second})
+	set, _ := b.EventSetCreate()
+	for i := range 8 {
+		d, _ := b.DeviceGetHandleByIndex(i)
+		d.RegisterEvents(nvml.EventTypeXidCriticalError, set)
+	}
+	// Chaos schedules each fault from the previous one's goroutine, so the
+	// clock moves in small steps while the test waits.
+	eventually(t, "an XID from chaos", func() bool {
+		clock.Advance(time.Second)
+		_, ret := set.Wait(1)
+		return ret == nvml.SUCCESS
+	})
+	b.Stop()
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,227 @@
+// Package e2e runs the real agent against the real control plane over
+// loopback gRPC, with a real Badger directory: only the GPUs are simulated.
+package e2e
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/agent"
+	"github.com/navarch/navarch/agent/simnvml"
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/internal/faultspec"
+	"github.com/navarch/navarch/internal/rpcclient"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+type fleet struct {
+	t    *testing.T
+	addr string
+	ops  controlplanev1.ControlPlaneServiceClient
+	sims map[string]*simnvml.Backend
+}
+
+func startControlPlane(t *testing.T) *fleet {
+	t.Helper()
+	cfg := controlplane.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
+	cfg.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
+	cfg.StaleAfter = controlplane.Duration{Duration: 2 * time.Second}
+	cfg.OfflineAfter = controlplane.Duration{Duration: 5 * time.Second}
+	cfg.CommandPollTimeout = controlplane.Duration{Duration: 2 * time.Second}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	conn, err := rpcclient.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &fleet{t: t, addr: lis.Addr().String(), ops: controlplanev1.NewControlPlaneServiceClient(conn), sims: map[string]*simnvml.Backend{}}
+}
+
+// addNode runs a real agent with simulated GPUs in this process.
+func (f *fleet) addNode(id string, faults ...string) {
+	f.t.Helper()
+	var specs []faultspec.Spec
+	for _, s := range faults {
+		spec, err := faultspec.Parse(s)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		specs = append(specs, spec)
+	}
+	sim := simnvml.New(simnvml.Options{GPUs: 4, Faults: specs, Idle: true})
+	f.t.Cleanup(sim.Stop)
+	f.sims[id] = sim
+	conn, err := rpcclient.Dial(f.addr)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	a, err := agent.New(agent.Options{NodeID: id, BootID: "boot-" + id, Simulated: true, Conn: conn, NVML: sim, PollInterval: 100 * time.Millisecond})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	f.t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = conn.Close()
+	})
+}
+
+func (f *fleet) node(id string) *controlplanev1.GetNodeResponse {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := f.ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: id})
+	if err != nil {
+		return nil
+	}
+	return resp
+}
+
+func (f *fleet) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestXID79CordonsXID13IsRecorded(t *testing.T) {
+	f := startControlPlane(t)
+	f.addNode("node-a", "xid=79@gpu2+1s")
+	f.addNode("node-b", "xid=13@gpu0+1s")
+	f.addNode("node-c")
+
+	f.waitFor("node-a UNHEALTHY and cordoned, its agent acknowledging", func() bool {
+		d := f.node("node-a")
+		if d == nil || d.GetNode().GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY || d.GetNode().GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+			return false
+		}
+		return len(d.GetCommands()) > 0 && d.GetCommands()[0].GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+	})
+	a := f.node("node-a")
+	if !strings.Contains(a.GetNode().GetHealthCause(), "gpu2") || a.GetNode().GetRemedy() != fleetv1.Remedy_REMEDY_REBOOT_NODE {
+		t.Fatalf("node-a cause %q remedy %s", a.GetNode().GetHealthCause(), a.GetNode().GetRemedy())
+	}
+
+	f.waitFor("node-b's XID 13 recorded", func() bool {
+		d := f.node("node-b")
+		for _, e := range d.GetEvents() {
+			if e.GetXid() == 13 {
+				return true
+			}
+		}
+		return false
+	})
+	b := f.node("node-b")
+	if b.GetNode().GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY || b.GetNode().GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE {
+		t.Fatalf("node-b after XID 13: %s %s", b.GetNode().GetHealth(), b.GetNode().GetLifecycle())
+	}
+	if c := f.node("node-c"); c.GetNode().GetReachability() != fleetv1.Reachability_REACHABILITY_ONLINE || len(c.GetNode().GetSamples()) != 4 {
+		t.Fatalf("node-c: %s, %d samples", c.GetNode().GetReachability(), len(c.GetNode().GetSamples()))
+	}
+}
+
+func TestDrainCompletes(t *testing.T) {
+	f := startControlPlane(t)
+	f.addNode("node-d")
+	f.waitFor("node-d online", func() bool {
+		d := f.node("node-d")
+		return d != nil && d.GetNode().GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+	})
+	job := exec.Command("sleep", "60")
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := make(chan struct{})
+	go func() { _ = job.Wait(); close(reaped) }()
+	defer func() { _ = job.Process.Kill(); <-reaped }()
+	f.sims["node-d"].Device(1).AttachProcess(uint32(job.Process.Pid))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := f.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "node-d", Reason: "kernel upgrade", Deadline: timestamppb.New(time.Now().Add(time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetNode().GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING {
+		t.Fatalf("lifecycle %s", resp.GetNode().GetLifecycle())
+	}
+	f.waitFor("drain acknowledged", func() bool {
+		return f.node("node-d").GetCommands()[0].GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED
+	})
+	time.Sleep(500 * time.Millisecond)
+	if got := f.node("node-d").GetNode().GetLifecycle(); got != fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING {
+		t.Fatalf("drained with a job running: %s", got)
+	}
+	_ = job.Process.Kill()
+	<-reaped
+	f.waitFor("DRAINED", func() bool {
+		return f.node("node-d").GetNode().GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED
+	})
+	d := f.node("node-d")
+	if d.GetCommands()[0].GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || !strings.Contains(d.GetNode().GetLifecycleReason(), "no GPU processes left") {
+		t.Fatalf("drain ended %s: %q", d.GetCommands()[0].GetStatus(), d.GetNode().GetLifecycleReason())
+	}
+}
+
+func TestForcedDrainKillsAtDeadline(t *testing.T) {
+	f := startControlPlane(t)
+	f.addNode("node-e")
+	f.waitFor("node-e registered", func() bool { return f.node("node-e") != nil })
+	job := exec.Command("sleep", "60")
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := make(chan struct{})
+	go func() { _ = job.Wait(); close(reaped) }()
+	defer func() { _ = job.Process.Kill(); <-reaped }()
+	f.sims["node-e"].Device(0).AttachProcess(uint32(job.Process.Pid))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "node-e", Deadline: timestamppb.New(time.Now().Add(time.Second)), Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("DRAINED", func() bool {
+		return f.node("node-e").GetNode().GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED
+	})
+	cmd := f.node("node-e").GetCommands()[0]
+	if len(cmd.GetSignalledPids()) != 1 || cmd.GetSignalledPids()[0] != uint32(job.Process.Pid) {
+		t.Fatalf("signalled %v, want [%d]", cmd.GetSignalledPids(), job.Process.Pid)
+	}
+	select {
+	case <-reaped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the job survived a forced drain")
+	}
+}
