@@ -159,7 +159,9 @@ func (f *fakeCP) counts() (regs, beats int) {
 	return len(f.registrations), len(f.heartbeats)
 }
 
-func notFound() error { return status.Error(codes.NotFound, "node_id: node is not registered; register first") }
+func notFound() error {
+	return status.Error(codes.NotFound, "node_id: node is not registered; register first")
+}
 
 // eventually polls cond until it holds.
 func eventually(t *testing.T, what string, cond func() bool) {
