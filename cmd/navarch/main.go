@@ -11,11 +11,12 @@ import (
 
 	"github.com/navarch/navarch/internal/cli"
 	"github.com/navarch/navarch/internal/demo"
+	"github.com/navarch/navarch/tui"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	env := cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin}
+	env := cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Console: tui.Run}
 	env.Demo = func(ctx context.Context, args []string) error {
 		o := demo.Options{Stdout: os.Stdout, Stderr: os.Stderr, Console: env.Console}
 		if err := demo.ParseArgs(args, &o); err != nil {

@@ -1,0 +1,149 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/internal/display"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+)
+
+// actionDoneMsg reports an action's outcome for the status line.
+type actionDoneMsg struct {
+	text string
+	err  bool
+}
+
+// providersMsg lists the providers ProvisionNodes accepts.
+type providersMsg struct{ names []string }
+
+// actionTimeout bounds one call of an action.
+const actionTimeout = 15 * time.Second
+
+func (m *Model) loadProviders() tea.Cmd {
+	client := m.d.client
+	if client == nil {
+		return nil
+	}
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
+		defer cancel()
+		st, err := client.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
+		if err != nil {
+			return nil
+		}
+		var names []string
+		for _, p := range st.GetProviders() {
+			names = append(names, p.GetName())
+		}
+		return providersMsg{names: names}
+	}
+}
+
+// forEach runs call for every target, a few at a time, and sums up the
+// outcome in one status line: "cordoned 5 nodes" or the failures.
+func forEach(verb string, targets []string, call func(ctx context.Context, id string) (string, error)) tea.Cmd {
+	return func() tea.Msg {
+		var mu sync.Mutex
+		var failed []string
+		var last string
+		sem := make(chan struct{}, 8)
+		var wg sync.WaitGroup
+		for _, id := range targets {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
+				defer cancel()
+				res, err := call(ctx, id)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed = append(failed, id+": "+status.Convert(err).Message())
+					return
+				}
+				last = res
+			}()
+		}
+		wg.Wait()
+		sort.Strings(failed)
+		ok := len(targets) - len(failed)
+		switch {
+		case len(failed) == 0 && len(targets) == 1:
+			return actionDoneMsg{text: last}
+		case len(failed) == 0:
+			return actionDoneMsg{text: fmt.Sprintf("%s %d nodes", verb, ok)}
+		case ok == 0 && len(failed) == 1:
+			return actionDoneMsg{text: verb + " failed: " + failed[0], err: true}
+		}
+		return actionDoneMsg{text: fmt.Sprintf("%s %d of %d nodes; failed: %s", verb, ok, len(targets), strings.Join(failed, "; ")), err: true}
+	}
+}
+
+func cordonAction(d *deps, targets []string) tea.Cmd {
+	return forEach("cordoned", targets, func(ctx context.Context, id string) (string, error) {
+		resp, err := d.client.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: id, Reason: "cordoned from the console"})
+		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
+	})
+}
+
+func uncordonAction(d *deps, targets []string) tea.Cmd {
+	return forEach("uncordoned", targets, func(ctx context.Context, id string) (string, error) {
+		resp, err := d.client.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: id, Reason: "uncordoned from the console"})
+		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
+	})
+}
+
+func drainAction(d *deps, targets []string, reason string, deadline time.Duration, force bool) tea.Cmd {
+	if reason == "" {
+		reason = "drained from the console"
+	}
+	return forEach("draining", targets, func(ctx context.Context, id string) (string, error) {
+		resp, err := d.client.DrainNode(ctx, &controlplanev1.DrainNodeRequest{
+			NodeId: id, Reason: reason, Deadline: timestamppb.New(d.now().Add(deadline)), Force: force,
+		})
+		return fmt.Sprintf("%s %s (deadline in %s)", id, display.Lifecycle(resp.GetNode().GetLifecycle()), deadline), err
+	})
+}
+
+func terminateAction(d *deps, targets []string) tea.Cmd {
+	return forEach("terminating", targets, func(ctx context.Context, id string) (string, error) {
+		resp, err := d.client.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: "terminated from the console"})
+		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
+	})
+}
+
+func diagnoseAction(d *deps, targets []string) tea.Cmd {
+	return forEach("diagnostics queued on", targets, func(ctx context.Context, id string) (string, error) {
+		resp, err := d.client.RunDiagnostics(ctx, &controlplanev1.RunDiagnosticsRequest{NodeId: id})
+		return fmt.Sprintf("diagnostics queued on %s as %s; the report shows in the node's commands", id, resp.GetCommand().GetId()), err
+	})
+}
+
+func provisionAction(d *deps, provider string, count, gpus int, labels map[string]string) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*actionTimeout)
+		defer cancel()
+		resp, err := d.client.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{
+			Provider: provider, Count: uint32(count), GpusPerNode: uint32(gpus), Labels: labels,
+		})
+		if err != nil {
+			return actionDoneMsg{text: "provision failed: " + status.Convert(err).Message(), err: true}
+		}
+		var ids []string
+		for _, n := range resp.GetNodes() {
+			ids = append(ids, n.GetNodeId())
+		}
+		return actionDoneMsg{text: fmt.Sprintf("provisioning %d nodes through %s: %s", len(ids), provider, strings.Join(ids, ", "))}
+	}
+}

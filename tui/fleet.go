@@ -1,0 +1,356 @@
+package tui
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/navarch/navarch/internal/display"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// column is a fleet table column; the table sorts by any of them.
+type column int
+
+const (
+	colNode column = iota
+	colLifecycle
+	colHealth
+	colReach
+	colGPUs
+	colUtil
+	colHot
+	colSeen
+	colLabels
+	numColumns
+)
+
+var columnNames = [numColumns]string{"NODE", "LIFECYCLE", "HEALTH", "REACH", "GPUS", "UTIL", "HOT", "SEEN", "LABELS"}
+
+// row is one node as the fleet table needs it, kept up to date as changes
+// arrive so that rendering never digs through protos.
+type row struct {
+	id        string
+	node      *fleetv1.Node
+	lifecycle fleetv1.LifecycleState
+	health    fleetv1.HealthStatus
+	reach     fleetv1.Reachability
+	glyphs    []byte
+	badGPUs   int // unhealthy or lost GPUs, for sorting
+	util, hot int // -1 when unknown
+	lastHB    time.Time
+	labels    string
+	search    string // lower-cased id, hostname and labels
+}
+
+func newRow(n *fleetv1.Node) *row {
+	r := &row{id: n.GetNodeId()}
+	r.update(n)
+	return r
+}
+
+// update refreshes the row from a full node.
+func (r *row) update(n *fleetv1.Node) {
+	r.node = n
+	r.lifecycle, r.health, r.reach = n.GetLifecycle(), n.GetHealth(), n.GetReachability()
+	r.glyphs = r.glyphs[:0]
+	r.badGPUs = 0
+	for _, g := range n.GetGpus() {
+		gl := gpuGlyph(g.GetHealth(), g.GetLost())
+		r.glyphs = append(r.glyphs, gl)
+		if gl == 'U' || gl == 'X' {
+			r.badGPUs++
+		}
+	}
+	r.labels = display.Labels(n.GetLabels())
+	r.search = strings.ToLower(n.GetNodeId() + " " + n.GetHostname() + " " + r.labels)
+	r.heartbeat(n.GetReachability(), n.GetLastHeartbeatAt().AsTime(), n.GetSamples())
+	if n.GetLastHeartbeatAt() == nil {
+		r.lastHB = time.Time{}
+	}
+}
+
+// heartbeat refreshes what heartbeats change.
+func (r *row) heartbeat(reach fleetv1.Reachability, at time.Time, samples []*fleetv1.GpuSample) {
+	r.reach = reach
+	r.lastHB = at
+	r.util, r.hot = -1, -1
+	if u, ok := display.Utilization(samples); ok {
+		r.util = int(u)
+	}
+	if h, ok := display.Hottest(samples); ok {
+		r.hot = int(h)
+	}
+	if r.node != nil {
+		r.node.Samples = samples
+	}
+}
+
+// healthRank orders health for sorting, worst last.
+func healthRank(h fleetv1.HealthStatus) int {
+	switch h {
+	case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
+		return 0
+	case fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN:
+		return 1
+	case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
+		return 2
+	case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
+		return 3
+	}
+	return -1
+}
+
+func compareRows(a, b *row, col column) int {
+	var c int
+	switch col {
+	case colLifecycle:
+		c = cmp.Compare(a.lifecycle, b.lifecycle)
+	case colHealth:
+		c = cmp.Compare(healthRank(a.health), healthRank(b.health))
+	case colReach:
+		c = cmp.Compare(a.reach, b.reach)
+	case colGPUs:
+		c = cmp.Or(cmp.Compare(a.badGPUs, b.badGPUs), cmp.Compare(len(a.glyphs), len(b.glyphs)))
+	case colUtil:
+		c = cmp.Compare(a.util, b.util)
+	case colHot:
+		c = cmp.Compare(a.hot, b.hot)
+	case colSeen:
+		c = b.lastHB.Compare(a.lastHB) // older heartbeat = larger age
+	case colLabels:
+		c = strings.Compare(a.labels, b.labels)
+	}
+	return cmp.Or(c, strings.Compare(a.id, b.id))
+}
+
+// filter is the parsed fleet filter: substrings on id, hostname and labels,
+// and label=value terms, all of which must match.
+type filter struct {
+	text   string
+	terms  []string
+	labels map[string]string
+}
+
+func parseFilter(s string) filter {
+	f := filter{text: s}
+	for _, term := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(term, "="); ok && k != "" {
+			if f.labels == nil {
+				f.labels = make(map[string]string)
+			}
+			f.labels[k] = v
+			continue
+		}
+		f.terms = append(f.terms, strings.ToLower(term))
+	}
+	return f
+}
+
+func (f *filter) empty() bool { return len(f.terms) == 0 && len(f.labels) == 0 }
+
+func (f *filter) match(r *row) bool {
+	for _, t := range f.terms {
+		if !strings.Contains(r.search, t) {
+			return false
+		}
+	}
+	for k, v := range f.labels {
+		if r.node.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// fleet is the console's copy of the fleet, kept by applying WatchFleet
+// messages in order.
+type fleet struct {
+	rows    map[string]*row
+	order   []*row // every row, in sort order
+	shown   []*row // the rows the filter keeps, in sort order
+	index   map[string]int
+	sortBy  column
+	desc    bool
+	filter  filter
+	stale   bool // order needs sorting again
+	loaded  bool // a complete snapshot has arrived
+	partial []*fleetv1.Node
+
+	summary  *fleetv1.FleetSummary
+	breaker  *fleetv1.BreakerStatus
+	revision uint64
+	events   []*fleetv1.HealthEvent // newest first
+	eventIDs map[string]bool
+}
+
+// maxEvents is how many fleet-wide events the console keeps.
+const maxEvents = 2000
+
+func newFleet() *fleet {
+	return &fleet{rows: make(map[string]*row), index: make(map[string]int), eventIDs: make(map[string]bool), sortBy: colNode}
+}
+
+// change says what applying messages touched, so the console refreshes
+// only what it must.
+type change struct {
+	structure bool            // rows came or went, or sort keys changed
+	nodes     map[string]bool // nodes whose rows changed
+	events    bool
+	commands  []*fleetv1.Command
+	resync    bool
+	snapshot  bool
+}
+
+func (c *change) node(id string) {
+	if c.nodes == nil {
+		c.nodes = make(map[string]bool)
+	}
+	c.nodes[id] = true
+}
+
+// apply folds one stream message into the fleet.
+func (f *fleet) apply(m *controlplanev1.WatchFleetResponse, c *change) {
+	if m.GetRevision() > f.revision {
+		f.revision = m.GetRevision()
+	}
+	switch {
+	case m.GetSnapshot() != nil:
+		s := m.GetSnapshot()
+		f.partial = append(f.partial, s.GetNodes()...)
+		if !s.GetComplete() {
+			return
+		}
+		f.rows = make(map[string]*row, len(f.partial))
+		for _, n := range f.partial {
+			f.rows[n.GetNodeId()] = newRow(n)
+		}
+		f.partial = nil
+		f.summary, f.breaker = s.GetSummary(), s.GetBreaker()
+		f.revision = m.GetRevision()
+		f.events = f.events[:0]
+		clear(f.eventIDs)
+		for _, e := range s.GetRecentEvents() {
+			f.addEvent(e, false)
+		}
+		f.loaded = true
+		f.stale = true
+		c.structure, c.snapshot, c.events = true, true, true
+	case m.GetNodeUpsert() != nil:
+		n := m.GetNodeUpsert()
+		if r, ok := f.rows[n.GetNodeId()]; ok {
+			r.update(n)
+		} else {
+			f.rows[n.GetNodeId()] = newRow(n)
+		}
+		f.stale = true
+		c.structure = true
+		c.node(n.GetNodeId())
+	case m.GetNodeRemoved() != nil:
+		delete(f.rows, m.GetNodeRemoved().GetNodeId())
+		f.stale = true
+		c.structure = true
+		c.node(m.GetNodeRemoved().GetNodeId())
+	case m.GetHealthEvent() != nil:
+		f.addEvent(m.GetHealthEvent(), true)
+		c.events = true
+		c.node(m.GetHealthEvent().GetNodeId())
+	case m.GetCommand() != nil:
+		c.commands = append(c.commands, m.GetCommand())
+		c.node(m.GetCommand().GetNodeId())
+	case m.GetHeartbeats() != nil:
+		for _, hb := range m.GetHeartbeats().GetHeartbeats() {
+			if r, ok := f.rows[hb.GetNodeId()]; ok {
+				r.heartbeat(hb.GetReachability(), hb.GetLastHeartbeatAt().AsTime(), hb.GetSamples())
+				c.node(hb.GetNodeId())
+			}
+		}
+		switch f.sortBy {
+		case colUtil, colHot, colSeen, colReach:
+			f.stale = true
+		}
+	case m.GetTotals() != nil:
+		f.summary, f.breaker = m.GetTotals().GetSummary(), m.GetTotals().GetBreaker()
+	case m.GetResync() != nil:
+		f.partial = nil
+		c.resync = true
+	}
+}
+
+func (f *fleet) addEvent(e *fleetv1.HealthEvent, front bool) {
+	if e.GetId() != "" {
+		if f.eventIDs[e.GetId()] {
+			return
+		}
+		f.eventIDs[e.GetId()] = true
+	}
+	if front {
+		f.events = slices.Insert(f.events, 0, e)
+	} else {
+		f.events = append(f.events, e)
+	}
+	if len(f.events) > maxEvents {
+		for _, old := range f.events[maxEvents:] {
+			delete(f.eventIDs, old.GetId())
+		}
+		f.events = f.events[:maxEvents]
+	}
+}
+
+// resort rebuilds the sort order if anything changed it, then refilters.
+func (f *fleet) resort() {
+	if !f.stale {
+		return
+	}
+	f.order = f.order[:0]
+	for _, r := range f.rows {
+		f.order = append(f.order, r)
+	}
+	col, desc := f.sortBy, f.desc
+	slices.SortFunc(f.order, func(a, b *row) int {
+		c := compareRows(a, b, col)
+		if desc {
+			return -c
+		}
+		return c
+	})
+	f.stale = false
+	f.refilter()
+}
+
+// refilter rebuilds the shown rows from the sort order.
+func (f *fleet) refilter() {
+	f.shown = f.shown[:0]
+	clear(f.index)
+	for _, r := range f.order {
+		if f.filter.empty() || f.filter.match(r) {
+			f.index[r.id] = len(f.shown)
+			f.shown = append(f.shown, r)
+		}
+	}
+}
+
+func (f *fleet) setSort(col column, desc bool) {
+	f.sortBy, f.desc = col, desc
+	f.stale = true
+	f.resort()
+}
+
+func (f *fleet) setFilter(s string) {
+	f.filter = parseFilter(s)
+	f.refilter()
+}
+
+// summaryLine is the header's totals.
+func (f *fleet) totals() string {
+	s := f.summary
+	if s == nil {
+		return "no totals yet"
+	}
+	return fmt.Sprintf("%d nodes  %d GPUs │ %d healthy  %d degraded  %d unhealthy │ %d cordoned  %d draining  %d drained │ %d offline",
+		s.GetNodes()-s.GetTerminated(), s.GetGpus(), s.GetHealthy(), s.GetDegraded(), s.GetUnhealthy(),
+		s.GetCordoned(), s.GetDraining(), s.GetDrained(), s.GetOffline()+s.GetStale())
+}

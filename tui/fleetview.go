@@ -1,0 +1,285 @@
+package tui
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/navarch/navarch/internal/display"
+)
+
+// fleetTable is the node table. It renders only the rows in its window,
+// so a hundred thousand nodes cost no more per frame than fifty.
+type fleetTable struct {
+	d        *deps
+	f        *fleet
+	cursor   int
+	offset   int
+	selected string // id under the cursor, kept across re-sorts
+	marks    map[string]bool
+	height   int // rows that fit, from the last render
+}
+
+func newFleetTable(d *deps, f *fleet) *fleetTable {
+	return &fleetTable{d: d, f: f, marks: map[string]bool{}, height: 10}
+}
+
+func (t *fleetTable) current() *row {
+	if t.cursor < 0 || t.cursor >= len(t.f.shown) {
+		return nil
+	}
+	return t.f.shown[t.cursor]
+}
+
+// keepCursor moves the cursor to follow its node after a re-sort, filter
+// or removal.
+func (t *fleetTable) keepCursor() {
+	if i, ok := t.f.index[t.selected]; ok {
+		t.cursor = i
+	}
+	t.cursor = max(0, min(t.cursor, len(t.f.shown)-1))
+	if r := t.current(); r != nil {
+		t.selected = r.id
+	}
+	for id := range t.marks {
+		if _, ok := t.f.rows[id]; !ok {
+			delete(t.marks, id)
+		}
+	}
+}
+
+// move handles navigation keys and reports whether k was one.
+func (t *fleetTable) move(k tea.KeyPressMsg) bool {
+	keys := &t.d.keys
+	n := len(t.f.shown)
+	switch {
+	case key.Matches(k, keys.Up):
+		t.cursor--
+	case key.Matches(k, keys.Down):
+		t.cursor++
+	case key.Matches(k, keys.PageUp):
+		t.cursor -= max(1, t.height-1)
+	case key.Matches(k, keys.PageDown):
+		t.cursor += max(1, t.height-1)
+	case key.Matches(k, keys.Top):
+		t.cursor = 0
+	case key.Matches(k, keys.Bottom):
+		t.cursor = n - 1
+	default:
+		return false
+	}
+	t.cursor = max(0, min(t.cursor, n-1))
+	if r := t.current(); r != nil {
+		t.selected = r.id
+	}
+	return true
+}
+
+func (t *fleetTable) toggleMark() {
+	r := t.current()
+	if r == nil {
+		return
+	}
+	if t.marks[r.id] {
+		delete(t.marks, r.id)
+	} else {
+		t.marks[r.id] = true
+	}
+	t.cursor = min(t.cursor+1, len(t.f.shown)-1)
+	if c := t.current(); c != nil {
+		t.selected = c.id
+	}
+}
+
+func (t *fleetTable) markAll() {
+	if len(t.marks) == len(t.f.shown) && len(t.marks) > 0 {
+		t.marks = map[string]bool{}
+		return
+	}
+	for _, r := range t.f.shown {
+		t.marks[r.id] = true
+	}
+}
+
+// targets are the marked nodes, or the node under the cursor.
+func (t *fleetTable) targets() []string {
+	if len(t.marks) > 0 {
+		ids := make([]string, 0, len(t.marks))
+		for id := range t.marks {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if r := t.current(); r != nil {
+		return []string{r.id}
+	}
+	return nil
+}
+
+// layout is the widths of the columns that fit; 0 hides a column.
+type layout [numColumns]int
+
+// fitColumns gives NODE what it needs, the fixed columns their width, and
+// LABELS the rest; narrow terminals drop LABELS, then SEEN, then HOT.
+func fitColumns(width, idWidth, gpuWidth int) layout {
+	l := layout{
+		colNode: max(8, min(idWidth, 28)), colLifecycle: 12, colHealth: 9, colReach: 7,
+		colGPUs: max(4, min(gpuWidth, 16)), colUtil: 4, colHot: 4, colSeen: 4,
+	}
+	used := 2 // the mark column
+	for c := range numColumns {
+		if l[c] > 0 {
+			used += l[c] + 1
+		}
+	}
+	for _, drop := range []column{colSeen, colHot, colUtil} {
+		if used <= width {
+			break
+		}
+		used -= l[drop] + 1
+		l[drop] = 0
+	}
+	if used > width {
+		l[colNode] = max(6, l[colNode]-(used-width))
+		used = width
+	}
+	if rest := width - used - 1; rest >= 6 {
+		l[colLabels] = rest
+	}
+	return l
+}
+
+func (t *fleetTable) view(width, height int) string {
+	th := t.d.theme
+	t.height = max(1, height-1)
+	if len(t.f.shown) == 0 {
+		msg := "no nodes yet: provision some with p, or start navarch-agent on a GPU node"
+		if !t.f.filter.empty() {
+			msg = "no node matches the filter " + t.f.filter.text + " (esc clears it)"
+		}
+		return t.headerLine(fitColumns(width, 12, 8)) + "\n" + th.Muted.Render(msg)
+	}
+	// Keep the cursor in the window.
+	if t.cursor < t.offset {
+		t.offset = t.cursor
+	}
+	if t.cursor >= t.offset+t.height {
+		t.offset = t.cursor - t.height + 1
+	}
+	t.offset = max(0, min(t.offset, len(t.f.shown)-t.height))
+	end := min(t.offset+t.height, len(t.f.shown))
+	window := t.f.shown[t.offset:end]
+	idW, gpuW := 4, 4
+	for _, r := range window {
+		idW = max(idW, len(r.id))
+		gpuW = max(gpuW, len(r.glyphs))
+	}
+	l := fitColumns(width, idW, gpuW)
+	now := t.d.now()
+	var sb strings.Builder
+	sb.WriteString(t.headerLine(l))
+	for i, r := range window {
+		sb.WriteByte('\n')
+		sb.WriteString(t.rowLine(r, l, t.offset+i == t.cursor, now))
+	}
+	return sb.String()
+}
+
+func (t *fleetTable) headerLine(l layout) string {
+	th := t.d.theme
+	var sb strings.Builder
+	sb.WriteString("  ")
+	for c := range numColumns {
+		if l[c] == 0 {
+			continue
+		}
+		name := columnNames[c]
+		if c == t.f.sortBy {
+			if t.f.desc {
+				name += "▼"
+			} else {
+				name += "▲"
+			}
+		}
+		if c == colUtil || c == colHot || c == colSeen {
+			sb.WriteString(th.Header.Render(padLeft(name, l[c])))
+		} else {
+			sb.WriteString(th.Header.Render(padRight(name, l[c])))
+		}
+		sb.WriteByte(' ')
+	}
+	return sb.String()
+}
+
+func (t *fleetTable) rowLine(r *row, l layout, selected bool, now time.Time) string {
+	th := t.d.theme
+	mark := "  "
+	if t.marks[r.id] {
+		mark = th.Mark.Render("✓ ")
+	}
+	cells := make([]string, 0, numColumns)
+	add := func(c column, text string, style func(...string) string, right bool) {
+		if l[c] == 0 {
+			return
+		}
+		if right {
+			text = padLeft(text, l[c])
+		} else {
+			text = padRight(text, l[c])
+		}
+		if style != nil && !selected {
+			text = style(text)
+		}
+		cells = append(cells, text)
+	}
+	add(colNode, r.id, nil, false)
+	add(colLifecycle, display.Lifecycle(r.lifecycle), th.LifecycleStyle(r.lifecycle).Render, false)
+	add(colHealth, display.Health(r.health), th.HealthStyle(r.health).Render, false)
+	add(colReach, display.Reachability(r.reach), th.ReachStyle(r.reach).Render, false)
+	if l[colGPUs] > 0 {
+		cells = append(cells, t.glyphCell(r, l[colGPUs], selected))
+	}
+	util, hot := "-", "-"
+	if r.util >= 0 {
+		util = fmt.Sprintf("%d%%", r.util)
+	}
+	if r.hot >= 0 {
+		hot = fmt.Sprintf("%d°", r.hot)
+	}
+	add(colUtil, util, nil, true)
+	add(colHot, hot, nil, true)
+	add(colSeen, display.Age(r.lastHB, now), nil, true)
+	add(colLabels, r.labels, th.Muted.Render, false)
+	line := strings.Join(cells, " ")
+	if selected {
+		return mark + th.Selected.Render(line)
+	}
+	return mark + line
+}
+
+// glyphCell draws one letter per GPU, coloured by health; a node with more
+// GPUs than fit shows how many more.
+func (t *fleetTable) glyphCell(r *row, width int, selected bool) string {
+	th := t.d.theme
+	g := r.glyphs
+	suffix := ""
+	if len(g) > width {
+		suffix = fmt.Sprintf("+%d", len(g)-(width-3))
+		g = g[:width-3]
+	}
+	var sb strings.Builder
+	for _, c := range g {
+		if selected {
+			sb.WriteByte(c)
+		} else {
+			sb.WriteString(th.GlyphStyle(c).Render(string(c)))
+		}
+	}
+	sb.WriteString(suffix)
+	return sb.String() + strings.Repeat(" ", max(0, width-len(g)-len(suffix)))
+}

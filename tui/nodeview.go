@@ -1,0 +1,313 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"google.golang.org/grpc/status"
+
+	"github.com/navarch/navarch/internal/display"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// nodeDetailMsg carries a GetNode answer.
+type nodeDetailMsg struct {
+	id   string
+	resp *controlplanev1.GetNodeResponse
+	err  error
+}
+
+// nodeRefreshMsg asks for a deferred refresh of the open node.
+type nodeRefreshMsg struct{ id string }
+
+// refreshEvery bounds how often a busy node is fetched again.
+const refreshEvery = time.Second
+
+// historyKept is how many samples a sparkline holds.
+const historyKept = 60
+
+// nodeView shows one node: its GPUs with sparklines, events with XID
+// meaning and remedy, and commands. It fetches the node when opened and
+// again whenever the stream says the node changed; heartbeats update the
+// GPU table and sparklines directly.
+type nodeView struct {
+	d         *deps
+	id        string
+	resp      *controlplanev1.GetNodeResponse
+	err       string
+	loading   bool
+	fetchedAt time.Time
+	queued    bool
+	scrollPos int
+	util      map[uint32][]uint32
+	temp      map[uint32][]uint32
+	live      map[uint32]*fleetv1.GpuSample
+}
+
+func newNodeView(d *deps) *nodeView { return &nodeView{d: d} }
+
+func (v *nodeView) open(id string, f *fleet) tea.Cmd {
+	v.id, v.resp, v.err, v.scrollPos, v.queued = id, nil, "", 0, false
+	v.util, v.temp, v.live = map[uint32][]uint32{}, map[uint32][]uint32{}, map[uint32]*fleetv1.GpuSample{}
+	return v.fetch()
+}
+
+func (v *nodeView) close() { v.id = "" }
+
+func (v *nodeView) fetch() tea.Cmd {
+	v.loading = true
+	v.fetchedAt = v.d.now()
+	id, client := v.id, v.d.client
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := client.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: id, EventLimit: 100})
+		return nodeDetailMsg{id: id, resp: resp, err: err}
+	}
+}
+
+func (v *nodeView) update(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case nodeDetailMsg:
+		if msg.id != v.id {
+			return nil
+		}
+		v.loading = false
+		if msg.err != nil {
+			v.err = status.Convert(msg.err).Message()
+			return nil
+		}
+		v.err = ""
+		v.resp = msg.resp
+		for _, h := range msg.resp.GetHistory() {
+			v.util[h.GetGpuIndex()] = h.GetUtilizationGpuPercent()
+			v.temp[h.GetGpuIndex()] = h.GetTemperatureCelsius()
+		}
+	case nodeRefreshMsg:
+		if msg.id == v.id {
+			v.queued = false
+			return v.fetch()
+		}
+	}
+	return nil
+}
+
+// onChange refreshes the open node when the stream touched it: heartbeats
+// go straight into the GPU table; anything else fetches the node again, at
+// most once a second.
+func (v *nodeView) onChange(c *change, f *fleet) tea.Cmd {
+	if v.id == "" || !c.nodes[v.id] {
+		return nil
+	}
+	if r, ok := f.rows[v.id]; ok {
+		for _, s := range r.node.GetSamples() {
+			if prev := v.live[s.GetGpuIndex()]; prev != s {
+				v.live[s.GetGpuIndex()] = s
+				v.util[s.GetGpuIndex()] = appendCapped(v.util[s.GetGpuIndex()], s.GetUtilizationGpuPercent())
+				v.temp[s.GetGpuIndex()] = appendCapped(v.temp[s.GetGpuIndex()], s.GetTemperatureCelsius())
+			}
+		}
+	}
+	if !c.structure && !c.events && len(c.commands) == 0 {
+		return nil
+	}
+	if v.queued {
+		return nil
+	}
+	if wait := refreshEvery - v.d.now().Sub(v.fetchedAt); wait > 0 {
+		v.queued = true
+		id := v.id
+		return tea.Tick(wait, func(time.Time) tea.Msg { return nodeRefreshMsg{id: id} })
+	}
+	return v.fetch()
+}
+
+func appendCapped(s []uint32, v uint32) []uint32 {
+	s = append(s, v)
+	if len(s) > historyKept {
+		s = s[len(s)-historyKept:]
+	}
+	return s
+}
+
+func (v *nodeView) scroll(k tea.KeyPressMsg) bool {
+	keys := &v.d.keys
+	switch {
+	case key.Matches(k, keys.Down):
+		v.scrollPos++
+	case key.Matches(k, keys.Up):
+		v.scrollPos = max(0, v.scrollPos-1)
+	case key.Matches(k, keys.PageDown):
+		v.scrollPos += 10
+	case key.Matches(k, keys.PageUp):
+		v.scrollPos = max(0, v.scrollPos-10)
+	case key.Matches(k, keys.Top):
+		v.scrollPos = 0
+	default:
+		return false
+	}
+	return true
+}
+
+func (v *nodeView) view(width, height int, f *fleet) string {
+	t := v.d.theme
+	if v.resp == nil {
+		switch {
+		case v.err != "":
+			return t.StatusErr.Render("node " + v.id + ": " + v.err)
+		default:
+			return t.Muted.Render("loading " + v.id + " …")
+		}
+	}
+	n := v.resp.GetNode()
+	if r, ok := f.rows[v.id]; ok {
+		// The stream is fresher than the last fetch for these.
+		n.Lifecycle, n.Health, n.Reachability = r.lifecycle, r.health, r.reach
+	}
+	now := v.d.now()
+	var lines []string
+	title := t.Title.Render(n.GetNodeId()) + "  " +
+		t.LifecycleStyle(n.GetLifecycle()).Render(display.Lifecycle(n.GetLifecycle())) + "  " +
+		t.HealthStyle(n.GetHealth()).Render(display.Health(n.GetHealth())) + "  " +
+		t.ReachStyle(n.GetReachability()).Render(display.Reachability(n.GetReachability())) +
+		t.Muted.Render("  heartbeat "+display.Age(tsTime(n.GetLastHeartbeatAt()), now)+" ago")
+	if v.err != "" {
+		title += "  " + t.StatusErr.Render("(refresh failed: "+v.err+")")
+	}
+	lines = append(lines, title)
+	if r := n.GetLifecycleReason(); r != "" {
+		who := ""
+		if n.GetCordonedByPolicy() {
+			who = " [policy]"
+		}
+		lines = append(lines, t.Muted.Render("lifecycle: ")+r+who)
+	}
+	if n.GetHealthCause() != "" {
+		lines = append(lines, t.Muted.Render("health: ")+t.HealthStyle(n.GetHealth()).Render(n.GetHealthCause())+
+			t.Muted.Render("  → ")+display.Remedy(n.GetRemedy()))
+	}
+	info := fmt.Sprintf("driver %s · CUDA %s · agent %s", dash(n.GetDriverVersion()), dash(n.GetCudaVersion()), dash(n.GetAgentVersion()))
+	if n.GetProvider() != "" {
+		info += " · " + n.GetProvider() + "/" + n.GetInstanceId()
+	}
+	if l := display.Labels(n.GetLabels()); l != "" {
+		info += " · " + l
+	}
+	if n.GetDroppedEvents() > 0 {
+		info += fmt.Sprintf(" · %d events dropped by the agent", n.GetDroppedEvents())
+	}
+	lines = append(lines, t.Muted.Render(info), "")
+	lines = append(lines, v.gpuTable(n, width)...)
+	head := len(lines)
+
+	var tail []string
+	tail = append(tail, "", t.Header.Render("EVENTS (newest first)"))
+	if len(v.resp.GetEvents()) == 0 {
+		tail = append(tail, t.Muted.Render("  no health events"))
+	}
+	for _, e := range v.resp.GetEvents() {
+		tail = append(tail, eventLine(t, e, now, false, width))
+	}
+	tail = append(tail, "", t.Header.Render("COMMANDS (newest first)"))
+	if len(v.resp.GetCommands()) == 0 {
+		tail = append(tail, t.Muted.Render("  no commands"))
+	}
+	for _, c := range v.resp.GetCommands() {
+		tail = append(tail, commandLine(t, c, now))
+	}
+	// The GPU table stays; the events and commands below it scroll.
+	room := max(0, height-head)
+	v.scrollPos = max(0, min(v.scrollPos, len(tail)-room))
+	end := min(len(tail), v.scrollPos+room)
+	lines = append(lines, tail[v.scrollPos:end]...)
+	return strings.Join(lines, "\n")
+}
+
+func (v *nodeView) gpuTable(n *fleetv1.Node, width int) []string {
+	t := v.d.theme
+	spark := 0
+	if width >= 100 {
+		spark = min(30, (width-70)/2)
+	} else if width >= 80 {
+		spark = 10
+	}
+	head := "GPU  H  UTIL  TEMP  POWER  MEMORY       "
+	if spark > 0 {
+		head += padRight("UTIL", spark) + " " + padRight("TEMP", spark) + " "
+	}
+	head += "CAUSE"
+	lines := []string{t.Header.Render(truncate(head, width))}
+	for _, g := range n.GetGpus() {
+		idx := g.GetIndex()
+		m := g.GetMetrics()
+		util, temp, power, mem := m.GetUtilizationGpuPercent(), m.GetTemperatureCelsius(), m.GetPowerUsageMilliwatts(), m.GetMemoryUsedBytes()
+		if s := v.live[idx]; s != nil {
+			util, temp, power, mem = s.GetUtilizationGpuPercent(), s.GetTemperatureCelsius(), s.GetPowerUsageMilliwatts(), s.GetMemoryUsedBytes()
+		}
+		glyph := gpuGlyph(g.GetHealth(), g.GetLost())
+		line := fmt.Sprintf("%-4d %s  %4d%% %4d° %5dW  %-12s ", idx, t.GlyphStyle(glyph).Render(string(glyph)), util, temp, power/1000,
+			fmt.Sprintf("%.0f/%.0fG", float64(mem)/(1<<30), float64(g.GetMemoryTotalBytes())/(1<<30)))
+		if g.GetLost() {
+			line = fmt.Sprintf("%-4d %s  %s ", idx, t.GlyphStyle(glyph).Render("X"), t.Off.Render(padRight("lost", 34)))
+		}
+		if spark > 0 {
+			line += t.Accent.Render(sparkline(v.util[idx], 100, spark)) + " " + t.Warn.Render(sparkline(v.temp[idx], 100, spark)) + " "
+		}
+		cause := "-"
+		if g.GetHealthCause() != "" {
+			cause = t.HealthStyle(g.GetHealth()).Render(g.GetHealthCause()) + t.Muted.Render(" → "+display.Remedy(g.GetRemedy()))
+		}
+		lines = append(lines, truncate(line+cause, width))
+	}
+	return lines
+}
+
+func eventLine(t *Theme, e *fleetv1.HealthEvent, now time.Time, withNode bool, width int) string {
+	parts := padLeft(display.Age(tsTime(e.GetTime()), now), 4) + "  "
+	if withNode {
+		parts += padRight(e.GetNodeId(), 16) + " "
+	}
+	parts += padRight(display.GPU(e.GetGpuIndex()), 5) + " " + padRight(display.EventKind(e), 16) + " "
+	line := parts + t.HealthStyle(e.GetHealth()).Render(padRight(display.Health(e.GetHealth()), 9)) + " " + e.GetCause()
+	if r := display.Remedy(e.GetRemedy()); r != "" && e.GetRemedy() != fleetv1.Remedy_REMEDY_NONE {
+		line += t.Muted.Render(" → " + r)
+	}
+	if e.GetEscalated() {
+		line += t.Bad.Render(" [escalated]")
+	}
+	return truncate(line, width)
+}
+
+func commandLine(t *Theme, c *fleetv1.Command, now time.Time) string {
+	st := display.CommandStatus(c.GetStatus())
+	style := t.Muted
+	switch c.GetStatus() {
+	case fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
+		style = t.OK
+	case fleetv1.CommandStatus_COMMAND_STATUS_FAILED:
+		style = t.Bad
+	case fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED:
+		style = t.Info
+	}
+	msg := c.GetMessage()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i] + " …"
+	}
+	if msg == "" {
+		msg = c.GetReason()
+	}
+	return fmt.Sprintf("%s  %-11s %s %s  %s", padLeft(display.Age(tsTime(c.GetUpdatedAt()), now), 4), display.CommandType(c.GetType()),
+		style.Render(padRight(st, 12)), t.Muted.Render(padRight(c.GetIssuedBy(), 8)), msg)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,141 @@
+package tui
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"google.golang.org/grpc/status"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+)
+
+// streamMsg carries the WatchFleet messages that arrived since the last
+// one, so a burst costs one update and one redraw.
+type streamMsg struct {
+	msgs []*controlplanev1.WatchFleetResponse
+}
+
+// connectedMsg says the stream is open.
+type connectedMsg struct{ resumed bool }
+
+// disconnectedMsg says the stream broke; the watcher retries after retry.
+type disconnectedMsg struct {
+	err     string
+	retry   time.Duration
+	attempt int
+}
+
+// watcher streams WatchFleet into the console, reconnecting with backoff
+// and resuming from the last revision it delivered. It runs on its own
+// goroutine; the console reads from out through listen.
+type watcher struct {
+	client controlplanev1.ControlPlaneServiceClient
+	out    chan tea.Msg
+
+	mu      sync.Mutex
+	pending tea.Msg // read while batching, delivered by the next listen
+}
+
+func newWatcher(c controlplanev1.ControlPlaneServiceClient) *watcher {
+	return &watcher{client: c, out: make(chan tea.Msg, 1024)}
+}
+
+// batchLimit caps the stream messages folded into one streamMsg.
+const batchLimit = 512
+
+// listen waits for the next message from the watcher, then takes whatever
+// else is already waiting.
+func (w *watcher) listen() tea.Cmd {
+	return func() tea.Msg {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		first := w.pending
+		w.pending = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-w.out; !ok {
+				return nil
+			}
+		}
+		sm, isStream := first.(streamMsg)
+		if !isStream {
+			return first
+		}
+		for len(sm.msgs) < batchLimit {
+			select {
+			case next := <-w.out:
+				if more, ok := next.(streamMsg); ok {
+					sm.msgs = append(sm.msgs, more.msgs...)
+					continue
+				}
+				// A connection change goes out next, after this batch.
+				w.pending = next
+				return sm
+			default:
+				return sm
+			}
+		}
+		return sm
+	}
+}
+
+// run streams until ctx ends.
+func (w *watcher) run(ctx context.Context) {
+	defer close(w.out)
+	var since uint64
+	attempt := 0
+	for ctx.Err() == nil {
+		stream, err := w.client.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{SinceRevision: since})
+		if err == nil {
+			var first *controlplanev1.WatchFleetResponse
+			first, err = stream.Recv()
+			if err == nil {
+				attempt = 0
+				if !w.send(ctx, connectedMsg{resumed: first.GetSnapshot() == nil}) {
+					return
+				}
+				for err == nil {
+					if first.GetRevision() > since {
+						since = first.GetRevision()
+					}
+					if !w.send(ctx, streamMsg{msgs: []*controlplanev1.WatchFleetResponse{first}}) {
+						return
+					}
+					first, err = stream.Recv()
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		attempt++
+		wait := reconnectDelay(attempt)
+		if !w.send(ctx, disconnectedMsg{err: status.Convert(err).Message(), retry: wait, attempt: attempt}) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (w *watcher) send(ctx context.Context, m tea.Msg) bool {
+	select {
+	case w.out <- m:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reconnectDelay backs off from half a second to 15 seconds, with jitter.
+func reconnectDelay(attempt int) time.Duration {
+	d := 500 * time.Millisecond << min(attempt-1, 5)
+	d = min(d, 15*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
