@@ -7,11 +7,11 @@ import "charm.land/bubbles/v2/key"
 type KeyMap struct {
 	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
 	Open, Back, Filter, Command, Help, Quit key.Binding
-	Sort, SortReverse, Mark, MarkAll       key.Binding
-	Cordon, Uncordon, Drain, Terminate     key.Binding
-	Provision, Diagnose                    key.Binding
-	Nodes, Events                          key.Binding
-	Confirm, Cancel, Next, Prev, Submit    key.Binding
+	Sort, SortReverse, Mark, MarkAll        key.Binding
+	Cordon, Uncordon, Drain, Terminate      key.Binding
+	Provision, Diagnose                     key.Binding
+	Nodes, Events                           key.Binding
+	Confirm, Cancel, Next, Prev, Submit     key.Binding
 }
 
 // DefaultKeyMap follows k9s conventions.

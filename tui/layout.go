@@ -113,7 +113,10 @@ func sparkline(values []uint32, maxValue uint32, width int) string {
 }
 
 // tsTime reads a timestamp, with the zero time for an unset one.
-func tsTime(ts interface{ AsTime() time.Time; IsValid() bool }) time.Time {
+func tsTime(ts interface {
+	AsTime() time.Time
+	IsValid() bool
+}) time.Time {
 	if ts == nil || !ts.IsValid() {
 		return time.Time{}
 	}

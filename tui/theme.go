@@ -10,9 +10,9 @@ import (
 
 // colors is the theme's colours; nil colours mean "the terminal's own".
 type colors struct {
-	fg, muted, accent           color.Color
+	fg, muted, accent            color.Color
 	ok, warn, bad, info, offline color.Color
-	selBg, markFg, bannerBg     color.Color
+	selBg, markFg, bannerBg      color.Color
 }
 
 func darkColors() colors {
