@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -24,6 +25,9 @@ type actionDoneMsg struct {
 
 // providersMsg lists the providers ProvisionNodes accepts.
 type providersMsg struct{ names []string }
+
+// errNoClient is what a console without a control plane answers.
+var errNoClient = errors.New("not connected to a control plane")
 
 // actionTimeout bounds one call of an action.
 const actionTimeout = 15 * time.Second
@@ -50,8 +54,11 @@ func (m *Model) loadProviders() tea.Cmd {
 
 // forEach runs call for every target, a few at a time, and sums up the
 // outcome in one status line: "cordoned 5 nodes" or the failures.
-func forEach(verb string, targets []string, call func(ctx context.Context, id string) (string, error)) tea.Cmd {
+func forEach(d *deps, verb string, targets []string, call func(ctx context.Context, id string) (string, error)) tea.Cmd {
 	return func() tea.Msg {
+		if d.client == nil {
+			return actionDoneMsg{text: verb + " failed: " + errNoClient.Error(), err: true}
+		}
 		var mu sync.Mutex
 		var failed []string
 		var last string
@@ -91,14 +98,14 @@ func forEach(verb string, targets []string, call func(ctx context.Context, id st
 }
 
 func cordonAction(d *deps, targets []string) tea.Cmd {
-	return forEach("cordoned", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "cordoned", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: id, Reason: "cordoned from the console"})
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
 }
 
 func uncordonAction(d *deps, targets []string) tea.Cmd {
-	return forEach("uncordoned", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "uncordoned", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: id, Reason: "uncordoned from the console"})
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
@@ -108,7 +115,7 @@ func drainAction(d *deps, targets []string, reason string, deadline time.Duratio
 	if reason == "" {
 		reason = "drained from the console"
 	}
-	return forEach("draining", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "draining", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.DrainNode(ctx, &controlplanev1.DrainNodeRequest{
 			NodeId: id, Reason: reason, Deadline: timestamppb.New(d.now().Add(deadline)), Force: force,
 		})
@@ -117,14 +124,14 @@ func drainAction(d *deps, targets []string, reason string, deadline time.Duratio
 }
 
 func terminateAction(d *deps, targets []string) tea.Cmd {
-	return forEach("terminating", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "terminating", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: "terminated from the console"})
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
 }
 
 func diagnoseAction(d *deps, targets []string) tea.Cmd {
-	return forEach("diagnostics queued on", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "diagnostics queued on", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.RunDiagnostics(ctx, &controlplanev1.RunDiagnosticsRequest{NodeId: id})
 		return fmt.Sprintf("diagnostics queued on %s as %s; the report shows in the node's commands", id, resp.GetCommand().GetId()), err
 	})
@@ -132,6 +139,9 @@ func diagnoseAction(d *deps, targets []string) tea.Cmd {
 
 func provisionAction(d *deps, provider string, count, gpus int, labels map[string]string) tea.Cmd {
 	return func() tea.Msg {
+		if d.client == nil {
+			return actionDoneMsg{text: "provision failed: " + errNoClient.Error(), err: true}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*actionTimeout)
 		defer cancel()
 		resp, err := d.client.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{

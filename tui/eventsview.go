@@ -41,7 +41,7 @@ func (v *eventsView) shown() []*fleetv1.HealthEvent {
 }
 
 func (v *eventsView) match(e *fleetv1.HealthEvent) bool {
-	text := strings.ToLower(eventLine(&Theme{}, e, v.d.now(), true, 1000) + " " + e.GetMessage())
+	text := strings.ToLower(eventLine(&Theme{}, e, v.d.now(), len(e.GetNodeId()), 1000) + " " + e.GetMessage())
 	for _, t := range v.filter.terms {
 		if !strings.Contains(text, t) {
 			return false
@@ -93,8 +93,8 @@ func (v *eventsView) view(width, height int) string {
 	t := v.d.theme
 	evs := v.shown()
 	v.height = max(1, height-1)
-	head := t.Header.Render(truncate(" AGE  NODE             GPU   KIND             HEALTH    CAUSE → REMEDY", width))
 	if len(evs) == 0 {
+		head := t.Header.Render(truncate(eventHeader(4), width))
 		msg := "no health events yet"
 		if !v.filter.empty() {
 			msg = "no event matches the filter " + v.filter.text + " (esc clears it)"
@@ -109,13 +109,18 @@ func (v *eventsView) view(width, height int) string {
 	}
 	end := min(len(evs), v.offset+v.height)
 	now := v.d.now()
+	nodeW := 4
+	for _, e := range evs[v.offset:end] {
+		nodeW = max(nodeW, min(len(e.GetNodeId()), 28))
+	}
+	head := t.Header.Render(truncate(eventHeader(nodeW), width))
 	lines := []string{head}
 	for i, e := range evs[v.offset:end] {
 		if v.offset+i == v.cursor {
-			lines = append(lines, t.Selected.Render(padRight(eventLine(&Theme{}, e, now, true, width), width)))
+			lines = append(lines, t.Selected.Render(padRight(eventLine(&Theme{}, e, now, nodeW, width), width)))
 			continue
 		}
-		lines = append(lines, eventLine(t, e, now, true, width))
+		lines = append(lines, eventLine(t, e, now, nodeW, width))
 	}
 	return strings.Join(lines, "\n")
 }

@@ -218,9 +218,15 @@ func (t *fleetTable) headerLine(l layout) string {
 
 func (t *fleetTable) rowLine(r *row, l layout, selected bool, now time.Time) string {
 	th := t.d.theme
-	mark := "  "
+	// The gutter shows the cursor and the mark without relying on colour.
+	mark := " "
+	if selected {
+		mark = "›"
+	}
 	if t.marks[r.id] {
-		mark = th.Mark.Render("✓ ")
+		mark += th.Mark.Render("✓")
+	} else {
+		mark += " "
 	}
 	cells := make([]string, 0, numColumns)
 	add := func(c column, text string, style func(...string) string, right bool) {

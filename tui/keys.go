@@ -42,8 +42,8 @@ func DefaultKeyMap() KeyMap {
 		Terminate:   b("t", "terminate", "t"),
 		Provision:   b("p", "provision…", "p"),
 		Diagnose:    b("x", "run diagnostics", "x"),
-		Nodes:       b(":nodes", "fleet view", "1"),
-		Events:      b(":events", "events view", "2"),
+		Nodes:       b("1", "fleet view (:nodes)", "1"),
+		Events:      b("2", "events view (:events)", "2"),
 		Confirm:     b("y", "confirm", "y", "Y"),
 		Cancel:      b("n/esc", "cancel", "n", "N", "esc"),
 		Next:        b("tab", "next field", "tab", "down"),
@@ -68,6 +68,16 @@ func (k *KeyMap) SetReadOnly(ro bool) {
 // ShortHelp is the one-line help of the fleet view.
 func (k KeyMap) ShortHelp() []key.Binding {
 	return []key.Binding{k.Open, k.Filter, k.Sort, k.Cordon, k.Drain, k.Terminate, k.Provision, k.Help, k.Quit}
+}
+
+// nodeHelp is the one-line help of the node view.
+func (k KeyMap) nodeHelp() []key.Binding {
+	return []key.Binding{k.Back, k.Up, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.Help, k.Quit}
+}
+
+// eventsHelp is the one-line help of the events view.
+func (k KeyMap) eventsHelp() []key.Binding {
+	return []key.Binding{k.Open, k.Filter, k.Back, k.Command, k.Help, k.Quit}
 }
 
 // FullHelp is the help overlay, in columns.

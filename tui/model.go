@@ -289,10 +289,10 @@ func (m *Model) onKey(k tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(k, keys.Filter) && m.view != viewNode:
 		m.filter.open(m.view)
 		return nil
-	case k.String() == "1":
+	case key.Matches(k, keys.Nodes):
 		m.view = viewFleet
 		return nil
-	case k.String() == "2":
+	case key.Matches(k, keys.Events):
 		m.view = viewEvents
 		return nil
 	}
@@ -422,7 +422,11 @@ func (m *Model) nodeAction(k tea.KeyPressMsg, targets []string) tea.Cmd {
 	case key.Matches(k, keys.Drain):
 		m.dialog = newDrainDialog(m.d, targets, what)
 	case key.Matches(k, keys.Terminate):
-		m.dialog = newConfirm(m.d, fmt.Sprintf("Terminate %s? Each is drained first (force-stopped after 10m), then stopped.", what), terminateAction(m.d, targets))
+		how := "It is drained first (jobs get TERM, then KILL, after 10m), then stopped."
+		if bulk {
+			how = "Each is drained first (jobs get TERM, then KILL, after 10m), then stopped."
+		}
+		m.dialog = newConfirm(m.d, fmt.Sprintf("Terminate %s? %s", what, how), terminateAction(m.d, targets))
 	}
 	return nil
 }
@@ -570,7 +574,14 @@ func (m *Model) shortHelp() string {
 	t := m.d.theme
 	var parts []string
 	width := 0
-	for _, b := range m.d.keys.ShortHelp() {
+	bindings := m.d.keys.ShortHelp()
+	switch m.view {
+	case viewNode:
+		bindings = m.d.keys.nodeHelp()
+	case viewEvents:
+		bindings = m.d.keys.eventsHelp()
+	}
+	for _, b := range bindings {
 		if !b.Enabled() {
 			continue
 		}

@@ -63,6 +63,11 @@ func (v *nodeView) fetch() tea.Cmd {
 	v.loading = true
 	v.fetchedAt = v.d.now()
 	id, client := v.id, v.d.client
+	if client == nil {
+		// A console without a control plane (a test) gets its node
+		// details some other way.
+		return nil
+	}
 	return func() tea.Msg {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -206,12 +211,12 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 	head := len(lines)
 
 	var tail []string
-	tail = append(tail, "", t.Header.Render("EVENTS (newest first)"))
+	tail = append(tail, "", t.Header.Render("EVENTS (newest first)"), t.Muted.Render(truncate(eventHeader(0), width)))
 	if len(v.resp.GetEvents()) == 0 {
 		tail = append(tail, t.Muted.Render("  no health events"))
 	}
 	for _, e := range v.resp.GetEvents() {
-		tail = append(tail, eventLine(t, e, now, false, width))
+		tail = append(tail, eventLine(t, e, now, 0, width))
 	}
 	tail = append(tail, "", t.Header.Render("COMMANDS (newest first)"))
 	if len(v.resp.GetCommands()) == 0 {
@@ -267,20 +272,36 @@ func (v *nodeView) gpuTable(n *fleetv1.Node, width int) []string {
 	return lines
 }
 
-func eventLine(t *Theme, e *fleetv1.HealthEvent, now time.Time, withNode bool, width int) string {
+// eventLine renders one event; nodeWidth 0 leaves the node out. The
+// remedy has its own column so that a long cause never hides it.
+func eventLine(t *Theme, e *fleetv1.HealthEvent, now time.Time, nodeWidth, width int) string {
 	parts := padLeft(display.Age(tsTime(e.GetTime()), now), 4) + "  "
-	if withNode {
-		parts += padRight(e.GetNodeId(), 16) + " "
+	if nodeWidth > 0 {
+		parts += padRight(e.GetNodeId(), nodeWidth) + " "
 	}
 	parts += padRight(display.GPU(e.GetGpuIndex()), 5) + " " + padRight(display.EventKind(e), 16) + " "
-	line := parts + t.HealthStyle(e.GetHealth()).Render(padRight(display.Health(e.GetHealth()), 9)) + " " + e.GetCause()
-	if r := display.Remedy(e.GetRemedy()); r != "" && e.GetRemedy() != fleetv1.Remedy_REMEDY_NONE {
-		line += t.Muted.Render(" → " + r)
+	remedy := ""
+	if e.GetRemedy() != fleetv1.Remedy_REMEDY_NONE {
+		remedy = display.Remedy(e.GetRemedy())
 	}
+	line := parts + t.HealthStyle(e.GetHealth()).Render(padRight(display.Health(e.GetHealth()), 9)) + " " +
+		t.Accent.Render(padRight(remedy, remedyWidth)) + " " + e.GetCause()
 	if e.GetEscalated() {
 		line += t.Bad.Render(" [escalated]")
 	}
 	return truncate(line, width)
+}
+
+// remedyWidth fits the longest remedy, "restart the application".
+const remedyWidth = 23
+
+// eventHeader is the column header matching eventLine.
+func eventHeader(nodeWidth int) string {
+	h := " AGE  "
+	if nodeWidth > 0 {
+		h += padRight("NODE", nodeWidth) + " "
+	}
+	return h + "GPU   KIND             HEALTH    " + padRight("REMEDY", remedyWidth) + " CAUSE"
 }
 
 func commandLine(t *Theme, c *fleetv1.Command, now time.Time) string {

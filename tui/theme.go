@@ -58,7 +58,7 @@ func NewTheme(dark, useColor bool) *Theme {
 	t.Box = plain.Border(lipgloss.RoundedBorder()).Padding(0, 1)
 	if !useColor {
 		t.Title, t.Muted, t.Accent = t.Bold, plain, t.Bold
-		t.Header = t.Bold.Underline(true)
+		t.Header = t.Bold
 		t.Mark = t.Bold
 		t.OK, t.Warn, t.Bad, t.Info, t.Off = plain, t.Bold, t.Bold, plain, plain
 		t.Banner = t.Bold.Reverse(true)

@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+
+	"github.com/navarch/navarch/tui"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// TestConsoleCordonsWithKeys runs the real console, streaming from a real
+// control plane with simulated agents, and cordons a node with keys.
+func TestConsoleCordonsWithKeys(t *testing.T) {
+	f := startControlPlane(t)
+	f.addNode("node-x")
+	f.addNode("node-y", "xid=79@gpu1+1s")
+	m := tui.New(tui.Options{Client: f.ops, Server: f.addr, Theme: tui.NewTheme(true, false)})
+	defer m.Close()
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(120, 30))
+	out := tm.Output()
+	var screen bytes.Buffer
+	waitScreen := func(what string, cond func(string) bool) {
+		t.Helper()
+		teatest.WaitFor(t, out, func(b []byte) bool {
+			screen.Write(b)
+			return cond(ansi.Strip(screen.String()))
+		}, teatest.WithDuration(20*time.Second), teatest.WithCheckInterval(50*time.Millisecond))
+	}
+	// node-y's XID 79 cordons it on its own; node-x stays ACTIVE.
+	waitScreen("both nodes, node-y cordoned by policy", func(s string) bool {
+		return strings.Contains(s, "node-x") && strings.Contains(s, "node-y") && strings.Contains(s, "UNHEALTHY")
+	})
+	tm.Send(tea.KeyPressMsg{Code: 'c', Text: "c"}) // the cursor is on node-x, first by id
+	f.waitFor("node-x CORDONED by the console", func() bool {
+		d := f.node("node-x")
+		return d.GetNode().GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED &&
+			d.GetNode().GetLifecycleReason() == "cordoned from the console"
+	})
+	f.waitFor("the agent acknowledged the cordon", func() bool {
+		cmds := f.node("node-x").GetCommands()
+		return len(cmds) > 0 && cmds[0].GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+	})
+	// The console learns it from the stream, like any other change: a
+	// CORDONED in its row, besides node-y's and the status line.
+	waitScreen("node-x CORDONED on screen", func(s string) bool { return strings.Count(s, "CORDONED") >= 3 })
+	if err := tm.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	final := tm.FinalModel(t, teatest.WithFinalTimeout(10*time.Second)).(*tui.Model)
+	frame := ansi.Strip(final.Frame())
+	var rowX string
+	for _, l := range strings.Split(frame, "\n") {
+		if strings.Contains(l, "node-x") && strings.Contains(l, "ONLINE") {
+			rowX = l
+		}
+	}
+	if !strings.Contains(rowX, "CORDONED") || !strings.Contains(rowX, "HEALTHY") {
+		t.Fatalf("node-x row %q in:\n%s", rowX, frame)
+	}
+	st, err := f.ops.GetFleetStatus(context.Background(), &controlplanev1.GetFleetStatusRequest{})
+	if err != nil || st.GetSummary().GetCordoned() != 2 {
+		t.Fatalf("status %v %v", st.GetSummary(), err)
+	}
+}

@@ -1,0 +1,142 @@
+package tui
+
+import (
+	"fmt"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// now is the fixed clock of the console tests.
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func clock() time.Time { return now }
+
+// fixtureNode builds a node with n GPUs; bad lists GPU glyphs to apply.
+func fixtureNode(id string, n int, lifecycle fleetv1.LifecycleState, health fleetv1.HealthStatus, reach fleetv1.Reachability, seenAgo time.Duration) *fleetv1.Node {
+	node := &fleetv1.Node{
+		NodeId: id, Hostname: id, Lifecycle: lifecycle, Health: health, Reachability: reach,
+		Labels:          map[string]string{"zone": "us-east-1a", "pool": "train"},
+		LastHeartbeatAt: timestamppb.New(now.Add(-seenAgo)),
+		DriverVersion:   "550.54.15", CudaVersion: "12.4", AgentVersion: "v0.1.0",
+	}
+	for i := range n {
+		node.Gpus = append(node.Gpus, &fleetv1.Gpu{
+			Index: uint32(i), Uuid: fmt.Sprintf("GPU-%s-%d", id, i), Name: "NVIDIA H100 80GB HBM3",
+			MemoryTotalBytes: 80 << 30, Health: fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY,
+		})
+		node.Samples = append(node.Samples, &fleetv1.GpuSample{
+			GpuIndex: uint32(i), UtilizationGpuPercent: uint32(50 + 5*i), TemperatureCelsius: uint32(60 + i),
+			PowerUsageMilliwatts: 400000, MemoryUsedBytes: 40 << 30,
+		})
+	}
+	return node
+}
+
+// fixtureFleet is a small fleet with one node in each interesting state.
+func fixtureFleet() []*fleetv1.Node {
+	healthy := fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+	online := fleetv1.Reachability_REACHABILITY_ONLINE
+	a := fixtureNode("gpu-a01", 8, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, healthy, online, 2*time.Second)
+	b := fixtureNode("gpu-a02", 8, fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED, fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY, online, 3*time.Second)
+	b.Gpus[2].Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+	b.Gpus[2].HealthCause = "GPU has fallen off the bus"
+	b.Gpus[2].Remedy = fleetv1.Remedy_REMEDY_REBOOT_NODE
+	b.HealthCause = "gpu2: GPU has fallen off the bus"
+	b.Remedy = fleetv1.Remedy_REMEDY_REBOOT_NODE
+	b.LifecycleReason = "auto-cordon: gpu2: GPU has fallen off the bus"
+	b.CordonedByPolicy = true
+	c := fixtureNode("gpu-a03", 8, fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED, healthy, online, time.Second)
+	c.LifecycleReason = "rack maintenance"
+	d := fixtureNode("gpu-b01", 4, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING, fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED, fleetv1.Reachability_REACHABILITY_STALE, 45*time.Second)
+	d.Gpus[1].Health = fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED
+	d.Labels = map[string]string{"zone": "us-east-1b", "pool": "infer"}
+	e := fixtureNode("gpu-b02", 4, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY, fleetv1.Reachability_REACHABILITY_OFFLINE, 5*time.Minute)
+	e.Gpus[3].Lost = true
+	e.Gpus[3].Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+	e.Samples = nil
+	e.Labels = map[string]string{"zone": "us-east-1b", "pool": "infer"}
+	return []*fleetv1.Node{a, b, c, d, e}
+}
+
+func fixtureEvents() []*fleetv1.HealthEvent {
+	return []*fleetv1.HealthEvent{
+		{Id: "ev-3", NodeId: "gpu-a02", GpuIndex: 2, Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, Time: timestamppb.New(now.Add(-time.Minute)),
+			Health: fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY, Cause: "GPU has fallen off the bus", Remedy: fleetv1.Remedy_REMEDY_REBOOT_NODE},
+		{Id: "ev-2", NodeId: "gpu-b01", GpuIndex: 1, Kind: fleetv1.EventKind_EVENT_KIND_THERMAL, Time: timestamppb.New(now.Add(-3 * time.Minute)),
+			Health: fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED, Cause: "temperature at or past the GPU's slowdown threshold", Remedy: fleetv1.Remedy_REMEDY_CHECK_COOLING},
+		{Id: "ev-1", NodeId: "gpu-a01", GpuIndex: 0, Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13, Time: timestamppb.New(now.Add(-10 * time.Minute)),
+			Health: fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, Cause: "graphics engine exception (application)", Remedy: fleetv1.Remedy_REMEDY_CHECK_APPLICATION},
+	}
+}
+
+// snapshot is a complete one-chunk snapshot of nodes.
+func snapshot(rev uint64, nodes []*fleetv1.Node, events []*fleetv1.HealthEvent) *controlplanev1.WatchFleetResponse {
+	s := &fleetv1.FleetSummary{Nodes: uint32(len(nodes))}
+	for _, n := range nodes {
+		s.Gpus += uint32(len(n.GetGpus()))
+		switch n.GetHealth() {
+		case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
+			s.Healthy++
+		case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
+			s.Degraded++
+		case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
+			s.Unhealthy++
+		}
+		switch n.GetLifecycle() {
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED:
+			s.Cordoned++
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
+			s.Draining++
+		}
+		switch n.GetReachability() {
+		case fleetv1.Reachability_REACHABILITY_OFFLINE:
+			s.Offline++
+		case fleetv1.Reachability_REACHABILITY_STALE:
+			s.Stale++
+		}
+	}
+	return &controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: &controlplanev1.Snapshot{
+		Nodes: nodes, Complete: true, Summary: s, RecentEvents: events,
+		Breaker: &fleetv1.BreakerStatus{AutoCordonEnabled: true, MaxFraction: 0.5, WindowSeconds: 300},
+	}}}
+}
+
+// press builds the key message a terminal sends for a key name.
+func press(k string) tea.KeyPressMsg {
+	switch k {
+	case "enter":
+		return tea.KeyPressMsg{Code: tea.KeyEnter}
+	case "esc":
+		return tea.KeyPressMsg{Code: tea.KeyEscape}
+	case "tab":
+		return tea.KeyPressMsg{Code: tea.KeyTab}
+	case "space":
+		return tea.KeyPressMsg{Code: tea.KeySpace, Text: " "}
+	case "up":
+		return tea.KeyPressMsg{Code: tea.KeyUp}
+	case "down":
+		return tea.KeyPressMsg{Code: tea.KeyDown}
+	case "backspace":
+		return tea.KeyPressMsg{Code: tea.KeyBackspace}
+	case "ctrl+c":
+		return tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
+	case "ctrl+a":
+		return tea.KeyPressMsg{Code: 'a', Mod: tea.ModCtrl}
+	}
+	r := []rune(k)[0]
+	return tea.KeyPressMsg{Code: r, Text: k}
+}
+
+// keys turns "jj/abc" style input into key presses: each rune is a key.
+func typed(s string) []tea.Msg {
+	var out []tea.Msg
+	for _, r := range s {
+		out = append(out, press(string(r)))
+	}
+	return out
+}

@@ -1,0 +1,65 @@
+package tui
+
+import (
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/golden"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+)
+
+// Golden screens at a fixed size with colour off. `go tool task golden`
+// rewrites them after a deliberate change.
+const goldenWidth, goldenHeight = 100, 30
+
+// runGolden runs the real program with the fixture fleet, sends msgs, and
+// compares the final screen with testdata/<test name>.golden.
+func runGolden(t *testing.T, o Options, msgs ...tea.Msg) {
+	t.Helper()
+	o.NoStream = true
+	o.Now = clock
+	o.Theme = NewTheme(true, false)
+	o.Server = "127.0.0.1:50051"
+	m := New(o)
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(goldenWidth, goldenHeight))
+	tm.Send(connectedMsg{})
+	tm.Send(streamMsg{msgs: []*controlplanev1.WatchFleetResponse{snapshot(40, fixtureFleet(), fixtureEvents())}})
+	for _, msg := range msgs {
+		tm.Send(msg)
+	}
+	if err := tm.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	final := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(*Model)
+	golden.RequireEqual(t, ansi.Strip(final.Frame()))
+}
+
+func TestGoldenFleetView(t *testing.T) {
+	runGolden(t, Options{}, press("j"))
+}
+
+func TestGoldenNodeView(t *testing.T) {
+	runGolden(t, Options{}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()})
+}
+
+func TestGoldenHelp(t *testing.T) {
+	runGolden(t, Options{}, press("?"))
+}
+
+func TestGoldenDrainDialog(t *testing.T) {
+	msgs := []tea.Msg{press("j"), press("j"), press("d")}
+	msgs = append(msgs, typed("rack 12 power work")...)
+	runGolden(t, Options{}, msgs...)
+}
+
+func TestGoldenReadOnly(t *testing.T) {
+	runGolden(t, Options{ReadOnly: true}, press("c"))
+}
+
+func TestGoldenEventsView(t *testing.T) {
+	runGolden(t, Options{}, press("2"))
+}

@@ -1,0 +1,385 @@
+package tui
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// newTestModel is a console without a stream, at a fixed size and clock,
+// with colour off, loaded with the fixture fleet.
+func newTestModel(t *testing.T, o Options) *Model {
+	t.Helper()
+	o.NoStream = true
+	o.Now = clock
+	if o.Theme == nil {
+		o.Theme = NewTheme(true, false)
+	}
+	if o.Server == "" {
+		o.Server = "127.0.0.1:50051"
+	}
+	m := New(o)
+	send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, connectedMsg{})
+	m.Apply(snapshot(40, fixtureFleet(), fixtureEvents()))
+	return m
+}
+
+// send feeds messages to Update and returns the last command.
+func send(m *Model, msgs ...tea.Msg) tea.Cmd {
+	var cmd tea.Cmd
+	for _, msg := range msgs {
+		_, cmd = m.Update(msg)
+	}
+	return cmd
+}
+
+func keysOf(s ...string) []tea.Msg {
+	var out []tea.Msg
+	for _, k := range s {
+		out = append(out, press(k))
+	}
+	return out
+}
+
+// plain is the frame without styling, as a terminal without colour would
+// show it.
+func plain(m *Model) string { return ansi.Strip(m.Frame()) }
+
+func mustContain(t *testing.T, frame string, wants ...string) {
+	t.Helper()
+	frame = ansi.Strip(frame)
+	for _, w := range wants {
+		if !strings.Contains(frame, w) {
+			t.Fatalf("frame lacks %q:\n%s", w, frame)
+		}
+	}
+}
+
+func TestFleetViewShowsEachDimension(t *testing.T) {
+	m := newTestModel(t, Options{})
+	f := plain(m)
+	mustContain(t, f, "● connected", "rev 40", "5 nodes  32 GPUs", "2 unhealthy", "2 cordoned", "1 draining")
+	lines := strings.Split(f, "\n")
+	row := func(id string) string {
+		for _, l := range lines {
+			if strings.Contains(l, id) {
+				return l
+			}
+		}
+		t.Fatalf("no row for %s", id)
+		return ""
+	}
+	// A cordoned healthy node and a failed one read differently, in words.
+	mustContain(t, row("gpu-a03"), "CORDONED", "HEALTHY", "ONLINE", "HHHHHHHH")
+	mustContain(t, row("gpu-a02"), "CORDONED", "UNHEALTHY", "HHUHHHHH")
+	mustContain(t, row("gpu-b01"), "DRAINING", "DEGRADED", "STALE", "HDHH", "45s", "pool=infer")
+	mustContain(t, row("gpu-b02"), "ACTIVE", "UNHEALTHY", "OFFLINE", "HHHX", "5m")
+	mustContain(t, row("gpu-a01"), "67%", "67°", "2s")
+}
+
+func TestNavigationAndSort(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, keysOf("j", "j")...)
+	if r := m.table.current(); r.id != "gpu-a03" {
+		t.Fatalf("cursor on %s", r.id)
+	}
+	send(m, press("G"))
+	if r := m.table.current(); r.id != "gpu-b02" {
+		t.Fatalf("G: cursor on %s", r.id)
+	}
+	// Sort by health: worst last; the cursor follows its node.
+	send(m, keysOf("s", "s")...)
+	if m.fleet.sortBy != colHealth {
+		t.Fatalf("sorted by %s", columnNames[m.fleet.sortBy])
+	}
+	if r := m.table.current(); r.id != "gpu-b02" {
+		t.Fatalf("cursor lost its node: %s", r.id)
+	}
+	mustContain(t, m.Frame(), "HEALTH▲")
+	send(m, press("S"))
+	if m.fleet.shown[0].health != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatalf("reverse sort starts with %s", m.fleet.shown[0].id)
+	}
+	mustContain(t, m.Frame(), "HEALTH▼")
+	send(m, press("g"))
+	if m.table.cursor != 0 {
+		t.Fatal("g did not go to the top")
+	}
+}
+
+func TestFilter(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("/"))
+	if !m.filter.active {
+		t.Fatal("/ did not open the filter")
+	}
+	send(m, typed("pool=infer")...)
+	if len(m.fleet.shown) != 2 {
+		t.Fatalf("label filter keeps %d nodes", len(m.fleet.shown))
+	}
+	send(m, typed(" b02")...)
+	if len(m.fleet.shown) != 1 || m.fleet.shown[0].id != "gpu-b02" {
+		t.Fatalf("label and text filter keeps %v", len(m.fleet.shown))
+	}
+	send(m, press("enter"))
+	if m.filter.active {
+		t.Fatal("enter did not close the filter")
+	}
+	mustContain(t, m.Frame(), "1 of 5 nodes", "filter pool=infer b02")
+	// The filter stays while moving; esc clears it.
+	send(m, press("esc"))
+	if len(m.fleet.shown) != 5 {
+		t.Fatalf("esc left %d nodes shown", len(m.fleet.shown))
+	}
+	send(m, press("/"))
+	send(m, typed("nothing-matches")...)
+	mustContain(t, m.Frame(), "no node matches the filter")
+}
+
+func TestViewsAndPalette(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press(":"))
+	send(m, typed("events")...)
+	send(m, press("enter"))
+	if m.view != viewEvents {
+		t.Fatal(":events did not switch views")
+	}
+	mustContain(t, m.Frame(), "XID 79", "GPU has fallen off the bus", "drain, reboot node", "gpu-b01", "check cooling")
+	// The palette keeps a history.
+	send(m, press(":"))
+	send(m, press("up"))
+	if m.palette.input.Value() != "events" {
+		t.Fatalf("history gave %q", m.palette.input.Value())
+	}
+	send(m, press("esc"))
+	send(m, press(":"))
+	send(m, typed("bogus")...)
+	send(m, press("enter"))
+	mustContain(t, m.Frame(), `unknown command "bogus"`)
+	send(m, press(":"))
+	send(m, typed("nodes")...)
+	send(m, press("enter"))
+	if m.view != viewFleet {
+		t.Fatal(":nodes did not switch back")
+	}
+	// New events arrive live, newest first.
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_HealthEvent{HealthEvent: &fleetv1.HealthEvent{
+		Id: "ev-9", NodeId: "gpu-a01", GpuIndex: 5, Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 48, Time: timestamppb.New(now),
+		Health: fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY, Cause: "double-bit ECC error", Remedy: fleetv1.Remedy_REMEDY_RESET_GPU,
+	}}})
+	if m.fleet.events[0].GetXid() != 48 {
+		t.Fatal("new event not first")
+	}
+	send(m, press(":"))
+	send(m, typed("q")...)
+	_, cmd := m.Update(press("enter"))
+	if cmd == nil || cmd() != tea.Quit() {
+		t.Fatal(":q did not quit")
+	}
+}
+
+func TestHelpIsGeneratedFromKeymap(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("?"))
+	f := plain(m)
+	for _, group := range m.d.keys.FullHelp() {
+		for _, b := range group {
+			mustContain(t, f, b.Help().Desc)
+		}
+	}
+	send(m, press("?"))
+	if m.help {
+		t.Fatal("? did not close help")
+	}
+}
+
+func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
+	m := newTestModel(t, Options{ReadOnly: true})
+	mustContain(t, m.Frame(), "[READ-ONLY]")
+	for _, k := range []string{"c", "u", "d", "t", "p", "x", "space"} {
+		if cmd := send(m, press(k)); cmd != nil {
+			t.Fatalf("%s returned a command in read-only mode", k)
+		}
+		if m.dialog != nil {
+			t.Fatalf("%s opened a dialog in read-only mode", k)
+		}
+		mustContain(t, m.Frame(), "read-only: actions are disabled")
+	}
+	send(m, press("?"))
+	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics"} {
+		if f := plain(m); strings.Contains(f, action) {
+			t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
+		}
+	}
+	send(m, press("esc"))
+	send(m, press(":"))
+	send(m, typed("provision")...)
+	send(m, press("enter"))
+	if m.dialog != nil {
+		t.Fatal(":provision opened the form in read-only mode")
+	}
+}
+
+func TestDrainDialogConfirms(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("d"))
+	dd, ok := m.dialog.(*drainDialog)
+	if !ok {
+		t.Fatalf("d opened %T", m.dialog)
+	}
+	send(m, typed("kernel 6.8")...)
+	send(m, press("tab"))
+	for range 2 {
+		send(m, press("backspace"))
+	}
+	send(m, typed("soon")...)
+	send(m, press("tab"), press("space"), press("enter"))
+	mustContain(t, m.Frame(), `deadline "soon" is not a duration`)
+	if m.dialog != dd {
+		t.Fatal("a bad deadline closed the dialog")
+	}
+	for range 4 {
+		send(m, press("backspace"))
+	}
+	send(m, typed("30m")...)
+	send(m, press("enter"), press("enter"))
+	if _, ok := m.dialog.(*confirm); !ok {
+		t.Fatalf("after the form: %T", m.dialog)
+	}
+	mustContain(t, m.Frame(), "Drain gpu-a01?", "deadline 30m0s", "TERM, then KILL")
+	send(m, press("n"))
+	if m.dialog != nil {
+		t.Fatal("n did not cancel")
+	}
+}
+
+func TestBulkActionsAskFirst(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("space"), press("space"))
+	if len(m.table.marks) != 2 {
+		t.Fatalf("marked %d", len(m.table.marks))
+	}
+	mustContain(t, m.Frame(), "2 marked", "✓")
+	if cmd := send(m, press("c")); cmd != nil {
+		t.Fatal("bulk cordon ran without confirmation")
+	}
+	mustContain(t, m.Frame(), "Cordon 2 marked nodes?")
+	send(m, press("esc"))
+	// esc in the fleet view clears the marks.
+	send(m, press("esc"))
+	if len(m.table.marks) != 0 {
+		t.Fatal("esc kept the marks")
+	}
+	send(m, press("t"))
+	mustContain(t, m.Frame(), "Terminate gpu-a03?", "It is drained first")
+	send(m, press("n"))
+	send(m, press("ctrl+a"))
+	if len(m.table.marks) != 5 {
+		t.Fatalf("ctrl+a marked %d", len(m.table.marks))
+	}
+}
+
+func TestStreamUpdatesRows(t *testing.T) {
+	m := newTestModel(t, Options{})
+	up := fixtureNode("gpu-a01", 8, fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED, fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, fleetv1.Reachability_REACHABILITY_ONLINE, 0)
+	m.Apply(
+		&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: up}},
+		&controlplanev1.WatchFleetResponse{Revision: 42, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: fixtureNode("gpu-c01", 2, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING, fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN, fleetv1.Reachability_REACHABILITY_UNKNOWN, 0)}},
+		&controlplanev1.WatchFleetResponse{Revision: 43, Change: &controlplanev1.WatchFleetResponse_NodeRemoved{NodeRemoved: &controlplanev1.NodeRemoved{NodeId: "gpu-b02"}}},
+		&controlplanev1.WatchFleetResponse{Revision: 43, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{Heartbeats: []*controlplanev1.NodeHeartbeat{
+			{NodeId: "gpu-a03", Reachability: fleetv1.Reachability_REACHABILITY_ONLINE, LastHeartbeatAt: timestamppb.New(now), Samples: []*fleetv1.GpuSample{{UtilizationGpuPercent: 3, TemperatureCelsius: 91}}},
+		}}}},
+	)
+	f := plain(m)
+	mustContain(t, f, "rev 43", "gpu-c01", "PROVISIONING")
+	if strings.Contains(f, "gpu-b02") {
+		t.Fatal("removed node still shown")
+	}
+	if r := m.fleet.rows["gpu-a03"]; r.util != 3 || r.hot != 91 {
+		t.Fatalf("heartbeat not applied: %+v", r)
+	}
+	if m.fleet.rows["gpu-a01"].lifecycle != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+		t.Fatal("upsert not applied")
+	}
+}
+
+func TestConnectionLossBanner(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, disconnectedMsg{err: "connection refused", retry: 2 * time.Second, attempt: 3})
+	mustContain(t, m.Frame(), "○ disconnected", "CONNECTION LOST", "connection refused", "retry 3 in 2s", "showing revision 40")
+	send(m, connectedMsg{resumed: true})
+	f := plain(m)
+	if strings.Contains(f, "CONNECTION LOST") {
+		t.Fatal("banner stayed after reconnect")
+	}
+	mustContain(t, f, "● connected", "resumed from revision 40")
+}
+
+func TestBreakerBanner(t *testing.T) {
+	m := newTestModel(t, Options{})
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Totals{Totals: &controlplanev1.FleetTotals{
+		Summary: m.fleet.summary,
+		Breaker: &fleetv1.BreakerStatus{AutoCordonEnabled: true, Tripped: true, TrippedAt: timestamppb.New(now.Add(-2 * time.Minute)), SuppressedCordons: 4},
+	}}})
+	mustContain(t, m.Frame(), "AUTO-CORDON SUSPENDED", "2m ago", "4 cordons held back")
+}
+
+func TestResizeReflows(t *testing.T) {
+	m := newTestModel(t, Options{})
+	for _, size := range [][2]int{{80, 24}, {200, 60}, {60, 20}} {
+		send(m, tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+		lines := strings.Split(plain(m), "\n")
+		if len(lines) != size[1] {
+			t.Fatalf("%dx%d: %d lines", size[0], size[1], len(lines))
+		}
+		for i, l := range lines {
+			if w := len([]rune(l)); w > size[0] {
+				t.Fatalf("%dx%d: line %d is %d wide: %q", size[0], size[1], i, w, l)
+			}
+		}
+	}
+}
+
+func TestOpenNodeView(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("j"))
+	send(m, press("enter"))
+	if m.view != viewNode || m.node.id != "gpu-a02" {
+		t.Fatalf("enter: view %d node %q", m.view, m.node.id)
+	}
+	mustContain(t, m.Frame(), "loading gpu-a02")
+	send(m, nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()})
+	mustContain(t, m.Frame(), "gpu-a02", "CORDONED", "auto-cordon", "[policy]", "drain, reboot node", "XID 79",
+		"GPU has fallen off the bus", "CORDON", "SUCCEEDED", "cordoned: this node takes no new work")
+	send(m, press("esc"))
+	if m.view != viewFleet {
+		t.Fatal("esc did not go back")
+	}
+}
+
+func nodeDetail() *controlplanev1.GetNodeResponse {
+	n := fixtureFleet()[1]
+	for _, g := range n.GetGpus() {
+		g.Metrics = &fleetv1.GpuMetrics{GpuIndex: g.GetIndex(), UtilizationGpuPercent: 90, TemperatureCelsius: 70, PowerUsageMilliwatts: 600000, MemoryUsedBytes: 60 << 30}
+	}
+	resp := &controlplanev1.GetNodeResponse{Node: n, Events: fixtureEvents()[:1], Commands: []*fleetv1.Command{{
+		Id: "cmd-7", NodeId: n.GetNodeId(), Type: fleetv1.CommandType_COMMAND_TYPE_CORDON, Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
+		IssuedBy: "policy", Message: "cordoned: this node takes no new work", UpdatedAt: timestamppb.New(now.Add(-50 * time.Second)),
+	}}}
+	for i := range 8 {
+		h := &controlplanev1.GpuHistory{GpuIndex: uint32(i)}
+		for s := range 30 {
+			h.UtilizationGpuPercent = append(h.UtilizationGpuPercent, uint32((s*7+i*11)%100))
+			h.TemperatureCelsius = append(h.TemperatureCelsius, uint32(50+(s+i)%30))
+		}
+		resp.History = append(resp.History, h)
+	}
+	return resp
+}
