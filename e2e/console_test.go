@@ -11,9 +11,9 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
-	"github.com/navarch/navarch/tui"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/tui"
 )
 
 // TestConsoleCordonsWithKeys runs the real console, streaming from a real
@@ -38,7 +38,10 @@ func TestConsoleCordonsWithKeys(t *testing.T) {
 	waitScreen("both nodes, node-y cordoned by policy", func(s string) bool {
 		return strings.Contains(s, "node-x") && strings.Contains(s, "node-y") && strings.Contains(s, "UNHEALTHY")
 	})
-	tm.Send(tea.KeyPressMsg{Code: 'c', Text: "c"}) // the cursor is on node-x, first by id
+	// The cursor follows its node as nodes arrive; g goes to the first row,
+	// node-x by id.
+	tm.Send(tea.KeyPressMsg{Code: 'g', Text: "g"})
+	tm.Send(tea.KeyPressMsg{Code: 'c', Text: "c"})
 	f.waitFor("node-x CORDONED by the console", func() bool {
 		d := f.node("node-x")
 		return d.GetNode().GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED &&

@@ -189,7 +189,7 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 		m.providers = msg.names
 		return nil
 	case actionDoneMsg:
-		m.status = statusLine{text: msg.text, err: msg.err}
+		m.status = statusLine(msg)
 		return nil
 	case nodeDetailMsg, nodeRefreshMsg:
 		return m.node.update(msg)
