@@ -1,0 +1,101 @@
+package tui
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// benchModel is a console holding a fleet of n 8-GPU nodes, at 200×60.
+func benchModel(b *testing.B, n int) *Model {
+	b.Helper()
+	m := New(Options{NoStream: true, Now: clock, Theme: NewTheme(true, true), Server: "127.0.0.1:50051"})
+	send(m, tea.WindowSizeMsg{Width: 200, Height: 60}, connectedMsg{})
+	nodes := make([]*fleetv1.Node, 0, n)
+	for i := range n {
+		node := fixtureNode(fmt.Sprintf("gpu-%06d", i), 8, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE,
+			fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, fleetv1.Reachability_REACHABILITY_ONLINE, time.Duration(i%60)*time.Second)
+		node.Labels = map[string]string{"zone": fmt.Sprintf("zone-%d", i%16), "rack": fmt.Sprintf("r%d", i%500)}
+		if i%97 == 0 {
+			node.Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+			node.Gpus[i%8].Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+		}
+		nodes = append(nodes, node)
+	}
+	var msgs []*controlplanev1.WatchFleetResponse
+	for i := 0; i < len(nodes); i += 500 {
+		msgs = append(msgs, &controlplanev1.WatchFleetResponse{Revision: 1, Change: &controlplanev1.WatchFleetResponse_Snapshot{
+			Snapshot: &controlplanev1.Snapshot{Nodes: nodes[i:min(i+500, len(nodes))], Complete: i+500 >= len(nodes), Summary: &fleetv1.FleetSummary{Nodes: uint32(n)}},
+		}})
+	}
+	m.Apply(msgs...)
+	send(m, tickMsg(now)) // a fleet this large is sorted on the next tick
+	if len(m.fleet.shown) != n {
+		b.Fatalf("loaded %d of %d", len(m.fleet.shown), n)
+	}
+	return m
+}
+
+var sizes = []int{1000, 10000, 100000}
+
+// BenchmarkFleetFrame is one cursor move and the frame it redraws.
+func BenchmarkFleetFrame(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			m := benchModel(b, n)
+			down, up := press("j"), press("k")
+			b.ResetTimer()
+			for i := range b.N {
+				if i%2 == 0 {
+					m.Update(down)
+				} else {
+					m.Update(up)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFilterKeystroke is one key typed into the filter: the fleet is
+// filtered again and the frame redrawn.
+func BenchmarkFilterKeystroke(b *testing.B) {
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			m := benchModel(b, n)
+			m.Update(press("/"))
+			m.Update(press("z"))
+			seven, back := press("7"), press("backspace")
+			b.ResetTimer()
+			for i := range b.N {
+				if i%2 == 0 {
+					m.Update(seven)
+				} else {
+					m.Update(back)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHeartbeatBatch applies a thousand heartbeats, as the control
+// plane batches them, and redraws.
+func BenchmarkHeartbeatBatch(b *testing.B) {
+	m := benchModel(b, 100000)
+	batch := &controlplanev1.HeartbeatBatch{}
+	for i := range 1000 {
+		batch.Heartbeats = append(batch.Heartbeats, &controlplanev1.NodeHeartbeat{
+			NodeId: fmt.Sprintf("gpu-%06d", i*97), Reachability: fleetv1.Reachability_REACHABILITY_ONLINE,
+			Samples: []*fleetv1.GpuSample{{UtilizationGpuPercent: 50}},
+		})
+	}
+	msg := streamMsg{msgs: []*controlplanev1.WatchFleetResponse{{Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: batch}}}}
+	b.ResetTimer()
+	for range b.N {
+		m.Update(msg)
+	}
+}
