@@ -21,7 +21,8 @@ type fleetTable struct {
 	offset   int
 	selected string // id under the cursor, kept across re-sorts
 	marks    map[string]bool
-	height   int // rows that fit, from the last render
+	height   int  // rows that fit, from the last render
+	moved    bool // the operator moved the cursor; until then it stays on top
 }
 
 func newFleetTable(d *deps, f *fleet) *fleetTable {
@@ -38,7 +39,7 @@ func (t *fleetTable) current() *row {
 // keepCursor moves the cursor to follow its node after a re-sort, filter
 // or removal.
 func (t *fleetTable) keepCursor() {
-	if i, ok := t.f.index[t.selected]; ok {
+	if i, ok := t.f.index[t.selected]; ok && t.moved {
 		t.cursor = i
 	}
 	t.cursor = max(0, min(t.cursor, len(t.f.shown)-1))
@@ -72,6 +73,7 @@ func (t *fleetTable) move(k tea.KeyPressMsg) bool {
 	default:
 		return false
 	}
+	t.moved = true
 	t.cursor = max(0, min(t.cursor, n-1))
 	if r := t.current(); r != nil {
 		t.selected = r.id
@@ -89,6 +91,7 @@ func (t *fleetTable) toggleMark() {
 	} else {
 		t.marks[r.id] = true
 	}
+	t.moved = true
 	t.cursor = min(t.cursor+1, len(t.f.shown)-1)
 	if c := t.current(); c != nil {
 		t.selected = c.id

@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/navarch/navarch/internal/cli"
 	"github.com/navarch/navarch/internal/demo"
+	"github.com/navarch/navarch/sim"
 	"github.com/navarch/navarch/tui"
 )
 
@@ -18,7 +20,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	env := cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Console: tui.Run}
 	env.Demo = func(ctx context.Context, args []string) error {
-		o := demo.Options{Stdout: os.Stdout, Stderr: os.Stderr, Console: env.Console}
+		o := demo.Options{Stdout: os.Stdout, Stderr: os.Stderr, Console: env.Console, InProcess: simulate}
 		if err := demo.ParseArgs(args, &o); err != nil {
 			return cli.Usage(err)
 		}
@@ -27,4 +29,18 @@ func main() {
 	code := cli.Main(ctx, os.Args[1:], env)
 	stop()
 	os.Exit(code)
+}
+
+// simulate runs the large demo's fleet in this process.
+func simulate(ctx context.Context, server string, nodes, gpus int, faultEvery time.Duration) error {
+	f, err := sim.New(sim.Options{
+		Server: server, Nodes: nodes, GPUs: gpus, Prefix: "sim-",
+		Labels:        map[string]string{"pool": "demo"},
+		ChaosInterval: faultEvery * time.Duration(nodes),
+	})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Run(ctx)
 }

@@ -1,0 +1,107 @@
+package sim
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/internal/rpcclient"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+func controlPlane(t *testing.T) (string, controlplanev1.ControlPlaneServiceClient) {
+	t.Helper()
+	cfg := controlplane.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
+	cfg.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
+	cfg.StaleAfter = controlplane.Duration{Duration: 2 * time.Second}
+	cfg.OfflineAfter = controlplane.Duration{Duration: 4 * time.Second}
+	cfg.CommandPollTimeout = controlplane.Duration{Duration: 2 * time.Second}
+	off := false
+	cfg.AutoCordon.Enabled = &off
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	t.Cleanup(func() { cancel(); <-done })
+	conn, err := rpcclient.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return lis.Addr().String(), controlplanev1.NewControlPlaneServiceClient(conn)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestSimulatedFleet(t *testing.T) {
+	addr, ops := controlPlane(t)
+	f, err := New(Options{Server: addr, Nodes: 300, GPUs: 4, Conns: 3, ChaosInterval: 30 * time.Second, Labels: map[string]string{"pool": "sim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	status := func() *fleetv1.FleetSummary {
+		st, err := ops.GetFleetStatus(context.Background(), &controlplanev1.GetFleetStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.GetSummary()
+	}
+	waitFor(t, "300 healthy, online nodes", func() bool {
+		s := status()
+		return s.GetNodes() == 300 && s.GetOnline() == 300 && s.GetGpus() == 1200 && s.GetHealthUnknown() == 0
+	})
+	waitFor(t, "chaos events", func() bool {
+		evs, err := ops.ListEvents(context.Background(), &controlplanev1.ListEventsRequest{})
+		return err == nil && len(evs.GetEvents()) > 0
+	})
+	if err := f.InjectXID(context.Background(), 7, 3, 79); err != nil {
+		t.Fatal(err)
+	}
+	id := f.NodeIDs()[7]
+	d, err := ops.GetNode(context.Background(), &controlplanev1.GetNodeRequest{NodeId: id})
+	if err != nil || d.GetNode().GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatalf("%s after XID 79: %v %v", id, d.GetNode().GetHealth(), err)
+	}
+	if _, err := ops.DrainNode(context.Background(), &controlplanev1.DrainNodeRequest{NodeId: id}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "simulated node drained", func() bool {
+		d, err := ops.GetNode(context.Background(), &controlplanev1.GetNodeRequest{NodeId: id})
+		return err == nil && d.GetNode().GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED
+	})
+	if f.HeartbeatLatencies().Count() == 0 || f.ReportLatencies().Count() == 0 {
+		t.Fatal("no latencies recorded")
+	}
+	q := f.HeartbeatLatencies().Quantiles(0.5, 0.99)
+	if q[0] <= 0 || q[1] < q[0] {
+		t.Fatalf("quantiles %v", q)
+	}
+}
