@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestBadFlagsExitWithUsage(t *testing.T) {
@@ -51,5 +56,41 @@ func TestNoDriverIsAPlainError(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "NVIDIA driver") || strings.Contains(errOut.String(), "simulated=true") {
 		t.Fatalf("stderr %q", errOut.String())
+	}
+}
+
+// TestSIGTERMStopsCleanly runs the real binary on simulated GPUs and stops
+// it with SIGTERM while it is still trying to reach a control plane.
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "navarch-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "--server", addr, "--simulate", "--gpus", "2", "--node-id", "term-test")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("agent did not stop on SIGTERM\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "agent stopped") {
+		t.Fatalf("logs: %s", logs.String())
 	}
 }
