@@ -232,7 +232,10 @@ func (f *Fleet) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); f.spread(ctx, func(n *node) time.Duration { return n.hbEvery }, f.heartbeatOne) }()
+	go func() {
+		defer wg.Done()
+		f.spread(ctx, func(n *node) time.Duration { return n.hbEvery }, f.heartbeatOne)
+	}()
 	go func() { defer wg.Done(); f.spread(ctx, func(n *node) time.Duration { return n.rpEvery }, f.reportOne) }()
 	if f.o.ChaosInterval > 0 {
 		wg.Add(1)
