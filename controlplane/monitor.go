@@ -88,8 +88,13 @@ func (f *Fleet) checkNodes(ctx context.Context, now time.Time, expire bool) {
 func (f *Fleet) checkReachability(ns *nodeState, now time.Time) {
 	switch ns.node.Load().GetLifecycle() {
 	case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING,
-		fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED,
-		fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
+		fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
+		return
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
+		// A terminated node is gone, whatever its last heartbeat said.
+		if ns.reachability() != fleetv1.Reachability_REACHABILITY_OFFLINE {
+			f.setReachability(ns, fleetv1.Reachability_REACHABILITY_OFFLINE)
+		}
 		return
 	}
 	ns.rt.Lock()
