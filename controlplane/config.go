@@ -54,6 +54,9 @@ type Config struct {
 	// LocalProvider configures the "local" provider, which starts simulated
 	// agents on this machine.
 	LocalProvider LocalProviderConfig `yaml:"local_provider"`
+	// PprofListen, when set, serves Go's profiling endpoints
+	// (/debug/pprof/) on this address. Keep it on loopback.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // LocalProviderConfig configures the local provider.
@@ -113,7 +116,7 @@ func Defaults() Config {
 		EventRetention:       Duration{7 * 24 * time.Hour},
 		EventsPerNode:        500,
 		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{5 * time.Minute}},
-		WatchBuffer:          4096,
+		WatchBuffer:          65536,
 		WatchReplay:          16384,
 		LocalProvider:        LocalProviderConfig{MaxNodes: 200},
 	}
@@ -159,6 +162,11 @@ func (c *Config) AutoCordonEnabled() bool {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not HOST:PORT", c.Listen)
+	}
+	if c.PprofListen != "" {
+		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
+			return fmt.Errorf("pprof_listen: %q is not HOST:PORT", c.PprofListen)
+		}
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")

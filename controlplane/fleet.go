@@ -18,6 +18,7 @@ import (
 	"github.com/navarch/navarch/controlplane/policy"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 	"github.com/navarch/navarch/store"
 )
 
@@ -31,9 +32,6 @@ type Store interface {
 	OpenCommands(ctx context.Context) ([]*fleetv1.Command, error)
 	Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.HealthEvent, error)
 }
-
-// historyLen is how many heartbeat samples per GPU are kept for sparklines.
-const historyLen = 60
 
 // nodeState is one node in memory.
 //
@@ -56,42 +54,22 @@ type nodeState struct {
 	// stopping is set while a provider stops the node's instance, under mu.
 	stopping bool
 
+	// Heartbeat data, kept compact: a hundred thousand nodes of it must
+	// fit in memory next to everything else.
 	rt            sync.Mutex
 	lastHeartbeat time.Time // zero until heard from since start
 	lastSaved     time.Time // last heartbeat time written to the store
 	storedSeen    time.Time // last seen time read from the store at start
-	samples       []*fleetv1.GpuSample
-	metrics       []*fleetv1.GpuMetrics
-	history       map[uint32]*gpuHistory
+	samples       []sample
+	metrics       []byte // the latest snapshot, an encoded ReportHealthRequest
+	history       []gpuHistory
 	dropped       uint64
-}
-
-type gpuHistory struct {
-	util, temp, power [historyLen]uint16
-	n, next           int
-}
-
-func (h *gpuHistory) add(s *fleetv1.GpuSample) {
-	h.util[h.next] = uint16(min(s.GetUtilizationGpuPercent(), 100))
-	h.temp[h.next] = uint16(min(s.GetTemperatureCelsius(), 1000))
-	h.power[h.next] = uint16(min(s.GetPowerUsageMilliwatts()/1000, 65535))
-	h.next = (h.next + 1) % historyLen
-	h.n = min(h.n+1, historyLen)
-}
-
-func (h *gpuHistory) series(a *[historyLen]uint16) []uint32 {
-	out := make([]uint32, 0, h.n)
-	for i := range h.n {
-		out = append(out, uint32(a[(h.next-h.n+i+historyLen)%historyLen]))
-	}
-	return out
 }
 
 func newNodeState(n *fleetv1.Node) *nodeState {
 	ns := &nodeState{
 		repeats: make(map[uint32]*policy.Repeats),
 		wake:    make(chan struct{}),
-		history: make(map[uint32]*gpuHistory),
 	}
 	ns.node.Store(n)
 	ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_UNKNOWN))
@@ -119,6 +97,7 @@ type Fleet struct {
 	earlyFailures map[string]string
 
 	hub       *hub
+	totals    *fleetv1.FleetSummary // guarded by the hub lock
 	ids       *counter
 	breaker   *breaker
 	providers *providers
@@ -168,6 +147,7 @@ func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
 		clock:   o.Clock,
 		log:     o.Logger,
 		nodes:   make(map[string]*nodeState, len(st.Nodes)),
+		totals:  &fleetv1.FleetSummary{},
 		started: o.Clock.Now(),
 		closing: make(chan struct{}),
 	}
@@ -183,6 +163,7 @@ func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
 			n.LastHeartbeatAt = timestamppb.New(ns.storedSeen)
 		}
 		f.nodes[n.GetNodeId()] = ns
+		count(f.totals, n, ns.reachability(), 1)
 	}
 	open, err := o.Store.OpenCommands(ctx)
 	if err != nil {
@@ -267,10 +248,12 @@ type change struct {
 	commands []*fleetv1.Command
 	insert   bool // the node is new: add it to the fleet
 	remove   bool // the node leaves the fleet with everything stored for it
+	// reach, when set, is the node's reachability after the change.
+	reach fleetv1.Reachability
 }
 
 func (c *change) empty() bool {
-	return c.node == nil && len(c.events) == 0 && len(c.commands) == 0 && !c.remove
+	return c.node == nil && len(c.events) == 0 && len(c.commands) == 0 && !c.remove && c.reach == 0
 }
 
 // commit writes c to the store (synced), then installs and publishes it.
@@ -314,6 +297,7 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) error {
 			f.mu.Lock()
 			delete(f.nodes, id)
 			f.mu.Unlock()
+			f.swap(ns, nil, 0, true)
 			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeRemoved{NodeRemoved: &controlplanev1.NodeRemoved{NodeId: id}}})
 			return
 		}
@@ -323,8 +307,15 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) error {
 		for _, cmd := range c.commands {
 			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_Command{Command: cmd}})
 		}
-		if c.node != nil {
-			ns.node.Store(c.node)
+		if c.node != nil || c.reach != 0 {
+			next, reach := c.node, c.reach
+			if next == nil {
+				next = ns.node.Load()
+			}
+			if reach == 0 {
+				reach = ns.reachability()
+			}
+			f.swap(ns, next, reach, !c.insert)
 			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: f.view(ns)}})
 		}
 	})
@@ -353,25 +344,67 @@ func (f *Fleet) view(ns *nodeState) *fleetv1.Node {
 // reachability (a snapshot's), adding the latest heartbeat data and, with
 // withMetrics, each GPU's latest full metrics.
 func (ns *nodeState) viewOf(durable *fleetv1.Node, reach fleetv1.Reachability, withMetrics bool) *fleetv1.Node {
-	n := proto.CloneOf(durable)
+	var n *fleetv1.Node
+	if withMetrics {
+		// Metrics go into the GPUs, which must be copies of their own.
+		n = proto.CloneOf(durable)
+	} else {
+		n = shallowCopy(durable)
+	}
 	n.Reachability = reach
 	ns.rt.Lock()
 	defer ns.rt.Unlock()
 	if !ns.lastHeartbeat.IsZero() {
 		n.LastHeartbeatAt = timestamppb.New(ns.lastHeartbeat)
 	}
-	n.Samples = ns.samples
+	n.Samples = protoSamples(ns.samples)
 	n.DroppedEvents = ns.dropped
-	if withMetrics {
-		for _, m := range ns.metrics {
-			for _, g := range n.Gpus {
-				if g.GetIndex() == m.GetGpuIndex() && !g.GetLost() {
-					g.Metrics = m
+	if withMetrics && ns.metrics != nil {
+		snap := &nodev1.ReportHealthRequest{}
+		if proto.Unmarshal(ns.metrics, snap) == nil {
+			for _, m := range snap.GetMetrics() {
+				for _, g := range n.Gpus {
+					if g.GetIndex() == m.GetGpuIndex() && !g.GetLost() {
+						g.Metrics = m
+					}
 				}
 			}
 		}
 	}
 	return n
+}
+
+// shallowCopy copies a node's fields but shares its GPUs, labels and
+// timestamps, which are never changed in place once stored: every change
+// clones the node first. A snapshot of a hundred thousand nodes thus
+// copies no GPUs. TestShallowCopyCopiesEveryField keeps this list whole.
+func shallowCopy(src *fleetv1.Node) *fleetv1.Node {
+	return &fleetv1.Node{
+		NodeId:             src.NodeId,
+		Hostname:           src.Hostname,
+		Labels:             src.Labels,
+		Lifecycle:          src.Lifecycle,
+		LifecycleReason:    src.LifecycleReason,
+		LifecycleChangedAt: src.LifecycleChangedAt,
+		CordonedByPolicy:   src.CordonedByPolicy,
+		Health:             src.Health,
+		HealthCause:        src.HealthCause,
+		Remedy:             src.Remedy,
+		Reachability:       src.Reachability,
+		LastHeartbeatAt:    src.LastHeartbeatAt,
+		RegisteredAt:       src.RegisteredAt,
+		Gpus:               src.Gpus,
+		DriverVersion:      src.DriverVersion,
+		CudaVersion:        src.CudaVersion,
+		AgentVersion:       src.AgentVersion,
+		Simulated:          src.Simulated,
+		Provider:           src.Provider,
+		InstanceId:         src.InstanceId,
+		Drain:              src.Drain,
+		Samples:            src.Samples,
+		DroppedEvents:      src.DroppedEvents,
+		BootId:             src.BootId,
+	}
 }
 
 // newID hands out a command or event id.
@@ -422,64 +455,86 @@ func (c *counter) current() uint64 {
 	return c.value
 }
 
-// summary counts the fleet.
+// summary returns the fleet's totals.
 func (f *Fleet) summary() *fleetv1.FleetSummary {
-	s := &fleetv1.FleetSummary{}
-	for _, ns := range f.all() {
-		n := ns.node.Load()
-		s.Nodes++
-		switch n.GetLifecycle() {
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING:
-			s.Provisioning++
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE:
-			s.Active++
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED:
-			s.Cordoned++
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
-			s.Draining++
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED:
-			s.Drained++
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING:
-			s.Terminating++
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
-			s.Terminated++
-			continue
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
-			s.ProvisionFailed++
-		}
-		switch n.GetHealth() {
+	f.hub.mu.Lock()
+	defer f.hub.mu.Unlock()
+	return proto.CloneOf(f.totals)
+}
+
+// count adds (sign 1) or takes away (sign -1) one node's share of the
+// fleet's totals. The totals are kept as nodes change, under the hub lock,
+// so that reading them never scans the fleet.
+func count(s *fleetv1.FleetSummary, n *fleetv1.Node, reach fleetv1.Reachability, sign int32) {
+	d := uint32(sign) // adding uint32(-1) subtracts one
+	bump := func(p *uint32) { *p += d }
+	bump(&s.Nodes)
+	switch n.GetLifecycle() {
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING:
+		bump(&s.Provisioning)
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE:
+		bump(&s.Active)
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED:
+		bump(&s.Cordoned)
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
+		bump(&s.Draining)
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED:
+		bump(&s.Drained)
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING:
+		bump(&s.Terminating)
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
+		// Terminated nodes count only as terminated.
+		bump(&s.Terminated)
+		return
+	case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
+		bump(&s.ProvisionFailed)
+	}
+	switch n.GetHealth() {
+	case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
+		bump(&s.Healthy)
+	case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
+		bump(&s.Degraded)
+	case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
+		bump(&s.Unhealthy)
+	default:
+		bump(&s.HealthUnknown)
+	}
+	switch reach {
+	case fleetv1.Reachability_REACHABILITY_ONLINE:
+		bump(&s.Online)
+	case fleetv1.Reachability_REACHABILITY_STALE:
+		bump(&s.Stale)
+	case fleetv1.Reachability_REACHABILITY_OFFLINE:
+		bump(&s.Offline)
+	default:
+		bump(&s.ReachabilityUnknown)
+	}
+	for _, g := range n.GetGpus() {
+		bump(&s.Gpus)
+		switch g.GetHealth() {
 		case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
-			s.Healthy++
+			bump(&s.GpusHealthy)
 		case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
-			s.Degraded++
+			bump(&s.GpusDegraded)
 		case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
-			s.Unhealthy++
-		default:
-			s.HealthUnknown++
-		}
-		switch ns.reachability() {
-		case fleetv1.Reachability_REACHABILITY_ONLINE:
-			s.Online++
-		case fleetv1.Reachability_REACHABILITY_STALE:
-			s.Stale++
-		case fleetv1.Reachability_REACHABILITY_OFFLINE:
-			s.Offline++
-		default:
-			s.ReachabilityUnknown++
-		}
-		for _, g := range n.GetGpus() {
-			s.Gpus++
-			switch g.GetHealth() {
-			case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
-				s.GpusHealthy++
-			case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
-				s.GpusDegraded++
-			case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
-				s.GpusUnhealthy++
-			}
+			bump(&s.GpusUnhealthy)
 		}
 	}
-	return s
+}
+
+// swap installs a node's new durable state and reachability and keeps the
+// totals right. The caller holds the hub lock; nil next removes the node,
+// and a node not yet in the fleet has no previous share.
+func (f *Fleet) swap(ns *nodeState, next *fleetv1.Node, reach fleetv1.Reachability, inFleet bool) {
+	if inFleet {
+		count(f.totals, ns.node.Load(), ns.reachability(), -1)
+	}
+	if next == nil {
+		return
+	}
+	count(f.totals, next, reach, 1)
+	ns.node.Store(next)
+	ns.reach.Store(int32(reach))
 }
 
 // saveLastSeen writes the heartbeat times that changed since the last save.

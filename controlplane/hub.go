@@ -248,7 +248,7 @@ func (h *hub) flush(f *Fleet) {
 			NodeId:          ns.node.Load().GetNodeId(),
 			Reachability:    ns.reachability(),
 			LastHeartbeatAt: timestamppb.New(ns.lastHeartbeat),
-			Samples:         ns.samples,
+			Samples:         protoSamples(ns.samples),
 		}
 		ns.rt.Unlock()
 		batch.Heartbeats = append(batch.Heartbeats, hb)

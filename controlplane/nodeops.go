@@ -84,16 +84,12 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 		if cur == nil {
 			c.insert = true
 		}
+		// Registering is hearing from the node.
 		ns.rt.Lock()
 		ns.lastHeartbeat = now
 		ns.rt.Unlock()
-		ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_ONLINE))
+		c.reach = fleetv1.Reachability_REACHABILITY_ONLINE
 		if err := f.commit(ctx, ns, c); err != nil {
-			if cur != nil {
-				// Registration failed; the reachability bump above must not
-				// outlive it.
-				ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_UNKNOWN))
-			}
 			return err
 		}
 		f.wakeAgent(ns, c)
@@ -268,17 +264,10 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 	f.log.Warn("node cordoned automatically", "node", n.GetNodeId(), "cause", n.GetHealthCause())
 }
 
-// activeFleetSize counts the nodes that are not terminated.
+// activeFleetSize counts the nodes that are not terminated or failed.
 func (f *Fleet) activeFleetSize() int {
-	n := 0
-	for _, ns := range f.all() {
-		switch ns.node.Load().GetLifecycle() {
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
-		default:
-			n++
-		}
-	}
-	return n
+	s := f.summary()
+	return int(s.GetNodes() - s.GetTerminated() - s.GetProvisionFailed())
 }
 
 // Heartbeat records a sign of life. It never writes to disk.
@@ -288,17 +277,12 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 		return nil, status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", req.GetNodeId())
 	}
 	now := f.clock.Now()
-	samples := slices.Clone(req.GetSamples())
+	samples := packSamples(req.GetSamples())
 	ns.rt.Lock()
 	ns.lastHeartbeat = now
 	ns.samples = samples
-	for _, s := range samples {
-		h := ns.history[s.GetGpuIndex()]
-		if h == nil {
-			h = &gpuHistory{}
-			ns.history[s.GetGpuIndex()] = h
-		}
-		h.add(s)
+	for _, smp := range samples {
+		historyOf(&ns.history, smp.idx).add(smp)
 	}
 	ns.rt.Unlock()
 	if ns.reachability() != fleetv1.Reachability_REACHABILITY_ONLINE {
@@ -315,7 +299,7 @@ func (f *Fleet) setReachability(ns *nodeState, r fleetv1.Reachability) {
 		if ns.reachability() == r {
 			return
 		}
-		ns.reach.Store(int32(r))
+		f.swap(ns, ns.node.Load(), r, true)
 		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: f.view(ns)}})
 	})
 }
@@ -330,6 +314,12 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		}
 		if err := checkEventGPUs(cur, req); err != nil {
 			return err
+		}
+		if len(req.GetEvents()) == 0 && !f.reportChanges(cur, req) {
+			// The usual report: fresh metrics, nothing to judge again.
+			ns.keep(req)
+			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
+			return nil
 		}
 		n := proto.CloneOf(cur)
 		c := &change{}
@@ -387,13 +377,8 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 					c.events = append(c.events, ev)
 				}
 			}
-			ns.rt.Lock()
-			ns.metrics = slices.Clone(req.GetMetrics())
-			ns.rt.Unlock()
 		}
-		ns.rt.Lock()
-		ns.dropped = req.GetDroppedEvents()
-		ns.rt.Unlock()
+		ns.keep(req)
 		rollupNode(n)
 		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
 		if !proto.Equal(n, cur) {
@@ -416,6 +401,50 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		return nil, err
 	}
 	return resp, nil
+}
+
+// reportChanges reports whether a report without events would change the
+// node: a first snapshot, a GPU missing from it, or a level condition that
+// started or cleared.
+func (f *Fleet) reportChanges(n *fleetv1.Node, req *nodev1.ReportHealthRequest) bool {
+	if len(req.GetMetrics()) == 0 {
+		return false
+	}
+	byIndex := make(map[uint32]*fleetv1.GpuMetrics, len(req.GetMetrics()))
+	for _, m := range req.GetMetrics() {
+		byIndex[m.GetGpuIndex()] = m
+	}
+	for _, g := range n.GetGpus() {
+		if g.GetLost() {
+			continue
+		}
+		m, ok := byIndex[g.GetIndex()]
+		switch {
+		case !ok:
+			return !hasKind(g, fleetv1.EventKind_EVENT_KIND_GPU_LOST)
+		case g.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN:
+			return true
+		case f.policy.Changes(g, m):
+			return true
+		}
+	}
+	return false
+}
+
+// keep stores a report's metrics, encoded in one block (a fraction of the
+// memory and of the garbage collector's work of the messages), and the
+// agent's drop counter.
+func (ns *nodeState) keep(req *nodev1.ReportHealthRequest) {
+	var encoded []byte
+	if len(req.GetMetrics()) > 0 {
+		encoded, _ = proto.Marshal(&nodev1.ReportHealthRequest{Metrics: req.GetMetrics()})
+	}
+	ns.rt.Lock()
+	defer ns.rt.Unlock()
+	if encoded != nil {
+		ns.metrics = encoded
+	}
+	ns.dropped = req.GetDroppedEvents()
 }
 
 func hasKind(g *fleetv1.Gpu, k fleetv1.EventKind) bool {

@@ -352,13 +352,8 @@ func (f *Fleet) NodeDetail(ctx context.Context, id string, eventLimit int) (*con
 		return nil, status.Error(codes.Unavailable, "commands could not be read")
 	}
 	ns.rt.Lock()
-	for idx, h := range ns.history {
-		resp.History = append(resp.History, &controlplanev1.GpuHistory{
-			GpuIndex:              idx,
-			UtilizationGpuPercent: h.series(&h.util),
-			TemperatureCelsius:    h.series(&h.temp),
-			PowerUsageWatts:       h.series(&h.power),
-		})
+	for i := range ns.history {
+		resp.History = append(resp.History, ns.history[i].proto())
 	}
 	ns.rt.Unlock()
 	sort.Slice(resp.History, func(i, j int) bool { return resp.History[i].GetGpuIndex() < resp.History[j].GetGpuIndex() })

@@ -13,10 +13,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/policy"
@@ -89,6 +92,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.PprofListen != "" {
+		go func() {
+			// net/http/pprof registers its handlers on the default mux.
+			srv := &http.Server{Addr: cfg.PprofListen, ReadHeaderTimeout: 5 * time.Second}
+			log.Info("profiling endpoints serving", "listen", cfg.PprofListen)
+			if err := srv.ListenAndServe(); err != nil {
+				log.Error("profiling endpoints stopped", "err", err)
+			}
+		}()
+	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "navarch-controlplane: listen on %s: %v\n", cfg.Listen, err)

@@ -542,25 +542,22 @@ func (p *Policy) clear(gpu *fleetv1.Gpu, k faultKey) bool {
 	return true
 }
 
-// Observe re-checks the level conditions against a metrics snapshot. It
-// raises faults the snapshot shows and clears those it no longer shows, and
-// returns one event for each change so the event log tells the story.
-func (p *Policy) Observe(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics, now time.Time) []*fleetv1.HealthEvent {
-	unsupported := map[string]bool{}
-	for _, u := range m.GetUnsupported() {
-		unsupported[u] = true
-	}
-	type check struct {
-		kind    fleetv1.EventKind
-		known   bool
-		present bool
-		value   uint64
-	}
+// levelCheck is one level condition as a snapshot shows it.
+type levelCheck struct {
+	kind    fleetv1.EventKind
+	known   bool // the metric is supported and meaningful for this GPU
+	present bool
+	value   uint64
+}
+
+// levelChecks reads the level conditions from a snapshot, without changing
+// anything.
+func levelChecks(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics) [6]levelCheck {
+	unsupported := func(group string) bool { return slices.Contains(m.GetUnsupported(), group) }
 	temp := m.GetTemperatureCelsius()
 	slow := gpu.GetSlowdownTemperatureCelsius()
-	thermalActive := hasFault(gpu, keyOf(fleetv1.EventKind_EVENT_KIND_THERMAL, 0))
 	thermal := slow > 0 && temp >= slow
-	if thermalActive && slow > 0 {
+	if slow > 0 && hasFault(gpu, keyOf(fleetv1.EventKind_EVENT_KIND_THERMAL, 0)) {
 		// Hysteresis: a GPU hovering at its threshold must not flap.
 		thermal = temp+thermalHysteresis >= slow
 	}
@@ -570,16 +567,35 @@ func (p *Policy) Observe(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics, now time.Time)
 			activeLinks++
 		}
 	}
-	checks := []check{
-		{fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED, !unsupported["ecc"], m.GetEcc().GetVolatileUncorrected() > 0, m.GetEcc().GetVolatileUncorrected()},
-		{fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING, !unsupported["row_remap"], m.GetRowRemap().GetPending(), 0},
-		{fleetv1.EventKind_EVENT_KIND_ROW_REMAP_FAILURE, !unsupported["row_remap"], m.GetRowRemap().GetFailure(), 0},
-		{fleetv1.EventKind_EVENT_KIND_THERMAL, !unsupported["temperature"] && slow > 0, thermal, uint64(temp)},
-		{fleetv1.EventKind_EVENT_KIND_NVLINK_DOWN, !unsupported["nvlink"] && gpu.GetNvlinkCount() > 0, activeLinks < gpu.GetNvlinkCount(), uint64(gpu.GetNvlinkCount() - min(activeLinks, gpu.GetNvlinkCount()))},
-		{fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_PENDING, !unsupported["retired_pages"], m.GetRetiredPages().GetPending(), 0},
+	links := gpu.GetNvlinkCount()
+	return [6]levelCheck{
+		{fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED, !unsupported("ecc"), m.GetEcc().GetVolatileUncorrected() > 0, m.GetEcc().GetVolatileUncorrected()},
+		{fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING, !unsupported("row_remap"), m.GetRowRemap().GetPending(), 0},
+		{fleetv1.EventKind_EVENT_KIND_ROW_REMAP_FAILURE, !unsupported("row_remap"), m.GetRowRemap().GetFailure(), 0},
+		{fleetv1.EventKind_EVENT_KIND_THERMAL, !unsupported("temperature") && slow > 0, thermal, uint64(temp)},
+		{fleetv1.EventKind_EVENT_KIND_NVLINK_DOWN, !unsupported("nvlink") && links > 0, activeLinks < links, uint64(links - min(activeLinks, links))},
+		{fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_PENDING, !unsupported("retired_pages"), m.GetRetiredPages().GetPending(), 0},
 	}
+}
+
+// Changes reports whether Observe would change the GPU's faults for this
+// snapshot. It changes nothing, so a report that changes nothing costs no
+// copy of the node.
+func (p *Policy) Changes(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics) bool {
+	for _, c := range levelChecks(gpu, m) {
+		if c.known && c.present != hasFault(gpu, keyOf(c.kind, 0)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Observe re-checks the level conditions against a metrics snapshot. It
+// raises faults the snapshot shows and clears those it no longer shows, and
+// returns one event for each change so the event log tells the story.
+func (p *Policy) Observe(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics, now time.Time) []*fleetv1.HealthEvent {
 	var out []*fleetv1.HealthEvent
-	for _, c := range checks {
+	for _, c := range levelChecks(gpu, m) {
 		if !c.known {
 			continue
 		}
@@ -601,12 +617,6 @@ func (p *Policy) Observe(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics, now time.Time)
 			rule := p.conditions[c.kind]
 			p.clear(gpu, k)
 			out = append(out, recovered(gpu, now, "cleared: "+rule.Meaning, c.value))
-		case c.present && active:
-			for _, f := range gpu.Faults {
-				if keyOf(f.GetKind(), f.GetXid()) == k {
-					f.LastSeen = timestamppb.New(now)
-				}
-			}
 		}
 	}
 	return out

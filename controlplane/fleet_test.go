@@ -1,0 +1,106 @@
+package controlplane
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// TestShallowCopyCopiesEveryField sets every field of a Node and checks the
+// copy has them all, so a field added to the API is not lost from views.
+func TestShallowCopyCopiesEveryField(t *testing.T) {
+	n := &fleetv1.Node{}
+	m := n.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
+		case fd.IsList():
+			m.Mutable(fd).List().AppendMutable()
+		case fd.Kind() == protoreflect.MessageKind:
+			if fd.Message().FullName() == "google.protobuf.Timestamp" {
+				m.Set(fd, protoreflect.ValueOfMessage(timestamppb.Now().ProtoReflect()))
+			} else {
+				m.Mutable(fd)
+			}
+		case fd.Kind() == protoreflect.StringKind:
+			m.Set(fd, protoreflect.ValueOfString("x"))
+		case fd.Kind() == protoreflect.BoolKind:
+			m.Set(fd, protoreflect.ValueOfBool(true))
+		case fd.Kind() == protoreflect.EnumKind:
+			m.Set(fd, protoreflect.ValueOfEnum(1))
+		case fd.Kind() == protoreflect.Uint64Kind:
+			m.Set(fd, protoreflect.ValueOfUint64(7))
+		default:
+			t.Fatalf("field %s of kind %s: teach this test to set it", fd.Name(), fd.Kind())
+		}
+	}
+	if c := shallowCopy(n); !proto.Equal(c, n) {
+		t.Fatalf("shallowCopy lost fields:\n got %v\nwant %v", c, n)
+	}
+}
+
+// scanSummary counts the fleet the slow way, to check the kept totals.
+func scanSummary(f *Fleet) *fleetv1.FleetSummary {
+	s := &fleetv1.FleetSummary{}
+	for _, ns := range f.all() {
+		count(s, ns.node.Load(), ns.reachability(), 1)
+	}
+	return s
+}
+
+// TestTotalsStayRight checks the totals kept as nodes change against a
+// full count after every kind of change.
+func TestTotalsStayRight(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	p := &testProvider{}
+	h := newHarness(t, withFakeClock(clock), withProviders(p))
+	ctx := ctxT(t)
+	check := func(step string) {
+		t.Helper()
+		f := h.fleet()
+		if got, want := f.summary(), scanSummary(f); !proto.Equal(got, want) {
+			t.Fatalf("%s: totals %v, counted %v", step, got, want)
+		}
+	}
+	check("empty")
+	for _, id := range []string{"a", "b", "c", "d"} {
+		h.register(id, 2)
+	}
+	check("registered")
+	h.healthyReport("a", 2)
+	h.xid("b", 1, 79)
+	check("reports")
+	if _, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	check("actions")
+	clock.Advance(40 * time.Second)
+	h.fleet().Tick(ctx)
+	check("stale")
+	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "d", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(6 * time.Minute)
+	h.fleet().Tick(ctx)
+	check("offline, failed provisions")
+	clock.Advance(2 * time.Hour)
+	h.fleet().Tick(ctx)
+	check("retention")
+	h.restart()
+	check("restart")
+	h.register("a", 2)
+	check("after restart")
+}
