@@ -237,8 +237,8 @@ func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p Provider) {
 func (f *Fleet) remove(ctx context.Context, ns *nodeState) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.node.Load().GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED {
-		return
+	if ns.node.Load().GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED || f.get(ns.node.Load().GetNodeId()) != ns {
+		return // changed or removed meanwhile
 	}
 	if err := f.commit(ctx, ns, &change{remove: true}); err != nil {
 		f.log.Warn("removing terminated node", "node", ns.node.Load().GetNodeId(), "err", err)
