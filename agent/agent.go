@@ -86,6 +86,8 @@ type Agent struct {
 	pollWait time.Duration
 	drains   map[string]context.CancelFunc // running drains by command id
 	handled  map[string]bool               // commands already carried out
+	delivery nodev1.CommandDelivery
+	hint     chan struct{} // a heartbeat said commands are pending
 
 	results *resultQueue
 	stop    context.CancelFunc
@@ -131,6 +133,7 @@ func New(o Options) (*Agent, error) {
 		pollWait: 30 * time.Second,
 		drains:   make(map[string]context.CancelFunc),
 		handled:  make(map[string]bool),
+		hint:     make(chan struct{}, 1),
 	}
 	a.results = newResultQueue(a)
 	return a, nil
@@ -237,6 +240,13 @@ func (a *Agent) applyIntervals(resp *nodev1.RegisterNodeResponse) {
 	if d := resp.GetCommandPollTimeout().AsDuration(); d > 0 {
 		a.pollWait = d
 	}
+	a.delivery = resp.GetCommandDelivery()
+}
+
+func (a *Agent) longPolls() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.delivery != nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
 }
 
 func (a *Agent) intervals() (heartbeat, report, poll time.Duration) {
@@ -363,7 +373,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 	failing := false
 	for {
 		cctx, cancel := context.WithTimeout(ctx, max(hb, 5*time.Second))
-		_, err := a.node.Heartbeat(cctx, &nodev1.HeartbeatRequest{
+		resp, err := a.node.Heartbeat(cctx, &nodev1.HeartbeatRequest{
 			NodeId:  a.o.NodeID,
 			SentAt:  timestamppb.New(a.clock.Now()),
 			Samples: a.samples(),
@@ -375,6 +385,12 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 				a.log.Info("heartbeats reach the control plane again")
 			}
 			failing = false
+			if resp.GetPendingCommands() > 0 {
+				select {
+				case a.hint <- struct{}{}:
+				default:
+				}
+			}
 		case mustRegister(err):
 			reregister()
 			return
@@ -446,11 +462,25 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 	}
 }
 
-// commandLoop long-polls for commands and carries each out.
+// commandLoop fetches commands and carries each out: with a long poll
+// always waiting, or, in heartbeat delivery, whenever a heartbeat says some
+// are pending (and once at the start of each session).
 func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) {
 	b := newBackoff(time.Second, 30*time.Second)
+	fetchNow := true
 	for ctx.Err() == nil {
 		_, _, wait := a.intervals()
+		if !a.longPolls() {
+			wait = 0
+			if !fetchNow {
+				select {
+				case <-ctx.Done():
+					return
+				case <-a.hint:
+				}
+			}
+			fetchNow = false
+		}
 		cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
 		resp, err := a.node.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: a.o.NodeID, Wait: durationpb.New(wait)})
 		cancel()
@@ -466,6 +496,7 @@ func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) 
 		case ctx.Err() != nil:
 			return
 		default:
+			fetchNow = true
 			if sleep(ctx, a.clock, b.next()) != nil {
 				return
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/rpcclient"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
 type running struct {
@@ -414,5 +415,22 @@ func TestTerminateCommandStopsAgent(t *testing.T) {
 	}
 	if res := cp.result("cmd-8", true); res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
 		t.Fatalf("terminate result %v", res)
+	}
+}
+
+// TestHeartbeatDelivery: told to fetch commands on heartbeat hints, the
+// agent holds no long poll and still carries a command out.
+func TestHeartbeatDelivery(t *testing.T) {
+	cp := newFakeCP(t)
+	cp.delivery = nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
+	startAgent(t, cp, simnvml.Options{})
+	cp.commands <- &fleetv1.Command{Id: "cmd-1", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_CORDON}
+	eventually(t, "cordon carried out", func() bool { return cp.result("cmd-1", true) != nil })
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, w := range cp.polls {
+		if w != 0 {
+			t.Fatalf("the agent long-polled (%s) in heartbeat delivery", w)
+		}
 	}
 }

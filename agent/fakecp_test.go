@@ -35,6 +35,8 @@ type fakeCP struct {
 	heartbeatErr  error
 	interval      time.Duration
 	report        time.Duration
+	delivery      nodev1.CommandDelivery
+	polls         []time.Duration // the wait of every GetNodeCommands call
 	commands      chan *fleetv1.Command
 }
 
@@ -92,6 +94,7 @@ func (f *fakeCP) RegisterNode(_ context.Context, req *nodev1.RegisterNodeRequest
 		HealthReportInterval: durationpb.New(f.report),
 		CommandPollTimeout:   durationpb.New(time.Second),
 		Lifecycle:            fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE,
+		CommandDelivery:      f.delivery,
 	}, nil
 }
 
@@ -103,7 +106,7 @@ func (f *fakeCP) Heartbeat(_ context.Context, req *nodev1.HeartbeatRequest) (*no
 		return nil, err
 	}
 	f.heartbeats = append(f.heartbeats, proto.CloneOf(req))
-	return &nodev1.HeartbeatResponse{Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE}, nil
+	return &nodev1.HeartbeatResponse{Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, PendingCommands: uint32(len(f.commands))}, nil
 }
 
 func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
@@ -114,6 +117,9 @@ func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest
 }
 
 func (f *fakeCP) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommandsRequest) (*nodev1.GetNodeCommandsResponse, error) {
+	f.mu.Lock()
+	f.polls = append(f.polls, req.GetWait().AsDuration())
+	f.mu.Unlock()
 	select {
 	case c := <-f.commands:
 		return &nodev1.GetNodeCommandsResponse{Commands: []*fleetv1.Command{c}}, nil

@@ -38,20 +38,29 @@ import (
 
 func main() {
 	bin := flag.String("bin", "bin", "directory holding navarch-controlplane and navarch-agent")
-	sizes := flag.String("sizes", "1000,10000,100000", "fleet sizes, comma-separated")
+	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat", "fleet sizes to run, comma-separated; SIZE:heartbeat runs with command_delivery heartbeat")
 	window := flag.Duration("window", 30*time.Second, "steady-state measurement window per size")
 	agentFor := flag.Duration("agent", time.Minute, "how long to measure the agent")
 	profDir := flag.String("profile", "", "write the control plane's heap and CPU profiles for each size to this directory")
 	noCommands := flag.Bool("no-commands", false, "leave out the agents' command long polls (to measure what they cost)")
 	flag.Parse()
+	type run struct {
+		nodes     int
+		heartbeat bool
+	}
+	var runs []run
 	var ns []int
-	for _, s := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "bench: --sizes: %q is not a fleet size\n", s)
+	for _, s := range strings.Split(*plan, ",") {
+		size, mode, _ := strings.Cut(strings.TrimSpace(s), ":")
+		n, err := strconv.Atoi(size)
+		if err != nil || n < 1 || (mode != "" && mode != "heartbeat" && mode != "long_poll") {
+			fmt.Fprintf(os.Stderr, "bench: --plan: %q is not SIZE or SIZE:heartbeat\n", s)
 			os.Exit(2)
 		}
-		ns = append(ns, n)
+		runs = append(runs, run{n, mode == "heartbeat"})
+		if !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
 	}
 	b := &bench{bin: *bin, window: *window, profDir: *profDir, noCommands: *noCommands}
 	if *profDir != "" {
@@ -68,13 +77,13 @@ func main() {
 	ctx := context.Background()
 	var rows []result
 	var agent agentResult
-	for i, n := range ns {
-		r, err := b.runSize(ctx, n, i == 0, *agentFor, &agent)
+	for i, r := range runs {
+		res, err := b.runSize(ctx, r.nodes, r.heartbeat, i == 0, *agentFor, &agent)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench: %d nodes: %v\n", n, err)
+			fmt.Fprintf(os.Stderr, "bench: %d nodes: %v\n", r.nodes, err)
 			os.Exit(1)
 		}
-		rows = append(rows, r)
+		rows = append(rows, res)
 	}
 	console := consoleTimes(ns)
 	printTable(rows, console, agent)
@@ -100,6 +109,7 @@ func (b *bench) checkBinaries() error {
 // result is one fleet size's figures.
 type result struct {
 	nodes                int
+	delivery             string
 	register             time.Duration
 	rssMiB, peakMiB      float64
 	cpuPercent           float64
@@ -127,9 +137,9 @@ type controlPlane struct {
 	log  *os.File
 }
 
-func (b *bench) start(ctx context.Context, dir, addr string) (*controlPlane, time.Duration, error) {
+func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*controlPlane, time.Duration, error) {
 	cfg := filepath.Join(dir, "bench.yaml")
-	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"))
+	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\ncommand_delivery: %s\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"), delivery)
 	if b.pprof != "" {
 		body += "pprof_listen: " + b.pprof + "\n"
 	}
@@ -207,8 +217,11 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-func (b *bench) runSize(ctx context.Context, n int, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
-	r := result{nodes: n}
+func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
+	r := result{nodes: n, delivery: "long_poll"}
+	if heartbeatDelivery {
+		r.delivery = "heartbeat"
+	}
 	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-bench-%d-", n))
 	if err != nil {
 		return r, err
@@ -216,7 +229,7 @@ func (b *bench) runSize(ctx context.Context, n int, measureAgent bool, agentFor 
 	defer os.RemoveAll(dir)
 	addr := freeAddr()
 	fmt.Fprintf(os.Stderr, "bench: %d nodes: starting control plane on %s\n", n, addr)
-	cp, _, err := b.start(ctx, dir, addr)
+	cp, _, err := b.start(ctx, dir, addr, r.delivery)
 	if err != nil {
 		return r, err
 	}
@@ -315,7 +328,7 @@ func (b *bench) runSize(ctx context.Context, n int, measureAgent bool, agentFor 
 
 	fmt.Fprintf(os.Stderr, "bench: %d nodes: restarting the control plane\n", n)
 	cp.stop()
-	cp2, restart, err := b.start(ctx, dir, addr)
+	cp2, restart, err := b.start(ctx, dir, addr, r.delivery)
 	if err != nil {
 		return r, err
 	}
@@ -569,11 +582,11 @@ func printTable(rows []result, console map[int]consoleFigures, agent agentResult
 	fmt.Println("Control plane (real binary) and simulated fleet share the machine; heartbeat 10 s, health report 30 s, 8 GPUs per node.")
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\tregister all\tCP RSS (peak)\tCP CPU\theartbeat p50/p99\treport p50/p99\tXID→watch p50/p99\tsnapshot\trestart\tframe\tfilter key\terrors\t")
+	fmt.Fprintln(tw, "nodes\tcommands\tregister all\tCP RSS (peak)\tCP CPU\theartbeat p50/p99\treport p50/p99\tXID→watch p50/p99\tsnapshot\trestart\tframe\tfilter key\terrors\t")
 	for _, r := range rows {
 		c := console[r.nodes]
-		fmt.Fprintf(tw, "%d\t%s\t%.0f (%.0f) MiB\t%.0f%%\t%s / %s\t%s / %s\t%s / %s\t%s\t%s\t%s\t%s\t%d\t\n",
-			r.nodes, r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, r.cpuPercent,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f (%.0f) MiB\t%.0f%%\t%s / %s\t%s / %s\t%s / %s\t%s\t%s\t%s\t%s\t%d\t\n",
+			r.nodes, r.delivery, r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, r.cpuPercent,
 			ms(r.hbP50), ms(r.hbP99), ms(r.rpP50), ms(r.rpP99), ms(r.xidP50), ms(r.xidP99),
 			ms(r.snapshot), ms(r.restart), ms(c.frame), ms(c.filter), r.errors)
 	}

@@ -124,3 +124,37 @@ func TestCommandResults(t *testing.T) {
 	_, err = h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1", Wait: durationpb.New(-time.Second)})
 	wantCode(t, err, codes.InvalidArgument, "wait")
 }
+
+// TestHeartbeatDelivery: with command_delivery heartbeat, registration says
+// so and heartbeats say how many commands wait.
+func TestHeartbeatDelivery(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *Config) { c.CommandDelivery = "heartbeat" }))
+	ctx := ctxT(t)
+	resp := h.register("n1", 1)
+	if resp.GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT {
+		t.Fatalf("delivery %s", resp.GetCommandDelivery())
+	}
+	hb, err := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1"})
+	if err != nil || hb.GetPendingCommands() != 0 {
+		t.Fatalf("idle heartbeat: %v %v", hb, err)
+	}
+	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.ops.RunDiagnostics(ctx, &controlplanev1.RunDiagnosticsRequest{NodeId: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if hb, _ := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1"}); hb.GetPendingCommands() != 2 {
+		t.Fatalf("pending %d, want 2", hb.GetPendingCommands())
+	}
+	got, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(got.GetCommands()) != 2 {
+		t.Fatalf("fetch: %v %v", got, err)
+	}
+	if hb, _ := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1"}); hb.GetPendingCommands() != 0 {
+		t.Fatalf("pending %d after the fetch", hb.GetPendingCommands())
+	}
+	if h2 := newHarness(t); h2.register("n1", 1).GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL {
+		t.Fatal("default delivery is not long poll")
+	}
+}

@@ -29,6 +29,10 @@ type Config struct {
 	HealthReportInterval Duration `yaml:"health_report_interval"`
 	// CommandPollTimeout bounds an agent's command long poll.
 	CommandPollTimeout Duration `yaml:"command_poll_timeout"`
+	// CommandDelivery is "long_poll" (agents hold a GetNodeCommands call
+	// open and get commands at once) or "heartbeat" (agents fetch commands
+	// when a heartbeat says some are pending: no call held open per node).
+	CommandDelivery string `yaml:"command_delivery"`
 	// StaleAfter is the heartbeat age at which a node turns STALE.
 	StaleAfter Duration `yaml:"stale_after"`
 	// OfflineAfter is the heartbeat age at which a node turns OFFLINE.
@@ -109,6 +113,7 @@ func Defaults() Config {
 		HeartbeatInterval:    Duration{10 * time.Second},
 		HealthReportInterval: Duration{30 * time.Second},
 		CommandPollTimeout:   Duration{30 * time.Second},
+		CommandDelivery:      "long_poll",
 		StaleAfter:           Duration{30 * time.Second},
 		OfflineAfter:         Duration{90 * time.Second},
 		ProvisionTimeout:     Duration{5 * time.Minute},
@@ -170,6 +175,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")
+	}
+	switch c.CommandDelivery {
+	case "long_poll", "heartbeat":
+	default:
+		return fmt.Errorf("command_delivery: %q is not long_poll or heartbeat", c.CommandDelivery)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -53,6 +53,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad-fraction", "auto_cordon:\n  max_fraction: 1.5", "auto_cordon.max_fraction"},
 		{"bad-level", "log_level: loud", "log_level"},
 		{"bad-events", "events_per_node: 0", "events_per_node"},
+		{"bad-delivery", "command_delivery: carrier_pigeon", "command_delivery"},
 		{"not-yaml", "{{", "yaml"},
 	}
 	for _, row := range rows {

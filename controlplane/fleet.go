@@ -53,6 +53,9 @@ type nodeState struct {
 	wake chan struct{}
 	// stopping is set while a provider stops the node's instance, under mu.
 	stopping bool
+	// pending counts the PENDING commands in open, for heartbeat answers
+	// that must not wait for mu.
+	pending atomic.Int32
 
 	// Heartbeat data, kept compact: a hundred thousand nodes of it must
 	// fit in memory next to everything else.
@@ -74,6 +77,17 @@ func newNodeState(n *fleetv1.Node) *nodeState {
 	ns.node.Store(n)
 	ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_UNKNOWN))
 	return ns
+}
+
+// recount refreshes pending from open. The caller holds mu.
+func (ns *nodeState) recount() {
+	n := 0
+	for _, c := range ns.open {
+		if c.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
+			n++
+		}
+	}
+	ns.pending.Store(int32(n))
 }
 
 func (ns *nodeState) reachability() fleetv1.Reachability {
@@ -172,6 +186,7 @@ func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
 	for _, c := range open {
 		if ns := f.nodes[c.GetNodeId()]; ns != nil {
 			ns.open = append(ns.open, c)
+			ns.recount()
 		}
 	}
 	return f, nil

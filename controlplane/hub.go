@@ -239,6 +239,13 @@ func (h *hub) flush(f *Fleet) {
 		h.hbDirty = make(map[*nodeState]struct{}, len(dirty))
 	}
 	h.hbMu.Unlock()
+	h.mu.Lock()
+	watching := len(h.watchers) > 0
+	h.mu.Unlock()
+	if !watching {
+		// Nobody to tell; a new watcher starts from a snapshot anyway.
+		return
+	}
 
 	var batches []*controlplanev1.HeartbeatBatch
 	batch := &controlplanev1.HeartbeatBatch{}

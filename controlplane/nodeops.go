@@ -45,6 +45,7 @@ func (f *Fleet) nodeLocked(id string, create bool, fn func(ns *nodeState, cur *f
 	}
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
+	defer ns.recount()
 	cur := ns.node.Load()
 	if cur == nil && !create {
 		return status.Errorf(codes.NotFound, "node_id: no node %q", id)
@@ -106,6 +107,7 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 		HealthReportInterval: durationpb.New(f.cfg.HealthReportInterval.Duration),
 		CommandPollTimeout:   durationpb.New(f.cfg.CommandPollTimeout.Duration),
 		Lifecycle:            lifecycle,
+		CommandDelivery:      f.delivery(),
 	}, nil
 }
 
@@ -209,6 +211,14 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 	return n
 }
 
+// delivery is how agents must fetch their commands.
+func (f *Fleet) delivery() nodev1.CommandDelivery {
+	if f.cfg.CommandDelivery == "heartbeat" {
+		return nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
+	}
+	return nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL
+}
+
 // rollupNode sets the node's health from its worst GPU.
 func rollupNode(n *fleetv1.Node) {
 	health := fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN
@@ -290,7 +300,7 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 	} else {
 		f.hub.heartbeat(ns)
 	}
-	return &nodev1.HeartbeatResponse{Lifecycle: ns.node.Load().GetLifecycle()}, nil
+	return &nodev1.HeartbeatResponse{Lifecycle: ns.node.Load().GetLifecycle(), PendingCommands: uint32(max(ns.pending.Load(), 0))}, nil
 }
 
 // setReachability publishes a reachability change as a node upsert.
@@ -541,6 +551,7 @@ func (f *Fleet) NodeCommands(ctx context.Context, nodeID string, wait time.Durat
 					}
 				}
 			}
+			ns.recount()
 			ns.mu.Unlock()
 			return out, err
 		}

@@ -28,7 +28,7 @@ type fleet struct {
 	sims map[string]*simnvml.Backend
 }
 
-func startControlPlane(t *testing.T) *fleet {
+func startControlPlane(t *testing.T, tweak ...func(*controlplane.Config)) *fleet {
 	t.Helper()
 	cfg := controlplane.Defaults()
 	cfg.DataDir = t.TempDir()
@@ -38,6 +38,9 @@ func startControlPlane(t *testing.T) *fleet {
 	cfg.StaleAfter = controlplane.Duration{Duration: 2 * time.Second}
 	cfg.OfflineAfter = controlplane.Duration{Duration: 5 * time.Second}
 	cfg.CommandPollTimeout = controlplane.Duration{Duration: 2 * time.Second}
+	for _, fn := range tweak {
+		fn(&cfg)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -224,4 +227,21 @@ func TestForcedDrainKillsAtDeadline(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the job survived a forced drain")
 	}
+}
+
+// TestHeartbeatDeliveredCommands: with command_delivery heartbeat the agent
+// holds no call open, and a cordon still reaches it within a heartbeat.
+func TestHeartbeatDeliveredCommands(t *testing.T) {
+	f := startControlPlane(t, func(c *controlplane.Config) { c.CommandDelivery = "heartbeat" })
+	f.addNode("node-h")
+	f.waitFor("node-h registered", func() bool { return f.node("node-h") != nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "node-h"}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the agent carried out the cordon", func() bool {
+		cmds := f.node("node-h").GetCommands()
+		return len(cmds) > 0 && cmds[0].GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+	})
 }

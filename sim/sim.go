@@ -81,7 +81,11 @@ type node struct {
 	hbEvery time.Duration
 	rpEvery time.Duration
 	pollFor time.Duration
-	stopped atomic.Bool
+	// longPoll is false in heartbeat delivery, where heartbeats say when to
+	// fetch commands and no goroutine waits per node.
+	longPoll bool
+	fetching atomic.Bool
+	stopped  atomic.Bool
 	rng     *rand.Rand
 }
 
@@ -211,6 +215,7 @@ func (f *Fleet) register(ctx context.Context, n *node) error {
 			n.hbEvery = resp.GetHeartbeatInterval().AsDuration()
 			n.rpEvery = resp.GetHealthReportInterval().AsDuration()
 			n.pollFor = resp.GetCommandPollTimeout().AsDuration()
+			n.longPoll = resp.GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
 			return nil
 		}
 		if status.Code(err) == codes.InvalidArgument || ctx.Err() != nil {
@@ -243,8 +248,10 @@ func (f *Fleet) Run(ctx context.Context) error {
 	}
 	if !f.o.NoCommands {
 		for _, n := range f.nodes {
-			wg.Add(1)
-			go func() { defer wg.Done(); f.commands(ctx, n) }()
+			if n.longPoll {
+				wg.Add(1)
+				go func() { defer wg.Done(); f.commands(ctx, n) }()
+			}
 		}
 	}
 	wg.Wait()
@@ -299,12 +306,18 @@ func (f *Fleet) heartbeatOne(ctx context.Context, n *node) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := n.client.Heartbeat(cctx, req)
+	resp, err := n.client.Heartbeat(cctx, req)
 	if err != nil {
 		f.failed(ctx, n, err)
 		return
 	}
 	f.heartbeat.Add(time.Since(start))
+	if resp.GetPendingCommands() > 0 && !n.longPoll && n.fetching.CompareAndSwap(false, true) {
+		go func() {
+			defer n.fetching.Store(false)
+			f.fetchCommands(ctx, n, 0)
+		}()
+	}
 }
 
 func (f *Fleet) reportOne(ctx context.Context, n *node) {
@@ -383,10 +396,11 @@ func (f *Fleet) chaos(ctx context.Context) {
 			n.gpus[gpu].hot = true
 			n.pending = append(n.pending, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_THERMAL, GpuIndex: int32(gpu), Time: timestamppb.Now(), Value: 92, Message: "temperature 92°C at or past the slowdown threshold of 87°C"})
 			n.mu.Unlock()
+			heal := time.Duration(60+rng.IntN(120)) * time.Second
 			go func() {
 				select {
 				case <-ctx.Done():
-				case <-time.After(time.Duration(60+rng.IntN(120)) * time.Second):
+				case <-time.After(heal):
 					n.mu.Lock()
 					n.gpus[gpu].hot = false
 					n.mu.Unlock()
@@ -406,45 +420,53 @@ func (f *Fleet) chaos(ctx context.Context) {
 	}
 }
 
-// commands long-polls for one node's commands and answers each as an
-// agent with no GPU jobs would.
+// commands long-polls for one node's commands until ctx ends; in heartbeat
+// delivery heartbeatOne fetches them instead.
 func (f *Fleet) commands(ctx context.Context, n *node) {
+	if !n.longPoll {
+		return
+	}
 	for ctx.Err() == nil && !n.stopped.Load() {
-		cctx, cancel := context.WithTimeout(ctx, n.pollFor+10*time.Second)
-		resp, err := n.client.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: n.id, Wait: durationpb.New(n.pollFor)})
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			f.failed(ctx, n, err)
+		if err := f.fetchCommands(ctx, n, n.pollFor); err != nil {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second + time.Duration(rand.IntN(1000))*time.Millisecond):
 			}
-			continue
-		}
-		for _, c := range resp.GetCommands() {
-			msg := "done"
-			switch c.GetType() {
-			case fleetv1.CommandType_COMMAND_TYPE_CORDON:
-				msg = "cordoned: this node takes no new work"
-			case fleetv1.CommandType_COMMAND_TYPE_UNCORDON:
-				msg = "uncordoned: this node takes work again"
-			case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
-				msg = "no GPU processes left"
-			case fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS:
-				msg = fmt.Sprintf("diagnostics: %d checks on %d simulated GPUs passed", 5*len(n.gpus), len(n.gpus))
-			case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
-				msg = "agent stopping"
-				n.stopped.Store(true)
-			}
-			_, _ = n.client.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
-				NodeId: n.id, CommandId: c.GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Message: msg,
-			})
 		}
 	}
+}
+
+// fetchCommands calls GetNodeCommands once and answers each command as an
+// agent with no GPU jobs would.
+func (f *Fleet) fetchCommands(ctx context.Context, n *node, wait time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
+	resp, err := n.client.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: n.id, Wait: durationpb.New(wait)})
+	cancel()
+	if err != nil {
+		f.failed(ctx, n, err)
+		return err
+	}
+	for _, c := range resp.GetCommands() {
+		msg := "done"
+		switch c.GetType() {
+		case fleetv1.CommandType_COMMAND_TYPE_CORDON:
+			msg = "cordoned: this node takes no new work"
+		case fleetv1.CommandType_COMMAND_TYPE_UNCORDON:
+			msg = "uncordoned: this node takes work again"
+		case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
+			msg = "no GPU processes left"
+		case fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS:
+			msg = fmt.Sprintf("diagnostics: %d checks on %d simulated GPUs passed", 5*len(n.gpus), len(n.gpus))
+		case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
+			msg = "agent stopping"
+			n.stopped.Store(true)
+		}
+		_, _ = n.client.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
+			NodeId: n.id, CommandId: c.GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Message: msg,
+		})
+	}
+	return nil
 }
 
 func (g *gpuState) nextPhase(rng *rand.Rand, now time.Time) {

@@ -306,3 +306,25 @@ func TestOverrideErrors(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkJudgeXID(b *testing.B) {
+	p := Default()
+	rep := &Repeats{}
+	b.ReportAllocs()
+	for i := range b.N {
+		g := newGPU()
+		p.Judge(g, xid(uint32([]int{13, 79, 48, 94}[i%4])), rep, t0)
+	}
+}
+
+func BenchmarkObserveCleanSnapshot(b *testing.B) {
+	p := Default()
+	g := newGPU()
+	m := metrics()
+	b.ReportAllocs()
+	for range b.N {
+		if p.Changes(g, m) {
+			b.Fatal("a clean snapshot changes the GPU")
+		}
+	}
+}
