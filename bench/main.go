@@ -32,8 +32,8 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/navarch/navarch/internal/rpcclient"
-	"github.com/navarch/navarch/sim"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	"github.com/navarch/navarch/sim"
 )
 
 func main() {
@@ -90,8 +90,8 @@ func main() {
 }
 
 type bench struct {
-	bin     string
-	window  time.Duration
+	bin        string
+	window     time.Duration
 	pprof      string // control plane profiling address, when profiling
 	profDir    string // where profiles go
 	noCommands bool
@@ -108,19 +108,19 @@ func (b *bench) checkBinaries() error {
 
 // result is one fleet size's figures.
 type result struct {
-	nodes                int
-	delivery             string
-	register             time.Duration
-	rssMiB, peakMiB      float64
-	cpuPercent           float64
-	hbP50, hbP99         time.Duration
-	rpP50, rpP99         time.Duration
-	calls                int64
-	errors               int64
-	xidP50, xidP99       time.Duration
-	snapshot             time.Duration
-	restart              time.Duration
-	restartRSS           float64
+	nodes           int
+	delivery        string
+	register        time.Duration
+	rssMiB, peakMiB float64
+	cpuPercent      float64
+	hbP50, hbP99    time.Duration
+	rpP50, rpP99    time.Duration
+	calls           int64
+	errors          int64
+	xidP50, xidP99  time.Duration
+	snapshot        time.Duration
+	restart         time.Duration
+	restartRSS      float64
 }
 
 type agentResult struct {

@@ -86,7 +86,7 @@ type node struct {
 	longPoll bool
 	fetching atomic.Bool
 	stopped  atomic.Bool
-	rng     *rand.Rand
+	rng      *rand.Rand
 }
 
 // gpuState is a GPU in a handful of bytes.
