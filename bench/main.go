@@ -116,12 +116,10 @@ type result struct {
 	genPercent      float64 // the load generator's own CPU
 	hbP50, hbP99    time.Duration
 	rpP50, rpP99    time.Duration
-	calls           int64
 	errors          int64
 	xidP50, xidP99  time.Duration
 	snapshot        time.Duration
 	restart         time.Duration
-	restartRSS      float64
 }
 
 type agentResult struct {
@@ -313,7 +311,6 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 	hb := fleet.HeartbeatLatencies().Quantiles(0.5, 0.99)
 	rp := fleet.ReportLatencies().Quantiles(0.5, 0.99)
 	r.hbP50, r.hbP99, r.rpP50, r.rpP99 = hb[0], hb[1], rp[0], rp[1]
-	r.calls = fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()
 	r.errors = fleet.Errors() - errsBefore
 	xq := quantiles(xids, 0.5, 0.99)
 	r.xidP50, r.xidP99 = xq[0], xq[1]
@@ -337,7 +334,6 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 		return r, err
 	}
 	r.restart = restart
-	r.restartRSS, _ = rssMiB(cp2.cmd.Process.Pid)
 	cp = cp2
 	return r, nil
 }
