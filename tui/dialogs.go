@@ -107,7 +107,7 @@ func (f *form) value(i int) string { return strings.TrimSpace(f.inputs[i].Value(
 func (f *form) handle(k tea.KeyPressMsg) (submitted bool, cmd tea.Cmd) {
 	keys := &f.d.keys
 	switch {
-	case k.String() == "enter":
+	case key.Matches(k, keys.Submit):
 		if f.focus < len(f.inputs)-1 {
 			f.setFocus(f.focus + 1)
 			return false, nil
@@ -121,15 +121,13 @@ func (f *form) handle(k tea.KeyPressMsg) (submitted bool, cmd tea.Cmd) {
 		return false, nil
 	}
 	if on, isToggle := f.toggle[f.focus]; isToggle {
-		switch k.String() {
-		case "space", "x", "y", "n", "left", "right":
+		switch {
+		case key.Matches(k, keys.Yes):
+			f.toggle[f.focus] = true
+		case key.Matches(k, keys.No):
+			f.toggle[f.focus] = false
+		case key.Matches(k, keys.Toggle):
 			f.toggle[f.focus] = !on
-			if k.String() == "y" {
-				f.toggle[f.focus] = true
-			}
-			if k.String() == "n" {
-				f.toggle[f.focus] = false
-			}
 		}
 		return false, nil
 	}
@@ -189,7 +187,7 @@ func newDrainDialog(d *deps, targets []string, what string) *drainDialog {
 }
 
 func (dd *drainDialog) update(k tea.KeyPressMsg) (dialog, tea.Cmd) {
-	if k.String() == "esc" {
+	if key.Matches(k, dd.d.keys.Dismiss) {
 		return nil, func() tea.Msg { return actionDoneMsg{text: "drain cancelled"} }
 	}
 	submitted, cmd := dd.handle(k)
@@ -235,7 +233,7 @@ func newProvisionDialog(d *deps, providers []string) *provisionDialog {
 }
 
 func (pd *provisionDialog) update(k tea.KeyPressMsg) (dialog, tea.Cmd) {
-	if k.String() == "esc" {
+	if key.Matches(k, pd.d.keys.Dismiss) {
 		return nil, func() tea.Msg { return actionDoneMsg{text: "provisioning cancelled"} }
 	}
 	submitted, cmd := pd.handle(k)
@@ -304,12 +302,12 @@ func (fi *filterInput) open(target viewID) {
 }
 
 func (fi *filterInput) update(k tea.KeyPressMsg, m *Model) {
-	switch k.String() {
-	case "enter":
+	switch {
+	case key.Matches(k, fi.d.keys.Submit):
 		fi.active = false
 		fi.input.Blur()
 		return
-	case "esc":
+	case key.Matches(k, fi.d.keys.Dismiss):
 		fi.active = false
 		fi.input.Blur()
 		fi.input.SetValue("")
@@ -356,19 +354,20 @@ func (p *palette) open() {
 }
 
 func (p *palette) update(k tea.KeyPressMsg, m *Model) tea.Cmd {
-	switch k.String() {
-	case "esc":
+	keys := &p.d.keys
+	switch {
+	case key.Matches(k, keys.Dismiss):
 		p.active = false
 		p.input.Blur()
 		return nil
-	case "up":
+	case key.Matches(k, keys.Older):
 		if p.pos > 0 {
 			p.pos--
 			p.input.SetValue(p.history[p.pos])
 			p.input.CursorEnd()
 		}
 		return nil
-	case "down":
+	case key.Matches(k, keys.Newer):
 		if p.pos < len(p.history)-1 {
 			p.pos++
 			p.input.SetValue(p.history[p.pos])
@@ -378,7 +377,7 @@ func (p *palette) update(k tea.KeyPressMsg, m *Model) tea.Cmd {
 		}
 		p.input.CursorEnd()
 		return nil
-	case "enter":
+	case key.Matches(k, keys.Submit):
 		cmd := strings.TrimSpace(p.input.Value())
 		p.active = false
 		p.input.Blur()

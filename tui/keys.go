@@ -12,6 +12,8 @@ type KeyMap struct {
 	Provision, Diagnose                     key.Binding
 	Nodes, Events                           key.Binding
 	Confirm, Cancel, Next, Prev, Submit     key.Binding
+	// Used inside dialogs and prompts.
+	Dismiss, Toggle, Yes, No, Older, Newer, Interrupt key.Binding
 }
 
 // DefaultKeyMap follows k9s conventions.
@@ -49,6 +51,13 @@ func DefaultKeyMap() KeyMap {
 		Next:        b("tab", "next field", "tab", "down"),
 		Prev:        b("shift+tab", "previous field", "shift+tab", "up"),
 		Submit:      b("enter", "submit", "enter"),
+		Dismiss:     b("esc", "close", "esc"),
+		Toggle:      b("space", "toggle", "space", "x", "left", "right"),
+		Yes:         b("y", "yes", "y", "Y"),
+		No:          b("n", "no", "n", "N"),
+		Older:       b("↑", "older command", "up"),
+		Newer:       b("↓", "newer command", "down"),
+		Interrupt:   b("ctrl+c", "quit", "ctrl+c"),
 	}
 }
 

@@ -256,7 +256,7 @@ func (m *Model) onDisconnected(msg disconnectedMsg) {
 // current view, then the global keys.
 func (m *Model) onKey(k tea.KeyPressMsg) tea.Cmd {
 	keys := &m.d.keys
-	if k.String() == "ctrl+c" {
+	if key.Matches(k, keys.Interrupt) {
 		m.quitting = true
 		return nil
 	}
