@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/navarch/navarch/agent"
 	"github.com/navarch/navarch/agent/simnvml"
 	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -30,40 +30,17 @@ type fleet struct {
 
 func startControlPlane(t *testing.T, tweak ...func(*controlplane.Config)) *fleet {
 	t.Helper()
-	cfg := controlplane.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
-	cfg.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
-	cfg.StaleAfter = controlplane.Duration{Duration: 2 * time.Second}
-	cfg.OfflineAfter = controlplane.Duration{Duration: 5 * time.Second}
-	cfg.CommandPollTimeout = controlplane.Duration{Duration: 2 * time.Second}
-	for _, fn := range tweak {
-		fn(&cfg)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
+	cp := cptest.Start(t, cptest.Options{Config: func(cfg *controlplane.Config) {
+		cfg.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
+		cfg.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
+		cfg.StaleAfter = controlplane.Duration{Duration: 2 * time.Second}
+		cfg.OfflineAfter = controlplane.Duration{Duration: 5 * time.Second}
+		cfg.CommandPollTimeout = controlplane.Duration{Duration: 2 * time.Second}
+		for _, fn := range tweak {
+			fn(cfg)
 		}
-	})
-	conn, err := rpcclient.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &fleet{t: t, addr: lis.Addr().String(), ops: controlplanev1.NewControlPlaneServiceClient(conn), sims: map[string]*simnvml.Backend{}}
+	}})
+	return &fleet{t: t, addr: cp.Addr, ops: cp.Ops, sims: map[string]*simnvml.Backend{}}
 }
 
 // addNode runs a real agent with simulated GPUs in this process.

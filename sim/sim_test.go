@@ -2,46 +2,27 @@ package sim
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/navarch/navarch/controlplane"
-	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/cptest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 func controlPlane(t *testing.T) (string, controlplanev1.ControlPlaneServiceClient) {
 	t.Helper()
-	cfg := controlplane.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
-	cfg.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
-	cfg.StaleAfter = controlplane.Duration{Duration: 2 * time.Second}
-	cfg.OfflineAfter = controlplane.Duration{Duration: 4 * time.Second}
-	cfg.CommandPollTimeout = controlplane.Duration{Duration: 2 * time.Second}
-	off := false
-	cfg.AutoCordon.Enabled = &off
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	conn, err := rpcclient.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return lis.Addr().String(), controlplanev1.NewControlPlaneServiceClient(conn)
+	cp := cptest.Start(t, cptest.Options{Config: func(cfg *controlplane.Config) {
+		cfg.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
+		cfg.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
+		cfg.StaleAfter = controlplane.Duration{Duration: 2 * time.Second}
+		cfg.OfflineAfter = controlplane.Duration{Duration: 4 * time.Second}
+		cfg.CommandPollTimeout = controlplane.Duration{Duration: 2 * time.Second}
+		off := false
+		cfg.AutoCordon.Enabled = &off
+	}})
+	return cp.Addr, cp.Ops
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -12,7 +12,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -86,35 +86,14 @@ func (p *proxy) setDown(down bool) {
 // the console is away, and on reconnect the console resumes from its
 // revision and receives exactly those changes, without a new snapshot.
 func TestWatcherReconnectsAndResumes(t *testing.T) {
-	cfg := controlplane.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, lis) }()
-	defer func() { stop(); <-served }()
-
-	direct, err := rpcclient.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
-	nodeAPI := nodev1.NewNodeServiceClient(direct)
-	ops := controlplanev1.NewControlPlaneServiceClient(direct)
+	cp := cptest.Start(t, cptest.Options{})
+	nodeAPI, ops := cp.Nodes, cp.Ops
 	ctx := context.Background()
 	if _, err := nodeAPI.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 
-	p := newProxy(t, lis.Addr().String())
+	p := newProxy(t, cp.Addr)
 	viaProxy, err := rpcclient.Dial(p.lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -177,14 +177,11 @@ func runProvision(ctx context.Context, server string, args []string, env Env) er
 	if *chaos > 0 {
 		req.ChaosInterval = durationpb.New(*chaos)
 	}
-	c, closeConn, err := client(server)
-	if err != nil {
+	var resp *controlplanev1.ProvisionNodesResponse
+	err = call(ctx, server, 2*callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+		resp, err = c.ProvisionNodes(ctx, req)
 		return err
-	}
-	defer closeConn()
-	cctx, cancel := context.WithTimeout(ctx, 2*callTimeout)
-	defer cancel()
-	resp, err := c.ProvisionNodes(cctx, req)
+	})
 	if err != nil {
 		return err
 	}

@@ -176,6 +176,19 @@ func client(server string) (controlplanev1.ControlPlaneServiceClient, func(), er
 	return controlplanev1.NewControlPlaneServiceClient(conn), func() { _ = conn.Close() }, nil
 }
 
+// call dials the control plane and runs fn with a context bounded by
+// timeout.
+func call(ctx context.Context, server string, timeout time.Duration, fn func(context.Context, controlplanev1.ControlPlaneServiceClient) error) error {
+	c, closeConn, err := client(server)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return fn(cctx, c)
+}
+
 // callTimeout bounds one scripted call.
 const callTimeout = 15 * time.Second
 

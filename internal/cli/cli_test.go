@@ -9,8 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/navarch/navarch/controlplane"
-	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/cptest"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -18,40 +17,20 @@ import (
 // server runs a real control plane with two registered nodes.
 func server(t *testing.T) string {
 	t.Helper()
-	cfg := controlplane.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	addr := lis.Addr().String()
-	conn, err := rpcclient.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	node := nodev1.NewNodeServiceClient(conn)
+	cp := cptest.Start(t, cptest.Options{})
+	ctx := context.Background()
 	for _, id := range []string{"gpu-1", "gpu-2"} {
 		gpus := []*fleetv1.Gpu{{Index: 0, Uuid: "GPU-" + id + "-0"}, {Index: 1, Uuid: "GPU-" + id + "-1"}}
-		if _, err := node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: gpus, Labels: map[string]string{"zone": "a"}}); err != nil {
+		if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: gpus, Labels: map[string]string{"zone": "a"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "gpu-2", Events: []*fleetv1.HealthEvent{
+	if _, err := cp.Nodes.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "gpu-2", Events: []*fleetv1.HealthEvent{
 		{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, GpuIndex: 1},
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	return addr
+	return cp.Addr
 }
 
 func navarch(t *testing.T, args ...string) (int, string, string) {

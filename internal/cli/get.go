@@ -184,14 +184,11 @@ func getNode(ctx context.Context, server string, args []string, env Env) error {
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	c, closeConn, err := client(server)
-	if err != nil {
+	var resp *controlplanev1.GetNodeResponse
+	err = call(ctx, server, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+		resp, err = c.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: pos[0], EventLimit: uint32(*events)})
 		return err
-	}
-	defer closeConn()
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.GetNode(cctx, &controlplanev1.GetNodeRequest{NodeId: pos[0], EventLimit: uint32(*events)})
+	})
 	if err != nil {
 		return err
 	}
@@ -300,14 +297,11 @@ func getEvents(ctx context.Context, server string, args []string, env Env) error
 		}
 		req.MinHealth = v
 	}
-	c, closeConn, err := client(server)
-	if err != nil {
+	var resp *controlplanev1.ListEventsResponse
+	err = call(ctx, server, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+		resp, err = c.ListEvents(ctx, req)
 		return err
-	}
-	defer closeConn()
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.ListEvents(cctx, req)
+	})
 	if err != nil {
 		return err
 	}
@@ -330,14 +324,11 @@ func getStatus(ctx context.Context, server string, args []string, env Env) error
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	c, closeConn, err := client(server)
-	if err != nil {
+	var resp *controlplanev1.GetFleetStatusResponse
+	err = call(ctx, server, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+		resp, err = c.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
 		return err
-	}
-	defer closeConn()
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := c.GetFleetStatus(cctx, &controlplanev1.GetFleetStatusRequest{})
+	})
 	if err != nil {
 		return err
 	}

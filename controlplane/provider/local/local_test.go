@@ -3,7 +3,6 @@ package local_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/provider/local"
-	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/cptest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -48,43 +47,16 @@ type env struct {
 // agent processes.
 func start(t *testing.T, agent string) *env {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	prov, err := local.New(local.Options{AgentBinary: agent, Server: lis.Addr().String(), LogDir: filepath.Join(dir, "agents"), StopGrace: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := controlplane.Defaults()
-	cfg.DataDir = dir
-	cfg.Listen = lis.Addr().String()
-	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg, Providers: []controlplane.Provider{prov}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	conn, err := rpcclient.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, prov: prov, ops: controlplanev1.NewControlPlaneServiceClient(conn)}
-	stopped := false
-	e.stop = func() {
-		if stopped {
-			return
+	e := &env{t: t}
+	cp := cptest.Start(t, cptest.Options{Providers: func(addr string) []controlplane.Provider {
+		prov, err := local.New(local.Options{AgentBinary: agent, Server: addr, LogDir: filepath.Join(t.TempDir(), "agents"), StopGrace: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
 		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		_ = conn.Close()
-	}
-	t.Cleanup(e.stop)
+		e.prov = prov
+		return []controlplane.Provider{prov}
+	}})
+	e.ops, e.stop = cp.Ops, cp.Stop
 	return e
 }
 
