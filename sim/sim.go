@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/simload"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -89,14 +90,12 @@ type node struct {
 	rng      *rand.Rand
 }
 
-// gpuState is a GPU in a handful of bytes.
+// gpuState is a GPU in a few dozen bytes.
 type gpuState struct {
-	util, target, temp float32
-	hot                bool // a thermal fault holds it at the slowdown threshold
-	dbe                bool
-	lost               bool
-	phaseEnd           time.Time
-	updated            time.Time
+	load simload.GPU
+	hot  bool // a thermal fault holds it at the slowdown threshold
+	dbe  bool
+	lost bool
 }
 
 // New dials the control plane and prepares the nodes.
@@ -140,8 +139,7 @@ func New(o Options) (*Fleet, error) {
 			rng:    rand.New(rand.NewPCG(uint64(i), 0x5eed)),
 		}
 		for g := range n.gpus {
-			n.gpus[g] = gpuState{temp: 32, updated: now}
-			n.gpus[g].nextPhase(n.rng, now)
+			n.gpus[g].load.Start(n.rng, now, false)
 		}
 		f.nodes = append(f.nodes, n)
 	}
@@ -469,37 +467,11 @@ func (f *Fleet) fetchCommands(ctx context.Context, n *node, wait time.Duration) 
 	return nil
 }
 
-func (g *gpuState) nextPhase(rng *rand.Rand, now time.Time) {
-	if g.target < 50 {
-		g.target = 75 + rng.Float32()*25
-	} else if rng.Float32() < 0.3 {
-		g.target = rng.Float32() * 5
-	} else {
-		g.target = 60 + rng.Float32()*40
-	}
-	g.phaseEnd = now.Add(time.Duration(30+rng.IntN(240)) * time.Second)
-}
-
-// advance moves a GPU's workload on to now: utilisation heads for its
-// target, temperature follows utilisation.
-func (g *gpuState) advance(rng *rand.Rand, now time.Time) {
-	dt := float32(now.Sub(g.updated).Seconds())
-	if dt <= 0 {
-		return
-	}
-	g.updated = now
-	if now.After(g.phaseEnd) {
-		g.nextPhase(rng, now)
-	}
-	g.util += (g.target - g.util) * min(1, dt/5)
-	g.temp += (32 + g.util*0.45 - g.temp) * min(1, dt/20)
-}
-
 func (g *gpuState) temperature() uint32 {
 	if g.hot {
 		return 92
 	}
-	return uint32(g.temp)
+	return uint32(g.load.Temp)
 }
 
 func (n *node) samples(now time.Time) []*fleetv1.GpuSample {
@@ -511,10 +483,10 @@ func (n *node) samples(now time.Time) []*fleetv1.GpuSample {
 		if g.lost {
 			continue
 		}
-		g.advance(n.rng, now)
+		g.load.Advance(n.rng, now)
 		out = append(out, &fleetv1.GpuSample{
-			GpuIndex: uint32(i), UtilizationGpuPercent: uint32(g.util), TemperatureCelsius: g.temperature(),
-			PowerUsageMilliwatts: uint32(70000 + 630000*g.util/100*0.92), MemoryUsedBytes: uint64(g.util) * (700 << 20),
+			GpuIndex: uint32(i), UtilizationGpuPercent: uint32(g.load.Util), TemperatureCelsius: g.temperature(),
+			PowerUsageMilliwatts: g.load.PowerMilliwatts(), MemoryUsedBytes: uint64(g.load.Util) * (700 << 20),
 		})
 	}
 	return out
@@ -529,11 +501,11 @@ func (n *node) metrics(now time.Time) []*fleetv1.GpuMetrics {
 		if g.lost {
 			continue
 		}
-		g.advance(n.rng, now)
+		g.load.Advance(n.rng, now)
 		m := &fleetv1.GpuMetrics{
 			GpuIndex: uint32(i), Time: timestamppb.New(now), TemperatureCelsius: g.temperature(),
-			UtilizationGpuPercent: uint32(g.util), PowerUsageMilliwatts: uint32(70000 + 630000*g.util/100*0.92),
-			MemoryUsedBytes: uint64(g.util) * (700 << 20), SmClockMhz: 1980, MemoryClockMhz: 2619,
+			UtilizationGpuPercent: uint32(g.load.Util), PowerUsageMilliwatts: g.load.PowerMilliwatts(),
+			MemoryUsedBytes: uint64(g.load.Util) * (700 << 20), SmClockMhz: 1980, MemoryClockMhz: 2619,
 			Ecc: &fleetv1.EccCounts{}, RowRemap: &fleetv1.RowRemapState{}, Unsupported: []string{"retired_pages"},
 		}
 		if g.dbe {

@@ -25,15 +25,13 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/navarch/navarch/internal/faultspec"
+	"github.com/navarch/navarch/internal/simload"
 )
 
 // H100 figures the simulation uses.
 const (
-	slowdownTemp   = 87    // °C
-	shutdownTemp   = 92    // °C
-	powerLimit     = 700e3 // mW
-	idlePower      = 70e3  // mW
-	ambientTemp    = 32.0  // °C
+	slowdownTemp   = 87 // °C
+	shutdownTemp   = 92 // °C
 	nvlinkCount    = 18
 	smClockMax     = 1980
 	smClockIdle    = 345
@@ -91,13 +89,13 @@ func New(o Options) *Backend {
 	b := &Backend{Server: srv, clock: o.Clock, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	now := o.Clock.Now()
 	for i, d := range srv.Devices {
-		dev := &Device{Device: d.(*server.Device), backend: b, index: i, updated: now, idle: o.Idle}
+		dev := &Device{Device: d.(*server.Device), backend: b, index: i}
 		dev.links = make([]bool, nvlinkCount)
 		for l := range dev.links {
 			dev.links[l] = true
 		}
 		dev.serial = serialOf(i, seed)
-		dev.nextPhase(b.rng, now)
+		dev.load.Start(b.rng, now, o.Idle)
 		b.devices = append(b.devices, dev)
 		srv.Devices[i] = dev
 	}
@@ -285,12 +283,7 @@ type Device struct {
 	mu         sync.Mutex
 	eventSets  []*eventSet
 	serial     string
-	idle       bool
-	updated    time.Time
-	util       float64 // %
-	temp       float64 // °C
-	target     float64 // utilisation the workload heads for
-	phaseEnd   time.Time
+	load       simload.GPU
 	forcedTemp float64 // °C; 0 when no thermal fault
 	lost       bool
 
@@ -311,42 +304,14 @@ func (d *Device) AttachProcess(pid uint32) {
 	d.pids = append(d.pids, pid)
 }
 
-func (d *Device) nextPhase(rng *rand.Rand, now time.Time) {
-	if d.idle {
-		d.target = 0
-		d.phaseEnd = now.Add(time.Hour)
-		return
-	}
-	if d.target < 50 {
-		d.target = 75 + rng.Float64()*25
-	} else if rng.Float64() < 0.3 {
-		d.target = rng.Float64() * 5
-	} else {
-		d.target = 60 + rng.Float64()*40
-	}
-	d.phaseEnd = now.Add(time.Duration(30+rng.IntN(240)) * time.Second)
-}
-
 // advance moves the workload on to now. The caller holds d.mu.
 func (d *Device) advance() {
 	now := d.backend.clock.Now()
-	dt := now.Sub(d.updated).Seconds()
-	if dt <= 0 {
-		return
-	}
-	d.updated = now
-	if now.After(d.phaseEnd) {
-		d.backend.mu.Lock()
-		d.nextPhase(d.backend.rng, now)
-		d.backend.mu.Unlock()
-	}
-	d.util += (d.target - d.util) * (1 - math.Exp(-dt/5))
-	eq := ambientTemp + d.util*0.45
-	if d.temp == 0 {
-		d.temp = eq
-	}
-	d.temp += (eq - d.temp) * (1 - math.Exp(-dt/20))
-	if d.util > 50 && rand.Float64() < dt/600 {
+	d.backend.mu.Lock()
+	dt := d.load.Advance(d.backend.rng, now)
+	d.backend.mu.Unlock()
+	// A busy GPU sees a corrected ECC error every ten minutes or so.
+	if d.load.Util > 50 && rand.Float64() < dt/600 {
 		d.eccVolatileCorr++
 		d.eccAggregateCorr++
 	}
@@ -381,7 +346,7 @@ func (d *Device) currentTemp() uint32 {
 	if d.forcedTemp > 0 {
 		return uint32(d.forcedTemp)
 	}
-	return uint32(math.Round(d.temp))
+	return uint32(math.Round(float64(d.load.Temp)))
 }
 
 // GetUUID returns the GPU's UUID.
@@ -426,8 +391,8 @@ func (d *Device) GetMemoryInfo() (nvml.Memory, nvml.Return) {
 	ret := d.read(func() {
 		m.Total = d.MemoryInfo.Total
 		used := uint64(0)
-		if d.util > 10 {
-			used = min(uint64(memoryPerJobGB<<30)+uint64(d.util)*(64<<20), m.Total)
+		if d.load.Util > 10 {
+			used = min(uint64(memoryPerJobGB<<30)+uint64(d.load.Util)*(64<<20), m.Total)
 		}
 		m.Used = used + 512<<20
 		m.Free = m.Total - m.Used
@@ -457,14 +422,14 @@ func (d *Device) GetTemperatureThreshold(t nvml.TemperatureThresholds) (uint32, 
 // GetPowerUsage returns the power draw in milliwatts.
 func (d *Device) GetPowerUsage() (uint32, nvml.Return) {
 	var v uint32
-	ret := d.read(func() { v = uint32(idlePower + (powerLimit-idlePower)*d.util/100*0.92) })
+	ret := d.read(func() { v = d.load.PowerMilliwatts() })
 	return v, ret
 }
 
 // GetEnforcedPowerLimit returns the power limit in milliwatts.
 func (d *Device) GetEnforcedPowerLimit() (uint32, nvml.Return) {
 	var v uint32
-	ret := d.read(func() { v = powerLimit })
+	ret := d.read(func() { v = simload.PowerLimitMilliwatts })
 	return v, ret
 }
 
@@ -472,8 +437,8 @@ func (d *Device) GetEnforcedPowerLimit() (uint32, nvml.Return) {
 func (d *Device) GetUtilizationRates() (nvml.Utilization, nvml.Return) {
 	var u nvml.Utilization
 	ret := d.read(func() {
-		u.Gpu = uint32(math.Round(min(d.util, 100)))
-		u.Memory = uint32(math.Round(min(d.util*0.6, 100)))
+		u.Gpu = uint32(math.Round(float64(min(d.load.Util, 100))))
+		u.Memory = uint32(math.Round(float64(min(d.load.Util*0.6, 100))))
 	})
 	return u, ret
 }
@@ -486,7 +451,7 @@ func (d *Device) GetClockInfo(t nvml.ClockType) (uint32, nvml.Return) {
 		case nvml.CLOCK_MEM:
 			v = memClock
 		default:
-			v = uint32(smClockIdle + (smClockMax-smClockIdle)*min(d.util/60, 1))
+			v = uint32(smClockIdle + (smClockMax-smClockIdle)*min(d.load.Util/60, 1))
 			if d.forcedTemp >= slowdownTemp {
 				v = v * 6 / 10
 			}
@@ -499,7 +464,7 @@ func (d *Device) GetClockInfo(t nvml.ClockType) (uint32, nvml.Return) {
 func (d *Device) GetCurrentClocksEventReasons() (uint64, nvml.Return) {
 	var v uint64
 	ret := d.read(func() {
-		if d.util < 5 {
+		if d.load.Util < 5 {
 			v |= nvml.ClocksEventReasonGpuIdle
 		}
 		if d.forcedTemp >= slowdownTemp {

@@ -8,6 +8,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/navarch/navarch/internal/faultspec"
+	"github.com/navarch/navarch/internal/simload"
 )
 
 func TestIsAnNVMLServer(t *testing.T) {
@@ -55,7 +56,7 @@ func TestTelemetryFollowsTheWorkload(t *testing.T) {
 		u, _ := d.GetUtilizationRates()
 		tc, _ := d.GetTemperature(nvml.TEMPERATURE_GPU)
 		p, _ := d.GetPowerUsage()
-		if u.Gpu > 100 || tc < 25 || tc >= slowdownTemp || p > powerLimit || p < idlePower {
+		if u.Gpu > 100 || tc < 25 || tc >= slowdownTemp || p > simload.PowerLimitMilliwatts || p < simload.IdlePowerMilliwatts {
 			t.Fatalf("implausible: util %d temp %d power %d", u.Gpu, tc, p)
 		}
 	}

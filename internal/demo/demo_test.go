@@ -1,0 +1,125 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/sim"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "navarch-demo-test")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	for _, cmd := range []string{"navarch-controlplane", "navarch-agent"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "github.com/navarch/navarch/cmd/"+cmd).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", cmd, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// console stands in for the operator: it waits for the fleet, checks it,
+// and quits.
+func console(t *testing.T, want int, check func(*controlplanev1.ListNodesResponse)) func(context.Context, string, bool) error {
+	return func(ctx context.Context, server string, readOnly bool) error {
+		conn, err := rpcclient.Dial(server)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ops := controlplanev1.NewControlPlaneServiceClient(conn)
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			list, err := ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{Lifecycle: []fleetv1.LifecycleState{fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED}})
+			if err == nil && int(list.GetTotalSize()) == want {
+				check(list)
+				return nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return fmt.Errorf("the demo fleet never reached %d nodes", want)
+	}
+}
+
+func agentsRunning(t *testing.T) int {
+	out, _ := exec.Command("pgrep", "-f", filepath.Join(binDir, "navarch-")).Output()
+	return len(strings.Fields(string(out)))
+}
+
+// TestDemoRunsAndCleansUp runs the demo with real processes, lets the
+// stand-in console see the fleet, quits, and checks nothing is left.
+func TestDemoRunsAndCleansUp(t *testing.T) {
+	dataDir := t.TempDir()
+	o := Options{Nodes: 3, GPUs: 2, DataDir: dataDir, BinDir: binDir, FaultEvery: time.Second, Stdout: io.Discard, Stderr: io.Discard}
+	o.Console = console(t, 3, func(list *controlplanev1.ListNodesResponse) {
+		for _, n := range list.GetNodes() {
+			if n.GetProvider() != "local" || len(n.GetGpus()) != 2 || n.GetLabels()["pool"] != "demo" {
+				t.Errorf("demo node %v", n)
+			}
+		}
+	})
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if n := agentsRunning(t); n != 0 {
+		t.Fatalf("%d demo processes left running", n)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "store")); err != nil {
+		t.Fatalf("no store: %v", err)
+	}
+	// A second run starts clean: the fleet is new, not resumed.
+	o.Console = console(t, 3, func(*controlplanev1.ListNodesResponse) {})
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLargeDemoRunsInProcess(t *testing.T) {
+	o := Options{Nodes: 40, GPUs: 2, DataDir: t.TempDir(), BinDir: binDir, Stdout: io.Discard, Stderr: io.Discard}
+	o.InProcess = func(ctx context.Context, server string, n, gpus int, faultEvery time.Duration) error {
+		f, err := sim.New(sim.Options{Server: server, Nodes: n, GPUs: gpus})
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Run(ctx)
+	}
+	o.Console = console(t, 40, func(*controlplanev1.ListNodesResponse) {})
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if n := agentsRunning(t); n != 0 {
+		t.Fatalf("%d demo processes left running", n)
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	var o Options
+	if err := ParseArgs([]string{"--nodes", "500", "--keep"}, &o); err != nil || o.Nodes != 500 || !o.Keep {
+		t.Fatalf("%+v %v", o, err)
+	}
+	for _, bad := range [][]string{{"--nodes", "0"}, {"--nodes", "5000"}, {"--gpus", "99"}, {"extra"}, {"--bogus"}} {
+		if err := ParseArgs(bad, &Options{}); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

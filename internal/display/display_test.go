@@ -1,0 +1,73 @@
+package display
+
+import (
+	"testing"
+	"time"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+func TestNames(t *testing.T) {
+	rows := []struct{ got, want string }{
+		{Lifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED), "CORDONED"},
+		{Lifecycle(0), "-"},
+		{Health(fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED), "DEGRADED"},
+		{Reachability(fleetv1.Reachability_REACHABILITY_STALE), "STALE"},
+		{CommandType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "DRAIN"},
+		{CommandStatus(fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED), "SUCCEEDED"},
+		{Remedy(fleetv1.Remedy_REMEDY_REBOOT_NODE), "drain, reboot node"},
+		{Remedy(fleetv1.Remedy_REMEDY_UNSPECIFIED), ""},
+		{EventKind(&fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79}), "XID 79"},
+		{EventKind(&fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING}), "row-remap-pending"},
+		{GPU(3), "gpu3"},
+		{GPU(-1), "node"},
+		{Bytes(80 << 30), "80.0 GiB"},
+		{Bytes(512), "512 B"},
+		{Labels(map[string]string{"zone": "a", "pool": "b"}), "pool=b,zone=a"},
+	}
+	for _, r := range rows {
+		if r.got != r.want {
+			t.Errorf("got %q, want %q", r.got, r.want)
+		}
+	}
+}
+
+func TestAge(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	rows := map[time.Duration]string{
+		3 * time.Second: "3s", 90 * time.Second: "1m", 3 * time.Hour: "3h", 72 * time.Hour: "3d", -time.Second: "0s",
+	}
+	for ago, want := range rows {
+		if got := Age(now.Add(-ago), now); got != want {
+			t.Errorf("%s ago: %q, want %q", ago, got, want)
+		}
+	}
+	if Age(time.Time{}, now) != "-" {
+		t.Error("zero time is not -")
+	}
+}
+
+func TestParse(t *testing.T) {
+	if l, ok := ParseLifecycle("provision-failed"); !ok || l != fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED {
+		t.Errorf("lifecycle: %v %v", l, ok)
+	}
+	if _, ok := ParseLifecycle("unspecified"); ok {
+		t.Error("unspecified parsed")
+	}
+	if h, ok := ParseHealth("Unhealthy"); !ok || h != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Errorf("health: %v %v", h, ok)
+	}
+	if r, ok := ParseReachability("offline"); !ok || r != fleetv1.Reachability_REACHABILITY_OFFLINE {
+		t.Errorf("reachability: %v %v", r, ok)
+	}
+	samples := []*fleetv1.GpuSample{{UtilizationGpuPercent: 50, TemperatureCelsius: 60}, {UtilizationGpuPercent: 100, TemperatureCelsius: 80}}
+	if u, ok := Utilization(samples); !ok || u != 75 {
+		t.Errorf("utilization %d", u)
+	}
+	if h, ok := Hottest(samples); !ok || h != 80 {
+		t.Errorf("hottest %d", h)
+	}
+	if _, ok := Utilization(nil); ok {
+		t.Error("utilization of nothing")
+	}
+}

@@ -1,0 +1,79 @@
+// Package simload is the simulated workload behind a simulated GPU, shared
+// by the simulated NVML and the fleet simulator: utilisation heads for a
+// target that changes in phases, as jobs start and end, and temperature and
+// power follow utilisation.
+package simload
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// H100 figures.
+const (
+	// AmbientTemp is an idle GPU's temperature, in degrees Celsius.
+	AmbientTemp = 32.0
+	// IdlePowerMilliwatts is an idle GPU's power draw.
+	IdlePowerMilliwatts = 70e3
+	// PowerLimitMilliwatts is the enforced power limit.
+	PowerLimitMilliwatts = 700e3
+)
+
+// GPU is one GPU's workload. The zero value is a cold, idle GPU; Start
+// gives it its first phase.
+type GPU struct {
+	Util     float32 // percent
+	Temp     float32 // degrees Celsius
+	target   float32
+	phaseEnd time.Time
+	updated  time.Time
+	idle     bool
+}
+
+// Start sets the GPU going at now; an idle GPU stays idle.
+func (g *GPU) Start(rng *rand.Rand, now time.Time, idle bool) {
+	g.idle = idle
+	g.updated = now
+	g.Temp = AmbientTemp
+	g.nextPhase(rng, now)
+}
+
+func (g *GPU) nextPhase(rng *rand.Rand, now time.Time) {
+	switch {
+	case g.idle:
+		g.target = 0
+		g.phaseEnd = now.Add(time.Hour)
+		return
+	case g.target < 50:
+		g.target = 75 + rng.Float32()*25
+	case rng.Float32() < 0.3:
+		g.target = rng.Float32() * 5
+	default:
+		g.target = 60 + rng.Float32()*40
+	}
+	g.phaseEnd = now.Add(time.Duration(30+rng.IntN(240)) * time.Second)
+}
+
+// Advance moves the workload on to now: utilisation closes on its target
+// within seconds, temperature within tens of seconds. rng picks the next
+// phase when one ends. It returns the seconds that passed.
+func (g *GPU) Advance(rng *rand.Rand, now time.Time) float64 {
+	dt := now.Sub(g.updated).Seconds()
+	if dt <= 0 {
+		return 0
+	}
+	g.updated = now
+	if now.After(g.phaseEnd) {
+		g.nextPhase(rng, now)
+	}
+	g.Util += (g.target - g.Util) * float32(1-math.Exp(-dt/5))
+	eq := AmbientTemp + g.Util*0.45
+	g.Temp += (eq - g.Temp) * float32(1-math.Exp(-dt/20))
+	return dt
+}
+
+// PowerMilliwatts is the power draw at the current utilisation.
+func (g *GPU) PowerMilliwatts() uint32 {
+	return uint32(IdlePowerMilliwatts + (PowerLimitMilliwatts-IdlePowerMilliwatts)*g.Util/100*0.92)
+}
