@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/navarch/navarch/internal/rpcclient"
-	"github.com/navarch/navarch/sim"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/sim"
 )
 
 var binDir string
