@@ -45,6 +45,8 @@ type Config struct {
 	EventRetention Duration `yaml:"event_retention"`
 	// EventsPerNode caps the health events kept per node.
 	EventsPerNode int `yaml:"events_per_node"`
+	// CommandsPerNode caps the finished commands kept per node.
+	CommandsPerNode int `yaml:"commands_per_node"`
 	// PolicyFile overrides parts of the built-in fault policy.
 	PolicyFile string `yaml:"policy_file"`
 	// AutoCordon configures automatic cordoning of UNHEALTHY nodes.
@@ -120,6 +122,7 @@ func Defaults() Config {
 		TerminatedRetention:  Duration{time.Hour},
 		EventRetention:       Duration{7 * 24 * time.Hour},
 		EventsPerNode:        500,
+		CommandsPerNode:      200,
 		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{5 * time.Minute}},
 		WatchBuffer:          65536,
 		WatchReplay:          16384,
@@ -214,6 +217,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EventsPerNode < 1 || c.EventsPerNode > 100000 {
 		return fmt.Errorf("events_per_node: %d is not within 1–100000", c.EventsPerNode)
+	}
+	if c.CommandsPerNode < 1 || c.CommandsPerNode > 100000 {
+		return fmt.Errorf("commands_per_node: %d is not within 1–100000", c.CommandsPerNode)
 	}
 	if c.AutoCordon.MaxFraction <= 0 || c.AutoCordon.MaxFraction > 1 {
 		return fmt.Errorf("auto_cordon.max_fraction: %g is not within (0, 1]", c.AutoCordon.MaxFraction)

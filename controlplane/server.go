@@ -70,10 +70,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		}
 	}
 	st, err := store.Open(store.Options{
-		Dir:            o.Config.DataDir,
-		EventRetention: o.Config.EventRetention.Duration,
-		EventsPerNode:  o.Config.EventsPerNode,
-		Logger:         log,
+		Dir:             o.Config.DataDir,
+		EventRetention:  o.Config.EventRetention.Duration,
+		EventsPerNode:   o.Config.EventsPerNode,
+		CommandsPerNode: o.Config.CommandsPerNode,
+		Logger:          log,
 	})
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ import (
 //
 //	n/<node>             fleetv1.Node (durable fields only)
 //	c/<node>/<seq>       fleetv1.Command, seq big-endian so keys sort by age
+//	o/<node>/<seq>       empty; index of the commands not yet finished
 //	e/<seq>              fleetv1.HealthEvent, fleet-wide, with a TTL
 //	x/<node>/<seq>       empty; index of a node's events, same TTL
 //	s/<node>             last-seen time (unix nanoseconds), written lazily
@@ -35,6 +36,7 @@ import (
 const (
 	prefixNode      = "n/"
 	prefixCommand   = "c/"
+	prefixOpen      = "o/"
 	prefixEvent     = "e/"
 	prefixNodeEvent = "x/"
 	prefixLastSeen  = "s/"
@@ -56,6 +58,9 @@ type Options struct {
 	// EventsPerNode caps the events kept per node, the oldest going first;
 	// 0 means 500.
 	EventsPerNode int
+	// CommandsPerNode caps the finished commands kept per node, the oldest
+	// going first; unfinished ones are always kept. 0 means 200.
+	CommandsPerNode int
 	// MemTableBytes sizes Badger's memtables; 0 means 16 MiB.
 	MemTableBytes int64
 	// Logger receives Badger's warnings and errors; nil discards them.
@@ -67,6 +72,7 @@ type Store struct {
 	db        *badger.DB
 	retention time.Duration
 	cap       int
+	cmdCap    int
 	log       *slog.Logger
 
 	mu         sync.Mutex
@@ -86,6 +92,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.EventsPerNode <= 0 {
 		opts.EventsPerNode = 500
+	}
+	if opts.CommandsPerNode <= 0 {
+		opts.CommandsPerNode = 200
 	}
 	if opts.MemTableBytes <= 0 {
 		opts.MemTableBytes = 16 << 20
@@ -119,6 +128,7 @@ func Open(opts Options) (*Store, error) {
 		db:         db,
 		retention:  opts.EventRetention,
 		cap:        opts.EventsPerNode,
+		cmdCap:     opts.CommandsPerNode,
 		log:        logger,
 		eventCount: make(map[string]int),
 		stopGC:     make(chan struct{}),
@@ -199,6 +209,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 	// Per-node event caps are enforced after the write, in their own
 	// transaction, so a large write never exceeds Badger's transaction size.
 	newEvents := make(map[string]int)
+	finishedFor := make(map[string]bool)
 	err := s.db.Update(func(txn *badger.Txn) error {
 		for _, n := range w.Nodes {
 			if n.GetNodeId() == "" {
@@ -222,6 +233,15 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 				return fmt.Errorf("encode command %s: %w", c.GetId(), err)
 			}
 			if err := txn.Set(commandKey(c.GetNodeId(), seq), b); err != nil {
+				return err
+			}
+			open := openKey(c.GetNodeId(), seq)
+			if finished(c) {
+				finishedFor[c.GetNodeId()] = true
+				if err := txn.Delete(open); err != nil {
+					return err
+				}
+			} else if err := txn.Set(open, nil); err != nil {
 				return err
 			}
 		}
@@ -269,6 +289,55 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 			return err
 		}
 	}
+	for node := range finishedFor {
+		if err := s.trimCommands(node); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func finished(c *fleetv1.Command) bool {
+	switch c.GetStatus() {
+	case fleetv1.CommandStatus_COMMAND_STATUS_PENDING,
+		fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED,
+		fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED:
+		return false
+	}
+	return true
+}
+
+// trimCommands drops a node's oldest finished commands beyond the cap.
+func (s *Store) trimCommands(node string) error {
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := prefixCommand + node + "/"
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
+		defer it.Close()
+		var all [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			all = append(all, it.Item().KeyCopy(nil))
+		}
+		excess := len(all) - s.cmdCap
+		for _, k := range all {
+			if excess <= 0 {
+				break
+			}
+			seq := binary.BigEndian.Uint64(k[len(k)-8:])
+			if _, err := txn.Get(openKey(node, seq)); err == nil {
+				continue // unfinished: kept whatever its age
+			}
+			keys = append(keys, k)
+			excess--
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("trim commands of %s: %w", node, err)
+	}
+	if err := s.deleteKeys(keys); err != nil {
+		return fmt.Errorf("trim commands of %s: %w", node, err)
+	}
 	return nil
 }
 
@@ -276,7 +345,7 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 func (s *Store) deleteNode(id string) error {
 	keys := [][]byte{[]byte(prefixNode + id), []byte(prefixLastSeen + id)}
 	err := s.db.View(func(txn *badger.Txn) error {
-		for _, prefix := range []string{prefixCommand + id + "/", prefixNodeEvent + id + "/"} {
+		for _, prefix := range []string{prefixCommand + id + "/", prefixOpen + id + "/", prefixNodeEvent + id + "/"} {
 			it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
 			for it.Rewind(); it.Valid(); it.Next() {
 				k := it.Item().KeyCopy(nil)
@@ -478,23 +547,34 @@ func (s *Store) Commands(ctx context.Context, nodeID string, limit int) ([]*flee
 }
 
 // OpenCommands returns every command of every node that has not finished
-// (pending, delivered or acknowledged), oldest first.
+// (pending, delivered or acknowledged), oldest first per node. It reads
+// the open-command index, so its cost does not grow with history.
 func (s *Store) OpenCommands(ctx context.Context) ([]*fleetv1.Command, error) {
 	var out []*fleetv1.Command
 	err := s.db.View(func(txn *badger.Txn) error {
-		return iterate(ctx, txn, prefixCommand, func(_ []byte, v []byte) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefixOpen)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Item().Key()
+			rest := k[len(prefixOpen):]
+			node := string(rest[:len(rest)-9])
+			item, err := txn.Get(commandKey(node, binary.BigEndian.Uint64(k[len(k)-8:])))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
 			c := &fleetv1.Command{}
-			if err := proto.Unmarshal(v, c); err != nil {
+			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, c) }); err != nil {
 				return fmt.Errorf("decode command: %w", err)
 			}
-			switch c.GetStatus() {
-			case fleetv1.CommandStatus_COMMAND_STATUS_PENDING,
-				fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED,
-				fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED:
-				out = append(out, c)
-			}
-			return nil
-		})
+			out = append(out, c)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read open commands: %w", err)
@@ -512,13 +592,19 @@ type EventQuery struct {
 	Keep func(*fleetv1.HealthEvent) bool
 }
 
+// maxEventScan bounds how many events one query examines, so a filter
+// that matches little answers in bounded time.
+const maxEventScan = 100000
+
 // Events returns events, newest first.
 func (s *Store) Events(ctx context.Context, q EventQuery) ([]*fleetv1.HealthEvent, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
 	var out []*fleetv1.HealthEvent
+	scanned := 0
 	decode := func(v []byte) (bool, error) {
+		scanned++
 		e := &fleetv1.HealthEvent{}
 		if err := proto.Unmarshal(v, e); err != nil {
 			return false, fmt.Errorf("decode event: %w", err)
@@ -526,7 +612,7 @@ func (s *Store) Events(ctx context.Context, q EventQuery) ([]*fleetv1.HealthEven
 		if q.Keep == nil || q.Keep(e) {
 			out = append(out, e)
 		}
-		return len(out) < q.Limit, nil
+		return len(out) < q.Limit && scanned < maxEventScan, nil
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		if q.NodeID == "" {
@@ -604,6 +690,14 @@ func seekEnd(prefix string) []byte {
 func commandKey(node string, seq uint64) []byte {
 	k := make([]byte, 0, len(prefixCommand)+len(node)+1+8)
 	k = append(k, prefixCommand...)
+	k = append(k, node...)
+	k = append(k, '/')
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func openKey(node string, seq uint64) []byte {
+	k := make([]byte, 0, len(prefixOpen)+len(node)+1+8)
+	k = append(k, prefixOpen...)
 	k = append(k, node...)
 	k = append(k, '/')
 	return binary.BigEndian.AppendUint64(k, seq)

@@ -199,3 +199,40 @@ func BenchmarkApplyEvent(b *testing.B) {
 		}
 	}
 }
+
+// TestCommandHistoryIsCappedButOpenOnesStay: finished commands beyond the
+// cap go, oldest first; unfinished ones stay, and the open index finds
+// them without reading the history.
+func TestCommandHistoryIsCappedButOpenOnesStay(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), Options{CommandsPerNode: 10})
+	defer s.Close()
+	pending := &fleetv1.Command{Id: "cmd-1", NodeId: "n", Status: fleetv1.CommandStatus_COMMAND_STATUS_PENDING}
+	if err := s.Apply(ctx, Write{Commands: []*fleetv1.Command{pending}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 30; i++ {
+		c := &fleetv1.Command{Id: FormatSeq("cmd", uint64(i)), NodeId: "n", Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED}
+		if err := s.Apply(ctx, Write{Commands: []*fleetv1.Command{c}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.Commands(ctx, "n", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 10 || all[0].GetId() != "cmd-30" || all[len(all)-1].GetId() != "cmd-1" {
+		t.Fatalf("kept %v", ids(all))
+	}
+	open, err := s.OpenCommands(ctx)
+	if err != nil || len(open) != 1 || open[0].GetId() != "cmd-1" {
+		t.Fatalf("open %v %v", open, err)
+	}
+	pending.Status = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
+	if err := s.Apply(ctx, Write{Commands: []*fleetv1.Command{pending}}); err != nil {
+		t.Fatal(err)
+	}
+	if open, _ := s.OpenCommands(ctx); len(open) != 0 {
+		t.Fatalf("finished command still open: %v", open)
+	}
+}

@@ -104,8 +104,8 @@ func New(o Options) *Model {
 		d.now = time.Now
 	}
 	if d.theme == nil {
-		_, noColor := os.LookupEnv("NO_COLOR")
-		d.theme = NewTheme(true, !noColor)
+		// NO_COLOR, when set to anything, turns colour off (no-color.org).
+		d.theme = NewTheme(true, os.Getenv("NO_COLOR") == "")
 	} else {
 		d.fixed = true
 	}
