@@ -284,14 +284,16 @@ func (s *Store) Apply(ctx context.Context, w Write) error {
 			return err
 		}
 	}
+	// The write is committed: trimming that fails now only keeps a little
+	// more history, and is tried again on the node's next write.
 	for node, n := range newEvents {
 		if err := s.enforceCap(node, n); err != nil {
-			return err
+			s.log.Warn("trimming events failed", "node", node, "err", err)
 		}
 	}
 	for node := range finishedFor {
 		if err := s.trimCommands(node); err != nil {
-			return err
+			s.log.Warn("trimming command history failed", "node", node, "err", err)
 		}
 	}
 	return nil
@@ -388,7 +390,10 @@ func (s *Store) enforceCap(node string, added int) error {
 	s.mu.Unlock()
 	if known {
 		count += added
-	} else {
+	}
+	if !known || count > s.cap {
+		// The cached count cannot see events that expired by their TTL:
+		// count again before deleting anything.
 		var err error
 		if count, err = s.countNodeEvents(node); err != nil {
 			return err

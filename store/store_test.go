@@ -236,3 +236,24 @@ func TestCommandHistoryIsCappedButOpenOnesStay(t *testing.T) {
 		t.Fatalf("finished command still open: %v", open)
 	}
 }
+
+// TestExpiredEventsDoNotCountTowardsTheCap: once old events expire, new
+// ones are kept, not trimmed against a stale count.
+func TestExpiredEventsDoNotCountTowardsTheCap(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), Options{EventsPerNode: 3, EventRetention: time.Second})
+	defer s.Close()
+	for i := 1; i <= 3; i++ {
+		if err := s.Apply(ctx, Write{Events: []*fleetv1.HealthEvent{{Id: FormatSeq("ev", uint64(i)), NodeId: "n"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2100 * time.Millisecond) // Badger's TTL has one-second resolution
+	if err := s.Apply(ctx, Write{Events: []*fleetv1.HealthEvent{{Id: "ev-4", NodeId: "n"}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Events(ctx, EventQuery{NodeID: "n"})
+	if err != nil || len(got) != 1 || got[0].GetId() != "ev-4" {
+		t.Fatalf("after expiry: %v %v", ids(got), err)
+	}
+}
