@@ -54,8 +54,16 @@ type nodeState struct {
 	// stopping is set while a provider stops the node's instance, under mu.
 	stopping bool
 	// pending counts the PENDING commands in open, for heartbeat answers
-	// that must not wait for mu.
-	pending atomic.Int32
+	// that must not wait for mu; delivered counts the DELIVERED ones, so
+	// the monitor locks only nodes that may need a redelivery.
+	pending   atomic.Int32
+	delivered atomic.Int32
+	// removed is set, under the hub lock, when the node leaves the fleet;
+	// a caller that found the node before then must not change it.
+	removed atomic.Bool
+	// terminateQueued is when a TERMINATE command was last queued, under
+	// mu, so a failing agent is not asked again every second.
+	terminateQueued time.Time
 
 	// Heartbeat data, kept compact: a hundred thousand nodes of it must
 	// fit in memory next to everything else.
@@ -79,15 +87,19 @@ func newNodeState(n *fleetv1.Node) *nodeState {
 	return ns
 }
 
-// recount refreshes pending from open. The caller holds mu.
+// recount refreshes pending and delivered from open. The caller holds mu.
 func (ns *nodeState) recount() {
-	n := 0
+	pending, delivered := 0, 0
 	for _, c := range ns.open {
-		if c.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
-			n++
+		switch c.GetStatus() {
+		case fleetv1.CommandStatus_COMMAND_STATUS_PENDING:
+			pending++
+		case fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED:
+			delivered++
 		}
 	}
-	ns.pending.Store(int32(n))
+	ns.pending.Store(int32(pending))
+	ns.delivered.Store(int32(delivered))
 }
 
 func (ns *nodeState) reachability() fleetv1.Reachability {
@@ -169,6 +181,12 @@ func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
 	f.breaker = newBreaker(o.Config.AutoCordonEnabled(), o.Config.AutoCordon.MaxFraction, o.Config.AutoCordon.Window.Duration)
 	f.ids = newCounter("ids", st.Counters["ids"], o.Store)
 	revs := newCounter("revision", st.Counters["revision"], o.Store)
+	// Every node's reachability reset with the restart: a watcher resuming
+	// from any revision of the previous run must get a snapshot, so this
+	// run starts one revision past them all.
+	if _, err := revs.next(ctx); err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
 	f.hub = newHub(revs, o.Config.WatchBuffer, o.Config.WatchReplay)
 	for _, n := range st.Nodes {
 		ns := newNodeState(n)
@@ -312,6 +330,7 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) error {
 			f.mu.Lock()
 			delete(f.nodes, id)
 			f.mu.Unlock()
+			ns.removed.Store(true)
 			f.swap(ns, nil, 0, true)
 			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeRemoved{NodeRemoved: &controlplanev1.NodeRemoved{NodeId: id}}})
 			return

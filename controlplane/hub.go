@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -40,6 +41,8 @@ type hub struct {
 	recent   []*fleetv1.HealthEvent // newest last, at most recentEventsKept
 	watchers map[*watcher]struct{}
 	dirty    bool // totals may have changed since the last flush
+	// sentBreaker is the breaker status the last totals carried.
+	sentBreaker *fleetv1.BreakerStatus
 	closed   bool
 	done     chan struct{}
 
@@ -250,6 +253,9 @@ func (h *hub) flush(f *Fleet) {
 	var batches []*controlplanev1.HeartbeatBatch
 	batch := &controlplanev1.HeartbeatBatch{}
 	for ns := range dirty {
+		if ns.removed.Load() {
+			continue
+		}
 		ns.rt.Lock()
 		hb := &controlplanev1.NodeHeartbeat{
 			NodeId:          ns.node.Load().GetNodeId(),
@@ -268,13 +274,17 @@ func (h *hub) flush(f *Fleet) {
 		batches = append(batches, batch)
 	}
 
+	// The breaker changes with time alone (its window moves on), so its
+	// status is compared with the last one sent.
+	breaker := f.breaker.status(f.clock.Now())
 	h.mu.Lock()
-	sendTotals := h.dirty
+	sendTotals := h.dirty || !proto.Equal(breaker, h.sentBreaker)
 	h.dirty = false
+	h.sentBreaker = breaker
 	h.mu.Unlock()
 	var totals *controlplanev1.FleetTotals
 	if sendTotals {
-		totals = &controlplanev1.FleetTotals{Summary: f.summary(), Breaker: f.breaker.status(f.clock.Now())}
+		totals = &controlplanev1.FleetTotals{Summary: f.summary(), Breaker: breaker}
 	}
 
 	h.mu.Lock()

@@ -20,6 +20,10 @@ const drainGrace = 30 * time.Second
 // lastSeenEvery is how often heartbeat times are written to the store.
 const lastSeenEvery = 30 * time.Second
 
+// terminateRetry is how long a self-registered node's agent has to stop
+// before a failed or lost TERMINATE command is sent again.
+const terminateRetry = time.Minute
+
 // expireEvery is how often quiet DEGRADED faults are looked for.
 const expireEvery = 10 * time.Second
 
@@ -59,6 +63,9 @@ func (f *Fleet) checkNodes(ctx context.Context, now time.Time, expire bool) {
 			return
 		}
 		f.checkReachability(ns, now)
+		if ns.delivered.Load() > 0 {
+			f.redeliver(ctx, ns, now)
+		}
 		n := ns.node.Load()
 		switch n.GetLifecycle() {
 		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
@@ -137,6 +144,27 @@ func (f *Fleet) drainDeadline(ctx context.Context, ns *nodeState) {
 	}
 }
 
+// redeliverSlack is how long past the command poll timeout a delivered
+// command may go without an answer from the agent before it is handed out
+// again: the answer that carried it was lost, or the agent died with it.
+// Agents recognise a command they already have by its id.
+const redeliverSlack = 30 * time.Second
+
+// redeliver puts delivered commands the agent never answered back to
+// PENDING.
+func (f *Fleet) redeliver(ctx context.Context, ns *nodeState, now time.Time) {
+	cutoff := now.Add(-f.cfg.CommandPollTimeout.Duration - redeliverSlack)
+	_, err := f.operate(ctx, ns.node.Load().GetNodeId(), func(ns *nodeState, _ *fleetv1.Node, c *change, now time.Time) error {
+		requeue(ns, c, func(cmd *fleetv1.Command) bool {
+			return cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED && cmd.GetUpdatedAt().AsTime().Before(cutoff)
+		}, now)
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("redelivering unanswered commands", "node", ns.node.Load().GetNodeId(), "err", err)
+	}
+}
+
 // finishOpen fails the node's unfinished commands of a type.
 func finishOpen(ns *nodeState, c *change, typ fleetv1.CommandType, why string, now time.Time) {
 	kept := ns.open[:0]
@@ -175,24 +203,25 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 		if n.GetProvider() != "" {
 			p, ok := f.providers.get(n.GetProvider())
 			if !ok {
-				setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED,
-					"terminated: provider "+n.GetProvider()+" is not configured; the instance was not stopped", now)
+				markTerminated(ns, n, c, "terminated: provider "+n.GetProvider()+" is not configured; the instance was not stopped", now)
 				return nil
 			}
 			ns.stopping = true
 			stopVia = p
 			return nil
 		}
-		reach := ns.reachability()
-		if term := openOf(ns, fleetv1.CommandType_COMMAND_TYPE_TERMINATE); term == nil {
-			if reach == fleetv1.Reachability_REACHABILITY_ONLINE || reach == fleetv1.Reachability_REACHABILITY_STALE {
-				_, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, n.GetLifecycleReason(), "operator", now)
-				return err
-			}
+		// A node not yet heard from since a restart may still be there: it
+		// counts as terminated only once it is OFFLINE.
+		if ns.reachability() == fleetv1.Reachability_REACHABILITY_OFFLINE {
+			markTerminated(ns, n, c, "terminated: node is offline", now)
+			return nil
 		}
-		if reach == fleetv1.Reachability_REACHABILITY_OFFLINE || reach == fleetv1.Reachability_REACHABILITY_UNKNOWN {
-			finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, "node went offline", now)
-			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "terminated: node is offline", now)
+		if openOf(ns, fleetv1.CommandType_COMMAND_TYPE_TERMINATE) == nil && now.Sub(ns.terminateQueued) >= terminateRetry {
+			// Asked again only after a while: an agent that failed to stop
+			// would fail the same way every second.
+			ns.terminateQueued = now
+			_, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, n.GetLifecycleReason(), "operator", now)
+			return err
 		}
 		return nil
 	})
@@ -219,8 +248,7 @@ func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p Provider) {
 		if err != nil || n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING {
 			return nil
 		}
-		finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, "instance stopped by provider", now)
-		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "terminated: instance stopped by "+p.Name(), now)
+		markTerminated(ns, n, c, "terminated: instance stopped by "+p.Name(), now)
 		return nil
 	})
 	switch {

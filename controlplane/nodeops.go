@@ -21,45 +21,74 @@ import (
 
 // nodeLocked runs fn with the node's lock held, creating the node first
 // when create is set and it does not exist. fn sees nil for a node being
-// created.
+// created. When fn fails, the node's open commands are as they were: fn
+// may queue or cancel commands before its change is committed.
 func (f *Fleet) nodeLocked(id string, create bool, fn func(ns *nodeState, cur *fleetv1.Node) error) error {
+	for {
+		ns := f.lookup(id, create)
+		if ns == nil {
+			return status.Errorf(codes.NotFound, "node_id: no node %q", id)
+		}
+		retry, err := f.withNode(ns, id, create, fn)
+		if !retry {
+			return err
+		}
+		// The node left the fleet while this call waited for its lock: a
+		// registration starts a new one, anything else finds none.
+	}
+}
+
+// lookup finds the node, or the one whose first registration is under way,
+// or, with create, starts creating it.
+func (f *Fleet) lookup(id string, create bool) *nodeState {
 	f.mu.Lock()
-	ns := f.nodes[id]
-	if ns == nil && !create {
-		// A node whose first registration is under way exists once it is
-		// done: wait for it rather than miss it.
-		ns = f.creating[id]
+	defer f.mu.Unlock()
+	if ns := f.nodes[id]; ns != nil {
+		return ns
 	}
-	if ns == nil && create {
-		if f.creating == nil {
-			f.creating = make(map[string]*nodeState)
-		}
-		if ns = f.creating[id]; ns == nil {
-			ns = newNodeState(nil)
-			f.creating[id] = ns
-		}
+	// A node whose first registration is under way exists once it is
+	// done: wait for it rather than miss it.
+	if ns := f.creating[id]; ns != nil || !create {
+		return ns
 	}
-	f.mu.Unlock()
-	if ns == nil {
-		return status.Errorf(codes.NotFound, "node_id: no node %q", id)
+	if f.creating == nil {
+		f.creating = make(map[string]*nodeState)
 	}
+	ns := newNodeState(nil)
+	f.creating[id] = ns
+	return ns
+}
+
+func (f *Fleet) withNode(ns *nodeState, id string, create bool, fn func(ns *nodeState, cur *fleetv1.Node) error) (retry bool, err error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	defer ns.recount()
-	cur := ns.node.Load()
-	if cur == nil && !create {
-		return status.Errorf(codes.NotFound, "node_id: no node %q", id)
-	}
-	err := fn(ns, cur)
 	if create {
 		// Created or failed: either way the node is no longer being created.
-		f.mu.Lock()
-		if f.creating[id] == ns {
-			delete(f.creating, id)
-		}
-		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			if f.creating[id] == ns {
+				delete(f.creating, id)
+			}
+			f.mu.Unlock()
+		}()
 	}
-	return err
+	if ns.removed.Load() {
+		if create {
+			return true, nil
+		}
+		return false, status.Errorf(codes.NotFound, "node_id: no node %q", id)
+	}
+	cur := ns.node.Load()
+	if cur == nil && !create {
+		return false, status.Errorf(codes.NotFound, "node_id: no node %q", id)
+	}
+	open, stopping, queued := slices.Clone(ns.open), ns.stopping, ns.terminateQueued
+	defer ns.recount()
+	if err := fn(ns, cur); err != nil {
+		ns.open, ns.stopping, ns.terminateQueued = open, stopping, queued
+		return false, err
+	}
+	return false, nil
 }
 
 // Register records a node's registration and answers with its intervals.
@@ -68,20 +97,19 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 	var lifecycle fleetv1.LifecycleState
 	err := f.nodeLocked(req.GetNodeId(), true, func(ns *nodeState, cur *fleetv1.Node) error {
 		c := &change{}
+		if cur.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED {
+			// A terminated node starts afresh; what it was asked before
+			// does not apply to the new one.
+			cancelOpen(ns, c, anyCommand, "node registered again after it was terminated", now)
+		}
 		n := f.registered(ns, cur, req, now, c)
 		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
 		c.node = n
 		// An agent that registers again lost whatever it was doing: hand its
 		// unfinished commands out again.
-		for i, cmd := range ns.open {
-			if cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
-				again := proto.CloneOf(cmd)
-				again.Status = fleetv1.CommandStatus_COMMAND_STATUS_PENDING
-				again.UpdatedAt = ts(now)
-				ns.open[i] = again
-				c.commands = append(c.commands, again)
-			}
-		}
+		requeue(ns, c, func(cmd *fleetv1.Command) bool {
+			return cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_PENDING
+		}, now)
 		if cur == nil {
 			c.insert = true
 		}
@@ -171,8 +199,15 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		g.SlowdownTemperatureCelsius = in.GetSlowdownTemperatureCelsius()
 		g.PowerLimitMilliwatts = in.GetPowerLimitMilliwatts()
 		g.NvlinkCount = in.GetNvlinkCount()
-		if rebooted || g.GetLost() {
-			f.policy.ClearAfterReboot(g)
+		var ev *fleetv1.HealthEvent
+		if rebooted {
+			ev = f.policy.ClearAfterReboot(g, now)
+		} else {
+			// Back without a reboot: only the loss is over.
+			ev = f.policy.Found(g, now)
+		}
+		if ev != nil {
+			c.events = append(c.events, ev)
 		}
 		seen[g.GetUuid()] = true
 		gpus = append(gpus, g)
@@ -181,9 +216,7 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		if seen[g.GetUuid()] {
 			continue
 		}
-		if rebooted {
-			f.policy.ClearAfterReboot(g)
-		}
+		// Missing: its faults stay, as the story of how it was lost.
 		if !g.GetLost() {
 			ev := &fleetv1.HealthEvent{
 				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
@@ -287,7 +320,12 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 		return nil, status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", req.GetNodeId())
 	}
 	now := f.clock.Now()
-	samples := packSamples(req.GetSamples())
+	lifecycle := ns.node.Load().GetLifecycle()
+	terminated := lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED
+	var samples []sample
+	if !terminated {
+		samples = packSamples(req.GetSamples())
+	}
 	ns.rt.Lock()
 	ns.lastHeartbeat = now
 	ns.samples = samples
@@ -295,18 +333,22 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 		historyOf(&ns.history, smp.idx).add(smp)
 	}
 	ns.rt.Unlock()
-	if ns.reachability() != fleetv1.Reachability_REACHABILITY_ONLINE {
+	switch {
+	case terminated:
+		// A terminated node stays OFFLINE until its agent registers again,
+		// which starts it afresh.
+	case ns.reachability() != fleetv1.Reachability_REACHABILITY_ONLINE:
 		f.setReachability(ns, fleetv1.Reachability_REACHABILITY_ONLINE)
-	} else {
+	default:
 		f.hub.heartbeat(ns)
 	}
-	return &nodev1.HeartbeatResponse{Lifecycle: ns.node.Load().GetLifecycle(), PendingCommands: uint32(max(ns.pending.Load(), 0))}, nil
+	return &nodev1.HeartbeatResponse{Lifecycle: lifecycle, PendingCommands: uint32(max(ns.pending.Load(), 0))}, nil
 }
 
 // setReachability publishes a reachability change as a node upsert.
 func (f *Fleet) setReachability(ns *nodeState, r fleetv1.Reachability) {
 	f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
-		if ns.reachability() == r {
+		if ns.reachability() == r || ns.removed.Load() {
 			return
 		}
 		f.swap(ns, ns.node.Load(), r, true)
@@ -325,6 +367,12 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		if err := checkEventGPUs(cur, req); err != nil {
 			return err
 		}
+		if cur.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED {
+			// Taken and set aside: a terminated node's GPUs are no longer
+			// judged. Its agent registers again to come back.
+			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
+			return nil
+		}
 		if len(req.GetEvents()) == 0 && !f.reportChanges(cur, req) {
 			// The usual report: fresh metrics, nothing to judge again.
 			ns.keep(req)
@@ -333,10 +381,16 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		}
 		n := proto.CloneOf(cur)
 		c := &change{}
+		// Metrics go to the GPUs present; events may name a lost one too
+		// (GPU_RECOVERED does), where no present GPU has taken its index.
 		byIndex := make(map[uint32]*fleetv1.Gpu)
+		eventGPU := make(map[uint32]*fleetv1.Gpu)
 		for _, g := range n.GetGpus() {
 			if !g.GetLost() {
 				byIndex[g.GetIndex()] = g
+				eventGPU[g.GetIndex()] = g
+			} else if eventGPU[g.GetIndex()] == nil {
+				eventGPU[g.GetIndex()] = g
 			}
 		}
 		for _, e := range req.GetEvents() {
@@ -345,7 +399,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			if ev.Time == nil {
 				ev.Time = ts(now)
 			}
-			if g := byIndex[uint32(max(ev.GetGpuIndex(), 0))]; g != nil && ev.GetGpuIndex() >= 0 {
+			if g := eventGPU[uint32(max(ev.GetGpuIndex(), 0))]; g != nil && ev.GetGpuIndex() >= 0 {
 				if ev.GetGpuUuid() == "" {
 					ev.GpuUuid = g.GetUuid()
 				}
@@ -596,22 +650,21 @@ func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResu
 		cmd.SignalledPids = req.GetSignalledPids()
 		cmd.RemainingPids = req.GetRemainingPids()
 		cmd.UpdatedAt = ts(now)
-		final := cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED
 		c := &change{commands: []*fleetv1.Command{cmd}}
-		if final {
+		if cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED {
+			ns.open[i] = cmd
+		} else {
+			// Finished: it leaves the open commands (nodeLocked puts it back
+			// if the change cannot be saved).
+			ns.open = slices.Delete(ns.open, i, i+1)
 			n := proto.CloneOf(cur)
-			f.commandFinished(n, cmd, now)
+			f.commandFinished(ns, n, c, cmd, now)
 			if !proto.Equal(n, cur) {
 				c.node = n
 			}
 		}
 		if err := f.commit(ctx, ns, c); err != nil {
 			return err
-		}
-		if final {
-			ns.open = slices.Delete(ns.open, i, i+1)
-		} else {
-			ns.open[i] = cmd
 		}
 		out = cmd
 		return nil
@@ -624,8 +677,9 @@ func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResu
 	return out, nil
 }
 
-// commandFinished moves the node on when a command it waited for ends.
-func (f *Fleet) commandFinished(n *fleetv1.Node, cmd *fleetv1.Command, now time.Time) {
+// commandFinished moves the node on when a command it waited for ends. The
+// caller holds ns.mu.
+func (f *Fleet) commandFinished(ns *nodeState, n *fleetv1.Node, c *change, cmd *fleetv1.Command, now time.Time) {
 	ok := cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
 	switch cmd.GetType() {
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
@@ -634,9 +688,22 @@ func (f *Fleet) commandFinished(n *fleetv1.Node, cmd *fleetv1.Command, now time.
 		}
 	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
 		if ok && n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING && n.GetProvider() == "" {
-			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "terminated: agent stopped", now)
+			markTerminated(ns, n, c, "terminated: agent stopped", now)
 		}
 	}
+}
+
+// markTerminated makes n TERMINATED: its unfinished commands are cancelled,
+// since no agent is left to carry them out, and its live metrics dropped.
+// The caller holds ns.mu.
+func markTerminated(ns *nodeState, n *fleetv1.Node, c *change, reason string, now time.Time) {
+	setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, reason, now)
+	n.Drain = nil
+	cancelOpen(ns, c, anyCommand, reason, now)
+	ns.rt.Lock()
+	ns.samples = nil
+	ns.metrics = nil
+	ns.rt.Unlock()
 }
 
 func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason string, now time.Time) {

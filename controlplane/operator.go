@@ -65,11 +65,11 @@ func (f *Fleet) queue(ctx context.Context, ns *nodeState, c *change, n *fleetv1.
 	return cmd, nil
 }
 
-// cancelOpen cancels the node's unfinished commands of the given type.
-// The caller holds ns.mu.
-func cancelOpen(ns *nodeState, c *change, typ fleetv1.CommandType, why string, now time.Time) {
+// cancelOpen cancels the node's unfinished commands that match. The caller
+// holds ns.mu.
+func cancelOpen(ns *nodeState, c *change, match func(*fleetv1.Command) bool, why string, now time.Time) {
 	ns.open = slices.DeleteFunc(ns.open, func(cmd *fleetv1.Command) bool {
-		if cmd.GetType() != typ {
+		if !match(cmd) {
 			return false
 		}
 		done := proto.CloneOf(cmd)
@@ -79,6 +79,28 @@ func cancelOpen(ns *nodeState, c *change, typ fleetv1.CommandType, why string, n
 		c.commands = append(c.commands, done)
 		return true
 	})
+}
+
+// requeue puts the node's open commands that match back to PENDING, to be
+// handed out again. The caller holds ns.mu.
+func requeue(ns *nodeState, c *change, match func(*fleetv1.Command) bool, now time.Time) {
+	for i, cmd := range ns.open {
+		if match(cmd) {
+			again := proto.CloneOf(cmd)
+			again.Status = fleetv1.CommandStatus_COMMAND_STATUS_PENDING
+			again.UpdatedAt = ts(now)
+			ns.open[i] = again
+			c.commands = append(c.commands, again)
+		}
+	}
+}
+
+// anyCommand matches every command, for cancelOpen.
+func anyCommand(*fleetv1.Command) bool { return true }
+
+// ofType matches commands of one type, for cancelOpen.
+func ofType(typ fleetv1.CommandType) func(*fleetv1.Command) bool {
+	return func(cmd *fleetv1.Command) bool { return cmd.GetType() == typ }
 }
 
 func openOf(ns *nodeState, typ fleetv1.CommandType) *fleetv1.Command {
@@ -120,7 +142,7 @@ func (f *Fleet) Uncordon(ctx context.Context, id, reason string) (*fleetv1.Node,
 		default:
 			return forbidden(n, "uncordoned")
 		}
-		cancelOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_DRAIN, "cancelled by uncordon", now)
+		cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "cancelled by uncordon", now)
 		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, orDefault(reason, "uncordoned by operator"), now)
 		_, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_UNCORDON, n.GetLifecycleReason(), "operator", now)
 		return err
@@ -173,15 +195,16 @@ func (f *Fleet) Terminate(ctx context.Context, id, reason string, force bool, dr
 		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING:
 			if force {
 				// A forced terminate skips a drain still under way.
-				cancelOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_DRAIN, "skipped by forced terminate", now)
+				cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "skipped by forced terminate", now)
 			}
 			return nil
 		}
-		cancelOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_DRAIN, "superseded by terminate", now)
+		cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "superseded by terminate", now)
 		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING, reason, now)
-		reachable := ns.reachability() == fleetv1.Reachability_REACHABILITY_ONLINE ||
-			ns.reachability() == fleetv1.Reachability_REACHABILITY_STALE
-		if force || !reachable || n.GetRegisteredAt() == nil {
+		// A node not yet heard from since a restart (UNKNOWN) may well be
+		// running work: only an OFFLINE one skips the drain.
+		offline := ns.reachability() == fleetv1.Reachability_REACHABILITY_OFFLINE
+		if force || offline || n.GetRegisteredAt() == nil {
 			return nil
 		}
 		if drainTimeout <= 0 {
@@ -258,6 +281,9 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst Instance,
 			// The agent was quicker than this record and registered already.
 			n := proto.CloneOf(cur)
 			n.Provider = provider
+			if n.Labels == nil && len(labels) > 0 {
+				n.Labels = make(map[string]string, len(labels))
+			}
 			for k, v := range labels {
 				if _, set := n.Labels[k]; !set {
 					n.Labels[k] = v

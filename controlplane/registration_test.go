@@ -230,9 +230,13 @@ func TestRebootClearsXIDFault(t *testing.T) {
 	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(2), BootId: "boot-2"}); err != nil {
 		t.Fatal(err)
 	}
-	n := h.get("n1").GetNode()
+	d := h.get("n1")
+	n := d.GetNode()
 	if n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
 		t.Fatalf("reboot did not clear XID 79: %s (%s)", n.GetHealth(), n.GetHealthCause())
+	}
+	if e := d.GetEvents()[0]; e.GetKind() != fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED || e.GetGpuIndex() != 1 || !strings.Contains(e.GetCause(), "cleared by reboot") {
+		t.Fatalf("no event tells of the reboot clearing the fault: %v", e)
 	}
 	if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
 		t.Fatalf("reboot uncordoned the node: %s", n.GetLifecycle())

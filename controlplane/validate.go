@@ -34,6 +34,7 @@ const (
 	MaxSimFaults      = 32
 	MaxDrainDeadline  = 7 * 24 * time.Hour
 	MaxRecvMsgBytes   = 4 << 20
+	maxUnsupported    = 32 // metric groups a GPU may lack
 	defaultPageSize   = 100
 	defaultEventLimit = 50
 	maxEventLimit     = 1000
@@ -189,6 +190,9 @@ func checkEvent(field string, e *fleetv1.HealthEvent) error {
 	if err := checkText(field+".gpu_uuid", e.GetGpuUuid(), MaxShortText, false); err != nil {
 		return err
 	}
+	if err := checkText(field+".cause", e.GetCause(), MaxShortText, false); err != nil {
+		return err
+	}
 	return checkText(field+".message", e.GetMessage(), MaxEventMessage, true)
 }
 
@@ -207,6 +211,14 @@ func checkMetrics(field string, m *fleetv1.GpuMetrics) error {
 	}
 	if len(m.GetNvlinks()) > 64 {
 		return invalid(field+".nvlinks", "has %d entries; the limit is 64", len(m.GetNvlinks()))
+	}
+	if len(m.GetUnsupported()) > maxUnsupported {
+		return invalid(field+".unsupported", "has %d entries; the limit is %d", len(m.GetUnsupported()), maxUnsupported)
+	}
+	for i, u := range m.GetUnsupported() {
+		if err := checkText(fmt.Sprintf("%s.unsupported[%d]", field, i), u, 64, false); err != nil {
+			return err
+		}
 	}
 	for i, p := range m.GetProcesses() {
 		if err := checkText(fmt.Sprintf("%s.processes[%d].name", field, i), p.GetName(), MaxShortText, false); err != nil {

@@ -428,7 +428,30 @@ func (r *Repeats) add(k faultKey, now time.Time, window time.Duration) int {
 		ts = ts[len(ts)-512:]
 	}
 	r.times[k] = ts
+	if len(r.times) > maxRepeatKeys {
+		r.forgetOldest(k)
+	}
 	return len(ts)
+}
+
+// maxRepeatKeys bounds the signals remembered per GPU: an agent reporting
+// a stream of distinct XID codes must not grow the memory.
+const maxRepeatKeys = 64
+
+// forgetOldest drops the signal, other than keep, heard from least recently.
+func (r *Repeats) forgetOldest(keep faultKey) {
+	var oldest faultKey
+	var at time.Time
+	found := false
+	for k, ts := range r.times {
+		if k == keep {
+			continue
+		}
+		if last := ts[len(ts)-1]; !found || last.Before(at) {
+			oldest, at, found = k, last, true
+		}
+	}
+	delete(r.times, oldest)
 }
 
 type faultKey struct {
@@ -672,16 +695,35 @@ func (p *Policy) Expire(gpu *fleetv1.Gpu, now time.Time) []*fleetv1.HealthEvent 
 
 // ClearAfterReboot drops the faults a reboot or GPU reset remedies, keeping
 // the level conditions (the next snapshot re-checks them) and the remedy
-// episode count. It is called when a node registers with a new boot id.
-func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu) bool {
-	n := len(gpu.Faults)
-	gpu.Faults = slices.DeleteFunc(gpu.Faults, func(f *fleetv1.Fault) bool { return !levelKinds[f.GetKind()] })
+// episode count. It is called when a node registers with a new boot id, and
+// returns a GPU_RECOVERED event naming what it cleared, or nil.
+func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.HealthEvent {
+	var cleared []string
+	gpu.Faults = slices.DeleteFunc(gpu.Faults, func(f *fleetv1.Fault) bool {
+		if levelKinds[f.GetKind()] {
+			return false
+		}
+		cleared = append(cleared, f.GetCause())
+		return true
+	})
 	gpu.Lost = false
-	if len(gpu.Faults) == n {
-		return false
+	if len(cleared) == 0 {
+		return nil
 	}
 	p.Rollup(gpu)
-	return true
+	return recovered(gpu, now, "cleared by reboot: "+strings.Join(cleared, "; "), 0)
+}
+
+// Found clears a lost GPU that is back without a reboot: only the GPU_LOST
+// fault goes, the GPU's other faults stay. It returns a GPU_RECOVERED event,
+// or nil when the GPU was not lost.
+func (p *Policy) Found(gpu *fleetv1.Gpu, now time.Time) *fleetv1.HealthEvent {
+	if !gpu.GetLost() && !hasFault(gpu, keyOf(fleetv1.EventKind_EVENT_KIND_GPU_LOST, 0)) {
+		return nil
+	}
+	ev := recovered(gpu, now, "GPU is back in the inventory", 0)
+	p.Judge(gpu, ev, nil, now)
+	return ev
 }
 
 // Rollup orders a GPU's faults worst first and sets its health, cause and

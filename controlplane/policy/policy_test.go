@@ -128,8 +128,15 @@ func TestDegradedXIDExpires(t *testing.T) {
 	if g.GetHealth() != unhealthy {
 		t.Fatalf("XID 79 fault expired: %s", g.GetHealth())
 	}
-	if !p.ClearAfterReboot(g) || g.GetHealth() != healthy {
+	ev := p.ClearAfterReboot(g, t0.Add(31*24*time.Hour))
+	if ev == nil || g.GetHealth() != healthy {
 		t.Fatalf("reboot did not clear XID 79: %s", g.GetHealth())
+	}
+	if ev.GetKind() != fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED || !strings.Contains(ev.GetCause(), "cleared by reboot") {
+		t.Fatalf("reboot event %v", ev)
+	}
+	if p.ClearAfterReboot(g, t0) != nil {
+		t.Fatal("a second reboot with nothing to clear returned an event")
 	}
 }
 
@@ -259,7 +266,7 @@ func TestEscalation(t *testing.T) {
 		}
 		// The remedy was applied: the node rebooted.
 		if episode < 3 {
-			p.ClearAfterReboot(g)
+			p.ClearAfterReboot(g, t0)
 		}
 	}
 	if g.GetRemedyEpisodes() != 3 {
@@ -326,5 +333,43 @@ func BenchmarkObserveCleanSnapshot(b *testing.B) {
 		if p.Changes(g, m) {
 			b.Fatal("a clean snapshot changes the GPU")
 		}
+	}
+}
+
+func TestFoundClearsOnlyTheLoss(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	p.Judge(g, xid(94), &Repeats{}, t0)
+	p.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_GPU_LOST}, nil, t0)
+	if !g.GetLost() || len(g.GetFaults()) != 2 {
+		t.Fatalf("lost=%t faults=%v", g.GetLost(), g.GetFaults())
+	}
+	ev := p.Found(g, t0.Add(time.Minute))
+	if ev == nil || ev.GetKind() != fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED {
+		t.Fatalf("found event %v", ev)
+	}
+	if g.GetLost() || len(g.GetFaults()) != 1 || g.GetFaults()[0].GetXid() != 94 {
+		t.Fatalf("after found: lost=%t faults=%v", g.GetLost(), g.GetFaults())
+	}
+	if g.GetHealth() == healthy {
+		t.Fatal("the XID 94 fault was cleared along with the loss")
+	}
+	if p.Found(g, t0) != nil {
+		t.Fatal("a GPU that was not lost was found")
+	}
+}
+
+func TestRepeatsStayBounded(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	rep := &Repeats{}
+	for i := range 1000 {
+		p.Judge(g, xid(uint32(1000+i)), rep, t0.Add(time.Duration(i)*time.Second))
+	}
+	if len(rep.times) > maxRepeatKeys {
+		t.Fatalf("%d signals remembered; the bound is %d", len(rep.times), maxRepeatKeys)
+	}
+	if _, ok := rep.times[keyOf(fleetv1.EventKind_EVENT_KIND_XID, 1999)]; !ok {
+		t.Fatal("the latest signal was forgotten")
 	}
 }
