@@ -9,6 +9,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
+
+	"github.com/navarch/navarch/internal/display"
 )
 
 // dialog is a modal: it takes every key until it closes by returning nil.
@@ -108,10 +110,8 @@ func (f *form) handle(k tea.KeyPressMsg) (submitted bool, cmd tea.Cmd) {
 	keys := &f.d.keys
 	switch {
 	case key.Matches(k, keys.Submit):
-		if f.focus < len(f.inputs)-1 {
-			f.setFocus(f.focus + 1)
-			return false, nil
-		}
+		// Enter submits from any field; the fields have defaults, and a
+		// confirmation follows.
 		return true, nil
 	case key.Matches(k, keys.Next):
 		f.setFocus((f.focus + 1) % len(f.inputs))
@@ -228,7 +228,7 @@ func newProvisionDialog(d *deps, providers []string) *provisionDialog {
 	f.addInput("Provider", def, strings.Join(providers, ", "))
 	f.addInput("Count", "2", "1–1000")
 	f.addInput("GPUs per node", "8", "1–64, 0 for the provider's default")
-	f.addInput("Labels", "", "key=value,key2=value2")
+	f.addInput("Labels", "", "optional, e.g. pool=train,zone=a")
 	return &provisionDialog{form: f, providers: providers}
 }
 
@@ -267,11 +267,19 @@ func (pd *provisionDialog) update(k tea.KeyPressMsg) (dialog, tea.Cmd) {
 		}
 		labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
-	return nil, provisionAction(pd.d, provider, count, gpus, labels)
+	what := fmt.Sprintf("%d node(s)", count)
+	if gpus > 0 {
+		what += fmt.Sprintf(" with %d GPUs each", gpus)
+	}
+	if len(labels) > 0 {
+		what += ", labelled " + display.Labels(labels)
+	}
+	q := fmt.Sprintf("Provision %s through %s?", what, provider)
+	return newConfirm(pd.d, q, provisionAction(pd.d, provider, count, gpus, labels)), nil
 }
 
 func (pd *provisionDialog) view(width int) string {
-	hint := "tab next field · enter provision · esc cancel"
+	hint := "tab next field · enter continue · esc cancel"
 	if len(pd.providers) > 0 {
 		hint = "providers: " + strings.Join(pd.providers, ", ") + "\n" + hint
 	}
@@ -402,7 +410,7 @@ func (p *palette) run(cmd string, m *Model) tea.Cmd {
 		m.view = viewEvents
 	case "provision", "p":
 		if m.d.readOnly {
-			m.status = statusLine{text: "read-only: actions are disabled", err: true}
+			m.setStatus("read-only: actions are disabled", true)
 			return nil
 		}
 		m.dialog = newProvisionDialog(m.d, m.providers)
@@ -411,7 +419,7 @@ func (p *palette) run(cmd string, m *Model) tea.Cmd {
 	case "q", "quit", "q!":
 		m.quitting = true
 	default:
-		m.status = statusLine{text: fmt.Sprintf("unknown command %q (try nodes, events, provision, help, q)", cmd), err: true}
+		m.setStatus(fmt.Sprintf("unknown command %q (try nodes, events, provision, help, q)", cmd), true)
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func (v *eventsView) view(width, height int) string {
 	evs := v.shown()
 	v.height = max(1, height-1)
 	if len(evs) == 0 {
-		head := t.Header.Render(truncate(eventHeader(4), width))
+		head := t.Header.Render(truncate(eventHeader(4, width), width))
 		msg := "no health events yet"
 		if !v.filter.empty() {
 			msg = "no event matches the filter " + v.filter.text + " (esc clears it)"
@@ -113,7 +113,7 @@ func (v *eventsView) view(width, height int) string {
 	for _, e := range evs[v.offset:end] {
 		nodeW = max(nodeW, min(len(e.GetNodeId()), 28))
 	}
-	head := t.Header.Render(truncate(eventHeader(nodeW), width))
+	head := t.Header.Render(truncate(eventHeader(nodeW, width), width))
 	lines := []string{head}
 	for i, e := range evs[v.offset:end] {
 		if v.offset+i == v.cursor {

@@ -350,7 +350,13 @@ func (f *fleet) totals() string {
 	if s == nil {
 		return "no totals yet"
 	}
-	return fmt.Sprintf("%d nodes  %d GPUs │ %d healthy  %d degraded  %d unhealthy │ %d cordoned  %d draining  %d drained │ %d offline",
-		s.GetNodes()-s.GetTerminated(), s.GetGpus(), s.GetHealthy(), s.GetDegraded(), s.GetUnhealthy(),
+	nodes := fmt.Sprintf("%d nodes", s.GetNodes()-s.GetTerminated())
+	if k := s.GetTerminated(); k > 0 {
+		// Terminated nodes stay listed until their retention ends; they
+		// are not part of the fleet's counts.
+		nodes += fmt.Sprintf(" (+%d terminated)", k)
+	}
+	return fmt.Sprintf("%s  %d GPUs │ %d healthy  %d degraded  %d unhealthy │ %d cordoned  %d draining  %d drained │ %d offline",
+		nodes, s.GetGpus(), s.GetHealthy(), s.GetDegraded(), s.GetUnhealthy(),
 		s.GetCordoned(), s.GetDraining(), s.GetDrained(), s.GetOffline()+s.GetStale())
 }

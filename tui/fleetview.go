@@ -10,6 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/navarch/navarch/internal/display"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // fleetTable is the node table. It renders only the rows in its window,
@@ -246,18 +247,24 @@ func (t *fleetTable) rowLine(r *row, l layout, selected bool, now time.Time) str
 		}
 		cells = append(cells, text)
 	}
+	// A terminated node's health is history, not an alarm.
+	gone := r.lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED
+	healthStyle := th.HealthStyle(r.health).Render
+	if gone {
+		healthStyle = th.Muted.Render
+	}
 	add(colNode, r.id, nil, false)
 	add(colLifecycle, display.Lifecycle(r.lifecycle), th.LifecycleStyle(r.lifecycle).Render, false)
-	add(colHealth, display.Health(r.health), th.HealthStyle(r.health).Render, false)
+	add(colHealth, display.Health(r.health), healthStyle, false)
 	add(colReach, display.Reachability(r.reach), th.ReachStyle(r.reach).Render, false)
 	if l[colGPUs] > 0 {
-		cells = append(cells, t.glyphCell(r, l[colGPUs], selected))
+		cells = append(cells, t.glyphCell(r, l[colGPUs], selected || gone))
 	}
 	util, hot := "-", "-"
-	if r.util >= 0 {
+	if r.util >= 0 && !gone {
 		util = fmt.Sprintf("%d%%", r.util)
 	}
-	if r.hot >= 0 {
+	if r.hot >= 0 && !gone {
 		hot = fmt.Sprintf("%d°", r.hot)
 	}
 	add(colUtil, util, nil, true)

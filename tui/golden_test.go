@@ -20,12 +20,18 @@ const goldenWidth, goldenHeight = 100, 30
 // compares the final screen with testdata/<test name>.golden.
 func runGolden(t *testing.T, o Options, msgs ...tea.Msg) {
 	t.Helper()
+	runGoldenAt(t, goldenWidth, goldenHeight, o, msgs...)
+}
+
+// runGoldenAt is runGolden on a terminal of the given size.
+func runGoldenAt(t *testing.T, width, height int, o Options, msgs ...tea.Msg) {
+	t.Helper()
 	o.NoStream = true
 	o.Now = clock
 	o.Theme = NewTheme(true, false)
 	o.Server = "127.0.0.1:50051"
 	m := New(o)
-	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(goldenWidth, goldenHeight))
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(width, height))
 	tm.Send(connectedMsg{})
 	tm.Send(streamMsg{msgs: []*controlplanev1.WatchFleetResponse{snapshot(40, fixtureFleet(), fixtureEvents())}})
 	for _, msg := range msgs {
@@ -62,4 +68,22 @@ func TestGoldenReadOnly(t *testing.T) {
 
 func TestGoldenEventsView(t *testing.T) {
 	runGolden(t, Options{}, press("2"))
+}
+
+// The smallest supported terminal, 80 × 24: every screen must still fit.
+
+func TestGoldenNarrowFleetView(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, press("j"))
+}
+
+func TestGoldenNarrowHelp(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, press("?"))
+}
+
+func TestGoldenNarrowEventsView(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, press("2"))
+}
+
+func TestGoldenNarrowNodeView(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()})
 }

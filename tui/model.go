@@ -70,6 +70,30 @@ type conn struct {
 type statusLine struct {
 	text string
 	err  bool
+	at   time.Time
+}
+
+// How long the status line shows a result before the view's hint returns;
+// errors stay longer.
+const (
+	statusShown    = 10 * time.Second
+	statusErrShown = 30 * time.Second
+)
+
+func (m *Model) setStatus(text string, err bool) {
+	m.status = statusLine{text: text, err: err, at: m.d.now()}
+}
+
+// currentStatus is the status line's text while it is fresh.
+func (m *Model) currentStatus() (statusLine, bool) {
+	keep := statusShown
+	if m.status.err {
+		keep = statusErrShown
+	}
+	if m.status.text == "" || m.d.now().Sub(m.status.at) >= keep {
+		return statusLine{}, false
+	}
+	return m.status, true
 }
 
 // Model is the console's root model.
@@ -189,7 +213,7 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 		m.providers = msg.names
 		return nil
 	case actionDoneMsg:
-		m.status = statusLine(msg)
+		m.setStatus(msg.text, msg.err)
 		return nil
 	case nodeDetailMsg, nodeRefreshMsg:
 		return m.node.update(msg)
@@ -240,7 +264,7 @@ func (m *Model) onStream(sm streamMsg) tea.Cmd {
 func (m *Model) onConnected(msg connectedMsg) {
 	m.conn = conn{connected: true, everUp: true}
 	if msg.resumed {
-		m.status = statusLine{text: "reconnected; resumed from revision " + fmt.Sprint(m.fleet.revision)}
+		m.setStatus("reconnected; resumed from revision "+fmt.Sprint(m.fleet.revision), false)
 	}
 }
 
@@ -297,7 +321,7 @@ func (m *Model) onKey(k tea.KeyPressMsg) tea.Cmd {
 		return nil
 	}
 	if m.isAction(k) && m.d.readOnly {
-		m.status = statusLine{text: "read-only: actions are disabled", err: true}
+		m.setStatus("read-only: actions are disabled", true)
 		return nil
 	}
 	switch m.view {
@@ -403,7 +427,7 @@ func (m *Model) nodeAction(k tea.KeyPressMsg, targets []string) tea.Cmd {
 	keys := &m.d.keys
 	if len(targets) == 0 {
 		if key.Matches(k, keys.Cordon, keys.Uncordon, keys.Drain, keys.Terminate, keys.Diagnose) {
-			m.status = statusLine{text: "no node selected", err: true}
+			m.setStatus("no node selected", true)
 		}
 		return nil
 	}
@@ -539,12 +563,16 @@ func (m *Model) footer() string {
 		line = m.filter.view()
 	case m.palette.active:
 		line = m.palette.view()
-	case m.status.text != "" && m.status.err:
-		line = t.StatusErr.Render(truncate(m.status.text, m.width))
-	case m.status.text != "":
-		line = t.Status.Render(truncate(m.status.text, m.width))
 	default:
-		line = t.Muted.Render(truncate(m.viewHint(), m.width))
+		st, fresh := m.currentStatus()
+		switch {
+		case fresh && st.err:
+			line = t.StatusErr.Render(truncate(st.text, m.width))
+		case fresh:
+			line = t.Status.Render(truncate(st.text, m.width))
+		default:
+			line = t.Muted.Render(truncate(m.viewHint(), m.width))
+		}
 	}
 	return line + "\n" + m.shortHelp()
 }
@@ -570,56 +598,91 @@ func filterNote(f string) string {
 	return " · filter " + f
 }
 
+// shortHelp is the one-line key help of the current view. It keeps as many
+// of the view's keys as fit and always ends with help and quit.
 func (m *Model) shortHelp() string {
 	t := m.d.theme
-	var parts []string
-	width := 0
-	bindings := m.d.keys.ShortHelp()
+	keys := &m.d.keys
+	bindings := keys.ShortHelp()
 	switch m.view {
 	case viewNode:
-		bindings = m.d.keys.nodeHelp()
+		bindings = keys.nodeHelp()
 	case viewEvents:
-		bindings = m.d.keys.eventsHelp()
+		bindings = keys.eventsHelp()
 	}
+	render := func(b key.Binding) string {
+		// The footer has room for the first words only: "filter", not
+		// "filter (text or label=value)"; the help overlay says the rest.
+		desc, _, _ := strings.Cut(b.Help().Desc, " (")
+		return t.Key.Render(b.Help().Key) + " " + t.Muted.Render(desc)
+	}
+	tail := render(keys.Help) + "  " + render(keys.Quit)
+	room := m.width - lipgloss.Width(tail)
+	var parts []string
+	width := 0
 	for _, b := range bindings {
-		if !b.Enabled() {
+		if !b.Enabled() || b.Help() == keys.Help.Help() || b.Help() == keys.Quit.Help() {
 			continue
 		}
-		p := t.Key.Render(b.Help().Key) + " " + t.Muted.Render(b.Help().Desc)
+		p := render(b)
 		w := lipgloss.Width(p) + 2
-		if width+w > m.width {
+		if width+w > room {
 			break
 		}
 		width += w
 		parts = append(parts, p)
 	}
-	return strings.Join(parts, "  ")
+	return truncate(strings.Join(append(parts, tail), "  "), m.width)
 }
 
-// helpView is the help overlay, generated from the keymap.
+// helpView is the help overlay, generated from the keymap. It uses as many
+// columns as the terminal's width allows.
 func (m *Model) helpView(height int) string {
 	t := m.d.theme
-	var cols []string
+	var entries []key.Binding
 	for _, group := range m.d.keys.FullHelp() {
-		var lines []string
 		for _, b := range group {
-			if !b.Enabled() {
-				continue
+			if b.Enabled() {
+				entries = append(entries, b)
 			}
-			lines = append(lines, t.Key.Render(padRight(b.Help().Key, 7))+" "+t.Desc.Render(b.Help().Desc))
-		}
-		if len(lines) > 0 {
-			cols = append(cols, strings.Join(lines, "\n"))
 		}
 	}
 	title := t.Title.Render("Keys")
 	if m.d.readOnly {
 		title += t.Muted.Render("  (read-only: actions hidden)")
 	}
-	body := title + "\n\n" + lipgloss.JoinHorizontal(lipgloss.Top, joinWithGap(cols, "   ")...) + "\n\n" +
-		t.Muted.Render("GPU glyphs: H healthy · D degraded · U unhealthy · ? unknown · X lost") + "\n" +
-		t.Muted.Render("? or esc closes this help")
+	notes := []string{
+		"GPU glyphs: H healthy · D degraded · U unhealthy · ? unknown · X lost",
+		"commands :nodes :events :provision :help :q · ? or esc closes this help",
+	}
+	var table string
+	for ncol := min(3, len(entries)); ncol >= 1; ncol-- {
+		table = helpColumns(t, entries, ncol)
+		// The box adds a border and padding: 4 cells.
+		if lipgloss.Width(table)+4 <= m.width {
+			break
+		}
+	}
+	body := title + "\n\n" + table + "\n"
+	for _, n := range notes {
+		body += "\n" + t.Muted.Render(truncate(n, max(10, m.width-4)))
+	}
 	return place(m.width, height, t.Box.Render(body))
+}
+
+// helpColumns lays the bindings out in ncol columns, in order, top to
+// bottom.
+func helpColumns(t *Theme, entries []key.Binding, ncol int) string {
+	perCol := (len(entries) + ncol - 1) / ncol
+	var cols []string
+	for start := 0; start < len(entries); start += perCol {
+		var lines []string
+		for _, b := range entries[start:min(start+perCol, len(entries))] {
+			lines = append(lines, t.Key.Render(padRight(b.Help().Key, 7))+" "+t.Desc.Render(b.Help().Desc))
+		}
+		cols = append(cols, strings.Join(lines, "\n"))
+	}
+	return lipgloss.JoinHorizontal(lipgloss.Top, joinWithGap(cols, "   ")...)
 }
 
 func joinWithGap(cols []string, gap string) []string {

@@ -18,7 +18,9 @@ import (
 func newTestModel(t *testing.T, o Options) *Model {
 	t.Helper()
 	o.NoStream = true
-	o.Now = clock
+	if o.Now == nil {
+		o.Now = clock
+	}
 	if o.Theme == nil {
 		o.Theme = NewTheme(true, false)
 	}
@@ -151,7 +153,11 @@ func TestViewsAndPalette(t *testing.T) {
 	if m.view != viewEvents {
 		t.Fatal(":events did not switch views")
 	}
-	mustContain(t, m.Frame(), "XID 79", "GPU has fallen off the bus", "drain, reboot node", "gpu-b01", "check cooling")
+	mustContain(t, m.Frame(), "XID 79", "GPU has fallen off the bus", "reboot", "gpu-b01", "cooling")
+	// A wide terminal has room for the remedies in full.
+	send(m, tea.WindowSizeMsg{Width: 160, Height: 30})
+	mustContain(t, m.Frame(), "drain, reboot node", "check cooling")
+	send(m, tea.WindowSizeMsg{Width: 100, Height: 30})
 	// The palette keeps a history.
 	send(m, press(":"))
 	send(m, press("up"))

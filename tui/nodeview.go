@@ -170,9 +170,11 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 		}
 	}
 	n := v.resp.GetNode()
+	lastHB := tsTime(n.GetLastHeartbeatAt())
 	if r, ok := f.rows[v.id]; ok {
 		// The stream is fresher than the last fetch for these.
 		n.Lifecycle, n.Health, n.Reachability = r.lifecycle, r.health, r.reach
+		lastHB = r.lastHB
 	}
 	now := v.d.now()
 	var lines []string
@@ -180,7 +182,7 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 		t.LifecycleStyle(n.GetLifecycle()).Render(display.Lifecycle(n.GetLifecycle())) + "  " +
 		t.HealthStyle(n.GetHealth()).Render(display.Health(n.GetHealth())) + "  " +
 		t.ReachStyle(n.GetReachability()).Render(display.Reachability(n.GetReachability())) +
-		t.Muted.Render("  heartbeat "+display.Age(tsTime(n.GetLastHeartbeatAt()), now)+" ago")
+		t.Muted.Render("  heartbeat "+display.Age(lastHB, now)+" ago")
 	if v.err != "" {
 		title += "  " + t.StatusErr.Render("(refresh failed: "+v.err+")")
 	}
@@ -211,7 +213,7 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 	head := len(lines)
 
 	var tail []string
-	tail = append(tail, "", t.Header.Render("EVENTS (newest first)"), t.Muted.Render(truncate(eventHeader(0), width)))
+	tail = append(tail, "", t.Header.Render("EVENTS (newest first)"), t.Muted.Render(truncate(eventHeader(0, width), width)))
 	if len(v.resp.GetEvents()) == 0 {
 		tail = append(tail, t.Muted.Render("  no health events"))
 	}
@@ -279,29 +281,44 @@ func eventLine(t *Theme, e *fleetv1.HealthEvent, now time.Time, nodeWidth, width
 	if nodeWidth > 0 {
 		parts += padRight(e.GetNodeId(), nodeWidth) + " "
 	}
-	parts += padRight(display.GPU(e.GetGpuIndex()), 5) + " " + padRight(display.EventKind(e), 16) + " "
-	remedy := ""
+	parts += padRight(display.GPU(e.GetGpuIndex()), 5) + " " + padRight(display.EventKind(e), kindWidth) + " "
+	remedy, remedyW := "", remedyColumn(width)
 	if e.GetRemedy() != fleetv1.Remedy_REMEDY_NONE {
 		remedy = display.Remedy(e.GetRemedy())
+		if remedyW < remedyWidth {
+			remedy = display.ShortRemedy(e.GetRemedy())
+		}
 	}
 	line := parts + t.HealthStyle(e.GetHealth()).Render(padRight(display.Health(e.GetHealth()), 9)) + " " +
-		t.Accent.Render(padRight(remedy, remedyWidth)) + " " + e.GetCause()
+		t.Accent.Render(padRight(remedy, remedyW)) + "  " + e.GetCause()
 	if e.GetEscalated() {
 		line += t.Bad.Render(" [escalated]")
 	}
 	return truncate(line, width)
 }
 
+// kindWidth fits every event kind but the longest, "retired-pages-pending".
+const kindWidth = 18
+
 // remedyWidth fits the longest remedy, "restart the application".
 const remedyWidth = 23
 
+// remedyColumn is the remedy column's width: narrow terminals get the
+// short remedy names, so the cause keeps some room.
+func remedyColumn(width int) int {
+	if width < 120 {
+		return display.ShortRemedyWidth
+	}
+	return remedyWidth
+}
+
 // eventHeader is the column header matching eventLine.
-func eventHeader(nodeWidth int) string {
+func eventHeader(nodeWidth, width int) string {
 	h := " AGE  "
 	if nodeWidth > 0 {
 		h += padRight("NODE", nodeWidth) + " "
 	}
-	return h + "GPU   KIND             HEALTH    " + padRight("REMEDY", remedyWidth) + " CAUSE"
+	return h + "GPU   " + padRight("KIND", kindWidth) + " HEALTH    " + padRight("REMEDY", remedyColumn(width)) + "  CAUSE"
 }
 
 func commandLine(t *Theme, c *fleetv1.Command, now time.Time) string {

@@ -2,17 +2,36 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/term"
 
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
+// ErrNoTerminal is returned by Run when stdin or stdout is not a terminal.
+var ErrNoTerminal = errors.New("the console needs a terminal, and stdin or stdout is not one; " +
+	"for scripts use the subcommands (navarch get nodes, navarch get events, navarch get status, …), which print text or JSON")
+
+// CheckTerminal reports ErrNoTerminal unless stdin and stdout are both
+// terminals.
+func CheckTerminal() error {
+	if !term.IsTerminal(os.Stdin.Fd()) || !term.IsTerminal(os.Stdout.Fd()) {
+		return ErrNoTerminal
+	}
+	return nil
+}
+
 // Run opens the console on the control plane at server until the operator
 // quits or ctx ends.
 func Run(ctx context.Context, server string, readOnly bool) error {
+	if err := CheckTerminal(); err != nil {
+		return err
+	}
 	conn, err := rpcclient.Dial(server)
 	if err != nil {
 		return err

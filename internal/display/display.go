@@ -60,6 +60,37 @@ var remedies = map[fleetv1.Remedy]string{
 	fleetv1.Remedy_REMEDY_CHECK_COOLING:       "check cooling",
 }
 
+var shortRemedies = map[fleetv1.Remedy]string{
+	fleetv1.Remedy_REMEDY_UNSPECIFIED:         "",
+	fleetv1.Remedy_REMEDY_NONE:                "none",
+	fleetv1.Remedy_REMEDY_CHECK_APPLICATION:   "check app",
+	fleetv1.Remedy_REMEDY_RESTART_APPLICATION: "restart app",
+	fleetv1.Remedy_REMEDY_WATCH:               "watch",
+	fleetv1.Remedy_REMEDY_RESET_GPU:           "reset GPU",
+	fleetv1.Remedy_REMEDY_REBOOT_NODE:         "reboot",
+	fleetv1.Remedy_REMEDY_INSPECT_HARDWARE:    "inspect HW",
+	fleetv1.Remedy_REMEDY_REPLACE_GPU:         "RMA GPU",
+	fleetv1.Remedy_REMEDY_CONTACT_SUPPORT:     "support",
+	fleetv1.Remedy_REMEDY_RESTART_VM:          "restart VM",
+	fleetv1.Remedy_REMEDY_CHECK_COOLING:       "cooling",
+}
+
+// ShortRemedyWidth fits every ShortRemedy name.
+const ShortRemedyWidth = 11
+
+// ShortRemedy names the suggested action in at most ShortRemedyWidth
+// characters, for narrow screens.
+func ShortRemedy(r fleetv1.Remedy) string {
+	if s, ok := shortRemedies[r]; ok {
+		return s
+	}
+	s := Remedy(r)
+	if len(s) > ShortRemedyWidth {
+		s = s[:ShortRemedyWidth]
+	}
+	return s
+}
+
 // Remedy says the suggested action in words.
 func Remedy(r fleetv1.Remedy) string {
 	if s, ok := remedies[r]; ok {

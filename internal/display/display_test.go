@@ -71,3 +71,18 @@ func TestParse(t *testing.T) {
 		t.Error("utilization of nothing")
 	}
 }
+
+// TestShortRemedies: every remedy has a short name that fits its column, so
+// a remedy added to the API is not cut short on narrow screens.
+func TestShortRemedies(t *testing.T) {
+	for v, name := range fleetv1.Remedy_name {
+		r := fleetv1.Remedy(v)
+		s, ok := shortRemedies[r]
+		if !ok {
+			t.Errorf("%s has no short name", name)
+		}
+		if len(s) > ShortRemedyWidth || (r != fleetv1.Remedy_REMEDY_UNSPECIFIED && s == "") {
+			t.Errorf("%s: short name %q does not fit %d cells", name, s, ShortRemedyWidth)
+		}
+	}
+}
