@@ -67,6 +67,11 @@ type Options struct {
 	KillGrace time.Duration
 	// Signal sends a signal to a process; nil means syscall.Kill.
 	Signal func(pid int, sig syscall.Signal) error
+	// OnLifecycle, when set, learns the node's lifecycle as the agent does:
+	// at registration, from heartbeat answers, and from each command it
+	// carries out. A scheduler hook can stop placing work on a node that
+	// is not ACTIVE; the simulated GPUs use it to stop starting jobs.
+	OnLifecycle func(fleetv1.LifecycleState)
 }
 
 // Agent is one node's agent.
@@ -214,6 +219,7 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 		cancel()
 		if err == nil {
 			a.log.Info("registered", "lifecycle", resp.GetLifecycle(), "heartbeat", resp.GetHeartbeatInterval().AsDuration())
+			a.lifecycle(resp.GetLifecycle())
 			return resp, nil
 		}
 		switch status.Code(err) {
@@ -268,6 +274,13 @@ func (a *Agent) session(ctx context.Context) {
 	wg.Wait()
 	if ctx.Err() == nil {
 		a.log.Warn("control plane does not know this node; registering again")
+	}
+}
+
+// lifecycle passes what the agent learned of its lifecycle to OnLifecycle.
+func (a *Agent) lifecycle(l fleetv1.LifecycleState) {
+	if a.o.OnLifecycle != nil && l != fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
+		a.o.OnLifecycle(l)
 	}
 }
 
@@ -385,6 +398,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 				a.log.Info("heartbeats reach the control plane again")
 			}
 			failing = false
+			a.lifecycle(resp.GetLifecycle())
 			if resp.GetPendingCommands() > 0 {
 				select {
 				case a.hint <- struct{}{}:

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +34,8 @@ func startAgent(t *testing.T, cp *fakeCP, sim simnvml.Options, tweak ...func(*Op
 	if sim.GPUs == 0 {
 		sim.GPUs = 4
 	}
-	sim.Idle = true
+	// Quiet GPUs, unless the test wants their jobs.
+	sim.Idle = !sim.Jobs
 	backend := simnvml.New(sim)
 	t.Cleanup(backend.Stop)
 	conn, err := rpcclient.Dial(cp.addr)
@@ -432,5 +435,53 @@ func TestHeartbeatDelivery(t *testing.T) {
 		if w != 0 {
 			t.Fatalf("the agent long-polled (%s) in heartbeat delivery", w)
 		}
+	}
+}
+
+// TestSimulatedJobsFollowLifecycle: the agent tells the simulated GPUs the
+// node's lifecycle; a forced drain signals their real job processes, and
+// no job starts again while the node takes no work.
+func TestSimulatedJobsFollowLifecycle(t *testing.T) {
+	if _, err := exec.LookPath("sleep"); err != nil {
+		t.Skip("no sleep program to stand in for jobs")
+	}
+	cp := newFakeCP(t)
+	var mu sync.Mutex
+	var seen []fleetv1.LifecycleState
+	var sim atomic.Pointer[simnvml.Backend]
+	r := startAgent(t, cp, simnvml.Options{GPUs: 2, Jobs: true, Seed: 3}, func(o *Options) {
+		o.OnLifecycle = func(l fleetv1.LifecycleState) {
+			mu.Lock()
+			seen = append(seen, l)
+			mu.Unlock()
+			if s := sim.Load(); s != nil {
+				s.SetSchedulable(l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
+			}
+		}
+	})
+	sim.Store(r.sim)
+	running := func() int {
+		n := 0
+		for i := range 2 {
+			ps, _ := r.sim.Device(i).GetComputeRunningProcesses()
+			n += len(ps)
+		}
+		return n
+	}
+	eventually(t, "jobs running", func() bool { return running() == 2 })
+	cp.commands <- drainCommand("cmd-9", 300*time.Millisecond, true)
+	eventually(t, "drain result", func() bool { return cp.result("cmd-9", true) != nil })
+	res := cp.result("cmd-9", true)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || len(res.GetSignalledPids()) != 2 || len(res.GetRemainingPids()) != 0 {
+		t.Fatalf("forced drain of the jobs: %v", res)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := running(); n != 0 {
+		t.Fatalf("%d jobs running on a drained node", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(seen, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING) {
+		t.Fatalf("lifecycles seen: %v", seen)
 	}
 }

@@ -74,6 +74,9 @@ type LocalProviderConfig struct {
 	AgentBinary string `yaml:"agent_binary"`
 	// MaxNodes caps the agents it runs at once.
 	MaxNodes int `yaml:"max_nodes"`
+	// SimJobs gives the agents' simulated GPUs real job processes, so that
+	// drains wait for them and forced drains signal them.
+	SimJobs bool `yaml:"sim_jobs"`
 }
 
 // LocalProviderEnabled reports whether the local provider is offered.

@@ -13,8 +13,11 @@ package simnvml
 import (
 	"math"
 	"math/rand/v2"
+	"os/exec"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +56,11 @@ type Options struct {
 	Seed uint64
 	// Idle keeps the GPUs idle instead of running a simulated workload.
 	Idle bool
+	// Jobs runs a real process (sleep) on each GPU for each busy phase of
+	// the workload, listed as the GPU's compute process: a drain waits for
+	// it, and a forced drain signals it. A GPU whose job ends goes idle.
+	// No new job starts while SetSchedulable(false) is in force.
+	Jobs bool
 }
 
 // Backend is the simulated NVML library.
@@ -66,7 +74,16 @@ type Backend struct {
 	sets    []*eventSet
 	timers  []clockwork.Timer
 	stopped bool
+
+	// jobBin is the program a simulated job runs; empty without jobs.
+	jobBin      string
+	schedulable atomic.Bool
 }
+
+// SetSchedulable says whether new jobs may start, as a scheduler that
+// honours cordons would: the agent clears it when the node is cordoned,
+// draining or drained. Running jobs carry on.
+func (b *Backend) SetSchedulable(ok bool) { b.schedulable.Store(ok) }
 
 // New builds a simulated node and schedules its faults.
 func New(o Options) *Backend {
@@ -87,6 +104,12 @@ func New(o Options) *Backend {
 		server.WithCUDADriverVersion(12040),
 	)
 	b := &Backend{Server: srv, clock: o.Clock, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	b.schedulable.Store(true)
+	if o.Jobs && !o.Idle {
+		// Without a sleep program the GPUs run their workload with no
+		// process to show for it.
+		b.jobBin, _ = exec.LookPath("sleep")
+	}
 	now := o.Clock.Now()
 	for i, d := range srv.Devices {
 		dev := &Device{Device: d.(*server.Device), backend: b, index: i}
@@ -133,15 +156,21 @@ func serialOf(i int, seed uint64) string {
 	return string(b)
 }
 
-// Stop cancels pending faults and chaos.
+// Stop cancels pending faults and chaos and ends the simulated jobs.
 func (b *Backend) Stop() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.stopped = true
 	for _, t := range b.timers {
 		t.Stop()
 	}
 	b.timers = nil
+	b.mu.Unlock()
+	// Then the jobs; a device's lock comes before the backend's.
+	for _, d := range b.devices {
+		d.mu.Lock()
+		d.stopJob()
+		d.mu.Unlock()
+	}
 }
 
 // Device returns simulated GPU i, for tests that steer it directly.
@@ -234,9 +263,14 @@ func (b *Backend) emitXID(d *Device, xid uint64) {
 	}
 }
 
-// chaosXIDs are the XIDs chaos picks from, weighted towards the common
-// application ones, as a real fleet sees them.
-var chaosXIDs = []uint32{13, 13, 13, 31, 31, 43, 45, 45, 45, 45, 94, 32, 63, 92, 48, 74, 79, 119, 120, 64, 95, 109, 61, 140}
+// chaosXIDs are the XIDs chaos picks from, weighted as a real fleet sees
+// them: mostly application faults (13, 31, 43, 45) and recoverable ones
+// (94, 63, 92, 32), and now and then one that takes a GPU out of service.
+var chaosXIDs = []uint32{
+	13, 13, 13, 13, 13, 31, 31, 31, 31, 43, 43, 43, 45, 45, 45, 45, 45, 45,
+	94, 94, 63, 63, 92, 92, 32,
+	48, 74, 79, 119, 120, 64, 95, 109, 61, 140,
+}
 
 // scheduleChaos injects a random fault after an exponentially distributed
 // wait, then schedules the next.
@@ -258,14 +292,14 @@ func (b *Backend) chaos() {
 	heal := time.Duration(60+b.rng.IntN(120)) * time.Second
 	b.mu.Unlock()
 	switch {
-	case roll < 0.70:
+	case roll < 0.78:
 		b.Inject(faultspec.Spec{Kind: faultspec.XID, Value: xid, GPU: gpu})
-	case roll < 0.85:
+	case roll < 0.90:
 		b.Inject(faultspec.Spec{Kind: faultspec.Temp, Value: slowdownTemp + 5, GPU: gpu})
 		b.after(heal, func() { b.Heal(gpu) })
-	case roll < 0.90:
+	case roll < 0.93:
 		b.Inject(faultspec.Spec{Kind: faultspec.ECCDBE, GPU: gpu})
-	case roll < 0.94:
+	case roll < 0.95:
 		b.Inject(faultspec.Spec{Kind: faultspec.RowRemapPending, GPU: gpu})
 	case roll < 0.98:
 		b.Inject(faultspec.Spec{Kind: faultspec.NVLinkDown, GPU: gpu})
@@ -294,6 +328,13 @@ type Device struct {
 	links                             []bool
 	pcieReplays                       int
 	pids                              []uint32
+	job                               *simJob
+}
+
+// simJob is the process standing in for the job of a busy phase.
+type simJob struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited and been reaped
 }
 
 // AttachProcess reports pid as a compute process on this GPU for as long as
@@ -309,11 +350,68 @@ func (d *Device) advance() {
 	now := d.backend.clock.Now()
 	d.backend.mu.Lock()
 	dt := d.load.Advance(d.backend.rng, now)
+	if d.backend.jobBin != "" {
+		d.followJob(now)
+	}
 	d.backend.mu.Unlock()
 	// A busy GPU sees a corrected ECC error every ten minutes or so.
 	if d.load.Util > 50 && rand.Float64() < dt/600 {
 		d.eccVolatileCorr++
 		d.eccAggregateCorr++
+	}
+}
+
+// followJob keeps a job process running for each busy phase: it starts
+// one when a busy phase begins and the node takes work, and ends the phase
+// when its job ends (finished, or signalled by a drain). The caller holds
+// d.mu and the backend's lock.
+func (d *Device) followJob(now time.Time) {
+	b := d.backend
+	if d.job != nil {
+		select {
+		case <-d.job.done:
+			// Finished early, or signalled: the GPU has nothing to run.
+			d.job = nil
+			if d.load.Busy() {
+				d.load.Rest(b.rng, now)
+			}
+		default:
+			if d.load.Busy() && d.load.Remaining(now) > 0 {
+				return
+			}
+			// Its phase is over: the job is done.
+			d.stopJob()
+		}
+	}
+	if !d.load.Busy() || b.stopped {
+		return
+	}
+	if !b.schedulable.Load() || d.lost {
+		d.load.Rest(b.rng, now)
+		return
+	}
+	secs := int(d.load.Remaining(now).Seconds()) + 1
+	cmd := exec.Command(b.jobBin, strconv.Itoa(secs))
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		d.load.Rest(b.rng, now)
+		return
+	}
+	j := &simJob{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(j.done)
+	}()
+	d.job = j
+	d.pids = append(d.pids, uint32(cmd.Process.Pid))
+}
+
+// stopJob kills the device's job, if any. The caller holds d.mu.
+func (d *Device) stopJob() {
+	if d.job != nil {
+		_ = d.job.cmd.Process.Kill()
+		<-d.job.done
+		d.job = nil
 	}
 }
 

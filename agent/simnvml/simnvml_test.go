@@ -1,6 +1,8 @@
 package simnvml
 
 import (
+	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,5 +114,73 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestJobsAreRealProcesses: with Jobs, a busy GPU runs a real process that
+// NVML lists; when it is signalled the GPU goes idle; no new job starts
+// while the node takes no work; Stop ends the jobs.
+func TestJobsAreRealProcesses(t *testing.T) {
+	if _, err := exec.LookPath("sleep"); err != nil {
+		t.Skip("no sleep program to stand in for jobs")
+	}
+	clock := clockwork.NewFakeClock()
+	b := New(Options{GPUs: 1, Clock: clock, Seed: 7, Jobs: true})
+	t.Cleanup(b.Stop)
+	d := b.Device(0)
+	procs := func() []nvml.ProcessInfo {
+		t.Helper()
+		p, ret := d.GetComputeRunningProcesses()
+		if ret != nvml.SUCCESS {
+			t.Fatal(ret)
+		}
+		return p
+	}
+	clock.Advance(time.Second)
+	ps := procs()
+	if len(ps) != 1 {
+		t.Fatalf("busy GPU lists %d processes, want its job", len(ps))
+	}
+	pid := int(ps[0].Pid)
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("job %d is not a live process: %v", pid, err)
+	}
+
+	// Cordoned, then drained by force: the job is signalled and the GPU
+	// goes idle.
+	b.SetSchedulable(false)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(procs()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("signalled job still listed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	clock.Advance(30 * time.Second)
+	if u, _ := d.GetUtilizationRates(); u.Gpu > 10 {
+		t.Fatalf("GPU without a job at %d%%", u.Gpu)
+	}
+	for range 60 {
+		clock.Advance(10 * time.Second)
+		if ps := procs(); len(ps) > 0 {
+			t.Fatalf("a job started on a node that takes no work: %v", ps)
+		}
+	}
+
+	// Uncordoned: work lands again.
+	b.SetSchedulable(true)
+	for i := 0; len(procs()) == 0; i++ {
+		if i > 60 {
+			t.Fatal("no job started after the node took work again")
+		}
+		clock.Advance(10 * time.Second)
+	}
+	pid = int(procs()[0].Pid)
+	b.Stop()
+	if err := syscall.Kill(pid, 0); err == nil && !zombie(uint32(pid)) {
+		t.Fatalf("job %d outlived Stop", pid)
 	}
 }

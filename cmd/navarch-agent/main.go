@@ -26,6 +26,7 @@ import (
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/version"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 func main() {
@@ -49,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&faults, "sim-fault", "inject a simulated fault `SPEC` ("+faultspec.Grammar+"); repeatable")
 	chaos := fs.Duration("sim-chaos", 0, "mean `INTERVAL` between random simulated faults, such as 30s (with --simulate)")
 	idle := fs.Bool("sim-idle", false, "keep simulated GPUs idle instead of running a simulated workload")
+	jobs := fs.Bool("sim-jobs", false, "run a real process for each simulated job, so drains wait for it (with --simulate)")
 	fs.Var(&labels, "label", "node label `KEY=VALUE`; repeatable")
 	instanceID := fs.String("instance-id", "", "provider's instance `ID` for this node")
 	poll := fs.Duration("poll-interval", 5*time.Second, "how often the GPUs are read")
@@ -79,8 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail("--log-level: %q is not debug, info, warn or error", *logLevel)
 	}
-	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle) {
-		return fail("--sim-fault, --sim-chaos and --sim-idle need --simulate")
+	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle || *jobs) {
+		return fail("--sim-fault, --sim-chaos, --sim-idle and --sim-jobs need --simulate")
 	}
 	if *gpus < 1 || *gpus > 64 {
 		return fail("--gpus: %d is not within 1–64", *gpus)
@@ -119,11 +121,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	var lib nvml.Interface
+	var onLifecycle func(fleetv1.LifecycleState)
 	bootID := readBootID()
 	if *simulate {
-		sim := simnvml.New(simnvml.Options{GPUs: *gpus, Faults: specs, ChaosInterval: *chaos, Idle: *idle})
+		sim := simnvml.New(simnvml.Options{GPUs: *gpus, Faults: specs, ChaosInterval: *chaos, Idle: *idle, Jobs: *jobs})
 		defer sim.Stop()
 		lib = sim
+		onLifecycle = func(l fleetv1.LifecycleState) {
+			sim.SetSchedulable(l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
+		}
 		// Each simulated agent process is a fresh boot of its node.
 		bootID = randomID()
 	} else {
@@ -141,6 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		NVML:         lib,
 		Logger:       log,
 		PollInterval: *poll,
+		OnLifecycle:  onLifecycle,
 	})
 	if err != nil {
 		return fail("%v", err)

@@ -146,6 +146,7 @@ func providers(cfg controlplane.Config, addr string, log *slog.Logger) []control
 				Server:      dialable(addr),
 				LogDir:      filepath.Join(cfg.DataDir, "local-agents"),
 				MaxNodes:    cfg.LocalProvider.MaxNodes,
+				SimJobs:     cfg.LocalProvider.SimJobs,
 				Logger:      log,
 			})
 		}

@@ -65,7 +65,7 @@ func ParseArgs(args []string, o *Options) error {
 	fs.BoolVar(&o.Keep, "keep", false, "")
 	fs.StringVar(&o.DataDir, "data-dir", ".demo", "")
 	fs.StringVar(&o.BinDir, "bin", "", "")
-	fs.DurationVar(&o.FaultEvery, "fault-every", 4*time.Second, "")
+	fs.DurationVar(&o.FaultEvery, "fault-every", 8*time.Second, "")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -128,6 +128,7 @@ terminated_retention: 2m
 local_provider:
   max_nodes: %d
   agent_binary: %s
+  sim_jobs: true
 `, addr, storeDir, MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("demo: write config: %w", err)

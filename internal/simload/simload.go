@@ -77,3 +77,17 @@ func (g *GPU) Advance(rng *rand.Rand, now time.Time) float64 {
 func (g *GPU) PowerMilliwatts() uint32 {
 	return uint32(IdlePowerMilliwatts + (PowerLimitMilliwatts-IdlePowerMilliwatts)*g.Util/100*0.92)
 }
+
+// Busy reports whether the current phase is a job's: utilisation heading
+// high.
+func (g *GPU) Busy() bool { return g.target >= 50 }
+
+// Remaining is how long the current phase has left at now.
+func (g *GPU) Remaining(now time.Time) time.Duration { return max(0, g.phaseEnd.Sub(now)) }
+
+// Rest ends the current phase with an idle one, as when its job ends early
+// or cannot start; the phase after it is busy again.
+func (g *GPU) Rest(rng *rand.Rand, now time.Time) {
+	g.target = rng.Float32() * 5
+	g.phaseEnd = now.Add(time.Duration(20+rng.IntN(60)) * time.Second)
+}

@@ -37,6 +37,8 @@ type Options struct {
 	MaxNodes int
 	// StopGrace is how long an agent gets between TERM and KILL; 0 means 10s.
 	StopGrace time.Duration
+	// SimJobs starts the agents with --sim-jobs.
+	SimJobs bool
 	// Logger receives the provider's logs.
 	Logger *slog.Logger
 }
@@ -163,6 +165,9 @@ func (p *Provider) start(inst controlplane.Instance, spec controlplane.Provision
 	}
 	if spec.ChaosInterval > 0 {
 		args = append(args, "--sim-chaos", spec.ChaosInterval.String())
+	}
+	if p.o.SimJobs {
+		args = append(args, "--sim-jobs")
 	}
 	logPath := filepath.Join(p.o.LogDir, inst.NodeID+".log")
 	logFile, err := os.Create(logPath)
