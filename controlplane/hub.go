@@ -43,8 +43,8 @@ type hub struct {
 	dirty    bool // totals may have changed since the last flush
 	// sentBreaker is the breaker status the last totals carried.
 	sentBreaker *fleetv1.BreakerStatus
-	closed   bool
-	done     chan struct{}
+	closed      bool
+	done        chan struct{}
 
 	hbMu    sync.Mutex
 	hbDirty map[*nodeState]struct{}
