@@ -17,18 +17,21 @@ import (
 
 func runAction(ctx context.Context, server, cmd string, args []string, env Env) error {
 	fs := flagSet(cmd, &server)
-	reason := fs.String("reason", "", "")
+	var reason *string
 	var deadline, drainTimeout, wait *time.Duration
 	var force *bool
+	if cmd != "diagnose" {
+		reason = fs.String("reason", "", "`TEXT` why; recorded on the node")
+	}
 	switch cmd {
 	case "drain":
-		deadline = fs.Duration("deadline", time.Hour, "")
-		force = fs.Bool("force", false, "")
+		deadline = fs.Duration("deadline", time.Hour, "`DURATION` end the drain after this long even if GPU work remains; at most 7 days")
+		force = fs.Bool("force", false, "at the deadline, signal the GPU processes still running, TERM then KILL")
 	case "terminate":
-		drainTimeout = fs.Duration("drain-timeout", 10*time.Minute, "")
-		force = fs.Bool("force", false, "")
+		drainTimeout = fs.Duration("drain-timeout", 10*time.Minute, "`DURATION` how long the drain may take before the node is stopped")
+		force = fs.Bool("force", false, "skip the drain and stop the node at once")
 	case "diagnose":
-		wait = fs.Duration("wait", 30*time.Second, "")
+		wait = fs.Duration("wait", 30*time.Second, "`DURATION` how long to wait for the report; the check stays queued after that")
 	}
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -135,16 +138,17 @@ func ensureNewline(s string) string {
 
 func runProvision(ctx context.Context, server string, args []string, env Env) error {
 	fs := flagSet("provision", &server)
-	provider := fs.String("provider", "local", "")
-	count := fs.Uint("count", 0, "")
-	gpus := fs.Uint("gpus", 0, "")
-	instanceType := fs.String("instance-type", "", "")
-	chaos := fs.Duration("chaos", 0, "")
+	provider := fs.String("provider", "local", "`NAME` the provider, as 'navarch get status' lists them")
+	count := fs.Uint("count", 0, "`N` how many nodes to start, 1–1000; required")
+	gpus := fs.Uint("gpus", 0, "`N` GPUs per node, 1–64, where the provider lets you choose; 0 means its default")
+	instanceType := fs.String("instance-type", "", "`TYPE` the provider's instance type; empty means its default")
+	chaos := fs.Duration("chaos", 0, "`DURATION` for simulated nodes, the mean time between random faults on each; 0 means none")
 	out := outputFlag(fs)
 	var labels, faults listFlag
-	fs.Var(&labels, "label", "")
-	fs.Var(&labels, "l", "")
-	fs.Var(&faults, "sim-fault", "")
+	const label = "`KEY=VALUE` a label for every new node; repeatable"
+	fs.Var(&labels, "label", label)
+	fs.Var(&labels, "l", label)
+	fs.Var(&faults, "sim-fault", "`SPEC` a fault for simulated nodes, KIND@gpuN[+DELAY] as navarch-agent --sim-fault takes it; repeatable")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

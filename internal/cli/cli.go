@@ -48,33 +48,41 @@ type Env struct {
 }
 
 // usageError is bad usage: exit 2 with the message and a hint.
-type usageError struct{ msg string }
+type usageError struct {
+	msg string
+	// cmd is the command whose usage the hint points to; "" for the
+	// top-level usage.
+	cmd string
+}
 
 func (e usageError) Error() string { return e.msg }
 
-func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+func usagef(format string, a ...any) error { return usageError{msg: fmt.Sprintf(format, a...)} }
 
-// Usage marks err as bad usage, so it exits with code 2.
-func Usage(err error) error { return usageError{err.Error()} }
+// Usage marks err as bad usage, so it exits with code 2. A request for
+// help (flag.ErrHelp) stays one, so that the command's usage is printed.
+func Usage(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return flag.ErrHelp
+	}
+	return usageError{msg: err.Error()}
+}
 
-const usage = `Usage:
-  navarch [--server HOST:PORT] [--read-only]     open the fleet console
-  navarch get nodes [-o table|json] [filters]     list nodes
-  navarch get node ID [-o table|json]             show one node in detail
-  navarch get events [--node ID] [-o table|json]  list health events, newest first
-  navarch get status [-o table|json]              fleet totals
-  navarch cordon ID [--reason TEXT]               stop new work landing on a node
-  navarch uncordon ID [--reason TEXT]             return a node to service
-  navarch drain ID [--reason TEXT] [--deadline DURATION] [--force]
-  navarch terminate ID [--reason TEXT] [--force] [--drain-timeout DURATION]
-  navarch diagnose ID [--wait DURATION]           run an NVML self-check on a node
-  navarch provision --count N [--provider NAME] [--gpus N] [--label K=V]... [--sim-fault SPEC]... [--chaos DURATION]
-  navarch demo [--nodes N] [--fresh]              run a simulated fleet and open the console
-  navarch version
+// within points the hint of a usage error at cmd's usage.
+func within(cmd string, err error) error {
+	var ue usageError
+	if errors.As(err, &ue) && ue.cmd == "" {
+		ue.cmd = cmd
+		return ue
+	}
+	return err
+}
 
-The server is --server, else $NAVARCH_SERVER, else 127.0.0.1:50051.
-Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node not found, 4 refused.
-`
+// helpError is a request for help: text goes to stdout and the exit code
+// is 0.
+type helpError struct{ text string }
+
+func (helpError) Error() string { return "help requested" }
 
 // Main runs the command line and returns the exit code.
 func Main(ctx context.Context, args []string, env Env) int {
@@ -83,12 +91,18 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return ExitOK
 	}
 	var ue usageError
+	var he helpError
 	switch {
-	case errors.As(err, &ue):
-		fmt.Fprintf(env.Stderr, "navarch: %s\nRun 'navarch help' for usage.\n", ue.msg)
-		return ExitUsage
-	case errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &he):
+		fmt.Fprint(env.Stdout, he.text)
 		return ExitOK
+	case errors.As(err, &ue):
+		hint := "navarch help"
+		if ue.cmd != "" {
+			hint = "navarch " + ue.cmd + " -h"
+		}
+		fmt.Fprintf(env.Stderr, "navarch: %s\nRun '%s' for usage.\n", ue.msg, hint)
+		return ExitUsage
 	}
 	fmt.Fprintf(env.Stderr, "navarch: %s\n", message(err))
 	return exitCode(err)
@@ -129,8 +143,7 @@ func run(ctx context.Context, args []string, env Env) error {
 	readOnly := fs.Bool("read-only", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(env.Stdout, usage)
-			return flag.ErrHelp
+			return helpError{topUsage()}
 		}
 		return usagef("%v", err)
 	}
@@ -142,27 +155,42 @@ func run(ctx context.Context, args []string, env Env) error {
 		return env.Console(ctx, rpcclient.ServerFromEnv(*server), *readOnly)
 	}
 	cmd, cargs := rest[0], rest[1:]
-	if *readOnly && cmd != "get" {
+	if *readOnly && cmd != "get" && cmd != "help" {
 		return usagef("--read-only only applies to the console and 'get'")
 	}
 	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, usage)
-		return nil
+	case "help":
+		if len(cargs) == 0 || strings.HasPrefix(cargs[0], "-") {
+			return helpError{topUsage()}
+		}
+		return run(ctx, append(append([]string{}, cargs...), "-h"), env)
 	case "version":
+		fs := flag.NewFlagSet("version", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		pos, err := parse(fs, cargs)
+		if err != nil {
+			return within(cmd, err)
+		}
+		if len(pos) > 0 {
+			return within(cmd, usagef("version takes no arguments"))
+		}
 		fmt.Fprintln(env.Stdout, version.String())
 		return nil
 	case "demo":
 		if env.Demo == nil {
 			return usagef("this build has no demo")
 		}
-		return env.Demo(ctx, cargs)
+		err := env.Demo(ctx, cargs)
+		if errors.Is(err, flag.ErrHelp) {
+			return helpError{commandUsage("demo", nil)}
+		}
+		return within(cmd, err)
 	case "get":
 		return runGet(ctx, *server, cargs, env)
 	case "cordon", "uncordon", "drain", "terminate", "diagnose":
-		return runAction(ctx, *server, cmd, cargs, env)
+		return within(cmd, runAction(ctx, *server, cmd, cargs, env))
 	case "provision":
-		return runProvision(ctx, *server, cargs, env)
+		return within(cmd, runProvision(ctx, *server, cargs, env))
 	}
 	return usagef("unknown command %q", cmd)
 }
@@ -197,7 +225,7 @@ const callTimeout = 15 * time.Second
 func flagSet(name string, server *string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(server, "server", *server, "")
+	fs.StringVar(server, "server", *server, "`HOST:PORT` the control plane; else $NAVARCH_SERVER, else 127.0.0.1:50051")
 	return fs
 }
 
@@ -207,6 +235,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, helpError{commandUsage(fs.Name(), fs)}
+			}
 			return nil, usagef("%s: %v", fs.Name(), err)
 		}
 		args = fs.Args()
@@ -225,8 +256,9 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func outputFlag(fs *flag.FlagSet) *string {
-	o := fs.String("o", "table", "")
-	fs.StringVar(o, "output", "table", "")
+	const text = "`table|json` output format"
+	o := fs.String("o", "table", text)
+	fs.StringVar(o, "output", "table", text)
 	return o
 }
 

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/demo"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -38,8 +42,17 @@ func navarch(t *testing.T, args ...string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	code := Main(ctx, args, Env{Stdout: &out, Stderr: &errOut})
+	code := Main(ctx, args, Env{Stdout: &out, Stderr: &errOut, Demo: parseDemo})
 	return code, out.String(), errOut.String()
+}
+
+// parseDemo parses the demo's flags as cmd/navarch does, and runs nothing.
+func parseDemo(_ context.Context, args []string) error {
+	var o demo.Options
+	if err := demo.ParseArgs(args, &o); err != nil {
+		return Usage(err)
+	}
+	return nil
 }
 
 func TestGetCommands(t *testing.T) {
@@ -143,5 +156,221 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if code, _, errOut := navarch(t, "--read-only", "cordon", "x"); code != ExitUsage || !strings.Contains(errOut, "--read-only") {
 		t.Fatalf("read-only action: %d %q", code, errOut)
+	}
+}
+
+// subcommands is every subcommand the CLI dispatches, listed here apart
+// from the usage so that the usage is checked against it.
+var subcommands = []string{
+	"get nodes", "get node", "get events", "get status",
+	"cordon", "uncordon", "drain", "terminate", "diagnose",
+	"provision", "demo", "version",
+}
+
+func TestTopLevelUsage(t *testing.T) {
+	code, usage, errOut := navarch(t, "help")
+	if code != ExitOK || errOut != "" {
+		t.Fatalf("help: exit %d, stderr %q", code, errOut)
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"-help"}, {"help", "--help"}, {"--server", "127.0.0.1:1", "-h"}} {
+		if code, out, errOut := navarch(t, args...); code != ExitOK || out != usage || errOut != "" {
+			t.Errorf("%v: exit %d, stderr %q, stdout differs from 'help': %t", args, code, errOut, out != usage)
+		}
+	}
+	for _, name := range append(slices.Clone(subcommands), "help") {
+		if !strings.Contains(usage, "\n  navarch "+name+" ") && !strings.Contains(usage, "\n  navarch "+name+"\n") {
+			t.Errorf("usage does not list %q:\n%s", name, usage)
+		}
+	}
+	// Each command's line in the usage is the synopsis its own help shows.
+	flat := strings.Join(strings.Fields(usage), " ")
+	for _, name := range subcommands {
+		_, out, _ := navarch(t, append(strings.Fields(name), "-h")...)
+		syn := synopsis(t, out)
+		if !strings.Contains(flat, " "+syn+" ") {
+			t.Errorf("usage lacks %q", syn)
+		}
+	}
+}
+
+func TestSubcommandHelp(t *testing.T) {
+	for _, name := range subcommands {
+		for _, h := range []string{"-h", "--help", "-help"} {
+			args := append(strings.Fields(name), h)
+			code, out, errOut := navarch(t, args...)
+			if code != ExitOK || errOut != "" || !strings.HasPrefix(out, "Usage: navarch "+name) {
+				t.Errorf("%v: exit %d, stderr %q, stdout %q", args, code, errOut, out)
+			}
+		}
+		_, want, _ := navarch(t, append(strings.Fields(name), "-h")...)
+		if code, out, _ := navarch(t, append([]string{"help"}, strings.Fields(name)...)...); code != ExitOK || out != want {
+			t.Errorf("help %s: exit %d\n%s", name, code, out)
+		}
+	}
+	// Help wins wherever it comes, even after the node id or a bad value.
+	for _, args := range [][]string{{"drain", "gpu-1", "--force", "-h"}, {"get", "node", "gpu-1", "--help"}, {"get", "nodes", "-o", "yaml", "-h"}} {
+		if code, out, errOut := navarch(t, args...); code != ExitOK || errOut != "" || !strings.HasPrefix(out, "Usage: navarch "+args[0]) {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q", args, code, errOut, out)
+		}
+	}
+	code, out, errOut := navarch(t, "get", "-h")
+	if code != ExitOK || errOut != "" || !strings.Contains(out, "navarch get nodes") || !strings.Contains(out, "navarch get status") {
+		t.Errorf("get -h: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	// Bad usage still fails, on stderr, with a hint at the right help.
+	rows := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drain", "gpu-1", "--bogus"}, "Run 'navarch drain -h' for usage."},
+		{[]string{"get", "nodes", "--bogus"}, "Run 'navarch get nodes -h' for usage."},
+		{[]string{"get", "things"}, "Run 'navarch get -h' for usage."},
+		{[]string{"demo", "--bogus"}, "Run 'navarch demo -h' for usage."},
+		{[]string{"version", "extra"}, "Run 'navarch version -h' for usage."},
+		{[]string{"diagnose", "gpu-1", "--reason", "x"}, "not defined: -reason"},
+		{[]string{"bogus", "-h"}, `unknown command "bogus"`},
+		{[]string{"help", "bogus"}, `unknown command "bogus"`},
+		{[]string{"--bogus"}, "Run 'navarch help' for usage."},
+	}
+	for _, row := range rows {
+		code, out, errOut := navarch(t, row.args...)
+		if code != ExitUsage || out != "" || !strings.Contains(errOut, row.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q (want %q)", row.args, code, out, errOut, row.want)
+		}
+	}
+}
+
+// synopsis is the usage line of a command's help, whitespace collapsed.
+func synopsis(t *testing.T, help string) string {
+	t.Helper()
+	head, _, _ := strings.Cut(help, "\n\n")
+	s, ok := strings.CutPrefix(strings.Join(strings.Fields(head), " "), "Usage: ")
+	if !ok {
+		t.Fatalf("no usage line in\n%s", help)
+	}
+	return s
+}
+
+var flagName = regexp.MustCompile(`(?:^|[\[ ])(--?[a-z][a-z-]*)`)
+
+// helpFlags is the flags a command's help lists, one slice per line
+// (aliases share a line).
+func helpFlags(t *testing.T, help string) [][]string {
+	t.Helper()
+	_, list, ok := strings.Cut(help, "\nFlags:\n")
+	if !ok {
+		return nil
+	}
+	var out [][]string
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		left, _, _ := strings.Cut(strings.TrimSpace(line), "  ")
+		var names []string
+		for _, f := range strings.Fields(left) {
+			if f = strings.TrimSuffix(f, ","); strings.HasPrefix(f, "-") {
+				names = append(names, f)
+			}
+		}
+		out = append(out, names)
+	}
+	return out
+}
+
+// TestUsageMatchesFlags checks each command's synopsis against the flags
+// its flag set defines, which its help lists.
+func TestUsageMatchesFlags(t *testing.T) {
+	for _, name := range subcommands {
+		_, help, _ := navarch(t, append(strings.Fields(name), "-h")...)
+		syn := synopsis(t, help)
+		inSynopsis := map[string]bool{}
+		for _, m := range flagName.FindAllStringSubmatch(syn, -1) {
+			inSynopsis[m[1]] = true
+		}
+		listed := map[string]bool{}
+		for _, names := range helpFlags(t, help) {
+			found := false
+			for _, n := range names {
+				listed[n] = true
+				found = found || inSynopsis[n]
+			}
+			if !found && names[0] != "--server" {
+				t.Errorf("%s: %v is defined but not in the synopsis %q", name, names, syn)
+			}
+		}
+		for f := range inSynopsis {
+			if !listed[f] {
+				t.Errorf("%s: the synopsis %q names %s, which is not defined", name, syn, f)
+			}
+		}
+		if name != "demo" && name != "version" && !listed["--server"] {
+			t.Errorf("%s: --server is not listed", name)
+		}
+	}
+}
+
+// TestDemoUsage checks the demo's usage, written by hand, against the
+// flags internal/demo parses.
+func TestDemoUsage(t *testing.T) {
+	_, help, _ := navarch(t, "demo", "-h")
+	syn := synopsis(t, help)
+	values := map[string]string{"N": "2", "DIR": t.TempDir(), "DURATION": "1s"}
+	for _, m := range regexp.MustCompile(`\[(--[a-z-]+)(?: ([A-Z]+))?\]`).FindAllStringSubmatch(syn, -1) {
+		args := []string{m[1]}
+		if m[2] != "" {
+			args = append(args, values[m[2]])
+		}
+		if err := demo.ParseArgs(args, &demo.Options{}); err != nil {
+			t.Errorf("demo %v: %v", args, err)
+		}
+	}
+	var o demo.Options
+	if err := demo.ParseArgs(nil, &o); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("(default %d)", o.Nodes), fmt.Sprintf("(default %d)", o.GPUs),
+		"(default " + o.DataDir + ")", "(default " + shortDuration(o.FaultEvery) + ")",
+		fmt.Sprintf("1–%d", demo.MaxNodes), fmt.Sprintf("above %d", demo.MaxProcessNodes),
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("demo usage lacks %q:\n%s", want, help)
+		}
+	}
+	if err := demo.ParseArgs([]string{"--fresh"}, &demo.Options{}); err == nil {
+		t.Error("demo accepts --fresh; the check above cannot tell flags apart")
+	}
+}
+
+func TestJSONKeepsZeroValues(t *testing.T) {
+	addr := server(t)
+	code, out, errOut := navarch(t, "--server", addr, "get", "status", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("get status: %d %q", code, errOut)
+	}
+	var status struct {
+		Summary map[string]any `json:"summary"`
+		Breaker map[string]any `json:"breaker"`
+	}
+	if err := json.Unmarshal([]byte(out), &status); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := status.Summary["draining"]; !ok || v != 0.0 {
+		t.Errorf(`summary "draining" is %v (present %t), want 0:\n%s`, v, ok, out)
+	}
+	if v, ok := status.Breaker["tripped"]; !ok || v != false {
+		t.Errorf(`breaker "tripped" is %v (present %t), want false:\n%s`, v, ok, out)
+	}
+	code, out, _ = navarch(t, "--server", addr, "get", "nodes", "-o", "json", "--lifecycle", "draining")
+	var list map[string]any
+	if err := json.Unmarshal([]byte(out), &list); err != nil || code != ExitOK {
+		t.Fatalf("get nodes: %v (%d)\n%s", err, code, out)
+	}
+	if nodes, ok := list["nodes"].([]any); !ok || len(nodes) != 0 {
+		t.Errorf(`"nodes" is %v, want []:\n%s`, list["nodes"], out)
+	}
+	if v, ok := list["totalSize"]; !ok || v != 0.0 {
+		t.Errorf(`"totalSize" is %v (present %t), want 0:\n%s`, v, ok, out)
 	}
 }

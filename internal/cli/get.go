@@ -20,26 +20,33 @@ import (
 
 func runGet(ctx context.Context, server string, args []string, env Env) error {
 	if len(args) == 0 {
-		return usagef("get needs what to get: nodes, node ID, events or status")
+		return within("get", usagef("get needs what to get: nodes, node ID, events or status"))
 	}
 	what, args := args[0], args[1:]
+	var err error
 	switch what {
+	case "-h", "-help", "--help":
+		return helpError{getUsage()}
 	case "nodes":
-		return getNodes(ctx, server, args, env)
+		err = getNodes(ctx, server, args, env)
 	case "node":
-		return getNode(ctx, server, args, env)
+		err = getNode(ctx, server, args, env)
 	case "events":
-		return getEvents(ctx, server, args, env)
+		err = getEvents(ctx, server, args, env)
 	case "status":
-		return getStatus(ctx, server, args, env)
+		err = getStatus(ctx, server, args, env)
+	default:
+		return within("get", usagef("get: unknown kind %q (nodes, node, events, status)", what))
 	}
-	return usagef("get: unknown kind %q (nodes, node, events, status)", what)
+	return within("get "+what, err)
 }
 
 // writeJSON writes m through protojson, indented with stable whitespace
 // (protojson varies its own on purpose).
 func writeJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.Marshal(m)
+	// Zero counts and false flags are printed too: a script reading
+	// "draining": 0 should not have to know that a missing key means 0.
+	b, err := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode JSON: %w", err)
 	}
@@ -56,12 +63,13 @@ func getNodes(ctx context.Context, server string, args []string, env Env) error 
 	fs := flagSet("get nodes", &server)
 	out := outputFlag(fs)
 	var lifecycle, health, reach, labels listFlag
-	fs.Var(&lifecycle, "lifecycle", "")
-	fs.Var(&health, "health", "")
-	fs.Var(&reach, "reachability", "")
-	fs.Var(&labels, "l", "")
-	fs.Var(&labels, "label", "")
-	text := fs.String("text", "", "")
+	fs.Var(&lifecycle, "lifecycle", "`STATE` only nodes in this lifecycle state: provisioning, active, cordoned, draining, drained, terminating, terminated or provision-failed; repeatable")
+	fs.Var(&health, "health", "`HEALTH` only nodes in this health: healthy, degraded, unhealthy or unknown; repeatable")
+	fs.Var(&reach, "reachability", "`REACH` only nodes this reachable: online, stale, offline or unknown; repeatable")
+	const label = "`KEY=VALUE` only nodes with this label (a bare KEY: any value); repeatable, all must match"
+	fs.Var(&labels, "l", label)
+	fs.Var(&labels, "label", label)
+	text := fs.String("text", "", "`TEXT` only nodes whose id, hostname or a label contains TEXT, ignoring case")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -173,7 +181,7 @@ func orDash(s string) string {
 func getNode(ctx context.Context, server string, args []string, env Env) error {
 	fs := flagSet("get node", &server)
 	out := outputFlag(fs)
-	events := fs.Uint("events", 20, "")
+	events := fs.Uint("events", 20, "`N` recent health events to show, at most 1000; 0 means 50")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -275,10 +283,10 @@ func writeEvents(w io.Writer, evs []*fleetv1.HealthEvent, now time.Time, withNod
 func getEvents(ctx context.Context, server string, args []string, env Env) error {
 	fs := flagSet("get events", &server)
 	out := outputFlag(fs)
-	node := fs.String("node", "", "")
-	minHealth := fs.String("min-health", "", "")
-	limit := fs.Uint("limit", 100, "")
-	text := fs.String("text", "", "")
+	node := fs.String("node", "", "`ID` only this node's events")
+	minHealth := fs.String("min-health", "", "`HEALTH` only events judged at least this bad: healthy, degraded or unhealthy")
+	limit := fs.Uint("limit", 100, "`N` the most events to show, at most 1000; 0 means 100")
+	text := fs.String("text", "", "`TEXT` only events whose node id, cause or message contains TEXT, ignoring case")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

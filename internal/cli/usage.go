@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// command is one subcommand as the usage shows it.
+type command struct {
+	// name is what follows "navarch": "drain", "get nodes".
+	name string
+	// synopsis is its arguments and flags, as they are defined in the code.
+	synopsis string
+	// summary says what it does, in a few words.
+	summary string
+	// flags describes the flags of a command whose flag set is defined
+	// outside this package (the demo); every other command's flag list is
+	// generated from its flag set.
+	flags string
+}
+
+// commands lists every subcommand, in the order the usage shows them.
+var commands = []command{
+	{name: "get nodes", summary: "list nodes",
+		synopsis: "[-o table|json] [--lifecycle STATE]... [--health HEALTH]... [--reachability REACH]... [-l KEY=VALUE]... [--text TEXT]"},
+	{name: "get node", summary: "show one node in detail: its GPUs, events and commands",
+		synopsis: "ID [-o table|json] [--events N]"},
+	{name: "get events", summary: "list health events, newest first",
+		synopsis: "[-o table|json] [--node ID] [--min-health HEALTH] [--limit N] [--text TEXT]"},
+	{name: "get status", summary: "fleet totals, the auto-cordon breaker and the providers",
+		synopsis: "[-o table|json]"},
+	{name: "cordon", summary: "stop new work landing on a node",
+		synopsis: "ID [--reason TEXT]"},
+	{name: "uncordon", summary: "return a node to service",
+		synopsis: "ID [--reason TEXT]"},
+	{name: "drain", summary: "drain a node: no new work; DRAINED once its GPU work ends or the deadline passes",
+		synopsis: "ID [--reason TEXT] [--deadline DURATION] [--force]"},
+	{name: "terminate", summary: "drain a node (unless --force), then stop it",
+		synopsis: "ID [--reason TEXT] [--force] [--drain-timeout DURATION]"},
+	{name: "diagnose", summary: "run an NVML self-check on a node and print its report",
+		synopsis: "ID [--wait DURATION]"},
+	{name: "provision", summary: "start new nodes through a provider",
+		synopsis: "--count N [--provider NAME] [--gpus N] [--instance-type TYPE] [-l KEY=VALUE]... [--sim-fault SPEC]... [--chaos DURATION] [-o table|json]"},
+	{name: "demo", summary: "run a simulated fleet on this machine and open the console on it",
+		synopsis: "[--nodes N] [--gpus N] [--keep] [--data-dir DIR] [--bin DIR] [--fault-every DURATION]",
+		flags:    demoFlags},
+	{name: "version", summary: "print the version"},
+	{name: "help", summary: "print this usage, or one command's",
+		synopsis: "[COMMAND]"},
+}
+
+// demoFlags describes the flags internal/demo.ParseArgs defines.
+const demoFlags = `  --nodes N               simulated nodes, 1–1000; above 24 they run inside
+                          this process (default 12)
+  --gpus N                GPUs per node, 1–64 (default 8)
+  --keep                  resume the fleet stored by the last run instead of
+                          starting clean; no agents are started for it
+  --data-dir DIR          where the store, config and logs go (default .demo)
+  --bin DIR               where navarch-controlplane and navarch-agent are
+                          (default: this binary's directory)
+  --fault-every DURATION  mean time between faults across the fleet; 0 turns
+                          them off (default 8s)
+`
+
+const usageFooter = `--server HOST:PORT picks the control plane for the console and for every
+command but demo and version; it may come before the command or among its
+flags. Without it: $NAVARCH_SERVER, else 127.0.0.1:50051. --read-only is
+also accepted before 'get', which never changes anything.
+
+'navarch COMMAND -h' (or 'navarch help COMMAND') describes a command's flags.
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node not found, 4 refused.
+`
+
+// width is the width the usage is laid out for.
+const width = 80
+
+// topUsage is the usage 'navarch help' prints.
+func topUsage() string {
+	var b strings.Builder
+	b.WriteString("Usage:\n")
+	b.WriteString("  navarch [--server HOST:PORT] [--read-only]\n")
+	b.WriteString("      open the fleet console; --read-only hides and refuses every action\n")
+	b.WriteString("  navarch [--server HOST:PORT] COMMAND [ARGUMENTS] [FLAGS]\n")
+	b.WriteString("\nCommands:\n")
+	for _, c := range commands {
+		writeEntry(&b, "  navarch ", c)
+	}
+	b.WriteString("\n" + usageFooter)
+	return b.String()
+}
+
+// getUsage is the usage 'navarch get -h' prints.
+func getUsage() string {
+	var b strings.Builder
+	b.WriteString("Usage:\n")
+	for _, c := range commands {
+		if strings.HasPrefix(c.name, "get ") {
+			writeEntry(&b, "  navarch ", c)
+		}
+	}
+	b.WriteString("\n'navarch get KIND -h' describes its flags.\n")
+	return b.String()
+}
+
+func writeEntry(b *strings.Builder, prefix string, c command) {
+	b.WriteString(wrap(prefix+c.name, c.synopsis))
+	b.WriteString("      " + c.summary + "\n")
+}
+
+// lookup finds a command by name.
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// commandUsage is the usage 'navarch NAME -h' prints; fs is the command's
+// flag set, or nil where the command describes its flags itself.
+func commandUsage(name string, fs *flag.FlagSet) string {
+	c, ok := lookup(name)
+	if !ok {
+		// Every command that parses flags is listed; this is a bug.
+		panic(fmt.Sprintf("cli: no usage for %q", name))
+	}
+	var b strings.Builder
+	b.WriteString(wrap("Usage: navarch "+c.name, c.synopsis))
+	b.WriteString("\n" + strings.ToUpper(c.summary[:1]) + c.summary[1:] + ".\n")
+	flags := c.flags
+	if fs != nil {
+		flags = flagTable(fs)
+	}
+	if flags != "" {
+		b.WriteString("\nFlags:\n" + flags)
+	}
+	return b.String()
+}
+
+// wrap lays out head and the words of synopsis in lines of at most width
+// columns, continuation lines indented under the first word after head. A
+// bracketed group is never broken.
+func wrap(head, synopsis string) string {
+	indent := strings.Repeat(" ", utf8.RuneCountInString(head)+1)
+	line, n := head, 0
+	var b strings.Builder
+	for _, w := range words(synopsis) {
+		if n > 0 && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > width {
+			b.WriteString(line + "\n")
+			line, n = indent+w, 1
+			continue
+		}
+		line += " " + w
+		n++
+	}
+	b.WriteString(line + "\n")
+	return b.String()
+}
+
+// words splits s at the spaces outside brackets.
+func words(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, r := range s {
+		switch r {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		case ' ':
+			if depth == 0 {
+				if i > start {
+					out = append(out, s[start:i])
+				}
+				start = i + 1
+			}
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+// flagTable lists the flags of fs, aliases (flags sharing one value, such as
+// -o and --output) on one line, --server last.
+func flagTable(fs *flag.FlagSet) string {
+	type group struct {
+		names []string
+		f     *flag.Flag
+	}
+	var groups []*group
+	byValue := map[flag.Value]*group{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if g, ok := byValue[f.Value]; ok {
+			g.names = append(g.names, f.Name)
+			return
+		}
+		g := &group{names: []string{f.Name}, f: f}
+		byValue[f.Value] = g
+		groups = append(groups, g)
+	})
+	sort.SliceStable(groups, func(i, j int) bool {
+		return groups[i].f.Name != "server" && groups[j].f.Name == "server"
+	})
+	type row struct{ left, text string }
+	var rows []row
+	col := 0
+	for _, g := range groups {
+		sort.Slice(g.names, func(i, j int) bool { return len(g.names[i]) < len(g.names[j]) })
+		names := make([]string, len(g.names))
+		for i, n := range g.names {
+			names[i] = dashed(n)
+		}
+		arg, text := placeholder(g.f)
+		left := strings.Join(names, ", ")
+		if arg != "" {
+			left += " " + arg
+		}
+		if d := defaultText(g.f); d != "" {
+			text += " (default " + d + ")"
+		}
+		rows = append(rows, row{left, text})
+		col = max(col, utf8.RuneCountInString(left))
+	}
+	var b strings.Builder
+	indent := strings.Repeat(" ", 2+col+2)
+	for _, r := range rows {
+		line := "  " + r.left + strings.Repeat(" ", col-utf8.RuneCountInString(r.left)+2)
+		first := true
+		for _, w := range strings.Fields(r.text) {
+			if !first && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > width {
+				b.WriteString(line + "\n")
+				line = indent + w
+				continue
+			}
+			if first {
+				line += w
+				first = false
+			} else {
+				line += " " + w
+			}
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+// placeholder splits a flag's usage into the name of its value, given in
+// backquotes at the start ("`TEXT` why"), and the description.
+func placeholder(f *flag.Flag) (arg, text string) {
+	if rest, ok := strings.CutPrefix(f.Usage, "`"); ok {
+		if name, text, ok := strings.Cut(rest, "`"); ok {
+			return name, strings.TrimSpace(text)
+		}
+	}
+	name, text := flag.UnquoteUsage(f)
+	return name, text
+}
+
+// dashed writes a flag name as the usage does: -o, --output.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// defaultText is a flag's default as the usage shows it, or "" for none.
+func defaultText(f *flag.Flag) string {
+	if f.Name == "server" {
+		// Its default is whatever came before the command.
+		return ""
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, ok := g.Get().(time.Duration); ok {
+			def, err := time.ParseDuration(f.DefValue)
+			if err != nil || def == 0 {
+				return ""
+			}
+			return shortDuration(def)
+		}
+	}
+	switch f.DefValue {
+	case "", "0", "false":
+		return ""
+	}
+	return f.DefValue
+}
+
+// shortDuration writes 1h rather than 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
