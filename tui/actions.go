@@ -113,7 +113,7 @@ func uncordonAction(d *deps, targets []string) tea.Cmd {
 
 func drainAction(d *deps, targets []string, reason string, deadline time.Duration, force bool) tea.Cmd {
 	if reason == "" {
-		reason = "drained from the console"
+		reason = "drain from the console"
 	}
 	return forEach(d, "draining", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.DrainNode(ctx, &controlplanev1.DrainNodeRequest{
@@ -125,7 +125,7 @@ func drainAction(d *deps, targets []string, reason string, deadline time.Duratio
 
 func terminateAction(d *deps, targets []string) tea.Cmd {
 	return forEach(d, "terminating", targets, func(ctx context.Context, id string) (string, error) {
-		resp, err := d.client.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: "terminated from the console"})
+		resp, err := d.client.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: "termination from the console"})
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
 }

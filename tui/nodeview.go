@@ -198,6 +198,9 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 		lines = append(lines, t.Muted.Render("health: ")+t.HealthStyle(n.GetHealth()).Render(n.GetHealthCause())+
 			t.Muted.Render("  → ")+display.Remedy(n.GetRemedy()))
 	}
+	if p := processSummary(n); p != "" {
+		lines = append(lines, t.Muted.Render("processes: ")+p)
+	}
 	info := fmt.Sprintf("driver %s · CUDA %s · agent %s", dash(n.GetDriverVersion()), dash(n.GetCudaVersion()), dash(n.GetAgentVersion()))
 	if n.GetProvider() != "" {
 		info += " · " + n.GetProvider() + "/" + n.GetInstanceId()
@@ -272,6 +275,36 @@ func (v *nodeView) gpuTable(n *fleetv1.Node, width int) []string {
 		lines = append(lines, truncate(line+cause, width))
 	}
 	return lines
+}
+
+// processSummary says which GPU compute processes the node's last health
+// report listed, the ones a drain waits for: "3 on gpu0, gpu2: pids 4121
+// (python), 4122, 4290".
+func processSummary(n *fleetv1.Node) string {
+	var gpus, pids []string
+	seen := map[uint32]bool{}
+	for _, g := range n.GetGpus() {
+		procs := g.GetMetrics().GetProcesses()
+		if len(procs) == 0 {
+			continue
+		}
+		gpus = append(gpus, display.GPU(int32(g.GetIndex())))
+		for _, p := range procs {
+			if seen[p.GetPid()] {
+				continue
+			}
+			seen[p.GetPid()] = true
+			s := fmt.Sprint(p.GetPid())
+			if p.GetName() != "" {
+				s += " (" + p.GetName() + ")"
+			}
+			pids = append(pids, s)
+		}
+	}
+	if len(pids) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d on %s: pids %s", len(pids), strings.Join(gpus, ", "), strings.Join(pids, ", "))
 }
 
 // eventLine renders one event; nodeWidth 0 leaves the node out. The

@@ -121,3 +121,14 @@ func TestNodeViewHeartbeatAgeFollowsStream(t *testing.T) {
 	}}})
 	mustContain(t, m.Frame(), "heartbeat 17s ago")
 }
+
+// TestNodeViewListsGPUProcesses: the processes a drain waits for are on
+// the node's page.
+func TestNodeViewListsGPUProcesses(t *testing.T) {
+	m := newTestModel(t, Options{})
+	d := nodeDetail()
+	d.Node.Gpus[0].Metrics = &fleetv1.GpuMetrics{Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}, {Pid: 4122}}}
+	d.Node.Gpus[3].Metrics = &fleetv1.GpuMetrics{Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}}}
+	send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: d})
+	mustContain(t, m.Frame(), "processes: 2 on gpu0, gpu3: pids 4121 (python), 4122")
+}

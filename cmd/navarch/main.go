@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +24,12 @@ func main() {
 		o := demo.Options{Stdout: os.Stdout, Stderr: os.Stderr, Console: env.Console, InProcess: simulate}
 		if err := demo.ParseArgs(args, &o); err != nil {
 			return cli.Usage(err)
+		}
+		if tui.CheckTerminal() != nil {
+			// No terminal for the console: the fleet runs on its own
+			// until interrupted, for watching from elsewhere.
+			fmt.Fprintln(os.Stderr, "navarch demo: no terminal for the console; running the fleet without it until interrupted")
+			o.Console = nil
 		}
 		return demo.Run(ctx, o)
 	}

@@ -1,6 +1,6 @@
 // Package demo runs a whole Navarch fleet on one machine: a control plane
 // with its Badger store under a demo directory, simulated GPU nodes with
-// chaos that injects faults every few seconds, and the console. Quitting
+// chaos that injects a fault every 15 seconds or so, and the console. Quitting
 // the console stops everything the demo started.
 package demo
 
@@ -65,7 +65,7 @@ func ParseArgs(args []string, o *Options) error {
 	fs.BoolVar(&o.Keep, "keep", false, "")
 	fs.StringVar(&o.DataDir, "data-dir", ".demo", "")
 	fs.StringVar(&o.BinDir, "bin", "", "")
-	fs.DurationVar(&o.FaultEvery, "fault-every", 8*time.Second, "")
+	fs.DurationVar(&o.FaultEvery, "fault-every", 15*time.Second, "")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -82,6 +82,31 @@ func ParseArgs(args []string, o *Options) error {
 		return fmt.Errorf("demo: --fault-every %s is negative", o.FaultEvery)
 	}
 	return nil
+}
+
+// earlyFault is the fault one demo node gets at a fixed time, so that an
+// automatic cordon shows within the first minute, whatever chaos does.
+const earlyFault = "xid=79@gpu%d+40s"
+
+// demoRequests are the provisioning requests of a fresh demo fleet: with
+// faults on, every node gets chaos, and one of them also the early fault.
+func demoRequests(o Options) []*controlplanev1.ProvisionNodesRequest {
+	req := func(count int) *controlplanev1.ProvisionNodesRequest {
+		r := &controlplanev1.ProvisionNodesRequest{
+			Provider: "local", Count: uint32(count), GpusPerNode: uint32(o.GPUs),
+			Labels: map[string]string{"pool": "demo"},
+		}
+		if o.FaultEvery > 0 {
+			r.ChaosInterval = durationpb.New(o.FaultEvery * time.Duration(o.Nodes))
+		}
+		return r
+	}
+	if o.FaultEvery <= 0 || o.Nodes < 2 {
+		return []*controlplanev1.ProvisionNodesRequest{req(o.Nodes)}
+	}
+	marked := req(1)
+	marked.SimFaults = []string{fmt.Sprintf(earlyFault, min(3, o.GPUs-1))}
+	return []*controlplanev1.ProvisionNodesRequest{req(o.Nodes - 1), marked}
 }
 
 // Run starts the demo and blocks until the console quits or ctx ends.
@@ -170,15 +195,10 @@ local_provider:
 	case o.Keep && status.GetSummary().GetNodes() > 0:
 		fmt.Fprintf(o.Stdout, "navarch demo: resuming a fleet of %d nodes; agents from the last run are gone, so expect them OFFLINE\n", status.GetSummary().GetNodes())
 	case o.Nodes <= MaxProcessNodes:
-		req := &controlplanev1.ProvisionNodesRequest{
-			Provider: "local", Count: uint32(o.Nodes), GpusPerNode: uint32(o.GPUs),
-			Labels: map[string]string{"pool": "demo"},
-		}
-		if o.FaultEvery > 0 {
-			req.ChaosInterval = durationpb.New(o.FaultEvery * time.Duration(o.Nodes))
-		}
-		if _, err := ops.ProvisionNodes(ctx, req); err != nil {
-			return fmt.Errorf("demo: provision: %w", err)
+		for _, req := range demoRequests(o) {
+			if _, err := ops.ProvisionNodes(ctx, req); err != nil {
+				return fmt.Errorf("demo: provision: %w", err)
+			}
 		}
 		fmt.Fprintf(o.Stdout, "navarch demo: provisioned %d nodes × %d GPUs through the local provider\n", o.Nodes, o.GPUs)
 	default:

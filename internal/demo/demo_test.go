@@ -123,3 +123,25 @@ func TestParseArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoRequests(t *testing.T) {
+	reqs := demoRequests(Options{Nodes: 12, GPUs: 8, FaultEvery: 15 * time.Second})
+	if len(reqs) != 2 || reqs[0].GetCount()+reqs[1].GetCount() != 12 {
+		t.Fatalf("requests %v", reqs)
+	}
+	for _, r := range reqs {
+		if r.GetChaosInterval().AsDuration() != 3*time.Minute || r.GetLabels()["pool"] != "demo" || r.GetGpusPerNode() != 8 {
+			t.Fatalf("request %v", r)
+		}
+	}
+	if got := reqs[1].GetSimFaults(); len(got) != 1 || got[0] != "xid=79@gpu3+40s" || reqs[1].GetCount() != 1 {
+		t.Fatalf("early fault %v", reqs[1])
+	}
+	if got := demoRequests(Options{Nodes: 3, GPUs: 2, FaultEvery: time.Second})[1].GetSimFaults()[0]; got != "xid=79@gpu1+40s" {
+		t.Fatalf("early fault on a 2-GPU node: %q", got)
+	}
+	quiet := demoRequests(Options{Nodes: 12, GPUs: 8})
+	if len(quiet) != 1 || quiet[0].GetCount() != 12 || quiet[0].GetChaosInterval() != nil || len(quiet[0].GetSimFaults()) != 0 {
+		t.Fatalf("without faults: %v", quiet)
+	}
+}
