@@ -177,16 +177,12 @@ func TestTerminatedNodeStaysTerminated(t *testing.T) {
 	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "n1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "n1", Force: true}); err != nil {
-		t.Fatal(err)
-	}
-	h.fleet().Tick(ctx)
-	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
-	if err != nil || len(polled.GetCommands()) != 2 {
-		t.Fatalf("poll: %v %v", polled, err)
+	polled := h.forceTerminate("n1")
+	if len(polled) != 2 {
+		t.Fatalf("poll: %v", polled)
 	}
 	var term *fleetv1.Command
-	for _, c := range polled.GetCommands() {
+	for _, c := range polled {
 		if c.GetType() == fleetv1.CommandType_COMMAND_TYPE_TERMINATE {
 			term = c
 		}
@@ -258,16 +254,12 @@ func TestFailedTerminateIsRetriedSlowly(t *testing.T) {
 	h := newHarness(t, withFakeClock(clock))
 	ctx := ctxT(t)
 	h.register("n1", 1)
-	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "n1", Force: true}); err != nil {
-		t.Fatal(err)
-	}
-	h.fleet().Tick(ctx)
-	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
-	if err != nil || len(polled.GetCommands()) != 1 {
-		t.Fatalf("poll: %v %v", polled, err)
+	polled := h.forceTerminate("n1")
+	if len(polled) != 1 {
+		t.Fatalf("poll: %v", polled)
 	}
 	if _, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
-		NodeId: "n1", CommandId: polled.GetCommands()[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_FAILED, Message: "systemctl: permission denied",
+		NodeId: "n1", CommandId: polled[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_FAILED, Message: "systemctl: permission denied",
 	}); err != nil {
 		t.Fatal(err)
 	}

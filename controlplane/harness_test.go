@@ -166,6 +166,23 @@ func (h *harness) get(id string) *controlplanev1.GetNodeResponse {
 	return resp
 }
 
+// forceTerminate terminates a self-registered node with force, lets the
+// monitor queue the TERMINATE command, and returns what the agent's next
+// poll gets.
+func (h *harness) forceTerminate(id string) []*fleetv1.Command {
+	h.t.Helper()
+	ctx := ctxT(h.t)
+	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Force: true}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.fleet().Tick(ctx)
+	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: id})
+	if err != nil {
+		h.t.Fatalf("poll %s: %v", id, err)
+	}
+	return polled.GetCommands()
+}
+
 func (h *harness) lifecycle(id string) fleetv1.LifecycleState {
 	h.t.Helper()
 	return h.get(id).GetNode().GetLifecycle()

@@ -358,16 +358,12 @@ func TestTerminateSelfRegisteredNode(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxT(t)
 	h.register("n1", 1)
-	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "n1", Force: true}); err != nil {
-		t.Fatal(err)
-	}
-	h.fleet().Tick(ctx)
-	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
-	if err != nil || len(polled.GetCommands()) != 1 || polled.GetCommands()[0].GetType() != fleetv1.CommandType_COMMAND_TYPE_TERMINATE {
-		t.Fatalf("forced terminate should ask the agent to stop: %v %v", polled, err)
+	polled := h.forceTerminate("n1")
+	if len(polled) != 1 || polled[0].GetType() != fleetv1.CommandType_COMMAND_TYPE_TERMINATE {
+		t.Fatalf("forced terminate should ask the agent to stop: %v", polled)
 	}
 	if _, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
-		NodeId: "n1", CommandId: polled.GetCommands()[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Message: "agent stopping",
+		NodeId: "n1", CommandId: polled[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Message: "agent stopping",
 	}); err != nil {
 		t.Fatal(err)
 	}
