@@ -365,8 +365,6 @@ func (f *Fleet) InjectXID(ctx context.Context, nodeIndex, gpu int, xid uint32) e
 	return err
 }
 
-// chaosXIDs are weighted towards the common application XIDs.
-var chaosXIDs = []uint32{13, 13, 13, 31, 31, 43, 45, 45, 45, 45, 94, 32, 63, 92, 48, 74, 79, 119, 120, 64, 95, 109, 61, 140}
 
 // chaos injects random faults across the fleet: each node gets one every
 // ChaosInterval on average.
@@ -388,7 +386,7 @@ func (f *Fleet) chaos(ctx context.Context) {
 		roll := rng.Float64()
 		switch {
 		case roll < 0.75:
-			_ = f.InjectXID(ctx, n.index, gpu, chaosXIDs[rng.IntN(len(chaosXIDs))])
+			_ = f.InjectXID(ctx, n.index, gpu, simload.ChaosXIDs[rng.IntN(len(simload.ChaosXIDs))])
 		case roll < 0.9:
 			n.mu.Lock()
 			n.gpus[gpu].hot = true

@@ -263,27 +263,6 @@ func (b *Backend) emitXID(d *Device, xid uint64) {
 	}
 }
 
-// chaosXIDs are the XIDs chaos picks from, with their weights, as a real
-// fleet sees them: mostly application faults (13, 31, 43, 45), then
-// recoverable ones (94, 63, 92, 32), and now and then one that takes a GPU
-// out of service until a reset or a reboot.
-var chaosXIDs = weighted([]struct{ xid, weight uint32 }{
-	{13, 20}, {31, 15}, {43, 10}, {45, 15},
-	{94, 10}, {63, 8}, {92, 8}, {32, 4},
-	{79, 2}, {48, 1}, {74, 1}, {119, 1}, {64, 1}, {95, 1}, {109, 1}, {140, 1},
-})
-
-// weighted expands (value, weight) pairs into a list to pick from at random.
-func weighted(pairs []struct{ xid, weight uint32 }) []uint32 {
-	var out []uint32
-	for _, p := range pairs {
-		for range p.weight {
-			out = append(out, p.xid)
-		}
-	}
-	return out
-}
-
 // scheduleChaos injects a random fault after an exponentially distributed
 // wait, then schedules the next.
 func (b *Backend) scheduleChaos(mean time.Duration) {
@@ -300,21 +279,21 @@ func (b *Backend) chaos() {
 	b.mu.Lock()
 	gpu := b.rng.IntN(len(b.devices))
 	roll := b.rng.Float64()
-	xid := chaosXIDs[b.rng.IntN(len(chaosXIDs))]
+	xid := simload.ChaosXIDs[b.rng.IntN(len(simload.ChaosXIDs))]
 	heal := time.Duration(60+b.rng.IntN(120)) * time.Second
 	b.mu.Unlock()
-	// About one fault in eight takes a GPU out of service.
+	// About one fault in twelve takes a GPU out of service.
 	switch {
-	case roll < 0.85:
+	case roll < 0.865:
 		b.Inject(faultspec.Spec{Kind: faultspec.XID, Value: xid, GPU: gpu})
-	case roll < 0.95:
+	case roll < 0.965:
 		b.Inject(faultspec.Spec{Kind: faultspec.Temp, Value: slowdownTemp + 5, GPU: gpu})
 		b.after(heal, func() { b.Heal(gpu) })
-	case roll < 0.965:
-		b.Inject(faultspec.Spec{Kind: faultspec.ECCDBE, GPU: gpu})
 	case roll < 0.975:
+		b.Inject(faultspec.Spec{Kind: faultspec.ECCDBE, GPU: gpu})
+	case roll < 0.985:
 		b.Inject(faultspec.Spec{Kind: faultspec.RowRemapPending, GPU: gpu})
-	case roll < 0.99:
+	case roll < 0.995:
 		b.Inject(faultspec.Spec{Kind: faultspec.NVLinkDown, GPU: gpu})
 	default:
 		b.Inject(faultspec.Spec{Kind: faultspec.GPULost, GPU: gpu})

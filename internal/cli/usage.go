@@ -63,7 +63,7 @@ const demoFlags = `  --nodes N               simulated nodes, 1–1000; above 24
   --bin DIR               where navarch-controlplane and navarch-agent are
                           (default: this binary's directory)
   --fault-every DURATION  mean time between faults across the fleet; 0 turns
-                          them off (default 15s)
+                          them off (default 5s)
 `
 
 const usageFooter = `--server HOST:PORT picks the control plane for the console and for every

@@ -1,6 +1,6 @@
 // Package demo runs a whole Navarch fleet on one machine: a control plane
 // with its Badger store under a demo directory, simulated GPU nodes with
-// chaos that injects a fault every 15 seconds or so, and the console. Quitting
+// chaos that injects a fault every few seconds, and the console. Quitting
 // the console stops everything the demo started.
 package demo
 
@@ -65,7 +65,7 @@ func ParseArgs(args []string, o *Options) error {
 	fs.BoolVar(&o.Keep, "keep", false, "")
 	fs.StringVar(&o.DataDir, "data-dir", ".demo", "")
 	fs.StringVar(&o.BinDir, "bin", "", "")
-	fs.DurationVar(&o.FaultEvery, "fault-every", 15*time.Second, "")
+	fs.DurationVar(&o.FaultEvery, "fault-every", 5*time.Second, "")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

@@ -125,12 +125,12 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestDemoRequests(t *testing.T) {
-	reqs := demoRequests(Options{Nodes: 12, GPUs: 8, FaultEvery: 15 * time.Second})
+	reqs := demoRequests(Options{Nodes: 12, GPUs: 8, FaultEvery: 5 * time.Second})
 	if len(reqs) != 2 || reqs[0].GetCount()+reqs[1].GetCount() != 12 {
 		t.Fatalf("requests %v", reqs)
 	}
 	for _, r := range reqs {
-		if r.GetChaosInterval().AsDuration() != 3*time.Minute || r.GetLabels()["pool"] != "demo" || r.GetGpusPerNode() != 8 {
+		if r.GetChaosInterval().AsDuration() != time.Minute || r.GetLabels()["pool"] != "demo" || r.GetGpusPerNode() != 8 {
 			t.Fatalf("request %v", r)
 		}
 	}

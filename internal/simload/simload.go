@@ -1,7 +1,8 @@
 // Package simload is the simulated workload behind a simulated GPU, shared
 // by the simulated NVML and the fleet simulator: utilisation heads for a
 // target that changes in phases, as jobs start and end, and temperature and
-// power follow utilisation.
+// power follow utilisation. It also holds the XIDs simulated chaos picks
+// from.
 package simload
 
 import (
@@ -90,4 +91,25 @@ func (g *GPU) Remaining(now time.Time) time.Duration { return max(0, g.phaseEnd.
 func (g *GPU) Rest(rng *rand.Rand, now time.Time) {
 	g.target = rng.Float32() * 5
 	g.phaseEnd = now.Add(time.Duration(20+rng.IntN(60)) * time.Second)
+}
+
+// ChaosXIDs are the XIDs chaos picks from, with their weights, as a real
+// fleet sees them: mostly application faults (13, 31, 43, 45), then
+// recoverable ones (94, 63, 92, 32), and now and then one that takes a GPU
+// out of service until a reset or a reboot.
+var ChaosXIDs = weighted([]struct{ xid, weight uint32 }{
+	{13, 40}, {31, 30}, {43, 20}, {45, 30},
+	{94, 12}, {63, 10}, {92, 10}, {32, 4},
+	{79, 1}, {48, 1}, {74, 1}, {119, 1}, {64, 1}, {95, 1}, {109, 1}, {140, 1},
+})
+
+// weighted expands (value, weight) pairs into a list to pick from at random.
+func weighted(pairs []struct{ xid, weight uint32 }) []uint32 {
+	var out []uint32
+	for _, p := range pairs {
+		for range p.weight {
+			out = append(out, p.xid)
+		}
+	}
+	return out
 }
