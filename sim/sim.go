@@ -365,7 +365,6 @@ func (f *Fleet) InjectXID(ctx context.Context, nodeIndex, gpu int, xid uint32) e
 	return err
 }
 
-
 // chaos injects random faults across the fleet: each node gets one every
 // ChaosInterval on average.
 func (f *Fleet) chaos(ctx context.Context) {
