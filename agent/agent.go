@@ -96,6 +96,12 @@ type Agent struct {
 
 	results *resultQueue
 	stop    context.CancelFunc
+
+	// lcMu orders what OnLifecycle learns; lcSeq counts the lifecycle
+	// changes the agent's commands made, so that an answer to a request
+	// sent before one of them cannot undo it.
+	lcMu  sync.Mutex
+	lcSeq uint64
 }
 
 // New checks the options. Run starts the agent.
@@ -214,12 +220,13 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 	}
 	b := newBackoff(500*time.Millisecond, 30*time.Second)
 	for attempt := 1; ; attempt++ {
+		seq := a.lifecycleSeq()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := a.node.RegisterNode(cctx, req)
 		cancel()
 		if err == nil {
 			a.log.Info("registered", "lifecycle", resp.GetLifecycle(), "heartbeat", resp.GetHeartbeatInterval().AsDuration())
-			a.lifecycle(resp.GetLifecycle())
+			a.answeredLifecycle(resp.GetLifecycle(), seq)
 			return resp, nil
 		}
 		switch status.Code(err) {
@@ -277,11 +284,38 @@ func (a *Agent) session(ctx context.Context) {
 	}
 }
 
-// lifecycle passes what the agent learned of its lifecycle to OnLifecycle.
-func (a *Agent) lifecycle(l fleetv1.LifecycleState) {
-	if a.o.OnLifecycle != nil && l != fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
+// lifecycleSeq is the count of command-made lifecycle changes, taken before
+// a request whose answer carries the lifecycle.
+func (a *Agent) lifecycleSeq() uint64 {
+	a.lcMu.Lock()
+	defer a.lcMu.Unlock()
+	return a.lcSeq
+}
+
+// answeredLifecycle passes a lifecycle from the control plane's answer to
+// OnLifecycle, unless a command changed the lifecycle after the request
+// went out (seq is from lifecycleSeq): the answer is older than that.
+func (a *Agent) answeredLifecycle(l fleetv1.LifecycleState, seq uint64) {
+	if a.o.OnLifecycle == nil || l == fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
+		return
+	}
+	a.lcMu.Lock()
+	defer a.lcMu.Unlock()
+	if a.lcSeq == seq {
 		a.o.OnLifecycle(l)
 	}
+}
+
+// commandLifecycle passes the lifecycle a command puts the node in to
+// OnLifecycle.
+func (a *Agent) commandLifecycle(l fleetv1.LifecycleState) {
+	if a.o.OnLifecycle == nil {
+		return
+	}
+	a.lcMu.Lock()
+	defer a.lcMu.Unlock()
+	a.lcSeq++
+	a.o.OnLifecycle(l)
 }
 
 // mustRegister reports whether err means the control plane lost the node.
@@ -385,6 +419,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 	defer t.Stop()
 	failing := false
 	for {
+		seq := a.lifecycleSeq()
 		cctx, cancel := context.WithTimeout(ctx, max(hb, 5*time.Second))
 		resp, err := a.node.Heartbeat(cctx, &nodev1.HeartbeatRequest{
 			NodeId:  a.o.NodeID,
@@ -398,7 +433,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 				a.log.Info("heartbeats reach the control plane again")
 			}
 			failing = false
-			a.lifecycle(resp.GetLifecycle())
+			a.answeredLifecycle(resp.GetLifecycle(), seq)
 			if resp.GetPendingCommands() > 0 {
 				select {
 				case a.hint <- struct{}{}:

@@ -440,20 +440,15 @@ func TestHeartbeatDelivery(t *testing.T) {
 
 // TestSimulatedJobsFollowLifecycle: the agent tells the simulated GPUs the
 // node's lifecycle; a forced drain signals their real job processes, and
-// no job starts again while the node takes no work.
+// the node takes no new jobs while it is not ACTIVE.
 func TestSimulatedJobsFollowLifecycle(t *testing.T) {
 	if _, err := exec.LookPath("sleep"); err != nil {
 		t.Skip("no sleep program to stand in for jobs")
 	}
 	cp := newFakeCP(t)
-	var mu sync.Mutex
-	var seen []fleetv1.LifecycleState
 	var sim atomic.Pointer[simnvml.Backend]
 	r := startAgent(t, cp, simnvml.Options{GPUs: 2, Jobs: true, Seed: 3}, func(o *Options) {
 		o.OnLifecycle = func(l fleetv1.LifecycleState) {
-			mu.Lock()
-			seen = append(seen, l)
-			mu.Unlock()
 			if s := sim.Load(); s != nil {
 				s.SetSchedulable(l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
 			}
@@ -469,19 +464,52 @@ func TestSimulatedJobsFollowLifecycle(t *testing.T) {
 		return n
 	}
 	eventually(t, "jobs running", func() bool { return running() == 2 })
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 	cp.commands <- drainCommand("cmd-9", 300*time.Millisecond, true)
 	eventually(t, "drain result", func() bool { return cp.result("cmd-9", true) != nil })
 	res := cp.result("cmd-9", true)
 	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || len(res.GetSignalledPids()) != 2 || len(res.GetRemainingPids()) != 0 {
 		t.Fatalf("forced drain of the jobs: %v", res)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := running(); n != 0 {
-		t.Fatalf("%d jobs running on a drained node", n)
+	_, beats := cp.counts()
+	eventually(t, "more heartbeats", func() bool { _, b := cp.counts(); return b >= beats+3 })
+	if r.sim.Schedulable() || running() != 0 {
+		t.Fatalf("drained node: schedulable %t, %d jobs", r.sim.Schedulable(), running())
 	}
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
+	cp.commands <- &fleetv1.Command{Id: "cmd-10", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_UNCORDON}
+	eventually(t, "schedulable again", r.sim.Schedulable)
+}
+
+// TestStaleHeartbeatAnswerKeepsCommandLifecycle: a heartbeat answered
+// before a drain was queued, and delivered after the agent started the
+// drain, does not tell the node it is ACTIVE again.
+func TestStaleHeartbeatAnswerKeepsCommandLifecycle(t *testing.T) {
+	cp := newFakeCP(t)
+	var mu sync.Mutex
+	var seen []fleetv1.LifecycleState
+	startAgent(t, cp, simnvml.Options{}, func(o *Options) {
+		o.OnLifecycle = func(l fleetv1.LifecycleState) {
+			mu.Lock()
+			seen = append(seen, l)
+			mu.Unlock()
+		}
+	})
+	hold := make(chan struct{})
+	cp.mu.Lock()
+	cp.hold = hold
+	cp.mu.Unlock()
+	eventually(t, "a heartbeat held", func() bool { cp.mu.Lock(); defer cp.mu.Unlock(); return cp.held == 1 })
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+	cp.commands <- drainCommand("cmd-11", time.Hour, false)
+	eventually(t, "drain acknowledged", func() bool { return cp.result("cmd-11", false) != nil })
+	close(hold)
+	_, beats := cp.counts()
+	eventually(t, "more heartbeats", func() bool { _, b := cp.counts(); return b >= beats+2 })
 	mu.Lock()
 	defer mu.Unlock()
-	if !slices.Contains(seen, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING) {
+	i := slices.Index(seen, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+	if i < 0 || slices.Contains(seen[i:], fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE) {
 		t.Fatalf("lifecycles seen: %v", seen)
 	}
 }

@@ -36,10 +36,10 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 	a.log.Info("command", "id", cmd.GetId(), "type", cmd.GetType(), "reason", cmd.GetReason())
 	switch cmd.GetType() {
 	case fleetv1.CommandType_COMMAND_TYPE_CORDON:
-		a.lifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
+		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "cordoned: this node takes no new work"))
 	case fleetv1.CommandType_COMMAND_TYPE_UNCORDON:
-		a.lifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
+		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
 		n := a.cancelDrains()
 		msg := "uncordoned: this node takes work again"
 		if n > 0 {
@@ -47,7 +47,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		}
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg))
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
-		a.lifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"))
 		dctx, cancel := context.WithCancel(ctx)
 		a.mu.Lock()
@@ -66,7 +66,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 	case fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS:
 		a.finish(cmd, a.diagnose(cmd))
 	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
-		a.lifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING)
+		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING)
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "agent stopping"))
 		go func() {
 			// Give the result a moment to reach the control plane, then stop.

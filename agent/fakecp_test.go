@@ -38,6 +38,12 @@ type fakeCP struct {
 	delivery      nodev1.CommandDelivery
 	polls         []time.Duration // the wait of every GetNodeCommands call
 	commands      chan *fleetv1.Command
+	// lifecycle is what heartbeats answer; zero means ACTIVE.
+	lifecycle fleetv1.LifecycleState
+	// hold, when set, keeps the next heartbeat's answer back until it is
+	// closed; held counts the heartbeats held so.
+	hold chan struct{}
+	held int
 }
 
 func newFakeCP(t *testing.T) *fakeCP {
@@ -106,7 +112,25 @@ func (f *fakeCP) Heartbeat(_ context.Context, req *nodev1.HeartbeatRequest) (*no
 		return nil, err
 	}
 	f.heartbeats = append(f.heartbeats, proto.CloneOf(req))
-	return &nodev1.HeartbeatResponse{Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, PendingCommands: uint32(len(f.commands))}, nil
+	resp := &nodev1.HeartbeatResponse{Lifecycle: f.lifecycle, PendingCommands: uint32(len(f.commands))}
+	if resp.Lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
+		resp.Lifecycle = fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE
+	}
+	if hold := f.hold; hold != nil {
+		// The answer is made now and delivered late.
+		f.hold = nil
+		f.held++
+		f.mu.Unlock()
+		<-hold
+		f.mu.Lock()
+	}
+	return resp, nil
+}
+
+func (f *fakeCP) setLifecycle(l fleetv1.LifecycleState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lifecycle = l
 }
 
 func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {

@@ -383,10 +383,12 @@ func (f *Fleet) chaos(ctx context.Context) {
 		}
 		gpu := rng.IntN(len(n.gpus))
 		roll := rng.Float64()
+		// As the simulated NVML's chaos: about one fault in twelve takes a
+		// GPU out of service.
 		switch {
-		case roll < 0.75:
+		case roll < 0.865:
 			_ = f.InjectXID(ctx, n.index, gpu, simload.ChaosXIDs[rng.IntN(len(simload.ChaosXIDs))])
-		case roll < 0.9:
+		case roll < 0.965:
 			n.mu.Lock()
 			n.gpus[gpu].hot = true
 			n.pending = append(n.pending, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_THERMAL, GpuIndex: int32(gpu), Time: timestamppb.Now(), Value: 92, Message: "temperature 92°C at or past the slowdown threshold of 87°C"})
@@ -401,7 +403,7 @@ func (f *Fleet) chaos(ctx context.Context) {
 					n.mu.Unlock()
 				}
 			}()
-		case roll < 0.97:
+		case roll < 0.985:
 			n.mu.Lock()
 			n.gpus[gpu].dbe = true
 			n.pending = append(n.pending, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED, GpuIndex: int32(gpu), Time: timestamppb.Now(), Value: 1, Message: "volatile uncorrected ECC errors: 1"})

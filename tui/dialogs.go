@@ -228,7 +228,7 @@ func newProvisionDialog(d *deps, providers []string) *provisionDialog {
 	f.addInput("Provider", def, strings.Join(providers, ", "))
 	f.addInput("Count", "2", "1–1000")
 	f.addInput("GPUs per node", "8", "1–64, 0 for the provider's default")
-	f.addInput("Labels", "", "optional, e.g. pool=train,zone=a")
+	f.addInput("Labels", "", "optional: pool=a,zone=b")
 	return &provisionDialog{form: f, providers: providers}
 }
 

@@ -85,6 +85,9 @@ type Backend struct {
 // draining or drained. Running jobs carry on.
 func (b *Backend) SetSchedulable(ok bool) { b.schedulable.Store(ok) }
 
+// Schedulable reports whether new jobs may start.
+func (b *Backend) Schedulable() bool { return b.schedulable.Load() }
+
 // New builds a simulated node and schedules its faults.
 func New(o Options) *Backend {
 	if o.GPUs <= 0 {
@@ -118,6 +121,9 @@ func New(o Options) *Backend {
 			dev.links[l] = true
 		}
 		dev.serial = serialOf(i, seed)
+		if b.jobBin != "" {
+			dev.load.Allow = b.schedulable.Load
+		}
 		dev.load.Start(b.rng, now, o.Idle)
 		b.devices = append(b.devices, dev)
 		srv.Devices[i] = dev
@@ -233,6 +239,8 @@ func (b *Backend) Inject(f faultspec.Spec) {
 	case faultspec.GPULost:
 		d.mu.Lock()
 		d.lost = true
+		// Its job dies with it.
+		d.stopJob()
 		d.mu.Unlock()
 	}
 }
@@ -360,17 +368,16 @@ func (d *Device) advance() {
 func (d *Device) followJob(now time.Time) {
 	b := d.backend
 	if d.job != nil {
-		select {
-		case <-d.job.done:
+		switch {
+		case !alive(d.job.pid()):
 			// Finished early, or signalled: the GPU has nothing to run.
-			d.job = nil
+			d.stopJob()
 			if d.load.Busy() {
 				d.load.Rest(b.rng, now)
 			}
+		case d.load.Busy() && d.load.Remaining(now) > 0:
+			return
 		default:
-			if d.load.Busy() && d.load.Remaining(now) > 0 {
-				return
-			}
 			// Its phase is over: the job is done.
 			d.stopJob()
 		}
@@ -378,7 +385,7 @@ func (d *Device) followJob(now time.Time) {
 	if !d.load.Busy() || b.stopped {
 		return
 	}
-	if !b.schedulable.Load() || d.lost {
+	if !b.schedulable.Load() {
 		d.load.Rest(b.rng, now)
 		return
 	}
@@ -398,22 +405,33 @@ func (d *Device) followJob(now time.Time) {
 	d.pids = append(d.pids, uint32(cmd.Process.Pid))
 }
 
-// stopJob kills the device's job, if any. The caller holds d.mu.
+func (j *simJob) pid() uint32 { return uint32(j.cmd.Process.Pid) }
+
+// stopJob kills the device's job, if any, and forgets its pid at once, so
+// that a pid the kernel hands out again is never taken for it. The caller
+// holds d.mu.
 func (d *Device) stopJob() {
-	if d.job != nil {
-		_ = d.job.cmd.Process.Kill()
-		<-d.job.done
-		d.job = nil
+	if d.job == nil {
+		return
 	}
+	_ = d.job.cmd.Process.Kill()
+	<-d.job.done
+	pid := d.job.pid()
+	d.pids = slices.DeleteFunc(d.pids, func(p uint32) bool { return p == pid })
+	d.job = nil
+}
+
+// alive reports whether pid runs: it exists and has not exited.
+func alive(pid uint32) bool {
+	err := syscall.Kill(int(pid), 0)
+	return (err == nil || err == syscall.EPERM) && !zombie(pid)
 }
 
 func (d *Device) livePIDs() []uint32 {
 	kept := d.pids[:0]
 	for _, pid := range d.pids {
-		if err := syscall.Kill(int(pid), 0); err == nil || err == syscall.EPERM {
-			if !zombie(pid) {
-				kept = append(kept, pid)
-			}
+		if alive(pid) {
+			kept = append(kept, pid)
 		}
 	}
 	d.pids = kept

@@ -184,3 +184,28 @@ func TestJobsAreRealProcesses(t *testing.T) {
 		t.Fatalf("job %d outlived Stop", pid)
 	}
 }
+
+// TestLostGPUEndsItsJob: a GPU that falls off the bus takes its job with
+// it, and its pid is forgotten at once.
+func TestLostGPUEndsItsJob(t *testing.T) {
+	if _, err := exec.LookPath("sleep"); err != nil {
+		t.Skip("no sleep program to stand in for jobs")
+	}
+	clock := clockwork.NewFakeClock()
+	b := New(Options{GPUs: 1, Clock: clock, Seed: 7, Jobs: true})
+	t.Cleanup(b.Stop)
+	d := b.Device(0)
+	ps, _ := d.GetComputeRunningProcesses()
+	if len(ps) != 1 {
+		t.Fatalf("busy GPU lists %v", ps)
+	}
+	b.Inject(faultspec.Spec{Kind: faultspec.GPULost, GPU: 0})
+	if alive(ps[0].Pid) {
+		t.Fatalf("job %d outlived its GPU", ps[0].Pid)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.pids) != 0 {
+		t.Fatalf("lost GPU still lists pids %v", d.pids)
+	}
+}

@@ -30,6 +30,9 @@ type GPU struct {
 	phaseEnd time.Time
 	updated  time.Time
 	idle     bool
+	// Allow, when set, is asked before a busy phase starts; when it says
+	// no (the node takes no new work) the GPU rests instead.
+	Allow func() bool
 }
 
 // Start sets the GPU going at now; an idle GPU stays idle.
@@ -52,6 +55,10 @@ func (g *GPU) nextPhase(rng *rand.Rand, now time.Time) {
 		g.target = rng.Float32() * 5
 	default:
 		g.target = 60 + rng.Float32()*40
+	}
+	if g.Busy() && g.Allow != nil && !g.Allow() {
+		g.Rest(rng, now)
+		return
 	}
 	g.phaseEnd = now.Add(time.Duration(30+rng.IntN(240)) * time.Second)
 }

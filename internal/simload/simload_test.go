@@ -34,3 +34,25 @@ func TestWorkloadMovesAndStaysPlausible(t *testing.T) {
 		t.Fatalf("idle GPU: util %.1f power %d", idle.Util, idle.PowerMilliwatts())
 	}
 }
+
+// TestAllowKeepsTheGPUResting: while Allow says no, no busy phase starts.
+func TestAllowKeepsTheGPUResting(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	t0 := time.Unix(0, 0)
+	allowed := false
+	g := GPU{Allow: func() bool { return allowed }}
+	g.Start(rng, t0, false)
+	for i := range 500 {
+		g.Advance(rng, t0.Add(time.Duration(i)*7*time.Second))
+		if g.Busy() || g.Util > 10 {
+			t.Fatalf("step %d: busy %t at %.0f%% while work is not allowed", i, g.Busy(), g.Util)
+		}
+	}
+	allowed = true
+	for i := 500; !g.Busy(); i++ {
+		if i > 600 {
+			t.Fatal("no busy phase once work was allowed")
+		}
+		g.Advance(rng, t0.Add(time.Duration(i)*7*time.Second))
+	}
+}
