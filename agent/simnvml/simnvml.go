@@ -349,9 +349,14 @@ func (d *Device) AttachProcess(pid uint32) {
 func (d *Device) advance() {
 	now := d.backend.clock.Now()
 	d.backend.mu.Lock()
+	jobs := d.backend.jobBin != ""
+	if jobs {
+		// A job that ended stops the GPU's work before time moves on.
+		d.reapJob(now)
+	}
 	dt := d.load.Advance(d.backend.rng, now)
-	if d.backend.jobBin != "" {
-		d.followJob(now)
+	if jobs {
+		d.startJob(now)
 	}
 	d.backend.mu.Unlock()
 	// A busy GPU sees a corrected ECC error every ten minutes or so.
@@ -361,28 +366,30 @@ func (d *Device) advance() {
 	}
 }
 
-// followJob keeps a job process running for each busy phase: it starts
-// one when a busy phase begins and the node takes work, and ends the phase
-// when its job ends (finished, or signalled by a drain). The caller holds
-// d.mu and the backend's lock.
-func (d *Device) followJob(now time.Time) {
-	b := d.backend
-	if d.job != nil {
-		switch {
-		case !alive(d.job.pid()):
-			// Finished early, or signalled: the GPU has nothing to run.
-			d.stopJob()
-			if d.load.Busy() {
-				d.load.Rest(b.rng, now)
-			}
-		case d.load.Busy() && d.load.Remaining(now) > 0:
-			return
-		default:
-			// Its phase is over: the job is done.
-			d.stopJob()
-		}
+// Jobs: each busy phase of the workload runs one job process. reapJob ends
+// the phase when its job ended (finished, or signalled by a drain) and the
+// job when its phase ended; startJob starts one for a busy phase that has
+// none, if the node takes work. The caller holds d.mu and the backend's
+// lock.
+
+func (d *Device) reapJob(now time.Time) {
+	if d.job == nil {
+		return
 	}
-	if !d.load.Busy() || b.stopped {
+	switch {
+	case !alive(d.job.pid()):
+		d.stopJob()
+		if d.load.Busy() {
+			d.load.Rest(d.backend.rng, now)
+		}
+	case !d.load.Busy() || d.load.Remaining(now) <= 0:
+		d.stopJob()
+	}
+}
+
+func (d *Device) startJob(now time.Time) {
+	b := d.backend
+	if d.job != nil || !d.load.Busy() || b.stopped {
 		return
 	}
 	if !b.schedulable.Load() {
