@@ -1,8 +1,10 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -110,7 +112,11 @@ func TestRegistrationRacingRemovalCreatesANewNode(t *testing.T) {
 		_, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(2)})
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // let the registration find the node and wait for its lock
+	// Wait until the registration has found the node and waits for its lock.
+	eventually(t, "the registration waiting for the node", func() bool {
+		buf := make([]byte, 1<<20)
+		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("controlplane.(*Fleet).withNode"))
+	})
 	if err := f.commit(ctx, old, &change{remove: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -151,13 +157,14 @@ func TestTerminateAfterRestartDrainsFirst(t *testing.T) {
 	if got := h.lifecycle("n1"); got != terminating {
 		t.Fatalf("UNKNOWN node became %s", got)
 	}
-	// The node never comes back: past the drain deadline and offline.
-	clock.Advance(defaultTerminateDrain + drainGrace + time.Second)
+	// The node never comes back: once it is OFFLINE nobody is left to
+	// drain it, and it counts as terminated.
+	clock.Advance(h.cfg.OfflineAfter.Duration)
 	h.fleet().Tick(ctx)
 	h.fleet().Tick(ctx)
 	d := h.get("n1")
 	if d.GetNode().GetLifecycle() != terminated || d.GetNode().GetDrain() != nil {
-		t.Fatalf("after the deadline: %s drain %v", d.GetNode().GetLifecycle(), d.GetNode().GetDrain())
+		t.Fatalf("offline: %s drain %v", d.GetNode().GetLifecycle(), d.GetNode().GetDrain())
 	}
 	for _, c := range d.GetCommands() {
 		if c.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING || c.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED {
@@ -244,6 +251,26 @@ func TestUnansweredCommandIsDeliveredAgain(t *testing.T) {
 	again, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
 	if err != nil || len(again.GetCommands()) != 1 || again.GetCommands()[0].GetId() != first.GetCommands()[0].GetId() {
 		t.Fatalf("not delivered again: %v %v", again, err)
+	}
+	// An agent that never answers, however often it gets the command:
+	// after a few deliveries the command fails instead of cycling.
+	for i := 1; ; i++ {
+		clock.Advance(h.cfg.CommandPollTimeout.Duration + redeliverSlack + time.Second)
+		h.fleet().Tick(ctx)
+		got, _ := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+		if len(got.GetCommands()) == 0 {
+			if i != maxRedeliveries {
+				t.Fatalf("gave up after %d redeliveries, want %d", i, maxRedeliveries)
+			}
+			break
+		}
+		if i > maxRedeliveries {
+			t.Fatal("the command is handed out for ever")
+		}
+	}
+	cmd := h.get("n1").GetCommands()[0]
+	if cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED || !strings.Contains(cmd.GetMessage(), "did not answer") {
+		t.Fatalf("unanswered command ended as %v", cmd)
 	}
 }
 

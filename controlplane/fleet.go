@@ -64,6 +64,9 @@ type nodeState struct {
 	// terminateQueued is when a TERMINATE command was last queued, under
 	// mu, so a failing agent is not asked again every second.
 	terminateQueued time.Time
+	// redelivered counts how often each open command was handed out again
+	// for want of an answer, under mu; nil until the first time.
+	redelivered map[string]int
 
 	// Heartbeat data, kept compact: a hundred thousand nodes of it must
 	// fit in memory next to everything else.
@@ -180,10 +183,12 @@ func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
 	f.providers = newProviders(o.Providers)
 	f.breaker = newBreaker(o.Config.AutoCordonEnabled(), o.Config.AutoCordon.MaxFraction, o.Config.AutoCordon.Window.Duration)
 	f.ids = newCounter("ids", st.Counters["ids"], o.Store)
-	revs := newCounter("revision", st.Counters["revision"], o.Store)
 	// Every node's reachability reset with the restart: a watcher resuming
 	// from any revision of the previous run must get a snapshot, so this
-	// run starts one revision past them all.
+	// run starts past them all. That is past the stored ceiling, and a
+	// block beyond it for the revisions a run hands out while the store
+	// cannot record a new ceiling (counter.force).
+	revs := newCounter("revision", st.Counters["revision"]+counterBlock, o.Store)
 	if _, err := revs.next(ctx); err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)
 	}

@@ -2,9 +2,8 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -135,7 +134,7 @@ func (f *Fleet) drainDeadline(ctx context.Context, ns *nodeState) {
 		if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING {
 			return nil
 		}
-		finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_DRAIN, "deadline passed without a report from the agent", now)
+		closeOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "deadline passed without a report from the agent", now)
 		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED, "drain deadline passed", now)
 		return nil
 	})
@@ -150,37 +149,41 @@ func (f *Fleet) drainDeadline(ctx context.Context, ns *nodeState) {
 // Agents recognise a command they already have by its id.
 const redeliverSlack = 30 * time.Second
 
+// maxRedeliveries is how often an unanswered command is handed out again
+// before it fails.
+const maxRedeliveries = 4
+
 // redeliver puts delivered commands the agent never answered back to
 // PENDING.
 func (f *Fleet) redeliver(ctx context.Context, ns *nodeState, now time.Time) {
 	cutoff := now.Add(-f.cfg.CommandPollTimeout.Duration - redeliverSlack)
 	_, err := f.operate(ctx, ns.node.Load().GetNodeId(), func(ns *nodeState, _ *fleetv1.Node, c *change, now time.Time) error {
-		requeue(ns, c, func(cmd *fleetv1.Command) bool {
+		unanswered := func(cmd *fleetv1.Command) bool {
 			return cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED && cmd.GetUpdatedAt().AsTime().Before(cutoff)
+		}
+		// An agent that took a command and never answers, however often
+		// it gets it, will not: the command fails rather than cycle for
+		// ever.
+		gaveUp := func(cmd *fleetv1.Command) bool {
+			return unanswered(cmd) && ns.redelivered[cmd.GetId()] >= maxRedeliveries
+		}
+		closeOpen(ns, c, gaveUp, fleetv1.CommandStatus_COMMAND_STATUS_FAILED,
+			fmt.Sprintf("the agent did not answer after %d deliveries", maxRedeliveries+1), now)
+		requeue(ns, c, func(cmd *fleetv1.Command) bool {
+			if !unanswered(cmd) {
+				return false
+			}
+			if ns.redelivered == nil {
+				ns.redelivered = make(map[string]int)
+			}
+			ns.redelivered[cmd.GetId()]++
+			return true
 		}, now)
 		return nil
 	})
 	if err != nil {
 		f.log.Warn("redelivering unanswered commands", "node", ns.node.Load().GetNodeId(), "err", err)
 	}
-}
-
-// finishOpen fails the node's unfinished commands of a type.
-func finishOpen(ns *nodeState, c *change, typ fleetv1.CommandType, why string, now time.Time) {
-	kept := ns.open[:0]
-	for _, cmd := range ns.open {
-		if cmd.GetType() != typ {
-			kept = append(kept, cmd)
-			continue
-		}
-		done := proto.CloneOf(cmd)
-		done.Status = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
-		done.Message = why
-		done.UpdatedAt = ts(now)
-		c.commands = append(c.commands, done)
-	}
-	clear(ns.open[len(kept):])
-	ns.open = kept
 }
 
 // advanceTermination moves a TERMINATING node on: it waits for the drain
@@ -195,10 +198,16 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 		}
 		if drain := openOf(ns, fleetv1.CommandType_COMMAND_TYPE_DRAIN); drain != nil {
 			d := drain.GetDrain().GetDeadline()
-			if d == nil || !now.After(d.AsTime().Add(drainGrace)) {
+			switch {
+			case ns.reachability() == fleetv1.Reachability_REACHABILITY_OFFLINE:
+				// Nobody is left to finish it, as when terminate skips the
+				// drain of an offline node.
+				closeOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "node went offline during the drain", now)
+			case d == nil || !now.After(d.AsTime().Add(drainGrace)):
 				return nil
+			default:
+				closeOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "deadline passed without a report from the agent", now)
 			}
-			finishOpen(ns, c, fleetv1.CommandType_COMMAND_TYPE_DRAIN, "deadline passed without a report from the agent", now)
 		}
 		if n.GetProvider() != "" {
 			p, ok := f.providers.get(n.GetProvider())

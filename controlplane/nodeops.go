@@ -351,6 +351,10 @@ func (f *Fleet) setReachability(ns *nodeState, r fleetv1.Reachability) {
 		if ns.reachability() == r || ns.removed.Load() {
 			return
 		}
+		if r == fleetv1.Reachability_REACHABILITY_ONLINE && ns.node.Load().GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED {
+			// A heartbeat that raced the termination.
+			return
+		}
 		f.swap(ns, ns.node.Load(), r, true)
 		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: f.view(ns)}})
 	})
@@ -657,6 +661,7 @@ func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResu
 			// Finished: it leaves the open commands (nodeLocked puts it back
 			// if the change cannot be saved).
 			ns.open = slices.Delete(ns.open, i, i+1)
+			delete(ns.redelivered, cmd.GetId())
 			n := proto.CloneOf(cur)
 			f.commandFinished(ns, n, c, cmd, now)
 			if !proto.Equal(n, cur) {
@@ -700,6 +705,7 @@ func markTerminated(ns *nodeState, n *fleetv1.Node, c *change, reason string, no
 	setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, reason, now)
 	n.Drain = nil
 	cancelOpen(ns, c, anyCommand, reason, now)
+	ns.terminateQueued = time.Time{}
 	ns.rt.Lock()
 	ns.samples = nil
 	ns.metrics = nil

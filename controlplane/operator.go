@@ -68,15 +68,22 @@ func (f *Fleet) queue(ctx context.Context, ns *nodeState, c *change, n *fleetv1.
 // cancelOpen cancels the node's unfinished commands that match. The caller
 // holds ns.mu.
 func cancelOpen(ns *nodeState, c *change, match func(*fleetv1.Command) bool, why string, now time.Time) {
+	closeOpen(ns, c, match, fleetv1.CommandStatus_COMMAND_STATUS_CANCELLED, why, now)
+}
+
+// closeOpen ends the node's unfinished commands that match with a final
+// status and says why. The caller holds ns.mu.
+func closeOpen(ns *nodeState, c *change, match func(*fleetv1.Command) bool, st fleetv1.CommandStatus, why string, now time.Time) {
 	ns.open = slices.DeleteFunc(ns.open, func(cmd *fleetv1.Command) bool {
 		if !match(cmd) {
 			return false
 		}
 		done := proto.CloneOf(cmd)
-		done.Status = fleetv1.CommandStatus_COMMAND_STATUS_CANCELLED
+		done.Status = st
 		done.Message = why
 		done.UpdatedAt = ts(now)
 		c.commands = append(c.commands, done)
+		delete(ns.redelivered, cmd.GetId())
 		return true
 	})
 }
