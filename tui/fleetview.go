@@ -278,9 +278,9 @@ func (t *fleetTable) rowLine(r *row, l layout, selected bool, now time.Time) str
 	return mark + line
 }
 
-// glyphCell draws one letter per GPU, coloured by health; a node with more
-// GPUs than fit shows how many more.
-func (t *fleetTable) glyphCell(r *row, width int, selected bool) string {
+// glyphCell draws one letter per GPU, coloured by health unless plain; a
+// node with more GPUs than fit shows how many more.
+func (t *fleetTable) glyphCell(r *row, width int, plain bool) string {
 	th := t.d.theme
 	g := r.glyphs
 	suffix := ""
@@ -290,7 +290,7 @@ func (t *fleetTable) glyphCell(r *row, width int, selected bool) string {
 	}
 	var sb strings.Builder
 	for _, c := range g {
-		if selected {
+		if plain {
 			sb.WriteByte(c)
 		} else {
 			sb.WriteString(th.GlyphStyle(c).Render(string(c)))

@@ -198,7 +198,9 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 		lines = append(lines, t.Muted.Render("health: ")+t.HealthStyle(n.GetHealth()).Render(n.GetHealthCause())+
 			t.Muted.Render("  → ")+display.Remedy(n.GetRemedy()))
 	}
-	if p := processSummary(n); p != "" {
+	// Processes are the last report's; an unreachable node's are unknown.
+	reachable := n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE || n.GetReachability() == fleetv1.Reachability_REACHABILITY_STALE
+	if p := processSummary(n); p != "" && reachable {
 		lines = append(lines, t.Muted.Render("processes: ")+p)
 	}
 	info := fmt.Sprintf("driver %s · CUDA %s · agent %s", dash(n.GetDriverVersion()), dash(n.GetCudaVersion()), dash(n.GetAgentVersion()))

@@ -131,4 +131,11 @@ func TestNodeViewListsGPUProcesses(t *testing.T) {
 	d.Node.Gpus[3].Metrics = &fleetv1.GpuMetrics{Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}}}
 	send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: d})
 	mustContain(t, m.Frame(), "processes: 2 on gpu0, gpu3: pids 4121 (python), 4122")
+	// Once the node is unreachable its processes are unknown.
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{
+		Heartbeats: []*controlplanev1.NodeHeartbeat{{NodeId: "gpu-a02", Reachability: fleetv1.Reachability_REACHABILITY_OFFLINE, LastHeartbeatAt: timestamppb.New(now.Add(-2 * time.Minute))}},
+	}}})
+	if strings.Contains(plain(m), "processes:") {
+		t.Fatal("an OFFLINE node's processes are shown")
+	}
 }
