@@ -162,6 +162,12 @@ func (f *fakeCP) ReportCommandResult(_ context.Context, req *nodev1.ReportComman
 }
 
 // events returns every event delivered so far, in order.
+func (f *fakeCP) reportCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.reports)
+}
+
 func (f *fakeCP) events() []*fleetv1.HealthEvent {
 	f.mu.Lock()
 	defer f.mu.Unlock()
