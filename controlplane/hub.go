@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -25,6 +26,13 @@ const snapshotChunk = 500
 
 // recentEventsKept is how many health events the hub keeps for snapshots.
 const recentEventsKept = 200
+
+// maxQueuedHeartbeats bounds the heartbeat entries waiting for one watcher
+// (about 900 bytes each for an 8-GPU node, so some 45 MB). Heartbeat
+// batches are built once a second whether or not a watcher reads them; one
+// that stops reading is resynced past this bound rather than holding every
+// batch since.
+const maxQueuedHeartbeats = 50_000
 
 // hub orders the fleet's changes by revision and fans them out to watchers.
 // Every message it hands out is shared between watchers and never changed.
@@ -55,6 +63,15 @@ type watcher struct {
 	ch     chan *controlplanev1.WatchFleetResponse
 	lagged chan struct{} // closed when the watcher fell behind
 	behind bool
+	// heartbeats counts the heartbeat entries queued in ch and not yet sent.
+	heartbeats atomic.Int64
+}
+
+// sent tells the watcher that m left its queue.
+func (w *watcher) sent(m *controlplanev1.WatchFleetResponse) {
+	if hb := m.GetHeartbeats(); hb != nil {
+		w.heartbeats.Add(-int64(len(hb.GetHeartbeats())))
+	}
 }
 
 func newHub(revs *counter, bufSize, replaySize int) *hub {
@@ -105,8 +122,15 @@ func (h *hub) fanOut(m *controlplanev1.WatchFleetResponse) {
 		if w.behind {
 			continue
 		}
+		n := int64(len(m.GetHeartbeats().GetHeartbeats()))
+		if n > 0 && w.heartbeats.Load()+n > maxQueuedHeartbeats {
+			w.behind = true
+			close(w.lagged)
+			continue
+		}
 		select {
 		case w.ch <- m:
+			w.heartbeats.Add(n)
 		default:
 			w.behind = true
 			close(w.lagged)
@@ -176,6 +200,7 @@ func (h *hub) resync(w *watcher, all func() []*nodeState) start {
 	w.ch = make(chan *controlplanev1.WatchFleetResponse, h.bufSize)
 	w.lagged = make(chan struct{})
 	w.behind = false
+	w.heartbeats.Store(0)
 	return h.snapshotLocked(all)
 }
 

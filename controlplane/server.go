@@ -97,6 +97,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.recoverStream),
 		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// A peer that stops answering pings (a dead host, a suspended
+		// console) loses its connection, and with it its long polls and
+		// watch queues, instead of waiting for TCP to give up.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	nodev1.RegisterNodeServiceServer(s.grpc, &nodeService{fleet: fleet})
 	controlplanev1.RegisterControlPlaneServiceServer(s.grpc, &operatorService{fleet: fleet})

@@ -366,6 +366,7 @@ func (s *operatorService) WatchFleet(req *controlplanev1.WatchFleetRequest, stre
 		case <-f.hub.done:
 			return status.Error(codes.Unavailable, "control plane is shutting down")
 		case m := <-ch:
+			w.sent(m)
 			if err := stream.Send(m); err != nil {
 				return err
 			}

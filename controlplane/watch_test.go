@@ -139,6 +139,63 @@ func TestSlowWatcherResyncs(t *testing.T) {
 	stream.until("fresh snapshot", isSnapshotEnd)
 }
 
+// TestStalledWatcherHeartbeatsBounded: heartbeat batches are built every
+// second whether or not a watcher reads them, so a watcher that stops
+// reading is resynced once its queued heartbeat entries pass the bound,
+// long before its message queue is full; one that keeps reading is not.
+func TestStalledWatcherHeartbeatsBounded(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", 1)
+	f := h.fleet()
+	batch := &controlplanev1.HeartbeatBatch{Heartbeats: make([]*controlplanev1.NodeHeartbeat, heartbeatBatchSize)}
+	for i := range batch.Heartbeats {
+		batch.Heartbeats[i] = &controlplanev1.NodeHeartbeat{NodeId: "a"}
+	}
+	fan := func() {
+		f.hub.mu.Lock()
+		f.hub.fanOut(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: batch}})
+		f.hub.mu.Unlock()
+	}
+
+	stalled, _, _ := f.hub.subscribe(0, f.all)
+	reader, _, _ := f.hub.subscribe(0, f.all)
+	defer f.hub.unsubscribe(stalled)
+	defer f.hub.unsubscribe(reader)
+	rounds := 2 * maxQueuedHeartbeats / heartbeatBatchSize
+	for range rounds {
+		fan()
+		ch, _ := f.hub.queue(reader)
+		reader.sent(<-ch)
+	}
+	ch, lagged := f.hub.queue(stalled)
+	select {
+	case <-lagged:
+	default:
+		t.Fatalf("a watcher holding %d heartbeat batches was not marked behind", len(ch))
+	}
+	if got := len(ch) * heartbeatBatchSize; got > maxQueuedHeartbeats {
+		t.Fatalf("stalled watcher holds %d heartbeat entries, bound %d", got, maxQueuedHeartbeats)
+	}
+	if _, lagged := f.hub.queue(reader); isClosed(lagged) {
+		t.Fatal("a watcher that keeps reading was marked behind")
+	}
+	// After its resync the stalled watcher starts counting afresh.
+	f.hub.resync(stalled, f.all)
+	fan()
+	if _, lagged := f.hub.queue(stalled); isClosed(lagged) {
+		t.Fatal("a resynced watcher is behind at once")
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 func TestHeartbeatsCoalesced(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	h := newHarness(t, withFakeClock(clock))
