@@ -162,10 +162,9 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		n.LifecycleChangedAt = ts(now)
 	}
 	n.Hostname = req.GetHostname()
-	if n.Labels == nil {
-		n.Labels = make(map[string]string)
-	}
-	maps.Copy(n.Labels, req.GetLabels())
+	// The agent's labels are the node's: a label it no longer sends is
+	// gone. Providers pass the provisioning labels to the agents they start.
+	n.Labels = maps.Clone(req.GetLabels())
 	n.DriverVersion = req.GetDriverVersion()
 	n.CudaVersion = req.GetCudaVersion()
 	n.AgentVersion = req.GetAgentVersion()
@@ -212,8 +211,32 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		seen[g.GetUuid()] = true
 		gpus = append(gpus, g)
 	}
+	// A new GPU in a missing GPU's slot (same PCI bus id, or same index
+	// where bus ids are unknown) replaced it: the old one is retired with
+	// its faults, or the node would read UNHEALTHY for ever.
+	added := make(map[string]*fleetv1.Gpu)
+	for _, g := range gpus {
+		if old[g.GetUuid()] == nil {
+			added[slotOf(g)] = g
+		}
+	}
 	for _, g := range n.GetGpus() {
 		if seen[g.GetUuid()] {
+			continue
+		}
+		if by := added[slotOf(g)]; by != nil {
+			delete(added, slotOf(g))
+			delete(ns.repeats, by.GetIndex())
+			c.events = append(c.events, &fleetv1.HealthEvent{
+				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED,
+				GpuIndex: int32(by.GetIndex()),
+				GpuUuid:  g.GetUuid(),
+				Time:     ts(now),
+				Health:   fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY,
+				Remedy:   fleetv1.Remedy_REMEDY_NONE,
+				Cause:    "GPU replaced",
+				Message:  fmt.Sprintf("GPU %s replaced by %s; its faults are retired", g.GetUuid(), by.GetUuid()),
+			})
 			continue
 		}
 		// Missing: its faults stay, as the story of how it was lost.
@@ -242,6 +265,15 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 	n.Gpus = gpus
 	rollupNode(n)
 	return n
+}
+
+// slotOf names where a GPU sits in its node: its PCI bus id, or its index
+// where the bus id is unknown.
+func slotOf(g *fleetv1.Gpu) string {
+	if id := strings.ToLower(g.GetPciBusId()); id != "" {
+		return id
+	}
+	return fmt.Sprint("index ", g.GetIndex())
 }
 
 // delivery is how agents must fetch their commands.

@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,6 +212,85 @@ func TestReRegistrationWithMissingGPUIsAFault(t *testing.T) {
 	h.healthyReport("n1", 4)
 	if got := h.get("n1").GetNode().GetHealth(); got != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
 		t.Fatalf("after the GPU came back: %s", got)
+	}
+}
+
+// TestReplacedGPUIsRetired: the remedy for a lost GPU is to replace it; the
+// new GPU in its slot retires the old one and its faults, so the node can
+// read HEALTHY again.
+func TestReplacedGPUIsRetired(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	inv := func(uuids ...string) []*fleetv1.Gpu {
+		out := gpus(len(uuids))
+		for i, u := range uuids {
+			out[i].Uuid = u
+			out[i].PciBusId = fmt.Sprintf("00000000:%02X:00.0", 0x18+i)
+		}
+		return out
+	}
+	reg := func(boot string, g []*fleetv1.Gpu) {
+		t.Helper()
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: g, BootId: boot}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg("boot-1", inv("GPU-a", "GPU-b"))
+	h.healthyReport("n1", 2)
+	reg("boot-2", inv("GPU-a")) // GPU-b is gone after a reboot
+	if n := h.get("n1").GetNode(); n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY || len(n.GetGpus()) != 2 {
+		t.Fatalf("lost GPU: health %s, %d GPUs", n.GetHealth(), len(n.GetGpus()))
+	}
+	// A new board goes into GPU-b's slot.
+	reg("boot-3", inv("GPU-a", "GPU-new"))
+	h.healthyReport("n1", 2)
+	d := h.get("n1")
+	n := d.GetNode()
+	if n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
+		t.Fatalf("after the replacement: %s (%s)", n.GetHealth(), n.GetHealthCause())
+	}
+	var uuids []string
+	for _, g := range n.GetGpus() {
+		uuids = append(uuids, g.GetUuid())
+	}
+	if !slices.Equal(uuids, []string{"GPU-a", "GPU-new"}) {
+		t.Fatalf("GPUs %v, want the replaced one gone", uuids)
+	}
+	found := false
+	for _, e := range d.GetEvents() {
+		if e.GetKind() == fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED && e.GetGpuUuid() == "GPU-b" && strings.Contains(e.GetMessage(), "replaced by GPU-new") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no event tells of the replacement: %v", d.GetEvents())
+	}
+	// A new GPU in a different slot replaces nothing.
+	reg("boot-4", inv("GPU-a"))
+	g := inv("GPU-a", "GPU-other", "GPU-third")
+	g = []*fleetv1.Gpu{g[0], g[2]} // a GPU at the third slot; the second is empty
+	reg("boot-5", g)
+	if n := h.get("n1").GetNode(); len(n.GetGpus()) != 3 || n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatalf("a GPU in another slot retired the lost one: %d GPUs, %s", len(n.GetGpus()), n.GetHealth())
+	}
+}
+
+// TestReRegistrationReplacesLabels: a label the agent no longer sends is
+// gone, so label filters never find a node by a stale label.
+func TestReRegistrationReplacesLabels(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	for _, labels := range []map[string]string{{"pool": "train", "zone": "a"}, {"zone": "b"}} {
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(1), BootId: "boot-1", Labels: labels}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := h.get("n1").GetNode().GetLabels(); !maps.Equal(got, map[string]string{"zone": "b"}) {
+		t.Fatalf("labels %v, want only zone=b", got)
+	}
+	list, err := h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{LabelSelector: "pool=train"})
+	if err != nil || len(list.GetNodes()) != 0 {
+		t.Fatalf("stale label still matches: %v %v", list.GetNodes(), err)
 	}
 }
 

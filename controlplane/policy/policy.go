@@ -38,16 +38,22 @@ type Rule struct {
 	Health fleetv1.HealthStatus
 	// Remedy is the suggested action.
 	Remedy fleetv1.Remedy
-	// Repeat, when set, raises the health once the signal repeats.
+	// Repeat, when set, raises the health or changes the remedy once the
+	// signal repeats.
 	Repeat *Repeat
 }
 
-// Repeat raises a rule's health when count events fall on one GPU within
-// window.
+// Repeat raises a rule's health, changes its remedy, or both, when count
+// events fall on one GPU within window.
 type Repeat struct {
 	Count  int
 	Window time.Duration
+	// Health is the health from the count-th event on; UNSPECIFIED keeps
+	// the rule's.
 	Health fleetv1.HealthStatus
+	// Remedy is the remedy from the count-th event on; UNSPECIFIED keeps
+	// the rule's.
+	Remedy fleetv1.Remedy
 }
 
 // Policy is a loaded, validated fault policy.
@@ -111,6 +117,7 @@ type repeatSpec struct {
 	Count  int      `yaml:"count"`
 	Window duration `yaml:"window"`
 	Health string   `yaml:"health"`
+	Remedy string   `yaml:"remedy"`
 }
 
 type escalation struct {
@@ -309,11 +316,20 @@ func (s *ruleSpec) rule() (Rule, error) {
 		if s.Repeat.Window.Duration <= 0 {
 			return Rule{}, errors.New("repeat.window must be a positive duration")
 		}
-		rh, err := parseHealth(s.Repeat.Health)
-		if err != nil {
-			return Rule{}, fmt.Errorf("repeat.health: %w", err)
+		if s.Repeat.Health == "" && s.Repeat.Remedy == "" {
+			return Rule{}, errors.New("repeat: needs a health, a remedy or both")
 		}
-		rule.Repeat = &Repeat{Count: s.Repeat.Count, Window: s.Repeat.Window.Duration, Health: rh}
+		rule.Repeat = &Repeat{Count: s.Repeat.Count, Window: s.Repeat.Window.Duration}
+		if s.Repeat.Health != "" {
+			if rule.Repeat.Health, err = parseHealth(s.Repeat.Health); err != nil {
+				return Rule{}, fmt.Errorf("repeat.health: %w", err)
+			}
+		}
+		if s.Repeat.Remedy != "" {
+			if rule.Repeat.Remedy, err = parseRemedy(s.Repeat.Remedy); err != nil {
+				return Rule{}, fmt.Errorf("repeat.remedy: %w", err)
+			}
+		}
 	}
 	return rule, nil
 }
@@ -494,10 +510,18 @@ func (p *Policy) Judge(gpu *fleetv1.Gpu, ev *fleetv1.HealthEvent, rep *Repeats, 
 		n = rep.add(k, now, window)
 	}
 	ev.RepeatCount = uint32(n)
-	if rule.Repeat != nil && n >= rule.Repeat.Count && Rank(rule.Repeat.Health) > Rank(ev.Health) {
-		ev.Health = rule.Repeat.Health
-		ev.Escalated = true
-		ev.Cause = fmt.Sprintf("%s, repeated %d times within %s", rule.Meaning, n, rule.Repeat.Window)
+	if r := rule.Repeat; r != nil && n >= r.Count {
+		if Rank(r.Health) > Rank(ev.Health) {
+			ev.Health = r.Health
+			ev.Escalated = true
+		}
+		if r.Remedy != fleetv1.Remedy_REMEDY_UNSPECIFIED && r.Remedy != ev.Remedy {
+			ev.Remedy = r.Remedy
+			ev.Escalated = true
+		}
+		if ev.Escalated {
+			ev.Cause = fmt.Sprintf("%s, repeated %d times within %s", rule.Meaning, n, r.Window)
+		}
 	}
 	if ev.GetKind() == fleetv1.EventKind_EVENT_KIND_GPU_LOST {
 		gpu.Lost = true
@@ -519,7 +543,12 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 			f.LastSeen = ts
 			f.Count++
 			f.Health = Worse(f.GetHealth(), ev.GetHealth())
-			if f.GetEscalated() && ev.GetRemedy() != f.GetRemedy() {
+			switch {
+			case ev.GetEscalated() && !f.GetEscalated() && ev.GetRemedy() != f.GetRemedy():
+				// The signal repeated: its repeat remedy replaces the rule's.
+				f.Remedy = ev.GetRemedy()
+				f.Escalated = true
+			case f.GetEscalated() && ev.GetRemedy() != f.GetRemedy():
 				ev.Remedy = f.GetRemedy()
 				ev.Escalated = true
 			}
@@ -535,12 +564,18 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 		Health:   ev.GetHealth(),
 		Cause:    ev.GetCause(),
 		Remedy:   ev.GetRemedy(),
-		Since:    ts,
-		LastSeen: ts,
-		Count:    1,
+		Since:     ts,
+		LastSeen:  ts,
+		Count:     1,
+		Escalated: ev.GetEscalated(),
 	}
-	if f.Remedy == fleetv1.Remedy_REMEDY_RESET_GPU || f.Remedy == fleetv1.Remedy_REMEDY_REBOOT_NODE {
-		gpu.RemedyEpisodes++
+	if p.needsRemedy(f) {
+		// Faults raised while the GPU already waits for a reset or reboot
+		// (XID 48 with its ECC count and pending remap, XID 79 with the
+		// lost GPU) are one episode: one remedy answers them all.
+		if !slices.ContainsFunc(gpu.Faults, p.needsRemedy) {
+			gpu.RemedyEpisodes++
+		}
 		if int(gpu.RemedyEpisodes) > p.escalateAfter {
 			f.Remedy = p.escalateRemedy
 			f.Escalated = true
@@ -551,6 +586,16 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 		}
 	}
 	gpu.Faults = append(gpu.Faults, f)
+}
+
+// needsRemedy reports whether f waits for a GPU reset or a node reboot, or
+// for the inspection its recurrence escalated to.
+func (p *Policy) needsRemedy(f *fleetv1.Fault) bool {
+	switch f.GetRemedy() {
+	case fleetv1.Remedy_REMEDY_RESET_GPU, fleetv1.Remedy_REMEDY_REBOOT_NODE:
+		return true
+	}
+	return f.GetEscalated() && f.GetRemedy() == p.escalateRemedy
 }
 
 func (p *Policy) clear(gpu *fleetv1.Gpu, k faultKey) bool {

@@ -274,6 +274,98 @@ func TestEscalation(t *testing.T) {
 	}
 }
 
+// TestEscalationCountsIncidentsNotFaults: the faults one incident raises
+// together (XID 48 with its ECC count and pending remap; XID 79 with the
+// lost GPU) wait for one remedy and count as one episode.
+func TestEscalationCountsIncidentsNotFaults(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	p.Judge(g, xid(48), &Repeats{}, t0)
+	evs := p.Observe(g, &fleetv1.GpuMetrics{
+		Ecc:         &fleetv1.EccCounts{VolatileUncorrected: 1},
+		RowRemap:    &fleetv1.RowRemapState{Pending: true},
+		Unsupported: []string{"nvlink"},
+	}, t0)
+	if len(evs) != 2 || len(g.GetFaults()) != 3 {
+		t.Fatalf("double-bit error raised %d events, %d faults; want 2 and 3", len(evs), len(g.GetFaults()))
+	}
+	for _, ev := range evs {
+		if ev.GetEscalated() {
+			t.Fatalf("first incident escalated: %v", ev)
+		}
+	}
+	if g.GetRemedyEpisodes() != 1 {
+		t.Fatalf("one incident counted %d episodes", g.GetRemedyEpisodes())
+	}
+	p.ClearAfterReboot(g, t0)
+	p.Observe(g, &fleetv1.GpuMetrics{Ecc: &fleetv1.EccCounts{}, RowRemap: &fleetv1.RowRemapState{}, Unsupported: []string{"nvlink"}}, t0)
+
+	// Second incident: the GPU falls off the bus.
+	ev := xid(79)
+	p.Judge(g, ev, &Repeats{}, t0)
+	lost := &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_GPU_LOST}
+	p.Judge(g, lost, &Repeats{}, t0)
+	if ev.GetEscalated() || lost.GetEscalated() || g.GetRemedyEpisodes() != 2 {
+		t.Fatalf("second incident: escalated %t/%t, episodes %d", ev.GetEscalated(), lost.GetEscalated(), g.GetRemedyEpisodes())
+	}
+	p.ClearAfterReboot(g, t0)
+
+	// Third incident, after two remedies: inspect the hardware.
+	ev = xid(79)
+	p.Judge(g, ev, &Repeats{}, t0)
+	if !ev.GetEscalated() || ev.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE {
+		t.Fatalf("third incident: remedy %s escalated %t", ev.GetRemedy(), ev.GetEscalated())
+	}
+	// A fault joining the escalated incident is escalated with it.
+	lost = &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_GPU_LOST}
+	p.Judge(g, lost, &Repeats{}, t0)
+	if !lost.GetEscalated() || lost.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE || g.GetRemedyEpisodes() != 3 {
+		t.Fatalf("joined fault: remedy %s escalated %t episodes %d", lost.GetRemedy(), lost.GetEscalated(), g.GetRemedyEpisodes())
+	}
+}
+
+// TestRepeatChangesRemedy: XID 32 and XID 74 suggest inspecting the
+// hardware when they come back within a day (§4: "inspect if repeated").
+func TestRepeatChangesRemedy(t *testing.T) {
+	p := Default()
+	for _, tc := range []struct {
+		code   uint32
+		first  fleetv1.Remedy
+		health fleetv1.HealthStatus
+	}{
+		{32, fleetv1.Remedy_REMEDY_RESTART_APPLICATION, degraded},
+		{74, fleetv1.Remedy_REMEDY_RESET_GPU, unhealthy},
+	} {
+		g := newGPU()
+		rep := &Repeats{}
+		ev := xid(tc.code)
+		p.Judge(g, ev, rep, t0)
+		if ev.GetRemedy() != tc.first || ev.GetEscalated() {
+			t.Fatalf("first XID %d: remedy %s escalated %t", tc.code, ev.GetRemedy(), ev.GetEscalated())
+		}
+		ev = xid(tc.code)
+		p.Judge(g, ev, rep, t0.Add(6*time.Hour))
+		if ev.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE || !ev.GetEscalated() || ev.GetHealth() != tc.health {
+			t.Fatalf("repeated XID %d: remedy %s escalated %t health %s", tc.code, ev.GetRemedy(), ev.GetEscalated(), ev.GetHealth())
+		}
+		if g.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE || g.GetHealth() != tc.health {
+			t.Fatalf("GPU after repeated XID %d: remedy %s health %s", tc.code, g.GetRemedy(), g.GetHealth())
+		}
+		// A day later the count starts again.
+		g = newGPU()
+		rep = &Repeats{}
+		p.Judge(g, xid(tc.code), rep, t0)
+		ev = xid(tc.code)
+		p.Judge(g, ev, rep, t0.Add(25*time.Hour))
+		if ev.GetRemedy() != tc.first {
+			t.Fatalf("XID %d a day apart: remedy %s", tc.code, ev.GetRemedy())
+		}
+	}
+	if _, err := Parse([]byte("xids:\n  - codes: [32]\n    meaning: m\n    health: DEGRADED\n    remedy: WATCH\n    repeat: {count: 2, window: 1h}\n")); err == nil || !strings.Contains(err.Error(), "repeat") {
+		t.Fatalf("repeat with neither health nor remedy: %v", err)
+	}
+}
+
 func TestOverride(t *testing.T) {
 	p, err := Parse([]byte("xids:\n  - codes: [13]\n    meaning: treated as fatal here\n    health: UNHEALTHY\n    remedy: RESET_GPU\ndegraded_hold: 5m\n"))
 	if err != nil {
