@@ -559,11 +559,11 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 		}
 	}
 	f := &fleetv1.Fault{
-		Kind:     ev.GetKind(),
-		Xid:      ev.GetXid(),
-		Health:   ev.GetHealth(),
-		Cause:    ev.GetCause(),
-		Remedy:   ev.GetRemedy(),
+		Kind:      ev.GetKind(),
+		Xid:       ev.GetXid(),
+		Health:    ev.GetHealth(),
+		Cause:     ev.GetCause(),
+		Remedy:    ev.GetRemedy(),
 		Since:     ts,
 		LastSeen:  ts,
 		Count:     1,
