@@ -384,6 +384,27 @@ func TestUncordonStopsDrain(t *testing.T) {
 	}
 }
 
+// TestNewDrainReplacesDrainUnderWay: an operator hurrying a stuck drain
+// sends a forced one with a short deadline; the first drain stops and the
+// new one signals the job.
+func TestNewDrainReplacesDrainUnderWay(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	job := sleeper(t, false)
+	r.sim.Device(0).AttachProcess(job.pid())
+	cp.commands <- drainCommand("cmd-10", time.Hour, false)
+	eventually(t, "ack", func() bool { return cp.result("cmd-10", false) != nil })
+	cp.commands <- drainCommand("cmd-11", 200*time.Millisecond, true)
+	eventually(t, "forced drain done", func() bool { return cp.result("cmd-11", true) != nil })
+	if res := cp.result("cmd-11", true); !slices.Equal(res.GetSignalledPids(), []uint32{job.pid()}) {
+		t.Fatalf("forced drain result %v", res)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if cp.result("cmd-10", true) != nil {
+		t.Fatal("the replaced drain reported a result")
+	}
+}
+
 func TestDiagnosticsAndCordon(t *testing.T) {
 	cp := newFakeCP(t)
 	r := startAgent(t, cp, simnvml.Options{})

@@ -48,6 +48,10 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg))
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+		// A new drain (another deadline, force, or the drain before a
+		// terminate) replaces the one under way, which the control plane
+		// has already cancelled.
+		a.cancelDrains()
 		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"))
 		dctx, cancel := context.WithCancel(ctx)
 		a.mu.Lock()

@@ -241,6 +241,50 @@ func TestDrainValidationAndSpec(t *testing.T) {
 	}
 }
 
+// TestDrainAgainWithForceReplacesTheDrain: repeating a drain changes
+// nothing, but a drain with force or another deadline replaces the one
+// under way, so an operator hurrying a stuck drain is not told "OK" for
+// nothing.
+func TestDrainAgainWithForceReplacesTheDrain(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	first, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Reason: "kernel upgrade"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1"})
+	if err != nil || again.GetCommand().GetId() != first.GetCommand().GetId() {
+		t.Fatalf("a plain repeat queued %v (%v), want the drain under way", again.GetCommand(), err)
+	}
+	deadline := time.Now().Add(2 * time.Minute).Truncate(time.Second)
+	forced, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Force: true, Deadline: timestamppb.New(deadline)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := forced.GetCommand()
+	if c.GetId() == first.GetCommand().GetId() || !c.GetDrain().GetForce() || !c.GetDrain().GetDeadline().AsTime().Equal(deadline) || c.GetReason() != "kernel upgrade" {
+		t.Fatalf("forced drain command %v", c)
+	}
+	d := h.get("n1")
+	n := d.GetNode()
+	if n.GetLifecycle() != draining || !n.GetDrain().GetForce() || !n.GetDrain().GetDeadline().AsTime().Equal(deadline) {
+		t.Fatalf("node %s drain %v", n.GetLifecycle(), n.GetDrain())
+	}
+	status := map[string]fleetv1.CommandStatus{}
+	for _, cmd := range d.GetCommands() {
+		status[cmd.GetId()] = cmd.GetStatus()
+	}
+	if status[first.GetCommand().GetId()] != fleetv1.CommandStatus_COMMAND_STATUS_CANCELLED || status[c.GetId()] != fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
+		t.Fatalf("commands %v", status)
+	}
+	// The agent is handed only the new drain.
+	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(polled.GetCommands()) != 1 || polled.GetCommands()[0].GetId() != c.GetId() {
+		t.Fatalf("agent got %v %v", polled, err)
+	}
+}
+
 func TestDrainDeadlinePassesWithoutReport(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Now())
 	h := newHarness(t, withFakeClock(clock))

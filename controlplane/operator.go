@@ -165,9 +165,23 @@ func (f *Fleet) Drain(ctx context.Context, id, reason string, deadline time.Time
 	var cmd *fleetv1.Command
 	n, err := f.operate(ctx, id, func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
 		switch n.GetLifecycle() {
-		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED:
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED:
 			cmd = openOf(ns, fleetv1.CommandType_COMMAND_TYPE_DRAIN)
 			return nil
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
+			// A repeat is harmless; a drain with another deadline or force
+			// (an operator hurrying a stuck drain) replaces the one under way.
+			cur := n.GetDrain()
+			if force == cur.GetForce() && (deadline.IsZero() || deadline.Equal(cur.GetDeadline().AsTime())) {
+				cmd = openOf(ns, fleetv1.CommandType_COMMAND_TYPE_DRAIN)
+				return nil
+			}
+			if deadline.IsZero() {
+				deadline = cur.GetDeadline().AsTime()
+			}
+			reason = orDefault(reason, cur.GetReason())
+			cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "superseded by a new drain", now)
+			n.LifecycleReason = reason
 		case fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED:
 		default:
 			return forbidden(n, "drained")
@@ -176,7 +190,9 @@ func (f *Fleet) Drain(ctx context.Context, id, reason string, deadline time.Time
 			deadline = now.Add(defaultDrainTimeout)
 		}
 		reason = orDefault(reason, "drained by operator")
-		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING, reason, now)
+		if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING {
+			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING, reason, now)
+		}
 		n.Drain = &fleetv1.DrainSpec{Reason: reason, Deadline: ts(deadline), Force: force}
 		var err error
 		cmd, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DRAIN, reason, "operator", now)
