@@ -47,7 +47,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	rows := []struct{ name, body, want string }{
 		{"unknown-key", "listen_addr: x", "listen_addr"},
 		{"unknown-nested-key", "auto_cordon:\n  max_share: 0.3", "max_share"},
-		{"bad-duration", "heartbeat_interval: often", "often"},
+		{"bad-duration", "heartbeat_interval: often", `heartbeat_interval: "often" is not a duration`},
+		{"bad-nested-duration", "auto_cordon:\n  window: soon", "auto_cordon.window"},
+		{"bad-number", "events_per_node: abc", "events_per_node"},
 		{"bad-listen", "listen: nowhere", "listen"},
 		{"stale-before-heartbeat", "heartbeat_interval: 1m", "stale_after"},
 		{"bad-fraction", "auto_cordon:\n  max_fraction: 1.5", "auto_cordon.max_fraction"},

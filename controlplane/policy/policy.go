@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/navarch/navarch/internal/yamlfile"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -176,10 +178,8 @@ func Parse(override []byte) (*Policy, error) {
 }
 
 func decode(b []byte) (*file, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	f := &file{}
-	if err := dec.Decode(f); err != nil {
+	if err := yamlfile.Decode(b, f); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	return f, nil

@@ -1,0 +1,63 @@
+package yamlfile
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+type dur struct{ time.Duration }
+
+func (d *dur) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+type conf struct {
+	Name  string `yaml:"name"`
+	Count int    `yaml:"count"`
+	Stale dur    `yaml:"stale_after"`
+	Inner struct {
+		Window dur `yaml:"window"`
+		Max    int `yaml:"max"`
+	} `yaml:"inner"`
+	Rules []struct {
+		Codes  []uint32 `yaml:"codes"`
+		Health string   `yaml:"health"`
+	} `yaml:"rules"`
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"name: a\ncount: abc\n", "line 2: count:"},
+		{"stale_after: abc\n", `line 1: stale_after: "abc" is not a duration`},
+		{"inner:\n  max: 3\n  window: soon\n", "line 3: inner.window:"},
+		{"inner:\n  max: lots\n", "line 2: inner.max:"},
+		{"rules:\n  - codes: [1]\n    health: x\n  - codes: [a]\n", "line 4: rules[1].codes"},
+		{"bogus: 1\n", "field bogus not found"},
+	} {
+		var c conf
+		err := Decode([]byte(tc.doc), &c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to contain %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestDecodes(t *testing.T) {
+	var c conf
+	c.Count = 7
+	if err := Decode([]byte(""), &c); err != nil || c.Count != 7 {
+		t.Fatalf("empty input: %v, count %d", err, c.Count)
+	}
+	if err := Decode([]byte("count: 3\ninner: {window: 5s}\n"), &c); err != nil || c.Count != 3 || c.Inner.Window.Duration != 5*time.Second {
+		t.Fatalf("decode: %v %+v", err, c)
+	}
+}
