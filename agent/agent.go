@@ -94,6 +94,9 @@ type Agent struct {
 	delivery nodev1.CommandDelivery
 	hint     chan struct{} // a heartbeat said commands are pending
 
+	upMu sync.Mutex
+	up   chan struct{} // closed when heartbeats get through again after failing
+
 	results *resultQueue
 	stop    context.CancelFunc
 
@@ -145,6 +148,7 @@ func New(o Options) (*Agent, error) {
 		drains:   make(map[string]context.CancelFunc),
 		handled:  make(map[string]bool),
 		hint:     make(chan struct{}, 1),
+		up:       make(chan struct{}),
 	}
 	a.results = newResultQueue(a)
 	return a, nil
@@ -172,6 +176,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.reader, a.inv = reader, inv
 	a.log.Info("GPUs found", "count", len(inv.GPUs), "driver", inv.DriverVersion, "cuda", inv.CUDAVersion, "simulated", a.o.Simulated)
+	for _, g := range reader.Absent() {
+		// Left out of the inventory; a node that registered with it before
+		// has it marked lost by the control plane. The event tells the
+		// story either way.
+		a.log.Warn("GPU did not answer; watching the others", "gpu", g.Index, "err", g.Reason)
+		a.buf.push(&fleetv1.HealthEvent{
+			Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
+			GpuIndex: -1,
+			Time:     timestamppb.New(a.clock.Now()),
+			Message:  fmt.Sprintf("GPU %d did not answer when the agent started (%s); it is left out of the inventory", g.Index, g.Reason),
+		})
+	}
 
 	ctx, stop := context.WithCancel(ctx)
 	a.stop = stop
@@ -413,6 +429,9 @@ func (a *Agent) snapshot() ([]*fleetv1.GpuMetrics, uint32) {
 	return out, uint32(len(out))
 }
 
+// heartbeatRetry is how soon a failed heartbeat is tried again.
+const heartbeatRetry = 2 * time.Second
+
 func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc) {
 	hb, _, _ := a.intervals()
 	t := a.clock.NewTicker(hb)
@@ -431,6 +450,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 		case err == nil:
 			if failing {
 				a.log.Info("heartbeats reach the control plane again")
+				a.reconnected()
 			}
 			failing = false
 			a.answeredLifecycle(resp.GetLifecycle(), seq)
@@ -449,10 +469,24 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 			failing = true
 			a.log.Warn("heartbeat failed", "err", status.Convert(err).Message())
 		}
+		// While they fail, heartbeats are tried more often, so the agent
+		// learns soon that the control plane is back.
+		var retry <-chan time.Time
+		var rt clockwork.Timer
+		if failing {
+			rt = a.clock.NewTimer(min(hb, heartbeatRetry))
+			retry = rt.Chan()
+		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-t.Chan():
+		case <-retry:
+		}
+		if rt != nil {
+			rt.Stop()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
@@ -464,7 +498,9 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 	t := a.clock.NewTicker(iv)
 	defer t.Stop()
 	full := true
-	b := newBackoff(time.Second, 30*time.Second)
+	// Events matter most right after an outage: retries stay short, and a
+	// heartbeat getting through again wakes them at once.
+	b := newBackoff(time.Second, 5*time.Second)
 	for {
 		events := a.buf.peek(256)
 		if full || len(events) > 0 {
@@ -496,7 +532,7 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 			}
 			wait := b.next()
 			a.log.Warn("health report failed; will retry", "events", len(events), "retry_in", wait.Round(time.Millisecond), "err", status.Convert(err).Message())
-			if sleep(ctx, a.clock, wait) != nil {
+			if a.retryAfter(ctx, wait) != nil {
 				return
 			}
 			continue
@@ -546,7 +582,7 @@ func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) 
 			return
 		default:
 			fetchNow = true
-			if sleep(ctx, a.clock, b.next()) != nil {
+			if a.retryAfter(ctx, b.next()) != nil {
 				return
 			}
 		}
@@ -569,6 +605,31 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = b.base }
+
+// reconnected wakes every retry waiting in retryAfter.
+func (a *Agent) reconnected() {
+	a.upMu.Lock()
+	defer a.upMu.Unlock()
+	close(a.up)
+	a.up = make(chan struct{})
+}
+
+// retryAfter waits d before a retry, or less: until heartbeats get through
+// again after failing.
+func (a *Agent) retryAfter(ctx context.Context, d time.Duration) error {
+	a.upMu.Lock()
+	up := a.up
+	a.upMu.Unlock()
+	t := a.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.Chan():
+	case <-up:
+	}
+	return nil
+}
 
 func sleep(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
 	t := clock.NewTimer(d)

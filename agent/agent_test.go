@@ -200,6 +200,29 @@ func TestEventsSurviveOutage(t *testing.T) {
 	}
 }
 
+// TestEventsGoOutAsSoonAsTheControlPlaneIsBack: after an outage long
+// enough to stretch the report retries, the buffered XID goes out as soon
+// as heartbeats get through again, not at the next retry.
+func TestEventsGoOutAsSoonAsTheControlPlaneIsBack(t *testing.T) {
+	cp := newFakeCP(t)
+	r := startAgent(t, cp, simnvml.Options{})
+	eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
+	cp.mu.Lock()
+	cp.unreachable = true
+	cp.mu.Unlock()
+	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 48, GPU: 1})
+	eventually(t, "XID buffered", func() bool { return r.a.Pending() == 1 })
+	time.Sleep(3 * time.Second) // the report retries back off past a second
+	cp.mu.Lock()
+	cp.unreachable = false
+	cp.mu.Unlock()
+	back := time.Now()
+	eventually(t, "XID delivered", func() bool { return len(cp.events()) == 1 })
+	if d := time.Since(back); d > 1500*time.Millisecond {
+		t.Fatalf("XID delivered %s after the control plane came back", d)
+	}
+}
+
 // TestBufferOverflowDropsOldest: past the buffer's size the oldest events
 // go, and the control plane is told how many.
 func TestBufferOverflowDropsOldest(t *testing.T) {

@@ -331,7 +331,7 @@ func (q *resultQueue) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if sleep(ctx, q.a.clock, b.next()) != nil {
+			if q.a.retryAfter(ctx, b.next()) != nil {
 				return
 			}
 		}

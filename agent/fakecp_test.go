@@ -33,6 +33,9 @@ type fakeCP struct {
 	results       []*nodev1.ReportCommandResultRequest
 	registerErr   error
 	heartbeatErr  error
+	// unreachable makes heartbeats and reports fail as if the control
+	// plane were down, without breaking the connection.
+	unreachable bool
 	interval      time.Duration
 	report        time.Duration
 	delivery      nodev1.CommandDelivery
@@ -111,6 +114,9 @@ func (f *fakeCP) Heartbeat(_ context.Context, req *nodev1.HeartbeatRequest) (*no
 		f.heartbeatErr = nil
 		return nil, err
 	}
+	if f.unreachable {
+		return nil, status.Error(codes.Unavailable, "control plane down")
+	}
 	f.heartbeats = append(f.heartbeats, proto.CloneOf(req))
 	resp := &nodev1.HeartbeatResponse{Lifecycle: f.lifecycle, PendingCommands: uint32(len(f.commands))}
 	if resp.Lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
@@ -136,6 +142,9 @@ func (f *fakeCP) setLifecycle(l fleetv1.LifecycleState) {
 func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.unreachable {
+		return nil, status.Error(codes.Unavailable, "control plane down")
+	}
 	f.reports = append(f.reports, proto.CloneOf(req))
 	return &nodev1.ReportHealthResponse{Accepted: uint32(len(req.GetEvents()))}, nil
 }

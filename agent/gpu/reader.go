@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -49,9 +51,18 @@ type Reader struct {
 	lib nvml.Interface
 
 	mu      sync.Mutex
-	devices []nvml.Device // by index, as found at Open
+	devices []nvml.Device // the GPUs that answered at Open
+	index   []uint32      // each one's NVML index
 	uuids   []string
-	links   []int // NVLink links active at Open, by index
+	links   []int // NVLink links each one has (up or down at Open)
+	absent  []Absent
+}
+
+// Absent is a GPU that NVML counts but that did not answer at Open: no
+// handle or no UUID, as a GPU that fell off the bus answers.
+type Absent struct {
+	Index  uint32
+	Reason string
 }
 
 // Open initialises NVML and finds the GPUs. A missing or broken driver is
@@ -67,22 +78,33 @@ func Open(lib nvml.Interface) (*Reader, error) {
 	}
 	r := &Reader{lib: lib}
 	for i := range n {
+		// A GPU that does not answer is left out and listed as absent: the
+		// others still need watching, and the control plane treats a GPU
+		// missing from the inventory as lost.
 		d, ret := lib.DeviceGetHandleByIndex(i)
 		if ret != nvml.SUCCESS {
-			_ = lib.Shutdown()
-			return nil, fmt.Errorf("nvmlDeviceGetHandleByIndex(%d): %s", i, nvml.ErrorString(ret))
+			r.absent = append(r.absent, Absent{uint32(i), "nvmlDeviceGetHandleByIndex: " + nvml.ErrorString(ret)})
+			continue
 		}
 		uuid, ret := d.GetUUID()
 		if ret != nvml.SUCCESS {
-			_ = lib.Shutdown()
-			return nil, fmt.Errorf("GPU %d: nvmlDeviceGetUUID: %s", i, nvml.ErrorString(ret))
+			r.absent = append(r.absent, Absent{uint32(i), "nvmlDeviceGetUUID: " + nvml.ErrorString(ret)})
+			continue
 		}
 		r.devices = append(r.devices, d)
-		r.uuids = append(r.uuids, uuid)
-		r.links = append(r.links, countActiveLinks(d))
+		r.index = append(r.index, uint32(i))
+		r.uuids = append(r.uuids, cleanText(uuid))
+		r.links = append(r.links, countLinks(d))
+	}
+	if n > 0 && len(r.devices) == 0 {
+		_ = lib.Shutdown()
+		return nil, fmt.Errorf("none of the %d GPUs answered: GPU 0: %s", n, r.absent[0].Reason)
 	}
 	return r, nil
 }
+
+// Absent lists the GPUs that did not answer at Open.
+func (r *Reader) Absent() []Absent { return r.absent }
 
 func retName(r nvml.Return) string {
 	switch r {
@@ -103,14 +125,15 @@ func (r *Reader) Close() {
 	_ = r.lib.Shutdown()
 }
 
-// Count is the number of GPUs found at Open.
+// Count is the number of GPUs that answered at Open.
 func (r *Reader) Count() int { return len(r.devices) }
 
-// UUID returns the UUID of GPU index i as found at Open.
-func (r *Reader) UUID(i int) string { return r.uuids[i] }
-
-func countActiveLinks(d nvml.Device) int {
-	n := 0
+// countLinks counts the GPU's NVLink links, up or down, so a link already
+// down at start is reported as down. A GPU with no link up at all is taken
+// to have no NVLink in use (a PCIe card without bridges answers that way),
+// since NVML cannot tell an unwired link from a dead one.
+func countLinks(d nvml.Device) int {
+	n, up := 0, 0
 	for l := range nvml.NVLINK_MAX_LINKS {
 		st, ret := d.GetNvLinkState(l)
 		if ret != nvml.SUCCESS {
@@ -118,9 +141,13 @@ func countActiveLinks(d nvml.Device) int {
 			// ends the list, and NOT_SUPPORTED means there are none.
 			break
 		}
+		n++
 		if st == nvml.FEATURE_ENABLED {
-			n++
+			up++
 		}
+	}
+	if up == 0 {
+		return 0
 	}
 	return n
 }
@@ -138,21 +165,21 @@ func (r *Reader) Inventory() (*Inventory, error) {
 	defer r.mu.Unlock()
 	inv := &Inventory{}
 	if v, ret := r.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
-		inv.DriverVersion = v
+		inv.DriverVersion = cleanText(v)
 	}
 	if v, ret := r.lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS && v > 0 {
 		inv.CUDAVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
 	}
 	for i, d := range r.devices {
-		g := &fleetv1.Gpu{Index: uint32(i), Uuid: r.uuids[i], NvlinkCount: uint32(r.links[i])}
+		g := &fleetv1.Gpu{Index: r.index[i], Uuid: r.uuids[i], NvlinkCount: uint32(r.links[i])}
 		if v, ret := d.GetName(); ret == nvml.SUCCESS {
-			g.Name = v
+			g.Name = cleanText(v)
 		}
 		if v, ret := d.GetSerial(); ret == nvml.SUCCESS {
-			g.Serial = v
+			g.Serial = cleanText(v)
 		}
 		if p, ret := d.GetPciInfo(); ret == nvml.SUCCESS {
-			g.PciBusId = cString(p.BusId[:])
+			g.PciBusId = cleanText(cString(p.BusId[:]))
 		}
 		if m, ret := d.GetMemoryInfo(); ret == nvml.SUCCESS {
 			g.MemoryTotalBytes = m.Total
@@ -195,7 +222,7 @@ func (r *Reader) Read(now time.Time) []Reading {
 	defer r.mu.Unlock()
 	out := make([]Reading, len(r.devices))
 	for i, d := range r.devices {
-		out[i] = readDevice(d, uint32(i), now)
+		out[i] = readDevice(d, r.index[i], now)
 	}
 	return out
 }
@@ -326,7 +353,32 @@ func processName(pid uint32) string {
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(b))
+	return cleanText(strings.TrimSpace(string(b)))
+}
+
+// maxText is the longest string the reader reports; the control plane
+// refuses longer names.
+const maxText = 128
+
+// cleanText makes a string from the driver or /proc safe to report: valid
+// UTF-8, no control characters, at most maxText bytes. A process may name
+// itself anything, and one bad name must not stop every report.
+func cleanText(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > maxText {
+		cut := maxText
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
 }
 
 // XIDEvent is one XID read from the NVML event set.
@@ -352,7 +404,7 @@ func (r *Reader) WatchXIDs(ctx context.Context, out chan<- XIDEvent, skipped fun
 	for i, d := range r.devices {
 		byDevice[d] = i
 		if ret := d.RegisterEvents(nvml.EventTypeXidCriticalError, set); ret != nvml.SUCCESS {
-			skipped(i, fmt.Errorf("nvmlDeviceRegisterEvents: %s", nvml.ErrorString(ret)))
+			skipped(int(r.index[i]), fmt.Errorf("nvmlDeviceRegisterEvents: %s", nvml.ErrorString(ret)))
 		}
 	}
 	r.mu.Unlock()
@@ -383,7 +435,7 @@ func (r *Reader) WatchXIDs(ctx context.Context, out chan<- XIDEvent, skipped fun
 		}
 		ev := XIDEvent{GPU: idx, XID: data.EventData, Time: now()}
 		if idx >= 0 {
-			ev.UUID = r.uuids[idx]
+			ev.GPU, ev.UUID = int(r.index[idx]), r.uuids[idx]
 		}
 		select {
 		case out <- ev:
@@ -403,7 +455,7 @@ func (r *Reader) Processes() ([]*fleetv1.GpuProcess, error) {
 	for i, d := range r.devices {
 		procs, ret := d.GetComputeRunningProcesses()
 		if ret != nvml.SUCCESS {
-			errs = append(errs, fmt.Errorf("GPU %d: %s", i, nvml.ErrorString(ret)))
+			errs = append(errs, fmt.Errorf("GPU %d: %s", r.index[i], nvml.ErrorString(ret)))
 			continue
 		}
 		for _, p := range procs {
@@ -435,10 +487,13 @@ func (r *Reader) Diagnose(now time.Time) []Check {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Check
+	for _, a := range r.absent {
+		out = append(out, Check{GPU: int(a.Index), Name: "identity", OK: false, Detail: "did not answer at start: " + a.Reason})
+	}
 	for i, d := range r.devices {
 		rd := readings[i]
 		add := func(name string, ok bool, detail string) {
-			out = append(out, Check{GPU: i, Name: name, OK: ok, Detail: detail})
+			out = append(out, Check{GPU: int(r.index[i]), Name: name, OK: ok, Detail: detail})
 		}
 		uuid, ret := d.GetUUID()
 		add("identity", ret == nvml.SUCCESS && uuid == r.uuids[i], fmt.Sprintf("uuid %s (%s)", uuid, nvml.ErrorString(ret)))

@@ -3,10 +3,15 @@ package gpu
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
@@ -125,6 +130,81 @@ func TestInventory(t *testing.T) {
 		g.GetPciBusId() != "0000:1b:00.0" || g.GetMemoryTotalBytes() != 80<<30 || g.GetSlowdownTemperatureCelsius() != 87 ||
 		g.GetPowerLimitMilliwatts() != 700000 || g.GetNvlinkCount() != 18 {
 		t.Fatalf("GPU %v", g)
+	}
+}
+
+// TestGPUThatDoesNotAnswerAtOpen: a GPU that fell off the bus before the
+// agent started is left out and listed as absent; the others are read
+// under their own NVML indexes.
+func TestGPUThatDoesNotAnswerAtOpen(t *testing.T) {
+	lost := device("GPU-b")
+	lost.GetUUIDFunc = func() (string, nvml.Return) { return "", nvml.ERROR_GPU_IS_LOST }
+	r, err := Open(library(device("GPU-a"), lost, device("GPU-c")))
+	if err != nil {
+		t.Fatalf("one lost GPU stopped the reader: %v", err)
+	}
+	defer r.Close()
+	if a := r.Absent(); len(a) != 1 || a[0].Index != 1 || !strings.Contains(strings.ToLower(a[0].Reason), "lost") {
+		t.Fatalf("absent %+v", a)
+	}
+	inv, _ := r.Inventory()
+	if len(inv.GPUs) != 2 || inv.GPUs[1].GetIndex() != 2 || inv.GPUs[1].GetUuid() != "GPU-c" {
+		t.Fatalf("inventory %v", inv.GPUs)
+	}
+	if rd := r.Read(time.Now()); len(rd) != 2 || rd[1].Metrics.GetGpuIndex() != 2 {
+		t.Fatalf("readings %v", rd)
+	}
+	failed := false
+	for _, c := range r.Diagnose(time.Now()) {
+		if c.GPU == 1 && !c.OK && c.Name == "identity" {
+			failed = true
+		}
+	}
+	if !failed {
+		t.Fatal("diagnostics do not name the GPU that did not answer")
+	}
+
+	// With no GPU answering there is nothing to watch.
+	_, err = Open(library(lost))
+	if err == nil || !strings.Contains(err.Error(), "none of the 1 GPUs answered") {
+		t.Fatalf("all GPUs lost: %v", err)
+	}
+}
+
+// TestLinkDownAtOpenIsCounted: a link already down when the agent starts
+// counts in the inventory, so it reads as down rather than as a smaller
+// healthy set; a GPU with no link up has no NVLink in use.
+func TestLinkDownAtOpenIsCounted(t *testing.T) {
+	oneDown := device("GPU-a")
+	oneDown.GetNvLinkStateFunc = func(l int) (nvml.EnableState, nvml.Return) {
+		switch {
+		case l >= 18:
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		case l == 5:
+			return nvml.FEATURE_DISABLED, nvml.SUCCESS
+		}
+		return nvml.FEATURE_ENABLED, nvml.SUCCESS
+	}
+	unwired := device("GPU-b")
+	unwired.GetNvLinkStateFunc = func(l int) (nvml.EnableState, nvml.Return) {
+		if l >= 18 {
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		}
+		return nvml.FEATURE_DISABLED, nvml.SUCCESS
+	}
+	r, err := Open(library(oneDown, unwired))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	inv, _ := r.Inventory()
+	if inv.GPUs[0].GetNvlinkCount() != 18 || inv.GPUs[1].GetNvlinkCount() != 0 {
+		t.Fatalf("link counts %d and %d, want 18 and 0", inv.GPUs[0].GetNvlinkCount(), inv.GPUs[1].GetNvlinkCount())
+	}
+	for _, c := range r.Diagnose(time.Now()) {
+		if c.GPU == 0 && c.Name == "nvlink" && (c.OK || !strings.Contains(c.Detail, "17 of 18")) {
+			t.Fatalf("diagnostics: %+v", c)
+		}
 	}
 }
 
@@ -336,5 +416,37 @@ func TestProcessesAndDiagnose(t *testing.T) {
 	}
 	if !slices.Equal(failed, []string{"temperature", "ecc"}) {
 		t.Fatalf("failed checks %v", failed)
+	}
+}
+
+// TestProcessNameIsCleaned: a process may name itself anything; its name
+// is reported as valid UTF-8 without control characters, or one bad name
+// would stop every health report.
+func TestProcessNameIsCleaned(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	link := filepath.Join(t.TempDir(), "job\xff\x1b[31m")
+	if err := os.Symlink(sleep, link); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(link, "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var name string
+	for range 100 {
+		if name = processName(uint32(cmd.Process.Pid)); strings.HasPrefix(name, "job") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) || !strings.HasPrefix(name, "job") {
+		t.Fatalf("process name %q", name)
+	}
+	if got := cleanText(strings.Repeat("é", 100)); len(got) > maxText || !utf8.ValidString(got) {
+		t.Fatalf("long name cut to %d bytes, valid %t", len(got), utf8.ValidString(got))
 	}
 }
