@@ -36,11 +36,11 @@ type fakeCP struct {
 	// unreachable makes heartbeats and reports fail as if the control
 	// plane were down, without breaking the connection.
 	unreachable bool
-	interval      time.Duration
-	report        time.Duration
-	delivery      nodev1.CommandDelivery
-	polls         []time.Duration // the wait of every GetNodeCommands call
-	commands      chan *fleetv1.Command
+	interval    time.Duration
+	report      time.Duration
+	delivery    nodev1.CommandDelivery
+	polls       []time.Duration // the wait of every GetNodeCommands call
+	commands    chan *fleetv1.Command
 	// lifecycle is what heartbeats answer; zero means ACTIVE.
 	lifecycle fleetv1.LifecycleState
 	// hold, when set, keeps the next heartbeat's answer back until it is
