@@ -118,7 +118,8 @@ func GPU(index int32) string {
 // Age renders how long ago t was, compactly: "4s", "12m", "3h", "2d"; "-"
 // for the zero time.
 func Age(t, now time.Time) string {
-	if t.IsZero() {
+	// An unset protobuf timestamp reads as the Unix epoch: never.
+	if t.IsZero() || t.Unix() == 0 {
 		return "-"
 	}
 	d := now.Sub(t)

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -44,6 +46,10 @@ func TestAge(t *testing.T) {
 	}
 	if Age(time.Time{}, now) != "-" {
 		t.Error("zero time is not -")
+	}
+	var never *timestamppb.Timestamp // a node that never sent a heartbeat
+	if got := Age(never.AsTime(), now); got != "-" {
+		t.Errorf("unset timestamp reads %q, want -", got)
 	}
 }
 
