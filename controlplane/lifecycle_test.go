@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -355,6 +356,15 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	if r := h.get("test-2").GetNode().GetLifecycleReason(); r != "agent exited with status 1: no such file" {
 		t.Errorf("failure reason %q", r)
 	}
+	// The instance whose agent never registered is stopped, not left to
+	// run unseen.
+	eventually(t, "test-3 stopped", func() bool { return len(p.stopped()) == 1 })
+	if got := p.stopped()[0]; got.NodeID != "test-3" {
+		t.Fatalf("stopped %+v, want test-3's instance", got)
+	}
+	if r := h.get("test-3").GetNode().GetLifecycleReason(); !strings.Contains(r, "did not register") || !strings.Contains(r, "stopped") {
+		t.Errorf("timeout reason %q", r)
+	}
 
 	// Terminate test-1 (online again): it drains first, then the provider
 	// stops it.
@@ -369,7 +379,7 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 		t.Fatalf("terminate did not drain first: %v %v", polled, err)
 	}
 	h.fleet().Tick(ctx)
-	if len(p.stopped()) != 0 {
+	if len(p.stopped()) != 1 {
 		t.Fatal("stopped before the drain finished")
 	}
 	if _, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
@@ -378,9 +388,9 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.fleet().Tick(ctx)
-	eventually(t, "provider stop", func() bool { return len(p.stopped()) == 1 })
+	eventually(t, "provider stop", func() bool { return len(p.stopped()) == 2 })
 	eventually(t, "TERMINATED", func() bool { return h.lifecycle("test-1") == terminated })
-	if got := p.stopped()[0]; got.InstanceID != "i-1" {
+	if got := p.stopped()[1]; got.InstanceID != "i-1" {
 		t.Fatalf("stopped %+v", got)
 	}
 

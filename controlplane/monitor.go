@@ -75,7 +75,7 @@ func (f *Fleet) checkNodes(ctx context.Context, now time.Time, expire bool) {
 			f.advanceTermination(ctx, ns, now)
 		case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING:
 			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.ProvisionTimeout.Duration {
-				f.provisionFailed(n.GetNodeId(), "agent did not register within "+f.cfg.ProvisionTimeout.Duration.String())
+				f.provisionTimedOut(ctx, n)
 			}
 		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
 			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.TerminatedRetention.Duration {
@@ -245,6 +245,27 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 			f.stopInstance(ctx, ns, stopVia)
 		}()
 	}
+}
+
+// provisionTimedOut fails a provision whose agent never registered and
+// stops its instance, which would otherwise run on unseen.
+func (f *Fleet) provisionTimedOut(ctx context.Context, n *fleetv1.Node) {
+	reason := "agent did not register within " + f.cfg.ProvisionTimeout.Duration.String()
+	p, ok := f.providers.get(n.GetProvider())
+	if !ok || n.GetInstanceId() == "" {
+		f.provisionFailed(n.GetNodeId(), reason)
+		return
+	}
+	if !f.provisionFailed(n.GetNodeId(), reason+"; instance "+n.GetInstanceId()+" stopped") {
+		return // a pass at the same time got there first, or the agent did
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		if err := p.Terminate(ctx, Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId()}); err != nil {
+			f.log.Warn("could not stop the instance of a failed provision", "node", n.GetNodeId(), "provider", p.Name(), "err", err)
+		}
+	}()
 }
 
 // stopInstance stops a node's instance through its provider and marks the

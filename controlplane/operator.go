@@ -275,7 +275,7 @@ func (f *Fleet) Provision(ctx context.Context, req *controlplanev1.ProvisionNode
 		Labels:        maps.Clone(req.GetLabels()),
 		SimFaults:     req.GetSimFaults(),
 		ChaosInterval: req.GetChaosInterval().AsDuration(),
-		Failed:        f.provisionFailed,
+		Failed:        func(id, reason string) { f.provisionFailed(id, reason) },
 	}
 	insts, err := p.Provision(ctx, spec)
 	if err != nil {
@@ -347,9 +347,10 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst Instance,
 	return out, err
 }
 
-// provisionFailed records a node whose instance failed to start. A failure
-// reported before the node's record exists is kept for provisioned.
-func (f *Fleet) provisionFailed(nodeID, reason string) {
+// provisionFailed records a node whose instance failed to start, and
+// reports whether this call made it PROVISION_FAILED. A failure reported
+// before the node's record exists is kept for provisioned.
+func (f *Fleet) provisionFailed(nodeID, reason string) bool {
 	f.mu.Lock()
 	if f.nodes[nodeID] == nil && f.creating[nodeID] == nil {
 		// provisioned, which runs under the same lock before it creates
@@ -361,20 +362,25 @@ func (f *Fleet) provisionFailed(nodeID, reason string) {
 			f.earlyFailures[nodeID] = reason
 		}
 		f.mu.Unlock()
-		return
+		return true
 	}
 	f.mu.Unlock()
+	failed := false
 	_, err := f.operate(context.Background(), nodeID, func(_ *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
 		if n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING {
 			setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED, reason, now)
+			failed = true
 		}
 		return nil
 	})
 	if err != nil {
 		f.log.Warn("recording a failed provision", "node", nodeID, "err", err)
-		return
+		return false
 	}
-	f.log.Warn("provision failed", "node", nodeID, "reason", reason)
+	if failed {
+		f.log.Warn("provision failed", "node", nodeID, "reason", reason)
+	}
+	return failed
 }
 
 // takeEarlyFailure returns and forgets a failure reported for nodeID before

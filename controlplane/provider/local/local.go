@@ -51,6 +51,8 @@ type Provider struct {
 	mu     sync.Mutex
 	procs  map[string]*proc // by instance id
 	closed bool
+	// starting counts the places reserved by Provision calls under way.
+	starting int
 }
 
 type proc struct {
@@ -117,16 +119,26 @@ func newID() string {
 // Provision starts spec.Count agents. Each is PROVISIONING until it
 // registers; one that exits first is reported through spec.Failed.
 func (p *Provider) Provision(ctx context.Context, spec controlplane.ProvisionSpec) ([]controlplane.Instance, error) {
+	// The places are reserved under the lock, so requests at the same
+	// time cannot together pass the limit.
 	p.mu.Lock()
-	running := len(p.procs)
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	running := len(p.procs) + p.starting
+	if p.closed {
+		p.mu.Unlock()
 		return nil, errors.New("provider is shutting down")
 	}
 	if running+spec.Count > p.o.MaxNodes {
+		p.mu.Unlock()
 		return nil, fmt.Errorf("%d agents run already; %d more would pass the limit of %d", running, spec.Count, p.o.MaxNodes)
 	}
+	p.starting += spec.Count
+	p.mu.Unlock()
+	left := spec.Count // places still reserved
+	defer func() {
+		p.mu.Lock()
+		p.starting -= left
+		p.mu.Unlock()
+	}()
 	var out []controlplane.Instance
 	for range spec.Count {
 		if err := ctx.Err(); err != nil {
@@ -134,7 +146,12 @@ func (p *Provider) Provision(ctx context.Context, spec controlplane.ProvisionSpe
 		}
 		id := newID()
 		inst := controlplane.Instance{NodeID: "local-" + id, InstanceID: "proc-" + id}
-		if err := p.start(inst, spec); err != nil {
+		err := p.start(inst, spec)
+		p.mu.Lock()
+		p.starting-- // started (now in procs) or failed
+		left--
+		p.mu.Unlock()
+		if err != nil {
 			if len(out) == 0 {
 				return nil, err
 			}

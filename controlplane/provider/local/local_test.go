@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -199,5 +200,23 @@ func TestLimits(t *testing.T) {
 	_, err = p.Provision(context.Background(), controlplane.ProvisionSpec{Count: 3, Failed: func(string, string) {}})
 	if err == nil || !strings.Contains(err.Error(), "limit of 2") {
 		t.Fatalf("err = %v", err)
+	}
+	// Requests at the same time cannot together pass the limit.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	started := 0
+	for range 4 {
+		wg.Go(func() {
+			insts, err := p.Provision(context.Background(), controlplane.ProvisionSpec{Count: 1, Failed: func(string, string) {}})
+			if err == nil {
+				mu.Lock()
+				started += len(insts)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if started != 2 {
+		t.Fatalf("four concurrent requests of one started %d agents; the limit is 2", started)
 	}
 }
