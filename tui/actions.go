@@ -53,11 +53,12 @@ func (m *Model) loadProviders() tea.Cmd {
 }
 
 // forEach runs call for every target, a few at a time, and sums up the
-// outcome in one status line: "cordoned 5 nodes" or the failures.
-func forEach(d *deps, verb string, targets []string, call func(ctx context.Context, id string) (string, error)) tea.Cmd {
+// outcome in one status line: "cordoned 5 nodes", or what failed ("cordon
+// failed: gpu-7 is TERMINATED; …"). act names the action, done its outcome.
+func forEach(d *deps, act, done string, targets []string, call func(ctx context.Context, id string) (string, error)) tea.Cmd {
 	return func() tea.Msg {
 		if d.client == nil {
-			return actionDoneMsg{text: verb + " failed: " + errNoClient.Error(), err: true}
+			return actionDoneMsg{text: act + " failed: " + errNoClient.Error(), err: true}
 		}
 		var mu sync.Mutex
 		var failed []string
@@ -76,7 +77,7 @@ func forEach(d *deps, verb string, targets []string, call func(ctx context.Conte
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
-					failed = append(failed, id+": "+status.Convert(err).Message())
+					failed = append(failed, failure(id, err))
 					return
 				}
 				last = res
@@ -89,23 +90,38 @@ func forEach(d *deps, verb string, targets []string, call func(ctx context.Conte
 		case len(failed) == 0 && len(targets) == 1:
 			return actionDoneMsg{text: last}
 		case len(failed) == 0:
-			return actionDoneMsg{text: fmt.Sprintf("%s %d nodes", verb, ok)}
+			return actionDoneMsg{text: fmt.Sprintf("%s %d nodes", done, ok)}
 		case ok == 0 && len(failed) == 1:
-			return actionDoneMsg{text: verb + " failed: " + failed[0], err: true}
+			return actionDoneMsg{text: act + " failed: " + failed[0], err: true}
+		case ok == 0:
+			return actionDoneMsg{text: fmt.Sprintf("%s failed on all %d nodes: %s", act, len(targets), strings.Join(failed, "; ")), err: true}
 		}
-		return actionDoneMsg{text: fmt.Sprintf("%s %d of %d nodes; failed: %s", verb, ok, len(targets), strings.Join(failed, "; ")), err: true}
+		return actionDoneMsg{text: fmt.Sprintf("%s %d of %d nodes; %d failed: %s", done, ok, len(targets), len(failed), strings.Join(failed, "; ")), err: true}
 	}
 }
 
+// failure says why an action failed on one node, naming the node once:
+// the server's `node "gpu-7" is TERMINATED` becomes `gpu-7 is TERMINATED`.
+func failure(id string, err error) string {
+	msg := status.Convert(err).Message()
+	if rest, ok := strings.CutPrefix(msg, fmt.Sprintf("node %q ", id)); ok {
+		return id + " " + rest
+	}
+	if rest, ok := strings.CutPrefix(msg, fmt.Sprintf("node_id: no node %q", id)); ok {
+		return id + ": no such node" + rest
+	}
+	return id + ": " + msg
+}
+
 func cordonAction(d *deps, targets []string) tea.Cmd {
-	return forEach(d, "cordoned", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "cordon", "cordoned", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: id, Reason: "cordoned from the console"})
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
 }
 
 func uncordonAction(d *deps, targets []string) tea.Cmd {
-	return forEach(d, "uncordoned", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "uncordon", "uncordoned", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: id, Reason: "uncordoned from the console"})
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
@@ -115,7 +131,7 @@ func drainAction(d *deps, targets []string, reason string, deadline time.Duratio
 	if reason == "" {
 		reason = "drain from the console"
 	}
-	return forEach(d, "draining", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "drain", "draining", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.DrainNode(ctx, &controlplanev1.DrainNodeRequest{
 			NodeId: id, Reason: reason, Deadline: timestamppb.New(d.now().Add(deadline)), Force: force,
 		})
@@ -124,14 +140,14 @@ func drainAction(d *deps, targets []string, reason string, deadline time.Duratio
 }
 
 func terminateAction(d *deps, targets []string) tea.Cmd {
-	return forEach(d, "terminating", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "terminate", "terminating", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: "termination from the console"})
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
 }
 
 func diagnoseAction(d *deps, targets []string) tea.Cmd {
-	return forEach(d, "diagnostics queued on", targets, func(ctx context.Context, id string) (string, error) {
+	return forEach(d, "diagnostics", "diagnostics queued on", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.RunDiagnostics(ctx, &controlplanev1.RunDiagnosticsRequest{NodeId: id})
 		return fmt.Sprintf("diagnostics queued on %s as %s; the report shows in the node's commands", id, resp.GetCommand().GetId()), err
 	})

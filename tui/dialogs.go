@@ -302,9 +302,12 @@ func newFilterInput(d *deps) *filterInput {
 	return &filterInput{d: d, input: in}
 }
 
-func (fi *filterInput) open(target viewID) {
+// open starts editing target's filter, which reads current now: each
+// view keeps its own.
+func (fi *filterInput) open(target viewID, current string) {
 	fi.active = true
 	fi.target = target
+	fi.input.SetValue(current)
 	fi.input.Focus()
 	fi.input.CursorEnd()
 }
@@ -405,9 +408,9 @@ func (p *palette) update(k tea.KeyPressMsg, m *Model) tea.Cmd {
 func (p *palette) run(cmd string, m *Model) tea.Cmd {
 	switch cmd {
 	case "nodes", "fleet", "n":
-		m.view = viewFleet
+		m.show(viewFleet)
 	case "events", "e":
-		m.view = viewEvents
+		m.show(viewEvents)
 	case "provision", "p":
 		if m.d.readOnly {
 			m.setStatus("read-only: actions are disabled", true)

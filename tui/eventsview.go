@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -11,20 +13,66 @@ import (
 
 // eventsView lists the fleet's health events, newest first, with the same
 // filter syntax as the fleet view (text matches node, kind and cause).
+//
+// New events arrive at the top, so an index alone would slide the cursor
+// onto another event; like the fleet table's selected node, the cursor
+// remembers its event's key and finds it again after every change.
 type eventsView struct {
-	d      *deps
-	f      *fleet
-	filter filter
-	cursor int
-	offset int
-	height int
+	d        *deps
+	f        *fleet
+	filter   filter
+	cursor   int
+	offset   int
+	height   int
+	selected string               // key of the event under the cursor
+	selEvent *fleetv1.HealthEvent // the event itself, until a snapshot replaces it
+	moved    bool                 // the operator moved the cursor; until then it stays on top
 }
 
 func newEventsView(d *deps, f *fleet) *eventsView { return &eventsView{d: d, f: f, height: 10} }
 
 func (v *eventsView) setFilter(s string) {
 	v.filter = parseFilter(s)
-	v.cursor, v.offset = 0, 0
+	v.cursor, v.offset, v.moved = 0, 0, false
+	v.remember(v.shown())
+}
+
+// eventKey identifies an event: its id, or for an event without one (the
+// agent's, before the control plane numbered it) what it is made of.
+func eventKey(e *fleetv1.HealthEvent) string {
+	if id := e.GetId(); id != "" {
+		return "id " + id
+	}
+	ts := e.GetTime()
+	return fmt.Sprintf("%s|%d.%09d|%d|%d|%d|%s", e.GetNodeId(), ts.GetSeconds(), ts.GetNanos(), e.GetKind(), e.GetGpuIndex(), e.GetXid(), e.GetCause())
+}
+
+// remember notes the key of the event under the cursor.
+func (v *eventsView) remember(evs []*fleetv1.HealthEvent) {
+	if v.cursor < 0 || v.cursor >= len(evs) {
+		v.selected, v.selEvent = "", nil
+		return
+	}
+	if e := evs[v.cursor]; e != v.selEvent {
+		v.selected, v.selEvent = eventKey(e), e
+	}
+}
+
+// follow puts the cursor back on its event after events came or went; an
+// event that is gone leaves the cursor where it was, within the list.
+func (v *eventsView) follow(evs []*fleetv1.HealthEvent) {
+	if v.moved && v.selected != "" && (v.cursor < 0 || v.cursor >= len(evs) || evs[v.cursor] != v.selEvent) {
+		found := slices.Index(evs, v.selEvent)
+		if found < 0 {
+			// A snapshot brought new copies of the events.
+			found = slices.IndexFunc(evs, func(e *fleetv1.HealthEvent) bool { return eventKey(e) == v.selected })
+		}
+		if found >= 0 {
+			v.cursor = found
+		}
+	}
+	v.cursor = max(0, min(v.cursor, len(evs)-1))
+	v.remember(evs)
 }
 
 func (v *eventsView) shown() []*fleetv1.HealthEvent {
@@ -55,12 +103,12 @@ func (v *eventsView) match(e *fleetv1.HealthEvent) bool {
 	return true
 }
 
-func (v *eventsView) clamp() {
-	v.cursor = max(0, min(v.cursor, len(v.shown())-1))
-}
+// clamp follows the selected event after a change.
+func (v *eventsView) clamp() { v.follow(v.shown()) }
 
 func (v *eventsView) current() *fleetv1.HealthEvent {
 	evs := v.shown()
+	v.follow(evs)
 	if v.cursor < 0 || v.cursor >= len(evs) {
 		return nil
 	}
@@ -69,6 +117,8 @@ func (v *eventsView) current() *fleetv1.HealthEvent {
 
 func (v *eventsView) move(k tea.KeyPressMsg) bool {
 	keys := &v.d.keys
+	evs := v.shown()
+	v.follow(evs)
 	switch {
 	case key.Matches(k, keys.Up):
 		v.cursor--
@@ -81,20 +131,26 @@ func (v *eventsView) move(k tea.KeyPressMsg) bool {
 	case key.Matches(k, keys.Top):
 		v.cursor = 0
 	case key.Matches(k, keys.Bottom):
-		v.cursor = len(v.shown()) - 1
+		v.cursor = len(evs) - 1
 	default:
 		return false
 	}
-	v.clamp()
+	v.moved = true
+	v.cursor = max(0, min(v.cursor, len(evs)-1))
+	v.remember(evs)
 	return true
 }
 
 func (v *eventsView) view(width, height int) string {
 	t := v.d.theme
 	evs := v.shown()
+	v.follow(evs)
 	v.height = max(1, height-1)
+	// The first column marks the cursor row with › so that it reads
+	// without colour, as in the fleet table.
+	lineW := width - 1
 	if len(evs) == 0 {
-		head := t.Header.Render(truncate(eventHeader(4, width), width))
+		head := " " + t.Header.Render(truncate(eventHeader(4, lineW), lineW))
 		msg := "no health events yet"
 		if !v.filter.empty() {
 			msg = "no event matches the filter " + v.filter.text + " (esc clears it)"
@@ -113,14 +169,14 @@ func (v *eventsView) view(width, height int) string {
 	for _, e := range evs[v.offset:end] {
 		nodeW = max(nodeW, min(len(e.GetNodeId()), 28))
 	}
-	head := t.Header.Render(truncate(eventHeader(nodeW, width), width))
+	head := " " + t.Header.Render(truncate(eventHeader(nodeW, lineW), lineW))
 	lines := []string{head}
 	for i, e := range evs[v.offset:end] {
 		if v.offset+i == v.cursor {
-			lines = append(lines, t.Selected.Render(padRight(eventLine(&Theme{}, e, now, nodeW, width), width)))
+			lines = append(lines, "›"+t.Selected.Render(padRight(eventLine(&Theme{}, e, now, nodeW, lineW), lineW)))
 			continue
 		}
-		lines = append(lines, eventLine(t, e, now, nodeW, width))
+		lines = append(lines, " "+eventLine(t, e, now, nodeW, lineW))
 	}
 	return strings.Join(lines, "\n")
 }

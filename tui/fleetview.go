@@ -47,8 +47,10 @@ func (t *fleetTable) keepCursor() {
 	if r := t.current(); r != nil {
 		t.selected = r.id
 	}
+	// Only what is shown stays marked, so a bulk action never reaches a
+	// node the filter hides.
 	for id := range t.marks {
-		if _, ok := t.f.rows[id]; !ok {
+		if _, ok := t.f.index[id]; !ok {
 			delete(t.marks, id)
 		}
 	}
@@ -129,17 +131,25 @@ func (t *fleetTable) targets() []string {
 type layout [numColumns]int
 
 // fitColumns gives NODE what it needs, the fixed columns their width, and
-// LABELS the rest; narrow terminals drop LABELS, then SEEN, then HOT.
+// LABELS the rest. Narrow terminals shorten long node ids to 16 first, so
+// one long id never costs the whole fleet its data; then drop LABELS,
+// SEEN, HOT and UTIL, and shorten NODE further last.
 func fitColumns(width, idWidth, gpuWidth int) layout {
 	l := layout{
+		// UTIL and SEEN fit their sort arrow: "UTIL▲".
 		colNode: max(8, min(idWidth, 28)), colLifecycle: 12, colHealth: 9, colReach: 7,
-		colGPUs: max(4, min(gpuWidth, 16)), colUtil: 4, colHot: 4, colSeen: 4,
+		colGPUs: max(4, min(gpuWidth, 16)), colUtil: 5, colHot: 4, colSeen: 5,
 	}
 	used := 2 // the mark column
 	for c := range numColumns {
 		if l[c] > 0 {
 			used += l[c] + 1
 		}
+	}
+	if over := used - width; over > 0 && l[colNode] > 16 {
+		cut := min(over, l[colNode]-16)
+		l[colNode] -= cut
+		used -= cut
 	}
 	for _, drop := range []column{colSeen, colHot, colUtil} {
 		if used <= width {

@@ -60,7 +60,7 @@ type conn struct {
 	connected bool
 	everUp    bool
 	err       string
-	retry     time.Duration
+	retryAt   time.Time // when the next attempt starts
 	attempt   int
 	downSince time.Time
 	resyncing bool
@@ -103,6 +103,7 @@ type Model struct {
 	height int
 	fleet  *fleet
 	view   viewID
+	back   viewID // where esc leaves the node view for
 	conn   conn
 	status statusLine
 
@@ -273,7 +274,7 @@ func (m *Model) onDisconnected(msg disconnectedMsg) {
 		m.conn.downSince = m.d.now()
 	}
 	m.conn.connected = false
-	m.conn.err, m.conn.retry, m.conn.attempt = msg.err, msg.retry, msg.attempt
+	m.conn.err, m.conn.retryAt, m.conn.attempt = msg.err, m.d.now().Add(msg.retry), msg.attempt
 }
 
 // onKey routes a key: an open dialog or input takes it first, then the
@@ -311,13 +312,17 @@ func (m *Model) onKey(k tea.KeyPressMsg) tea.Cmd {
 		m.palette.open()
 		return nil
 	case key.Matches(k, keys.Filter) && m.view != viewNode:
-		m.filter.open(m.view)
+		current := m.fleet.filter.text
+		if m.view == viewEvents {
+			current = m.events.filter.text
+		}
+		m.filter.open(m.view, current)
 		return nil
 	case key.Matches(k, keys.Nodes):
-		m.view = viewFleet
+		m.show(viewFleet)
 		return nil
 	case key.Matches(k, keys.Events):
-		m.view = viewEvents
+		m.show(viewEvents)
 		return nil
 	}
 	if m.isAction(k) && m.d.readOnly {
@@ -383,8 +388,7 @@ func (m *Model) nodeKeys(k tea.KeyPressMsg) tea.Cmd {
 	keys := &m.d.keys
 	switch {
 	case key.Matches(k, keys.Back):
-		m.view = viewFleet
-		m.node.close()
+		m.show(m.back)
 		return nil
 	case m.node.scroll(k):
 		return nil
@@ -403,7 +407,7 @@ func (m *Model) eventsKeys(k tea.KeyPressMsg) tea.Cmd {
 			m.events.setFilter("")
 			m.filter.input.SetValue("")
 		} else {
-			m.view = viewFleet
+			m.show(viewFleet)
 		}
 	case m.events.move(k):
 	case key.Matches(k, keys.Open):
@@ -416,7 +420,19 @@ func (m *Model) eventsKeys(k tea.KeyPressMsg) tea.Cmd {
 	return nil
 }
 
+// show switches to the fleet or events view; leaving a node stops its
+// updates.
+func (m *Model) show(v viewID) {
+	if m.view == viewNode && v != viewNode {
+		m.node.close()
+	}
+	m.view = v
+}
+
 func (m *Model) openNode(id string) tea.Cmd {
+	if m.view != viewNode {
+		m.back = m.view
+	}
 	m.view = viewNode
 	return m.node.open(id, m.fleet)
 }
@@ -433,7 +449,13 @@ func (m *Model) nodeAction(k tea.KeyPressMsg, targets []string) tea.Cmd {
 	}
 	what := targets[0]
 	if len(targets) > 1 {
-		what = fmt.Sprintf("%d marked nodes", len(targets))
+		// Name them: a bulk action must never surprise.
+		shown := targets[:min(len(targets), 5)]
+		what = fmt.Sprintf("%d marked nodes (%s", len(targets), strings.Join(shown, ", "))
+		if more := len(targets) - len(shown); more > 0 {
+			what += fmt.Sprintf(" and %d more", more)
+		}
+		what += ")"
 	}
 	bulk := len(targets) > 1
 	switch {
@@ -492,7 +514,8 @@ func (m *Model) render() {
 		if m.conn.err != "" {
 			msg = "waiting for " + m.d.server + ": " + m.conn.err
 		}
-		body = place(m.width, bodyH, t.Muted.Render(msg))
+		// Wrapped to the screen, so the whole error can be read.
+		body = place(m.width, bodyH, t.Muted.Width(max(1, min(m.width-4, 100))).Render(msg))
 	default:
 		switch m.view {
 		case viewNode:
@@ -538,8 +561,14 @@ func (m *Model) banner() string {
 	t := m.d.theme
 	var parts []string
 	if !m.conn.connected && m.conn.everUp {
-		parts = append(parts, fmt.Sprintf("CONNECTION LOST %s ago (%s); retry %d in %s; showing revision %d",
-			ageSince(m.conn.downSince, m.d.now()), m.conn.err, m.conn.attempt, m.conn.retry.Round(100*time.Millisecond), m.fleet.revision))
+		// What the operator needs first comes first; the error, which may be
+		// long, last.
+		retry := "retrying now"
+		if left := m.conn.retryAt.Sub(m.d.now()); left > 0 {
+			retry = fmt.Sprintf("retry %d in %s", m.conn.attempt, left.Round(time.Second))
+		}
+		parts = append(parts, fmt.Sprintf("CONNECTION LOST %s ago · %s · showing revision %d · %s",
+			ageSince(m.conn.downSince, m.d.now()), retry, m.fleet.revision, m.conn.err))
 	}
 	if b := m.fleet.breaker; b.GetTripped() {
 		parts = append(parts, fmt.Sprintf("AUTO-CORDON SUSPENDED: breaker tripped %s ago, %d cordons held back",
@@ -560,8 +589,10 @@ func (m *Model) footer() string {
 	var line string
 	switch {
 	case m.filter.active:
+		m.filter.input.SetWidth(max(1, m.width-2))
 		line = m.filter.view()
 	case m.palette.active:
+		m.palette.input.SetWidth(max(1, m.width-2))
 		line = m.palette.view()
 	default:
 		st, fresh := m.currentStatus()
@@ -651,9 +682,13 @@ func (m *Model) helpView(height int) string {
 	if m.d.readOnly {
 		title += t.Muted.Render("  (read-only: actions hidden)")
 	}
+	commands := "commands :nodes :events :provision :help :q · ? or esc closes this help"
+	if m.d.readOnly {
+		commands = "commands :nodes :events :help :q · ? or esc closes this help"
+	}
 	notes := []string{
 		"GPU glyphs: H healthy · D degraded · U unhealthy · ? unknown · X lost",
-		"commands :nodes :events :provision :help :q · ? or esc closes this help",
+		commands,
 	}
 	var table string
 	for ncol := min(3, len(entries)); ncol >= 1; ncol-- {

@@ -219,7 +219,7 @@ func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
 		mustContain(t, m.Frame(), "read-only: actions are disabled")
 	}
 	send(m, press("?"))
-	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics"} {
+	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision"} {
 		if f := plain(m); strings.Contains(f, action) {
 			t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
 		}
@@ -276,7 +276,7 @@ func TestBulkActionsAskFirst(t *testing.T) {
 	if cmd := send(m, press("c")); cmd != nil {
 		t.Fatal("bulk cordon ran without confirmation")
 	}
-	mustContain(t, m.Frame(), "Cordon 2 marked nodes?")
+	mustContain(t, m.Frame(), "Cordon 2 marked nodes (gpu-a01, gpu-a02)?")
 	send(m, press("esc"))
 	// esc in the fleet view clears the marks.
 	send(m, press("esc"))
@@ -388,4 +388,113 @@ func nodeDetail() *controlplanev1.GetNodeResponse {
 		resp.History = append(resp.History, h)
 	}
 	return resp
+}
+
+// TestMarksFollowTheFilter: a bulk action reaches only nodes on screen; a
+// filter that hides marked nodes unmarks them.
+func TestMarksFollowTheFilter(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("space"), press("space")) // gpu-a01, gpu-a02
+	send(m, press("/"))
+	send(m, typed("b0")...)
+	send(m, press("enter"))
+	if len(m.table.marks) != 0 {
+		t.Fatalf("hidden nodes stay marked: %v", m.table.marks)
+	}
+	send(m, press("t"))
+	f := plain(m)
+	mustContain(t, f, "Terminate gpu-b0")
+	if strings.Contains(f, "marked") {
+		t.Fatalf("terminate offered for hidden marked nodes:\n%s", f)
+	}
+}
+
+// TestEachViewKeepsItsFilter: / opens on the filter of the view it
+// edits, so typing in one view never lands in the other's.
+func TestEachViewKeepsItsFilter(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("/"))
+	send(m, typed("a0")...)
+	send(m, press("enter"), press("2"), press("/"))
+	if v := m.filter.input.Value(); v != "" {
+		t.Fatalf("events filter opened with %q", v)
+	}
+	send(m, typed("thermal")...)
+	send(m, press("enter"), press("1"), press("/"))
+	if v := m.filter.input.Value(); v != "a0" {
+		t.Fatalf("fleet filter reopened with %q, want a0", v)
+	}
+	send(m, press("z"), press("enter"))
+	if m.fleet.filter.text != "a0z" || m.events.filter.text != "thermal" {
+		t.Fatalf("filters: fleet %q, events %q", m.fleet.filter.text, m.events.filter.text)
+	}
+}
+
+// TestBackFromNodeReturnsWhereItCameFrom: esc from a node opened in the
+// events view goes back to the events; any way out of the node view stops
+// its updates.
+func TestBackFromNodeReturnsWhereItCameFrom(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("2"), press("enter"))
+	if m.view != viewNode || m.node.id == "" {
+		t.Fatalf("enter in events opened view %d node %q", m.view, m.node.id)
+	}
+	send(m, press("esc"))
+	if m.view != viewEvents {
+		t.Fatalf("esc went to view %d, want the events", m.view)
+	}
+	send(m, press("1"), press("enter"))
+	send(m, press("2"))
+	if m.view != viewEvents || m.node.id != "" {
+		t.Fatalf("leaving the node with 2: view %d, node %q still open", m.view, m.node.id)
+	}
+}
+
+// TestLongNodeIDKeepsDataColumns: at 80 columns one long node id is
+// shortened rather than costing every row its UTIL, HOT and SEEN.
+func TestLongNodeIDKeepsDataColumns(t *testing.T) {
+	m := newTestModel(t, Options{})
+	long := fixtureNode("gpu-training-cluster-east-rack-17-node-042", 8, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE,
+		fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, fleetv1.Reachability_REACHABILITY_ONLINE, time.Second)
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: long}})
+	send(m, tea.WindowSizeMsg{Width: 80, Height: 24}, press("s"), press("s"), press("s"), press("s"), press("s"))
+	f := plain(m)
+	mustContain(t, f, "UTIL▲", "HOT", "SEEN", "gpu-training-cluste…", "67%")
+}
+
+// TestBannerPutsRetryFirst: at 80 columns the banner shows the retry and
+// the revision before the (long) error, and the retry counts down.
+func TestBannerPutsRetryFirst(t *testing.T) {
+	at := now
+	m := newTestModel(t, Options{Now: func() time.Time { return at }})
+	send(m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	send(m, disconnectedMsg{err: `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:50051: connect: connection refused"`, retry: 6 * time.Second, attempt: 5})
+	mustContain(t, m.Frame(), "retry 5 in 6s", "showing revision 40")
+	at = at.Add(4 * time.Second)
+	send(m, tickMsg{})
+	mustContain(t, m.Frame(), "retry 5 in 2s")
+}
+
+// TestWaitingMessageWraps: before the first snapshot, a long connection
+// error is wrapped to the screen, not cut on every line.
+func TestWaitingMessageWraps(t *testing.T) {
+	m := New(Options{NoStream: true, Now: clock, Theme: NewTheme(true, false), Server: "127.0.0.1:1"})
+	send(m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	send(m, disconnectedMsg{err: `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused"`, retry: time.Second, attempt: 1})
+	f := plain(m)
+	mustContain(t, f, "connection refused")
+	for _, line := range strings.Split(f, "\n") {
+		if strings.HasSuffix(strings.TrimRight(line, " "), "…") && !strings.Contains(line, "help") {
+			t.Fatalf("a line is cut:\n%s", f)
+		}
+	}
+}
+
+// TestPromptPlaceholdersShow: the / and : prompts show their whole hint.
+func TestPromptPlaceholdersShow(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("/"))
+	mustContain(t, m.Frame(), "text or label=value")
+	send(m, press("esc"), press(":"))
+	mustContain(t, m.Frame(), "nodes · events")
 }

@@ -3,12 +3,15 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/navarch/navarch/internal/display"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -43,7 +46,9 @@ type nodeView struct {
 	loading   bool
 	fetchedAt time.Time
 	queued    bool
-	scrollPos int
+	scrollPos int // first line shown of what scrolls
+	room      int // lines that scroll, from the last render
+	maxScroll int // the last page's first line, from the last render
 	util      map[uint32][]uint32
 	temp      map[uint32][]uint32
 	live      map[uint32]*fleetv1.GpuSample
@@ -52,7 +57,7 @@ type nodeView struct {
 func newNodeView(d *deps) *nodeView { return &nodeView{d: d} }
 
 func (v *nodeView) open(id string, f *fleet) tea.Cmd {
-	v.id, v.resp, v.err, v.scrollPos, v.queued = id, nil, "", 0, false
+	v.id, v.resp, v.err, v.scrollPos, v.maxScroll, v.queued = id, nil, "", 0, 0, false
 	v.util, v.temp, v.live = map[uint32][]uint32{}, map[uint32][]uint32{}, map[uint32]*fleetv1.GpuSample{}
 	return v.fetch()
 }
@@ -142,20 +147,26 @@ func appendCapped(s []uint32, v uint32) []uint32 {
 
 func (v *nodeView) scroll(k tea.KeyPressMsg) bool {
 	keys := &v.d.keys
+	page := max(1, v.room-1)
 	switch {
 	case key.Matches(k, keys.Down):
 		v.scrollPos++
 	case key.Matches(k, keys.Up):
 		v.scrollPos = max(0, v.scrollPos-1)
 	case key.Matches(k, keys.PageDown):
-		v.scrollPos += 10
+		v.scrollPos += page
 	case key.Matches(k, keys.PageUp):
-		v.scrollPos = max(0, v.scrollPos-10)
+		v.scrollPos = max(0, v.scrollPos-page)
 	case key.Matches(k, keys.Top):
 		v.scrollPos = 0
+	case key.Matches(k, keys.Bottom):
+		v.scrollPos = v.maxScroll
 	default:
 		return false
 	}
+	// Past the end it stops at the last page (as of the last render), so
+	// that the way back up starts at once.
+	v.scrollPos = min(v.scrollPos, v.maxScroll)
 	return true
 }
 
@@ -198,7 +209,8 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 		lines = append(lines, t.Muted.Render("health: ")+t.HealthStyle(n.GetHealth()).Render(n.GetHealthCause())+
 			t.Muted.Render("  → ")+display.Remedy(n.GetRemedy()))
 	}
-	// Processes are the last report's; an unreachable node's are unknown.
+	// Processes and metrics are the last report's; an unreachable node's
+	// are unknown.
 	reachable := n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE || n.GetReachability() == fleetv1.Reachability_REACHABILITY_STALE
 	if p := processSummary(n); p != "" && reachable {
 		lines = append(lines, t.Muted.Render("processes: ")+p)
@@ -213,34 +225,70 @@ func (v *nodeView) view(width, height int, f *fleet) string {
 	if n.GetDroppedEvents() > 0 {
 		info += fmt.Sprintf(" · %d events dropped by the agent", n.GetDroppedEvents())
 	}
-	lines = append(lines, t.Muted.Render(info), "")
-	lines = append(lines, v.gpuTable(n, width)...)
-	head := len(lines)
+	lines = append(lines, t.Muted.Render(info))
 
-	var tail []string
-	tail = append(tail, "", t.Header.Render("EVENTS (newest first)"), t.Muted.Render(truncate(eventHeader(0, width), width)))
+	// Everything below the title and info lines scrolls: the GPU table,
+	// then events, then commands.
+	gpus := v.gpuTable(n, width, reachable)
+	body := slices.Clone(gpus)
+	body = append(body, "", t.Header.Render("EVENTS (newest first)"), t.Muted.Render(truncate(eventHeader(0, width), width)))
 	if len(v.resp.GetEvents()) == 0 {
-		tail = append(tail, t.Muted.Render("  no health events"))
+		body = append(body, t.Muted.Render("  no health events"))
 	}
 	for _, e := range v.resp.GetEvents() {
-		tail = append(tail, eventLine(t, e, now, 0, width))
+		body = append(body, eventLine(t, e, now, 0, width))
 	}
-	tail = append(tail, "", t.Header.Render("COMMANDS (newest first)"))
+	body = append(body, "", t.Header.Render("COMMANDS (newest first)"))
 	if len(v.resp.GetCommands()) == 0 {
-		tail = append(tail, t.Muted.Render("  no commands"))
+		body = append(body, t.Muted.Render("  no commands"))
 	}
+	diag := latestDiagnostics(v.resp.GetCommands())
 	for _, c := range v.resp.GetCommands() {
-		tail = append(tail, commandLine(t, c, now))
+		if c != diag {
+			body = append(body, commandLine(t, c, now))
+			continue
+		}
+		body = append(body, diagnosticsLines(t, c, now, width)...)
 	}
-	// The GPU table stays; the events and commands below it scroll.
-	room := max(0, height-head)
-	v.scrollPos = max(0, min(v.scrollPos, len(tail)-room))
-	end := min(len(tail), v.scrollPos+room)
-	lines = append(lines, tail[v.scrollPos:end]...)
+
+	// One line between the pinned lines and the rest says where the
+	// scrolled part stands when it does not fit.
+	room := max(1, height-len(lines)-1)
+	v.room = room
+	v.maxScroll = max(0, len(body)-room)
+	v.scrollPos = max(0, min(v.scrollPos, v.maxScroll))
+	end := min(len(body), v.scrollPos+room)
+	window := slices.Clone(body[v.scrollPos:end])
+	// While GPU rows are at the top of the window, their column header
+	// stays in place of the row that scrolled under it.
+	switch last := len(gpus) - 1; {
+	case v.scrollPos > 0 && v.scrollPos < last && len(window) > 0:
+		window[0] = gpus[0]
+	case last > 0 && v.scrollPos == last && len(window) > 1:
+		// Only the last GPU is left: it keeps the header, and the blank
+		// line after it goes instead.
+		window[0], window[1] = gpus[0], gpus[last]
+	}
+	sep := ""
+	if v.maxScroll > 0 {
+		var where []string
+		if v.scrollPos > 0 {
+			where = append(where, fmt.Sprintf("↑ %d more above", v.scrollPos))
+		}
+		if below := len(body) - end; below > 0 {
+			where = append(where, fmt.Sprintf("↓ %d more below", below))
+		}
+		sep = t.Muted.Render(truncate(strings.Join(where, "  ")+"  (j/k pgup/pgdn g/G)", width))
+	}
+	lines = append(lines, sep)
+	lines = append(lines, window...)
 	return strings.Join(lines, "\n")
 }
 
-func (v *nodeView) gpuTable(n *fleetv1.Node, width int) []string {
+// gpuTable is the GPU table's column header, then one row per GPU. A
+// metric that is missing, or that an unreachable node last reported,
+// shows as -: a zero would read as a measurement.
+func (v *nodeView) gpuTable(n *fleetv1.Node, width int, reachable bool) []string {
 	t := v.d.theme
 	spark := 0
 	if width >= 100 {
@@ -254,18 +302,42 @@ func (v *nodeView) gpuTable(n *fleetv1.Node, width int) []string {
 	}
 	head += "CAUSE"
 	lines := []string{t.Header.Render(truncate(head, width))}
+	samples := map[uint32]*fleetv1.GpuSample{}
+	for _, s := range n.GetSamples() {
+		samples[s.GetGpuIndex()] = s
+	}
 	for _, g := range n.GetGpus() {
 		idx := g.GetIndex()
-		m := g.GetMetrics()
-		util, temp, power, mem := m.GetUtilizationGpuPercent(), m.GetTemperatureCelsius(), m.GetPowerUsageMilliwatts(), m.GetMemoryUsedBytes()
-		if s := v.live[idx]; s != nil {
-			util, temp, power, mem = s.GetUtilizationGpuPercent(), s.GetTemperatureCelsius(), s.GetPowerUsageMilliwatts(), s.GetMemoryUsedBytes()
+		util, temp, power, mem := "-", "-", "-", "-"
+		var s interface {
+			GetUtilizationGpuPercent() uint32
+			GetTemperatureCelsius() uint32
+			GetPowerUsageMilliwatts() uint32
+			GetMemoryUsedBytes() uint64
+		}
+		switch {
+		case !reachable:
+		case v.live[idx] != nil:
+			s = v.live[idx]
+		case g.GetMetrics() != nil:
+			s = g.GetMetrics()
+		case samples[idx] != nil:
+			s = samples[idx]
+		}
+		if s != nil {
+			util = fmt.Sprintf("%d%%", s.GetUtilizationGpuPercent())
+			temp = fmt.Sprintf("%d°", s.GetTemperatureCelsius())
+			power = fmt.Sprintf("%dW", s.GetPowerUsageMilliwatts()/1000)
+			mem = fmt.Sprintf("%.0f", float64(s.GetMemoryUsedBytes())/(1<<30))
+		}
+		if total := g.GetMemoryTotalBytes(); total > 0 {
+			mem += fmt.Sprintf("/%.0fG", float64(total)/(1<<30))
 		}
 		glyph := gpuGlyph(g.GetHealth(), g.GetLost())
-		line := fmt.Sprintf("%-4d %s  %4d%% %4d° %5dW  %-12s ", idx, t.GlyphStyle(glyph).Render(string(glyph)), util, temp, power/1000,
-			fmt.Sprintf("%.0f/%.0fG", float64(mem)/(1<<30), float64(g.GetMemoryTotalBytes())/(1<<30)))
+		line := fmt.Sprintf("%-4d %s  %s %s %s  %-12s ", idx, t.GlyphStyle(glyph).Render(string(glyph)),
+			padLeft(util, 5), padLeft(temp, 5), padLeft(power, 6), mem)
 		if g.GetLost() {
-			line = fmt.Sprintf("%-4d %s  %s ", idx, t.GlyphStyle(glyph).Render("X"), t.Off.Render(padRight("lost", 34)))
+			line = fmt.Sprintf("%-4d %s  %s ", idx, t.GlyphStyle(glyph).Render("X"), t.Off.Render(padRight("lost", 32)))
 		}
 		if spark > 0 {
 			line += t.Accent.Render(sparkline(v.util[idx], 100, spark)) + " " + t.Warn.Render(sparkline(v.temp[idx], 100, spark)) + " "
@@ -376,6 +448,68 @@ func commandLine(t *Theme, c *fleetv1.Command, now time.Time) string {
 	}
 	return fmt.Sprintf("%s  %-11s %s %s  %s", padLeft(display.Age(tsTime(c.GetUpdatedAt()), now), 4), display.CommandType(c.GetType()),
 		style.Render(padRight(st, 12)), t.Muted.Render(padRight(c.GetIssuedBy(), 8)), msg)
+}
+
+// latestDiagnostics is the most recent diagnostics command, the one whose
+// report the node view shows in full; nil when there is none.
+func latestDiagnostics(cmds []*fleetv1.Command) *fleetv1.Command {
+	var latest *fleetv1.Command
+	for _, c := range cmds {
+		if c.GetType() != fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS {
+			continue
+		}
+		// The list is newest first; the creation time settles it if not.
+		if latest == nil || tsTime(c.GetCreatedAt()).After(tsTime(latest.GetCreatedAt())) {
+			latest = c
+		}
+	}
+	return latest
+}
+
+// diagnosticsLines is a diagnostics command's line followed by its report,
+// one check a line, indented under it and cut to the width, failed checks
+// first so that they are on screen without scrolling.
+func diagnosticsLines(t *Theme, c *fleetv1.Command, now time.Time, width int) []string {
+	first, rest, _ := strings.Cut(c.GetMessage(), "\n")
+	head := c
+	if rest != "" {
+		// The report follows; the summary line needs no ellipsis.
+		head = proto.CloneOf(c)
+		head.Message = first
+	}
+	out := []string{commandLine(t, head, now)}
+	var failed, passed []string
+	for _, l := range strings.Split(rest, "\n") {
+		l = strings.TrimRightFunc(printable(l), unicode.IsSpace)
+		switch {
+		case strings.TrimSpace(l) == "":
+		case strings.HasPrefix(l, "FAIL"):
+			failed = append(failed, truncate("      "+l, width))
+		default:
+			passed = append(passed, truncate("      "+l, width))
+		}
+	}
+	for _, l := range failed {
+		out = append(out, t.Bad.Render(l))
+	}
+	for _, l := range passed {
+		out = append(out, t.Muted.Render(l))
+	}
+	return out
+}
+
+// printable drops control characters from agent text, tabs becoming
+// spaces, so that a report cannot move the cursor or change styles.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\t':
+			return ' '
+		case unicode.IsControl(r):
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func dash(s string) string {

@@ -98,7 +98,9 @@ func (w *watcher) run(ctx context.Context) {
 					return
 				}
 				for err == nil {
-					if first.GetRevision() > since {
+					// A snapshot sets the revision outright: a control plane
+					// with a new store may count from lower than before.
+					if first.GetSnapshot() != nil || first.GetRevision() > since {
 						since = first.GetRevision()
 					}
 					if !w.send(ctx, streamMsg{msgs: []*controlplanev1.WatchFleetResponse{first}}) {
