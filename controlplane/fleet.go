@@ -188,7 +188,12 @@ func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
 	// run starts past them all. That is past the stored ceiling, and a
 	// block beyond it for the revisions a run hands out while the store
 	// cannot record a new ceiling (counter.force).
-	revs := newCounter("revision", st.Counters["revision"]+counterBlock, o.Store)
+	// A fresh store has no ceiling and counts from 1.
+	var firstRev uint64
+	if ceiling, ok := st.Counters["revision"]; ok {
+		firstRev = ceiling + counterBlock
+	}
+	revs := newCounter("revision", firstRev, o.Store)
 	if _, err := revs.next(ctx); err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)
 	}
