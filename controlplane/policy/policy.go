@@ -569,12 +569,13 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 		Count:     1,
 		Escalated: ev.GetEscalated(),
 	}
-	if p.needsRemedy(f) {
-		// Faults raised while the GPU already waits for a reset or reboot
+	if resetOrReboot(f.GetRemedy()) {
+		// Faults raised while the GPU already awaits a reset or reboot
 		// (XID 48 with its ECC count and pending remap, XID 79 with the
 		// lost GPU) are one episode: one remedy answers them all.
-		if !slices.ContainsFunc(gpu.Faults, p.needsRemedy) {
+		if !gpu.GetAwaitingRemedy() {
 			gpu.RemedyEpisodes++
+			gpu.AwaitingRemedy = true
 		}
 		if int(gpu.RemedyEpisodes) > p.escalateAfter {
 			f.Remedy = p.escalateRemedy
@@ -588,14 +589,15 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 	gpu.Faults = append(gpu.Faults, f)
 }
 
-// needsRemedy reports whether f waits for a GPU reset or a node reboot, or
-// for the inspection its recurrence escalated to.
+func resetOrReboot(r fleetv1.Remedy) bool {
+	return r == fleetv1.Remedy_REMEDY_RESET_GPU || r == fleetv1.Remedy_REMEDY_REBOOT_NODE
+}
+
+// needsRemedy reports whether the policy asks a GPU reset or a node reboot
+// for f, whatever its escalation made of the remedy since.
 func (p *Policy) needsRemedy(f *fleetv1.Fault) bool {
-	switch f.GetRemedy() {
-	case fleetv1.Remedy_REMEDY_RESET_GPU, fleetv1.Remedy_REMEDY_REBOOT_NODE:
-		return true
-	}
-	return f.GetEscalated() && f.GetRemedy() == p.escalateRemedy
+	rule, ok := p.ruleFor(&fleetv1.HealthEvent{Kind: f.GetKind(), Xid: f.GetXid()})
+	return ok && resetOrReboot(rule.Remedy)
 }
 
 func (p *Policy) clear(gpu *fleetv1.Gpu, k faultKey) bool {
@@ -752,6 +754,9 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 		return true
 	})
 	gpu.Lost = false
+	// The reboot was the remedy: a fault raised from now on starts a new
+	// episode, even beside a level condition the reboot did not mend.
+	gpu.AwaitingRemedy = false
 	if len(cleared) == 0 {
 		return nil
 	}
@@ -777,6 +782,11 @@ func (p *Policy) Rollup(gpu *fleetv1.Gpu) {
 	sort.SliceStable(gpu.Faults, func(i, j int) bool {
 		return Rank(gpu.Faults[i].GetHealth()) > Rank(gpu.Faults[j].GetHealth())
 	})
+	if !slices.ContainsFunc(gpu.Faults, p.needsRemedy) {
+		// The last fault awaiting a reset or reboot cleared: a remedy was
+		// applied, and the next such fault starts a new episode.
+		gpu.AwaitingRemedy = false
+	}
 	if len(gpu.Faults) == 0 {
 		gpu.Health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
 		gpu.HealthCause = ""

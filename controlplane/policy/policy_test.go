@@ -324,6 +324,45 @@ func TestEscalationCountsIncidentsNotFaults(t *testing.T) {
 	}
 }
 
+// TestEpisodesBesideOtherFaults: a link that stays down through reboots
+// does not swallow later episodes, and a repeated application XID, whose
+// remedy is inspection but never a reset, neither counts as an episode nor
+// hides one.
+func TestEpisodesBesideOtherFaults(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	down := &fleetv1.GpuMetrics{Nvlinks: []*fleetv1.NvLinkState{{Link: 0, Active: false}}, Ecc: &fleetv1.EccCounts{}, RowRemap: &fleetv1.RowRemapState{}}
+	for i := range 17 {
+		down.Nvlinks = append(down.Nvlinks, &fleetv1.NvLinkState{Link: uint32(i + 1), Active: true})
+	}
+	p.Observe(g, down, t0)
+	var ev *fleetv1.HealthEvent
+	for incident := 1; incident <= 3; incident++ {
+		ev = xid(79)
+		p.Judge(g, ev, &Repeats{}, t0)
+		if incident < 3 {
+			p.ClearAfterReboot(g, t0)
+			p.Observe(g, down, t0) // the link is still down after the reboot
+		}
+	}
+	if !ev.GetEscalated() || ev.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE || g.GetRemedyEpisodes() != 3 {
+		t.Fatalf("third XID 79 beside a link that stays down: remedy %s escalated %t episodes %d", ev.GetRemedy(), ev.GetEscalated(), g.GetRemedyEpisodes())
+	}
+
+	g = newGPU()
+	rep := &Repeats{}
+	p.Judge(g, xid(32), rep, t0)
+	p.Judge(g, xid(32), rep, t0) // repeated: inspect
+	if g.GetRemedyEpisodes() != 0 || g.GetAwaitingRemedy() {
+		t.Fatalf("a repeated XID 32 counted as a reset episode: %d, awaiting %t", g.GetRemedyEpisodes(), g.GetAwaitingRemedy())
+	}
+	ev = xid(48)
+	p.Judge(g, ev, &Repeats{}, t0)
+	if g.GetRemedyEpisodes() != 1 || ev.GetEscalated() {
+		t.Fatalf("XID 48 beside a repeated XID 32: episodes %d, escalated %t", g.GetRemedyEpisodes(), ev.GetEscalated())
+	}
+}
+
 // TestRepeatChangesRemedy: XID 32 and XID 74 suggest inspecting the
 // hardware when they come back within a day (§4: "inspect if repeated").
 func TestRepeatChangesRemedy(t *testing.T) {
