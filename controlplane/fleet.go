@@ -53,6 +53,9 @@ type nodeState struct {
 	wake chan struct{}
 	// stopping is set while a provider stops the node's instance, under mu.
 	stopping bool
+	// unprovision is set while the instance of a provision that timed out
+	// still has to be stopped, under mu; failed stops are retried.
+	unprovision bool
 	// pending counts the PENDING commands in open, for heartbeat answers
 	// that must not wait for mu; delivered counts the DELIVERED ones, so
 	// the monitor locks only nodes that may need a redelivery.

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ type testProvider struct {
 	spec       ProvisionSpec
 	terminated []Instance
 	failStop   error
+	attempts   int // Terminate calls, failed ones included
 }
 
 func (p *testProvider) Name() string        { return "test" }
@@ -57,6 +59,7 @@ func (p *testProvider) Provision(_ context.Context, spec ProvisionSpec) ([]Insta
 func (p *testProvider) Terminate(_ context.Context, inst Instance) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.attempts++
 	if p.failStop != nil {
 		return p.failStop
 	}
@@ -286,6 +289,46 @@ func TestDrainAgainWithForceReplacesTheDrain(t *testing.T) {
 	}
 }
 
+// TestTimedOutProvisionStopIsRetried: a provider that cannot stop the
+// instance of a provision that timed out is asked again on every monitor
+// pass, the node says the stop is still under way, and an agent that
+// registers late on the dying instance is refused.
+func TestTimedOutProvisionStopIsRetried(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	p := &testProvider{failStop: errors.New("cloud API unavailable")}
+	h := newHarness(t, withFakeClock(clock), withProviders(p))
+	ctx := ctxT(t)
+	if _, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(h.cfg.ProvisionTimeout.Duration + time.Second)
+	h.fleet().Tick(ctx)
+	n := h.get("test-1").GetNode()
+	if n.GetLifecycle() != provisionFailed || !strings.Contains(n.GetLifecycleReason(), "stopping its instance i-1") {
+		t.Fatalf("%s: %q", n.GetLifecycle(), n.GetLifecycleReason())
+	}
+	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(1), InstanceId: "i-1"})
+	wantCode(t, err, codes.FailedPrecondition, "node_id")
+
+	eventually(t, "a failed attempt", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.attempts > 0 })
+	time.Sleep(50 * time.Millisecond) // and its outcome recorded
+	p.mu.Lock()
+	p.failStop = nil
+	p.mu.Unlock()
+	eventually(t, "the stop retried", func() bool {
+		h.fleet().Tick(ctx)
+		return len(p.stopped()) == 1
+	})
+	eventually(t, "reason updated", func() bool {
+		return strings.Contains(h.get("test-1").GetNode().GetLifecycleReason(), "instance i-1 stopped")
+	})
+	h.fleet().Tick(ctx)
+	time.Sleep(50 * time.Millisecond)
+	if got := len(p.stopped()); got != 1 {
+		t.Fatalf("instance stopped %d times", got)
+	}
+}
+
 func TestDrainDeadlinePassesWithoutReport(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Now())
 	h := newHarness(t, withFakeClock(clock))
@@ -362,9 +405,10 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	if got := p.stopped()[0]; got.NodeID != "test-3" {
 		t.Fatalf("stopped %+v, want test-3's instance", got)
 	}
-	if r := h.get("test-3").GetNode().GetLifecycleReason(); !strings.Contains(r, "did not register") || !strings.Contains(r, "stopped") {
-		t.Errorf("timeout reason %q", r)
-	}
+	eventually(t, "test-3's reason says its instance stopped", func() bool {
+		r := h.get("test-3").GetNode().GetLifecycleReason()
+		return strings.Contains(r, "did not register") && strings.Contains(r, "instance i-3 stopped")
+	})
 
 	// Terminate test-1 (online again): it drains first, then the provider
 	// stops it.

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -77,6 +78,8 @@ func (f *Fleet) checkNodes(ctx context.Context, now time.Time, expire bool) {
 			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.ProvisionTimeout.Duration {
 				f.provisionTimedOut(ctx, n)
 			}
+		case fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED:
+			f.unprovision(ctx, ns)
 		case fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED:
 			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.TerminatedRetention.Duration {
 				f.remove(ctx, ns)
@@ -248,22 +251,76 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 }
 
 // provisionTimedOut fails a provision whose agent never registered and
-// stops its instance, which would otherwise run on unseen.
+// has its instance stopped, which would otherwise run on unseen.
 func (f *Fleet) provisionTimedOut(ctx context.Context, n *fleetv1.Node) {
 	reason := "agent did not register within " + f.cfg.ProvisionTimeout.Duration.String()
-	p, ok := f.providers.get(n.GetProvider())
-	if !ok || n.GetInstanceId() == "" {
+	if _, ok := f.providers.get(n.GetProvider()); !ok || n.GetInstanceId() == "" {
 		f.provisionFailed(n.GetNodeId(), reason)
 		return
 	}
-	if !f.provisionFailed(n.GetNodeId(), reason+"; instance "+n.GetInstanceId()+" stopped") {
-		return // a pass at the same time got there first, or the agent did
+	failed := false
+	_, err := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
+		if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING {
+			return nil // the agent registered meanwhile, or a pass got there first
+		}
+		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED, reason+"; stopping its instance "+n.GetInstanceId(), now)
+		ns.unprovision, failed = true, true
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("recording a failed provision", "node", n.GetNodeId(), "err", err)
+		return
+	}
+	if failed {
+		f.log.Warn("provision failed", "node", n.GetNodeId(), "reason", reason)
+		f.unprovision(ctx, f.get(n.GetNodeId()))
+	}
+}
+
+// unprovision stops the instance of a provision that timed out, once at a
+// time per node; a failure is retried on the next monitor pass.
+func (f *Fleet) unprovision(ctx context.Context, ns *nodeState) {
+	if ns == nil {
+		return
+	}
+	var p Provider
+	var inst Instance
+	_ = f.nodeLocked(ns.node.Load().GetNodeId(), false, func(ns *nodeState, cur *fleetv1.Node) error {
+		if !ns.unprovision || ns.stopping {
+			return nil
+		}
+		pr, ok := f.providers.get(cur.GetProvider())
+		if !ok {
+			ns.unprovision = false
+			return nil
+		}
+		ns.stopping = true
+		p, inst = pr, Instance{NodeID: cur.GetNodeId(), InstanceID: cur.GetInstanceId()}
+		return nil
+	})
+	if p == nil {
+		return
 	}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		if err := p.Terminate(ctx, Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId()}); err != nil {
-			f.log.Warn("could not stop the instance of a failed provision", "node", n.GetNodeId(), "provider", p.Name(), "err", err)
+		stopErr := p.Terminate(ctx, inst)
+		_, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
+			ns.stopping = false
+			if stopErr != nil {
+				return nil
+			}
+			ns.unprovision = false
+			n.LifecycleReason = strings.Replace(n.GetLifecycleReason(), "stopping its instance "+inst.InstanceID, "instance "+inst.InstanceID+" stopped", 1)
+			return nil
+		})
+		switch {
+		case stopErr != nil:
+			f.log.Warn("could not stop the instance of a failed provision; will retry", "node", inst.NodeID, "provider", p.Name(), "err", stopErr)
+		case err != nil:
+			f.log.Warn("recording a stopped instance", "node", inst.NodeID, "err", err)
+		default:
+			f.log.Info("instance of a failed provision stopped", "node", inst.NodeID, "provider", p.Name())
 		}
 	}()
 }

@@ -82,10 +82,10 @@ func (f *Fleet) withNode(ns *nodeState, id string, create bool, fn func(ns *node
 	if cur == nil && !create {
 		return false, status.Errorf(codes.NotFound, "node_id: no node %q", id)
 	}
-	open, stopping, queued := slices.Clone(ns.open), ns.stopping, ns.terminateQueued
+	open, stopping, queued, unprovision := slices.Clone(ns.open), ns.stopping, ns.terminateQueued, ns.unprovision
 	defer ns.recount()
 	if err := fn(ns, cur); err != nil {
-		ns.open, ns.stopping, ns.terminateQueued = open, stopping, queued
+		ns.open, ns.stopping, ns.terminateQueued, ns.unprovision = open, stopping, queued, unprovision
 		return false, err
 	}
 	return false, nil
@@ -97,6 +97,9 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 	var lifecycle fleetv1.LifecycleState
 	err := f.nodeLocked(req.GetNodeId(), true, func(ns *nodeState, cur *fleetv1.Node) error {
 		c := &change{}
+		if ns.unprovision && cur.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED {
+			return status.Errorf(codes.FailedPrecondition, "node_id: node %q did not register in time and its instance is being stopped", req.GetNodeId())
+		}
 		if cur.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED {
 			// A terminated node starts afresh; what it was asked before
 			// does not apply to the new one.
