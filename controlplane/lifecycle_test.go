@@ -257,9 +257,13 @@ func TestDrainAgainWithForceReplacesTheDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1"})
-	if err != nil || again.GetCommand().GetId() != first.GetCommand().GetId() {
-		t.Fatalf("a plain repeat queued %v (%v), want the drain under way", again.GetCommand(), err)
+	// Repeats change nothing: without a deadline, or as the CLI and the
+	// console send them, "now plus the timeout", which is later.
+	for _, d := range []*timestamppb.Timestamp{nil, timestamppb.New(time.Now().Add(2 * time.Hour))} {
+		again, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Deadline: d})
+		if err != nil || again.GetCommand().GetId() != first.GetCommand().GetId() {
+			t.Fatalf("a repeat (deadline %v) queued %v (%v), want the drain under way", d, again.GetCommand(), err)
+		}
 	}
 	deadline := time.Now().Add(2 * time.Minute).Truncate(time.Second)
 	forced, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Force: true, Deadline: timestamppb.New(deadline)})
@@ -286,6 +290,15 @@ func TestDrainAgainWithForceReplacesTheDrain(t *testing.T) {
 	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
 	if err != nil || len(polled.GetCommands()) != 1 || polled.GetCommands()[0].GetId() != c.GetId() {
 		t.Fatalf("agent got %v %v", polled, err)
+	}
+	// A repeat without force does not take the force away; an earlier
+	// deadline hurries the drain again and keeps it.
+	if again, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1"}); err != nil || again.GetCommand().GetId() != c.GetId() {
+		t.Fatalf("repeat without force: %v %v", again.GetCommand(), err)
+	}
+	sooner, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "n1", Deadline: timestamppb.New(deadline.Add(-time.Minute))})
+	if err != nil || sooner.GetCommand().GetId() == c.GetId() || !sooner.GetCommand().GetDrain().GetForce() {
+		t.Fatalf("earlier deadline: %v %v", sooner.GetCommand(), err)
 	}
 }
 

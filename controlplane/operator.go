@@ -169,16 +169,22 @@ func (f *Fleet) Drain(ctx context.Context, id, reason string, deadline time.Time
 			cmd = openOf(ns, fleetv1.CommandType_COMMAND_TYPE_DRAIN)
 			return nil
 		case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:
-			// A repeat is harmless; a drain with another deadline or force
-			// (an operator hurrying a stuck drain) replaces the one under way.
+			// A drain that hurries the one under way (force, or an earlier
+			// deadline: an operator pushing a stuck drain) replaces it.
+			// Anything else is a harmless repeat: clients send "now plus a
+			// timeout", so a repeat always asks a later deadline, and a
+			// repeat without force must not take the force away.
 			cur := n.GetDrain()
-			if force == cur.GetForce() && (deadline.IsZero() || deadline.Equal(cur.GetDeadline().AsTime())) {
+			curDeadline := cur.GetDeadline().AsTime()
+			sooner := !deadline.IsZero() && deadline.Before(curDeadline)
+			if !sooner && (!force || cur.GetForce()) {
 				cmd = openOf(ns, fleetv1.CommandType_COMMAND_TYPE_DRAIN)
 				return nil
 			}
-			if deadline.IsZero() {
-				deadline = cur.GetDeadline().AsTime()
+			if !sooner {
+				deadline = curDeadline
 			}
+			force = force || cur.GetForce()
 			reason = orDefault(reason, cur.GetReason())
 			cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "superseded by a new drain", now)
 			n.LifecycleReason = reason
