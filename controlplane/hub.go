@@ -27,13 +27,6 @@ const snapshotChunk = 500
 // recentEventsKept is how many health events the hub keeps for snapshots.
 const recentEventsKept = 200
 
-// maxQueuedHeartbeats bounds the heartbeat entries waiting for one watcher
-// (about 900 bytes each for an 8-GPU node, so some 45 MB). Heartbeat
-// batches are built once a second whether or not a watcher reads them; one
-// that stops reading is resynced past this bound rather than holding every
-// batch since.
-const maxQueuedHeartbeats = 50_000
-
 // hub orders the fleet's changes by revision and fans them out to watchers.
 // Every message it hands out is shared between watchers and never changed.
 type hub struct {
@@ -65,6 +58,15 @@ type watcher struct {
 	behind bool
 	// heartbeats counts the heartbeat entries queued in ch and not yet sent.
 	heartbeats atomic.Int64
+
+	// A watcher that has not taken the last heartbeat batches yet gets no
+	// more: the nodes that heartbeated meanwhile gather in missed, and it
+	// is sent their latest state once its queue is empty. Heartbeats are
+	// coalesced per watcher, so a slow one costs a pointer per node, not a
+	// batch per second.
+	mu     sync.Mutex
+	missed map[*nodeState]struct{}
+	kick   chan struct{} // has a value when missed gained nodes
 }
 
 // sent tells the watcher that m left its queue.
@@ -72,6 +74,32 @@ func (w *watcher) sent(m *controlplanev1.WatchFleetResponse) {
 	if hb := m.GetHeartbeats(); hb != nil {
 		w.heartbeats.Add(-int64(len(hb.GetHeartbeats())))
 	}
+}
+
+// miss records nodes whose heartbeats the watcher is to get later.
+func (w *watcher) miss(nodes map[*nodeState]struct{}) {
+	w.mu.Lock()
+	if w.missed == nil {
+		w.missed = make(map[*nodeState]struct{}, len(nodes))
+	}
+	for ns := range nodes {
+		w.missed[ns] = struct{}{}
+	}
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeMissed returns the heartbeat batches the watcher missed, built from
+// the nodes' current state, and forgets them.
+func (w *watcher) takeMissed() []*controlplanev1.HeartbeatBatch {
+	w.mu.Lock()
+	missed := w.missed
+	w.missed = nil
+	w.mu.Unlock()
+	return heartbeatBatches(missed)
 }
 
 func newHub(revs *counter, bufSize, replaySize int) *hub {
@@ -119,22 +147,22 @@ func (h *hub) publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
 // marked behind and gets nothing more until it resyncs. The hub lock is held.
 func (h *hub) fanOut(m *controlplanev1.WatchFleetResponse) {
 	for w := range h.watchers {
-		if w.behind {
-			continue
-		}
-		n := int64(len(m.GetHeartbeats().GetHeartbeats()))
-		if n > 0 && w.heartbeats.Load()+n > maxQueuedHeartbeats {
-			w.behind = true
-			close(w.lagged)
-			continue
-		}
-		select {
-		case w.ch <- m:
-			w.heartbeats.Add(n)
-		default:
-			w.behind = true
-			close(w.lagged)
-		}
+		h.deliver(w, m)
+	}
+}
+
+// deliver queues m for w, or marks w behind when its queue is full. The hub
+// lock is held.
+func (h *hub) deliver(w *watcher, m *controlplanev1.WatchFleetResponse) {
+	if w.behind {
+		return
+	}
+	select {
+	case w.ch <- m:
+		w.heartbeats.Add(int64(len(m.GetHeartbeats().GetHeartbeats())))
+	default:
+		w.behind = true
+		close(w.lagged)
 	}
 }
 
@@ -165,6 +193,7 @@ func (h *hub) subscribe(since uint64, all func() []*nodeState) (*watcher, start,
 	w := &watcher{
 		ch:     make(chan *controlplanev1.WatchFleetResponse, h.bufSize),
 		lagged: make(chan struct{}),
+		kick:   make(chan struct{}, 1),
 	}
 	h.watchers[w] = struct{}{}
 	oldest := h.rev - uint64(h.ringLen) // the ring holds (oldest, rev]
@@ -201,6 +230,9 @@ func (h *hub) resync(w *watcher, all func() []*nodeState) start {
 	w.lagged = make(chan struct{})
 	w.behind = false
 	w.heartbeats.Store(0)
+	w.mu.Lock()
+	w.missed = nil // the snapshot has their latest state
+	w.mu.Unlock()
 	return h.snapshotLocked(all)
 }
 
@@ -260,24 +292,12 @@ func (h *hub) run(ctx context.Context, clock clockwork.Clock, f *Fleet) {
 	}
 }
 
-func (h *hub) flush(f *Fleet) {
-	h.hbMu.Lock()
-	dirty := h.hbDirty
-	if len(dirty) > 0 {
-		h.hbDirty = make(map[*nodeState]struct{}, len(dirty))
-	}
-	h.hbMu.Unlock()
-	h.mu.Lock()
-	watching := len(h.watchers) > 0
-	h.mu.Unlock()
-	if !watching {
-		// Nobody to tell; a new watcher starts from a snapshot anyway.
-		return
-	}
-
+// heartbeatBatches builds heartbeat entries from the nodes' current state,
+// at most heartbeatBatchSize to a batch.
+func heartbeatBatches(nodes map[*nodeState]struct{}) []*controlplanev1.HeartbeatBatch {
 	var batches []*controlplanev1.HeartbeatBatch
 	batch := &controlplanev1.HeartbeatBatch{}
-	for ns := range dirty {
+	for ns := range nodes {
 		if ns.removed.Load() {
 			continue
 		}
@@ -298,6 +318,25 @@ func (h *hub) flush(f *Fleet) {
 	if len(batch.Heartbeats) > 0 {
 		batches = append(batches, batch)
 	}
+	return batches
+}
+
+func (h *hub) flush(f *Fleet) {
+	h.hbMu.Lock()
+	dirty := h.hbDirty
+	if len(dirty) > 0 {
+		h.hbDirty = make(map[*nodeState]struct{}, len(dirty))
+	}
+	h.hbMu.Unlock()
+	h.mu.Lock()
+	watching := len(h.watchers) > 0
+	h.mu.Unlock()
+	if !watching {
+		// Nobody to tell; a new watcher starts from a snapshot anyway.
+		return
+	}
+
+	batches := heartbeatBatches(dirty)
 
 	// The breaker changes with time alone (its window moves on), so its
 	// status is compared with the last one sent.
@@ -314,8 +353,21 @@ func (h *hub) flush(f *Fleet) {
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, b := range batches {
-		h.fanOut(&controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}})
+	msgs := make([]*controlplanev1.WatchFleetResponse, len(batches))
+	for i, b := range batches {
+		msgs[i] = &controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}
+	}
+	for w := range h.watchers {
+		if len(dirty) == 0 || w.behind {
+			continue
+		}
+		if w.heartbeats.Load() > 0 {
+			w.miss(dirty)
+			continue
+		}
+		for _, m := range msgs {
+			h.deliver(w, m)
+		}
 	}
 	if totals != nil {
 		h.fanOut(&controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Totals{Totals: totals}})

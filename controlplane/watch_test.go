@@ -139,52 +139,99 @@ func TestSlowWatcherResyncs(t *testing.T) {
 	stream.until("fresh snapshot", isSnapshotEnd)
 }
 
-// TestStalledWatcherHeartbeatsBounded: heartbeat batches are built every
-// second whether or not a watcher reads them, so a watcher that stops
-// reading is resynced once its queued heartbeat entries pass the bound,
-// long before its message queue is full; one that keeps reading is not.
-func TestStalledWatcherHeartbeatsBounded(t *testing.T) {
-	h := newHarness(t)
-	h.register("a", 1)
-	f := h.fleet()
-	batch := &controlplanev1.HeartbeatBatch{Heartbeats: make([]*controlplanev1.NodeHeartbeat, heartbeatBatchSize)}
-	for i := range batch.Heartbeats {
-		batch.Heartbeats[i] = &controlplanev1.NodeHeartbeat{NodeId: "a"}
+// TestSlowWatcherHeartbeatsCoalesced: heartbeat batches are built every
+// second whether or not a watcher reads them. A watcher that has not taken
+// the last ones gets no more batches; it is sent the latest state of the
+// nodes it missed once its queue is empty, and is never resynced for it.
+func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	h := newHarness(t, withFakeClock(clock))
+	ctx := ctxT(t)
+	for _, id := range []string{"a", "b", "c"} {
+		h.register(id, 1)
 	}
-	fan := func() {
-		f.hub.mu.Lock()
-		f.hub.fanOut(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: batch}})
-		f.hub.mu.Unlock()
+	f := h.fleet()
+	w, _, _ := f.hub.subscribe(0, f.all)
+	defer f.hub.unsubscribe(w)
+	beat := func(id string, util uint32) {
+		t.Helper()
+		if _, err := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: id, Samples: []*fleetv1.GpuSample{{UtilizationGpuPercent: util}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, lagged := f.hub.queue(w)
+	// heartbeatBatches empties the queue as the stream would and counts
+	// the heartbeat batches in it.
+	heartbeatBatches := func() int {
+		n := 0
+		for len(ch) > 0 {
+			m := <-ch
+			w.sent(m)
+			if m.GetHeartbeats() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		beat(id, 1)
+	}
+	f.hub.flush(f)
+	queued := len(ch)
+	// Many more rounds while the watcher reads nothing.
+	for round := range 1000 {
+		beat("a", uint32(10+round%50))
+		beat("b", 7)
+		f.hub.flush(f)
+	}
+	if len(ch) != queued {
+		t.Fatalf("a watcher that read nothing has %d messages queued, had %d after the first round", len(ch), queued)
+	}
+	if isClosed(lagged) {
+		t.Fatal("a slow watcher was resynced for heartbeats")
+	}
+	if n := heartbeatBatches(); n != 1 {
+		t.Fatalf("%d heartbeat batches were queued, want the first round's one", n)
+	}
+	// Now its queue is empty: the missed nodes come with their latest state.
+	missed := w.takeMissed()
+	got := map[string]uint32{}
+	for _, b := range missed {
+		for _, hb := range b.GetHeartbeats() {
+			got[hb.GetNodeId()] = hb.GetSamples()[0].GetUtilizationGpuPercent()
+		}
+	}
+	if len(got) != 2 || got["a"] != 10+999%50 || got["b"] != 7 {
+		t.Fatalf("missed heartbeats %v, want a's and b's latest", got)
+	}
+	// Caught up, it gets batches again.
+	beat("c", 3)
+	f.hub.flush(f)
+	if n := heartbeatBatches(); n != 1 {
+		t.Fatalf("a watcher that caught up got %d batches", n)
 	}
 
-	stalled, _, _ := f.hub.subscribe(0, f.all)
-	reader, _, _ := f.hub.subscribe(0, f.all)
-	defer f.hub.unsubscribe(stalled)
-	defer f.hub.unsubscribe(reader)
-	rounds := 2 * maxQueuedHeartbeats / heartbeatBatchSize
-	for range rounds {
-		fan()
-		ch, _ := f.hub.queue(reader)
-		reader.sent(<-ch)
+	// Over the wire: a stream that reads slowly gets every node's latest
+	// heartbeat, and no resync.
+	stream := h.watch(0)
+	stream.until("snapshot", isSnapshotEnd)
+	for round := range 200 {
+		beat("a", uint32(round%90))
+		f.hub.flush(f)
 	}
-	ch, lagged := f.hub.queue(stalled)
-	select {
-	case <-lagged:
-	default:
-		t.Fatalf("a watcher holding %d heartbeat batches was not marked behind", len(ch))
-	}
-	if got := len(ch) * heartbeatBatchSize; got > maxQueuedHeartbeats {
-		t.Fatalf("stalled watcher holds %d heartbeat entries, bound %d", got, maxQueuedHeartbeats)
-	}
-	if _, lagged := f.hub.queue(reader); isClosed(lagged) {
-		t.Fatal("a watcher that keeps reading was marked behind")
-	}
-	// After its resync the stalled watcher starts counting afresh.
-	f.hub.resync(stalled, f.all)
-	fan()
-	if _, lagged := f.hub.queue(stalled); isClosed(lagged) {
-		t.Fatal("a resynced watcher is behind at once")
-	}
+	beat("a", 100)
+	f.hub.flush(f)
+	stream.until("a's last heartbeat", func(m *controlplanev1.WatchFleetResponse) bool {
+		if m.GetResync() != nil {
+			t.Fatal("resynced for heartbeats")
+		}
+		for _, hb := range m.GetHeartbeats().GetHeartbeats() {
+			if hb.GetNodeId() == "a" && hb.GetSamples()[0].GetUtilizationGpuPercent() == 100 {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 func isClosed(c chan struct{}) bool {
