@@ -41,7 +41,8 @@ func Decode(b []byte, out any) error {
 var lineRE = regexp.MustCompile(`line (\d+):`)
 
 // index records, for each line that holds a key or a sequence item, the
-// path of the innermost one there.
+// path of the innermost one there, or of the mapping whose several keys
+// share the line.
 func index(n *yaml.Node, path string, keys map[int]string) {
 	switch n.Kind {
 	case yaml.DocumentNode:
@@ -49,13 +50,23 @@ func index(n *yaml.Node, path string, keys map[int]string) {
 			index(c, path, keys)
 		}
 	case yaml.MappingNode:
+		// A line with several keys of this mapping ({count: 2, window: 1h})
+		// is named by the mapping: the error's line cannot say which key.
+		perLine := map[int]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			perLine[n.Content[i].Line]++
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := k.Value
 			if path != "" {
 				p = path + "." + k.Value
 			}
-			keys[k.Line] = p
+			if perLine[k.Line] > 1 && path != "" {
+				keys[k.Line] = path
+			} else {
+				keys[k.Line] = p
+			}
 			if v.Line != k.Line {
 				keys[v.Line] = p
 			}
@@ -64,7 +75,9 @@ func index(n *yaml.Node, path string, keys map[int]string) {
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			if _, ok := keys[c.Line]; !ok || c.Kind == yaml.ScalarNode {
+			// Items of a flow sequence ([a, b]) share its line, which
+			// keeps the name of its key.
+			if n.Style&yaml.FlowStyle == 0 {
 				keys[c.Line] = p
 			}
 			index(c, p, keys)

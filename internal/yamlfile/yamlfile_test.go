@@ -42,6 +42,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"inner:\n  max: lots\n", "line 2: inner.max:"},
 		{"rules:\n  - codes: [1]\n    health: x\n  - codes: [a]\n", "line 4: rules[1].codes"},
 		{"bogus: 1\n", "field bogus not found"},
+		{"inner: {max: lots, window: 5s}\n", "line 1: inner:"},
+		{"rules:\n  - health: ok\n  - health: [x]\n", "line 3: rules[1].health:"},
+		{"rules:\n  - {codes: [1], health: [x]}\n", "line 2: rules[0]:"},
 	} {
 		var c conf
 		err := Decode([]byte(tc.doc), &c)
