@@ -429,8 +429,13 @@ func (a *Agent) snapshot() ([]*fleetv1.GpuMetrics, uint32) {
 	return out, uint32(len(out))
 }
 
-// heartbeatRetry is how soon a failed heartbeat is tried again.
+// heartbeatRetry is about how soon a failed heartbeat is tried again
+// (jittered, so a fleet does not knock in step).
 const heartbeatRetry = 2 * time.Second
+
+// reconnectSpread spreads the retries a returning control plane wakes, so
+// a whole fleet does not call it in the same instant.
+const reconnectSpread = time.Second
 
 func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc) {
 	hb, _, _ := a.intervals()
@@ -474,7 +479,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 		var retry <-chan time.Time
 		var rt clockwork.Timer
 		if failing {
-			rt = a.clock.NewTimer(min(hb, heartbeatRetry))
+			d := min(hb, heartbeatRetry)
+			rt = a.clock.NewTimer(d/2 + rand.N(d/2+1))
 			retry = rt.Chan()
 		}
 		select {
@@ -615,7 +621,8 @@ func (a *Agent) reconnected() {
 }
 
 // retryAfter waits d before a retry, or less: until heartbeats get through
-// again after failing.
+// again after failing, and then a moment more, picked at random within
+// reconnectSpread.
 func (a *Agent) retryAfter(ctx context.Context, d time.Duration) error {
 	a.upMu.Lock()
 	up := a.up
@@ -626,9 +633,10 @@ func (a *Agent) retryAfter(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.Chan():
+		return nil
 	case <-up:
 	}
-	return nil
+	return sleep(ctx, a.clock, rand.N(reconnectSpread))
 }
 
 func sleep(ctx context.Context, clock clockwork.Clock, d time.Duration) error {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"github.com/jonboulle/clockwork"
 	"os/exec"
 	"slices"
 	"strings"
@@ -201,26 +202,45 @@ func TestEventsSurviveOutage(t *testing.T) {
 }
 
 // TestEventsGoOutAsSoonAsTheControlPlaneIsBack: after an outage long
-// enough to stretch the report retries, the buffered XID goes out as soon
-// as heartbeats get through again, not at the next retry.
+// enough to stretch the report retries to seconds, the buffered XID goes
+// out within reconnectSpread of heartbeats getting through again, not at
+// the next retry. The agent runs on a fake clock, so only the wake-up can
+// deliver it.
 func TestEventsGoOutAsSoonAsTheControlPlaneIsBack(t *testing.T) {
 	cp := newFakeCP(t)
-	r := startAgent(t, cp, simnvml.Options{})
+	clock := clockwork.NewFakeClock()
+	r := startAgent(t, cp, simnvml.Options{}, func(o *Options) { o.Clock = clock })
 	eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
-	cp.mu.Lock()
-	cp.unreachable = true
-	cp.mu.Unlock()
+	cp.setUnreachable(true)
 	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 48, GPU: 1})
-	eventually(t, "XID buffered", func() bool { return r.a.Pending() == 1 })
-	time.Sleep(3 * time.Second) // the report retries back off past a second
-	cp.mu.Lock()
-	cp.unreachable = false
-	cp.mu.Unlock()
-	back := time.Now()
-	eventually(t, "XID delivered", func() bool { return len(cp.events()) == 1 })
-	if d := time.Since(back); d > 1500*time.Millisecond {
-		t.Fatalf("XID delivered %s after the control plane came back", d)
+	eventually(t, "first refused report", func() bool { _, n := cp.refused(); return n == 1 })
+	// Let the retries back off: 0.5–1 s, 1–2 s, 2–4 s, then 2.5–5 s.
+	for want := 2; want <= 4; want++ {
+		eventually(t, "a refused retry", func() bool {
+			clock.Advance(100 * time.Millisecond)
+			_, n := cp.refused()
+			return n >= want
+		})
 	}
+	eventually(t, "a refused heartbeat", func() bool {
+		clock.Advance(50 * time.Millisecond)
+		b, _ := cp.refused()
+		return b > 0
+	})
+	cp.setUnreachable(false)
+	// The next retry is at least 2.5 s away; the wake-up comes within a
+	// heartbeat retry (about 50 ms here) and reconnectSpread.
+	var advanced time.Duration
+	eventually(t, "XID delivered", func() bool {
+		if len(cp.events()) == 1 {
+			return true
+		}
+		if advanced < 50*time.Millisecond+reconnectSpread {
+			clock.Advance(10 * time.Millisecond)
+			advanced += 10 * time.Millisecond
+		}
+		return false
+	})
 }
 
 // TestBufferOverflowDropsOldest: past the buffer's size the oldest events

@@ -36,11 +36,13 @@ type fakeCP struct {
 	// unreachable makes heartbeats and reports fail as if the control
 	// plane were down, without breaking the connection.
 	unreachable bool
-	interval    time.Duration
-	report      time.Duration
-	delivery    nodev1.CommandDelivery
-	polls       []time.Duration // the wait of every GetNodeCommands call
-	commands    chan *fleetv1.Command
+	// refused counts the heartbeats and reports refused while unreachable.
+	refusedBeats, refusedReports int
+	interval                     time.Duration
+	report                       time.Duration
+	delivery                     nodev1.CommandDelivery
+	polls                        []time.Duration // the wait of every GetNodeCommands call
+	commands                     chan *fleetv1.Command
 	// lifecycle is what heartbeats answer; zero means ACTIVE.
 	lifecycle fleetv1.LifecycleState
 	// hold, when set, keeps the next heartbeat's answer back until it is
@@ -115,6 +117,7 @@ func (f *fakeCP) Heartbeat(_ context.Context, req *nodev1.HeartbeatRequest) (*no
 		return nil, err
 	}
 	if f.unreachable {
+		f.refusedBeats++
 		return nil, status.Error(codes.Unavailable, "control plane down")
 	}
 	f.heartbeats = append(f.heartbeats, proto.CloneOf(req))
@@ -143,6 +146,7 @@ func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.unreachable {
+		f.refusedReports++
 		return nil, status.Error(codes.Unavailable, "control plane down")
 	}
 	f.reports = append(f.reports, proto.CloneOf(req))
@@ -171,6 +175,18 @@ func (f *fakeCP) ReportCommandResult(_ context.Context, req *nodev1.ReportComman
 }
 
 // events returns every event delivered so far, in order.
+func (f *fakeCP) refused() (beats, reports int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refusedBeats, f.refusedReports
+}
+
+func (f *fakeCP) setUnreachable(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unreachable = down
+}
+
 func (f *fakeCP) reportCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
