@@ -177,16 +177,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.reader, a.inv = reader, inv
 	a.log.Info("GPUs found", "count", len(inv.GPUs), "driver", inv.DriverVersion, "cuda", inv.CUDAVersion, "simulated", a.o.Simulated)
 	for _, g := range reader.Absent() {
-		// Left out of the inventory; a node that registered with it before
-		// has it marked lost by the control plane. The event tells the
-		// story either way.
+		// Registered as unanswered: the control plane marks it lost.
 		a.log.Warn("GPU did not answer; watching the others", "gpu", g.Index, "err", g.Reason)
-		a.buf.push(&fleetv1.HealthEvent{
-			Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
-			GpuIndex: -1,
-			Time:     timestamppb.New(a.clock.Now()),
-			Message:  fmt.Sprintf("GPU %d did not answer when the agent started (%s); it is left out of the inventory", g.Index, g.Reason),
-		})
 	}
 
 	ctx, stop := context.WithCancel(ctx)
@@ -223,16 +215,17 @@ func (a *Agent) Run(ctx context.Context) error {
 // An InvalidArgument or FailedPrecondition answer is final.
 func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, error) {
 	req := &nodev1.RegisterNodeRequest{
-		NodeId:        a.o.NodeID,
-		Hostname:      a.o.Hostname,
-		Labels:        a.o.Labels,
-		Gpus:          a.inv.GPUs,
-		DriverVersion: a.inv.DriverVersion,
-		CudaVersion:   a.inv.CUDAVersion,
-		AgentVersion:  a.o.Version,
-		Simulated:     a.o.Simulated,
-		InstanceId:    a.o.InstanceID,
-		BootId:        a.o.BootID,
+		NodeId:         a.o.NodeID,
+		Hostname:       a.o.Hostname,
+		Labels:         a.o.Labels,
+		Gpus:           a.inv.GPUs,
+		UnansweredGpus: unanswered(a.reader.Absent()),
+		DriverVersion:  a.inv.DriverVersion,
+		CudaVersion:    a.inv.CUDAVersion,
+		AgentVersion:   a.o.Version,
+		Simulated:      a.o.Simulated,
+		InstanceId:     a.o.InstanceID,
+		BootId:         a.o.BootID,
 	}
 	b := newBackoff(500*time.Millisecond, 30*time.Second)
 	for attempt := 1; ; attempt++ {
@@ -661,4 +654,12 @@ func Labels(pairs []string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+func unanswered(absent []gpu.Absent) []*nodev1.UnansweredGpu {
+	var out []*nodev1.UnansweredGpu
+	for _, g := range absent {
+		out = append(out, &nodev1.UnansweredGpu{Index: g.Index, Reason: g.Reason})
+	}
+	return out
 }

@@ -98,6 +98,31 @@ func TestRegistersAndHeartbeats(t *testing.T) {
 	})
 }
 
+// TestGPUThatDoesNotAnswerAtStart: the agent watches the GPUs that answer
+// and registers the one that does not as unanswered, under its own index.
+func TestGPUThatDoesNotAnswerAtStart(t *testing.T) {
+	cp := newFakeCP(t)
+	startAgent(t, cp, simnvml.Options{GPUs: 4, Faults: []faultspec.Spec{{Kind: faultspec.GPULost, GPU: 2}}})
+	eventually(t, "heartbeats", func() bool { _, beats := cp.counts(); return beats >= 2 })
+	cp.mu.Lock()
+	reg := cp.registrations[0]
+	hb := cp.heartbeats[len(cp.heartbeats)-1]
+	cp.mu.Unlock()
+	var indexes []uint32
+	for _, g := range reg.GetGpus() {
+		indexes = append(indexes, g.GetIndex())
+	}
+	if !slices.Equal(indexes, []uint32{0, 1, 3}) {
+		t.Fatalf("registered GPUs %v, want 0, 1 and 3", indexes)
+	}
+	if u := reg.GetUnansweredGpus(); len(u) != 1 || u[0].GetIndex() != 2 || !strings.Contains(strings.ToLower(u[0].GetReason()), "lost") {
+		t.Fatalf("unanswered %v", u)
+	}
+	if len(hb.GetSamples()) != 3 || hb.GetSamples()[2].GetGpuIndex() != 3 {
+		t.Fatalf("heartbeat samples %v", hb.GetSamples())
+	}
+}
+
 func TestXIDPushedAtOnce(t *testing.T) {
 	cp := newFakeCP(t)
 	r := startAgent(t, cp, simnvml.Options{})

@@ -215,22 +215,33 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		gpus = append(gpus, g)
 	}
 	// A new GPU in a missing GPU's slot (same PCI bus id, or same index
-	// where bus ids are unknown) replaced it: the old one is retired with
-	// its faults, or the node would read UNHEALTHY for ever.
-	added := make(map[string]*fleetv1.Gpu)
+	// where the missing one's bus id is unknown) replaced it: the old one
+	// is retired with its faults, or the node would read UNHEALTHY for
+	// ever. A GPU that did not answer at an earlier start is such a GPU
+	// without a bus id: when it answers, it takes its place.
+	byBus := make(map[string]*fleetv1.Gpu)
+	byIndex := make(map[uint32]*fleetv1.Gpu)
 	for _, g := range gpus {
 		if old[g.GetUuid()] == nil {
-			added[slotOf(g)] = g
+			if bus := strings.ToLower(g.GetPciBusId()); bus != "" {
+				byBus[bus] = g
+			}
+			byIndex[g.GetIndex()] = g
 		}
 	}
 	for _, g := range n.GetGpus() {
 		if seen[g.GetUuid()] {
 			continue
 		}
-		if by := added[slotOf(g)]; by != nil {
-			delete(added, slotOf(g))
+		by := byIndex[g.GetIndex()]
+		if bus := strings.ToLower(g.GetPciBusId()); bus != "" {
+			by = byBus[bus]
+		}
+		if by != nil {
+			delete(byBus, strings.ToLower(by.GetPciBusId()))
+			delete(byIndex, by.GetIndex())
 			delete(ns.repeats, by.GetIndex())
-			c.events = append(c.events, &fleetv1.HealthEvent{
+			ev := &fleetv1.HealthEvent{
 				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED,
 				GpuIndex: int32(by.GetIndex()),
 				GpuUuid:  g.GetUuid(),
@@ -239,7 +250,12 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 				Remedy:   fleetv1.Remedy_REMEDY_NONE,
 				Cause:    "GPU replaced",
 				Message:  fmt.Sprintf("GPU %s replaced by %s; its faults are retired", g.GetUuid(), by.GetUuid()),
-			})
+			}
+			if isUnanswered(g) {
+				ev.Cause = "GPU answers again"
+				ev.Message = fmt.Sprintf("GPU %d answers again, as %s", by.GetIndex(), by.GetUuid())
+			}
+			c.events = append(c.events, ev)
 			continue
 		}
 		// Missing: its faults stay, as the story of how it was lost.
@@ -256,6 +272,24 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		}
 		gpus = append(gpus, g)
 	}
+	// A GPU NVML counts but that did not answer the agent is lost; on a
+	// first registration nothing else would tell of it.
+	for _, u := range req.GetUnansweredGpus() {
+		if slices.ContainsFunc(gpus, func(g *fleetv1.Gpu) bool { return g.GetIndex() == u.GetIndex() }) {
+			continue // already known, and marked lost above
+		}
+		g := &fleetv1.Gpu{Index: u.GetIndex(), Uuid: unansweredPrefix + fmt.Sprint(u.GetIndex()), Health: fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN}
+		ev := &fleetv1.HealthEvent{
+			Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
+			GpuIndex: int32(u.GetIndex()),
+			GpuUuid:  g.GetUuid(),
+			Time:     ts(now),
+			Message:  fmt.Sprintf("GPU %d did not answer when the agent started (%s)", u.GetIndex(), u.GetReason()),
+		}
+		f.policy.Judge(g, ev, nil, now)
+		c.events = append(c.events, ev)
+		gpus = append(gpus, g)
+	}
 	slices.SortFunc(gpus, func(a, b *fleetv1.Gpu) int {
 		if a.GetLost() != b.GetLost() {
 			if a.GetLost() {
@@ -270,14 +304,11 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 	return n
 }
 
-// slotOf names where a GPU sits in its node: its PCI bus id, or its index
-// where the bus id is unknown.
-func slotOf(g *fleetv1.Gpu) string {
-	if id := strings.ToLower(g.GetPciBusId()); id != "" {
-		return id
-	}
-	return fmt.Sprint("index ", g.GetIndex())
-}
+// unansweredPrefix starts the UUID the control plane gives a GPU that did
+// not answer the agent, whose own UUID is unknown.
+const unansweredPrefix = "unanswered-gpu"
+
+func isUnanswered(g *fleetv1.Gpu) bool { return strings.HasPrefix(g.GetUuid(), unansweredPrefix) }
 
 // delivery is how agents must fetch their commands.
 func (f *Fleet) delivery() nodev1.CommandDelivery {

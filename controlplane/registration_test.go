@@ -275,6 +275,58 @@ func TestReplacedGPUIsRetired(t *testing.T) {
 	}
 }
 
+// TestUnansweredGPUIsLost: a GPU NVML counts but that does not answer the
+// agent is a lost GPU even on the node's first registration, once; when it
+// answers again it takes its own place.
+func TestUnansweredGPUIsLost(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	inv := gpus(2)
+	inv[0].PciBusId, inv[1].PciBusId = "00000000:18:00.0", "00000000:19:00.0"
+	unanswered := []*nodev1.UnansweredGpu{{Index: 1, Reason: "nvmlDeviceGetUUID: GPU is lost"}}
+	for range 2 { // the agent restarts; nothing new is said
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: inv[:1], UnansweredGpus: unanswered, BootId: "boot-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := h.get("n1")
+	n := d.GetNode()
+	if n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY || len(n.GetGpus()) != 2 || !n.GetGpus()[1].GetLost() {
+		t.Fatalf("health %s, GPUs %v", n.GetHealth(), n.GetGpus())
+	}
+	if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+		t.Fatalf("not auto-cordoned: %s", n.GetLifecycle())
+	}
+	lost := 0
+	for _, e := range d.GetEvents() {
+		if e.GetKind() == fleetv1.EventKind_EVENT_KIND_GPU_LOST {
+			lost++
+			if e.GetGpuIndex() != 1 || !strings.Contains(e.GetMessage(), "GPU is lost") {
+				t.Fatalf("event %v", e)
+			}
+		}
+	}
+	if lost != 1 {
+		t.Fatalf("%d gpu-lost events, want 1", lost)
+	}
+	// After a reboot it answers again.
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: inv, BootId: "boot-2"}); err != nil {
+		t.Fatal(err)
+	}
+	h.healthyReport("n1", 2)
+	d = h.get("n1")
+	n = d.GetNode()
+	if n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY || len(n.GetGpus()) != 2 || n.GetGpus()[1].GetUuid() != "GPU-0001" {
+		t.Fatalf("after it answered: %s, GPUs %v", n.GetHealth(), n.GetGpus())
+	}
+	if e := d.GetEvents()[0]; e.GetKind() != fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED || !strings.Contains(e.GetMessage(), "answers again") {
+		t.Fatalf("no event tells it answers again: %v", d.GetEvents())
+	}
+
+	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n2", Gpus: gpus(1), UnansweredGpus: []*nodev1.UnansweredGpu{{Index: 0}}})
+	wantCode(t, err, codes.InvalidArgument, "gpus[0].index")
+}
+
 // TestReRegistrationReplacesLabels: a label the agent no longer sends is
 // gone, so label filters never find a node by a stale label.
 func TestReRegistrationReplacesLabels(t *testing.T) {

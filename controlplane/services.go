@@ -37,7 +37,7 @@ func (s *nodeService) RegisterNode(ctx context.Context, req *nodev1.RegisterNode
 	if err := checkLabels("labels", req.GetLabels()); err != nil {
 		return nil, err
 	}
-	if err := checkInventory(req.GetGpus()); err != nil {
+	if err := checkInventory(req.GetGpus(), req.GetUnansweredGpus()); err != nil {
 		return nil, err
 	}
 	return s.fleet.Register(ctx, req)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
 // Size limits of the API. docs/api.md lists them; changing one here means
@@ -140,12 +141,26 @@ func checkEnum[E ~int32](field string, v E, names map[int32]string, allowZero bo
 	return nil
 }
 
-// checkInventory validates a registration's GPUs.
-func checkInventory(gpus []*fleetv1.Gpu) error {
-	if len(gpus) > MaxGPUs {
-		return invalid("gpus", "has %d GPUs; the limit is %d", len(gpus), MaxGPUs)
+// checkInventory validates a registration's GPUs, those that answered and
+// those that did not.
+func checkInventory(gpus []*fleetv1.Gpu, unanswered []*nodev1.UnansweredGpu) error {
+	if len(gpus)+len(unanswered) > MaxGPUs {
+		return invalid("gpus", "has %d GPUs; the limit is %d", len(gpus)+len(unanswered), MaxGPUs)
 	}
 	indexes := make(map[uint32]bool)
+	for i, g := range unanswered {
+		f := fmt.Sprintf("unanswered_gpus[%d]", i)
+		if g.GetIndex() >= MaxGPUs {
+			return invalid(f+".index", "%d is not below %d", g.GetIndex(), MaxGPUs)
+		}
+		if indexes[g.GetIndex()] {
+			return invalid(f+".index", "%d appears twice", g.GetIndex())
+		}
+		indexes[g.GetIndex()] = true
+		if err := checkText(f+".reason", g.GetReason(), MaxShortText, false); err != nil {
+			return err
+		}
+	}
 	uuids := make(map[string]bool)
 	for i, g := range gpus {
 		f := fmt.Sprintf("gpus[%d]", i)
@@ -158,6 +173,9 @@ func checkInventory(gpus []*fleetv1.Gpu) error {
 		indexes[g.GetIndex()] = true
 		if g.GetUuid() == "" {
 			return invalid(f+".uuid", "is required")
+		}
+		if strings.HasPrefix(g.GetUuid(), unansweredPrefix) {
+			return invalid(f+".uuid", "%q is reserved for GPUs that do not answer", g.GetUuid())
 		}
 		if uuids[g.GetUuid()] {
 			return invalid(f+".uuid", "%q appears twice", g.GetUuid())

@@ -78,6 +78,11 @@ func TestGetCommands(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "GPU has fallen off the bus") || !strings.Contains(out, "drain, reboot node") || !strings.Contains(out, "CORDON") {
 		t.Fatalf("get node: %d\n%s", code, out)
 	}
+	// GPUs without metrics show "-", never a zero that reads as measured.
+	code, out, _ = navarch(t, "--server", addr, "get", "node", "gpu-1")
+	if code != ExitOK || !regexp.MustCompile(`(?m)^\s+0\s+\S+\s+-\s+-\s+-\s+-/`).MatchString(out) || strings.Contains(out, " 0%") {
+		t.Fatalf("get node without metrics: %d\n%s", code, out)
+	}
 	code, out, _ = navarch(t, "--server", addr, "get", "events", "--min-health", "unhealthy")
 	if code != ExitOK || !strings.Contains(out, "XID 79") || !strings.Contains(out, "gpu-2") {
 		t.Fatalf("get events: %d\n%s", code, out)

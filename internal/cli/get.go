@@ -129,10 +129,10 @@ func getNodes(ctx context.Context, server string, args []string, env Env) error 
 	fmt.Fprintln(tw, "NODE\tLIFECYCLE\tHEALTH\tREACH\tGPUS\tUTIL\tHOT\tSEEN\tLABELS")
 	for _, n := range all.GetNodes() {
 		util, hot := "-", "-"
-		if u, ok := display.Utilization(n.GetSamples()); ok {
+		if u, ok := display.Utilization(n.GetSamples()); ok && reachable(n) {
 			util = fmt.Sprintf("%d%%", u)
 		}
-		if h, ok := display.Hottest(n.GetSamples()); ok {
+		if h, ok := display.Hottest(n.GetSamples()); ok && reachable(n) {
 			hot = fmt.Sprintf("%d°C", h)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetNodeId(), display.Lifecycle(n.GetLifecycle()),
@@ -233,9 +233,21 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 		if g.GetLost() {
 			health = "LOST"
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%d%%\t%d°C\t%dW\t%s/%s\t%s\t%s\n", g.GetIndex(), health, m.GetUtilizationGpuPercent(),
-			m.GetTemperatureCelsius(), m.GetPowerUsageMilliwatts()/1000, display.Bytes(m.GetMemoryUsedBytes()),
-			display.Bytes(g.GetMemoryTotalBytes()), g.GetUuid(), orDash(g.GetHealthCause()))
+		// Without current metrics (a lost GPU, an unreachable node, none
+		// reported yet) the figures are "-": a zero would read as measured.
+		util, temp, power, used := "-", "-", "-", "-"
+		if m != nil && !g.GetLost() && reachable(n) {
+			util = fmt.Sprintf("%d%%", m.GetUtilizationGpuPercent())
+			temp = fmt.Sprintf("%d°C", m.GetTemperatureCelsius())
+			power = fmt.Sprintf("%dW", m.GetPowerUsageMilliwatts()/1000)
+			used = display.Bytes(m.GetMemoryUsedBytes())
+		}
+		total := "-"
+		if g.GetMemoryTotalBytes() > 0 {
+			total = display.Bytes(g.GetMemoryTotalBytes())
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\n", g.GetIndex(), health, util, temp, power, used, total,
+			g.GetUuid(), orDash(g.GetHealthCause()))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -252,6 +264,12 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 			display.Age(c.GetUpdatedAt().AsTime(), now), orDash(firstLine(c.GetMessage())))
 	}
 	return tw.Flush()
+}
+
+// reachable reports whether the node's last report can be shown as current.
+func reachable(n *fleetv1.Node) bool {
+	r := n.GetReachability()
+	return r == fleetv1.Reachability_REACHABILITY_ONLINE || r == fleetv1.Reachability_REACHABILITY_STALE
 }
 
 func firstLine(s string) string {
