@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,6 +208,10 @@ func NewFleet(ctx context.Context, o FleetOptions) (*Fleet, error) {
 		if !ns.storedSeen.IsZero() {
 			n.LastHeartbeatAt = timestamppb.New(ns.storedSeen)
 		}
+		// A timed-out provision whose instance was still being stopped is
+		// stopped again.
+		ns.unprovision = n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED &&
+			n.GetInstanceId() != "" && strings.Contains(n.GetLifecycleReason(), stoppingInstance)
 		f.nodes[n.GetNodeId()] = ns
 		count(f.totals, n, ns.reachability(), 1)
 	}

@@ -92,6 +92,22 @@ func (w *watcher) miss(nodes map[*nodeState]struct{}) {
 	}
 }
 
+// missed returns the heartbeat batches w missed, built from the nodes'
+// current state, once w has taken everything queued for it, and the
+// revision they carry. The queue is checked and the revision read under
+// the hub lock, so no change at or below that revision still waits in the
+// queue: a client resuming from it misses nothing.
+func (h *hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
+	h.mu.Lock()
+	if len(w.ch) > 0 {
+		h.mu.Unlock()
+		return 0, nil
+	}
+	rev := h.rev
+	h.mu.Unlock()
+	return rev, w.takeMissed()
+}
+
 // takeMissed returns the heartbeat batches the watcher missed, built from
 // the nodes' current state, and forgets them.
 func (w *watcher) takeMissed() []*controlplanev1.HeartbeatBatch {

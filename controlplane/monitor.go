@@ -250,6 +250,10 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 	}
 }
 
+// stoppingInstance marks the reason of a failed provision whose instance
+// is still to be stopped; a restart picks the work up from it.
+const stoppingInstance = "stopping its instance "
+
 // provisionTimedOut fails a provision whose agent never registered and
 // has its instance stopped, which would otherwise run on unseen.
 func (f *Fleet) provisionTimedOut(ctx context.Context, n *fleetv1.Node) {
@@ -263,7 +267,7 @@ func (f *Fleet) provisionTimedOut(ctx context.Context, n *fleetv1.Node) {
 		if n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING {
 			return nil // the agent registered meanwhile, or a pass got there first
 		}
-		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED, reason+"; stopping its instance "+n.GetInstanceId(), now)
+		setLifecycle(n, fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED, reason+"; "+stoppingInstance+n.GetInstanceId(), now)
 		ns.unprovision, failed = true, true
 		return nil
 	})
@@ -305,23 +309,26 @@ func (f *Fleet) unprovision(ctx context.Context, ns *nodeState) {
 	go func() {
 		defer f.wg.Done()
 		stopErr := p.Terminate(ctx, inst)
+		// The flags change on their own, so a failed save of the reason
+		// below cannot undo them; after a restart a reason still saying
+		// "stopping" has the stop done again, which succeeds.
+		ns.mu.Lock()
+		ns.stopping = false
+		ns.unprovision = ns.unprovision && stopErr != nil
+		ns.mu.Unlock()
+		if stopErr != nil {
+			f.log.Warn("could not stop the instance of a failed provision; will retry", "node", inst.NodeID, "provider", p.Name(), "err", stopErr)
+			return
+		}
 		_, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
-			ns.stopping = false
-			if stopErr != nil {
-				return nil
-			}
-			ns.unprovision = false
-			n.LifecycleReason = strings.Replace(n.GetLifecycleReason(), "stopping its instance "+inst.InstanceID, "instance "+inst.InstanceID+" stopped", 1)
+			n.LifecycleReason = strings.Replace(n.GetLifecycleReason(), stoppingInstance+inst.InstanceID, "instance "+inst.InstanceID+" stopped", 1)
 			return nil
 		})
-		switch {
-		case stopErr != nil:
-			f.log.Warn("could not stop the instance of a failed provision; will retry", "node", inst.NodeID, "provider", p.Name(), "err", stopErr)
-		case err != nil:
+		if err != nil {
 			f.log.Warn("recording a stopped instance", "node", inst.NodeID, "err", err)
-		default:
-			f.log.Info("instance of a failed provision stopped", "node", inst.NodeID, "provider", p.Name())
+			return
 		}
+		f.log.Info("instance of a failed provision stopped", "node", inst.NodeID, "provider", p.Name())
 	}()
 }
 
@@ -330,8 +337,13 @@ func (f *Fleet) unprovision(ctx context.Context, ns *nodeState) {
 func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p Provider) {
 	n := ns.node.Load()
 	err := p.Terminate(ctx, Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId()})
+	// Cleared on its own, so that a failed save below cannot leave it set:
+	// the next pass then stops the instance again (stopping a stopped
+	// instance succeeds) and records it.
+	ns.mu.Lock()
+	ns.stopping = false
+	ns.mu.Unlock()
 	_, opErr := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
-		ns.stopping = false
 		if err != nil || n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING {
 			return nil
 		}

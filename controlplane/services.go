@@ -370,16 +370,12 @@ func (s *operatorService) WatchFleet(req *controlplanev1.WatchFleetRequest, stre
 			if err := stream.Send(m); err != nil {
 				return err
 			}
-			if len(ch) == 0 {
-				if err := s.sendMissed(stream, w); err != nil {
-					return err
-				}
+			if err := s.sendMissed(stream, w); err != nil {
+				return err
 			}
 		case <-w.kick:
-			if len(ch) == 0 {
-				if err := s.sendMissed(stream, w); err != nil {
-					return err
-				}
+			if err := s.sendMissed(stream, w); err != nil {
+				return err
 			}
 		case <-lagged:
 			f.log.Warn("watcher fell behind; resyncing it")
@@ -399,11 +395,7 @@ func (s *operatorService) WatchFleet(req *controlplanev1.WatchFleetRequest, stre
 // sendMissed sends the latest state of the nodes whose heartbeat batches
 // the watcher missed while it was behind on them.
 func (s *operatorService) sendMissed(stream controlplanev1.ControlPlaneService_WatchFleetServer, w *watcher) error {
-	batches := w.takeMissed()
-	if len(batches) == 0 {
-		return nil
-	}
-	rev := s.fleet.hub.revision()
+	rev, batches := s.fleet.hub.missed(w)
 	for _, b := range batches {
 		if err := stream.Send(&controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}); err != nil {
 			return err

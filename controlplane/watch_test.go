@@ -193,8 +193,21 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 	if n := heartbeatBatches(); n != 1 {
 		t.Fatalf("%d heartbeat batches were queued, want the first round's one", n)
 	}
+	// Missed heartbeats wait while a change is queued: they carry the
+	// current revision, and a client resuming from it must not skip that
+	// change.
+	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, b := f.hub.missed(w); b != nil {
+		t.Fatal("missed heartbeats handed out ahead of a queued change")
+	}
+	heartbeatBatches()
 	// Now its queue is empty: the missed nodes come with their latest state.
-	missed := w.takeMissed()
+	rev, missed := f.hub.missed(w)
+	if rev != f.hub.revision() {
+		t.Fatalf("missed heartbeats carry revision %d, want %d", rev, f.hub.revision())
+	}
 	got := map[string]uint32{}
 	for _, b := range missed {
 		for _, hb := range b.GetHeartbeats() {
