@@ -548,6 +548,9 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 				// The signal repeated: its repeat remedy replaces the rule's.
 				f.Remedy = ev.GetRemedy()
 				f.Escalated = true
+				if resetOrReboot(f.GetRemedy()) && !f.GetAwaitsRemedy() {
+					p.joinEpisode(gpu, f, ev)
+				}
 			case f.GetEscalated() && ev.GetRemedy() != f.GetRemedy():
 				ev.Remedy = f.GetRemedy()
 				ev.Escalated = true
@@ -570,34 +573,34 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 		Escalated: ev.GetEscalated(),
 	}
 	if resetOrReboot(f.GetRemedy()) {
-		// Faults raised while the GPU already awaits a reset or reboot
-		// (XID 48 with its ECC count and pending remap, XID 79 with the
-		// lost GPU) are one episode: one remedy answers them all.
-		if !gpu.GetAwaitingRemedy() {
-			gpu.RemedyEpisodes++
-			gpu.AwaitingRemedy = true
-		}
-		if int(gpu.RemedyEpisodes) > p.escalateAfter {
-			f.Remedy = p.escalateRemedy
-			f.Escalated = true
-			f.Cause = fmt.Sprintf("%s; recurred after %d remedies", f.Cause, gpu.RemedyEpisodes-1)
-			ev.Remedy = f.Remedy
-			ev.Cause = f.Cause
-			ev.Escalated = true
-		}
+		p.joinEpisode(gpu, f, ev)
 	}
 	gpu.Faults = append(gpu.Faults, f)
 }
 
-func resetOrReboot(r fleetv1.Remedy) bool {
-	return r == fleetv1.Remedy_REMEDY_RESET_GPU || r == fleetv1.Remedy_REMEDY_REBOOT_NODE
+// joinEpisode makes f, which asks for a GPU reset or a node reboot, part of
+// the GPU's remedy episode, opening one if none is open: faults raised
+// while the GPU already awaits a reset or reboot (XID 48 with its ECC count
+// and pending remap, XID 79 with the lost GPU) are one episode, answered by
+// one remedy. Past the policy's limit the remedy escalates.
+func (p *Policy) joinEpisode(gpu *fleetv1.Gpu, f *fleetv1.Fault, ev *fleetv1.HealthEvent) {
+	f.AwaitsRemedy = true
+	if !gpu.GetAwaitingRemedy() {
+		gpu.RemedyEpisodes++
+		gpu.AwaitingRemedy = true
+	}
+	if int(gpu.RemedyEpisodes) > p.escalateAfter {
+		f.Remedy = p.escalateRemedy
+		f.Escalated = true
+		f.Cause = fmt.Sprintf("%s; needed a reset or reboot %d times", f.Cause, gpu.RemedyEpisodes)
+		ev.Remedy = f.Remedy
+		ev.Cause = f.Cause
+		ev.Escalated = true
+	}
 }
 
-// needsRemedy reports whether the policy asks a GPU reset or a node reboot
-// for f, whatever its escalation made of the remedy since.
-func (p *Policy) needsRemedy(f *fleetv1.Fault) bool {
-	rule, ok := p.ruleFor(&fleetv1.HealthEvent{Kind: f.GetKind(), Xid: f.GetXid()})
-	return ok && resetOrReboot(rule.Remedy)
+func resetOrReboot(r fleetv1.Remedy) bool {
+	return r == fleetv1.Remedy_REMEDY_RESET_GPU || r == fleetv1.Remedy_REMEDY_REBOOT_NODE
 }
 
 func (p *Policy) clear(gpu *fleetv1.Gpu, k faultKey) bool {
@@ -782,7 +785,7 @@ func (p *Policy) Rollup(gpu *fleetv1.Gpu) {
 	sort.SliceStable(gpu.Faults, func(i, j int) bool {
 		return Rank(gpu.Faults[i].GetHealth()) > Rank(gpu.Faults[j].GetHealth())
 	})
-	if !slices.ContainsFunc(gpu.Faults, p.needsRemedy) {
+	if !slices.ContainsFunc(gpu.Faults, (*fleetv1.Fault).GetAwaitsRemedy) {
 		// The last fault awaiting a reset or reboot cleared: a remedy was
 		// applied, and the next such fault starts a new episode.
 		gpu.AwaitingRemedy = false

@@ -363,6 +363,36 @@ func TestEpisodesBesideOtherFaults(t *testing.T) {
 	}
 }
 
+// TestRepeatAskingForAResetJoinsTheEpisode: a rule whose repeat asks for a
+// reset opens an episode from then on, and a fault that follows joins it
+// rather than counting the same reset twice.
+func TestRepeatAskingForAResetJoinsTheEpisode(t *testing.T) {
+	p, err := Parse([]byte("xids:\n  - codes: [13]\n    meaning: graphics exception\n    health: HEALTHY\n    remedy: CHECK_APPLICATION\n    repeat: {count: 2, window: 1h, health: DEGRADED, remedy: RESET_GPU}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGPU()
+	rep := &Repeats{}
+	p.Judge(g, xid(13), rep, t0)
+	p.Judge(g, xid(13), rep, t0)
+	if g.GetRemedyEpisodes() != 1 || !g.GetAwaitingRemedy() || g.GetRemedy() != fleetv1.Remedy_REMEDY_RESET_GPU {
+		t.Fatalf("repeated XID 13: episodes %d, awaiting %t, remedy %s", g.GetRemedyEpisodes(), g.GetAwaitingRemedy(), g.GetRemedy())
+	}
+	p.Judge(g, xid(48), &Repeats{}, t0)
+	if g.GetRemedyEpisodes() != 1 {
+		t.Fatalf("XID 48 while a reset is awaited counted %d episodes", g.GetRemedyEpisodes())
+	}
+	// Three episodes: the cause says how many times a reset or reboot was
+	// needed, not that remedies were applied.
+	for range 2 {
+		p.ClearAfterReboot(g, t0)
+		p.Judge(g, xid(48), &Repeats{}, t0)
+	}
+	if c := g.GetHealthCause(); !strings.Contains(c, "needed a reset or reboot 3 times") {
+		t.Fatalf("cause %q", c)
+	}
+}
+
 // TestRepeatChangesRemedy: XID 32 and XID 74 suggest inspecting the
 // hardware when they come back within a day (§4: "inspect if repeated").
 func TestRepeatChangesRemedy(t *testing.T) {
