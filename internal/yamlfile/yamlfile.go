@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -27,11 +29,11 @@ func Decode(b []byte, out any) error {
 	if yaml.Unmarshal(b, &root) != nil {
 		return err
 	}
-	keys := map[int]string{}
-	index(&root, "", keys)
+	paths := map[int][][]string{}
+	index(&root, nil, paths)
 	return errors.New(lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
 		n, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
-		if k, ok := keys[n]; ok {
+		if k := name(paths[n]); k != "" {
 			return fmt.Sprintf("line %d: %s:", n, k)
 		}
 		return m
@@ -40,47 +42,74 @@ func Decode(b []byte, out any) error {
 
 var lineRE = regexp.MustCompile(`line (\d+):`)
 
-// index records, for each line that holds a key or a sequence item, the
-// path of the innermost one there, or of the mapping whose several keys
-// share the line.
-func index(n *yaml.Node, path string, keys map[int]string) {
+// index records, for each line, the paths of the keys and sequence items
+// on it, a path being its segments ("xids", "[0]", "repeat").
+func index(n *yaml.Node, path []string, paths map[int][][]string) {
+	at := func(line int, p []string) { paths[line] = append(paths[line], p) }
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			index(c, path, keys)
+			index(c, path, paths)
 		}
 	case yaml.MappingNode:
-		// A line with several keys of this mapping ({count: 2, window: 1h})
-		// is named by the mapping: the error's line cannot say which key.
-		perLine := map[int]int{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			perLine[n.Content[i].Line]++
-		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
+			p := append(slices.Clip(path), k.Value)
+			at(k.Line, p)
+			if v.Line != k.Line && v.Kind == yaml.ScalarNode {
+				at(v.Line, p) // key:\n  value
 			}
-			if perLine[k.Line] > 1 && path != "" {
-				keys[k.Line] = path
-			} else {
-				keys[k.Line] = p
-			}
-			if v.Line != k.Line {
-				keys[v.Line] = p
-			}
-			index(v, p, keys)
+			index(v, p, paths)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			// Items of a flow sequence ([a, b]) share its line, which
-			// keeps the name of its key.
-			if n.Style&yaml.FlowStyle == 0 {
-				keys[c.Line] = p
+			p := append(slices.Clip(path), fmt.Sprintf("[%d]", i))
+			// An item of a flow sequence on its key's line ([a, b]) goes
+			// by the key's name; one on a line of its own by its own.
+			if n.Style&yaml.FlowStyle == 0 || c.Line != n.Line {
+				at(c.Line, p)
 			}
-			index(c, p, keys)
+			index(c, p, paths)
 		}
 	}
+}
+
+// name picks what a line's error concerns: the deepest path when the
+// paths on the line are nested in one another (- codes: [x] is
+// rules[0].codes[0]), else the part they share ({count: x, window: 1h} is
+// xids[0].repeat): the error's line cannot say which key it meant.
+func name(ps [][]string) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	deepest := ps[0]
+	for _, p := range ps[1:] {
+		if len(p) > len(deepest) {
+			deepest = p
+		}
+	}
+	chain := true
+	for _, p := range ps {
+		chain = chain && slices.Equal(p, deepest[:len(p)])
+	}
+	pick := deepest
+	if !chain {
+		n := len(deepest)
+		for _, p := range ps {
+			i := 0
+			for i < len(p) && i < n && p[i] == deepest[i] {
+				i++
+			}
+			n = i
+		}
+		pick = deepest[:n]
+	}
+	var sb strings.Builder
+	for _, seg := range pick {
+		if sb.Len() > 0 && !strings.HasPrefix(seg, "[") {
+			sb.WriteByte('.')
+		}
+		sb.WriteString(seg)
+	}
+	return sb.String()
 }
