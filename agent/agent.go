@@ -620,26 +620,29 @@ func (a *Agent) retryAfter(ctx context.Context, d time.Duration) error {
 	a.upMu.Lock()
 	up := a.up
 	a.upMu.Unlock()
-	t := a.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.Chan():
-		return nil
-	case <-up:
+	woken, err := wait(ctx, a.clock, d, up)
+	if !woken || err != nil {
+		return err
 	}
 	return sleep(ctx, a.clock, rand.N(reconnectSpread))
 }
 
 func sleep(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
+	_, err := wait(ctx, clock, d, nil)
+	return err
+}
+
+// wait waits d, or until wake is closed (woken), or until ctx ends.
+func wait(ctx context.Context, clock clockwork.Clock, d time.Duration, wake <-chan struct{}) (woken bool, err error) {
 	t := clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-t.Chan():
-		return nil
+		return false, nil
+	case <-wake:
+		return true, nil
 	}
 }
 

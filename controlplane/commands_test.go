@@ -16,7 +16,7 @@ import (
 // TestLongPollReturnsWhenCommandQueued: a poll waiting for up to a minute
 // returns as soon as an operator queues a command.
 func TestLongPollReturnsWhenCommandQueued(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.CommandPollTimeout = Duration{time.Minute} }))
+	h := newHarness(t, withConfig(func(c *Config) { c.CommandPollTimeout = Duration{Duration: time.Minute} }))
 	ctx := ctxT(t)
 	h.register("n1", 1)
 	got := make(chan *nodev1.GetNodeCommandsResponse, 1)

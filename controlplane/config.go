@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/navarch/navarch/internal/yamlfile"
 )
 
@@ -96,17 +94,7 @@ type AutoCordonConfig struct {
 }
 
 // Duration is a time.Duration written as "10s" in YAML.
-type Duration struct{ time.Duration }
-
-// UnmarshalYAML reads a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use e.g. 10s, 5m)", n.Line, n.Value)
-	}
-	d.Duration = v
-	return nil
-}
+type Duration = yamlfile.Duration
 
 // Defaults returns the configuration used where nothing else is set.
 func Defaults() Config {
@@ -115,18 +103,18 @@ func Defaults() Config {
 		Listen:               "127.0.0.1:50051",
 		DataDir:              DefaultDataDir(),
 		LogLevel:             "info",
-		HeartbeatInterval:    Duration{10 * time.Second},
-		HealthReportInterval: Duration{30 * time.Second},
-		CommandPollTimeout:   Duration{30 * time.Second},
+		HeartbeatInterval:    Duration{Duration: 10 * time.Second},
+		HealthReportInterval: Duration{Duration: 30 * time.Second},
+		CommandPollTimeout:   Duration{Duration: 30 * time.Second},
 		CommandDelivery:      "long_poll",
-		StaleAfter:           Duration{30 * time.Second},
-		OfflineAfter:         Duration{90 * time.Second},
-		ProvisionTimeout:     Duration{5 * time.Minute},
-		TerminatedRetention:  Duration{time.Hour},
-		EventRetention:       Duration{7 * 24 * time.Hour},
+		StaleAfter:           Duration{Duration: 30 * time.Second},
+		OfflineAfter:         Duration{Duration: 90 * time.Second},
+		ProvisionTimeout:     Duration{Duration: 5 * time.Minute},
+		TerminatedRetention:  Duration{Duration: time.Hour},
+		EventRetention:       Duration{Duration: 7 * 24 * time.Hour},
 		EventsPerNode:        500,
 		CommandsPerNode:      200,
-		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{5 * time.Minute}},
+		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{Duration: 5 * time.Minute}},
 		WatchBuffer:          65536,
 		WatchReplay:          16384,
 		LocalProvider:        LocalProviderConfig{MaxNodes: 200},

@@ -48,7 +48,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	h := &harness{t: t, dir: t.TempDir(), cfg: Defaults()}
 	h.cfg.Listen = "127.0.0.1:0"
 	h.cfg.DataDir = h.dir
-	h.cfg.CommandPollTimeout = Duration{5 * time.Second}
+	h.cfg.CommandPollTimeout = Duration{Duration: 5 * time.Second}
 	for _, o := range opts {
 		o(h)
 	}

@@ -50,7 +50,7 @@ func TestServerRegistersBothServicesHealthAndReflection(t *testing.T) {
 }
 
 func TestRegisterHeartbeatAndList(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.HeartbeatInterval = Duration{3 * time.Second} }))
+	h := newHarness(t, withConfig(func(c *Config) { c.HeartbeatInterval = Duration{Duration: 3 * time.Second} }))
 	ctx := ctxT(t)
 	resp := h.register("gpu-node-1", 8)
 	if resp.GetHeartbeatInterval().AsDuration() != 3*time.Second || resp.GetHealthReportInterval().AsDuration() != 30*time.Second {

@@ -17,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/navarch/navarch/internal/yamlfile"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -127,16 +125,7 @@ type escalation struct {
 	Remedy        string `yaml:"remedy"`
 }
 
-type duration struct{ time.Duration }
-
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use e.g. 10m, 1h)", n.Line, n.Value)
-	}
-	d.Duration = v
-	return nil
-}
+type duration = yamlfile.Duration
 
 // Default returns the embedded default policy.
 func Default() *Policy {

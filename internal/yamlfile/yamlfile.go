@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -112,4 +113,18 @@ func name(ps [][]string) string {
 		sb.WriteString(seg)
 	}
 	return sb.String()
+}
+
+// Duration is a time.Duration written as a Go duration string ("10s",
+// "5m") in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 10s, 5m, 1h)", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
 }

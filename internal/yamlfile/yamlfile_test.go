@@ -1,24 +1,12 @@
 package yamlfile
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
-type dur struct{ time.Duration }
-
-func (d *dur) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration", n.Line, n.Value)
-	}
-	d.Duration = v
-	return nil
-}
+type dur = Duration
 
 type conf struct {
 	Name  string `yaml:"name"`
