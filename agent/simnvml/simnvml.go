@@ -182,10 +182,17 @@ func (b *Backend) Stop() {
 // Device returns simulated GPU i, for tests that steer it directly.
 func (b *Backend) Device(i int) *Device { return b.devices[i] }
 
-// Schedule injects a fault after its delay. A fault for a GPU the node
-// does not have is ignored.
+// Schedule injects a fault after its delay. A condition without a delay
+// (a lost GPU, a link down, a hot GPU…) is there from the start, before
+// anything reads the GPUs; an XID is an event and always comes later, to
+// whoever listens by then. A fault for a GPU the node does not have is
+// ignored.
 func (b *Backend) Schedule(f faultspec.Spec) {
 	if f.GPU >= len(b.devices) {
+		return
+	}
+	if f.Delay <= 0 && f.Kind != faultspec.XID {
+		b.Inject(f)
 		return
 	}
 	b.after(f.Delay, func() { b.Inject(f) })
