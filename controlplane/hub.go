@@ -99,7 +99,8 @@ func (w *watcher) miss(nodes map[*nodeState]struct{}) {
 // queue: a client resuming from it misses nothing.
 func (h *hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
 	h.mu.Lock()
-	if len(w.ch) > 0 {
+	if len(w.ch) > 0 || w.behind {
+		// Behind, it dropped changes the revision would claim it had.
 		h.mu.Unlock()
 		return 0, nil
 	}

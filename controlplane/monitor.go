@@ -309,22 +309,20 @@ func (f *Fleet) unprovision(ctx context.Context, ns *nodeState) {
 	go func() {
 		defer f.wg.Done()
 		stopErr := p.Terminate(ctx, inst)
-		// The flags change on their own, so a failed save of the reason
-		// below cannot undo them; after a restart a reason still saying
-		// "stopping" has the stop done again, which succeeds.
-		ns.mu.Lock()
-		ns.stopping = false
-		ns.unprovision = ns.unprovision && stopErr != nil
-		ns.mu.Unlock()
 		if stopErr != nil {
+			clearStopping(ns)
 			f.log.Warn("could not stop the instance of a failed provision; will retry", "node", inst.NodeID, "provider", p.Name(), "err", stopErr)
 			return
 		}
 		_, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
+			ns.stopping, ns.unprovision = false, false
 			n.LifecycleReason = strings.Replace(n.GetLifecycleReason(), stoppingInstance+inst.InstanceID, "instance "+inst.InstanceID+" stopped", 1)
 			return nil
 		})
 		if err != nil {
+			// The stop is not recorded: the next pass stops the instance
+			// again (which succeeds) and records it.
+			clearStopping(ns)
 			f.log.Warn("recording a stopped instance", "node", inst.NodeID, "err", err)
 			return
 		}
@@ -337,19 +335,20 @@ func (f *Fleet) unprovision(ctx context.Context, ns *nodeState) {
 func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p Provider) {
 	n := ns.node.Load()
 	err := p.Terminate(ctx, Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId()})
-	// Cleared on its own, so that a failed save below cannot leave it set:
-	// the next pass then stops the instance again (stopping a stopped
-	// instance succeeds) and records it.
-	ns.mu.Lock()
-	ns.stopping = false
-	ns.mu.Unlock()
 	_, opErr := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		ns.stopping = false
 		if err != nil || n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING {
 			return nil
 		}
 		markTerminated(ns, n, c, "terminated: instance stopped by "+p.Name(), now)
 		return nil
 	})
+	if opErr != nil {
+		// A failed save restored the flag: clear it, so the next pass stops
+		// the instance again (stopping a stopped instance succeeds) and
+		// records it.
+		clearStopping(ns)
+	}
 	switch {
 	case err != nil:
 		f.log.Warn("provider could not stop instance; will retry", "node", n.GetNodeId(), "provider", p.Name(), "err", err)
@@ -358,6 +357,14 @@ func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p Provider) {
 	default:
 		f.log.Info("node terminated", "node", n.GetNodeId(), "provider", p.Name())
 	}
+}
+
+// clearStopping ends a provider stop that was not recorded, so a later
+// pass tries again.
+func clearStopping(ns *nodeState) {
+	ns.mu.Lock()
+	ns.stopping = false
+	ns.mu.Unlock()
 }
 
 // remove drops a terminated node past its retention.

@@ -214,64 +214,7 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		seen[g.GetUuid()] = true
 		gpus = append(gpus, g)
 	}
-	// A new GPU in a missing GPU's slot (same PCI bus id, or same index
-	// where the missing one's bus id is unknown) replaced it: the old one
-	// is retired with its faults, or the node would read UNHEALTHY for
-	// ever. A GPU that did not answer at an earlier start is such a GPU
-	// without a bus id: when it answers, it takes its place.
-	byBus := make(map[string]*fleetv1.Gpu)
-	byIndex := make(map[uint32]*fleetv1.Gpu)
-	for _, g := range gpus {
-		if old[g.GetUuid()] == nil {
-			if bus := strings.ToLower(g.GetPciBusId()); bus != "" {
-				byBus[bus] = g
-			}
-			byIndex[g.GetIndex()] = g
-		}
-	}
-	for _, g := range n.GetGpus() {
-		if seen[g.GetUuid()] {
-			continue
-		}
-		by := byIndex[g.GetIndex()]
-		if bus := strings.ToLower(g.GetPciBusId()); bus != "" {
-			by = byBus[bus]
-		}
-		if by != nil {
-			delete(byBus, strings.ToLower(by.GetPciBusId()))
-			delete(byIndex, by.GetIndex())
-			delete(ns.repeats, by.GetIndex())
-			ev := &fleetv1.HealthEvent{
-				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED,
-				GpuIndex: int32(by.GetIndex()),
-				GpuUuid:  g.GetUuid(),
-				Time:     ts(now),
-				Health:   fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY,
-				Remedy:   fleetv1.Remedy_REMEDY_NONE,
-				Cause:    "GPU replaced",
-				Message:  fmt.Sprintf("GPU %s replaced by %s; its faults are retired", g.GetUuid(), by.GetUuid()),
-			}
-			if isUnanswered(g) {
-				ev.Cause = "GPU answers again"
-				ev.Message = fmt.Sprintf("GPU %d answers again, as %s", by.GetIndex(), by.GetUuid())
-			}
-			c.events = append(c.events, ev)
-			continue
-		}
-		// Missing: its faults stay, as the story of how it was lost.
-		if !g.GetLost() {
-			ev := &fleetv1.HealthEvent{
-				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
-				GpuIndex: int32(g.GetIndex()),
-				GpuUuid:  g.GetUuid(),
-				Time:     ts(now),
-				Message:  fmt.Sprintf("GPU %s missing from the inventory at registration", g.GetUuid()),
-			}
-			f.policy.Judge(g, ev, nil, now)
-			c.events = append(c.events, ev)
-		}
-		gpus = append(gpus, g)
-	}
+	gpus = append(gpus, f.missingGPUs(ns, n.GetGpus(), gpus, old, seen, req, rebooted, now, c)...)
 	// A GPU NVML counts but that did not answer the agent is lost; on a
 	// first registration nothing else would tell of it.
 	for _, u := range req.GetUnansweredGpus() {
@@ -302,6 +245,120 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 	n.Gpus = gpus
 	rollupNode(n)
 	return n
+}
+
+// missingGPUs handles the GPUs the node had that are not in this
+// registration, and returns those it keeps. A new GPU in a missing GPU's
+// slot replaced it: the old one is retired with its faults, or the node
+// would read UNHEALTHY for ever. Slots match by PCI bus id first, then by
+// index for GPUs whose bus id is unknown; a GPU that did not answer at an
+// earlier start (a placeholder, bus id unknown) takes any new GPU left
+// whose bus id was no other missing GPU's. The others are lost: once, and
+// again after each reboot that did not bring them back, so a GPU that a
+// reboot does not mend escalates like any other.
+func (f *Fleet) missingGPUs(ns *nodeState, had, gpus []*fleetv1.Gpu, old map[string]*fleetv1.Gpu, seen map[string]bool,
+	req *nodev1.RegisterNodeRequest, rebooted bool, now time.Time, c *change) []*fleetv1.Gpu {
+	var missing, fresh []*fleetv1.Gpu
+	missingBus := map[string]bool{}
+	for _, g := range had {
+		if !seen[g.GetUuid()] {
+			missing = append(missing, g)
+			if bus := strings.ToLower(g.GetPciBusId()); bus != "" {
+				missingBus[bus] = true
+			}
+		}
+	}
+	for _, g := range gpus {
+		if old[g.GetUuid()] == nil {
+			fresh = append(fresh, g)
+		}
+	}
+	by := map[*fleetv1.Gpu]*fleetv1.Gpu{}
+	taken := map[*fleetv1.Gpu]bool{}
+	pair := func(m *fleetv1.Gpu, ok func(nw *fleetv1.Gpu) bool) {
+		if by[m] != nil {
+			return
+		}
+		for _, nw := range fresh {
+			if !taken[nw] && ok(nw) {
+				by[m], taken[nw] = nw, true
+				return
+			}
+		}
+	}
+	bus := func(g *fleetv1.Gpu) string { return strings.ToLower(g.GetPciBusId()) }
+	for _, m := range missing {
+		if bus(m) != "" {
+			pair(m, func(nw *fleetv1.Gpu) bool { return bus(nw) == bus(m) })
+		}
+	}
+	for _, m := range missing {
+		if bus(m) == "" {
+			pair(m, func(nw *fleetv1.Gpu) bool { return nw.GetIndex() == m.GetIndex() && !missingBus[bus(nw)] })
+		}
+	}
+	for _, m := range missing {
+		if isUnanswered(m) {
+			pair(m, func(nw *fleetv1.Gpu) bool { return !missingBus[bus(nw)] })
+		}
+	}
+	reasons := map[uint32]string{}
+	for _, u := range req.GetUnansweredGpus() {
+		reasons[u.GetIndex()] = u.GetReason()
+	}
+
+	var kept []*fleetv1.Gpu
+	for _, g := range missing {
+		if nw := by[g]; nw != nil {
+			delete(ns.repeats, nw.GetIndex())
+			ev := &fleetv1.HealthEvent{
+				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED,
+				GpuIndex: int32(nw.GetIndex()),
+				GpuUuid:  g.GetUuid(),
+				Time:     ts(now),
+				Health:   fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY,
+				Remedy:   fleetv1.Remedy_REMEDY_NONE,
+				Cause:    "GPU replaced",
+				Message:  fmt.Sprintf("GPU %s replaced by %s; its faults are retired", g.GetUuid(), nw.GetUuid()),
+			}
+			if isUnanswered(g) {
+				ev.Cause = "GPU answers again"
+				ev.Message = fmt.Sprintf("GPU %d answers again, as GPU %d %s", g.GetIndex(), nw.GetIndex(), nw.GetUuid())
+			}
+			c.events = append(c.events, ev)
+			continue
+		}
+		msg := ""
+		switch {
+		case !g.GetLost():
+			msg = fmt.Sprintf("GPU %s missing from the inventory at registration", g.GetUuid())
+		case rebooted && isUnanswered(g):
+			msg = fmt.Sprintf("GPU %d still does not answer after a reboot", g.GetIndex())
+			if r := reasons[g.GetIndex()]; r != "" {
+				msg += " (" + r + ")"
+			}
+		case rebooted:
+			msg = fmt.Sprintf("GPU %s still missing after a reboot", g.GetUuid())
+		}
+		if msg != "" {
+			// Its faults stay, as the story of how it was lost; a reboot
+			// that did not bring it back was a remedy that failed.
+			if g.GetLost() {
+				f.policy.ClearAfterReboot(g, now)
+			}
+			ev := &fleetv1.HealthEvent{
+				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
+				GpuIndex: int32(g.GetIndex()),
+				GpuUuid:  g.GetUuid(),
+				Time:     ts(now),
+				Message:  msg,
+			}
+			f.policy.Judge(g, ev, nil, now)
+			c.events = append(c.events, ev)
+		}
+		kept = append(kept, g)
+	}
+	return kept
 }
 
 // unansweredPrefix starts the UUID the control plane gives a GPU that did

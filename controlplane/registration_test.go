@@ -327,6 +327,81 @@ func TestUnansweredGPUIsLost(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "gpus[0].index")
 }
 
+// TestGPUSlotsAfterEnumerationShifts: GPUs renumber when one vanishes;
+// bus ids settle who replaced whom before indexes do, and a GPU that did
+// not answer takes back whatever new GPU is left.
+func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	gpu := func(uuid string, index uint32, bus string) *fleetv1.Gpu {
+		return &fleetv1.Gpu{Index: index, Uuid: uuid, PciBusId: "00000000:" + bus + ":00.0", Name: "H100", MemoryTotalBytes: 80 << 30}
+	}
+	reg := func(id, boot string, unanswered []uint32, gs ...*fleetv1.Gpu) {
+		t.Helper()
+		var u []*nodev1.UnansweredGpu
+		for _, i := range unanswered {
+			u = append(u, &nodev1.UnansweredGpu{Index: i, Reason: "GPU is lost"})
+		}
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, BootId: boot, Gpus: gs, UnansweredGpus: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uuids := func(id string) []string {
+		var out []string
+		for _, g := range h.get(id).GetNode().GetGpus() {
+			out = append(out, g.GetUuid())
+		}
+		return out
+	}
+
+	// n1: GPU 2 does not answer. After a reboot B is gone, GPU 2 answers
+	// (as X, now GPU 1) and D moves up to GPU 2.
+	reg("n1", "boot-1", []uint32{2}, gpu("A", 0, "18"), gpu("B", 1, "19"), gpu("D", 3, "1b"))
+	reg("n1", "boot-2", nil, gpu("A", 0, "18"), gpu("X", 1, "1a"), gpu("D", 2, "1b"))
+	if got := uuids("n1"); !slices.Equal(got, []string{"A", "X", "D", "B"}) {
+		t.Fatalf("after the shift: %v, want A X D and B lost", got)
+	}
+	// B's slot gets a new board: every GPU is accounted for.
+	reg("n1", "boot-3", nil, gpu("A", 0, "18"), gpu("Y", 1, "19"), gpu("X", 2, "1a"), gpu("D", 3, "1b"))
+	if got := uuids("n1"); !slices.Equal(got, []string{"A", "Y", "X", "D"}) {
+		t.Fatalf("after B's replacement: %v", got)
+	}
+
+	// n2: a new GPU in a lost GPU's bus slot is that GPU's replacement,
+	// even at the index of a GPU that did not answer.
+	reg("n2", "boot-1", []uint32{1}, gpu("A", 0, "18"), gpu("C", 2, "19"))
+	reg("n2", "boot-2", []uint32{1}, gpu("A", 0, "18"), gpu("E", 2, "19"))
+	d := h.get("n2")
+	found := false
+	for _, e := range d.GetEvents() {
+		found = found || strings.Contains(e.GetMessage(), "GPU C replaced by E")
+	}
+	if got := uuids("n2"); !found || !slices.Equal(got, []string{"A", "E", unansweredPrefix + "1"}) {
+		t.Fatalf("n2: %v, replaced event %t", got, found)
+	}
+}
+
+// TestLostGPUEscalatesAcrossReboots: a GPU that reboots do not bring back
+// needs a reboot again each time, and the third time the remedy is to
+// inspect the hardware.
+func TestLostGPUEscalatesAcrossReboots(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	for i, inv := range [][]*fleetv1.Gpu{gpus(2), gpus(1), gpus(1), gpus(1)} {
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: inv, BootId: fmt.Sprint("boot-", i)}); err != nil {
+			t.Fatal(err)
+		}
+		n := h.get("n1").GetNode()
+		want := fleetv1.Remedy_REMEDY_REBOOT_NODE
+		if i == 3 {
+			want = fleetv1.Remedy_REMEDY_INSPECT_HARDWARE
+		}
+		if i > 0 && (n.GetRemedy() != want || n.GetGpus()[1].GetRemedyEpisodes() != uint32(i)) {
+			t.Fatalf("registration %d: remedy %s, episodes %d", i, n.GetRemedy(), n.GetGpus()[1].GetRemedyEpisodes())
+		}
+	}
+}
+
 // TestReRegistrationReplacesLabels: a label the agent no longer sends is
 // gone, so label filters never find a node by a stale label.
 func TestReRegistrationReplacesLabels(t *testing.T) {

@@ -379,9 +379,10 @@ func (s *operatorService) WatchFleet(req *controlplanev1.WatchFleetRequest, stre
 			}
 		case <-lagged:
 			f.log.Warn("watcher fell behind; resyncing it")
+			// No revision: the watcher dropped changes, and one that resumes
+			// before the snapshot arrives must resume from what it had.
 			if err := stream.Send(&controlplanev1.WatchFleetResponse{
-				Revision: f.hub.revision(),
-				Change:   &controlplanev1.WatchFleetResponse_Resync{Resync: &controlplanev1.Resync{Reason: "watcher fell behind"}},
+				Change: &controlplanev1.WatchFleetResponse_Resync{Resync: &controlplanev1.Resync{Reason: "watcher fell behind"}},
 			}); err != nil {
 				return err
 			}

@@ -217,6 +217,18 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 	if len(got) != 2 || got["a"] != 10+999%50 || got["b"] != 7 {
 		t.Fatalf("missed heartbeats %v, want a's and b's latest", got)
 	}
+	// A watcher that fell behind dropped changes the current revision
+	// covers: no heartbeats carry it until the resync.
+	beat("a", 5)
+	w.miss(map[*nodeState]struct{}{f.get("a"): {}})
+	f.hub.mu.Lock()
+	w.behind = true
+	f.hub.mu.Unlock()
+	if _, b := f.hub.missed(w); b != nil {
+		t.Fatal("missed heartbeats handed to a watcher that is behind")
+	}
+	f.hub.resync(w, f.all)
+	ch, _ = f.hub.queue(w)
 	// Caught up, it gets batches again.
 	beat("c", 3)
 	f.hub.flush(f)

@@ -747,8 +747,12 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 	})
 	gpu.Lost = false
 	// The reboot was the remedy: a fault raised from now on starts a new
-	// episode, even beside a level condition the reboot did not mend.
+	// episode, even beside a level condition the reboot did not mend,
+	// which no longer holds an episode open.
 	gpu.AwaitingRemedy = false
+	for _, f := range gpu.Faults {
+		f.AwaitsRemedy = false
+	}
 	if len(cleared) == 0 {
 		return nil
 	}

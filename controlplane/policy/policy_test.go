@@ -393,6 +393,30 @@ func TestRepeatAskingForAResetJoinsTheEpisode(t *testing.T) {
 	}
 }
 
+// TestConditionAfterRebootHoldsNoEpisode: a link still down after the
+// reboot that ended its episode does not keep the next one open: when an
+// XID 63 of a later episode expires, the one after counts anew.
+func TestConditionAfterRebootHoldsNoEpisode(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	down := &fleetv1.GpuMetrics{Ecc: &fleetv1.EccCounts{}, RowRemap: &fleetv1.RowRemapState{}}
+	for i := range 18 {
+		down.Nvlinks = append(down.Nvlinks, &fleetv1.NvLinkState{Link: uint32(i), Active: i > 0})
+	}
+	p.Observe(g, down, t0) // episode 1
+	p.ClearAfterReboot(g, t0)
+	p.Judge(g, xid(63), &Repeats{}, t0) // episode 2
+	p.Expire(g, t0.Add(p.DegradedHold()+time.Minute))
+	if g.GetAwaitingRemedy() {
+		t.Fatal("the link down since before the reboot holds the episode open")
+	}
+	ev := xid(63)
+	p.Judge(g, ev, &Repeats{}, t0.Add(2*p.DegradedHold()))
+	if g.GetRemedyEpisodes() != 3 || !ev.GetEscalated() {
+		t.Fatalf("episodes %d, escalated %t", g.GetRemedyEpisodes(), ev.GetEscalated())
+	}
+}
+
 // TestRepeatChangesRemedy: XID 32 and XID 74 suggest inspecting the
 // hardware when they come back within a day (§4: "inspect if repeated").
 func TestRepeatChangesRemedy(t *testing.T) {

@@ -57,8 +57,8 @@ func index(n *yaml.Node, path []string, paths map[int][][]string) {
 			k, v := n.Content[i], n.Content[i+1]
 			p := append(slices.Clip(path), k.Value)
 			at(k.Line, p)
-			if v.Line != k.Line && v.Kind == yaml.ScalarNode {
-				at(v.Line, p) // key:\n  value
+			if v.Line != k.Line && (v.Kind == yaml.ScalarNode || v.Style&yaml.FlowStyle != 0) {
+				at(v.Line, p) // key:\n  value, or key:\n  [a, b]
 			}
 			index(v, p, paths)
 		}

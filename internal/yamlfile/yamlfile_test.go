@@ -33,6 +33,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"inner: {max: lots, window: 5s}\n", "line 1: inner:"},
 		{"rules:\n  - health: ok\n  - health: [x]\n", "line 3: rules[1].health:"},
 		{"rules: [{health: [x]}, {codes: [2]}]\n", "line 1: rules:"},
+		{"rules:\n  - codes:\n      [1, a]\n", "line 3: rules[0].codes:"},
 		{"rules:\n  - codes: [1,\n      a]\n", "line 3: rules[0].codes[1]:"},
 		{"rules:\n  - {codes: [1], health: [x]}\n", "line 2: rules[0]:"},
 	} {
