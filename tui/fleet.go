@@ -214,7 +214,9 @@ func (c *change) node(id string) {
 
 // apply folds one stream message into the fleet.
 func (f *fleet) apply(m *controlplanev1.WatchFleetResponse, c *change) {
-	if m.GetRevision() > f.revision {
+	// A snapshot's revision counts once its last chunk is in: until then
+	// the rows on screen are older than it.
+	if (m.GetSnapshot() == nil || m.GetSnapshot().GetComplete()) && m.GetRevision() > f.revision {
 		f.revision = m.GetRevision()
 	}
 	switch {

@@ -264,6 +264,8 @@ func (m *Model) onStream(sm streamMsg) tea.Cmd {
 
 func (m *Model) onConnected(msg connectedMsg) {
 	m.conn = conn{connected: true, everUp: true}
+	// A snapshot cut short by the old stream is not finished by the new one.
+	m.fleet.partial = nil
 	if msg.resumed {
 		m.setStatus("reconnected; resumed from revision "+fmt.Sprint(m.fleet.revision), false)
 	}

@@ -498,3 +498,22 @@ func TestPromptPlaceholdersShow(t *testing.T) {
 	send(m, press("esc"), press(":"))
 	mustContain(t, m.Frame(), "nodes · events")
 }
+
+// TestSnapshotCutShort: a stream that breaks in the middle of a snapshot
+// leaves the console on what it had: its revision (the resume point) does
+// not jump to the unfinished snapshot's, and the next stream's snapshot is
+// not mixed with the old chunks.
+func TestSnapshotCutShort(t *testing.T) {
+	m := newTestModel(t, Options{})
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 90, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: &controlplanev1.Snapshot{
+		Nodes: []*fleetv1.Node{fixtureNode("gpu-x01", 1, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, fleetv1.Reachability_REACHABILITY_ONLINE, 0)},
+	}}})
+	if m.fleet.revision != 40 {
+		t.Fatalf("an unfinished snapshot moved the revision to %d", m.fleet.revision)
+	}
+	send(m, disconnectedMsg{err: "reset", retry: time.Second, attempt: 1}, connectedMsg{})
+	m.Apply(snapshot(95, fixtureFleet()[:2], nil))
+	if _, ok := m.fleet.rows["gpu-x01"]; ok || len(m.fleet.rows) != 2 || m.fleet.revision != 95 {
+		t.Fatalf("rows %d (gpu-x01 kept: %t), revision %d", len(m.fleet.rows), ok, m.fleet.revision)
+	}
+}

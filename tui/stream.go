@@ -98,9 +98,15 @@ func (w *watcher) run(ctx context.Context) {
 					return
 				}
 				for err == nil {
-					// A snapshot sets the revision outright: a control plane
-					// with a new store may count from lower than before.
-					if first.GetSnapshot() != nil || first.GetRevision() > since {
+					// A complete snapshot sets the revision outright: a control
+					// plane with a new store may count from lower than before.
+					// A snapshot's earlier chunks do not count: a stream that
+					// breaks among them resumes from what the console had.
+					if s := first.GetSnapshot(); s != nil {
+						if s.GetComplete() {
+							since = first.GetRevision()
+						}
+					} else if first.GetRevision() > since {
 						since = first.GetRevision()
 					}
 					if !w.send(ctx, streamMsg{msgs: []*controlplanev1.WatchFleetResponse{first}}) {
