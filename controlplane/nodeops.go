@@ -215,24 +215,6 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		gpus = append(gpus, g)
 	}
 	gpus = append(gpus, f.missingGPUs(ns, n.GetGpus(), gpus, old, seen, req, rebooted, now, c)...)
-	// A GPU NVML counts but that did not answer the agent is lost; on a
-	// first registration nothing else would tell of it.
-	for _, u := range req.GetUnansweredGpus() {
-		if slices.ContainsFunc(gpus, func(g *fleetv1.Gpu) bool { return g.GetIndex() == u.GetIndex() }) {
-			continue // already known, and marked lost above
-		}
-		g := &fleetv1.Gpu{Index: u.GetIndex(), Uuid: unansweredPrefix + fmt.Sprint(u.GetIndex()), Health: fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN}
-		ev := &fleetv1.HealthEvent{
-			Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
-			GpuIndex: int32(u.GetIndex()),
-			GpuUuid:  g.GetUuid(),
-			Time:     ts(now),
-			Message:  fmt.Sprintf("GPU %d did not answer when the agent started (%s)", u.GetIndex(), u.GetReason()),
-		}
-		f.policy.Judge(g, ev, nil, now)
-		c.events = append(c.events, ev)
-		gpus = append(gpus, g)
-	}
 	slices.SortFunc(gpus, func(a, b *fleetv1.Gpu) int {
 		if a.GetLost() != b.GetLost() {
 			if a.GetLost() {
@@ -248,14 +230,22 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 }
 
 // missingGPUs handles the GPUs the node had that are not in this
-// registration, and returns those it keeps. A new GPU in a missing GPU's
-// slot replaced it: the old one is retired with its faults, or the node
-// would read UNHEALTHY for ever. Slots match by PCI bus id first, then by
-// index for GPUs whose bus id is unknown; a GPU that did not answer at an
-// earlier start (a placeholder, bus id unknown) takes any new GPU left
-// whose bus id was no other missing GPU's. The others are lost: once, and
-// again after each reboot that did not bring them back, so a GPU that a
-// reboot does not mend escalates like any other.
+// registration, and the GPUs the agent says do not answer; it returns the
+// lost GPUs the node keeps.
+//
+// A GPU that did not answer before is kept as a placeholder (unanswered-…,
+// its UUID unknown). While the agent still reports GPUs that do not answer,
+// the placeholders stand for them, matched by index and then in order, as
+// GPUs renumber when one vanishes; a placeholder left over has answered,
+// and takes a new GPU.
+//
+// A new GPU in a missing GPU's slot replaced it: the old one is retired
+// with its faults, or the node would read UNHEALTHY for ever. Slots match
+// by PCI bus id first, then by index for GPUs whose bus id is unknown.
+//
+// The others are lost: once, and again after each reboot that did not
+// bring them back, so a GPU a reboot does not mend escalates like any
+// other.
 func (f *Fleet) missingGPUs(ns *nodeState, had, gpus []*fleetv1.Gpu, old map[string]*fleetv1.Gpu, seen map[string]bool,
 	req *nodev1.RegisterNodeRequest, rebooted bool, now time.Time, c *change) []*fleetv1.Gpu {
 	var missing, fresh []*fleetv1.Gpu
@@ -273,10 +263,32 @@ func (f *Fleet) missingGPUs(ns *nodeState, had, gpus []*fleetv1.Gpu, old map[str
 			fresh = append(fresh, g)
 		}
 	}
+
+	// Placeholders that still stand for a GPU that does not answer.
+	unanswered := slices.Clone(req.GetUnansweredGpus())
+	slices.SortFunc(unanswered, func(a, b *nodev1.UnansweredGpu) int { return int(a.GetIndex()) - int(b.GetIndex()) })
+	stands := map[*fleetv1.Gpu]*nodev1.UnansweredGpu{}
+	used := map[*nodev1.UnansweredGpu]bool{}
+	match := func(ok func(g *fleetv1.Gpu, u *nodev1.UnansweredGpu) bool) {
+		for _, g := range missing {
+			if !isUnanswered(g) || stands[g] != nil {
+				continue
+			}
+			for _, u := range unanswered {
+				if !used[u] && ok(g, u) {
+					stands[g], used[u] = u, true
+					break
+				}
+			}
+		}
+	}
+	match(func(g *fleetv1.Gpu, u *nodev1.UnansweredGpu) bool { return g.GetIndex() == u.GetIndex() })
+	match(func(*fleetv1.Gpu, *nodev1.UnansweredGpu) bool { return true })
+
 	by := map[*fleetv1.Gpu]*fleetv1.Gpu{}
 	taken := map[*fleetv1.Gpu]bool{}
 	pair := func(m *fleetv1.Gpu, ok func(nw *fleetv1.Gpu) bool) {
-		if by[m] != nil {
+		if by[m] != nil || stands[m] != nil {
 			return
 		}
 		for _, nw := range fresh {
@@ -302,11 +314,23 @@ func (f *Fleet) missingGPUs(ns *nodeState, had, gpus []*fleetv1.Gpu, old map[str
 			pair(m, func(nw *fleetv1.Gpu) bool { return !missingBus[bus(nw)] })
 		}
 	}
-	reasons := map[uint32]string{}
-	for _, u := range req.GetUnansweredGpus() {
-		reasons[u.GetIndex()] = u.GetReason()
-	}
 
+	lost := func(g *fleetv1.Gpu, msg string) {
+		ev := &fleetv1.HealthEvent{
+			Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
+			GpuIndex: int32(g.GetIndex()),
+			GpuUuid:  g.GetUuid(),
+			Time:     ts(now),
+			Message:  msg,
+		}
+		if g.GetLost() {
+			// Still lost after a reboot: a remedy that failed.
+			f.policy.LostAgain(g, ev, now)
+		} else {
+			f.policy.Judge(g, ev, nil, now)
+		}
+		c.events = append(c.events, ev)
+	}
 	var kept []*fleetv1.Gpu
 	for _, g := range missing {
 		if nw := by[g]; nw != nil {
@@ -328,34 +352,43 @@ func (f *Fleet) missingGPUs(ns *nodeState, had, gpus []*fleetv1.Gpu, old map[str
 			c.events = append(c.events, ev)
 			continue
 		}
-		msg := ""
+		if u := stands[g]; u != nil {
+			g.Index = u.GetIndex() // renumbered with the others
+			if rebooted {
+				lost(g, fmt.Sprintf("GPU %d still does not answer after a reboot (%s)", g.GetIndex(), u.GetReason()))
+			}
+			kept = append(kept, g)
+			continue
+		}
 		switch {
 		case !g.GetLost():
-			msg = fmt.Sprintf("GPU %s missing from the inventory at registration", g.GetUuid())
+			lost(g, fmt.Sprintf("GPU %s missing from the inventory at registration", g.GetUuid()))
 		case rebooted && isUnanswered(g):
-			msg = fmt.Sprintf("GPU %d still does not answer after a reboot", g.GetIndex())
-			if r := reasons[g.GetIndex()]; r != "" {
-				msg += " (" + r + ")"
-			}
+			lost(g, fmt.Sprintf("GPU %d still missing after a reboot", g.GetIndex()))
 		case rebooted:
-			msg = fmt.Sprintf("GPU %s still missing after a reboot", g.GetUuid())
+			lost(g, fmt.Sprintf("GPU %s still missing after a reboot", g.GetUuid()))
 		}
-		if msg != "" {
-			// Its faults stay, as the story of how it was lost; a reboot
-			// that did not bring it back was a remedy that failed.
-			if g.GetLost() {
-				f.policy.ClearAfterReboot(g, now)
-			}
-			ev := &fleetv1.HealthEvent{
-				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
-				GpuIndex: int32(g.GetIndex()),
-				GpuUuid:  g.GetUuid(),
-				Time:     ts(now),
-				Message:  msg,
-			}
-			f.policy.Judge(g, ev, nil, now)
-			c.events = append(c.events, ev)
+		kept = append(kept, g)
+	}
+
+	// A GPU NVML counts that does not answer and that no placeholder
+	// stands for yet is lost; on a first registration nothing else would
+	// tell of it.
+	names := map[string]bool{}
+	for _, g := range slices.Concat(gpus, kept) {
+		names[g.GetUuid()] = true
+	}
+	for _, u := range unanswered {
+		if used[u] {
+			continue
 		}
+		name := unansweredPrefix + fmt.Sprint(u.GetIndex())
+		for n := 2; names[name]; n++ {
+			name = fmt.Sprintf("%s%d-%d", unansweredPrefix, u.GetIndex(), n)
+		}
+		names[name] = true
+		g := &fleetv1.Gpu{Index: u.GetIndex(), Uuid: name, Health: fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN}
+		lost(g, fmt.Sprintf("GPU %d did not answer when the agent started (%s)", u.GetIndex(), u.GetReason()))
 		kept = append(kept, g)
 	}
 	return kept

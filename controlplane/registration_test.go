@@ -367,6 +367,34 @@ func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
 		t.Fatalf("after B's replacement: %v", got)
 	}
 
+	// n3: the GPU that does not answer is renumbered with the others when
+	// A vanishes; one placeholder stands for it all along, and takes the
+	// GPU it turns out to be.
+	reg("n3", "boot-1", []uint32{2}, gpu("A", 0, "18"), gpu("B", 1, "19"), gpu("D", 3, "1b"))
+	reg("n3", "boot-2", []uint32{1}, gpu("B", 0, "19"), gpu("D", 2, "1b"))
+	if got := uuids("n3"); !slices.Equal(got, []string{"B", "D", "A", unansweredPrefix + "2"}) {
+		t.Fatalf("n3 renumbered: %v", got)
+	}
+	reg("n3", "boot-3", nil, gpu("B", 0, "19"), gpu("X", 1, "1a"), gpu("D", 2, "1b"))
+	if got := uuids("n3"); !slices.Equal(got, []string{"B", "X", "D", "A"}) {
+		t.Fatalf("n3 answered: %v", got)
+	}
+
+	// n4: a new GPU while a GPU still does not answer is not that GPU;
+	// the placeholder keeps its history.
+	reg("n4", "boot-1", []uint32{1}, gpu("A", 0, "18"), gpu("C", 2, "1a"))
+	reg("n4", "boot-2", []uint32{1}, gpu("A", 0, "18"), gpu("E", 2, "1c"))
+	for _, e := range h.get("n4").GetEvents() {
+		if strings.Contains(e.GetMessage(), "answers again") {
+			t.Fatalf("n4: %q while it still does not answer", e.GetMessage())
+		}
+	}
+	for _, g := range h.get("n4").GetNode().GetGpus() {
+		if g.GetUuid() == unansweredPrefix+"1" && g.GetRemedyEpisodes() != 2 {
+			t.Fatalf("n4: the placeholder's episodes %d, want 2 after a reboot that did not help", g.GetRemedyEpisodes())
+		}
+	}
+
 	// n2: a new GPU in a lost GPU's bus slot is that GPU's replacement,
 	// even at the index of a GPU that did not answer.
 	reg("n2", "boot-1", []uint32{1}, gpu("A", 0, "18"), gpu("C", 2, "19"))
@@ -383,11 +411,16 @@ func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
 
 // TestLostGPUEscalatesAcrossReboots: a GPU that reboots do not bring back
 // needs a reboot again each time, and the third time the remedy is to
-// inspect the hardware.
+// inspect the hardware; the XID that told of its loss stays.
 func TestLostGPUEscalatesAcrossReboots(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxT(t)
+	h.register("n1", 2)
+	h.xid("n1", 1, 79)
 	for i, inv := range [][]*fleetv1.Gpu{gpus(2), gpus(1), gpus(1), gpus(1)} {
+		if i == 0 {
+			continue
+		}
 		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: inv, BootId: fmt.Sprint("boot-", i)}); err != nil {
 			t.Fatal(err)
 		}
@@ -396,8 +429,12 @@ func TestLostGPUEscalatesAcrossReboots(t *testing.T) {
 		if i == 3 {
 			want = fleetv1.Remedy_REMEDY_INSPECT_HARDWARE
 		}
-		if i > 0 && (n.GetRemedy() != want || n.GetGpus()[1].GetRemedyEpisodes() != uint32(i)) {
-			t.Fatalf("registration %d: remedy %s, episodes %d", i, n.GetRemedy(), n.GetGpus()[1].GetRemedyEpisodes())
+		g := n.GetGpus()[1]
+		if n.GetRemedy() != want || g.GetRemedyEpisodes() != uint32(i) {
+			t.Fatalf("registration %d: remedy %s, episodes %d", i, n.GetRemedy(), g.GetRemedyEpisodes())
+		}
+		if !slices.ContainsFunc(g.GetFaults(), func(f *fleetv1.Fault) bool { return f.GetXid() == 79 }) {
+			t.Fatalf("registration %d: the XID 79 that told of the loss is gone: %v", i, g.GetFaults())
 		}
 	}
 }

@@ -760,6 +760,19 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 	return recovered(gpu, now, "cleared by reboot: "+strings.Join(cleared, "; "), 0)
 }
 
+// LostAgain records that a lost GPU is still lost after a reboot: the
+// reboot was a remedy that failed. Its earlier faults stay, as the story of
+// how it was lost; the loss is raised anew, as a new remedy episode, so a
+// GPU that reboots do not bring back escalates.
+func (p *Policy) LostAgain(gpu *fleetv1.Gpu, ev *fleetv1.HealthEvent, now time.Time) {
+	gpu.AwaitingRemedy = false
+	for _, f := range gpu.Faults {
+		f.AwaitsRemedy = false
+	}
+	p.clear(gpu, keyOf(fleetv1.EventKind_EVENT_KIND_GPU_LOST, 0))
+	p.Judge(gpu, ev, nil, now)
+}
+
 // Found clears a lost GPU that is back without a reboot: only the GPU_LOST
 // fault goes, the GPU's other faults stay. It returns a GPU_RECOVERED event,
 // or nil when the GPU was not lost.
@@ -775,8 +788,14 @@ func (p *Policy) Found(gpu *fleetv1.Gpu, now time.Time) *fleetv1.HealthEvent {
 // Rollup orders a GPU's faults worst first and sets its health, cause and
 // remedy from the worst.
 func (p *Policy) Rollup(gpu *fleetv1.Gpu) {
+	// Worst first; among equals an escalated fault, whose remedy is the
+	// one to follow now.
 	sort.SliceStable(gpu.Faults, func(i, j int) bool {
-		return Rank(gpu.Faults[i].GetHealth()) > Rank(gpu.Faults[j].GetHealth())
+		a, b := gpu.Faults[i], gpu.Faults[j]
+		if Rank(a.GetHealth()) != Rank(b.GetHealth()) {
+			return Rank(a.GetHealth()) > Rank(b.GetHealth())
+		}
+		return a.GetEscalated() && !b.GetEscalated()
 	})
 	if !slices.ContainsFunc(gpu.Faults, (*fleetv1.Fault).GetAwaitsRemedy) {
 		// The last fault awaiting a reset or reboot cleared: a remedy was
