@@ -339,7 +339,11 @@ func (v *nodeView) gpuTable(n *fleetv1.Node, width int, reachable bool) []string
 		if g.GetLost() {
 			line = fmt.Sprintf("%-4d %s  %s ", idx, t.GlyphStyle(glyph).Render("X"), t.Off.Render(padRight("lost", 32)))
 		}
-		if spark > 0 {
+		switch {
+		case spark > 0 && g.GetLost():
+			// Its history is gone with it; another GPU may have its index.
+			line += strings.Repeat(" ", 2*spark+2)
+		case spark > 0:
 			line += t.Accent.Render(sparkline(v.util[idx], 100, spark)) + " " + t.Warn.Render(sparkline(v.temp[idx], 100, spark)) + " "
 		}
 		cause := "-"
