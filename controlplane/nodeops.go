@@ -282,7 +282,27 @@ func (f *Fleet) missingGPUs(ns *nodeState, had, gpus []*fleetv1.Gpu, old map[str
 			}
 		}
 	}
-	match(func(g *fleetv1.Gpu, u *nodev1.UnansweredGpu) bool { return g.GetIndex() == u.GetIndex() })
+	placeholders := 0
+	for _, g := range missing {
+		if isUnanswered(g) {
+			placeholders++
+		}
+	}
+	if placeholders != len(unanswered) || len(fresh) > 0 {
+		// Some answer now, or more do not: those still at their index
+		// first. (As many as before, with no new GPU, are the same GPUs:
+		// they keep their order, renumbered or not.)
+		match(func(g *fleetv1.Gpu, u *nodev1.UnansweredGpu) bool { return g.GetIndex() == u.GetIndex() })
+		// A known GPU that stops answering is lost under its own UUID: the
+		// entry at its index needs no placeholder.
+		for _, g := range missing {
+			for _, u := range unanswered {
+				if !isUnanswered(g) && !used[u] && g.GetIndex() == u.GetIndex() {
+					used[u] = true
+				}
+			}
+		}
+	}
 	match(func(*fleetv1.Gpu, *nodev1.UnansweredGpu) bool { return true })
 
 	by := map[*fleetv1.Gpu]*fleetv1.Gpu{}

@@ -395,6 +395,39 @@ func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
 		}
 	}
 
+	// n5: a known GPU that stops answering is lost under its own UUID, with
+	// no placeholder beside it, and is whole again when it answers.
+	reg("n5", "boot-1", nil, gpu("A", 0, "18"), gpu("B", 1, "19"))
+	reg("n5", "boot-1", []uint32{1}, gpu("A", 0, "18"))
+	reg("n5", "boot-2", []uint32{1}, gpu("A", 0, "18"))
+	if got := uuids("n5"); !slices.Equal(got, []string{"A", "B"}) {
+		t.Fatalf("n5 while B does not answer: %v", got)
+	}
+	reg("n5", "boot-3", nil, gpu("A", 0, "18"), gpu("B", 1, "19"))
+	h.healthyReport("n5", 2)
+	if n := h.get("n5").GetNode(); n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY || len(n.GetGpus()) != 2 {
+		t.Fatalf("n5 after B answers: %s, %d GPUs", n.GetHealth(), len(n.GetGpus()))
+	}
+
+	// n6: two GPUs that do not answer keep their own placeholders when the
+	// GPUs renumber.
+	reg("n6", "boot-1", []uint32{1, 2}, gpu("A", 0, "18"))
+	reg("n6", "boot-2", []uint32{0, 1}) // A vanished; both still do not answer
+	byIndex := map[uint32]string{}
+	for _, g := range h.get("n6").GetNode().GetGpus() {
+		byIndex[g.GetIndex()] = g.GetUuid()
+	}
+	if byIndex[0] != unansweredPrefix+"1" || byIndex[1] != unansweredPrefix+"2" {
+		t.Fatalf("n6 placeholders swapped: %v", byIndex)
+	}
+
+	// n7: at once, a placeholder's GPU answers (as X) and known B stops.
+	reg("n7", "boot-1", []uint32{2}, gpu("A", 0, "18"), gpu("B", 1, "19"))
+	reg("n7", "boot-2", []uint32{1}, gpu("A", 0, "18"), gpu("X", 2, "1a"))
+	if got := uuids("n7"); !slices.Equal(got, []string{"A", "X", "B"}) {
+		t.Fatalf("n7: %v, want A X and B lost", got)
+	}
+
 	// n2: a new GPU in a lost GPU's bus slot is that GPU's replacement,
 	// even at the index of a GPU that did not answer.
 	reg("n2", "boot-1", []uint32{1}, gpu("A", 0, "18"), gpu("C", 2, "19"))

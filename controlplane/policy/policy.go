@@ -588,6 +588,32 @@ func (p *Policy) joinEpisode(gpu *fleetv1.Gpu, f *fleetv1.Fault, ev *fleetv1.Hea
 	}
 }
 
+// remedyWeight orders remedies by how much they ask: hardware first, then
+// a reboot, a reset, cooling, the application, watching, nothing.
+func remedyWeight(r fleetv1.Remedy) int {
+	switch r {
+	case fleetv1.Remedy_REMEDY_REPLACE_GPU:
+		return 9
+	case fleetv1.Remedy_REMEDY_INSPECT_HARDWARE:
+		return 8
+	case fleetv1.Remedy_REMEDY_CONTACT_SUPPORT:
+		return 7
+	case fleetv1.Remedy_REMEDY_REBOOT_NODE, fleetv1.Remedy_REMEDY_RESTART_VM:
+		return 6
+	case fleetv1.Remedy_REMEDY_RESET_GPU:
+		return 5
+	case fleetv1.Remedy_REMEDY_CHECK_COOLING:
+		return 4
+	case fleetv1.Remedy_REMEDY_RESTART_APPLICATION:
+		return 3
+	case fleetv1.Remedy_REMEDY_CHECK_APPLICATION:
+		return 2
+	case fleetv1.Remedy_REMEDY_WATCH:
+		return 1
+	}
+	return 0
+}
+
 func resetOrReboot(r fleetv1.Remedy) bool {
 	return r == fleetv1.Remedy_REMEDY_RESET_GPU || r == fleetv1.Remedy_REMEDY_REBOOT_NODE
 }
@@ -788,14 +814,15 @@ func (p *Policy) Found(gpu *fleetv1.Gpu, now time.Time) *fleetv1.HealthEvent {
 // Rollup orders a GPU's faults worst first and sets its health, cause and
 // remedy from the worst.
 func (p *Policy) Rollup(gpu *fleetv1.Gpu) {
-	// Worst first; among equals an escalated fault, whose remedy is the
-	// one to follow now.
+	// Worst first; among equally bad faults the one with the weightiest
+	// remedy, which is the one to follow (an inspection over a reboot, a
+	// reset over checking the application).
 	sort.SliceStable(gpu.Faults, func(i, j int) bool {
 		a, b := gpu.Faults[i], gpu.Faults[j]
 		if Rank(a.GetHealth()) != Rank(b.GetHealth()) {
 			return Rank(a.GetHealth()) > Rank(b.GetHealth())
 		}
-		return a.GetEscalated() && !b.GetEscalated()
+		return remedyWeight(a.GetRemedy()) > remedyWeight(b.GetRemedy())
 	})
 	if !slices.ContainsFunc(gpu.Faults, (*fleetv1.Fault).GetAwaitsRemedy) {
 		// The last fault awaiting a reset or reboot cleared: a remedy was

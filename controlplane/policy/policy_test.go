@@ -417,6 +417,22 @@ func TestConditionAfterRebootHoldsNoEpisode(t *testing.T) {
 	}
 }
 
+// TestWeightiestRemedyLeads: among equally bad faults the GPU shows the
+// remedy that asks most: a storm of application XIDs does not hide a reset
+// the GPU waits for.
+func TestWeightiestRemedyLeads(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	p.Judge(g, xid(63), &Repeats{}, t0)
+	rep := &Repeats{}
+	for range 10 {
+		p.Judge(g, xid(13), rep, t0)
+	}
+	if g.GetHealth() != degraded || g.GetRemedy() != fleetv1.Remedy_REMEDY_RESET_GPU {
+		t.Fatalf("health %s remedy %s (%s)", g.GetHealth(), g.GetRemedy(), g.GetHealthCause())
+	}
+}
+
 // TestRepeatChangesRemedy: XID 32 and XID 74 suggest inspecting the
 // hardware when they come back within a day (§4: "inspect if repeated").
 func TestRepeatChangesRemedy(t *testing.T) {
