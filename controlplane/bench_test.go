@@ -63,17 +63,31 @@ func heartbeat(id string) *nodev1.HeartbeatRequest {
 // nodes at once.
 func BenchmarkHeartbeat(b *testing.B) {
 	f := benchFleet(b, 1000)
-	reqs := make([]*nodev1.HeartbeatRequest, 1000)
-	for i := range reqs {
-		reqs[i] = heartbeat(fmt.Sprintf("node-%06d", i))
+	parallel(b, func(ctx context.Context, i int) error {
+		_, err := f.Heartbeat(ctx, heartbeats[i%len(heartbeats)])
+		return err
+	})
+}
+
+// Requests made once, for the benchmarks to replay.
+var heartbeats, reports = func() (hb []*nodev1.HeartbeatRequest, rep []*nodev1.ReportHealthRequest) {
+	for i := range 1000 {
+		hb = append(hb, heartbeat(fmt.Sprintf("node-%06d", i)))
+		rep = append(rep, report(fmt.Sprintf("node-%06d", i)))
 	}
+	return hb, rep
+}()
+
+// parallel runs call from every benchmark goroutine, with a counter of the
+// calls each has made.
+func parallel(b *testing.B, call func(ctx context.Context, i int) error) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if _, err := f.Heartbeat(ctx, reqs[i%len(reqs)]); err != nil {
+			if err := call(ctx, i); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -84,21 +98,9 @@ func BenchmarkHeartbeat(b *testing.B) {
 // BenchmarkReportHealth is a periodic snapshot that changes nothing.
 func BenchmarkReportHealth(b *testing.B) {
 	f := benchFleet(b, 1000)
-	reqs := make([]*nodev1.ReportHealthRequest, 1000)
-	for i := range reqs {
-		reqs[i] = report(fmt.Sprintf("node-%06d", i))
-	}
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			if _, err := f.ReportHealth(ctx, reqs[i%len(reqs)]); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+	parallel(b, func(ctx context.Context, i int) error {
+		_, err := f.ReportHealth(ctx, reports[i%len(reports)])
+		return err
 	})
 }
 
@@ -106,20 +108,11 @@ func BenchmarkReportHealth(b *testing.B) {
 // published.
 func BenchmarkReportXID(b *testing.B) {
 	f := benchFleet(b, 1000)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			req := &nodev1.ReportHealthRequest{NodeId: fmt.Sprintf("node-%06d", i%1000), Events: []*fleetv1.HealthEvent{
-				{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13, GpuIndex: int32(i % 8)},
-			}}
-			if _, err := f.ReportHealth(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
+	parallel(b, func(ctx context.Context, i int) error {
+		_, err := f.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: fmt.Sprintf("node-%06d", i%1000), Events: []*fleetv1.HealthEvent{
+			{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13, GpuIndex: int32(i % 8)},
+		}})
+		return err
 	})
 }
 

@@ -692,17 +692,15 @@ func seekEnd(prefix string) []byte {
 	return append([]byte(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 }
 
-func commandKey(node string, seq uint64) []byte {
-	k := make([]byte, 0, len(prefixCommand)+len(node)+1+8)
-	k = append(k, prefixCommand...)
-	k = append(k, node...)
-	k = append(k, '/')
-	return binary.BigEndian.AppendUint64(k, seq)
-}
+func commandKey(node string, seq uint64) []byte { return nodeSeqKey(prefixCommand, node, seq) }
 
-func openKey(node string, seq uint64) []byte {
-	k := make([]byte, 0, len(prefixOpen)+len(node)+1+8)
-	k = append(k, prefixOpen...)
+func openKey(node string, seq uint64) []byte { return nodeSeqKey(prefixOpen, node, seq) }
+
+// nodeSeqKey is prefix, node, '/', then seq big-endian, so a node's keys
+// sort by sequence.
+func nodeSeqKey(prefix, node string, seq uint64) []byte {
+	k := make([]byte, 0, len(prefix)+len(node)+1+8)
+	k = append(k, prefix...)
 	k = append(k, node...)
 	k = append(k, '/')
 	return binary.BigEndian.AppendUint64(k, seq)

@@ -117,16 +117,23 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestJobsAreRealProcesses: with Jobs, a busy GPU runs a real process that
-// NVML lists; when it is signalled the GPU goes idle; no new job starts
-// while the node takes no work; Stop ends the jobs.
-func TestJobsAreRealProcesses(t *testing.T) {
+// jobNode is a one-GPU node on a fake clock whose jobs are real processes.
+func jobNode(t *testing.T) (*clockwork.FakeClock, *Backend) {
+	t.Helper()
 	if _, err := exec.LookPath("sleep"); err != nil {
 		t.Skip("no sleep program to stand in for jobs")
 	}
 	clock := clockwork.NewFakeClock()
 	b := New(Options{GPUs: 1, Clock: clock, Seed: 7, Jobs: true})
 	t.Cleanup(b.Stop)
+	return clock, b
+}
+
+// TestJobsAreRealProcesses: with Jobs, a busy GPU runs a real process that
+// NVML lists; when it is signalled the GPU goes idle; no new job starts
+// while the node takes no work; Stop ends the jobs.
+func TestJobsAreRealProcesses(t *testing.T) {
+	clock, b := jobNode(t)
 	d := b.Device(0)
 	procs := func() []nvml.ProcessInfo {
 		t.Helper()
@@ -188,12 +195,7 @@ func TestJobsAreRealProcesses(t *testing.T) {
 // TestLostGPUEndsItsJob: a GPU that falls off the bus takes its job with
 // it, and its pid is forgotten at once.
 func TestLostGPUEndsItsJob(t *testing.T) {
-	if _, err := exec.LookPath("sleep"); err != nil {
-		t.Skip("no sleep program to stand in for jobs")
-	}
-	clock := clockwork.NewFakeClock()
-	b := New(Options{GPUs: 1, Clock: clock, Seed: 7, Jobs: true})
-	t.Cleanup(b.Stop)
+	_, b := jobNode(t)
 	d := b.Device(0)
 	ps, _ := d.GetComputeRunningProcesses()
 	if len(ps) != 1 {
