@@ -573,10 +573,10 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 // and pending remap, XID 79 with the lost GPU) are one episode, answered by
 // one remedy. Past the policy's limit the remedy escalates.
 func (p *Policy) joinEpisode(gpu *fleetv1.Gpu, f *fleetv1.Fault, ev *fleetv1.HealthEvent) {
+	open := awaitingRemedy(gpu)
 	f.AwaitsRemedy = true
-	if !gpu.GetAwaitingRemedy() {
+	if !open {
 		gpu.RemedyEpisodes++
-		gpu.AwaitingRemedy = true
 	}
 	if int(gpu.RemedyEpisodes) > p.escalateAfter {
 		f.Remedy = p.escalateRemedy
@@ -612,6 +612,21 @@ func remedyWeight(r fleetv1.Remedy) int {
 		return 1
 	}
 	return 0
+}
+
+// awaitingRemedy reports whether the GPU's remedy episode is open: a fault
+// that asked for a reset or reboot is active. When the last one clears, a
+// remedy was applied, and the next such fault starts a new episode.
+func awaitingRemedy(gpu *fleetv1.Gpu) bool {
+	return slices.ContainsFunc(gpu.GetFaults(), (*fleetv1.Fault).GetAwaitsRemedy)
+}
+
+// endEpisode closes the GPU's remedy episode: the faults still active no
+// longer hold it open.
+func endEpisode(gpu *fleetv1.Gpu) {
+	for _, f := range gpu.GetFaults() {
+		f.AwaitsRemedy = false
+	}
 }
 
 func resetOrReboot(r fleetv1.Remedy) bool {
@@ -775,10 +790,7 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 	// The reboot was the remedy: a fault raised from now on starts a new
 	// episode, even beside a level condition the reboot did not mend,
 	// which no longer holds an episode open.
-	gpu.AwaitingRemedy = false
-	for _, f := range gpu.Faults {
-		f.AwaitsRemedy = false
-	}
+	endEpisode(gpu)
 	if len(cleared) == 0 {
 		return nil
 	}
@@ -791,10 +803,7 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 // how it was lost; the loss is raised anew, as a new remedy episode, so a
 // GPU that reboots do not bring back escalates.
 func (p *Policy) LostAgain(gpu *fleetv1.Gpu, ev *fleetv1.HealthEvent, now time.Time) {
-	gpu.AwaitingRemedy = false
-	for _, f := range gpu.Faults {
-		f.AwaitsRemedy = false
-	}
+	endEpisode(gpu)
 	p.clear(gpu, keyOf(fleetv1.EventKind_EVENT_KIND_GPU_LOST, 0))
 	p.Judge(gpu, ev, nil, now)
 }
@@ -824,11 +833,6 @@ func (p *Policy) Rollup(gpu *fleetv1.Gpu) {
 		}
 		return remedyWeight(a.GetRemedy()) > remedyWeight(b.GetRemedy())
 	})
-	if !slices.ContainsFunc(gpu.Faults, (*fleetv1.Fault).GetAwaitsRemedy) {
-		// The last fault awaiting a reset or reboot cleared: a remedy was
-		// applied, and the next such fault starts a new episode.
-		gpu.AwaitingRemedy = false
-	}
 	if len(gpu.Faults) == 0 {
 		gpu.Health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
 		gpu.HealthCause = ""

@@ -353,8 +353,8 @@ func TestEpisodesBesideOtherFaults(t *testing.T) {
 	rep := &Repeats{}
 	p.Judge(g, xid(32), rep, t0)
 	p.Judge(g, xid(32), rep, t0) // repeated: inspect
-	if g.GetRemedyEpisodes() != 0 || g.GetAwaitingRemedy() {
-		t.Fatalf("a repeated XID 32 counted as a reset episode: %d, awaiting %t", g.GetRemedyEpisodes(), g.GetAwaitingRemedy())
+	if g.GetRemedyEpisodes() != 0 || awaitingRemedy(g) {
+		t.Fatalf("a repeated XID 32 counted as a reset episode: %d, awaiting %t", g.GetRemedyEpisodes(), awaitingRemedy(g))
 	}
 	ev = xid(48)
 	p.Judge(g, ev, &Repeats{}, t0)
@@ -375,8 +375,8 @@ func TestRepeatAskingForAResetJoinsTheEpisode(t *testing.T) {
 	rep := &Repeats{}
 	p.Judge(g, xid(13), rep, t0)
 	p.Judge(g, xid(13), rep, t0)
-	if g.GetRemedyEpisodes() != 1 || !g.GetAwaitingRemedy() || g.GetRemedy() != fleetv1.Remedy_REMEDY_RESET_GPU {
-		t.Fatalf("repeated XID 13: episodes %d, awaiting %t, remedy %s", g.GetRemedyEpisodes(), g.GetAwaitingRemedy(), g.GetRemedy())
+	if g.GetRemedyEpisodes() != 1 || !awaitingRemedy(g) || g.GetRemedy() != fleetv1.Remedy_REMEDY_RESET_GPU {
+		t.Fatalf("repeated XID 13: episodes %d, awaiting %t, remedy %s", g.GetRemedyEpisodes(), awaitingRemedy(g), g.GetRemedy())
 	}
 	p.Judge(g, xid(48), &Repeats{}, t0)
 	if g.GetRemedyEpisodes() != 1 {
@@ -407,7 +407,7 @@ func TestConditionAfterRebootHoldsNoEpisode(t *testing.T) {
 	p.ClearAfterReboot(g, t0)
 	p.Judge(g, xid(63), &Repeats{}, t0) // episode 2
 	p.Expire(g, t0.Add(p.DegradedHold()+time.Minute))
-	if g.GetAwaitingRemedy() {
+	if awaitingRemedy(g) {
 		t.Fatal("the link down since before the reboot holds the episode open")
 	}
 	ev := xid(63)
