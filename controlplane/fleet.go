@@ -11,12 +11,11 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/apierr"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -269,7 +268,7 @@ func (f *Fleet) get(id string) *nodeState {
 func (f *Fleet) mustGet(id string) (*nodeState, error) {
 	ns := f.get(id)
 	if ns == nil {
-		return nil, status.Errorf(codes.NotFound, "node_id: no node %q", id)
+		return nil, apierr.NodeNotFound(id)
 	}
 	return ns, nil
 }
@@ -336,7 +335,7 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) error {
 	}
 	if err := f.store.Apply(ctx, w); err != nil {
 		f.log.Error("store write failed", "node", id, "err", err)
-		return status.Error(codes.Unavailable, "state could not be saved; nothing was changed")
+		return apierr.NotSaved()
 	}
 	f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
 		if c.insert {
@@ -464,7 +463,7 @@ func (f *Fleet) newID(ctx context.Context, prefix string) (string, error) {
 	seq, err := f.ids.next(ctx)
 	if err != nil {
 		f.log.Error("id allocation failed", "err", err)
-		return "", status.Error(codes.Unavailable, "state could not be saved; nothing was changed")
+		return "", apierr.NotSaved()
 	}
 	return store.FormatSeq(prefix, seq), nil
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/internal/display"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -162,7 +163,7 @@ func TestLifecycleTransitions(t *testing.T) {
 	}
 	h := newHarness(t)
 	for i, row := range rows {
-		name := fmt.Sprintf("%s-%s", lifecycleName(row.from), row.act.name)
+		name := fmt.Sprintf("%s-%s", display.Lifecycle(row.from), row.act.name)
 		t.Run(name, func(t *testing.T) {
 			h.t = t
 			id := fmt.Sprintf("node-%d", i)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/apierr"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -27,7 +28,7 @@ func (f *Fleet) nodeLocked(id string, create bool, fn func(ns *nodeState, cur *f
 	for {
 		ns := f.lookup(id, create)
 		if ns == nil {
-			return status.Errorf(codes.NotFound, "node_id: no node %q", id)
+			return apierr.NodeNotFound(id)
 		}
 		retry, err := f.withNode(ns, id, create, fn)
 		if !retry {
@@ -76,11 +77,11 @@ func (f *Fleet) withNode(ns *nodeState, id string, create bool, fn func(ns *node
 		if create {
 			return true, nil
 		}
-		return false, status.Errorf(codes.NotFound, "node_id: no node %q", id)
+		return false, apierr.NodeNotFound(id)
 	}
 	cur := ns.node.Load()
 	if cur == nil && !create {
-		return false, status.Errorf(codes.NotFound, "node_id: no node %q", id)
+		return false, apierr.NodeNotFound(id)
 	}
 	open, stopping, queued, unprovision := slices.Clone(ns.open), ns.stopping, ns.terminateQueued, ns.unprovision
 	defer ns.recount()
@@ -493,7 +494,7 @@ func (f *Fleet) activeFleetSize() int {
 func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error) {
 	ns := f.get(req.GetNodeId())
 	if ns == nil {
-		return nil, status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", req.GetNodeId())
+		return nil, apierr.NotRegistered(req.GetNodeId())
 	}
 	now := f.clock.Now()
 	lifecycle := ns.node.Load().GetLifecycle()
@@ -542,7 +543,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 	var resp *nodev1.ReportHealthResponse
 	err := f.nodeLocked(req.GetNodeId(), false, func(ns *nodeState, cur *fleetv1.Node) error {
 		if cur == nil {
-			return status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", req.GetNodeId())
+			return apierr.NotRegistered(req.GetNodeId())
 		}
 		if err := checkEventGPUs(cur, req); err != nil {
 			return err
@@ -756,7 +757,7 @@ func (f *Fleet) NodeCommands(ctx context.Context, nodeID string, wait time.Durat
 	wait = min(wait, f.cfg.CommandPollTimeout.Duration)
 	ns := f.get(nodeID)
 	if ns == nil {
-		return nil, status.Errorf(codes.NotFound, "node_id: node %q is not registered; register first", nodeID)
+		return nil, apierr.NotRegistered(nodeID)
 	}
 	timer := f.clock.NewTimer(wait)
 	defer timer.Stop()
@@ -809,7 +810,7 @@ func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResu
 	var out *fleetv1.Command
 	err := f.nodeLocked(req.GetNodeId(), false, func(ns *nodeState, cur *fleetv1.Node) error {
 		if cur == nil {
-			return status.Errorf(codes.NotFound, "node_id: node %q is not registered", req.GetNodeId())
+			return apierr.NotRegistered(req.GetNodeId())
 		}
 		i := slices.IndexFunc(ns.open, func(c *fleetv1.Command) bool { return c.GetId() == req.GetCommandId() })
 		if i < 0 {

@@ -13,20 +13,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/apierr"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"github.com/navarch/navarch/store"
 )
 
-// lifecycleName is the short name operators read, such as "CORDONED".
-func lifecycleName(l fleetv1.LifecycleState) string {
-	return strings.TrimPrefix(l.String(), "LIFECYCLE_STATE_")
-}
-
 func forbidden(n *fleetv1.Node, action string) error {
-	return status.Errorf(codes.FailedPrecondition, "node %q is %s; it cannot be %s", n.GetNodeId(), lifecycleName(n.GetLifecycle()), action)
+	return apierr.Forbidden(n.GetNodeId(), n.GetLifecycle(), action)
 }
 
 // operate runs one operator action on a node: fn edits a copy of the node
@@ -547,6 +544,14 @@ func (f *Fleet) Status() *controlplanev1.GetFleetStatusResponse {
 		Providers: f.providers.info(),
 		Breaker:   f.breaker.status(f.clock.Now()),
 		StartedAt: ts(f.started),
+		Limits: &controlplanev1.OperatorLimits{
+			MaxDrainDeadline:             durationpb.New(MaxDrainDeadline),
+			DefaultDrainDeadline:         durationpb.New(defaultDrainTimeout),
+			MinTerminateDrainTimeout:     durationpb.New(time.Second),
+			DefaultTerminateDrainTimeout: durationpb.New(defaultTerminateDrain),
+			MaxProvisionCount:            MaxProvision,
+			MaxReasonBytes:               MaxReasonLen,
+		},
 	}
 }
 

@@ -203,3 +203,19 @@ func ParseReachability(s string) (fleetv1.Reachability, bool) {
 	v, ok := fleetv1.Reachability_value["REACHABILITY_"+strings.ToUpper(s)]
 	return fleetv1.Reachability(v), ok && v != 0
 }
+
+// OrDash is s, or "-" where s is empty.
+func OrDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// FirstLine is s up to its first line break.
+func FirstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,114 @@
+// Package apierr builds the errors the control plane answers with and reads
+// them back in its clients. Every error is a gRPC status whose code says what
+// kind of failure it is; the ones a client acts on also carry a typed detail
+// (google.rpc.ErrorInfo or google.rpc.BadRequest), so the console and the
+// command line tell failures apart by code and detail, never by the text.
+package apierr
+
+import (
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/navarch/navarch/internal/display"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// Domain names Navarch as the source of an ErrorInfo.
+const Domain = "navarch"
+
+// Reasons an ErrorInfo gives. They are part of the API: clients compare them.
+const (
+	// ReasonNodeNotFound: the node named by node_id does not exist.
+	// Metadata: node_id.
+	ReasonNodeNotFound = "NODE_NOT_FOUND"
+	// ReasonLifecycle: the node's lifecycle state forbids the action.
+	// Metadata: node_id, lifecycle (such as "TERMINATED"), action.
+	ReasonLifecycle = "LIFECYCLE_FORBIDS"
+	// ReasonNotSaved: the change could not be written to the store, and
+	// nothing was changed; the call may be retried.
+	ReasonNotSaved = "STATE_NOT_SAVED"
+)
+
+func withInfo(code codes.Code, msg, reason string, meta map[string]string) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: meta}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// NodeNotFound is the NotFound answer for a node that does not exist.
+func NodeNotFound(id string) error {
+	return withInfo(codes.NotFound, fmt.Sprintf("node_id: no node %q", id), ReasonNodeNotFound, map[string]string{"node_id": id})
+}
+
+// NotRegistered is the NotFound answer to an agent whose node is not
+// registered.
+func NotRegistered(id string) error {
+	return withInfo(codes.NotFound, fmt.Sprintf("node_id: node %q is not registered; register first", id),
+		ReasonNodeNotFound, map[string]string{"node_id": id})
+}
+
+// Forbidden is the FailedPrecondition answer for an action the node's
+// lifecycle state does not allow; action is a past participle such as
+// "cordoned".
+func Forbidden(id string, l fleetv1.LifecycleState, action string) error {
+	name := display.Lifecycle(l)
+	return withInfo(codes.FailedPrecondition, fmt.Sprintf("node %q is %s; it cannot be %s", id, name, action),
+		ReasonLifecycle, map[string]string{"node_id": id, "lifecycle": name, "action": action})
+}
+
+// NotSaved is the Unavailable answer when the store refused a change.
+func NotSaved() error {
+	return withInfo(codes.Unavailable, "state could not be saved; nothing was changed", ReasonNotSaved, nil)
+}
+
+// Invalid is the InvalidArgument answer for a bad field. The message starts
+// with the field's path; a google.rpc.BadRequest names it too.
+func Invalid(field, format string, args ...any) error {
+	desc := fmt.Sprintf(format, args...)
+	st := status.New(codes.InvalidArgument, field+": "+desc)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// Info returns err's ErrorInfo from Navarch, if it has one.
+func Info(err error) (*errdetails.ErrorInfo, bool) {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == Domain {
+			return info, true
+		}
+	}
+	return nil, false
+}
+
+// Field returns the field an InvalidArgument error names, if it names one.
+func Field(err error) (string, bool) {
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+			return br.GetFieldViolations()[0].GetField(), true
+		}
+	}
+	return "", false
+}
+
+// Describe says why an action on node id failed, naming the node once, for
+// an operator's screen: "gpu-7 is TERMINATED; it cannot be cordoned",
+// "gpu-7: no such node", or the node and the server's message.
+func Describe(id string, err error) string {
+	if info, ok := Info(err); ok {
+		switch info.GetReason() {
+		case ReasonNodeNotFound:
+			return id + ": no such node"
+		case ReasonLifecycle:
+			md := info.GetMetadata()
+			return fmt.Sprintf("%s is %s; it cannot be %s", id, md["lifecycle"], md["action"])
+		}
+	}
+	return id + ": " + status.Convert(err).Message()
+}
