@@ -1,0 +1,76 @@
+package policy
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// conditionsHeader opens the conditions section of the printed default
+// policy.
+const conditionsHeader = `
+# Signals other than XIDs. The agent pushes an event when a condition starts;
+# level conditions (marked *) are also re-checked on every health snapshot and
+# clear on their own when the snapshot no longer shows them.
+conditions:
+`
+
+// DefaultYAML returns the default policy as one file, default.yaml followed
+// by the conditions' default rules, for documentation and for operators who
+// want a file to start from.
+func DefaultYAML() []byte {
+	var b bytes.Buffer
+	b.Write(defaultYAML)
+	b.WriteString(conditionsHeader)
+	for _, c := range conditions {
+		mark := ""
+		if c.level != nil {
+			mark = "* "
+		}
+		fmt.Fprintf(&b, "  %-25s # %s%s\n", c.name+":", mark, c.about)
+		fmt.Fprintf(&b, "    meaning: %s\n", yamlScalar(c.rule.Meaning))
+		fmt.Fprintf(&b, "    health: %s\n", healthName(c.rule.Health))
+		fmt.Fprintf(&b, "    remedy: %s\n", remedyName(c.rule.Remedy))
+		if r := c.rule.Repeat; r != nil {
+			fields := []string{fmt.Sprintf("count: %d", r.Count), "window: " + shortDuration(r.Window)}
+			if r.Health != fleetv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED {
+				fields = append(fields, "health: "+healthName(r.Health))
+			}
+			if r.Remedy != fleetv1.Remedy_REMEDY_UNSPECIFIED {
+				fields = append(fields, "remedy: "+remedyName(r.Remedy))
+			}
+			fmt.Fprintf(&b, "    repeat: {%s}\n", strings.Join(fields, ", "))
+		}
+	}
+	return b.Bytes()
+}
+
+// yamlScalar writes s as a YAML value, quoted only where YAML needs it.
+func yamlScalar(s string) string {
+	// A string always marshals.
+	out, _ := yaml.Marshal(s)
+	return strings.TrimSuffix(string(out), "\n")
+}
+
+func healthName(h fleetv1.HealthStatus) string {
+	return strings.TrimPrefix(h.String(), "HEALTH_STATUS_")
+}
+
+func remedyName(r fleetv1.Remedy) string { return strings.TrimPrefix(r.String(), "REMEDY_") }
+
+// shortDuration writes d the way a policy file would: 10m, 24h, 1h30m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
