@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -101,5 +103,63 @@ func TestEventBuffer(t *testing.T) {
 	got := b.peek(10)
 	if len(got) != 3 || got[0].GetXid() != 3 || b.droppedCount() != 2 {
 		t.Fatalf("buffer %v dropped %d", got, b.droppedCount())
+	}
+}
+
+// TestEveryMetricConditionHasOneRow: a fault signal added to the API
+// without its row in the agent's conditions table fails here.
+func TestEveryMetricConditionHasOneRow(t *testing.T) {
+	notFromMetrics := map[fleetv1.EventKind]bool{
+		fleetv1.EventKind_EVENT_KIND_UNSPECIFIED:   true,
+		fleetv1.EventKind_EVENT_KIND_XID:           true, // from the NVML event set
+		fleetv1.EventKind_EVENT_KIND_GPU_LOST:      true, // from the reading: the GPU did not answer
+		fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED: true,
+	}
+	for v, name := range fleetv1.EventKind_name {
+		kind := fleetv1.EventKind(v)
+		t.Run(strings.ToLower(strings.TrimPrefix(name, "EVENT_KIND_")), func(t *testing.T) {
+			n := 0
+			for _, c := range conditions {
+				if c.kind == kind {
+					n++
+				}
+			}
+			want := 1
+			if notFromMetrics[kind] {
+				want = 0
+			}
+			if n != want {
+				t.Fatalf("%s has %d rows, want %d", kind, n, want)
+			}
+		})
+	}
+}
+
+// TestDetectRates: a counter's rise is a rate only against a previous
+// reading that had the counter, and only from the limit up.
+func TestDetectRates(t *testing.T) {
+	g := &fleetv1.Gpu{Index: 0, NvlinkCount: 4}
+	tests := []struct {
+		name string
+		prev *gpu.Reading
+		cur  *gpu.Reading
+		want []fleetv1.EventKind
+	}{
+		{"ecc-below-limit", reading(nil), reading(func(m *fleetv1.GpuMetrics) { m.Ecc.VolatileCorrected = 109 }), nil},
+		{"ecc-at-limit", reading(nil), reading(func(m *fleetv1.GpuMetrics) { m.Ecc.VolatileCorrected = 110 }), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_ECC_CORRECTED_RATE}},
+		{"ecc-unread-before", reading(func(m *fleetv1.GpuMetrics) { m.Ecc = nil }), reading(func(m *fleetv1.GpuMetrics) { m.Ecc.VolatileCorrected = 1e6 }), nil},
+		{"pcie-at-limit", reading(nil), reading(func(m *fleetv1.GpuMetrics) { m.PcieReplayCount = 105 }), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_PCIE_REPLAY}},
+		{"pcie-counter-reset", reading(func(m *fleetv1.GpuMetrics) { m.PcieReplayCount = 1e6 }), reading(nil), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var kinds []fleetv1.EventKind
+			for _, e := range detect(g, tt.prev, tt.cur) {
+				kinds = append(kinds, e.GetKind())
+			}
+			if !slices.Equal(kinds, tt.want) {
+				t.Fatalf("detected %v, want %v", kinds, tt.want)
+			}
+		})
 	}
 }
