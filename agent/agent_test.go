@@ -18,6 +18,7 @@ import (
 	"github.com/navarch/navarch/agent/simnvml"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/testutil"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -67,14 +68,14 @@ func startAgent(t *testing.T, cp *fakeCP, sim simnvml.Options, tweak ...func(*Op
 			t.Error("agent did not stop")
 		}
 	})
-	eventually(t, "registration", func() bool { regs, _ := cp.counts(); return regs > 0 })
+	testutil.Eventually(t, "registration", func() bool { regs, _ := cp.counts(); return regs > 0 })
 	return r
 }
 
 func TestRegistersAndHeartbeats(t *testing.T) {
 	cp := newFakeCP(t)
 	startAgent(t, cp, simnvml.Options{GPUs: 4})
-	eventually(t, "heartbeats", func() bool { _, beats := cp.counts(); return beats >= 3 })
+	testutil.Eventually(t, "heartbeats", func() bool { _, beats := cp.counts(); return beats >= 3 })
 	cp.mu.Lock()
 	reg := cp.registrations[0]
 	hb := cp.heartbeats[len(cp.heartbeats)-1]
@@ -91,7 +92,7 @@ func TestRegistersAndHeartbeats(t *testing.T) {
 		t.Fatalf("heartbeat samples %v", hb.GetSamples())
 	}
 	// The first report carries a full snapshot.
-	eventually(t, "first snapshot", func() bool {
+	testutil.Eventually(t, "first snapshot", func() bool {
 		cp.mu.Lock()
 		defer cp.mu.Unlock()
 		return len(cp.reports) > 0 && len(cp.reports[0].GetMetrics()) == 4 && cp.reports[0].GetGpuCount() == 4
@@ -103,7 +104,7 @@ func TestRegistersAndHeartbeats(t *testing.T) {
 func TestGPUThatDoesNotAnswerAtStart(t *testing.T) {
 	cp := newFakeCP(t)
 	startAgent(t, cp, simnvml.Options{GPUs: 4, Faults: []faultspec.Spec{{Kind: faultspec.GPULost, GPU: 2}}})
-	eventually(t, "heartbeats", func() bool { _, beats := cp.counts(); return beats >= 2 })
+	testutil.Eventually(t, "heartbeats", func() bool { _, beats := cp.counts(); return beats >= 2 })
 	cp.mu.Lock()
 	reg := cp.registrations[0]
 	hb := cp.heartbeats[len(cp.heartbeats)-1]
@@ -126,9 +127,9 @@ func TestGPUThatDoesNotAnswerAtStart(t *testing.T) {
 func TestXIDPushedAtOnce(t *testing.T) {
 	cp := newFakeCP(t)
 	r := startAgent(t, cp, simnvml.Options{})
-	eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
+	testutil.Eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
 	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 79, GPU: 2})
-	eventually(t, "XID 79", func() bool {
+	testutil.Eventually(t, "XID 79", func() bool {
 		for _, e := range cp.events() {
 			if e.GetKind() == fleetv1.EventKind_EVENT_KIND_XID && e.GetXid() == 79 && e.GetGpuIndex() == 2 && e.GetGpuUuid() != "" {
 				return true
@@ -161,9 +162,9 @@ func TestSimulatedFaultsAreDetected(t *testing.T) {
 			}
 			cp := newFakeCP(t)
 			r := startAgent(t, cp, simnvml.Options{})
-			eventually(t, "first report", func() bool { return len(cp.events()) == 0 && cp.reportCount() > 0 })
+			testutil.Eventually(t, "first report", func() bool { return len(cp.events()) == 0 && cp.reportCount() > 0 })
 			r.sim.Inject(spec)
-			eventually(t, row.kind.String(), func() bool {
+			testutil.Eventually(t, row.kind.String(), func() bool {
 				for _, e := range cp.events() {
 					if e.GetKind() == row.kind && int(e.GetGpuIndex()) == spec.GPU {
 						return true
@@ -184,16 +185,16 @@ func TestLostGPUComesBack(t *testing.T) {
 			return slices.ContainsFunc(cp.events(), func(e *fleetv1.HealthEvent) bool { return e.GetKind() == kind && e.GetGpuIndex() == 1 })
 		}
 	}
-	eventually(t, "GPU lost", has(fleetv1.EventKind_EVENT_KIND_GPU_LOST))
+	testutil.Eventually(t, "GPU lost", has(fleetv1.EventKind_EVENT_KIND_GPU_LOST))
 	// The lost GPU is left out of heartbeats.
-	eventually(t, "heartbeat without GPU 1", func() bool {
+	testutil.Eventually(t, "heartbeat without GPU 1", func() bool {
 		cp.mu.Lock()
 		defer cp.mu.Unlock()
 		hb := cp.heartbeats[len(cp.heartbeats)-1]
 		return len(hb.GetSamples()) == 3
 	})
 	r.sim.Heal(1)
-	eventually(t, "GPU recovered", has(fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED))
+	testutil.Eventually(t, "GPU recovered", has(fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED))
 }
 
 // TestEventsSurviveOutage: events seen while the control plane is down are
@@ -201,14 +202,14 @@ func TestLostGPUComesBack(t *testing.T) {
 func TestEventsSurviveOutage(t *testing.T) {
 	cp := newFakeCP(t)
 	r := startAgent(t, cp, simnvml.Options{})
-	eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
+	testutil.Eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
 	cp.stop()
 	for i := range 20 {
 		r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: uint32(100 + i), GPU: i % 4})
 	}
-	eventually(t, "events buffered", func() bool { return r.a.Pending() == 20 })
+	testutil.Eventually(t, "events buffered", func() bool { return r.a.Pending() == 20 })
 	cp.start()
-	eventually(t, "events delivered", func() bool { return len(cp.events()) >= 20 })
+	testutil.Eventually(t, "events delivered", func() bool { return len(cp.events()) >= 20 })
 	var xids []uint32
 	for _, e := range cp.events() {
 		xids = append(xids, e.GetXid())
@@ -220,7 +221,7 @@ func TestEventsSurviveOutage(t *testing.T) {
 	}
 	// The agent lets go of the events once their report's answer is back,
 	// a moment after the control plane has them.
-	eventually(t, "buffer emptied", func() bool { return r.a.Pending() == 0 })
+	testutil.Eventually(t, "buffer emptied", func() bool { return r.a.Pending() == 0 })
 	if r.a.Dropped() != 0 {
 		t.Fatalf("dropped %d", r.a.Dropped())
 	}
@@ -235,19 +236,19 @@ func TestEventsGoOutAsSoonAsTheControlPlaneIsBack(t *testing.T) {
 	cp := newFakeCP(t)
 	clock := clockwork.NewFakeClock()
 	r := startAgent(t, cp, simnvml.Options{}, func(o *Options) { o.Clock = clock })
-	eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
+	testutil.Eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
 	cp.setUnreachable(true)
 	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 48, GPU: 1})
-	eventually(t, "first refused report", func() bool { _, n := cp.refused(); return n == 1 })
+	testutil.Eventually(t, "first refused report", func() bool { _, n := cp.refused(); return n == 1 })
 	// Let the retries back off: 0.5–1 s, 1–2 s, 2–4 s, then 2.5–5 s.
 	for want := 2; want <= 4; want++ {
-		eventually(t, "a refused retry", func() bool {
+		testutil.Eventually(t, "a refused retry", func() bool {
 			clock.Advance(100 * time.Millisecond)
 			_, n := cp.refused()
 			return n >= want
 		})
 	}
-	eventually(t, "a refused heartbeat", func() bool {
+	testutil.Eventually(t, "a refused heartbeat", func() bool {
 		clock.Advance(50 * time.Millisecond)
 		b, _ := cp.refused()
 		return b > 0
@@ -256,7 +257,7 @@ func TestEventsGoOutAsSoonAsTheControlPlaneIsBack(t *testing.T) {
 	// The next retry is at least 2.5 s away; the wake-up comes within a
 	// heartbeat retry (about 50 ms here) and reconnectSpread.
 	var advanced time.Duration
-	eventually(t, "XID delivered", func() bool {
+	testutil.Eventually(t, "XID delivered", func() bool {
 		if len(cp.events()) == 1 {
 			return true
 		}
@@ -273,14 +274,14 @@ func TestEventsGoOutAsSoonAsTheControlPlaneIsBack(t *testing.T) {
 func TestBufferOverflowDropsOldest(t *testing.T) {
 	cp := newFakeCP(t)
 	r := startAgent(t, cp, simnvml.Options{}, func(o *Options) { o.EventBuffer = 5 })
-	eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
+	testutil.Eventually(t, "first report", func() bool { return cp.reportCount() > 0 })
 	cp.stop()
 	for i := range 12 {
 		r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: uint32(200 + i), GPU: 0})
-		eventually(t, "XID read", func() bool { return r.a.Pending()+int(r.a.Dropped()) == i+1 })
+		testutil.Eventually(t, "XID read", func() bool { return r.a.Pending()+int(r.a.Dropped()) == i+1 })
 	}
 	cp.start()
-	eventually(t, "events delivered", func() bool { return len(cp.events()) >= 5 })
+	testutil.Eventually(t, "events delivered", func() bool { return len(cp.events()) >= 5 })
 	var xids []uint32
 	for _, e := range cp.events() {
 		xids = append(xids, e.GetXid())
@@ -302,7 +303,7 @@ func TestReRegistersWhenForgotten(t *testing.T) {
 	cp.mu.Lock()
 	cp.heartbeatErr = notFound()
 	cp.mu.Unlock()
-	eventually(t, "second registration", func() bool { regs, _ := cp.counts(); return regs >= 2 })
+	testutil.Eventually(t, "second registration", func() bool { regs, _ := cp.counts(); return regs >= 2 })
 }
 
 func TestRefusedRegistrationIsFatal(t *testing.T) {
@@ -366,7 +367,7 @@ func TestDrainWaitsForProcesses(t *testing.T) {
 	r.sim.Device(0).AttachProcess(jobs[0].pid())
 	r.sim.Device(3).AttachProcess(jobs[1].pid())
 	cp.commands <- drainCommand("cmd-1", time.Minute, false)
-	eventually(t, "ack", func() bool { return cp.result("cmd-1", false) != nil })
+	testutil.Eventually(t, "ack", func() bool { return cp.result("cmd-1", false) != nil })
 	if got := cp.result("cmd-1", false).GetStatus(); got != fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED {
 		t.Fatalf("first result %s", got)
 	}
@@ -376,7 +377,7 @@ func TestDrainWaitsForProcesses(t *testing.T) {
 		t.Fatal("drain finished with a GPU job still running")
 	}
 	jobs[1].kill()
-	eventually(t, "drain done", func() bool { return cp.result("cmd-1", true) != nil })
+	testutil.Eventually(t, "drain done", func() bool { return cp.result("cmd-1", true) != nil })
 	res := cp.result("cmd-1", true)
 	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || len(res.GetSignalledPids()) != 0 {
 		t.Fatalf("result %v", res)
@@ -390,7 +391,7 @@ func TestForcedDrainSignalsTermThenKill(t *testing.T) {
 	r.sim.Device(1).AttachProcess(polite.pid())
 	r.sim.Device(2).AttachProcess(stubborn.pid())
 	cp.commands <- drainCommand("cmd-9", 300*time.Millisecond, true)
-	eventually(t, "forced drain done", func() bool { return cp.result("cmd-9", true) != nil })
+	testutil.Eventually(t, "forced drain done", func() bool { return cp.result("cmd-9", true) != nil })
 	res := cp.result("cmd-9", true)
 	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
 		t.Fatalf("result %v", res)
@@ -417,7 +418,7 @@ func TestDrainWithoutForceLeavesJobsAtDeadline(t *testing.T) {
 	job := sleeper(t, false)
 	r.sim.Device(0).AttachProcess(job.pid())
 	cp.commands <- drainCommand("cmd-2", 200*time.Millisecond, false)
-	eventually(t, "drain at deadline", func() bool { return cp.result("cmd-2", true) != nil })
+	testutil.Eventually(t, "drain at deadline", func() bool { return cp.result("cmd-2", true) != nil })
 	res := cp.result("cmd-2", true)
 	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || !slices.Equal(res.GetRemainingPids(), []uint32{job.pid()}) {
 		t.Fatalf("result %v", res)
@@ -435,9 +436,9 @@ func TestUncordonStopsDrain(t *testing.T) {
 	job := sleeper(t, false)
 	r.sim.Device(0).AttachProcess(job.pid())
 	cp.commands <- drainCommand("cmd-3", time.Minute, true)
-	eventually(t, "ack", func() bool { return cp.result("cmd-3", false) != nil })
+	testutil.Eventually(t, "ack", func() bool { return cp.result("cmd-3", false) != nil })
 	cp.commands <- &fleetv1.Command{Id: "cmd-4", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_UNCORDON}
-	eventually(t, "uncordon", func() bool { return cp.result("cmd-4", true) != nil })
+	testutil.Eventually(t, "uncordon", func() bool { return cp.result("cmd-4", true) != nil })
 	if msg := cp.result("cmd-4", true).GetMessage(); !strings.Contains(msg, "stopped 1 drain") {
 		t.Fatalf("uncordon said %q", msg)
 	}
@@ -461,9 +462,9 @@ func TestNewDrainReplacesDrainUnderWay(t *testing.T) {
 	job := sleeper(t, false)
 	r.sim.Device(0).AttachProcess(job.pid())
 	cp.commands <- drainCommand("cmd-10", time.Hour, false)
-	eventually(t, "ack", func() bool { return cp.result("cmd-10", false) != nil })
+	testutil.Eventually(t, "ack", func() bool { return cp.result("cmd-10", false) != nil })
 	cp.commands <- drainCommand("cmd-11", 200*time.Millisecond, true)
-	eventually(t, "forced drain done", func() bool { return cp.result("cmd-11", true) != nil })
+	testutil.Eventually(t, "forced drain done", func() bool { return cp.result("cmd-11", true) != nil })
 	if res := cp.result("cmd-11", true); !slices.Equal(res.GetSignalledPids(), []uint32{job.pid()}) {
 		t.Fatalf("forced drain result %v", res)
 	}
@@ -478,7 +479,7 @@ func TestDiagnosticsAndCordon(t *testing.T) {
 	r := startAgent(t, cp, simnvml.Options{})
 	cp.commands <- &fleetv1.Command{Id: "cmd-5", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_CORDON}
 	cp.commands <- &fleetv1.Command{Id: "cmd-6", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS}
-	eventually(t, "diagnostics", func() bool { return cp.result("cmd-6", true) != nil })
+	testutil.Eventually(t, "diagnostics", func() bool { return cp.result("cmd-6", true) != nil })
 	if res := cp.result("cmd-5", true); res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
 		t.Fatalf("cordon %v", res)
 	}
@@ -488,7 +489,7 @@ func TestDiagnosticsAndCordon(t *testing.T) {
 	}
 	r.sim.Inject(faultspec.Spec{Kind: faultspec.ECCDBE, GPU: 3})
 	cp.commands <- &fleetv1.Command{Id: "cmd-7", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS}
-	eventually(t, "diagnostics again", func() bool { return cp.result("cmd-7", true) != nil })
+	testutil.Eventually(t, "diagnostics again", func() bool { return cp.result("cmd-7", true) != nil })
 	res = cp.result("cmd-7", true)
 	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED || !strings.Contains(res.GetMessage(), "FAIL gpu3 ecc") {
 		t.Fatalf("diagnostics after a DBE: %v", res)
@@ -520,7 +521,7 @@ func TestHeartbeatDelivery(t *testing.T) {
 	cp.delivery = nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
 	startAgent(t, cp, simnvml.Options{})
 	cp.commands <- &fleetv1.Command{Id: "cmd-1", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_CORDON}
-	eventually(t, "cordon carried out", func() bool { return cp.result("cmd-1", true) != nil })
+	testutil.Eventually(t, "cordon carried out", func() bool { return cp.result("cmd-1", true) != nil })
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	for _, w := range cp.polls {
@@ -555,22 +556,22 @@ func TestSimulatedJobsFollowLifecycle(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, "jobs running", func() bool { return running() == 2 })
+	testutil.Eventually(t, "jobs running", func() bool { return running() == 2 })
 	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 	cp.commands <- drainCommand("cmd-9", 300*time.Millisecond, true)
-	eventually(t, "drain result", func() bool { return cp.result("cmd-9", true) != nil })
+	testutil.Eventually(t, "drain result", func() bool { return cp.result("cmd-9", true) != nil })
 	res := cp.result("cmd-9", true)
 	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED || len(res.GetSignalledPids()) != 2 || len(res.GetRemainingPids()) != 0 {
 		t.Fatalf("forced drain of the jobs: %v", res)
 	}
 	_, beats := cp.counts()
-	eventually(t, "more heartbeats", func() bool { _, b := cp.counts(); return b >= beats+3 })
+	testutil.Eventually(t, "more heartbeats", func() bool { _, b := cp.counts(); return b >= beats+3 })
 	if r.sim.Schedulable() || running() != 0 {
 		t.Fatalf("drained node: schedulable %t, %d jobs", r.sim.Schedulable(), running())
 	}
 	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
 	cp.commands <- &fleetv1.Command{Id: "cmd-10", NodeId: "node-a", Type: fleetv1.CommandType_COMMAND_TYPE_UNCORDON}
-	eventually(t, "schedulable again", r.sim.Schedulable)
+	testutil.Eventually(t, "schedulable again", r.sim.Schedulable)
 }
 
 // TestStaleHeartbeatAnswerKeepsCommandLifecycle: a heartbeat answered
@@ -591,13 +592,13 @@ func TestStaleHeartbeatAnswerKeepsCommandLifecycle(t *testing.T) {
 	cp.mu.Lock()
 	cp.hold = hold
 	cp.mu.Unlock()
-	eventually(t, "a heartbeat held", func() bool { cp.mu.Lock(); defer cp.mu.Unlock(); return cp.held == 1 })
+	testutil.Eventually(t, "a heartbeat held", func() bool { cp.mu.Lock(); defer cp.mu.Unlock(); return cp.held == 1 })
 	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 	cp.commands <- drainCommand("cmd-11", time.Hour, false)
-	eventually(t, "drain acknowledged", func() bool { return cp.result("cmd-11", false) != nil })
+	testutil.Eventually(t, "drain acknowledged", func() bool { return cp.result("cmd-11", false) != nil })
 	close(hold)
 	_, beats := cp.counts()
-	eventually(t, "more heartbeats", func() bool { _, b := cp.counts(); return b >= beats+2 })
+	testutil.Eventually(t, "more heartbeats", func() bool { _, b := cp.counts(); return b >= beats+2 })
 	mu.Lock()
 	defer mu.Unlock()
 	i := slices.Index(seen, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)

@@ -223,15 +223,3 @@ func (f *fakeCP) counts() (regs, beats int) {
 func notFound() error {
 	return status.Error(codes.NotFound, "node_id: node is not registered; register first")
 }
-
-// eventually polls cond until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/simload"
+	"github.com/navarch/navarch/internal/testutil"
 )
 
 func TestIsAnNVMLServer(t *testing.T) {
@@ -76,12 +77,12 @@ func TestFaultsFireAtTheirDelay(t *testing.T) {
 		t.Fatal("thermal fault fired early")
 	}
 	clock.Advance(time.Second)
-	eventually(t, "thermal fault", func() bool { tc, _ := d1.GetTemperature(nvml.TEMPERATURE_GPU); return tc == 97 })
+	testutil.Eventually(t, "thermal fault", func() bool { tc, _ := d1.GetTemperature(nvml.TEMPERATURE_GPU); return tc == 97 })
 	if r, _ := d1.GetCurrentClocksEventReasons(); r&nvml.ClocksThrottleReasonHwThermalSlowdown == 0 {
 		t.Fatalf("no thermal slowdown reason: %x", r)
 	}
 	clock.Advance(3 * time.Second)
-	eventually(t, "GPU lost", func() bool { _, ret := d3.GetUUID(); return ret == nvml.ERROR_GPU_IS_LOST })
+	testutil.Eventually(t, "GPU lost", func() bool { _, ret := d3.GetUUID(); return ret == nvml.ERROR_GPU_IS_LOST })
 	b.Heal(3)
 	if _, ret := d3.GetUUID(); ret != nvml.SUCCESS {
 		t.Fatalf("healed GPU: %v", ret)
@@ -98,23 +99,12 @@ func TestChaosInjectsFaults(t *testing.T) {
 	}
 	// Chaos schedules each fault from the previous one's goroutine, so the
 	// clock moves in small steps while the test waits.
-	eventually(t, "an XID from chaos", func() bool {
+	testutil.Eventually(t, "an XID from chaos", func() bool {
 		clock.Advance(time.Second)
 		_, ret := set.Wait(1)
 		return ret == nvml.SUCCESS
 	})
 	b.Stop()
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // jobNode is a one-GPU node on a fake clock whose jobs are real processes.
