@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/navarch/navarch/agent/gpu"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// pollLoop reads the GPUs on its own schedule, so NVML never waits on the
+// network and the network never waits on NVML.
+func (a *Agent) pollLoop(ctx context.Context) {
+	t := a.clock.NewTicker(a.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+			a.poll(a.clock.Now())
+		}
+	}
+}
+
+// poll reads every GPU, keeps the reading, and pushes an event for every
+// condition that started since the last poll.
+func (a *Agent) poll(now time.Time) {
+	readings := a.reader.Read(now)
+	a.mu.Lock()
+	prev := a.latest
+	a.latest = readings
+	a.mu.Unlock()
+	for i := range readings {
+		var p *gpu.Reading
+		if prev != nil {
+			p = &prev[i]
+		}
+		evs := detect(a.inv.GPUs[i], p, &readings[i])
+		for _, e := range evs {
+			a.log.Warn("GPU condition", "gpu", i, "kind", e.GetKind(), "detail", e.GetMessage())
+		}
+		a.buf.push(evs...)
+	}
+}
+
+// xidLoop pushes every XID the moment NVML reports it.
+func (a *Agent) xidLoop(ctx context.Context) {
+	xids := make(chan gpu.XIDEvent, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- a.reader.WatchXIDs(ctx, xids, func(g int, err error) {
+			a.log.Warn("GPU cannot report XIDs", "gpu", g, "err", err)
+		}, a.clock.Now)
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				a.log.Error("XID events unavailable; XIDs will not be reported", "err", err)
+			}
+			return
+		case x := <-xids:
+			a.log.Warn("XID", "gpu", x.GPU, "xid", x.XID)
+			a.buf.push(xidEvent(x))
+		}
+	}
+}
+
+func (a *Agent) samples() []*fleetv1.GpuSample {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*fleetv1.GpuSample, 0, len(a.latest))
+	for _, r := range a.latest {
+		if r.Lost {
+			continue
+		}
+		m := r.Metrics
+		out = append(out, &fleetv1.GpuSample{
+			GpuIndex:              m.GetGpuIndex(),
+			UtilizationGpuPercent: m.GetUtilizationGpuPercent(),
+			TemperatureCelsius:    m.GetTemperatureCelsius(),
+			PowerUsageMilliwatts:  m.GetPowerUsageMilliwatts(),
+			MemoryUsedBytes:       m.GetMemoryUsedBytes(),
+			ProcessCount:          uint32(len(m.GetProcesses())),
+		})
+	}
+	return out
+}
+
+func (a *Agent) snapshot() ([]*fleetv1.GpuMetrics, uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []*fleetv1.GpuMetrics
+	for _, r := range a.latest {
+		if !r.Lost {
+			out = append(out, r.Metrics)
+		}
+	}
+	return out, uint32(len(out))
+}
