@@ -10,7 +10,8 @@ import (
 // condition is one fault signal other than an XID: its name in policy
 // files, its event kind, its default rule and, for a level condition, how
 // a metrics snapshot shows it. Adding a condition is an EventKind in the
-// API, the agent's reading of it, and one row in conditions.
+// API, the agent's reading of it and its row in the agent's table, and one
+// row here (docs/fault-policy.md, "Adding a condition").
 type condition struct {
 	name string
 	kind fleetv1.EventKind
@@ -42,7 +43,7 @@ type levelReading struct {
 	// threshold, no NVLink in use.
 	known   bool
 	present bool
-	// value is the raising event's value.
+	// value is what the event raising or clearing the fault carries.
 	value uint64
 }
 
