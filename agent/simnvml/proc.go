@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"syscall"
 )
 
 // zombie reports whether pid has exited and waits to be reaped: such a
@@ -17,4 +18,21 @@ func zombie(pid uint32) bool {
 	// itself contain spaces or parentheses.
 	i := bytes.LastIndexByte(b, ')')
 	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+// alive reports whether pid runs: it exists and has not exited.
+func alive(pid uint32) bool {
+	err := syscall.Kill(int(pid), 0)
+	return (err == nil || err == syscall.EPERM) && !zombie(pid)
+}
+
+func (d *Device) livePIDs() []uint32 {
+	kept := d.pids[:0]
+	for _, pid := range d.pids {
+		if alive(pid) {
+			kept = append(kept, pid)
+		}
+	}
+	d.pids = kept
+	return kept
 }
