@@ -7,6 +7,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -23,17 +24,6 @@ func controlPlane(t *testing.T) (string, controlplanev1.ControlPlaneServiceClien
 		cfg.AutoCordon.Enabled = &off
 	}})
 	return cp.Addr, cp.Ops
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestSimulatedFleet(t *testing.T) {
@@ -55,11 +45,11 @@ func TestSimulatedFleet(t *testing.T) {
 		}
 		return st.GetSummary()
 	}
-	waitFor(t, "300 healthy, online nodes", func() bool {
+	testutil.EventuallyWithin(t, 30*time.Second, "300 healthy, online nodes", func() bool {
 		s := status()
 		return s.GetNodes() == 300 && s.GetOnline() == 300 && s.GetGpus() == 1200 && s.GetHealthUnknown() == 0
 	})
-	waitFor(t, "chaos events", func() bool {
+	testutil.EventuallyWithin(t, 30*time.Second, "chaos events", func() bool {
 		evs, err := ops.ListEvents(context.Background(), &controlplanev1.ListEventsRequest{})
 		return err == nil && len(evs.GetEvents()) > 0
 	})
@@ -74,7 +64,7 @@ func TestSimulatedFleet(t *testing.T) {
 	if _, err := ops.DrainNode(context.Background(), &controlplanev1.DrainNodeRequest{NodeId: id}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "simulated node drained", func() bool {
+	testutil.EventuallyWithin(t, 30*time.Second, "simulated node drained", func() bool {
 		d, err := ops.GetNode(context.Background(), &controlplanev1.GetNodeRequest{NodeId: id})
 		return err == nil && d.GetNode().GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED
 	})
