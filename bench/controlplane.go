@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/navarch/navarch/internal/rpcclient"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+)
+
+// controlPlane is the real binary under test.
+type controlPlane struct {
+	cmd  *exec.Cmd
+	addr string
+	dir  string
+	log  *os.File
+}
+
+func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*controlPlane, time.Duration, error) {
+	cfg := filepath.Join(dir, "bench.yaml")
+	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\ncommand_delivery: %s\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"), delivery)
+	if b.pprof != "" {
+		body += "pprof_listen: " + b.pprof + "\n"
+	}
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		return nil, 0, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "controlplane.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.Command(filepath.Join(b.bin, "navarch-controlplane"), "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	cp := &controlPlane{cmd: cmd, addr: addr, dir: dir, log: logf}
+	if err := waitServing(ctx, addr); err != nil {
+		cp.kill()
+		return nil, 0, err
+	}
+	return cp, time.Since(began), nil
+}
+
+func (cp *controlPlane) stop() {
+	_ = cp.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cp.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cp.kill()
+	}
+	_ = cp.log.Close()
+}
+
+func (cp *controlPlane) kill() {
+	_ = cp.cmd.Process.Kill()
+	_ = cp.cmd.Wait()
+}
+
+// waitServing waits until the control plane answers its health check and
+// a listing, which means its state is loaded.
+func waitServing(ctx context.Context, addr string) error {
+	conn, err := rpcclient.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	hc := grpc_health_v1.NewHealthClient(conn)
+	ops := controlplanev1.NewControlPlaneServiceClient(conn)
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := hc.Check(cctx, &grpc_health_v1.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
+			_, err = ops.ListNodes(cctx, &controlplanev1.ListNodesRequest{PageSize: 1})
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return errors.New("control plane did not serve within 2 minutes")
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

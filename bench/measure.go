@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/navarch/navarch/internal/rpcclient"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	"github.com/navarch/navarch/sim"
+)
+
+// measureXIDs injects XIDs on random nodes, one every 100 ms for the
+// window, and times each from the agent's call to a watcher receiving it.
+func measureXIDs(ctx context.Context, addr string, fleet *sim.Fleet, n int, window time.Duration) ([]time.Duration, error) {
+	conn, err := rpcclient.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := controlplanev1.NewControlPlaneServiceClient(conn).WatchFleet(wctx, &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var got []time.Duration
+	ready := make(chan struct{})
+	go func() {
+		readyOnce := sync.OnceFunc(func() { close(ready) })
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				readyOnce()
+				return
+			}
+			if m.GetSnapshot().GetComplete() {
+				readyOnce()
+			}
+			if e := m.GetHealthEvent(); e != nil {
+				at := time.Now()
+				key := fmt.Sprintf("%s/%d", e.GetNodeId(), e.GetXid())
+				mu.Lock()
+				if t0, ok := sent[key]; ok {
+					got = append(got, at.Sub(t0))
+					delete(sent, key)
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	<-ready
+	ids := fleet.NodeIDs()
+	deadline := time.Now().Add(window - 2*time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		node := rand.IntN(n)
+		xid := uint32(1000 + i)
+		key := fmt.Sprintf("%s/%d", ids[node], xid)
+		mu.Lock()
+		sent[key] = time.Now()
+		mu.Unlock()
+		if err := fleet.InjectXID(ctx, node, i%8, xid); err != nil {
+			return nil, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	return got, nil
+}
+
+// waitSteady waits until every node has reported health and heartbeats.
+func waitSteady(ctx context.Context, addr string, n int) error {
+	conn, err := rpcclient.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ops := controlplanev1.NewControlPlaneServiceClient(conn)
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		st, err := ops.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
+		if err == nil && st.GetSummary().GetHealthUnknown() == 0 && int(st.GetSummary().GetOnline()) == n {
+			time.Sleep(2 * time.Second)
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
+	return errors.New("the fleet did not settle within 3 minutes")
+}
+
+// snapshotTime opens a fresh watch and times the complete snapshot.
+func snapshotTime(ctx context.Context, addr string) (time.Duration, error) {
+	conn, err := rpcclient.Dial(addr)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ops := controlplanev1.NewControlPlaneServiceClient(conn)
+	if _, err := ops.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{}); err != nil {
+		return 0, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	began := time.Now()
+	stream, err := ops.WatchFleet(wctx, &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		return 0, err
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return 0, err
+		}
+		if m.GetSnapshot().GetComplete() {
+			return time.Since(began), nil
+		}
+	}
+}
+
+// measureAgent runs the real agent binary on a simulated 8-GPU node at
+// default intervals and measures its CPU and memory.
+func (b *bench) measureAgent(ctx context.Context, addr string, d time.Duration) (agentResult, error) {
+	cmd := exec.Command(filepath.Join(b.bin, "navarch-agent"), "--server", addr, "--node-id", "bench-agent", "--simulate", "--gpus", "8", "--log-level", "warn")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return agentResult{}, err
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	time.Sleep(10 * time.Second)
+	pid := cmd.Process.Pid
+	c0, err := cpuTime(pid)
+	if err != nil {
+		return agentResult{}, err
+	}
+	began := time.Now()
+	time.Sleep(d)
+	c1, _ := cpuTime(pid)
+	rss, _ := rssMiB(pid)
+	return agentResult{rssMiB: rss, cpuPercent: 100 * (c1 - c0).Seconds() / time.Since(began).Seconds(), measured: d}, nil
+}
+
+func quantiles(d []time.Duration, qs ...float64) []time.Duration {
+	out := make([]time.Duration, len(qs))
+	if len(d) == 0 {
+		return out
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	for i, q := range qs {
+		out[i] = s[min(len(s)-1, int(q*float64(len(s))))]
+	}
+	return out
+}

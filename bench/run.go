@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/navarch/navarch/sim"
+)
+
+// runSize measures one fleet size: it starts the control plane, registers
+// and runs n simulated nodes, measures the steady state over the window,
+// and times a restart.
+func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
+	r := result{nodes: n, delivery: "long_poll"}
+	if heartbeatDelivery {
+		r.delivery = "heartbeat"
+	}
+	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-bench-%d-", n))
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	addr := freeAddr()
+	fmt.Fprintf(os.Stderr, "bench: %d nodes: starting control plane on %s\n", n, addr)
+	cp, _, err := b.start(ctx, dir, addr, r.delivery)
+	if err != nil {
+		return r, err
+	}
+	defer func() { cp.stop() }()
+
+	fleet, err := sim.New(sim.Options{Server: addr, Nodes: n, GPUs: 8, Conns: 8, RegisterConcurrency: 128, NoCommands: b.noCommands})
+	if err != nil {
+		return r, err
+	}
+	defer fleet.Close()
+	began := time.Now()
+	if err := fleet.Register(ctx); err != nil {
+		return r, err
+	}
+	r.register = time.Since(began)
+	fmt.Fprintf(os.Stderr, "bench: %d nodes registered in %s; steady state for %s\n", n, r.register.Round(time.Millisecond), b.window)
+
+	runCtx, stopFleet := context.WithCancel(ctx)
+	defer stopFleet()
+	fleetDone := make(chan error, 1)
+	go func() { fleetDone <- fleet.Run(runCtx) }()
+
+	// Warm up: every node heartbeats and reports once before measuring, so
+	// the window sees the steady state, not the first reports.
+	if err := waitSteady(ctx, addr, n); err != nil {
+		return r, err
+	}
+	fleet.HeartbeatLatencies().Reset()
+	fleet.ReportLatencies().Reset()
+	errsBefore := fleet.Errors()
+	pid := cp.cmd.Process.Pid
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return r, err
+	}
+	gen0, _ := cpuTime(os.Getpid())
+	var peak float64
+	stopSampling := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+				if rss, err := rssMiB(pid); err == nil && rss > peak {
+					peak = rss
+				}
+			}
+		}
+	}()
+	windowStart := time.Now()
+	if b.pprof != "" {
+		go b.profile(fmt.Sprintf("cpu-%d.pprof", n), fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.window.Seconds())-5))
+	}
+	xids, err := measureXIDs(ctx, addr, fleet, n, b.window)
+	if err != nil {
+		return r, err
+	}
+	if rest := b.window - time.Since(windowStart); rest > 0 {
+		time.Sleep(rest)
+	}
+	cpu1, _ := cpuTime(pid)
+	gen1, _ := cpuTime(os.Getpid())
+	if b.pprof != "" {
+		b.profile(fmt.Sprintf("heap-%d.pprof", n), "/debug/pprof/heap")
+		b.profile(fmt.Sprintf("memstats-%d.txt", n), "/debug/pprof/heap?debug=1")
+		b.profile(fmt.Sprintf("goroutines-%d.txt", n), "/debug/pprof/goroutine?debug=1")
+	}
+	close(stopSampling)
+	sampler.Wait()
+	r.cpuPercent = 100 * (cpu1 - cpu0).Seconds() / time.Since(windowStart).Seconds()
+	r.genPercent = 100 * (gen1 - gen0).Seconds() / time.Since(windowStart).Seconds()
+	r.rssMiB, _ = rssMiB(pid)
+	r.peakMiB = max(peak, r.rssMiB)
+	hb := fleet.HeartbeatLatencies().Quantiles(0.5, 0.99)
+	rp := fleet.ReportLatencies().Quantiles(0.5, 0.99)
+	r.hbP50, r.hbP99, r.rpP50, r.rpP99 = hb[0], hb[1], rp[0], rp[1]
+	r.errors = fleet.Errors() - errsBefore
+	xq := quantiles(xids, 0.5, 0.99)
+	r.xidP50, r.xidP99 = xq[0], xq[1]
+
+	if r.snapshot, err = snapshotTime(ctx, addr); err != nil {
+		return r, err
+	}
+	if measureAgent {
+		fmt.Fprintf(os.Stderr, "bench: measuring a simulated 8-GPU agent for %s\n", agentFor)
+		if *agent, err = b.measureAgent(ctx, addr, agentFor); err != nil {
+			return r, err
+		}
+	}
+	stopFleet()
+	<-fleetDone
+
+	fmt.Fprintf(os.Stderr, "bench: %d nodes: restarting the control plane\n", n)
+	cp.stop()
+	cp2, restart, err := b.start(ctx, dir, addr, r.delivery)
+	if err != nil {
+		return r, err
+	}
+	r.restart = restart
+	cp = cp2
+	return r, nil
+}
+
+// profile saves one of the control plane's profiles.
+func (b *bench) profile(name, path string) {
+	resp, err := http.Get("http://" + b.pprof + path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(b.profDir, name))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
