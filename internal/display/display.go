@@ -136,6 +136,19 @@ func Age(t, now time.Time) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
+// Duration renders a duration as an operator writes one: "1h", "10m",
+// "168h", "1m30s", rather than "1h0m0s".
+func Duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // Bytes renders a size in binary units: "80.0 GiB".
 func Bytes(b uint64) string {
 	const unit = 1024
@@ -216,6 +229,15 @@ func OrDash(s string) string {
 func FirstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
+	}
+	return s
+}
+
+// Headline is the first line of a message shown on one line, with " …"
+// where more lines follow.
+func Headline(s string) string {
+	if first := FirstLine(s); first != s {
+		return first + " …"
 	}
 	return s
 }

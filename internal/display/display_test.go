@@ -92,3 +92,29 @@ func TestShortRemedies(t *testing.T) {
 		}
 	}
 }
+
+func TestText(t *testing.T) {
+	tests := []struct {
+		name      string
+		got, want string
+	}{
+		{"or-dash-empty", OrDash(""), "-"},
+		{"or-dash-text", OrDash("550.54"), "550.54"},
+		{"first-line", FirstLine("drained\nno processes left"), "drained"},
+		{"first-line-single", FirstLine("drained"), "drained"},
+		{"headline-cut", Headline("diagnostics: 1 failed\nFAIL gpu1 ecc"), "diagnostics: 1 failed …"},
+		{"headline-single", Headline("cordoned"), "cordoned"},
+		{"duration-hours", Duration(time.Hour), "1h"},
+		{"duration-week", Duration(7 * 24 * time.Hour), "168h"},
+		{"duration-minutes", Duration(10 * time.Minute), "10m"},
+		{"duration-mixed", Duration(90 * time.Second), "1m30s"},
+		{"duration-seconds", Duration(time.Second), "1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
+			}
+		})
+	}
+}
