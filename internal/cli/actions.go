@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/display"
 	"github.com/navarch/navarch/internal/faultspec"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -18,18 +19,19 @@ import (
 func runAction(ctx context.Context, server, cmd string, args []string, env Env) error {
 	fs := flagSet(cmd, &server)
 	var reason *string
-	var deadline, drainTimeout, wait *time.Duration
-	var force *bool
+	var deadline, drainTimeout optionalDuration
+	var wait *time.Duration
+	var force bool
 	if cmd != "diagnose" {
 		reason = fs.String("reason", "", "`TEXT` why; recorded on the node")
 	}
 	switch cmd {
 	case "drain":
-		deadline = fs.Duration("deadline", time.Hour, "`DURATION` end the drain after this long even if GPU work remains; at most 7 days")
-		force = fs.Bool("force", false, "at the deadline, signal the GPU processes still running, TERM then KILL")
+		fs.Var(&deadline, "deadline", "`DURATION` end the drain after this long even if GPU work remains; unset, the control plane's default")
+		fs.BoolVar(&force, "force", false, "at the deadline, signal the GPU processes still running, TERM then KILL")
 	case "terminate":
-		drainTimeout = fs.Duration("drain-timeout", 10*time.Minute, "`DURATION` how long the drain may take before the node is stopped")
-		force = fs.Bool("force", false, "skip the drain and stop the node at once")
+		fs.Var(&drainTimeout, "drain-timeout", "`DURATION` how long the drain may take before the node is stopped; unset, the control plane's default")
+		fs.BoolVar(&force, "force", false, "skip the drain and stop the node at once")
 	case "diagnose":
 		wait = fs.Duration("wait", 30*time.Second, "`DURATION` how long to wait for the report; the check stays queued after that")
 	}
@@ -41,53 +43,74 @@ func runAction(ctx context.Context, server, cmd string, args []string, env Env) 
 		return usagef("%s needs exactly one node id", cmd)
 	}
 	id := pos[0]
-	if deadline != nil && *deadline <= 0 {
-		return usagef("--deadline: %s is not a positive duration", *deadline)
+	if deadline.set && deadline.d <= 0 {
+		return usagef("--deadline: %s is not a positive duration", deadline.d)
 	}
-	if drainTimeout != nil && *drainTimeout <= 0 {
-		return usagef("--drain-timeout: %s is not a positive duration", *drainTimeout)
+	if drainTimeout.set && drainTimeout.d <= 0 {
+		return usagef("--drain-timeout: %s is not a positive duration", drainTimeout.d)
 	}
 	c, closeConn, err := client(server)
 	if err != nil {
 		return err
 	}
 	defer closeConn()
+	if cmd == "diagnose" {
+		return nodeFailure(id, diagnose(ctx, c, id, *wait, env))
+	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	var n *fleetv1.Node
-	switch cmd {
-	case "cordon":
-		resp, err := c.CordonNode(cctx, &controlplanev1.CordonNodeRequest{NodeId: id, Reason: *reason})
-		if err != nil {
-			return err
-		}
-		n = resp.GetNode()
-	case "uncordon":
-		resp, err := c.UncordonNode(cctx, &controlplanev1.UncordonNodeRequest{NodeId: id, Reason: *reason})
-		if err != nil {
-			return err
-		}
-		n = resp.GetNode()
-	case "drain":
-		resp, err := c.DrainNode(cctx, &controlplanev1.DrainNodeRequest{
-			NodeId: id, Reason: *reason, Deadline: timestamppb.New(time.Now().Add(*deadline)), Force: *force,
-		})
-		if err != nil {
-			return err
-		}
-		n = resp.GetNode()
-	case "terminate":
-		req := &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: *reason, Force: *force, DrainTimeout: durationpb.New(*drainTimeout)}
-		resp, err := c.TerminateNode(cctx, req)
-		if err != nil {
-			return err
-		}
-		n = resp.GetNode()
-	case "diagnose":
-		return diagnose(ctx, c, id, *wait, env)
+	n, err := act(cctx, c, cmd, id, *reason, deadline, drainTimeout, force)
+	if err != nil {
+		return nodeFailure(id, err)
 	}
 	fmt.Fprintf(env.Stdout, "%s %s (%s)\n", n.GetNodeId(), display.Lifecycle(n.GetLifecycle()), n.GetLifecycleReason())
 	return nil
+}
+
+// act sends cmd's request for node id. A duration left unset is left to
+// the control plane's default.
+func act(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, cmd, id, reason string, deadline, drainTimeout optionalDuration, force bool) (*fleetv1.Node, error) {
+	switch cmd {
+	case "cordon":
+		resp, err := c.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: id, Reason: reason})
+		return resp.GetNode(), err
+	case "uncordon":
+		resp, err := c.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: id, Reason: reason})
+		return resp.GetNode(), err
+	case "drain":
+		req := &controlplanev1.DrainNodeRequest{NodeId: id, Reason: reason, Force: force}
+		if deadline.set {
+			req.Deadline = timestamppb.New(time.Now().Add(deadline.d))
+		}
+		resp, err := c.DrainNode(ctx, req)
+		return resp.GetNode(), err
+	}
+	req := &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: reason, Force: force}
+	if drainTimeout.set {
+		req.DrainTimeout = durationpb.New(drainTimeout.d)
+	}
+	resp, err := c.TerminateNode(ctx, req)
+	return resp.GetNode(), err
+}
+
+// nodeError is a failed action on one node, said as the console says it:
+// "gpu-7: no such node", "gpu-7 is TERMINATED; it cannot be cordoned".
+// It keeps the status, whose code sets the exit code.
+type nodeError struct {
+	id  string
+	err error
+}
+
+func (e nodeError) Error() string { return apierr.Describe(e.id, e.err) }
+func (e nodeError) Unwrap() error { return e.err }
+
+// nodeFailure describes err as a failure on node id where the control
+// plane said which failure it is; other errors stay as they are.
+func nodeFailure(id string, err error) error {
+	if _, ok := apierr.Info(err); ok {
+		return nodeError{id: id, err: err}
+	}
+	return err
 }
 
 // diagnose queues diagnostics and waits for the report.
@@ -139,8 +162,8 @@ func ensureNewline(s string) string {
 func runProvision(ctx context.Context, server string, args []string, env Env) error {
 	fs := flagSet("provision", &server)
 	provider := fs.String("provider", "local", "`NAME` the provider, as 'navarch get status' lists them")
-	count := fs.Uint("count", 0, "`N` how many nodes to start, 1–1000; required")
-	gpus := fs.Uint("gpus", 0, "`N` GPUs per node, 1–64, where the provider lets you choose; 0 means its default")
+	count := fs.Uint("count", 0, "`N` how many nodes to start; required")
+	gpus := fs.Uint("gpus", 0, "`N` GPUs per node, where the provider lets you choose; 0 means its default")
 	instanceType := fs.String("instance-type", "", "`TYPE` the provider's instance type; empty means its default")
 	chaos := fs.Duration("chaos", 0, "`DURATION` for simulated nodes, the mean time between random faults on each; 0 means none")
 	out := outputFlag(fs)

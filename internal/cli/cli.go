@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/navarch/navarch/internal/display"
 	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -254,6 +255,29 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// optionalDuration is a duration flag that may be left unset, so that the
+// control plane applies its own default.
+type optionalDuration struct {
+	d   time.Duration
+	set bool
+}
+
+func (o *optionalDuration) String() string {
+	if !o.set {
+		return ""
+	}
+	return display.Duration(o.d)
+}
+
+func (o *optionalDuration) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("not a duration such as 30m or 2h")
+	}
+	o.d, o.set = d, true
+	return nil
+}
 
 func outputFlag(fs *flag.FlagSet) *string {
 	const text = "`table|json` output format"

@@ -12,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/demo"
+	"github.com/navarch/navarch/internal/display"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -117,8 +121,9 @@ func TestActionsAndExitCodes(t *testing.T) {
 		code int
 		want string
 	}{
-		{"not-found", []string{"cordon", "nope"}, ExitNotFound, `no node "nope"`},
-		{"refused-by-state", []string{"drain", "gpu-1"}, ExitRefused, "TERMINATING"},
+		{"not-found", []string{"cordon", "nope"}, ExitNotFound, "navarch: nope: no such node\n"},
+		{"refused-by-state", []string{"drain", "gpu-1"}, ExitRefused, "navarch: gpu-1 is TERMINATING; it cannot be drained\n"},
+		{"diagnose-not-found", []string{"diagnose", "nope"}, ExitNotFound, "navarch: nope: no such node\n"},
 		{"bad-value", []string{"cordon", "bad/id"}, ExitRefused, "node_id"},
 		{"unknown-provider", []string{"provision", "--count", "1", "--provider", "cloud9"}, ExitRefused, `unknown provider "cloud9"`},
 		{"missing-id", []string{"cordon"}, ExitUsage, "exactly one node id"},
@@ -134,6 +139,49 @@ func TestActionsAndExitCodes(t *testing.T) {
 			code, _, errOut := navarch(t, append([]string{"--server", addr}, row.args...)...)
 			if code != row.code || !strings.Contains(errOut, row.want) {
 				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, row.code, errOut, row.want)
+			}
+		})
+	}
+}
+
+// TestDurationsDefaultToTheControlPlanes: --deadline and --drain-timeout
+// left out are left to the control plane, which applies the defaults it
+// reports in GetFleetStatus, and their help names no value of its own.
+func TestDurationsDefaultToTheControlPlanes(t *testing.T) {
+	addr := server(t)
+	_, out, _ := navarch(t, "--server", addr, "get", "status", "-o", "json")
+	var st controlplanev1.GetFleetStatusResponse
+	if err := protojson.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("get status: %v\n%s", err, out)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want time.Duration
+	}{
+		{"drain-deadline", []string{"drain", "gpu-1"}, st.GetLimits().GetDefaultDrainDeadline().AsDuration()},
+		{"terminate-drain-timeout", []string{"terminate", "gpu-2"}, st.GetLimits().GetDefaultTerminateDrainTimeout().AsDuration()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.want <= 0 {
+				t.Fatalf("the control plane reports no default:\n%s", out)
+			}
+			if code, _, errOut := navarch(t, append([]string{"--server", addr}, tt.args...)...); code != ExitOK {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			_, node, _ := navarch(t, "--server", addr, "get", "node", tt.args[1], "-o", "json")
+			var resp controlplanev1.GetNodeResponse
+			if err := protojson.Unmarshal([]byte(node), &resp); err != nil {
+				t.Fatalf("get node: %v\n%s", err, node)
+			}
+			if left := time.Until(resp.GetNode().GetDrain().GetDeadline().AsTime()); left > tt.want || left < tt.want-time.Minute {
+				t.Errorf("the drain ends in %s, want the control plane's %s", left, tt.want)
+			}
+			_, help, _ := navarch(t, tt.args[0], "-h")
+			flat := strings.Join(strings.Fields(help), " ")
+			if !strings.Contains(flat, "unset, the control plane's default") || strings.Contains(flat, "(default") {
+				t.Errorf("help:\n%s", help)
 			}
 		})
 	}
@@ -336,7 +384,7 @@ func TestDemoUsage(t *testing.T) {
 	}
 	for _, want := range []string{
 		fmt.Sprintf("(default %d)", o.Nodes), fmt.Sprintf("(default %d)", o.GPUs),
-		"(default " + o.DataDir + ")", "(default " + shortDuration(o.FaultEvery) + ")",
+		"(default " + o.DataDir + ")", "(default " + display.Duration(o.FaultEvery) + ")",
 		fmt.Sprintf("1–%d", demo.MaxNodes), fmt.Sprintf("above %d", demo.MaxProcessNodes),
 	} {
 		if !strings.Contains(help, want) {

@@ -137,7 +137,7 @@ func getNodes(ctx context.Context, server string, args []string, env Env) error 
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetNodeId(), display.Lifecycle(n.GetLifecycle()),
 			display.Health(n.GetHealth()), display.Reachability(n.GetReachability()), gpuSummary(n), util, hot,
-			display.Age(n.GetLastHeartbeatAt().AsTime(), now), orDash(display.Labels(n.GetLabels())))
+			display.Age(n.GetLastHeartbeatAt().AsTime(), now), display.OrDash(display.Labels(n.GetLabels())))
 	}
 	return tw.Flush()
 }
@@ -171,17 +171,10 @@ func gpuSummary(n *fleetv1.Node) string {
 	return s
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 func getNode(ctx context.Context, server string, args []string, env Env) error {
 	fs := flagSet("get node", &server)
 	out := outputFlag(fs)
-	events := fs.Uint("events", 20, "`N` recent health events to show, at most 1000; 0 means 50")
+	events := fs.Uint("events", 20, "`N` recent health events to show; 0 means the control plane's default")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -216,8 +209,8 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 		fmt.Fprintf(tw, "Remedy:\t%s\n", r)
 	}
 	fmt.Fprintf(tw, "Reachability:\t%s\tlast heartbeat %s ago\n", display.Reachability(n.GetReachability()), display.Age(n.GetLastHeartbeatAt().AsTime(), now))
-	fmt.Fprintf(tw, "Driver:\t%s\tCUDA %s\n", orDash(n.GetDriverVersion()), orDash(n.GetCudaVersion()))
-	fmt.Fprintf(tw, "Labels:\t%s\n", orDash(display.Labels(n.GetLabels())))
+	fmt.Fprintf(tw, "Driver:\t%s\tCUDA %s\n", display.OrDash(n.GetDriverVersion()), display.OrDash(n.GetCudaVersion()))
+	fmt.Fprintf(tw, "Labels:\t%s\n", display.OrDash(display.Labels(n.GetLabels())))
 	if n.GetProvider() != "" {
 		fmt.Fprintf(tw, "Provider:\t%s\t%s\n", n.GetProvider(), n.GetInstanceId())
 	}
@@ -247,7 +240,7 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 			total = display.Bytes(g.GetMemoryTotalBytes())
 		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s/%s\t%s\t%s\n", g.GetIndex(), health, util, temp, power, used, total,
-			g.GetUuid(), orDash(g.GetHealthCause()))
+			g.GetUuid(), display.OrDash(g.GetHealthCause()))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -261,7 +254,7 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 	fmt.Fprintln(tw, "  ID\tTYPE\tSTATUS\tAGE\tMESSAGE")
 	for _, c := range resp.GetCommands() {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.GetId(), display.CommandType(c.GetType()), display.CommandStatus(c.GetStatus()),
-			display.Age(c.GetUpdatedAt().AsTime(), now), orDash(firstLine(c.GetMessage())))
+			display.Age(c.GetUpdatedAt().AsTime(), now), display.OrDash(display.Headline(c.GetMessage())))
 	}
 	return tw.Flush()
 }
@@ -270,13 +263,6 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 func reachable(n *fleetv1.Node) bool {
 	r := n.GetReachability()
 	return r == fleetv1.Reachability_REACHABILITY_ONLINE || r == fleetv1.Reachability_REACHABILITY_STALE
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i] + " …"
-	}
-	return s
 }
 
 func writeEvents(w io.Writer, evs []*fleetv1.HealthEvent, now time.Time, withNode bool) error {
@@ -292,7 +278,7 @@ func writeEvents(w io.Writer, evs []*fleetv1.HealthEvent, now time.Time, withNod
 			cols = append(cols, e.GetNodeId())
 		}
 		cols = append(cols, display.GPU(e.GetGpuIndex()), display.EventKind(e), display.Health(e.GetHealth()),
-			orDash(e.GetCause()), orDash(display.Remedy(e.GetRemedy())))
+			display.OrDash(e.GetCause()), display.OrDash(display.Remedy(e.GetRemedy())))
 		fmt.Fprintln(tw, indent+strings.Join(cols, "\t"))
 	}
 	return tw.Flush()
@@ -303,7 +289,7 @@ func getEvents(ctx context.Context, server string, args []string, env Env) error
 	out := outputFlag(fs)
 	node := fs.String("node", "", "`ID` only this node's events")
 	minHealth := fs.String("min-health", "", "`HEALTH` only events judged at least this bad: healthy, degraded or unhealthy")
-	limit := fs.Uint("limit", 100, "`N` the most events to show, at most 1000; 0 means 100")
+	limit := fs.Uint("limit", 0, "`N` the most events to show; unset, the control plane's default")
 	text := fs.String("text", "", "`TEXT` only events whose node id, cause or message contains TEXT, ignoring case")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -382,7 +368,7 @@ func getStatus(ctx context.Context, server string, args []string, env Env) error
 	for _, p := range resp.GetProviders() {
 		provs = append(provs, p.GetName())
 	}
-	fmt.Fprintf(tw, "Providers:\t%s\n", orDash(strings.Join(provs, ", ")))
+	fmt.Fprintf(tw, "Providers:\t%s\n", display.OrDash(strings.Join(provs, ", ")))
 	fmt.Fprintf(tw, "Revision:\t%d\n", resp.GetRevision())
 	fmt.Fprintf(tw, "Version:\t%s\n", resp.GetVersion())
 	return tw.Flush()

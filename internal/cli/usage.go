@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/navarch/navarch/internal/display"
 )
 
 // command is one subcommand as the usage shows it.
@@ -283,7 +285,7 @@ func defaultText(f *flag.Flag) string {
 			if err != nil || def == 0 {
 				return ""
 			}
-			return shortDuration(def)
+			return display.Duration(def)
 		}
 	}
 	switch f.DefValue {
@@ -291,16 +293,4 @@ func defaultText(f *flag.Flag) string {
 		return ""
 	}
 	return f.DefValue
-}
-
-// shortDuration writes 1h rather than 1h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
