@@ -9,22 +9,23 @@ import (
 	"sync"
 	"time"
 
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/display"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
-// actionDoneMsg reports an action's outcome for the status line.
-type actionDoneMsg struct {
-	text string
-	err  bool
+// fleetStatusMsg carries what GetFleetStatus says the console needs: the
+// providers ProvisionNodes accepts, and the bounds and defaults of
+// operator requests.
+type fleetStatusMsg struct {
+	providers []string
+	limits    *controlplanev1.OperatorLimits
 }
-
-// providersMsg lists the providers ProvisionNodes accepts.
-type providersMsg struct{ names []string }
 
 // errNoClient is what a console without a control plane answers.
 var errNoClient = errors.New("not connected to a control plane")
@@ -32,8 +33,11 @@ var errNoClient = errors.New("not connected to a control plane")
 // actionTimeout bounds one call of an action.
 const actionTimeout = 15 * time.Second
 
-func (m *Model) loadProviders() tea.Cmd {
-	client := m.d.client
+// loadFleetStatus asks the control plane for its providers and limits. A
+// failure leaves the console with what it had: the dialogs then leave
+// the judging to the control plane.
+func loadFleetStatus(d *deps) tea.Cmd {
+	client := d.client
 	if client == nil {
 		return nil
 	}
@@ -48,8 +52,56 @@ func (m *Model) loadProviders() tea.Cmd {
 		for _, p := range st.GetProviders() {
 			names = append(names, p.GetName())
 		}
-		return providersMsg{names: names}
+		return fleetStatusMsg{providers: names, limits: st.GetLimits()}
 	}
+}
+
+// run starts the action k names on targets and reports whether k named
+// one. Cordon, uncordon and diagnostics run at once on one node and ask
+// first on several; drains and terminations always ask.
+func (a *actionKeys) run(d *deps, k tea.KeyPressMsg, targets []string) (tea.Cmd, bool) {
+	if key.Matches(k, a.Provision) {
+		d.send(openOverlayMsg{overlay: newProvisionDialog(d)})
+		return nil, true
+	}
+	if !key.Matches(k, a.Cordon, a.Uncordon, a.Drain, a.Terminate, a.Diagnose) {
+		return nil, false
+	}
+	if len(targets) == 0 {
+		d.send(statusLineMsg{text: "no node selected", err: true})
+		return nil, true
+	}
+	what := targets[0]
+	if len(targets) > 1 {
+		// Name them: a bulk action must never surprise.
+		shown := targets[:min(len(targets), 5)]
+		what = fmt.Sprintf("%d marked nodes (%s", len(targets), strings.Join(shown, ", "))
+		if more := len(targets) - len(shown); more > 0 {
+			what += fmt.Sprintf(" and %d more", more)
+		}
+		what += ")"
+	}
+	bulk := len(targets) > 1
+	confirmIf := func(question string, act tea.Cmd) (tea.Cmd, bool) {
+		if !bulk {
+			return act, true
+		}
+		d.send(openOverlayMsg{overlay: newConfirm(d, question, act)})
+		return nil, true
+	}
+	switch {
+	case key.Matches(k, a.Cordon):
+		return confirmIf("Cordon "+what+"?", cordonAction(d, targets))
+	case key.Matches(k, a.Uncordon):
+		return confirmIf("Uncordon "+what+"?", uncordonAction(d, targets))
+	case key.Matches(k, a.Diagnose):
+		return confirmIf("Run diagnostics on "+what+"?", diagnoseAction(d, targets))
+	case key.Matches(k, a.Drain):
+		d.send(openOverlayMsg{overlay: newDrainDialog(d, targets, what)})
+	default:
+		d.send(openOverlayMsg{overlay: newConfirm(d, terminateQuestion(d, what, bulk), terminateAction(d, targets))})
+	}
+	return nil, true
 }
 
 // forEach runs call for every target, a few at a time, and sums up the
@@ -58,7 +110,7 @@ func (m *Model) loadProviders() tea.Cmd {
 func forEach(d *deps, act, done string, targets []string, call func(ctx context.Context, id string) (string, error)) tea.Cmd {
 	return func() tea.Msg {
 		if d.client == nil {
-			return actionDoneMsg{text: act + " failed: " + errNoClient.Error(), err: true}
+			return statusLineMsg{text: act + " failed: " + errNoClient.Error(), err: true}
 		}
 		var mu sync.Mutex
 		var failed []string
@@ -77,7 +129,7 @@ func forEach(d *deps, act, done string, targets []string, call func(ctx context.
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
-					failed = append(failed, failure(id, err))
+					failed = append(failed, apierr.Describe(id, err))
 					return
 				}
 				last = res
@@ -88,29 +140,16 @@ func forEach(d *deps, act, done string, targets []string, call func(ctx context.
 		ok := len(targets) - len(failed)
 		switch {
 		case len(failed) == 0 && len(targets) == 1:
-			return actionDoneMsg{text: last}
+			return statusLineMsg{text: last}
 		case len(failed) == 0:
-			return actionDoneMsg{text: fmt.Sprintf("%s %d nodes", done, ok)}
+			return statusLineMsg{text: fmt.Sprintf("%s %d nodes", done, ok)}
 		case ok == 0 && len(failed) == 1:
-			return actionDoneMsg{text: act + " failed: " + failed[0], err: true}
+			return statusLineMsg{text: act + " failed: " + failed[0], err: true}
 		case ok == 0:
-			return actionDoneMsg{text: fmt.Sprintf("%s failed on all %d nodes: %s", act, len(targets), strings.Join(failed, "; ")), err: true}
+			return statusLineMsg{text: fmt.Sprintf("%s failed on all %d nodes: %s", act, len(targets), strings.Join(failed, "; ")), err: true}
 		}
-		return actionDoneMsg{text: fmt.Sprintf("%s %d of %d nodes; %d failed: %s", done, ok, len(targets), len(failed), strings.Join(failed, "; ")), err: true}
+		return statusLineMsg{text: fmt.Sprintf("%s %d of %d nodes; %d failed: %s", done, ok, len(targets), len(failed), strings.Join(failed, "; ")), err: true}
 	}
-}
-
-// failure says why an action failed on one node, naming the node once:
-// the server's `node "gpu-7" is TERMINATED` becomes `gpu-7 is TERMINATED`.
-func failure(id string, err error) string {
-	msg := status.Convert(err).Message()
-	if rest, ok := strings.CutPrefix(msg, fmt.Sprintf("node %q ", id)); ok {
-		return id + " " + rest
-	}
-	if rest, ok := strings.CutPrefix(msg, fmt.Sprintf("node_id: no node %q", id)); ok {
-		return id + ": no such node" + rest
-	}
-	return id + ": " + msg
 }
 
 func cordonAction(d *deps, targets []string) tea.Cmd {
@@ -127,18 +166,28 @@ func uncordonAction(d *deps, targets []string) tea.Cmd {
 	})
 }
 
+// drainAction drains targets; a deadline of 0 leaves it to the control
+// plane's default.
 func drainAction(d *deps, targets []string, reason string, deadline time.Duration, force bool) tea.Cmd {
 	if reason == "" {
 		reason = "drain from the console"
 	}
 	return forEach(d, "drain", "draining", targets, func(ctx context.Context, id string) (string, error) {
-		resp, err := d.client.DrainNode(ctx, &controlplanev1.DrainNodeRequest{
-			NodeId: id, Reason: reason, Deadline: timestamppb.New(d.now().Add(deadline)), Force: force,
-		})
-		return fmt.Sprintf("%s %s (deadline in %s)", id, display.Lifecycle(resp.GetNode().GetLifecycle()), deadline), err
+		req := &controlplanev1.DrainNodeRequest{NodeId: id, Reason: reason, Force: force}
+		if deadline != 0 {
+			req.Deadline = timestamppb.New(d.now().Add(deadline))
+		}
+		resp, err := d.client.DrainNode(ctx, req)
+		done := id + " " + display.Lifecycle(resp.GetNode().GetLifecycle())
+		if deadline != 0 {
+			done += fmt.Sprintf(" (deadline in %s)", deadline)
+		}
+		return done, err
 	})
 }
 
+// terminateAction terminates targets, each drained first for the control
+// plane's default drain timeout.
 func terminateAction(d *deps, targets []string) tea.Cmd {
 	return forEach(d, "terminate", "terminating", targets, func(ctx context.Context, id string) (string, error) {
 		resp, err := d.client.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: "termination from the console"})
@@ -153,23 +202,23 @@ func diagnoseAction(d *deps, targets []string) tea.Cmd {
 	})
 }
 
-func provisionAction(d *deps, provider string, count, gpus int, labels map[string]string) tea.Cmd {
+func provisionAction(d *deps, provider string, count, gpus uint32, labels map[string]string) tea.Cmd {
 	return func() tea.Msg {
 		if d.client == nil {
-			return actionDoneMsg{text: "provision failed: " + errNoClient.Error(), err: true}
+			return statusLineMsg{text: "provision failed: " + errNoClient.Error(), err: true}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*actionTimeout)
 		defer cancel()
 		resp, err := d.client.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{
-			Provider: provider, Count: uint32(count), GpusPerNode: uint32(gpus), Labels: labels,
+			Provider: provider, Count: count, GpusPerNode: gpus, Labels: labels,
 		})
 		if err != nil {
-			return actionDoneMsg{text: "provision failed: " + status.Convert(err).Message(), err: true}
+			return statusLineMsg{text: "provision failed: " + status.Convert(err).Message(), err: true}
 		}
 		var ids []string
 		for _, n := range resp.GetNodes() {
 			ids = append(ids, n.GetNodeId())
 		}
-		return actionDoneMsg{text: fmt.Sprintf("provisioning %d nodes through %s: %s", len(ids), provider, strings.Join(ids, ", "))}
+		return statusLineMsg{text: fmt.Sprintf("provisioning %d nodes through %s: %s", len(ids), provider, strings.Join(ids, ", "))}
 	}
 }

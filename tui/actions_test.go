@@ -27,9 +27,9 @@ func TestActionStatusLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &deps{client: cp.Ops}
-	run := func(cmd func(*deps, []string) any, ids ...string) actionDoneMsg {
+	run := func(cmd func(*deps, []string) any, ids ...string) statusLineMsg {
 		t.Helper()
-		return cmd(d, ids).(actionDoneMsg)
+		return cmd(d, ids).(statusLineMsg)
 	}
 	cordon := func(d *deps, ids []string) any { return cordonAction(d, ids)() }
 	uncordon := func(d *deps, ids []string) any { return uncordonAction(d, ids)() }

@@ -35,8 +35,8 @@ func benchModel(b *testing.B, n int) *Model {
 	}
 	m.Apply(msgs...)
 	send(m, tickMsg(now)) // a fleet this large is sorted on the next tick
-	if len(m.fleet.shown) != n {
-		b.Fatalf("loaded %d of %d", len(m.fleet.shown), n)
+	if len(m.d.fleet.shown) != n {
+		b.Fatalf("loaded %d of %d", len(m.d.fleet.shown), n)
 	}
 	return m
 }

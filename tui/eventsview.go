@@ -11,6 +11,23 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
+// eventsViewName is the events view's command.
+const eventsViewName = "events"
+
+// eventsKeys are the events view's keys.
+type eventsKeys struct {
+	navKeys
+	Open, Back, Filter, Provision key.Binding
+	// ReadOnly holds the keys a read-only console refuses.
+	ReadOnly key.Binding
+}
+
+func newEventsKeys(readOnly bool) eventsKeys {
+	k := eventsKeys{navKeys: newNavKeys(), Open: openKey(), Back: backKey(), Filter: filterKey(), Provision: newActionKeys().Provision}
+	k.ReadOnly = readOnlyGuard(readOnly, &k.Provision)
+	return k
+}
+
 // eventsView lists the fleet's health events, newest first, with the same
 // filter syntax as the fleet view (text matches node, kind and cause).
 //
@@ -20,16 +37,78 @@ import (
 type eventsView struct {
 	d        *deps
 	f        *fleet
+	keys     eventsKeys
 	filter   filter
 	cursor   int
 	offset   int
+	width    int
 	height   int
 	selected string               // key of the event under the cursor
 	selEvent *fleetv1.HealthEvent // the event itself, until a snapshot replaces it
 	moved    bool                 // the operator moved the cursor; until then it stays on top
 }
 
-func newEventsView(d *deps, f *fleet) *eventsView { return &eventsView{d: d, f: f, height: 10} }
+func newEventsView(d *deps) view {
+	return &eventsView{d: d, f: d.fleet, keys: newEventsKeys(d.readOnly), height: 10}
+}
+
+func (v *eventsView) Update(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case tea.KeyPressMsg:
+		v.onKey(msg)
+	case fleetChangedMsg:
+		v.clamp()
+	case filterMsg:
+		v.setFilter(msg.text)
+	}
+	return nil
+}
+
+func (v *eventsView) onKey(k tea.KeyPressMsg) {
+	keys := &v.keys
+	switch {
+	case key.Matches(k, keys.ReadOnly):
+		v.d.send(statusLineMsg{text: readOnlyRefusal, err: true})
+	case key.Matches(k, keys.Back):
+		if v.filter.text != "" {
+			v.setFilter("")
+		} else {
+			v.d.send(showViewMsg{name: fleetViewName})
+		}
+	case v.move(k):
+	case key.Matches(k, keys.Open):
+		if e := v.current(); e != nil {
+			v.d.send(openNodeMsg{id: e.GetNodeId()})
+		}
+	case key.Matches(k, keys.Filter):
+		v.d.send(openPromptMsg{prompt: newFilterPrompt(v.d, v.filter.text)})
+	case key.Matches(k, keys.Provision):
+		v.d.send(openOverlayMsg{overlay: newProvisionDialog(v.d)})
+	}
+}
+
+func (v *eventsView) SetSize(width, height int) {
+	v.width = width
+	v.height = max(1, height-1)
+}
+
+func (v *eventsView) Hint() string {
+	return fmt.Sprintf("%d events (newest first)%s", len(v.shown()), filterNote(v.filter.text))
+}
+
+func (v *eventsView) ShortHelp() []key.Binding {
+	k, g := &v.keys, &v.d.keys
+	return []key.Binding{k.Open, k.Filter, k.Back, g.Command, g.Help, g.Quit}
+}
+
+func (v *eventsView) FullHelp() [][]key.Binding {
+	k, g := &v.keys, &v.d.keys
+	return [][]key.Binding{
+		append(k.navKeys.bindings(), k.Open, k.Back),
+		append(append([]key.Binding{k.Filter, g.Command}, g.Views...), g.Help, g.Quit),
+		{k.Provision},
+	}
+}
 
 func (v *eventsView) setFilter(s string) {
 	v.filter = parseFilter(s)
@@ -116,7 +195,7 @@ func (v *eventsView) current() *fleetv1.HealthEvent {
 }
 
 func (v *eventsView) move(k tea.KeyPressMsg) bool {
-	keys := &v.d.keys
+	keys := &v.keys
 	evs := v.shown()
 	v.follow(evs)
 	switch {
@@ -141,11 +220,11 @@ func (v *eventsView) move(k tea.KeyPressMsg) bool {
 	return true
 }
 
-func (v *eventsView) view(width, height int) string {
+func (v *eventsView) View() string {
 	t := v.d.theme
+	width := v.width
 	evs := v.shown()
 	v.follow(evs)
-	v.height = max(1, height-1)
 	// The first column marks the cursor row with › so that it reads
 	// without colour, as in the fleet table.
 	lineW := width - 1

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -106,6 +107,19 @@ func snapshot(rev uint64, nodes []*fleetv1.Node, events []*fleetv1.HealthEvent) 
 	}}}
 }
 
+// fixtureStatus is the control plane's answer to GetFleetStatus, as far as
+// the console keeps it: its providers, and its limits as they are today.
+func fixtureStatus() fleetStatusMsg {
+	return fleetStatusMsg{providers: []string{"local"}, limits: &controlplanev1.OperatorLimits{
+		MaxDrainDeadline:             durationpb.New(7 * 24 * time.Hour),
+		DefaultDrainDeadline:         durationpb.New(time.Hour),
+		MinTerminateDrainTimeout:     durationpb.New(time.Second),
+		DefaultTerminateDrainTimeout: durationpb.New(10 * time.Minute),
+		MaxProvisionCount:            1000,
+		MaxReasonBytes:               1024,
+	}}
+}
+
 // press builds the key message a terminal sends for a key name.
 func press(k string) tea.KeyPressMsg {
 	switch k {
@@ -139,4 +153,23 @@ func typed(s string) []tea.Msg {
 		out = append(out, press(string(r)))
 	}
 	return out
+}
+
+// The views of a test console.
+func fleetOf(m *Model) *fleetView   { return m.views[fleetViewName].(*fleetView) }
+func eventsOf(m *Model) *eventsView { return m.views[eventsViewName].(*eventsView) }
+func nodeOf(m *Model) *nodeView     { return m.views[nodeViewName].(*nodeView) }
+
+// filterOpen reports whether the / prompt is open.
+func filterOpen(m *Model) bool {
+	_, ok := m.prompt.(*filterPrompt)
+	return ok
+}
+
+// filterText is what the open / prompt holds.
+func filterText(m *Model) string {
+	if fp, ok := m.prompt.(*filterPrompt); ok {
+		return fp.input.Value()
+	}
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/navarch/navarch/internal/display"
+	"github.com/navarch/navarch/internal/health"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -89,28 +90,13 @@ func (r *row) heartbeat(reach fleetv1.Reachability, at time.Time, samples []*fle
 	}
 }
 
-// healthRank orders health for sorting, worst last.
-func healthRank(h fleetv1.HealthStatus) int {
-	switch h {
-	case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
-		return 0
-	case fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN:
-		return 1
-	case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
-		return 2
-	case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
-		return 3
-	}
-	return -1
-}
-
 func compareRows(a, b *row, col column) int {
 	var c int
 	switch col {
 	case colLifecycle:
 		c = cmp.Compare(a.lifecycle, b.lifecycle)
 	case colHealth:
-		c = cmp.Compare(healthRank(a.health), healthRank(b.health))
+		c = cmp.Compare(health.Rank(a.health), health.Rank(b.health))
 	case colReach:
 		c = cmp.Compare(a.reach, b.reach)
 	case colGPUs:

@@ -13,24 +13,128 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-// fleetTable is the node table. It renders only the rows in its window,
+// fleetViewName is the fleet view's command, and the view the console
+// opens on.
+const fleetViewName = "nodes"
+
+// fleetKeys are the fleet view's keys.
+type fleetKeys struct {
+	navKeys
+	actionKeys
+	Open, Back, Filter, Sort, SortReverse, Mark, MarkAll key.Binding
+	// ReadOnly holds the keys a read-only console refuses.
+	ReadOnly key.Binding
+}
+
+func newFleetKeys(readOnly bool) fleetKeys {
+	k := fleetKeys{
+		navKeys: newNavKeys(), actionKeys: newActionKeys(),
+		Open: openKey(), Back: backKey(), Filter: filterKey(),
+		Sort:        bind("s", "sort by next column", "s"),
+		SortReverse: bind("S", "reverse sort", "S"),
+		Mark:        bind("space", "mark row", "space"),
+		MarkAll:     bind("ctrl+a", "mark all shown", "ctrl+a"),
+	}
+	k.ReadOnly = readOnlyGuard(readOnly, append(k.actionKeys.all(), &k.Mark, &k.MarkAll)...)
+	return k
+}
+
+// fleetView is the node table. It renders only the rows in its window,
 // so a hundred thousand nodes cost no more per frame than fifty.
-type fleetTable struct {
+type fleetView struct {
 	d        *deps
 	f        *fleet
+	keys     fleetKeys
 	cursor   int
 	offset   int
 	selected string // id under the cursor, kept across re-sorts
 	marks    map[string]bool
+	width    int
 	height   int  // rows that fit, from the last render
 	moved    bool // the operator moved the cursor; until then it stays on top
 }
 
-func newFleetTable(d *deps, f *fleet) *fleetTable {
-	return &fleetTable{d: d, f: f, marks: map[string]bool{}, height: 10}
+func newFleetView(d *deps) view {
+	return &fleetView{d: d, f: d.fleet, keys: newFleetKeys(d.readOnly), marks: map[string]bool{}, height: 10}
 }
 
-func (t *fleetTable) current() *row {
+func (t *fleetView) Update(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case tea.KeyPressMsg:
+		return t.onKey(msg)
+	case fleetChangedMsg:
+		t.keepCursor()
+	case filterMsg:
+		t.f.setFilter(msg.text)
+		t.keepCursor()
+	}
+	return nil
+}
+
+func (t *fleetView) onKey(k tea.KeyPressMsg) tea.Cmd {
+	keys := &t.keys
+	switch {
+	case key.Matches(k, keys.ReadOnly):
+		t.d.send(statusLineMsg{text: readOnlyRefusal, err: true})
+	case t.move(k):
+	case key.Matches(k, keys.Back):
+		if len(t.marks) > 0 {
+			t.marks = map[string]bool{}
+		} else if t.f.filter.text != "" {
+			t.f.setFilter("")
+			t.keepCursor()
+		}
+	case key.Matches(k, keys.Open):
+		if r := t.current(); r != nil {
+			t.d.send(openNodeMsg{id: r.id})
+		}
+	case key.Matches(k, keys.Filter):
+		t.d.send(openPromptMsg{prompt: newFilterPrompt(t.d, t.f.filter.text)})
+	case key.Matches(k, keys.Sort):
+		t.f.setSort((t.f.sortBy+1)%numColumns, t.f.desc)
+		t.keepCursor()
+	case key.Matches(k, keys.SortReverse):
+		t.f.setSort(t.f.sortBy, !t.f.desc)
+		t.keepCursor()
+	case key.Matches(k, keys.Mark):
+		t.toggleMark()
+	case key.Matches(k, keys.MarkAll):
+		t.markAll()
+	default:
+		cmd, _ := keys.actionKeys.run(t.d, k, t.targets())
+		return cmd
+	}
+	return nil
+}
+
+func (t *fleetView) SetSize(width, height int) {
+	t.width = width
+	t.height = max(1, height-1)
+}
+
+func (t *fleetView) Hint() string {
+	n := fmt.Sprintf("%d of %d nodes", len(t.f.shown), len(t.f.rows))
+	if k := len(t.marks); k > 0 {
+		n += fmt.Sprintf(", %d marked", k)
+	}
+	return n + " · sorted by " + strings.ToLower(columnNames[t.f.sortBy]) + filterNote(t.f.filter.text)
+}
+
+func (t *fleetView) ShortHelp() []key.Binding {
+	k := &t.keys
+	return []key.Binding{k.Open, k.Filter, k.Sort, k.Cordon, k.Drain, k.Terminate, k.Provision, t.d.keys.Help, t.d.keys.Quit}
+}
+
+func (t *fleetView) FullHelp() [][]key.Binding {
+	k, g := &t.keys, &t.d.keys
+	return [][]key.Binding{
+		append(k.navKeys.bindings(), k.Open, k.Back),
+		append(append([]key.Binding{k.Filter, g.Command, k.Sort, k.SortReverse}, g.Views...), g.Help, g.Quit),
+		{k.Mark, k.MarkAll, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.Provision},
+	}
+}
+
+func (t *fleetView) current() *row {
 	if t.cursor < 0 || t.cursor >= len(t.f.shown) {
 		return nil
 	}
@@ -39,7 +143,7 @@ func (t *fleetTable) current() *row {
 
 // keepCursor moves the cursor to follow its node after a re-sort, filter
 // or removal.
-func (t *fleetTable) keepCursor() {
+func (t *fleetView) keepCursor() {
 	if i, ok := t.f.index[t.selected]; ok && t.moved {
 		t.cursor = i
 	}
@@ -57,8 +161,8 @@ func (t *fleetTable) keepCursor() {
 }
 
 // move handles navigation keys and reports whether k was one.
-func (t *fleetTable) move(k tea.KeyPressMsg) bool {
-	keys := &t.d.keys
+func (t *fleetView) move(k tea.KeyPressMsg) bool {
+	keys := &t.keys
 	n := len(t.f.shown)
 	switch {
 	case key.Matches(k, keys.Up):
@@ -84,7 +188,7 @@ func (t *fleetTable) move(k tea.KeyPressMsg) bool {
 	return true
 }
 
-func (t *fleetTable) toggleMark() {
+func (t *fleetView) toggleMark() {
 	r := t.current()
 	if r == nil {
 		return
@@ -101,7 +205,7 @@ func (t *fleetTable) toggleMark() {
 	}
 }
 
-func (t *fleetTable) markAll() {
+func (t *fleetView) markAll() {
 	if len(t.marks) == len(t.f.shown) && len(t.marks) > 0 {
 		t.marks = map[string]bool{}
 		return
@@ -112,7 +216,7 @@ func (t *fleetTable) markAll() {
 }
 
 // targets are the marked nodes, or the node under the cursor.
-func (t *fleetTable) targets() []string {
+func (t *fleetView) targets() []string {
 	if len(t.marks) > 0 {
 		ids := make([]string, 0, len(t.marks))
 		for id := range t.marks {
@@ -168,9 +272,9 @@ func fitColumns(width, idWidth, gpuWidth int) layout {
 	return l
 }
 
-func (t *fleetTable) view(width, height int) string {
+func (t *fleetView) View() string {
 	th := t.d.theme
-	t.height = max(1, height-1)
+	width := t.width
 	if len(t.f.shown) == 0 {
 		msg := "no nodes yet: provision some with p, or start navarch-agent on a GPU node"
 		if !t.f.filter.empty() {
@@ -204,7 +308,7 @@ func (t *fleetTable) view(width, height int) string {
 	return sb.String()
 }
 
-func (t *fleetTable) headerLine(l layout) string {
+func (t *fleetView) headerLine(l layout) string {
 	th := t.d.theme
 	var sb strings.Builder
 	sb.WriteString("  ")
@@ -230,7 +334,7 @@ func (t *fleetTable) headerLine(l layout) string {
 	return sb.String()
 }
 
-func (t *fleetTable) rowLine(r *row, l layout, selected bool, now time.Time) string {
+func (t *fleetView) rowLine(r *row, l layout, selected bool, now time.Time) string {
 	th := t.d.theme
 	// The gutter shows the cursor and the mark without relying on colour.
 	mark := " "
@@ -290,7 +394,7 @@ func (t *fleetTable) rowLine(r *row, l layout, selected bool, now time.Time) str
 
 // glyphCell draws one letter per GPU, coloured by health unless plain; a
 // node with more GPUs than fit shows how many more.
-func (t *fleetTable) glyphCell(r *row, width int, plain bool) string {
+func (t *fleetView) glyphCell(r *row, width int, plain bool) string {
 	th := t.d.theme
 	g := r.glyphs
 	suffix := ""

@@ -33,6 +33,7 @@ func runGoldenAt(t *testing.T, width, height int, o Options, msgs ...tea.Msg) {
 	m := New(o)
 	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(width, height))
 	tm.Send(connectedMsg{})
+	tm.Send(fixtureStatus())
 	tm.Send(streamMsg{msgs: []*controlplanev1.WatchFleetResponse{snapshot(40, fixtureFleet(), fixtureEvents())}})
 	for _, msg := range msgs {
 		tm.Send(msg)

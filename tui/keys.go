@@ -1,99 +1,130 @@
 package tui
 
-import "charm.land/bubbles/v2/key"
+import (
+	"fmt"
+	"strconv"
 
-// KeyMap is the console's one keymap; the help overlay is generated from
-// it, and every key handler matches against it.
-type KeyMap struct {
+	"charm.land/bubbles/v2/key"
+)
+
+// The console's keys follow k9s. Each view declares the keys it acts on in
+// a key map of its own, made of the groups below, and both its footer and
+// its help overlay are generated from that map; nothing matches raw key
+// strings.
+
+func bind(help, desc string, keys ...string) key.Binding {
+	return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
+}
+
+// globalKeys work in every view; the root model handles them.
+type globalKeys struct {
+	Quit, Interrupt, Help, Command key.Binding
+	// Views show the listed views, in the order viewSpecs lists them: 1
+	// for the first.
+	Views []key.Binding
+}
+
+func newGlobalKeys(listed []viewSpec) globalKeys {
+	g := globalKeys{
+		Quit:      bind("q", "quit", "q", "ctrl+c"),
+		Interrupt: bind("ctrl+c", "quit", "ctrl+c"),
+		Help:      bind("?", "help", "?"),
+		Command:   bind(":", "command prompt", ":"),
+	}
+	for i, s := range listed {
+		n := strconv.Itoa(i + 1)
+		g.Views = append(g.Views, bind(n, fmt.Sprintf("%s view (:%s)", s.title, s.name), n))
+	}
+	return g
+}
+
+// navKeys move a cursor or scroll, alike in every view.
+type navKeys struct {
 	Up, Down, PageUp, PageDown, Top, Bottom key.Binding
-	Open, Back, Filter, Command, Help, Quit key.Binding
-	Sort, SortReverse, Mark, MarkAll        key.Binding
-	Cordon, Uncordon, Drain, Terminate      key.Binding
-	Provision, Diagnose                     key.Binding
-	Nodes, Events                           key.Binding
-	Confirm, Cancel, Next, Prev, Submit     key.Binding
-	// Used inside dialogs and prompts.
-	Dismiss, Toggle, Yes, No, Older, Newer, Interrupt key.Binding
 }
 
-// DefaultKeyMap follows k9s conventions.
-func DefaultKeyMap() KeyMap {
-	b := func(help, desc string, keys ...string) key.Binding {
-		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(help, desc))
-	}
-	return KeyMap{
-		Up:          b("↑/k", "up", "up", "k"),
-		Down:        b("↓/j", "down", "down", "j"),
-		PageUp:      b("pgup", "page up", "pgup", "ctrl+b"),
-		PageDown:    b("pgdn", "page down", "pgdown", "ctrl+f"),
-		Top:         b("g/home", "first", "home", "g"),
-		Bottom:      b("G/end", "last", "end", "G"),
-		Open:        b("enter", "open node", "enter"),
-		Back:        b("esc", "back", "esc"),
-		Filter:      b("/", "filter (text, label=value)", "/"),
-		Command:     b(":", "command prompt", ":"),
-		Help:        b("?", "help", "?"),
-		Quit:        b("q", "quit", "q", "ctrl+c"),
-		Sort:        b("s", "sort by next column", "s"),
-		SortReverse: b("S", "reverse sort", "S"),
-		Mark:        b("space", "mark row", "space"),
-		MarkAll:     b("ctrl+a", "mark all shown", "ctrl+a"),
-		Cordon:      b("c", "cordon", "c"),
-		Uncordon:    b("u", "uncordon", "u"),
-		Drain:       b("d", "drain…", "d"),
-		Terminate:   b("t", "terminate", "t"),
-		Provision:   b("p", "provision…", "p"),
-		Diagnose:    b("x", "run diagnostics", "x"),
-		Nodes:       b("1", "fleet view (:nodes)", "1"),
-		Events:      b("2", "events view (:events)", "2"),
-		Confirm:     b("y", "confirm", "y", "Y"),
-		Cancel:      b("n/esc", "cancel", "n", "N", "esc"),
-		Next:        b("tab", "next field", "tab", "down"),
-		Prev:        b("shift+tab", "previous field", "shift+tab", "up"),
-		Submit:      b("enter", "submit", "enter"),
-		Dismiss:     b("esc", "close", "esc"),
-		Toggle:      b("space", "toggle", "space", "x", "left", "right"),
-		Yes:         b("y", "yes", "y", "Y"),
-		No:          b("n", "no", "n", "N"),
-		Older:       b("↑", "older command", "up"),
-		Newer:       b("↓", "newer command", "down"),
-		Interrupt:   b("ctrl+c", "quit", "ctrl+c"),
+func newNavKeys() navKeys {
+	return navKeys{
+		Up:       bind("↑/k", "up", "up", "k"),
+		Down:     bind("↓/j", "down", "down", "j"),
+		PageUp:   bind("pgup", "page up", "pgup", "ctrl+b"),
+		PageDown: bind("pgdn", "page down", "pgdown", "ctrl+f"),
+		Top:      bind("g/home", "first", "home", "g"),
+		Bottom:   bind("G/end", "last", "end", "G"),
 	}
 }
 
-// actions are the bindings read-only mode turns off.
-func (k *KeyMap) actions() []*key.Binding {
-	return []*key.Binding{&k.Cordon, &k.Uncordon, &k.Drain, &k.Terminate, &k.Provision, &k.Diagnose, &k.Mark, &k.MarkAll}
+// bindings are the keys in the order help lists them.
+func (n navKeys) bindings() []key.Binding {
+	return []key.Binding{n.Up, n.Down, n.PageUp, n.PageDown, n.Top, n.Bottom}
 }
 
-// SetReadOnly disables every action binding, which also hides them from
-// help.
-func (k *KeyMap) SetReadOnly(ro bool) {
-	for _, b := range k.actions() {
-		b.SetEnabled(!ro)
+// The keys the list views share.
+func openKey() key.Binding   { return bind("enter", "open node", "enter") }
+func backKey() key.Binding   { return bind("esc", "back", "esc") }
+func filterKey() key.Binding { return bind("/", "filter (text, label=value)", "/") }
+
+// actionKeys change nodes; the fleet and node views act on them.
+type actionKeys struct {
+	Cordon, Uncordon, Drain, Terminate, Diagnose, Provision key.Binding
+}
+
+func newActionKeys() actionKeys {
+	return actionKeys{
+		Cordon:    bind("c", "cordon", "c"),
+		Uncordon:  bind("u", "uncordon", "u"),
+		Drain:     bind("d", "drain…", "d"),
+		Terminate: bind("t", "terminate", "t"),
+		Diagnose:  bind("x", "run diagnostics", "x"),
+		Provision: bind("p", "provision…", "p"),
 	}
 }
 
-// ShortHelp is the one-line help of the fleet view.
-func (k KeyMap) ShortHelp() []key.Binding {
-	return []key.Binding{k.Open, k.Filter, k.Sort, k.Cordon, k.Drain, k.Terminate, k.Provision, k.Help, k.Quit}
+// all are the action bindings, for a key map to guard.
+func (a *actionKeys) all() []*key.Binding {
+	return []*key.Binding{&a.Cordon, &a.Uncordon, &a.Drain, &a.Terminate, &a.Diagnose, &a.Provision}
 }
 
-// nodeHelp is the one-line help of the node view.
-func (k KeyMap) nodeHelp() []key.Binding {
-	return []key.Binding{k.Back, k.Up, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.Help, k.Quit}
+// readOnlyGuard leaves bindings unbound in a read-only console, so that
+// they neither match nor show in help, and returns a binding of their keys,
+// so that pressing one can say why nothing happens. A console that may act
+// keeps them and gets an unbound guard.
+func readOnlyGuard(readOnly bool, bindings ...*key.Binding) key.Binding {
+	if !readOnly {
+		return key.Binding{}
+	}
+	var keys []string
+	for _, b := range bindings {
+		keys = append(keys, b.Keys()...)
+		b.Unbind()
+	}
+	return key.NewBinding(key.WithKeys(keys...))
 }
 
-// eventsHelp is the one-line help of the events view.
-func (k KeyMap) eventsHelp() []key.Binding {
-	return []key.Binding{k.Open, k.Filter, k.Back, k.Command, k.Help, k.Quit}
+// readOnlyRefusal is what the status line says when a read-only console
+// is asked to act.
+const readOnlyRefusal = "read-only: actions are disabled"
+
+// modalKeys are the keys of dialogs and prompts.
+type modalKeys struct {
+	Confirm, Cancel, Next, Prev, Submit key.Binding
+	Dismiss, Toggle, Yes, No            key.Binding
+	// Older and Newer walk the command prompt's history.
+	Older, Newer key.Binding
 }
 
-// FullHelp is the help overlay, in columns.
-func (k KeyMap) FullHelp() [][]key.Binding {
-	return [][]key.Binding{
-		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Open, k.Back},
-		{k.Filter, k.Command, k.Sort, k.SortReverse, k.Nodes, k.Events, k.Help, k.Quit},
-		{k.Mark, k.MarkAll, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.Provision},
+func newModalKeys() modalKeys {
+	return modalKeys{
+		Confirm: bind("y", "confirm", "y", "Y"),
+		Cancel:  bind("n/esc", "cancel", "n", "N", "esc"),
+		Next:    bind("tab", "next field", "tab", "down"),
+		Prev:    bind("shift+tab", "previous field", "shift+tab", "up"),
+		Submit:  bind("enter", "submit", "enter"),
+		Dismiss: bind("esc", "close", "esc"),
+		Toggle:  bind("space", "toggle", "space", "x", "left", "right"),
+		Yes:     bind("y", "yes", "y", "Y"),
+		No:      bind("n", "no", "n", "N"),
+		Older:   bind("↑", "older command", "up"),
+		Newer:   bind("↓", "newer command", "down"),
 	}
 }

@@ -28,7 +28,7 @@ func newTestModel(t *testing.T, o Options) *Model {
 		o.Server = "127.0.0.1:50051"
 	}
 	m := New(o)
-	send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, connectedMsg{})
+	send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, connectedMsg{}, fixtureStatus())
 	m.Apply(snapshot(40, fixtureFleet(), fixtureEvents()))
 	return m
 }
@@ -89,29 +89,29 @@ func TestFleetViewShowsEachDimension(t *testing.T) {
 func TestNavigationAndSort(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, keysOf("j", "j")...)
-	if r := m.table.current(); r.id != "gpu-a03" {
+	if r := fleetOf(m).current(); r.id != "gpu-a03" {
 		t.Fatalf("cursor on %s", r.id)
 	}
 	send(m, press("G"))
-	if r := m.table.current(); r.id != "gpu-b02" {
+	if r := fleetOf(m).current(); r.id != "gpu-b02" {
 		t.Fatalf("G: cursor on %s", r.id)
 	}
 	// Sort by health: worst last; the cursor follows its node.
 	send(m, keysOf("s", "s")...)
-	if m.fleet.sortBy != colHealth {
-		t.Fatalf("sorted by %s", columnNames[m.fleet.sortBy])
+	if m.d.fleet.sortBy != colHealth {
+		t.Fatalf("sorted by %s", columnNames[m.d.fleet.sortBy])
 	}
-	if r := m.table.current(); r.id != "gpu-b02" {
+	if r := fleetOf(m).current(); r.id != "gpu-b02" {
 		t.Fatalf("cursor lost its node: %s", r.id)
 	}
 	mustContain(t, m.Frame(), "HEALTH▲")
 	send(m, press("S"))
-	if m.fleet.shown[0].health != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
-		t.Fatalf("reverse sort starts with %s", m.fleet.shown[0].id)
+	if m.d.fleet.shown[0].health != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatalf("reverse sort starts with %s", m.d.fleet.shown[0].id)
 	}
 	mustContain(t, m.Frame(), "HEALTH▼")
 	send(m, press("g"))
-	if m.table.cursor != 0 {
+	if fleetOf(m).cursor != 0 {
 		t.Fatal("g did not go to the top")
 	}
 }
@@ -119,26 +119,26 @@ func TestNavigationAndSort(t *testing.T) {
 func TestFilter(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, press("/"))
-	if !m.filter.active {
+	if !filterOpen(m) {
 		t.Fatal("/ did not open the filter")
 	}
 	send(m, typed("pool=infer")...)
-	if len(m.fleet.shown) != 2 {
-		t.Fatalf("label filter keeps %d nodes", len(m.fleet.shown))
+	if len(m.d.fleet.shown) != 2 {
+		t.Fatalf("label filter keeps %d nodes", len(m.d.fleet.shown))
 	}
 	send(m, typed(" b02")...)
-	if len(m.fleet.shown) != 1 || m.fleet.shown[0].id != "gpu-b02" {
-		t.Fatalf("label and text filter keeps %v", len(m.fleet.shown))
+	if len(m.d.fleet.shown) != 1 || m.d.fleet.shown[0].id != "gpu-b02" {
+		t.Fatalf("label and text filter keeps %v", len(m.d.fleet.shown))
 	}
 	send(m, press("enter"))
-	if m.filter.active {
+	if filterOpen(m) {
 		t.Fatal("enter did not close the filter")
 	}
 	mustContain(t, m.Frame(), "1 of 5 nodes", "filter pool=infer b02")
 	// The filter stays while moving; esc clears it.
 	send(m, press("esc"))
-	if len(m.fleet.shown) != 5 {
-		t.Fatalf("esc left %d nodes shown", len(m.fleet.shown))
+	if len(m.d.fleet.shown) != 5 {
+		t.Fatalf("esc left %d nodes shown", len(m.d.fleet.shown))
 	}
 	send(m, press("/"))
 	send(m, typed("nothing-matches")...)
@@ -150,7 +150,7 @@ func TestViewsAndPalette(t *testing.T) {
 	send(m, press(":"))
 	send(m, typed("events")...)
 	send(m, press("enter"))
-	if m.view != viewEvents {
+	if m.active != eventsViewName {
 		t.Fatal(":events did not switch views")
 	}
 	mustContain(t, m.Frame(), "XID 79", "GPU has fallen off the bus", "reboot", "gpu-b01", "cooling")
@@ -172,7 +172,7 @@ func TestViewsAndPalette(t *testing.T) {
 	send(m, press(":"))
 	send(m, typed("nodes")...)
 	send(m, press("enter"))
-	if m.view != viewFleet {
+	if m.active != fleetViewName {
 		t.Fatal(":nodes did not switch back")
 	}
 	// New events arrive live, newest first.
@@ -180,7 +180,7 @@ func TestViewsAndPalette(t *testing.T) {
 		Id: "ev-9", NodeId: "gpu-a01", GpuIndex: 5, Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 48, Time: timestamppb.New(now),
 		Health: fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY, Cause: "double-bit ECC error", Remedy: fleetv1.Remedy_REMEDY_RESET_GPU,
 	}}})
-	if m.fleet.events[0].GetXid() != 48 {
+	if m.d.fleet.events[0].GetXid() != 48 {
 		t.Fatal("new event not first")
 	}
 	send(m, press(":"))
@@ -195,50 +195,68 @@ func TestHelpIsGeneratedFromKeymap(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, press("?"))
 	f := plain(m)
-	for _, group := range m.d.keys.FullHelp() {
+	for _, group := range fleetOf(m).FullHelp() {
 		for _, b := range group {
 			mustContain(t, f, b.Help().Desc)
 		}
 	}
 	send(m, press("?"))
-	if m.help {
+	if m.overlay != nil {
 		t.Fatal("? did not close help")
 	}
 }
 
+// TestReadOnlyHidesAndRefusesActions: in every view, a read-only console
+// binds no action key: help lists none, and pressing one says why nothing
+// happens.
 func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
-	m := newTestModel(t, Options{ReadOnly: true})
-	mustContain(t, m.Frame(), "[READ-ONLY]")
-	for _, k := range []string{"c", "u", "d", "t", "p", "x", "space"} {
-		if cmd := send(m, press(k)); cmd != nil {
-			t.Fatalf("%s returned a command in read-only mode", k)
-		}
-		if m.dialog != nil {
-			t.Fatalf("%s opened a dialog in read-only mode", k)
-		}
-		mustContain(t, m.Frame(), "read-only: actions are disabled")
+	tests := []struct {
+		name    string
+		open    []tea.Msg
+		actions []string
+	}{
+		{"fleet", nil, []string{"c", "u", "d", "t", "p", "x", "space", "ctrl+a"}},
+		{"events", keysOf("2"), []string{"p"}},
+		{"node", keysOf("enter"), []string{"c", "u", "d", "t", "p", "x"}},
 	}
-	send(m, press("?"))
-	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision"} {
-		if f := plain(m); strings.Contains(f, action) {
-			t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
-		}
-	}
-	send(m, press("esc"))
-	send(m, press(":"))
-	send(m, typed("provision")...)
-	send(m, press("enter"))
-	if m.dialog != nil {
-		t.Fatal(":provision opened the form in read-only mode")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, Options{ReadOnly: true})
+			send(m, tt.open...)
+			mustContain(t, m.Frame(), "[READ-ONLY]")
+			for _, k := range tt.actions {
+				send(m, statusLineMsg{})
+				if cmd := send(m, press(k)); cmd != nil {
+					t.Fatalf("%s returned a command in read-only mode", k)
+				}
+				if m.overlay != nil {
+					t.Fatalf("%s opened a dialog in read-only mode", k)
+				}
+				mustContain(t, m.Frame(), "read-only: actions are disabled")
+			}
+			send(m, press("?"))
+			for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision"} {
+				if f := plain(m); strings.Contains(f, action) {
+					t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
+				}
+			}
+			send(m, press("esc"))
+			send(m, press(":"))
+			send(m, typed("provision")...)
+			send(m, press("enter"))
+			if m.overlay != nil {
+				t.Fatal(":provision opened the form in read-only mode")
+			}
+		})
 	}
 }
 
 func TestDrainDialogConfirms(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, press("d"))
-	dd, ok := m.dialog.(*drainDialog)
+	dd, ok := m.overlay.(*drainDialog)
 	if !ok {
-		t.Fatalf("d opened %T", m.dialog)
+		t.Fatalf("d opened %T", m.overlay)
 	}
 	send(m, typed("kernel 6.8")...)
 	send(m, press("tab"))
@@ -248,7 +266,7 @@ func TestDrainDialogConfirms(t *testing.T) {
 	send(m, typed("soon")...)
 	send(m, press("tab"), press("space"), press("enter"))
 	mustContain(t, m.Frame(), `deadline "soon" is not a duration`)
-	if m.dialog != dd {
+	if m.overlay != dd {
 		t.Fatal("a bad deadline closed the dialog")
 	}
 	for range 4 {
@@ -256,12 +274,12 @@ func TestDrainDialogConfirms(t *testing.T) {
 	}
 	send(m, typed("30m")...)
 	send(m, press("enter"), press("enter"))
-	if _, ok := m.dialog.(*confirm); !ok {
-		t.Fatalf("after the form: %T", m.dialog)
+	if _, ok := m.overlay.(*confirm); !ok {
+		t.Fatalf("after the form: %T", m.overlay)
 	}
 	mustContain(t, m.Frame(), "Drain gpu-a01?", "deadline 30m0s", "TERM, then KILL")
 	send(m, press("n"))
-	if m.dialog != nil {
+	if m.overlay != nil {
 		t.Fatal("n did not cancel")
 	}
 }
@@ -269,8 +287,8 @@ func TestDrainDialogConfirms(t *testing.T) {
 func TestBulkActionsAskFirst(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, press("space"), press("space"))
-	if len(m.table.marks) != 2 {
-		t.Fatalf("marked %d", len(m.table.marks))
+	if len(fleetOf(m).marks) != 2 {
+		t.Fatalf("marked %d", len(fleetOf(m).marks))
 	}
 	mustContain(t, m.Frame(), "2 marked", "✓")
 	if cmd := send(m, press("c")); cmd != nil {
@@ -280,15 +298,15 @@ func TestBulkActionsAskFirst(t *testing.T) {
 	send(m, press("esc"))
 	// esc in the fleet view clears the marks.
 	send(m, press("esc"))
-	if len(m.table.marks) != 0 {
+	if len(fleetOf(m).marks) != 0 {
 		t.Fatal("esc kept the marks")
 	}
 	send(m, press("t"))
 	mustContain(t, m.Frame(), "Terminate gpu-a03?", "It is drained first")
 	send(m, press("n"))
 	send(m, press("ctrl+a"))
-	if len(m.table.marks) != 5 {
-		t.Fatalf("ctrl+a marked %d", len(m.table.marks))
+	if len(fleetOf(m).marks) != 5 {
+		t.Fatalf("ctrl+a marked %d", len(fleetOf(m).marks))
 	}
 }
 
@@ -308,10 +326,10 @@ func TestStreamUpdatesRows(t *testing.T) {
 	if strings.Contains(f, "gpu-b02") {
 		t.Fatal("removed node still shown")
 	}
-	if r := m.fleet.rows["gpu-a03"]; r.util != 3 || r.hot != 91 {
+	if r := m.d.fleet.rows["gpu-a03"]; r.util != 3 || r.hot != 91 {
 		t.Fatalf("heartbeat not applied: %+v", r)
 	}
-	if m.fleet.rows["gpu-a01"].lifecycle != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+	if m.d.fleet.rows["gpu-a01"].lifecycle != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
 		t.Fatal("upsert not applied")
 	}
 }
@@ -331,7 +349,7 @@ func TestConnectionLossBanner(t *testing.T) {
 func TestBreakerBanner(t *testing.T) {
 	m := newTestModel(t, Options{})
 	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Totals{Totals: &controlplanev1.FleetTotals{
-		Summary: m.fleet.summary,
+		Summary: m.d.fleet.summary,
 		Breaker: &fleetv1.BreakerStatus{AutoCordonEnabled: true, Tripped: true, TrippedAt: timestamppb.New(now.Add(-2 * time.Minute)), SuppressedCordons: 4},
 	}}})
 	mustContain(t, m.Frame(), "AUTO-CORDON SUSPENDED", "2m ago", "4 cordons held back")
@@ -357,15 +375,15 @@ func TestOpenNodeView(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, press("j"))
 	send(m, press("enter"))
-	if m.view != viewNode || m.node.id != "gpu-a02" {
-		t.Fatalf("enter: view %d node %q", m.view, m.node.id)
+	if m.active != nodeViewName || nodeOf(m).id != "gpu-a02" {
+		t.Fatalf("enter: view %s node %q", m.active, nodeOf(m).id)
 	}
 	mustContain(t, m.Frame(), "loading gpu-a02")
 	send(m, nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()})
 	mustContain(t, m.Frame(), "gpu-a02", "CORDONED", "auto-cordon", "[policy]", "drain, reboot node", "XID 79",
 		"GPU has fallen off the bus", "CORDON", "SUCCEEDED", "cordoned: this node takes no new work")
 	send(m, press("esc"))
-	if m.view != viewFleet {
+	if m.active != fleetViewName {
 		t.Fatal("esc did not go back")
 	}
 }
@@ -398,8 +416,8 @@ func TestMarksFollowTheFilter(t *testing.T) {
 	send(m, press("/"))
 	send(m, typed("b0")...)
 	send(m, press("enter"))
-	if len(m.table.marks) != 0 {
-		t.Fatalf("hidden nodes stay marked: %v", m.table.marks)
+	if len(fleetOf(m).marks) != 0 {
+		t.Fatalf("hidden nodes stay marked: %v", fleetOf(m).marks)
 	}
 	send(m, press("t"))
 	f := plain(m)
@@ -416,17 +434,17 @@ func TestEachViewKeepsItsFilter(t *testing.T) {
 	send(m, press("/"))
 	send(m, typed("a0")...)
 	send(m, press("enter"), press("2"), press("/"))
-	if v := m.filter.input.Value(); v != "" {
+	if v := filterText(m); v != "" {
 		t.Fatalf("events filter opened with %q", v)
 	}
 	send(m, typed("thermal")...)
 	send(m, press("enter"), press("1"), press("/"))
-	if v := m.filter.input.Value(); v != "a0" {
+	if v := filterText(m); v != "a0" {
 		t.Fatalf("fleet filter reopened with %q, want a0", v)
 	}
 	send(m, press("z"), press("enter"))
-	if m.fleet.filter.text != "a0z" || m.events.filter.text != "thermal" {
-		t.Fatalf("filters: fleet %q, events %q", m.fleet.filter.text, m.events.filter.text)
+	if m.d.fleet.filter.text != "a0z" || eventsOf(m).filter.text != "thermal" {
+		t.Fatalf("filters: fleet %q, events %q", m.d.fleet.filter.text, eventsOf(m).filter.text)
 	}
 }
 
@@ -436,17 +454,17 @@ func TestEachViewKeepsItsFilter(t *testing.T) {
 func TestBackFromNodeReturnsWhereItCameFrom(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, press("2"), press("enter"))
-	if m.view != viewNode || m.node.id == "" {
-		t.Fatalf("enter in events opened view %d node %q", m.view, m.node.id)
+	if m.active != nodeViewName || nodeOf(m).id == "" {
+		t.Fatalf("enter in events opened view %s node %q", m.active, nodeOf(m).id)
 	}
 	send(m, press("esc"))
-	if m.view != viewEvents {
-		t.Fatalf("esc went to view %d, want the events", m.view)
+	if m.active != eventsViewName {
+		t.Fatalf("esc went to view %s, want the events", m.active)
 	}
 	send(m, press("1"), press("enter"))
 	send(m, press("2"))
-	if m.view != viewEvents || m.node.id != "" {
-		t.Fatalf("leaving the node with 2: view %d, node %q still open", m.view, m.node.id)
+	if m.active != eventsViewName || nodeOf(m).id != "" {
+		t.Fatalf("leaving the node with 2: view %s, node %q still open", m.active, nodeOf(m).id)
 	}
 }
 
@@ -508,12 +526,12 @@ func TestSnapshotCutShort(t *testing.T) {
 	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 90, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: &controlplanev1.Snapshot{
 		Nodes: []*fleetv1.Node{fixtureNode("gpu-x01", 1, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, fleetv1.Reachability_REACHABILITY_ONLINE, 0)},
 	}}})
-	if m.fleet.revision != 40 {
-		t.Fatalf("an unfinished snapshot moved the revision to %d", m.fleet.revision)
+	if m.d.fleet.revision != 40 {
+		t.Fatalf("an unfinished snapshot moved the revision to %d", m.d.fleet.revision)
 	}
 	send(m, disconnectedMsg{err: "reset", retry: time.Second, attempt: 1}, connectedMsg{})
 	m.Apply(snapshot(95, fixtureFleet()[:2], nil))
-	if _, ok := m.fleet.rows["gpu-x01"]; ok || len(m.fleet.rows) != 2 || m.fleet.revision != 95 {
-		t.Fatalf("rows %d (gpu-x01 kept: %t), revision %d", len(m.fleet.rows), ok, m.fleet.revision)
+	if _, ok := m.d.fleet.rows["gpu-x01"]; ok || len(m.d.fleet.rows) != 2 || m.d.fleet.revision != 95 {
+		t.Fatalf("rows %d (gpu-x01 kept: %t), revision %d", len(m.d.fleet.rows), ok, m.d.fleet.revision)
 	}
 }

@@ -121,11 +121,11 @@ func TestWatcherReconnectsAndResumes(t *testing.T) {
 		}
 	}
 	next("first connection", func(msg tea.Msg) bool { _, ok := msg.(connectedMsg); return ok })
-	next("snapshot", func(tea.Msg) bool { return m.fleet.loaded })
-	if _, ok := m.fleet.rows["n1"]; !ok {
+	next("snapshot", func(tea.Msg) bool { return m.d.fleet.loaded })
+	if _, ok := m.d.fleet.rows["n1"]; !ok {
 		t.Fatal("snapshot lacks n1")
 	}
-	before := m.fleet.revision
+	before := m.d.fleet.revision
 
 	p.setDown(true)
 	next("disconnect", func(msg tea.Msg) bool { _, ok := msg.(disconnectedMsg); return ok })
@@ -150,11 +150,11 @@ func TestWatcherReconnectsAndResumes(t *testing.T) {
 		t.Fatal("reconnected with a snapshot instead of resuming")
 	}
 	next("the changes made while away", func(tea.Msg) bool {
-		r1, r2 := m.fleet.rows["n1"], m.fleet.rows["n2"]
+		r1, r2 := m.d.fleet.rows["n1"], m.d.fleet.rows["n2"]
 		return r1 != nil && r1.lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED && r2 != nil
 	})
-	if m.fleet.revision <= before {
-		t.Fatalf("revision %d after resuming from %d", m.fleet.revision, before)
+	if m.d.fleet.revision <= before {
+		t.Fatalf("revision %d after resuming from %d", m.d.fleet.revision, before)
 	}
 	if contains(m.Frame(), "CONNECTION LOST") {
 		t.Fatal("banner stayed")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -55,7 +56,7 @@ func checkFits(t *testing.T, m *Model, width, height int) {
 func TestEventsCursorFollowsItsEvent(t *testing.T) {
 	m := newTestModel(t, Options{})
 	send(m, tea.WindowSizeMsg{Width: 80, Height: 24}, press("2"), press("j"))
-	if e := m.events.current(); e.GetId() != "ev-2" {
+	if e := eventsOf(m).current(); e.GetId() != "ev-2" {
 		t.Fatalf("j: cursor on %s", e.GetId())
 	}
 
@@ -66,7 +67,7 @@ func TestEventsCursorFollowsItsEvent(t *testing.T) {
 		newEvent(42, &fleetv1.HealthEvent{Id: "ev-10", NodeId: "gpu-a03", GpuIndex: 1, Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 31,
 			Time: timestamppb.New(now), Health: fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED, Cause: "GPU memory page fault", Remedy: fleetv1.Remedy_REMEDY_CHECK_APPLICATION}),
 	)
-	if e := m.events.current(); e.GetId() != "ev-2" {
+	if e := eventsOf(m).current(); e.GetId() != "ev-2" {
 		t.Fatalf("after new events: cursor on %s", e.GetId())
 	}
 	// A resync brings a fresh copy of every event; the cursor finds its
@@ -76,14 +77,14 @@ func TestEventsCursorFollowsItsEvent(t *testing.T) {
 		{Id: "ev-10", NodeId: "gpu-a03", Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 31, Time: timestamppb.New(now), Health: fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED},
 		{Id: "ev-9", NodeId: "gpu-a01", Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 48, Time: timestamppb.New(now), Health: fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY},
 	}, fixtureEvents()...)))
-	if e := m.events.current(); e.GetId() != "ev-2" {
+	if e := eventsOf(m).current(); e.GetId() != "ev-2" {
 		t.Fatalf("after a resync: cursor on %s", e.GetId())
 	}
 
 	// enter opens the node of the event under the cursor.
 	send(m, press("enter"))
-	if m.view != viewNode || m.node.id != "gpu-b01" {
-		t.Fatalf("enter opened %q", m.node.id)
+	if m.active != nodeViewName || nodeOf(m).id != "gpu-b01" {
+		t.Fatalf("enter opened %q", nodeOf(m).id)
 	}
 }
 
@@ -107,12 +108,12 @@ func TestEventsCursorFollowsAnEventWithoutID(t *testing.T) {
 		Time: timestamppb.New(now.Add(-30 * time.Second)), Health: fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED, Cause: "temperature at or past the GPU's slowdown threshold"}))
 	send(m, press("G"))
 	send(m, press("k"), press("k"), press("k"))
-	if e := m.events.current(); e.GetNodeId() != "gpu-a03" {
+	if e := eventsOf(m).current(); e.GetNodeId() != "gpu-a03" {
 		t.Fatalf("cursor on %s", e.GetNodeId())
 	}
 	m.Apply(newEvent(42, &fleetv1.HealthEvent{NodeId: "gpu-a03", GpuIndex: 4, Kind: fleetv1.EventKind_EVENT_KIND_THERMAL,
 		Time: timestamppb.New(now), Health: fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED, Cause: "temperature at or past the GPU's slowdown threshold"}))
-	if e := m.events.current(); e.GetNodeId() != "gpu-a03" || !e.GetTime().AsTime().Equal(now.Add(-30*time.Second)) {
+	if e := eventsOf(m).current(); e.GetNodeId() != "gpu-a03" || !e.GetTime().AsTime().Equal(now.Add(-30*time.Second)) {
 		t.Fatalf("after a new event: cursor on %s at %v", e.GetNodeId(), e.GetTime().AsTime())
 	}
 	checkFits(t, m, 200, 60)
@@ -133,8 +134,8 @@ func openBig(t *testing.T, m *Model, cmds ...*fleetv1.Command) {
 	t.Helper()
 	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: bigNode("gpu-c64")}})
 	send(m, press("1"), press("G"), press("enter"))
-	if m.view != viewNode || m.node.id != "gpu-c64" {
-		t.Fatalf("opened %q", m.node.id)
+	if m.active != nodeViewName || nodeOf(m).id != "gpu-c64" {
+		t.Fatalf("opened %q", nodeOf(m).id)
 	}
 	send(m, nodeDetailMsg{id: "gpu-c64", resp: &controlplanev1.GetNodeResponse{Node: bigNode("gpu-c64"), Events: fixtureEvents()[:1], Commands: cmds}})
 }
@@ -246,8 +247,8 @@ func TestNodeViewShowsDashForMissingMetrics(t *testing.T) {
 
 	// An offline node: what it last reported is not current.
 	send(m, press("G"), press("enter"))
-	if m.node.id != "gpu-b02" {
-		t.Fatalf("opened %s", m.node.id)
+	if nodeOf(m).id != "gpu-b02" {
+		t.Fatalf("opened %s", nodeOf(m).id)
 	}
 	n = fixtureFleet()[4]
 	for _, g := range n.GetGpus() {
@@ -335,5 +336,109 @@ func TestNodeViewShowsDiagnosticsReport(t *testing.T) {
 		// The other commands keep one line each.
 		mustContain(t, f, "diagnostics: 6 checks on 2 GPUs passed")
 		checkFits(t, m, w, h)
+	}
+}
+
+// TestTerminatedNodesAreSetApart: the header counts terminated nodes
+// apart from the fleet, and their rows show no live figures.
+func TestTerminatedNodesAreSetApart(t *testing.T) {
+	m := newTestModel(t, Options{})
+	gone := fixtureNode("gpu-z99", 2, fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY, fleetv1.Reachability_REACHABILITY_OFFLINE, time.Minute)
+	sum := m.d.fleet.summary
+	sum.Nodes++
+	sum.Terminated++
+	m.Apply(
+		&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: gone}},
+		&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Totals{Totals: &controlplanev1.FleetTotals{Summary: sum}}},
+	)
+	f := plain(m)
+	mustContain(t, f, "5 nodes (+1 terminated)")
+	for _, l := range strings.Split(f, "\n") {
+		if strings.Contains(l, "gpu-z99") && strings.Contains(l, "%") {
+			t.Fatalf("terminated row shows utilisation: %q", l)
+		}
+	}
+}
+
+// TestNodeViewHeartbeatAgeFollowsStream: the node view's heartbeat age
+// comes from the stream, not from when the node was fetched.
+func TestNodeViewHeartbeatAgeFollowsStream(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()})
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{
+		Heartbeats: []*controlplanev1.NodeHeartbeat{{NodeId: "gpu-a02", Reachability: fleetv1.Reachability_REACHABILITY_ONLINE, LastHeartbeatAt: timestamppb.New(now.Add(-17 * time.Second))}},
+	}}})
+	mustContain(t, m.Frame(), "heartbeat 17s ago")
+}
+
+// TestNodeViewListsGPUProcesses: the processes a drain waits for are on
+// the node's page.
+func TestNodeViewListsGPUProcesses(t *testing.T) {
+	m := newTestModel(t, Options{})
+	d := nodeDetail()
+	d.Node.Gpus[0].Metrics = &fleetv1.GpuMetrics{Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}, {Pid: 4122}}}
+	d.Node.Gpus[3].Metrics = &fleetv1.GpuMetrics{Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}}}
+	send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: d})
+	mustContain(t, m.Frame(), "processes: 2 on gpu0, gpu3: pids 4121 (python), 4122")
+	// Once the node is unreachable its processes are unknown.
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{
+		Heartbeats: []*controlplanev1.NodeHeartbeat{{NodeId: "gpu-a02", Reachability: fleetv1.Reachability_REACHABILITY_OFFLINE, LastHeartbeatAt: timestamppb.New(now.Add(-2 * time.Minute))}},
+	}}})
+	if strings.Contains(plain(m), "processes:") {
+		t.Fatal("an OFFLINE node's processes are shown")
+	}
+}
+
+// TestViewsFollowTheRegistry: each listed view is shown by its number key
+// and by its commands, and help names both, in the order viewSpecs lists
+// the views.
+func TestViewsFollowTheRegistry(t *testing.T) {
+	m := newTestModel(t, Options{})
+	listed := listedViews()
+	last := fmt.Sprint(len(listed))
+	for i, s := range listed {
+		send(m, press(last), press(fmt.Sprint(i+1)))
+		if m.active != s.name {
+			t.Fatalf("key %d shows %q, want %q", i+1, m.active, s.name)
+		}
+		for _, c := range append([]string{s.name}, s.aliases...) {
+			send(m, press(last), press(":"))
+			send(m, typed(c)...)
+			send(m, press("enter"))
+			if m.active != s.name {
+				t.Fatalf(":%s shows %q, want %q", c, m.active, s.name)
+			}
+		}
+		send(m, press("?"))
+		mustContain(t, m.overlay.view(m.width), fmt.Sprintf("%d       %s view (:%s)", i+1, s.title, s.name), ":"+s.name+" ")
+		send(m, press("esc"))
+	}
+}
+
+// TestHelpIsTheActiveViews: the help overlay lists the keys of the view it
+// was opened from, and none that do nothing there.
+func TestHelpIsTheActiveViews(t *testing.T) {
+	tests := []struct {
+		name       string
+		keys       []tea.Msg
+		has, lacks []string
+	}{
+		{"fleet", nil, []string{"mark row", "reverse sort", "run diagnostics", "filter"}, nil},
+		{"events", keysOf("2"), []string{"open node", "filter", "provision…"}, []string{"mark row", "cordon", "reverse sort"}},
+		{"node", keysOf("enter"), []string{"uncordon", "run diagnostics", "back"}, []string{"mark row", "filter", "open node"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, Options{})
+			send(m, tt.keys...)
+			send(m, press("?"))
+			box := ansi.Strip(m.overlay.view(m.width))
+			mustContain(t, box, tt.has...)
+			for _, no := range tt.lacks {
+				if strings.Contains(box, no) {
+					t.Errorf("help lists %q:\n%s", no, box)
+				}
+			}
+		})
 	}
 }

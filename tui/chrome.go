@@ -1,0 +1,209 @@
+package tui
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+)
+
+// The chrome is what the root draws around the active view: the header
+// (connection, revision, totals and banners), the status line and the
+// footer of key help.
+
+// overlay is drawn over the body, a dialog or the help, and takes every
+// key until it closes by returning nil from update.
+type overlay interface {
+	update(k tea.KeyPressMsg) (overlay, tea.Cmd)
+	view(width int) string
+}
+
+// openOverlayMsg asks the root to show a dialog over the body.
+type openOverlayMsg struct{ overlay overlay }
+
+// prompt takes the status line, and every key, until it closes by
+// returning nil from update.
+type prompt interface {
+	update(k tea.KeyPressMsg) (prompt, tea.Cmd)
+	view(width int) string
+}
+
+// openPromptMsg asks the root to open a prompt in the status line.
+type openPromptMsg struct{ prompt prompt }
+
+// statusLineMsg puts a result in the status line; anything may send it.
+type statusLineMsg struct {
+	text string
+	err  bool
+}
+
+// statusLine is the last result.
+type statusLine struct {
+	text string
+	err  bool
+	at   time.Time
+}
+
+// How long the status line shows a result before the view's hint returns;
+// errors stay longer.
+const (
+	statusShown    = 10 * time.Second
+	statusErrShown = 30 * time.Second
+)
+
+func (m *Model) setStatus(text string, err bool) {
+	m.status = statusLine{text: text, err: err, at: m.d.now()}
+}
+
+// currentStatus is the status line's text while it is fresh.
+func (m *Model) currentStatus() (statusLine, bool) {
+	keep := statusShown
+	if m.status.err {
+		keep = statusErrShown
+	}
+	if m.status.text == "" || m.d.now().Sub(m.status.at) >= keep {
+		return statusLine{}, false
+	}
+	return m.status, true
+}
+
+// render draws the whole screen: header, body (or an overlay in its
+// place) and footer, fitted to the terminal.
+func (m *Model) render() {
+	header := m.header()
+	footer := m.footer()
+	bodyH := max(1, m.height-lipgloss.Height(header)-lipgloss.Height(footer))
+	m.frame = header + "\n" + fit(m.body(bodyH), m.width, bodyH) + "\n" + footer
+}
+
+func (m *Model) body(height int) string {
+	t := m.d.theme
+	switch {
+	case m.overlay != nil:
+		return place(m.width, height, m.overlay.view(m.width))
+	case !m.d.fleet.loaded:
+		msg := "connecting to " + m.d.server + " …"
+		if m.conn.err != "" {
+			msg = "waiting for " + m.d.server + ": " + m.conn.err
+		}
+		// Wrapped to the screen, so the whole error can be read.
+		return place(m.width, height, t.Muted.Width(max(1, min(m.width-4, 100))).Render(msg))
+	}
+	v := m.views[m.active]
+	v.SetSize(m.width, height)
+	return v.View()
+}
+
+func (m *Model) header() string {
+	t := m.d.theme
+	f := m.d.fleet
+	left := t.Title.Render("NAVARCH") + " " + m.d.server + " "
+	switch {
+	case m.conn.connected && m.conn.resyncing:
+		left += t.Warn.Render("◐ resyncing")
+	case m.conn.connected:
+		left += t.OK.Render("● connected")
+	case m.conn.everUp:
+		left += t.Bad.Render("○ disconnected")
+	default:
+		left += t.Muted.Render("○ connecting")
+	}
+	left += t.Muted.Render(fmt.Sprintf("  rev %d", f.revision))
+	right := ""
+	if m.d.readOnly {
+		right = t.Bold.Render("[READ-ONLY]")
+	}
+	lines := []string{joinEnds(left, right, m.width)}
+	lines = append(lines, wrapSegments(strings.Split(f.totals(), " │ "), " │ ", m.width)...)
+	if b := m.banner(); b != "" {
+		lines = append(lines, b)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// banner warns about a lost connection or a tripped breaker.
+func (m *Model) banner() string {
+	t := m.d.theme
+	var parts []string
+	if !m.conn.connected && m.conn.everUp {
+		// What the operator needs first comes first; the error, which may be
+		// long, last.
+		retry := "retrying now"
+		if left := m.conn.retryAt.Sub(m.d.now()); left > 0 {
+			retry = fmt.Sprintf("retry %d in %s", m.conn.attempt, left.Round(time.Second))
+		}
+		parts = append(parts, fmt.Sprintf("CONNECTION LOST %s ago · %s · showing revision %d · %s",
+			ageSince(m.conn.downSince, m.d.now()), retry, m.d.fleet.revision, m.conn.err))
+	}
+	if b := m.d.fleet.breaker; b.GetTripped() {
+		parts = append(parts, fmt.Sprintf("AUTO-CORDON SUSPENDED: breaker tripped %s ago, %d cordons held back",
+			ageSince(b.GetTrippedAt().AsTime(), m.d.now()), b.GetSuppressedCordons()))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = t.Banner.Render(truncate("⚠ "+p, m.width))
+	}
+	return strings.Join(out, "\n")
+}
+
+// footer is the status line (an open prompt, a fresh result, or the
+// view's hint), then the active view's short help.
+func (m *Model) footer() string {
+	t := m.d.theme
+	var line string
+	st, fresh := m.currentStatus()
+	switch {
+	case m.prompt != nil:
+		line = m.prompt.view(m.width)
+	case fresh && st.err:
+		line = t.StatusErr.Render(truncate(st.text, m.width))
+	case fresh:
+		line = t.Status.Render(truncate(st.text, m.width))
+	default:
+		line = t.Muted.Render(truncate(m.views[m.active].Hint(), m.width))
+	}
+	return line + "\n" + m.shortHelp()
+}
+
+// shortHelp is the one-line key help of the active view. It keeps as many
+// of the view's keys as fit and always ends with help and quit.
+func (m *Model) shortHelp() string {
+	t := m.d.theme
+	g := &m.d.keys
+	render := func(b key.Binding) string {
+		// The footer has room for the first words only: "filter", not
+		// "filter (text or label=value)"; the help overlay says the rest.
+		desc, _, _ := strings.Cut(b.Help().Desc, " (")
+		return t.Key.Render(b.Help().Key) + " " + t.Muted.Render(desc)
+	}
+	tail := render(g.Help) + "  " + render(g.Quit)
+	room := m.width - lipgloss.Width(tail)
+	var parts []string
+	width := 0
+	for _, b := range m.views[m.active].ShortHelp() {
+		if !b.Enabled() || b.Help() == g.Help.Help() || b.Help() == g.Quit.Help() {
+			continue
+		}
+		p := render(b)
+		w := lipgloss.Width(p) + 2
+		if width+w > room {
+			break
+		}
+		width += w
+		parts = append(parts, p)
+	}
+	return truncate(strings.Join(append(parts, tail), "  "), m.width)
+}
+
+func filterNote(f string) string {
+	if f == "" {
+		return ""
+	}
+	return " · filter " + f
+}

@@ -1,0 +1,159 @@
+package tui
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/navarch/navarch/internal/cptest"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// TestEnterSubmitsFormFromAnyField: enter in the first field of the
+// provision form goes to the confirmation, with the defaults.
+func TestEnterSubmitsFormFromAnyField(t *testing.T) {
+	m := newTestModel(t, Options{})
+	send(m, press("p"))
+	if _, ok := m.overlay.(*provisionDialog); !ok {
+		t.Fatalf("p opened %T", m.overlay)
+	}
+	send(m, press("enter"))
+	if _, ok := m.overlay.(*confirm); !ok {
+		t.Fatalf("enter in the first field left %T", m.overlay)
+	}
+	mustContain(t, m.Frame(), "Provision 2 node(s) with 8 GPUs each through local?")
+	send(m, press("n"))
+	if m.overlay != nil {
+		t.Fatal("n did not cancel")
+	}
+	// tab still moves between fields, and a bad value keeps the form open.
+	send(m, press("p"), press("tab"), press("ctrl+a"))
+	send(m, typed("zero")...)
+	send(m, press("enter"))
+	mustContain(t, m.Frame(), "is not a whole number from 1 to 1000")
+}
+
+// retype empties a field of n characters and types s in it.
+func retype(n int, s string) []tea.Msg {
+	var out []tea.Msg
+	for range n {
+		out = append(out, press("backspace"))
+	}
+	return append(out, typed(s)...)
+}
+
+// flat is the screen's words in order, without the boxes around dialogs,
+// so that text reads the same however a dialog wrapped it.
+func flat(m *Model) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(plain(m), "│", " ")), " ")
+}
+
+// TestDialogsUseTheServersLimits: the dialogs start from, and check
+// against, the bounds and defaults GetFleetStatus gave, whatever they are.
+func TestDialogsUseTheServersLimits(t *testing.T) {
+	status := fleetStatusMsg{providers: []string{"local"}, limits: &controlplanev1.OperatorLimits{
+		MaxDrainDeadline:             durationpb.New(2 * time.Hour),
+		DefaultDrainDeadline:         durationpb.New(45 * time.Minute),
+		DefaultTerminateDrainTimeout: durationpb.New(3 * time.Minute),
+		MaxProvisionCount:            5,
+	}}
+	tests := []struct {
+		name string
+		keys []tea.Msg
+		want string
+	}{
+		{"drain-starts-at-default", keysOf("d"), "Deadline 45m"},
+		{"drain-past-bound", append(append(keysOf("d", "tab"), retype(3, "3h")...), press("enter")),
+			`deadline "3h" is not a duration between 1s and 2h, such as 30m or 2h`},
+		{"drain-within-bound", append(append(keysOf("d", "tab"), retype(3, "90m")...), press("enter")), "deadline 1h30m0s"},
+		{"terminate-names-default", keysOf("t"), "then KILL, after 3m), then stopped"},
+		{"provision-past-bound", append(append(keysOf("p", "tab"), retype(1, "6")...), press("enter")),
+			`count "6" is not a whole number from 1 to 5`},
+		{"provision-placeholder", keysOf("p", "tab", "backspace"), "1–5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, Options{})
+			send(m, status)
+			send(m, tt.keys...)
+			if f := flat(m); !strings.Contains(f, tt.want) {
+				t.Fatalf("screen lacks %q:\n%s", tt.want, plain(m))
+			}
+		})
+	}
+}
+
+// TestServerJudgesBeforeItsLimitsAreKnown: until GetFleetStatus has
+// answered, the console sends what the operator typed and shows what the
+// control plane made of it: its own default for a deadline left empty, its
+// refusal of one too far away. Once it has answered, the dialogs start
+// from its defaults.
+func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	ctx := context.Background()
+	if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "gpu-a01", Gpus: []*fleetv1.Gpu{{Index: 0, Uuid: "GPU-a01"}}}); err != nil {
+		t.Fatal(err)
+	}
+	m := New(Options{Client: cp.Ops, NoStream: true, Theme: NewTheme(true, false), Server: cp.Addr})
+	send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, connectedMsg{})
+	m.Apply(snapshot(1, fixtureFleet()[:1], nil))
+	// act answers the confirmation and shows the action's outcome.
+	act := func() string {
+		t.Helper()
+		cmd := send(m, press("y"))
+		if cmd == nil {
+			t.Fatalf("y ran nothing:\n%s", plain(m))
+		}
+		send(m, cmd())
+		return plain(m)
+	}
+
+	send(m, press("t"))
+	mustContain(t, m.Frame(), "after the control plane's drain timeout")
+	send(m, press("n"), press("d"))
+	mustContain(t, m.Frame(), "Deadline          the control plane's default")
+	send(m, press("tab"))
+	send(m, typed("200h")...)
+	send(m, press("enter"))
+	mustContain(t, m.Frame(), "deadline 200h0m0s")
+	mustContain(t, act(), "drain failed: gpu-a01: deadline:", "away")
+
+	send(m, press("d"), press("enter"))
+	if f := flat(m); !strings.Contains(f, "No new work lands; the control plane's default deadline;") {
+		t.Fatalf("confirmation of a drain without a deadline:\n%s", plain(m))
+	}
+	if f := act(); !strings.Contains(f, "gpu-a01 DRAINING") || strings.Contains(f, "deadline in") {
+		t.Fatalf("drain without a deadline:\n%s", f)
+	}
+	node, err := cp.Ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "gpu-a01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deadline time.Time
+	for _, c := range node.GetCommands() {
+		if c.GetType() == fleetv1.CommandType_COMMAND_TYPE_DRAIN {
+			deadline = c.GetDrain().GetDeadline().AsTime()
+		}
+	}
+	if left := time.Until(deadline); left < 50*time.Minute || left > 70*time.Minute {
+		t.Fatalf("the drain ends in %s, not the control plane's default hour", left)
+	}
+
+	// Connected, the console asks for the limits, and its dialogs start
+	// from them.
+	load := send(m, connectedMsg{resumed: true})
+	if load == nil {
+		t.Fatal("connecting did not ask for the fleet status")
+	}
+	send(m, load())
+	send(m, press("d"))
+	if f := flat(m); !strings.Contains(f, "Deadline 1h") {
+		t.Fatalf("drain form after the status arrived:\n%s", plain(m))
+	}
+}
