@@ -10,7 +10,7 @@ import (
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
-	"github.com/navarch/navarch/store"
+	badgerstore "github.com/navarch/navarch/store/badger"
 )
 
 // benchFleet is a Fleet on a real Badger store with n registered 8-GPU
@@ -18,7 +18,7 @@ import (
 // own work per call.
 func benchFleet(b *testing.B, n int) *Fleet {
 	b.Helper()
-	st, err := store.Open(store.Options{Dir: b.TempDir()})
+	st, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

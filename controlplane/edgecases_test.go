@@ -18,12 +18,13 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 	"github.com/navarch/navarch/store"
+	badgerstore "github.com/navarch/navarch/store/badger"
 )
 
 // flakyStore is the real store whose writes can be made to fail, as a full
 // or broken disk would make them.
 type flakyStore struct {
-	*store.Store
+	*badgerstore.Store
 	failing atomic.Bool
 }
 
@@ -36,7 +37,7 @@ func (s *flakyStore) Apply(ctx context.Context, w store.Write) error {
 
 func newFlakyFleet(t *testing.T) (*Fleet, *flakyStore) {
 	t.Helper()
-	st, err := store.Open(store.Options{Dir: t.TempDir()})
+	st, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
-	"github.com/navarch/navarch/store"
+	badgerstore "github.com/navarch/navarch/store/badger"
 )
 
 // Options configures New.
@@ -45,7 +45,7 @@ type Options struct {
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	store     *store.Store
+	store     *badgerstore.Store
 	fleet     *Fleet
 	grpc      *grpc.Server
 	health    *health.Server
@@ -69,7 +69,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	st, err := store.Open(store.Options{
+	st, err := badgerstore.Open(badgerstore.Options{
 		Dir:             o.Config.DataDir,
 		EventRetention:  o.Config.EventRetention.Duration,
 		EventsPerNode:   o.Config.EventsPerNode,

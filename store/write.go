@@ -1,0 +1,52 @@
+package store
+
+import (
+	"time"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// Write is one atomic change. The zero value writes nothing.
+type Write struct {
+	// Nodes are written in full, replacing what was stored.
+	Nodes []*fleetv1.Node
+	// DeleteNodes are removed with their commands, events and last-seen
+	// times.
+	DeleteNodes []string
+	// Commands are written in full, keyed by node and command id.
+	Commands []*fleetv1.Command
+	// Events are appended with the store's retention; their ids must be set
+	// and increase over time.
+	Events []*fleetv1.HealthEvent
+	// Counters are set to the given values.
+	Counters map[string]uint64
+}
+
+// Empty reports whether w writes nothing.
+func (w *Write) Empty() bool {
+	return len(w.Nodes) == 0 && len(w.DeleteNodes) == 0 && len(w.Commands) == 0 &&
+		len(w.Events) == 0 && len(w.Counters) == 0
+}
+
+// State is everything Load reads at start-up.
+type State struct {
+	// Nodes are all stored nodes, ordered by id.
+	Nodes []*fleetv1.Node
+	// LastSeen holds the last-seen time of nodes that have one.
+	LastSeen map[string]time.Time
+	// Counters holds every counter set by Apply.
+	Counters map[string]uint64
+}
+
+// EventQuery selects events for Events.
+type EventQuery struct {
+	// NodeID keeps one node's events; empty means the whole fleet.
+	NodeID string
+	// Limit is the most events to return; 0 means 100.
+	Limit int
+	// Keep, when set, decides which events are returned and count towards
+	// Limit. A backend may bound how many events one query examines, so a
+	// filter that matches little answers in bounded time with fewer than
+	// Limit.
+	Keep func(*fleetv1.HealthEvent) bool
+}
