@@ -13,7 +13,23 @@ import (
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"github.com/navarch/navarch/store"
+	"github.com/navarch/navarch/store/storetest"
 )
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, dir string, l storetest.Limits) store.Store {
+		s, err := Open(Options{
+			Dir:             dir,
+			EventRetention:  l.EventRetention,
+			EventsPerNode:   l.EventsPerNode,
+			CommandsPerNode: l.CommandsPerNode,
+		})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		return s
+	})
+}
 
 func TestOpenNeedsADirectory(t *testing.T) {
 	if _, err := Open(Options{}); err == nil {
