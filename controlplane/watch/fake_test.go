@@ -1,0 +1,166 @@
+package watch
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/jonboulle/clockwork"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+const online = fleetv1.Reachability_REACHABILITY_ONLINE
+
+// fakeNode is a node whose heartbeat is its latest sample.
+type fakeNode struct {
+	state *fleetv1.Node
+
+	mu   sync.Mutex
+	util uint32
+	left bool
+}
+
+func (n *fakeNode) Heartbeat() (*controlplanev1.NodeHeartbeat, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.left {
+		return nil, false
+	}
+	return &controlplanev1.NodeHeartbeat{
+		NodeId:       n.state.GetNodeId(),
+		Reachability: online,
+		Samples:      []*fleetv1.GpuSample{{UtilizationGpuPercent: n.util}},
+	}, true
+}
+
+// Render builds a fresh view, as the fleet does, so that a snapshot costs
+// one allocation per node.
+func (n *fakeNode) Render(state *fleetv1.Node, reach fleetv1.Reachability) *fleetv1.Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return &fleetv1.Node{
+		NodeId:       state.GetNodeId(),
+		Lifecycle:    state.GetLifecycle(),
+		Health:       state.GetHealth(),
+		Gpus:         state.GetGpus(),
+		Reachability: reach,
+		Samples:      []*fleetv1.GpuSample{{UtilizationGpuPercent: n.util}},
+	}
+}
+
+// leave makes the node one that has left the fleet.
+func (n *fakeNode) leave() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.left = true
+}
+
+// fakeFleet is a fixed set of fake nodes, all ONLINE.
+type fakeFleet struct {
+	nodes []*fakeNode
+	byID  map[string]*fakeNode
+
+	mu      sync.Mutex
+	breaker *fleetv1.BreakerStatus
+}
+
+func newFakeFleet(ids ...string) *fakeFleet {
+	f := &fakeFleet{byID: make(map[string]*fakeNode), breaker: &fleetv1.BreakerStatus{}}
+	for _, id := range ids {
+		n := &fakeNode{state: &fleetv1.Node{NodeId: id, Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE}}
+		f.nodes = append(f.nodes, n)
+		f.byID[id] = n
+	}
+	return f
+}
+
+// fleetOf is a fake fleet of n nodes named node-000000 onwards.
+func fleetOf(n int) *fakeFleet {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("node-%06d", i)
+	}
+	return newFakeFleet(ids...)
+}
+
+func (f *fakeFleet) Entries() []Entry {
+	out := make([]Entry, 0, len(f.nodes))
+	for _, n := range f.nodes {
+		out = append(out, Entry{Node: n, State: n.state, Reach: online})
+	}
+	return out
+}
+
+func (f *fakeFleet) Totals() (*fleetv1.FleetSummary, *fleetv1.BreakerStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &fleetv1.FleetSummary{Nodes: uint32(len(f.nodes))}, f.breaker
+}
+
+func (f *fakeFleet) setBreaker(b *fleetv1.BreakerStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.breaker = b
+}
+
+func (f *fakeFleet) node(id string) *fakeNode { return f.byID[id] }
+
+// beat records a heartbeat of a node and tells the hub, as the fleet does.
+func (f *fakeFleet) beat(h *Hub, id string, util uint32) {
+	n := f.byID[id]
+	n.mu.Lock()
+	n.util = util
+	n.mu.Unlock()
+	h.Heartbeat(n)
+}
+
+// newHub builds a hub with o's settings on fleet, whose revisions count up
+// from o.Current, closed when the test ends. Its clock is fake unless o
+// says otherwise; only Run reads it.
+func newHub(t testing.TB, fleet Fleet, o Options) *Hub {
+	t.Helper()
+	rev := o.Current
+	o.Fleet = fleet
+	// Next is called with the hub lock held.
+	o.Next = func() uint64 { rev++; return rev }
+	if o.Clock == nil {
+		o.Clock = clockwork.NewFakeClock()
+	}
+	h, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// upsert publishes a change of one node.
+func upsert(h *Hub, n *fleetv1.Node) {
+	h.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
+		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: n}})
+	})
+}
+
+// drain empties a watcher's queue as its stream would, and returns what
+// was in it.
+func drain(h *Hub, w *watcher) []*controlplanev1.WatchFleetResponse {
+	ch, _ := h.queue(w)
+	var out []*controlplanev1.WatchFleetResponse
+	for len(ch) > 0 {
+		m := <-ch
+		w.sent(m)
+		out = append(out, m)
+	}
+	return out
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}

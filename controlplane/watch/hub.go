@@ -1,0 +1,308 @@
+// Package watch owns the fleet's change stream: it numbers every change with
+// a revision, keeps a replay ring for watchers that resume, hands out
+// snapshots to those that start afresh, coalesces heartbeat-only changes and
+// bounds each watcher's queue, telling one that falls behind to resync. It
+// reads the fleet only through the Fleet and Node interfaces declared here.
+package watch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/protobuf/proto"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// coalesceInterval is how often heartbeat-only changes and totals are sent
+// to watchers.
+const coalesceInterval = time.Second
+
+// heartbeatBatchSize caps the entries of one HeartbeatBatch message.
+const heartbeatBatchSize = 1000
+
+// SnapshotChunk caps the nodes of one Snapshot message.
+const SnapshotChunk = 500
+
+// recentEventsKept is how many health events the hub keeps for snapshots.
+const recentEventsKept = 200
+
+// Node is one node as the hub sees it; the fleet implements it.
+type Node interface {
+	// Heartbeat returns the node's latest heartbeat data, and false once
+	// the node has left the fleet.
+	Heartbeat() (*controlplanev1.NodeHeartbeat, bool)
+	// Render builds the operator's view of the node from a state and
+	// reachability taken at a snapshot's revision.
+	Render(state *fleetv1.Node, reach fleetv1.Reachability) *fleetv1.Node
+}
+
+// Entry is one node as of a snapshot's revision.
+type Entry struct {
+	Node  Node
+	State *fleetv1.Node
+	Reach fleetv1.Reachability
+}
+
+// Fleet is what the hub reads of the fleet.
+type Fleet interface {
+	// Entries returns every node's current state. The hub calls it with
+	// its lock held, so no change is published meanwhile and the entries
+	// are exactly the state at the hub's revision.
+	Entries() []Entry
+	// Totals returns the fleet's totals and the auto-cordon breaker's
+	// status.
+	Totals() (*fleetv1.FleetSummary, *fleetv1.BreakerStatus)
+}
+
+// Options configures New.
+type Options struct {
+	// Fleet is read for snapshots and totals. Required.
+	Fleet Fleet
+	// Next hands out the next revision; revisions must increase. Required.
+	Next func() uint64
+	// Current is the revision before the first change.
+	Current uint64
+	// Buffer is how many changes may wait for one watcher before it is
+	// told to resync; at least 1.
+	Buffer int
+	// Replay is how many recent changes are kept for watchers that resume;
+	// at least 1.
+	Replay int
+	// Clock drives the coalescing; nil means the real clock.
+	Clock clockwork.Clock
+	// Logger receives warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// Hub orders the fleet's changes by revision and fans them out to watchers.
+// Every message it hands out is shared between watchers and never changed.
+type Hub struct {
+	fleet   Fleet
+	next    func() uint64
+	bufSize int
+	replay  int
+	clock   clockwork.Clock
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	rev      uint64
+	ring     []*controlplanev1.WatchFleetResponse // the last replay changes
+	ringNext int
+	ringLen  int
+	recent   []*fleetv1.HealthEvent // newest last, at most 2*recentEventsKept
+	watchers map[*watcher]struct{}
+	dirty    bool // totals may have changed since the last flush
+	// sentBreaker is the breaker status the last totals carried.
+	sentBreaker *fleetv1.BreakerStatus
+	closed      bool
+	done        chan struct{}
+
+	hbMu    sync.Mutex
+	hbDirty map[Node]struct{}
+}
+
+// New builds a hub; Run starts its coalescing.
+func New(o Options) (*Hub, error) {
+	if o.Fleet == nil || o.Next == nil {
+		return nil, errors.New("new watch hub: fleet and revision source are required")
+	}
+	if o.Buffer < 1 || o.Replay < 1 {
+		return nil, errors.New("new watch hub: buffer and replay must be at least 1")
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{
+		fleet:    o.Fleet,
+		next:     o.Next,
+		bufSize:  o.Buffer,
+		replay:   o.Replay,
+		clock:    o.Clock,
+		log:      o.Logger,
+		rev:      o.Current,
+		ring:     make([]*controlplanev1.WatchFleetResponse, o.Replay),
+		watchers: make(map[*watcher]struct{}),
+		done:     make(chan struct{}),
+		hbDirty:  make(map[Node]struct{}),
+	}, nil
+}
+
+// Publish runs fn under the hub lock; each message fn emits gets the next
+// revision and goes to every watcher, in order. The fleet installs its
+// changes inside fn, so that a snapshot sees a change exactly when its
+// revision is the hub's.
+func (h *Hub) Publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fn(func(m *controlplanev1.WatchFleetResponse) {
+		rev := h.next()
+		h.rev = rev
+		m.Revision = rev
+		h.ring[h.ringNext] = m
+		h.ringNext = (h.ringNext + 1) % h.replay
+		h.ringLen = min(h.ringLen+1, h.replay)
+		if e := m.GetHealthEvent(); e != nil {
+			h.recent = append(h.recent, e)
+			if len(h.recent) > 2*recentEventsKept {
+				h.recent = append(h.recent[:0:0], h.recent[len(h.recent)-recentEventsKept:]...)
+			}
+		}
+		h.dirty = true
+		h.fanOut(m)
+	})
+}
+
+// fanOut queues m for every watcher that keeps up; one that does not is
+// marked behind and gets nothing more until it resyncs. The hub lock is held.
+func (h *Hub) fanOut(m *controlplanev1.WatchFleetResponse) {
+	for w := range h.watchers {
+		h.deliver(w, m)
+	}
+}
+
+// deliver queues m for w, or marks w behind when its queue is full. The hub
+// lock is held.
+func (h *Hub) deliver(w *watcher, m *controlplanev1.WatchFleetResponse) {
+	if w.behind {
+		return
+	}
+	select {
+	case w.ch <- m:
+		w.heartbeats.Add(int64(len(m.GetHeartbeats().GetHeartbeats())))
+	default:
+		w.behind = true
+		close(w.lagged)
+	}
+}
+
+// Close ends every stream; Serve returns Unavailable from then on.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
+}
+
+// Revision is the revision of the latest change.
+func (h *Hub) Revision() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}
+
+// TotalsChanged asks the next flush to send totals, for a change that
+// published no message (a breaker that suppressed a cordon).
+func (h *Hub) TotalsChanged() {
+	h.mu.Lock()
+	h.dirty = true
+	h.mu.Unlock()
+}
+
+// Heartbeat notes a heartbeat-only change of n for the next flush.
+func (h *Hub) Heartbeat(n Node) {
+	h.hbMu.Lock()
+	h.hbDirty[n] = struct{}{}
+	h.hbMu.Unlock()
+}
+
+// Run flushes coalesced heartbeats and totals until ctx ends.
+func (h *Hub) Run(ctx context.Context) {
+	t := h.clock.NewTicker(coalesceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+			h.Flush()
+		}
+	}
+}
+
+// heartbeatBatches builds heartbeat entries from the nodes' current state,
+// at most heartbeatBatchSize to a batch.
+func heartbeatBatches(nodes map[Node]struct{}) []*controlplanev1.HeartbeatBatch {
+	var batches []*controlplanev1.HeartbeatBatch
+	batch := &controlplanev1.HeartbeatBatch{}
+	for n := range nodes {
+		hb, ok := n.Heartbeat()
+		if !ok {
+			continue
+		}
+		batch.Heartbeats = append(batch.Heartbeats, hb)
+		if len(batch.Heartbeats) == heartbeatBatchSize {
+			batches = append(batches, batch)
+			batch = &controlplanev1.HeartbeatBatch{}
+		}
+	}
+	if len(batch.Heartbeats) > 0 {
+		batches = append(batches, batch)
+	}
+	return batches
+}
+
+// Flush sends the heartbeats coalesced since the last flush, and the
+// totals if they changed. Run calls it every second.
+func (h *Hub) Flush() {
+	// The flush takes the map only when it has entries; an empty one stays
+	// with Heartbeat, and the flush must not read it unlocked.
+	var dirty map[Node]struct{}
+	h.hbMu.Lock()
+	if len(h.hbDirty) > 0 {
+		dirty = h.hbDirty
+		h.hbDirty = make(map[Node]struct{}, len(dirty))
+	}
+	h.hbMu.Unlock()
+	h.mu.Lock()
+	watching := len(h.watchers) > 0
+	h.mu.Unlock()
+	if !watching {
+		// Nobody to tell; a new watcher starts from a snapshot anyway.
+		return
+	}
+
+	batches := heartbeatBatches(dirty)
+
+	// The breaker changes with time alone (its window moves on), so its
+	// status is compared with the last one sent.
+	summary, breaker := h.fleet.Totals()
+	h.mu.Lock()
+	sendTotals := h.dirty || !proto.Equal(breaker, h.sentBreaker)
+	h.dirty = false
+	h.sentBreaker = breaker
+	h.mu.Unlock()
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	msgs := make([]*controlplanev1.WatchFleetResponse, len(batches))
+	for i, b := range batches {
+		msgs[i] = &controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}
+	}
+	for w := range h.watchers {
+		if len(dirty) == 0 || w.behind {
+			continue
+		}
+		if w.heartbeats.Load() > 0 {
+			w.miss(dirty)
+			continue
+		}
+		for _, m := range msgs {
+			h.deliver(w, m)
+		}
+	}
+	if sendTotals {
+		totals := &controlplanev1.FleetTotals{Summary: summary, Breaker: breaker}
+		h.fanOut(&controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Totals{Totals: totals}})
+	}
+}

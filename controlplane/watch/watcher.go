@@ -1,0 +1,246 @@
+package watch
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// watcher is one stream's queue.
+type watcher struct {
+	ch     chan *controlplanev1.WatchFleetResponse
+	lagged chan struct{} // closed when the watcher fell behind
+	behind bool
+	// heartbeats counts the heartbeat entries queued in ch and not yet sent.
+	heartbeats atomic.Int64
+
+	// A watcher that has not taken the last heartbeat batches yet gets no
+	// more: the nodes that heartbeated meanwhile gather in missed, and it
+	// is sent their latest state once its queue is empty. Heartbeats are
+	// coalesced per watcher, so a slow one costs a pointer per node, not a
+	// batch per second.
+	mu     sync.Mutex
+	missed map[Node]struct{}
+	kick   chan struct{} // has a value when missed gained nodes
+}
+
+// sent tells the watcher that m left its queue.
+func (w *watcher) sent(m *controlplanev1.WatchFleetResponse) {
+	if hb := m.GetHeartbeats(); hb != nil {
+		w.heartbeats.Add(-int64(len(hb.GetHeartbeats())))
+	}
+}
+
+// miss records nodes whose heartbeats the watcher is to get later.
+func (w *watcher) miss(nodes map[Node]struct{}) {
+	w.mu.Lock()
+	if w.missed == nil {
+		w.missed = make(map[Node]struct{}, len(nodes))
+	}
+	for n := range nodes {
+		w.missed[n] = struct{}{}
+	}
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// missed returns the heartbeat batches w missed, built from the nodes'
+// current state, once w has taken everything queued for it, and the
+// revision they carry. The queue is checked and the revision read under
+// the hub lock, so no change at or below that revision still waits in the
+// queue: a client resuming from it misses nothing.
+func (h *Hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
+	h.mu.Lock()
+	if len(w.ch) > 0 || w.behind {
+		// Behind, it dropped changes the revision would claim it had.
+		h.mu.Unlock()
+		return 0, nil
+	}
+	rev := h.rev
+	h.mu.Unlock()
+	return rev, w.takeMissed()
+}
+
+// takeMissed returns the heartbeat batches the watcher missed, built from
+// the nodes' current state, and forgets them.
+func (w *watcher) takeMissed() []*controlplanev1.HeartbeatBatch {
+	w.mu.Lock()
+	missed := w.missed
+	w.missed = nil
+	w.mu.Unlock()
+	return heartbeatBatches(missed)
+}
+
+// start is what a new or resyncing watcher sends first.
+type start struct {
+	rev      uint64
+	replay   []*controlplanev1.WatchFleetResponse // set when resuming
+	snapshot []Entry                              // set otherwise
+	events   []*fleetv1.HealthEvent               // newest first, with a snapshot
+}
+
+// subscribe registers a watcher. It replays the changes after since when the
+// ring still holds them all, and otherwise hands out a snapshot taken at the
+// same revision the watcher starts from.
+func (h *Hub) subscribe(since uint64) (*watcher, start, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, start{}, false
+	}
+	w := &watcher{
+		ch:     make(chan *controlplanev1.WatchFleetResponse, h.bufSize),
+		lagged: make(chan struct{}),
+		kick:   make(chan struct{}, 1),
+	}
+	h.watchers[w] = struct{}{}
+	oldest := h.rev - uint64(h.ringLen) // the ring holds (oldest, rev]
+	if since > 0 && since >= oldest && since <= h.rev {
+		st := start{rev: h.rev}
+		for i := range h.ringLen {
+			m := h.ring[(h.ringNext-h.ringLen+i+h.replay)%h.replay]
+			if m.GetRevision() > since {
+				st.replay = append(st.replay, m)
+			}
+		}
+		return w, st, true
+	}
+	return w, h.snapshotLocked(), true
+}
+
+func (h *Hub) snapshotLocked() start {
+	st := start{rev: h.rev, snapshot: h.fleet.Entries()}
+	if st.snapshot == nil {
+		st.snapshot = []Entry{}
+	}
+	for i := len(h.recent) - 1; i >= 0 && len(st.events) < recentEventsKept; i-- {
+		st.events = append(st.events, h.recent[i])
+	}
+	return st
+}
+
+// resync gives a watcher that fell behind a fresh queue and a snapshot.
+func (h *Hub) resync(w *watcher) start {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w.ch = make(chan *controlplanev1.WatchFleetResponse, h.bufSize)
+	w.lagged = make(chan struct{})
+	w.behind = false
+	w.heartbeats.Store(0)
+	w.mu.Lock()
+	w.missed = nil // the snapshot has their latest state
+	w.mu.Unlock()
+	return h.snapshotLocked()
+}
+
+func (h *Hub) unsubscribe(w *watcher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.watchers, w)
+}
+
+// queue returns the watcher's current channels; resync replaces them.
+func (h *Hub) queue(w *watcher) (chan *controlplanev1.WatchFleetResponse, chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return w.ch, w.lagged
+}
+
+// Serve streams to one watcher until ctx ends, send fails or the hub
+// closes: a snapshot (or the changes since a revision), then every change.
+// A watcher that falls behind gets a Resync and a fresh snapshot instead
+// of growing the server's memory.
+func (h *Hub) Serve(ctx context.Context, since uint64, send func(*controlplanev1.WatchFleetResponse) error) error {
+	w, st, ok := h.subscribe(since)
+	if !ok {
+		return status.Error(codes.Unavailable, "control plane is shutting down")
+	}
+	defer h.unsubscribe(w)
+	if err := h.sendStart(send, st); err != nil {
+		return err
+	}
+	for {
+		ch, lagged := h.queue(w)
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-h.done:
+			return status.Error(codes.Unavailable, "control plane is shutting down")
+		case m := <-ch:
+			w.sent(m)
+			if err := send(m); err != nil {
+				return err
+			}
+			if err := h.sendMissed(send, w); err != nil {
+				return err
+			}
+		case <-w.kick:
+			if err := h.sendMissed(send, w); err != nil {
+				return err
+			}
+		case <-lagged:
+			h.log.Warn("watcher fell behind; resyncing it")
+			// No revision: the watcher dropped changes, and one that resumes
+			// before the snapshot arrives must resume from what it had.
+			if err := send(&controlplanev1.WatchFleetResponse{
+				Change: &controlplanev1.WatchFleetResponse_Resync{Resync: &controlplanev1.Resync{Reason: "watcher fell behind"}},
+			}); err != nil {
+				return err
+			}
+			if err := h.sendStart(send, h.resync(w)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendMissed sends the latest state of the nodes whose heartbeat batches
+// the watcher missed while it was behind on them.
+func (h *Hub) sendMissed(send func(*controlplanev1.WatchFleetResponse) error, w *watcher) error {
+	rev, batches := h.missed(w)
+	for _, b := range batches {
+		if err := send(&controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Hub) sendStart(send func(*controlplanev1.WatchFleetResponse) error, st start) error {
+	if st.snapshot == nil {
+		for _, m := range st.replay {
+			if err := send(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	total := len(st.snapshot)
+	for i := 0; ; i += SnapshotChunk {
+		end := min(i+SnapshotChunk, total)
+		snap := &controlplanev1.Snapshot{Nodes: make([]*fleetv1.Node, 0, end-i)}
+		for _, e := range st.snapshot[i:end] {
+			snap.Nodes = append(snap.Nodes, e.Node.Render(e.State, e.Reach))
+		}
+		if end == total {
+			snap.Complete = true
+			snap.Summary, snap.Breaker = h.fleet.Totals()
+			snap.RecentEvents = st.events
+		}
+		if err := send(&controlplanev1.WatchFleetResponse{Revision: st.rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: snap}}); err != nil {
+			return err
+		}
+		if end == total {
+			return nil
+		}
+	}
+}
