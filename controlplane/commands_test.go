@@ -1,6 +1,7 @@
-package controlplane
+package controlplane_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -16,7 +20,7 @@ import (
 // TestLongPollReturnsWhenCommandQueued: a poll waiting for up to a minute
 // returns as soon as an operator queues a command.
 func TestLongPollReturnsWhenCommandQueued(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.CommandPollTimeout = Duration{Duration: time.Minute} }))
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.CommandPollTimeout = controlplane.Duration{Duration: time.Minute} }))
 	ctx := ctxT(t)
 	h.register("n1", 1)
 	got := make(chan *nodev1.GetNodeCommandsResponse, 1)
@@ -69,7 +73,7 @@ func TestLongPollEndsEmptyAtItsBound(t *testing.T) {
 	}()
 	// Wait for the poll's timer, then move past the bound (which the
 	// server caps at its own poll timeout, 5s in the harness).
-	eventually(t, "poll to wait", func() bool {
+	testutil.Eventually(t, "poll to wait", func() bool {
 		clock.Advance(6 * time.Second)
 		select {
 		case r := <-done:
@@ -128,7 +132,7 @@ func TestCommandResults(t *testing.T) {
 // TestHeartbeatDelivery: with command_delivery heartbeat, registration says
 // so and heartbeats say how many commands wait.
 func TestHeartbeatDelivery(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.CommandDelivery = "heartbeat" }))
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.CommandDelivery = "heartbeat" }))
 	ctx := ctxT(t)
 	resp := h.register("n1", 1)
 	if resp.GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT {
@@ -156,5 +160,52 @@ func TestHeartbeatDelivery(t *testing.T) {
 	}
 	if h2 := newHarness(t); h2.register("n1", 1).GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL {
 		t.Fatal("default delivery is not long poll")
+	}
+}
+
+// TestUnansweredCommandIsDeliveredAgain: a delivered command the agent
+// never answered (the answer was lost, or the agent died with it) goes out
+// again after the poll timeout and a slack.
+func TestUnansweredCommandIsDeliveredAgain(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	h := newHarness(t, withFakeClock(clock))
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(first.GetCommands()) != 1 {
+		t.Fatalf("first poll: %v %v", first, err)
+	}
+	h.fleet().Tick(ctx)
+	if again, _ := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"}); len(again.GetCommands()) != 0 {
+		t.Fatalf("delivered again at once: %v", again)
+	}
+	clock.Advance(h.cfg.CommandPollTimeout.Duration + fleet.RedeliverSlack + time.Second)
+	h.fleet().Tick(ctx)
+	again, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+	if err != nil || len(again.GetCommands()) != 1 || again.GetCommands()[0].GetId() != first.GetCommands()[0].GetId() {
+		t.Fatalf("not delivered again: %v %v", again, err)
+	}
+	// An agent that never answers, however often it gets the command:
+	// after a few deliveries the command fails instead of cycling.
+	for i := 1; ; i++ {
+		clock.Advance(h.cfg.CommandPollTimeout.Duration + fleet.RedeliverSlack + time.Second)
+		h.fleet().Tick(ctx)
+		got, _ := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1"})
+		if len(got.GetCommands()) == 0 {
+			if i != fleet.MaxRedeliveries {
+				t.Fatalf("gave up after %d redeliveries, want %d", i, fleet.MaxRedeliveries)
+			}
+			break
+		}
+		if i > fleet.MaxRedeliveries {
+			t.Fatal("the command is handed out for ever")
+		}
+	}
+	cmd := h.get("n1").GetCommands()[0]
+	if cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED || !strings.Contains(cmd.GetMessage(), "did not answer") {
+		t.Fatalf("unanswered command ended as %v", cmd)
 	}
 }

@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/yamlfile"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
 // Config is the control plane's configuration. The YAML file uses the yaml
@@ -57,29 +60,10 @@ type Config struct {
 	WatchReplay int `yaml:"watch_replay"`
 	// LocalProvider configures the "local" provider, which starts simulated
 	// agents on this machine.
-	LocalProvider LocalProviderConfig `yaml:"local_provider"`
+	LocalProvider local.Config `yaml:"local_provider"`
 	// PprofListen, when set, serves Go's profiling endpoints
 	// (/debug/pprof/) on this address. Keep it on loopback.
 	PprofListen string `yaml:"pprof_listen"`
-}
-
-// LocalProviderConfig configures the local provider.
-type LocalProviderConfig struct {
-	// Enabled offers the provider; nil means on.
-	Enabled *bool `yaml:"enabled"`
-	// AgentBinary is the navarch-agent to start; empty means the one beside
-	// navarch-controlplane, then $PATH.
-	AgentBinary string `yaml:"agent_binary"`
-	// MaxNodes caps the agents it runs at once.
-	MaxNodes int `yaml:"max_nodes"`
-	// SimJobs gives the agents' simulated GPUs real job processes, so that
-	// drains wait for them and forced drains signal them.
-	SimJobs bool `yaml:"sim_jobs"`
-}
-
-// LocalProviderEnabled reports whether the local provider is offered.
-func (c *Config) LocalProviderEnabled() bool {
-	return c.LocalProvider.Enabled == nil || *c.LocalProvider.Enabled
 }
 
 // AutoCordonConfig configures automatic cordoning and its circuit breaker.
@@ -117,7 +101,7 @@ func Defaults() Config {
 		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{Duration: 5 * time.Minute}},
 		WatchBuffer:          65536,
 		WatchReplay:          16384,
-		LocalProvider:        LocalProviderConfig{MaxNodes: 200},
+		LocalProvider:        local.DefaultConfig(),
 	}
 }
 
@@ -216,11 +200,34 @@ func (c *Config) Validate() error {
 	if c.WatchBuffer < 16 {
 		return fmt.Errorf("watch_buffer: %d is below the minimum of 16", c.WatchBuffer)
 	}
-	if c.LocalProvider.MaxNodes < 1 || c.LocalProvider.MaxNodes > 5000 {
-		return fmt.Errorf("local_provider.max_nodes: %d is not within 1–5000", c.LocalProvider.MaxNodes)
+	if err := c.LocalProvider.Validate(); err != nil {
+		return fmt.Errorf("local_provider.%w", err)
 	}
 	if c.WatchReplay < 16 {
 		return fmt.Errorf("watch_replay: %d is below the minimum of 16", c.WatchReplay)
 	}
 	return nil
+}
+
+// fleetConfig is what the fleet needs of the configuration.
+func (c *Config) fleetConfig() fleet.Config {
+	delivery := nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL
+	if c.CommandDelivery == "heartbeat" {
+		delivery = nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
+	}
+	return fleet.Config{
+		HeartbeatInterval:     c.HeartbeatInterval.Duration,
+		HealthReportInterval:  c.HealthReportInterval.Duration,
+		CommandPollTimeout:    c.CommandPollTimeout.Duration,
+		CommandDelivery:       delivery,
+		StaleAfter:            c.StaleAfter.Duration,
+		OfflineAfter:          c.OfflineAfter.Duration,
+		ProvisionTimeout:      c.ProvisionTimeout.Duration,
+		TerminatedRetention:   c.TerminatedRetention.Duration,
+		AutoCordon:            c.AutoCordonEnabled(),
+		AutoCordonMaxFraction: c.AutoCordon.MaxFraction,
+		AutoCordonWindow:      c.AutoCordon.Window.Duration,
+		WatchBuffer:           c.WatchBuffer,
+		WatchReplay:           c.WatchReplay,
+	}
 }

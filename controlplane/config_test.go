@@ -1,4 +1,4 @@
-package controlplane
+package controlplane_test
 
 import (
 	"os"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/navarch/navarch/controlplane"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -18,7 +20,7 @@ func writeConfig(t *testing.T, body string) string {
 }
 
 func TestLoadConfigFile(t *testing.T) {
-	cfg, err := LoadConfigFile(writeConfig(t, `
+	cfg, err := controlplane.LoadConfigFile(writeConfig(t, `
 listen: 0.0.0.0:7000
 data_dir: /var/lib/navarch
 heartbeat_interval: 5s
@@ -38,7 +40,7 @@ auto_cordon:
 	if cfg.HealthReportInterval.Duration != 30*time.Second {
 		t.Fatalf("unset key lost its default: %s", cfg.HealthReportInterval.Duration)
 	}
-	if _, err := LoadConfigFile(writeConfig(t, "")); err != nil {
+	if _, err := controlplane.LoadConfigFile(writeConfig(t, "")); err != nil {
 		t.Fatalf("empty file: %v", err)
 	}
 }
@@ -60,22 +62,22 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
-			_, err := LoadConfigFile(writeConfig(t, row.body))
+			_, err := controlplane.LoadConfigFile(writeConfig(t, row.body))
 			if err == nil || !strings.Contains(err.Error(), row.want) {
 				t.Fatalf("err = %v, want one naming %q", err, row.want)
 			}
 		})
 	}
-	if _, err := LoadConfigFile(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+	if _, err := controlplane.LoadConfigFile(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Fatal("missing file accepted")
 	}
 }
 
 func TestPolicyFileOverride(t *testing.T) {
-	cfg := Defaults()
+	cfg := controlplane.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.PolicyFile = writeConfig(t, "xids:\n  - codes: [13]\n    meaning: fatal here\n    health: UNHEALTHY\n    remedy: RESET_GPU\n")
-	h := newHarness(t, withConfig(func(c *Config) { c.PolicyFile = cfg.PolicyFile }))
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.PolicyFile = cfg.PolicyFile }))
 	h.register("a", 1)
 	h.register("b", 1)
 	h.register("c", 1)
@@ -84,7 +86,7 @@ func TestPolicyFileOverride(t *testing.T) {
 		t.Fatal("overridden XID 13 did not cordon")
 	}
 	cfg.PolicyFile = writeConfig(t, "xids: [{codes: [13], meaning: x, health: SICK, remedy: NONE}]")
-	if _, err := New(ctxT(t), Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "SICK") {
+	if _, err := controlplane.New(ctxT(t), controlplane.Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "SICK") {
 		t.Fatalf("bad policy file: %v", err)
 	}
 }

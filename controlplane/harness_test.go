@@ -1,104 +1,73 @@
-package controlplane
+package controlplane_test
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/cptest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
-// harness runs a real control plane on loopback with a real Badger
-// directory, and clients for both services.
+// harness is a real control plane (cptest) with the helpers these tests
+// share: registering nodes, reporting health, reading nodes, watching.
 type harness struct {
-	t      *testing.T
-	dir    string
-	cfg    Config
-	clock  clockwork.Clock
-	provs  []Provider
-	srv    *Server
-	addr   string
-	conn   *grpc.ClientConn
-	node   nodev1.NodeServiceClient
-	ops    controlplanev1.ControlPlaneServiceClient
-	cancel context.CancelFunc
-	done   chan error
+	*cptest.ControlPlane
+	t     *testing.T
+	cfg   controlplane.Config
+	clock clockwork.Clock
+	node  nodev1.NodeServiceClient
+	ops   controlplanev1.ControlPlaneServiceClient
 }
 
-type harnessOption func(*harness)
+type harnessOption func(*cptest.Options)
 
-func withFakeClock(c *clockwork.FakeClock) harnessOption { return func(h *harness) { h.clock = c } }
-func withConfig(fn func(*Config)) harnessOption          { return func(h *harness) { fn(&h.cfg) } }
-func withProviders(p ...Provider) harnessOption          { return func(h *harness) { h.provs = p } }
+func withFakeClock(c *clockwork.FakeClock) harnessOption {
+	return func(o *cptest.Options) { o.Clock = c }
+}
+
+func withConfig(fn func(*controlplane.Config)) harnessOption {
+	return func(o *cptest.Options) {
+		prev := o.Config
+		o.Config = func(c *controlplane.Config) { prev(c); fn(c) }
+	}
+}
+
+func withProviders(p ...provider.Provider) harnessOption {
+	return func(o *cptest.Options) { o.Providers = func(string) []provider.Provider { return p } }
+}
 
 func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), cfg: Defaults()}
-	h.cfg.Listen = "127.0.0.1:0"
-	h.cfg.DataDir = h.dir
-	h.cfg.CommandPollTimeout = Duration{Duration: 5 * time.Second}
-	for _, o := range opts {
-		o(h)
+	o := cptest.Options{Config: func(c *controlplane.Config) { c.CommandPollTimeout = controlplane.Duration{Duration: 5 * time.Second} }}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	h.start()
-	t.Cleanup(h.stop)
+	h := &harness{ControlPlane: cptest.Start(t, o), t: t, clock: o.Clock}
+	h.cfg = h.Config
+	h.node, h.ops = h.Nodes, h.Ops
 	return h
-}
-
-func (h *harness) start() {
-	h.t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	srv, err := New(context.Background(), Options{Config: h.cfg, Clock: h.clock, Providers: h.provs})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.srv, h.cancel, h.done = srv, cancel, make(chan error, 1)
-	go func() { h.done <- srv.Serve(ctx, lis) }()
-	h.addr = lis.Addr().String()
-	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.conn = conn
-	h.node = nodev1.NewNodeServiceClient(conn)
-	h.ops = controlplanev1.NewControlPlaneServiceClient(conn)
-}
-
-func (h *harness) stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	if err := <-h.done; err != nil {
-		h.t.Errorf("serve: %v", err)
-	}
-	_ = h.conn.Close()
-	h.cancel = nil
 }
 
 // restart stops the server and starts a new one on the same data directory.
 func (h *harness) restart() {
-	h.stop()
-	h.start()
+	h.Restart()
+	h.node, h.ops = h.Nodes, h.Ops
 }
 
-func (h *harness) fleet() *Fleet { return h.srv.Fleet() }
+func (h *harness) fleet() *fleet.Fleet { return h.Server.Fleet() }
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -202,14 +171,14 @@ func wantCode(t *testing.T, err error, code codes.Code, field string) {
 }
 
 // watch opens a WatchFleet stream and collects what arrives.
-type watch struct {
+type fleetWatch struct {
 	t      *testing.T
 	stream controlplanev1.ControlPlaneService_WatchFleetClient
 	cancel context.CancelFunc
 	msgs   chan *controlplanev1.WatchFleetResponse
 }
 
-func (h *harness) watch(since uint64) *watch {
+func (h *harness) watch(since uint64) *fleetWatch {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := h.ops.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{SinceRevision: since})
@@ -217,7 +186,7 @@ func (h *harness) watch(since uint64) *watch {
 		cancel()
 		h.t.Fatal(err)
 	}
-	w := &watch{t: h.t, stream: stream, cancel: cancel, msgs: make(chan *controlplanev1.WatchFleetResponse, 100000)}
+	w := &fleetWatch{t: h.t, stream: stream, cancel: cancel, msgs: make(chan *controlplanev1.WatchFleetResponse, 100000)}
 	go func() {
 		defer close(w.msgs)
 		for {
@@ -236,7 +205,7 @@ func (h *harness) watch(since uint64) *watch {
 }
 
 // until reads messages until match returns true, failing after a timeout.
-func (w *watch) until(what string, match func(*controlplanev1.WatchFleetResponse) bool) *controlplanev1.WatchFleetResponse {
+func (w *fleetWatch) until(what string, match func(*controlplanev1.WatchFleetResponse) bool) *controlplanev1.WatchFleetResponse {
 	w.t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -251,17 +220,5 @@ func (w *watch) until(what string, match func(*controlplanev1.WatchFleetResponse
 		case <-timeout:
 			w.t.Fatalf("timed out waiting for %s", what)
 		}
-	}
-}
-
-// eventually polls cond until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,4 +1,4 @@
-package controlplane
+package controlplane_test
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc/codes"
 
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/api"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -155,7 +157,7 @@ func TestCircuitBreaker(t *testing.T) {
 
 func TestBreakerDisabled(t *testing.T) {
 	off := false
-	h := newHarness(t, withConfig(func(c *Config) { c.AutoCordon.Enabled = &off }))
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.AutoCordon.Enabled = &off }))
 	h.register("n1", 1)
 	h.xid("n1", 0, 79)
 	if h.lifecycle("n1") != active {
@@ -165,4 +167,42 @@ func TestBreakerDisabled(t *testing.T) {
 	if st.GetBreaker().GetAutoCordonEnabled() {
 		t.Fatal("status says auto-cordon is on")
 	}
+}
+
+// TestBreakerRecoveryReachesWatchers: the breaker closes as its window
+// passes, with no other change; watchers are told.
+func TestBreakerRecoveryReachesWatchers(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	h := newHarness(t, withFakeClock(clock))
+	for _, id := range []string{"n0", "n1", "n2"} {
+		h.register(id, 1)
+	}
+	for _, id := range []string{"n0", "n1", "n2"} {
+		h.xid(id, 0, 79)
+	}
+	w := h.watch(0)
+	w.until("snapshot", isSnapshotEnd)
+	// The fake clock drives the hub's once-a-second flush of totals.
+	clock.Advance(time.Second)
+	w.until("tripped breaker", func(m *controlplanev1.WatchFleetResponse) bool { return m.GetTotals().GetBreaker().GetTripped() })
+	clock.Advance(h.cfg.AutoCordon.Window.Duration + time.Second)
+	w.until("closed breaker", func(m *controlplanev1.WatchFleetResponse) bool {
+		return m.GetTotals() != nil && !m.GetTotals().GetBreaker().GetTripped()
+	})
+}
+
+func TestReportFieldLimits(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 1)
+	_, err := h.node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Events: []*fleetv1.HealthEvent{
+		{Kind: fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED, GpuIndex: 0, Cause: strings.Repeat("x", api.MaxShortText+1)},
+	}})
+	wantCode(t, err, codes.InvalidArgument, "events[0].cause")
+	m := cleanMetrics(0)
+	for range api.MaxUnsupported + 1 {
+		m.Unsupported = append(m.Unsupported, "ecc")
+	}
+	_, err = h.node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{m}})
+	wantCode(t, err, codes.InvalidArgument, "metrics[0].unsupported")
 }

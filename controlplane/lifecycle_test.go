@@ -1,11 +1,10 @@
-package controlplane
+package controlplane_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/controlplane/provider/providertest"
 	"github.com/navarch/navarch/internal/display"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -30,51 +32,6 @@ const (
 	terminated      = fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED
 	provisionFailed = fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED
 )
-
-// testProvider is an in-process provider: it records what it is asked and
-// starts nothing.
-type testProvider struct {
-	mu         sync.Mutex
-	next       int
-	spec       ProvisionSpec
-	terminated []Instance
-	failStop   error
-	attempts   int // Terminate calls, failed ones included
-}
-
-func (p *testProvider) Name() string        { return "test" }
-func (p *testProvider) Description() string { return "records requests; starts nothing" }
-
-func (p *testProvider) Provision(_ context.Context, spec ProvisionSpec) ([]Instance, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.spec = spec
-	var out []Instance
-	for range spec.Count {
-		p.next++
-		out = append(out, Instance{NodeID: fmt.Sprintf("test-%d", p.next), InstanceID: fmt.Sprintf("i-%d", p.next)})
-	}
-	return out, nil
-}
-
-func (p *testProvider) Terminate(_ context.Context, inst Instance) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.attempts++
-	if p.failStop != nil {
-		return p.failStop
-	}
-	p.terminated = append(p.terminated, inst)
-	return nil
-}
-
-func (p *testProvider) Instances(context.Context) ([]Instance, error) { return nil, nil }
-
-func (p *testProvider) stopped() []Instance {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]Instance(nil), p.terminated...)
-}
 
 // toState drives a fresh registered node into the given lifecycle state.
 func (h *harness) toState(id string, want fleetv1.LifecycleState) {
@@ -309,7 +266,8 @@ func TestDrainAgainWithForceReplacesTheDrain(t *testing.T) {
 // registers late on the dying instance is refused.
 func TestTimedOutProvisionStopIsRetried(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Now())
-	p := &testProvider{failStop: errors.New("cloud API unavailable")}
+	p := &providertest.Recorder{}
+	p.FailStops(errors.New("cloud API unavailable"))
 	h := newHarness(t, withFakeClock(clock), withProviders(p))
 	ctx := ctxT(t)
 	if _, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 1}); err != nil {
@@ -324,26 +282,24 @@ func TestTimedOutProvisionStopIsRetried(t *testing.T) {
 	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(1), InstanceId: "i-1"})
 	wantCode(t, err, codes.FailedPrecondition, "node_id")
 
-	eventually(t, "a failed attempt", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.attempts > 0 })
+	testutil.Eventually(t, "a failed attempt", func() bool { return p.Attempts() > 0 })
 	// The control plane restarts before the stop succeeded: it takes the
 	// work up again.
 	h.restart()
 	ctx = ctxT(t)
 	_, err = h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(1), InstanceId: "i-1"})
 	wantCode(t, err, codes.FailedPrecondition, "node_id")
-	p.mu.Lock()
-	p.failStop = nil
-	p.mu.Unlock()
-	eventually(t, "the stop retried", func() bool {
+	p.FailStops(nil)
+	testutil.Eventually(t, "the stop retried", func() bool {
 		h.fleet().Tick(ctx)
-		return len(p.stopped()) == 1
+		return len(p.Stopped()) == 1
 	})
-	eventually(t, "reason updated", func() bool {
+	testutil.Eventually(t, "reason updated", func() bool {
 		return strings.Contains(h.get("test-1").GetNode().GetLifecycleReason(), "instance i-1 stopped")
 	})
 	h.fleet().Tick(ctx)
 	time.Sleep(50 * time.Millisecond)
-	if got := len(p.stopped()); got != 1 {
+	if got := len(p.Stopped()); got != 1 {
 		t.Fatalf("instance stopped %d times", got)
 	}
 }
@@ -361,7 +317,7 @@ func TestDrainDeadlinePassesWithoutReport(t *testing.T) {
 	if h.lifecycle("n1") != draining {
 		t.Fatal("drained before the grace for the agent's report")
 	}
-	clock.Advance(drainGrace + time.Second)
+	clock.Advance(fleet.DrainGrace + time.Second)
 	h.fleet().Tick(ctx)
 	d := h.get("n1")
 	if d.GetNode().GetLifecycle() != drained || d.GetNode().GetLifecycleReason() != "drain deadline passed" {
@@ -374,7 +330,7 @@ func TestDrainDeadlinePassesWithoutReport(t *testing.T) {
 
 func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Now())
-	p := &testProvider{}
+	p := &providertest.Recorder{}
 	h := newHarness(t, withFakeClock(clock), withProviders(p))
 	ctx := ctxT(t)
 
@@ -395,8 +351,8 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	if len(resp.GetNodes()) != 3 || resp.GetNodes()[0].GetLifecycle() != provisioning || resp.GetNodes()[0].GetLabels()["pool"] != "train" {
 		t.Fatalf("provisioned %v", resp.GetNodes())
 	}
-	if p.spec.GPUsPerNode != 4 || p.spec.ChaosInterval != time.Minute || len(p.spec.SimFaults) != 1 {
-		t.Fatalf("provider got %+v", p.spec)
+	if spec := p.Spec(); spec.GPUsPerNode != 4 || spec.Request.GetChaosInterval().AsDuration() != time.Minute || len(spec.Request.GetSimFaults()) != 1 {
+		t.Fatalf("provider got %+v", spec)
 	}
 	st, err := h.ops.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
 	if err != nil || st.GetSummary().GetProvisioning() != 3 || len(st.GetProviders()) != 1 || st.GetProviders()[0].GetName() != "test" {
@@ -407,7 +363,7 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(4), InstanceId: "i-1"}); err != nil {
 		t.Fatal(err)
 	}
-	p.spec.Failed("test-2", "agent exited with status 1: no such file")
+	p.Spec().Failed("test-2", "agent exited with status 1: no such file")
 	clock.Advance(h.cfg.ProvisionTimeout.Duration + time.Second)
 	h.fleet().Tick(ctx)
 	for id, want := range map[string]fleetv1.LifecycleState{"test-1": active, "test-2": provisionFailed, "test-3": provisionFailed} {
@@ -420,11 +376,11 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	}
 	// The instance whose agent never registered is stopped, not left to
 	// run unseen.
-	eventually(t, "test-3 stopped", func() bool { return len(p.stopped()) == 1 })
-	if got := p.stopped()[0]; got.NodeID != "test-3" {
+	testutil.Eventually(t, "test-3 stopped", func() bool { return len(p.Stopped()) == 1 })
+	if got := p.Stopped()[0]; got.NodeID != "test-3" {
 		t.Fatalf("stopped %+v, want test-3's instance", got)
 	}
-	eventually(t, "test-3's reason says its instance stopped", func() bool {
+	testutil.Eventually(t, "test-3's reason says its instance stopped", func() bool {
 		r := h.get("test-3").GetNode().GetLifecycleReason()
 		return strings.Contains(r, "did not register") && strings.Contains(r, "instance i-3 stopped")
 	})
@@ -442,7 +398,7 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 		t.Fatalf("terminate did not drain first: %v %v", polled, err)
 	}
 	h.fleet().Tick(ctx)
-	if len(p.stopped()) != 1 {
+	if len(p.Stopped()) != 1 {
 		t.Fatal("stopped before the drain finished")
 	}
 	if _, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
@@ -451,9 +407,9 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.fleet().Tick(ctx)
-	eventually(t, "provider stop", func() bool { return len(p.stopped()) == 2 })
-	eventually(t, "TERMINATED", func() bool { return h.lifecycle("test-1") == terminated })
-	if got := p.stopped()[1]; got.InstanceID != "i-1" {
+	testutil.Eventually(t, "provider stop", func() bool { return len(p.Stopped()) == 2 })
+	testutil.Eventually(t, "TERMINATED", func() bool { return h.lifecycle("test-1") == terminated })
+	if got := p.Stopped()[1]; got.InstanceID != "i-1" {
 		t.Fatalf("stopped %+v", got)
 	}
 
@@ -462,7 +418,7 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.fleet().Tick(ctx)
-	eventually(t, "test-2 TERMINATED", func() bool { return h.lifecycle("test-2") == terminated })
+	testutil.Eventually(t, "test-2 TERMINATED", func() bool { return h.lifecycle("test-2") == terminated })
 
 	// Terminated nodes leave the fleet after the retention.
 	clock.Advance(h.cfg.TerminatedRetention.Duration + time.Second)

@@ -1,4 +1,4 @@
-package controlplane
+package controlplane_test
 
 import (
 	"fmt"
@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/fleet"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -20,14 +22,14 @@ import (
 func TestServerRegistersBothServicesHealthAndReflection(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxT(t)
-	hc := grpc_health_v1.NewHealthClient(h.conn)
+	hc := grpc_health_v1.NewHealthClient(h.Conn)
 	for _, svc := range []string{"", "navarch.node.v1.NodeService", "navarch.controlplane.v1.ControlPlaneService"} {
 		resp, err := hc.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: svc})
 		if err != nil || resp.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
 			t.Fatalf("health of %q: %v %v", svc, resp, err)
 		}
 	}
-	stream, err := grpc_reflection_v1.NewServerReflectionClient(h.conn).ServerReflectionInfo(ctx)
+	stream, err := grpc_reflection_v1.NewServerReflectionClient(h.Conn).ServerReflectionInfo(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func TestServerRegistersBothServicesHealthAndReflection(t *testing.T) {
 }
 
 func TestRegisterHeartbeatAndList(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.HeartbeatInterval = Duration{Duration: 3 * time.Second} }))
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.HeartbeatInterval = controlplane.Duration{Duration: 3 * time.Second} }))
 	ctx := ctxT(t)
 	resp := h.register("gpu-node-1", 8)
 	if resp.GetHeartbeatInterval().AsDuration() != 3*time.Second || resp.GetHealthReportInterval().AsDuration() != 30*time.Second {
@@ -372,7 +374,7 @@ func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
 	// GPU it turns out to be.
 	reg("n3", "boot-1", []uint32{2}, gpu("A", 0, "18"), gpu("B", 1, "19"), gpu("D", 3, "1b"))
 	reg("n3", "boot-2", []uint32{1}, gpu("B", 0, "19"), gpu("D", 2, "1b"))
-	if got := uuids("n3"); !slices.Equal(got, []string{"B", "D", "A", unansweredPrefix + "2"}) {
+	if got := uuids("n3"); !slices.Equal(got, []string{"B", "D", "A", fleet.UnansweredPrefix + "2"}) {
 		t.Fatalf("n3 renumbered: %v", got)
 	}
 	reg("n3", "boot-3", nil, gpu("B", 0, "19"), gpu("X", 1, "1a"), gpu("D", 2, "1b"))
@@ -390,7 +392,7 @@ func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
 		}
 	}
 	for _, g := range h.get("n4").GetNode().GetGpus() {
-		if g.GetUuid() == unansweredPrefix+"1" && g.GetRemedyEpisodes() != 2 {
+		if g.GetUuid() == fleet.UnansweredPrefix+"1" && g.GetRemedyEpisodes() != 2 {
 			t.Fatalf("n4: the placeholder's episodes %d, want 2 after a reboot that did not help", g.GetRemedyEpisodes())
 		}
 	}
@@ -417,7 +419,7 @@ func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
 	for _, g := range h.get("n6").GetNode().GetGpus() {
 		byIndex[g.GetIndex()] = g.GetUuid()
 	}
-	if byIndex[0] != unansweredPrefix+"1" || byIndex[1] != unansweredPrefix+"2" {
+	if byIndex[0] != fleet.UnansweredPrefix+"1" || byIndex[1] != fleet.UnansweredPrefix+"2" {
 		t.Fatalf("n6 placeholders swapped: %v", byIndex)
 	}
 
@@ -437,7 +439,7 @@ func TestGPUSlotsAfterEnumerationShifts(t *testing.T) {
 	for _, e := range d.GetEvents() {
 		found = found || strings.Contains(e.GetMessage(), "GPU C replaced by E")
 	}
-	if got := uuids("n2"); !found || !slices.Equal(got, []string{"A", "E", unansweredPrefix + "1"}) {
+	if got := uuids("n2"); !found || !slices.Equal(got, []string{"A", "E", fleet.UnansweredPrefix + "1"}) {
 		t.Fatalf("n2: %v, replaced event %t", got, found)
 	}
 }
@@ -592,4 +594,44 @@ func TestListNodesFiltersAndPaging(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "lifecycle[0]")
 	_, err = h.ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{LabelSelector: "=x"})
 	wantCode(t, err, codes.InvalidArgument, "label_selector")
+}
+
+// TestLostGPUComesBack: a GPU lost from the snapshots is cleared by a
+// GPU_RECOVERED event for its index; one that comes back at a registration
+// without a reboot keeps its other faults.
+func TestLostGPUComesBack(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	h.register("n1", 2)
+	h.healthyReport("n1", 2)
+	if _, err := h.node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{cleanMetrics(0)}, GpuCount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if g := h.get("n1").GetNode().GetGpus()[1]; !g.GetLost() {
+		t.Fatalf("GPU 1 not lost: %v", g)
+	}
+	if _, err := h.node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Events: []*fleetv1.HealthEvent{
+		{Kind: fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED, GpuIndex: 1, Message: "device readable again"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if g := h.get("n1").GetNode().GetGpus()[1]; g.GetLost() || len(g.GetFaults()) != 0 {
+		t.Fatalf("GPU 1 after GPU_RECOVERED: lost=%t faults=%v", g.GetLost(), g.GetFaults())
+	}
+
+	// XID 79 on GPU 1, which then drops out of the inventory and comes back
+	// on the same boot: the loss clears, the XID does not.
+	h.xid("n1", 1, 79)
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(1), BootId: "boot-1"}); err != nil {
+		t.Fatal(err)
+	}
+	h.register("n1", 2)
+	d := h.get("n1")
+	g := d.GetNode().GetGpus()[1]
+	if g.GetLost() || len(g.GetFaults()) != 1 || g.GetFaults()[0].GetXid() != 79 {
+		t.Fatalf("GPU 1 back without a reboot: lost=%t faults=%v", g.GetLost(), g.GetFaults())
+	}
+	if d.GetEvents()[0].GetKind() != fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED {
+		t.Fatalf("newest event %v", d.GetEvents()[0])
+	}
 }

@@ -1,4 +1,4 @@
-package controlplane
+package controlplane_test
 
 import (
 	"testing"
@@ -20,7 +20,7 @@ func TestRestartKeepsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := h.fleet().hub.revision()
+	before := h.fleet().Status().GetRevision()
 	h.restart()
 
 	a := h.get("a")
@@ -43,7 +43,7 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Fatalf("b's drain after restart: %v %v", polled, err)
 	}
 	h.register("c", 1)
-	if after := h.fleet().hub.revision(); after <= before {
+	if after := h.fleet().Status().GetRevision(); after <= before {
 		t.Fatalf("revision went from %d to %d across a restart", before, after)
 	}
 }

@@ -1,13 +1,14 @@
-// Package controlplane is navarch-controlplane: one gRPC server that hosts
-// NodeService for agents and ControlPlaneService for operators, with the
-// fleet's state in memory and in an embedded Badger store.
+// Package controlplane is navarch-controlplane: its configuration, and the
+// one gRPC server that hosts NodeService for agents and ControlPlaneService
+// for operators (package api) over the fleet's state (package fleet), kept
+// in a store (the embedded Badger one unless another is given). This
+// package only wires the parts together; see docs/architecture.md.
 package controlplane
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -22,10 +23,14 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/navarch/navarch/controlplane/api"
+	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/store"
 	badgerstore "github.com/navarch/navarch/store/badger"
 )
 
@@ -37,19 +42,23 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock drives intervals and timestamps; nil means the real clock.
 	Clock clockwork.Clock
-	// Providers are the providers ProvisionNodes may use.
-	Providers []Provider
+	// Providers are the providers ProvisionNodes may use; see Providers
+	// for the ones the configuration enables.
+	Providers []provider.Provider
+	// Store holds the fleet's durable state; nil opens the embedded Badger
+	// store in Config.DataDir. The server closes it when it stops.
+	Store store.Store
 }
 
 // Server is a running control plane.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	store     *badgerstore.Store
-	fleet     *Fleet
+	store     store.Store
+	fleet     *fleet.Fleet
 	grpc      *grpc.Server
 	health    *health.Server
-	providers []Provider
+	providers *provider.Registry
 }
 
 // New opens the store, loads the policy and the fleet, and builds the gRPC
@@ -69,48 +78,56 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	st, err := badgerstore.Open(badgerstore.Options{
-		Dir:             o.Config.DataDir,
-		EventRetention:  o.Config.EventRetention.Duration,
-		EventsPerNode:   o.Config.EventsPerNode,
-		CommandsPerNode: o.Config.CommandsPerNode,
-		Logger:          log,
-	})
-	if err != nil {
-		return nil, err
+	st := o.Store
+	if st == nil {
+		var err error
+		st, err = badgerstore.Open(badgerstore.Options{
+			Dir:             o.Config.DataDir,
+			EventRetention:  o.Config.EventRetention.Duration,
+			EventsPerNode:   o.Config.EventsPerNode,
+			CommandsPerNode: o.Config.CommandsPerNode,
+			Logger:          log,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
-	fleet, err := NewFleet(ctx, FleetOptions{
-		Config:    o.Config,
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	providers := provider.NewRegistry(o.Providers...)
+	fl, err := fleet.New(ctx, fleet.Options{
+		Config:    o.Config.fleetConfig(),
 		Store:     st,
 		Policy:    pol,
 		Clock:     o.Clock,
 		Logger:    log,
-		Providers: o.Providers,
+		Providers: providers,
 	})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	s := &Server{cfg: o.Config, log: log, store: st, fleet: fleet, health: health.NewServer(), providers: o.Providers}
+	s := &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers}
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.logUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream),
-		grpc.MaxRecvMsgSize(MaxRecvMsgBytes),
+		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// A peer that stops answering pings (a dead host, a suspended
 		// console) loses its connection, and with it its long polls and
 		// watch queues, instead of waiting for TCP to give up.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
-	nodev1.RegisterNodeServiceServer(s.grpc, &nodeService{fleet: fleet})
-	controlplanev1.RegisterControlPlaneServiceServer(s.grpc, &operatorService{fleet: fleet})
+	api.RegisterNodeService(s.grpc, fl)
+	api.RegisterControlPlaneService(s.grpc, fl, o.Clock)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil
 }
 
 // Fleet returns the server's fleet state.
-func (s *Server) Fleet() *Fleet { return s.fleet }
+func (s *Server) Fleet() *fleet.Fleet { return s.fleet }
 
 // Serve serves on lis until ctx ends, then shuts down: long polls and
 // watchers end, in-flight calls get a few seconds to finish, last-seen
@@ -139,7 +156,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 func (s *Server) shutdown() {
 	s.log.Info("control plane shutting down")
 	s.health.Shutdown()
-	s.fleet.stopServing()
+	s.fleet.StopServing()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -147,12 +164,8 @@ func (s *Server) shutdown() {
 	case <-time.After(5 * time.Second):
 		s.grpc.Stop()
 	}
-	for _, p := range s.providers {
-		if c, ok := p.(io.Closer); ok {
-			if err := c.Close(); err != nil {
-				s.log.Error("closing provider", "provider", p.Name(), "err", err)
-			}
-		}
+	if err := s.providers.Close(); err != nil {
+		s.log.Error("closing providers", "err", err)
 	}
 	s.fleet.Close()
 	if err := s.store.Close(); err != nil {
@@ -191,7 +204,7 @@ func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerIn
 	resp, err := handler(ctx, req)
 	code := status.Code(err)
 	quiet := code == codes.OK || code == codes.NotFound || code == codes.Canceled ||
-		(code == codes.Unavailable && s.fleet.stopping())
+		(code == codes.Unavailable && s.fleet.Stopping())
 	if !quiet {
 		s.log.Info("rpc failed", "method", info.FullMethod, "code", code, "err", status.Convert(err).Message(), "took", time.Since(start))
 	} else if s.log.Enabled(ctx, slog.LevelDebug) {

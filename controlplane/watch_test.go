@@ -1,4 +1,4 @@
-package controlplane
+package controlplane_test
 
 import (
 	"fmt"
@@ -7,6 +7,9 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/api"
+	"github.com/navarch/navarch/controlplane/watch"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -29,7 +32,7 @@ func TestWatchSnapshotThenDeltas(t *testing.T) {
 	end := w.until("snapshot", func(m *controlplanev1.WatchFleetResponse) bool {
 		if s := m.GetSnapshot(); s != nil {
 			nodes += len(s.GetNodes())
-			if len(s.GetNodes()) > snapshotChunk {
+			if len(s.GetNodes()) > watch.SnapshotChunk {
 				t.Fatalf("chunk of %d nodes", len(s.GetNodes()))
 			}
 			rev = m.GetRevision()
@@ -53,8 +56,11 @@ func TestWatchSnapshotThenDeltas(t *testing.T) {
 	}
 }
 
+// TestWatchResume: a watcher resuming from a revision the server still
+// keeps gets the changes since; one resuming from a revision too old to
+// replay, or from the future, gets a snapshot.
 func TestWatchResume(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.WatchReplay = 16 }))
 	h.register("a", 1)
 	w := h.watch(0)
 	end := w.until("snapshot", isSnapshotEnd)
@@ -78,71 +84,84 @@ func TestWatchResume(t *testing.T) {
 		return m.GetNodeUpsert().GetNodeId() == "a" && m.GetNodeUpsert().GetLifecycle() == cordoned
 	})
 
-	// A revision too old to replay gets a snapshot instead.
-	f := h.fleet()
-	for i := range h.cfg.WatchReplay + 10 {
-		f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
-			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeRemoved{NodeRemoved: &controlplanev1.NodeRemoved{NodeId: fmt.Sprint("x", i)}}})
-		})
+	// A revision too old to replay gets a snapshot instead: each event
+	// of a report is a change.
+	var events []*fleetv1.HealthEvent
+	for range h.cfg.WatchReplay + 10 {
+		events = append(events, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, GpuIndex: 0, Xid: 13})
+	}
+	if _, err := h.node.ReportHealth(ctxT(t), &nodev1.ReportHealthRequest{NodeId: "b", Events: events}); err != nil {
+		t.Fatal(err)
+	}
+	if now := h.fleet().Status().GetRevision(); now <= rev+uint64(h.cfg.WatchReplay) {
+		t.Fatalf("revision %d is still within %d of %d", now, h.cfg.WatchReplay, rev)
 	}
 	w3 := h.watch(rev)
 	if m := w3.until("first", func(*controlplanev1.WatchFleetResponse) bool { return true }); m.GetSnapshot() == nil {
 		t.Fatalf("too-old revision got %v, want a snapshot", m)
 	}
 	// So does a revision from the future.
-	w4 := h.watch(f.hub.revision() + 1000)
+	w4 := h.watch(h.fleet().Status().GetRevision() + 1000)
 	if m := w4.until("first", func(*controlplanev1.WatchFleetResponse) bool { return true }); m.GetSnapshot() == nil {
 		t.Fatalf("future revision got %v, want a snapshot", m)
 	}
 }
 
-// TestSlowWatcherResyncs: a watcher that does not read is told to resync
-// and gets a fresh snapshot; its queue never grows past the bound.
+// TestSlowWatcherResyncs: a stream that falls behind gets Resync then a
+// fresh snapshot. A report is published whole while the hub holds its
+// lock, so the stream takes at most one of its events meanwhile, and a
+// report of more events than the queue holds puts it behind.
 func TestSlowWatcherResyncs(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.WatchBuffer = 16 }))
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.WatchBuffer = 16 }))
 	h.register("a", 1)
-	f := h.fleet()
-	w, st, ok := f.hub.subscribe(0, f.all)
-	if !ok || st.snapshot == nil {
-		t.Fatal("no snapshot")
-	}
-	for range 1000 {
-		f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
-			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: &fleetv1.Node{NodeId: "a"}}})
-		})
-	}
-	ch, lagged := f.hub.queue(w)
-	if len(ch) > 16 {
-		t.Fatalf("queue grew to %d", len(ch))
-	}
-	select {
-	case <-lagged:
-	default:
-		t.Fatal("watcher not marked behind")
-	}
-	st = f.hub.resync(w, f.all)
-	if st.snapshot == nil || st.rev != f.hub.revision() {
-		t.Fatal("resync did not give a current snapshot")
-	}
-	f.hub.unsubscribe(w)
-
-	// Over the wire: a stream that stops reading gets Resync then a snapshot.
 	stream := h.watch(0)
 	stream.until("snapshot", isSnapshotEnd)
-	big := &fleetv1.Node{NodeId: "a", LifecycleReason: string(make([]byte, 8000))}
-	for range 3000 {
-		f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
-			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: big}})
-		})
+	var events []*fleetv1.HealthEvent
+	for range api.MaxEventsPerCall {
+		events = append(events, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, GpuIndex: 0, Xid: 13})
+	}
+	if _, err := h.node.ReportHealth(ctxT(t), &nodev1.ReportHealthRequest{NodeId: "a", Events: events}); err != nil {
+		t.Fatal(err)
 	}
 	stream.until("resync", func(m *controlplanev1.WatchFleetResponse) bool { return m.GetResync() != nil })
-	stream.until("fresh snapshot", isSnapshotEnd)
+	end := stream.until("fresh snapshot", isSnapshotEnd)
+	if end.GetRevision() != h.fleet().Status().GetRevision() {
+		t.Fatalf("fresh snapshot at %d, want the current revision %d", end.GetRevision(), h.fleet().Status().GetRevision())
+	}
 }
 
-// TestSlowWatcherHeartbeatsCoalesced: heartbeat batches are built every
-// second whether or not a watcher reads them. A watcher that has not taken
-// the last ones gets no more batches; it is sent the latest state of the
-// nodes it missed once its queue is empty, and is never resynced for it.
+// flushedUntil advances the fake clock a second at a time, each second
+// one flush of the hub's coalesced heartbeats and totals, until a message
+// that match accepts arrives.
+func (w *fleetWatch) flushedUntil(clock *clockwork.FakeClock, what string, match func(*controlplanev1.WatchFleetResponse) bool) *controlplanev1.WatchFleetResponse {
+	w.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		clock.Advance(time.Second)
+		// The hub's loop may not have started its ticker yet; advance
+		// again when nothing comes.
+		quiet := time.After(50 * time.Millisecond)
+	read:
+		for {
+			select {
+			case m, ok := <-w.msgs:
+				if !ok {
+					w.t.Fatalf("stream ended waiting for %s", what)
+				}
+				if match(m) {
+					return m
+				}
+			case <-quiet:
+				break read
+			case <-timeout:
+				w.t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+}
+
+// TestSlowWatcherHeartbeatsCoalesced: a stream that reads slowly gets
+// every node's latest heartbeat, and no resync.
 func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	h := newHarness(t, withFakeClock(clock))
@@ -150,103 +169,20 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		h.register(id, 1)
 	}
-	f := h.fleet()
-	w, _, _ := f.hub.subscribe(0, f.all)
-	defer f.hub.unsubscribe(w)
 	beat := func(id string, util uint32) {
 		t.Helper()
 		if _, err := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: id, Samples: []*fleetv1.GpuSample{{UtilizationGpuPercent: util}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ch, lagged := f.hub.queue(w)
-	// heartbeatBatches empties the queue as the stream would and counts
-	// the heartbeat batches in it.
-	heartbeatBatches := func() int {
-		n := 0
-		for len(ch) > 0 {
-			m := <-ch
-			w.sent(m)
-			if m.GetHeartbeats() != nil {
-				n++
-			}
-		}
-		return n
-	}
-	for _, id := range []string{"a", "b", "c"} {
-		beat(id, 1)
-	}
-	f.hub.flush(f)
-	queued := len(ch)
-	// Many more rounds while the watcher reads nothing.
-	for round := range 1000 {
-		beat("a", uint32(10+round%50))
-		beat("b", 7)
-		f.hub.flush(f)
-	}
-	if len(ch) != queued {
-		t.Fatalf("a watcher that read nothing has %d messages queued, had %d after the first round", len(ch), queued)
-	}
-	if isClosed(lagged) {
-		t.Fatal("a slow watcher was resynced for heartbeats")
-	}
-	if n := heartbeatBatches(); n != 1 {
-		t.Fatalf("%d heartbeat batches were queued, want the first round's one", n)
-	}
-	// Missed heartbeats wait while a change is queued: they carry the
-	// current revision, and a client resuming from it must not skip that
-	// change.
-	if _, err := h.ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "c"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, b := f.hub.missed(w); b != nil {
-		t.Fatal("missed heartbeats handed out ahead of a queued change")
-	}
-	heartbeatBatches()
-	// Now its queue is empty: the missed nodes come with their latest state.
-	rev, missed := f.hub.missed(w)
-	if rev != f.hub.revision() {
-		t.Fatalf("missed heartbeats carry revision %d, want %d", rev, f.hub.revision())
-	}
-	got := map[string]uint32{}
-	for _, b := range missed {
-		for _, hb := range b.GetHeartbeats() {
-			got[hb.GetNodeId()] = hb.GetSamples()[0].GetUtilizationGpuPercent()
-		}
-	}
-	if len(got) != 2 || got["a"] != 10+999%50 || got["b"] != 7 {
-		t.Fatalf("missed heartbeats %v, want a's and b's latest", got)
-	}
-	// A watcher that fell behind dropped changes the current revision
-	// covers: no heartbeats carry it until the resync.
-	beat("a", 5)
-	w.miss(map[*nodeState]struct{}{f.get("a"): {}})
-	f.hub.mu.Lock()
-	w.behind = true
-	f.hub.mu.Unlock()
-	if _, b := f.hub.missed(w); b != nil {
-		t.Fatal("missed heartbeats handed to a watcher that is behind")
-	}
-	f.hub.resync(w, f.all)
-	ch, _ = f.hub.queue(w)
-	// Caught up, it gets batches again.
-	beat("c", 3)
-	f.hub.flush(f)
-	if n := heartbeatBatches(); n != 1 {
-		t.Fatalf("a watcher that caught up got %d batches", n)
-	}
-
-	// Over the wire: a stream that reads slowly gets every node's latest
-	// heartbeat, and no resync.
 	stream := h.watch(0)
 	stream.until("snapshot", isSnapshotEnd)
 	for round := range 200 {
 		beat("a", uint32(round%90))
-		f.hub.flush(f)
+		clock.Advance(time.Second)
 	}
 	beat("a", 100)
-	f.hub.flush(f)
-	stream.until("a's last heartbeat", func(m *controlplanev1.WatchFleetResponse) bool {
+	stream.flushedUntil(clock, "a's last heartbeat", func(m *controlplanev1.WatchFleetResponse) bool {
 		if m.GetResync() != nil {
 			t.Fatal("resynced for heartbeats")
 		}
@@ -259,15 +195,8 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 	})
 }
 
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
+// TestHeartbeatsCoalesced: heartbeats reach watchers once a second, one
+// entry per node with its latest sample, and advance no revision.
 func TestHeartbeatsCoalesced(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	h := newHarness(t, withFakeClock(clock))
@@ -283,10 +212,8 @@ func TestHeartbeatsCoalesced(t *testing.T) {
 			}
 		}
 	}
-	f := h.fleet()
-	revBefore := f.hub.revision()
-	f.hub.flush(f)
-	m := w.until("heartbeat batch", func(m *controlplanev1.WatchFleetResponse) bool { return m.GetHeartbeats() != nil })
+	revBefore := h.fleet().Status().GetRevision()
+	m := w.flushedUntil(clock, "heartbeat batch", func(m *controlplanev1.WatchFleetResponse) bool { return m.GetHeartbeats() != nil })
 	hbs := m.GetHeartbeats().GetHeartbeats()
 	if len(hbs) != 2 {
 		t.Fatalf("100 heartbeats became %d entries, want 2", len(hbs))
@@ -296,7 +223,7 @@ func TestHeartbeatsCoalesced(t *testing.T) {
 			t.Fatalf("batch carries %v, want the latest sample", hb.GetSamples())
 		}
 	}
-	if f.hub.revision() != revBefore || m.GetRevision() != revBefore {
+	if h.fleet().Status().GetRevision() != revBefore || m.GetRevision() != revBefore {
 		t.Fatal("heartbeats advanced the revision")
 	}
 	select {

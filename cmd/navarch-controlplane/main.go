@@ -17,13 +17,11 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/policy"
-	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/version"
 )
 
@@ -110,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srv, err := controlplane.New(ctx, controlplane.Options{
 		Config:    cfg,
 		Logger:    log,
-		Providers: providers(cfg, lis.Addr().String(), log),
+		Providers: controlplane.Providers(cfg, lis.Addr().String(), log),
 	})
 	if err != nil {
 		_ = lis.Close()
@@ -128,46 +126,4 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-// providers builds the providers this binary offers.
-func providers(cfg controlplane.Config, addr string, log *slog.Logger) []controlplane.Provider {
-	var out []controlplane.Provider
-	if cfg.LocalProviderEnabled() {
-		bin := cfg.LocalProvider.AgentBinary
-		var err error
-		if bin == "" {
-			bin, err = local.FindAgent()
-		}
-		var p *local.Provider
-		if err == nil {
-			p, err = local.New(local.Options{
-				AgentBinary: bin,
-				Server:      dialable(addr),
-				LogDir:      filepath.Join(cfg.DataDir, "local-agents"),
-				MaxNodes:    cfg.LocalProvider.MaxNodes,
-				SimJobs:     cfg.LocalProvider.SimJobs,
-				Logger:      log,
-			})
-		}
-		if err != nil {
-			log.Warn("local provider unavailable", "err", err)
-		} else {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// dialable turns a listen address into one a local agent can dial: a
-// wildcard host becomes loopback.
-func dialable(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -1,6 +1,7 @@
-// Package cptest runs a real control plane for tests of the packages that
-// talk to one: on loopback, with a real Badger directory in a temporary
-// folder, stopped when the test ends.
+// Package cptest runs a real control plane for tests: on loopback, with a
+// real Badger directory in a temporary folder, with clients for both
+// services, restartable on the same data, and stopped when the test ends.
+// It is the one harness every package's tests start a control plane with.
 package cptest
 
 import (
@@ -9,15 +10,18 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 
 	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
-// ControlPlane is a running control plane and clients for it.
+// ControlPlane is a running control plane and clients for it. Restart
+// replaces every field but Config.
 type ControlPlane struct {
 	// Addr is where it listens.
 	Addr string
@@ -27,40 +31,56 @@ type ControlPlane struct {
 	Ops controlplanev1.ControlPlaneServiceClient
 	// Nodes is NodeService on Conn.
 	Nodes nodev1.NodeServiceClient
+	// Server is the control plane itself, for what no RPC reaches (a
+	// monitor pass on a fake clock: Server.Fleet().Tick).
+	Server *controlplane.Server
+	// Config is the configuration it runs with.
+	Config controlplane.Config
 
+	t    testing.TB
+	o    Options
 	stop func()
 }
-
-// Stop shuts the control plane down before the test ends; later calls do
-// nothing.
-func (cp *ControlPlane) Stop() { cp.stop() }
 
 // Options adjust a test control plane.
 type Options struct {
 	// Config edits the defaults before start.
 	Config func(*controlplane.Config)
-	// Providers are offered to ProvisionNodes; they get the address.
-	Providers func(addr string) []controlplane.Provider
+	// Providers are offered to ProvisionNodes; they get the address. They
+	// are built again at each restart.
+	Providers func(addr string) []provider.Provider
+	// Clock drives the control plane; nil means the real clock.
+	Clock clockwork.Clock
 }
 
 // Start runs a control plane until the test ends.
 func Start(t testing.TB, o Options) *ControlPlane {
 	t.Helper()
+	cfg := controlplane.Defaults()
+	cfg.DataDir = t.TempDir()
+	if o.Config != nil {
+		o.Config(&cfg)
+	}
+	cp := &ControlPlane{Config: cfg, t: t, o: o}
+	cp.start()
+	t.Cleanup(cp.Stop)
+	return cp
+}
+
+func (cp *ControlPlane) start() {
+	t := cp.t
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := controlplane.Defaults()
-	cfg.DataDir = t.TempDir()
+	cfg := cp.Config
 	cfg.Listen = lis.Addr().String()
-	if o.Config != nil {
-		o.Config(&cfg)
+	var providers []provider.Provider
+	if cp.o.Providers != nil {
+		providers = cp.o.Providers(lis.Addr().String())
 	}
-	var providers []controlplane.Provider
-	if o.Providers != nil {
-		providers = o.Providers(lis.Addr().String())
-	}
-	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg, Providers: providers})
+	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg, Providers: providers, Clock: cp.o.Clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,21 +89,29 @@ func Start(t testing.TB, o Options) *ControlPlane {
 	go func() { done <- srv.Serve(ctx, lis) }()
 	conn, err := rpcclient.Dial(lis.Addr().String())
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	stop := sync.OnceFunc(func() {
+	cp.Addr, cp.Conn, cp.Server = lis.Addr().String(), conn, srv
+	cp.Ops = controlplanev1.NewControlPlaneServiceClient(conn)
+	cp.Nodes = nodev1.NewNodeServiceClient(conn)
+	cp.stop = sync.OnceFunc(func() {
 		_ = conn.Close()
 		cancel()
 		if err := <-done; err != nil {
-			t.Error(err)
+			t.Errorf("serve: %v", err)
 		}
 	})
-	t.Cleanup(stop)
-	return &ControlPlane{
-		Addr:  lis.Addr().String(),
-		Conn:  conn,
-		Ops:   controlplanev1.NewControlPlaneServiceClient(conn),
-		Nodes: nodev1.NewNodeServiceClient(conn),
-		stop:  stop,
-	}
+}
+
+// Stop shuts the control plane down before the test ends; later calls do
+// nothing.
+func (cp *ControlPlane) Stop() { cp.stop() }
+
+// Restart stops the control plane and starts a new one on the same data
+// directory, on a new address.
+func (cp *ControlPlane) Restart() {
+	cp.t.Helper()
+	cp.Stop()
+	cp.start()
 }

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/provider"
 )
 
 // Options configures New.
@@ -56,7 +56,7 @@ type Provider struct {
 }
 
 type proc struct {
-	inst    controlplane.Instance
+	inst    provider.Instance
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{} // closed when the process has exited
@@ -118,7 +118,7 @@ func newID() string {
 
 // Provision starts spec.Count agents. Each is PROVISIONING until it
 // registers; one that exits first is reported through spec.Failed.
-func (p *Provider) Provision(ctx context.Context, spec controlplane.ProvisionSpec) ([]controlplane.Instance, error) {
+func (p *Provider) Provision(ctx context.Context, spec provider.Spec) ([]provider.Instance, error) {
 	// The places are reserved under the lock, so requests at the same
 	// time cannot together pass the limit.
 	p.mu.Lock()
@@ -139,13 +139,13 @@ func (p *Provider) Provision(ctx context.Context, spec controlplane.ProvisionSpe
 		p.starting -= left
 		p.mu.Unlock()
 	}()
-	var out []controlplane.Instance
+	var out []provider.Instance
 	for range spec.Count {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
 		id := newID()
-		inst := controlplane.Instance{NodeID: "local-" + id, InstanceID: "proc-" + id}
+		inst := provider.Instance{NodeID: "local-" + id, InstanceID: "proc-" + id}
 		err := p.start(inst, spec)
 		p.mu.Lock()
 		p.starting-- // started (now in procs) or failed
@@ -162,7 +162,7 @@ func (p *Provider) Provision(ctx context.Context, spec controlplane.ProvisionSpe
 	return out, nil
 }
 
-func (p *Provider) start(inst controlplane.Instance, spec controlplane.ProvisionSpec) error {
+func (p *Provider) start(inst provider.Instance, spec provider.Spec) error {
 	gpus := spec.GPUsPerNode
 	if gpus == 0 {
 		gpus = 8
@@ -177,11 +177,11 @@ func (p *Provider) start(inst controlplane.Instance, spec controlplane.Provision
 	for _, k := range keys {
 		args = append(args, "--label", k+"="+spec.Labels[k])
 	}
-	for _, f := range spec.SimFaults {
+	for _, f := range spec.Request.GetSimFaults() {
 		args = append(args, "--sim-fault", f)
 	}
-	if spec.ChaosInterval > 0 {
-		args = append(args, "--sim-chaos", spec.ChaosInterval.String())
+	if chaos := spec.Request.GetChaosInterval().AsDuration(); chaos > 0 {
+		args = append(args, "--sim-chaos", chaos.String())
 	}
 	if p.o.SimJobs {
 		args = append(args, "--sim-jobs")
@@ -260,7 +260,7 @@ func lastLine(path string) string {
 
 // Terminate stops an agent: TERM, then KILL after the grace. An instance
 // that is already gone is fine.
-func (p *Provider) Terminate(ctx context.Context, inst controlplane.Instance) error {
+func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error {
 	p.mu.Lock()
 	pr := p.procs[inst.InstanceID]
 	if pr != nil {
@@ -292,16 +292,16 @@ func (p *Provider) stop(ctx context.Context, pr *proc) error {
 	}
 }
 
-// Instances lists the running agents.
-func (p *Provider) Instances(context.Context) ([]controlplane.Instance, error) {
+// Running lists the agents it runs now, by node id.
+func (p *Provider) Running() []provider.Instance {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]controlplane.Instance, 0, len(p.procs))
+	out := make([]provider.Instance, 0, len(p.procs))
 	for _, pr := range p.procs {
 		out = append(out, pr.inst)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
-	return out, nil
+	return out
 }
 
 // Close stops every agent; the control plane calls it as it shuts down.

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -49,13 +50,13 @@ type env struct {
 func start(t *testing.T, agent string) *env {
 	t.Helper()
 	e := &env{t: t}
-	cp := cptest.Start(t, cptest.Options{Providers: func(addr string) []controlplane.Provider {
+	cp := cptest.Start(t, cptest.Options{Providers: func(addr string) []provider.Provider {
 		prov, err := local.New(local.Options{AgentBinary: agent, Server: addr, LogDir: filepath.Join(t.TempDir(), "agents"), StopGrace: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		e.prov = prov
-		return []controlplane.Provider{prov}
+		return []provider.Provider{prov}
 	}})
 	e.ops, e.stop = cp.Ops, cp.Stop
 	return e
@@ -71,15 +72,11 @@ func (e *env) node(id string) *fleetv1.Node {
 	return resp.GetNode()
 }
 
+// waitFor gives real agent processes time to start and stop on a busy
+// machine.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.EventuallyWithin(t, 30*time.Second, what, cond)
 }
 
 func running(pid int) bool { return syscall.Kill(pid, 0) == nil }
@@ -125,7 +122,7 @@ func TestProvisionRegisterTerminate(t *testing.T) {
 			t.Fatalf("node %v", n)
 		}
 	}
-	insts, _ := e.prov.Instances(ctx)
+	insts := e.prov.Running()
 	if len(insts) != 2 {
 		t.Fatalf("provider runs %d instances", len(insts))
 	}
@@ -138,7 +135,7 @@ func TestProvisionRegisterTerminate(t *testing.T) {
 	}
 	waitFor(t, "TERMINATED", func() bool { return e.node(ids[0]).GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED })
 	waitFor(t, "agent process gone", func() bool { return !running(pids[0]) })
-	insts, _ = e.prov.Instances(ctx)
+	insts = e.prov.Running()
 	if len(insts) != 1 || insts[0].NodeID != ids[1] {
 		t.Fatalf("instances after terminate: %v", insts)
 	}
@@ -197,7 +194,7 @@ func TestLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	_, err = p.Provision(context.Background(), controlplane.ProvisionSpec{Count: 3, Failed: func(string, string) {}})
+	_, err = p.Provision(context.Background(), provider.Spec{Count: 3, Failed: func(string, string) {}})
 	if err == nil || !strings.Contains(err.Error(), "limit of 2") {
 		t.Fatalf("err = %v", err)
 	}
@@ -207,7 +204,7 @@ func TestLimits(t *testing.T) {
 	started := 0
 	for range 4 {
 		wg.Go(func() {
-			insts, err := p.Provision(context.Background(), controlplane.ProvisionSpec{Count: 1, Failed: func(string, string) {}})
+			insts, err := p.Provision(context.Background(), provider.Spec{Count: 1, Failed: func(string, string) {}})
 			if err == nil {
 				mu.Lock()
 				started += len(insts)

@@ -1,4 +1,4 @@
-package controlplane
+package fleet
 
 import (
 	"testing"
@@ -9,8 +9,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/controlplane/provider/providertest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
 // TestShallowCopyCopiesEveryField sets every field of a Node and checks the
@@ -59,48 +62,56 @@ func scanSummary(f *Fleet) *fleetv1.FleetSummary {
 }
 
 // TestTotalsStayRight checks the totals kept as nodes change against a
-// full count after every kind of change.
+// full count after every kind of change, and after a restart.
 func TestTotalsStayRight(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Now())
-	p := &testProvider{}
-	h := newHarness(t, withFakeClock(clock), withProviders(p))
+	p := &providertest.Recorder{}
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	o := Options{Store: st, Clock: clock, Providers: provider.NewRegistry(p)}
+	f := newFleet(t, o)
 	ctx := ctxT(t)
 	check := func(step string) {
 		t.Helper()
-		f := h.fleet()
 		if got, want := f.summary(), scanSummary(f); !proto.Equal(got, want) {
 			t.Fatalf("%s: totals %v, counted %v", step, got, want)
 		}
 	}
 	check("empty")
 	for _, id := range []string{"a", "b", "c", "d"} {
-		h.register(id, 2)
+		register(t, f, id, 2)
 	}
 	check("registered")
-	h.healthyReport("a", 2)
-	h.xid("b", 1, 79)
-	check("reports")
-	if _, err := h.ops.DrainNode(ctx, &controlplanev1.DrainNodeRequest{NodeId: "c"}); err != nil {
+	if _, err := f.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "a", GpuCount: 2, Metrics: []*fleetv1.GpuMetrics{cleanMetrics(0), cleanMetrics(1)}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 2}); err != nil {
+	if _, err := xid(t, f, "b", 1, 79); err != nil {
+		t.Fatal(err)
+	}
+	check("reports")
+	if _, _, err := f.Drain(ctx, "c", "", time.Time{}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Provision(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 2}); err != nil {
 		t.Fatal(err)
 	}
 	check("actions")
 	clock.Advance(40 * time.Second)
-	h.fleet().Tick(ctx)
+	f.Tick(ctx)
 	check("stale")
-	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "d", Force: true}); err != nil {
+	if _, err := f.Terminate(ctx, "d", "", true, 0); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(6 * time.Minute)
-	h.fleet().Tick(ctx)
+	f.Tick(ctx)
 	check("offline, failed provisions")
 	clock.Advance(2 * time.Hour)
-	h.fleet().Tick(ctx)
+	f.Tick(ctx)
 	check("retention")
-	h.restart()
+	f.Close()
+	o.Store = st
+	f = newFleet(t, o)
 	check("restart")
-	h.register("a", 2)
+	register(t, f, "a", 2)
 	check("after restart")
 }

@@ -1,4 +1,4 @@
-package controlplane
+package fleet
 
 import (
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"

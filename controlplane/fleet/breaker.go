@@ -1,6 +1,7 @@
-package controlplane
+package fleet
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -80,4 +81,14 @@ func (b *breaker) status(now time.Time) *fleetv1.BreakerStatus {
 		s.TrippedAt = timestamppb.New(b.trippedAt)
 	}
 	return s
+}
+
+// forget takes back an automatic cordon allowed at t whose change could not
+// be saved, so it does not count against the window.
+func (b *breaker) forget(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i := slices.Index(b.recent, t); i >= 0 {
+		b.recent = slices.Delete(b.recent, i, i+1)
+	}
 }

@@ -1,4 +1,4 @@
-package controlplane
+package fleet
 
 import (
 	"context"
@@ -7,10 +7,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
-	badgerstore "github.com/navarch/navarch/store/badger"
 )
 
 // benchFleet is a Fleet on a real Badger store with n registered 8-GPU
@@ -18,17 +16,7 @@ import (
 // own work per call.
 func benchFleet(b *testing.B, n int) *Fleet {
 	b.Helper()
-	st, err := badgerstore.Open(badgerstore.Options{Dir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = st.Close() })
-	cfg := Defaults()
-	cfg.DataDir = b.TempDir()
-	f, err := NewFleet(context.Background(), FleetOptions{Config: cfg, Store: st, Clock: clockwork.NewFakeClock()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := newFleet(b, Options{Clock: clockwork.NewFakeClock()})
 	b.Cleanup(f.Close)
 	ctx := context.Background()
 	for i := range n {
@@ -114,46 +102,4 @@ func BenchmarkReportXID(b *testing.B) {
 		}})
 		return err
 	})
-}
-
-// BenchmarkWatchFanOut publishes one change to 100 watchers.
-func BenchmarkWatchFanOut(b *testing.B) {
-	f := benchFleet(b, 10)
-	for range 100 {
-		w, _, _ := f.hub.subscribe(0, f.all)
-		go func() {
-			for {
-				ch, lagged := f.hub.queue(w)
-				select {
-				case <-ch:
-				case <-lagged:
-					f.hub.resync(w, f.all)
-				case <-f.hub.done:
-					return
-				}
-			}
-		}()
-	}
-	n := f.view(f.get("node-000000"))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		f.hub.publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
-			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: n}})
-		})
-	}
-}
-
-// BenchmarkSnapshot builds the views of a 10 000-node snapshot.
-func BenchmarkSnapshot(b *testing.B) {
-	f := benchFleet(b, 10000)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		w, st, _ := f.hub.subscribe(0, f.all)
-		for _, e := range st.snapshot {
-			_ = e.ns.viewOf(e.node, e.reach, false)
-		}
-		f.hub.unsubscribe(w)
-	}
 }

@@ -1,4 +1,4 @@
-package controlplane
+package api
 
 import (
 	"fmt"
@@ -7,11 +7,11 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/internal/apierr"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -34,15 +34,16 @@ const (
 	MaxProvision      = 1000
 	MaxSimFaults      = 32
 	MaxDrainDeadline  = 7 * 24 * time.Hour
+	minTerminateDrain = time.Second
 	MaxRecvMsgBytes   = 4 << 20
-	maxUnsupported    = 32 // metric groups a GPU may lack
+	MaxUnsupported    = 32 // metric groups a GPU may lack
 	defaultPageSize   = 100
 	defaultEventLimit = 50
 	maxEventLimit     = 1000
 )
 
 func invalid(field, format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %s", field, fmt.Sprintf(format, args...))
+	return apierr.Invalid(field, format, args...)
 }
 
 // checkNodeID enforces the node id grammar: 1–253 characters of letters,
@@ -174,7 +175,7 @@ func checkInventory(gpus []*fleetv1.Gpu, unanswered []*nodev1.UnansweredGpu) err
 		if g.GetUuid() == "" {
 			return invalid(f+".uuid", "is required")
 		}
-		if strings.HasPrefix(g.GetUuid(), unansweredPrefix) {
+		if strings.HasPrefix(g.GetUuid(), fleet.UnansweredPrefix) {
 			return invalid(f+".uuid", "%q is reserved for GPUs that do not answer", g.GetUuid())
 		}
 		if uuids[g.GetUuid()] {
@@ -230,8 +231,8 @@ func checkMetrics(field string, m *fleetv1.GpuMetrics) error {
 	if len(m.GetNvlinks()) > 64 {
 		return invalid(field+".nvlinks", "has %d entries; the limit is 64", len(m.GetNvlinks()))
 	}
-	if len(m.GetUnsupported()) > maxUnsupported {
-		return invalid(field+".unsupported", "has %d entries; the limit is %d", len(m.GetUnsupported()), maxUnsupported)
+	if len(m.GetUnsupported()) > MaxUnsupported {
+		return invalid(field+".unsupported", "has %d entries; the limit is %d", len(m.GetUnsupported()), MaxUnsupported)
 	}
 	for i, u := range m.GetUnsupported() {
 		if err := checkText(fmt.Sprintf("%s.unsupported[%d]", field, i), u, 64, false); err != nil {

@@ -1,146 +1,63 @@
-package controlplane
+package api
 
 import (
 	"context"
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
-	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
-// nodeService is NodeService: every request is checked field by field, then
-// handed to the fleet.
-type nodeService struct {
-	nodev1.UnimplementedNodeServiceServer
-	fleet *Fleet
+// Operators is what ControlPlaneService needs of the fleet.
+type Operators interface {
+	Status() *controlplanev1.GetFleetStatusResponse
+	List(nf fleet.NodeFilter, pageSize int, pageToken string) ([]*fleetv1.Node, string, int, uint64, error)
+	NodeDetail(ctx context.Context, id string, eventLimit int) (*controlplanev1.GetNodeResponse, error)
+	Events(ctx context.Context, nodeID string, minHealth fleetv1.HealthStatus, text string, limit int) ([]*fleetv1.HealthEvent, error)
+	Cordon(ctx context.Context, id, reason string) (*fleetv1.Node, error)
+	Uncordon(ctx context.Context, id, reason string) (*fleetv1.Node, error)
+	Drain(ctx context.Context, id, reason string, deadline time.Time, force bool) (*fleetv1.Node, *fleetv1.Command, error)
+	Terminate(ctx context.Context, id, reason string, force bool, drainTimeout time.Duration) (*fleetv1.Node, error)
+	Diagnose(ctx context.Context, id string) (*fleetv1.Command, error)
+	Provision(ctx context.Context, req *controlplanev1.ProvisionNodesRequest) ([]*fleetv1.Node, error)
+	Watch(ctx context.Context, since uint64, send func(*controlplanev1.WatchFleetResponse) error) error
 }
 
-func (s *nodeService) RegisterNode(ctx context.Context, req *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error) {
-	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
-		return nil, err
+// RegisterControlPlaneService registers ControlPlaneService, served by
+// fleet, on s; clock is the fleet's, for checking deadlines.
+func RegisterControlPlaneService(s grpc.ServiceRegistrar, fleet Operators, clock clockwork.Clock) {
+	if clock == nil {
+		clock = clockwork.NewRealClock()
 	}
-	for _, t := range []struct{ field, v string }{
-		{"hostname", req.GetHostname()}, {"driver_version", req.GetDriverVersion()}, {"cuda_version", req.GetCudaVersion()},
-		{"agent_version", req.GetAgentVersion()}, {"instance_id", req.GetInstanceId()}, {"boot_id", req.GetBootId()},
-	} {
-		if err := checkText(t.field, t.v, MaxShortText, false); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkLabels("labels", req.GetLabels()); err != nil {
-		return nil, err
-	}
-	if err := checkInventory(req.GetGpus(), req.GetUnansweredGpus()); err != nil {
-		return nil, err
-	}
-	return s.fleet.Register(ctx, req)
-}
-
-func (s *nodeService) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error) {
-	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
-		return nil, err
-	}
-	if len(req.GetSamples()) > MaxGPUs {
-		return nil, invalid("samples", "has %d entries; the limit is %d", len(req.GetSamples()), MaxGPUs)
-	}
-	for i, smp := range req.GetSamples() {
-		if err := checkSample(fmt.Sprintf("samples[%d]", i), smp); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkTimestamp("sent_at", req.GetSentAt()); err != nil {
-		return nil, err
-	}
-	return s.fleet.Heartbeat(ctx, req)
-}
-
-func (s *nodeService) ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
-	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
-		return nil, err
-	}
-	if len(req.GetEvents()) > MaxEventsPerCall {
-		return nil, invalid("events", "has %d events; the limit is %d per call", len(req.GetEvents()), MaxEventsPerCall)
-	}
-	for i, e := range req.GetEvents() {
-		if err := checkEvent(fmt.Sprintf("events[%d]", i), e); err != nil {
-			return nil, err
-		}
-	}
-	if len(req.GetMetrics()) > MaxGPUs {
-		return nil, invalid("metrics", "has %d entries; the limit is %d", len(req.GetMetrics()), MaxGPUs)
-	}
-	seen := make(map[uint32]bool)
-	for i, m := range req.GetMetrics() {
-		field := fmt.Sprintf("metrics[%d]", i)
-		if err := checkMetrics(field, m); err != nil {
-			return nil, err
-		}
-		if seen[m.GetGpuIndex()] {
-			return nil, invalid(field+".gpu_index", "GPU %d appears twice", m.GetGpuIndex())
-		}
-		seen[m.GetGpuIndex()] = true
-	}
-	return s.fleet.ReportHealth(ctx, req)
-}
-
-func (s *nodeService) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommandsRequest) (*nodev1.GetNodeCommandsResponse, error) {
-	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
-		return nil, err
-	}
-	if err := checkDuration("wait", req.GetWait(), 0, time.Hour); err != nil {
-		return nil, err
-	}
-	cmds, err := s.fleet.NodeCommands(ctx, req.GetNodeId(), req.GetWait().AsDuration())
-	if err != nil {
-		return nil, err
-	}
-	return &nodev1.GetNodeCommandsResponse{Commands: cmds}, nil
-}
-
-func (s *nodeService) ReportCommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*nodev1.ReportCommandResultResponse, error) {
-	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
-		return nil, err
-	}
-	if req.GetCommandId() == "" {
-		return nil, invalid("command_id", "is required")
-	}
-	if err := checkText("command_id", req.GetCommandId(), MaxShortText, false); err != nil {
-		return nil, err
-	}
-	switch req.GetStatus() {
-	case fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, fleetv1.CommandStatus_COMMAND_STATUS_FAILED:
-	default:
-		return nil, invalid("status", "%s is not ACKNOWLEDGED, SUCCEEDED or FAILED", req.GetStatus())
-	}
-	if err := checkText("message", req.GetMessage(), MaxResultMessage, true); err != nil {
-		return nil, err
-	}
-	if len(req.GetSignalledPids())+len(req.GetRemainingPids()) > 4096 {
-		return nil, invalid("signalled_pids", "with remaining_pids has more than 4096 entries")
-	}
-	cmd, err := s.fleet.CommandResult(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return &nodev1.ReportCommandResultResponse{Command: cmd}, nil
+	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{fleet: fleet, clock: clock})
 }
 
 // operatorService is ControlPlaneService.
 type operatorService struct {
 	controlplanev1.UnimplementedControlPlaneServiceServer
-	fleet *Fleet
+	fleet Operators
+	clock clockwork.Clock
 }
 
 func (s *operatorService) GetFleetStatus(context.Context, *controlplanev1.GetFleetStatusRequest) (*controlplanev1.GetFleetStatusResponse, error) {
 	resp := s.fleet.Status()
 	resp.Version = version.String()
+	resp.Limits = &controlplanev1.OperatorLimits{
+		MaxDrainDeadline:             durationpb.New(MaxDrainDeadline),
+		DefaultDrainDeadline:         durationpb.New(fleet.DefaultDrainDeadline),
+		MinTerminateDrainTimeout:     durationpb.New(minTerminateDrain),
+		DefaultTerminateDrainTimeout: durationpb.New(fleet.DefaultTerminateDrain),
+		MaxProvisionCount:            MaxProvision,
+		MaxReasonBytes:               MaxReasonLen,
+	}
 	return resp, nil
 }
 
@@ -163,7 +80,7 @@ func (s *operatorService) ListNodes(_ context.Context, req *controlplanev1.ListN
 	if err := checkText("label_selector", req.GetLabelSelector(), MaxFilterLen, false); err != nil {
 		return nil, err
 	}
-	terms, err := ParseLabelSelector(req.GetLabelSelector())
+	terms, err := fleet.ParseLabelSelector(req.GetLabelSelector())
 	if err != nil {
 		return nil, invalid("label_selector", "%v", err)
 	}
@@ -180,7 +97,7 @@ func (s *operatorService) ListNodes(_ context.Context, req *controlplanev1.ListN
 	if err := checkText("page_token", req.GetPageToken(), MaxFilterLen, false); err != nil {
 		return nil, err
 	}
-	nodes, next, total, rev, err := s.fleet.List(NodeFilter{
+	nodes, next, total, rev, err := s.fleet.List(fleet.NodeFilter{
 		Lifecycle:    req.GetLifecycle(),
 		Health:       req.GetHealth(),
 		Reachability: req.GetReachability(),
@@ -268,7 +185,7 @@ func (s *operatorService) DrainNode(ctx context.Context, req *controlplanev1.Dra
 			return nil, err
 		}
 		deadline = req.GetDeadline().AsTime()
-		now := s.fleet.clock.Now()
+		now := s.clock.Now()
 		if !deadline.After(now) {
 			return nil, invalid("deadline", "%s is not in the future", deadline.Format(time.RFC3339))
 		}
@@ -287,7 +204,7 @@ func (s *operatorService) TerminateNode(ctx context.Context, req *controlplanev1
 	if err := checkReason(req.GetNodeId(), req.GetReason()); err != nil {
 		return nil, err
 	}
-	if err := checkDuration("drain_timeout", req.GetDrainTimeout(), time.Second, MaxDrainDeadline); err != nil {
+	if err := checkDuration("drain_timeout", req.GetDrainTimeout(), minTerminateDrain, MaxDrainDeadline); err != nil {
 		return nil, err
 	}
 	n, err := s.fleet.Terminate(ctx, req.GetNodeId(), req.GetReason(), req.GetForce(), req.GetDrainTimeout().AsDuration())
@@ -346,93 +263,7 @@ func (s *operatorService) ProvisionNodes(ctx context.Context, req *controlplanev
 }
 
 // WatchFleet streams a snapshot (or the changes since a revision), then
-// every change. A watcher that falls behind gets a Resync and a fresh
-// snapshot instead of growing the server's memory.
+// every change.
 func (s *operatorService) WatchFleet(req *controlplanev1.WatchFleetRequest, stream controlplanev1.ControlPlaneService_WatchFleetServer) error {
-	f := s.fleet
-	w, st, ok := f.hub.subscribe(req.GetSinceRevision(), f.all)
-	if !ok {
-		return status.Error(codes.Unavailable, "control plane is shutting down")
-	}
-	defer f.hub.unsubscribe(w)
-	if err := s.sendStart(stream, st); err != nil {
-		return err
-	}
-	for {
-		ch, lagged := f.hub.queue(w)
-		select {
-		case <-stream.Context().Done():
-			return status.FromContextError(stream.Context().Err()).Err()
-		case <-f.hub.done:
-			return status.Error(codes.Unavailable, "control plane is shutting down")
-		case m := <-ch:
-			w.sent(m)
-			if err := stream.Send(m); err != nil {
-				return err
-			}
-			if err := s.sendMissed(stream, w); err != nil {
-				return err
-			}
-		case <-w.kick:
-			if err := s.sendMissed(stream, w); err != nil {
-				return err
-			}
-		case <-lagged:
-			f.log.Warn("watcher fell behind; resyncing it")
-			// No revision: the watcher dropped changes, and one that resumes
-			// before the snapshot arrives must resume from what it had.
-			if err := stream.Send(&controlplanev1.WatchFleetResponse{
-				Change: &controlplanev1.WatchFleetResponse_Resync{Resync: &controlplanev1.Resync{Reason: "watcher fell behind"}},
-			}); err != nil {
-				return err
-			}
-			if err := s.sendStart(stream, f.hub.resync(w, f.all)); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// sendMissed sends the latest state of the nodes whose heartbeat batches
-// the watcher missed while it was behind on them.
-func (s *operatorService) sendMissed(stream controlplanev1.ControlPlaneService_WatchFleetServer, w *watcher) error {
-	rev, batches := s.fleet.hub.missed(w)
-	for _, b := range batches {
-		if err := stream.Send(&controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *operatorService) sendStart(stream controlplanev1.ControlPlaneService_WatchFleetServer, st start) error {
-	if st.snapshot == nil {
-		for _, m := range st.replay {
-			if err := stream.Send(m); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	f := s.fleet
-	total := len(st.snapshot)
-	for i := 0; ; i += snapshotChunk {
-		end := min(i+snapshotChunk, total)
-		snap := &controlplanev1.Snapshot{Nodes: make([]*fleetv1.Node, 0, end-i)}
-		for _, e := range st.snapshot[i:end] {
-			snap.Nodes = append(snap.Nodes, e.ns.viewOf(e.node, e.reach, false))
-		}
-		if end == total {
-			snap.Complete = true
-			snap.Summary = f.summary()
-			snap.Breaker = f.breaker.status(f.clock.Now())
-			snap.RecentEvents = st.events
-		}
-		if err := stream.Send(&controlplanev1.WatchFleetResponse{Revision: st.rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: snap}}); err != nil {
-			return err
-		}
-		if end == total {
-			return nil
-		}
-	}
+	return s.fleet.Watch(stream.Context(), req.GetSinceRevision(), stream.Send)
 }

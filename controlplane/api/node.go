@@ -1,0 +1,146 @@
+// Package api is the control plane's gRPC face: NodeService for agents and
+// ControlPlaneService for operators. It checks every request field by field
+// (InvalidArgument names the field) and hands what passes to the fleet; it
+// holds no state of its own.
+package api
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"google.golang.org/grpc"
+)
+
+// Nodes is what NodeService needs of the fleet.
+type Nodes interface {
+	Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error)
+	Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error)
+	ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error)
+	NodeCommands(ctx context.Context, nodeID string, wait time.Duration) ([]*fleetv1.Command, error)
+	CommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*fleetv1.Command, error)
+}
+
+// RegisterNodeService registers NodeService, served by fleet, on s.
+func RegisterNodeService(s grpc.ServiceRegistrar, fleet Nodes) {
+	nodev1.RegisterNodeServiceServer(s, &nodeService{fleet: fleet})
+}
+
+// nodeService is NodeService: every request is checked field by field, then
+// handed to the fleet.
+type nodeService struct {
+	nodev1.UnimplementedNodeServiceServer
+	fleet Nodes
+}
+
+func (s *nodeService) RegisterNode(ctx context.Context, req *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error) {
+	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	for _, t := range []struct{ field, v string }{
+		{"hostname", req.GetHostname()}, {"driver_version", req.GetDriverVersion()}, {"cuda_version", req.GetCudaVersion()},
+		{"agent_version", req.GetAgentVersion()}, {"instance_id", req.GetInstanceId()}, {"boot_id", req.GetBootId()},
+	} {
+		if err := checkText(t.field, t.v, MaxShortText, false); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkLabels("labels", req.GetLabels()); err != nil {
+		return nil, err
+	}
+	if err := checkInventory(req.GetGpus(), req.GetUnansweredGpus()); err != nil {
+		return nil, err
+	}
+	return s.fleet.Register(ctx, req)
+}
+
+func (s *nodeService) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error) {
+	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetSamples()) > MaxGPUs {
+		return nil, invalid("samples", "has %d entries; the limit is %d", len(req.GetSamples()), MaxGPUs)
+	}
+	for i, smp := range req.GetSamples() {
+		if err := checkSample(fmt.Sprintf("samples[%d]", i), smp); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkTimestamp("sent_at", req.GetSentAt()); err != nil {
+		return nil, err
+	}
+	return s.fleet.Heartbeat(ctx, req)
+}
+
+func (s *nodeService) ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
+	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetEvents()) > MaxEventsPerCall {
+		return nil, invalid("events", "has %d events; the limit is %d per call", len(req.GetEvents()), MaxEventsPerCall)
+	}
+	for i, e := range req.GetEvents() {
+		if err := checkEvent(fmt.Sprintf("events[%d]", i), e); err != nil {
+			return nil, err
+		}
+	}
+	if len(req.GetMetrics()) > MaxGPUs {
+		return nil, invalid("metrics", "has %d entries; the limit is %d", len(req.GetMetrics()), MaxGPUs)
+	}
+	seen := make(map[uint32]bool)
+	for i, m := range req.GetMetrics() {
+		field := fmt.Sprintf("metrics[%d]", i)
+		if err := checkMetrics(field, m); err != nil {
+			return nil, err
+		}
+		if seen[m.GetGpuIndex()] {
+			return nil, invalid(field+".gpu_index", "GPU %d appears twice", m.GetGpuIndex())
+		}
+		seen[m.GetGpuIndex()] = true
+	}
+	return s.fleet.ReportHealth(ctx, req)
+}
+
+func (s *nodeService) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommandsRequest) (*nodev1.GetNodeCommandsResponse, error) {
+	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	if err := checkDuration("wait", req.GetWait(), 0, time.Hour); err != nil {
+		return nil, err
+	}
+	cmds, err := s.fleet.NodeCommands(ctx, req.GetNodeId(), req.GetWait().AsDuration())
+	if err != nil {
+		return nil, err
+	}
+	return &nodev1.GetNodeCommandsResponse{Commands: cmds}, nil
+}
+
+func (s *nodeService) ReportCommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*nodev1.ReportCommandResultResponse, error) {
+	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	if req.GetCommandId() == "" {
+		return nil, invalid("command_id", "is required")
+	}
+	if err := checkText("command_id", req.GetCommandId(), MaxShortText, false); err != nil {
+		return nil, err
+	}
+	switch req.GetStatus() {
+	case fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, fleetv1.CommandStatus_COMMAND_STATUS_FAILED:
+	default:
+		return nil, invalid("status", "%s is not ACKNOWLEDGED, SUCCEEDED or FAILED", req.GetStatus())
+	}
+	if err := checkText("message", req.GetMessage(), MaxResultMessage, true); err != nil {
+		return nil, err
+	}
+	if len(req.GetSignalledPids())+len(req.GetRemainingPids()) > 4096 {
+		return nil, invalid("signalled_pids", "with remaining_pids has more than 4096 entries")
+	}
+	cmd, err := s.fleet.CommandResult(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &nodev1.ReportCommandResultResponse{Command: cmd}, nil
+}

@@ -1,0 +1,155 @@
+package fleet
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/navarch/navarch/controlplane/policy"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/store"
+)
+
+// TestBookkeepingCloneIsDeep fills every field of a node's bookkeeping,
+// clones it, changes the original through every map and slice, and checks
+// the clone kept what it had. A field added to bookkeeping that this test
+// cannot fill fails it, so clone is taught about the field too.
+func TestBookkeepingCloneIsDeep(t *testing.T) {
+	now := time.Now()
+	b := bookkeeping{}
+	v := reflect.ValueOf(&b).Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		switch f.Name {
+		case "repeats":
+			r := &policy.Repeats{}
+			b.repeats = map[uint32]*policy.Repeats{0: r}
+		case "open":
+			b.open = []*fleetv1.Command{{Id: "cmd-1"}}
+		case "redelivered":
+			b.redelivered = map[string]int{"cmd-1": 1}
+		case "stopping":
+			b.stopping = true
+		case "unprovision":
+			b.unprovision = true
+		case "terminateQueued":
+			b.terminateQueued = now
+		default:
+			t.Fatalf("bookkeeping.%s is new: fill it here and make sure clone copies it deeply", f.Name)
+		}
+	}
+	// Count an event in the original's repeats so the clone has state to keep.
+	pol := policy.Default()
+	g := &fleetv1.Gpu{Health: fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY}
+	pol.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13}, b.repeats[0], now)
+
+	c := b.clone()
+	if !reflect.DeepEqual(c, b) {
+		t.Fatalf("clone differs:\n got %+v\nwant %+v", c, b)
+	}
+	for range 20 {
+		pol.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13}, b.repeats[0], now)
+	}
+	b.open[0] = &fleetv1.Command{Id: "cmd-2"}
+	b.redelivered["cmd-1"] = 5
+	b.repeats[1] = &policy.Repeats{}
+	if c.open[0].GetId() != "cmd-1" || c.redelivered["cmd-1"] != 1 || len(c.repeats) != 1 {
+		t.Fatalf("the clone shares state with the original: %+v", c)
+	}
+	if reflect.DeepEqual(c.repeats[0], b.repeats[0]) {
+		t.Fatal("the clone's repeat counts follow the original's")
+	}
+}
+
+// TestFailedReportLeavesRepeatsAsTheyWere: a report whose change cannot be
+// saved counts nothing, so the agent's retry of the same event is counted
+// once. (Before bookkeeping was one value, the failed report's count stayed:
+// 8 stored XID 13 events, one failed report and its retry read "repeated 10
+// times" with 9 events stored.)
+func TestFailedReportLeavesRepeatsAsTheyWere(t *testing.T) {
+	f, fs := newFlakyFleet(t)
+	register(t, f, "n1", 1)
+	if _, err := f.ReportHealth(ctxT(t), &nodev1.ReportHealthRequest{NodeId: "n1", GpuCount: 1, Metrics: []*fleetv1.GpuMetrics{cleanMetrics(0)}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 {
+		if _, err := xid(t, f, "n1", 0, 13); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.failing.Store(true)
+	if _, err := xid(t, f, "n1", 0, 13); err == nil {
+		t.Fatal("a report was accepted with a failing store")
+	}
+	fs.failing.Store(false)
+	resp, err := xid(t, f, "n1", 0, 13) // the agent's retry
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := f.store.Events(ctxT(t), store.EventQuery{NodeID: "n1", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := f.get("n1").node.Load()
+	if len(stored) != 9 || resp.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY || strings.Contains(n.GetHealthCause(), "repeated") {
+		t.Fatalf("after 9 saved XID 13 events: %d stored, health %s, cause %q", len(stored), resp.GetHealth(), n.GetHealthCause())
+	}
+	// The tenth saved one is the tenth counted.
+	if resp, err = xid(t, f, "n1", 0, 13); err != nil || resp.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED {
+		t.Fatalf("tenth XID 13: %v %v", resp.GetHealth(), err)
+	}
+}
+
+// TestFailedAutoCordonLeavesTheBreakerAsItWas: an automatic cordon whose
+// change cannot be saved does not use up the breaker's window.
+func TestFailedAutoCordonLeavesTheBreakerAsItWas(t *testing.T) {
+	f, fs := newFlakyFleet(t)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		register(t, f, id, 1)
+	}
+	fs.failing.Store(true)
+	if _, err := xid(t, f, "a", 0, 79); err == nil {
+		t.Fatal("a report was accepted with a failing store")
+	}
+	fs.failing.Store(false)
+	if got := f.breaker.status(f.clock.Now()).GetRecentAutoCordons(); got != 0 {
+		t.Fatalf("a cordon that was not saved counts in the breaker: %d", got)
+	}
+	for _, id := range []string{"a", "b"} {
+		if _, err := xid(t, f, id, 0, 79); err != nil {
+			t.Fatal(err)
+		}
+		if l := f.get(id).node.Load().GetLifecycle(); l != cordoned {
+			t.Fatalf("%s is %s, want cordoned: the breaker allows half of 4 nodes", id, l)
+		}
+	}
+}
+
+// TestFailedTerminationKeepsLiveData: a termination that cannot be saved
+// leaves the node's heartbeat samples, as it leaves the node.
+func TestFailedTerminationKeepsLiveData(t *testing.T) {
+	f, fs := newFlakyFleet(t)
+	register(t, f, "n1", 1)
+	ns := f.get("n1")
+	ns.live.mu.Lock()
+	ns.live.samples = []sample{{util: 50}}
+	ns.live.mu.Unlock()
+	fs.failing.Store(true)
+	_, err := f.operate(ctxT(t), "n1", func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		markTerminated(ns, n, c, "terminated: test", now)
+		return nil
+	})
+	if err == nil {
+		t.Fatal("a termination was saved with a failing store")
+	}
+	ns.live.mu.Lock()
+	defer ns.live.mu.Unlock()
+	if len(ns.live.samples) != 1 || f.get("n1").node.Load().GetLifecycle() == terminated {
+		t.Fatalf("after a failed termination: samples %v, lifecycle %s", ns.live.samples, f.get("n1").node.Load().GetLifecycle())
+	}
+}
+
+var errDiskFull = errors.New("disk full")

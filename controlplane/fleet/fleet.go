@@ -1,0 +1,347 @@
+// Package fleet is the only writer of the fleet's state: every node in
+// memory, backed by the store, with each change published to the watch hub.
+// It owns the node record and its bookkeeping, the lifecycle transitions,
+// the command outbox, registration and inventory reconciliation, health
+// judgement through the policy, heartbeats and reachability, provisioning
+// and termination through providers, the monitor's periodic pass, the
+// auto-cordon breaker and the queries operators make.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/controlplane/watch"
+	"github.com/navarch/navarch/internal/apierr"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/store"
+)
+
+// Config is what the fleet needs of the control plane's configuration.
+type Config struct {
+	// HeartbeatInterval, HealthReportInterval and CommandPollTimeout are
+	// handed to agents when they register.
+	HeartbeatInterval    time.Duration
+	HealthReportInterval time.Duration
+	CommandPollTimeout   time.Duration
+	// CommandDelivery is how agents fetch their commands.
+	CommandDelivery nodev1.CommandDelivery
+	// StaleAfter and OfflineAfter are the heartbeat ages at which a node
+	// turns STALE and OFFLINE.
+	StaleAfter   time.Duration
+	OfflineAfter time.Duration
+	// ProvisionTimeout is how long a provisioned node may take to register.
+	ProvisionTimeout time.Duration
+	// TerminatedRetention is how long terminated nodes stay listed.
+	TerminatedRetention time.Duration
+	// AutoCordon cordons UNHEALTHY nodes automatically, at most
+	// AutoCordonMaxFraction of the fleet within AutoCordonWindow.
+	AutoCordon            bool
+	AutoCordonMaxFraction float64
+	AutoCordonWindow      time.Duration
+	// WatchBuffer and WatchReplay size each watcher's queue and the replay
+	// ring.
+	WatchBuffer int
+	WatchReplay int
+}
+
+func (c *Config) check() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"heartbeat interval", c.HeartbeatInterval}, {"health report interval", c.HealthReportInterval},
+		{"command poll timeout", c.CommandPollTimeout}, {"stale after", c.StaleAfter}, {"offline after", c.OfflineAfter},
+		{"provision timeout", c.ProvisionTimeout}, {"terminated retention", c.TerminatedRetention},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive", d.name)
+		}
+	}
+	if c.AutoCordon && (c.AutoCordonMaxFraction <= 0 || c.AutoCordonMaxFraction > 1 || c.AutoCordonWindow <= 0) {
+		return errors.New("auto-cordon needs a fraction within (0, 1] and a positive window")
+	}
+	if c.WatchBuffer < 1 || c.WatchReplay < 1 {
+		return errors.New("watch buffer and replay must be at least 1")
+	}
+	return nil
+}
+
+// Fleet is the control plane's state: every node in memory, backed by the
+// store, with changes published to watchers.
+type Fleet struct {
+	cfg       Config
+	store     store.Store
+	policy    *policy.Policy
+	clock     clockwork.Clock
+	log       *slog.Logger
+	hub       *watch.Hub
+	ids       *counter
+	breaker   *breaker
+	providers *provider.Registry
+	started   time.Time
+
+	mu       sync.RWMutex // guards nodes, creating and earlyFailures
+	nodes    map[string]*nodeState
+	creating map[string]*nodeState // nodes whose first registration is under way
+	// earlyFailures holds provision failures reported before the node's
+	// record was written, by node id.
+	earlyFailures map[string]string
+
+	// totals are the fleet's counts, kept as nodes change (under the hub
+	// lock, then totalsMu) so that reading them never scans the fleet.
+	totalsMu sync.Mutex
+	totals   *fleetv1.FleetSummary
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// Options configures New.
+type Options struct {
+	Config Config
+	// Store is where the fleet's durable state lives. Required.
+	Store store.Store
+	// Policy judges health events; nil means the built-in policy.
+	Policy *policy.Policy
+	// Clock drives every interval and timestamp; nil means the real clock.
+	Clock clockwork.Clock
+	// Logger receives the fleet's logs; nil discards them.
+	Logger *slog.Logger
+	// Providers start and stop nodes for ProvisionNodes and TerminateNode.
+	Providers *provider.Registry
+}
+
+// New loads the fleet from the store. Every node starts as not yet heard
+// from; its last-seen time is kept for operators.
+func New(ctx context.Context, o Options) (*Fleet, error) {
+	if o.Store == nil {
+		return nil, errors.New("new fleet: store is required")
+	}
+	if err := o.Config.check(); err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	if o.Policy == nil {
+		o.Policy = policy.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Providers == nil {
+		o.Providers = provider.NewRegistry()
+	}
+	st, err := o.Store.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	f := &Fleet{
+		cfg:       o.Config,
+		store:     o.Store,
+		policy:    o.Policy,
+		clock:     o.Clock,
+		log:       o.Logger,
+		providers: o.Providers,
+		nodes:     make(map[string]*nodeState, len(st.Nodes)),
+		totals:    &fleetv1.FleetSummary{},
+		started:   o.Clock.Now(),
+		closing:   make(chan struct{}),
+	}
+	f.breaker = newBreaker(o.Config.AutoCordon, o.Config.AutoCordonMaxFraction, o.Config.AutoCordonWindow)
+	f.ids = newCounter("ids", st.Counters["ids"], o.Store)
+	// Every node's reachability reset with the restart: a watcher resuming
+	// from any revision of the previous run must get a snapshot, so this
+	// run starts past them all. That is past the stored ceiling, and a
+	// block beyond it for the revisions a run hands out while the store
+	// cannot record a new ceiling (counter.force).
+	// A fresh store has no ceiling and counts from 1.
+	var firstRev uint64
+	if ceiling, ok := st.Counters["revision"]; ok {
+		firstRev = ceiling + counterBlock
+	}
+	revs := newCounter("revision", firstRev, o.Store)
+	if _, err := revs.next(ctx); err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	f.hub, err = watch.New(watch.Options{
+		Fleet: hubView{f},
+		// A failed ceiling write leaves the counter below its ceiling; it
+		// is retried on the next revision, and the change still goes out.
+		Next: func() uint64 {
+			rev, err := revs.next(context.Background())
+			if err != nil {
+				rev = revs.force()
+			}
+			return rev
+		},
+		Current: revs.current(),
+		Buffer:  o.Config.WatchBuffer,
+		Replay:  o.Config.WatchReplay,
+		Clock:   o.Clock,
+		Logger:  o.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	for _, n := range st.Nodes {
+		ns := newNodeState(n)
+		if seen := st.LastSeen[n.GetNodeId()]; !seen.IsZero() {
+			n.LastHeartbeatAt = timestamppb.New(seen)
+		}
+		// A timed-out provision whose instance was still being stopped is
+		// stopped again.
+		ns.book.unprovision = n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED &&
+			n.GetInstanceId() != "" && strings.Contains(n.GetLifecycleReason(), stoppingInstance)
+		f.nodes[n.GetNodeId()] = ns
+		count(f.totals, n, ns.reachability(), 1)
+	}
+	open, err := o.Store.OpenCommands(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
+	}
+	for _, c := range open {
+		if ns := f.nodes[c.GetNodeId()]; ns != nil {
+			ns.book.open = append(ns.book.open, c)
+			ns.recount()
+		}
+	}
+	return f, nil
+}
+
+// Start runs the background loops until ctx ends or Close is called.
+func (f *Fleet) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	f.wg.Add(3)
+	go func() { defer f.wg.Done(); <-f.closing; cancel() }()
+	go func() { defer f.wg.Done(); f.hub.Run(ctx) }()
+	go func() { defer f.wg.Done(); f.monitor(ctx) }()
+}
+
+// StopServing ends long polls and watch streams so the server can stop.
+func (f *Fleet) StopServing() {
+	f.closeOnce.Do(func() { close(f.closing) })
+	f.hub.Close()
+}
+
+// Stopping reports whether the fleet is shutting down.
+func (f *Fleet) Stopping() bool {
+	select {
+	case <-f.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close stops the loops and saves last-seen times.
+func (f *Fleet) Close() {
+	f.StopServing()
+	f.wg.Wait()
+	f.saveLastSeen(context.Background())
+}
+
+// Watch streams the fleet's changes to one watcher; see watch.Hub.Serve.
+func (f *Fleet) Watch(ctx context.Context, since uint64, send func(*controlplanev1.WatchFleetResponse) error) error {
+	return f.hub.Serve(ctx, since, send)
+}
+
+func (f *Fleet) get(id string) *nodeState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.nodes[id]
+}
+
+// all returns every node, in no particular order.
+func (f *Fleet) all() []*nodeState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*nodeState, 0, len(f.nodes))
+	for _, ns := range f.nodes {
+		out = append(out, ns)
+	}
+	return out
+}
+
+// Len is the number of nodes.
+func (f *Fleet) Len() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.nodes)
+}
+
+// hubView is the fleet as the watch hub reads it.
+type hubView struct{ f *Fleet }
+
+// Entries is every node's state, for the hub's snapshots; the hub holds its
+// lock.
+func (v hubView) Entries() []watch.Entry {
+	f := v.f
+	nodes := f.all()
+	out := make([]watch.Entry, 0, len(nodes))
+	for _, ns := range nodes {
+		out = append(out, watch.Entry{Node: ns, State: ns.node.Load(), Reach: ns.reachability()})
+	}
+	return out
+}
+
+// Totals is the fleet's totals and the breaker's status.
+func (v hubView) Totals() (*fleetv1.FleetSummary, *fleetv1.BreakerStatus) {
+	return v.f.summary(), v.f.breaker.status(v.f.clock.Now())
+}
+
+// summary returns the fleet's totals.
+func (f *Fleet) summary() *fleetv1.FleetSummary {
+	f.totalsMu.Lock()
+	defer f.totalsMu.Unlock()
+	return proto.CloneOf(f.totals)
+}
+
+// saveLastSeen writes the heartbeat times that changed since the last save.
+func (f *Fleet) saveLastSeen(ctx context.Context) {
+	seen := make(map[string]time.Time)
+	var saved []*nodeState
+	for _, ns := range f.all() {
+		ns.live.mu.Lock()
+		if !ns.live.lastHeartbeat.IsZero() && ns.live.lastHeartbeat != ns.live.lastSaved {
+			seen[ns.id()] = ns.live.lastHeartbeat
+			saved = append(saved, ns)
+		}
+		ns.live.mu.Unlock()
+	}
+	if err := f.store.SaveLastSeen(ctx, seen); err != nil {
+		f.log.Warn("saving last-seen times failed; will retry", "err", err)
+		return
+	}
+	for _, ns := range saved {
+		ns.live.mu.Lock()
+		ns.live.lastSaved = seen[ns.id()]
+		ns.live.mu.Unlock()
+	}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// mustGet finds the node or says there is none.
+func (f *Fleet) mustGet(id string) (*nodeState, error) {
+	ns := f.get(id)
+	if ns == nil {
+		return nil, apierr.NodeNotFound(id)
+	}
+	return ns, nil
+}

@@ -1,0 +1,171 @@
+package fleet
+
+import (
+	"context"
+	"time"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// monitorInterval is how often the monitor looks at every node.
+const monitorInterval = time.Second
+
+// DrainGrace is how long past a drain's deadline the control plane waits
+// for the agent's report (a forced drain signals processes at the deadline)
+// before it marks the node DRAINED itself.
+const DrainGrace = 30 * time.Second
+
+// lastSeenEvery is how often heartbeat times are written to the store.
+const lastSeenEvery = 30 * time.Second
+
+// TerminateRetry is how long a self-registered node's agent has to stop
+// before a failed or lost TERMINATE command is sent again.
+const TerminateRetry = time.Minute
+
+// expireEvery is how often quiet DEGRADED faults are looked for.
+const expireEvery = 10 * time.Second
+
+// monitor derives reachability from heartbeat ages and moves nodes on when a
+// deadline passes: drains, provisioning, termination and retention.
+func (f *Fleet) monitor(ctx context.Context) {
+	t := f.clock.NewTicker(monitorInterval)
+	defer t.Stop()
+	var lastSave, lastExpire time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+		}
+		now := f.clock.Now()
+		f.checkNodes(ctx, now, now.Sub(lastExpire) >= expireEvery)
+		if now.Sub(lastExpire) >= expireEvery {
+			lastExpire = now
+		}
+		if now.Sub(lastSave) >= lastSeenEvery {
+			f.saveLastSeen(ctx)
+			lastSave = now
+		}
+	}
+}
+
+// Tick runs one monitor pass at the clock's current time; tests drive the
+// monitor with it after advancing a fake clock.
+func (f *Fleet) Tick(ctx context.Context) {
+	f.checkNodes(ctx, f.clock.Now(), true)
+}
+
+func (f *Fleet) checkNodes(ctx context.Context, now time.Time, expire bool) {
+	for _, ns := range f.all() {
+		if ctx.Err() != nil {
+			return
+		}
+		f.checkReachability(ns, now)
+		if ns.delivered.Load() > 0 {
+			f.redeliver(ctx, ns, now)
+		}
+		n := ns.node.Load()
+		switch n.GetLifecycle() {
+		case draining:
+			if d := n.GetDrain().GetDeadline(); d != nil && now.After(d.AsTime().Add(DrainGrace)) {
+				f.drainDeadline(ctx, ns)
+			}
+		case terminating:
+			f.advanceTermination(ctx, ns, now)
+		case provisioning:
+			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.ProvisionTimeout {
+				f.provisionTimedOut(ctx, n)
+			}
+		case provisionFailed:
+			f.unprovision(ctx, ns)
+		case terminated:
+			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.TerminatedRetention {
+				f.remove(ctx, ns)
+			}
+		}
+		if expire && (n.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED || n.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY) {
+			f.expireFaults(ctx, ns, now)
+		}
+	}
+}
+
+// checkReachability derives ONLINE, STALE and OFFLINE from the heartbeat
+// age. A node not heard from since start stays UNKNOWN until the offline
+// timeout has passed since start.
+func (f *Fleet) checkReachability(ns *nodeState, now time.Time) {
+	switch ns.node.Load().GetLifecycle() {
+	case provisioning,
+		provisionFailed:
+		return
+	case terminated:
+		// A terminated node is gone, whatever its last heartbeat said.
+		if ns.reachability() != fleetv1.Reachability_REACHABILITY_OFFLINE {
+			f.setReachability(ns, fleetv1.Reachability_REACHABILITY_OFFLINE)
+		}
+		return
+	}
+	ns.live.mu.Lock()
+	last := ns.live.lastHeartbeat
+	ns.live.mu.Unlock()
+	cur := ns.reachability()
+	want := cur
+	if last.IsZero() {
+		if now.Sub(f.started) >= f.cfg.OfflineAfter {
+			want = fleetv1.Reachability_REACHABILITY_OFFLINE
+		}
+	} else {
+		switch age := now.Sub(last); {
+		case age >= f.cfg.OfflineAfter:
+			want = fleetv1.Reachability_REACHABILITY_OFFLINE
+		case age >= f.cfg.StaleAfter:
+			want = fleetv1.Reachability_REACHABILITY_STALE
+		default:
+			want = fleetv1.Reachability_REACHABILITY_ONLINE
+		}
+	}
+	if want != cur {
+		f.setReachability(ns, want)
+		f.log.Info("reachability changed", "node", ns.id(), "from", cur, "to", want)
+	}
+}
+
+// drainDeadline ends a drain whose deadline passed without a report.
+func (f *Fleet) drainDeadline(ctx context.Context, ns *nodeState) {
+	_, err := f.operate(ctx, ns.id(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		if n.GetLifecycle() != draining {
+			return nil
+		}
+		closeOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "deadline passed without a report from the agent", now)
+		setLifecycle(n, drained, "drain deadline passed", now)
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("ending drain at deadline", "node", ns.id(), "err", err)
+	}
+}
+
+// remove drops a terminated node past its retention.
+func (f *Fleet) remove(ctx context.Context, ns *nodeState) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.node.Load().GetLifecycle() != terminated || f.get(ns.id()) != ns {
+		return // changed or removed meanwhile
+	}
+	if err := f.commit(ctx, ns, &change{remove: true}); err != nil {
+		f.log.Warn("removing terminated node", "node", ns.id(), "err", err)
+	}
+}
+
+// expireFaults clears DEGRADED faults that have been quiet for the hold.
+func (f *Fleet) expireFaults(ctx context.Context, ns *nodeState, now time.Time) {
+	_, err := f.operate(ctx, ns.id(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		for _, g := range n.GetGpus() {
+			c.events = append(c.events, f.policy.Expire(g, now)...)
+		}
+		rollupNode(n)
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("expiring faults", "node", ns.id(), "err", err)
+	}
+}

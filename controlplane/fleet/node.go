@@ -1,0 +1,246 @@
+package fleet
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/controlplane/policy"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// nodeState is one node in memory.
+//
+// Locks, always taken in this order: mu (serialises the node's durable
+// changes, including their disk write), then the watch hub's lock (orders
+// published changes), then live.mu (heartbeat data).
+type nodeState struct {
+	mu sync.Mutex
+	// book is the bookkeeping a change edits before it is saved, under mu;
+	// a change that cannot be saved restores it whole (see withNode).
+	book bookkeeping
+	// wake is closed and replaced when a command is queued, under mu.
+	wake chan struct{}
+
+	// node is the durable part, immutable once stored here; changes swap
+	// in a new copy under the hub lock.
+	node atomic.Pointer[fleetv1.Node]
+	// reach is the reachability, written under the hub lock.
+	reach atomic.Int32
+	// removed is set, under the hub lock, when the node leaves the fleet;
+	// a caller that found the node before then must not change it.
+	removed atomic.Bool
+	// pending and delivered count the PENDING and DELIVERED commands in
+	// book.open, so heartbeat answers need not wait for mu and the monitor
+	// locks only nodes that may need a redelivery.
+	pending   atomic.Int32
+	delivered atomic.Int32
+
+	live live
+}
+
+// bookkeeping is the per-node state, beside the durable node, that a change
+// may edit before it is saved. It is one value so that a failed save can
+// put all of it back: clone must copy every field deeply, which
+// TestBookkeepingCloneIsDeep checks field by field.
+type bookkeeping struct {
+	// repeats count recent events per GPU index for the policy's repeat
+	// rules.
+	repeats map[uint32]*policy.Repeats
+	// open holds the node's unfinished commands, oldest first.
+	open []*fleetv1.Command
+	// redelivered counts how often each open command was handed out again
+	// for want of an answer; nil until the first time.
+	redelivered map[string]int
+	// stopping is set while a provider stops the node's instance.
+	stopping bool
+	// unprovision is set while the instance of a provision that timed out
+	// still has to be stopped; failed stops are retried.
+	unprovision bool
+	// terminateQueued is when a TERMINATE command was last queued, so a
+	// failing agent is not asked again every second.
+	terminateQueued time.Time
+}
+
+func (b *bookkeeping) clone() bookkeeping {
+	c := *b
+	c.repeats = make(map[uint32]*policy.Repeats, len(b.repeats))
+	for k, r := range b.repeats {
+		c.repeats[k] = r.Clone()
+	}
+	c.open = slices.Clone(b.open)
+	c.redelivered = maps.Clone(b.redelivered)
+	return c
+}
+
+// live is a node's heartbeat data, kept compact: a hundred thousand nodes
+// of it must fit in memory next to everything else.
+type live struct {
+	mu            sync.Mutex
+	lastHeartbeat time.Time // zero until heard from since start
+	lastSaved     time.Time // last heartbeat time written to the store
+	samples       []sample
+	metrics       []byte // the latest snapshot, an encoded ReportHealthRequest
+	history       []gpuHistory
+	dropped       uint64
+}
+
+func newNodeState(n *fleetv1.Node) *nodeState {
+	ns := &nodeState{
+		book: bookkeeping{repeats: make(map[uint32]*policy.Repeats)},
+		wake: make(chan struct{}),
+	}
+	ns.node.Store(n)
+	ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_UNKNOWN))
+	return ns
+}
+
+// recount refreshes pending and delivered from the open commands. The
+// caller holds mu.
+func (ns *nodeState) recount() {
+	pending, delivered := 0, 0
+	for _, c := range ns.book.open {
+		switch c.GetStatus() {
+		case fleetv1.CommandStatus_COMMAND_STATUS_PENDING:
+			pending++
+		case fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED:
+			delivered++
+		}
+	}
+	ns.pending.Store(int32(pending))
+	ns.delivered.Store(int32(delivered))
+}
+
+func (ns *nodeState) reachability() fleetv1.Reachability {
+	return fleetv1.Reachability(ns.reach.Load())
+}
+
+func (ns *nodeState) id() string { return ns.node.Load().GetNodeId() }
+
+// view is the node as operators see it: durable state plus heartbeat data.
+func (ns *nodeState) view() *fleetv1.Node {
+	return ns.viewOf(ns.node.Load(), ns.reachability(), false)
+}
+
+// Render is the view of the node from a snapshot's state, for the watch hub.
+func (ns *nodeState) Render(state *fleetv1.Node, reach fleetv1.Reachability) *fleetv1.Node {
+	return ns.viewOf(state, reach, false)
+}
+
+// Heartbeat is the node's latest heartbeat data, for the watch hub.
+func (ns *nodeState) Heartbeat() (*controlplanev1.NodeHeartbeat, bool) {
+	if ns.removed.Load() {
+		return nil, false
+	}
+	ns.live.mu.Lock()
+	defer ns.live.mu.Unlock()
+	return &controlplanev1.NodeHeartbeat{
+		NodeId:          ns.id(),
+		Reachability:    ns.reachability(),
+		LastHeartbeatAt: timestamppb.New(ns.live.lastHeartbeat),
+		Samples:         protoSamples(ns.live.samples),
+	}, true
+}
+
+// viewOf builds the operator's view from a given durable state and
+// reachability (a snapshot's), adding the latest heartbeat data and, with
+// withMetrics, each GPU's latest full metrics.
+func (ns *nodeState) viewOf(durable *fleetv1.Node, reach fleetv1.Reachability, withMetrics bool) *fleetv1.Node {
+	var n *fleetv1.Node
+	if withMetrics {
+		// Metrics go into the GPUs, which must be copies of their own.
+		n = proto.CloneOf(durable)
+	} else {
+		n = shallowCopy(durable)
+	}
+	n.Reachability = reach
+	ns.live.mu.Lock()
+	defer ns.live.mu.Unlock()
+	if !ns.live.lastHeartbeat.IsZero() {
+		n.LastHeartbeatAt = timestamppb.New(ns.live.lastHeartbeat)
+	}
+	n.Samples = protoSamples(ns.live.samples)
+	n.DroppedEvents = ns.live.dropped
+	if withMetrics && ns.live.metrics != nil {
+		snap := &nodev1.ReportHealthRequest{}
+		if proto.Unmarshal(ns.live.metrics, snap) == nil {
+			for _, m := range snap.GetMetrics() {
+				for _, g := range n.Gpus {
+					if g.GetIndex() == m.GetGpuIndex() && !g.GetLost() {
+						g.Metrics = m
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
+// keep stores a report's metrics, encoded in one block (a fraction of the
+// memory and of the garbage collector's work of the messages), and the
+// agent's drop counter.
+func (ns *nodeState) keep(req *nodev1.ReportHealthRequest) {
+	var encoded []byte
+	if len(req.GetMetrics()) > 0 {
+		encoded, _ = proto.Marshal(&nodev1.ReportHealthRequest{Metrics: req.GetMetrics()})
+	}
+	ns.live.mu.Lock()
+	defer ns.live.mu.Unlock()
+	if encoded != nil {
+		ns.live.metrics = encoded
+	}
+	ns.live.dropped = req.GetDroppedEvents()
+}
+
+// durable strips what lives only in memory before a node is stored.
+func durable(n *fleetv1.Node) *fleetv1.Node {
+	d := proto.CloneOf(n)
+	d.Reachability = fleetv1.Reachability_REACHABILITY_UNSPECIFIED
+	d.LastHeartbeatAt = nil
+	d.Samples = nil
+	d.DroppedEvents = 0
+	for _, g := range d.Gpus {
+		g.Metrics = nil
+	}
+	return d
+}
+
+// shallowCopy copies a node's fields but shares its GPUs, labels and
+// timestamps, which are never changed in place once stored: every change
+// clones the node first. A snapshot of a hundred thousand nodes thus
+// copies no GPUs. TestShallowCopyCopiesEveryField keeps this list whole.
+func shallowCopy(src *fleetv1.Node) *fleetv1.Node {
+	return &fleetv1.Node{
+		NodeId:             src.NodeId,
+		Hostname:           src.Hostname,
+		Labels:             src.Labels,
+		Lifecycle:          src.Lifecycle,
+		LifecycleReason:    src.LifecycleReason,
+		LifecycleChangedAt: src.LifecycleChangedAt,
+		CordonedByPolicy:   src.CordonedByPolicy,
+		Health:             src.Health,
+		HealthCause:        src.HealthCause,
+		Remedy:             src.Remedy,
+		Reachability:       src.Reachability,
+		LastHeartbeatAt:    src.LastHeartbeatAt,
+		RegisteredAt:       src.RegisteredAt,
+		Gpus:               src.Gpus,
+		DriverVersion:      src.DriverVersion,
+		CudaVersion:        src.CudaVersion,
+		AgentVersion:       src.AgentVersion,
+		Simulated:          src.Simulated,
+		Provider:           src.Provider,
+		InstanceId:         src.InstanceId,
+		Drain:              src.Drain,
+		Samples:            src.Samples,
+		DroppedEvents:      src.DroppedEvents,
+		BootId:             src.BootId,
+	}
+}

@@ -1,0 +1,170 @@
+package fleet
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/navarch/navarch/internal/apierr"
+	"github.com/navarch/navarch/internal/health"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/store"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// NodeDetail is one node with its history.
+func (f *Fleet) NodeDetail(ctx context.Context, id string, eventLimit int) (*controlplanev1.GetNodeResponse, error) {
+	ns, err := f.mustGet(id)
+	if err != nil {
+		return nil, err
+	}
+	resp := &controlplanev1.GetNodeResponse{Node: ns.viewOf(ns.node.Load(), ns.reachability(), true)}
+	if resp.Events, err = f.store.Events(ctx, store.EventQuery{NodeID: id, Limit: eventLimit}); err != nil {
+		return nil, status.Error(codes.Unavailable, "health events could not be read")
+	}
+	if resp.Commands, err = f.store.Commands(ctx, id, 100); err != nil {
+		return nil, status.Error(codes.Unavailable, "commands could not be read")
+	}
+	ns.live.mu.Lock()
+	for i := range ns.live.history {
+		resp.History = append(resp.History, ns.live.history[i].proto())
+	}
+	ns.live.mu.Unlock()
+	sort.Slice(resp.History, func(i, j int) bool { return resp.History[i].GetGpuIndex() < resp.History[j].GetGpuIndex() })
+	return resp, nil
+}
+
+// NodeFilter selects nodes for List.
+type NodeFilter struct {
+	Lifecycle    []fleetv1.LifecycleState
+	Health       []fleetv1.HealthStatus
+	Reachability []fleetv1.Reachability
+	Labels       []LabelTerm
+	Text         string
+}
+
+// LabelTerm is one term of a label selector; an empty Value with Any set
+// matches any value.
+type LabelTerm struct {
+	Key, Value string
+	Any        bool
+}
+
+// ParseLabelSelector reads "k=v,k2=v2,k3" into terms.
+func ParseLabelSelector(s string) ([]LabelTerm, error) {
+	var out []LabelTerm
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, hasValue := strings.Cut(part, "=")
+		k = strings.TrimSpace(k)
+		if k == "" {
+			return nil, fmt.Errorf("term %q has no key", part)
+		}
+		out = append(out, LabelTerm{Key: k, Value: strings.TrimSpace(v), Any: !hasValue})
+	}
+	return out, nil
+}
+
+func (nf *NodeFilter) match(n *fleetv1.Node, reach fleetv1.Reachability) bool {
+	if len(nf.Lifecycle) > 0 && !slices.Contains(nf.Lifecycle, n.GetLifecycle()) {
+		return false
+	}
+	if len(nf.Health) > 0 && !slices.Contains(nf.Health, n.GetHealth()) {
+		return false
+	}
+	if len(nf.Reachability) > 0 && !slices.Contains(nf.Reachability, reach) {
+		return false
+	}
+	for _, t := range nf.Labels {
+		v, ok := n.GetLabels()[t.Key]
+		if !ok || (!t.Any && v != t.Value) {
+			return false
+		}
+	}
+	if nf.Text != "" {
+		q := strings.ToLower(nf.Text)
+		hit := strings.Contains(strings.ToLower(n.GetNodeId()), q) || strings.Contains(strings.ToLower(n.GetHostname()), q)
+		for k, v := range n.GetLabels() {
+			hit = hit || strings.Contains(strings.ToLower(k+"="+v), q)
+		}
+		if !hit {
+			return false
+		}
+	}
+	return true
+}
+
+// List returns a page of matching nodes ordered by id, the next page token
+// and the number of matches.
+func (f *Fleet) List(nf NodeFilter, pageSize int, pageToken string) ([]*fleetv1.Node, string, int, uint64, error) {
+	after := ""
+	if pageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(pageToken)
+		if err != nil || len(b) == 0 {
+			return nil, "", 0, 0, apierr.Invalid("page_token", "not a token from a previous ListNodes response")
+		}
+		after = string(b)
+	}
+	rev := f.hub.Revision()
+	var matched []*nodeState
+	for _, ns := range f.all() {
+		if nf.match(ns.node.Load(), ns.reachability()) {
+			matched = append(matched, ns)
+		}
+	}
+	sort.Slice(matched, func(i, j int) bool { return matched[i].node.Load().GetNodeId() < matched[j].node.Load().GetNodeId() })
+	start := sort.Search(len(matched), func(i int) bool { return matched[i].node.Load().GetNodeId() > after })
+	end := min(start+pageSize, len(matched))
+	page := make([]*fleetv1.Node, 0, end-start)
+	for _, ns := range matched[start:end] {
+		page = append(page, ns.view())
+	}
+	next := ""
+	if end < len(matched) && len(page) > 0 {
+		next = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].GetNodeId()))
+	}
+	return page, next, len(matched), rev, nil
+}
+
+// Events lists health events, newest first.
+func (f *Fleet) Events(ctx context.Context, nodeID string, minHealth fleetv1.HealthStatus, text string, limit int) ([]*fleetv1.HealthEvent, error) {
+	if nodeID != "" {
+		if _, err := f.mustGet(nodeID); err != nil {
+			return nil, err
+		}
+	}
+	q := strings.ToLower(text)
+	evs, err := f.store.Events(ctx, store.EventQuery{NodeID: nodeID, Limit: limit, Keep: func(e *fleetv1.HealthEvent) bool {
+		if minHealth != fleetv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED && health.Rank(e.GetHealth()) < health.Rank(minHealth) {
+			return false
+		}
+		if q != "" && !strings.Contains(strings.ToLower(e.GetNodeId()+" "+e.GetCause()+" "+e.GetMessage()), q) {
+			return false
+		}
+		return true
+	}})
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, "health events could not be read")
+	}
+	return evs, nil
+}
+
+// Status returns the fleet totals; the API adds the request limits.
+func (f *Fleet) Status() *controlplanev1.GetFleetStatusResponse {
+	return &controlplanev1.GetFleetStatusResponse{
+		Summary:   f.summary(),
+		Revision:  f.hub.Revision(),
+		Providers: f.providers.Info(),
+		Breaker:   f.breaker.status(f.clock.Now()),
+		StartedAt: ts(f.started),
+	}
+}

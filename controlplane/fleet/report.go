@@ -1,0 +1,243 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/apierr"
+	"github.com/navarch/navarch/internal/health"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// ReportHealth records events and a metrics snapshot and re-judges health.
+func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
+	now := f.clock.Now()
+	var resp *nodev1.ReportHealthResponse
+	err := f.nodeLocked(req.GetNodeId(), false, func(ns *nodeState, cur *fleetv1.Node) error {
+		if cur == nil {
+			return apierr.NotRegistered(req.GetNodeId())
+		}
+		if err := checkEventGPUs(cur, req); err != nil {
+			return err
+		}
+		if cur.GetLifecycle() == terminated {
+			// Taken and set aside: a terminated node's GPUs are no longer
+			// judged. Its agent registers again to come back.
+			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
+			return nil
+		}
+		if len(req.GetEvents()) == 0 && !f.reportChanges(cur, req) {
+			// The usual report: fresh metrics, nothing to judge again.
+			ns.keep(req)
+			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
+			return nil
+		}
+		n := proto.CloneOf(cur)
+		c := &change{}
+		// Metrics go to the GPUs present; events may name a lost one too
+		// (GPU_RECOVERED does), where no present GPU has taken its index.
+		byIndex := make(map[uint32]*fleetv1.Gpu)
+		eventGPU := make(map[uint32]*fleetv1.Gpu)
+		for _, g := range n.GetGpus() {
+			if !g.GetLost() {
+				byIndex[g.GetIndex()] = g
+				eventGPU[g.GetIndex()] = g
+			} else if eventGPU[g.GetIndex()] == nil {
+				eventGPU[g.GetIndex()] = g
+			}
+		}
+		for _, e := range req.GetEvents() {
+			ev := proto.CloneOf(e)
+			ev.Id = ""
+			if ev.Time == nil {
+				ev.Time = ts(now)
+			}
+			if g := eventGPU[uint32(max(ev.GetGpuIndex(), 0))]; g != nil && ev.GetGpuIndex() >= 0 {
+				if ev.GetGpuUuid() == "" {
+					ev.GpuUuid = g.GetUuid()
+				}
+				rep := ns.book.repeats[g.GetIndex()]
+				if rep == nil {
+					rep = &policy.Repeats{}
+					ns.book.repeats[g.GetIndex()] = rep
+				}
+				f.policy.Judge(g, ev, rep, now)
+			} else {
+				f.policy.Judge(&fleetv1.Gpu{}, ev, nil, now)
+			}
+			c.events = append(c.events, ev)
+		}
+		if len(req.GetMetrics()) > 0 {
+			reported := make(map[uint32]bool)
+			for _, m := range req.GetMetrics() {
+				reported[m.GetGpuIndex()] = true
+				if g := byIndex[m.GetGpuIndex()]; g != nil {
+					if g.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN && len(g.GetFaults()) == 0 {
+						g.Health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+					}
+					c.events = append(c.events, f.policy.Observe(g, m, now)...)
+				}
+			}
+			for idx, g := range byIndex {
+				if !reported[idx] {
+					ev := &fleetv1.HealthEvent{
+						Kind:     fleetv1.EventKind_EVENT_KIND_GPU_LOST,
+						GpuIndex: int32(idx),
+						GpuUuid:  g.GetUuid(),
+						Time:     ts(now),
+						Message:  fmt.Sprintf("GPU missing from the health snapshot (agent sees %d GPUs)", req.GetGpuCount()),
+					}
+					if g.GetLost() || hasKind(g, fleetv1.EventKind_EVENT_KIND_GPU_LOST) {
+						continue
+					}
+					f.policy.Judge(g, ev, nil, now)
+					c.events = append(c.events, ev)
+				}
+			}
+		}
+		ns.keep(req)
+		rollupNode(n)
+		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
+		if !proto.Equal(n, cur) {
+			c.node = n
+		}
+		if err := f.commit(ctx, ns, c); err != nil {
+			return err
+		}
+		f.wakeAgent(ns, c)
+		for _, ev := range c.events {
+			if health.Rank(ev.GetHealth()) > health.Rank(fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY) {
+				f.log.Info("health event", "node", ev.GetNodeId(), "gpu", ev.GetGpuIndex(), "kind", ev.GetKind(),
+					"xid", ev.GetXid(), "health", ev.GetHealth(), "cause", ev.GetCause(), "remedy", ev.GetRemedy())
+			}
+		}
+		resp = &nodev1.ReportHealthResponse{Accepted: uint32(len(req.GetEvents())), Health: n.GetHealth()}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// reportChanges reports whether a report without events would change the
+// node: a first snapshot, a GPU missing from it, or a level condition that
+// started or cleared.
+func (f *Fleet) reportChanges(n *fleetv1.Node, req *nodev1.ReportHealthRequest) bool {
+	if len(req.GetMetrics()) == 0 {
+		return false
+	}
+	byIndex := make(map[uint32]*fleetv1.GpuMetrics, len(req.GetMetrics()))
+	for _, m := range req.GetMetrics() {
+		byIndex[m.GetGpuIndex()] = m
+	}
+	for _, g := range n.GetGpus() {
+		if g.GetLost() {
+			continue
+		}
+		m, ok := byIndex[g.GetIndex()]
+		switch {
+		case !ok:
+			return !hasKind(g, fleetv1.EventKind_EVENT_KIND_GPU_LOST)
+		case g.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN:
+			return true
+		case f.policy.Changes(g, m):
+			return true
+		}
+	}
+	return false
+}
+
+// hasKind reports whether the GPU has an active fault of kind k.
+func hasKind(g *fleetv1.Gpu, k fleetv1.EventKind) bool {
+	for _, f := range g.GetFaults() {
+		if f.GetKind() == k {
+			return true
+		}
+	}
+	return false
+}
+
+// checkEventGPUs rejects events and metrics for GPUs the node never
+// registered.
+func checkEventGPUs(n *fleetv1.Node, req *nodev1.ReportHealthRequest) error {
+	known := make(map[uint32]bool)
+	for _, g := range n.GetGpus() {
+		known[g.GetIndex()] = true
+	}
+	for i, e := range req.GetEvents() {
+		if e.GetGpuIndex() >= 0 && !known[uint32(e.GetGpuIndex())] {
+			return apierr.Invalid(fmt.Sprintf("events[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), e.GetGpuIndex())
+		}
+	}
+	for i, m := range req.GetMetrics() {
+		if !known[m.GetGpuIndex()] {
+			return apierr.Invalid(fmt.Sprintf("metrics[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), m.GetGpuIndex())
+		}
+	}
+	return nil
+}
+
+// rollupNode sets the node's health from its worst GPU.
+func rollupNode(n *fleetv1.Node) {
+	worstHealth := fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN
+	if len(n.GetGpus()) > 0 {
+		worstHealth = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+	}
+	var worst *fleetv1.Gpu
+	for _, g := range n.GetGpus() {
+		if health.Worse(g.GetHealth(), worstHealth) {
+			worstHealth = g.GetHealth()
+			worst = g
+		}
+	}
+	n.Health = worstHealth
+	n.HealthCause = ""
+	n.Remedy = fleetv1.Remedy_REMEDY_UNSPECIFIED
+	if worst != nil && worst.GetHealthCause() != "" {
+		n.HealthCause = fmt.Sprintf("gpu%d: %s", worst.GetIndex(), worst.GetHealthCause())
+		n.Remedy = worst.GetRemedy()
+	}
+}
+
+// autoCordon cordons an ACTIVE node that just became UNHEALTHY, if the
+// policy allows it and the circuit breaker is closed. A node an operator
+// uncordoned while it was UNHEALTHY stays as the operator left it.
+func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.HealthStatus, n *fleetv1.Node, c *change, now time.Time) {
+	if prev == fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY ||
+		n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY || !allowed(n, actAutoCordon) {
+		return
+	}
+	ok, tripped := f.breaker.allow(now, f.activeFleetSize())
+	if tripped {
+		f.log.Warn("auto-cordon circuit breaker tripped; automatic cordons suspended",
+			"window", f.cfg.AutoCordonWindow, "max_fraction", f.cfg.AutoCordonMaxFraction)
+		f.hub.TotalsChanged()
+	}
+	if !ok {
+		if f.cfg.AutoCordon {
+			f.log.Warn("auto-cordon suppressed by circuit breaker", "node", n.GetNodeId(), "cause", n.GetHealthCause())
+			f.hub.TotalsChanged()
+		}
+		return
+	}
+	setLifecycle(n, cordoned, "auto-cordon: "+n.GetHealthCause(), now)
+	n.CordonedByPolicy = true
+	c.autoCordonedAt = now
+	if cmd, err := f.newCommand(ctx, n.GetNodeId(), fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), "policy", now); err == nil {
+		ns.book.open = append(ns.book.open, cmd)
+		c.commands = append(c.commands, cmd)
+	}
+	f.log.Warn("node cordoned automatically", "node", n.GetNodeId(), "cause", n.GetHealthCause())
+}
+
+// activeFleetSize counts the nodes that are not terminated or failed.
+func (f *Fleet) activeFleetSize() int {
+	s := f.summary()
+	return int(s.GetNodes() - s.GetTerminated() - s.GetProvisionFailed())
+}

@@ -1,0 +1,56 @@
+package local
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+)
+
+// Config is the local provider's section of the control plane's
+// configuration, under the key local_provider.
+type Config struct {
+	// Enabled offers the provider; nil means on.
+	Enabled *bool `yaml:"enabled"`
+	// AgentBinary is the navarch-agent to start; empty means the one beside
+	// navarch-controlplane, then $PATH.
+	AgentBinary string `yaml:"agent_binary"`
+	// MaxNodes caps the agents it runs at once.
+	MaxNodes int `yaml:"max_nodes"`
+	// SimJobs gives the agents' simulated GPUs real job processes, so that
+	// drains wait for them and forced drains signal them.
+	SimJobs bool `yaml:"sim_jobs"`
+}
+
+// DefaultConfig is the section's defaults.
+func DefaultConfig() Config { return Config{MaxNodes: 200} }
+
+// On reports whether the provider is offered.
+func (c *Config) On() bool { return c.Enabled == nil || *c.Enabled }
+
+// Validate checks the section; errors name the key within it.
+func (c *Config) Validate() error {
+	if c.MaxNodes < 1 || c.MaxNodes > 5000 {
+		return fmt.Errorf("max_nodes: %d is not within 1–5000", c.MaxNodes)
+	}
+	return nil
+}
+
+// Build starts the provider as configured: its agents dial server and
+// write their logs under dataDir.
+func Build(c Config, server, dataDir string, log *slog.Logger) (*Provider, error) {
+	bin := c.AgentBinary
+	if bin == "" {
+		var err error
+		if bin, err = FindAgent(); err != nil {
+			return nil, err
+		}
+	}
+	return New(Options{
+		AgentBinary: bin,
+		Server:      server,
+		LogDir:      filepath.Join(dataDir, "local-agents"),
+		MaxNodes:    c.MaxNodes,
+		SimJobs:     c.SimJobs,
+		Logger:      log,
+	})
+}
