@@ -10,10 +10,10 @@
 package policy
 
 import (
+	"maps"
 	"slices"
 	"time"
 
-	"github.com/navarch/navarch/internal/health"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -89,14 +89,25 @@ func (p *Policy) ruleFor(ev *fleetv1.HealthEvent) (Rule, bool) {
 	return p.ConditionRule(ev.GetKind())
 }
 
-// Rank is health.Rank, kept while its callers outside the package move to
-// internal/health.
-func Rank(h fleetv1.HealthStatus) int { return health.Rank(h) }
-
 // Repeats remembers when recent events of each signal hit one GPU. The zero
 // value is ready to use; it is not safe for concurrent use.
 type Repeats struct {
 	times map[faultKey][]time.Time
+}
+
+// Clone returns a copy of r that shares nothing with it, so a change that
+// cannot be saved can put the counts back as they were. A nil r clones to
+// an empty one.
+func (r *Repeats) Clone() *Repeats {
+	c := &Repeats{}
+	if r == nil || r.times == nil {
+		return c
+	}
+	c.times = maps.Clone(r.times)
+	for k, ts := range c.times {
+		c.times[k] = slices.Clone(ts)
+	}
+	return c
 }
 
 func (r *Repeats) add(k faultKey, now time.Time, window time.Duration) int {
