@@ -2,7 +2,6 @@ package controlplane_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/fleettest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -75,20 +75,9 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func gpus(n int) []*fleetv1.Gpu {
-	out := make([]*fleetv1.Gpu, n)
-	for i := range out {
-		out[i] = &fleetv1.Gpu{
-			Index: uint32(i), Uuid: fmt.Sprintf("GPU-%04d", i), Name: "NVIDIA H100 80GB HBM3",
-			MemoryTotalBytes: 80 << 30, SlowdownTemperatureCelsius: 87, NvlinkCount: 18,
-		}
-	}
-	return out
-}
-
 func (h *harness) register(id string, n int) *nodev1.RegisterNodeResponse {
 	h.t.Helper()
-	resp, err := h.node.RegisterNode(ctxT(h.t), &nodev1.RegisterNodeRequest{NodeId: id, Hostname: id, Gpus: gpus(n), BootId: "boot-1"})
+	resp, err := h.node.RegisterNode(ctxT(h.t), &nodev1.RegisterNodeRequest{NodeId: id, Hostname: id, Gpus: fleettest.GPUs(n), BootId: "boot-1"})
 	if err != nil {
 		h.t.Fatalf("register %s: %v", id, err)
 	}
@@ -100,19 +89,11 @@ func (h *harness) healthyReport(id string, n int) {
 	h.t.Helper()
 	var ms []*fleetv1.GpuMetrics
 	for i := range n {
-		ms = append(ms, cleanMetrics(uint32(i)))
+		ms = append(ms, fleettest.CleanMetrics(uint32(i)))
 	}
 	if _, err := h.node.ReportHealth(ctxT(h.t), &nodev1.ReportHealthRequest{NodeId: id, Metrics: ms, GpuCount: uint32(n)}); err != nil {
 		h.t.Fatalf("report %s: %v", id, err)
 	}
-}
-
-func cleanMetrics(i uint32) *fleetv1.GpuMetrics {
-	m := &fleetv1.GpuMetrics{GpuIndex: i, TemperatureCelsius: 55, Ecc: &fleetv1.EccCounts{}, RowRemap: &fleetv1.RowRemapState{}, Unsupported: []string{"retired_pages"}}
-	for l := range 18 {
-		m.Nvlinks = append(m.Nvlinks, &fleetv1.NvLinkState{Link: uint32(l), Active: true})
-	}
-	return m
 }
 
 func (h *harness) xid(id string, gpu int32, code uint32) *nodev1.ReportHealthResponse {
@@ -207,18 +188,35 @@ func (h *harness) watch(since uint64) *fleetWatch {
 // until reads messages until match returns true, failing after a timeout.
 func (w *fleetWatch) until(what string, match func(*controlplanev1.WatchFleetResponse) bool) *controlplanev1.WatchFleetResponse {
 	w.t.Helper()
+	return w.nudgedUntil(what, match, nil)
+}
+
+// nudgedUntil is until that calls nudge first and again whenever nothing
+// arrives for 50 ms, for messages that need something to happen first.
+func (w *fleetWatch) nudgedUntil(what string, match func(*controlplanev1.WatchFleetResponse) bool, nudge func()) *controlplanev1.WatchFleetResponse {
+	w.t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
-		select {
-		case m, ok := <-w.msgs:
-			if !ok {
-				w.t.Fatalf("stream ended waiting for %s", what)
+		var quiet <-chan time.Time
+		if nudge != nil {
+			nudge()
+			quiet = time.After(50 * time.Millisecond)
+		}
+	read:
+		for {
+			select {
+			case m, ok := <-w.msgs:
+				if !ok {
+					w.t.Fatalf("stream ended waiting for %s", what)
+				}
+				if match(m) {
+					return m
+				}
+			case <-quiet:
+				break read
+			case <-timeout:
+				w.t.Fatalf("timed out waiting for %s", what)
 			}
-			if match(m) {
-				return m
-			}
-		case <-timeout:
-			w.t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/api"
+	"github.com/navarch/navarch/internal/fleettest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -95,7 +96,7 @@ func TestReportValidation(t *testing.T) {
 		{"xid-zero", &nodev1.ReportHealthRequest{NodeId: "n1", Events: []*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_XID}}}, codes.InvalidArgument, "events[0].xid"},
 		{"unknown-gpu", &nodev1.ReportHealthRequest{NodeId: "n1", Events: []*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, GpuIndex: 7}}}, codes.InvalidArgument, "events[0].gpu_index"},
 		{"too-many-events", &nodev1.ReportHealthRequest{NodeId: "n1", Events: many}, codes.InvalidArgument, "events"},
-		{"duplicate-metrics", &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{cleanMetrics(0), cleanMetrics(0)}}, codes.InvalidArgument, "metrics[1].gpu_index"},
+		{"duplicate-metrics", &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{fleettest.CleanMetrics(0), fleettest.CleanMetrics(0)}}, codes.InvalidArgument, "metrics[1].gpu_index"},
 		{"utilization", &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{{UtilizationGpuPercent: 101}}}, codes.InvalidArgument, "metrics[0].utilization_gpu_percent"},
 	}
 	for _, row := range rows {
@@ -199,7 +200,7 @@ func TestReportFieldLimits(t *testing.T) {
 		{Kind: fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED, GpuIndex: 0, Cause: strings.Repeat("x", api.MaxShortText+1)},
 	}})
 	wantCode(t, err, codes.InvalidArgument, "events[0].cause")
-	m := cleanMetrics(0)
+	m := fleettest.CleanMetrics(0)
 	for range api.MaxUnsupported + 1 {
 		m.Unsupported = append(m.Unsupported, "ecc")
 	}

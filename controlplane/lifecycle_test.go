@@ -16,6 +16,7 @@ import (
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/provider/providertest"
 	"github.com/navarch/navarch/internal/display"
+	"github.com/navarch/navarch/internal/fleettest"
 	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -279,7 +280,7 @@ func TestTimedOutProvisionStopIsRetried(t *testing.T) {
 	if n.GetLifecycle() != provisionFailed || !strings.Contains(n.GetLifecycleReason(), "stopping its instance i-1") {
 		t.Fatalf("%s: %q", n.GetLifecycle(), n.GetLifecycleReason())
 	}
-	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(1), InstanceId: "i-1"})
+	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: fleettest.GPUs(1), InstanceId: "i-1"})
 	wantCode(t, err, codes.FailedPrecondition, "node_id")
 
 	testutil.Eventually(t, "a failed attempt", func() bool { return p.Attempts() > 0 })
@@ -287,7 +288,7 @@ func TestTimedOutProvisionStopIsRetried(t *testing.T) {
 	// work up again.
 	h.restart()
 	ctx = ctxT(t)
-	_, err = h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(1), InstanceId: "i-1"})
+	_, err = h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: fleettest.GPUs(1), InstanceId: "i-1"})
 	wantCode(t, err, codes.FailedPrecondition, "node_id")
 	p.FailStops(nil)
 	testutil.Eventually(t, "the stop retried", func() bool {
@@ -360,7 +361,7 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	}
 
 	// test-1 registers; test-2 fails to start; test-3 never registers.
-	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: gpus(4), InstanceId: "i-1"}); err != nil {
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: fleettest.GPUs(4), InstanceId: "i-1"}); err != nil {
 		t.Fatal(err)
 	}
 	p.Spec().Failed("test-2", "agent exited with status 1: no such file")

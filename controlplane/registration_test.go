@@ -14,6 +14,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/internal/fleettest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -101,11 +102,11 @@ func TestRegisterValidation(t *testing.T) {
 	for i := range 65 {
 		many[fmt.Sprintf("k%d", i)] = "v"
 	}
-	dupIndex := gpus(2)
+	dupIndex := fleettest.GPUs(2)
 	dupIndex[1].Index = 0
-	dupUUID := gpus(2)
+	dupUUID := fleettest.GPUs(2)
 	dupUUID[1].Uuid = dupUUID[0].GetUuid()
-	noUUID := gpus(1)
+	noUUID := fleettest.GPUs(1)
 	noUUID[0].Uuid = ""
 	rows := []struct {
 		name  string
@@ -122,7 +123,7 @@ func TestRegisterValidation(t *testing.T) {
 		{"duplicate-gpu-index", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: dupIndex}, "gpus[1].index"},
 		{"duplicate-gpu-uuid", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: dupUUID}, "gpus[1].uuid"},
 		{"missing-gpu-uuid", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: noUUID}, "gpus[0].uuid"},
-		{"too-many-gpus", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: gpus(65)}, "gpus"},
+		{"too-many-gpus", &nodev1.RegisterNodeRequest{NodeId: "n", Gpus: fleettest.GPUs(65)}, "gpus"},
 		{"hostname-control-char", &nodev1.RegisterNodeRequest{NodeId: "n", Hostname: "a\x00b"}, "hostname"},
 	}
 	for _, row := range rows {
@@ -182,7 +183,7 @@ func TestReRegistrationWithMissingGPUIsAFault(t *testing.T) {
 	ctx := ctxT(t)
 	h.register("n1", 4)
 	h.healthyReport("n1", 4)
-	inv := gpus(4)
+	inv := fleettest.GPUs(4)
 	inv = append(inv[:2], inv[3]) // GPU 2 is gone
 	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: inv, BootId: "boot-1"}); err != nil {
 		t.Fatal(err)
@@ -208,7 +209,7 @@ func TestReRegistrationWithMissingGPUIsAFault(t *testing.T) {
 		t.Fatalf("events %v", d.GetEvents())
 	}
 	// The GPU comes back after a reboot: the fault clears.
-	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(4), BootId: "boot-2"}); err != nil {
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: fleettest.GPUs(4), BootId: "boot-2"}); err != nil {
 		t.Fatal(err)
 	}
 	h.healthyReport("n1", 4)
@@ -224,7 +225,7 @@ func TestReplacedGPUIsRetired(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxT(t)
 	inv := func(uuids ...string) []*fleetv1.Gpu {
-		out := gpus(len(uuids))
+		out := fleettest.GPUs(len(uuids))
 		for i, u := range uuids {
 			out[i].Uuid = u
 			out[i].PciBusId = fmt.Sprintf("00000000:%02X:00.0", 0x18+i)
@@ -283,7 +284,7 @@ func TestReplacedGPUIsRetired(t *testing.T) {
 func TestUnansweredGPUIsLost(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxT(t)
-	inv := gpus(2)
+	inv := fleettest.GPUs(2)
 	inv[0].PciBusId, inv[1].PciBusId = "00000000:18:00.0", "00000000:19:00.0"
 	unanswered := []*nodev1.UnansweredGpu{{Index: 1, Reason: "nvmlDeviceGetUUID: GPU is lost"}}
 	for range 2 { // the agent restarts; nothing new is said
@@ -325,7 +326,7 @@ func TestUnansweredGPUIsLost(t *testing.T) {
 		t.Fatalf("no event tells it answers again: %v", d.GetEvents())
 	}
 
-	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n2", Gpus: gpus(1), UnansweredGpus: []*nodev1.UnansweredGpu{{Index: 0}}})
+	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n2", Gpus: fleettest.GPUs(1), UnansweredGpus: []*nodev1.UnansweredGpu{{Index: 0}}})
 	wantCode(t, err, codes.InvalidArgument, "gpus[0].index")
 }
 
@@ -452,7 +453,7 @@ func TestLostGPUEscalatesAcrossReboots(t *testing.T) {
 	ctx := ctxT(t)
 	h.register("n1", 2)
 	h.xid("n1", 1, 79)
-	for i, inv := range [][]*fleetv1.Gpu{gpus(2), gpus(1), gpus(1), gpus(1)} {
+	for i, inv := range [][]*fleetv1.Gpu{fleettest.GPUs(2), fleettest.GPUs(1), fleettest.GPUs(1), fleettest.GPUs(1)} {
 		if i == 0 {
 			continue
 		}
@@ -480,7 +481,7 @@ func TestReRegistrationReplacesLabels(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxT(t)
 	for _, labels := range []map[string]string{{"pool": "train", "zone": "a"}, {"zone": "b"}} {
-		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(1), BootId: "boot-1", Labels: labels}); err != nil {
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: fleettest.GPUs(1), BootId: "boot-1", Labels: labels}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -507,7 +508,7 @@ func TestRebootClearsXIDFault(t *testing.T) {
 	if got := h.get("n1").GetNode().GetHealth(); got != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
 		t.Fatalf("agent restart cleared the fault: %s", got)
 	}
-	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(2), BootId: "boot-2"}); err != nil {
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: fleettest.GPUs(2), BootId: "boot-2"}); err != nil {
 		t.Fatal(err)
 	}
 	d := h.get("n1")
@@ -535,7 +536,7 @@ func TestListNodesFiltersAndPaging(t *testing.T) {
 		if i%2 == 1 {
 			zone = "b"
 		}
-		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: gpus(1), Labels: map[string]string{"zone": zone}}); err != nil {
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: fleettest.GPUs(1), Labels: map[string]string{"zone": zone}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -604,7 +605,7 @@ func TestLostGPUComesBack(t *testing.T) {
 	ctx := ctxT(t)
 	h.register("n1", 2)
 	h.healthyReport("n1", 2)
-	if _, err := h.node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{cleanMetrics(0)}, GpuCount: 1}); err != nil {
+	if _, err := h.node.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{fleettest.CleanMetrics(0)}, GpuCount: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if g := h.get("n1").GetNode().GetGpus()[1]; !g.GetLost() {
@@ -622,7 +623,7 @@ func TestLostGPUComesBack(t *testing.T) {
 	// XID 79 on GPU 1, which then drops out of the inventory and comes back
 	// on the same boot: the loss clears, the XID does not.
 	h.xid("n1", 1, 79)
-	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(1), BootId: "boot-1"}); err != nil {
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: fleettest.GPUs(1), BootId: "boot-1"}); err != nil {
 		t.Fatal(err)
 	}
 	h.register("n1", 2)

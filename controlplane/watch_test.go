@@ -132,32 +132,11 @@ func TestSlowWatcherResyncs(t *testing.T) {
 
 // flushedUntil advances the fake clock a second at a time, each second
 // one flush of the hub's coalesced heartbeats and totals, until a message
-// that match accepts arrives.
+// that match accepts arrives. (The hub's loop may not have started its
+// ticker yet, so the clock moves on again when nothing comes.)
 func (w *fleetWatch) flushedUntil(clock *clockwork.FakeClock, what string, match func(*controlplanev1.WatchFleetResponse) bool) *controlplanev1.WatchFleetResponse {
 	w.t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		clock.Advance(time.Second)
-		// The hub's loop may not have started its ticker yet; advance
-		// again when nothing comes.
-		quiet := time.After(50 * time.Millisecond)
-	read:
-		for {
-			select {
-			case m, ok := <-w.msgs:
-				if !ok {
-					w.t.Fatalf("stream ended waiting for %s", what)
-				}
-				if match(m) {
-					return m
-				}
-			case <-quiet:
-				break read
-			case <-timeout:
-				w.t.Fatalf("timed out waiting for %s", what)
-			}
-		}
-	}
+	return w.nudgedUntil(what, match, func() { clock.Advance(time.Second) })
 }
 
 // TestSlowWatcherHeartbeatsCoalesced: a stream that reads slowly gets

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/navarch/navarch/internal/fleettest"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -21,7 +22,7 @@ func benchFleet(b *testing.B, n int) *Fleet {
 	ctx := context.Background()
 	for i := range n {
 		id := fmt.Sprintf("node-%06d", i)
-		if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: gpus(8)}); err != nil {
+		if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: fleettest.GPUs(8)}); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := f.ReportHealth(ctx, report(id)); err != nil {
@@ -34,7 +35,7 @@ func benchFleet(b *testing.B, n int) *Fleet {
 func report(id string) *nodev1.ReportHealthRequest {
 	req := &nodev1.ReportHealthRequest{NodeId: id, GpuCount: 8}
 	for i := range 8 {
-		req.Metrics = append(req.Metrics, cleanMetrics(uint32(i)))
+		req.Metrics = append(req.Metrics, fleettest.CleanMetrics(uint32(i)))
 	}
 	return req
 }

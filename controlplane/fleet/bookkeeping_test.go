@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/fleettest"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 	"github.com/navarch/navarch/store"
@@ -72,7 +73,7 @@ func TestBookkeepingCloneIsDeep(t *testing.T) {
 func TestFailedReportLeavesRepeatsAsTheyWere(t *testing.T) {
 	f, fs := newFlakyFleet(t)
 	register(t, f, "n1", 1)
-	if _, err := f.ReportHealth(ctxT(t), &nodev1.ReportHealthRequest{NodeId: "n1", GpuCount: 1, Metrics: []*fleetv1.GpuMetrics{cleanMetrics(0)}}); err != nil {
+	if _, err := f.ReportHealth(ctxT(t), &nodev1.ReportHealthRequest{NodeId: "n1", GpuCount: 1, Metrics: []*fleetv1.GpuMetrics{fleettest.CleanMetrics(0)}}); err != nil {
 		t.Fatal(err)
 	}
 	for range 8 {

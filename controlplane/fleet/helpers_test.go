@@ -2,10 +2,10 @@ package fleet
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
+	"github.com/navarch/navarch/internal/fleettest"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 	"github.com/navarch/navarch/store"
@@ -66,28 +66,9 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func gpus(n int) []*fleetv1.Gpu {
-	out := make([]*fleetv1.Gpu, n)
-	for i := range out {
-		out[i] = &fleetv1.Gpu{
-			Index: uint32(i), Uuid: fmt.Sprintf("GPU-%04d", i), Name: "NVIDIA H100 80GB HBM3",
-			MemoryTotalBytes: 80 << 30, SlowdownTemperatureCelsius: 87, NvlinkCount: 18,
-		}
-	}
-	return out
-}
-
-func cleanMetrics(i uint32) *fleetv1.GpuMetrics {
-	m := &fleetv1.GpuMetrics{GpuIndex: i, TemperatureCelsius: 55, Ecc: &fleetv1.EccCounts{}, RowRemap: &fleetv1.RowRemapState{}, Unsupported: []string{"retired_pages"}}
-	for l := range 18 {
-		m.Nvlinks = append(m.Nvlinks, &fleetv1.NvLinkState{Link: uint32(l), Active: true})
-	}
-	return m
-}
-
 func register(t testing.TB, f *Fleet, id string, n int) {
 	t.Helper()
-	if _, err := f.Register(ctxT(t), &nodev1.RegisterNodeRequest{NodeId: id, Hostname: id, Gpus: gpus(n), BootId: "boot-1"}); err != nil {
+	if _, err := f.Register(ctxT(t), &nodev1.RegisterNodeRequest{NodeId: id, Hostname: id, Gpus: fleettest.GPUs(n), BootId: "boot-1"}); err != nil {
 		t.Fatalf("register %s: %v", id, err)
 	}
 }

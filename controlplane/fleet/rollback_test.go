@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/navarch/navarch/internal/fleettest"
 	"github.com/navarch/navarch/internal/testutil"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -50,7 +51,7 @@ func openCommands(f *Fleet, id string) []*fleetv1.Command {
 func TestFailedWriteKeepsOpenCommands(t *testing.T) {
 	ctx := ctxT(t)
 	f, fs := newFlakyFleet(t)
-	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(1)}); err != nil {
+	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: fleettest.GPUs(1)}); err != nil {
 		t.Fatal(err)
 	}
 	_, drain, err := f.Drain(ctx, "n1", "upgrade", time.Time{}, false)
@@ -89,14 +90,14 @@ func TestFailedWriteKeepsOpenCommands(t *testing.T) {
 func TestRegistrationRacingRemovalCreatesANewNode(t *testing.T) {
 	ctx := ctxT(t)
 	f, _ := newFlakyFleet(t)
-	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(1)}); err != nil {
+	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: fleettest.GPUs(1)}); err != nil {
 		t.Fatal(err)
 	}
 	old := f.get("n1")
 	old.mu.Lock()
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: gpus(2)})
+		_, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: fleettest.GPUs(2)})
 		done <- err
 	}()
 	// Wait until the registration has found the node and waits for its lock.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/providertest"
+	"github.com/navarch/navarch/internal/fleettest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -82,7 +83,7 @@ func TestTotalsStayRight(t *testing.T) {
 		register(t, f, id, 2)
 	}
 	check("registered")
-	if _, err := f.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "a", GpuCount: 2, Metrics: []*fleetv1.GpuMetrics{cleanMetrics(0), cleanMetrics(1)}}); err != nil {
+	if _, err := f.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "a", GpuCount: 2, Metrics: []*fleetv1.GpuMetrics{fleettest.CleanMetrics(0), fleettest.CleanMetrics(1)}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := xid(t, f, "b", 1, 79); err != nil {

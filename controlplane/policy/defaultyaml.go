@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/navarch/navarch/internal/display"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -37,7 +37,7 @@ func DefaultYAML() []byte {
 		fmt.Fprintf(&b, "    health: %s\n", healthName(c.rule.Health))
 		fmt.Fprintf(&b, "    remedy: %s\n", remedyName(c.rule.Remedy))
 		if r := c.rule.Repeat; r != nil {
-			fields := []string{fmt.Sprintf("count: %d", r.Count), "window: " + shortDuration(r.Window)}
+			fields := []string{fmt.Sprintf("count: %d", r.Count), "window: " + display.Duration(r.Window)}
 			if r.Health != fleetv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED {
 				fields = append(fields, "health: "+healthName(r.Health))
 			}
@@ -62,15 +62,3 @@ func healthName(h fleetv1.HealthStatus) string {
 }
 
 func remedyName(r fleetv1.Remedy) string { return strings.TrimPrefix(r.String(), "REMEDY_") }
-
-// shortDuration writes d the way a policy file would: 10m, 24h, 1h30m.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}

@@ -85,23 +85,3 @@ func TestPrintedDefaultIsTheDefault(t *testing.T) {
 		t.Fatalf("the printed default policy differs from the built-in one:\n%+v\n%+v", p, want)
 	}
 }
-
-func TestShortDuration(t *testing.T) {
-	tests := []struct {
-		name string
-		in   time.Duration
-		want string
-	}{
-		{"minutes", 10 * time.Minute, "10m"},
-		{"hours", 24 * time.Hour, "24h"},
-		{"hours-and-minutes", 90 * time.Minute, "1h30m"},
-		{"seconds", 90 * time.Second, "1m30s"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := shortDuration(tt.in); got != tt.want {
-				t.Fatalf("shortDuration(%s) = %q, want %q", tt.in, got, tt.want)
-			}
-		})
-	}
-}

@@ -108,6 +108,7 @@ func TestText(t *testing.T) {
 		{"duration-week", Duration(7 * 24 * time.Hour), "168h"},
 		{"duration-minutes", Duration(10 * time.Minute), "10m"},
 		{"duration-mixed", Duration(90 * time.Second), "1m30s"},
+		{"duration-hours-and-minutes", Duration(90 * time.Minute), "1h30m"},
 		{"duration-seconds", Duration(time.Second), "1s"},
 	}
 	for _, tt := range tests {
