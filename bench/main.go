@@ -3,7 +3,7 @@
 // loopback at production intervals (heartbeat 10 s, health report 30 s),
 // measures what docs/performance.md reports, and prints one table.
 //
-//	go run ./bench --bin bin --sizes 1000,10000,100000
+//	go run ./bench --bin bin --plan 1000,10000,100000
 package main
 
 import (
