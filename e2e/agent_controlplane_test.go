@@ -17,6 +17,7 @@ import (
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -85,15 +86,10 @@ func (f *fleet) node(id string) *controlplanev1.GetNodeResponse {
 	return resp
 }
 
+// waitFor gives real agent processes time on a busy machine.
 func (f *fleet) waitFor(what string, cond func() bool) {
 	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.EventuallyWithin(f.t, 30*time.Second, what, cond)
 }
 
 func TestXID79CordonsXID13IsRecorded(t *testing.T) {

@@ -149,13 +149,7 @@ func TestJobsAreRealProcesses(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(procs()) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("signalled job still listed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.EventuallyWithin(t, 5*time.Second, "the signalled job gone from the GPU's processes", func() bool { return len(procs()) == 0 })
 	clock.Advance(30 * time.Second)
 	if u, _ := d.GetUtilizationRates(); u.Gpu > 10 {
 		t.Fatalf("GPU without a job at %d%%", u.Gpu)
