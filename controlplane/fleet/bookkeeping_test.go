@@ -134,6 +134,9 @@ func TestFailedAutoCordonLeavesTheBreakerAsItWas(t *testing.T) {
 func TestFailedTerminationKeepsLiveData(t *testing.T) {
 	f, fs := newFlakyFleet(t)
 	register(t, f, "n1", 1)
+	if _, err := f.Terminate(ctxT(t), "n1", "", true, 0); err != nil {
+		t.Fatal(err)
+	}
 	ns := f.get("n1")
 	ns.live.mu.Lock()
 	ns.live.samples = []sample{{util: 50}}

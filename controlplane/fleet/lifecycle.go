@@ -83,7 +83,17 @@ func allowed(n *fleetv1.Node, act action) bool {
 	return ok
 }
 
-// setLifecycle moves n to l and says why.
+// move applies act to n through the table: when the state changes it sets
+// the new one and says why; a refused action changes nothing.
+func move(n *fleetv1.Node, act action, reason string, now time.Time) error {
+	to, err := next(n, act)
+	if err == nil && to != n.GetLifecycle() {
+		setLifecycle(n, to, reason, now)
+	}
+	return err
+}
+
+// setLifecycle moves n to l and says why. Callers find l in the table.
 func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason string, now time.Time) {
 	n.Lifecycle = l
 	n.LifecycleReason = reason
@@ -97,7 +107,9 @@ func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason string, now 
 // since no agent is left to carry them out, and its live metrics are
 // dropped once the change is saved. The caller holds ns.mu.
 func markTerminated(ns *nodeState, n *fleetv1.Node, c *change, reason string, now time.Time) {
-	setLifecycle(n, terminated, reason, now)
+	if move(n, actStopped, reason, now) != nil {
+		return
+	}
 	n.Drain = nil
 	cancelOpen(ns, c, anyCommand, reason, now)
 	ns.book.terminateQueued = time.Time{}

@@ -255,9 +255,9 @@ func commandFinished(ns *nodeState, n *fleetv1.Node, c *change, cmd *fleetv1.Com
 	}
 	switch cmd.GetType() {
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
-		if to, err := next(n, actDrainEnded); err == nil {
-			setLifecycle(n, to, "drained: "+display.FirstLine(cmd.GetMessage()), now)
-		}
+		// A drain that finished after an uncordon or a terminate changes
+		// nothing: the table refuses it.
+		_ = move(n, actDrainEnded, "drained: "+display.FirstLine(cmd.GetMessage()), now)
 	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
 		if allowed(n, actStopped) && n.GetProvider() == "" {
 			markTerminated(ns, n, c, "terminated: agent stopped", now)

@@ -91,7 +91,7 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst provider.
 			InstanceId:         inst.InstanceID,
 		}
 		if reason, failed := f.takeEarlyFailure(inst.NodeID); failed {
-			setLifecycle(n, provisionFailed, reason, now)
+			_ = move(n, actProvisionFailed, reason, now)
 		}
 		if err := f.commit(ctx, ns, &change{node: n, insert: cur == nil}); err != nil {
 			return err
@@ -122,10 +122,7 @@ func (f *Fleet) provisionFailed(nodeID, reason string) bool {
 	f.mu.Unlock()
 	failed := false
 	_, err := f.operate(context.Background(), nodeID, func(_ *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
-		if n.GetLifecycle() == provisioning {
-			setLifecycle(n, provisionFailed, reason, now)
-			failed = true
-		}
+		failed = move(n, actProvisionFailed, reason, now) == nil
 		return nil
 	})
 	if err != nil {
@@ -162,10 +159,9 @@ func (f *Fleet) provisionTimedOut(ctx context.Context, n *fleetv1.Node) {
 	}
 	failed := false
 	_, err := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
-		if n.GetLifecycle() != provisioning {
+		if move(n, actProvisionFailed, reason+"; "+stoppingInstance+n.GetInstanceId(), now) != nil {
 			return nil // the agent registered meanwhile, or a pass got there first
 		}
-		setLifecycle(n, provisionFailed, reason+"; "+stoppingInstance+n.GetInstanceId(), now)
 		ns.book.unprovision, failed = true, true
 		return nil
 	})

@@ -226,7 +226,7 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 		}
 		return
 	}
-	setLifecycle(n, cordoned, "auto-cordon: "+n.GetHealthCause(), now)
+	_ = move(n, actAutoCordon, "auto-cordon: "+n.GetHealthCause(), now)
 	n.CordonedByPolicy = true
 	c.autoCordonedAt = now
 	if cmd, err := f.newCommand(ctx, n.GetNodeId(), fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), "policy", now); err == nil {
