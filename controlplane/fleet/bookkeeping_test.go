@@ -15,8 +15,8 @@ import (
 )
 
 // TestBookkeepingCloneIsDeep fills every field of a node's bookkeeping,
-// clones it, changes the original through every map and slice, and checks
-// the clone kept what it had. A field added to bookkeeping that this test
+// clones it, changes the original through every map and slice the way
+// changes do, and checks the clone kept what it had. A field added to bookkeeping that this test
 // cannot fill fails it, so clone is taught about the field too.
 func TestBookkeepingCloneIsDeep(t *testing.T) {
 	now := time.Now()
@@ -51,8 +51,10 @@ func TestBookkeepingCloneIsDeep(t *testing.T) {
 	if !reflect.DeepEqual(c, b) {
 		t.Fatalf("clone differs:\n got %+v\nwant %+v", c, b)
 	}
+	// Changed the way changes change it: counts through countRepeat.
+	counted := map[uint32]bool{}
 	for range 20 {
-		pol.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13}, b.repeats[0], now)
+		pol.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13}, countRepeat(&nodeState{book: b}, 0, counted), now)
 	}
 	b.open[0] = &fleetv1.Command{Id: "cmd-2"}
 	b.redelivered["cmd-1"] = 5

@@ -48,13 +48,16 @@ type nodeState struct {
 
 // bookkeeping is the per-node state, beside the durable node, that a change
 // may edit before it is saved. It is one value so that a failed save can
-// put all of it back: clone must copy every field deeply, which
-// TestBookkeepingCloneIsDeep checks field by field.
+// put all of it back: clone copies every field, and every map and slice,
+// which TestBookkeepingCloneIsDeep checks field by field. What the maps
+// and slices point to is never changed in place (a change stores a changed
+// copy instead), so a clone costs a few pointers, not the counts.
 type bookkeeping struct {
 	// repeats count recent events per GPU index for the policy's repeat
-	// rules.
+	// rules. A Repeats stored here is not changed again: see countRepeat.
 	repeats map[uint32]*policy.Repeats
-	// open holds the node's unfinished commands, oldest first.
+	// open holds the node's unfinished commands, oldest first. A command
+	// stored here is not changed again: a change stores a changed copy.
 	open []*fleetv1.Command
 	// redelivered counts how often each open command was handed out again
 	// for want of an answer; nil until the first time.
@@ -71,10 +74,7 @@ type bookkeeping struct {
 
 func (b *bookkeeping) clone() bookkeeping {
 	c := *b
-	c.repeats = make(map[uint32]*policy.Repeats, len(b.repeats))
-	for k, r := range b.repeats {
-		c.repeats[k] = r.Clone()
-	}
+	c.repeats = maps.Clone(b.repeats)
 	c.open = slices.Clone(b.open)
 	c.redelivered = maps.Clone(b.redelivered)
 	return c

@@ -51,6 +51,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 				eventGPU[g.GetIndex()] = g
 			}
 		}
+		counted := map[uint32]bool{}
 		for _, e := range req.GetEvents() {
 			ev := proto.CloneOf(e)
 			ev.Id = ""
@@ -61,12 +62,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 				if ev.GetGpuUuid() == "" {
 					ev.GpuUuid = g.GetUuid()
 				}
-				rep := ns.book.repeats[g.GetIndex()]
-				if rep == nil {
-					rep = &policy.Repeats{}
-					ns.book.repeats[g.GetIndex()] = rep
-				}
-				f.policy.Judge(g, ev, rep, now)
+				f.policy.Judge(g, ev, countRepeat(ns, g.GetIndex(), counted), now)
 			} else {
 				f.policy.Judge(&fleetv1.Gpu{}, ev, nil, now)
 			}
@@ -240,4 +236,19 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 func (f *Fleet) activeFleetSize() int {
 	s := f.summary()
 	return int(s.GetNodes() - s.GetTerminated() - s.GetProvisionFailed())
+}
+
+// countRepeat returns the GPU's repeat counts for the policy to count an
+// event in. The first time in a change it stores a copy in the node's
+// bookkeeping and hands that out, so the counts a failed change would put
+// back are never touched. The caller holds ns.mu.
+func countRepeat(ns *nodeState, idx uint32, counted map[uint32]bool) *policy.Repeats {
+	if !counted[idx] {
+		if ns.book.repeats == nil {
+			ns.book.repeats = make(map[uint32]*policy.Repeats)
+		}
+		ns.book.repeats[idx] = ns.book.repeats[idx].Clone()
+		counted[idx] = true
+	}
+	return ns.book.repeats[idx]
 }
