@@ -54,7 +54,8 @@ type nodeState struct {
 // copy instead), so a clone costs a few pointers, not the counts.
 type bookkeeping struct {
 	// repeats count recent events per GPU index for the policy's repeat
-	// rules. A Repeats stored here is not changed again: see countRepeat.
+	// rules, nil until the first; a Repeats stored here is not changed
+	// again: see countRepeat.
 	repeats map[uint32]*policy.Repeats
 	// open holds the node's unfinished commands, oldest first. A command
 	// stored here is not changed again: a change stores a changed copy.
@@ -94,7 +95,6 @@ type live struct {
 
 func newNodeState(n *fleetv1.Node) *nodeState {
 	ns := &nodeState{
-		book: bookkeeping{repeats: make(map[uint32]*policy.Repeats)},
 		wake: make(chan struct{}),
 	}
 	ns.node.Store(n)

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/navarch/navarch/controlplane/policy"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -79,7 +78,7 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 			Lifecycle: unset,
 			Health:    fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
 		}
-		ns.book.repeats = make(map[uint32]*policy.Repeats)
+		ns.book.repeats = nil
 	} else {
 		n = proto.CloneOf(cur)
 	}
