@@ -46,7 +46,8 @@ type Options struct {
 	// for the ones the configuration enables.
 	Providers []provider.Provider
 	// Store holds the fleet's durable state; nil opens the embedded Badger
-	// store in Config.DataDir. The server closes it when it stops.
+	// store in Config.DataDir. Once New is called the server owns it: it
+	// closes it when it stops, or at once if New fails.
 	Store store.Store
 }
 
@@ -63,7 +64,14 @@ type Server struct {
 
 // New opens the store, loads the policy and the fleet, and builds the gRPC
 // server. Serve starts it.
-func New(ctx context.Context, o Options) (*Server, error) {
+func New(ctx context.Context, o Options) (s *Server, err error) {
+	if o.Store != nil {
+		defer func() {
+			if err != nil {
+				_ = o.Store.Close()
+			}
+		}()
+	}
 	if err := o.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -105,10 +113,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Providers: providers,
 	})
 	if err != nil {
-		_ = st.Close()
+		if o.Store == nil {
+			_ = st.Close()
+		}
 		return nil, err
 	}
-	s := &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers}
+	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers}
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.logUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream),

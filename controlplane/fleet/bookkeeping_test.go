@@ -16,18 +16,22 @@ import (
 
 // TestBookkeepingCloneIsDeep fills every field of a node's bookkeeping,
 // clones it, changes the original through every map and slice the way
-// changes do, and checks the clone kept what it had. A field added to bookkeeping that this test
-// cannot fill fails it, so clone is taught about the field too.
+// changes can, and checks the clone kept what it had. A field added to
+// bookkeeping that this test cannot fill fails it, so clone is taught
+// about the field too.
 func TestBookkeepingCloneIsDeep(t *testing.T) {
 	now := time.Now()
+	pol := policy.Default()
+	g := &fleetv1.Gpu{Health: fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY}
+	xid13 := func(r *policy.Repeats) {
+		pol.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13}, r, now)
+	}
 	b := bookkeeping{}
 	v := reflect.ValueOf(&b).Elem()
 	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		switch f.Name {
+		switch f := v.Type().Field(i); f.Name {
 		case "repeats":
-			r := &policy.Repeats{}
-			b.repeats = map[uint32]*policy.Repeats{0: r}
+			xid13(b.repeats.count(0))
 		case "open":
 			b.open = []*fleetv1.Command{{Id: "cmd-1"}}
 		case "redelivered":
@@ -42,28 +46,33 @@ func TestBookkeepingCloneIsDeep(t *testing.T) {
 			t.Fatalf("bookkeeping.%s is new: fill it here and make sure clone copies it deeply", f.Name)
 		}
 	}
-	// Count an event in the original's repeats so the clone has state to keep.
-	pol := policy.Default()
-	g := &fleetv1.Gpu{Health: fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY}
-	pol.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13}, b.repeats[0], now)
+	before := b.repeats.byGPU[0].Clone()
 
 	c := b.clone()
-	if !reflect.DeepEqual(c, b) {
+	if !reflect.DeepEqual(c.open, b.open) || !reflect.DeepEqual(c.redelivered, b.redelivered) ||
+		!reflect.DeepEqual(c.repeats.byGPU, b.repeats.byGPU) || c.stopping != b.stopping ||
+		c.unprovision != b.unprovision || !c.terminateQueued.Equal(b.terminateQueued) {
 		t.Fatalf("clone differs:\n got %+v\nwant %+v", c, b)
 	}
-	// Changed the way changes change it: counts through countRepeat.
-	counted := map[uint32]bool{}
 	for range 20 {
-		pol.Judge(g, &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13}, countRepeat(&nodeState{book: b}, 0, counted), now)
+		xid13(b.repeats.count(0))
 	}
+	xid13(b.repeats.count(1))
+	b.repeats.forget(0)
 	b.open[0] = &fleetv1.Command{Id: "cmd-2"}
 	b.redelivered["cmd-1"] = 5
-	b.repeats[1] = &policy.Repeats{}
-	if c.open[0].GetId() != "cmd-1" || c.redelivered["cmd-1"] != 1 || len(c.repeats) != 1 {
+	if c.open[0].GetId() != "cmd-1" || c.redelivered["cmd-1"] != 1 || len(c.repeats.byGPU) != 1 {
 		t.Fatalf("the clone shares state with the original: %+v", c)
 	}
-	if reflect.DeepEqual(c.repeats[0], b.repeats[0]) {
-		t.Fatal("the clone's repeat counts follow the original's")
+	if !reflect.DeepEqual(c.repeats.byGPU[0], before) {
+		t.Fatal("the clone's repeat counts followed the original's")
+	}
+	// The clone, put back, counts without touching the counts it started
+	// with in anything cloned from it.
+	again := c.clone()
+	xid13(c.repeats.count(0))
+	if !reflect.DeepEqual(again.repeats.byGPU[0], before) {
+		t.Fatal("counting after a second clone changed the first one's counts")
 	}
 }
 

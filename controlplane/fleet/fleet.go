@@ -90,6 +90,7 @@ type Fleet struct {
 	log       *slog.Logger
 	hub       *watch.Hub
 	ids       *counter
+	revs      *counter
 	breaker   *breaker
 	providers *provider.Registry
 	started   time.Time
@@ -176,6 +177,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		firstRev = ceiling + counterBlock
 	}
 	revs := newCounter("revision", firstRev, o.Store)
+	f.revs = revs
 	if _, err := revs.next(ctx); err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)
 	}
@@ -300,10 +302,11 @@ func (v hubView) Entries() []watch.Entry {
 	return out
 }
 
-// Totals is the fleet's totals and the breaker's status.
-func (v hubView) Totals() (*fleetv1.FleetSummary, *fleetv1.BreakerStatus) {
-	return v.f.summary(), v.f.breaker.status(v.f.clock.Now())
-}
+// Summary is the fleet's totals.
+func (v hubView) Summary() *fleetv1.FleetSummary { return v.f.summary() }
+
+// Breaker is the auto-cordon breaker's status.
+func (v hubView) Breaker() *fleetv1.BreakerStatus { return v.f.breaker.status(v.f.clock.Now()) }
 
 // summary returns the fleet's totals.
 func (f *Fleet) summary() *fleetv1.FleetSummary {

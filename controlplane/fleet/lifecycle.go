@@ -23,6 +23,7 @@ const (
 	actDrainEnded      action = "marked drained"
 	actStopped         action = "marked terminated"
 	actProvisionFailed action = "marked failed"
+	actProvision       action = "provisioned again"
 )
 
 // Lifecycle states, short.
@@ -62,6 +63,9 @@ var transitions = map[action]map[fleetv1.LifecycleState]fleetv1.LifecycleState{
 		unset: active, provisioning: active, provisionFailed: active, terminated: active,
 		active: active, cordoned: cordoned, draining: draining, drained: drained, terminating: terminating,
 	},
+	// A provider's new node takes the place of none, or of a node that is
+	// gone; its id in use by another is AlreadyExists (see provisioned).
+	actProvision:       {unset: provisioning, terminated: provisioning, provisionFailed: provisioning},
 	actDrainEnded:      {draining: drained},
 	actStopped:         {terminating: terminated},
 	actProvisionFailed: {provisioning: provisionFailed},

@@ -53,10 +53,8 @@ type nodeState struct {
 // and slices point to is never changed in place (a change stores a changed
 // copy instead), so a clone costs a few pointers, not the counts.
 type bookkeeping struct {
-	// repeats count recent events per GPU index for the policy's repeat
-	// rules, nil until the first; a Repeats stored here is not changed
-	// again: see countRepeat.
-	repeats map[uint32]*policy.Repeats
+	// repeats count recent events per GPU for the policy's repeat rules.
+	repeats repeatCounts
 	// open holds the node's unfinished commands, oldest first. A command
 	// stored here is not changed again: a change stores a changed copy.
 	open []*fleetv1.Command
@@ -73,12 +71,53 @@ type bookkeeping struct {
 	terminateQueued time.Time
 }
 
+// clone returns a copy to put back if the change fails. The repeat counts
+// are shared until b counts in them again (see repeatCounts), so a plain
+// report copies a few pointers, not the counts.
 func (b *bookkeeping) clone() bookkeeping {
 	c := *b
-	c.repeats = maps.Clone(b.repeats)
+	c.repeats = b.repeats.share()
 	c.open = slices.Clone(b.open)
 	c.redelivered = maps.Clone(b.redelivered)
 	return c
+}
+
+// repeatCounts are a node's repeat counts by GPU index. The counts are
+// reached only through count, which copies a GPU's counts the first time
+// it counts in them after share: a copy share handed out before a change
+// keeps exactly what it had, whatever the change counts.
+type repeatCounts struct {
+	byGPU map[uint32]*policy.Repeats
+	// own marks the counts no copy shares.
+	own map[uint32]bool
+}
+
+// count returns GPU idx's counts for the policy to count an event in.
+func (r *repeatCounts) count(idx uint32) *policy.Repeats {
+	if !r.own[idx] {
+		if r.byGPU == nil {
+			r.byGPU = make(map[uint32]*policy.Repeats)
+		}
+		if r.own == nil {
+			r.own = make(map[uint32]bool)
+		}
+		r.byGPU[idx] = r.byGPU[idx].Clone()
+		r.own[idx] = true
+	}
+	return r.byGPU[idx]
+}
+
+// forget drops GPU idx's counts, as when the GPU was replaced.
+func (r *repeatCounts) forget(idx uint32) {
+	delete(r.byGPU, idx)
+	delete(r.own, idx)
+}
+
+// share returns a copy that shares r's counts; from now on neither
+// changes a count the other holds.
+func (r *repeatCounts) share() repeatCounts {
+	r.own = nil
+	return repeatCounts{byGPU: maps.Clone(r.byGPU)}
 }
 
 // live is a node's heartbeat data, kept compact: a hundred thousand nodes

@@ -73,22 +73,20 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst provider.
 			out = ns.view()
 			return nil
 		}
-		if cur != nil {
-			switch cur.GetLifecycle() {
-			case terminated, provisionFailed:
-			default:
-				return status.Errorf(codes.AlreadyExists, "provider %s returned node id %q, which is in use", provider, inst.NodeID)
-			}
+		if cur != nil && !allowed(cur, actProvision) {
+			return status.Errorf(codes.AlreadyExists, "provider %s returned node id %q, which is in use", provider, inst.NodeID)
 		}
+		// A new record, in place of a terminated or failed one.
 		n := &fleetv1.Node{
-			NodeId:             inst.NodeID,
-			Labels:             maps.Clone(labels),
-			Lifecycle:          provisioning,
-			LifecycleReason:    "provisioning through " + provider,
-			LifecycleChangedAt: ts(now),
-			Health:             fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
-			Provider:           provider,
-			InstanceId:         inst.InstanceID,
+			NodeId:     inst.NodeID,
+			Labels:     maps.Clone(labels),
+			Lifecycle:  cur.GetLifecycle(),
+			Health:     fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
+			Provider:   provider,
+			InstanceId: inst.InstanceID,
+		}
+		if err := move(n, actProvision, "provisioning through "+provider, now); err != nil {
+			return err
 		}
 		if reason, failed := f.takeEarlyFailure(inst.NodeID); failed {
 			_ = move(n, actProvisionFailed, reason, now)

@@ -78,7 +78,7 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 			Lifecycle: unset,
 			Health:    fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
 		}
-		ns.book.repeats = nil
+		ns.book.repeats = repeatCounts{}
 	} else {
 		n = proto.CloneOf(cur)
 	}
@@ -192,7 +192,7 @@ func (f *Fleet) missingGPUs(ns *nodeState, missing, added, present []*fleetv1.Gp
 	var kept []*fleetv1.Gpu
 	for _, g := range missing {
 		if nw := inv.replaced[g]; nw != nil {
-			delete(ns.book.repeats, nw.GetIndex())
+			ns.book.repeats.forget(nw.GetIndex())
 			ev := &fleetv1.HealthEvent{
 				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED,
 				GpuIndex: int32(nw.GetIndex()),

@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/health"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -51,7 +50,6 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 				eventGPU[g.GetIndex()] = g
 			}
 		}
-		counted := map[uint32]bool{}
 		for _, e := range req.GetEvents() {
 			ev := proto.CloneOf(e)
 			ev.Id = ""
@@ -62,7 +60,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 				if ev.GetGpuUuid() == "" {
 					ev.GpuUuid = g.GetUuid()
 				}
-				f.policy.Judge(g, ev, countRepeat(ns, g.GetIndex(), counted), now)
+				f.policy.Judge(g, ev, ns.book.repeats.count(g.GetIndex()), now)
 			} else {
 				f.policy.Judge(&fleetv1.Gpu{}, ev, nil, now)
 			}
@@ -236,19 +234,4 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 func (f *Fleet) activeFleetSize() int {
 	s := f.summary()
 	return int(s.GetNodes() - s.GetTerminated() - s.GetProvisionFailed())
-}
-
-// countRepeat returns the GPU's repeat counts for the policy to count an
-// event in. The first time in a change it stores a copy in the node's
-// bookkeeping and hands that out, so the counts a failed change would put
-// back are never touched. The caller holds ns.mu.
-func countRepeat(ns *nodeState, idx uint32, counted map[uint32]bool) *policy.Repeats {
-	if !counted[idx] {
-		if ns.book.repeats == nil {
-			ns.book.repeats = make(map[uint32]*policy.Repeats)
-		}
-		ns.book.repeats[idx] = ns.book.repeats[idx].Clone()
-		counted[idx] = true
-	}
-	return ns.book.repeats[idx]
 }

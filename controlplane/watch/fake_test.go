@@ -64,6 +64,10 @@ type fakeFleet struct {
 
 	mu      sync.Mutex
 	breaker *fleetv1.BreakerStatus
+	// joined counts nodes added after the start, for Summary.
+	joined int
+	// onBreaker, when set, runs each time the hub reads the breaker.
+	onBreaker func()
 }
 
 func newFakeFleet(ids ...string) *fakeFleet {
@@ -93,10 +97,21 @@ func (f *fakeFleet) Entries() []Entry {
 	return out
 }
 
-func (f *fakeFleet) Totals() (*fleetv1.FleetSummary, *fleetv1.BreakerStatus) {
+func (f *fakeFleet) Summary() *fleetv1.FleetSummary {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &fleetv1.FleetSummary{Nodes: uint32(len(f.nodes))}, f.breaker
+	return &fleetv1.FleetSummary{Nodes: uint32(len(f.nodes) + f.joined)}
+}
+
+func (f *fakeFleet) Breaker() *fleetv1.BreakerStatus {
+	f.mu.Lock()
+	hook := f.onBreaker
+	b := f.breaker
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return b
 }
 
 func (f *fakeFleet) setBreaker(b *fleetv1.BreakerStatus) {

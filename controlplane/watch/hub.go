@@ -55,9 +55,12 @@ type Fleet interface {
 	// its lock held, so no change is published meanwhile and the entries
 	// are exactly the state at the hub's revision.
 	Entries() []Entry
-	// Totals returns the fleet's totals and the auto-cordon breaker's
-	// status.
-	Totals() (*fleetv1.FleetSummary, *fleetv1.BreakerStatus)
+	// Summary returns the fleet's totals. The hub calls it without its
+	// lock.
+	Summary() *fleetv1.FleetSummary
+	// Breaker returns the auto-cordon breaker's status, which also changes
+	// with time alone.
+	Breaker() *fleetv1.BreakerStatus
 }
 
 // Options configures New.
@@ -276,12 +279,18 @@ func (h *Hub) Flush() {
 
 	// The breaker changes with time alone (its window moves on), so its
 	// status is compared with the last one sent.
-	summary, breaker := h.fleet.Totals()
+	breaker := h.fleet.Breaker()
 	h.mu.Lock()
 	sendTotals := h.dirty || !proto.Equal(breaker, h.sentBreaker)
 	h.dirty = false
 	h.sentBreaker = breaker
 	h.mu.Unlock()
+	// Read after dirty is cleared: a change published meanwhile marks it
+	// again, so the next flush sends totals that include it.
+	var summary *fleetv1.FleetSummary
+	if sendTotals {
+		summary = h.fleet.Summary()
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -198,6 +198,36 @@ func TestFlushTotals(t *testing.T) {
 	}
 }
 
+// TestTotalsOfAChangeDuringAFlushAreSent: a change published while a
+// flush is deciding whether to send totals reaches watchers in totals that
+// include it, by that flush or the next, never in totals that do not.
+func TestTotalsOfAChangeDuringAFlushAreSent(t *testing.T) {
+	f := newFakeFleet("a")
+	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
+	w, _, _ := h.subscribe(0)
+	defer h.unsubscribe(w)
+	h.Flush()
+	drain(h, w)
+	f.onBreaker = func() {
+		f.onBreaker = nil
+		f.mu.Lock()
+		f.joined++
+		f.mu.Unlock()
+		upsert(h, &fleetv1.Node{NodeId: "b"})
+	}
+	h.Flush()
+	h.Flush()
+	var last *controlplanev1.FleetTotals
+	for _, m := range drain(h, w) {
+		if m.GetTotals() != nil {
+			last = m.GetTotals()
+		}
+	}
+	if last.GetSummary().GetNodes() != 2 {
+		t.Fatalf("the last totals sent count %d nodes, want 2: %v", last.GetSummary().GetNodes(), last)
+	}
+}
+
 // TestRunFlushesEachSecond: Run flushes on its clock's ticker.
 func TestRunFlushesEachSecond(t *testing.T) {
 	clock := clockwork.NewFakeClock()

@@ -233,7 +233,7 @@ func (h *Hub) sendStart(send func(*controlplanev1.WatchFleetResponse) error, st 
 		}
 		if end == total {
 			snap.Complete = true
-			snap.Summary, snap.Breaker = h.fleet.Totals()
+			snap.Summary, snap.Breaker = h.fleet.Summary(), h.fleet.Breaker()
 			snap.RecentEvents = st.events
 		}
 		if err := send(&controlplanev1.WatchFleetResponse{Revision: st.rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: snap}}); err != nil {
