@@ -7,7 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+
+	"github.com/navarch/navarch/controlplane/api"
+	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/store"
 	badgerstore "github.com/navarch/navarch/store/badger"
 	"google.golang.org/grpc"
@@ -71,4 +76,38 @@ func TestNewOwnsTheStoreItIsGiven(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFleetStatusCarriesTheLimits: clients read the bounds and defaults
+// of operator requests from GetFleetStatus rather than knowing them.
+func TestFleetStatusCarriesTheLimits(t *testing.T) {
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	s, err := New(context.Background(), Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	svc := &grpcCapture{}
+	api.RegisterControlPlaneService(svc, s.Fleet(), nil)
+	resp, err := svc.ops.GetFleetStatus(context.Background(), &controlplanev1.GetFleetStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := resp.GetLimits()
+	if l.GetMaxDrainDeadline().AsDuration() != api.MaxDrainDeadline || l.GetDefaultDrainDeadline().AsDuration() != fleet.DefaultDrainDeadline ||
+		l.GetDefaultTerminateDrainTimeout().AsDuration() != fleet.DefaultTerminateDrain || l.GetMinTerminateDrainTimeout().AsDuration() != time.Second ||
+		l.GetMaxProvisionCount() != api.MaxProvision || l.GetMaxReasonBytes() != api.MaxReasonLen || l.GetMaxGpusPerNode() != api.MaxGPUs {
+		t.Fatalf("limits %v", l)
+	}
+}
+
+// grpcCapture registers a service and keeps it, to call it without a
+// network.
+type grpcCapture struct {
+	ops controlplanev1.ControlPlaneServiceServer
+}
+
+func (g *grpcCapture) RegisterService(_ *grpc.ServiceDesc, impl any) {
+	g.ops = impl.(controlplanev1.ControlPlaneServiceServer)
 }

@@ -57,6 +57,7 @@ func (s *operatorService) GetFleetStatus(context.Context, *controlplanev1.GetFle
 		DefaultTerminateDrainTimeout: durationpb.New(fleet.DefaultTerminateDrain),
 		MaxProvisionCount:            MaxProvision,
 		MaxReasonBytes:               MaxReasonLen,
+		MaxGpusPerNode:               MaxGPUs,
 	}
 	return resp, nil
 }
