@@ -13,6 +13,9 @@ import (
 
 // conditionsHeader opens the conditions section of the printed default
 // policy.
+// conditionsNote starts default.yaml's closing note.
+const conditionsNote = "# Signals other than XIDs: their default rules"
+
 const conditionsHeader = `
 # Signals other than XIDs. The agent pushes an event when a condition starts;
 # level conditions (marked *) are also re-checked on every health snapshot and
@@ -25,7 +28,11 @@ conditions:
 // want a file to start from.
 func DefaultYAML() []byte {
 	var b bytes.Buffer
-	b.Write(defaultYAML)
+	// The file's closing note tells its readers where the conditions are;
+	// the printed policy has them, under their own header.
+	body, _, _ := bytes.Cut(defaultYAML, []byte(conditionsNote))
+	b.Write(bytes.TrimRight(body, "\n"))
+	b.WriteString("\n")
 	b.WriteString(conditionsHeader)
 	for _, c := range conditions {
 		mark := ""

@@ -21,7 +21,7 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 	}
 	end, err := s.begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("apply: %w", err)
 	}
 	defer end()
 	// Per-node event caps are enforced after the write, in their own
@@ -275,7 +275,7 @@ func (s *Store) SaveLastSeen(ctx context.Context, seen map[string]time.Time) err
 	}
 	end, err := s.begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("save last seen: %w", err)
 	}
 	defer end()
 	wb := s.db.NewWriteBatch()

@@ -106,9 +106,10 @@ func testEventsCappedPerNode(t *testing.T, open Opener) {
 // node's events and the fleet's, and the expired ones no longer count
 // towards the node's cap.
 func testEventsExpire(t *testing.T, open Opener) {
-	// Two seconds: a backend that expires on whole seconds keeps an event
-	// for at least one, long enough to see it before it goes.
-	s := newBackend(t, open, Limits{EventRetention: 2 * time.Second, EventsPerNode: 3}).start()
+	// Four seconds: a backend that expires on whole seconds keeps an event
+	// for at least three, long enough on a loaded machine to see it before
+	// it goes, and to see the next events counted before they go too.
+	s := newBackend(t, open, Limits{EventRetention: 4 * time.Second, EventsPerNode: 3}).start()
 	apply(t, s, store.Write{Events: []*fleetv1.HealthEvent{event(1, "n"), event(2, "n"), event(3, "n")}})
 	if got := events(t, s, store.EventQuery{NodeID: "n"}); len(got) != 3 {
 		t.Fatalf("events right after writing: %v", got)
