@@ -31,7 +31,7 @@ func Providers(cfg Config, addr string, log *slog.Logger) []provider.Provider {
 		}
 		p, err := b.build()
 		if err != nil {
-			log.Warn("provider unavailable", "provider", b.name, "err", err)
+			log.Warn(b.name+" provider unavailable", "err", err)
 			continue
 		}
 		out = append(out, p)
