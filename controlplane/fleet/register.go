@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/controlplane/policy"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -30,10 +31,18 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 			// does not apply to the new one.
 			cancelOpen(ns, c, anyCommand, "node registered again after it was terminated", now)
 		}
-		n, err := f.registered(ns, cur, req, now, c)
+		reg, err := registration(f.policy, cur, req, now)
 		if err != nil {
 			return err
 		}
+		if reg.fresh {
+			ns.book.repeats = repeatCounts{}
+		}
+		for _, idx := range reg.replaced {
+			ns.book.repeats.forget(idx)
+		}
+		c.events = append(c.events, reg.events...)
+		n := reg.node
 		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
 		c.node = n
 		// An agent that registers again lost whatever it was doing: hand its
@@ -68,9 +77,31 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 	}, nil
 }
 
-// registered builds the node's state after a registration.
-func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.RegisterNodeRequest, now time.Time, c *change) (*fleetv1.Node, error) {
+// registered is what a registration makes of a node.
+type registered struct {
+	// node is the node's new state.
+	node *fleetv1.Node
+	// events tell what the registration found: GPUs lost, found again,
+	// replaced, faults a reboot cleared.
+	events []*fleetv1.HealthEvent
+	// fresh is set when the node starts afresh (new, or back after it was
+	// terminated): its repeat counts start again.
+	fresh bool
+	// replaced are the indexes of new GPUs that replaced missing ones:
+	// their slots' repeat counts are the old GPUs' and go.
+	replaced []uint32
+}
+
+// registration works out a node's state after a registration, from its
+// state before (nil for a new node) and the request. It changes neither:
+// what it decides is in the result.
+func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNodeRequest, now time.Time) (registered, error) {
+	var cur *fleetv1.Node
+	if prev != nil {
+		cur = proto.CloneOf(prev)
+	}
 	fresh := cur == nil || cur.GetLifecycle() == terminated
+	out := registered{fresh: fresh}
 	var n *fleetv1.Node
 	if fresh {
 		n = &fleetv1.Node{
@@ -78,13 +109,12 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 			Lifecycle: unset,
 			Health:    fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
 		}
-		ns.book.repeats = repeatCounts{}
 	} else {
-		n = proto.CloneOf(cur)
+		n = cur
 	}
 	to, err := next(n, actRegister)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	if to != n.GetLifecycle() {
 		setLifecycle(n, to, "registered", now)
@@ -129,13 +159,13 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 		g.NvlinkCount = in.GetNvlinkCount()
 		var ev *fleetv1.HealthEvent
 		if rebooted {
-			ev = f.policy.ClearAfterReboot(g, now)
+			ev = pol.ClearAfterReboot(g, now)
 		} else {
 			// Back without a reboot: only the loss is over.
-			ev = f.policy.Found(g, now)
+			ev = pol.Found(g, now)
 		}
 		if ev != nil {
-			c.events = append(c.events, ev)
+			out.events = append(out.events, ev)
 		}
 		seen[g.GetUuid()] = true
 		gpus = append(gpus, g)
@@ -146,7 +176,7 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 			missing = append(missing, g)
 		}
 	}
-	gpus = append(gpus, f.missingGPUs(ns, missing, added, gpus, req, rebooted, now, c)...)
+	gpus = append(gpus, missingGPUs(pol, &out, missing, added, gpus, req, rebooted, now)...)
 	slices.SortFunc(gpus, func(a, b *fleetv1.Gpu) int {
 		if a.GetLost() != b.GetLost() {
 			if a.GetLost() {
@@ -158,7 +188,8 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 	})
 	n.Gpus = gpus
 	rollupNode(n)
-	return n, nil
+	out.node = n
+	return out, nil
 }
 
 // missingGPUs judges the GPUs the node had that are not in this
@@ -171,7 +202,7 @@ func (f *Fleet) registered(ns *nodeState, cur *fleetv1.Node, req *nodev1.Registe
 // not mend escalates like any other. A GPU NVML counts that does not
 // answer and that no placeholder stands for yet is lost too; on a first
 // registration nothing else would tell of it.
-func (f *Fleet) missingGPUs(ns *nodeState, missing, added, present []*fleetv1.Gpu, req *nodev1.RegisterNodeRequest, rebooted bool, now time.Time, c *change) []*fleetv1.Gpu {
+func missingGPUs(pol *policy.Policy, out *registered, missing, added, present []*fleetv1.Gpu, req *nodev1.RegisterNodeRequest, rebooted bool, now time.Time) []*fleetv1.Gpu {
 	inv := matchInventory(missing, added, req.GetUnansweredGpus())
 	lost := func(g *fleetv1.Gpu, msg string) {
 		ev := &fleetv1.HealthEvent{
@@ -183,16 +214,16 @@ func (f *Fleet) missingGPUs(ns *nodeState, missing, added, present []*fleetv1.Gp
 		}
 		if g.GetLost() {
 			// Still lost after a reboot: a remedy that failed.
-			f.policy.LostAgain(g, ev, now)
+			pol.LostAgain(g, ev, now)
 		} else {
-			f.policy.Judge(g, ev, nil, now)
+			pol.Judge(g, ev, nil, now)
 		}
-		c.events = append(c.events, ev)
+		out.events = append(out.events, ev)
 	}
 	var kept []*fleetv1.Gpu
 	for _, g := range missing {
 		if nw := inv.replaced[g]; nw != nil {
-			ns.book.repeats.forget(nw.GetIndex())
+			out.replaced = append(out.replaced, nw.GetIndex())
 			ev := &fleetv1.HealthEvent{
 				Kind:     fleetv1.EventKind_EVENT_KIND_GPU_RECOVERED,
 				GpuIndex: int32(nw.GetIndex()),
@@ -207,7 +238,7 @@ func (f *Fleet) missingGPUs(ns *nodeState, missing, added, present []*fleetv1.Gp
 				ev.Cause = "GPU answers again"
 				ev.Message = fmt.Sprintf("GPU %d answers again, as GPU %d %s", g.GetIndex(), nw.GetIndex(), nw.GetUuid())
 			}
-			c.events = append(c.events, ev)
+			out.events = append(out.events, ev)
 			continue
 		}
 		if u := inv.stands[g]; u != nil {
