@@ -78,7 +78,7 @@ func (v *eventsView) onKey(k tea.KeyPressMsg) {
 	case v.move(k):
 	case key.Matches(k, keys.Open):
 		if e := v.current(); e != nil {
-			v.d.send(openNodeMsg{id: e.GetNodeId()})
+			v.d.send(showViewMsg{name: nodeViewName, arg: e.GetNodeId()})
 		}
 	case key.Matches(k, keys.Filter):
 		v.d.send(openPromptMsg{prompt: newFilterPrompt(v.d, v.filter.text)})

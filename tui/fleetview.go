@@ -86,7 +86,7 @@ func (t *fleetView) onKey(k tea.KeyPressMsg) tea.Cmd {
 		}
 	case key.Matches(k, keys.Open):
 		if r := t.current(); r != nil {
-			t.d.send(openNodeMsg{id: r.id})
+			t.d.send(showViewMsg{name: nodeViewName, arg: r.id})
 		}
 	case key.Matches(k, keys.Filter):
 		t.d.send(openPromptMsg{prompt: newFilterPrompt(t.d, t.f.filter.text)})

@@ -210,11 +210,9 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 	case showHelpMsg:
 		m.overlay = newHelpOverlay(m.d, m.views[m.active])
 	case showViewMsg:
-		return m.show(msg.name)
+		return m.showView(msg)
 	case backMsg:
 		return m.show(m.back)
-	case openNodeMsg:
-		return tea.Batch(m.show(nodeViewName), m.views[nodeViewName].Update(msg))
 	case quitMsg:
 		m.quitting = true
 	case tea.KeyPressMsg:
@@ -223,6 +221,16 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 		return m.views[m.active].Update(msg)
 	}
 	return nil
+}
+
+// showView shows the view msg names and, when msg names what it opens on,
+// opens it there.
+func (m *Model) showView(msg showViewMsg) tea.Cmd {
+	cmd := m.show(msg.name)
+	if o, ok := m.views[msg.name].(opener); ok && msg.arg != "" {
+		return tea.Batch(cmd, o.open(msg.arg))
+	}
+	return cmd
 }
 
 // show makes the named view the active one; the one it replaces is told.

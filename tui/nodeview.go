@@ -16,12 +16,9 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-// nodeViewName is the node view's name; it is opened with openNodeMsg,
-// which names the node.
+// nodeViewName is the node view's name; showViewMsg opens it on the node
+// its arg names.
 const nodeViewName = "node"
-
-// openNodeMsg asks the root to show a node in the node view.
-type openNodeMsg struct{ id string }
 
 // nodeDetailMsg carries a GetNode answer.
 type nodeDetailMsg struct {
@@ -83,8 +80,6 @@ func (v *nodeView) Update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case tea.KeyPressMsg:
 		return v.onKey(msg)
-	case openNodeMsg:
-		return v.open(msg.id)
 	case hiddenMsg:
 		// Out of sight, the node is not followed.
 		v.id = ""
@@ -133,6 +128,7 @@ func (v *nodeView) FullHelp() [][]key.Binding {
 	}
 }
 
+// open shows the node id names, fetching it afresh.
 func (v *nodeView) open(id string) tea.Cmd {
 	v.id, v.resp, v.err, v.scrollPos, v.maxScroll, v.queued = id, nil, "", 0, 0, false
 	v.util, v.temp, v.live = map[uint32][]uint32{}, map[uint32][]uint32{}, map[uint32]*fleetv1.GpuSample{}

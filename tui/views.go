@@ -33,7 +33,8 @@ type viewSpec struct {
 	// aliases are other commands that show it.
 	aliases []string
 	// listed views get a number key and a command. A view that needs more
-	// than its name to open, such as a node, is opened from the others.
+	// than its name to open, such as a node, is opened from the others
+	// with showViewMsg's arg, and implements opener.
 	listed bool
 	// newView builds it.
 	newView func(d *deps) view
@@ -59,8 +60,19 @@ func listedViews() []viewSpec {
 	return out
 }
 
-// showViewMsg asks the root to show a view by name.
-type showViewMsg struct{ name string }
+// showViewMsg asks the root to show a view by name. arg, when not empty,
+// names what the view opens on (the node view: a node id); the root hands
+// it to the view's open.
+type showViewMsg struct{ name, arg string }
+
+// opener is a view that opens on something named, as the node view opens
+// on a node. The root knows no such view by name: any view that takes an
+// argument implements this, and is shown with showViewMsg.
+type opener interface {
+	view
+	// open shows what arg names; the view is the active one by then.
+	open(arg string) tea.Cmd
+}
 
 // backMsg asks the root to show the view that was shown before this one.
 type backMsg struct{}

@@ -3,10 +3,12 @@ package tui
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -440,5 +442,50 @@ func TestHelpIsTheActiveViews(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// probeView is a view that opens on an argument, registered as any new
+// view would be: in viewSpecs, and nowhere else.
+type probeView struct {
+	opened []string
+	hidden int
+}
+
+func (p *probeView) Update(msg tea.Msg) tea.Cmd {
+	if _, ok := msg.(hiddenMsg); ok {
+		p.hidden++
+	}
+	return nil
+}
+func (p *probeView) View() string              { return "probe on " + strings.Join(p.opened, ", ") }
+func (p *probeView) SetSize(int, int)          {}
+func (p *probeView) Hint() string              { return "probe" }
+func (p *probeView) ShortHelp() []key.Binding  { return nil }
+func (p *probeView) FullHelp() [][]key.Binding { return nil }
+func (p *probeView) open(arg string) tea.Cmd   { p.opened = append(p.opened, arg); return nil }
+
+// TestViewOpensOnItsArgument: showViewMsg opens any view that takes an
+// argument on it, without the root knowing the view.
+func TestViewOpensOnItsArgument(t *testing.T) {
+	registered := viewSpecs
+	t.Cleanup(func() { viewSpecs = registered })
+	viewSpecs = append(slices.Clone(registered), viewSpec{name: "probe", newView: func(*deps) view { return &probeView{} }})
+
+	m := newTestModel(t, Options{})
+	probe := m.views["probe"].(*probeView)
+	send(m, showViewMsg{name: "probe", arg: "gpu-a01"})
+	if m.active != "probe" || len(probe.opened) != 1 || probe.opened[0] != "gpu-a01" {
+		t.Fatalf("showing probe on gpu-a01: active %q, opened on %v", m.active, probe.opened)
+	}
+	mustContain(t, m.Frame(), "probe on gpu-a01")
+	send(m, showViewMsg{name: nodeViewName, arg: "gpu-a03"})
+	if m.active != nodeViewName || nodeOf(m).id != "gpu-a03" || probe.hidden != 1 {
+		t.Fatalf("showing the node gpu-a03: active %q on %q, probe hidden %d times", m.active, nodeOf(m).id, probe.hidden)
+	}
+	// Without an argument a view is shown as it was.
+	send(m, showViewMsg{name: "probe"})
+	if m.active != "probe" || len(probe.opened) != 1 {
+		t.Fatalf("showing probe again: active %q, opened on %v", m.active, probe.opened)
 	}
 }
