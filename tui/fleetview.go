@@ -32,8 +32,8 @@ func newFleetKeys(readOnly bool) fleetKeys {
 		Open: openKey(), Back: backKey(), Filter: filterKey(),
 		Sort:        bind("s", "sort by next column", "s"),
 		SortReverse: bind("S", "reverse sort", "S"),
-		Mark:        bind("space", "mark row", "space"),
-		MarkAll:     bind("ctrl+a", "mark all shown", "ctrl+a"),
+		Mark:        markKey(),
+		MarkAll:     markAllKey(),
 	}
 	k.ReadOnly = readOnlyGuard(readOnly, append(k.actionKeys.all(), &k.Mark, &k.MarkAll)...)
 	return k

@@ -85,15 +85,31 @@ func (a *actionKeys) all() []*key.Binding {
 	return []*key.Binding{&a.Cordon, &a.Uncordon, &a.Drain, &a.Terminate, &a.Diagnose, &a.Provision}
 }
 
+// The keys that mark rows for an action on several nodes.
+func markKey() key.Binding    { return bind("space", "mark row", "space") }
+func markAllKey() key.Binding { return bind("ctrl+a", "mark all shown", "ctrl+a") }
+
+// everyActionKey is every key that acts in some view: the actions and the
+// marks.
+func everyActionKey() []string {
+	a := newActionKeys()
+	keys := append(markKey().Keys(), markAllKey().Keys()...)
+	for _, b := range a.all() {
+		keys = append(keys, b.Keys()...)
+	}
+	return keys
+}
+
 // readOnlyGuard leaves bindings unbound in a read-only console, so that
-// they neither match nor show in help, and returns a binding of their keys,
-// so that pressing one can say why nothing happens. A console that may act
-// keeps them and gets an unbound guard.
+// they neither match nor show in help, and returns a binding of their keys
+// and of every other action key, so that pressing any action key in any
+// view says why nothing happens, whether or not that view acts with it. A
+// console that may act keeps the bindings and gets an unbound guard.
 func readOnlyGuard(readOnly bool, bindings ...*key.Binding) key.Binding {
 	if !readOnly {
 		return key.Binding{}
 	}
-	var keys []string
+	keys := everyActionKey()
 	for _, b := range bindings {
 		keys = append(keys, b.Keys()...)
 		b.Unbind()
