@@ -126,7 +126,11 @@ func newProvisionDialog(d *deps) *provisionDialog {
 		count = fmt.Sprintf("1–%d", most)
 	}
 	f.addInput("Count", "2", count)
-	f.addInput("GPUs per node", "8", "0 for the provider's default")
+	gpus := "0 for the provider's default"
+	if most := d.limits.GetMaxGpusPerNode(); most > 0 {
+		gpus = fmt.Sprintf("0–%d (0: provider's default)", most)
+	}
+	f.addInput("GPUs per node", "8", gpus)
 	f.addInput("Labels", "", "optional: pool=a,zone=b")
 	return &provisionDialog{form: f, providers: d.providers}
 }
@@ -146,9 +150,8 @@ func (pd *provisionDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
 		pd.setFocus(1)
 		return pd, nil
 	}
-	gpus, err := strconv.ParseUint(pd.value(2), 10, 32)
-	if err != nil {
-		pd.err = fmt.Sprintf("GPUs per node %q is not a whole number", pd.value(2))
+	gpus, ok := pd.gpus()
+	if !ok {
 		pd.setFocus(2)
 		return pd, nil
 	}
@@ -189,6 +192,22 @@ func (pd *provisionDialog) count() (uint64, bool) {
 		pd.err = fmt.Sprintf("count %q is not a whole number", pd.value(1))
 	default:
 		return count, true
+	}
+	return 0, false
+}
+
+// gpus reads the GPUs per node field, bounded by the control plane's
+// limit once it is known.
+func (pd *provisionDialog) gpus() (uint64, bool) {
+	gpus, err := strconv.ParseUint(pd.value(2), 10, 32)
+	most := uint64(pd.d.limits.GetMaxGpusPerNode())
+	switch {
+	case most > 0 && (err != nil || gpus > most):
+		pd.err = fmt.Sprintf("GPUs per node %q is not a whole number from 0 to %d", pd.value(2), most)
+	case err != nil:
+		pd.err = fmt.Sprintf("GPUs per node %q is not a whole number", pd.value(2))
+	default:
+		return gpus, true
 	}
 	return 0, false
 }

@@ -62,6 +62,7 @@ func TestDialogsUseTheServersLimits(t *testing.T) {
 		DefaultDrainDeadline:         durationpb.New(45 * time.Minute),
 		DefaultTerminateDrainTimeout: durationpb.New(3 * time.Minute),
 		MaxProvisionCount:            5,
+		MaxGpusPerNode:               16,
 	}}
 	tests := []struct {
 		name string
@@ -76,6 +77,11 @@ func TestDialogsUseTheServersLimits(t *testing.T) {
 		{"provision-past-bound", append(append(keysOf("p", "tab"), retype(1, "6")...), press("enter")),
 			`count "6" is not a whole number from 1 to 5`},
 		{"provision-placeholder", keysOf("p", "tab", "backspace"), "1–5"},
+		{"provision-gpus-past-bound", append(append(keysOf("p", "tab", "tab"), retype(1, "17")...), press("enter")),
+			`GPUs per node "17" is not a whole number from 0 to 16`},
+		{"provision-gpus-within-bound", append(append(keysOf("p", "tab", "tab"), retype(1, "16")...), press("enter")),
+			"Provision 2 node(s) with 16 GPUs each through local?"},
+		{"provision-gpus-placeholder", keysOf("p", "tab", "tab", "backspace"), "0–16 (0: provider's default)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,8 +98,8 @@ func TestDialogsUseTheServersLimits(t *testing.T) {
 // TestServerJudgesBeforeItsLimitsAreKnown: until GetFleetStatus has
 // answered, the console sends what the operator typed and shows what the
 // control plane made of it: its own default for a deadline left empty, its
-// refusal of one too far away. Once it has answered, the dialogs start
-// from its defaults.
+// refusal of one too far away or of too many GPUs per node. Once it has
+// answered, the dialogs start from its defaults and check its bounds.
 func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
 	cp := cptest.Start(t, cptest.Options{})
 	ctx := context.Background()
@@ -145,8 +151,15 @@ func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
 		t.Fatalf("the drain ends in %s, not the control plane's default hour", left)
 	}
 
+	// Too many GPUs per node: the control plane refuses them.
+	provision := append(append(append(keysOf("p"), typed("local")...), keysOf("tab", "tab")...), retype(1, "65")...)
+	send(m, provision...)
+	send(m, press("enter"))
+	mustContain(t, flat(m), "Provision 2 node(s) with 65 GPUs each through local?")
+	mustContain(t, act(), "provision failed: gpus_per_node: 65 is above 64")
+
 	// Connected, the console asks for the limits, and its dialogs start
-	// from them.
+	// from them and check against them.
 	load := send(m, connectedMsg{resumed: true})
 	if load == nil {
 		t.Fatal("connecting did not ask for the fleet status")
@@ -156,4 +169,11 @@ func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
 	if f := flat(m); !strings.Contains(f, "Deadline 1h") {
 		t.Fatalf("drain form after the status arrived:\n%s", plain(m))
 	}
+	send(m, press("esc"))
+	send(m, provision...)
+	send(m, press("enter"))
+	if _, ok := m.overlay.(*provisionDialog); !ok {
+		t.Fatalf("65 GPUs per node left %T:\n%s", m.overlay, plain(m))
+	}
+	mustContain(t, flat(m), `GPUs per node "65" is not a whole number from 0 to 64`)
 }

@@ -117,6 +117,7 @@ func fixtureStatus() fleetStatusMsg {
 		DefaultTerminateDrainTimeout: durationpb.New(10 * time.Minute),
 		MaxProvisionCount:            1000,
 		MaxReasonBytes:               1024,
+		MaxGpusPerNode:               64,
 	}}
 }
 
