@@ -19,42 +19,11 @@ import (
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
-// fleetStatusMsg carries what GetFleetStatus says the console needs: the
-// providers ProvisionNodes accepts, and the bounds and defaults of
-// operator requests.
-type fleetStatusMsg struct {
-	providers []string
-	limits    *controlplanev1.OperatorLimits
-}
-
 // errNoClient is what a console without a control plane answers.
 var errNoClient = errors.New("not connected to a control plane")
 
 // actionTimeout bounds one call of an action.
 const actionTimeout = 15 * time.Second
-
-// loadFleetStatus asks the control plane for its providers and limits. A
-// failure leaves the console with what it had: the dialogs then leave
-// the judging to the control plane.
-func loadFleetStatus(d *deps) tea.Cmd {
-	client := d.client
-	if client == nil {
-		return nil
-	}
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), actionTimeout)
-		defer cancel()
-		st, err := client.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
-		if err != nil {
-			return nil
-		}
-		var names []string
-		for _, p := range st.GetProviders() {
-			names = append(names, p.GetName())
-		}
-		return fleetStatusMsg{providers: names, limits: st.GetLimits()}
-	}
-}
 
 // run starts the action k names on targets and reports whether k named
 // one. Cordon, uncordon and diagnostics run at once on one node and ask

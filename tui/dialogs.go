@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,11 +117,7 @@ type provisionDialog struct {
 
 func newProvisionDialog(d *deps) *provisionDialog {
 	f := newForm(d, "Provision nodes")
-	provider := ""
-	if len(d.providers) > 0 {
-		provider = d.providers[0]
-	}
-	f.addInput("Provider", provider, strings.Join(d.providers, ", "))
+	f.addInput("Provider", defaultProvider(d.providers), "required")
 	count := "how many"
 	if most := d.limits.GetMaxProvisionCount(); most > 0 {
 		count = fmt.Sprintf("1–%d", most)
@@ -135,6 +132,19 @@ func newProvisionDialog(d *deps) *provisionDialog {
 	return &provisionDialog{form: f, providers: d.providers}
 }
 
+// defaultProvider is the provider the form starts with: the only one, else
+// "local" when the control plane has it, else the first it lists. Until
+// GetFleetStatus has listed them there is none: the operator names it.
+func defaultProvider(providers []string) string {
+	switch {
+	case len(providers) == 0:
+		return ""
+	case slices.Contains(providers, "local"):
+		return "local"
+	}
+	return providers[0]
+}
+
 func (pd *provisionDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
 	if key.Matches(k, pd.d.modal.Dismiss) {
 		pd.d.send(statusLineMsg{text: "provisioning cancelled"})
@@ -145,6 +155,11 @@ func (pd *provisionDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
 		return pd, cmd
 	}
 	provider := pd.value(0)
+	if provider == "" {
+		pd.err = "the provider is required"
+		pd.setFocus(0)
+		return pd, nil
+	}
 	count, ok := pd.count()
 	if !ok {
 		pd.setFocus(1)
@@ -216,6 +231,8 @@ func (pd *provisionDialog) view(width int) string {
 	hint := "tab next field · enter continue · esc cancel"
 	if len(pd.providers) > 0 {
 		hint = "providers: " + strings.Join(pd.providers, ", ") + "\n" + hint
+	} else {
+		hint = "providers: not yet listed by the control plane; name one\n" + hint
 	}
 	return pd.form.view(width, hint)
 }

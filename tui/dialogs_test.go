@@ -177,3 +177,44 @@ func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
 	}
 	mustContain(t, flat(m), `GPUs per node "65" is not a whole number from 0 to 64`)
 }
+
+// TestProvisionFormStartsWithAProvider: the provision form starts with
+// the provider the control plane offers, and before it has said which it
+// offers, asks for one rather than sending none.
+func TestProvisionFormStartsWithAProvider(t *testing.T) {
+	tests := []struct {
+		name      string
+		providers []string
+		want      string
+	}{
+		{"only-one", []string{"aws"}, "Provider aws"},
+		{"local-among-them", []string{"aws", "local"}, "Provider local"},
+		{"first-otherwise", []string{"gcp", "aws"}, "Provider gcp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, Options{})
+			send(m, fleetStatusMsg{providers: tt.providers, limits: fixtureStatus().limits})
+			send(m, press("p"))
+			if f := flat(m); !strings.Contains(f, tt.want) {
+				t.Fatalf("screen lacks %q:\n%s", tt.want, plain(m))
+			}
+		})
+	}
+
+	t.Run("not-yet-listed", func(t *testing.T) {
+		m := New(Options{NoStream: true, Theme: NewTheme(true, false), Now: clock})
+		send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, connectedMsg{})
+		m.Apply(snapshot(40, fixtureFleet(), fixtureEvents()))
+		send(m, press("p"))
+		mustContain(t, flat(m), "Provider required", "not yet listed by the control plane")
+		send(m, press("enter"))
+		if _, ok := m.overlay.(*provisionDialog); !ok {
+			t.Fatalf("enter without a provider left %T:\n%s", m.overlay, plain(m))
+		}
+		mustContain(t, flat(m), "the provider is required")
+		send(m, typed("local")...)
+		send(m, press("enter"))
+		mustContain(t, flat(m), "Provision 2 node(s) with 8 GPUs each through local?")
+	})
+}

@@ -50,7 +50,7 @@ type deps struct {
 	fleet *fleet
 	// providers and limits are what GetFleetStatus last said; until it
 	// has answered, limits is nil and the control plane judges every
-	// value the operator gives.
+	// value the operator gives, and the operator names the provider.
 	providers []string
 	limits    *controlplanev1.OperatorLimits
 	// inbox holds what components sent during this Update.
@@ -92,6 +92,7 @@ type Model struct {
 	prompt  prompt  // the filter or the command prompt, in the status line
 	palette *palette
 
+	asks     statusAsks // of GetFleetStatus
 	watcher  *watcher
 	cancel   context.CancelFunc
 	frame    string
@@ -139,9 +140,11 @@ func tick() tea.Cmd {
 // quitMsg asks the root to quit.
 type quitMsg struct{}
 
-// Init starts the stream, the clock and the background-colour query.
+// Init starts the stream, the clock, the background-colour query and the
+// first ask of the control plane's providers and limits, which need not
+// wait for the stream.
 func (m *Model) Init() tea.Cmd {
-	cmds := []tea.Cmd{tick()}
+	cmds := []tea.Cmd{tick(), m.askFleetStatus()}
 	if !m.d.fixed {
 		cmds = append(cmds, tea.RequestBackgroundColor)
 	}
@@ -200,7 +203,11 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 		m.onDisconnected(msg)
 		return m.listen()
 	case fleetStatusMsg:
-		m.d.providers, m.d.limits = msg.providers, msg.limits
+		m.onFleetStatus(msg)
+	case fleetStatusFailedMsg:
+		return m.onFleetStatusFailed(msg)
+	case fleetStatusRetryMsg:
+		return m.onFleetStatusRetry(msg)
 	case statusLineMsg:
 		m.setStatus(msg.text, msg.err)
 	case openOverlayMsg:
@@ -322,7 +329,7 @@ func (m *Model) onConnected(msg connectedMsg) tea.Cmd {
 		m.setStatus("reconnected; resumed from revision "+fmt.Sprint(m.d.fleet.revision), false)
 	}
 	// The control plane may be a new one, with other providers or limits.
-	return loadFleetStatus(m.d)
+	return m.askFleetStatus()
 }
 
 func (m *Model) onDisconnected(msg disconnectedMsg) {
