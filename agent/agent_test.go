@@ -2,14 +2,18 @@ package agent
 
 import (
 	"context"
-	"github.com/jonboulle/clockwork"
+	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -409,6 +413,59 @@ func TestForcedDrainSignalsTermThenKill(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("job %d still running", j.pid())
 		}
+	}
+}
+
+// TestForcedDrainRefusesProtectedPIDs: whatever NVML lists, a forced drain
+// never signals pid 0, init, the agent, its process group's leader or a
+// pid the kernel would read as negative; it signals the real job and
+// reports the others as refused and still running.
+func TestForcedDrainRefusesProtectedPIDs(t *testing.T) {
+	cp := newFakeCP(t)
+	job := sleeper(t, false)
+	var mu sync.Mutex
+	var sent []uint32
+	r := startAgent(t, cp, simnvml.Options{}, func(o *Options) {
+		o.Signal = func(pid int, sig syscall.Signal) error {
+			mu.Lock()
+			sent = append(sent, uint32(pid))
+			mu.Unlock()
+			if pid != int(job.pid()) {
+				// Never pass a protected pid on to the kernel, even when
+				// the agent gets it wrong.
+				return nil
+			}
+			return syscall.Kill(pid, sig)
+		}
+	})
+	protected := []uint32{0, 1, uint32(os.Getpid()), uint32(syscall.Getpgrp()), math.MaxUint32}
+	for _, pid := range protected {
+		r.sim.Device(0).AttachProcess(pid)
+	}
+	r.sim.Device(1).AttachProcess(job.pid())
+	cp.commands <- drainCommand("cmd-12", 200*time.Millisecond, true)
+	testutil.Eventually(t, "forced drain done", func() bool { return cp.result("cmd-12", true) != nil })
+	res := cp.result("cmd-12", true)
+	mu.Lock()
+	signalled := slices.Clone(sent)
+	mu.Unlock()
+	for _, pid := range signalled {
+		if pid != job.pid() {
+			t.Fatalf("signalled protected pid %d (all signals: %v)", pid, signalled)
+		}
+	}
+	want := slices.Clone(protected)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED ||
+		!slices.Equal(res.GetSignalledPids(), []uint32{job.pid()}) || !slices.Equal(res.GetRemainingPids(), want) ||
+		!strings.Contains(res.GetMessage(), "refused to signal 0 (the agent's own process group), 1 (init)") {
+		t.Fatalf("result %v, want the job signalled and %v refused", res, want)
+	}
+	select {
+	case <-job.reaped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the job was not stopped")
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -141,9 +143,21 @@ func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportC
 	}
 }
 
-// forceStop sends TERM to every pid, waits up to the grace for them to go,
-// then KILLs the rest.
-func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, pids []uint32) *nodev1.ReportCommandResultRequest {
+// forceStop sends TERM to every pid it may signal, waits up to the grace
+// for them to go, then KILLs the rest. The pids it refuses to signal are
+// reported as remaining, each with why.
+func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []uint32) *nodev1.ReportCommandResultRequest {
+	var pids, refused []uint32
+	var why []string
+	for _, pid := range listed {
+		if reason := refusal(pid); reason != "" {
+			refused = append(refused, pid)
+			why = append(why, fmt.Sprintf("%d (%s)", pid, reason))
+			a.log.Warn("refused to signal a listed GPU process", "pid", pid, "reason", reason)
+			continue
+		}
+		pids = append(pids, pid)
+	}
 	var signalled []uint32
 	var errs []string
 	send := func(sig syscall.Signal, targets []uint32) {
@@ -188,13 +202,39 @@ func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, pids []uint
 		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
 		msg += fmt.Sprintf("; still running after KILL: %s", joinPIDs(left))
 	}
+	if len(refused) > 0 {
+		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
+		msg += "; refused to signal " + strings.Join(why, ", ")
+	}
 	if len(errs) > 0 {
 		msg += "; errors: " + strings.Join(errs, "; ")
 	}
 	r := result(cmd, st, msg)
 	r.SignalledPids = signalled
-	r.RemainingPids = left
+	r.RemainingPids = slices.Concat(left, refused)
+	slices.Sort(r.RemainingPids)
 	return r
+}
+
+// refusal says why the agent will not signal pid, or "" when it may. NVML
+// lists whatever the driver says, and a process in another pid namespace
+// can be listed as 0; kill(2) reads the pid as a signed pid_t, so 0 and
+// anything above MaxInt32 would signal a whole process group or every
+// process the agent may signal.
+func refusal(pid uint32) string {
+	switch {
+	case pid == 0:
+		return "the agent's own process group"
+	case pid > math.MaxInt32:
+		return "not a process id: the kernel reads it as negative"
+	case pid == 1:
+		return "init"
+	case int(pid) == os.Getpid():
+		return "the agent itself"
+	case int(pid) == syscall.Getpgrp():
+		return "the leader of the agent's process group"
+	}
+	return ""
 }
 
 // remaining returns the pids that still hold a GPU.
