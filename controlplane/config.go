@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/provider/local"
+	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/yamlfile"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -107,15 +107,7 @@ func Defaults() Config {
 
 // DefaultDataDir is $XDG_STATE_HOME/navarch, falling back to
 // ~/.local/state/navarch.
-func DefaultDataDir() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "navarch")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "state", "navarch")
-	}
-	return "navarch-data"
-}
+func DefaultDataDir() string { return statedir.Base() }
 
 // LoadConfigFile reads a YAML config on top of the defaults. An unknown key
 // or a malformed value is an error that names it.
