@@ -60,13 +60,8 @@ func (s *nodeService) Heartbeat(ctx context.Context, req *nodev1.HeartbeatReques
 	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
 		return nil, err
 	}
-	if len(req.GetSamples()) > MaxGPUs {
-		return nil, invalid("samples", "has %d entries; the limit is %d", len(req.GetSamples()), MaxGPUs)
-	}
-	for i, smp := range req.GetSamples() {
-		if err := checkSample(fmt.Sprintf("samples[%d]", i), smp); err != nil {
-			return nil, err
-		}
+	if err := checkSamples(req.GetSamples()); err != nil {
+		return nil, err
 	}
 	if err := checkTimestamp("sent_at", req.GetSentAt()); err != nil {
 		return nil, err

@@ -36,10 +36,20 @@ const (
 	MaxDrainDeadline  = 7 * 24 * time.Hour
 	minTerminateDrain = time.Second
 	MaxRecvMsgBytes   = 4 << 20
-	MaxUnsupported    = 32 // metric groups a GPU may lack
+	MaxUnsupported    = 32   // metric groups a GPU may lack
+	MaxGPUProcesses   = 4096 // compute processes on one GPU
 	defaultPageSize   = 100
 	defaultEventLimit = 50
 	maxEventLimit     = 1000
+)
+
+// Bounds of a heartbeat sample's readings, also in docs/api.md.
+const (
+	// MaxTemperatureCelsius is past any GPU's shutdown temperature and the
+	// hottest a simulated fault may set; a reading above it is a bad one.
+	MaxTemperatureCelsius = 200
+	// MaxPowerMilliwatts is 10 kW, several times any GPU's board limit.
+	MaxPowerMilliwatts = 10_000_000
 )
 
 func invalid(field, format string, args ...any) error {
@@ -225,8 +235,8 @@ func checkMetrics(field string, m *fleetv1.GpuMetrics) error {
 	if m.GetUtilizationMemoryPercent() > 100 {
 		return invalid(field+".utilization_memory_percent", "%d is above 100", m.GetUtilizationMemoryPercent())
 	}
-	if len(m.GetProcesses()) > 4096 {
-		return invalid(field+".processes", "has %d entries; the limit is 4096", len(m.GetProcesses()))
+	if len(m.GetProcesses()) > MaxGPUProcesses {
+		return invalid(field+".processes", "has %d entries; the limit is %d", len(m.GetProcesses()), MaxGPUProcesses)
 	}
 	if len(m.GetNvlinks()) > 64 {
 		return invalid(field+".nvlinks", "has %d entries; the limit is 64", len(m.GetNvlinks()))
@@ -247,12 +257,47 @@ func checkMetrics(field string, m *fleetv1.GpuMetrics) error {
 	return checkTimestamp(field+".time", m.GetTime())
 }
 
-func checkSample(field string, s *fleetv1.GpuSample) error {
-	if s.GetGpuIndex() >= MaxGPUs {
-		return invalid(field+".gpu_index", "%d is not below %d", s.GetGpuIndex(), MaxGPUs)
+// A heartbeat's GPUs are told apart in a uint64 bitmask, so MaxGPUs must
+// not pass 64; the constant overflows and the build fails if it does.
+const _ = uint64(1) << (MaxGPUs - 1)
+
+// checkSamples checks a heartbeat's samples: one per GPU, each value in
+// range, so the fleet keeps every accepted value as it came. It allocates
+// nothing for a valid heartbeat; the fleet checks the indexes against the
+// node's inventory.
+func checkSamples(samples []*fleetv1.GpuSample) error {
+	if len(samples) > MaxGPUs {
+		return invalid("samples", "has %d entries; the limit is %d", len(samples), MaxGPUs)
 	}
-	if s.GetUtilizationGpuPercent() > 100 {
-		return invalid(field+".utilization_gpu_percent", "%d is above 100", s.GetUtilizationGpuPercent())
+	var seen uint64
+	for i, s := range samples {
+		if err := checkSample(i, s); err != nil {
+			return err
+		}
+		bit := uint64(1) << s.GetGpuIndex()
+		if seen&bit != 0 {
+			return invalid(fmt.Sprintf("samples[%d].gpu_index", i), "GPU %d appears twice", s.GetGpuIndex())
+		}
+		seen |= bit
+	}
+	return nil
+}
+
+// checkSample checks one sample's values; the field's path is built only
+// for an error, so a valid sample costs no allocation.
+func checkSample(i int, s *fleetv1.GpuSample) error {
+	field := func(name string) string { return fmt.Sprintf("samples[%d].%s", i, name) }
+	switch {
+	case s.GetGpuIndex() >= MaxGPUs:
+		return invalid(field("gpu_index"), "%d is not below %d", s.GetGpuIndex(), MaxGPUs)
+	case s.GetUtilizationGpuPercent() > 100:
+		return invalid(field("utilization_gpu_percent"), "%d is above 100", s.GetUtilizationGpuPercent())
+	case s.GetTemperatureCelsius() > MaxTemperatureCelsius:
+		return invalid(field("temperature_celsius"), "%d is above %d", s.GetTemperatureCelsius(), MaxTemperatureCelsius)
+	case s.GetPowerUsageMilliwatts() > MaxPowerMilliwatts:
+		return invalid(field("power_usage_milliwatts"), "%d is above %d", s.GetPowerUsageMilliwatts(), MaxPowerMilliwatts)
+	case s.GetProcessCount() > MaxGPUProcesses:
+		return invalid(field("process_count"), "%d is above %d", s.GetProcessCount(), MaxGPUProcesses)
 	}
 	return nil
 }

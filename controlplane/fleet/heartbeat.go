@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/navarch/navarch/internal/apierr"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -14,8 +15,12 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 	if ns == nil {
 		return nil, apierr.NotRegistered(req.GetNodeId())
 	}
+	n := ns.node.Load()
+	if err := checkSampleGPUs(n, req.GetSamples()); err != nil {
+		return nil, err
+	}
 	now := f.clock.Now()
-	lifecycle := ns.node.Load().GetLifecycle()
+	lifecycle := n.GetLifecycle()
 	gone := lifecycle == terminated
 	var samples []sample
 	if !gone {
@@ -38,4 +43,25 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 		f.hub.Heartbeat(ns)
 	}
 	return &nodev1.HeartbeatResponse{Lifecycle: lifecycle, PendingCommands: uint32(max(ns.pending.Load(), 0))}, nil
+}
+
+// checkSampleGPUs rejects samples for GPUs the node never registered, as
+// checkEventGPUs does for a report. A node has a few GPUs, so scanning them
+// for each sample beats building a set on the busiest call.
+func checkSampleGPUs(n *fleetv1.Node, samples []*fleetv1.GpuSample) error {
+	for i, s := range samples {
+		if !hasGPU(n, s.GetGpuIndex()) {
+			return apierr.Invalid(fmt.Sprintf("samples[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), s.GetGpuIndex())
+		}
+	}
+	return nil
+}
+
+func hasGPU(n *fleetv1.Node, idx uint32) bool {
+	for _, g := range n.GetGpus() {
+		if g.GetIndex() == idx {
+			return true
+		}
+	}
+	return false
 }

@@ -15,6 +15,9 @@ type sample struct {
 	util  uint8
 }
 
+// packSamples packs a heartbeat's samples. The API refuses a value that
+// does not fit (docs/api.md's limits), so the clamps here never change an
+// accepted value; they keep a caller that skipped the checks from wrapping.
 func packSamples(in []*fleetv1.GpuSample) []sample {
 	out := make([]sample, len(in))
 	for i, s := range in {

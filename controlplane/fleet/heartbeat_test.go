@@ -1,0 +1,55 @@
+package fleet
+
+import (
+	"testing"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/navarch/navarch/internal/apierr"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// TestHeartbeatSamplesOfUnknownGPUs: a heartbeat with a sample for a GPU
+// the node never registered is refused, naming the sample, and changes
+// nothing; one for a GPU that did not answer at registration is taken.
+func TestHeartbeatSamplesOfUnknownGPUs(t *testing.T) {
+	f := newFleet(t, Options{Clock: clockwork.NewFakeClock()})
+	t.Cleanup(f.Close)
+	ctx := ctxT(t)
+	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{
+		NodeId: "n1", Gpus: []*fleetv1.Gpu{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}},
+		UnansweredGpus: []*nodev1.UnansweredGpu{{Index: 3, Reason: "lost"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	good := &nodev1.HeartbeatRequest{NodeId: "n1", Samples: []*fleetv1.GpuSample{{GpuIndex: 0, UtilizationGpuPercent: 40}, {GpuIndex: 3}}}
+	if _, err := f.Heartbeat(ctx, good); err != nil {
+		t.Fatalf("heartbeat for registered GPUs: %v", err)
+	}
+	tests := []struct {
+		name    string
+		samples []*fleetv1.GpuSample
+		field   string
+	}{
+		{"never-registered", []*fleetv1.GpuSample{{GpuIndex: 0}, {GpuIndex: 2, UtilizationGpuPercent: 99}}, "samples[1].gpu_index"},
+		{"beyond-inventory", []*fleetv1.GpuSample{{GpuIndex: 63}}, "samples[0].gpu_index"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1", Samples: tt.samples})
+			if field, _ := apierr.Field(err); status.Code(err) != codes.InvalidArgument || field != tt.field {
+				t.Fatalf("got %v, want InvalidArgument naming %s", err, tt.field)
+			}
+			d, err := f.NodeDetail(ctx, "n1", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := d.GetNode().GetSamples(); len(s) != 2 || s[0].GetUtilizationGpuPercent() != 40 {
+				t.Fatalf("a refused heartbeat changed the samples: %v", s)
+			}
+		})
+	}
+}
