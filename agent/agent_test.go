@@ -44,7 +44,9 @@ func startAgent(t *testing.T, cp *fakeCP, sim simnvml.Options, tweak ...func(*Op
 	sim.Idle = !sim.Jobs
 	backend := simnvml.New(sim)
 	t.Cleanup(backend.Stop)
-	conn, err := rpcclient.Dial(cp.addr)
+	// The fake control plane is plain gRPC on loopback: these tests are of
+	// the agent's logic; the real control plane's tests use TLS.
+	conn, err := rpcclient.Dial(rpcclient.Target{Addr: cp.addr, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +316,7 @@ func TestRefusedRegistrationIsFatal(t *testing.T) {
 	cp := newFakeCP(t)
 	cp.registerErr = status.Error(codes.InvalidArgument, "node_id: \"bad id\" has ' ' at offset 3")
 	backend := simnvml.New(simnvml.Options{GPUs: 1})
-	conn, _ := rpcclient.Dial(cp.addr)
+	conn, _ := rpcclient.Dial(rpcclient.Target{Addr: cp.addr, Insecure: true})
 	defer conn.Close()
 	a, err := New(Options{NodeID: "bad id", Conn: conn, NVML: backend})
 	if err != nil {

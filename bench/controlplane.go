@@ -46,7 +46,7 @@ func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*control
 		return nil, 0, err
 	}
 	cp := &controlPlane{cmd: cmd, addr: addr, dir: dir, log: logf}
-	if err := waitServing(ctx, addr); err != nil {
+	if err := waitServing(ctx, target(dir, addr)); err != nil {
 		cp.kill()
 		return nil, 0, err
 	}
@@ -70,17 +70,26 @@ func (cp *controlPlane) kill() {
 	_ = cp.cmd.Wait()
 }
 
-// waitServing waits until the control plane answers its health check and
-// a listing, which means its state is loaded.
-func waitServing(ctx context.Context, addr string) error {
-	conn, err := rpcclient.Dial(addr)
+// target is the control plane the bench runs in dir at addr, trusted
+// through the CA it creates in its data directory.
+func target(dir, addr string) rpcclient.Target {
+	return rpcclient.Target{Addr: addr, CACert: filepath.Join(dir, "store", "pki", "ca.crt")}
+}
+
+// waitServing waits until the control plane has written its CA and
+// answers its health check and a listing, which means its state is loaded.
+func waitServing(ctx context.Context, t rpcclient.Target) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) && !exists(t.CACert) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	conn, err := rpcclient.Dial(t)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	hc := grpc_health_v1.NewHealthClient(conn)
 	ops := controlplanev1.NewControlPlaneServiceClient(conn)
-	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		resp, err := hc.Check(cctx, &grpc_health_v1.HealthCheckRequest{})
@@ -103,4 +112,9 @@ func freeAddr() string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

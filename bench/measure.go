@@ -19,8 +19,8 @@ import (
 
 // measureXIDs injects XIDs on random nodes, one every 100 ms for the
 // window, and times each from the agent's call to a watcher receiving it.
-func measureXIDs(ctx context.Context, addr string, fleet *sim.Fleet, n int, window time.Duration) ([]time.Duration, error) {
-	conn, err := rpcclient.Dial(addr)
+func measureXIDs(ctx context.Context, t rpcclient.Target, fleet *sim.Fleet, n int, window time.Duration) ([]time.Duration, error) {
+	conn, err := rpcclient.Dial(t)
 	if err != nil {
 		return nil, err
 	}
@@ -80,8 +80,8 @@ func measureXIDs(ctx context.Context, addr string, fleet *sim.Fleet, n int, wind
 }
 
 // waitSteady waits until every node has reported health and heartbeats.
-func waitSteady(ctx context.Context, addr string, n int) error {
-	conn, err := rpcclient.Dial(addr)
+func waitSteady(ctx context.Context, t rpcclient.Target, n int) error {
+	conn, err := rpcclient.Dial(t)
 	if err != nil {
 		return err
 	}
@@ -100,8 +100,8 @@ func waitSteady(ctx context.Context, addr string, n int) error {
 }
 
 // snapshotTime opens a fresh watch and times the complete snapshot.
-func snapshotTime(ctx context.Context, addr string) (time.Duration, error) {
-	conn, err := rpcclient.Dial(addr)
+func snapshotTime(ctx context.Context, t rpcclient.Target) (time.Duration, error) {
+	conn, err := rpcclient.Dial(t)
 	if err != nil {
 		return 0, err
 	}
@@ -130,8 +130,8 @@ func snapshotTime(ctx context.Context, addr string) (time.Duration, error) {
 
 // measureAgent runs the real agent binary on a simulated 8-GPU node at
 // default intervals and measures its CPU and memory.
-func (b *bench) measureAgent(ctx context.Context, addr string, d time.Duration) (agentResult, error) {
-	cmd := exec.Command(filepath.Join(b.bin, "navarch-agent"), "--server", addr, "--node-id", "bench-agent", "--simulate", "--gpus", "8", "--log-level", "warn")
+func (b *bench) measureAgent(ctx context.Context, t rpcclient.Target, d time.Duration) (agentResult, error) {
+	cmd := exec.Command(filepath.Join(b.bin, "navarch-agent"), "--server", t.Addr, "--ca-cert", t.CACert, "--node-id", "bench-agent", "--simulate", "--gpus", "8", "--log-level", "warn")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return agentResult{}, err

@@ -34,7 +34,8 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 	}
 	defer func() { cp.stop() }()
 
-	fleet, err := sim.New(sim.Options{Server: addr, Nodes: n, GPUs: 8, Conns: 8, RegisterConcurrency: 128, NoCommands: b.noCommands})
+	cpTarget := target(dir, addr)
+	fleet, err := sim.New(sim.Options{Server: cpTarget, Nodes: n, GPUs: 8, Conns: 8, RegisterConcurrency: 128, NoCommands: b.noCommands})
 	if err != nil {
 		return r, err
 	}
@@ -53,7 +54,7 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 
 	// Warm up: every node heartbeats and reports once before measuring, so
 	// the window sees the steady state, not the first reports.
-	if err := waitSteady(ctx, addr, n); err != nil {
+	if err := waitSteady(ctx, cpTarget, n); err != nil {
 		return r, err
 	}
 	fleet.HeartbeatLatencies().Reset()
@@ -88,7 +89,7 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 	if b.pprof != "" {
 		go b.profile(fmt.Sprintf("cpu-%d.pprof", n), fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.window.Seconds())-5))
 	}
-	xids, err := measureXIDs(ctx, addr, fleet, n, b.window)
+	xids, err := measureXIDs(ctx, cpTarget, fleet, n, b.window)
 	if err != nil {
 		return r, err
 	}
@@ -115,12 +116,12 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 	xq := quantiles(xids, 0.5, 0.99)
 	r.xidP50, r.xidP99 = xq[0], xq[1]
 
-	if r.snapshot, err = snapshotTime(ctx, addr); err != nil {
+	if r.snapshot, err = snapshotTime(ctx, cpTarget); err != nil {
 		return r, err
 	}
 	if measureAgent {
 		fmt.Fprintf(os.Stderr, "bench: measuring a simulated 8-GPU agent for %s\n", agentFor)
-		if *agent, err = b.measureAgent(ctx, addr, agentFor); err != nil {
+		if *agent, err = b.measureAgent(ctx, cpTarget, agentFor); err != nil {
 			return r, err
 		}
 	}

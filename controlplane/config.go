@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/yamlfile"
@@ -64,6 +67,25 @@ type Config struct {
 	// PprofListen, when set, serves Go's profiling endpoints
 	// (/debug/pprof/) on this address. Keep it on loopback.
 	PprofListen string `yaml:"pprof_listen"`
+	// TLS configures the server's certificate. TLS is always on unless
+	// Insecure is set.
+	TLS TLSConfig `yaml:"tls"`
+	// Insecure serves plaintext. It is refused unless the listen address
+	// is on loopback.
+	Insecure bool `yaml:"insecure"`
+}
+
+// TLSConfig configures the server's certificate: by default one the
+// control plane's own CA (DATA_DIR/pki) issues, or one the operator brings.
+type TLSConfig struct {
+	// Names are host names and IP addresses clients dial, added to the
+	// generated certificate besides the listen host, localhost and
+	// loopback.
+	Names []string `yaml:"names"`
+	// CertFile and KeyFile are a certificate and key the operator brings
+	// instead; both or neither. They are read again when they change.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // AutoCordonConfig configures automatic cordoning and its circuit breaker.
@@ -135,6 +157,9 @@ func (c *Config) AutoCordonEnabled() bool {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not HOST:PORT", c.Listen)
+	}
+	if err := c.checkTransport(); err != nil {
+		return err
 	}
 	if c.PprofListen != "" {
 		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
@@ -222,4 +247,70 @@ func (c *Config) fleetConfig() fleet.Config {
 		WatchBuffer:           c.WatchBuffer,
 		WatchReplay:           c.WatchReplay,
 	}
+}
+
+// checkTransport checks the TLS settings, and that plaintext is only ever
+// served on loopback.
+func (c *Config) checkTransport() error {
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls: cert_file and key_file go together")
+	}
+	for i, n := range c.TLS.Names {
+		if strings.TrimSpace(n) == "" || strings.ContainsAny(n, " /:") && net.ParseIP(n) == nil {
+			return fmt.Errorf("tls.names[%d]: %q is not a host name or an IP address", i, n)
+		}
+	}
+	if !c.Insecure {
+		return nil
+	}
+	if c.TLS.CertFile != "" || len(c.TLS.Names) > 0 {
+		return errors.New("insecure: plaintext was asked for, and tls settings too; drop one")
+	}
+	host, _, _ := net.SplitHostPort(c.Listen)
+	if !loopback(host) {
+		return fmt.Errorf("insecure: plaintext is served only on a loopback address, and listen is %s; use TLS (the default) on this address", c.Listen)
+	}
+	return nil
+}
+
+// loopback reports whether host can only be reached from this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serverNames are the names the generated server certificate covers
+// besides localhost and loopback: the listen host (or, for a wildcard,
+// this machine's name and addresses) and the configured names.
+func (c *Config) serverNames() []string {
+	var names []string
+	host, _, _ := net.SplitHostPort(c.Listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if h, err := os.Hostname(); err == nil {
+			names = append(names, h)
+		}
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
+					names = append(names, ipn.IP.String())
+				}
+			}
+		}
+	} else {
+		names = append(names, host)
+	}
+	return append(names, c.TLS.Names...)
+}
+
+// caFile is the CA certificate clients on this machine trust the control
+// plane with: its own CA's, unless the operator brought the certificate or
+// TLS is off.
+func (c *Config) caFile() string {
+	if c.Insecure || c.TLS.CertFile != "" {
+		return ""
+	}
+	return filepath.Join(c.DataDir, "pki", pki.CACertFile)
 }

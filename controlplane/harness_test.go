@@ -16,6 +16,7 @@ import (
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/fleettest"
+	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -46,7 +47,7 @@ func withConfig(fn func(*controlplane.Config)) harnessOption {
 }
 
 func withProviders(p ...provider.Provider) harnessOption {
-	return func(o *cptest.Options) { o.Providers = func(string) []provider.Provider { return p } }
+	return func(o *cptest.Options) { o.Providers = func(rpcclient.Target) []provider.Provider { return p } }
 }
 
 func newHarness(t *testing.T, opts ...harnessOption) *harness {

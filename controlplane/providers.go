@@ -21,7 +21,7 @@ func Providers(cfg Config, addr string, log *slog.Logger) []provider.Provider {
 		build func() (provider.Provider, error)
 	}{
 		{"local", cfg.LocalProvider.On(), func() (provider.Provider, error) {
-			return local.Build(cfg.LocalProvider, dialable(addr), cfg.DataDir, log)
+			return local.Build(cfg.LocalProvider, dialable(addr), cfg.caFile(), cfg.Insecure, cfg.DataDir, log)
 		}},
 	}
 	var out []provider.Provider

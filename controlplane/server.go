@@ -11,12 +11,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -25,6 +28,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane/api"
 	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/internal/version"
@@ -54,6 +58,7 @@ type Options struct {
 // Server is a running control plane.
 type Server struct {
 	cfg       Config
+	caFile    string
 	log       *slog.Logger
 	store     store.Store
 	fleet     *fleet.Fleet
@@ -119,7 +124,16 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers}
+	creds, err := s.transport(o.Clock)
+	if err != nil {
+		fl.Close()
+		if o.Store == nil {
+			_ = st.Close()
+		}
+		return nil, err
+	}
 	s.grpc = grpc.NewServer(
+		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(s.recoverUnary, s.logUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
@@ -135,6 +149,35 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	reflection.Register(s.grpc)
 	return s, nil
 }
+
+// transport is the server's transport security: the certificate the
+// operator brought, or one from the control plane's own CA, created on
+// first start; plaintext only when configured, and only on loopback.
+func (s *Server) transport(clock clockwork.Clock) (credentials.TransportCredentials, error) {
+	if s.cfg.Insecure {
+		s.log.Warn("serving plaintext: anyone on this machine can read and change the fleet", "listen", s.cfg.Listen)
+		return insecure.NewCredentials(), nil
+	}
+	if s.cfg.TLS.CertFile != "" {
+		tc, err := pki.FileTLS(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		return credentials.NewTLS(tc), nil
+	}
+	ca, err := pki.Open(pki.Options{Dir: filepath.Join(s.cfg.DataDir, "pki"), Names: s.cfg.serverNames(), Clock: clock, Logger: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	s.caFile = ca.CAFile()
+	s.log.Info("TLS on; clients trust the control plane's CA", "ca", s.caFile, "ca_pin", ca.CAHash())
+	return credentials.NewTLS(ca.ServerTLS()), nil
+}
+
+// CAFile is the certificate of the CA clients must trust, when the control
+// plane runs its own; empty when the operator brought the certificate or
+// TLS is off.
+func (s *Server) CAFile() string { return s.caFile }
 
 // Fleet returns the server's fleet state.
 func (s *Server) Fleet() *fleet.Fleet { return s.fleet }

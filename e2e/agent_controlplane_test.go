@@ -23,10 +23,10 @@ import (
 )
 
 type fleet struct {
-	t    *testing.T
-	addr string
-	ops  controlplanev1.ControlPlaneServiceClient
-	sims map[string]*simnvml.Backend
+	t      *testing.T
+	target rpcclient.Target
+	ops    controlplanev1.ControlPlaneServiceClient
+	sims   map[string]*simnvml.Backend
 }
 
 func startControlPlane(t *testing.T, tweak ...func(*controlplane.Config)) *fleet {
@@ -41,7 +41,7 @@ func startControlPlane(t *testing.T, tweak ...func(*controlplane.Config)) *fleet
 			fn(cfg)
 		}
 	}})
-	return &fleet{t: t, addr: cp.Addr, ops: cp.Ops, sims: map[string]*simnvml.Backend{}}
+	return &fleet{t: t, target: cp.Target(), ops: cp.Ops, sims: map[string]*simnvml.Backend{}}
 }
 
 // addNode runs a real agent with simulated GPUs in this process.
@@ -58,7 +58,7 @@ func (f *fleet) addNode(id string, faults ...string) {
 	sim := simnvml.New(simnvml.Options{GPUs: 4, Faults: specs, Idle: true})
 	f.t.Cleanup(sim.Stop)
 	f.sims[id] = sim
-	conn, err := rpcclient.Dial(f.addr)
+	conn, err := rpcclient.Dial(f.target)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func TestConsoleCordonsWithKeys(t *testing.T) {
 	f := startControlPlane(t)
 	f.addNode("node-x")
 	f.addNode("node-y", "xid=79@gpu1+1s")
-	m := tui.New(tui.Options{Client: f.ops, Server: f.addr, Theme: tui.NewTheme(true, false)})
+	m := tui.New(tui.Options{Client: f.ops, Server: f.target.Addr, Theme: tui.NewTheme(true, false)})
 	defer m.Close()
 	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(120, 30))
 	out := tm.Output()

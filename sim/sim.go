@@ -31,8 +31,8 @@ import (
 
 // Options configures New.
 type Options struct {
-	// Server is the control plane address. Required.
-	Server string
+	// Server is the control plane and how to trust it. Required.
+	Server rpcclient.Target
 	// Nodes is how many nodes to simulate. Required.
 	Nodes int
 	// GPUs per node; 0 means 8.
@@ -70,7 +70,7 @@ type Fleet struct {
 
 // New dials the control plane and prepares the nodes.
 func New(o Options) (*Fleet, error) {
-	if o.Server == "" || o.Nodes <= 0 {
+	if o.Server.Addr == "" || o.Nodes <= 0 {
 		return nil, errors.New("sim: server and a positive node count are required")
 	}
 	if o.GPUs <= 0 {

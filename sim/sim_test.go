@@ -7,12 +7,13 @@ import (
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-func controlPlane(t *testing.T) (string, controlplanev1.ControlPlaneServiceClient) {
+func controlPlane(t *testing.T) (rpcclient.Target, controlplanev1.ControlPlaneServiceClient) {
 	t.Helper()
 	cp := cptest.Start(t, cptest.Options{Config: func(cfg *controlplane.Config) {
 		cfg.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
@@ -23,7 +24,7 @@ func controlPlane(t *testing.T) (string, controlplanev1.ControlPlaneServiceClien
 		off := false
 		cfg.AutoCordon.Enabled = &off
 	}})
-	return cp.Addr, cp.Ops
+	return cp.Target(), cp.Ops
 }
 
 func TestSimulatedFleet(t *testing.T) {

@@ -26,18 +26,18 @@ func CheckTerminal() error {
 	return nil
 }
 
-// Run opens the console on the control plane at server until the operator
+// Run opens the console on the control plane at target until the operator
 // quits or ctx ends.
-func Run(ctx context.Context, server string, readOnly bool) error {
+func Run(ctx context.Context, target rpcclient.Target, readOnly bool) error {
 	if err := CheckTerminal(); err != nil {
 		return err
 	}
-	conn, err := rpcclient.Dial(server)
+	conn, err := rpcclient.Dial(target)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	m := New(Options{Client: controlplanev1.NewControlPlaneServiceClient(conn), Server: server, ReadOnly: readOnly})
+	m := New(Options{Client: controlplanev1.NewControlPlaneServiceClient(conn), Server: target.Addr, ReadOnly: readOnly})
 	defer m.Close()
 	p := tea.NewProgram(m, tea.WithContext(ctx))
 	if _, err := p.Run(); err != nil && ctx.Err() == nil {

@@ -94,7 +94,9 @@ func TestWatcherReconnectsAndResumes(t *testing.T) {
 	}
 
 	p := newProxy(t, cp.Addr)
-	viaProxy, err := rpcclient.Dial(p.lis.Addr().String())
+	target := cp.Target()
+	target.Addr = p.lis.Addr().String()
+	viaProxy, err := rpcclient.Dial(target)
 	if err != nil {
 		t.Fatal(err)
 	}

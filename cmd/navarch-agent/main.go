@@ -43,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("navarch-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	server := fs.String("server", "", "control plane address `HOST:PORT` (default $NAVARCH_SERVER or "+rpcclient.DefaultServer+")")
+	caCert := fs.String("ca-cert", "", "`FILE` the control plane's CA certificate, its DATA_DIR/pki/ca.crt (default $NAVARCH_CA_CERT, else this machine's default control plane's)")
+	plaintext := fs.Bool("insecure", false, "plaintext, to a control plane started with --insecure")
 	nodeID := fs.String("node-id", "", "node `ID` (default: the hostname)")
 	simulate := fs.Bool("simulate", false, "use simulated GPUs instead of the NVIDIA driver")
 	gpus := fs.Int("gpus", 8, "number of simulated GPUs (with --simulate)")
@@ -113,9 +115,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fail("--node-id is required: the hostname is unknown")
 	}
 	addr := rpcclient.ServerFromEnv(*server)
-	conn, err := rpcclient.Dial(addr)
+	conn, err := rpcclient.Dial(rpcclient.Target{Addr: addr, CACert: rpcclient.CACertFromEnv(*caCert), Insecure: *plaintext})
 	if err != nil {
-		return fail("--server: %v", err)
+		return fail("%v", err)
 	}
 	defer conn.Close()
 

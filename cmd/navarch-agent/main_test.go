@@ -50,7 +50,7 @@ func TestNoDriverIsAPlainError(t *testing.T) {
 		}
 	}
 	var out, errOut bytes.Buffer
-	code := run([]string{"--server", "127.0.0.1:1", "--node-id", "n1"}, &out, &errOut)
+	code := run([]string{"--server", "127.0.0.1:1", "--insecure", "--node-id", "n1"}, &out, &errOut)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1; stderr %s", code, errOut.String())
 	}
@@ -69,7 +69,7 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "--server", addr, "--simulate", "--gpus", "2", "--node-id", "term-test")
+	cmd := exec.Command(bin, "--server", addr, "--insecure", "--simulate", "--gpus", "2", "--node-id", "term-test")
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", def.DataDir, "`DIR` holding the Badger store")
 	configFile := fs.String("config", "", "YAML config `FILE`; flags override it")
 	logLevel := fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
+	plaintext := fs.Bool("insecure", false, "serve plaintext instead of TLS; refused unless --listen is a loopback address")
 	printPolicy := fs.Bool("print-default-policy", false, "print the built-in fault policy and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -80,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			cfg.DataDir = *dataDir
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "insecure":
+			cfg.Insecure = *plaintext
 		}
 	})
 	if err := cfg.Validate(); err != nil {

@@ -16,9 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
+	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -52,6 +50,7 @@ func TestFlagsAndConfigErrors(t *testing.T) {
 		{"stray-argument", []string{"serve"}, 2, `unexpected argument "serve"`},
 		{"bad-listen", []string{"--listen", "nowhere", "--data-dir", t.TempDir()}, 2, "listen"},
 		{"bad-level", []string{"--log-level", "loud", "--data-dir", t.TempDir()}, 2, "log_level"},
+		{"plaintext-off-loopback", []string{"--insecure", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir()}, 2, "insecure: plaintext is served only on a loopback address"},
 		{"missing-config", []string{"--config", "/nonexistent.yaml"}, 2, "read config"},
 	}
 	for _, row := range rows {
@@ -119,8 +118,10 @@ func startBinary(t *testing.T, args ...string) *controlPlane {
 	return cp
 }
 
-func dial(t *testing.T, addr string) (nodev1.NodeServiceClient, controlplanev1.ControlPlaneServiceClient) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial connects over TLS, trusting the CA the control plane created in its
+// data directory.
+func dial(t *testing.T, addr, dataDir string) (nodev1.NodeServiceClient, controlplanev1.ControlPlaneServiceClient) {
+	conn, err := rpcclient.Dial(rpcclient.Target{Addr: addr, CACert: filepath.Join(dataDir, "pki", "ca.crt")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +143,13 @@ type acked struct {
 func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
 	cp := startBinary(t, "--data-dir", dir)
-	nodeAPI, _ := dial(t, cp.addr)
+	nodeAPI, _ := dial(t, cp.addr, dir)
 
 	done := &acked{events: map[string][]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	_, ops := dial(t, cp.addr)
+	_, ops := dial(t, cp.addr, dir)
 	for w := range 4 {
 		wg.Add(1)
 		go func() {
@@ -208,7 +209,7 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	}
 
 	cp2 := startBinary(t, "--data-dir", dir)
-	_, ops2 := dial(t, cp2.addr)
+	_, ops2 := dial(t, cp2.addr, dir)
 	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer rcancel()
 	isCordoned := map[string]bool{}

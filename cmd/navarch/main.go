@@ -13,6 +13,7 @@ import (
 
 	"github.com/navarch/navarch/internal/cli"
 	"github.com/navarch/navarch/internal/demo"
+	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/sim"
 	"github.com/navarch/navarch/tui"
 )
@@ -39,7 +40,7 @@ func main() {
 }
 
 // simulate runs the large demo's fleet in this process.
-func simulate(ctx context.Context, server string, nodes, gpus int, faultEvery time.Duration) error {
+func simulate(ctx context.Context, server rpcclient.Target, nodes, gpus int, faultEvery time.Duration) error {
 	f, err := sim.New(sim.Options{
 		Server: server, Nodes: nodes, GPUs: gpus, Prefix: "sim-",
 		Labels:        map[string]string{"pool": "demo"},

@@ -16,8 +16,8 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-func runAction(ctx context.Context, server, cmd string, args []string, env Env) error {
-	fs := flagSet(cmd, &server)
+func runAction(ctx context.Context, cf connFlags, cmd string, args []string, env Env) error {
+	fs := flagSet(cmd, &cf)
 	var reason *string
 	var deadline, drainTimeout optionalDuration
 	var wait *time.Duration
@@ -49,7 +49,7 @@ func runAction(ctx context.Context, server, cmd string, args []string, env Env) 
 	if drainTimeout.set && drainTimeout.d <= 0 {
 		return usagef("--drain-timeout: %s is not a positive duration", drainTimeout.d)
 	}
-	c, closeConn, err := client(server)
+	c, closeConn, err := client(cf)
 	if err != nil {
 		return err
 	}
@@ -159,8 +159,8 @@ func ensureNewline(s string) string {
 	return s + "\n"
 }
 
-func runProvision(ctx context.Context, server string, args []string, env Env) error {
-	fs := flagSet("provision", &server)
+func runProvision(ctx context.Context, cf connFlags, args []string, env Env) error {
+	fs := flagSet("provision", &cf)
 	provider := fs.String("provider", "local", "`NAME` the provider, as 'navarch get status' lists them")
 	count := fs.Uint("count", 0, "`N` how many nodes to start; required")
 	gpus := fs.Uint("gpus", 0, "`N` GPUs per node, where the provider lets you choose; 0 means its default")
@@ -205,7 +205,7 @@ func runProvision(ctx context.Context, server string, args []string, env Env) er
 		req.ChaosInterval = durationpb.New(*chaos)
 	}
 	var resp *controlplanev1.ProvisionNodesResponse
-	err = call(ctx, server, 2*callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+	err = call(ctx, cf, 2*callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
 		resp, err = c.ProvisionNodes(ctx, req)
 		return err
 	})

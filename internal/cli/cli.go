@@ -43,7 +43,7 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	Stdin          io.Reader
 	// Console runs the full-screen console; nil when the binary has none.
-	Console func(ctx context.Context, server string, readOnly bool) error
+	Console func(ctx context.Context, target rpcclient.Target, readOnly bool) error
 	// Demo runs the demo; nil when the binary has none.
 	Demo func(ctx context.Context, args []string) error
 }
@@ -140,7 +140,8 @@ func exitCode(err error) int {
 func run(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("navarch", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	server := fs.String("server", "", "")
+	var cf connFlags
+	cf.register(fs)
 	readOnly := fs.Bool("read-only", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -153,7 +154,7 @@ func run(ctx context.Context, args []string, env Env) error {
 		if env.Console == nil {
 			return usagef("this build has no console")
 		}
-		return env.Console(ctx, rpcclient.ServerFromEnv(*server), *readOnly)
+		return env.Console(ctx, cf.target(), *readOnly)
 	}
 	cmd, cargs := rest[0], rest[1:]
 	if *readOnly && cmd != "get" && cmd != "help" {
@@ -187,28 +188,45 @@ func run(ctx context.Context, args []string, env Env) error {
 		}
 		return within(cmd, err)
 	case "get":
-		return runGet(ctx, *server, cargs, env)
+		return runGet(ctx, cf, cargs, env)
 	case "cordon", "uncordon", "drain", "terminate", "diagnose":
-		return within(cmd, runAction(ctx, *server, cmd, cargs, env))
+		return within(cmd, runAction(ctx, cf, cmd, cargs, env))
 	case "provision":
-		return within(cmd, runProvision(ctx, *server, cargs, env))
+		return within(cmd, runProvision(ctx, cf, cargs, env))
 	}
 	return usagef("unknown command %q", cmd)
 }
 
+// connFlags are how a command reaches the control plane. They may come
+// before the command or among its flags.
+type connFlags struct {
+	server, caCert string
+	insecure       bool
+}
+
+func (c *connFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.server, "server", c.server, "`HOST:PORT` the control plane; else $NAVARCH_SERVER, else 127.0.0.1:50051")
+	fs.StringVar(&c.caCert, "ca-cert", c.caCert, "`FILE` the control plane's CA certificate (its DATA_DIR/pki/ca.crt); else $NAVARCH_CA_CERT, else this machine's default control plane's")
+	fs.BoolVar(&c.insecure, "insecure", c.insecure, "plaintext, to a control plane started with --insecure")
+}
+
+func (c connFlags) target() rpcclient.Target {
+	return rpcclient.Target{Addr: rpcclient.ServerFromEnv(c.server), CACert: rpcclient.CACertFromEnv(c.caCert), Insecure: c.insecure}
+}
+
 // client dials the control plane for one command.
-func client(server string) (controlplanev1.ControlPlaneServiceClient, func(), error) {
-	conn, err := rpcclient.Dial(rpcclient.ServerFromEnv(server))
+func client(cf connFlags) (controlplanev1.ControlPlaneServiceClient, func(), error) {
+	conn, err := rpcclient.Dial(cf.target())
 	if err != nil {
-		return nil, nil, usagef("--server: %v", err)
+		return nil, nil, usagef("%v", err)
 	}
 	return controlplanev1.NewControlPlaneServiceClient(conn), func() { _ = conn.Close() }, nil
 }
 
 // call dials the control plane and runs fn with a context bounded by
 // timeout.
-func call(ctx context.Context, server string, timeout time.Duration, fn func(context.Context, controlplanev1.ControlPlaneServiceClient) error) error {
-	c, closeConn, err := client(server)
+func call(ctx context.Context, cf connFlags, timeout time.Duration, fn func(context.Context, controlplanev1.ControlPlaneServiceClient) error) error {
+	c, closeConn, err := client(cf)
 	if err != nil {
 		return err
 	}
@@ -223,10 +241,10 @@ const callTimeout = 15 * time.Second
 
 // flagSet makes a subcommand's flag set; --server is accepted on every
 // subcommand too.
-func flagSet(name string, server *string) *flag.FlagSet {
+func flagSet(name string, cf *connFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(server, "server", *server, "`HOST:PORT` the control plane; else $NAVARCH_SERVER, else 127.0.0.1:50051")
+	cf.register(fs)
 	return fs
 }
 

@@ -22,10 +22,12 @@ import (
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
-// server runs a real control plane with two registered nodes.
+// server runs a real control plane with two registered nodes, and has
+// the commands trust its CA through $NAVARCH_CA_CERT.
 func server(t *testing.T) string {
 	t.Helper()
 	cp := cptest.Start(t, cptest.Options{})
+	t.Setenv("NAVARCH_CA_CERT", cp.Server.CAFile())
 	ctx := context.Background()
 	for _, id := range []string{"gpu-1", "gpu-2"} {
 		gpus := []*fleetv1.Gpu{{Index: 0, Uuid: "GPU-" + id + "-0"}, {Index: 1, Uuid: "GPU-" + id + "-1"}}
@@ -191,9 +193,14 @@ func TestUnreachableServer(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	code, _, errOut := navarch(t, "--server", addr, "get", "nodes")
+	code, _, errOut := navarch(t, "--server", addr, "--insecure", "get", "nodes")
 	if code != ExitFailure || !strings.Contains(errOut, "unavailable") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	t.Setenv("NAVARCH_CA_CERT", "")
+	if code, _, errOut := navarch(t, "--server", addr, "get", "nodes"); code != ExitUsage || !strings.Contains(errOut, "--ca-cert") {
+		t.Fatalf("without a CA: exit %d, stderr %q", code, errOut)
 	}
 	if code, _, errOut := navarch(t, "--server", "nowhere", "get", "nodes"); code != ExitUsage || !strings.Contains(errOut, "HOST:PORT") {
 		t.Fatalf("bad address: %d %q", code, errOut)
@@ -348,7 +355,7 @@ func TestUsageMatchesFlags(t *testing.T) {
 				listed[n] = true
 				found = found || inSynopsis[n]
 			}
-			if !found && names[0] != "--server" {
+			if !found && !connFlag(strings.TrimLeft(names[0], "-")) {
 				t.Errorf("%s: %v is defined but not in the synopsis %q", name, names, syn)
 			}
 		}

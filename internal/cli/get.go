@@ -18,7 +18,7 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-func runGet(ctx context.Context, server string, args []string, env Env) error {
+func runGet(ctx context.Context, cf connFlags, args []string, env Env) error {
 	if len(args) == 0 {
 		return within("get", usagef("get needs what to get: nodes, node ID, events or status"))
 	}
@@ -28,13 +28,13 @@ func runGet(ctx context.Context, server string, args []string, env Env) error {
 	case "-h", "-help", "--help":
 		return helpError{getUsage()}
 	case "nodes":
-		err = getNodes(ctx, server, args, env)
+		err = getNodes(ctx, cf, args, env)
 	case "node":
-		err = getNode(ctx, server, args, env)
+		err = getNode(ctx, cf, args, env)
 	case "events":
-		err = getEvents(ctx, server, args, env)
+		err = getEvents(ctx, cf, args, env)
 	case "status":
-		err = getStatus(ctx, server, args, env)
+		err = getStatus(ctx, cf, args, env)
 	default:
 		return within("get", usagef("get: unknown kind %q (nodes, node, events, status)", what))
 	}
@@ -59,8 +59,8 @@ func writeJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-func getNodes(ctx context.Context, server string, args []string, env Env) error {
-	fs := flagSet("get nodes", &server)
+func getNodes(ctx context.Context, cf connFlags, args []string, env Env) error {
+	fs := flagSet("get nodes", &cf)
 	out := outputFlag(fs)
 	var lifecycle, health, reach, labels listFlag
 	fs.Var(&lifecycle, "lifecycle", "`STATE` only nodes in this lifecycle state: provisioning, active, cordoned, draining, drained, terminating, terminated or provision-failed; repeatable")
@@ -102,7 +102,7 @@ func getNodes(ctx context.Context, server string, args []string, env Env) error 
 		}
 		req.Reachability = append(req.Reachability, v)
 	}
-	c, closeConn, err := client(server)
+	c, closeConn, err := client(cf)
 	if err != nil {
 		return err
 	}
@@ -171,8 +171,8 @@ func gpuSummary(n *fleetv1.Node) string {
 	return s
 }
 
-func getNode(ctx context.Context, server string, args []string, env Env) error {
-	fs := flagSet("get node", &server)
+func getNode(ctx context.Context, cf connFlags, args []string, env Env) error {
+	fs := flagSet("get node", &cf)
 	out := outputFlag(fs)
 	events := fs.Uint("events", 20, "`N` recent health events to show; 0 means the control plane's default")
 	pos, err := parse(fs, args)
@@ -186,7 +186,7 @@ func getNode(ctx context.Context, server string, args []string, env Env) error {
 		return err
 	}
 	var resp *controlplanev1.GetNodeResponse
-	err = call(ctx, server, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
 		resp, err = c.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: pos[0], EventLimit: uint32(*events)})
 		return err
 	})
@@ -284,8 +284,8 @@ func writeEvents(w io.Writer, evs []*fleetv1.HealthEvent, now time.Time, withNod
 	return tw.Flush()
 }
 
-func getEvents(ctx context.Context, server string, args []string, env Env) error {
-	fs := flagSet("get events", &server)
+func getEvents(ctx context.Context, cf connFlags, args []string, env Env) error {
+	fs := flagSet("get events", &cf)
 	out := outputFlag(fs)
 	node := fs.String("node", "", "`ID` only this node's events")
 	minHealth := fs.String("min-health", "", "`HEALTH` only events judged at least this bad: healthy, degraded or unhealthy")
@@ -310,7 +310,7 @@ func getEvents(ctx context.Context, server string, args []string, env Env) error
 		req.MinHealth = v
 	}
 	var resp *controlplanev1.ListEventsResponse
-	err = call(ctx, server, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
 		resp, err = c.ListEvents(ctx, req)
 		return err
 	})
@@ -323,8 +323,8 @@ func getEvents(ctx context.Context, server string, args []string, env Env) error
 	return writeEvents(env.Stdout, resp.GetEvents(), time.Now(), true)
 }
 
-func getStatus(ctx context.Context, server string, args []string, env Env) error {
-	fs := flagSet("get status", &server)
+func getStatus(ctx context.Context, cf connFlags, args []string, env Env) error {
+	fs := flagSet("get status", &cf)
 	out := outputFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -337,7 +337,7 @@ func getStatus(ctx context.Context, server string, args []string, env Env) error
 		return err
 	}
 	var resp *controlplanev1.GetFleetStatusResponse
-	err = call(ctx, server, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
 		resp, err = c.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
 		return err
 	})

@@ -70,8 +70,12 @@ const demoFlags = `  --nodes N               simulated nodes, 1–1000; above 24
 
 const usageFooter = `--server HOST:PORT picks the control plane for the console and for every
 command but demo and version; it may come before the command or among its
-flags. Without it: $NAVARCH_SERVER, else 127.0.0.1:50051. --read-only is
-also accepted before 'get', which never changes anything.
+flags. Without it: $NAVARCH_SERVER, else 127.0.0.1:50051. The connection is
+TLS, trusting --ca-cert FILE (the control plane's DATA_DIR/pki/ca.crt), else
+$NAVARCH_CA_CERT, else the CA of a control plane with the default data
+directory on this machine; --insecure speaks plaintext to a control plane
+started with --insecure. --read-only is also accepted before 'get', which
+never changes anything.
 
 'navarch COMMAND -h' (or 'navarch help COMMAND') describes a command's flags.
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node not found, 4 refused.
@@ -84,9 +88,9 @@ const width = 80
 func topUsage() string {
 	var b strings.Builder
 	b.WriteString("Usage:\n")
-	b.WriteString("  navarch [--server HOST:PORT] [--read-only]\n")
+	b.WriteString("  navarch [--server HOST:PORT] [--ca-cert FILE | --insecure] [--read-only]\n")
 	b.WriteString("      open the fleet console; --read-only hides and refuses every action\n")
-	b.WriteString("  navarch [--server HOST:PORT] COMMAND [ARGUMENTS] [FLAGS]\n")
+	b.WriteString("  navarch [--server HOST:PORT] [--ca-cert FILE | --insecure] COMMAND [ARGUMENTS] [FLAGS]\n")
 	b.WriteString("\nCommands:\n")
 	for _, c := range commands {
 		writeEntry(&b, "  navarch ", c)
@@ -189,8 +193,11 @@ func words(s string) []string {
 	return out
 }
 
+// connFlag reports whether a flag says how to reach the control plane.
+func connFlag(name string) bool { return name == "server" || name == "ca-cert" || name == "insecure" }
+
 // flagTable lists the flags of fs, aliases (flags sharing one value, such as
-// -o and --output) on one line, --server last.
+// -o and --output) on one line, the connection flags last.
 func flagTable(fs *flag.FlagSet) string {
 	type group struct {
 		names []string
@@ -208,7 +215,7 @@ func flagTable(fs *flag.FlagSet) string {
 		groups = append(groups, g)
 	})
 	sort.SliceStable(groups, func(i, j int) bool {
-		return groups[i].f.Name != "server" && groups[j].f.Name == "server"
+		return !connFlag(groups[i].f.Name) && connFlag(groups[j].f.Name)
 	})
 	type row struct{ left, text string }
 	var rows []row
@@ -275,7 +282,7 @@ func dashed(name string) string {
 
 // defaultText is a flag's default as the usage shows it, or "" for none.
 func defaultText(f *flag.Flag) string {
-	if f.Name == "server" {
+	if connFlag(f.Name) {
 		// Its default is whatever came before the command.
 		return ""
 	}

@@ -1,12 +1,15 @@
-// Package cptest runs a real control plane for tests: on loopback, with a
-// real Badger directory in a temporary folder, with clients for both
-// services, restartable on the same data, and stopped when the test ends.
+// Package cptest runs a real control plane for tests: on loopback, over
+// real TLS with the control plane's own CA, with a real Badger directory
+// in a temporary folder, with clients for both services, restartable on
+// the same data, and stopped when the test ends.
 // It is the one harness every package's tests start a control plane with.
 package cptest
 
 import (
+	"cmp"
 	"context"
 	"net"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -46,11 +49,14 @@ type ControlPlane struct {
 type Options struct {
 	// Config edits the defaults before start.
 	Config func(*controlplane.Config)
-	// Providers are offered to ProvisionNodes; they get the address. They
-	// are built again at each restart.
-	Providers func(addr string) []provider.Provider
+	// Providers are offered to ProvisionNodes; they get how to reach the
+	// control plane. They are built again at each restart.
+	Providers func(target rpcclient.Target) []provider.Provider
 	// Clock drives the control plane; nil means the real clock.
 	Clock clockwork.Clock
+	// CACert is the CA clients trust when Config brings the server's
+	// certificate; empty means the control plane's own CA.
+	CACert string
 }
 
 // Start runs a control plane until the test ends.
@@ -78,7 +84,10 @@ func (cp *ControlPlane) start() {
 	cfg.Listen = lis.Addr().String()
 	var providers []provider.Provider
 	if cp.o.Providers != nil {
-		providers = cp.o.Providers(lis.Addr().String())
+		// The control plane writes its CA at start, before any provider
+		// starts an agent.
+		t := rpcclient.Target{Addr: lis.Addr().String(), CACert: cmp.Or(cp.o.CACert, filepath.Join(cfg.DataDir, "pki", "ca.crt")), Insecure: cfg.Insecure}
+		providers = cp.o.Providers(t)
 	}
 	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg, Providers: providers, Clock: cp.o.Clock})
 	if err != nil {
@@ -87,7 +96,7 @@ func (cp *ControlPlane) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
-	conn, err := rpcclient.Dial(lis.Addr().String())
+	conn, err := rpcclient.Dial(cp.target(lis.Addr().String(), srv))
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -102,6 +111,14 @@ func (cp *ControlPlane) start() {
 			t.Errorf("serve: %v", err)
 		}
 	})
+}
+
+// Target is how a client reaches this control plane: its address and the
+// CA it runs, over real TLS unless the configuration asked for plaintext.
+func (cp *ControlPlane) Target() rpcclient.Target { return cp.target(cp.Addr, cp.Server) }
+
+func (cp *ControlPlane) target(addr string, srv *controlplane.Server) rpcclient.Target {
+	return rpcclient.Target{Addr: addr, CACert: cmp.Or(cp.o.CACert, srv.CAFile()), Insecure: cp.Config.Insecure}
 }
 
 // Stop shuts the control plane down before the test ends; later calls do

@@ -50,10 +50,10 @@ type Options struct {
 	Stdout, Stderr io.Writer
 	// Console opens the console on the demo's control plane; nil waits for
 	// ctx instead.
-	Console func(ctx context.Context, server string, readOnly bool) error
+	Console func(ctx context.Context, server rpcclient.Target, readOnly bool) error
 	// InProcess runs n simulated nodes in this process against server, until
 	// ctx ends; required for fleets above MaxProcessNodes.
-	InProcess func(ctx context.Context, server string, n, gpus int, faultEvery time.Duration) error
+	InProcess func(ctx context.Context, server rpcclient.Target, n, gpus int, faultEvery time.Duration) error
 }
 
 // ParseArgs reads the demo's command line into o.
@@ -175,10 +175,13 @@ local_provider:
 	defer stop(cp, exited)
 
 	fmt.Fprintf(o.Stdout, "navarch demo: control plane on %s (store %s, log %s)\n", addr, storeDir, logPath)
-	if err := waitServing(ctx, addr, exited, logPath); err != nil {
+	// The control plane creates its CA on first start; the demo's clients
+	// and agents trust it.
+	target := rpcclient.Target{Addr: addr, CACert: filepath.Join(storeDir, "pki", "ca.crt")}
+	if err := waitServing(ctx, target, exited, logPath); err != nil {
 		return err
 	}
-	conn, err := rpcclient.Dial(addr)
+	conn, err := rpcclient.Dial(target)
 	if err != nil {
 		return err
 	}
@@ -206,15 +209,15 @@ local_provider:
 			return errors.New("demo: this build cannot run an in-process fleet")
 		}
 		simErr := make(chan error, 1)
-		go func() { simErr <- o.InProcess(simCtx, addr, o.Nodes, o.GPUs, o.FaultEvery) }()
+		go func() { simErr <- o.InProcess(simCtx, target, o.Nodes, o.GPUs, o.FaultEvery) }()
 		defer func() { stopSim(); <-simErr }()
 		fmt.Fprintf(o.Stdout, "navarch demo: %d simulated nodes × %d GPUs in this process\n", o.Nodes, o.GPUs)
 	}
 
 	if o.Console != nil {
-		return o.Console(ctx, addr, false)
+		return o.Console(ctx, target, false)
 	}
-	fmt.Fprintf(o.Stdout, "navarch demo: watch with 'navarch --server %s' or 'navarch get nodes --server %s'; Ctrl-C stops everything\n", addr, addr)
+	fmt.Fprintf(o.Stdout, "navarch demo: watch with 'navarch --server %s --ca-cert %s' (or 'navarch get nodes' with the same flags); Ctrl-C stops everything\n", addr, target.CACert)
 	select {
 	case <-ctx.Done():
 		return nil
@@ -232,20 +235,12 @@ func freeAddr() (string, error) {
 	return addr, l.Close()
 }
 
-// waitServing waits until the control plane answers its health check.
-func waitServing(ctx context.Context, addr string, exited chan error, logPath string) error {
-	conn, err := rpcclient.Dial(addr)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	hc := grpc_health_v1.NewHealthClient(conn)
+// waitServing waits until the control plane has written its CA and answers
+// its health check over TLS.
+func waitServing(ctx context.Context, target rpcclient.Target, exited chan error, logPath string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := hc.Check(cctx, &grpc_health_v1.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
+		if serving(ctx, target) {
 			return nil
 		}
 		select {
@@ -280,4 +275,21 @@ func tail(path string) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+// serving reports whether the control plane at target answers its health
+// check as SERVING.
+func serving(ctx context.Context, target rpcclient.Target) bool {
+	if _, err := os.Stat(target.CACert); err != nil {
+		return false
+	}
+	conn, err := rpcclient.Dial(target)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, err := grpc_health_v1.NewHealthClient(conn).Check(cctx, &grpc_health_v1.HealthCheckRequest{})
+	return err == nil && resp.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING
 }

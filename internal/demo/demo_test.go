@@ -39,8 +39,8 @@ func TestMain(m *testing.M) {
 
 // console stands in for the operator: it waits for the fleet, checks it,
 // and quits.
-func console(t *testing.T, want int, check func(*controlplanev1.ListNodesResponse)) func(context.Context, string, bool) error {
-	return func(ctx context.Context, server string, readOnly bool) error {
+func console(t *testing.T, want int, check func(*controlplanev1.ListNodesResponse)) func(context.Context, rpcclient.Target, bool) error {
+	return func(ctx context.Context, server rpcclient.Target, readOnly bool) error {
 		conn, err := rpcclient.Dial(server)
 		if err != nil {
 			return err
@@ -95,7 +95,7 @@ func TestDemoRunsAndCleansUp(t *testing.T) {
 
 func TestLargeDemoRunsInProcess(t *testing.T) {
 	o := Options{Nodes: 40, GPUs: 2, DataDir: t.TempDir(), BinDir: binDir, Stdout: io.Discard, Stderr: io.Discard}
-	o.InProcess = func(ctx context.Context, server string, n, gpus int, faultEvery time.Duration) error {
+	o.InProcess = func(ctx context.Context, server rpcclient.Target, n, gpus int, faultEvery time.Duration) error {
 		f, err := sim.New(sim.Options{Server: server, Nodes: n, GPUs: gpus})
 		if err != nil {
 			return err

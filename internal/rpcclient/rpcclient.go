@@ -1,9 +1,13 @@
 // Package rpcclient holds every client's dial options in one place: the
 // agent, the console and the scripting commands dial the control plane
-// through Dial, so transport security and credentials slot in here.
+// through Dial, so transport security and credentials are the same for
+// all of them.
 package rpcclient
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,12 +15,26 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/navarch/navarch/internal/statedir"
 )
 
 // DefaultServer is the control plane address when none is given.
 const DefaultServer = "127.0.0.1:50051"
+
+// Target is a control plane and how to trust it.
+type Target struct {
+	// Addr is its HOST:PORT.
+	Addr string
+	// CACert is a PEM file with the CA that signed its certificate: its
+	// own CA's DATA_DIR/pki/ca.crt, or the operator's.
+	CACert string
+	// Insecure dials without TLS, a control plane started with --insecure.
+	Insecure bool
+}
 
 // ServerFromEnv returns flagValue if set, else $NAVARCH_SERVER, else the
 // default address.
@@ -30,14 +48,35 @@ func ServerFromEnv(flagValue string) string {
 	return DefaultServer
 }
 
-// Dial prepares a connection to the control plane at addr (HOST:PORT). The
-// connection is lazy: it connects on first use and reconnects by itself.
-func Dial(addr string) (*grpc.ClientConn, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, fmt.Errorf("server address %q is not HOST:PORT", addr)
+// CACertFromEnv returns flagValue if set, else $NAVARCH_CA_CERT, else the
+// CA of a control plane with the default data directory on this machine,
+// if there is one; else "".
+func CACertFromEnv(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
 	}
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	if v := os.Getenv("NAVARCH_CA_CERT"); v != "" {
+		return v
+	}
+	if _, err := os.Stat(statedir.CACert()); err == nil {
+		return statedir.CACert()
+	}
+	return ""
+}
+
+// Dial prepares a connection to the control plane. The connection is
+// lazy: it connects on first use and reconnects by itself. Without
+// Insecure it speaks TLS and trusts only t.CACert.
+func Dial(t Target) (*grpc.ClientConn, error) {
+	if _, _, err := net.SplitHostPort(t.Addr); err != nil {
+		return nil, fmt.Errorf("server address %q is not HOST:PORT", t.Addr)
+	}
+	creds, err := transport(t)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(t.Addr,
+		grpc.WithTransportCredentials(creds),
 		// Reconnect within seconds of a control plane restart, not minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
@@ -47,7 +86,25 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
+		return nil, fmt.Errorf("dial %s: %w", t.Addr, err)
 	}
 	return conn, nil
+}
+
+func transport(t Target) (credentials.TransportCredentials, error) {
+	if t.Insecure {
+		return insecure.NewCredentials(), nil
+	}
+	if t.CACert == "" {
+		return nil, errors.New("no CA certificate to trust the control plane with: give its DATA_DIR/pki/ca.crt (--ca-cert or NAVARCH_CA_CERT), or --insecure for a control plane started with --insecure")
+	}
+	pem, err := os.ReadFile(t.CACert)
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("read CA certificate: %s holds no PEM certificate", t.CACert)
+	}
+	return credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }

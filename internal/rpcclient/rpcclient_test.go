@@ -1,6 +1,10 @@
 package rpcclient
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestServerFromEnv(t *testing.T) {
 	t.Setenv("NAVARCH_SERVER", "")
@@ -16,11 +20,47 @@ func TestServerFromEnv(t *testing.T) {
 	}
 }
 
-func TestDialChecksTheAddress(t *testing.T) {
-	if _, err := Dial("no-port"); err == nil {
+func TestCACertFromEnv(t *testing.T) {
+	state := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", state)
+	t.Setenv("NAVARCH_CA_CERT", "")
+	if got := CACertFromEnv(""); got != "" {
+		t.Fatalf("no CA anywhere: %q", got)
+	}
+	local := filepath.Join(state, "navarch", "pki", "ca.crt")
+	if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(local, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := CACertFromEnv(""); got != local {
+		t.Fatalf("the local control plane's CA: %q", got)
+	}
+	t.Setenv("NAVARCH_CA_CERT", "/etc/navarch/ca.crt")
+	if got := CACertFromEnv(""); got != "/etc/navarch/ca.crt" {
+		t.Fatalf("environment: %q", got)
+	}
+	if got := CACertFromEnv("ca.pem"); got != "ca.pem" {
+		t.Fatalf("flag: %q", got)
+	}
+}
+
+func TestDialChecksTheAddressAndTheCA(t *testing.T) {
+	if _, err := Dial(Target{Addr: "no-port", Insecure: true}); err == nil {
 		t.Fatal("an address without a port was accepted")
 	}
-	conn, err := Dial("127.0.0.1:1")
+	if _, err := Dial(Target{Addr: "127.0.0.1:1"}); err == nil {
+		t.Fatal("TLS without a CA was accepted")
+	}
+	notPEM := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Dial(Target{Addr: "127.0.0.1:1", CACert: notPEM}); err == nil {
+		t.Fatal("a CA file without a certificate was accepted")
+	}
+	conn, err := Dial(Target{Addr: "127.0.0.1:1", Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -19,6 +20,10 @@ type Config struct {
 	// SimJobs gives the agents' simulated GPUs real job processes, so that
 	// drains wait for them and forced drains signal them.
 	SimJobs bool `yaml:"sim_jobs"`
+	// CACert is the CA certificate the agents trust the control plane
+	// with; empty means the control plane's own CA. Set it when the
+	// control plane serves a certificate the operator brought.
+	CACert string `yaml:"ca_cert"`
 }
 
 // DefaultConfig is the section's defaults.
@@ -35,9 +40,10 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Build starts the provider as configured: its agents dial server and
+// Build starts the provider as configured: its agents dial server, trust
+// caCert unless c names another (or speak plaintext with insecure), and
 // write their logs under dataDir.
-func Build(c Config, server, dataDir string, log *slog.Logger) (*Provider, error) {
+func Build(c Config, server, caCert string, insecure bool, dataDir string, log *slog.Logger) (*Provider, error) {
 	bin := c.AgentBinary
 	if bin == "" {
 		var err error
@@ -48,6 +54,8 @@ func Build(c Config, server, dataDir string, log *slog.Logger) (*Provider, error
 	return New(Options{
 		AgentBinary: bin,
 		Server:      server,
+		CACert:      cmp.Or(c.CACert, caCert),
+		Insecure:    insecure,
 		LogDir:      filepath.Join(dataDir, "local-agents"),
 		MaxNodes:    c.MaxNodes,
 		SimJobs:     c.SimJobs,

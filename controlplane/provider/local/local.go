@@ -31,6 +31,12 @@ type Options struct {
 	AgentBinary string
 	// Server is the control plane address the agents dial. Required.
 	Server string
+	// CACert is the CA certificate the agents trust the control plane
+	// with. Required unless Insecure.
+	CACert string
+	// Insecure has the agents dial in plaintext, a control plane started
+	// with --insecure.
+	Insecure bool
 	// LogDir receives one log file per agent. Required.
 	LogDir string
 	// MaxNodes caps the agents running at once; 0 means 200.
@@ -67,6 +73,9 @@ type proc struct {
 func New(o Options) (*Provider, error) {
 	if o.AgentBinary == "" || o.Server == "" || o.LogDir == "" {
 		return nil, errors.New("local provider: agent binary, server and log directory are required")
+	}
+	if o.CACert == "" && !o.Insecure {
+		return nil, errors.New("local provider: the agents need the control plane's CA certificate (local_provider.ca_cert)")
 	}
 	if _, err := os.Stat(o.AgentBinary); err != nil {
 		return nil, fmt.Errorf("local provider: agent binary: %w", err)
@@ -167,8 +176,13 @@ func (p *Provider) start(inst provider.Instance, spec provider.Spec) error {
 	if gpus == 0 {
 		gpus = 8
 	}
-	args := []string{"--server", p.o.Server, "--node-id", inst.NodeID, "--instance-id", inst.InstanceID,
-		"--simulate", "--gpus", strconv.Itoa(gpus), "--log-level", "info"}
+	args := []string{"--server", p.o.Server, "--node-id", inst.NodeID, "--instance-id", inst.InstanceID}
+	if p.o.Insecure {
+		args = append(args, "--insecure")
+	} else {
+		args = append(args, "--ca-cert", p.o.CACert)
+	}
+	args = append(args, "--simulate", "--gpus", strconv.Itoa(gpus), "--log-level", "info")
 	keys := make([]string, 0, len(spec.Labels))
 	for k := range spec.Labels {
 		keys = append(keys, k)

@@ -15,6 +15,7 @@ import (
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -50,8 +51,8 @@ type env struct {
 func start(t *testing.T, agent string) *env {
 	t.Helper()
 	e := &env{t: t}
-	cp := cptest.Start(t, cptest.Options{Providers: func(addr string) []provider.Provider {
-		prov, err := local.New(local.Options{AgentBinary: agent, Server: addr, LogDir: filepath.Join(t.TempDir(), "agents"), StopGrace: 2 * time.Second})
+	cp := cptest.Start(t, cptest.Options{Providers: func(cp rpcclient.Target) []provider.Provider {
+		prov, err := local.New(local.Options{AgentBinary: agent, Server: cp.Addr, CACert: cp.CACert, LogDir: filepath.Join(t.TempDir(), "agents"), StopGrace: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +190,10 @@ func TestLimits(t *testing.T) {
 	if _, err := local.New(local.Options{AgentBinary: "/nonexistent/navarch-agent", Server: "127.0.0.1:1", LogDir: t.TempDir()}); err == nil {
 		t.Fatal("missing agent binary accepted")
 	}
-	p, err := local.New(local.Options{AgentBinary: agentBinary, Server: "127.0.0.1:1", LogDir: t.TempDir(), MaxNodes: 2})
+	if _, err := local.New(local.Options{AgentBinary: agentBinary, Server: "127.0.0.1:1", LogDir: t.TempDir()}); err == nil {
+		t.Fatal("agents without a CA to trust the control plane with were accepted")
+	}
+	p, err := local.New(local.Options{AgentBinary: agentBinary, Server: "127.0.0.1:1", Insecure: true, LogDir: t.TempDir(), MaxNodes: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
