@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -19,7 +21,7 @@ import (
 // Operators is what ControlPlaneService needs of the fleet.
 type Operators interface {
 	Status() *controlplanev1.GetFleetStatusResponse
-	List(nf fleet.NodeFilter, pageSize int, pageToken string) ([]*fleetv1.Node, string, int, uint64, error)
+	List(nf fleet.NodeFilter, pageSize int, after string) ([]*fleetv1.Node, string, int, uint64)
 	NodeDetail(ctx context.Context, id string, eventLimit int) (*controlplanev1.GetNodeResponse, error)
 	Events(ctx context.Context, nodeID string, minHealth fleetv1.HealthStatus, text string, limit int) ([]*fleetv1.HealthEvent, error)
 	Cordon(ctx context.Context, id, reason string) (*fleetv1.Node, error)
@@ -95,20 +97,49 @@ func (s *operatorService) ListNodes(_ context.Context, req *controlplanev1.ListN
 	if size == 0 {
 		size = defaultPageSize
 	}
-	if err := checkText("page_token", req.GetPageToken(), MaxFilterLen, false); err != nil {
+	after, err := pagePosition(req.GetPageToken())
+	if err != nil {
 		return nil, err
 	}
-	nodes, next, total, rev, err := s.fleet.List(fleet.NodeFilter{
+	nodes, next, total, rev := s.fleet.List(fleet.NodeFilter{
 		Lifecycle:    req.GetLifecycle(),
 		Health:       req.GetHealth(),
 		Reachability: req.GetReachability(),
 		Labels:       terms,
 		Text:         req.GetText(),
-	}, size, req.GetPageToken())
-	if err != nil {
-		return nil, err
+	}, size, after)
+	return &controlplanev1.ListNodesResponse{Nodes: nodes, NextPageToken: pageToken(next), TotalSize: uint32(total), Revision: rev}, nil
+}
+
+// pageTokenPrefix starts every ListNodes page token: it says what the token
+// is and the version of its format, so anything else is refused rather than
+// read as a position.
+const pageTokenPrefix = "nodes.v1:"
+
+// pageToken is the opaque token for the page that starts after the node id
+// after; "" (no next page) for "".
+func pageToken(after string) string {
+	if after == "" {
+		return ""
 	}
-	return &controlplanev1.ListNodesResponse{Nodes: nodes, NextPageToken: next, TotalSize: uint32(total), Revision: rev}, nil
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + after))
+}
+
+// pagePosition reads a page token back to the node id its page starts
+// after; "" for the first page.
+func pagePosition(token string) (string, error) {
+	if token == "" {
+		return "", nil
+	}
+	if err := checkText("page_token", token, MaxFilterLen, false); err != nil {
+		return "", err
+	}
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	after, ok := strings.CutPrefix(string(b), pageTokenPrefix)
+	if err != nil || !ok || checkNodeID("page_token", after) != nil {
+		return "", invalid("page_token", "not a token from a previous ListNodes response")
+	}
+	return after, nil
 }
 
 func (s *operatorService) GetNode(ctx context.Context, req *controlplanev1.GetNodeRequest) (*controlplanev1.GetNodeResponse, error) {

@@ -2,13 +2,11 @@ package fleet
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/health"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -103,17 +101,11 @@ func (nf *NodeFilter) match(n *fleetv1.Node, reach fleetv1.Reachability) bool {
 	return true
 }
 
-// List returns a page of matching nodes ordered by id, the next page token
-// and the number of matches.
-func (f *Fleet) List(nf NodeFilter, pageSize int, pageToken string) ([]*fleetv1.Node, string, int, uint64, error) {
-	after := ""
-	if pageToken != "" {
-		b, err := base64.RawURLEncoding.DecodeString(pageToken)
-		if err != nil || len(b) == 0 {
-			return nil, "", 0, 0, apierr.Invalid("page_token", "not a token from a previous ListNodes response")
-		}
-		after = string(b)
-	}
+// List returns a page of the matching nodes ordered by id, starting after
+// the node id after ("" for the first page); the id the next page starts
+// after ("" when this page is the last); the number of matches; and the
+// revision the page is at.
+func (f *Fleet) List(nf NodeFilter, pageSize int, after string) ([]*fleetv1.Node, string, int, uint64) {
 	rev := f.hub.Revision()
 	var matched []*nodeState
 	for _, ns := range f.all() {
@@ -130,9 +122,9 @@ func (f *Fleet) List(nf NodeFilter, pageSize int, pageToken string) ([]*fleetv1.
 	}
 	next := ""
 	if end < len(matched) && len(page) > 0 {
-		next = base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].GetNodeId()))
+		next = page[len(page)-1].GetNodeId()
 	}
-	return page, next, len(matched), rev, nil
+	return page, next, len(matched), rev
 }
 
 // Events lists health events, newest first.
