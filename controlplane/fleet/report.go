@@ -13,9 +13,17 @@ import (
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
+// MaxEventClockSkew is how far ahead of the control plane's clock an
+// event's time may be: agents' clocks drift, but an event from well in the
+// future is a bad clock or a forgery, and would sort above every real one.
+const MaxEventClockSkew = 5 * time.Minute
+
 // ReportHealth records events and a metrics snapshot and re-judges health.
 func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
 	now := f.clock.Now()
+	if err := checkEventTimes(req.GetEvents(), now); err != nil {
+		return nil, err
+	}
 	var resp *nodev1.ReportHealthResponse
 	err := f.nodeLocked(req.GetNodeId(), false, func(ns *nodeState, cur *fleetv1.Node) error {
 		if cur == nil {
@@ -172,6 +180,19 @@ func checkEventGPUs(n *fleetv1.Node, req *nodev1.ReportHealthRequest) error {
 	for i, m := range req.GetMetrics() {
 		if !known[m.GetGpuIndex()] {
 			return apierr.Invalid(fmt.Sprintf("metrics[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), m.GetGpuIndex())
+		}
+	}
+	return nil
+}
+
+// checkEventTimes rejects events dated more than MaxEventClockSkew after
+// now.
+func checkEventTimes(events []*fleetv1.HealthEvent, now time.Time) error {
+	latest := now.Add(MaxEventClockSkew)
+	for i, e := range events {
+		if e.GetTime() != nil && e.GetTime().AsTime().After(latest) {
+			return apierr.Invalid(fmt.Sprintf("events[%d].time", i), "%s is more than %s ahead of the control plane's clock (%s)",
+				e.GetTime().AsTime().UTC().Format(time.RFC3339), MaxEventClockSkew, now.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil
