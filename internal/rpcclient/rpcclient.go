@@ -5,12 +5,14 @@
 package rpcclient
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -34,6 +36,8 @@ type Target struct {
 	CACert string
 	// Insecure dials without TLS, a control plane started with --insecure.
 	Insecure bool
+	// Token is the operator token sent with every call; empty sends none.
+	Token string
 }
 
 // ServerFromEnv returns flagValue if set, else $NAVARCH_SERVER, else the
@@ -75,8 +79,11 @@ func Dial(t Target) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(t.Addr,
-		grpc.WithTransportCredentials(creds),
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if t.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: t.Token, tls: !t.Insecure}))
+	}
+	conn, err := grpc.NewClient(t.Addr, append(opts,
 		// Reconnect within seconds of a control plane restart, not minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
@@ -84,7 +91,7 @@ func Dial(t Target) (*grpc.ClientConn, error) {
 		}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", t.Addr, err)
 	}
@@ -107,4 +114,40 @@ func transport(t Target) (credentials.TransportCredentials, error) {
 		return nil, fmt.Errorf("read CA certificate: %s holds no PEM certificate", t.CACert)
 	}
 	return credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
+}
+
+// bearer sends an operator token with every call, as
+// "authorization: Bearer TOKEN".
+type bearer struct {
+	token string
+	tls   bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity keeps the token off plaintext connections,
+// except to a control plane that serves plaintext on loopback.
+func (b bearer) RequireTransportSecurity() bool { return b.tls }
+
+// TokenFromEnv returns flagValue if set, else $NAVARCH_TOKEN, else the
+// admin token of a control plane with the default data directory on this
+// machine, if this user can read it; else "".
+func TokenFromEnv(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if v := os.Getenv("NAVARCH_TOKEN"); v != "" {
+		return v, nil
+	}
+	b, err := os.ReadFile(statedir.AdminToken())
+	switch {
+	case err == nil:
+		return strings.TrimSpace(string(b)), nil
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission):
+		return "", nil
+	default:
+		return "", fmt.Errorf("read %s: %w", statedir.AdminToken(), err)
+	}
 }

@@ -66,3 +66,39 @@ func TestDialChecksTheAddressAndTheCA(t *testing.T) {
 	}
 	_ = conn.Close()
 }
+
+func TestTokenFromEnv(t *testing.T) {
+	state := t.TempDir()
+	t.Setenv("XDG_STATE_HOME", state)
+	t.Setenv("NAVARCH_TOKEN", "")
+	if got, err := TokenFromEnv(""); got != "" || err != nil {
+		t.Fatalf("no token anywhere: %q %v", got, err)
+	}
+	file := filepath.Join(state, "navarch", "admin.token")
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte("admin.s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := TokenFromEnv(""); got != "admin.s3cret" {
+		t.Fatalf("the local admin token: %q", got)
+	}
+	t.Setenv("NAVARCH_TOKEN", "ops.x")
+	if got, _ := TokenFromEnv(""); got != "ops.x" {
+		t.Fatalf("environment: %q", got)
+	}
+	if got, _ := TokenFromEnv("viewer.y"); got != "viewer.y" {
+		t.Fatalf("flag: %q", got)
+	}
+}
+
+func TestBearerKeepsTheTokenOffPlaintext(t *testing.T) {
+	md, err := bearer{token: "ops.x", tls: true}.GetRequestMetadata(t.Context())
+	if err != nil || md["authorization"] != "Bearer ops.x" {
+		t.Fatalf("metadata %v %v", md, err)
+	}
+	if !(bearer{tls: true}).RequireTransportSecurity() || (bearer{}).RequireTransportSecurity() {
+		t.Fatal("the token must need TLS except to a plaintext loopback control plane")
+	}
+}

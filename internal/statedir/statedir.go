@@ -23,3 +23,7 @@ func Base() string {
 // CACert is where a control plane with the default data directory keeps
 // its CA certificate.
 func CACert() string { return filepath.Join(Base(), "pki", "ca.crt") }
+
+// AdminToken is where a control plane with the default data directory
+// writes its first admin token.
+func AdminToken() string { return filepath.Join(Base(), "admin.token") }
