@@ -8,8 +8,8 @@ import (
 )
 
 // action is something that moves a node's lifecycle. Its name is the past
-// participle an operator reads when the action is refused ("node "x" is
-// TERMINATED; it cannot be cordoned").
+// participle an operator reads when the action is refused ("node_id: node
+// "x" is TERMINATED; it cannot be cordoned").
 type action string
 
 const (

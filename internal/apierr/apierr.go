@@ -54,10 +54,10 @@ func NotRegistered(id string) error {
 
 // Forbidden is the FailedPrecondition answer for an action the node's
 // lifecycle state does not allow; action is a past participle such as
-// "cordoned".
+// "cordoned". Like every message, it starts with the field it concerns.
 func Forbidden(id string, l fleetv1.LifecycleState, action string) error {
 	name := display.Lifecycle(l)
-	return withInfo(codes.FailedPrecondition, fmt.Sprintf("node %q is %s; it cannot be %s", id, name, action),
+	return withInfo(codes.FailedPrecondition, fmt.Sprintf("node_id: node %q is %s; it cannot be %s", id, name, action),
 		ReasonLifecycle, map[string]string{"node_id": id, "lifecycle": name, "action": action})
 }
 

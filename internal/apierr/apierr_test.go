@@ -16,20 +16,26 @@ func TestErrorsCarryCodeAndDetail(t *testing.T) {
 		err      error
 		code     codes.Code
 		reason   string
+		message  string
 		describe string
 	}{
-		{"node-not-found", NodeNotFound("gpu-7"), codes.NotFound, ReasonNodeNotFound, "gpu-7: no such node"},
-		{"not-registered", NotRegistered("gpu-7"), codes.NotFound, ReasonNodeNotFound, "gpu-7: no such node"},
-		{"forbidden", Forbidden("gpu-7", fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "cordoned"),
-			codes.FailedPrecondition, ReasonLifecycle, "gpu-7 is TERMINATED; it cannot be cordoned"},
-		{"not-saved", NotSaved(), codes.Unavailable, ReasonNotSaved, "gpu-7: state could not be saved; nothing was changed"},
-		{"plain", status.Error(codes.Internal, "boom"), codes.Internal, "", "gpu-7: boom"},
-		{"not-a-status", errors.New("dial failed"), codes.Unknown, "", "gpu-7: dial failed"},
+		{"node-not-found", NodeNotFound("gpu-7"), codes.NotFound, ReasonNodeNotFound, `node_id: no node "gpu-7"`, "gpu-7: no such node"},
+		{"not-registered", NotRegistered("gpu-7"), codes.NotFound, ReasonNodeNotFound,
+			`node_id: node "gpu-7" is not registered; register first`, "gpu-7: no such node"},
+		{"forbidden", Forbidden("gpu-7", fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED, "cordoned"), codes.FailedPrecondition, ReasonLifecycle,
+			`node_id: node "gpu-7" is TERMINATED; it cannot be cordoned`, "gpu-7 is TERMINATED; it cannot be cordoned"},
+		{"not-saved", NotSaved(), codes.Unavailable, ReasonNotSaved,
+			"state could not be saved; nothing was changed", "gpu-7: state could not be saved; nothing was changed"},
+		{"plain", status.Error(codes.Internal, "boom"), codes.Internal, "", "boom", "gpu-7: boom"},
+		{"not-a-status", errors.New("dial failed"), codes.Unknown, "", "dial failed", "gpu-7: dial failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := status.Code(tt.err); got != tt.code {
 				t.Errorf("code %s, want %s", got, tt.code)
+			}
+			if got := status.Convert(tt.err).Message(); got != tt.message {
+				t.Errorf("message %q, want %q", got, tt.message)
 			}
 			info, ok := Info(tt.err)
 			if ok != (tt.reason != "") || info.GetReason() != tt.reason {
