@@ -16,12 +16,14 @@ func BenchmarkWatchFanOut(b *testing.B) {
 	for range 100 {
 		w, _, _ := h.subscribe(0)
 		go func() {
+			lagged := w.lagged
 			for {
-				ch, lagged := h.queue(w)
 				select {
-				case <-ch:
+				case <-w.ready:
+					h.take(w)
 				case <-lagged:
 					h.resync(w)
+					lagged = w.lagged
 				case <-h.done:
 					return
 				}

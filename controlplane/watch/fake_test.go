@@ -161,14 +161,26 @@ func upsert(h *Hub, n *fleetv1.Node) {
 // drain empties a watcher's queue as its stream would, and returns what
 // was in it.
 func drain(h *Hub, w *watcher) []*controlplanev1.WatchFleetResponse {
-	ch, _ := h.queue(w)
 	var out []*controlplanev1.WatchFleetResponse
-	for len(ch) > 0 {
-		m := <-ch
-		w.sent(m)
+	for m := h.take(w); m != nil; m = h.take(w) {
 		out = append(out, m)
 	}
 	return out
+}
+
+// queued is how many messages wait in a watcher's queue.
+func queued(h *Hub, w *watcher) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return w.queue.len()
+}
+
+// laggedOf is the channel closed when a watcher falls behind; resync
+// replaces it.
+func laggedOf(h *Hub, w *watcher) chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return w.lagged
 }
 
 func isClosed(c chan struct{}) bool {

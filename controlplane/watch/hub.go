@@ -1,7 +1,8 @@
 // Package watch owns the fleet's change stream: it numbers every change with
 // a revision, keeps a replay ring for watchers that resume, hands out
 // snapshots to those that start afresh, coalesces heartbeat-only changes and
-// bounds each watcher's queue, telling one that falls behind to resync. It
+// bounds each watcher's queue, telling one that falls behind to resync. A
+// watcher's queue takes memory for what waits in it, not for its bound. It
 // reads the fleet only through the Fleet and Node interfaces declared here.
 package watch
 
@@ -72,7 +73,8 @@ type Options struct {
 	// Current is the revision before the first change.
 	Current uint64
 	// Buffer is how many changes may wait for one watcher before it is
-	// told to resync; at least 1.
+	// told to resync; at least 1. A watcher's queue grows to it only as
+	// changes wait.
 	Buffer int
 	// Replay is how many recent changes are kept for watchers that resume;
 	// at least 1.
@@ -178,12 +180,16 @@ func (h *Hub) deliver(w *watcher, m *controlplanev1.WatchFleetResponse) {
 	if w.behind {
 		return
 	}
-	select {
-	case w.ch <- m:
-		w.heartbeats.Add(int64(len(m.GetHeartbeats().GetHeartbeats())))
-	default:
+	if w.queue.len() == h.bufSize {
 		w.behind = true
 		close(w.lagged)
+		return
+	}
+	w.queue.push(m)
+	w.heartbeats.Add(int64(len(m.GetHeartbeats().GetHeartbeats())))
+	select {
+	case w.ready <- struct{}{}:
+	default:
 	}
 }
 

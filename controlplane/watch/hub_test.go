@@ -242,8 +242,7 @@ func TestRunFlushesEachSecond(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.beat(h, "a", 42)
-	ch, _ := h.queue(w)
-	if len(ch) != 0 {
+	if queued(h, w) != 0 {
 		t.Fatal("flushed before a second passed")
 	}
 	clock.Advance(time.Second)

@@ -14,10 +14,12 @@ import (
 
 // watcher is one stream's queue.
 type watcher struct {
-	ch     chan *controlplanev1.WatchFleetResponse
+	// queue, lagged and behind are guarded by the hub lock.
+	queue  queue
 	lagged chan struct{} // closed when the watcher fell behind
 	behind bool
-	// heartbeats counts the heartbeat entries queued in ch and not yet sent.
+	ready  chan struct{} // has a value when the queue gained a message
+	// heartbeats counts the heartbeat entries queued and not yet sent.
 	heartbeats atomic.Int64
 
 	// A watcher that has not taken the last heartbeat batches yet gets no
@@ -60,7 +62,7 @@ func (w *watcher) miss(nodes map[Node]struct{}) {
 // queue: a client resuming from it misses nothing.
 func (h *Hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
 	h.mu.Lock()
-	if len(w.ch) > 0 || w.behind {
+	if w.queue.len() > 0 || w.behind {
 		// Behind, it dropped changes the revision would claim it had.
 		h.mu.Unlock()
 		return 0, nil
@@ -98,8 +100,8 @@ func (h *Hub) subscribe(since uint64) (*watcher, start, bool) {
 		return nil, start{}, false
 	}
 	w := &watcher{
-		ch:     make(chan *controlplanev1.WatchFleetResponse, h.bufSize),
 		lagged: make(chan struct{}),
+		ready:  make(chan struct{}, 1),
 		kick:   make(chan struct{}, 1),
 	}
 	h.watchers[w] = struct{}{}
@@ -128,11 +130,11 @@ func (h *Hub) snapshotLocked() start {
 	return st
 }
 
-// resync gives a watcher that fell behind a fresh queue and a snapshot.
+// resync gives a watcher that fell behind an empty queue and a snapshot.
 func (h *Hub) resync(w *watcher) start {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	w.ch = make(chan *controlplanev1.WatchFleetResponse, h.bufSize)
+	w.queue.reset()
 	w.lagged = make(chan struct{})
 	w.behind = false
 	w.heartbeats.Store(0)
@@ -148,11 +150,28 @@ func (h *Hub) unsubscribe(w *watcher) {
 	delete(h.watchers, w)
 }
 
-// queue returns the watcher's current channels; resync replaces them.
-func (h *Hub) queue(w *watcher) (chan *controlplanev1.WatchFleetResponse, chan struct{}) {
+// take returns the watcher's oldest queued message, which leaves the
+// queue, or nil when none waits or the watcher is behind. While more wait,
+// ready keeps a value, so the stream takes one message at a time and still
+// sees its context end or the hub close between two.
+func (h *Hub) take(w *watcher) *controlplanev1.WatchFleetResponse {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return w.ch, w.lagged
+	if w.behind {
+		return nil
+	}
+	m := w.queue.pop()
+	if m == nil {
+		return nil
+	}
+	w.sent(m)
+	if w.queue.len() > 0 {
+		select {
+		case w.ready <- struct{}{}:
+		default:
+		}
+	}
+	return m
 }
 
 // Serve streams to one watcher until ctx ends, send fails or the hub
@@ -168,15 +187,19 @@ func (h *Hub) Serve(ctx context.Context, since uint64, send func(*controlplanev1
 	if err := h.sendStart(send, st); err != nil {
 		return err
 	}
+	// Only resync, called here, replaces lagged.
+	lagged := w.lagged
 	for {
-		ch, lagged := h.queue(w)
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-h.done:
 			return status.Error(codes.Unavailable, "control plane is shutting down")
-		case m := <-ch:
-			w.sent(m)
+		case <-w.ready:
+			m := h.take(w)
+			if m == nil {
+				continue
+			}
 			if err := send(m); err != nil {
 				return err
 			}
@@ -196,7 +219,9 @@ func (h *Hub) Serve(ctx context.Context, since uint64, send func(*controlplanev1
 			}); err != nil {
 				return err
 			}
-			if err := h.sendStart(send, h.resync(w)); err != nil {
+			st := h.resync(w)
+			lagged = w.lagged
+			if err := h.sendStart(send, st); err != nil {
 				return err
 			}
 		}

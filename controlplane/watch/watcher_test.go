@@ -86,28 +86,26 @@ func TestSlowWatcherResyncs(t *testing.T) {
 	for range 1000 {
 		upsert(h, &fleetv1.Node{NodeId: "a"})
 	}
-	ch, lagged := h.queue(w)
-	if len(ch) > 16 {
-		t.Fatalf("queue grew to %d", len(ch))
+	if n := queued(h, w); n > 16 {
+		t.Fatalf("queue grew to %d", n)
 	}
-	if !isClosed(lagged) {
+	if !isClosed(laggedOf(h, w)) {
 		t.Fatal("watcher not marked behind")
 	}
 	st = h.resync(w)
 	if st.snapshot == nil || st.rev != h.Revision() {
 		t.Fatal("resync did not give a current snapshot")
 	}
-	ch, lagged = h.queue(w)
-	if len(ch) != 0 || isClosed(lagged) {
-		t.Fatalf("after the resync %d changes are queued (behind: %v), want a fresh queue", len(ch), isClosed(lagged))
+	if n, lagged := queued(h, w), laggedOf(h, w); n != 0 || isClosed(lagged) {
+		t.Fatalf("after the resync %d changes are queued (behind: %v), want a fresh queue", n, isClosed(lagged))
 	}
 	upsert(h, &fleetv1.Node{NodeId: "a"})
-	if len(ch) != 1 {
-		t.Fatalf("a resynced watcher got %d changes, want 1", len(ch))
+	if n := queued(h, w); n != 1 {
+		t.Fatalf("a resynced watcher got %d changes, want 1", n)
 	}
 	h.unsubscribe(w)
 	upsert(h, &fleetv1.Node{NodeId: "a"})
-	if len(ch) != 1 {
+	if queued(h, w) != 1 {
 		t.Fatal("a watcher got changes after it left")
 	}
 }
@@ -136,8 +134,7 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 		f.beat(h, id, 1)
 	}
 	h.Flush()
-	ch, lagged := h.queue(w)
-	queued := len(ch)
+	first := queued(h, w)
 	// Many more rounds while the watcher reads nothing: more than its
 	// queue holds.
 	for round := range 1000 {
@@ -145,10 +142,10 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 		f.beat(h, "b", 7)
 		h.Flush()
 	}
-	if len(ch) != queued {
-		t.Fatalf("a watcher that read nothing has %d messages queued, had %d after the first round", len(ch), queued)
+	if n := queued(h, w); n != first {
+		t.Fatalf("a watcher that read nothing has %d messages queued, had %d after the first round", n, first)
 	}
-	if isClosed(lagged) {
+	if isClosed(laggedOf(h, w)) {
 		t.Fatal("a slow watcher was resynced for heartbeats")
 	}
 	if n := heartbeatBatches(); n != 1 {

@@ -1,0 +1,66 @@
+package watch
+
+import controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+
+// segmentSize is how many messages one segment of a queue holds.
+const segmentSize = 64
+
+// segment is a fixed run of a queue's messages.
+type segment struct {
+	msgs [segmentSize]*controlplanev1.WatchFleetResponse
+	next *segment
+}
+
+// queue holds the changes waiting for one watcher, oldest first. It is a
+// list of fixed segments, so it takes memory for what waits rather than
+// for the watcher's bound, and a push or a pop costs the same however long
+// it is: the hub pushes under its lock, to every watcher. An empty queue
+// keeps one segment, so a watcher that keeps up allocates nothing. The hub
+// lock guards it.
+type queue struct {
+	head, tail  *segment
+	first, last int // the oldest message in head; the next free slot in tail
+	n           int
+}
+
+// len is how many messages wait.
+func (q *queue) len() int { return q.n }
+
+// push adds m after the others.
+func (q *queue) push(m *controlplanev1.WatchFleetResponse) {
+	switch {
+	case q.tail == nil:
+		q.head = &segment{}
+		q.tail = q.head
+	case q.last == segmentSize:
+		q.tail.next = &segment{}
+		q.tail = q.tail.next
+		q.last = 0
+	}
+	q.tail.msgs[q.last] = m
+	q.last++
+	q.n++
+}
+
+// pop takes the oldest message, or returns nil when none waits.
+func (q *queue) pop() *controlplanev1.WatchFleetResponse {
+	if q.n == 0 {
+		return nil
+	}
+	m := q.head.msgs[q.first]
+	q.head.msgs[q.first] = nil
+	q.first++
+	q.n--
+	switch {
+	case q.n == 0:
+		// head is the only segment: keep it, emptied, for the next message.
+		q.first, q.last = 0, 0
+	case q.first == segmentSize:
+		q.head = q.head.next
+		q.first = 0
+	}
+	return m
+}
+
+// reset drops every message and the segments that held them.
+func (q *queue) reset() { *q = queue{} }

@@ -1,0 +1,93 @@
+package watch
+
+import (
+	"testing"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+)
+
+// segments counts the segments a queue holds.
+func segments(q *queue) int {
+	n := 0
+	for s := q.head; s != nil; s = s.next {
+		n++
+	}
+	return n
+}
+
+// TestQueue: messages leave in the order they came, across segments; a
+// queue holds segments for what waits, and keeps one when it empties.
+func TestQueue(t *testing.T) {
+	tests := []struct {
+		name         string
+		push, pop    int
+		wantSegments int
+	}{
+		{name: "empty", wantSegments: 0},
+		{name: "one", push: 1, wantSegments: 1},
+		{name: "one-segment-full", push: segmentSize, wantSegments: 1},
+		{name: "spills-over", push: segmentSize + 1, wantSegments: 2},
+		{name: "many", push: 10*segmentSize + 3, wantSegments: 11},
+		{name: "first-segment-taken", push: 2 * segmentSize, pop: segmentSize, wantSegments: 1},
+		{name: "emptied-keeps-one", push: 10 * segmentSize, pop: 10 * segmentSize, wantSegments: 1},
+		{name: "partly-taken", push: 3*segmentSize + 5, pop: segmentSize + 7, wantSegments: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var q queue
+			msgs := make([]*controlplanev1.WatchFleetResponse, tt.push)
+			for i := range msgs {
+				msgs[i] = &controlplanev1.WatchFleetResponse{Revision: uint64(i + 1)}
+				q.push(msgs[i])
+			}
+			for i := range tt.pop {
+				if m := q.pop(); m != msgs[i] {
+					t.Fatalf("pop %d returned revision %d, want %d", i, m.GetRevision(), i+1)
+				}
+			}
+			if q.len() != tt.push-tt.pop {
+				t.Fatalf("len %d, want %d", q.len(), tt.push-tt.pop)
+			}
+			if got := segments(&q); got != tt.wantSegments {
+				t.Fatalf("%d segments, want %d", got, tt.wantSegments)
+			}
+			// What is left comes out in order, then nothing.
+			for i := tt.pop; i < tt.push; i++ {
+				if m := q.pop(); m != msgs[i] {
+					t.Fatalf("pop %d returned revision %d, want %d", i, m.GetRevision(), i+1)
+				}
+			}
+			if m := q.pop(); m != nil || q.len() != 0 {
+				t.Fatalf("an emptied queue returned %v with len %d", m, q.len())
+			}
+		})
+	}
+}
+
+// TestQueueReusedAfterEmptying: a queue that empties and fills again
+// keeps its order, and reset lets every segment go.
+func TestQueueReusedAfterEmptying(t *testing.T) {
+	var q queue
+	rev := uint64(0)
+	want := uint64(1)
+	for round := range 5 {
+		for range round*segmentSize/2 + 1 {
+			rev++
+			q.push(&controlplanev1.WatchFleetResponse{Revision: rev})
+		}
+		for m := q.pop(); m != nil; m = q.pop() {
+			if m.GetRevision() != want {
+				t.Fatalf("round %d: got revision %d, want %d", round, m.GetRevision(), want)
+			}
+			want++
+		}
+	}
+	if want != rev+1 {
+		t.Fatalf("got %d messages, pushed %d", want-1, rev)
+	}
+	q.push(&controlplanev1.WatchFleetResponse{})
+	q.reset()
+	if q.len() != 0 || segments(&q) != 0 {
+		t.Fatalf("after reset: len %d, %d segments", q.len(), segments(&q))
+	}
+}
