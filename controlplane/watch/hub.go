@@ -103,6 +103,17 @@ type Hub struct {
 	recent   []*fleetv1.HealthEvent // newest last, at most 2*recentEventsKept
 	watchers map[*watcher]struct{}
 	dirty    bool // totals may have changed since the last flush
+	// flushes numbers the flushes that had heartbeats. A watcher that has
+	// not taken the last heartbeat batches gets no more: it notes the first
+	// flush it missed, and once its queue is empty it is sent the latest
+	// state of the nodes beats says heartbeated since. beats is shared by
+	// every such watcher, so a slow watcher costs a number, not a pointer
+	// per node; it has each node that heartbeated while some watcher was
+	// missing flushes, with the last flush that had it, and is dropped once
+	// none is. The field is guarded by mu, the map's entries by beatsMu.
+	flushes uint64
+	beats   map[Node]uint64
+	beatsMu sync.RWMutex
 	// sentBreaker is the breaker status the last totals carried.
 	sentBreaker *fleetv1.BreakerStatus
 	closed      bool
@@ -261,6 +272,24 @@ func heartbeatBatches(nodes map[Node]struct{}) []*controlplanev1.HeartbeatBatch 
 	return batches
 }
 
+// noteBeatsLocked records the nodes of the current flush in beats while
+// some watcher is missing flushes, and drops beats once none is. The hub
+// lock is held.
+func (h *Hub) noteBeatsLocked(nodes map[Node]struct{}, missing bool) {
+	if !missing {
+		h.beats = nil
+		return
+	}
+	if h.beats == nil {
+		h.beats = make(map[Node]uint64, len(nodes))
+	}
+	h.beatsMu.Lock()
+	defer h.beatsMu.Unlock()
+	for n := range nodes {
+		h.beats[n] = h.flushes
+	}
+}
+
 // Flush sends the heartbeats coalesced since the last flush, and the
 // totals if they changed. Run calls it every second.
 func (h *Hub) Flush() {
@@ -275,6 +304,9 @@ func (h *Hub) Flush() {
 	h.hbMu.Unlock()
 	h.mu.Lock()
 	watching := len(h.watchers) > 0
+	if !watching {
+		h.beats = nil
+	}
 	h.mu.Unlock()
 	if !watching {
 		// Nobody to tell; a new watcher starts from a snapshot anyway.
@@ -304,17 +336,25 @@ func (h *Hub) Flush() {
 	for i, b := range batches {
 		msgs[i] = &controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}
 	}
-	for w := range h.watchers {
-		if len(dirty) == 0 || w.behind {
-			continue
+	if len(dirty) > 0 {
+		h.flushes++
+		missing := false
+		for w := range h.watchers {
+			if w.behind {
+				continue
+			}
+			if w.heartbeats.Load() > 0 {
+				h.missLocked(w)
+			} else {
+				for _, m := range msgs {
+					h.deliver(w, m)
+				}
+			}
+			// One that took this flush's batches may not have been sent
+			// what it missed before.
+			missing = missing || w.missedSince > 0
 		}
-		if w.heartbeats.Load() > 0 {
-			w.miss(dirty)
-			continue
-		}
-		for _, m := range msgs {
-			h.deliver(w, m)
-		}
+		h.noteBeatsLocked(dirty, missing)
 	}
 	if sendTotals {
 		totals := &controlplanev1.FleetTotals{Summary: summary, Breaker: breaker}

@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
@@ -22,14 +21,10 @@ type watcher struct {
 	// heartbeats counts the heartbeat entries queued and not yet sent.
 	heartbeats atomic.Int64
 
-	// A watcher that has not taken the last heartbeat batches yet gets no
-	// more: the nodes that heartbeated meanwhile gather in missed, and it
-	// is sent their latest state once its queue is empty. Heartbeats are
-	// coalesced per watcher, so a slow one costs a pointer per node, not a
-	// batch per second.
-	mu     sync.Mutex
-	missed map[Node]struct{}
-	kick   chan struct{} // has a value when missed gained nodes
+	// missedSince is the first flush whose heartbeats the watcher missed,
+	// 0 when it missed none; the hub lock guards it. See Hub.beats.
+	missedSince uint64
+	kick        chan struct{} // has a value when the watcher missed a flush
 }
 
 // sent tells the watcher that m left its queue.
@@ -39,16 +34,12 @@ func (w *watcher) sent(m *controlplanev1.WatchFleetResponse) {
 	}
 }
 
-// miss records nodes whose heartbeats the watcher is to get later.
-func (w *watcher) miss(nodes map[Node]struct{}) {
-	w.mu.Lock()
-	if w.missed == nil {
-		w.missed = make(map[Node]struct{}, len(nodes))
+// missLocked notes that w missed the current flush's heartbeats. The hub
+// lock is held.
+func (h *Hub) missLocked(w *watcher) {
+	if w.missedSince == 0 {
+		w.missedSince = h.flushes
 	}
-	for n := range nodes {
-		w.missed[n] = struct{}{}
-	}
-	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
 	default:
@@ -57,29 +48,30 @@ func (w *watcher) miss(nodes map[Node]struct{}) {
 
 // missed returns the heartbeat batches w missed, built from the nodes'
 // current state, once w has taken everything queued for it, and the
-// revision they carry. The queue is checked and the revision read under
-// the hub lock, so no change at or below that revision still waits in the
-// queue: a client resuming from it misses nothing.
+// revision they carry, and forgets them. The queue is checked and the
+// revision read under the hub lock, so no change at or below that revision
+// still waits in the queue: a client resuming from it misses nothing.
 func (h *Hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
 	h.mu.Lock()
-	if w.queue.len() > 0 || w.behind {
+	if w.missedSince == 0 || w.queue.len() > 0 || w.behind {
 		// Behind, it dropped changes the revision would claim it had.
 		h.mu.Unlock()
 		return 0, nil
 	}
-	rev := h.rev
+	since, beats, rev := w.missedSince, h.beats, h.rev
+	w.missedSince = 0
 	h.mu.Unlock()
-	return rev, w.takeMissed()
-}
-
-// takeMissed returns the heartbeat batches the watcher missed, built from
-// the nodes' current state, and forgets them.
-func (w *watcher) takeMissed() []*controlplanev1.HeartbeatBatch {
-	w.mu.Lock()
-	missed := w.missed
-	w.missed = nil
-	w.mu.Unlock()
-	return heartbeatBatches(missed)
+	// beats is read as taken: a flush that finds no watcher missing drops
+	// the map rather than clearing it.
+	nodes := make(map[Node]struct{})
+	h.beatsMu.RLock()
+	for n, flush := range beats {
+		if flush >= since {
+			nodes[n] = struct{}{}
+		}
+	}
+	h.beatsMu.RUnlock()
+	return rev, heartbeatBatches(nodes)
 }
 
 // start is what a new or resyncing watcher sends first.
@@ -138,9 +130,7 @@ func (h *Hub) resync(w *watcher) start {
 	w.lagged = make(chan struct{})
 	w.behind = false
 	w.heartbeats.Store(0)
-	w.mu.Lock()
-	w.missed = nil // the snapshot has their latest state
-	w.mu.Unlock()
+	w.missedSince = 0 // the snapshot has their latest state
 	return h.snapshotLocked()
 }
 

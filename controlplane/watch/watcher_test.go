@@ -179,7 +179,10 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 	// A watcher that fell behind dropped changes the current revision
 	// covers: no heartbeats carry it until the resync.
 	f.beat(h, "a", 5)
-	w.miss(map[Node]struct{}{f.node("a"): {}})
+	h.Flush()
+	f.beat(h, "a", 6)
+	h.Flush() // missed: the watcher has not taken the last batch
+	drain(h, w)
 	h.mu.Lock()
 	w.behind = true
 	h.mu.Unlock()
@@ -376,4 +379,50 @@ func TestServeSlowReaderGetsLatestHeartbeats(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestMissedHeartbeatsSince: slow watchers share one record of who
+// heartbeated; each is sent the nodes that heartbeated since the first
+// flush it missed, not those it was sent in batches, and the record is
+// dropped once no watcher is missing flushes.
+func TestMissedHeartbeatsSince(t *testing.T) {
+	f := newFakeFleet("a", "b", "c")
+	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
+	early, _, _ := h.subscribe(0) // misses from the second flush on
+	defer h.unsubscribe(early)
+	late, _, _ := h.subscribe(0) // takes the second flush's batch, misses the third's
+	defer h.unsubscribe(late)
+	f.beat(h, "a", 1)
+	h.Flush()
+	drain(h, late)
+	f.beat(h, "b", 2)
+	h.Flush()
+	f.beat(h, "c", 3)
+	h.Flush()
+	drain(h, early)
+	drain(h, late)
+	missedNodes := func(w *watcher) []string {
+		var ids []string
+		_, batches := h.missed(w)
+		for _, b := range batches {
+			for _, hb := range b.GetHeartbeats() {
+				ids = append(ids, hb.GetNodeId())
+			}
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := missedNodes(early); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("the early watcher missed %v, want [b c]", got)
+	}
+	if got := missedNodes(late); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("the late watcher missed %v, want [c]", got)
+	}
+	f.beat(h, "a", 4)
+	h.Flush()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.beats != nil {
+		t.Fatalf("%d heartbeats kept with no watcher missing any", len(h.beats))
+	}
 }
