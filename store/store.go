@@ -18,7 +18,7 @@ import (
 var ErrClosed = errors.New("store is closed")
 
 // Store is durable state: nodes, their commands and health events, the
-// nodes' last-seen times, and named counters.
+// nodes' last-seen times, named counters, and operator tokens.
 //
 // Every method is safe for concurrent use. A method given a context that is
 // already done fails with an error wrapping the context's error, and a read
@@ -33,9 +33,9 @@ var ErrClosed = errors.New("store is closed")
 type Store interface {
 	// Apply writes w and returns nil only once all of it survives a crash
 	// of the process or the machine (kill -9, a power loss); later reads,
-	// including after a reopen, see it. Nodes, Commands, Events and
-	// Counters are written atomically: when that step fails, none of them
-	// is stored. DeleteNodes follows as a second step, so a node both
+	// including after a reopen, see it. Nodes, Commands, Events, Counters
+	// and Tokens are written atomically: when that step fails, none of
+	// them is stored. DeleteNodes follows as a second step, so a node both
 	// written and deleted ends deleted; when that step fails Apply returns
 	// the error, the rest of w is stored, and deleting again completes the
 	// deletion.
@@ -45,12 +45,17 @@ type Store interface {
 	// finished (see Finished) or open, and the open ones are what
 	// OpenCommands returns. Events are appended, each under its own id. Counters
 	// are set to the values given, so a counter reads back exactly as last
-	// acknowledged. DeleteNodes removes each node with its commands, events
-	// and last-seen time.
+	// acknowledged. Tokens are replaced whole, by name, and read back with
+	// every field as written: times equal to the nanosecond (in UTC), a
+	// zero time still zero. DeleteNodes removes each node with its
+	// commands, events and last-seen time, and never a token, whatever its
+	// name.
 	//
-	// Apply fails, writing nothing, when a node has no id or a command or
-	// event id has no sequence number (ParseSeq). An empty Write writes
-	// nothing and returns nil.
+	// Apply fails, writing nothing, when a node has no id, a token has no
+	// name or a time outside the years 1 to 9999 (what a
+	// google.protobuf.Timestamp holds), or a command or event id has no
+	// sequence number (ParseSeq). An empty Write writes nothing and returns
+	// nil.
 	//
 	// Apply also trims history, to limits that are the backend's options.
 	// Events older than the retention are dropped (rounded to the backend's
@@ -69,8 +74,8 @@ type Store interface {
 	SaveLastSeen(ctx context.Context, seen map[string]time.Time) error
 
 	// Load reads what start-up needs: every node ordered by id, every
-	// last-seen time saved and not since deleted with its node, and every
-	// counter.
+	// last-seen time saved and not since deleted with its node, every
+	// counter, and every token ordered by name.
 	Load(ctx context.Context) (*State, error)
 
 	// Commands returns a node's kept commands, finished and open, newest

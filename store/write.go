@@ -20,12 +20,15 @@ type Write struct {
 	Events []*fleetv1.HealthEvent
 	// Counters are set to the given values.
 	Counters map[string]uint64
+	// Tokens are written whole, each replacing the stored token of the
+	// same name; each must have a name.
+	Tokens []*Token
 }
 
 // Empty reports whether w writes nothing.
 func (w *Write) Empty() bool {
 	return len(w.Nodes) == 0 && len(w.DeleteNodes) == 0 && len(w.Commands) == 0 &&
-		len(w.Events) == 0 && len(w.Counters) == 0
+		len(w.Events) == 0 && len(w.Counters) == 0 && len(w.Tokens) == 0
 }
 
 // State is everything Load reads at start-up.
@@ -36,6 +39,8 @@ type State struct {
 	LastSeen map[string]time.Time
 	// Counters holds every counter set by Apply.
 	Counters map[string]uint64
+	// Tokens are every stored token, ordered by name, their times in UTC.
+	Tokens []*Token
 }
 
 // EventQuery selects events for Events.

@@ -56,6 +56,11 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				return err
 			}
 		}
+		for _, t := range w.Tokens {
+			if err := putToken(txn, t); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {

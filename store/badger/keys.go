@@ -11,6 +11,8 @@ import "encoding/binary"
 //	x/<node>/<seq>       empty; index of a node's events, same TTL
 //	s/<node>             last-seen time (unix nanoseconds), written lazily
 //	m/<name>             counters (uint64, big-endian)
+//	t/<name>             operator token, JSON (see tokenRecord); no node's
+//	                     key, so deleting a node never touches it
 const (
 	prefixNode      = "n/"
 	prefixCommand   = "c/"
@@ -19,6 +21,7 @@ const (
 	prefixNodeEvent = "x/"
 	prefixLastSeen  = "s/"
 	prefixCounter   = "m/"
+	prefixToken     = "t/"
 )
 
 func commandKey(node string, seq uint64) []byte { return nodeSeqKey(prefixCommand, node, seq) }

@@ -14,7 +14,7 @@ import (
 	"github.com/navarch/navarch/store"
 )
 
-// Load reads the nodes, last-seen times and counters.
+// Load reads the nodes, last-seen times, counters and tokens.
 func (s *Store) Load(ctx context.Context) (*store.State, error) {
 	end, err := s.begin(ctx)
 	if err != nil {
@@ -41,10 +41,20 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 		}); err != nil {
 			return err
 		}
-		return iterate(ctx, txn, prefixCounter, func(k []byte, v []byte) error {
+		if err := iterate(ctx, txn, prefixCounter, func(k []byte, v []byte) error {
 			if len(v) == 8 {
 				st.Counters[string(k[len(prefixCounter):])] = binary.BigEndian.Uint64(v)
 			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return iterate(ctx, txn, prefixToken, func(k []byte, v []byte) error {
+			t, err := decodeToken(string(k[len(prefixToken):]), v)
+			if err != nil {
+				return err
+			}
+			st.Tokens = append(st.Tokens, t)
 			return nil
 		})
 	})

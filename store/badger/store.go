@@ -1,7 +1,8 @@
 // Package badgerstore keeps the control plane's durable state in an embedded
-// Badger database: nodes, commands, health events and a few counters. It
-// implements store.Store; the package is named badgerstore so that it does
-// not shadow dgraph's badger package, which it imports.
+// Badger database: nodes, commands, health events, a few counters and the
+// operator tokens. It implements store.Store; the package is named
+// badgerstore so that it does not shadow dgraph's badger package, which it
+// imports.
 //
 // Every Apply is one atomic transaction written with SyncWrites, so when
 // Apply returns the write is on disk and survives a kill -9 or a power loss.

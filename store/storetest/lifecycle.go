@@ -20,6 +20,7 @@ var operations = []struct {
 		return s.Apply(ctx, store.Write{
 			Nodes:    []*fleetv1.Node{{NodeId: "late"}},
 			Counters: map[string]uint64{"late": 1},
+			Tokens:   []*store.Token{{Name: "late", Role: admin}},
 		})
 	}},
 	{"save-last-seen", func(ctx context.Context, s store.Store) error {
@@ -93,7 +94,8 @@ func testCancelledContext(t *testing.T, open Opener) {
 		})
 	}
 	st := load(t, s)
-	if len(st.Nodes) != 1 || len(st.Counters) != 0 || len(st.LastSeen) != 0 {
-		t.Errorf("cancelled writes stored nodes %v, counters %v, last seen %v", nodeIDs(st), st.Counters, st.LastSeen)
+	if len(st.Nodes) != 1 || len(st.Counters) != 0 || len(st.LastSeen) != 0 || len(st.Tokens) != 0 {
+		t.Errorf("cancelled writes stored nodes %v, counters %v, last seen %v, tokens %v",
+			nodeIDs(st), st.Counters, st.LastSeen, tokenNames(st))
 	}
 }

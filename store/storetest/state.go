@@ -79,6 +79,8 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 		{"command-bad-id", store.Write{Commands: []*fleetv1.Command{{Id: "cmd-0", NodeId: "ok"}}}},
 		{"event-without-id", store.Write{Events: []*fleetv1.HealthEvent{{NodeId: "ok"}}}},
 		{"event-bad-id", store.Write{Events: []*fleetv1.HealthEvent{{Id: "ev-x", NodeId: "ok"}}}},
+		{"token-without-name", store.Write{Tokens: []*store.Token{{Role: viewer}}}},
+		{"token-time-past-9999", store.Write{Tokens: []*store.Token{{Name: "late", ExpiresAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}},
 	}
 	s := newBackend(t, open, Limits{}).start()
 	for _, tt := range tests {
@@ -90,12 +92,13 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 			w.Commands = append([]*fleetv1.Command{cmd(1, "ok", fleetv1.CommandStatus_COMMAND_STATUS_PENDING)}, w.Commands...)
 			w.Events = append([]*fleetv1.HealthEvent{event(2, "ok")}, w.Events...)
 			w.Counters = map[string]uint64{"ids": 3}
+			w.Tokens = append([]*store.Token{{Name: "ok", Role: viewer}}, w.Tokens...)
 			if err := s.Apply(context.Background(), w); err == nil {
 				t.Fatal("accepted")
 			}
 			st := load(t, s)
-			if len(st.Nodes) != 0 || len(st.Counters) != 0 {
-				t.Errorf("failed write left nodes %v, counters %v", nodeIDs(st), st.Counters)
+			if len(st.Nodes) != 0 || len(st.Counters) != 0 || len(st.Tokens) != 0 {
+				t.Errorf("failed write left nodes %v, counters %v, tokens %v", nodeIDs(st), st.Counters, tokenNames(st))
 			}
 			if got := commands(t, s, "ok", 0); len(got) != 0 {
 				t.Errorf("failed write left commands %v", got)
@@ -112,8 +115,8 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 		if err := s.Apply(context.Background(), store.Write{}); err != nil {
 			t.Fatalf("empty write: %v", err)
 		}
-		if st := load(t, s); len(st.Nodes) != 0 || len(st.Counters) != 0 {
-			t.Errorf("empty write stored nodes %v, counters %v", nodeIDs(st), st.Counters)
+		if st := load(t, s); len(st.Nodes) != 0 || len(st.Counters) != 0 || len(st.Tokens) != 0 {
+			t.Errorf("empty write stored nodes %v, counters %v, tokens %v", nodeIDs(st), st.Counters, tokenNames(st))
 		}
 	})
 }
@@ -139,8 +142,8 @@ func testNodesReplacedAndOrdered(t *testing.T, open Opener) {
 }
 
 // testDeleteNodeRemovesEverything: deleting a node removes its commands,
-// open commands, events and last-seen time, and leaves other nodes alone,
-// also across a reopen.
+// open commands, events and last-seen time, and leaves other nodes and
+// every token (one named like the node too) alone, also across a reopen.
 func testDeleteNodeRemovesEverything(t *testing.T, open Opener) {
 	b := newBackend(t, open, Limits{})
 	s := b.start()
@@ -149,6 +152,7 @@ func testDeleteNodeRemovesEverything(t *testing.T, open Opener) {
 		Nodes:    []*fleetv1.Node{{NodeId: "gone"}, {NodeId: "kept"}, {NodeId: "gone2"}},
 		Commands: []*fleetv1.Command{cmd(1, "gone", pending), cmd(2, "kept", pending), cmd(3, "gone2", pending)},
 		Events:   []*fleetv1.HealthEvent{event(4, "gone"), event(5, "kept"), event(6, "gone2")},
+		Tokens:   []*store.Token{{Name: "gone", Role: viewer}, {Name: "gone2", Role: admin}},
 	})
 	now := time.Unix(1700000000, 0)
 	if err := s.SaveLastSeen(context.Background(), map[string]time.Time{"gone": now, "kept": now}); err != nil {
@@ -166,6 +170,9 @@ func testDeleteNodeRemovesEverything(t *testing.T, open Opener) {
 		}
 		if _, ok := st.LastSeen["gone"]; ok || len(st.LastSeen) != 1 {
 			t.Errorf("%s: last seen %v", when, st.LastSeen)
+		}
+		if got := tokenNames(st); !slices.Equal(got, []string{"gone", "gone2"}) {
+			t.Errorf("%s: tokens %v", when, got)
 		}
 		for _, node := range []string{"gone", "gone2"} {
 			if got := commands(t, s, node, 0); len(got) != 0 {

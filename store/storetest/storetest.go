@@ -60,6 +60,8 @@ func Run(t *testing.T, open Opener) {
 		{"delete-node-removes-everything", testDeleteNodeRemovesEverything},
 		{"counters-read-back-as-last-written", testCountersReadBackAsLastWritten},
 		{"last-seen-replaced", testLastSeenReplaced},
+		{"tokens-survive-reopen", testTokensSurviveReopen},
+		{"tokens-replaced-and-ordered", testTokensReplacedAndOrdered},
 		{"commands-newest-first", testCommandsNewestFirst},
 		{"open-commands-are-the-unfinished", testOpenCommandsAreTheUnfinished},
 		{"finished-commands-capped", testFinishedCommandsCapped},

@@ -1,0 +1,113 @@
+package storetest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"slices"
+	"testing"
+	"time"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	"github.com/navarch/navarch/store"
+)
+
+const (
+	viewer   = controlplanev1.Role_ROLE_VIEWER
+	operator = controlplanev1.Role_ROLE_OPERATOR
+	admin    = controlplanev1.Role_ROLE_ADMIN
+)
+
+func tokenNames(st *store.State) []string {
+	var out []string
+	for _, tok := range st.Tokens {
+		out = append(out, tok.Name)
+	}
+	return out
+}
+
+func hash(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// checkTokens fails t unless got holds want's tokens in want's order, every
+// field equal and every time in UTC.
+func checkTokens(t *testing.T, when string, got, want []*store.Token) {
+	t.Helper()
+	var gotNames, wantNames []string
+	for _, tok := range got {
+		gotNames = append(gotNames, tok.Name)
+	}
+	for _, tok := range want {
+		wantNames = append(wantNames, tok.Name)
+	}
+	if !slices.Equal(gotNames, wantNames) {
+		t.Fatalf("%s: tokens %v, want %v", when, gotNames, wantNames)
+	}
+	for i, g := range got {
+		w := want[i]
+		if g.Role != w.Role || !bytes.Equal(g.Hash, w.Hash) {
+			t.Errorf("%s: token %s has role %v, hash %x; want %v, %x", when, g.Name, g.Role, g.Hash, w.Role, w.Hash)
+		}
+		for _, tm := range []struct {
+			field     string
+			got, want time.Time
+		}{
+			{"created", g.CreatedAt, w.CreatedAt},
+			{"expires", g.ExpiresAt, w.ExpiresAt},
+			{"revoked", g.RevokedAt, w.RevokedAt},
+		} {
+			if !tm.got.Equal(tm.want) || tm.got.IsZero() != tm.want.IsZero() {
+				t.Errorf("%s: token %s %s at %v, want %v", when, g.Name, tm.field, tm.got, tm.want)
+			}
+			if tm.got.Location() != time.UTC {
+				t.Errorf("%s: token %s %s at %v, not in UTC", when, g.Name, tm.field, tm.got)
+			}
+		}
+	}
+}
+
+// testTokensSurviveReopen: tokens written on their own are read back by the
+// next store opened on the same data with every field as written: times to
+// the nanosecond, whatever zone they were given in, and zero times zero.
+func testTokensSurviveReopen(t *testing.T, open Opener) {
+	b := newBackend(t, open, Limits{})
+	s := b.start()
+	cet := time.FixedZone("CET", 3600)
+	tokens := []*store.Token{
+		{Name: "ci", Role: viewer, Hash: hash("ci-secret"), CreatedAt: time.Now()},
+		{
+			Name:      "root",
+			Role:      admin,
+			Hash:      hash("root-secret"),
+			CreatedAt: time.Date(2025, 3, 1, 12, 0, 0, 123456789, cet),
+			ExpiresAt: time.Date(2026, 3, 1, 12, 0, 0, 1, cet),
+			RevokedAt: time.Date(2025, 6, 30, 23, 59, 59, 999999999, time.UTC),
+		},
+	}
+	apply(t, s, store.Write{Tokens: tokens})
+	checkTokens(t, "before reopen", load(t, s).Tokens, tokens)
+	s = b.restart(s)
+	checkTokens(t, "after reopen", load(t, s).Tokens, tokens)
+}
+
+// testTokensReplacedAndOrdered: Load returns tokens ordered by name, and a
+// later write replaces a token of the same name whole, a time it leaves
+// zero included, and leaves the others as they were.
+func testTokensReplacedAndOrdered(t *testing.T, open Opener) {
+	b := newBackend(t, open, Limits{})
+	s := b.start()
+	created := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	a := &store.Token{Name: "a", Role: viewer, Hash: hash("a"), CreatedAt: created}
+	bb := &store.Token{Name: "b", Role: admin, Hash: hash("b"), CreatedAt: created}
+	ops10 := &store.Token{Name: "ops-10", Role: operator, Hash: hash("ops-10"), CreatedAt: created}
+	ops9 := &store.Token{Name: "ops-9", Role: operator, Hash: hash("ops-9"), CreatedAt: created, ExpiresAt: created.Add(time.Hour)}
+	apply(t, s, store.Write{Tokens: []*store.Token{ops9, bb, ops10, a}})
+	checkTokens(t, "first write", load(t, s).Tokens, []*store.Token{a, bb, ops10, ops9})
+
+	replaced := &store.Token{Name: "ops-9", Role: viewer, Hash: hash("ops-9 again"), CreatedAt: created.Add(time.Minute), RevokedAt: created.Add(2 * time.Minute)}
+	apply(t, s, store.Write{Tokens: []*store.Token{replaced}})
+	want := []*store.Token{a, bb, ops10, replaced}
+	checkTokens(t, "after replacing", load(t, s).Tokens, want)
+	checkTokens(t, "after reopen", load(t, b.restart(s)).Tokens, want)
+}
