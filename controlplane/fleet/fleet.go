@@ -125,6 +125,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Providers start and stop nodes for ProvisionNodes and TerminateNode.
 	Providers *provider.Registry
+	// State is what the store held at start, when the caller read it
+	// already; nil reads it from Store.
+	State *store.State
 }
 
 // New loads the fleet from the store. Every node starts as not yet heard
@@ -148,9 +151,12 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Providers == nil {
 		o.Providers = provider.NewRegistry()
 	}
-	st, err := o.Store.Load(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("new fleet: %w", err)
+	st := o.State
+	var err error
+	if st == nil {
+		if st, err = o.Store.Load(ctx); err != nil {
+			return nil, fmt.Errorf("new fleet: %w", err)
+		}
 	}
 	f := &Fleet{
 		cfg:       o.Config,
@@ -258,9 +264,17 @@ func (f *Fleet) Close() {
 	f.saveLastSeen(context.Background())
 }
 
-// Watch streams the fleet's changes to one watcher; see watch.Hub.Serve.
+// Watch streams the fleet's changes to one watcher in this process; see
+// watch.Hub.Serve.
 func (f *Fleet) Watch(ctx context.Context, since uint64, send func(*controlplanev1.WatchFleetResponse) error) error {
-	return f.hub.Serve(ctx, since, send)
+	return f.hub.Serve(ctx, since, watch.SendFunc(send))
+}
+
+// WatchStream streams the fleet's changes to one WatchFleet stream, which
+// is sent snapshot chunks encoded once and shared with the other streams;
+// see watch.Hub.Serve.
+func (f *Fleet) WatchStream(ctx context.Context, since uint64, stream watch.Stream) error {
+	return f.hub.Serve(ctx, since, stream)
 }
 
 func (f *Fleet) get(id string) *nodeState {

@@ -44,14 +44,16 @@ func BenchmarkWatchFanOut(b *testing.B) {
 	}
 }
 
-// BenchmarkSnapshot is a new watcher's start on a 10 000-node fleet: the
-// entries taken at its revision, their views built and chunked.
+// BenchmarkSnapshot is a new watcher's start on a 10 000-node fleet after
+// a change, so that it cannot share the last snapshot: the entries taken at
+// its revision, their views built and chunked.
 func BenchmarkSnapshot(b *testing.B) {
 	h := newHub(b, fleetOf(10000), benchOptions)
-	discard := func(*controlplanev1.WatchFleetResponse) error { return nil }
+	discard := SendFunc(func(*controlplanev1.WatchFleetResponse) error { return nil })
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
+		h.TotalsChanged()
 		w, st, _ := h.subscribe(0)
 		if err := h.sendStart(discard, st); err != nil {
 			b.Fatal(err)

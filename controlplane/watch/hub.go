@@ -1,6 +1,7 @@
 // Package watch owns the fleet's change stream: it numbers every change with
 // a revision, keeps a replay ring for watchers that resume, hands out
-// snapshots to those that start afresh, coalesces heartbeat-only changes and
+// snapshots to those that start afresh (one, built and encoded once, for all
+// that start between two changes), coalesces heartbeat-only changes and
 // bounds each watcher's queue, telling one that falls behind to resync. A
 // watcher's queue takes memory for what waits in it, not for its bound. It
 // reads the fleet only through the Fleet and Node interfaces declared here.
@@ -102,15 +103,20 @@ type Hub struct {
 	ringLen  int
 	recent   []*fleetv1.HealthEvent // newest last, at most 2*recentEventsKept
 	watchers map[*watcher]struct{}
-	dirty    bool // totals may have changed since the last flush
+	// snap is the snapshot watchers that start now share; nil once a
+	// change or new totals were sent, or a flush had nobody to send
+	// heartbeats to.
+	snap  *snapshot
+	dirty bool // totals may have changed since the last flush
 	// flushes numbers the flushes that had heartbeats. A watcher that has
 	// not taken the last heartbeat batches gets no more: it notes the first
 	// flush it missed, and once its queue is empty it is sent the latest
 	// state of the nodes beats says heartbeated since. beats is shared by
 	// every such watcher, so a slow watcher costs a number, not a pointer
 	// per node; it has each node that heartbeated while some watcher was
-	// missing flushes, with the last flush that had it, and is dropped once
-	// none is. The field is guarded by mu, the map's entries by beatsMu.
+	// missing flushes, or the shared snapshot was older than the flush,
+	// with the last flush that had it, and is dropped once neither holds.
+	// The field is guarded by mu, the map's entries by beatsMu.
 	flushes uint64
 	beats   map[Node]uint64
 	beatsMu sync.RWMutex
@@ -173,6 +179,7 @@ func (h *Hub) Publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
 			}
 		}
 		h.dirty = true
+		h.snap = nil
 		h.fanOut(m)
 	})
 }
@@ -226,6 +233,7 @@ func (h *Hub) Revision() uint64 {
 func (h *Hub) TotalsChanged() {
 	h.mu.Lock()
 	h.dirty = true
+	h.snap = nil
 	h.mu.Unlock()
 }
 
@@ -273,10 +281,10 @@ func heartbeatBatches(nodes map[Node]struct{}) []*controlplanev1.HeartbeatBatch 
 }
 
 // noteBeatsLocked records the nodes of the current flush in beats while
-// some watcher is missing flushes, and drops beats once none is. The hub
+// some watcher may miss flushes, and drops beats once none may. The hub
 // lock is held.
-func (h *Hub) noteBeatsLocked(nodes map[Node]struct{}, missing bool) {
-	if !missing {
+func (h *Hub) noteBeatsLocked(nodes map[Node]struct{}, needed bool) {
+	if !needed {
 		h.beats = nil
 		return
 	}
@@ -305,6 +313,9 @@ func (h *Hub) Flush() {
 	h.mu.Lock()
 	watching := len(h.watchers) > 0
 	if !watching {
+		// The heartbeats taken are told to nobody, so a new watcher must
+		// start from a new snapshot, which has them.
+		h.snap = nil
 		h.beats = nil
 	}
 	h.mu.Unlock()
@@ -332,6 +343,12 @@ func (h *Hub) Flush() {
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if sendTotals {
+		// A watcher that starts from the shared snapshot after this flush
+		// would not get the new totals. Heartbeats it does get: see
+		// snapshotLocked.
+		h.snap = nil
+	}
 	msgs := make([]*controlplanev1.WatchFleetResponse, len(batches))
 	for i, b := range batches {
 		msgs[i] = &controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}
@@ -354,7 +371,9 @@ func (h *Hub) Flush() {
 			// what it missed before.
 			missing = missing || w.missedSince > 0
 		}
-		h.noteBeatsLocked(dirty, missing)
+		// A watcher that starts from the shared snapshot is to be sent the
+		// nodes that heartbeated since it was taken.
+		h.noteBeatsLocked(dirty, missing || h.snap != nil)
 	}
 	if sendTotals {
 		totals := &controlplanev1.FleetTotals{Summary: summary, Breaker: breaker}

@@ -274,10 +274,11 @@ func TestRecentEvents(t *testing.T) {
 	}
 	w, st, _ := h.subscribe(0)
 	defer h.unsubscribe(w)
-	if len(st.events) != recentEventsKept {
-		t.Fatalf("snapshot carries %d events, want %d", len(st.events), recentEventsKept)
+	events := st.snapshot.events
+	if len(events) != recentEventsKept {
+		t.Fatalf("snapshot carries %d events, want %d", len(events), recentEventsKept)
 	}
-	for i, e := range st.events {
+	for i, e := range events {
 		if want := uint32(published - 1 - i); e.GetXid() != want {
 			t.Fatalf("event %d is %d, want %d (newest first)", i, e.GetXid(), want)
 		}

@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
-	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // watcher is one stream's queue.
@@ -78,8 +77,7 @@ func (h *Hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
 type start struct {
 	rev      uint64
 	replay   []*controlplanev1.WatchFleetResponse // set when resuming
-	snapshot []Entry                              // set otherwise
-	events   []*fleetv1.HealthEvent               // newest first, with a snapshot
+	snapshot *snapshot                            // set otherwise
 }
 
 // subscribe registers a watcher. It replays the changes after since when the
@@ -108,18 +106,26 @@ func (h *Hub) subscribe(since uint64) (*watcher, start, bool) {
 		}
 		return w, st, true
 	}
-	return w, h.snapshotLocked(), true
+	return w, h.snapshotLocked(w), true
 }
 
-func (h *Hub) snapshotLocked() start {
-	st := start{rev: h.rev, snapshot: h.fleet.Entries()}
-	if st.snapshot == nil {
-		st.snapshot = []Entry{}
+// snapshotLocked starts w from the shared snapshot, taking a new one when
+// a change or new totals were sent since the last was taken. Heartbeats
+// flushed since it was taken are not in it: w is sent those nodes' latest
+// state as a watcher that missed them is. The hub lock is held.
+func (h *Hub) snapshotLocked(w *watcher) start {
+	if h.snap == nil {
+		s := &snapshot{rev: h.rev, flush: h.flushes, entries: h.fleet.Entries()}
+		for i := len(h.recent) - 1; i >= 0 && len(s.events) < recentEventsKept; i-- {
+			s.events = append(s.events, h.recent[i])
+		}
+		h.snap = s
 	}
-	for i := len(h.recent) - 1; i >= 0 && len(st.events) < recentEventsKept; i-- {
-		st.events = append(st.events, h.recent[i])
+	if h.snap.flush < h.flushes {
+		w.missedSince = h.snap.flush + 1
+		h.missLocked(w)
 	}
-	return st
+	return start{rev: h.snap.rev, snapshot: h.snap}
 }
 
 // resync gives a watcher that fell behind an empty queue and a snapshot.
@@ -131,7 +137,7 @@ func (h *Hub) resync(w *watcher) start {
 	w.behind = false
 	w.heartbeats.Store(0)
 	w.missedSince = 0 // the snapshot has their latest state
-	return h.snapshotLocked()
+	return h.snapshotLocked(w)
 }
 
 func (h *Hub) unsubscribe(w *watcher) {
@@ -164,17 +170,17 @@ func (h *Hub) take(w *watcher) *controlplanev1.WatchFleetResponse {
 	return m
 }
 
-// Serve streams to one watcher until ctx ends, send fails or the hub
+// Serve streams to one watcher until ctx ends, the stream fails or the hub
 // closes: a snapshot (or the changes since a revision), then every change.
 // A watcher that falls behind gets a Resync and a fresh snapshot instead
 // of growing the server's memory.
-func (h *Hub) Serve(ctx context.Context, since uint64, send func(*controlplanev1.WatchFleetResponse) error) error {
+func (h *Hub) Serve(ctx context.Context, since uint64, stream Stream) error {
 	w, st, ok := h.subscribe(since)
 	if !ok {
 		return status.Error(codes.Unavailable, "control plane is shutting down")
 	}
 	defer h.unsubscribe(w)
-	if err := h.sendStart(send, st); err != nil {
+	if err := h.sendStart(stream, st); err != nil {
 		return err
 	}
 	// Only resync, called here, replaces lagged.
@@ -190,28 +196,28 @@ func (h *Hub) Serve(ctx context.Context, since uint64, send func(*controlplanev1
 			if m == nil {
 				continue
 			}
-			if err := send(m); err != nil {
+			if err := stream.Send(m); err != nil {
 				return err
 			}
-			if err := h.sendMissed(send, w); err != nil {
+			if err := h.sendMissed(stream, w); err != nil {
 				return err
 			}
 		case <-w.kick:
-			if err := h.sendMissed(send, w); err != nil {
+			if err := h.sendMissed(stream, w); err != nil {
 				return err
 			}
 		case <-lagged:
 			h.log.Warn("watcher fell behind; resyncing it")
 			// No revision: the watcher dropped changes, and one that resumes
 			// before the snapshot arrives must resume from what it had.
-			if err := send(&controlplanev1.WatchFleetResponse{
+			if err := stream.Send(&controlplanev1.WatchFleetResponse{
 				Change: &controlplanev1.WatchFleetResponse_Resync{Resync: &controlplanev1.Resync{Reason: "watcher fell behind"}},
 			}); err != nil {
 				return err
 			}
 			st := h.resync(w)
 			lagged = w.lagged
-			if err := h.sendStart(send, st); err != nil {
+			if err := h.sendStart(stream, st); err != nil {
 				return err
 			}
 		}
@@ -220,42 +226,25 @@ func (h *Hub) Serve(ctx context.Context, since uint64, send func(*controlplanev1
 
 // sendMissed sends the latest state of the nodes whose heartbeat batches
 // the watcher missed while it was behind on them.
-func (h *Hub) sendMissed(send func(*controlplanev1.WatchFleetResponse) error, w *watcher) error {
+func (h *Hub) sendMissed(stream Stream, w *watcher) error {
 	rev, batches := h.missed(w)
 	for _, b := range batches {
-		if err := send(&controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}); err != nil {
+		if err := stream.Send(&controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (h *Hub) sendStart(send func(*controlplanev1.WatchFleetResponse) error, st start) error {
+// sendStart sends what a new or resyncing watcher starts with.
+func (h *Hub) sendStart(stream Stream, st start) error {
 	if st.snapshot == nil {
 		for _, m := range st.replay {
-			if err := send(m); err != nil {
+			if err := stream.Send(m); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	total := len(st.snapshot)
-	for i := 0; ; i += SnapshotChunk {
-		end := min(i+SnapshotChunk, total)
-		snap := &controlplanev1.Snapshot{Nodes: make([]*fleetv1.Node, 0, end-i)}
-		for _, e := range st.snapshot[i:end] {
-			snap.Nodes = append(snap.Nodes, e.Node.Render(e.State, e.Reach))
-		}
-		if end == total {
-			snap.Complete = true
-			snap.Summary, snap.Breaker = h.fleet.Summary(), h.fleet.Breaker()
-			snap.RecentEvents = st.events
-		}
-		if err := send(&controlplanev1.WatchFleetResponse{Revision: st.rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: snap}}); err != nil {
-			return err
-		}
-		if end == total {
-			return nil
-		}
-	}
+	return sendSnapshot(stream, st.snapshot, h.fleet)
 }

@@ -55,8 +55,8 @@ func TestSubscribe(t *testing.T) {
 				if st.snapshot == nil || st.replay != nil {
 					t.Fatalf("got a replay of %d changes, want a snapshot", len(st.replay))
 				}
-				if len(st.snapshot) != 3 {
-					t.Fatalf("snapshot of %d nodes, want 3", len(st.snapshot))
+				if len(st.snapshot.entries) != 3 {
+					t.Fatalf("snapshot of %d nodes, want 3", len(st.snapshot.entries))
 				}
 				return
 			}
@@ -208,14 +208,14 @@ func serve(ctx context.Context, h *Hub, since uint64) (<-chan *controlplanev1.Wa
 	msgs := make(chan *controlplanev1.WatchFleetResponse)
 	done := make(chan error, 1)
 	go func() {
-		done <- h.Serve(ctx, since, func(m *controlplanev1.WatchFleetResponse) error {
+		done <- h.Serve(ctx, since, SendFunc(func(m *controlplanev1.WatchFleetResponse) error {
 			select {
 			case msgs <- m:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		})
+		}))
 	}()
 	return msgs, done
 }
