@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/watch"
 	"github.com/navarch/navarch/internal/faultspec"
@@ -36,27 +35,23 @@ type Operators interface {
 }
 
 // RegisterControlPlaneService registers ControlPlaneService, served by
-// fleet and tokens, on s; clock is the fleet's, for checking deadlines.
-func RegisterControlPlaneService(s grpc.ServiceRegistrar, fleet Operators, tokens Tokens, clock clockwork.Clock) {
+// fleet, on s; clock is the fleet's, for checking deadlines.
+func RegisterControlPlaneService(s grpc.ServiceRegistrar, fleet Operators, clock clockwork.Clock) {
 	if clock == nil {
 		clock = clockwork.NewRealClock()
 	}
-	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{fleet: fleet, tokens: tokens, clock: clock})
+	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{fleet: fleet, clock: clock})
 }
 
 // operatorService is ControlPlaneService.
 type operatorService struct {
 	controlplanev1.UnimplementedControlPlaneServiceServer
-	fleet  Operators
-	tokens Tokens
-	clock  clockwork.Clock
+	fleet Operators
+	clock clockwork.Clock
 }
 
-func (s *operatorService) GetFleetStatus(ctx context.Context, _ *controlplanev1.GetFleetStatusRequest) (*controlplanev1.GetFleetStatusResponse, error) {
+func (s *operatorService) GetFleetStatus(context.Context, *controlplanev1.GetFleetStatusRequest) (*controlplanev1.GetFleetStatusResponse, error) {
 	resp := s.fleet.Status()
-	if c, ok := auth.CallerFrom(ctx); ok {
-		resp.Caller = &controlplanev1.Caller{Name: c.Name, Role: c.Role}
-	}
 	resp.Version = version.String()
 	resp.Limits = &controlplanev1.OperatorLimits{
 		MaxDrainDeadline:             durationpb.New(MaxDrainDeadline),

@@ -125,9 +125,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Providers start and stop nodes for ProvisionNodes and TerminateNode.
 	Providers *provider.Registry
-	// State is what the store held at start, when the caller read it
-	// already; nil reads it from Store.
-	State *store.State
 }
 
 // New loads the fleet from the store. Every node starts as not yet heard
@@ -151,12 +148,9 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Providers == nil {
 		o.Providers = provider.NewRegistry()
 	}
-	st := o.State
-	var err error
-	if st == nil {
-		if st, err = o.Store.Load(ctx); err != nil {
-			return nil, fmt.Errorf("new fleet: %w", err)
-		}
+	st, err := o.Store.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("new fleet: %w", err)
 	}
 	f := &Fleet{
 		cfg:       o.Config,
