@@ -163,3 +163,16 @@ func TestDetectRates(t *testing.T) {
 		})
 	}
 }
+
+// TestSampleOfDropsImpossibleReadings: one glitched sensor read must not
+// cost the node its heartbeat, which the control plane would refuse.
+func TestSampleOfDropsImpossibleReadings(t *testing.T) {
+	s := sampleOf(&fleetv1.GpuMetrics{GpuIndex: 2, UtilizationGpuPercent: 255, TemperatureCelsius: 4095, PowerUsageMilliwatts: 1 << 31})
+	if s.GetGpuIndex() != 2 || s.GetUtilizationGpuPercent() != 100 || s.GetTemperatureCelsius() != 0 || s.GetPowerUsageMilliwatts() != 0 {
+		t.Fatalf("sample %v", s)
+	}
+	s = sampleOf(&fleetv1.GpuMetrics{UtilizationGpuPercent: 80, TemperatureCelsius: 71, PowerUsageMilliwatts: 650_000})
+	if s.GetUtilizationGpuPercent() != 80 || s.GetTemperatureCelsius() != 71 || s.GetPowerUsageMilliwatts() != 650_000 {
+		t.Fatalf("a sane reading changed: %v", s)
+	}
+}

@@ -75,15 +75,7 @@ func (a *Agent) samples() []*fleetv1.GpuSample {
 		if r.Lost {
 			continue
 		}
-		m := r.Metrics
-		out = append(out, &fleetv1.GpuSample{
-			GpuIndex:              m.GetGpuIndex(),
-			UtilizationGpuPercent: m.GetUtilizationGpuPercent(),
-			TemperatureCelsius:    m.GetTemperatureCelsius(),
-			PowerUsageMilliwatts:  m.GetPowerUsageMilliwatts(),
-			MemoryUsedBytes:       m.GetMemoryUsedBytes(),
-			ProcessCount:          uint32(len(m.GetProcesses())),
-		})
+		out = append(out, sampleOf(r.Metrics))
 	}
 	return out
 }
@@ -98,4 +90,33 @@ func (a *Agent) snapshot() ([]*fleetv1.GpuMetrics, uint32) {
 		}
 	}
 	return out, uint32(len(out))
+}
+
+// Readings no GPU can show, the bounds docs/api.md gives for heartbeat
+// samples: the control plane refuses a heartbeat that carries one, so one
+// glitched sensor read would cost the node its heartbeat.
+const (
+	maxSaneTemperature = 200        // °C
+	maxSanePower       = 10_000_000 // mW
+	maxSaneProcesses   = 4096
+)
+
+// sampleOf is a GPU's heartbeat sample. A reading past what a GPU can show
+// goes as 0, not read, rather than as a value the control plane refuses.
+func sampleOf(m *fleetv1.GpuMetrics) *fleetv1.GpuSample {
+	s := &fleetv1.GpuSample{
+		GpuIndex:              m.GetGpuIndex(),
+		UtilizationGpuPercent: min(m.GetUtilizationGpuPercent(), 100),
+		TemperatureCelsius:    m.GetTemperatureCelsius(),
+		PowerUsageMilliwatts:  m.GetPowerUsageMilliwatts(),
+		MemoryUsedBytes:       m.GetMemoryUsedBytes(),
+		ProcessCount:          uint32(min(len(m.GetProcesses()), maxSaneProcesses)),
+	}
+	if s.TemperatureCelsius > maxSaneTemperature {
+		s.TemperatureCelsius = 0
+	}
+	if s.PowerUsageMilliwatts > maxSanePower {
+		s.PowerUsageMilliwatts = 0
+	}
+	return s
 }
