@@ -112,16 +112,38 @@ func (m *Model) header() string {
 		left += t.Muted.Render("○ connecting")
 	}
 	left += t.Muted.Render(fmt.Sprintf("  rev %d", f.revision))
-	right := ""
-	if m.d.readOnly {
-		right = t.Bold.Render("[READ-ONLY]")
-	}
-	lines := []string{joinEnds(left, right, m.width)}
+	lines := []string{joinEnds(left, m.whoAndMode(lipgloss.Width(left)), m.width)}
 	lines = append(lines, wrapSegments(strings.Split(f.totals(), " │ "), " │ ", m.width)...)
 	if b := m.banner(); b != "" {
 		lines = append(lines, b)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// whoAndMode is the header's right end: who the console calls as, once
+// GetFleetStatus has said, and whether it is read-only. A long token name
+// is cut to the room that the left part, of width used, leaves; the mode
+// always shows.
+func (m *Model) whoAndMode(used int) string {
+	var parts []string
+	mode := ""
+	if m.d.readOnly() {
+		mode = m.d.theme.Bold.Render("[READ-ONLY]")
+	}
+	if c := m.d.caller; c != nil {
+		role := " (" + roleName(c.GetRole()) + ")"
+		room := m.width - used - 1 - lipgloss.Width(role)
+		if mode != "" {
+			room -= lipgloss.Width(mode) + 2
+		}
+		if room >= 4 {
+			parts = append(parts, truncate(c.GetName(), room)+role)
+		}
+	}
+	if mode != "" {
+		parts = append(parts, mode)
+	}
+	return strings.Join(parts, "  ")
 }
 
 // banner warns about a lost connection or a tripped breaker.

@@ -49,7 +49,7 @@ type eventsView struct {
 }
 
 func newEventsView(d *deps) view {
-	return &eventsView{d: d, f: d.fleet, keys: newEventsKeys(d.readOnly), height: 10}
+	return &eventsView{d: d, f: d.fleet, keys: newEventsKeys(d.readOnly()), height: 10}
 }
 
 func (v *eventsView) Update(msg tea.Msg) tea.Cmd {
@@ -60,6 +60,8 @@ func (v *eventsView) Update(msg tea.Msg) tea.Cmd {
 		v.clamp()
 	case filterMsg:
 		v.setFilter(msg.text)
+	case accessChangedMsg:
+		v.keys = newEventsKeys(v.d.readOnly())
 	}
 	return nil
 }
@@ -68,7 +70,7 @@ func (v *eventsView) onKey(k tea.KeyPressMsg) {
 	keys := &v.keys
 	switch {
 	case key.Matches(k, keys.ReadOnly):
-		v.d.send(statusLineMsg{text: readOnlyRefusal, err: true})
+		v.d.send(statusLineMsg{text: v.d.refusal(), err: true})
 	case key.Matches(k, keys.Back):
 		if v.filter.text != "" {
 			v.setFilter("")

@@ -10,19 +10,26 @@ import (
 )
 
 // The console asks GetFleetStatus for the control plane's providers and
-// limits when it starts and each time the stream connects, since the
-// control plane may be a new one. A failed ask is asked again with the
-// stream's backoff until it is answered or a newer ask replaces it; until
-// then the dialogs leave the judging to the control plane.
+// limits, and whose token it calls with, when it starts and each time the
+// stream connects, since the control plane may be a new one. A failed ask
+// is asked again with the stream's backoff until it is answered or a newer
+// ask replaces it; until then the dialogs leave the judging to the control
+// plane, and the console offers every action, which the control plane
+// refuses if the token's role does not allow it.
 
 // fleetStatusMsg carries what GetFleetStatus says the console needs: the
-// providers ProvisionNodes accepts, and the bounds and defaults of
-// operator requests.
+// providers ProvisionNodes accepts, the bounds and defaults of operator
+// requests, and who the console calls as.
 type fleetStatusMsg struct {
 	providers []string
 	limits    *controlplanev1.OperatorLimits
+	caller    *controlplanev1.Caller
 	ask       int // the ask this answers
 }
+
+// accessChangedMsg tells every view that the console became read-only, or
+// stopped being, so that each binds its action keys again.
+type accessChangedMsg struct{}
 
 // fleetStatusFailedMsg says an ask of GetFleetStatus failed.
 type fleetStatusFailedMsg struct{ ask int }
@@ -48,12 +55,22 @@ func (m *Model) askFleetStatus() tea.Cmd {
 	return loadFleetStatus(m.d.client, m.asks.latest)
 }
 
-func (m *Model) onFleetStatus(msg fleetStatusMsg) {
+func (m *Model) onFleetStatus(msg fleetStatusMsg) tea.Cmd {
 	if msg.ask < m.asks.answered {
-		return
+		return nil
 	}
 	m.asks.answered = msg.ask
-	m.d.providers, m.d.limits = msg.providers, msg.limits
+	wasReadOnly := m.d.readOnly()
+	m.d.providers, m.d.limits, m.d.caller = msg.providers, msg.limits, msg.caller
+	if m.d.readOnly() == wasReadOnly {
+		return nil
+	}
+	m.palette.rebind()
+	cmds := make([]tea.Cmd, 0, len(m.order))
+	for _, name := range m.order {
+		cmds = append(cmds, m.views[name].Update(accessChangedMsg{}))
+	}
+	return tea.Batch(cmds...)
 }
 
 func (m *Model) onFleetStatusFailed(msg fleetStatusFailedMsg) tea.Cmd {
@@ -84,6 +101,6 @@ func loadFleetStatus(client controlplanev1.ControlPlaneServiceClient, ask int) t
 		for _, p := range st.GetProviders() {
 			names = append(names, p.GetName())
 		}
-		return fleetStatusMsg{providers: names, limits: st.GetLimits(), ask: ask}
+		return fleetStatusMsg{providers: names, limits: st.GetLimits(), caller: st.GetCaller(), ask: ask}
 	}
 }

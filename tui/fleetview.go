@@ -55,7 +55,7 @@ type fleetView struct {
 }
 
 func newFleetView(d *deps) view {
-	return &fleetView{d: d, f: d.fleet, keys: newFleetKeys(d.readOnly), marks: map[string]bool{}, height: 10}
+	return &fleetView{d: d, f: d.fleet, keys: newFleetKeys(d.readOnly()), marks: map[string]bool{}, height: 10}
 }
 
 func (t *fleetView) Update(msg tea.Msg) tea.Cmd {
@@ -67,6 +67,12 @@ func (t *fleetView) Update(msg tea.Msg) tea.Cmd {
 	case filterMsg:
 		t.f.setFilter(msg.text)
 		t.keepCursor()
+	case accessChangedMsg:
+		t.keys = newFleetKeys(t.d.readOnly())
+		if t.d.readOnly() {
+			// Marks are for actions, which a read-only console has none of.
+			t.marks = map[string]bool{}
+		}
 	}
 	return nil
 }
@@ -75,7 +81,7 @@ func (t *fleetView) onKey(k tea.KeyPressMsg) tea.Cmd {
 	keys := &t.keys
 	switch {
 	case key.Matches(k, keys.ReadOnly):
-		t.d.send(statusLineMsg{text: readOnlyRefusal, err: true})
+		t.d.send(statusLineMsg{text: t.d.refusal(), err: true})
 	case t.move(k):
 	case key.Matches(k, keys.Back):
 		if len(t.marks) > 0 {

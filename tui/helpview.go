@@ -41,12 +41,12 @@ func (h *helpOverlay) view(width int) string {
 		}
 	}
 	title := t.Title.Render("Keys")
-	if h.d.readOnly {
+	if h.d.readOnly() {
 		title += t.Muted.Render("  (read-only: actions hidden)")
 	}
 	notes := []string{
 		"GPU glyphs: H healthy · D degraded · U unhealthy · ? unknown · X lost",
-		"commands :" + strings.Join(commandNames(h.d.readOnly), " :") + " · ? or esc closes this help",
+		"commands :" + strings.Join(commandNames(h.d.readOnly()), " :") + " · ? or esc closes this help",
 	}
 	var table string
 	for ncol := min(3, len(entries)); ncol >= 1; ncol-- {

@@ -117,10 +117,6 @@ func readOnlyGuard(readOnly bool, bindings ...*key.Binding) key.Binding {
 	return key.NewBinding(key.WithKeys(keys...))
 }
 
-// readOnlyRefusal is what the status line says when a read-only console
-// is asked to act.
-const readOnlyRefusal = "read-only: actions are disabled"
-
 // modalKeys are the keys of dialogs and prompts.
 type modalKeys struct {
 	Confirm, Cancel, Next, Prev, Submit key.Binding

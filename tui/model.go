@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -38,14 +39,16 @@ type Options struct {
 
 // deps is what every component shares, passed down rather than global.
 type deps struct {
-	client   controlplanev1.ControlPlaneServiceClient
-	server   string
-	keys     globalKeys
-	modal    modalKeys
-	theme    *Theme
-	fixed    bool // the theme was given, not detected
-	readOnly bool
-	now      func() time.Time
+	client controlplanev1.ControlPlaneServiceClient
+	server string
+	keys   globalKeys
+	modal  modalKeys
+	theme  *Theme
+	fixed  bool // the theme was given, not detected
+	// readOnlyFlag is --read-only; a viewer's token makes the console
+	// read-only too, once GetFleetStatus has said whose it is.
+	readOnlyFlag bool
+	now          func() time.Time
 	// fleet is the console's copy of the fleet, kept by the stream.
 	fleet *fleet
 	// providers and limits are what GetFleetStatus last said; until it
@@ -53,6 +56,9 @@ type deps struct {
 	// value the operator gives, and the operator names the provider.
 	providers []string
 	limits    *controlplanev1.OperatorLimits
+	// caller is who GetFleetStatus says the console calls as; nil until
+	// it has answered.
+	caller *controlplanev1.Caller
 	// inbox holds what components sent during this Update.
 	inbox []tea.Msg
 }
@@ -62,6 +68,27 @@ type deps struct {
 // what they want without reaching into the root, and the frame drawn
 // after a key shows its whole effect.
 func (d *deps) send(msg tea.Msg) { d.inbox = append(d.inbox, msg) }
+
+// readOnly reports whether the console hides and refuses every action:
+// --read-only asked it to, or the token's role allows none. The control
+// plane refuses them anyway; this spares the operator the attempt.
+func (d *deps) readOnly() bool {
+	return d.readOnlyFlag || d.caller.GetRole() == controlplanev1.Role_ROLE_VIEWER
+}
+
+// refusal is what the status line says when a read-only console is asked
+// to act.
+func (d *deps) refusal() string {
+	if d.caller.GetRole() == controlplanev1.Role_ROLE_VIEWER {
+		return "read-only: this token's role is viewer; actions need an operator token"
+	}
+	return "read-only: actions are disabled"
+}
+
+// roleName writes a role as operators give it: "viewer".
+func roleName(r controlplanev1.Role) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
+}
 
 // conn is the stream's state, shown in the header and the banner.
 type conn struct {
@@ -103,7 +130,7 @@ type Model struct {
 func New(o Options) *Model {
 	listed := listedViews()
 	d := &deps{client: o.Client, server: o.Server, keys: newGlobalKeys(listed), modal: newModalKeys(),
-		theme: o.Theme, readOnly: o.ReadOnly, now: o.Now, fleet: newFleet()}
+		theme: o.Theme, readOnlyFlag: o.ReadOnly, now: o.Now, fleet: newFleet()}
 	if d.now == nil {
 		d.now = time.Now
 	}
@@ -203,7 +230,7 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 		m.onDisconnected(msg)
 		return m.listen()
 	case fleetStatusMsg:
-		m.onFleetStatus(msg)
+		return m.onFleetStatus(msg)
 	case fleetStatusFailedMsg:
 		return m.onFleetStatusFailed(msg)
 	case fleetStatusRetryMsg:

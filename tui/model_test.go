@@ -208,9 +208,22 @@ func TestHelpIsGeneratedFromKeymap(t *testing.T) {
 
 // TestReadOnlyHidesAndRefusesActions: in every view, a read-only console
 // binds no action key: help lists none, and pressing any of them, whether
-// or not the view acts with it, says why nothing happens.
+// or not the view acts with it, says why nothing happens. --read-only
+// makes a console read-only, and so does a viewer's token once the control
+// plane has said whose it is.
 func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
 	actions := []string{"c", "u", "d", "t", "p", "x", "space", "ctrl+a"}
+	viewer := fixtureStatus()
+	viewer.caller = &controlplanev1.Caller{Name: "dash", Role: controlplanev1.Role_ROLE_VIEWER}
+	modes := []struct {
+		name    string
+		o       Options
+		status  []tea.Msg
+		refusal string
+	}{
+		{"flag", Options{ReadOnly: true}, nil, "read-only: actions are disabled"},
+		{"viewer", Options{}, []tea.Msg{viewer}, "read-only: this token's role is viewer"},
+	}
 	tests := []struct {
 		name string
 		open []tea.Msg
@@ -219,35 +232,45 @@ func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
 		{"events", keysOf("2")},
 		{"node", keysOf("enter")},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := newTestModel(t, Options{ReadOnly: true})
-			send(m, tt.open...)
-			mustContain(t, m.Frame(), "[READ-ONLY]")
-			for _, k := range actions {
-				send(m, statusLineMsg{})
-				if cmd := send(m, press(k)); cmd != nil {
-					t.Fatalf("%s returned a command in read-only mode", k)
-				}
-				if m.overlay != nil {
-					t.Fatalf("%s opened a dialog in read-only mode", k)
-				}
-				mustContain(t, m.Frame(), "read-only: actions are disabled")
-			}
-			send(m, press("?"))
-			for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision"} {
-				if f := plain(m); strings.Contains(f, action) {
-					t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
-				}
-			}
-			send(m, press("esc"))
-			send(m, press(":"))
-			send(m, typed("provision")...)
-			send(m, press("enter"))
-			if m.overlay != nil {
-				t.Fatal(":provision opened the form in read-only mode")
-			}
-		})
+	for _, mode := range modes {
+		for _, tt := range tests {
+			t.Run(mode.name+"-"+tt.name, func(t *testing.T) {
+				m := newTestModel(t, mode.o)
+				send(m, tt.open...)
+				send(m, mode.status...)
+				readOnlyRefuses(t, m, actions, mode.refusal)
+			})
+		}
+	}
+}
+
+// readOnlyRefuses checks that m refuses every action key with refusal,
+// and that neither help nor the : prompt offers one.
+func readOnlyRefuses(t *testing.T, m *Model, actions []string, refusal string) {
+	t.Helper()
+	mustContain(t, m.Frame(), "[READ-ONLY]")
+	for _, k := range actions {
+		send(m, statusLineMsg{})
+		if cmd := send(m, press(k)); cmd != nil {
+			t.Fatalf("%s returned a command in read-only mode", k)
+		}
+		if m.overlay != nil {
+			t.Fatalf("%s opened a dialog in read-only mode", k)
+		}
+		mustContain(t, m.Frame(), refusal)
+	}
+	send(m, press("?"))
+	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision"} {
+		if f := plain(m); strings.Contains(f, action) {
+			t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
+		}
+	}
+	send(m, press("esc"))
+	send(m, press(":"))
+	send(m, typed("provision")...)
+	send(m, press("enter"))
+	if m.overlay != nil {
+		t.Fatal(":provision opened the form in read-only mode")
 	}
 }
 

@@ -74,7 +74,7 @@ type nodeView struct {
 	live      map[uint32]*fleetv1.GpuSample
 }
 
-func newNodeView(d *deps) view { return &nodeView{d: d, keys: newNodeKeys(d.readOnly)} }
+func newNodeView(d *deps) view { return &nodeView{d: d, keys: newNodeKeys(d.readOnly())} }
 
 func (v *nodeView) Update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
@@ -92,6 +92,8 @@ func (v *nodeView) Update(msg tea.Msg) tea.Cmd {
 			v.queued = false
 			return v.fetch()
 		}
+	case accessChangedMsg:
+		v.keys = newNodeKeys(v.d.readOnly())
 	}
 	return nil
 }
@@ -99,7 +101,7 @@ func (v *nodeView) Update(msg tea.Msg) tea.Cmd {
 func (v *nodeView) onKey(k tea.KeyPressMsg) tea.Cmd {
 	switch {
 	case key.Matches(k, v.keys.ReadOnly):
-		v.d.send(statusLineMsg{text: readOnlyRefusal, err: true})
+		v.d.send(statusLineMsg{text: v.d.refusal(), err: true})
 	case key.Matches(k, v.keys.Back):
 		v.d.send(backMsg{})
 	case v.scroll(k):

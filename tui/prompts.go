@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -74,24 +75,28 @@ type palette struct {
 
 func newPalette(d *deps, listed []viewSpec) *palette {
 	p := &palette{d: d, views: map[string]string{}}
-	var suggestions []string
 	for _, s := range listed {
-		suggestions = append(suggestions, s.name)
 		for _, c := range append([]string{s.name}, s.aliases...) {
 			p.views[c] = s.name
 		}
 	}
-	if !d.readOnly {
-		suggestions = append(suggestions, "provision")
-	}
 	in := textinput.New()
 	in.Prompt = ":"
-	in.Placeholder = strings.Join(commandNames(d.readOnly), " · ")
 	in.CharLimit = 64
 	in.ShowSuggestions = true
-	in.SetSuggestions(append(suggestions, "help", "quit", "q"))
 	p.input = in
+	p.rebind()
 	return p
+}
+
+// rebind offers the commands the console allows now: a read-only one
+// offers no action.
+func (p *palette) rebind() {
+	names := commandNames(p.d.readOnly())
+	p.input.Placeholder = strings.Join(names, " · ")
+	// "quit" just before the last, "q", so that a typed q offers the
+	// whole word.
+	p.input.SetSuggestions(slices.Insert(names, len(names)-1, "quit"))
 }
 
 // open empties the prompt and returns it, to be shown.
@@ -150,8 +155,8 @@ func (p *palette) run(cmd string) {
 	}
 	switch cmd {
 	case "provision", "p":
-		if p.d.readOnly {
-			p.d.send(statusLineMsg{text: readOnlyRefusal, err: true})
+		if p.d.readOnly() {
+			p.d.send(statusLineMsg{text: p.d.refusal(), err: true})
 			return
 		}
 		p.d.send(openOverlayMsg{overlay: newProvisionDialog(p.d)})
@@ -160,7 +165,7 @@ func (p *palette) run(cmd string) {
 	case "q", "quit", "q!":
 		p.d.send(quitMsg{})
 	default:
-		p.d.send(statusLineMsg{text: fmt.Sprintf("unknown command %q (try %s)", cmd, strings.Join(commandNames(p.d.readOnly), ", ")), err: true})
+		p.d.send(statusLineMsg{text: fmt.Sprintf("unknown command %q (try %s)", cmd, strings.Join(commandNames(p.d.readOnly()), ", ")), err: true})
 	}
 }
 

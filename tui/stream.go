@@ -7,6 +7,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -121,7 +122,7 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		attempt++
 		wait := reconnectDelay(attempt)
-		if !w.send(ctx, disconnectedMsg{err: status.Convert(err).Message(), retry: wait, attempt: attempt}) {
+		if !w.send(ctx, disconnectedMsg{err: brokenBecause(err), retry: wait, attempt: attempt}) {
 			return
 		}
 		select {
@@ -130,6 +131,17 @@ func (w *watcher) run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// brokenBecause says why the stream broke, as the console shows it: a
+// refused token is named as such, so that the operator knows to give
+// another.
+func brokenBecause(err error) string {
+	st := status.Convert(err)
+	if st.Code() == codes.Unauthenticated {
+		return "not authenticated: " + st.Message()
+	}
+	return st.Message()
 }
 
 func (w *watcher) send(ctx context.Context, m tea.Msg) bool {
