@@ -16,8 +16,8 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-func runAction(ctx context.Context, cf connFlags, cmd string, args []string, env Env) error {
-	fs := flagSet(cmd, &cf)
+func runAction(ctx context.Context, cf *connFlags, cmd string, args []string, env Env) error {
+	fs := flagSet(cmd, cf)
 	var reason *string
 	var deadline, drainTimeout optionalDuration
 	var wait *time.Duration
@@ -159,8 +159,8 @@ func ensureNewline(s string) string {
 	return s + "\n"
 }
 
-func runProvision(ctx context.Context, cf connFlags, args []string, env Env) error {
-	fs := flagSet("provision", &cf)
+func runProvision(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("provision", cf)
 	provider := fs.String("provider", "local", "`NAME` the provider, as 'navarch get status' lists them")
 	count := fs.Uint("count", 0, "`N` how many nodes to start; required")
 	gpus := fs.Uint("gpus", 0, "`N` GPUs per node, where the provider lets you choose; 0 means its default")

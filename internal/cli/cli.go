@@ -6,9 +6,11 @@
 //	0  success
 //	1  the control plane could not be reached, or failed
 //	2  bad usage: an unknown flag, a missing argument, a malformed value
-//	3  not found: the node does not exist
+//	3  not found: the node or token does not exist
 //	4  refused: the node's state forbids the action, or the control plane
 //	   rejected a value
+//	5  not allowed: no valid token, or the token's role does not allow the
+//	   command
 package cli
 
 import (
@@ -36,6 +38,7 @@ const (
 	ExitUsage    = 2
 	ExitNotFound = 3
 	ExitRefused  = 4
+	ExitDenied   = 5
 )
 
 // Env is what a command needs from the outside world.
@@ -131,8 +134,10 @@ func exitCode(err error) int {
 	switch st.Code() {
 	case codes.NotFound:
 		return ExitNotFound
-	case codes.FailedPrecondition, codes.InvalidArgument, codes.AlreadyExists, codes.PermissionDenied:
+	case codes.FailedPrecondition, codes.InvalidArgument, codes.AlreadyExists:
 		return ExitRefused
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return ExitDenied
 	}
 	return ExitFailure
 }
@@ -154,7 +159,11 @@ func run(ctx context.Context, args []string, env Env) error {
 		if env.Console == nil {
 			return usagef("this build has no console")
 		}
-		return env.Console(ctx, cf.target(), *readOnly)
+		target, err := cf.target()
+		if err != nil {
+			return usagef("%v", err)
+		}
+		return env.Console(ctx, target, *readOnly)
 	}
 	cmd, cargs := rest[0], rest[1:]
 	if *readOnly && cmd != "get" && cmd != "help" {
@@ -188,11 +197,13 @@ func run(ctx context.Context, args []string, env Env) error {
 		}
 		return within(cmd, err)
 	case "get":
-		return runGet(ctx, cf, cargs, env)
+		return denial(&cf, commandName(cmd, cargs), runGet(ctx, &cf, cargs, env))
 	case "cordon", "uncordon", "drain", "terminate", "diagnose":
-		return within(cmd, runAction(ctx, cf, cmd, cargs, env))
+		return denial(&cf, cmd, within(cmd, runAction(ctx, &cf, cmd, cargs, env)))
 	case "provision":
-		return within(cmd, runProvision(ctx, cf, cargs, env))
+		return denial(&cf, cmd, within(cmd, runProvision(ctx, &cf, cargs, env)))
+	case "token":
+		return denial(&cf, commandName(cmd, cargs), runToken(ctx, &cf, cargs, env))
 	}
 	return usagef("unknown command %q", cmd)
 }
@@ -200,23 +211,32 @@ func run(ctx context.Context, args []string, env Env) error {
 // connFlags are how a command reaches the control plane. They may come
 // before the command or among its flags.
 type connFlags struct {
-	server, caCert string
-	insecure       bool
+	server, caCert, token string
+	insecure              bool
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.server, "server", c.server, "`HOST:PORT` the control plane; else $NAVARCH_SERVER, else 127.0.0.1:50051")
 	fs.StringVar(&c.caCert, "ca-cert", c.caCert, "`FILE` the control plane's CA certificate (its DATA_DIR/pki/ca.crt); else $NAVARCH_CA_CERT, else this machine's default control plane's")
 	fs.BoolVar(&c.insecure, "insecure", c.insecure, "plaintext, to a control plane started with --insecure")
+	fs.StringVar(&c.token, "token", c.token, "`TOKEN` the operator token to call with; else $NAVARCH_TOKEN, else this machine's default control plane's admin token, where this user can read it")
 }
 
-func (c connFlags) target() rpcclient.Target {
-	return rpcclient.Target{Addr: rpcclient.ServerFromEnv(c.server), CACert: rpcclient.CACertFromEnv(c.caCert), Insecure: c.insecure}
+func (c *connFlags) target() (rpcclient.Target, error) {
+	token, err := rpcclient.TokenFromEnv(c.token)
+	if err != nil {
+		return rpcclient.Target{}, fmt.Errorf("find a token: %w", err)
+	}
+	return rpcclient.Target{Addr: rpcclient.ServerFromEnv(c.server), CACert: rpcclient.CACertFromEnv(c.caCert), Insecure: c.insecure, Token: token}, nil
 }
 
 // client dials the control plane for one command.
-func client(cf connFlags) (controlplanev1.ControlPlaneServiceClient, func(), error) {
-	conn, err := rpcclient.Dial(cf.target())
+func client(cf *connFlags) (controlplanev1.ControlPlaneServiceClient, func(), error) {
+	target, err := cf.target()
+	if err != nil {
+		return nil, nil, usagef("%v", err)
+	}
+	conn, err := rpcclient.Dial(target)
 	if err != nil {
 		return nil, nil, usagef("%v", err)
 	}
@@ -225,7 +245,7 @@ func client(cf connFlags) (controlplanev1.ControlPlaneServiceClient, func(), err
 
 // call dials the control plane and runs fn with a context bounded by
 // timeout.
-func call(ctx context.Context, cf connFlags, timeout time.Duration, fn func(context.Context, controlplanev1.ControlPlaneServiceClient) error) error {
+func call(ctx context.Context, cf *connFlags, timeout time.Duration, fn func(context.Context, controlplanev1.ControlPlaneServiceClient) error) error {
 	c, closeConn, err := client(cf)
 	if err != nil {
 		return err
@@ -239,8 +259,8 @@ func call(ctx context.Context, cf connFlags, timeout time.Duration, fn func(cont
 // callTimeout bounds one scripted call.
 const callTimeout = 15 * time.Second
 
-// flagSet makes a subcommand's flag set; --server is accepted on every
-// subcommand too.
+// flagSet makes a subcommand's flag set; the connection flags are
+// accepted on every subcommand too.
 func flagSet(name string, cf *connFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

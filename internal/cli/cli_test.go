@@ -23,11 +23,15 @@ import (
 )
 
 // server runs a real control plane with two registered nodes, and has
-// the commands trust its CA through $NAVARCH_CA_CERT.
+// the commands trust its CA through $NAVARCH_CA_CERT and call as its
+// admin through $NAVARCH_TOKEN. No default control plane's files on this
+// machine are found instead.
 func server(t *testing.T) string {
 	t.Helper()
 	cp := cptest.Start(t, cptest.Options{})
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	t.Setenv("NAVARCH_CA_CERT", cp.Server.CAFile())
+	t.Setenv("NAVARCH_TOKEN", cp.Target().Token)
 	ctx := context.Background()
 	for _, id := range []string{"gpu-1", "gpu-2"} {
 		gpus := []*fleetv1.Gpu{{Index: 0, Uuid: "GPU-" + id + "-0"}, {Index: 1, Uuid: "GPU-" + id + "-1"}}
@@ -224,7 +228,7 @@ func TestHelpAndVersion(t *testing.T) {
 var subcommands = []string{
 	"get nodes", "get node", "get events", "get status",
 	"cordon", "uncordon", "drain", "terminate", "diagnose",
-	"provision", "demo", "version",
+	"provision", "token create", "token list", "token revoke", "demo", "version",
 }
 
 func TestTopLevelUsage(t *testing.T) {
@@ -273,9 +277,24 @@ func TestSubcommandHelp(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q, stdout %q", args, code, errOut, out)
 		}
 	}
-	code, out, errOut := navarch(t, "get", "-h")
-	if code != ExitOK || errOut != "" || !strings.Contains(out, "navarch get nodes") || !strings.Contains(out, "navarch get status") {
-		t.Errorf("get -h: exit %d, stderr %q\n%s", code, errOut, out)
+	groups := []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"get", "-h"}, []string{"navarch get nodes", "navarch get status", "'navarch get KIND -h'"}},
+		{[]string{"token", "--help"}, []string{"navarch token create", "navarch token revoke", "'navarch token ACTION -h'"}},
+		{[]string{"help", "token"}, []string{"navarch token list"}},
+	}
+	for _, g := range groups {
+		code, out, errOut := navarch(t, g.args...)
+		if code != ExitOK || errOut != "" {
+			t.Errorf("%v: exit %d, stderr %q", g.args, code, errOut)
+		}
+		for _, w := range g.wants {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v lacks %q:\n%s", g.args, w, out)
+			}
+		}
 	}
 	// Bad usage still fails, on stderr, with a hint at the right help.
 	rows := []struct {
@@ -285,6 +304,9 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"drain", "gpu-1", "--bogus"}, "Run 'navarch drain -h' for usage."},
 		{[]string{"get", "nodes", "--bogus"}, "Run 'navarch get nodes -h' for usage."},
 		{[]string{"get", "things"}, "Run 'navarch get -h' for usage."},
+		{[]string{"token"}, "Run 'navarch token -h' for usage."},
+		{[]string{"token", "rotate"}, "Run 'navarch token -h' for usage."},
+		{[]string{"token", "create", "ci", "--bogus"}, "Run 'navarch token create -h' for usage."},
 		{[]string{"demo", "--bogus"}, "Run 'navarch demo -h' for usage."},
 		{[]string{"version", "extra"}, "Run 'navarch version -h' for usage."},
 		{[]string{"diagnose", "gpu-1", "--reason", "x"}, "not defined: -reason"},

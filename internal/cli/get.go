@@ -18,7 +18,7 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-func runGet(ctx context.Context, cf connFlags, args []string, env Env) error {
+func runGet(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	if len(args) == 0 {
 		return within("get", usagef("get needs what to get: nodes, node ID, events or status"))
 	}
@@ -26,7 +26,7 @@ func runGet(ctx context.Context, cf connFlags, args []string, env Env) error {
 	var err error
 	switch what {
 	case "-h", "-help", "--help":
-		return helpError{getUsage()}
+		return helpError{groupUsage("get", "KIND")}
 	case "nodes":
 		err = getNodes(ctx, cf, args, env)
 	case "node":
@@ -59,8 +59,8 @@ func writeJSON(w io.Writer, m proto.Message) error {
 	return err
 }
 
-func getNodes(ctx context.Context, cf connFlags, args []string, env Env) error {
-	fs := flagSet("get nodes", &cf)
+func getNodes(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("get nodes", cf)
 	out := outputFlag(fs)
 	var lifecycle, health, reach, labels listFlag
 	fs.Var(&lifecycle, "lifecycle", "`STATE` only nodes in this lifecycle state: provisioning, active, cordoned, draining, drained, terminating, terminated or provision-failed; repeatable")
@@ -171,8 +171,8 @@ func gpuSummary(n *fleetv1.Node) string {
 	return s
 }
 
-func getNode(ctx context.Context, cf connFlags, args []string, env Env) error {
-	fs := flagSet("get node", &cf)
+func getNode(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("get node", cf)
 	out := outputFlag(fs)
 	events := fs.Uint("events", 20, "`N` recent health events to show; 0 means the control plane's default")
 	pos, err := parse(fs, args)
@@ -284,8 +284,8 @@ func writeEvents(w io.Writer, evs []*fleetv1.HealthEvent, now time.Time, withNod
 	return tw.Flush()
 }
 
-func getEvents(ctx context.Context, cf connFlags, args []string, env Env) error {
-	fs := flagSet("get events", &cf)
+func getEvents(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("get events", cf)
 	out := outputFlag(fs)
 	node := fs.String("node", "", "`ID` only this node's events")
 	minHealth := fs.String("min-health", "", "`HEALTH` only events judged at least this bad: healthy, degraded or unhealthy")
@@ -323,8 +323,8 @@ func getEvents(ctx context.Context, cf connFlags, args []string, env Env) error 
 	return writeEvents(env.Stdout, resp.GetEvents(), time.Now(), true)
 }
 
-func getStatus(ctx context.Context, cf connFlags, args []string, env Env) error {
-	fs := flagSet("get status", &cf)
+func getStatus(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("get status", cf)
 	out := outputFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {

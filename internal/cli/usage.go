@@ -47,6 +47,12 @@ var commands = []command{
 		synopsis: "ID [--wait DURATION]"},
 	{name: "provision", summary: "start new nodes through a provider",
 		synopsis: "--count N [--provider NAME] [--gpus N] [--instance-type TYPE] [-l KEY=VALUE]... [--sim-fault SPEC]... [--chaos DURATION] [-o table|json]"},
+	{name: "token create", summary: "create an operator token and print it, once; needs an admin token",
+		synopsis: "NAME --role viewer|operator|admin [--ttl DURATION]"},
+	{name: "token list", summary: "list the operator tokens, never their secrets; needs an admin token",
+		synopsis: "[-o table|json]"},
+	{name: "token revoke", summary: "revoke an operator token at once; needs an admin token",
+		synopsis: "NAME"},
 	{name: "demo", summary: "run a simulated fleet on this machine and open the console on it",
 		synopsis: "[--nodes N] [--gpus N] [--keep] [--data-dir DIR] [--bin DIR] [--fault-every DURATION]",
 		flags:    demoFlags},
@@ -70,15 +76,20 @@ const demoFlags = `  --nodes N               simulated nodes, 1–1000; above 24
 
 const usageFooter = `--server HOST:PORT picks the control plane for the console and for every
 command but demo and version; it may come before the command or among its
-flags. Without it: $NAVARCH_SERVER, else 127.0.0.1:50051. The connection is
-TLS, trusting --ca-cert FILE (the control plane's DATA_DIR/pki/ca.crt), else
-$NAVARCH_CA_CERT, else the CA of a control plane with the default data
-directory on this machine; --insecure speaks plaintext to a control plane
-started with --insecure. --read-only is also accepted before 'get', which
-never changes anything.
+flags, like the other connection flags. Without it: $NAVARCH_SERVER, else
+127.0.0.1:50051. The connection is TLS, trusting --ca-cert FILE (the control
+plane's DATA_DIR/pki/ca.crt), else $NAVARCH_CA_CERT, else the CA of a control
+plane with the default data directory on this machine; --insecure speaks
+plaintext to a control plane started with --insecure. Every call bears the
+operator token --token TOKEN, else $NAVARCH_TOKEN, else the admin token of a
+control plane with the default data directory on this machine, where this
+user can read it. A viewer token reads, an operator token also changes the
+fleet, an admin token also manages tokens. --read-only is also accepted
+before 'get', which never changes anything.
 
 'navarch COMMAND -h' (or 'navarch help COMMAND') describes a command's flags.
-Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node not found, 4 refused.
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node or token not found,
+4 refused, 5 not authenticated or not permitted.
 `
 
 // width is the width the usage is laid out for.
@@ -88,9 +99,11 @@ const width = 80
 func topUsage() string {
 	var b strings.Builder
 	b.WriteString("Usage:\n")
-	b.WriteString("  navarch [--server HOST:PORT] [--ca-cert FILE | --insecure] [--read-only]\n")
-	b.WriteString("      open the fleet console; --read-only hides and refuses every action\n")
-	b.WriteString("  navarch [--server HOST:PORT] [--ca-cert FILE | --insecure] COMMAND [ARGUMENTS] [FLAGS]\n")
+	const conn = "[--server HOST:PORT] [--ca-cert FILE | --insecure] [--token TOKEN]"
+	b.WriteString(wrap("  navarch", conn+" [--read-only]"))
+	b.WriteString("      open the fleet console; --read-only, or a viewer token, hides and refuses\n")
+	b.WriteString("      every action\n")
+	b.WriteString(wrap("  navarch", conn+" COMMAND [ARGUMENTS] [FLAGS]"))
 	b.WriteString("\nCommands:\n")
 	for _, c := range commands {
 		writeEntry(&b, "  navarch ", c)
@@ -99,16 +112,18 @@ func topUsage() string {
 	return b.String()
 }
 
-// getUsage is the usage 'navarch get -h' prints.
-func getUsage() string {
+// groupUsage is the usage of a group of commands, 'navarch get -h' or
+// 'navarch token -h': every command whose name starts with group. word
+// names what follows the group: KIND, ACTION.
+func groupUsage(group, word string) string {
 	var b strings.Builder
 	b.WriteString("Usage:\n")
 	for _, c := range commands {
-		if strings.HasPrefix(c.name, "get ") {
+		if strings.HasPrefix(c.name, group+" ") {
 			writeEntry(&b, "  navarch ", c)
 		}
 	}
-	b.WriteString("\n'navarch get KIND -h' describes its flags.\n")
+	b.WriteString("\n'navarch " + group + " " + word + " -h' describes its flags.\n")
 	return b.String()
 }
 
@@ -194,7 +209,9 @@ func words(s string) []string {
 }
 
 // connFlag reports whether a flag says how to reach the control plane.
-func connFlag(name string) bool { return name == "server" || name == "ca-cert" || name == "insecure" }
+func connFlag(name string) bool {
+	return name == "server" || name == "ca-cert" || name == "insecure" || name == "token"
+}
 
 // flagTable lists the flags of fs, aliases (flags sharing one value, such as
 // -o and --output) on one line, the connection flags last.

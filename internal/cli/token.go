@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/internal/display"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+)
+
+// The token commands manage operator tokens; each needs an admin token.
+
+func runToken(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	if len(args) == 0 {
+		return within("token", usagef("token needs what to do: create, list or revoke"))
+	}
+	what, args := args[0], args[1:]
+	var err error
+	switch what {
+	case "-h", "-help", "--help":
+		return helpError{groupUsage("token", "ACTION")}
+	case "create":
+		err = createToken(ctx, cf, args, env)
+	case "list":
+		err = listTokens(ctx, cf, args, env)
+	case "revoke":
+		err = revokeToken(ctx, cf, args, env)
+	default:
+		return within("token", usagef("token: unknown action %q (create, list, revoke)", what))
+	}
+	return within("token "+what, err)
+}
+
+func createToken(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("token create", cf)
+	role := fs.String("role", "", "`viewer|operator|admin` what the token allows: viewer reads, operator also changes the fleet, admin also manages tokens; required")
+	var ttl optionalDuration
+	fs.Var(&ttl, "ttl", "`DURATION` how long the token works; unset, until it is revoked")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("token create needs exactly one token name")
+	}
+	if *role == "" {
+		return usagef("token create needs --role viewer, operator or admin")
+	}
+	r, ok := parseRole(*role)
+	if !ok {
+		return usagef("--role: %q is not viewer, operator or admin", *role)
+	}
+	if ttl.set && ttl.d <= 0 {
+		return usagef("--ttl: %s is not a positive duration", ttl.d)
+	}
+	req := &controlplanev1.CreateTokenRequest{Name: pos[0], Role: r}
+	if ttl.set {
+		req.Ttl = durationpb.New(ttl.d)
+	}
+	var resp *controlplanev1.CreateTokenResponse
+	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+		resp, err = c.CreateToken(ctx, req)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// The token alone on stdout, for a script to capture; what it is, on
+	// stderr, for the person who ran it.
+	fmt.Fprintln(env.Stdout, resp.GetToken())
+	info := resp.GetInfo()
+	expires := "no expiry"
+	if e := info.GetExpiresAt(); e != nil {
+		expires = "expires " + when(e, time.Now())
+	}
+	fmt.Fprintf(env.Stderr, "Token %s (%s, %s) created. It is shown this once: the control plane keeps only its hash.\n",
+		info.GetName(), roleName(info.GetRole()), expires)
+	return nil
+}
+
+// when says when a token's moment comes or came: "in 23h", "2h ago";
+// "never" for none.
+func when(at *timestamppb.Timestamp, now time.Time) string {
+	if at == nil {
+		return "never"
+	}
+	if t := at.AsTime(); t.After(now) {
+		return "in " + display.Age(now, t)
+	}
+	return display.Age(at.AsTime(), now) + " ago"
+}
+
+func listTokens(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("token list", cf)
+	out := outputFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("token list takes no arguments")
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	var resp *controlplanev1.ListTokensResponse
+	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+		resp, err = c.ListTokens(ctx, &controlplanev1.ListTokensRequest{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return writeJSON(env.Stdout, resp)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tEXPIRES\tREVOKED")
+	for _, t := range resp.GetTokens() {
+		revoked := "-"
+		if r := t.GetRevokedAt(); r != nil {
+			revoked = when(r, now)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), roleName(t.GetRole()),
+			when(t.GetCreatedAt(), now), when(t.GetExpiresAt(), now), revoked)
+	}
+	return tw.Flush()
+}
+
+func revokeToken(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("token revoke", cf)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("token revoke needs exactly one token name")
+	}
+	var resp *controlplanev1.RevokeTokenResponse
+	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) (err error) {
+		resp, err = c.RevokeToken(ctx, &controlplanev1.RevokeTokenRequest{Name: pos[0]})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	info := resp.GetInfo()
+	fmt.Fprintf(env.Stdout, "%s revoked (%s)\n", info.GetName(), roleName(info.GetRole()))
+	return nil
+}
