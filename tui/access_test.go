@@ -81,6 +81,31 @@ func TestViewerTokenClearsMarks(t *testing.T) {
 	mustContain(t, m.Frame(), "5 of 5 nodes · sorted")
 }
 
+// TestEmptyFleetOffersWhatTheConsoleAllows: an empty fleet suggests
+// provisioning only to a console that may.
+func TestEmptyFleetOffersWhatTheConsoleAllows(t *testing.T) {
+	tests := []struct {
+		name   string
+		o      Options
+		status []tea.Msg
+		want   string
+	}{
+		{"operator", Options{}, []tea.Msg{statusAs("ci", controlplanev1.Role_ROLE_OPERATOR)}, "no nodes yet: provision some with p, or start"},
+		{"viewer", Options{}, []tea.Msg{statusAs("dash", controlplanev1.Role_ROLE_VIEWER)}, "no nodes yet: start navarch-agent"},
+		{"read-only", Options{ReadOnly: true}, nil, "no nodes yet: start navarch-agent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.o.NoStream, tt.o.Now, tt.o.Theme = true, clock, NewTheme(true, false)
+			m := New(tt.o)
+			send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, connectedMsg{})
+			send(m, tt.status...)
+			m.Apply(snapshot(1, nil, nil))
+			mustContain(t, m.Frame(), tt.want)
+		})
+	}
+}
+
 // callerClient answers GetFleetStatus as the control plane does, naming
 // the caller.
 type callerClient struct {

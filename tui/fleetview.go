@@ -283,6 +283,9 @@ func (t *fleetView) View() string {
 	width := t.width
 	if len(t.f.shown) == 0 {
 		msg := "no nodes yet: provision some with p, or start navarch-agent on a GPU node"
+		if t.d.readOnly() {
+			msg = "no nodes yet: start navarch-agent on a GPU node"
+		}
 		if !t.f.filter.empty() {
 			msg = "no node matches the filter " + t.f.filter.text + " (esc clears it)"
 		}
