@@ -205,9 +205,13 @@ func (h *Hub) deliver(w *watcher, m *controlplanev1.WatchFleetResponse) {
 	}
 	w.queue.push(m)
 	w.heartbeats.Add(int64(len(m.GetHeartbeats().GetHeartbeats())))
-	select {
-	case w.ready <- struct{}{}:
-	default:
+	if w.queue.len() == 1 {
+		// A queue that had messages already is the stream's to empty:
+		// each take leaves ready set while more wait.
+		select {
+		case w.ready <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -15,12 +15,14 @@ type segment struct {
 // list of fixed segments, so it takes memory for what waits rather than
 // for the watcher's bound, and a push or a pop costs the same however long
 // it is: the hub pushes under its lock, to every watcher. An empty queue
-// keeps one segment, so a watcher that keeps up allocates nothing. The hub
-// lock guards it.
+// keeps one segment, and a queue keeps the last segment it emptied for the
+// next it needs, so a watcher that keeps up, or nearly, allocates nothing.
+// The hub lock guards it.
 type queue struct {
 	head, tail  *segment
 	first, last int // the oldest message in head; the next free slot in tail
 	n           int
+	spare       *segment // emptied, for the next segment needed
 }
 
 // len is how many messages wait.
@@ -33,8 +35,13 @@ func (q *queue) push(m *controlplanev1.WatchFleetResponse) {
 		q.head = &segment{}
 		q.tail = q.head
 	case q.last == segmentSize:
-		q.tail.next = &segment{}
-		q.tail = q.tail.next
+		next := q.spare
+		if next == nil {
+			next = &segment{}
+		}
+		q.spare = nil
+		q.tail.next = next
+		q.tail = next
 		q.last = 0
 	}
 	q.tail.msgs[q.last] = m
@@ -56,11 +63,14 @@ func (q *queue) pop() *controlplanev1.WatchFleetResponse {
 		// head is the only segment: keep it, emptied, for the next message.
 		q.first, q.last = 0, 0
 	case q.first == segmentSize:
-		q.head = q.head.next
+		emptied := q.head
+		q.head = emptied.next
 		q.first = 0
+		emptied.next = nil
+		q.spare = emptied
 	}
 	return m
 }
 
-// reset drops every message and the segments that held them.
+// reset drops every message and every segment.
 func (q *queue) reset() { *q = queue{} }

@@ -91,3 +91,24 @@ func TestQueueReusedAfterEmptying(t *testing.T) {
 		t.Fatalf("after reset: len %d, %d segments", q.len(), segments(&q))
 	}
 }
+
+// TestQueueReusesSegments: a watcher that keeps a steady distance behind,
+// more than a segment, allocates nothing once its queue has the segments
+// for that distance.
+func TestQueueReusesSegments(t *testing.T) {
+	var q queue
+	m := &controlplanev1.WatchFleetResponse{}
+	for range segmentSize + segmentSize/2 {
+		q.push(m)
+	}
+	step := func() {
+		q.push(m)
+		q.pop()
+	}
+	for range 4 * segmentSize {
+		step()
+	}
+	if allocs := testing.AllocsPerRun(10*segmentSize, step); allocs != 0 {
+		t.Fatalf("%v allocations per message, want 0", allocs)
+	}
+}
