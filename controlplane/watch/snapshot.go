@@ -11,19 +11,6 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-// Stream is where one watcher's messages go: a WatchFleet server stream,
-// or a SendFunc.
-type Stream interface {
-	Send(*controlplanev1.WatchFleetResponse) error
-}
-
-// SendFunc is a Stream that calls a function, for a watcher in the same
-// process.
-type SendFunc func(*controlplanev1.WatchFleetResponse) error
-
-// Send calls f.
-func (f SendFunc) Send(m *controlplanev1.WatchFleetResponse) error { return f(m) }
-
 // snapshot is the fleet at one revision, as watchers that start from it
 // are sent it. The first watcher to send it builds its chunks, and each
 // chunk is encoded once for each encoding that streams ask for; the hub

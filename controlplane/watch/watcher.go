@@ -10,6 +10,20 @@ import (
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
+// Stream is where one watcher's messages go: a WatchFleet server stream,
+// which is sent snapshot chunks encoded once and shared with the other
+// streams of its encoding (see sendSnapshot), or a SendFunc.
+type Stream interface {
+	Send(*controlplanev1.WatchFleetResponse) error
+}
+
+// SendFunc is a Stream that calls a function, for a watcher in the same
+// process.
+type SendFunc func(*controlplanev1.WatchFleetResponse) error
+
+// Send calls f.
+func (f SendFunc) Send(m *controlplanev1.WatchFleetResponse) error { return f(m) }
+
 // watcher is one stream's queue.
 type watcher struct {
 	// queue, lagged and behind are guarded by the hub lock.
