@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,7 +47,7 @@ func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*control
 		return nil, 0, err
 	}
 	cp := &controlPlane{cmd: cmd, addr: addr, dir: dir, log: logf}
-	if err := waitServing(ctx, target(dir, addr)); err != nil {
+	if err := waitServing(ctx, dir, addr); err != nil {
 		cp.kill()
 		return nil, 0, err
 	}
@@ -71,19 +72,24 @@ func (cp *controlPlane) kill() {
 }
 
 // target is the control plane the bench runs in dir at addr, trusted
-// through the CA it creates in its data directory.
+// through the CA it creates in its data directory, as the admin it makes
+// there on first start.
 func target(dir, addr string) rpcclient.Target {
-	return rpcclient.Target{Addr: addr, CACert: filepath.Join(dir, "store", "pki", "ca.crt")}
+	t := rpcclient.Target{Addr: addr, CACert: filepath.Join(dir, "store", "pki", "ca.crt")}
+	if b, err := os.ReadFile(filepath.Join(dir, "store", "admin.token")); err == nil {
+		t.Token = strings.TrimSpace(string(b))
+	}
+	return t
 }
 
 // waitServing waits until the control plane has written its CA and
 // answers its health check and a listing, which means its state is loaded.
-func waitServing(ctx context.Context, t rpcclient.Target) error {
+func waitServing(ctx context.Context, dir, addr string) error {
 	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) && !exists(t.CACert) {
+	for time.Now().Before(deadline) && !exists(filepath.Join(dir, "store", "pki", "ca.crt")) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	conn, err := rpcclient.Dial(t)
+	conn, err := rpcclient.Dial(target(dir, addr))
 	if err != nil {
 		return err
 	}

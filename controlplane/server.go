@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane/api"
+	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/policy"
@@ -109,9 +110,28 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		o.Clock = clockwork.NewRealClock()
 	}
 	providers := provider.NewRegistry(o.Providers...)
+	state, err := st.Load(ctx)
+	if err != nil {
+		if o.Store == nil {
+			_ = st.Close()
+		}
+		return nil, fmt.Errorf("load state: %w", err)
+	}
+	tokens := auth.NewTokens(st, state.Tokens, o.Clock, log)
+	adminFile, err := tokens.Bootstrap(ctx, o.Config.DataDir)
+	if err != nil {
+		if o.Store == nil {
+			_ = st.Close()
+		}
+		return nil, err
+	}
+	if adminFile != "" {
+		log.Info("first start: an admin token was written; keep it safe, and make others with 'navarch token create'", "file", adminFile)
+	}
 	fl, err := fleet.New(ctx, fleet.Options{
 		Config:    o.Config.fleetConfig(),
 		Store:     st,
+		State:     state,
 		Policy:    pol,
 		Clock:     o.Clock,
 		Logger:    log,
@@ -132,10 +152,14 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 		return nil, err
 	}
+	gate := auth.NewGate(tokens, log)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
-		grpc.ChainUnaryInterceptor(s.recoverUnary, s.logUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream),
+		// Callers are checked as a call's headers arrive, before its
+		// request is read.
+		grpc.InTapHandle(gate.Tap),
+		grpc.ChainUnaryInterceptor(s.recoverUnary, gate.Unary, s.logUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream, gate.Stream),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// A peer that stops answering pings (a dead host, a suspended
@@ -144,7 +168,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	api.RegisterNodeService(s.grpc, fl)
-	api.RegisterControlPlaneService(s.grpc, fl, o.Clock)
+	api.RegisterControlPlaneService(s.grpc, fl, tokens, o.Clock)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil

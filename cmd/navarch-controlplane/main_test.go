@@ -119,9 +119,13 @@ func startBinary(t *testing.T, args ...string) *controlPlane {
 }
 
 // dial connects over TLS, trusting the CA the control plane created in its
-// data directory.
+// data directory, as the admin it made there.
 func dial(t *testing.T, addr, dataDir string) (nodev1.NodeServiceClient, controlplanev1.ControlPlaneServiceClient) {
-	conn, err := rpcclient.Dial(rpcclient.Target{Addr: addr, CACert: filepath.Join(dataDir, "pki", "ca.crt")})
+	token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := rpcclient.Dial(rpcclient.Target{Addr: addr, CACert: filepath.Join(dataDir, "pki", "ca.crt"), Token: strings.TrimSpace(string(token))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/watch"
 	"github.com/navarch/navarch/internal/faultspec"
@@ -31,27 +32,31 @@ type Operators interface {
 	Terminate(ctx context.Context, id, reason string, force bool, drainTimeout time.Duration) (*fleetv1.Node, error)
 	Diagnose(ctx context.Context, id string) (*fleetv1.Command, error)
 	Provision(ctx context.Context, req *controlplanev1.ProvisionNodesRequest) ([]*fleetv1.Node, error)
-	WatchStream(ctx context.Context, since uint64, stream watch.Stream) error
+	Watch(ctx context.Context, since uint64, stream watch.Stream) error
 }
 
 // RegisterControlPlaneService registers ControlPlaneService, served by
-// fleet, on s; clock is the fleet's, for checking deadlines.
-func RegisterControlPlaneService(s grpc.ServiceRegistrar, fleet Operators, clock clockwork.Clock) {
+// fleet and tokens, on s; clock is the fleet's, for checking deadlines.
+func RegisterControlPlaneService(s grpc.ServiceRegistrar, fleet Operators, tokens Tokens, clock clockwork.Clock) {
 	if clock == nil {
 		clock = clockwork.NewRealClock()
 	}
-	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{fleet: fleet, clock: clock})
+	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{fleet: fleet, tokens: tokens, clock: clock})
 }
 
 // operatorService is ControlPlaneService.
 type operatorService struct {
 	controlplanev1.UnimplementedControlPlaneServiceServer
-	fleet Operators
-	clock clockwork.Clock
+	fleet  Operators
+	tokens Tokens
+	clock  clockwork.Clock
 }
 
-func (s *operatorService) GetFleetStatus(context.Context, *controlplanev1.GetFleetStatusRequest) (*controlplanev1.GetFleetStatusResponse, error) {
+func (s *operatorService) GetFleetStatus(ctx context.Context, _ *controlplanev1.GetFleetStatusRequest) (*controlplanev1.GetFleetStatusResponse, error) {
 	resp := s.fleet.Status()
+	if c, ok := auth.CallerFrom(ctx); ok {
+		resp.Caller = &controlplanev1.Caller{Name: c.Name, Role: c.Role}
+	}
 	resp.Version = version.String()
 	resp.Limits = &controlplanev1.OperatorLimits{
 		MaxDrainDeadline:             durationpb.New(MaxDrainDeadline),
@@ -298,5 +303,5 @@ func (s *operatorService) ProvisionNodes(ctx context.Context, req *controlplanev
 // WatchFleet streams a snapshot (or the changes since a revision), then
 // every change.
 func (s *operatorService) WatchFleet(req *controlplanev1.WatchFleetRequest, stream controlplanev1.ControlPlaneService_WatchFleetServer) error {
-	return s.fleet.WatchStream(stream.Context(), req.GetSinceRevision(), stream)
+	return s.fleet.Watch(stream.Context(), req.GetSinceRevision(), stream)
 }

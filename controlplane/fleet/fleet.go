@@ -24,7 +24,6 @@ import (
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/watch"
 	"github.com/navarch/navarch/internal/apierr"
-	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 	"github.com/navarch/navarch/store"
@@ -125,6 +124,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Providers start and stop nodes for ProvisionNodes and TerminateNode.
 	Providers *provider.Registry
+	// State is what the store held at start, when the caller read it
+	// already; nil reads it from Store.
+	State *store.State
 }
 
 // New loads the fleet from the store. Every node starts as not yet heard
@@ -148,9 +150,12 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Providers == nil {
 		o.Providers = provider.NewRegistry()
 	}
-	st, err := o.Store.Load(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("new fleet: %w", err)
+	st := o.State
+	var err error
+	if st == nil {
+		if st, err = o.Store.Load(ctx); err != nil {
+			return nil, fmt.Errorf("new fleet: %w", err)
+		}
 	}
 	f := &Fleet{
 		cfg:       o.Config,
@@ -258,16 +263,10 @@ func (f *Fleet) Close() {
 	f.saveLastSeen(context.Background())
 }
 
-// Watch streams the fleet's changes to one watcher in this process; see
-// watch.Hub.Serve.
-func (f *Fleet) Watch(ctx context.Context, since uint64, send func(*controlplanev1.WatchFleetResponse) error) error {
-	return f.hub.Serve(ctx, since, watch.SendFunc(send))
-}
-
-// WatchStream streams the fleet's changes to one WatchFleet stream, which
-// is sent snapshot chunks encoded once and shared with the other streams;
-// see watch.Hub.Serve.
-func (f *Fleet) WatchStream(ctx context.Context, since uint64, stream watch.Stream) error {
+// Watch streams the fleet's changes to one watcher: a WatchFleet stream,
+// which is sent snapshot chunks encoded once and shared with the other
+// streams, or a watch.SendFunc in this process; see watch.Hub.Serve.
+func (f *Fleet) Watch(ctx context.Context, since uint64, stream watch.Stream) error {
 	return f.hub.Serve(ctx, since, stream)
 }
 

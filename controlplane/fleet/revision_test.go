@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/navarch/navarch/controlplane/watch"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
@@ -31,14 +32,14 @@ func TestResumeFromBeforeRestartGetsSnapshot(t *testing.T) {
 	defer cancel()
 	first := make(chan *controlplanev1.WatchFleetResponse, 1)
 	go func() {
-		_ = f.Watch(ctx, rev, func(m *controlplanev1.WatchFleetResponse) error {
+		_ = f.Watch(ctx, rev, watch.SendFunc(func(m *controlplanev1.WatchFleetResponse) error {
 			select {
 			case first <- m:
 			default:
 			}
 			cancel()
 			return nil
-		})
+		}))
 	}()
 	if m := <-first; m.GetSnapshot() == nil {
 		t.Fatalf("resume across a restart got %v, want a snapshot", m)

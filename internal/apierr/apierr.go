@@ -30,6 +30,10 @@ const (
 	// ReasonNotSaved: the change could not be written to the store, and
 	// nothing was changed; the call may be retried.
 	ReasonNotSaved = "STATE_NOT_SAVED"
+	// ReasonRoleTooLow: the caller's token has a role below what the RPC
+	// needs. Metadata: token (its name), role and required_role (such as
+	// "viewer" and "operator").
+	ReasonRoleTooLow = "ROLE_TOO_LOW"
 )
 
 func withInfo(code codes.Code, msg, reason string, meta map[string]string) error {
@@ -59,6 +63,14 @@ func Forbidden(id string, l fleetv1.LifecycleState, action string) error {
 	name := display.Lifecycle(l)
 	return withInfo(codes.FailedPrecondition, fmt.Sprintf("node_id: node %q is %s; it cannot be %s", id, name, action),
 		ReasonLifecycle, map[string]string{"node_id": id, "lifecycle": name, "action": action})
+}
+
+// RoleTooLow is the PermissionDenied answer for a token whose role is
+// below what the RPC needs; roles are written as "viewer", "operator",
+// "admin".
+func RoleTooLow(token, role, rpc, required string) error {
+	return withInfo(codes.PermissionDenied, fmt.Sprintf("token %q has the %s role; %s needs %s", token, role, rpc, required),
+		ReasonRoleTooLow, map[string]string{"token": token, "role": role, "required_role": required})
 }
 
 // NotSaved is the Unavailable answer when the store refused a change.

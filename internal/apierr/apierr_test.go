@@ -63,3 +63,12 @@ func TestInvalidNamesTheField(t *testing.T) {
 		t.Error("a NotFound names no field")
 	}
 }
+
+func TestRoleTooLowSaysBothRoles(t *testing.T) {
+	err := RoleTooLow("dashboards", "viewer", "CordonNode", "operator")
+	info, ok := Info(err)
+	if status.Code(err) != codes.PermissionDenied || !ok || info.GetReason() != ReasonRoleTooLow ||
+		info.GetMetadata()["role"] != "viewer" || info.GetMetadata()["required_role"] != "operator" {
+		t.Fatalf("%v %v", err, info)
+	}
+}

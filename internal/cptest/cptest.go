@@ -9,7 +9,9 @@ import (
 	"cmp"
 	"context"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -113,12 +115,22 @@ func (cp *ControlPlane) start() {
 	})
 }
 
-// Target is how a client reaches this control plane: its address and the
-// CA it runs, over real TLS unless the configuration asked for plaintext.
+// Target is how a client reaches this control plane as its admin: its
+// address, the CA it runs (over real TLS unless the configuration asked
+// for plaintext), and the admin token it wrote on first start.
 func (cp *ControlPlane) Target() rpcclient.Target { return cp.target(cp.Addr, cp.Server) }
 
 func (cp *ControlPlane) target(addr string, srv *controlplane.Server) rpcclient.Target {
-	return rpcclient.Target{Addr: addr, CACert: cmp.Or(cp.o.CACert, srv.CAFile()), Insecure: cp.Config.Insecure}
+	return rpcclient.Target{Addr: addr, CACert: cmp.Or(cp.o.CACert, srv.CAFile()), Insecure: cp.Config.Insecure, Token: cp.AdminToken()}
+}
+
+// AdminToken is the admin token the control plane wrote on its first start.
+func (cp *ControlPlane) AdminToken() string {
+	b, err := os.ReadFile(filepath.Join(cp.Config.DataDir, "admin.token"))
+	if err != nil {
+		cp.t.Fatalf("read the admin token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // Stop shuts the control plane down before the test ends; later calls do

@@ -181,6 +181,13 @@ local_provider:
 	if err := waitServing(ctx, target, exited, logPath); err != nil {
 		return err
 	}
+	// The demo's console and commands act as the control plane's admin.
+	adminToken := filepath.Join(storeDir, "admin.token")
+	token, err := os.ReadFile(adminToken)
+	if err != nil {
+		return fmt.Errorf("demo: read the admin token: %w", err)
+	}
+	target.Token = strings.TrimSpace(string(token))
 	conn, err := rpcclient.Dial(target)
 	if err != nil {
 		return err
@@ -217,7 +224,7 @@ local_provider:
 	if o.Console != nil {
 		return o.Console(ctx, target, false)
 	}
-	fmt.Fprintf(o.Stdout, "navarch demo: watch with 'navarch --server %s --ca-cert %s' (or 'navarch get nodes' with the same flags); Ctrl-C stops everything\n", addr, target.CACert)
+	fmt.Fprintf(o.Stdout, "navarch demo: watch with 'navarch --server %s --ca-cert %s --token $(cat %s)' (or 'navarch get nodes' with the same flags); Ctrl-C stops everything\n", addr, target.CACert, adminToken)
 	select {
 	case <-ctx.Done():
 		return nil

@@ -1,0 +1,249 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
+	"github.com/navarch/navarch/internal/apierr"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// Need is what a call needs before its handler runs.
+type Need int
+
+const (
+	// Anyone may call: the gRPC health check, which load balancers use.
+	Anyone Need = iota
+	// Agent calls are NodeService's. Agents do not prove who they are yet;
+	// they will with their own certificates.
+	Agent
+	// Viewer, Operator and Admin need an operator token of that role or
+	// above.
+	Viewer
+	Operator
+	Admin
+)
+
+func (n Need) String() string {
+	switch n {
+	case Anyone:
+		return "anyone"
+	case Agent:
+		return "agent"
+	case Viewer:
+		return "viewer"
+	case Operator:
+		return "operator"
+	case Admin:
+		return "admin"
+	}
+	return fmt.Sprintf("need(%d)", int(n))
+}
+
+// role is the operator role a Need asks for.
+func (n Need) role() controlplanev1.Role {
+	switch n {
+	case Viewer:
+		return controlplanev1.Role_ROLE_VIEWER
+	case Operator:
+		return controlplanev1.Role_ROLE_OPERATOR
+	case Admin:
+		return controlplanev1.Role_ROLE_ADMIN
+	}
+	return controlplanev1.Role_ROLE_UNSPECIFIED
+}
+
+const (
+	cps = "/" + "navarch.controlplane.v1.ControlPlaneService/"
+	ns  = "/" + "navarch.node.v1.NodeService/"
+)
+
+// Required is what every RPC the server hosts needs: the one table, which
+// docs/security.md prints. A method missing from it is refused.
+var Required = map[string]Need{
+	"/grpc.health.v1.Health/Check": Anyone,
+	"/grpc.health.v1.Health/Watch": Anyone,
+	"/grpc.health.v1.Health/List":  Anyone,
+
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      Viewer,
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Viewer,
+
+	ns + "RegisterNode":        Agent,
+	ns + "Heartbeat":           Agent,
+	ns + "ReportHealth":        Agent,
+	ns + "GetNodeCommands":     Agent,
+	ns + "ReportCommandResult": Agent,
+
+	cps + "GetFleetStatus": Viewer,
+	cps + "ListNodes":      Viewer,
+	cps + "GetNode":        Viewer,
+	cps + "ListEvents":     Viewer,
+	cps + "WatchFleet":     Viewer,
+	cps + "CordonNode":     Operator,
+	cps + "UncordonNode":   Operator,
+	cps + "DrainNode":      Operator,
+	cps + "TerminateNode":  Operator,
+	cps + "RunDiagnostics": Operator,
+	cps + "ProvisionNodes": Operator,
+	cps + "CreateToken":    Admin,
+	cps + "ListTokens":     Admin,
+	cps + "RevokeToken":    Admin,
+}
+
+// Services are the services whose every method Required must list.
+var Services = []grpc.ServiceDesc{nodev1.NodeService_ServiceDesc, controlplanev1.ControlPlaneService_ServiceDesc}
+
+// Gate authenticates and authorises each call as its headers arrive,
+// before the request is read, and refuses it there.
+type Gate struct {
+	tokens *Tokens
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	failures map[string]*rate.Limiter // by peer IP
+}
+
+// Failed authentications a peer may make: a burst, then one a second.
+const (
+	failureBurst = 10
+	failureRate  = 1
+	maxPeers     = 10000
+)
+
+// NewGate checks calls against tokens.
+func NewGate(tokens *Tokens, log *slog.Logger) *Gate {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Gate{tokens: tokens, log: log, failures: make(map[string]*rate.Limiter)}
+}
+
+type callerKey struct{}
+
+// CallerFrom returns who made the call that ctx belongs to.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// Tap is the server's grpc.InTapHandle: it runs as a call's headers
+// arrive, before its request is read, and refuses a call whose caller is
+// not allowed it. It must not block.
+func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	need, ok := Required[info.FullMethodName]
+	if !ok {
+		return ctx, status.Errorf(codes.Unimplemented, "unknown method %s", info.FullMethodName)
+	}
+	if need == Anyone || need == Agent {
+		return ctx, nil
+	}
+	token, err := bearer(info.Header)
+	var caller Caller
+	if err == nil {
+		caller, err = g.tokens.Verify(token)
+	}
+	if err != nil {
+		addr := peerIP(ctx)
+		if !g.allowFailure(addr) {
+			return ctx, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
+		}
+		g.log.Warn("authentication failed", "peer", addr, "method", info.FullMethodName, "reason", err)
+		return ctx, status.Errorf(codes.Unauthenticated, "%v; give an operator token (--token or NAVARCH_TOKEN)", err)
+	}
+	if caller.Role < need.role() {
+		return ctx, apierr.RoleTooLow(caller.Name, roleName(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
+	}
+	return context.WithValue(ctx, callerKey{}, caller), nil
+}
+
+// Unary and Stream refuse, as a second line, a call that reached its
+// handler without the gate's word on it: a method the table does not know.
+func (g *Gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := g.passed(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// Stream is Unary for streams.
+func (g *Gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := g.passed(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+func (g *Gate) passed(ctx context.Context, method string) error {
+	need, ok := Required[method]
+	switch {
+	case !ok:
+		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	case need == Anyone || need == Agent:
+		return nil
+	}
+	if c, ok := CallerFrom(ctx); !ok || c.Role < need.role() {
+		return status.Error(codes.PermissionDenied, "the call was not authorised")
+	}
+	return nil
+}
+
+// allowFailure counts a failed authentication from addr, and reports
+// whether it is within the rate a peer is allowed.
+func (g *Gate) allowFailure(addr string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	l := g.failures[addr]
+	if l == nil {
+		if len(g.failures) >= maxPeers {
+			// Forget them all rather than grow: a flood from many
+			// addresses costs each a fresh burst, never memory.
+			clear(g.failures)
+		}
+		l = rate.NewLimiter(failureRate, failureBurst)
+		g.failures[addr] = l
+	}
+	return l.Allow()
+}
+
+func bearer(md metadata.MD) (string, error) {
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return "", errNoToken
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", errNoToken
+	}
+	return strings.TrimSpace(token), nil
+}
+
+var errNoToken = fmt.Errorf("no operator token")
+
+func peerIP(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "unknown"
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		return p.Addr.String()
+	}
+	return host
+}
+
+func roleName(r controlplanev1.Role) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
+}
