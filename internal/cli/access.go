@@ -56,7 +56,7 @@ func denial(cf *connFlags, cmd string, err error) error {
 // caller's and the one the call needs, each as roleName writes it.
 func roleShortfall(err error) (have, need string, ok bool) {
 	info, ok := apierr.Info(err)
-	if !ok {
+	if !ok || info.GetReason() != apierr.ReasonRoleTooLow {
 		return "", "", false
 	}
 	md := info.GetMetadata()

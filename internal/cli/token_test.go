@@ -196,14 +196,11 @@ func TestTokenSources(t *testing.T) {
 // roles its detail names, never from the server's text, which shows only
 // where the detail says nothing.
 func TestDenialMessages(t *testing.T) {
-	withRoles := func(have, need string) error {
-		st, err := status.New(codes.PermissionDenied, "token \"dash\" has the viewer role").WithDetails(&errdetails.ErrorInfo{
-			Reason: "ROLE_TOO_LOW", Domain: apierr.Domain, Metadata: map[string]string{"role": have, "required_role": need},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Err()
+	withoutReason, err := status.New(codes.PermissionDenied, "not allowed").WithDetails(&errdetails.ErrorInfo{
+		Domain: apierr.Domain, Metadata: map[string]string{"role": "viewer", "required_role": "operator"},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	tests := []struct {
 		name string
@@ -215,8 +212,10 @@ func TestDenialMessages(t *testing.T) {
 			"not authenticated: give a token with --token or NAVARCH_TOKEN", ExitDenied},
 		{"token-refused", deniedError{cmd: "get nodes", sent: true, err: status.Error(codes.Unauthenticated, "token expired")},
 			"not authenticated: token expired", ExitDenied},
-		{"role-too-low", deniedError{cmd: "cordon", sent: true, err: withRoles("viewer", "operator")},
+		{"role-too-low", deniedError{cmd: "cordon", sent: true, err: apierr.RoleTooLow("dash", "viewer", "CordonNode", "operator")},
 			"permission denied: this token's role is viewer; cordon needs operator", ExitDenied},
+		{"other-reason", deniedError{cmd: "cordon", sent: true, err: withoutReason.Err()},
+			"permission denied: not allowed", ExitDenied},
 		{"no-detail", deniedError{cmd: "cordon", sent: true, err: status.Error(codes.PermissionDenied, "not allowed")},
 			"permission denied: not allowed", ExitDenied},
 	}
