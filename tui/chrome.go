@@ -8,6 +8,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
+	"github.com/navarch/navarch/internal/display"
 )
 
 // The chrome is what the root draws around the active view: the header
@@ -131,7 +132,7 @@ func (m *Model) whoAndMode(used int) string {
 		mode = m.d.theme.Bold.Render("[READ-ONLY]")
 	}
 	if c := m.d.caller; c != nil {
-		role := " (" + roleName(c.GetRole()) + ")"
+		role := " (" + display.Role(c.GetRole()) + ")"
 		room := m.width - used - 1 - lipgloss.Width(role)
 		if mode != "" {
 			room -= lipgloss.Width(mode) + 2

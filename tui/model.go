@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -83,11 +82,6 @@ func (d *deps) refusal() string {
 		return "read-only: this token's role is viewer; actions need an operator token"
 	}
 	return "read-only: actions are disabled"
-}
-
-// roleName writes a role as operators give it: "viewer".
-func roleName(r controlplanev1.Role) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }
 
 // conn is the stream's state, shown in the header and the banner.

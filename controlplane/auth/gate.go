@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/navarch/navarch/internal/apierr"
+	"github.com/navarch/navarch/internal/display"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -164,7 +165,7 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		return ctx, status.Errorf(codes.Unauthenticated, "%v; give an operator token (--token or NAVARCH_TOKEN)", err)
 	}
 	if caller.Role < need.role() {
-		return ctx, apierr.RoleTooLow(caller.Name, roleName(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
+		return ctx, apierr.RoleTooLow(caller.Name, display.Role(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
 	}
 	return context.WithValue(ctx, callerKey{}, caller), nil
 }
@@ -242,8 +243,4 @@ func peerIP(ctx context.Context) string {
 		return p.Addr.String()
 	}
 	return host
-}
-
-func roleName(r controlplanev1.Role) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }

@@ -48,7 +48,7 @@ func denial(cf *connFlags, cmd string, err error) error {
 	default:
 		return err
 	}
-	token, _ := rpcclient.TokenFromEnv(cf.token)
+	token, _ := rpcclient.TokenFromEnv(cf.token, rpcclient.ServerFromEnv(cf.server))
 	return deniedError{cmd: cmd, sent: token != "", err: err}
 }
 
@@ -82,16 +82,6 @@ var roles = []struct {
 	{"viewer", controlplanev1.Role_ROLE_VIEWER},
 	{"operator", controlplanev1.Role_ROLE_OPERATOR},
 	{"admin", controlplanev1.Role_ROLE_ADMIN},
-}
-
-// roleName writes a role as the command line takes it: "operator".
-func roleName(r controlplanev1.Role) string {
-	for _, n := range roles {
-		if n.role == r {
-			return n.name
-		}
-	}
-	return "-"
 }
 
 // parseRole reads a role as the command line writes it.

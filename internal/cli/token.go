@@ -79,7 +79,7 @@ func createToken(ctx context.Context, cf *connFlags, args []string, env Env) err
 		expires = "expires " + when(e, time.Now())
 	}
 	fmt.Fprintf(env.Stderr, "Token %s (%s, %s) created. It is shown this once: the control plane keeps only its hash.\n",
-		info.GetName(), roleName(info.GetRole()), expires)
+		info.GetName(), display.Role(info.GetRole()), expires)
 	return nil
 }
 
@@ -127,7 +127,7 @@ func listTokens(ctx context.Context, cf *connFlags, args []string, env Env) erro
 		if r := t.GetRevokedAt(); r != nil {
 			revoked = when(r, now)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), roleName(t.GetRole()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), display.Role(t.GetRole()),
 			when(t.GetCreatedAt(), now), when(t.GetExpiresAt(), now), revoked)
 	}
 	return tw.Flush()
@@ -151,6 +151,6 @@ func revokeToken(ctx context.Context, cf *connFlags, args []string, env Env) err
 		return err
 	}
 	info := resp.GetInfo()
-	fmt.Fprintf(env.Stdout, "%s revoked (%s)\n", info.GetName(), roleName(info.GetRole()))
+	fmt.Fprintf(env.Stdout, "%s revoked (%s)\n", info.GetName(), display.Role(info.GetRole()))
 	return nil
 }

@@ -81,9 +81,9 @@ flags, like the other connection flags. Without it: $NAVARCH_SERVER, else
 plane's DATA_DIR/pki/ca.crt), else $NAVARCH_CA_CERT, else the CA of a control
 plane with the default data directory on this machine; --insecure speaks
 plaintext to a control plane started with --insecure. Every call bears the
-operator token --token TOKEN, else $NAVARCH_TOKEN, else the admin token of a
-control plane with the default data directory on this machine, where this
-user can read it. A viewer token reads, an operator token also changes the
+operator token --token TOKEN, else $NAVARCH_TOKEN, else, for a control plane
+on loopback, the admin token of a control plane with the default data
+directory on this machine, where this user can read it. A viewer token reads, an operator token also changes the
 fleet, an admin token also manages tokens. --read-only is also accepted
 before 'get', which never changes anything.
 

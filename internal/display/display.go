@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -240,4 +241,13 @@ func Headline(s string) string {
 		return first + " …"
 	}
 	return s
+}
+
+// Role is the short name of an operator role, such as "viewer", as the
+// command line takes it.
+func Role(r controlplanev1.Role) string {
+	if r == controlplanev1.Role_ROLE_UNSPECIFIED {
+		return "-"
+	}
+	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }

@@ -131,15 +131,19 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // except to a control plane that serves plaintext on loopback.
 func (b bearer) RequireTransportSecurity() bool { return b.tls }
 
-// TokenFromEnv returns flagValue if set, else $NAVARCH_TOKEN, else the
-// admin token of a control plane with the default data directory on this
-// machine, if this user can read it; else "".
-func TokenFromEnv(flagValue string) (string, error) {
+// TokenFromEnv returns flagValue if set, else $NAVARCH_TOKEN, else, for a
+// control plane on this machine (addr on loopback), the admin token of a
+// control plane with the default data directory, if this user can read it;
+// else "". This machine's admin token is never sent anywhere else.
+func TokenFromEnv(flagValue, addr string) (string, error) {
 	if flagValue != "" {
 		return flagValue, nil
 	}
 	if v := os.Getenv("NAVARCH_TOKEN"); v != "" {
 		return v, nil
+	}
+	if !onLoopback(addr) {
+		return "", nil
 	}
 	b, err := os.ReadFile(statedir.AdminToken())
 	switch {
@@ -150,4 +154,17 @@ func TokenFromEnv(flagValue string) (string, error) {
 	default:
 		return "", fmt.Errorf("read %s: %w", statedir.AdminToken(), err)
 	}
+}
+
+// onLoopback reports whether addr (HOST:PORT) names this machine.
+func onLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

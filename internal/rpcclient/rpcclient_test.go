@@ -71,7 +71,7 @@ func TestTokenFromEnv(t *testing.T) {
 	state := t.TempDir()
 	t.Setenv("XDG_STATE_HOME", state)
 	t.Setenv("NAVARCH_TOKEN", "")
-	if got, err := TokenFromEnv(""); got != "" || err != nil {
+	if got, err := TokenFromEnv("", "127.0.0.1:50051"); got != "" || err != nil {
 		t.Fatalf("no token anywhere: %q %v", got, err)
 	}
 	file := filepath.Join(state, "navarch", "admin.token")
@@ -81,14 +81,17 @@ func TestTokenFromEnv(t *testing.T) {
 	if err := os.WriteFile(file, []byte("admin.s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := TokenFromEnv(""); got != "admin.s3cret" {
+	if got, _ := TokenFromEnv("", "127.0.0.1:50051"); got != "admin.s3cret" {
 		t.Fatalf("the local admin token: %q", got)
 	}
+	if got, _ := TokenFromEnv("", "cp.example.com:50051"); got != "" {
+		t.Fatalf("this machine's admin token offered to another control plane: %q", got)
+	}
 	t.Setenv("NAVARCH_TOKEN", "ops.x")
-	if got, _ := TokenFromEnv(""); got != "ops.x" {
+	if got, _ := TokenFromEnv("", "127.0.0.1:50051"); got != "ops.x" {
 		t.Fatalf("environment: %q", got)
 	}
-	if got, _ := TokenFromEnv("viewer.y"); got != "viewer.y" {
+	if got, _ := TokenFromEnv("viewer.y", "127.0.0.1:50051"); got != "viewer.y" {
 		t.Fatalf("flag: %q", got)
 	}
 }
