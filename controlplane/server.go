@@ -153,13 +153,17 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	gate := auth.NewGate(tokens, log)
+	codec := api.NewCodec()
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
 		// Callers are checked as a call's headers arrive, before its
 		// request is read.
 		grpc.InTapHandle(gate.Tap),
-		grpc.ChainUnaryInterceptor(s.recoverUnary, gate.Unary, s.logUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream, gate.Stream),
+		// Invalid UTF-8 in a request is InvalidArgument naming the field,
+		// not the Internal gRPC would answer.
+		grpc.ForceServerCodecV2(codec),
+		grpc.ChainUnaryInterceptor(s.recoverUnary, gate.Unary, codec.Unary, s.logUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream, gate.Stream, codec.Stream),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// A peer that stops answering pings (a dead host, a suspended

@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/pki"
@@ -119,5 +122,32 @@ func TestBroughtCertificate(t *testing.T) {
 	cfg.TLS.CertFile = filepath.Join(dir, "server.crt")
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "tls: cert_file and key_file go together") {
 		t.Fatalf("a certificate without a key: %v", err)
+	}
+}
+
+// rawCodec sends bytes as they are, to put on the wire what a real client's
+// protobuf library would refuse to encode.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+func (rawCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
+
+// TestInvalidUTF8OverTheWire: a request with invalid UTF-8 in a string
+// field is InvalidArgument naming it, over real gRPC and TLS.
+func TestInvalidUTF8OverTheWire(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	req := protowire.AppendTag(nil, 1, protowire.BytesType)
+	req = protowire.AppendBytes(req, []byte("n1"))
+	req = protowire.AppendTag(req, 2, protowire.BytesType)
+	req = protowire.AppendBytes(req, []byte{'h', 0xff})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out []byte
+	err := cp.Conn.Invoke(ctx, "/navarch.node.v1.NodeService/RegisterNode", req, &out, grpc.ForceCodecV2(rawCodec{}))
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "hostname:") {
+		t.Fatalf("got %v, want InvalidArgument naming hostname", err)
 	}
 }
