@@ -1,7 +1,8 @@
 // Package store owns the contract between the control plane and its durable
 // state: what one atomic write holds (Write), what start-up reads back
-// (State), how events are queried (EventQuery), and the Store interface every
-// backend implements. It imports no backend; the embedded Badger one lives in
+// (State), how events are queried (EventQuery), the audit log's entries
+// (AuditEntry, AuditQuery), and the Store interface every backend
+// implements. It imports no backend; the embedded Badger one lives in
 // store/badger and the suite every backend must pass in store/storetest.
 package store
 
@@ -18,7 +19,8 @@ import (
 var ErrClosed = errors.New("store is closed")
 
 // Store is durable state: nodes, their commands and health events, the
-// nodes' last-seen times, named counters, and operator tokens.
+// nodes' last-seen times, named counters, operator tokens and the audit
+// log.
 //
 // Every method is safe for concurrent use. A method given a context that is
 // already done fails with an error wrapping the context's error, and a read
@@ -26,19 +28,20 @@ var ErrClosed = errors.New("store is closed")
 // every method but Close fails with an error wrapping ErrClosed. An empty
 // Write or last-seen batch is the exception to both: it returns nil.
 //
-// Commands and events carry ids made by FormatSeq; their sequence numbers
-// order them. The store does not hand out ids: the caller allocates them
-// from counters it keeps here, so ids increase across restarts as long as
-// the caller starts above the counters that Load returns.
+// Commands, events and audit entries carry ids made by FormatSeq; their
+// sequence numbers order them. The store does not hand out ids: the caller
+// allocates them from counters it keeps here, so ids increase across
+// restarts as long as the caller starts above the counters that Load
+// returns.
 type Store interface {
 	// Apply writes w and returns nil only once all of it survives a crash
 	// of the process or the machine (kill -9, a power loss); later reads,
-	// including after a reopen, see it. Nodes, Commands, Events, Counters
-	// and Tokens are written atomically: when that step fails, none of
-	// them is stored. DeleteNodes follows as a second step, so a node both
-	// written and deleted ends deleted; when that step fails Apply returns
-	// the error, the rest of w is stored, and deleting again completes the
-	// deletion.
+	// including after a reopen, see it. Nodes, Commands, Events, Counters,
+	// Tokens and Audit are written atomically: when that step fails, none
+	// of them is stored. DeleteNodes follows as a second step, so a node
+	// both written and deleted ends deleted; when that step fails Apply
+	// returns the error, the rest of w is stored, and deleting again
+	// completes the deletion.
 	//
 	// Nodes are replaced whole. A command is identified by its node and the
 	// sequence number of its id, and writing it again replaces it; it is
@@ -47,23 +50,27 @@ type Store interface {
 	// are set to the values given, so a counter reads back exactly as last
 	// acknowledged. Tokens are replaced whole, by name, and read back with
 	// every field as written: times equal to the nanosecond (in UTC), a
-	// zero time still zero. DeleteNodes removes each node with its
-	// commands, events and last-seen time, and never a token, whatever its
-	// name.
+	// zero time still zero. Audit entries are appended, each under its own
+	// id, and read back with every field as written, the time to the
+	// nanosecond in UTC.
+	// DeleteNodes removes each node with its commands, events and last-seen
+	// time, and never a token, whatever its name, nor an audit entry: the
+	// audit log outlives the nodes it names.
 	//
 	// Apply fails, writing nothing, when a node has no id, a token has no
-	// name or a time outside the years 1 to 9999 (what a
-	// google.protobuf.Timestamp holds), or a command or event id has no
-	// sequence number (ParseSeq). An empty Write writes nothing and returns
-	// nil.
+	// name, a token or an audit entry has a time outside the years 1 to
+	// 9999 (what a google.protobuf.Timestamp holds), or a command, event
+	// or audit entry id has no sequence number (ParseSeq). An empty Write
+	// writes nothing and returns nil.
 	//
 	// Apply also trims history, to limits that are the backend's options.
-	// Events older than the retention are dropped (rounded to the backend's
-	// clock, for Badger to the second). Beyond the per-node event cap a
-	// node's oldest events go. Beyond the per-node command cap a node's
-	// oldest finished commands go; open commands count towards that cap but
-	// are never trimmed, so a node with more open commands than the cap
-	// keeps them all.
+	// Events older than the retention are dropped, and audit entries older
+	// than the audit retention, a limit of their own (both rounded to the
+	// backend's clock, for Badger to the second). Beyond the per-node event
+	// cap a node's oldest events go. Beyond the per-node command cap a
+	// node's oldest finished commands go; open commands count towards that
+	// cap but are never trimmed, so a node with more open commands than the
+	// cap keeps them all.
 	Apply(ctx context.Context, w Write) error
 
 	// SaveLastSeen records when nodes were last heard from, replacing the
@@ -92,6 +99,10 @@ type Store interface {
 	// Events returns kept events, newest (highest sequence number) first,
 	// of one node or of the whole fleet; see EventQuery.
 	Events(ctx context.Context, q EventQuery) ([]*fleetv1.HealthEvent, error)
+
+	// Audit returns kept audit entries, newest (highest sequence number)
+	// first, of one node or of the whole log; see AuditQuery.
+	Audit(ctx context.Context, q AuditQuery) ([]*AuditEntry, error)
 
 	// Close releases the store once the operations under way have
 	// returned. Closing a closed store does nothing and returns nil.

@@ -67,13 +67,14 @@ func TestWriteEmpty(t *testing.T) {
 		want bool
 	}{
 		{"zero", Write{}, true},
-		{"empty-slices", Write{Nodes: []*fleetv1.Node{}, Counters: map[string]uint64{}, Tokens: []*Token{}}, true},
+		{"empty-slices", Write{Nodes: []*fleetv1.Node{}, Counters: map[string]uint64{}, Tokens: []*Token{}, Audit: []*AuditEntry{}}, true},
 		{"node", Write{Nodes: []*fleetv1.Node{{NodeId: "n"}}}, false},
 		{"delete", Write{DeleteNodes: []string{"n"}}, false},
 		{"command", Write{Commands: []*fleetv1.Command{{Id: "cmd-1"}}}, false},
 		{"event", Write{Events: []*fleetv1.HealthEvent{{Id: "ev-1"}}}, false},
 		{"counter", Write{Counters: map[string]uint64{"ids": 0}}, false},
 		{"token", Write{Tokens: []*Token{{Name: "ops"}}}, false},
+		{"audit", Write{Audit: []*AuditEntry{{ID: "au-1"}}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,12 +23,16 @@ type Write struct {
 	// Tokens are written whole, each replacing the stored token of the
 	// same name; each must have a name.
 	Tokens []*Token
+	// Audit entries are appended with the store's audit retention; their
+	// ids must be set and increase over time.
+	Audit []*AuditEntry
 }
 
 // Empty reports whether w writes nothing.
 func (w *Write) Empty() bool {
 	return len(w.Nodes) == 0 && len(w.DeleteNodes) == 0 && len(w.Commands) == 0 &&
-		len(w.Events) == 0 && len(w.Counters) == 0 && len(w.Tokens) == 0
+		len(w.Events) == 0 && len(w.Counters) == 0 && len(w.Tokens) == 0 &&
+		len(w.Audit) == 0
 }
 
 // State is everything Load reads at start-up.

@@ -61,6 +61,12 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				return err
 			}
 		}
+		auditExpires := uint64(time.Now().Add(s.auditRetention).Unix())
+		for _, a := range w.Audit {
+			if err := putAudit(txn, a, auditExpires); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {

@@ -23,6 +23,7 @@ func TestConformance(t *testing.T) {
 			EventRetention:  l.EventRetention,
 			EventsPerNode:   l.EventsPerNode,
 			CommandsPerNode: l.CommandsPerNode,
+			AuditRetention:  l.AuditRetention,
 		})
 		if err != nil {
 			t.Fatalf("open: %v", err)
@@ -73,6 +74,8 @@ func TestKeysSortBySequence(t *testing.T) {
 		{"open-255-before-256", openKey("n", 255), openKey("n", 256)},
 		{"node-event-255-before-256", nodeEventKey("n", 255), nodeEventKey("n", 256)},
 		{"event-255-before-256", eventKey(255), eventKey(256)},
+		{"audit-255-before-256", auditKey(255), auditKey(256)},
+		{"node-audit-255-before-256", nodeAuditKey("n", 255), nodeAuditKey("n", 256)},
 		{"last-before-seek-end", commandKey("n", 1<<64-1), seekEnd(nodePrefix(prefixCommand, "n"))},
 	}
 	for _, tt := range tests {

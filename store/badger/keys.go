@@ -13,6 +13,11 @@ import "encoding/binary"
 //	m/<name>             counters (uint64, big-endian)
 //	t/<name>             operator token, JSON (see tokenRecord); no node's
 //	                     key, so deleting a node never touches it
+//	a/<seq>              audit entry, JSON (see auditRecord), with the
+//	                     audit retention as its TTL
+//	y/<node>/<seq>       empty; index of the audit entries about a node,
+//	                     same TTL; not one of the node's tables, so
+//	                     deleting the node keeps its audit history
 const (
 	prefixNode      = "n/"
 	prefixCommand   = "c/"
@@ -22,6 +27,8 @@ const (
 	prefixLastSeen  = "s/"
 	prefixCounter   = "m/"
 	prefixToken     = "t/"
+	prefixAudit     = "a/"
+	prefixNodeAudit = "y/"
 )
 
 func commandKey(node string, seq uint64) []byte { return nodeSeqKey(prefixCommand, node, seq) }
@@ -48,7 +55,14 @@ func eventKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(prefixEvent), seq)
 }
 
-// keySeq reads the sequence number at the end of a c/, o/, e/ or x/ key.
+func auditKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixAudit), seq)
+}
+
+func nodeAuditKey(node string, seq uint64) []byte { return nodeSeqKey(prefixNodeAudit, node, seq) }
+
+// keySeq reads the sequence number at the end of a c/, o/, e/, x/, a/ or
+// y/ key.
 func keySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(k)-8:]) }
 
 // openKeyNode reads the node back from an o/ key.

@@ -1,6 +1,6 @@
 // Package badgerstore keeps the control plane's durable state in an embedded
-// Badger database: nodes, commands, health events, a few counters and the
-// operator tokens. It implements store.Store; the package is named
+// Badger database: nodes, commands, health events, a few counters, the
+// operator tokens and the audit log. It implements store.Store; the package is named
 // badgerstore so that it does not shadow dgraph's badger package, which it
 // imports.
 //
@@ -38,6 +38,9 @@ type Options struct {
 	// EventsPerNode caps the events kept per node, the oldest going first;
 	// 0 means 500.
 	EventsPerNode int
+	// AuditRetention is how long audit entries are kept; 0 means 90 days.
+	// They expire as events do, on whole seconds.
+	AuditRetention time.Duration
 	// CommandsPerNode caps the commands kept per node, the oldest finished
 	// ones going first; unfinished ones count towards the cap but are
 	// always kept. 0 means 200.
@@ -48,13 +51,18 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// DefaultAuditRetention is how long audit entries are kept when Options
+// does not say.
+const DefaultAuditRetention = 90 * 24 * time.Hour
+
 // Store is an open Badger database.
 type Store struct {
-	db        *badger.DB
-	retention time.Duration
-	cap       int
-	cmdCap    int
-	log       *slog.Logger
+	db             *badger.DB
+	retention      time.Duration
+	auditRetention time.Duration
+	cap            int
+	cmdCap         int
+	log            *slog.Logger
 
 	// life is held for reading by every operation while it uses db, and
 	// for writing by Close, so db is never closed under an operation (a
@@ -79,6 +87,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.EventsPerNode <= 0 {
 		opts.EventsPerNode = 500
+	}
+	if opts.AuditRetention <= 0 {
+		opts.AuditRetention = DefaultAuditRetention
 	}
 	if opts.CommandsPerNode <= 0 {
 		opts.CommandsPerNode = 200
@@ -112,14 +123,15 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store in %q: %w", opts.Dir, err)
 	}
 	s := &Store{
-		db:         db,
-		retention:  opts.EventRetention,
-		cap:        opts.EventsPerNode,
-		cmdCap:     opts.CommandsPerNode,
-		log:        logger,
-		eventCount: make(map[string]int),
-		stopGC:     make(chan struct{}),
-		gcDone:     make(chan struct{}),
+		db:             db,
+		retention:      opts.EventRetention,
+		auditRetention: opts.AuditRetention,
+		cap:            opts.EventsPerNode,
+		cmdCap:         opts.CommandsPerNode,
+		log:            logger,
+		eventCount:     make(map[string]int),
+		stopGC:         make(chan struct{}),
+		gcDone:         make(chan struct{}),
 	}
 	go s.gcLoop()
 	return s, nil

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ var operations = []struct {
 			Nodes:    []*fleetv1.Node{{NodeId: "late"}},
 			Counters: map[string]uint64{"late": 1},
 			Tokens:   []*store.Token{{Name: "late", Role: admin}},
+			Audit:    []*store.AuditEntry{auditEntry(9, "late")},
 		})
 	}},
 	{"save-last-seen", func(ctx context.Context, s store.Store) error {
@@ -46,6 +48,14 @@ var operations = []struct {
 		_, err := s.Events(ctx, store.EventQuery{NodeID: "n"})
 		return err
 	}},
+	{"audit", func(ctx context.Context, s store.Store) error {
+		_, err := s.Audit(ctx, store.AuditQuery{})
+		return err
+	}},
+	{"node-audit", func(ctx context.Context, s store.Store) error {
+		_, err := s.Audit(ctx, store.AuditQuery{NodeID: "n"})
+		return err
+	}},
 }
 
 // seed gives the operations something to read, so a backend that only
@@ -56,6 +66,7 @@ func seed(t *testing.T, s store.Store) {
 		Nodes:    []*fleetv1.Node{{NodeId: "n"}},
 		Commands: []*fleetv1.Command{cmd(1, "n", pending)},
 		Events:   []*fleetv1.HealthEvent{event(2, "n")},
+		Audit:    []*store.AuditEntry{auditEntry(3, "n")},
 	})
 }
 
@@ -97,5 +108,8 @@ func testCancelledContext(t *testing.T, open Opener) {
 	if len(st.Nodes) != 1 || len(st.Counters) != 0 || len(st.LastSeen) != 0 || len(st.Tokens) != 0 {
 		t.Errorf("cancelled writes stored nodes %v, counters %v, last seen %v, tokens %v",
 			nodeIDs(st), st.Counters, st.LastSeen, tokenNames(st))
+	}
+	if got := audit(t, s, store.AuditQuery{}); !slices.Equal(got, []string{"au-3"}) {
+		t.Errorf("cancelled writes left the audit log as %v, want [au-3]", got)
 	}
 }

@@ -81,6 +81,9 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 		{"event-bad-id", store.Write{Events: []*fleetv1.HealthEvent{{Id: "ev-x", NodeId: "ok"}}}},
 		{"token-without-name", store.Write{Tokens: []*store.Token{{Role: viewer}}}},
 		{"token-time-past-9999", store.Write{Tokens: []*store.Token{{Name: "late", ExpiresAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}},
+		{"audit-without-id", store.Write{Audit: []*store.AuditEntry{{NodeID: "ok", Who: "ops"}}}},
+		{"audit-bad-id", store.Write{Audit: []*store.AuditEntry{{ID: "au-0", NodeID: "ok"}}}},
+		{"audit-time-past-9999", store.Write{Audit: []*store.AuditEntry{{ID: "au-5", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}},
 	}
 	s := newBackend(t, open, Limits{}).start()
 	for _, tt := range tests {
@@ -93,6 +96,7 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 			w.Events = append([]*fleetv1.HealthEvent{event(2, "ok")}, w.Events...)
 			w.Counters = map[string]uint64{"ids": 3}
 			w.Tokens = append([]*store.Token{{Name: "ok", Role: viewer}}, w.Tokens...)
+			w.Audit = append([]*store.AuditEntry{auditEntry(4, "ok")}, w.Audit...)
 			if err := s.Apply(context.Background(), w); err == nil {
 				t.Fatal("accepted")
 			}
@@ -108,6 +112,12 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 			}
 			if got := events(t, s, store.EventQuery{}); len(got) != 0 {
 				t.Errorf("failed write left events %v", got)
+			}
+			if got := audit(t, s, store.AuditQuery{}); len(got) != 0 {
+				t.Errorf("failed write left audit entries %v", got)
+			}
+			if got := audit(t, s, store.AuditQuery{NodeID: "ok"}); len(got) != 0 {
+				t.Errorf("failed write left the node's audit entries %v", got)
 			}
 		})
 	}

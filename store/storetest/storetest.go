@@ -28,7 +28,7 @@ import (
 // A zero field means the backend's default; the suite sets only the ones a
 // case checks.
 type Limits struct {
-	// EventRetention is how long events are kept. The suite uses 2 s and
+	// EventRetention is how long events are kept. The suite uses 4 s and
 	// expects events gone within a few seconds after that.
 	EventRetention time.Duration
 	// EventsPerNode caps the events kept per node.
@@ -36,6 +36,9 @@ type Limits struct {
 	// CommandsPerNode caps the commands kept per node, which only finished
 	// ones leave (see store.Store's Apply).
 	CommandsPerNode int
+	// AuditRetention is how long audit entries are kept. The suite uses
+	// 4 s and expects entries gone within a few seconds after that.
+	AuditRetention time.Duration
 }
 
 // Opener opens the backend whose data lives in dir, with limits, and fails
@@ -69,6 +72,10 @@ func Run(t *testing.T, open Opener) {
 		{"events-query", testEventsQuery},
 		{"events-capped-per-node", testEventsCappedPerNode},
 		{"events-expire", testEventsExpire},
+		{"audit-survives-reopen", testAuditSurvivesReopen},
+		{"audit-query", testAuditQuery},
+		{"audit-outlives-node", testAuditOutlivesNode},
+		{"audit-expires", testAuditExpires},
 		{"closed-store", testClosedStore},
 		{"cancelled-context", testCancelledContext},
 	}
