@@ -12,8 +12,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -106,4 +108,38 @@ func TestOperatorTokensAndRoles(t *testing.T) {
 	if err != nil || len(tokens.GetTokens()) != 3 || tokens.GetTokens()[1].GetRevokedAt() == nil {
 		t.Fatalf("tokens: %v %v", tokens, err)
 	}
+}
+
+// TestWatchStreamsPerToken: one token may hold only so many WatchFleet
+// streams; past that it is ResourceExhausted, and a stream that closes
+// frees its slot.
+func TestWatchStreamsPerToken(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) { c.WatchStreamsPerToken = 2 }})
+	open := func() (controlplanev1.ControlPlaneService_WatchFleetClient, context.CancelFunc, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		s, err := cp.Ops.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{})
+		if err == nil {
+			_, err = s.Recv()
+		}
+		return s, cancel, err
+	}
+	_, stop1, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop2, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop2()
+	if _, stop, err := open(); status.Code(err) != codes.ResourceExhausted {
+		stop()
+		t.Fatalf("a third stream: %v, want ResourceExhausted", err)
+	}
+	stop1()
+	testutil.Eventually(t, "the closed stream's slot freed", func() bool {
+		_, stop, err := open()
+		stop()
+		return err == nil
+	})
 }

@@ -61,6 +61,12 @@ type Config struct {
 	// WatchReplay is how many recent changes are kept for watchers that
 	// resume from a revision.
 	WatchReplay int `yaml:"watch_replay"`
+	// WatchStreamsPerToken caps the WatchFleet streams one operator token
+	// may hold open at once.
+	WatchStreamsPerToken int `yaml:"watch_streams_per_token"`
+	// MaxStreamsPerConnection caps the calls one client connection may
+	// have under way at once; more wait for a slot.
+	MaxStreamsPerConnection int `yaml:"max_streams_per_connection"`
 	// LocalProvider configures the "local" provider, which starts simulated
 	// agents on this machine.
 	LocalProvider local.Config `yaml:"local_provider"`
@@ -123,7 +129,12 @@ func Defaults() Config {
 		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{Duration: 5 * time.Minute}},
 		WatchBuffer:          65536,
 		WatchReplay:          16384,
-		LocalProvider:        local.DefaultConfig(),
+		WatchStreamsPerToken: 64,
+		// An agent holds a long poll and now and then a heartbeat or a
+		// report; a fleet simulator multiplexes many nodes on one
+		// connection and raises it.
+		MaxStreamsPerConnection: 1000,
+		LocalProvider:           local.DefaultConfig(),
 	}
 }
 
@@ -219,6 +230,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.LocalProvider.Validate(); err != nil {
 		return fmt.Errorf("local_provider.%w", err)
+	}
+	if c.WatchStreamsPerToken < 1 {
+		return fmt.Errorf("watch_streams_per_token: %d is below the minimum of 1", c.WatchStreamsPerToken)
+	}
+	if c.MaxStreamsPerConnection < 16 {
+		return fmt.Errorf("max_streams_per_connection: %d is below the minimum of 16", c.MaxStreamsPerConnection)
 	}
 	if c.WatchReplay < 16 {
 		return fmt.Errorf("watch_replay: %d is below the minimum of 16", c.WatchReplay)

@@ -165,6 +165,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		grpc.ChainUnaryInterceptor(s.recoverUnary, gate.Unary, codec.Unary, s.logUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream, gate.Stream, codec.Stream),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(uint32(o.Config.MaxStreamsPerConnection)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// A peer that stops answering pings (a dead host, a suspended
 		// console) loses its connection, and with it its long polls and
@@ -172,7 +173,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	api.RegisterNodeService(s.grpc, fl)
-	api.RegisterControlPlaneService(s.grpc, fl, tokens, o.Clock)
+	api.RegisterControlPlaneService(s.grpc, api.ControlPlaneOptions{Fleet: fl, Tokens: tokens, Clock: o.Clock, WatchStreamsPerToken: o.Config.WatchStreamsPerToken})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil

@@ -89,7 +89,7 @@ func TestFleetStatusCarriesTheLimits(t *testing.T) {
 	}
 	defer func() { _ = s.Close() }()
 	svc := &grpcCapture{}
-	api.RegisterControlPlaneService(svc, s.Fleet(), nil, nil)
+	api.RegisterControlPlaneService(svc, api.ControlPlaneOptions{Fleet: s.Fleet()})
 	resp, err := svc.ops.GetFleetStatus(context.Background(), &controlplanev1.GetFleetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)

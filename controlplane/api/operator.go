@@ -5,10 +5,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/navarch/navarch/controlplane/auth"
@@ -35,21 +38,60 @@ type Operators interface {
 	Watch(ctx context.Context, since uint64, stream watch.Stream) error
 }
 
-// RegisterControlPlaneService registers ControlPlaneService, served by
-// fleet and tokens, on s; clock is the fleet's, for checking deadlines.
-func RegisterControlPlaneService(s grpc.ServiceRegistrar, fleet Operators, tokens Tokens, clock clockwork.Clock) {
-	if clock == nil {
-		clock = clockwork.NewRealClock()
+// ControlPlaneOptions are what ControlPlaneService is served with.
+type ControlPlaneOptions struct {
+	Fleet  Operators
+	Tokens Tokens
+	// Clock is the fleet's, for checking deadlines; nil means the real one.
+	Clock clockwork.Clock
+	// WatchStreamsPerToken caps the WatchFleet streams one token holds
+	// open at once; 0 means no cap.
+	WatchStreamsPerToken int
+}
+
+// RegisterControlPlaneService registers ControlPlaneService on s.
+func RegisterControlPlaneService(s grpc.ServiceRegistrar, o ControlPlaneOptions) {
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
 	}
-	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{fleet: fleet, tokens: tokens, clock: clock})
+	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{
+		fleet: o.Fleet, tokens: o.Tokens, clock: o.Clock,
+		watches: &perToken{limit: o.WatchStreamsPerToken, open: map[string]int{}},
+	})
 }
 
 // operatorService is ControlPlaneService.
 type operatorService struct {
 	controlplanev1.UnimplementedControlPlaneServiceServer
-	fleet  Operators
-	tokens Tokens
-	clock  clockwork.Clock
+	fleet   Operators
+	tokens  Tokens
+	clock   clockwork.Clock
+	watches *perToken
+}
+
+// perToken counts what each token holds open, up to a limit.
+type perToken struct {
+	limit int
+	mu    sync.Mutex
+	open  map[string]int
+}
+
+// acquire takes a slot for token, or says why there is none; release
+// gives it back.
+func (p *perToken) acquire(token string) (release func(), err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.limit > 0 && p.open[token] >= p.limit {
+		return nil, status.Errorf(codes.ResourceExhausted, "token %q holds %d WatchFleet streams, the most one token may; close one", token, p.open[token])
+	}
+	p.open[token]++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.open[token]--; p.open[token] <= 0 {
+			delete(p.open, token)
+		}
+	}, nil
 }
 
 func (s *operatorService) GetFleetStatus(ctx context.Context, _ *controlplanev1.GetFleetStatusRequest) (*controlplanev1.GetFleetStatusResponse, error) {
@@ -303,5 +345,11 @@ func (s *operatorService) ProvisionNodes(ctx context.Context, req *controlplanev
 // WatchFleet streams a snapshot (or the changes since a revision), then
 // every change.
 func (s *operatorService) WatchFleet(req *controlplanev1.WatchFleetRequest, stream controlplanev1.ControlPlaneService_WatchFleetServer) error {
+	caller, _ := auth.CallerFrom(stream.Context())
+	release, err := s.watches.acquire(caller.Name)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return s.fleet.Watch(stream.Context(), req.GetSinceRevision(), stream)
 }
