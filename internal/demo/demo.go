@@ -151,6 +151,7 @@ stale_after: 6s
 offline_after: 15s
 terminated_retention: 2m
 local_provider:
+  enabled: true
   max_nodes: %d
   agent_binary: %s
   sim_jobs: true

@@ -10,8 +10,9 @@ import (
 // Config is the local provider's section of the control plane's
 // configuration, under the key local_provider.
 type Config struct {
-	// Enabled offers the provider; nil means on.
-	Enabled *bool `yaml:"enabled"`
+	// Enabled offers the provider. It is off unless set: the provider
+	// starts processes on the control plane's own machine.
+	Enabled bool `yaml:"enabled"`
 	// AgentBinary is the navarch-agent to start; empty means the one beside
 	// navarch-controlplane, then $PATH.
 	AgentBinary string `yaml:"agent_binary"`
@@ -30,7 +31,7 @@ type Config struct {
 func DefaultConfig() Config { return Config{MaxNodes: 200} }
 
 // On reports whether the provider is offered.
-func (c *Config) On() bool { return c.Enabled == nil || *c.Enabled }
+func (c *Config) On() bool { return c.Enabled }
 
 // Validate checks the section; errors name the key within it.
 func (c *Config) Validate() error {
