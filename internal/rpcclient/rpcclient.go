@@ -36,8 +36,18 @@ type Target struct {
 	CACert string
 	// Insecure dials without TLS, a control plane started with --insecure.
 	Insecure bool
+	// CAPin, used when CACert is empty, trusts the control plane by the
+	// hash of its CA's public key instead of a CA file: "sha256:HEX", the
+	// SHA-256 of the CA certificate's DER SubjectPublicKeyInfo, as
+	// kubeadm's --discovery-token-ca-cert-hash (see Pin). The server must
+	// present that CA in its chain.
+	CAPin string
 	// Token is the operator token sent with every call; empty sends none.
 	Token string
+	// Certificate is the client certificate to present, asked at each TLS
+	// handshake so that a renewed certificate is used by the next
+	// connection; nil presents none.
+	Certificate func() (*tls.Certificate, error)
 }
 
 // ServerFromEnv returns flagValue if set, else $NAVARCH_SERVER, else the
@@ -70,7 +80,8 @@ func CACertFromEnv(flagValue string) string {
 
 // Dial prepares a connection to the control plane. The connection is
 // lazy: it connects on first use and reconnects by itself. Without
-// Insecure it speaks TLS and trusts only t.CACert.
+// Insecure it speaks TLS and trusts only t.CACert, or else the CA pinned
+// by t.CAPin.
 func Dial(t Target) (*grpc.ClientConn, error) {
 	if _, _, err := net.SplitHostPort(t.Addr); err != nil {
 		return nil, fmt.Errorf("server address %q is not HOST:PORT", t.Addr)
@@ -102,18 +113,48 @@ func transport(t Target) (credentials.TransportCredentials, error) {
 	if t.Insecure {
 		return insecure.NewCredentials(), nil
 	}
-	if t.CACert == "" {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.Certificate != nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := t.Certificate()
+			if err != nil {
+				return nil, fmt.Errorf("client certificate: %w", err)
+			}
+			if c == nil {
+				return &tls.Certificate{}, nil // present none
+			}
+			return c, nil
+		}
+	}
+	switch {
+	case t.CACert != "":
+		pem, err := os.ReadFile(t.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("read CA certificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read CA certificate: %s holds no PEM certificate", t.CACert)
+		}
+		cfg.RootCAs = pool
+	case t.CAPin != "":
+		sum, err := parsePin(t.CAPin)
+		if err != nil {
+			return nil, err
+		}
+		// The standard verification needs the CA itself, which a pinned
+		// client does not have yet: verifyPinned does all of its checks,
+		// with the CA the pin picks out of the server's own chain.
+		host, _, err := net.SplitHostPort(t.Addr)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("server address %q is not HOST:PORT", t.Addr)
+		}
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyPinned(cs, sum, host) }
+	default:
 		return nil, errors.New("no CA certificate to trust the control plane with: give its DATA_DIR/pki/ca.crt (--ca-cert or NAVARCH_CA_CERT), or --insecure for a control plane started with --insecure")
 	}
-	pem, err := os.ReadFile(t.CACert)
-	if err != nil {
-		return nil, fmt.Errorf("read CA certificate: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("read CA certificate: %s holds no PEM certificate", t.CACert)
-	}
-	return credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
+	return credentials.NewTLS(cfg), nil
 }
 
 // bearer sends an operator token with every call, as
