@@ -1,7 +1,8 @@
 // Package store owns the contract between the control plane and its durable
 // state: what one atomic write holds (Write), what start-up reads back
-// (State), how events are queried (EventQuery), the audit log's entries
-// (AuditEntry, AuditQuery), and the Store interface every backend
+// (State), how events are queried (EventQuery), the operator tokens (Token),
+// the bindings of node ids to agents' keys (NodeKey), the audit log's
+// entries (AuditEntry, AuditQuery), and the Store interface every backend
 // implements. It imports no backend; the embedded Badger one lives in
 // store/badger and the suite every backend must pass in store/storetest.
 package store
@@ -19,8 +20,8 @@ import (
 var ErrClosed = errors.New("store is closed")
 
 // Store is durable state: nodes, their commands and health events, the
-// nodes' last-seen times, named counters, operator tokens and the audit
-// log.
+// nodes' last-seen times, named counters, operator tokens, the bindings of
+// node ids to agents' keys and the audit log.
 //
 // Every method is safe for concurrent use. A method given a context that is
 // already done fails with an error wrapping the context's error, and a read
@@ -37,11 +38,11 @@ type Store interface {
 	// Apply writes w and returns nil only once all of it survives a crash
 	// of the process or the machine (kill -9, a power loss); later reads,
 	// including after a reopen, see it. Nodes, Commands, Events, Counters,
-	// Tokens and Audit are written atomically: when that step fails, none
-	// of them is stored. DeleteNodes follows as a second step, so a node
-	// both written and deleted ends deleted; when that step fails Apply
-	// returns the error, the rest of w is stored, and deleting again
-	// completes the deletion.
+	// Tokens, NodeKeys, DeleteNodeKeys and Audit are written atomically:
+	// when that step fails, none of them is stored. DeleteNodes follows as
+	// a second step, so a node both written and deleted ends deleted; when
+	// that step fails Apply returns the error, the rest of w is stored,
+	// and deleting again completes the deletion.
 	//
 	// Nodes are replaced whole. A command is identified by its node and the
 	// sequence number of its id, and writing it again replaces it; it is
@@ -50,18 +51,24 @@ type Store interface {
 	// are set to the values given, so a counter reads back exactly as last
 	// acknowledged. Tokens are replaced whole, by name, and read back with
 	// every field as written: times equal to the nanosecond (in UTC), a
-	// zero time still zero. Audit entries are appended, each under its own
-	// id, and read back with every field as written, the time to the
-	// nanosecond in UTC.
-	// DeleteNodes removes each node with its commands, events and last-seen
-	// time, and never a token, whatever its name, nor an audit entry: the
-	// audit log outlives the nodes it names.
+	// zero time still zero. Node keys are replaced whole, by node id, and
+	// read back in the same way; DeleteNodeKeys removes bindings after
+	// NodeKeys are written, so a node both bound and unbound in one write
+	// ends unbound. A binding needs no stored node: an agent may join
+	// before its node is written. Audit entries are appended, each under
+	// its own id, and read back with every field as written, the time to
+	// the nanosecond in UTC.
+	// DeleteNodes removes each node with its commands, events, last-seen
+	// time and key binding, so that a new machine may join under its id,
+	// and never a token, whatever its name, nor an audit entry: the audit
+	// log outlives the nodes it names.
 	//
 	// Apply fails, writing nothing, when a node has no id, a token has no
-	// name, a token or an audit entry has a time outside the years 1 to
-	// 9999 (what a google.protobuf.Timestamp holds), or a command, event
-	// or audit entry id has no sequence number (ParseSeq). An empty Write
-	// writes nothing and returns nil.
+	// name, a node key has no node id or a key hash that is not 32 bytes
+	// (a SHA-256), a token, node key or audit entry has a time outside the
+	// years 1 to 9999 (what a google.protobuf.Timestamp holds), or a
+	// command, event or audit entry id has no sequence number (ParseSeq).
+	// An empty Write writes nothing and returns nil.
 	//
 	// Apply also trims history, to limits that are the backend's options.
 	// Events older than the retention are dropped, and audit entries older
@@ -82,7 +89,8 @@ type Store interface {
 
 	// Load reads what start-up needs: every node ordered by id, every
 	// last-seen time saved and not since deleted with its node, every
-	// counter, and every token ordered by name.
+	// counter, every token ordered by name, and every node key ordered by
+	// node id.
 	Load(ctx context.Context) (*State, error)
 
 	// Commands returns a node's kept commands, finished and open, newest

@@ -67,7 +67,7 @@ func TestWriteEmpty(t *testing.T) {
 		want bool
 	}{
 		{"zero", Write{}, true},
-		{"empty-slices", Write{Nodes: []*fleetv1.Node{}, Counters: map[string]uint64{}, Tokens: []*Token{}, Audit: []*AuditEntry{}}, true},
+		{"empty-slices", Write{Nodes: []*fleetv1.Node{}, Counters: map[string]uint64{}, Tokens: []*Token{}, NodeKeys: []*NodeKey{}, DeleteNodeKeys: []string{}, Audit: []*AuditEntry{}}, true},
 		{"node", Write{Nodes: []*fleetv1.Node{{NodeId: "n"}}}, false},
 		{"delete", Write{DeleteNodes: []string{"n"}}, false},
 		{"command", Write{Commands: []*fleetv1.Command{{Id: "cmd-1"}}}, false},
@@ -75,6 +75,8 @@ func TestWriteEmpty(t *testing.T) {
 		{"counter", Write{Counters: map[string]uint64{"ids": 0}}, false},
 		{"token", Write{Tokens: []*Token{{Name: "ops"}}}, false},
 		{"audit", Write{Audit: []*AuditEntry{{ID: "au-1"}}}, false},
+		{"node-key", Write{NodeKeys: []*NodeKey{{NodeID: "n"}}}, false},
+		{"delete-node-key", Write{DeleteNodeKeys: []string{"n"}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

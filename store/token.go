@@ -21,4 +21,8 @@ type Token struct {
 	ExpiresAt time.Time
 	// RevokedAt is when it was revoked; zero means it was not.
 	RevokedAt time.Time
+	// MaxUses is how many agents may join with it; 0 means no limit.
+	MaxUses int
+	// Used is how many agents have joined with it.
+	Used int
 }

@@ -10,8 +10,9 @@ import (
 type Write struct {
 	// Nodes are written in full, replacing what was stored.
 	Nodes []*fleetv1.Node
-	// DeleteNodes are removed with their commands, events and last-seen
-	// times.
+	// DeleteNodes are removed with their commands, events, last-seen
+	// times and key bindings: a node that is gone frees its id for a new
+	// machine.
 	DeleteNodes []string
 	// Commands are written in full, keyed by node and command id.
 	Commands []*fleetv1.Command
@@ -23,6 +24,13 @@ type Write struct {
 	// Tokens are written whole, each replacing the stored token of the
 	// same name; each must have a name.
 	Tokens []*Token
+	// NodeKeys are written whole, each replacing the binding of its node;
+	// each must have a node id and a 32-byte key hash.
+	NodeKeys []*NodeKey
+	// DeleteNodeKeys are the node ids whose binding goes, after NodeKeys
+	// are written: a node both bound and unbound in one write ends
+	// unbound.
+	DeleteNodeKeys []string
 	// Audit entries are appended with the store's audit retention; their
 	// ids must be set and increase over time.
 	Audit []*AuditEntry
@@ -32,7 +40,7 @@ type Write struct {
 func (w *Write) Empty() bool {
 	return len(w.Nodes) == 0 && len(w.DeleteNodes) == 0 && len(w.Commands) == 0 &&
 		len(w.Events) == 0 && len(w.Counters) == 0 && len(w.Tokens) == 0 &&
-		len(w.Audit) == 0
+		len(w.NodeKeys) == 0 && len(w.DeleteNodeKeys) == 0 && len(w.Audit) == 0
 }
 
 // State is everything Load reads at start-up.
@@ -45,6 +53,9 @@ type State struct {
 	Counters map[string]uint64
 	// Tokens are every stored token, ordered by name, their times in UTC.
 	Tokens []*Token
+	// NodeKeys are every binding of a node id to an agent's key, ordered
+	// by node id, their times in UTC.
+	NodeKeys []*NodeKey
 }
 
 // EventQuery selects events for Events.

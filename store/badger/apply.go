@@ -61,6 +61,16 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				return err
 			}
 		}
+		for _, k := range w.NodeKeys {
+			if err := putNodeKey(txn, k); err != nil {
+				return err
+			}
+		}
+		for _, id := range w.DeleteNodeKeys {
+			if err := txn.Delete([]byte(prefixNodeKey + id)); err != nil {
+				return err
+			}
+		}
 		auditExpires := uint64(time.Now().Add(s.auditRetention).Unix())
 		for _, a := range w.Audit {
 			if err := putAudit(txn, a, auditExpires); err != nil {
@@ -176,9 +186,10 @@ func (s *Store) trimCommands(node string) error {
 	return nil
 }
 
-// deleteNode removes a node and everything stored under it.
+// deleteNode removes a node and everything stored under it, its key
+// binding included.
 func (s *Store) deleteNode(id string) error {
-	keys := [][]byte{[]byte(prefixNode + id), []byte(prefixLastSeen + id)}
+	keys := [][]byte{[]byte(prefixNode + id), []byte(prefixLastSeen + id), []byte(prefixNodeKey + id)}
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, table := range []string{prefixCommand, prefixOpen, prefixNodeEvent} {
 			it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(nodePrefix(table, id))})

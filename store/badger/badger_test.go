@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"github.com/navarch/navarch/store"
 	"github.com/navarch/navarch/store/storetest"
@@ -91,6 +94,37 @@ func TestKeysSortBySequence(t *testing.T) {
 	k := openKey("gpu-7", 42)
 	if node, seq := openKeyNode(k), keySeq(k); node != "gpu-7" || seq != 42 {
 		t.Errorf("open key reads back as %s/%d", node, seq)
+	}
+}
+
+// TestTokenRecordBeforeUseCounts: a token stored before tokens had a use
+// limit and count reads back with neither: no limit, no uses.
+func TestTokenRecordBeforeUseCounts(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer s.Close()
+	old := `{"role":2,"hash":"AAEC","created_at":"2025-01-02T03:04:05.000000006Z"}`
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(prefixToken+"old"), []byte(old))
+	}); err != nil {
+		t.Fatalf("write the old record: %v", err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if len(st.Tokens) != 1 {
+		t.Fatalf("tokens %v, want the old one", st.Tokens)
+	}
+	tok := st.Tokens[0]
+	if tok.Name != "old" || tok.Role != controlplanev1.Role_ROLE_OPERATOR || !bytes.Equal(tok.Hash, []byte{0, 1, 2}) {
+		t.Errorf("old token reads back as %+v", tok)
+	}
+	if tok.MaxUses != 0 || tok.Used != 0 {
+		t.Errorf("old token used %d of %d times, want 0 of 0", tok.Used, tok.MaxUses)
 	}
 }
 

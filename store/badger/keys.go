@@ -13,6 +13,8 @@ import "encoding/binary"
 //	m/<name>             counters (uint64, big-endian)
 //	t/<name>             operator token, JSON (see tokenRecord); no node's
 //	                     key, so deleting a node never touches it
+//	k/<node>             the agent key bound to the node id, JSON (see
+//	                     nodeKeyRecord); deleted with the node
 //	a/<seq>              audit entry, JSON (see auditRecord), with the
 //	                     audit retention as its TTL
 //	y/<node>/<seq>       empty; index of the audit entries about a node,
@@ -27,6 +29,7 @@ const (
 	prefixLastSeen  = "s/"
 	prefixCounter   = "m/"
 	prefixToken     = "t/"
+	prefixNodeKey   = "k/"
 	prefixAudit     = "a/"
 	prefixNodeAudit = "y/"
 )

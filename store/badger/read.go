@@ -14,7 +14,7 @@ import (
 	"github.com/navarch/navarch/store"
 )
 
-// Load reads the nodes, last-seen times, counters and tokens.
+// Load reads the nodes, last-seen times, counters, tokens and node keys.
 func (s *Store) Load(ctx context.Context) (*store.State, error) {
 	end, err := s.begin(ctx)
 	if err != nil {
@@ -49,12 +49,22 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 		}); err != nil {
 			return err
 		}
-		return iterate(ctx, txn, prefixToken, func(k []byte, v []byte) error {
+		if err := iterate(ctx, txn, prefixToken, func(k []byte, v []byte) error {
 			t, err := decodeToken(string(k[len(prefixToken):]), v)
 			if err != nil {
 				return err
 			}
 			st.Tokens = append(st.Tokens, t)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return iterate(ctx, txn, prefixNodeKey, func(k []byte, v []byte) error {
+			nk, err := decodeNodeKey(string(k[len(prefixNodeKey):]), v)
+			if err != nil {
+				return err
+			}
+			st.NodeKeys = append(st.NodeKeys, nk)
 			return nil
 		})
 	})

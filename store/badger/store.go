@@ -1,8 +1,8 @@
 // Package badgerstore keeps the control plane's durable state in an embedded
 // Badger database: nodes, commands, health events, a few counters, the
-// operator tokens and the audit log. It implements store.Store; the package is named
-// badgerstore so that it does not shadow dgraph's badger package, which it
-// imports.
+// operator tokens, the agents' key bindings and the audit log. It
+// implements store.Store; the package is named badgerstore so that it does
+// not shadow dgraph's badger package, which it imports.
 //
 // Every Apply is one atomic transaction written with SyncWrites, so when
 // Apply returns the write is on disk and survives a kill -9 or a power loss.

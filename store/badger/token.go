@@ -15,20 +15,24 @@ import (
 // tokenRecord is a token as stored under t/<name>. It is JSON with named
 // fields rather than the Go struct or a proto, so that the stored format
 // changes only when this type does: the role is kept as its number, the
-// times as RFC 3339 in UTC with nanoseconds, a zero time left out.
+// times as RFC 3339 in UTC with nanoseconds, a zero time left out, and the
+// use counts left out at zero, so records written before they existed read
+// as no limit and no uses.
 type tokenRecord struct {
 	Role      int32  `json:"role"`
 	Hash      []byte `json:"hash"`
 	CreatedAt string `json:"created_at,omitempty"`
 	ExpiresAt string `json:"expires_at,omitempty"`
 	RevokedAt string `json:"revoked_at,omitempty"`
+	MaxUses   int    `json:"max_uses,omitempty"`
+	Used      int    `json:"used,omitempty"`
 }
 
 func putToken(txn *badger.Txn, t *store.Token) error {
 	if t == nil || t.Name == "" {
 		return errors.New("token without name")
 	}
-	r := tokenRecord{Role: int32(t.Role), Hash: t.Hash}
+	r := tokenRecord{Role: int32(t.Role), Hash: t.Hash, MaxUses: t.MaxUses, Used: t.Used}
 	for _, f := range []struct {
 		to   *string
 		from time.Time
@@ -55,7 +59,7 @@ func decodeToken(name string, v []byte) (*store.Token, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("decode token %s: %w", name, err)
 	}
-	t := &store.Token{Name: name, Role: controlplanev1.Role(r.Role), Hash: r.Hash}
+	t := &store.Token{Name: name, Role: controlplanev1.Role(r.Role), Hash: r.Hash, MaxUses: r.MaxUses, Used: r.Used}
 	for _, f := range []struct {
 		to   *time.Time
 		from string

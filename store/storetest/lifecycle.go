@@ -22,8 +22,12 @@ var operations = []struct {
 			Nodes:    []*fleetv1.Node{{NodeId: "late"}},
 			Counters: map[string]uint64{"late": 1},
 			Tokens:   []*store.Token{{Name: "late", Role: admin}},
+			NodeKeys: []*store.NodeKey{nodeKey("late", "k1", time.Unix(1700000000, 0))},
 			Audit:    []*store.AuditEntry{auditEntry(9, "late")},
 		})
+	}},
+	{"apply-delete-node-keys", func(ctx context.Context, s store.Store) error {
+		return s.Apply(ctx, store.Write{DeleteNodeKeys: []string{"n"}})
 	}},
 	{"save-last-seen", func(ctx context.Context, s store.Store) error {
 		return s.SaveLastSeen(ctx, map[string]time.Time{"late": time.Unix(1700000000, 0)})
@@ -66,6 +70,7 @@ func seed(t *testing.T, s store.Store) {
 		Nodes:    []*fleetv1.Node{{NodeId: "n"}},
 		Commands: []*fleetv1.Command{cmd(1, "n", pending)},
 		Events:   []*fleetv1.HealthEvent{event(2, "n")},
+		NodeKeys: []*store.NodeKey{nodeKey("n", "k1", time.Unix(1700000000, 0))},
 		Audit:    []*store.AuditEntry{auditEntry(3, "n")},
 	})
 }
@@ -112,4 +117,5 @@ func testCancelledContext(t *testing.T, open Opener) {
 	if got := audit(t, s, store.AuditQuery{}); !slices.Equal(got, []string{"au-3"}) {
 		t.Errorf("cancelled writes left the audit log as %v, want [au-3]", got)
 	}
+	checkNodeKeys(t, "after cancelled writes", st.NodeKeys, []*store.NodeKey{nodeKey("n", "k1", time.Unix(1700000000, 0))})
 }

@@ -67,8 +67,9 @@ func testWritesSurviveReopen(t *testing.T, open Opener) {
 	}
 }
 
-// testApplyIsAtomic: a write that fails stores none of its parts, and an
-// empty write succeeds without storing anything.
+// testApplyIsAtomic: a write that fails stores none of its parts, neither
+// deletes a binding it names, and an empty write succeeds without storing
+// anything.
 func testApplyIsAtomic(t *testing.T, open Opener) {
 	tests := []struct {
 		name string
@@ -84,8 +85,14 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 		{"audit-without-id", store.Write{Audit: []*store.AuditEntry{{NodeID: "ok", Who: "ops"}}}},
 		{"audit-bad-id", store.Write{Audit: []*store.AuditEntry{{ID: "au-0", NodeID: "ok"}}}},
 		{"audit-time-past-9999", store.Write{Audit: []*store.AuditEntry{{ID: "au-5", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}},
+		{"node-key-without-node", store.Write{NodeKeys: []*store.NodeKey{{KeyHash: hash("k")}}}},
+		{"node-key-without-hash", store.Write{NodeKeys: []*store.NodeKey{{NodeID: "n"}}}},
+		{"node-key-short-hash", store.Write{NodeKeys: []*store.NodeKey{{NodeID: "n", KeyHash: hash("k")[:16]}}}},
+		{"node-key-time-past-9999", store.Write{NodeKeys: []*store.NodeKey{nodeKey("n", "k", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))}}},
 	}
 	s := newBackend(t, open, Limits{}).start()
+	held := nodeKey("held", "k1", time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC))
+	apply(t, s, store.Write{NodeKeys: []*store.NodeKey{held}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := tt.bad
@@ -97,6 +104,8 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 			w.Counters = map[string]uint64{"ids": 3}
 			w.Tokens = append([]*store.Token{{Name: "ok", Role: viewer}}, w.Tokens...)
 			w.Audit = append([]*store.AuditEntry{auditEntry(4, "ok")}, w.Audit...)
+			w.NodeKeys = append([]*store.NodeKey{nodeKey("ok", "k1", time.Now()), nodeKey("held", "k2", time.Now())}, w.NodeKeys...)
+			w.DeleteNodeKeys = []string{"held"}
 			if err := s.Apply(context.Background(), w); err == nil {
 				t.Fatal("accepted")
 			}
@@ -104,6 +113,7 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 			if len(st.Nodes) != 0 || len(st.Counters) != 0 || len(st.Tokens) != 0 {
 				t.Errorf("failed write left nodes %v, counters %v, tokens %v", nodeIDs(st), st.Counters, tokenNames(st))
 			}
+			checkNodeKeys(t, "after the failed write", st.NodeKeys, []*store.NodeKey{held})
 			if got := commands(t, s, "ok", 0); len(got) != 0 {
 				t.Errorf("failed write left commands %v", got)
 			}

@@ -49,6 +49,9 @@ func checkTokens(t *testing.T, when string, got, want []*store.Token) {
 		if g.Role != w.Role || !bytes.Equal(g.Hash, w.Hash) {
 			t.Errorf("%s: token %s has role %v, hash %x; want %v, %x", when, g.Name, g.Role, g.Hash, w.Role, w.Hash)
 		}
+		if g.MaxUses != w.MaxUses || g.Used != w.Used {
+			t.Errorf("%s: token %s used %d of %d times, want %d of %d", when, g.Name, g.Used, g.MaxUses, w.Used, w.MaxUses)
+		}
 		for _, tm := range []struct {
 			field     string
 			got, want time.Time
@@ -69,13 +72,16 @@ func checkTokens(t *testing.T, when string, got, want []*store.Token) {
 
 // testTokensSurviveReopen: tokens written on their own are read back by the
 // next store opened on the same data with every field as written: times to
-// the nanosecond, whatever zone they were given in, and zero times zero.
+// the nanosecond, whatever zone they were given in, zero times zero, and
+// the use limit and count, zero or not.
 func testTokensSurviveReopen(t *testing.T, open Opener) {
 	b := newBackend(t, open, Limits{})
 	s := b.start()
 	cet := time.FixedZone("CET", 3600)
 	tokens := []*store.Token{
 		{Name: "ci", Role: viewer, Hash: hash("ci-secret"), CreatedAt: time.Now()},
+		{Name: "join", Hash: hash("join-secret"), CreatedAt: time.Now(), MaxUses: 3, Used: 2},
+		{Name: "join-unlimited", Hash: hash("join-unlimited-secret"), CreatedAt: time.Now(), Used: 41},
 		{
 			Name:      "root",
 			Role:      admin,
@@ -92,8 +98,8 @@ func testTokensSurviveReopen(t *testing.T, open Opener) {
 }
 
 // testTokensReplacedAndOrdered: Load returns tokens ordered by name, and a
-// later write replaces a token of the same name whole, a time it leaves
-// zero included, and leaves the others as they were.
+// later write replaces a token of the same name whole, a time or a use
+// count it leaves zero included, and leaves the others as they were.
 func testTokensReplacedAndOrdered(t *testing.T, open Opener) {
 	b := newBackend(t, open, Limits{})
 	s := b.start()
@@ -101,7 +107,7 @@ func testTokensReplacedAndOrdered(t *testing.T, open Opener) {
 	a := &store.Token{Name: "a", Role: viewer, Hash: hash("a"), CreatedAt: created}
 	bb := &store.Token{Name: "b", Role: admin, Hash: hash("b"), CreatedAt: created}
 	ops10 := &store.Token{Name: "ops-10", Role: operator, Hash: hash("ops-10"), CreatedAt: created}
-	ops9 := &store.Token{Name: "ops-9", Role: operator, Hash: hash("ops-9"), CreatedAt: created, ExpiresAt: created.Add(time.Hour)}
+	ops9 := &store.Token{Name: "ops-9", Role: operator, Hash: hash("ops-9"), CreatedAt: created, ExpiresAt: created.Add(time.Hour), MaxUses: 5, Used: 1}
 	apply(t, s, store.Write{Tokens: []*store.Token{ops9, bb, ops10, a}})
 	checkTokens(t, "first write", load(t, s).Tokens, []*store.Token{a, bb, ops10, ops9})
 
