@@ -47,6 +47,8 @@ type Config struct {
 	TerminatedRetention Duration `yaml:"terminated_retention"`
 	// EventRetention is how long health events are kept.
 	EventRetention Duration `yaml:"event_retention"`
+	// AuditRetention is how long audit entries are kept.
+	AuditRetention Duration `yaml:"audit_retention"`
 	// EventsPerNode caps the health events kept per node.
 	EventsPerNode int `yaml:"events_per_node"`
 	// CommandsPerNode caps the finished commands kept per node.
@@ -124,6 +126,7 @@ func Defaults() Config {
 		ProvisionTimeout:     Duration{Duration: 5 * time.Minute},
 		TerminatedRetention:  Duration{Duration: time.Hour},
 		EventRetention:       Duration{Duration: 7 * 24 * time.Hour},
+		AuditRetention:       Duration{Duration: 90 * 24 * time.Hour},
 		EventsPerNode:        500,
 		CommandsPerNode:      200,
 		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{Duration: 5 * time.Minute}},
@@ -203,6 +206,7 @@ func (c *Config) Validate() error {
 		{"provision_timeout", c.ProvisionTimeout.Duration, time.Second},
 		{"terminated_retention", c.TerminatedRetention.Duration, time.Second},
 		{"event_retention", c.EventRetention.Duration, time.Minute},
+		{"audit_retention", c.AuditRetention.Duration, 24 * time.Hour},
 		{"auto_cordon.window", c.AutoCordon.Window.Duration, time.Second},
 	}
 	for _, p := range positive {

@@ -26,6 +26,7 @@ data_dir: /var/lib/navarch
 heartbeat_interval: 5s
 stale_after: 20s
 offline_after: 1m
+audit_retention: 720h
 auto_cordon:
   enabled: false
   max_fraction: 0.2
@@ -36,6 +37,9 @@ auto_cordon:
 	}
 	if cfg.Listen != "0.0.0.0:7000" || cfg.HeartbeatInterval.Duration != 5*time.Second || cfg.AutoCordonEnabled() || cfg.AutoCordon.MaxFraction != 0.2 {
 		t.Fatalf("%+v", cfg)
+	}
+	if cfg.AuditRetention.Duration != 30*24*time.Hour {
+		t.Fatalf("audit_retention read as %s", cfg.AuditRetention.Duration)
 	}
 	if cfg.HealthReportInterval.Duration != 30*time.Second {
 		t.Fatalf("unset key lost its default: %s", cfg.HealthReportInterval.Duration)
@@ -58,6 +62,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad-level", "log_level: loud", "log_level"},
 		{"bad-events", "events_per_node: 0", "events_per_node"},
 		{"bad-delivery", "command_delivery: carrier_pigeon", "command_delivery"},
+		{"short-audit-retention", "audit_retention: 1h", "audit_retention: 1h0m0s is below the minimum of 24h0m0s"},
 		{"not-yaml", "{{", "yaml"},
 	}
 	for _, row := range rows {

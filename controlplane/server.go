@@ -98,6 +98,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		st, err = badgerstore.Open(badgerstore.Options{
 			Dir:             o.Config.DataDir,
 			EventRetention:  o.Config.EventRetention.Duration,
+			AuditRetention:  o.Config.AuditRetention.Duration,
 			EventsPerNode:   o.Config.EventsPerNode,
 			CommandsPerNode: o.Config.CommandsPerNode,
 			Logger:          log,
@@ -154,6 +155,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	gate := auth.NewGate(tokens, log)
 	codec := api.NewCodec()
+	// Every call that changes the fleet or its tokens is recorded, with
+	// its result, once the gate has let it in.
+	audit := api.NewAudit(fl, log)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
 		// Callers are checked as a call's headers arrive, before its
@@ -162,7 +166,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		// Invalid UTF-8 in a request is InvalidArgument naming the field,
 		// not the Internal gRPC would answer.
 		grpc.ForceServerCodecV2(codec),
-		grpc.ChainUnaryInterceptor(s.recoverUnary, gate.Unary, codec.Unary, s.logUnary),
+		grpc.ChainUnaryInterceptor(s.recoverUnary, gate.Unary, audit.Unary, codec.Unary, s.logUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream, gate.Stream, codec.Stream),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(o.Config.MaxStreamsPerConnection)),

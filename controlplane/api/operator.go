@@ -21,6 +21,7 @@ import (
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/store"
 )
 
 // Operators is what ControlPlaneService needs of the fleet.
@@ -36,6 +37,7 @@ type Operators interface {
 	Diagnose(ctx context.Context, id string) (*fleetv1.Command, error)
 	Provision(ctx context.Context, req *controlplanev1.ProvisionNodesRequest) ([]*fleetv1.Node, error)
 	Watch(ctx context.Context, since uint64, stream watch.Stream) error
+	Audit(ctx context.Context, nodeID string, limit int) ([]*store.AuditEntry, error)
 }
 
 // ControlPlaneOptions are what ControlPlaneService is served with.

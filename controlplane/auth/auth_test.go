@@ -112,6 +112,10 @@ func TestTokensLifecycle(t *testing.T) {
 			_, _, err := tokens.Create(ctx, "y", controlplanev1.Role_ROLE_VIEWER, time.Second)
 			return err
 		}, codes.InvalidArgument},
+		{"policy-is-reserved", func() error {
+			_, _, err := tokens.Create(ctx, PolicyName, controlplanev1.Role_ROLE_ADMIN, 0)
+			return err
+		}, codes.InvalidArgument},
 		{"revoke-unknown", func() error { _, err := tokens.Revoke(ctx, "nobody"); return err }, codes.NotFound},
 	}
 	for _, tt := range tests {

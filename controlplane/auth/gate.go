@@ -102,6 +102,9 @@ var Required = map[string]Need{
 	cps + "CreateToken":    Admin,
 	cps + "ListTokens":     Admin,
 	cps + "RevokeToken":    Admin,
+	// Reading the audit log needs an operator: reasons may say more than
+	// a viewer should read.
+	cps + "ListAudit": Operator,
 }
 
 // Services are the services whose every method Required must list.
@@ -140,6 +143,11 @@ func CallerFrom(ctx context.Context) (Caller, bool) {
 	return c, ok
 }
 
+// WithCaller returns ctx as the gate passes it on for a call c made.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
 // Tap is the server's grpc.InTapHandle: it runs as a call's headers
 // arrive, before its request is read, and refuses a call whose caller is
 // not allowed it. It must not block.
@@ -167,7 +175,7 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 	if caller.Role < need.role() {
 		return ctx, apierr.RoleTooLow(caller.Name, display.Role(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
 	}
-	return context.WithValue(ctx, callerKey{}, caller), nil
+	return WithCaller(ctx, caller), nil
 }
 
 // Unary and Stream refuse, as a second line, a call that reached its

@@ -37,6 +37,11 @@ const AdminTokenFile = "admin.token"
 // MinTTL is the shortest life a token may be given.
 const MinTTL = time.Minute
 
+// PolicyName is who the audit log and a command's issued_by name for a
+// change the fault policy made. No token may take the name, so no
+// operator's change reads as the policy's.
+const PolicyName = "policy"
+
 // Caller is who made a call.
 type Caller struct {
 	Name string
@@ -102,6 +107,9 @@ func (t *Tokens) Bootstrap(ctx context.Context, dataDir string) (string, error) 
 func (t *Tokens) Create(ctx context.Context, name string, role controlplanev1.Role, ttl time.Duration) (string, *controlplanev1.TokenInfo, error) {
 	if err := CheckName(name); err != nil {
 		return "", nil, err
+	}
+	if name == PolicyName {
+		return "", nil, apierr.Invalid("name", "%q is reserved: the audit log names the fault policy so", name)
 	}
 	if _, ok := controlplanev1.Role_name[int32(role)]; !ok || role == controlplanev1.Role_ROLE_UNSPECIFIED {
 		return "", nil, apierr.Invalid("role", "is required: viewer, operator or admin")

@@ -27,10 +27,13 @@ type change struct {
 	// autoCordonedAt is when the policy cordoned the node in this change;
 	// the breaker forgets that cordon if the change cannot be saved.
 	autoCordonedAt time.Time
+	// audit records what the policy did in this change, in its write.
+	audit []*store.AuditEntry
 }
 
 func (c *change) empty() bool {
-	return c.node == nil && len(c.events) == 0 && len(c.commands) == 0 && !c.remove && c.reach == 0
+	return c.node == nil && len(c.events) == 0 && len(c.commands) == 0 && !c.remove && c.reach == 0 &&
+		len(c.audit) == 0
 }
 
 // commit writes c to the store (synced), then installs and publishes it.
@@ -58,7 +61,14 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 		}
 		e.NodeId = id
 	}
-	w := store.Write{Events: c.events, Commands: c.commands}
+	for _, a := range c.audit {
+		aid, err := f.newID(ctx, "au")
+		if err != nil {
+			return err
+		}
+		a.ID = aid
+	}
+	w := store.Write{Events: c.events, Commands: c.commands, Audit: c.audit}
 	if c.node != nil {
 		w.Nodes = []*fleetv1.Node{durable(c.node)}
 	}

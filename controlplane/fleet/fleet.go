@@ -4,7 +4,8 @@
 // the command outbox, registration and inventory reconciliation, health
 // judgement through the policy, heartbeats and reachability, provisioning
 // and termination through providers, the monitor's periodic pass, the
-// auto-cordon breaker and the queries operators make.
+// auto-cordon breaker, the queries operators make, and the audit log's
+// entries, written as changes are.
 package fleet
 
 import (

@@ -51,7 +51,7 @@ func (f *Fleet) Cordon(ctx context.Context, id, reason string) (*fleetv1.Node, e
 			return err // refused, or already takes no new work
 		}
 		setLifecycle(n, to, orDefault(reason, "cordoned by operator"), now)
-		_, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), "operator", now)
+		_, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), requester(ctx), now)
 		return err
 	})
 }
@@ -65,7 +65,7 @@ func (f *Fleet) Uncordon(ctx context.Context, id, reason string) (*fleetv1.Node,
 		}
 		cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "cancelled by uncordon", now)
 		setLifecycle(n, to, orDefault(reason, "uncordoned by operator"), now)
-		_, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_UNCORDON, n.GetLifecycleReason(), "operator", now)
+		_, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_UNCORDON, n.GetLifecycleReason(), requester(ctx), now)
 		return err
 	})
 }
@@ -112,7 +112,7 @@ func (f *Fleet) Drain(ctx context.Context, id, reason string, deadline time.Time
 			setLifecycle(n, to, reason, now)
 		}
 		n.Drain = &fleetv1.DrainSpec{Reason: reason, Deadline: ts(deadline), Force: force}
-		cmd, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DRAIN, reason, "operator", now)
+		cmd, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DRAIN, reason, requester(ctx), now)
 		if err == nil {
 			cmd.Drain = n.Drain
 		}
@@ -153,7 +153,7 @@ func (f *Fleet) Terminate(ctx context.Context, id, reason string, force bool, dr
 			drainTimeout = DefaultTerminateDrain
 		}
 		n.Drain = &fleetv1.DrainSpec{Reason: reason, Deadline: ts(now.Add(drainTimeout)), Force: true}
-		cmd, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DRAIN, reason, "operator", now)
+		cmd, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DRAIN, reason, requester(ctx), now)
 		if err == nil {
 			cmd.Drain = n.Drain
 		}
@@ -169,7 +169,7 @@ func (f *Fleet) Diagnose(ctx context.Context, id string) (*fleetv1.Command, erro
 			return err
 		}
 		var err error
-		cmd, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS, "diagnostics requested", "operator", now)
+		cmd, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS, "diagnostics requested", requester(ctx), now)
 		return err
 	})
 	return cmd, err

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/health"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -244,10 +245,14 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 	_ = move(n, actAutoCordon, "auto-cordon: "+n.GetHealthCause(), now)
 	n.CordonedByPolicy = true
 	c.autoCordonedAt = now
-	if cmd, err := f.newCommand(ctx, n.GetNodeId(), fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), "policy", now); err == nil {
+	cmd, err := f.newCommand(ctx, n.GetNodeId(), fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), auth.PolicyName, now)
+	if err == nil {
 		ns.book.open = append(ns.book.open, cmd)
 		c.commands = append(c.commands, cmd)
 	}
+	// Recorded in the cordon's own write: the audit log has the cordon
+	// exactly when the store does.
+	c.audit = append(c.audit, policyAudit(n, cmd, now))
 	f.log.Warn("node cordoned automatically", "node", n.GetNodeId(), "cause", n.GetHealthCause())
 }
 
