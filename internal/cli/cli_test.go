@@ -226,7 +226,7 @@ func TestHelpAndVersion(t *testing.T) {
 // subcommands is every subcommand the CLI dispatches, listed here apart
 // from the usage so that the usage is checked against it.
 var subcommands = []string{
-	"get nodes", "get node", "get events", "get status",
+	"get nodes", "get node", "get events", "get status", "get audit",
 	"cordon", "uncordon", "drain", "terminate", "diagnose",
 	"provision", "token create", "token list", "token revoke", "demo", "version",
 }

@@ -20,7 +20,7 @@ import (
 
 func runGet(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	if len(args) == 0 {
-		return within("get", usagef("get needs what to get: nodes, node ID, events or status"))
+		return within("get", usagef("get needs what to get: nodes, node ID, events, status or audit"))
 	}
 	what, args := args[0], args[1:]
 	var err error
@@ -35,8 +35,10 @@ func runGet(ctx context.Context, cf *connFlags, args []string, env Env) error {
 		err = getEvents(ctx, cf, args, env)
 	case "status":
 		err = getStatus(ctx, cf, args, env)
+	case "audit":
+		err = getAudit(ctx, cf, args, env)
 	default:
-		return within("get", usagef("get: unknown kind %q (nodes, node, events, status)", what))
+		return within("get", usagef("get: unknown kind %q (nodes, node, events, status, audit)", what))
 	}
 	return within("get "+what, err)
 }
@@ -251,10 +253,10 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 	}
 	fmt.Fprintln(w, "\nCommands (newest first):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ID\tTYPE\tSTATUS\tAGE\tMESSAGE")
+	fmt.Fprintln(tw, "  ID\tTYPE\tSTATUS\tBY\tAGE\tMESSAGE")
 	for _, c := range resp.GetCommands() {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.GetId(), display.CommandType(c.GetType()), display.CommandStatus(c.GetStatus()),
-			display.Age(c.GetUpdatedAt().AsTime(), now), display.OrDash(display.Headline(c.GetMessage())))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", c.GetId(), display.CommandType(c.GetType()), display.CommandStatus(c.GetStatus()),
+			display.OrDash(c.GetIssuedBy()), display.Age(c.GetUpdatedAt().AsTime(), now), display.OrDash(display.Headline(c.GetMessage())))
 	}
 	return tw.Flush()
 }

@@ -35,6 +35,8 @@ var commands = []command{
 		synopsis: "[-o table|json] [--node ID] [--min-health HEALTH] [--limit N] [--text TEXT]"},
 	{name: "get status", summary: "fleet totals, the auto-cordon breaker and the providers",
 		synopsis: "[-o table|json]"},
+	{name: "get audit", summary: "who changed what, and how it ended, newest first; needs an operator token",
+		synopsis: "[-o table|json] [--node ID] [--limit N]"},
 	{name: "cordon", summary: "stop new work landing on a node",
 		synopsis: "ID [--reason TEXT]"},
 	{name: "uncordon", summary: "return a node to service",
