@@ -73,8 +73,8 @@ func TestAuditEntries(t *testing.T) {
 		},
 		{
 			name: "drain-refused", method: "DrainNode",
-			req:  &controlplanev1.DrainNodeRequest{NodeId: "n1", Force: true},
-			err:  invalid("deadline", "is not in the future"),
+			req: &controlplanev1.DrainNodeRequest{NodeId: "n1", Force: true},
+			err: invalid("deadline", "is not in the future"),
 			want: store.AuditEntry{Who: "oncall", Role: caller.Role, RPC: "DrainNode", NodeID: "n1", Params: `{"force":true}`, Code: "InvalidArgument",
 				Message: "deadline: is not in the future"}, audited: true,
 		},
@@ -87,8 +87,8 @@ func TestAuditEntries(t *testing.T) {
 		},
 		{
 			name: "long-reason-cut", method: "UncordonNode",
-			req:  &controlplanev1.UncordonNodeRequest{NodeId: "n1", Reason: long},
-			err:  invalid("reason", "is too long"),
+			req: &controlplanev1.UncordonNodeRequest{NodeId: "n1", Reason: long},
+			err: invalid("reason", "is too long"),
 			want: store.AuditEntry{Who: "oncall", Role: caller.Role, RPC: "UncordonNode", NodeID: "n1", Reason: strings.Repeat("é", 510) + "…",
 				Code: "InvalidArgument", Message: "reason: is too long"}, audited: true,
 		},
