@@ -2,10 +2,16 @@
 // NVML and reports to the control plane, which it dials; the control plane
 // never dials a node.
 //
-//	navarch-agent --server HOST:PORT [--node-id ID] [--simulate [--gpus N] [--sim-fault SPEC]…]
+//	navarch-agent --server HOST:PORT [--node-id ID] [--join-token TOKEN] [--ca-cert FILE | --ca-hash sha256:HEX] [--simulate [--gpus N] [--sim-fault SPEC]…]
+//
+// A node joins once with an operator's join token: it makes its own key,
+// gets a certificate for its node id, keeps both in its state directory,
+// and calls with that certificate from then on, renewing it before it
+// expires. A restart needs no token.
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -13,20 +19,26 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/navarch/navarch/agent"
+	"github.com/navarch/navarch/agent/identity"
 	"github.com/navarch/navarch/agent/simnvml"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/version"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
 func main() {
@@ -44,7 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	server := fs.String("server", "", "control plane address `HOST:PORT` (default $NAVARCH_SERVER or "+rpcclient.DefaultServer+")")
 	caCert := fs.String("ca-cert", "", "`FILE` the control plane's CA certificate, its DATA_DIR/pki/ca.crt (default $NAVARCH_CA_CERT, else this machine's default control plane's)")
-	plaintext := fs.Bool("insecure", false, "plaintext, to a control plane started with --insecure")
+	caHash := fs.String("ca-hash", "", "`sha256:HEX` trust the control plane's CA by the SHA-256 of its public key instead of --ca-cert, as kubeadm's --discovery-token-ca-cert-hash")
+	joinToken := fs.String("join-token", "", "`TOKEN` to join with, made by 'navarch token create NAME --role agent' (default $NAVARCH_JOIN_TOKEN); needed only until the node has joined")
+	stateDir := fs.String("state-dir", "", "`DIR` keeping this node's key and certificate (default "+statedir.Agent("NODE_ID")+")")
+	plaintext := fs.Bool("insecure", false, "plaintext, to a control plane started with --insecure; no identity")
 	nodeID := fs.String("node-id", "", "node `ID` (default: the hostname)")
 	simulate := fs.Bool("simulate", false, "use simulated GPUs instead of the NVIDIA driver")
 	gpus := fs.Int("gpus", 8, "number of simulated GPUs (with --simulate)")
@@ -59,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: navarch-agent --server HOST:PORT [--node-id ID] [--simulate [--gpus N] [--sim-fault SPEC]...]\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: navarch-agent --server HOST:PORT [--node-id ID] [--join-token TOKEN] [--ca-cert FILE | --ca-hash sha256:HEX] [--simulate [--gpus N] [--sim-fault SPEC]...]\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +104,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *gpus < 1 || *gpus > 64 {
 		return fail("--gpus: %d is not within 1–64", *gpus)
 	}
+	if *caCert != "" && *caHash != "" {
+		return fail("give --ca-cert or --ca-hash, not both")
+	}
+	if *caHash != "" {
+		if err := rpcclient.CheckPin(*caHash); err != nil {
+			return fail("--ca-hash: %v", err)
+		}
+	}
 	if *poll < 100*time.Millisecond {
 		return fail("--poll-interval: %s is below 100ms", *poll)
 	}
@@ -114,14 +137,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *nodeID == "" {
 		return fail("--node-id is required: the hostname is unknown")
 	}
+	if *stateDir == "" {
+		if strings.ContainsRune(*nodeID, os.PathSeparator) || *nodeID == "." || *nodeID == ".." {
+			return fail("--node-id %q cannot name a state directory: give --state-dir", *nodeID)
+		}
+		*stateDir = statedir.Agent(*nodeID)
+	}
 	addr := rpcclient.ServerFromEnv(*server)
-	conn, err := rpcclient.Dial(rpcclient.Target{Addr: addr, CACert: rpcclient.CACertFromEnv(*caCert), Insecure: *plaintext})
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fail("server address %q is not HOST:PORT", addr)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	target := rpcclient.Target{Addr: addr, Insecure: true}
+	var id *identity.Identity
+	if !*plaintext {
+		tr := trust{addr: addr, nodeID: *nodeID, stateDir: *stateDir, token: joinTokenFromEnv(*joinToken), caPin: *caHash}
+		if *caHash == "" {
+			tr.caCert = cmp.Or(*caCert, os.Getenv("NAVARCH_CA_CERT"))
+		}
+		id, target, err = identify(ctx, log, tr)
+		switch {
+		case ctx.Err() != nil:
+			log.Info("agent stopped")
+			return 0
+		case errors.Is(err, errNotJoined):
+			return fail("%v", err)
+		case err != nil:
+			fmt.Fprintf(stderr, "navarch-agent: %v\n", err)
+			return 1
+		}
+	}
+	conn, err := rpcclient.Dial(target)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	var renewing sync.WaitGroup
+	defer renewing.Wait()
+	defer cancel()
+	if id != nil {
+		renewing.Go(func() { id.RenewLoop(ctx, nodev1.NewNodeServiceClient(conn), clockwork.NewRealClock(), log) })
+	}
 
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	var lib nvml.Interface
 	var onLifecycle func(fleetv1.LifecycleState)
 	bootID := readBootID()
@@ -154,8 +215,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	log.Info("agent starting", "node", *nodeID, "server", addr, "simulate", *simulate, "version", version.String())
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "navarch-agent: %v\n", err)

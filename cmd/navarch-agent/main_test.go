@@ -7,12 +7,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/navarch/navarch/internal/testutil"
 )
 
 func TestBadFlagsExitWithUsage(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	t.Setenv("NAVARCH_JOIN_TOKEN", "")
+	pin := "sha256:" + strings.Repeat("0", 64)
 	rows := []struct {
 		name string
 		args []string
@@ -27,6 +33,10 @@ func TestBadFlagsExitWithUsage(t *testing.T) {
 		{"bad-level", []string{"--log-level", "loud"}, "--log-level"},
 		{"bad-server", []string{"--simulate", "--server", "nowhere"}, "HOST:PORT"},
 		{"stray-argument", []string{"run"}, `unexpected argument "run"`},
+		{"ca-cert-and-hash", []string{"--ca-cert", "ca.crt", "--ca-hash", pin}, "--ca-cert or --ca-hash, not both"},
+		{"malformed-ca-hash", []string{"--ca-hash", "md5:00"}, `--ca-hash: CA pin "md5:00" does not start with "sha256:"`},
+		{"node-id-not-a-directory", []string{"--simulate", "--node-id", ".."}, "give --state-dir"},
+		{"not-joined", []string{"--simulate", "--node-id", "n1", "--server", "127.0.0.1:1", "--ca-hash", pin}, "this node has not joined: give --join-token (an operator makes one with 'navarch token create NAME --role agent')"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -59,23 +69,65 @@ func TestNoDriverIsAPlainError(t *testing.T) {
 	}
 }
 
-// TestSIGTERMStopsCleanly runs the real binary on simulated GPUs and stops
-// it with SIGTERM while it is still trying to reach a control plane.
-func TestSIGTERMStopsCleanly(t *testing.T) {
+func TestJoinTokenFromEnv(t *testing.T) {
+	t.Setenv("NAVARCH_JOIN_TOKEN", "")
+	if got := joinTokenFromEnv(""); got != "" {
+		t.Fatalf("no token anywhere: %q", got)
+	}
+	t.Setenv("NAVARCH_JOIN_TOKEN", "join.env")
+	if got := joinTokenFromEnv(""); got != "join.env" {
+		t.Fatalf("environment: %q", got)
+	}
+	if got := joinTokenFromEnv("join.flag"); got != "join.flag" {
+		t.Fatalf("flag: %q", got)
+	}
+}
+
+// syncBuffer is a log both the process and the test touch.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func buildAgent(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "navarch-agent")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "--server", addr, "--insecure", "--simulate", "--gpus", "2", "--node-id", "term-test")
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
+	return bin
+}
+
+// unusedAddr is a loopback address nothing listens on.
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// stopWithSIGTERM sends SIGTERM once ready, and expects a clean exit that
+// logs "agent stopped".
+func stopWithSIGTERM(t *testing.T, cmd *exec.Cmd, logs *syncBuffer, ready func() bool) {
+	t.Helper()
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // if the test fails before the agent stops
+	testutil.EventuallyWithin(t, 20*time.Second, "the agent under way", ready)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -92,5 +144,46 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "agent stopped") {
 		t.Fatalf("logs: %s", logs.String())
+	}
+}
+
+// TestSIGTERMStopsCleanly runs the real binary on simulated GPUs and stops
+// it with SIGTERM while it is still trying to reach a control plane.
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	cmd := exec.Command(buildAgent(t), "--server", unusedAddr(t), "--insecure", "--simulate", "--gpus", "2", "--node-id", "term-test")
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopWithSIGTERM(t, cmd, &logs, func() bool { return strings.Contains(logs.String(), "agent starting") })
+}
+
+// TestJoinWaitsForTheControlPlane: an agent given a join token (here in
+// the environment) for a control plane not up yet makes its key, keeps
+// trying to join, never logs the token, and stops cleanly on SIGTERM.
+func TestJoinWaitsForTheControlPlane(t *testing.T) {
+	const token = "join.k8Yq2-secret"
+	state := filepath.Join(t.TempDir(), "node-1")
+	cmd := exec.Command(buildAgent(t), "--server", unusedAddr(t), "--ca-hash", "sha256:"+strings.Repeat("ab", 32),
+		"--state-dir", state, "--simulate", "--gpus", "1", "--node-id", "node-1", "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "NAVARCH_JOIN_TOKEN="+token)
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopWithSIGTERM(t, cmd, &logs, func() bool { return strings.Count(logs.String(), "join failed; retrying") >= 2 })
+	if strings.Contains(logs.String(), token) || strings.Contains(logs.String(), "PRIVATE KEY") {
+		t.Fatalf("the logs hold the token or the key:\n%s", logs.String())
+	}
+	for path, want := range map[string]os.FileMode{state: 0o700, filepath.Join(state, "key.pem"): 0o600} {
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != want {
+			t.Fatalf("%s: %v %v, want mode %o", path, st, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(state, "cert.pem")); !os.IsNotExist(err) {
+		t.Fatalf("a certificate without a join: %v", err)
 	}
 }
