@@ -30,7 +30,7 @@ func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*control
 	cfg := filepath.Join(dir, "bench.yaml")
 	// The fleet simulator multiplexes thousands of nodes, each with its
 	// long poll, on a few connections.
-	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\ncommand_delivery: %s\nmax_streams_per_connection: 100000\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"), delivery)
+	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\ncommand_delivery: %s\nmax_streams_per_connection: 100000\nagent_identities: false\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"), delivery)
 	if b.pprof != "" {
 		body += "pprof_listen: " + b.pprof + "\n"
 	}

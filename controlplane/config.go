@@ -81,6 +81,11 @@ type Config struct {
 	// Insecure serves plaintext. It is refused unless the listen address
 	// is on loopback.
 	Insecure bool `yaml:"insecure"`
+	// AgentIdentities has every NodeService call present the certificate
+	// its agent got when it joined, for the node the call is about. Off
+	// is only for a fleet simulator on this machine, and refused unless
+	// the listen address is on loopback.
+	AgentIdentities bool `yaml:"agent_identities"`
 }
 
 // TLSConfig configures the server's certificate: by default one the
@@ -132,6 +137,7 @@ func Defaults() Config {
 		AutoCordon:           AutoCordonConfig{Enabled: &on, MaxFraction: 0.5, Window: Duration{Duration: 5 * time.Minute}},
 		WatchBuffer:          65536,
 		WatchReplay:          16384,
+		AgentIdentities:      true,
 		WatchStreamsPerToken: 64,
 		// An agent holds a long poll and now and then a heartbeat or a
 		// report; a fleet simulator multiplexes many nodes on one
@@ -279,6 +285,12 @@ func (c *Config) checkTransport() error {
 	for i, n := range c.TLS.Names {
 		if strings.TrimSpace(n) == "" || strings.ContainsAny(n, " /:") && net.ParseIP(n) == nil {
 			return fmt.Errorf("tls.names[%d]: %q is not a host name or an IP address", i, n)
+		}
+	}
+	if !c.AgentIdentities {
+		host, _, _ := net.SplitHostPort(c.Listen)
+		if !loopback(host) {
+			return fmt.Errorf("agent_identities: agents without identities are allowed only on a loopback address, and listen is %s", c.Listen)
 		}
 	}
 	if !c.Insecure {

@@ -32,6 +32,7 @@ import (
 	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -145,7 +146,10 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers}
-	creds, err := s.transport(o.Clock)
+	creds, ca, err := s.transport(o.Clock)
+	if err == nil && ca != nil {
+		err = s.agentsJoin(ctx, tokens)
+	}
 	if err != nil {
 		fl.Close()
 		if o.Store == nil {
@@ -153,7 +157,21 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 		return nil, err
 	}
-	gate := auth.NewGate(tokens, log)
+	// Agents join with a token and call with their own certificate; on a
+	// plaintext control plane, or one configured so for a simulator on
+	// this machine, they call without one.
+	var agents *auth.Agents
+	var ids api.Identities
+	if ca != nil {
+		agents = auth.NewAgents(auth.AgentsOptions{CA: ca, Tokens: tokens, Store: st, Loaded: state.NodeKeys, Clock: o.Clock, Logger: log})
+		ids = agents
+		fl.OnRemove(agents.Forget)
+	}
+	enforce := agents
+	if !o.Config.AgentIdentities {
+		enforce = nil
+	}
+	gate := auth.NewGate(tokens, enforce, log)
 	codec := api.NewCodec()
 	// Every call that changes the fleet or its tokens is recorded, with
 	// its result, once the gate has let it in.
@@ -176,8 +194,12 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		// watch queues, instead of waiting for TCP to give up.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
-	api.RegisterNodeService(s.grpc, fl)
-	api.RegisterControlPlaneService(s.grpc, api.ControlPlaneOptions{Fleet: fl, Tokens: tokens, Clock: o.Clock, WatchStreamsPerToken: o.Config.WatchStreamsPerToken})
+	api.RegisterNodeService(s.grpc, fl, ids)
+	cpo := api.ControlPlaneOptions{Fleet: fl, Tokens: tokens, Clock: o.Clock, WatchStreamsPerToken: o.Config.WatchStreamsPerToken}
+	if agents != nil {
+		cpo.Identities = agents
+	}
+	api.RegisterControlPlaneService(s.grpc, cpo)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil
@@ -185,26 +207,42 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 
 // transport is the server's transport security: the certificate the
 // operator brought, or one from the control plane's own CA, created on
-// first start; plaintext only when configured, and only on loopback.
-func (s *Server) transport(clock clockwork.Clock) (credentials.TransportCredentials, error) {
+// first start; plaintext only when configured, and only on loopback. The
+// CA, which signs agents' certificates, is nil only for plaintext.
+func (s *Server) transport(clock clockwork.Clock) (credentials.TransportCredentials, *pki.Authority, error) {
 	if s.cfg.Insecure {
 		s.log.Warn("serving plaintext: anyone on this machine can read and change the fleet", "listen", s.cfg.Listen)
-		return insecure.NewCredentials(), nil
+		return insecure.NewCredentials(), nil, nil
 	}
-	if s.cfg.TLS.CertFile != "" {
-		tc, err := pki.FileTLS(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-		return credentials.NewTLS(tc), nil
-	}
-	ca, err := pki.Open(pki.Options{Dir: filepath.Join(s.cfg.DataDir, "pki"), Names: s.cfg.serverNames(), Clock: clock, Logger: s.log})
+	brought := s.cfg.TLS.CertFile != ""
+	ca, err := pki.Open(pki.Options{Dir: filepath.Join(s.cfg.DataDir, "pki"), Names: s.cfg.serverNames(), Clock: clock, Logger: s.log, CAOnly: brought})
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		return nil, nil, fmt.Errorf("tls: %w", err)
+	}
+	if brought {
+		tc, err := pki.FileTLS(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile, ca.CAPool())
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls: %w", err)
+		}
+		return credentials.NewTLS(tc), ca, nil
 	}
 	s.caFile = ca.CAFile()
 	s.log.Info("TLS on; clients trust the control plane's CA", "ca", s.caFile, "ca_pin", ca.CAHash())
-	return credentials.NewTLS(ca.ServerTLS()), nil
+	return credentials.NewTLS(ca.ServerTLS()), ca, nil
+}
+
+// agentsJoin gives the local provider's agents a join token of their own,
+// new at each start: written to DATA_DIR/local-agents/join.token (0600),
+// where the provider reads it as it starts an agent.
+func (s *Server) agentsJoin(ctx context.Context, tokens *auth.Tokens) error {
+	if !s.cfg.LocalProvider.On() {
+		return nil
+	}
+	token, err := tokens.Issue(ctx, local.JoinTokenName, controlplanev1.Role_ROLE_AGENT)
+	if err != nil {
+		return fmt.Errorf("local provider's join token: %w", err)
+	}
+	return auth.WriteSecret(filepath.Join(s.cfg.DataDir, local.JoinTokenFile), token)
 }
 
 // CAFile is the certificate of the CA clients must trust, when the control

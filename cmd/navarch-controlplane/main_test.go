@@ -146,7 +146,13 @@ type acked struct {
 // the same data directory and checks every acknowledged write.
 func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
-	cp := startBinary(t, "--data-dir", dir)
+	// The test writes for many nodes from one connection, as the fleet
+	// simulator does.
+	cfg := filepath.Join(t.TempDir(), "controlplane.yaml")
+	if err := os.WriteFile(cfg, []byte("agent_identities: false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cp := startBinary(t, "--data-dir", dir, "--config", cfg)
 	nodeAPI, _ := dial(t, cp.addr, dir)
 
 	done := &acked{events: map[string][]string{}}
@@ -212,7 +218,7 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 		t.Fatalf("only %d writes acknowledged before the kill", len(done.cordoned))
 	}
 
-	cp2 := startBinary(t, "--data-dir", dir)
+	cp2 := startBinary(t, "--data-dir", dir, "--config", cfg)
 	_, ops2 := dial(t, cp2.addr, dir)
 	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer rcancel()

@@ -23,20 +23,25 @@ type Nodes interface {
 	CommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*fleetv1.Command, error)
 }
 
-// RegisterNodeService registers NodeService, served by fleet, on s.
-func RegisterNodeService(s grpc.ServiceRegistrar, fleet Nodes) {
-	nodev1.RegisterNodeServiceServer(s, &nodeService{fleet: fleet})
+// RegisterNodeService registers NodeService, served by fleet and the
+// agents' identities, on s.
+func RegisterNodeService(s grpc.ServiceRegistrar, fleet Nodes, ids Identities) {
+	nodev1.RegisterNodeServiceServer(s, &nodeService{fleet: fleet, ids: ids})
 }
 
-// nodeService is NodeService: every request is checked field by field, then
-// handed to the fleet.
+// nodeService is NodeService: every request is checked field by field, its
+// node_id against the caller's certificate, then handed to the fleet.
 type nodeService struct {
 	nodev1.UnimplementedNodeServiceServer
 	fleet Nodes
+	ids   Identities
 }
 
 func (s *nodeService) RegisterNode(ctx context.Context, req *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error) {
 	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	if err := sameNode(ctx, req.GetNodeId()); err != nil {
 		return nil, err
 	}
 	for _, t := range []struct{ field, v string }{
@@ -60,6 +65,9 @@ func (s *nodeService) Heartbeat(ctx context.Context, req *nodev1.HeartbeatReques
 	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
 		return nil, err
 	}
+	if err := sameNode(ctx, req.GetNodeId()); err != nil {
+		return nil, err
+	}
 	if err := checkSamples(req.GetSamples()); err != nil {
 		return nil, err
 	}
@@ -71,6 +79,9 @@ func (s *nodeService) Heartbeat(ctx context.Context, req *nodev1.HeartbeatReques
 
 func (s *nodeService) ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
 	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	if err := sameNode(ctx, req.GetNodeId()); err != nil {
 		return nil, err
 	}
 	if len(req.GetEvents()) > MaxEventsPerCall {
@@ -102,6 +113,9 @@ func (s *nodeService) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCo
 	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
 		return nil, err
 	}
+	if err := sameNode(ctx, req.GetNodeId()); err != nil {
+		return nil, err
+	}
 	if err := checkDuration("wait", req.GetWait(), 0, time.Hour); err != nil {
 		return nil, err
 	}
@@ -114,6 +128,9 @@ func (s *nodeService) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCo
 
 func (s *nodeService) ReportCommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*nodev1.ReportCommandResultResponse, error) {
 	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return nil, err
+	}
+	if err := sameNode(ctx, req.GetNodeId()); err != nil {
 		return nil, err
 	}
 	if req.GetCommandId() == "" {

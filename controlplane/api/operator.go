@@ -49,6 +49,8 @@ type ControlPlaneOptions struct {
 	// WatchStreamsPerToken caps the WatchFleet streams one token holds
 	// open at once; 0 means no cap.
 	WatchStreamsPerToken int
+	// Identities resets agents' identities; nil where agents have none.
+	Identities Resetter
 }
 
 // RegisterControlPlaneService registers ControlPlaneService on s.
@@ -57,7 +59,7 @@ func RegisterControlPlaneService(s grpc.ServiceRegistrar, o ControlPlaneOptions)
 		o.Clock = clockwork.NewRealClock()
 	}
 	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{
-		fleet: o.Fleet, tokens: o.Tokens, clock: o.Clock,
+		fleet: o.Fleet, tokens: o.Tokens, clock: o.Clock, identities: o.Identities,
 		watches: &perToken{limit: o.WatchStreamsPerToken, open: map[string]int{}},
 	})
 }
@@ -69,6 +71,8 @@ type operatorService struct {
 	tokens  Tokens
 	clock   clockwork.Clock
 	watches *perToken
+	// identities is nil on a plaintext control plane.
+	identities Resetter
 }
 
 // perToken counts what each token holds open, up to a limit.

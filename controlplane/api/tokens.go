@@ -10,7 +10,7 @@ import (
 
 // Tokens is what the token RPCs need of the operator tokens.
 type Tokens interface {
-	Create(ctx context.Context, name string, role controlplanev1.Role, ttl time.Duration) (string, *controlplanev1.TokenInfo, error)
+	Create(ctx context.Context, name string, role controlplanev1.Role, ttl time.Duration, uses int) (string, *controlplanev1.TokenInfo, error)
 	List() []*controlplanev1.TokenInfo
 	Revoke(ctx context.Context, name string) (*controlplanev1.TokenInfo, error)
 }
@@ -27,7 +27,7 @@ func (s *operatorService) CreateToken(ctx context.Context, req *controlplanev1.C
 			return nil, err
 		}
 	}
-	token, info, err := s.tokens.Create(ctx, req.GetName(), req.GetRole(), req.GetTtl().AsDuration())
+	token, info, err := s.tokens.Create(ctx, req.GetName(), req.GetRole(), req.GetTtl().AsDuration(), int(req.GetUses()))
 	if err != nil {
 		return nil, err
 	}

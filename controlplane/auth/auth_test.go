@@ -86,11 +86,11 @@ func TestTokensLifecycle(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	tokens := NewTokens(st, nil, clock, nil)
 	ctx := context.Background()
-	viewer, info, err := tokens.Create(ctx, "dashboards", controlplanev1.Role_ROLE_VIEWER, 0)
+	viewer, info, err := tokens.Create(ctx, "dashboards", controlplanev1.Role_ROLE_VIEWER, 0, 0)
 	if err != nil || info.GetName() != "dashboards" || !strings.HasPrefix(viewer, "dashboards.") {
 		t.Fatalf("create: %q %v %v", viewer, info, err)
 	}
-	brief, _, err := tokens.Create(ctx, "ci", controlplanev1.Role_ROLE_OPERATOR, time.Hour)
+	brief, _, err := tokens.Create(ctx, "ci", controlplanev1.Role_ROLE_OPERATOR, time.Hour, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,21 +99,21 @@ func TestTokensLifecycle(t *testing.T) {
 		do   func() error
 		code codes.Code
 	}{
-		{"duplicate-name", func() error { _, _, err := tokens.Create(ctx, "ci", controlplanev1.Role_ROLE_VIEWER, 0); return err }, codes.AlreadyExists},
+		{"duplicate-name", func() error { _, _, err := tokens.Create(ctx, "ci", controlplanev1.Role_ROLE_VIEWER, 0, 0); return err }, codes.AlreadyExists},
 		{"bad-name", func() error {
-			_, _, err := tokens.Create(ctx, "Has.Dot", controlplanev1.Role_ROLE_VIEWER, 0)
+			_, _, err := tokens.Create(ctx, "Has.Dot", controlplanev1.Role_ROLE_VIEWER, 0, 0)
 			return err
 		}, codes.InvalidArgument},
 		{"no-role", func() error {
-			_, _, err := tokens.Create(ctx, "x", controlplanev1.Role_ROLE_UNSPECIFIED, 0)
+			_, _, err := tokens.Create(ctx, "x", controlplanev1.Role_ROLE_UNSPECIFIED, 0, 0)
 			return err
 		}, codes.InvalidArgument},
 		{"short-ttl", func() error {
-			_, _, err := tokens.Create(ctx, "y", controlplanev1.Role_ROLE_VIEWER, time.Second)
+			_, _, err := tokens.Create(ctx, "y", controlplanev1.Role_ROLE_VIEWER, time.Second, 0)
 			return err
 		}, codes.InvalidArgument},
 		{"policy-is-reserved", func() error {
-			_, _, err := tokens.Create(ctx, PolicyName, controlplanev1.Role_ROLE_ADMIN, 0)
+			_, _, err := tokens.Create(ctx, PolicyName, controlplanev1.Role_ROLE_ADMIN, 0, 0)
 			return err
 		}, codes.InvalidArgument},
 		{"revoke-unknown", func() error { _, err := tokens.Revoke(ctx, "nobody"); return err }, codes.NotFound},
@@ -156,9 +156,9 @@ func TestGate(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	tokens := NewTokens(st, nil, nil, nil)
 	ctx := context.Background()
-	viewer, _, _ := tokens.Create(ctx, "v", controlplanev1.Role_ROLE_VIEWER, 0)
-	operator, _, _ := tokens.Create(ctx, "o", controlplanev1.Role_ROLE_OPERATOR, 0)
-	g := NewGate(tokens, nil)
+	viewer, _, _ := tokens.Create(ctx, "v", controlplanev1.Role_ROLE_VIEWER, 0, 0)
+	operator, _, _ := tokens.Create(ctx, "o", controlplanev1.Role_ROLE_OPERATOR, 0, 0)
+	g := NewGate(tokens, nil, nil)
 	call := func(method, token string) error {
 		md := metadata.MD{}
 		if token != "" {
@@ -172,7 +172,7 @@ func TestGate(t *testing.T) {
 		code                codes.Code
 	}{
 		{"health-needs-nothing", "/grpc.health.v1.Health/Check", "", codes.OK},
-		{"agents-not-yet-checked", ns + "Heartbeat", "", codes.OK},
+		{"agents-unchecked-without-tls", ns + "Heartbeat", "", codes.OK},
 		{"no-token", cps + "ListNodes", "", codes.Unauthenticated},
 		{"bad-token", cps + "ListNodes", "v.nope", codes.Unauthenticated},
 		{"viewer-reads", cps + "ListNodes", viewer, codes.OK},

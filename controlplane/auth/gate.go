@@ -28,8 +28,8 @@ type Need int
 const (
 	// Anyone may call: the gRPC health check, which load balancers use.
 	Anyone Need = iota
-	// Agent calls are NodeService's. Agents do not prove who they are yet;
-	// they will with their own certificates.
+	// Agent calls are NodeService's: they need the node certificate the
+	// agent got when it joined.
 	Agent
 	// Viewer, Operator and Admin need an operator token of that role or
 	// above.
@@ -82,11 +82,13 @@ var Required = map[string]Need{
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      Viewer,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Viewer,
 
-	ns + "RegisterNode":        Agent,
-	ns + "Heartbeat":           Agent,
-	ns + "ReportHealth":        Agent,
-	ns + "GetNodeCommands":     Agent,
-	ns + "ReportCommandResult": Agent,
+	ns + "RegisterNode":         Agent,
+	ns + "Heartbeat":            Agent,
+	ns + "ReportHealth":         Agent,
+	ns + "GetNodeCommands":      Agent,
+	ns + "ReportCommandResult":  Agent,
+	ns + "RenewNodeCertificate": Agent,
+	ns + "JoinNode":             Anyone,
 
 	cps + "GetFleetStatus": Viewer,
 	cps + "ListNodes":      Viewer,
@@ -104,7 +106,8 @@ var Required = map[string]Need{
 	cps + "RevokeToken":    Admin,
 	// Reading the audit log needs an operator: reasons may say more than
 	// a viewer should read.
-	cps + "ListAudit": Operator,
+	cps + "ResetNodeIdentity": Operator,
+	cps + "ListAudit":         Operator,
 }
 
 // Services are the services whose every method Required must list.
@@ -114,6 +117,7 @@ var Services = []grpc.ServiceDesc{nodev1.NodeService_ServiceDesc, controlplanev1
 // before the request is read, and refuses it there.
 type Gate struct {
 	tokens *Tokens
+	agents *Agents
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -128,11 +132,28 @@ const (
 )
 
 // NewGate checks calls against tokens.
-func NewGate(tokens *Tokens, log *slog.Logger) *Gate {
+// NewGate checks operators' calls against tokens, and agents' against the
+// node identities in agents; nil agents lets agents call without one, as
+// on a plaintext control plane on loopback.
+func NewGate(tokens *Tokens, agents *Agents, log *slog.Logger) *Gate {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gate{tokens: tokens, log: log, failures: make(map[string]*rate.Limiter)}
+	return &Gate{tokens: tokens, agents: agents, log: log, failures: make(map[string]*rate.Limiter)}
+}
+
+// rank orders the operator roles; an agent's join token ranks with no
+// role, so it reads nothing and changes nothing.
+func rank(r controlplanev1.Role) int {
+	switch r {
+	case controlplanev1.Role_ROLE_VIEWER:
+		return 1
+	case controlplanev1.Role_ROLE_OPERATOR:
+		return 2
+	case controlplanev1.Role_ROLE_ADMIN:
+		return 3
+	}
+	return 0
 }
 
 type callerKey struct{}
@@ -156,8 +177,24 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 	if !ok {
 		return ctx, status.Errorf(codes.Unimplemented, "unknown method %s", info.FullMethodName)
 	}
-	if need == Anyone || need == Agent {
+	switch {
+	case need == Anyone:
 		return ctx, nil
+	case need == Agent && g.agents == nil:
+		// A plaintext control plane on loopback: agents have no
+		// certificates to show.
+		return ctx, nil
+	case need == Agent:
+		node, ok := g.agents.nodeOf(ctx)
+		if !ok {
+			addr := peerIP(ctx)
+			if !g.allowFailure(addr) {
+				return ctx, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
+			}
+			g.log.Warn("agent call without a node certificate", "peer", addr, "method", info.FullMethodName)
+			return ctx, status.Error(codes.Unauthenticated, "NodeService needs the node's certificate: join first (navarch-agent --join-token)")
+		}
+		return context.WithValue(ctx, nodeKey{}, node), nil
 	}
 	token, err := bearer(info.Header)
 	var caller Caller
@@ -172,7 +209,7 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		g.log.Warn("authentication failed", "peer", addr, "method", info.FullMethodName, "reason", err)
 		return ctx, status.Errorf(codes.Unauthenticated, "%v; give an operator token (--token or NAVARCH_TOKEN)", err)
 	}
-	if caller.Role < need.role() {
+	if rank(caller.Role) < rank(need.role()) {
 		return ctx, apierr.RoleTooLow(caller.Name, display.Role(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
 	}
 	return WithCaller(ctx, caller), nil
@@ -200,10 +237,15 @@ func (g *Gate) passed(ctx context.Context, method string) error {
 	switch {
 	case !ok:
 		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
-	case need == Anyone || need == Agent:
+	case need == Anyone, need == Agent && g.agents == nil:
+		return nil
+	case need == Agent:
+		if _, ok := NodeFrom(ctx); !ok {
+			return status.Error(codes.PermissionDenied, "the call was not authorised")
+		}
 		return nil
 	}
-	if c, ok := CallerFrom(ctx); !ok || c.Role < need.role() {
+	if c, ok := CallerFrom(ctx); !ok || rank(c.Role) < rank(need.role()) {
 		return status.Error(codes.PermissionDenied, "the call was not authorised")
 	}
 	return nil

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -92,10 +91,10 @@ func (t *Tokens) Bootstrap(ctx context.Context, dataDir string) (string, error) 
 	token := "admin." + secret
 	// The file first: a token stored whose secret was lost would lock the
 	// operator out.
-	if err := writeSecret(path, token); err != nil {
+	if err := WriteSecret(path, token); err != nil {
 		return "", err
 	}
-	if _, err := t.add(ctx, "admin", controlplanev1.Role_ROLE_ADMIN, secret, 0); err != nil {
+	if _, err := t.add(ctx, "admin", controlplanev1.Role_ROLE_ADMIN, secret, 0, 0); err != nil {
 		_ = os.Remove(path)
 		return "", fmt.Errorf("store the first admin token: %w", err)
 	}
@@ -103,8 +102,8 @@ func (t *Tokens) Bootstrap(ctx context.Context, dataDir string) (string, error) 
 }
 
 // Create makes a token and returns it whole ("NAME.SECRET"); only its hash
-// is kept.
-func (t *Tokens) Create(ctx context.Context, name string, role controlplanev1.Role, ttl time.Duration) (string, *controlplanev1.TokenInfo, error) {
+// is kept. uses bounds the agents an agent token may join (0: no bound).
+func (t *Tokens) Create(ctx context.Context, name string, role controlplanev1.Role, ttl time.Duration, uses int) (string, *controlplanev1.TokenInfo, error) {
 	if err := CheckName(name); err != nil {
 		return "", nil, err
 	}
@@ -112,7 +111,10 @@ func (t *Tokens) Create(ctx context.Context, name string, role controlplanev1.Ro
 		return "", nil, apierr.Invalid("name", "%q is reserved: the audit log names the fault policy so", name)
 	}
 	if _, ok := controlplanev1.Role_name[int32(role)]; !ok || role == controlplanev1.Role_ROLE_UNSPECIFIED {
-		return "", nil, apierr.Invalid("role", "is required: viewer, operator or admin")
+		return "", nil, apierr.Invalid("role", "is required: viewer, operator, admin or agent")
+	}
+	if uses != 0 && role != controlplanev1.Role_ROLE_AGENT {
+		return "", nil, apierr.Invalid("uses", "only bounds an agent token's joins")
 	}
 	if ttl != 0 && ttl < MinTTL {
 		return "", nil, apierr.Invalid("ttl", "%s is shorter than %s", ttl, MinTTL)
@@ -121,7 +123,7 @@ func (t *Tokens) Create(ctx context.Context, name string, role controlplanev1.Ro
 	if err != nil {
 		return "", nil, status.Error(codes.Internal, "no randomness for a token")
 	}
-	tok, err := t.add(ctx, name, role, secret, ttl)
+	tok, err := t.add(ctx, name, role, secret, ttl, uses)
 	if err != nil {
 		return "", nil, err
 	}
@@ -129,10 +131,10 @@ func (t *Tokens) Create(ctx context.Context, name string, role controlplanev1.Ro
 	return name + "." + secret, Info(tok), nil
 }
 
-func (t *Tokens) add(ctx context.Context, name string, role controlplanev1.Role, secret string, ttl time.Duration) (*store.Token, error) {
+func (t *Tokens) add(ctx context.Context, name string, role controlplanev1.Role, secret string, ttl time.Duration, uses int) (*store.Token, error) {
 	sum := sha256.Sum256([]byte(secret))
 	now := t.clock.Now()
-	tok := &store.Token{Name: name, Role: role, Hash: sum[:], CreatedAt: now}
+	tok := &store.Token{Name: name, Role: role, Hash: sum[:], CreatedAt: now, MaxUses: uses}
 	if ttl > 0 {
 		tok.ExpiresAt = now.Add(ttl)
 	}
@@ -189,20 +191,11 @@ var errBadToken = errors.New("token is unknown, revoked or expired")
 
 // Verify returns who a token belongs to, if it works.
 func (t *Tokens) Verify(token string) (Caller, error) {
-	name, secret, ok := strings.Cut(token, ".")
-	if !ok || name == "" || secret == "" {
-		return Caller{}, errBadToken
-	}
-	sum := sha256.Sum256([]byte(secret))
 	t.mu.RLock()
-	tok := t.byName[name]
-	t.mu.RUnlock()
-	if tok == nil || subtle.ConstantTimeCompare(sum[:], tok.Hash) != 1 {
-		return Caller{}, errBadToken
-	}
-	now := t.clock.Now()
-	if !tok.RevokedAt.IsZero() || (!tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt)) {
-		return Caller{}, errBadToken
+	defer t.mu.RUnlock()
+	tok, err := t.verifyLocked(token)
+	if err != nil {
+		return Caller{}, err
 	}
 	return Caller{Name: tok.Name, Role: tok.Role}, nil
 }
@@ -216,6 +209,7 @@ func Info(tok *store.Token) *controlplanev1.TokenInfo {
 	if !tok.RevokedAt.IsZero() {
 		info.RevokedAt = timestamppb.New(tok.RevokedAt)
 	}
+	info.MaxUses, info.Used = uint32(tok.MaxUses), uint32(tok.Used)
 	return info
 }
 
@@ -247,9 +241,9 @@ func newSecret() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// writeSecret writes a token to path, readable by its owner only, by way
+// WriteSecret writes a token to path, readable by its owner only, by way
 // of a temporary file.
-func writeSecret(path, token string) error {
+func WriteSecret(path, token string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -275,4 +269,23 @@ func writeSecret(path, token string) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// Issue makes a token of this name afresh, replacing one of the same name
+// and its secret; the control plane uses it for tokens of its own, such as
+// the local provider's agents' join token, made new at each start.
+func (t *Tokens) Issue(ctx context.Context, name string, role controlplanev1.Role) (string, error) {
+	secret, err := newSecret()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(secret))
+	tok := &store.Token{Name: name, Role: role, Hash: sum[:], CreatedAt: t.clock.Now()}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.store.Apply(ctx, store.Write{Tokens: []*store.Token{tok}}); err != nil {
+		return "", fmt.Errorf("store token %s: %w", name, err)
+	}
+	t.byName[name] = tok
+	return name + "." + secret, nil
 }

@@ -84,6 +84,11 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 		ns.live.samples, ns.live.metrics = nil, nil
 		ns.live.mu.Unlock()
 	}
+	if c.remove {
+		for _, fn := range f.onRemove {
+			fn(id)
+		}
+	}
 	f.hub.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
 		if c.insert {
 			f.mu.Lock()

@@ -107,6 +107,9 @@ type Fleet struct {
 	totalsMu sync.Mutex
 	totals   *fleetv1.FleetSummary
 
+	// onRemove is told of each node removed from the fleet and the store.
+	onRemove []func(nodeID ...string)
+
 	closing   chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -356,3 +359,7 @@ func (f *Fleet) mustGet(id string) (*nodeState, error) {
 	}
 	return ns, nil
 }
+
+// OnRemove has fn told of each node the fleet removes, once the store has
+// forgotten it (and, with it, its agent's identity). Call it before Start.
+func (f *Fleet) OnRemove(fn func(nodeID ...string)) { f.onRemove = append(f.onRemove, fn) }

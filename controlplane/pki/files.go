@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -10,10 +11,11 @@ import (
 )
 
 // FileTLS is the server's TLS configuration for a certificate and key the
-// operator brings. The files are read again when either changes, so a
-// certificate renewed in place (by cert-manager, certbot or a script) is
-// served from the next handshake on, without a restart.
-func FileTLS(certFile, keyFile string) (*tls.Config, error) {
+// operator brings; clients may present node certificates clientCAs signed.
+// The files are read again when either changes, so a certificate renewed
+// in place (by cert-manager, certbot or a script) is served from the next
+// handshake on, without a restart.
+func FileTLS(certFile, keyFile string, clientCAs *x509.CertPool) (*tls.Config, error) {
 	f := &fileCert{certFile: certFile, keyFile: keyFile}
 	if _, err := f.get(); err != nil {
 		return nil, err
@@ -21,6 +23,8 @@ func FileTLS(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return f.get() },
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      clientCAs,
 	}, nil
 }
 

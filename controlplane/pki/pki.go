@@ -46,6 +46,9 @@ const (
 	caLifetime     = 10 * 365 * 24 * time.Hour
 	serverLifetime = 365 * 24 * time.Hour
 	renewWhenLeft  = serverLifetime / 3
+	// NodeLifetime is how long a node's certificate is valid; agents
+	// renew it once a third of that is left.
+	NodeLifetime = 90 * 24 * time.Hour
 )
 
 // Options configures Open.
@@ -59,6 +62,9 @@ type Options struct {
 	Clock clockwork.Clock
 	// Logger is told of certificates created and renewed; nil discards.
 	Logger *slog.Logger
+	// CAOnly keeps the CA for signing nodes' certificates and issues no
+	// server certificate: the operator brought the server's.
+	CAOnly bool
 }
 
 // Authority is an open CA with the server certificate it issued.
@@ -95,6 +101,9 @@ func Open(o Options) (*Authority, error) {
 	if err := a.loadOrCreateCA(); err != nil {
 		return nil, err
 	}
+	if o.CAOnly {
+		return a, nil
+	}
 	if _, err := a.serverCert(); err != nil {
 		return nil, err
 	}
@@ -123,15 +132,50 @@ func PublicKeyHash(c *x509.Certificate) string {
 }
 
 // ServerTLS is the server's TLS configuration. Every handshake gets the
-// current server certificate, renewed first when it is due.
+// current server certificate, renewed first when it is due, and a client
+// may present a node certificate this CA signed.
 func (a *Authority) ServerTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return a.serverCert()
 		},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  a.CAPool(),
 	}
 }
+
+// SignNode issues a node's client certificate for the key in csr, whose
+// common name must be the node id.
+func (a *Authority) SignNode(csr *x509.CertificateRequest, nodeID string) ([]byte, error) {
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	if csr.Subject.CommonName != nodeID {
+		return nil, fmt.Errorf("certificate request: it is for %q, not node %q", csr.Subject.CommonName, nodeID)
+	}
+	now := a.clock.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: nodeID, OrganizationalUnit: []string{NodeUnit}},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(NodeLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, csr.PublicKey, a.caKey)
+	if err != nil {
+		return nil, fmt.Errorf("sign node certificate: %w", err)
+	}
+	return der, nil
+}
+
+// NodeUnit marks a certificate as a node's: its subject's organizational
+// unit.
+const NodeUnit = "navarch-node"
+
+// CACert is the CA certificate, DER-encoded.
+func (a *Authority) CACert() []byte { return a.caCert.Raw }
 
 // serverCert returns the server certificate, issuing a new one when there
 // is none, it misses a name, or it is due for renewal.
@@ -140,6 +184,7 @@ func (a *Authority) serverCert() (*tls.Certificate, error) {
 	defer a.mu.Unlock()
 	if a.server == nil {
 		if c, err := tls.LoadX509KeyPair(filepath.Join(a.dir, serverCertFile), filepath.Join(a.dir, serverKeyFile)); err == nil {
+			c.Certificate = append(c.Certificate, a.caCert.Raw)
 			a.server = &c
 		}
 	}
@@ -213,6 +258,9 @@ func (a *Authority) issueServer() (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pki: server certificate: %w", err)
 	}
+	// The chain carries the CA, so an agent that pins the CA by its hash
+	// can find it.
+	c.Certificate = append(c.Certificate, a.caCert.Raw)
 	return &c, nil
 }
 

@@ -2,7 +2,12 @@ package pki
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"os"
 	"path/filepath"
 	"testing"
@@ -168,7 +173,7 @@ func TestFileTLSPicksUpARenewedCertificate(t *testing.T) {
 		}
 	}
 	copyPair()
-	cfg, err := FileTLS(certFile, keyFile)
+	cfg, err := FileTLS(certFile, keyFile, a.CAPool())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +198,34 @@ func TestFileTLSPicksUpARenewedCertificate(t *testing.T) {
 	if before.PeerCertificates[0].SerialNumber.Cmp(after.PeerCertificates[0].SerialNumber) == 0 {
 		t.Fatal("a certificate replaced on disk was not served")
 	}
-	if _, err := FileTLS(filepath.Join(dir, "missing.crt"), keyFile); err == nil {
+	if _, err := FileTLS(filepath.Join(dir, "missing.crt"), keyFile, nil); err == nil {
 		t.Fatal("a missing certificate file was accepted")
+	}
+}
+
+func TestSignNode(t *testing.T) {
+	a, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "gpu-7"}}, key)
+	csr, _ := x509.ParseCertificateRequest(csrDER)
+	if _, err := a.SignNode(csr, "gpu-8"); err == nil {
+		t.Fatal("a request for one node was signed for another")
+	}
+	der, err := a.SignNode(csr, "gpu-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: a.CAPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("the node certificate does not verify as a client: %v", err)
+	}
+	if cert.Subject.CommonName != "gpu-7" || cert.Subject.OrganizationalUnit[0] != NodeUnit {
+		t.Fatalf("subject %v", cert.Subject)
+	}
+	if st, err := handshake(t, a, a.ServerTLS(), "127.0.0.1"); err != nil || len(st.PeerCertificates) != 2 || PublicKeyHash(st.PeerCertificates[1]) != a.CAHash() {
+		t.Fatalf("the server's chain does not carry the CA for a pin: %v", err)
 	}
 }

@@ -66,6 +66,9 @@ func Start(t testing.TB, o Options) *ControlPlane {
 	t.Helper()
 	cfg := controlplane.Defaults()
 	cfg.DataDir = t.TempDir()
+	// Tests call NodeService for many nodes on one connection, as the
+	// fleet simulator does; the tests of agents' identities turn them on.
+	cfg.AgentIdentities = false
 	if o.Config != nil {
 		o.Config(&cfg)
 	}

@@ -155,7 +155,11 @@ local_provider:
   max_nodes: %d
   agent_binary: %s
   sim_jobs: true
-`, addr, storeDir, MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"))
+# Agents join with a token and call with their own certificate; a fleet
+# simulated in the demo's own process shares connections, so it runs
+# without (allowed only on loopback).
+agent_identities: %t
+`, addr, storeDir, MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"), o.Nodes <= MaxProcessNodes || o.Keep)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("demo: write config: %w", err)
 	}

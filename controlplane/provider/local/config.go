@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Config is the local provider's section of the control plane's
@@ -41,9 +43,18 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// JoinTokenName names the join token the control plane makes for the
+// local provider's agents at each start, and JoinTokenFile is where in the
+// data directory it writes it (0600) for the provider to read.
+const (
+	JoinTokenName = "local-provider"
+	JoinTokenFile = "local-agents/join.token"
+)
+
 // Build starts the provider as configured: its agents dial server, trust
-// caCert unless c names another (or speak plaintext with insecure), and
-// write their logs under dataDir.
+// caCert unless c names another (or speak plaintext with insecure), join
+// with the token the control plane writes to DATA_DIR/local-agents/
+// join.token, and write their logs under dataDir.
 func Build(c Config, server, caCert string, insecure bool, dataDir string, log *slog.Logger) (*Provider, error) {
 	bin := c.AgentBinary
 	if bin == "" {
@@ -57,9 +68,13 @@ func Build(c Config, server, caCert string, insecure bool, dataDir string, log *
 		Server:      server,
 		CACert:      cmp.Or(c.CACert, caCert),
 		Insecure:    insecure,
-		LogDir:      filepath.Join(dataDir, "local-agents"),
-		MaxNodes:    c.MaxNodes,
-		SimJobs:     c.SimJobs,
-		Logger:      log,
+		JoinToken: func() (string, error) {
+			b, err := os.ReadFile(filepath.Join(dataDir, JoinTokenFile))
+			return strings.TrimSpace(string(b)), err
+		},
+		LogDir:   filepath.Join(dataDir, "local-agents"),
+		MaxNodes: c.MaxNodes,
+		SimJobs:  c.SimJobs,
+		Logger:   log,
 	})
 }

@@ -37,6 +37,11 @@ type Options struct {
 	// Insecure has the agents dial in plaintext, a control plane started
 	// with --insecure.
 	Insecure bool
+	// JoinToken returns the join token the agents join with, read as each
+	// starts; required unless Insecure. The agents get it in their
+	// environment, never on their command line, where any user could
+	// read it.
+	JoinToken func() (string, error)
 	// LogDir receives one log file per agent. Required.
 	LogDir string
 	// MaxNodes caps the agents running at once; 0 means 200.
@@ -76,6 +81,9 @@ func New(o Options) (*Provider, error) {
 	}
 	if o.CACert == "" && !o.Insecure {
 		return nil, errors.New("local provider: the agents need the control plane's CA certificate (local_provider.ca_cert)")
+	}
+	if o.JoinToken == nil && !o.Insecure {
+		return nil, errors.New("local provider: the agents need a join token")
 	}
 	if _, err := os.Stat(o.AgentBinary); err != nil {
 		return nil, fmt.Errorf("local provider: agent binary: %w", err)
@@ -177,10 +185,17 @@ func (p *Provider) start(inst provider.Instance, spec provider.Spec) error {
 		gpus = 8
 	}
 	args := []string{"--server", p.o.Server, "--node-id", inst.NodeID, "--instance-id", inst.InstanceID}
+	var env []string
 	if p.o.Insecure {
 		args = append(args, "--insecure")
 	} else {
-		args = append(args, "--ca-cert", p.o.CACert)
+		token, err := p.o.JoinToken()
+		if err != nil {
+			return fmt.Errorf("join token: %w", err)
+		}
+		// Each agent keeps its identity beside its log.
+		args = append(args, "--ca-cert", p.o.CACert, "--state-dir", filepath.Join(p.o.LogDir, inst.NodeID+".identity"))
+		env = append(os.Environ(), "NAVARCH_JOIN_TOKEN="+token)
 	}
 	args = append(args, "--simulate", "--gpus", strconv.Itoa(gpus), "--log-level", "info")
 	keys := make([]string, 0, len(spec.Labels))
@@ -206,6 +221,7 @@ func (p *Provider) start(inst provider.Instance, spec provider.Spec) error {
 		return fmt.Errorf("agent log: %w", err)
 	}
 	cmd := exec.Command(p.o.AgentBinary, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The agents die with the control plane even if it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}

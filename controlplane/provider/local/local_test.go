@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/cptest"
@@ -47,12 +48,19 @@ type env struct {
 }
 
 // start runs a real control plane with the local provider starting real
-// agent processes.
+// agent processes, which join with an agent token and call with their own
+// certificates.
 func start(t *testing.T, agent string) *env {
 	t.Helper()
 	e := &env{t: t}
-	cp := cptest.Start(t, cptest.Options{Providers: func(cp rpcclient.Target) []provider.Provider {
-		prov, err := local.New(local.Options{AgentBinary: agent, Server: cp.Addr, CACert: cp.CACert, LogDir: filepath.Join(t.TempDir(), "agents"), StopGrace: 2 * time.Second})
+	joinToken := func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := e.ops.CreateToken(ctx, &controlplanev1.CreateTokenRequest{Name: fmt.Sprintf("join-%d", time.Now().UnixNano()), Role: controlplanev1.Role_ROLE_AGENT, Uses: 1})
+		return resp.GetToken(), err
+	}
+	cp := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) { c.AgentIdentities = true }, Providers: func(cp rpcclient.Target) []provider.Provider {
+		prov, err := local.New(local.Options{AgentBinary: agent, Server: cp.Addr, CACert: cp.CACert, JoinToken: joinToken, LogDir: filepath.Join(t.TempDir(), "agents"), StopGrace: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,158 @@
+package controlplane_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/fleettest"
+	"github.com/navarch/navarch/internal/rpcclient"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// machine is an agent's machine: its own key, and the certificate it got.
+type machine struct {
+	t    *testing.T
+	cp   *cptest.ControlPlane
+	key  *ecdsa.PrivateKey
+	cert *tls.Certificate
+}
+
+func newMachine(t *testing.T, cp *cptest.ControlPlane) *machine {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &machine{t: t, cp: cp, key: key}
+}
+
+func (m *machine) request(nodeID string) []byte {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: nodeID}}, m.key)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return der
+}
+
+// nodes is NodeService as this machine calls it: with its certificate
+// once it has one, and never with an operator token.
+func (m *machine) nodes() nodev1.NodeServiceClient {
+	target := m.cp.Target()
+	target.Token = ""
+	if m.cert != nil {
+		target.Certificate = func() (*tls.Certificate, error) { return m.cert, nil }
+	}
+	conn, err := rpcclient.Dial(target)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() { _ = conn.Close() })
+	return nodev1.NewNodeServiceClient(conn)
+}
+
+func (m *machine) join(nodeID, token string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := m.nodes().JoinNode(ctx, &nodev1.JoinNodeRequest{NodeId: nodeID, JoinToken: token, CertificateRequest: m.request(nodeID)})
+	if err != nil {
+		return err
+	}
+	m.cert = &tls.Certificate{Certificate: [][]byte{resp.GetCertificate()}, PrivateKey: m.key}
+	return nil
+}
+
+func (m *machine) register(nodeID string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := m.nodes().RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: nodeID, Gpus: fleettest.GPUs(1)})
+	return err
+}
+
+func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) { c.AgentIdentities = true }})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	joinTok, err := cp.Ops.CreateToken(ctx, &controlplanev1.CreateTokenRequest{Name: "rack-a", Role: controlplanev1.Role_ROLE_AGENT, Uses: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newMachine(t, cp)
+	if err := a.register("gpu-1"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("an agent without a certificate: %v, want Unauthenticated", err)
+	}
+	if err := a.join("gpu-1", "rack-a.wrong"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a wrong join token: %v", err)
+	}
+	if err := a.join("gpu-1", cp.AdminToken()); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("an operator token is no join token: %v", err)
+	}
+	if err := a.join("gpu-1", joinTok.GetToken()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.register("gpu-1"); err != nil {
+		t.Fatalf("the agent on its own node: %v", err)
+	}
+	if err := a.register("gpu-2"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("the agent acting for another node: %v, want PermissionDenied", err)
+	}
+	// A join token reads nothing and changes nothing.
+	agentOps := opsAs(t, cp, joinTok.GetToken())
+	if _, err := agentOps.ListNodes(ctx, &controlplanev1.ListNodesRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a join token read the fleet: %v", err)
+	}
+	// A second machine with a valid token cannot take the node id.
+	b := newMachine(t, cp)
+	if err := b.join("gpu-1", joinTok.GetToken()); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("a second machine claiming gpu-1: %v, want FailedPrecondition", err)
+	}
+	// The same machine joining again is fine; the token allows two joins.
+	if err := a.join("gpu-1", joinTok.GetToken()); err != nil {
+		t.Fatalf("the same machine joining again: %v", err)
+	}
+	if err := b.join("gpu-2", joinTok.GetToken()); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a third join with a two-use token: %v, want PermissionDenied", err)
+	}
+	// Renewal: for the same key only.
+	renewed, err := a.nodes().RenewNodeCertificate(ctx, &nodev1.RenewNodeCertificateRequest{CertificateRequest: a.request("gpu-1")})
+	if err != nil || len(renewed.GetCertificate()) == 0 {
+		t.Fatalf("renew: %v", err)
+	}
+	if _, err := a.nodes().RenewNodeCertificate(ctx, &nodev1.RenewNodeCertificateRequest{CertificateRequest: b.request("gpu-1")}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("renewing for another key: %v", err)
+	}
+	// The identity survives a restart.
+	cp.Restart()
+	if err := a.register("gpu-1"); err != nil {
+		t.Fatalf("the agent after a restart: %v", err)
+	}
+	// An operator resets it: the old certificate stops working, and the
+	// second machine may join as the node.
+	if _, err := cp.Ops.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: "gpu-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.register("gpu-1"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a reset node's old certificate: %v, want Unauthenticated", err)
+	}
+	more, err := cp.Ops.CreateToken(ctx, &controlplanev1.CreateTokenRequest{Name: "rack-b", Role: controlplanev1.Role_ROLE_AGENT})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.join("gpu-1", more.GetToken()); err != nil {
+		t.Fatalf("a new machine after the reset: %v", err)
+	}
+	if err := b.register("gpu-1"); err != nil {
+		t.Fatal(err)
+	}
+}
