@@ -73,8 +73,9 @@ func commandName(cmd string, args []string) string {
 	return cmd
 }
 
-// roles are the roles a token may have, lowest first, as the command line
-// writes them.
+// roles are the roles a token may have, as the command line writes them:
+// the operators' roles lowest first, then agent, which is no rung on that
+// ladder (a join token lets agents join and does nothing else).
 var roles = []struct {
 	name string
 	role controlplanev1.Role
@@ -82,6 +83,17 @@ var roles = []struct {
 	{"viewer", controlplanev1.Role_ROLE_VIEWER},
 	{"operator", controlplanev1.Role_ROLE_OPERATOR},
 	{"admin", controlplanev1.Role_ROLE_ADMIN},
+	{"agent", controlplanev1.Role_ROLE_AGENT},
+}
+
+// roleChoices lists the roles for a message: "viewer, operator, admin or
+// agent".
+func roleChoices() string {
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = r.name
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // parseRole reads a role as the command line writes it.

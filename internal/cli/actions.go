@@ -93,6 +93,30 @@ func act(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, cmd, i
 	return resp.GetNode(), err
 }
 
+// runResetIdentity forgets the key node id's agent joined with: its
+// certificate stops working, and a machine with a join token may join as
+// the node, as after a reinstall or a replacement.
+func runResetIdentity(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("reset-identity", cf)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("reset-identity needs exactly one node id")
+	}
+	id := pos[0]
+	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) error {
+		_, err := c.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: id})
+		return err
+	})
+	if err != nil {
+		return nodeFailure(id, err)
+	}
+	fmt.Fprintf(env.Stdout, "%s identity reset; a machine with a join token may now join as it\n", id)
+	return nil
+}
+
 // nodeError is a failed action on one node, said as the console says it:
 // "gpu-7: no such node", "gpu-7 is TERMINATED; it cannot be cordoned".
 // It keeps the status, whose code sets the exit code.

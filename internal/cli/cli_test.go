@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/demo"
 	"github.com/navarch/navarch/internal/display"
@@ -150,6 +151,51 @@ func TestActionsAndExitCodes(t *testing.T) {
 	}
 }
 
+// TestResetIdentity: an operator resets a node's identity, a node without
+// one included; a viewer cannot, and a plaintext control plane, whose
+// agents have no identities, refuses.
+func TestResetIdentity(t *testing.T) {
+	addr := server(t)
+	viewer := newToken(t, addr, "dash", "viewer")
+	operator := newToken(t, addr, "ci", "operator")
+	rows := []struct {
+		name  string
+		token string // "" leaves $NAVARCH_TOKEN, the admin's
+		args  []string
+		code  int
+		out   string
+		err   string
+	}{
+		{"admin-resets", "", []string{"reset-identity", "gpu-1"}, ExitOK,
+			"gpu-1 identity reset; a machine with a join token may now join as it\n", ""},
+		{"operator-resets", operator, []string{"reset-identity", "gpu-2"}, ExitOK,
+			"gpu-2 identity reset; a machine with a join token may now join as it\n", ""},
+		{"viewer-cannot", viewer, []string{"reset-identity", "gpu-1"}, ExitDenied, "",
+			"navarch: permission denied: this token's role is viewer; reset-identity needs operator\n"},
+		{"bad-id", "", []string{"reset-identity", "bad/id"}, ExitRefused, "", "node_id"},
+		{"no-id", "", []string{"reset-identity"}, ExitUsage, "", "exactly one node id"},
+		{"reason", "", []string{"reset-identity", "gpu-1", "--reason", "x"}, ExitUsage, "", "not defined: -reason"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			args := []string{"--server", addr}
+			if row.token != "" {
+				args = append(args, "--token", row.token)
+			}
+			code, out, errOut := navarch(t, append(args, row.args...)...)
+			if code != row.code || out != row.out || !strings.Contains(errOut, row.err) {
+				t.Fatalf("exit %d (want %d), stdout %q (want %q), stderr %q (want %q)", code, row.code, out, row.out, errOut, row.err)
+			}
+		})
+	}
+
+	plain := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) { c.Insecure = true }})
+	code, _, errOut := navarch(t, "--server", plain.Addr, "--insecure", "--token", plain.Target().Token, "reset-identity", "gpu-1")
+	if code != ExitRefused || !strings.Contains(errOut, "plaintext") {
+		t.Fatalf("plaintext control plane: exit %d, stderr %q", code, errOut)
+	}
+}
+
 // TestDurationsDefaultToTheControlPlanes: --deadline and --drain-timeout
 // left out are left to the control plane, which applies the defaults it
 // reports in GetFleetStatus, and their help names no value of its own.
@@ -227,7 +273,7 @@ func TestHelpAndVersion(t *testing.T) {
 // from the usage so that the usage is checked against it.
 var subcommands = []string{
 	"get nodes", "get node", "get events", "get status", "get audit",
-	"cordon", "uncordon", "drain", "terminate", "diagnose",
+	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-identity",
 	"provision", "token create", "token list", "token revoke", "demo", "version",
 }
 

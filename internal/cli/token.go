@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"math"
 	"text/tabwriter"
 	"time"
 
@@ -13,7 +15,8 @@ import (
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
-// The token commands manage operator tokens; each needs an admin token.
+// The token commands manage operator and agent tokens; each needs an
+// admin token.
 
 func runToken(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	if len(args) == 0 {
@@ -38,9 +41,10 @@ func runToken(ctx context.Context, cf *connFlags, args []string, env Env) error 
 
 func createToken(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	fs := flagSet("token create", cf)
-	role := fs.String("role", "", "`viewer|operator|admin` what the token allows: viewer reads, operator also changes the fleet, admin also manages tokens; required")
+	role := fs.String("role", "", "`viewer|operator|admin|agent` what the token allows: viewer reads, operator also changes the fleet, admin also manages tokens; agent lets agents join with navarch-agent --join-token, and nothing else; required")
 	var ttl optionalDuration
 	fs.Var(&ttl, "ttl", "`DURATION` how long the token works; unset, until it is revoked")
+	uses := fs.Int64("uses", 0, "`N` for an agent token, how many agents may join with it; unset, no limit")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -49,16 +53,24 @@ func createToken(ctx context.Context, cf *connFlags, args []string, env Env) err
 		return usagef("token create needs exactly one token name")
 	}
 	if *role == "" {
-		return usagef("token create needs --role viewer, operator or admin")
+		return usagef("token create needs --role %s", roleChoices())
 	}
 	r, ok := parseRole(*role)
 	if !ok {
-		return usagef("--role: %q is not viewer, operator or admin", *role)
+		return usagef("--role: %q is not %s", *role, roleChoices())
 	}
 	if ttl.set && ttl.d <= 0 {
 		return usagef("--ttl: %s is not a positive duration", ttl.d)
 	}
-	req := &controlplanev1.CreateTokenRequest{Name: pos[0], Role: r}
+	usesSet := false
+	fs.Visit(func(f *flag.Flag) { usesSet = usesSet || f.Name == "uses" })
+	if usesSet && r != controlplanev1.Role_ROLE_AGENT {
+		return usagef("--uses is only for an agent token (--role agent)")
+	}
+	if usesSet && (*uses < 1 || *uses > math.MaxUint32) {
+		return usagef("--uses: %d is not a count from 1 to %d", *uses, uint32(math.MaxUint32))
+	}
+	req := &controlplanev1.CreateTokenRequest{Name: pos[0], Role: r, Uses: uint32(*uses)}
 	if ttl.set {
 		req.Ttl = durationpb.New(ttl.d)
 	}
@@ -74,13 +86,44 @@ func createToken(ctx context.Context, cf *connFlags, args []string, env Env) err
 	// stderr, for the person who ran it.
 	fmt.Fprintln(env.Stdout, resp.GetToken())
 	info := resp.GetInfo()
-	expires := "no expiry"
-	if e := info.GetExpiresAt(); e != nil {
-		expires = "expires " + when(e, time.Now())
+	about := display.Role(info.GetRole())
+	if info.GetRole() == controlplanev1.Role_ROLE_AGENT {
+		about += ", " + agentsAllowed(info.GetMaxUses())
 	}
-	fmt.Fprintf(env.Stderr, "Token %s (%s, %s) created. It is shown this once: the control plane keeps only its hash.\n",
-		info.GetName(), display.Role(info.GetRole()), expires)
+	if e := info.GetExpiresAt(); e != nil {
+		about += ", expires " + when(e, time.Now())
+	} else {
+		about += ", no expiry"
+	}
+	fmt.Fprintf(env.Stderr, "Token %s (%s) created. It is shown this once: the control plane keeps only its hash.\n",
+		info.GetName(), about)
+	if info.GetRole() == controlplanev1.Role_ROLE_AGENT {
+		fmt.Fprintln(env.Stderr, "Agents join with it as navarch-agent --join-token TOKEN or NAVARCH_JOIN_TOKEN.")
+	}
 	return nil
+}
+
+// agentsAllowed says how many agents an agent token lets join.
+func agentsAllowed(maxUses uint32) string {
+	switch maxUses {
+	case 0:
+		return "any number of agents"
+	case 1:
+		return "one agent"
+	}
+	return fmt.Sprintf("up to %d agents", maxUses)
+}
+
+// usesCell is a token's USES cell: "used/max", "used/-" for an agent token
+// without a limit, and nothing for the others, which no agent joins with.
+func usesCell(t *controlplanev1.TokenInfo) string {
+	if t.GetRole() != controlplanev1.Role_ROLE_AGENT {
+		return ""
+	}
+	if t.GetMaxUses() == 0 {
+		return fmt.Sprintf("%d/-", t.GetUsed())
+	}
+	return fmt.Sprintf("%d/%d", t.GetUsed(), t.GetMaxUses())
 }
 
 // when says when a token's moment comes or came: "in 23h", "2h ago";
@@ -121,13 +164,13 @@ func listTokens(ctx context.Context, cf *connFlags, args []string, env Env) erro
 	}
 	now := time.Now()
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tEXPIRES\tREVOKED")
+	fmt.Fprintln(tw, "NAME\tROLE\tUSES\tCREATED\tEXPIRES\tREVOKED")
 	for _, t := range resp.GetTokens() {
 		revoked := "-"
 		if r := t.GetRevokedAt(); r != nil {
 			revoked = when(r, now)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), display.Role(t.GetRole()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.GetName(), display.Role(t.GetRole()), usesCell(t),
 			when(t.GetCreatedAt(), now), when(t.GetExpiresAt(), now), revoked)
 	}
 	return tw.Flush()

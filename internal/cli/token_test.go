@@ -69,7 +69,7 @@ func TestTokenListShowsNoSecrets(t *testing.T) {
 		f := strings.Fields(line)
 		rows[f[0]] = f
 	}
-	if h := rows["NAME"]; strings.Join(h, " ") != "NAME ROLE CREATED EXPIRES REVOKED" {
+	if h := rows["NAME"]; strings.Join(h, " ") != "NAME ROLE USES CREATED EXPIRES REVOKED" {
 		t.Fatalf("header %q:\n%s", h, table)
 	}
 	tests := []struct {
@@ -99,6 +99,65 @@ func TestTokenListShowsNoSecrets(t *testing.T) {
 		if secret == "" || strings.Contains(table+js, secret) {
 			t.Errorf("the list shows the secret of %q (or the token has none)", tok)
 		}
+	}
+}
+
+// TestAgentTokens: an agent token is made with a use limit or none, says
+// how agents join with it, lists how many joined out of how many may, and
+// reads nothing.
+func TestAgentTokens(t *testing.T) {
+	addr := server(t)
+	code, out, errOut := navarch(t, "--server", addr, "token", "create", "rack-7", "--role", "agent", "--uses", "2", "--ttl", "2h")
+	if code != ExitOK || !regexp.MustCompile(`^rack-7\.\S+\n$`).MatchString(out) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, want := range []string{"rack-7 (agent, up to 2 agents, expires in 1h", "--join-token"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q: %q", want, errOut)
+		}
+	}
+	agent := strings.TrimSuffix(out, "\n")
+	if code, _, errOut := navarch(t, "--server", addr, "token", "create", "pool", "--role", "agent"); code != ExitOK || !strings.Contains(errOut, "(agent, any number of agents, no expiry)") {
+		t.Fatalf("agent token without a limit: exit %d, %q", code, errOut)
+	}
+	newToken(t, addr, "dash", "viewer")
+
+	code, table, errOut := navarch(t, "--server", addr, "token", "list")
+	if code != ExitOK {
+		t.Fatalf("token list: exit %d, %q", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(table, "\n"), "\n")
+	from, to := strings.Index(lines[0], "USES"), strings.Index(lines[0], "CREATED")
+	if from < 0 || to < from {
+		t.Fatalf("no USES column before CREATED:\n%s", table)
+	}
+	cells := map[string]string{}
+	for _, line := range lines[1:] {
+		cells[strings.Fields(line)[0]] = strings.TrimSpace(line[from:to])
+	}
+	for name, want := range map[string]string{"admin": "", "dash": "", "rack-7": "0/2", "pool": "0/-"} {
+		if got, ok := cells[name]; !ok || got != want {
+			t.Errorf("%s: uses %q (listed %t), want %q:\n%s", name, got, ok, want, table)
+		}
+	}
+
+	code, js, _ := navarch(t, "--server", addr, "token", "list", "-o", "json")
+	var list controlplanev1.ListTokensResponse
+	if err := protojson.Unmarshal([]byte(js), &list); err != nil || code != ExitOK {
+		t.Fatalf("token list -o json: %v (%d)\n%s", err, code, js)
+	}
+	found := false
+	for _, tok := range list.GetTokens() {
+		if tok.GetName() == "rack-7" {
+			found = tok.GetRole() == controlplanev1.Role_ROLE_AGENT && tok.GetMaxUses() == 2 && tok.GetUsed() == 0
+		}
+	}
+	if !found || !strings.Contains(js, `"maxUses": 2`) {
+		t.Errorf("rack-7 is not an agent token for 2 agents:\n%s", js)
+	}
+
+	if code, _, errOut := navarch(t, "--server", addr, "--token", agent, "get", "nodes"); code != ExitDenied || !strings.Contains(errOut, "this token's role is agent; get nodes needs viewer") {
+		t.Errorf("an agent token read the fleet: exit %d, %q", code, errOut)
 	}
 }
 
@@ -132,7 +191,10 @@ func TestRolesAndRefusals(t *testing.T) {
 		{"name-in-use", "", []string{"token", "create", "ci", "--role", "viewer"}, ExitRefused, "ci"},
 		{"no-name", "", []string{"token", "create", "--role", "viewer"}, ExitUsage, "exactly one token name"},
 		{"no-role", "", []string{"token", "create", "x"}, ExitUsage, "--role"},
-		{"bad-role", "", []string{"token", "create", "x", "--role", "root"}, ExitUsage, `"root" is not viewer, operator or admin`},
+		{"bad-role", "", []string{"token", "create", "x", "--role", "root"}, ExitUsage, `"root" is not viewer, operator, admin or agent`},
+		{"uses-not-agent", "", []string{"token", "create", "x", "--role", "viewer", "--uses", "2"}, ExitUsage, "--uses is only for an agent token"},
+		{"uses-zero", "", []string{"token", "create", "x", "--role", "agent", "--uses", "0"}, ExitUsage, "--uses: 0 is not a count"},
+		{"uses-negative", "", []string{"token", "create", "x", "--role", "agent", "--uses", "-1"}, ExitUsage, "--uses: -1 is not a count"},
 		{"negative-ttl", "", []string{"token", "create", "x", "--role", "viewer", "--ttl", "-1h"}, ExitUsage, "--ttl"},
 		{"revoke-no-name", "", []string{"token", "revoke"}, ExitUsage, "exactly one token name"},
 	}

@@ -47,13 +47,15 @@ var commands = []command{
 		synopsis: "ID [--reason TEXT] [--force] [--drain-timeout DURATION]"},
 	{name: "diagnose", summary: "run an NVML self-check on a node and print its report",
 		synopsis: "ID [--wait DURATION]"},
+	{name: "reset-identity", summary: "forget a node's agent key, so a machine with a join token may join as it",
+		synopsis: "ID"},
 	{name: "provision", summary: "start new nodes through a provider",
 		synopsis: "--count N [--provider NAME] [--gpus N] [--instance-type TYPE] [-l KEY=VALUE]... [--sim-fault SPEC]... [--chaos DURATION] [-o table|json]"},
-	{name: "token create", summary: "create an operator token and print it, once; needs an admin token",
-		synopsis: "NAME --role viewer|operator|admin [--ttl DURATION]"},
-	{name: "token list", summary: "list the operator tokens, never their secrets; needs an admin token",
+	{name: "token create", summary: "create an operator or agent token and print it, once; needs an admin token",
+		synopsis: "NAME --role viewer|operator|admin|agent [--ttl DURATION] [--uses N]"},
+	{name: "token list", summary: "list the tokens, never their secrets; needs an admin token",
 		synopsis: "[-o table|json]"},
-	{name: "token revoke", summary: "revoke an operator token at once; needs an admin token",
+	{name: "token revoke", summary: "revoke a token at once; needs an admin token",
 		synopsis: "NAME"},
 	{name: "demo", summary: "run a simulated fleet on this machine and open the console on it",
 		synopsis: "[--nodes N] [--gpus N] [--keep] [--data-dir DIR] [--bin DIR] [--fault-every DURATION]",
@@ -85,9 +87,10 @@ plane with the default data directory on this machine; --insecure speaks
 plaintext to a control plane started with --insecure. Every call bears the
 operator token --token TOKEN, else $NAVARCH_TOKEN, else, for a control plane
 on loopback, the admin token of a control plane with the default data
-directory on this machine, where this user can read it. A viewer token reads, an operator token also changes the
-fleet, an admin token also manages tokens. --read-only is also accepted
-before 'get', which never changes anything.
+directory on this machine, where this user can read it. A viewer token
+reads, an operator token also changes the fleet, an admin token also manages
+tokens; an agent token only lets agents join (navarch-agent --join-token).
+--read-only is also accepted before 'get', which never changes anything.
 
 'navarch COMMAND -h' (or 'navarch help COMMAND') describes a command's flags.
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node or token not found,
