@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -142,4 +144,45 @@ func TestWatchStreamsPerToken(t *testing.T) {
 		stop()
 		return err == nil
 	})
+}
+
+// TestReflectionNeedsAViewer: grpcurl works with the CA and a token, as
+// "grpcurl -cacert DATA_DIR/pki/ca.crt -H 'authorization: Bearer TOKEN'
+// ADDR list" does, and not without the token.
+func TestReflectionNeedsAViewer(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	list := func(token string) ([]string, error) {
+		target := cp.Target()
+		target.Token = token
+		conn, err := rpcclient.Dial(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			return nil, err
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		return names, nil
+	}
+	if _, err := list(""); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("reflection without a token: %v", err)
+	}
+	names, err := list(cp.AdminToken())
+	if err != nil || !slices.Contains(names, "navarch.controlplane.v1.ControlPlaneService") || !slices.Contains(names, "navarch.node.v1.NodeService") {
+		t.Fatalf("reflection with a token: %v %v", names, err)
+	}
 }
