@@ -95,3 +95,15 @@ func TestPolicyFileOverride(t *testing.T) {
 		t.Fatalf("bad policy file: %v", err)
 	}
 }
+
+// TestLocalProviderIsOffByDefault: the provider that starts processes on
+// the control plane's machine runs only where it is asked for.
+func TestLocalProviderIsOffByDefault(t *testing.T) {
+	cfg := controlplane.Defaults()
+	if cfg.LocalProvider.On() {
+		t.Fatal("the local provider is on by default")
+	}
+	if len(controlplane.Providers(cfg, "127.0.0.1:50051", nil)) != 0 {
+		t.Fatal("a default configuration offers a provider")
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/navarch/navarch/internal/fleettest"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
@@ -106,6 +107,31 @@ func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
 	}
 	if err := a.register("gpu-2"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("the agent acting for another node: %v, want PermissionDenied", err)
+	}
+	// Nor can it forge another node's XIDs, take its commands or report
+	// their results (which would mark a drain done with its jobs running).
+	forged := []error{
+		func() error {
+			_, err := a.nodes().ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "gpu-2", Events: []*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79}}})
+			return err
+		}(),
+		func() error {
+			_, err := a.nodes().GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "gpu-2"})
+			return err
+		}(),
+		func() error {
+			_, err := a.nodes().ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "gpu-2", CommandId: "cmd-1", Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED})
+			return err
+		}(),
+		func() error {
+			_, err := a.nodes().Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "gpu-2"})
+			return err
+		}(),
+	}
+	for i, err := range forged {
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("forged call %d for another node: %v, want PermissionDenied", i, err)
+		}
 	}
 	// A join token reads nothing and changes nothing.
 	agentOps := opsAs(t, cp, joinTok.GetToken())
