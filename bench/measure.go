@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -129,9 +130,28 @@ func snapshotTime(ctx context.Context, t rpcclient.Target) (time.Duration, error
 }
 
 // measureAgent runs the real agent binary on a simulated 8-GPU node at
-// default intervals and measures its CPU and memory.
+// default intervals, joined with its own identity as on a real node, and
+// measures its CPU and memory.
 func (b *bench) measureAgent(ctx context.Context, t rpcclient.Target, d time.Duration) (agentResult, error) {
-	cmd := exec.Command(filepath.Join(b.bin, "navarch-agent"), "--server", t.Addr, "--ca-cert", t.CACert, "--node-id", "bench-agent", "--simulate", "--gpus", "8", "--log-level", "warn")
+	conn, err := rpcclient.Dial(t)
+	if err != nil {
+		return agentResult{}, err
+	}
+	join, err := controlplanev1.NewControlPlaneServiceClient(conn).CreateToken(ctx, &controlplanev1.CreateTokenRequest{
+		Name: "bench-agent", Role: controlplanev1.Role_ROLE_AGENT, Uses: 1,
+	})
+	_ = conn.Close()
+	if err != nil {
+		return agentResult{}, fmt.Errorf("join token for the agent: %w", err)
+	}
+	stateDir, err := os.MkdirTemp("", "navarch-bench-agent")
+	if err != nil {
+		return agentResult{}, err
+	}
+	defer os.RemoveAll(stateDir)
+	cmd := exec.Command(filepath.Join(b.bin, "navarch-agent"), "--server", t.Addr, "--ca-cert", t.CACert, "--state-dir", stateDir,
+		"--node-id", "bench-agent", "--simulate", "--gpus", "8", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "NAVARCH_JOIN_TOKEN="+join.GetToken())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return agentResult{}, err
