@@ -106,25 +106,7 @@ func (s *Store) Audit(ctx context.Context, q store.AuditQuery) ([]*store.AuditEn
 		return len(out) < q.Limit, nil
 	}
 	err = s.db.View(func(txn *badger.Txn) error {
-		if q.NodeID == "" {
-			return reverse(ctx, txn, prefixAudit, func(_ []byte, v []byte) (bool, error) { return decode(v) })
-		}
-		return reverseKeys(ctx, txn, nodePrefix(prefixNodeAudit, q.NodeID), func(k []byte) (bool, error) {
-			item, err := txn.Get(auditKey(keySeq(k)))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return true, nil
-			}
-			if err != nil {
-				return false, err
-			}
-			more := true
-			err = item.Value(func(v []byte) error {
-				var derr error
-				more, derr = decode(v)
-				return derr
-			})
-			return more, err
-		})
+		return newestFirst(ctx, txn, prefixAudit, prefixNodeAudit, auditKey, q.NodeID, decode)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)

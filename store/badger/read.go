@@ -184,25 +184,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.Heal
 		return len(out) < q.Limit && scanned < maxEventScan, nil
 	}
 	err = s.db.View(func(txn *badger.Txn) error {
-		if q.NodeID == "" {
-			return reverse(ctx, txn, prefixEvent, func(_ []byte, v []byte) (bool, error) { return decode(v) })
-		}
-		return reverseKeys(ctx, txn, nodePrefix(prefixNodeEvent, q.NodeID), func(k []byte) (bool, error) {
-			item, err := txn.Get(eventKey(keySeq(k)))
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return true, nil
-			}
-			if err != nil {
-				return false, err
-			}
-			more := true
-			err = item.Value(func(v []byte) error {
-				var derr error
-				more, derr = decode(v)
-				return derr
-			})
-			return more, err
-		})
+		return newestFirst(ctx, txn, prefixEvent, prefixNodeEvent, eventKey, q.NodeID, decode)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
@@ -248,4 +230,30 @@ func reverseKeys(ctx context.Context, txn *badger.Txn, prefix string, fn func(k 
 		}
 	}
 	return nil
+}
+
+// newestFirst walks a log newest first, handing each value to decode until
+// it says stop: the whole log under prefix, or, for one node, the entries
+// its index under nodeIndex points at (keyOf gives an entry's key from its
+// sequence number). An index entry whose entry expired is passed over.
+func newestFirst(ctx context.Context, txn *badger.Txn, prefix, nodeIndex string, keyOf func(uint64) []byte, nodeID string, decode func(v []byte) (bool, error)) error {
+	if nodeID == "" {
+		return reverse(ctx, txn, prefix, func(_ []byte, v []byte) (bool, error) { return decode(v) })
+	}
+	return reverseKeys(ctx, txn, nodePrefix(nodeIndex, nodeID), func(k []byte) (bool, error) {
+		item, err := txn.Get(keyOf(keySeq(k)))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		more := true
+		err = item.Value(func(v []byte) error {
+			var derr error
+			more, derr = decode(v)
+			return derr
+		})
+		return more, err
+	})
 }
