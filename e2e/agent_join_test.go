@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -25,40 +24,13 @@ import (
 // agentProcess is a navarch-agent binary running on simulated GPUs.
 type agentProcess struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
-}
-
-// syncBuffer is a log both the process and the test touch.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "navarch-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/navarch/navarch/cmd/navarch-agent").CombinedOutput(); err != nil {
-		t.Fatalf("build navarch-agent: %v\n%s", err, out)
-	}
-	return bin
+	logs *testutil.SyncBuffer
 }
 
 // agentCommand runs the agent as on a machine of its own: none of this
 // machine's Navarch settings or state, and joinToken, if any, in its
 // environment as an operator would hand it over.
-func agentCommand(t *testing.T, bin, joinToken string, args ...string) (*exec.Cmd, *syncBuffer) {
+func agentCommand(t *testing.T, bin, joinToken string, args ...string) (*exec.Cmd, *testutil.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command(bin, append(args, "--simulate", "--gpus", "2", "--sim-idle", "--poll-interval", "200ms")...)
 	for _, kv := range os.Environ() {
@@ -70,7 +42,7 @@ func agentCommand(t *testing.T, bin, joinToken string, args ...string) (*exec.Cm
 	if joinToken != "" {
 		cmd.Env = append(cmd.Env, "NAVARCH_JOIN_TOKEN="+joinToken)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	return cmd, logs
 }
@@ -142,7 +114,7 @@ func TestAgentJoinsWithATokenAndKeepsItsIdentity(t *testing.T) {
 		c.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
 	}})
 	f := &fleet{t: t, ops: cp.Ops}
-	bin := buildAgent(t)
+	bin := testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent")
 	pin := caPin(t, cp)
 	token := joinToken(t, cp, "rack-a")
 	machineA := filepath.Join(t.TempDir(), "machine-a")

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -83,33 +82,6 @@ func TestJoinTokenFromEnv(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log both the process and the test touch.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "navarch-agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // unusedAddr is a loopback address nothing listens on.
 func unusedAddr(t *testing.T) string {
 	t.Helper()
@@ -124,7 +96,7 @@ func unusedAddr(t *testing.T) string {
 
 // stopWithSIGTERM sends SIGTERM once ready, and expects a clean exit that
 // logs "agent stopped".
-func stopWithSIGTERM(t *testing.T, cmd *exec.Cmd, logs *syncBuffer, ready func() bool) {
+func stopWithSIGTERM(t *testing.T, cmd *exec.Cmd, logs *testutil.SyncBuffer, ready func() bool) {
 	t.Helper()
 	t.Cleanup(func() { _ = cmd.Process.Kill() }) // if the test fails before the agent stops
 	testutil.EventuallyWithin(t, 20*time.Second, "the agent under way", ready)
@@ -150,8 +122,8 @@ func stopWithSIGTERM(t *testing.T, cmd *exec.Cmd, logs *syncBuffer, ready func()
 // TestSIGTERMStopsCleanly runs the real binary on simulated GPUs and stops
 // it with SIGTERM while it is still trying to reach a control plane.
 func TestSIGTERMStopsCleanly(t *testing.T) {
-	cmd := exec.Command(buildAgent(t), "--server", unusedAddr(t), "--insecure", "--simulate", "--gpus", "2", "--node-id", "term-test")
-	var logs syncBuffer
+	cmd := exec.Command(testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent"), "--server", unusedAddr(t), "--insecure", "--simulate", "--gpus", "2", "--node-id", "term-test")
+	var logs testutil.SyncBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -165,10 +137,10 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 func TestJoinWaitsForTheControlPlane(t *testing.T) {
 	const token = "join.k8Yq2-secret"
 	state := filepath.Join(t.TempDir(), "node-1")
-	cmd := exec.Command(buildAgent(t), "--server", unusedAddr(t), "--ca-hash", "sha256:"+strings.Repeat("ab", 32),
+	cmd := exec.Command(testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent"), "--server", unusedAddr(t), "--ca-hash", "sha256:"+strings.Repeat("ab", 32),
 		"--state-dir", state, "--simulate", "--gpus", "1", "--node-id", "node-1", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "NAVARCH_JOIN_TOKEN="+token)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
