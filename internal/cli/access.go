@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/internal/apierr"
-	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
@@ -28,9 +27,9 @@ func (e deniedError) Error() string {
 	st := status.Convert(e.err)
 	if st.Code() == codes.Unauthenticated {
 		if !e.sent {
-			return "not authenticated: give a token with --token or NAVARCH_TOKEN"
+			return "not authenticated: give a token with --token, NAVARCH_TOKEN or a context (navarch config set-context)"
 		}
-		return "not authenticated: " + st.Message() + "; give a valid token with --token or NAVARCH_TOKEN"
+		return "not authenticated: " + st.Message() + "; give a valid token with --token, NAVARCH_TOKEN or a context"
 	}
 	if have, need, ok := roleShortfall(e.err); ok {
 		return fmt.Sprintf("permission denied: this token's role is %s; %s needs %s", have, e.cmd, need)
@@ -48,8 +47,8 @@ func denial(cf *connFlags, cmd string, err error) error {
 	default:
 		return err
 	}
-	token, _ := rpcclient.TokenFromEnv(cf.token, rpcclient.ServerFromEnv(cf.server))
-	return deniedError{cmd: cmd, sent: token != "", err: err}
+	target, _ := cf.target()
+	return deniedError{cmd: cmd, sent: target.Token != "", err: err}
 }
 
 // roleShortfall reads what a PermissionDenied answer says of roles: the

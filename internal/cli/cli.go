@@ -6,7 +6,7 @@
 //	0  success
 //	1  the control plane could not be reached, or failed
 //	2  bad usage: an unknown flag, a missing argument, a malformed value
-//	3  not found: the node or token does not exist
+//	3  not found: the node, token or context does not exist
 //	4  refused: the node's state forbids the action, or the control plane
 //	   rejected a value
 //	5  not allowed: no valid token, or the token's role does not allow the
@@ -127,6 +127,9 @@ func message(err error) string {
 }
 
 func exitCode(err error) int {
+	if errors.As(err, new(notFoundError)) {
+		return ExitNotFound
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		return ExitFailure
@@ -161,7 +164,7 @@ func run(ctx context.Context, args []string, env Env) error {
 		}
 		target, err := cf.target()
 		if err != nil {
-			return usagef("%v", err)
+			return err
 		}
 		return env.Console(ctx, target, *readOnly)
 	}
@@ -206,6 +209,11 @@ func run(ctx context.Context, args []string, env Env) error {
 		return denial(&cf, cmd, within(cmd, runProvision(ctx, &cf, cargs, env)))
 	case "token":
 		return denial(&cf, commandName(cmd, cargs), runToken(ctx, &cf, cargs, env))
+	case "config":
+		if f := setConnFlag(fs); f != "" {
+			return usagef("--%s does not apply to 'config', which never reaches the control plane", f)
+		}
+		return runConfig(cargs, env)
 	}
 	return usagef("unknown command %q", cmd)
 }
@@ -213,30 +221,34 @@ func run(ctx context.Context, args []string, env Env) error {
 // connFlags are how a command reaches the control plane. They may come
 // before the command or among its flags.
 type connFlags struct {
-	server, caCert, token string
-	insecure              bool
+	server, caCert, token, context string
+	insecure                       bool
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.server, "server", c.server, "`HOST:PORT` the control plane; else $NAVARCH_SERVER, else 127.0.0.1:50051")
-	fs.StringVar(&c.caCert, "ca-cert", c.caCert, "`FILE` the control plane's CA certificate (its DATA_DIR/pki/ca.crt); else $NAVARCH_CA_CERT, else this machine's default control plane's")
+	fs.StringVar(&c.server, "server", c.server, "`HOST:PORT` the control plane; else $NAVARCH_SERVER, else the context's, else 127.0.0.1:50051")
+	fs.StringVar(&c.caCert, "ca-cert", c.caCert, "`FILE` the control plane's CA certificate (its DATA_DIR/pki/ca.crt); else $NAVARCH_CA_CERT, else the context's, else this machine's default control plane's")
 	fs.BoolVar(&c.insecure, "insecure", c.insecure, "plaintext, to a control plane started with --insecure")
-	fs.StringVar(&c.token, "token", c.token, "`TOKEN` the operator token to call with; else $NAVARCH_TOKEN, else, for a control plane on loopback, this machine's default control plane's admin token where this user can read it")
+	fs.StringVar(&c.token, "token", c.token, "`TOKEN` the operator token to call with; else $NAVARCH_TOKEN, else the context's, else, for a control plane on loopback, this machine's default control plane's admin token where this user can read it")
+	fs.StringVar(&c.context, "context", c.context, "`NAME` the context of the client configuration (navarch config) whose settings fill in what the flags and environment leave open; else its current context")
 }
 
-func (c *connFlags) target() (rpcclient.Target, error) {
-	token, err := rpcclient.TokenFromEnv(c.token, rpcclient.ServerFromEnv(c.server))
-	if err != nil {
-		return rpcclient.Target{}, fmt.Errorf("find a token: %w", err)
-	}
-	return rpcclient.Target{Addr: rpcclient.ServerFromEnv(c.server), CACert: rpcclient.CACertFromEnv(c.caCert), Insecure: c.insecure, Token: token}, nil
+// setConnFlag is the name of a connection flag set in fs, or "".
+func setConnFlag(fs *flag.FlagSet) string {
+	name := ""
+	fs.Visit(func(f *flag.Flag) {
+		if name == "" && connFlag(f.Name) {
+			name = f.Name
+		}
+	})
+	return name
 }
 
 // client dials the control plane for one command.
 func client(cf *connFlags) (controlplanev1.ControlPlaneServiceClient, func(), error) {
 	target, err := cf.target()
 	if err != nil {
-		return nil, nil, usagef("%v", err)
+		return nil, nil, err
 	}
 	conn, err := rpcclient.Dial(target)
 	if err != nil {

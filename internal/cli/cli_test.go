@@ -25,12 +25,13 @@ import (
 
 // server runs a real control plane with two registered nodes, and has
 // the commands trust its CA through $NAVARCH_CA_CERT and call as its
-// admin through $NAVARCH_TOKEN. No default control plane's files on this
-// machine are found instead.
+// admin through $NAVARCH_TOKEN. No default control plane's files and no
+// client configuration on this machine are found instead.
 func server(t *testing.T) string {
 	t.Helper()
 	cp := cptest.Start(t, cptest.Options{})
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("NAVARCH_CA_CERT", cp.Server.CAFile())
 	t.Setenv("NAVARCH_TOKEN", cp.Target().Token)
 	ctx := context.Background()
@@ -248,6 +249,7 @@ func TestUnreachableServer(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("NAVARCH_CA_CERT", "")
 	if code, _, errOut := navarch(t, "--server", addr, "get", "nodes"); code != ExitUsage || !strings.Contains(errOut, "--ca-cert") {
 		t.Fatalf("without a CA: exit %d, stderr %q", code, errOut)
@@ -274,7 +276,9 @@ func TestHelpAndVersion(t *testing.T) {
 var subcommands = []string{
 	"get nodes", "get node", "get events", "get status", "get audit",
 	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-identity",
-	"provision", "token create", "token list", "token revoke", "demo", "version",
+	"provision", "token create", "token list", "token revoke",
+	"config view", "config get-contexts", "config use-context", "config set-context", "config delete-context",
+	"demo", "version",
 }
 
 func TestTopLevelUsage(t *testing.T) {
@@ -330,6 +334,7 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"get", "-h"}, []string{"navarch get nodes", "navarch get status", "'navarch get KIND -h'"}},
 		{[]string{"token", "--help"}, []string{"navarch token create", "navarch token revoke", "'navarch token ACTION -h'"}},
 		{[]string{"help", "token"}, []string{"navarch token list"}},
+		{[]string{"config", "-h"}, []string{"navarch config view", "navarch config set-context", "'navarch config ACTION -h'"}},
 	}
 	for _, g := range groups {
 		code, out, errOut := navarch(t, g.args...)
@@ -353,6 +358,10 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"token"}, "Run 'navarch token -h' for usage."},
 		{[]string{"token", "rotate"}, "Run 'navarch token -h' for usage."},
 		{[]string{"token", "create", "ci", "--bogus"}, "Run 'navarch token create -h' for usage."},
+		{[]string{"config"}, "Run 'navarch config -h' for usage."},
+		{[]string{"config", "set"}, "Run 'navarch config -h' for usage."},
+		{[]string{"config", "view", "--server", "127.0.0.1:1"}, "Run 'navarch config view -h' for usage."},
+		{[]string{"--server", "127.0.0.1:1", "config", "view"}, "--server does not apply to 'config'"},
 		{[]string{"demo", "--bogus"}, "Run 'navarch demo -h' for usage."},
 		{[]string{"version", "extra"}, "Run 'navarch version -h' for usage."},
 		{[]string{"diagnose", "gpu-1", "--reason", "x"}, "not defined: -reason"},
@@ -432,7 +441,9 @@ func TestUsageMatchesFlags(t *testing.T) {
 				t.Errorf("%s: the synopsis %q names %s, which is not defined", name, syn, f)
 			}
 		}
-		if name != "demo" && name != "version" && !listed["--server"] {
+		// Every command that reaches the control plane takes the
+		// connection flags; config set-context's --server is its own.
+		if name != "demo" && name != "version" && !strings.HasPrefix(name, "config ") && !listed["--server"] {
 			t.Errorf("%s: --server is not listed", name)
 		}
 	}

@@ -237,7 +237,7 @@ func TestTokenSources(t *testing.T) {
 
 	t.Setenv("NAVARCH_TOKEN", "")
 	code, _, errOut := navarch(t, "--server", addr, "get", "nodes")
-	if code != ExitDenied || errOut != "navarch: not authenticated: give a token with --token or NAVARCH_TOKEN\n" {
+	if code != ExitDenied || errOut != "navarch: not authenticated: give a token with --token, NAVARCH_TOKEN or a context (navarch config set-context)\n" {
 		t.Fatalf("no token: exit %d, %q", code, errOut)
 	}
 
@@ -271,7 +271,7 @@ func TestDenialMessages(t *testing.T) {
 		code int
 	}{
 		{"no-token", deniedError{cmd: "get nodes", err: status.Error(codes.Unauthenticated, "no token")},
-			"not authenticated: give a token with --token or NAVARCH_TOKEN", ExitDenied},
+			"not authenticated: give a token with --token, NAVARCH_TOKEN or a context (navarch config set-context)", ExitDenied},
 		{"token-refused", deniedError{cmd: "get nodes", sent: true, err: status.Error(codes.Unauthenticated, "token expired")},
 			"not authenticated: token expired", ExitDenied},
 		{"role-too-low", deniedError{cmd: "cordon", sent: true, err: apierr.RoleTooLow("dash", "viewer", "CordonNode", "operator")},

@@ -57,6 +57,15 @@ var commands = []command{
 		synopsis: "[-o table|json]"},
 	{name: "token revoke", summary: "revoke a token at once; needs an admin token",
 		synopsis: "NAME"},
+	{name: "config view", summary: "print the client configuration, its tokens redacted",
+		synopsis: "[-o yaml|json]"},
+	{name: "config get-contexts", summary: "list the contexts; * marks the current one"},
+	{name: "config use-context", summary: "make a context the current one",
+		synopsis: "NAME"},
+	{name: "config set-context", summary: "create or update a context; the first one becomes the current one",
+		synopsis: "NAME [--server HOST:PORT] [--ca-cert FILE] [--token TOKEN | --token-file FILE]"},
+	{name: "config delete-context", summary: "delete a context",
+		synopsis: "NAME"},
 	{name: "demo", summary: "run a simulated fleet on this machine and open the console on it",
 		synopsis: "[--nodes N] [--gpus N] [--keep] [--data-dir DIR] [--bin DIR] [--fault-every DURATION]",
 		flags:    demoFlags},
@@ -79,22 +88,27 @@ const demoFlags = `  --nodes N               simulated nodes, 1–1000; above 24
 `
 
 const usageFooter = `--server HOST:PORT picks the control plane for the console and for every
-command but demo and version; it may come before the command or among its
-flags, like the other connection flags. Without it: $NAVARCH_SERVER, else
-127.0.0.1:50051. The connection is TLS, trusting --ca-cert FILE (the control
-plane's DATA_DIR/pki/ca.crt), else $NAVARCH_CA_CERT, else the CA of a control
-plane with the default data directory on this machine; --insecure speaks
-plaintext to a control plane started with --insecure. Every call bears the
-operator token --token TOKEN, else $NAVARCH_TOKEN, else, for a control plane
-on loopback, the admin token of a control plane with the default data
-directory on this machine, where this user can read it. A viewer token
-reads, an operator token also changes the fleet, an admin token also manages
-tokens; an agent token only lets agents join (navarch-agent --join-token).
---read-only is also accepted before 'get', which never changes anything.
+command but config, demo and version; it may come before the command or
+among its flags, like the other connection flags. Without it:
+$NAVARCH_SERVER, else the context's server, else 127.0.0.1:50051. The
+connection is TLS, trusting --ca-cert FILE (the control plane's
+DATA_DIR/pki/ca.crt), else $NAVARCH_CA_CERT, else the context's CA, else the
+CA of a control plane with the default data directory on this machine;
+--insecure speaks plaintext to a control plane started with --insecure.
+Every call bears the operator token --token TOKEN, else $NAVARCH_TOKEN, else
+the context's, else, for a control plane on loopback, the admin token of a
+control plane with the default data directory on this machine, where this
+user can read it. The context is --context NAME, else the current context of
+the client configuration, $XDG_CONFIG_HOME/navarch/config.yaml or
+~/.config/navarch/config.yaml, which the config commands manage. A viewer
+token reads, an operator token also changes the fleet, an admin token also
+manages tokens; an agent token only lets agents join (navarch-agent
+--join-token). --read-only is also accepted before 'get', which never
+changes anything.
 
 'navarch COMMAND -h' (or 'navarch help COMMAND') describes a command's flags.
-Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node or token not found,
-4 refused, 5 not authenticated or not permitted.
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node, token or context not
+found, 4 refused, 5 not authenticated or not permitted.
 `
 
 // width is the width the usage is laid out for.
@@ -104,7 +118,7 @@ const width = 80
 func topUsage() string {
 	var b strings.Builder
 	b.WriteString("Usage:\n")
-	const conn = "[--server HOST:PORT] [--ca-cert FILE | --insecure] [--token TOKEN]"
+	const conn = "[--context NAME] [--server HOST:PORT] [--ca-cert FILE | --insecure] [--token TOKEN]"
 	b.WriteString(wrap("  navarch", conn+" [--read-only]"))
 	b.WriteString("      open the fleet console; --read-only, or a viewer token, hides and refuses\n")
 	b.WriteString("      every action\n")
@@ -215,7 +229,7 @@ func words(s string) []string {
 
 // connFlag reports whether a flag says how to reach the control plane.
 func connFlag(name string) bool {
-	return name == "server" || name == "ca-cert" || name == "insecure" || name == "token"
+	return name == "server" || name == "ca-cert" || name == "insecure" || name == "token" || name == "context"
 }
 
 // flagTable lists the flags of fs, aliases (flags sharing one value, such as
@@ -236,9 +250,14 @@ func flagTable(fs *flag.FlagSet) string {
 		byValue[f.Value] = g
 		groups = append(groups, g)
 	})
-	sort.SliceStable(groups, func(i, j int) bool {
-		return !connFlag(groups[i].f.Name) && connFlag(groups[j].f.Name)
-	})
+	// The connection flags, where a command takes them, come last. The
+	// config commands take none, and list their own --server, --ca-cert
+	// and --token as they define them.
+	if fs.Lookup("insecure") != nil {
+		sort.SliceStable(groups, func(i, j int) bool {
+			return !connFlag(groups[i].f.Name) && connFlag(groups[j].f.Name)
+		})
+	}
 	type row struct{ left, text string }
 	var rows []row
 	col := 0

@@ -27,6 +27,14 @@ import (
 // DefaultServer is the control plane address when none is given.
 const DefaultServer = "127.0.0.1:50051"
 
+// The environment variables a client reads its settings from when no flag
+// gives them.
+const (
+	EnvServer = "NAVARCH_SERVER"
+	EnvCACert = "NAVARCH_CA_CERT"
+	EnvToken  = "NAVARCH_TOKEN"
+)
+
 // Target is a control plane and how to trust it.
 type Target struct {
 	// Addr is its HOST:PORT.
@@ -48,6 +56,10 @@ type Target struct {
 	// handshake so that a renewed certificate is used by the next
 	// connection; nil presents none.
 	Certificate func() (*tls.Certificate, error)
+	// Context names the client context (navarch config) the target was
+	// chosen by, for the console to show; empty when none was. Dial does
+	// not read it.
+	Context string
 }
 
 // ServerFromEnv returns flagValue if set, else $NAVARCH_SERVER, else the
@@ -56,7 +68,7 @@ func ServerFromEnv(flagValue string) string {
 	if flagValue != "" {
 		return flagValue
 	}
-	if v := os.Getenv("NAVARCH_SERVER"); v != "" {
+	if v := os.Getenv(EnvServer); v != "" {
 		return v
 	}
 	return DefaultServer
@@ -69,9 +81,15 @@ func CACertFromEnv(flagValue string) string {
 	if flagValue != "" {
 		return flagValue
 	}
-	if v := os.Getenv("NAVARCH_CA_CERT"); v != "" {
+	if v := os.Getenv(EnvCACert); v != "" {
 		return v
 	}
+	return LocalCACert()
+}
+
+// LocalCACert is the CA of a control plane with the default data
+// directory on this machine, if there is one; else "".
+func LocalCACert() string {
 	if _, err := os.Stat(statedir.CACert()); err == nil {
 		return statedir.CACert()
 	}
@@ -172,17 +190,11 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // except to a control plane that serves plaintext on loopback.
 func (b bearer) RequireTransportSecurity() bool { return b.tls }
 
-// TokenFromEnv returns flagValue if set, else $NAVARCH_TOKEN, else, for a
-// control plane on this machine (addr on loopback), the admin token of a
-// control plane with the default data directory, if this user can read it;
-// else "". This machine's admin token is never sent anywhere else.
-func TokenFromEnv(flagValue, addr string) (string, error) {
-	if flagValue != "" {
-		return flagValue, nil
-	}
-	if v := os.Getenv("NAVARCH_TOKEN"); v != "" {
-		return v, nil
-	}
+// LocalAdminToken is, for a control plane on this machine (addr on
+// loopback), the admin token of a control plane with the default data
+// directory, if this user can read it; else "". This machine's admin
+// token is never sent anywhere else.
+func LocalAdminToken(addr string) (string, error) {
 	if !onLoopback(addr) {
 		return "", nil
 	}

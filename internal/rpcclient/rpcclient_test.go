@@ -67,11 +67,10 @@ func TestDialChecksTheAddressAndTheCA(t *testing.T) {
 	_ = conn.Close()
 }
 
-func TestTokenFromEnv(t *testing.T) {
+func TestLocalAdminToken(t *testing.T) {
 	state := t.TempDir()
 	t.Setenv("XDG_STATE_HOME", state)
-	t.Setenv("NAVARCH_TOKEN", "")
-	if got, err := TokenFromEnv("", "127.0.0.1:50051"); got != "" || err != nil {
+	if got, err := LocalAdminToken("127.0.0.1:50051"); got != "" || err != nil {
 		t.Fatalf("no token anywhere: %q %v", got, err)
 	}
 	file := filepath.Join(state, "navarch", "admin.token")
@@ -81,18 +80,21 @@ func TestTokenFromEnv(t *testing.T) {
 	if err := os.WriteFile(file, []byte("admin.s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := TokenFromEnv("", "127.0.0.1:50051"); got != "admin.s3cret" {
-		t.Fatalf("the local admin token: %q", got)
+	tests := []struct {
+		name, addr, want string
+	}{
+		{"ipv4-loopback", "127.0.0.1:50051", "admin.s3cret"},
+		{"ipv6-loopback", "[::1]:50051", "admin.s3cret"},
+		{"localhost", "localhost:50051", "admin.s3cret"},
+		{"another-machine", "cp.example.com:50051", ""},
+		{"not-host-port", "127.0.0.1", ""},
 	}
-	if got, _ := TokenFromEnv("", "cp.example.com:50051"); got != "" {
-		t.Fatalf("this machine's admin token offered to another control plane: %q", got)
-	}
-	t.Setenv("NAVARCH_TOKEN", "ops.x")
-	if got, _ := TokenFromEnv("", "127.0.0.1:50051"); got != "ops.x" {
-		t.Fatalf("environment: %q", got)
-	}
-	if got, _ := TokenFromEnv("viewer.y", "127.0.0.1:50051"); got != "viewer.y" {
-		t.Fatalf("flag: %q", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, err := LocalAdminToken(tt.addr); got != tt.want || err != nil {
+				t.Fatalf("%q, %v; want %q", got, err, tt.want)
+			}
+		})
 	}
 }
 
