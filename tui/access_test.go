@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -48,6 +49,41 @@ func TestHeaderShowsCaller(t *testing.T) {
 				head, _, _ := strings.Cut(plain(m), "\n")
 				if !strings.HasSuffix(strings.TrimRight(head, " "), tt.want) || len([]rune(head)) != width {
 					t.Errorf("width %d: header %q, want it to end %q", width, head, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestHeaderShowsContext: the client context the console was opened with
+// comes first in the header's right end, before who it calls as; a long
+// token name is cut before the context is, and the role and the mode
+// always show.
+func TestHeaderShowsContext(t *testing.T) {
+	long := strings.Repeat("x", 63)
+	tests := []struct {
+		name   string
+		o      Options
+		status []tea.Msg
+		want   *regexp.Regexp
+	}{
+		{"before-the-caller-is-known", Options{Context: "prod"}, nil, regexp.MustCompile(`rev 40 +prod$`)},
+		{"with-the-caller", Options{Context: "prod"}, []tea.Msg{statusAs("admin", controlplanev1.Role_ROLE_ADMIN)},
+			regexp.MustCompile(`rev 40 +prod · admin \(admin\)$`)},
+		{"read-only", Options{Context: "lab", ReadOnly: true}, []tea.Msg{statusAs("ci", controlplanev1.Role_ROLE_OPERATOR)},
+			regexp.MustCompile(`rev 40 +lab · ci \(operator\)  \[READ-ONLY\]$`)},
+		{"long-token-name", Options{Context: "prod"}, []tea.Msg{statusAs(long, controlplanev1.Role_ROLE_VIEWER)},
+			regexp.MustCompile(`rev 40 prod · x+… \(viewer\)  \[READ-ONLY\]$`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, tt.o)
+			send(m, tt.status...)
+			for _, width := range []int{100, 80} {
+				send(m, tea.WindowSizeMsg{Width: width, Height: 24})
+				head, _, _ := strings.Cut(plain(m), "\n")
+				if !tt.want.MatchString(strings.TrimRight(head, " ")) || len([]rune(head)) != width {
+					t.Errorf("width %d: header %q, want it to match %s", width, head, tt.want)
 				}
 			}
 		})

@@ -121,25 +121,32 @@ func (m *Model) header() string {
 	return strings.Join(lines, "\n")
 }
 
-// whoAndMode is the header's right end: who the console calls as, once
-// GetFleetStatus has said, and whether it is read-only. A long token name
-// is cut to the room that the left part, of width used, leaves; the mode
-// always shows.
+// whoAndMode is the header's right end: the client context the console
+// was opened with, if any, who it calls as, once GetFleetStatus has said,
+// and whether it is read-only: "prod · admin (admin)  [READ-ONLY]". What
+// does not fit the room that the left part, of width used, leaves is cut
+// from the end of the names; the role and the mode always show.
 func (m *Model) whoAndMode(used int) string {
 	var parts []string
 	mode := ""
 	if m.d.readOnly() {
 		mode = m.d.theme.Bold.Render("[READ-ONLY]")
 	}
+	room := m.width - used - 1
+	if mode != "" {
+		room -= lipgloss.Width(mode) + 2
+	}
+	names, role := m.d.context, ""
 	if c := m.d.caller; c != nil {
-		role := " (" + display.Role(c.GetRole()) + ")"
-		room := m.width - used - 1 - lipgloss.Width(role)
-		if mode != "" {
-			room -= lipgloss.Width(mode) + 2
+		role = " (" + display.Role(c.GetRole()) + ")"
+		if names != "" {
+			names += " · "
 		}
-		if room >= 4 {
-			parts = append(parts, truncate(c.GetName(), room)+role)
-		}
+		names += c.GetName()
+	}
+	room -= lipgloss.Width(role)
+	if (names != "" || role != "") && room >= 4 {
+		parts = append(parts, truncate(names, room)+role)
 	}
 	if mode != "" {
 		parts = append(parts, mode)

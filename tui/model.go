@@ -24,6 +24,9 @@ type Options struct {
 	Client controlplanev1.ControlPlaneServiceClient
 	// Server is the control plane's address, shown in the header.
 	Server string
+	// Context is the client context the console was opened with, shown in
+	// the header before who it calls as; empty for none.
+	Context string
 	// ReadOnly hides and refuses every action.
 	ReadOnly bool
 	// Theme fixes the styles; nil follows the terminal (light or dark
@@ -44,6 +47,8 @@ type deps struct {
 	modal  modalKeys
 	theme  *Theme
 	fixed  bool // the theme was given, not detected
+	// context is the client context the header shows; "" for none.
+	context string
 	// readOnlyFlag is --read-only; a viewer's token makes the console
 	// read-only too, once GetFleetStatus has said whose it is.
 	readOnlyFlag bool
@@ -123,7 +128,7 @@ type Model struct {
 // New builds the console.
 func New(o Options) *Model {
 	listed := listedViews()
-	d := &deps{client: o.Client, server: o.Server, keys: newGlobalKeys(listed), modal: newModalKeys(),
+	d := &deps{client: o.Client, server: o.Server, context: o.Context, keys: newGlobalKeys(listed), modal: newModalKeys(),
 		theme: o.Theme, readOnlyFlag: o.ReadOnly, now: o.Now, fleet: newFleet()}
 	if d.now == nil {
 		d.now = time.Now

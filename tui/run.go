@@ -37,7 +37,7 @@ func Run(ctx context.Context, target rpcclient.Target, readOnly bool) error {
 		return err
 	}
 	defer conn.Close()
-	m := New(Options{Client: controlplanev1.NewControlPlaneServiceClient(conn), Server: target.Addr, ReadOnly: readOnly})
+	m := New(Options{Client: controlplanev1.NewControlPlaneServiceClient(conn), Server: target.Addr, Context: target.Context, ReadOnly: readOnly})
 	defer m.Close()
 	p := tea.NewProgram(m, tea.WithContext(ctx))
 	if _, err := p.Run(); err != nil && ctx.Err() == nil {
