@@ -193,6 +193,7 @@ agent_identities: %t
 		return fmt.Errorf("demo: read the admin token: %w", err)
 	}
 	target.Token = strings.TrimSpace(string(token))
+	target.Context = "demo"
 	conn, err := rpcclient.Dial(target)
 	if err != nil {
 		return err
