@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -50,6 +51,16 @@ func (m *machine) request(nodeID string) []byte {
 // nodes is NodeService as this machine calls it: with its certificate
 // once it has one, and never with an operator token.
 func (m *machine) nodes() nodev1.NodeServiceClient {
+	return nodev1.NewNodeServiceClient(m.conn())
+}
+
+// ops is ControlPlaneService as this machine would call it, with its
+// node certificate and no operator token.
+func (m *machine) ops() controlplanev1.ControlPlaneServiceClient {
+	return controlplanev1.NewControlPlaneServiceClient(m.conn())
+}
+
+func (m *machine) conn() *grpc.ClientConn {
 	target := m.cp.Target()
 	target.Token = ""
 	if m.cert != nil {
@@ -60,7 +71,7 @@ func (m *machine) nodes() nodev1.NodeServiceClient {
 		m.t.Fatal(err)
 	}
 	m.t.Cleanup(func() { _ = conn.Close() })
-	return nodev1.NewNodeServiceClient(conn)
+	return conn
 }
 
 func (m *machine) join(nodeID, token string) error {
@@ -132,6 +143,14 @@ func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("forged call %d for another node: %v, want PermissionDenied", i, err)
 		}
+	}
+	// A node's certificate is no operator's token: it reads and changes
+	// nothing.
+	if _, err := a.ops().ListNodes(ctx, &controlplanev1.ListNodesRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("an agent's certificate read the fleet: %v", err)
+	}
+	if _, err := a.ops().CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "gpu-1"}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("an agent's certificate cordoned a node: %v", err)
 	}
 	// A join token reads nothing and changes nothing.
 	agentOps := opsAs(t, cp, joinTok.GetToken())
