@@ -99,6 +99,10 @@ type TLSConfig struct {
 	// instead; both or neither. They are read again when they change.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile is a PEM file of the CAs of the operator's own PKI:
+	// an agent may present a client certificate one of them signed,
+	// whose common name is its node id, instead of joining.
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 // AutoCordonConfig configures automatic cordoning and its circuit breaker.
@@ -296,7 +300,7 @@ func (c *Config) checkTransport() error {
 	if !c.Insecure {
 		return nil
 	}
-	if c.TLS.CertFile != "" || len(c.TLS.Names) > 0 {
+	if c.TLS.CertFile != "" || len(c.TLS.Names) > 0 || c.TLS.ClientCAFile != "" {
 		return errors.New("insecure: plaintext was asked for, and tls settings too; drop one")
 	}
 	host, _, _ := net.SplitHostPort(c.Listen)

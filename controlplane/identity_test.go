@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/fleettest"
 	"github.com/navarch/navarch/internal/rpcclient"
@@ -199,5 +200,36 @@ func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
 	}
 	if err := b.register("gpu-1"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAgentsWithTheOperatorsOwnCertificates: with tls.client_ca_file, an
+// agent may present a certificate from the operator's own PKI, whose
+// common name is its node id, instead of joining; it acts for that node
+// only.
+func TestAgentsWithTheOperatorsOwnCertificates(t *testing.T) {
+	theirs, err := pki.Open(pki.Options{Dir: t.TempDir(), CAOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) {
+		c.AgentIdentities = true
+		c.TLS.ClientCAFile = theirs.CAFile()
+	}})
+	m := newMachine(t, cp)
+	csr, err := x509.ParseCertificateRequest(m.request("gpu-9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := theirs.SignNode(csr, "gpu-9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: m.key}
+	if err := m.register("gpu-9"); err != nil {
+		t.Fatalf("a node with the operator's certificate: %v", err)
+	}
+	if err := m.register("gpu-8"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("acting for another node: %v, want PermissionDenied", err)
 	}
 }

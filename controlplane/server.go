@@ -7,10 +7,14 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"time"
@@ -61,6 +65,7 @@ type Options struct {
 type Server struct {
 	cfg       Config
 	caFile    string
+	clientCAs []*x509.Certificate
 	log       *slog.Logger
 	store     store.Store
 	fleet     *fleet.Fleet
@@ -163,7 +168,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	var agents *auth.Agents
 	var ids api.Identities
 	if ca != nil {
-		agents = auth.NewAgents(auth.AgentsOptions{CA: ca, Tokens: tokens, Store: st, Loaded: state.NodeKeys, Clock: o.Clock, Logger: log})
+		agents = auth.NewAgents(auth.AgentsOptions{CA: ca, Tokens: tokens, Store: st, Loaded: state.NodeKeys, ClientCAs: s.clientCAs, Clock: o.Clock, Logger: log})
 		ids = agents
 		fl.OnRemove(agents.Forget)
 	}
@@ -219,16 +224,51 @@ func (s *Server) transport(clock clockwork.Clock) (credentials.TransportCredenti
 	if err != nil {
 		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
+	// Agents present certificates from this CA, or from the operator's.
+	clientCAs := ca.CAPool()
+	if s.cfg.TLS.ClientCAFile != "" {
+		if s.clientCAs, err = readCerts(s.cfg.TLS.ClientCAFile); err != nil {
+			return nil, nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		for _, c := range s.clientCAs {
+			clientCAs.AddCert(c)
+		}
+	}
+	var tc *tls.Config
 	if brought {
-		tc, err := pki.FileTLS(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile, ca.CAPool())
-		if err != nil {
+		if tc, err = pki.FileTLS(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile, clientCAs); err != nil {
 			return nil, nil, fmt.Errorf("tls: %w", err)
 		}
-		return credentials.NewTLS(tc), ca, nil
+	} else {
+		s.caFile = ca.CAFile()
+		s.log.Info("TLS on; clients trust the control plane's CA", "ca", s.caFile, "ca_pin", ca.CAHash())
+		tc = ca.ServerTLS()
+		tc.ClientCAs = clientCAs
 	}
-	s.caFile = ca.CAFile()
-	s.log.Info("TLS on; clients trust the control plane's CA", "ca", s.caFile, "ca_pin", ca.CAHash())
-	return credentials.NewTLS(ca.ServerTLS()), ca, nil
+	return credentials.NewTLS(tc), ca, nil
+}
+
+// readCerts reads the PEM certificates in path.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return out, nil
 }
 
 // agentsJoin gives the local provider's agents a join token of their own,

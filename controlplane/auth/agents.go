@@ -33,6 +33,10 @@ type Agents struct {
 	clock  clockwork.Clock
 	log    *slog.Logger
 
+	// theirs are the operator's own CAs, whose certificates name a node
+	// by their common name, without a join.
+	theirs []*x509.Certificate
+
 	mu   sync.RWMutex
 	keys map[string][]byte // node id -> SHA-256 of its key
 }
@@ -47,8 +51,11 @@ type AgentsOptions struct {
 	Store store.Store
 	// Loaded are the bindings the store had at start.
 	Loaded []*store.NodeKey
-	Clock  clockwork.Clock
-	Logger *slog.Logger
+	// ClientCAs are the operator's own CAs: a client certificate one of
+	// them signed stands for the node its common name names.
+	ClientCAs []*x509.Certificate
+	Clock     clockwork.Clock
+	Logger    *slog.Logger
 }
 
 // NewAgents holds the bindings the store had at start.
@@ -59,7 +66,7 @@ func NewAgents(o AgentsOptions) *Agents {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, keys: make(map[string][]byte, len(o.Loaded))}
+	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, theirs: o.ClientCAs, keys: make(map[string][]byte, len(o.Loaded))}
 	for _, k := range o.Loaded {
 		a.keys[k.NodeID] = k.KeyHash
 	}
@@ -190,7 +197,12 @@ func (a *Agents) nodeOf(ctx context.Context) (string, bool) {
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
 		return "", false
 	}
-	leaf := info.State.VerifiedChains[0][0]
+	chain := info.State.VerifiedChains[0]
+	leaf, root := chain[0], chain[len(chain)-1]
+	if slices.ContainsFunc(a.theirs, func(c *x509.Certificate) bool { return c.Equal(root) }) {
+		// The operator's PKI vouches for the node: no join, no binding.
+		return leaf.Subject.CommonName, leaf.Subject.CommonName != ""
+	}
 	if !slices.Contains(leaf.Subject.OrganizationalUnit, pki.NodeUnit) {
 		return "", false
 	}
