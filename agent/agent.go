@@ -69,7 +69,18 @@ type Options struct {
 	// carries out. A scheduler hook can stop placing work on a node that
 	// is not ACTIVE; the simulated GPUs use it to stop starting jobs.
 	OnLifecycle func(fleetv1.LifecycleState)
+	// Rejoin, when set, gets the node a new identity after the control
+	// plane refused its certificate (an operator reset it): RegisterNode
+	// answered Unauthenticated. When it succeeds the agent registers again
+	// at once; when it fails the agent says why once and asks again every
+	// rejoinRetry. Nil makes the refusal final.
+	Rejoin func(context.Context) error
 }
+
+// rejoinRetry is how long a refused agent waits before it asks again, so
+// that a node waiting for an operator does not flood the control plane
+// (which answers too many failed authentications with ResourceExhausted).
+const rejoinRetry = time.Minute
 
 // Agent is one node's agent.
 type Agent struct {
@@ -225,6 +236,7 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 		BootId:         a.o.BootID,
 	}
 	b := newBackoff(500*time.Millisecond, 30*time.Second)
+	refused := false // said once while the certificate stays refused
 	for attempt := 1; ; attempt++ {
 		seq := a.lifecycleSeq()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -234,6 +246,12 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 			a.log.Info("registered", "lifecycle", resp.GetLifecycle(), "heartbeat", resp.GetHeartbeatInterval().AsDuration())
 			a.answeredLifecycle(resp.GetLifecycle(), seq)
 			return resp, nil
+		}
+		if status.Code(err) == codes.Unauthenticated && a.o.Rejoin != nil {
+			if err := a.rejoin(ctx, &refused); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		switch status.Code(err) {
 		case codes.InvalidArgument, codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated:
@@ -245,6 +263,29 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 			return nil, err
 		}
 	}
+}
+
+// rejoin asks Rejoin for a new identity after the control plane refused
+// the node's certificate. A failure is logged once while refused stays set,
+// then at debug level, and is followed by a wait of rejoinRetry; it returns
+// an error only when ctx ends.
+func (a *Agent) rejoin(ctx context.Context, refused *bool) error {
+	err := a.o.Rejoin(ctx)
+	if err == nil {
+		*refused = false
+		a.log.Info("joined again after the control plane refused the node certificate")
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if !*refused {
+		*refused = true
+		a.log.Error("the control plane refused this node's certificate: its identity was reset, and an operator must give the agent a join token (--join-token or NAVARCH_JOIN_TOKEN) to join again; retrying", "err", err, "retry_every", rejoinRetry)
+	} else {
+		a.log.Debug("node certificate still refused", "err", err)
+	}
+	return sleep(ctx, a.clock, rejoinRetry)
 }
 
 func (a *Agent) applyIntervals(resp *nodev1.RegisterNodeResponse) {
@@ -286,7 +327,7 @@ func (a *Agent) session(ctx context.Context) {
 	}
 	wg.Wait()
 	if ctx.Err() == nil {
-		a.log.Warn("control plane does not know this node; registering again")
+		a.log.Warn("control plane does not know this node, or refused its certificate; registering again")
 	}
 }
 
@@ -324,8 +365,16 @@ func (a *Agent) commandLifecycle(l fleetv1.LifecycleState) {
 	a.o.OnLifecycle(l)
 }
 
-// mustRegister reports whether err means the control plane lost the node.
-func mustRegister(err error) bool { return status.Code(err) == codes.NotFound }
+// mustRegister reports whether err means the control plane lost the node,
+// or no longer takes its certificate: registering again finds out which,
+// and joins again if it is the certificate.
+func mustRegister(err error) bool {
+	switch status.Code(err) {
+	case codes.NotFound, codes.Unauthenticated:
+		return true
+	}
+	return false
+}
 
 // Labels parses "k=v" pairs; used by the command line.
 func Labels(pairs []string) (map[string]string, error) {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -186,4 +187,52 @@ func exitCode(err error) int {
 		return 0
 	}
 	return -1
+}
+
+// TestAgentJoinsAgainAfterItsIdentityIsReset: once an operator resets a
+// node's identity, the control plane refuses its certificate, and the
+// running agent, which still has its join token, joins again with the same
+// key and carries on without a restart.
+func TestAgentJoinsAgainAfterItsIdentityIsReset(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) {
+		c.AgentIdentities = true
+		c.HeartbeatInterval = controlplane.Duration{Duration: 200 * time.Millisecond}
+		c.HealthReportInterval = controlplane.Duration{Duration: 500 * time.Millisecond}
+	}})
+	f := &fleet{t: t, ops: cp.Ops}
+	bin := testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent")
+	state := filepath.Join(t.TempDir(), "machine-a")
+	a := startAgent(t, bin, joinToken(t, cp, "rack-a"), "--server", cp.Addr, "--ca-hash", caPin(t, cp), "--state-dir", state, "--node-id", "gpu-1")
+	f.waitFor("gpu-1 joined and heartbeating", func() bool {
+		return f.node("gpu-1").GetNode().GetLastHeartbeatAt() != nil
+	})
+	key, err := os.ReadFile(filepath.Join(state, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(filepath.Join(state, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cp.Ops.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: "gpu-1"}); err != nil {
+		t.Fatal(err)
+	}
+	reset := time.Now()
+	f.waitFor("gpu-1 heartbeating again after the reset", func() bool {
+		return f.node("gpu-1").GetNode().GetLastHeartbeatAt().AsTime().After(reset.Add(time.Second))
+	})
+	if logs := a.logs.String(); !strings.Contains(logs, "joined again after the control plane refused the node certificate") {
+		t.Fatalf("the agent did not say it joined again:\n%s", logs)
+	}
+	again, _ := os.ReadFile(filepath.Join(state, "cert.pem"))
+	if bytes.Equal(again, first) {
+		t.Fatal("cert.pem still holds the refused certificate")
+	}
+	if k, _ := os.ReadFile(filepath.Join(state, "key.pem")); !bytes.Equal(k, key) {
+		t.Fatal("the agent made a new key to join again")
+	}
+	a.stop(t)
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -127,3 +129,85 @@ func mayPass(code codes.Code) bool {
 	}
 	return false
 }
+
+// errNoToken says what an operator must do when the control plane refused
+// the node's certificate and the agent has no token to join again with.
+var errNoToken = errors.New("no join token: give --join-token or NAVARCH_JOIN_TOKEN and restart the agent")
+
+// rejoiner joins the node again after the control plane refused its
+// certificate (an operator reset its identity), with the same key, and
+// re-dials conn so that the calls after it present the new certificate.
+type rejoiner struct {
+	log  *slog.Logger
+	id   *identity.Identity
+	tr   trust
+	conn *redialConn
+}
+
+func (r *rejoiner) rejoin(ctx context.Context) error {
+	if r.tr.token == "" {
+		return errNoToken
+	}
+	tr := r.tr
+	if tr.caPin == "" && tr.caCert == "" {
+		// Trust the CA this node was given at its first join, as its
+		// calls do, not this machine's default control plane's.
+		tr.caCert = r.id.CAFile()
+	}
+	if err := join(ctx, r.log, r.id, tr); err != nil {
+		return err
+	}
+	return r.conn.redial()
+}
+
+// redialConn is the agent's connection to the control plane. A
+// grpc.ClientConn keeps the TLS session it opened, and with it the
+// certificate it presented; redial replaces it with a new one whose
+// handshake presents the certificate the node has now.
+type redialConn struct {
+	target rpcclient.Target
+
+	mu   sync.RWMutex
+	conn *grpc.ClientConn
+}
+
+func dialRedial(t rpcclient.Target) (*redialConn, error) {
+	conn, err := rpcclient.Dial(t)
+	if err != nil {
+		return nil, err
+	}
+	return &redialConn{target: t, conn: conn}, nil
+}
+
+func (c *redialConn) current() *grpc.ClientConn {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.conn
+}
+
+// Invoke implements grpc.ClientConnInterface.
+func (c *redialConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return c.current().Invoke(ctx, method, args, reply, opts...)
+}
+
+// NewStream implements grpc.ClientConnInterface.
+func (c *redialConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.current().NewStream(ctx, desc, method, opts...)
+}
+
+// redial opens a new connection and closes the old one; calls still on
+// the old one fail as canceled and are made again by their loops.
+func (c *redialConn) redial() error {
+	conn, err := rpcclient.Dial(c.target)
+	if err != nil {
+		return fmt.Errorf("reconnect with the new node certificate: %w", err)
+	}
+	c.mu.Lock()
+	old := c.conn
+	c.conn = conn
+	c.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the connection in use.
+func (c *redialConn) Close() error { return c.current().Close() }

@@ -153,8 +153,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	target := rpcclient.Target{Addr: addr, Insecure: true}
 	var id *identity.Identity
+	var tr trust
 	if !*plaintext {
-		tr := trust{addr: addr, nodeID: *nodeID, stateDir: *stateDir, token: joinTokenFromEnv(*joinToken), caPin: *caHash}
+		tr = trust{addr: addr, nodeID: *nodeID, stateDir: *stateDir, token: joinTokenFromEnv(*joinToken), caPin: *caHash}
 		if *caHash == "" {
 			tr.caCert = cmp.Or(*caCert, os.Getenv("NAVARCH_CA_CERT"))
 		}
@@ -170,11 +171,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	conn, err := rpcclient.Dial(target)
+	conn, err := dialRedial(target)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer conn.Close()
+	var rejoin func(context.Context) error
+	if id != nil {
+		rejoin = (&rejoiner{log: log, id: id, tr: tr, conn: conn}).rejoin
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var renewing sync.WaitGroup
 	defer renewing.Wait()
@@ -211,6 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Logger:       log,
 		PollInterval: *poll,
 		OnLifecycle:  onLifecycle,
+		Rejoin:       rejoin,
 	})
 	if err != nil {
 		return fail("%v", err)
