@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -440,7 +442,13 @@ func TestForcedDrainRefusesProtectedPIDs(t *testing.T) {
 			return syscall.Kill(pid, sig)
 		}
 	})
-	protected := []uint32{0, 1, uint32(os.Getpid()), uint32(syscall.Getpgrp()), math.MaxUint32}
+	protected := []uint32{0, 1, uint32(os.Getpid()), math.MaxUint32}
+	// The simulated GPU lists only live processes, and the leader of the
+	// test's process group may already have exited (a shell that started
+	// go test in the background, say); then there is nothing to refuse.
+	if pgrp := syscall.Getpgrp(); pgrp != os.Getpid() && leaderRuns(pgrp) {
+		protected = append(protected, uint32(pgrp))
+	}
 	for _, pid := range protected {
 		r.sim.Device(0).AttachProcess(pid)
 	}
@@ -664,4 +672,17 @@ func TestStaleHeartbeatAnswerKeepsCommandLifecycle(t *testing.T) {
 	if i < 0 || slices.Contains(seen[i:], fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE) {
 		t.Fatalf("lifecycles seen: %v", seen)
 	}
+}
+
+// leaderRuns reports whether pid exists and is not a zombie.
+func leaderRuns(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && err != syscall.EPERM {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
