@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,8 +186,15 @@ func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
 	}
 	// An operator resets it: the old certificate stops working, and the
 	// second machine may join as the node.
-	if _, err := cp.Ops.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: "gpu-1"}); err != nil {
-		t.Fatal(err)
+	if resp, err := cp.Ops.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: "gpu-1"}); err != nil || !resp.GetHadIdentity() {
+		t.Fatalf("reset: %v, %v; want had_identity", resp, err)
+	}
+	if resp, err := cp.Ops.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: "gpu-1"}); err != nil || resp.GetHadIdentity() {
+		t.Fatalf("second reset: %v, %v; want success without an identity", resp, err)
+	}
+	if _, err := cp.Ops.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: "gpu-typo"}); status.Code(err) != codes.NotFound ||
+		!strings.HasPrefix(status.Convert(err).Message(), "node_id:") {
+		t.Fatalf("reset of an unknown id: %v, want NotFound naming node_id", err)
 	}
 	if err := a.register("gpu-1"); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("a reset node's old certificate: %v, want Unauthenticated", err)

@@ -75,9 +75,9 @@ func (s *nodeService) RenewNodeCertificate(ctx context.Context, req *nodev1.Rene
 	return &nodev1.RenewNodeCertificateResponse{Certificate: cert}, nil
 }
 
-// Resetter forgets a node's identity.
+// Resetter forgets a node's identity, and says whether it had one.
 type Resetter interface {
-	Reset(ctx context.Context, nodeID string) error
+	Reset(ctx context.Context, nodeID string) (bool, error)
 }
 
 func (s *operatorService) ResetNodeIdentity(ctx context.Context, req *controlplanev1.ResetNodeIdentityRequest) (*controlplanev1.ResetNodeIdentityResponse, error) {
@@ -87,8 +87,12 @@ func (s *operatorService) ResetNodeIdentity(ctx context.Context, req *controlpla
 	if s.identities == nil {
 		return nil, status.Error(codes.FailedPrecondition, "node_id: this control plane serves plaintext, so its agents have no identities to reset")
 	}
-	if err := s.identities.Reset(ctx, req.GetNodeId()); err != nil {
+	had, err := s.identities.Reset(ctx, req.GetNodeId())
+	if err != nil {
 		return nil, err
 	}
-	return &controlplanev1.ResetNodeIdentityResponse{}, nil
+	if !had && !s.fleet.Has(req.GetNodeId()) {
+		return nil, status.Errorf(codes.NotFound, "node_id: no node %q, and no agent identity bound to that id", req.GetNodeId())
+	}
+	return &controlplanev1.ResetNodeIdentityResponse{HadIdentity: had}, nil
 }

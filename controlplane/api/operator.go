@@ -29,6 +29,7 @@ type Operators interface {
 	Status() *controlplanev1.GetFleetStatusResponse
 	List(nf fleet.NodeFilter, pageSize int, after string) ([]*fleetv1.Node, string, int, uint64)
 	NodeDetail(ctx context.Context, id string, eventLimit int) (*controlplanev1.GetNodeResponse, error)
+	Has(id string) bool
 	Events(ctx context.Context, nodeID string, minHealth fleetv1.HealthStatus, text string, limit int) ([]*fleetv1.HealthEvent, error)
 	Cordon(ctx context.Context, id, reason string) (*fleetv1.Node, error)
 	Uncordon(ctx context.Context, id, reason string) (*fleetv1.Node, error)

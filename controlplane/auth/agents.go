@@ -161,19 +161,19 @@ func (a *Agents) Renew(nodeID string, csrDER []byte) ([]byte, error) {
 
 // Reset forgets the key a node is bound to: its agent's certificate stops
 // working at once, and a machine with a join token may join as the node.
-func (a *Agents) Reset(ctx context.Context, nodeID string) error {
+func (a *Agents) Reset(ctx context.Context, nodeID string) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.keys[nodeID]; !ok {
-		return nil
+		return false, nil
 	}
 	if err := a.store.Apply(ctx, store.Write{DeleteNodeKeys: []string{nodeID}}); err != nil {
 		a.log.Error("store write failed", "node", nodeID, "err", err)
-		return apierr.NotSaved()
+		return false, apierr.NotSaved()
 	}
 	delete(a.keys, nodeID)
 	a.log.Info("node identity reset", "node", nodeID)
-	return nil
+	return true, nil
 }
 
 // Forget drops the binding of nodes the store has deleted.

@@ -360,6 +360,9 @@ func (f *Fleet) mustGet(id string) (*nodeState, error) {
 	return ns, nil
 }
 
+// Has reports whether the fleet knows node id.
+func (f *Fleet) Has(id string) bool { return f.get(id) != nil }
+
 // OnRemove has fn told of each node the fleet removes, once the store has
 // forgotten it (and, with it, its agent's identity). Call it before Start.
 func (f *Fleet) OnRemove(fn func(nodeID ...string)) { f.onRemove = append(f.onRemove, fn) }

@@ -106,12 +106,18 @@ func runResetIdentity(ctx context.Context, cf *connFlags, args []string, env Env
 		return usagef("reset-identity needs exactly one node id")
 	}
 	id := pos[0]
+	var resp *controlplanev1.ResetNodeIdentityResponse
 	err = call(ctx, cf, callTimeout, func(ctx context.Context, c controlplanev1.ControlPlaneServiceClient) error {
-		_, err := c.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: id})
+		var err error
+		resp, err = c.ResetNodeIdentity(ctx, &controlplanev1.ResetNodeIdentityRequest{NodeId: id})
 		return err
 	})
 	if err != nil {
 		return nodeFailure(id, err)
+	}
+	if !resp.GetHadIdentity() {
+		fmt.Fprintf(env.Stdout, "%s had no agent identity; nothing changed, and a machine with a join token may join as it\n", id)
+		return nil
 	}
 	fmt.Fprintf(env.Stdout, "%s identity reset; a machine with a join token may now join as it\n", id)
 	return nil

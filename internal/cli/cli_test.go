@@ -167,10 +167,13 @@ func TestResetIdentity(t *testing.T) {
 		out   string
 		err   string
 	}{
+		// These nodes registered without joining, so they have no
+		// identity to forget, and the command says so.
 		{"admin-resets", "", []string{"reset-identity", "gpu-1"}, ExitOK,
-			"gpu-1 identity reset; a machine with a join token may now join as it\n", ""},
+			"gpu-1 had no agent identity; nothing changed, and a machine with a join token may join as it\n", ""},
 		{"operator-resets", operator, []string{"reset-identity", "gpu-2"}, ExitOK,
-			"gpu-2 identity reset; a machine with a join token may now join as it\n", ""},
+			"gpu-2 had no agent identity; nothing changed, and a machine with a join token may join as it\n", ""},
+		{"unknown-node", "", []string{"reset-identity", "gpu-9"}, ExitNotFound, "", "no node \"gpu-9\""},
 		{"viewer-cannot", viewer, []string{"reset-identity", "gpu-1"}, ExitDenied, "",
 			"navarch: permission denied: this token's role is viewer; reset-identity needs operator\n"},
 		{"bad-id", "", []string{"reset-identity", "bad/id"}, ExitRefused, "", "node_id"},
