@@ -108,7 +108,11 @@ func Dial(t Target) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithChainUnaryInterceptor(unaryExplain(t)),
+		grpc.WithChainStreamInterceptor(streamExplain(t)),
+	}
 	if t.Token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: t.Token, tls: !t.Insecure}))
 	}
