@@ -45,6 +45,9 @@ type clientContext struct {
 	Server string `yaml:"server,omitempty" json:"server"`
 	// CACert is a file with the CA to trust it with.
 	CACert string `yaml:"ca-cert,omitempty" json:"ca-cert"`
+	// Insecure dials it without TLS: a control plane started with
+	// --insecure, which only listens on loopback. It excludes CACert.
+	Insecure bool `yaml:"insecure,omitempty" json:"insecure"`
 	// Token is the operator token to call with, or TokenFile a file that
 	// holds it, so that the secret need not sit in this file.
 	Token     string `yaml:"token,omitempty" json:"token"`
@@ -120,6 +123,8 @@ func (c *clientConfig) check() error {
 			return fmt.Errorf("contexts[%d]: the name %q is used twice", i, ctx.Name)
 		case ctx.Token != "" && ctx.TokenFile != "":
 			return fmt.Errorf("contexts[%d] (%s): token and token-file are both set; keep one", i, ctx.Name)
+		case ctx.Insecure && ctx.CACert != "":
+			return fmt.Errorf("contexts[%d] (%s): insecure and ca-cert are both set; keep one", i, ctx.Name)
 		}
 		seen[ctx.Name] = true
 	}
@@ -261,6 +266,9 @@ func (c *connFlags) target() (rpcclient.Target, error) {
 			t.Context = ctx.Name
 			t.Addr = cmp.Or(t.Addr, ctx.Server)
 			t.CACert = cmp.Or(t.CACert, besides(dir, ctx.CACert))
+			// A CA from a flag or the environment means TLS, whatever the
+			// context says.
+			t.Insecure = t.Insecure || (ctx.Insecure && t.CACert == "")
 			if t.Token == "" {
 				if t.Token, err = ctx.token(dir); err != nil {
 					return rpcclient.Target{}, err

@@ -160,6 +160,7 @@ func setContext(args []string, env Env) error {
 	var set clientContext
 	fs.StringVar(&set.Server, "server", "", "`HOST:PORT` the control plane; empty clears it")
 	fs.StringVar(&set.CACert, "ca-cert", "", "`FILE` the CA certificate to trust it with (its DATA_DIR/pki/ca.crt); empty clears it")
+	fs.BoolVar(&set.Insecure, "insecure", false, "dial it without TLS, a control plane started with --insecure on loopback; clears --ca-cert, and --insecure=false clears it")
 	fs.StringVar(&set.Token, "token", "", "`TOKEN` the operator token to call with, kept in the configuration file; empty clears it")
 	fs.StringVar(&set.TokenFile, "token-file", "", "`FILE` a file that holds the operator token, read at each call, so that the secret stays out of the configuration file; empty clears it")
 	name, err := oneName(fs, args)
@@ -170,6 +171,9 @@ func setContext(args []string, env Env) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if given["token"] && given["token-file"] {
 		return usagef("give --token or --token-file, not both")
+	}
+	if set.Insecure && set.CACert != "" {
+		return usagef("give --insecure or --ca-cert, not both")
 	}
 	if given["server"] && set.Server != "" {
 		if _, _, err := net.SplitHostPort(set.Server); err != nil {
@@ -206,8 +210,19 @@ func setContext(args []string, env Env) error {
 	if given["server"] {
 		ctx.Server = set.Server
 	}
+	// TLS with a CA and plaintext are one setting given two ways: either
+	// replaces the other.
 	if given["ca-cert"] {
 		ctx.CACert = set.CACert
+		if set.CACert != "" {
+			ctx.Insecure = false
+		}
+	}
+	if given["insecure"] {
+		ctx.Insecure = set.Insecure
+		if set.Insecure {
+			ctx.CACert = ""
+		}
 	}
 	// A token and a token file are one setting given two ways: either
 	// replaces the other.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/rpcclient"
 )
@@ -71,6 +72,9 @@ contexts:
     server: 127.0.0.1:7000
     token-file: tokens/lab
   - name: bare
+  - name: plain
+    server: 127.0.0.1:7001
+    insecure: true
 `, 0o600)
 	writeFile(t, filepath.Join(dir, "tokens", "lab"), "lab.secret\n", 0o600)
 	writeFile(t, filepath.Join(state, "pki", "ca.crt"), "local CA", 0o644)
@@ -103,6 +107,10 @@ contexts:
 			rpcclient.Target{Addr: "cp.example.com:50051", CACert: localCA, Context: "bare"}},
 		{"insecure-needs-no-ca", connFlags{context: "bare", insecure: true}, nil,
 			rpcclient.Target{Addr: rpcclient.DefaultServer, Insecure: true, Token: "admin.local", Context: "bare"}},
+		{"insecure-context", connFlags{context: "plain"}, nil,
+			rpcclient.Target{Addr: "127.0.0.1:7001", Insecure: true, Token: "admin.local", Context: "plain"}},
+		{"ca-from-env-over-insecure-context", connFlags{context: "plain"}, map[string]string{rpcclient.EnvCACert: "env.crt"},
+			rpcclient.Target{Addr: "127.0.0.1:7001", CACert: "env.crt", Token: "admin.local", Context: "plain"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +171,8 @@ func TestConfigFileErrors(t *testing.T) {
 		{"same-name", "contexts:\n  - name: a\n  - name: a\n", []string{"config", "view"}, ExitFailure, `contexts[1]: the name "a" is used twice`},
 		{"token-twice", "contexts:\n  - name: a\n    token: x\n    token-file: f\n", []string{"config", "view"}, ExitFailure,
 			"contexts[0] (a): token and token-file are both set"},
+		{"insecure-with-ca", "contexts:\n  - name: a\n    insecure: true\n    ca-cert: ca.crt\n", []string{"get", "nodes"}, ExitFailure,
+			"contexts[0] (a): insecure and ca-cert are both set"},
 		{"current-missing", "current-context: gone\ncontexts:\n  - name: a\n", []string{"get", "nodes"}, ExitNotFound,
 			`the current context "gone" is not in`},
 		{"named-missing", "contexts:\n  - name: a\n", []string{"--context", "b", "get", "nodes"}, ExitNotFound,
@@ -249,6 +259,7 @@ func TestConfigCommands(t *testing.T) {
 			"  - name: prod\n    server: cp2.prod:50051\n    ca-cert: " + ca + "\n    token: REDACTED\n" +
 			"  - name: lab\n    server: 127.0.0.1:7000\n    token-file: " + tokenFile + "\n", ""},
 		{"token-and-file", []string{"config", "set-context", "x", "--token", "a", "--token-file", tokenFile}, ExitUsage, "", "not both"},
+		{"insecure-and-ca", []string{"config", "set-context", "x", "--insecure", "--ca-cert", ca}, ExitUsage, "", "give --insecure or --ca-cert, not both"},
 		{"bad-server", []string{"config", "set-context", "x", "--server", "nowhere"}, ExitUsage, "", `"nowhere" is not HOST:PORT`},
 		{"missing-ca", []string{"config", "set-context", "x", "--ca-cert", filepath.Join(t.TempDir(), "none.crt")}, ExitUsage, "", "--ca-cert: "},
 		{"no-name", []string{"config", "use-context"}, ExitUsage, "", "exactly one context name"},
@@ -288,6 +299,41 @@ func TestConfigCommands(t *testing.T) {
 	}
 	if len(view.Contexts) != 1 || view.Contexts[0].Token != redacted || strings.Contains(out, "s3cret") {
 		t.Errorf("view -o json shows a token:\n%s", out)
+	}
+}
+
+// TestInsecureContext: a context may say to dial a control plane started
+// with --insecure in plaintext; a CA given to the context later replaces
+// that, and --insecure replaces the CA.
+func TestInsecureContext(t *testing.T) {
+	plain := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) { c.Insecure = true }})
+	ca := cptest.Start(t, cptest.Options{}).Server.CAFile() // a real CA, of another control plane
+	config, _ := clientEnv(t)
+	steps := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"set", []string{"config", "set-context", "lab", "--server", plain.Addr, "--insecure", "--token", plain.Target().Token}, ExitOK, "created"},
+		{"reaches", []string{"get", "status"}, ExitOK, "Auto-cordon:"},
+		{"ca-replaces-insecure", []string{"config", "set-context", "lab", "--ca-cert", ca}, ExitOK, "modified"},
+		{"tls-now", []string{"get", "status"}, ExitFailure, "answers in plaintext"},
+		{"insecure-replaces-ca", []string{"config", "set-context", "lab", "--insecure"}, ExitOK, "modified"},
+		{"reaches-again", []string{"get", "status"}, ExitOK, "Auto-cordon:"},
+	}
+	for _, s := range steps {
+		code, out, errOut := navarch(t, s.args...)
+		if code != s.code || !strings.Contains(out+errOut, s.want) {
+			t.Fatalf("%s: exit %d (want %d), stdout %q, stderr %q (want %q)", s.name, code, s.code, out, errOut, s.want)
+		}
+	}
+	b, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "insecure: true") || strings.Contains(string(b), "ca-cert") {
+		t.Errorf("the context after --insecure:\n%s", b)
 	}
 }
 
