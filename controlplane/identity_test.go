@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane"
@@ -239,5 +240,54 @@ func TestAgentsWithTheOperatorsOwnCertificates(t *testing.T) {
 	}
 	if err := m.register("gpu-8"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("acting for another node: %v, want PermissionDenied", err)
+	}
+}
+
+// TestUntrustedClientCertificatesAreUnauthenticated: a client certificate
+// from a CA this control plane does not trust, for an agent or beside a
+// valid operator token, gets Unauthenticated with the reason, from the
+// control plane, not a broken handshake; health stays open.
+func TestUntrustedClientCertificatesAreUnauthenticated(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) { c.AgentIdentities = true }})
+	stranger, err := pki.Open(pki.Options{Dir: t.TempDir(), CAOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMachine(t, cp)
+	csr, err := x509.ParseCertificateRequest(m.request("gpu-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := stranger.SignNode(csr, "gpu-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: m.key}
+	isRefusal := func(err error) bool {
+		return status.Code(err) == codes.Unauthenticated && strings.Contains(status.Convert(err).Message(), "client certificate: not one this control plane trusts")
+	}
+	if err := m.register("gpu-1"); !isRefusal(err) {
+		t.Fatalf("an agent with another CA's certificate: %v, want Unauthenticated naming the certificate", err)
+	}
+
+	// The same certificate beside the admin token.
+	target := cp.Target()
+	target.Certificate = func() (*tls.Certificate, error) { return m.cert, nil }
+	conn, err := rpcclient.Dial(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := controlplanev1.NewControlPlaneServiceClient(conn).GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{}); !isRefusal(err) {
+		t.Fatalf("an admin token with another CA's certificate: %v, want Unauthenticated naming the certificate", err)
+	}
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health with any certificate: %v", err)
+	}
+	// Nothing was registered.
+	if _, err := cp.Ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "gpu-1"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("gpu-1 after the refusals: %v, want NotFound", err)
 	}
 }

@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
+	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"weak"
 
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc/codes"
@@ -36,6 +39,16 @@ type Agents struct {
 	// theirs are the operator's own CAs, whose certificates name a node
 	// by their common name, without a join.
 	theirs []*x509.Certificate
+	// roots are the CAs a client certificate may come from: this control
+	// plane's and theirs. The TLS handshake asks for a certificate but
+	// does not check it, so that one from elsewhere is refused here, as
+	// Unauthenticated, rather than as a handshake the client cannot read.
+	roots *x509.CertPool
+	// checked holds the verdict on each connection's client certificate,
+	// keyed weakly by the certificate the handshake parsed, which lives as
+	// long as the connection: a certificate is checked once per
+	// connection, as the handshake would, not on every call.
+	checked sync.Map // weak.Pointer[x509.Certificate] -> verdict
 
 	mu   sync.RWMutex
 	keys map[string][]byte // node id -> SHA-256 of its key
@@ -66,7 +79,10 @@ func NewAgents(o AgentsOptions) *Agents {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, theirs: o.ClientCAs, keys: make(map[string][]byte, len(o.Loaded))}
+	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, theirs: o.ClientCAs, roots: o.CA.CAPool(), keys: make(map[string][]byte, len(o.Loaded))}
+	for _, c := range o.ClientCAs {
+		a.roots.AddCert(c)
+	}
 	for _, k := range o.Loaded {
 		a.keys[k.NodeID] = k.KeyHash
 	}
@@ -185,20 +201,62 @@ func (a *Agents) Forget(nodeIDs ...string) {
 	}
 }
 
-// nodeOf returns the node a call's verified client certificate stands
-// for, when it is a node certificate from this CA for the key the node is
-// bound to.
-func (a *Agents) nodeOf(ctx context.Context) (string, bool) {
+// clientChain checks the client certificate of the call's connection
+// against this control plane's CA and the operator's client CAs, as the
+// handshake would have, and returns it with the CA its chain ends at.
+// presented is false when the client showed no certificate; err says why
+// one shown is not trusted.
+func (a *Agents) clientChain(ctx context.Context) (leaf, root *x509.Certificate, presented bool, err error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", false
+		return nil, nil, false, nil
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return nil, nil, false, nil
+	}
+	certs := info.State.PeerCertificates
+	leaf = certs[0]
+	key := weak.Make(leaf)
+	if v, ok := a.checked.Load(key); ok {
+		v := v.(verdict)
+		return leaf, v.root, true, v.err
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	// The verdict keeps the root, one of a.roots, and never the leaf: a
+	// strong reference to it would keep it, and the verdict, forever.
+	var v verdict
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		v.err = err
+	} else if v.root = chains[0][len(chains[0])-1]; v.root == leaf {
+		v.root, v.err = nil, errors.New("the certificate is one of the CAs itself, not a client's")
+	}
+	if _, loaded := a.checked.LoadOrStore(key, v); !loaded {
+		runtime.AddCleanup(leaf, func(k weak.Pointer[x509.Certificate]) { a.checked.Delete(k) }, key)
+	}
+	return leaf, v.root, true, v.err
+}
+
+// verdict is what checking a client certificate found: the CA it chains
+// to, or why it is not trusted.
+type verdict struct {
+	root *x509.Certificate
+	err  error
+}
+
+// nodeOf returns the node a call's client certificate stands for, when it
+// is trusted (see clientChain) and is a node certificate from this CA for
+// the key the node is bound to, or one of the operator's client CAs
+// signed.
+func (a *Agents) nodeOf(ctx context.Context) (string, bool) {
+	leaf, root, _, err := a.clientChain(ctx)
+	if err != nil || leaf == nil {
 		return "", false
 	}
-	chain := info.State.VerifiedChains[0]
-	leaf, root := chain[0], chain[len(chain)-1]
 	if slices.ContainsFunc(a.theirs, func(c *x509.Certificate) bool { return c.Equal(root) }) {
 		// The operator's PKI vouches for the node: no join, no binding.
 		return leaf.Subject.CommonName, leaf.Subject.CommonName != ""

@@ -19,7 +19,7 @@ import (
 	badgerstore "github.com/navarch/navarch/store/badger"
 )
 
-func openStore(t *testing.T, dir string) store.Store {
+func openStore(t testing.TB, dir string) store.Store {
 	t.Helper()
 	st, err := badgerstore.Open(badgerstore.Options{Dir: dir})
 	if err != nil {

@@ -177,9 +177,22 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 	if !ok {
 		return ctx, status.Errorf(codes.Unimplemented, "unknown method %s", info.FullMethodName)
 	}
-	switch {
-	case need == Anyone:
+	if need == Anyone {
 		return ctx, nil
+	}
+	if g.agents != nil {
+		// A client certificate shown must be one this control plane
+		// trusts, whatever else the call carries.
+		if _, _, presented, err := g.agents.clientChain(ctx); presented && err != nil {
+			addr := peerIP(ctx)
+			if !g.allowFailure(addr) {
+				return ctx, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
+			}
+			g.log.Warn("untrusted client certificate", "peer", addr, "method", info.FullMethodName, "reason", err)
+			return ctx, status.Errorf(codes.Unauthenticated, "client certificate: not one this control plane trusts (its CA, or a tls.client_ca_file CA): %v", err)
+		}
+	}
+	switch {
 	case need == Agent && g.agents == nil:
 		// A plaintext control plane on loopback: agents have no
 		// certificates to show.

@@ -23,7 +23,7 @@ func FileTLS(certFile, keyFile string, clientCAs *x509.CertPool) (*tls.Config, e
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return f.get() },
-		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientAuth:     tls.RequestClientCert, // checked by the gate, as in ServerTLS
 		ClientCAs:      clientCAs,
 	}, nil
 }

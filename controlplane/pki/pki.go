@@ -140,7 +140,10 @@ func (a *Authority) ServerTLS() *tls.Config {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return a.serverCert()
 		},
-		ClientAuth: tls.VerifyClientCertIfGiven,
+		// Asked for, not checked here: the gate checks a certificate
+		// shown (auth.Agents), so that an untrusted one is answered
+		// Unauthenticated instead of with a failed handshake.
+		ClientAuth: tls.RequestClientCert,
 		ClientCAs:  a.CAPool(),
 	}
 }
