@@ -265,8 +265,8 @@ func (v *nodeView) View() string {
 	lines = append(lines, title)
 	if r := n.GetLifecycleReason(); r != "" {
 		who := ""
-		if n.GetCordonedByPolicy() {
-			who = " [policy]"
+		if by := display.LifecycleBy(n); by != "" {
+			who = " [" + by + "]"
 		}
 		lines = append(lines, t.Muted.Render("lifecycle: ")+r+who)
 	}

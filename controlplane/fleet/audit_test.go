@@ -5,6 +5,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane/auth"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // TestCommandsNameWhoAsked: a command an operator's call queues names the
@@ -58,5 +59,46 @@ func TestAutoCordonIsAuditedInItsWrite(t *testing.T) {
 	if len(cmds) != 1 || e.Who != auth.PolicyName || e.RPC != "AutoCordon" || e.Code != "OK" ||
 		e.Reason != f.get("n2").node.Load().GetLifecycleReason() || e.Message != "lifecycle CORDONED; command "+cmds[0].GetId() {
 		t.Fatalf("n2's entry %+v, commands %v", e, cmds)
+	}
+}
+
+// TestLifecycleNamesWhoSetIt: a node's lifecycle_by names the token whose
+// call set its state, the policy, or the control plane; the TERMINATE the
+// control plane queues to finish a termination names who asked for it.
+func TestLifecycleNamesWhoSetIt(t *testing.T) {
+	f := newFleet(t, Options{})
+	t.Cleanup(f.Close)
+	register(t, f, "n1", 2)
+	register(t, f, "n2", 2)
+	by := func(id string) string { return f.get(id).node.Load().GetLifecycleBy() }
+	if got := by("n1"); got != byControlPlane {
+		t.Fatalf("a registered node's lifecycle_by %q, want %q", got, byControlPlane)
+	}
+	oncall := auth.WithCaller(ctxT(t), auth.Caller{Name: "oncall", Role: controlplanev1.Role_ROLE_OPERATOR})
+	if _, err := f.Cordon(oncall, "n1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := by("n1"); got != "oncall" {
+		t.Fatalf("after oncall's cordon lifecycle_by %q", got)
+	}
+	if _, err := xid(t, f, "n2", 1, 79); err != nil {
+		t.Fatal(err)
+	}
+	if got := by("n2"); got != auth.PolicyName {
+		t.Fatalf("after an automatic cordon lifecycle_by %q", got)
+	}
+
+	if _, err := f.Terminate(oncall, "n1", "", true, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Tick(ctxT(t))
+	var term *fleetv1.Command
+	for _, c := range openCommands(f, "n1") {
+		if c.GetType() == fleetv1.CommandType_COMMAND_TYPE_TERMINATE {
+			term = c
+		}
+	}
+	if term == nil || term.GetIssuedBy() != "oncall" {
+		t.Fatalf("the TERMINATE the control plane queued: %v; want it issued by oncall", term)
 	}
 }

@@ -87,20 +87,27 @@ func allowed(n *fleetv1.Node, act action) bool {
 	return ok
 }
 
+// byControlPlane is who Node.lifecycle_by names for a step the control
+// plane takes itself: a registration, a drain's end, a provision's
+// outcome, a stop.
+const byControlPlane = "control plane"
+
 // move applies act to n through the table: when the state changes it sets
-// the new one and says why; a refused action changes nothing.
-func move(n *fleetv1.Node, act action, reason string, now time.Time) error {
+// the new one and says why and who; a refused action changes nothing.
+func move(n *fleetv1.Node, act action, reason, by string, now time.Time) error {
 	to, err := next(n, act)
 	if err == nil && to != n.GetLifecycle() {
-		setLifecycle(n, to, reason, now)
+		setLifecycle(n, to, reason, by, now)
 	}
 	return err
 }
 
-// setLifecycle moves n to l and says why. Callers find l in the table.
-func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason string, now time.Time) {
+// setLifecycle moves n to l and says why and who: a token's name, the
+// policy, or byControlPlane. Callers find l in the table.
+func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason, by string, now time.Time) {
 	n.Lifecycle = l
 	n.LifecycleReason = reason
+	n.LifecycleBy = by
 	n.LifecycleChangedAt = ts(now)
 	if l != cordoned {
 		n.CordonedByPolicy = false
@@ -111,7 +118,7 @@ func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason string, now 
 // since no agent is left to carry them out, and its live metrics are
 // dropped once the change is saved. The caller holds ns.mu.
 func markTerminated(ns *nodeState, n *fleetv1.Node, c *change, reason string, now time.Time) {
-	if move(n, actStopped, reason, now) != nil {
+	if move(n, actStopped, reason, byControlPlane, now) != nil {
 		return
 	}
 	n.Drain = nil

@@ -132,7 +132,7 @@ func (f *Fleet) checkReachability(ns *nodeState, now time.Time) {
 // drainDeadline ends a drain whose deadline passed without a report.
 func (f *Fleet) drainDeadline(ctx context.Context, ns *nodeState) {
 	_, err := f.operate(ctx, ns.id(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
-		if move(n, actDrainEnded, "drain deadline passed", now) != nil {
+		if move(n, actDrainEnded, "drain deadline passed", byControlPlane, now) != nil {
 			return nil // no longer draining
 		}
 		closeOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "deadline passed without a report from the agent", now)

@@ -262,6 +262,7 @@ func shallowCopy(src *fleetv1.Node) *fleetv1.Node {
 		Labels:             src.Labels,
 		Lifecycle:          src.Lifecycle,
 		LifecycleReason:    src.LifecycleReason,
+		LifecycleBy:        src.LifecycleBy,
 		LifecycleChangedAt: src.LifecycleChangedAt,
 		CordonedByPolicy:   src.CordonedByPolicy,
 		Health:             src.Health,

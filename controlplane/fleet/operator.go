@@ -50,7 +50,7 @@ func (f *Fleet) Cordon(ctx context.Context, id, reason string) (*fleetv1.Node, e
 		if err != nil || to == n.GetLifecycle() {
 			return err // refused, or already takes no new work
 		}
-		setLifecycle(n, to, orDefault(reason, "cordoned by operator"), now)
+		setLifecycle(n, to, orDefault(reason, "cordoned by operator"), requester(ctx), now)
 		_, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), requester(ctx), now)
 		return err
 	})
@@ -64,7 +64,7 @@ func (f *Fleet) Uncordon(ctx context.Context, id, reason string) (*fleetv1.Node,
 			return err
 		}
 		cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "cancelled by uncordon", now)
-		setLifecycle(n, to, orDefault(reason, "uncordoned by operator"), now)
+		setLifecycle(n, to, orDefault(reason, "uncordoned by operator"), requester(ctx), now)
 		_, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_UNCORDON, n.GetLifecycleReason(), requester(ctx), now)
 		return err
 	})
@@ -109,7 +109,7 @@ func (f *Fleet) Drain(ctx context.Context, id, reason string, deadline time.Time
 		}
 		reason = orDefault(reason, "drained by operator")
 		if n.GetLifecycle() != to {
-			setLifecycle(n, to, reason, now)
+			setLifecycle(n, to, reason, requester(ctx), now)
 		}
 		n.Drain = &fleetv1.DrainSpec{Reason: reason, Deadline: ts(deadline), Force: force}
 		cmd, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_DRAIN, reason, requester(ctx), now)
@@ -142,7 +142,7 @@ func (f *Fleet) Terminate(ctx context.Context, id, reason string, force bool, dr
 			return nil
 		}
 		cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "superseded by terminate", now)
-		setLifecycle(n, to, reason, now)
+		setLifecycle(n, to, reason, requester(ctx), now)
 		// A node not yet heard from since a restart (UNKNOWN) may well be
 		// running work: only an OFFLINE one skips the drain.
 		offline := ns.reachability() == fleetv1.Reachability_REACHABILITY_OFFLINE

@@ -257,7 +257,7 @@ func commandFinished(ns *nodeState, n *fleetv1.Node, c *change, cmd *fleetv1.Com
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
 		// A drain that finished after an uncordon or a terminate changes
 		// nothing: the table refuses it.
-		_ = move(n, actDrainEnded, "drained: "+display.FirstLine(cmd.GetMessage()), now)
+		_ = move(n, actDrainEnded, "drained: "+display.FirstLine(cmd.GetMessage()), byControlPlane, now)
 	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
 		if allowed(n, actStopped) && n.GetProvider() == "" {
 			markTerminated(ns, n, c, "terminated: agent stopped", now)

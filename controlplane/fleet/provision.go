@@ -85,11 +85,11 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst provider.
 			Provider:   provider,
 			InstanceId: inst.InstanceID,
 		}
-		if err := move(n, actProvision, "provisioning through "+provider, now); err != nil {
+		if err := move(n, actProvision, "provisioning through "+provider, requester(ctx), now); err != nil {
 			return err
 		}
 		if reason, failed := f.takeEarlyFailure(inst.NodeID); failed {
-			_ = move(n, actProvisionFailed, reason, now)
+			_ = move(n, actProvisionFailed, reason, byControlPlane, now)
 		}
 		if err := f.commit(ctx, ns, &change{node: n, insert: cur == nil}); err != nil {
 			return err
@@ -120,7 +120,7 @@ func (f *Fleet) provisionFailed(nodeID, reason string) bool {
 	f.mu.Unlock()
 	failed := false
 	_, err := f.operate(context.Background(), nodeID, func(_ *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
-		failed = move(n, actProvisionFailed, reason, now) == nil
+		failed = move(n, actProvisionFailed, reason, byControlPlane, now) == nil
 		return nil
 	})
 	if err != nil {
@@ -157,7 +157,7 @@ func (f *Fleet) provisionTimedOut(ctx context.Context, n *fleetv1.Node) {
 	}
 	failed := false
 	_, err := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
-		if move(n, actProvisionFailed, reason+"; "+stoppingInstance+n.GetInstanceId(), now) != nil {
+		if move(n, actProvisionFailed, reason+"; "+stoppingInstance+n.GetInstanceId(), byControlPlane, now) != nil {
 			return nil // the agent registered meanwhile, or a pass got there first
 		}
 		ns.book.unprovision, failed = true, true

@@ -117,7 +117,7 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 		return out, err
 	}
 	if to != n.GetLifecycle() {
-		setLifecycle(n, to, "registered", now)
+		setLifecycle(n, to, "registered", byControlPlane, now)
 	}
 	n.Hostname = req.GetHostname()
 	// The agent's labels are the node's: a label it no longer sends is

@@ -242,7 +242,7 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 		}
 		return
 	}
-	_ = move(n, actAutoCordon, "auto-cordon: "+n.GetHealthCause(), now)
+	_ = move(n, actAutoCordon, "auto-cordon: "+n.GetHealthCause(), auth.PolicyName, now)
 	n.CordonedByPolicy = true
 	c.autoCordonedAt = now
 	cmd, err := f.newCommand(ctx, n.GetNodeId(), fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), auth.PolicyName, now)

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -51,7 +52,8 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 			// Asked again only after a while: an agent that failed to stop
 			// would fail the same way every second.
 			ns.book.terminateQueued = now
-			_, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, n.GetLifecycleReason(), "operator", now)
+			// Issued in the name of whoever asked for the termination.
+			_, err := f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_TERMINATE, n.GetLifecycleReason(), cmp.Or(n.GetLifecycleBy(), byControlPlane), now)
 			return err
 		}
 		return nil

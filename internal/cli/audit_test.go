@@ -20,6 +20,12 @@ func TestGetAudit(t *testing.T) {
 	if code, _, errOut := navarch(t, "--server", addr, "--token", oncall, "cordon", "gpu-1", "--reason", "ticket 42"); code != ExitOK {
 		t.Fatalf("cordon: exit %d, %q", code, errOut)
 	}
+	// The node says who set its state.
+	for id, want := range map[string]string{"gpu-1": "ticket 42 (by oncall)", "gpu-2": "(by policy)"} {
+		if code, out, errOut := navarch(t, "--server", addr, "get", "node", id); code != ExitOK || !strings.Contains(out, want) {
+			t.Fatalf("get node %s: exit %d, %q, want %q in\n%s", id, code, errOut, want, out)
+		}
+	}
 
 	code, table, errOut := navarch(t, "--server", addr, "get", "audit")
 	if code != ExitOK {

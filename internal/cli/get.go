@@ -205,7 +205,11 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 	n := resp.GetNode()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Node:\t%s\n", n.GetNodeId())
-	fmt.Fprintf(tw, "Lifecycle:\t%s\t%s\n", display.Lifecycle(n.GetLifecycle()), n.GetLifecycleReason())
+	lifecycle := n.GetLifecycleReason()
+	if by := display.LifecycleBy(n); by != "" {
+		lifecycle += " (by " + by + ")"
+	}
+	fmt.Fprintf(tw, "Lifecycle:\t%s\t%s\n", display.Lifecycle(n.GetLifecycle()), lifecycle)
 	fmt.Fprintf(tw, "Health:\t%s\t%s\n", display.Health(n.GetHealth()), n.GetHealthCause())
 	if r := display.Remedy(n.GetRemedy()); r != "" {
 		fmt.Fprintf(tw, "Remedy:\t%s\n", r)

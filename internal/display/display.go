@@ -251,3 +251,19 @@ func Role(r controlplanev1.Role) string {
 	}
 	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }
+
+// LifecycleBy names who set a node's lifecycle state when a person or the
+// policy did: "oncall", "policy". It is empty for the control plane's own
+// steps (registration, a drain's end), which would only be noise, and for
+// a state set before the control plane recorded who.
+func LifecycleBy(n *fleetv1.Node) string {
+	switch by := n.GetLifecycleBy(); {
+	case by == "control plane":
+		return ""
+	case by != "":
+		return by
+	case n.GetCordonedByPolicy():
+		return "policy"
+	}
+	return ""
+}

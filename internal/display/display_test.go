@@ -119,3 +119,21 @@ func TestText(t *testing.T) {
 		})
 	}
 }
+
+func TestLifecycleBy(t *testing.T) {
+	tests := []struct {
+		node *fleetv1.Node
+		want string
+	}{
+		{&fleetv1.Node{LifecycleBy: "oncall"}, "oncall"},
+		{&fleetv1.Node{LifecycleBy: "policy", CordonedByPolicy: true}, "policy"},
+		{&fleetv1.Node{LifecycleBy: "control plane"}, ""},
+		{&fleetv1.Node{CordonedByPolicy: true}, "policy"}, // stored before lifecycle_by
+		{&fleetv1.Node{}, ""},
+	}
+	for _, tt := range tests {
+		if got := LifecycleBy(tt.node); got != tt.want {
+			t.Errorf("LifecycleBy(%v) = %q, want %q", tt.node, got, tt.want)
+		}
+	}
+}
