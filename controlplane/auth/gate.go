@@ -184,12 +184,8 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		// A client certificate shown must be one this control plane
 		// trusts, whatever else the call carries.
 		if _, _, presented, err := g.agents.clientChain(ctx); presented && err != nil {
-			addr := peerIP(ctx)
-			if !g.allowFailure(addr) {
-				return ctx, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
-			}
-			g.log.Warn("untrusted client certificate", "peer", addr, "method", info.FullMethodName, "reason", err)
-			return ctx, status.Errorf(codes.Unauthenticated, "client certificate: not one this control plane trusts (its CA, or a tls.client_ca_file CA): %v", err)
+			return ctx, g.refuse(ctx, info.FullMethodName, "untrusted client certificate", err,
+				fmt.Sprintf("client certificate: not one this control plane trusts (its CA, or a tls.client_ca_file CA): %v", err))
 		}
 	}
 	switch {
@@ -200,12 +196,8 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 	case need == Agent:
 		node, ok := g.agents.nodeOf(ctx)
 		if !ok {
-			addr := peerIP(ctx)
-			if !g.allowFailure(addr) {
-				return ctx, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
-			}
-			g.log.Warn("agent call without a node certificate", "peer", addr, "method", info.FullMethodName)
-			return ctx, status.Error(codes.Unauthenticated, "NodeService needs the node's certificate: join first (navarch-agent --join-token)")
+			return ctx, g.refuse(ctx, info.FullMethodName, "agent call without a node certificate", nil,
+				"NodeService needs the node's certificate: join first (navarch-agent --join-token)")
 		}
 		return context.WithValue(ctx, nodeKey{}, node), nil
 	}
@@ -215,12 +207,8 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		caller, err = g.tokens.Verify(token)
 	}
 	if err != nil {
-		addr := peerIP(ctx)
-		if !g.allowFailure(addr) {
-			return ctx, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
-		}
-		g.log.Warn("authentication failed", "peer", addr, "method", info.FullMethodName, "reason", err)
-		return ctx, status.Errorf(codes.Unauthenticated, "%v; give an operator token (--token or NAVARCH_TOKEN)", err)
+		return ctx, g.refuse(ctx, info.FullMethodName, "authentication failed", err,
+			fmt.Sprintf("%v; give an operator token (--token or NAVARCH_TOKEN)", err))
 	}
 	if rank(caller.Role) < rank(need.role()) {
 		return ctx, apierr.RoleTooLow(caller.Name, display.Role(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
@@ -262,6 +250,22 @@ func (g *Gate) passed(ctx context.Context, method string) error {
 		return status.Error(codes.PermissionDenied, "the call was not authorised")
 	}
 	return nil
+}
+
+// refuse answers a failed authentication: Unauthenticated with msg, or
+// ResourceExhausted once the peer's address has failed too often. Each
+// refusal within the rate is logged with what and why (never a secret).
+func (g *Gate) refuse(ctx context.Context, method, what string, why error, msg string) error {
+	addr := peerIP(ctx)
+	if !g.allowFailure(addr) {
+		return status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
+	}
+	args := []any{"peer", addr, "method", method}
+	if why != nil {
+		args = append(args, "reason", why)
+	}
+	g.log.Warn(what, args...)
+	return status.Error(codes.Unauthenticated, msg)
 }
 
 // allowFailure counts a failed authentication from addr, and reports
