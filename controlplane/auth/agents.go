@@ -227,11 +227,13 @@ func (a *Agents) clientChain(ctx context.Context) (leaf, root *x509.Certificate,
 		inter.AddCert(c)
 	}
 	// The verdict keeps the root, one of a.roots, and never the leaf: a
-	// strong reference to it would keep it, and the verdict, forever.
+	// strong reference to it would keep it, and the verdict, forever. So
+	// it keeps a refusal's words only, since x509's errors hold the
+	// certificate they refused.
 	var v verdict
 	chains, err := leaf.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		v.err = err
+		v.err = errors.New(err.Error())
 	} else if v.root = chains[0][len(chains[0])-1]; v.root == leaf {
 		v.root, v.err = nil, errors.New("the certificate is one of the CAs itself, not a client's")
 	}

@@ -87,7 +87,8 @@ func TestClientCertificateCheckedOncePerConnection(t *testing.T) {
 	}
 	// Another connection with the same certificate, parsed again, is
 	// checked again.
-	if _, _, _, err := a.clientChain(connection(parse(t, cert.Raw))); err != nil {
+	again := connection(parse(t, cert.Raw))
+	if _, _, _, err := a.clientChain(again); err != nil {
 		t.Fatal(err)
 	}
 	if n := entries(&a.checked); n != 2 {
@@ -96,8 +97,22 @@ func TestClientCertificateCheckedOncePerConnection(t *testing.T) {
 	if _, _, presented, err := a.clientChain(context.Background()); presented || err != nil {
 		t.Fatalf("no peer: presented %v, %v", presented, err)
 	}
+	// A refused certificate's verdict is kept, and let go, the same way.
+	_, stranger := agentsWithCA(t)
+	refused := connection(parse(t, stranger.Raw))
+	for range 2 {
+		if _, root, presented, err := a.clientChain(refused); !presented || err == nil || root != nil {
+			t.Fatalf("another CA's certificate: root %v, presented %v, %v", root != nil, presented, err)
+		}
+	}
+	if n := entries(&a.checked); n != 3 {
+		t.Fatalf("%d verdicts after a refused connection, want 3", n)
+	}
+	// Until here the three connections live; from here none does.
+	runtime.KeepAlive(ctx)
+	runtime.KeepAlive(again)
+	runtime.KeepAlive(refused)
 	// Once the connections' certificates are gone, so are the verdicts.
-	ctx, cert = nil, nil
 	testutil.Eventually(t, "verdicts dropped with their certificates", func() bool {
 		runtime.GC()
 		return entries(&a.checked) == 0
