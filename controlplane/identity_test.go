@@ -270,21 +270,24 @@ func TestUntrustedClientCertificatesAreUnauthenticated(t *testing.T) {
 		t.Fatalf("an agent with another CA's certificate: %v, want Unauthenticated naming the certificate", err)
 	}
 
-	// The same certificate beside the admin token.
-	target := cp.Target()
-	target.Certificate = func() (*tls.Certificate, error) { return m.cert, nil }
-	conn, err := rpcclient.Dial(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	// The same certificate beside the admin token, here and on a control
+	// plane whose agents call without identities (a simulator's).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := controlplanev1.NewControlPlaneServiceClient(conn).GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{}); !isRefusal(err) {
-		t.Fatalf("an admin token with another CA's certificate: %v, want Unauthenticated naming the certificate", err)
-	}
-	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
-		t.Fatalf("health with any certificate: %v", err)
+	for _, c := range []*cptest.ControlPlane{cp, cptest.Start(t, cptest.Options{})} {
+		target := c.Target()
+		target.Certificate = func() (*tls.Certificate, error) { return m.cert, nil }
+		conn, err := rpcclient.Dial(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := controlplanev1.NewControlPlaneServiceClient(conn).GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{}); !isRefusal(err) {
+			t.Fatalf("identities %v: an admin token with another CA's certificate: %v, want Unauthenticated naming the certificate", c.Config.AgentIdentities, err)
+		}
+		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("health with any certificate: %v", err)
+		}
 	}
 	// Nothing was registered.
 	if _, err := cp.Ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "gpu-1"}); status.Code(err) != codes.NotFound {

@@ -172,11 +172,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		ids = agents
 		fl.OnRemove(agents.Forget)
 	}
-	enforce := agents
-	if !o.Config.AgentIdentities {
-		enforce = nil
-	}
-	gate := auth.NewGate(tokens, enforce, log)
+	gate := auth.NewGate(tokens, agents, o.Config.AgentIdentities, log)
 	codec := api.NewCodec()
 	// Every call that changes the fleet or its tokens is recorded, with
 	// its result, once the gate has let it in.
@@ -225,15 +221,12 @@ func (s *Server) transport(clock clockwork.Clock) (credentials.TransportCredenti
 		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	// Agents present certificates from this CA, or from the operator's.
-	clientCAs := ca.CAPool()
 	if s.cfg.TLS.ClientCAFile != "" {
 		if s.clientCAs, err = readCerts(s.cfg.TLS.ClientCAFile); err != nil {
 			return nil, nil, fmt.Errorf("tls.client_ca_file: %w", err)
 		}
-		for _, c := range s.clientCAs {
-			clientCAs.AddCert(c)
-		}
 	}
+	clientCAs := ca.CAPool(s.clientCAs...)
 	var tc *tls.Config
 	if brought {
 		if tc, err = pki.FileTLS(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile, clientCAs); err != nil {

@@ -79,10 +79,7 @@ func NewAgents(o AgentsOptions) *Agents {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, theirs: o.ClientCAs, roots: o.CA.CAPool(), keys: make(map[string][]byte, len(o.Loaded))}
-	for _, c := range o.ClientCAs {
-		a.roots.AddCert(c)
-	}
+	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, theirs: o.ClientCAs, roots: o.CA.CAPool(o.ClientCAs...), keys: make(map[string][]byte, len(o.Loaded))}
 	for _, k := range o.Loaded {
 		a.keys[k.NodeID] = k.KeyHash
 	}

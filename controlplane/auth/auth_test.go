@@ -158,7 +158,7 @@ func TestGate(t *testing.T) {
 	ctx := context.Background()
 	viewer, _, _ := tokens.Create(ctx, "v", controlplanev1.Role_ROLE_VIEWER, 0, 0)
 	operator, _, _ := tokens.Create(ctx, "o", controlplanev1.Role_ROLE_OPERATOR, 0, 0)
-	g := NewGate(tokens, nil, nil)
+	g := NewGate(tokens, nil, false, nil)
 	call := func(method, token string) error {
 		md := metadata.MD{}
 		if token != "" {

@@ -117,8 +117,11 @@ var Services = []grpc.ServiceDesc{nodev1.NodeService_ServiceDesc, controlplanev1
 // before the request is read, and refuses it there.
 type Gate struct {
 	tokens *Tokens
-	agents *Agents
-	log    *slog.Logger
+	// agents judges client certificates; nil on a plaintext control
+	// plane. identities says whether NodeService calls need one.
+	agents     *Agents
+	identities bool
+	log        *slog.Logger
 
 	mu       sync.Mutex
 	failures map[string]*rate.Limiter // by peer IP
@@ -131,15 +134,15 @@ const (
 	maxPeers     = 10000
 )
 
-// NewGate checks calls against tokens.
-// NewGate checks operators' calls against tokens, and agents' against the
-// node identities in agents; nil agents lets agents call without one, as
-// on a plaintext control plane on loopback.
-func NewGate(tokens *Tokens, agents *Agents, log *slog.Logger) *Gate {
+// NewGate checks operators' calls against tokens, and any client
+// certificate shown against agents (nil on a plaintext control plane).
+// With identities, agents' calls need their node's certificate; without,
+// as for a simulator on loopback, they go without one.
+func NewGate(tokens *Tokens, agents *Agents, identities bool, log *slog.Logger) *Gate {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gate{tokens: tokens, agents: agents, log: log, failures: make(map[string]*rate.Limiter)}
+	return &Gate{tokens: tokens, agents: agents, identities: identities && agents != nil, log: log, failures: make(map[string]*rate.Limiter)}
 }
 
 // rank orders the operator roles; an agent's join token ranks with no
@@ -189,9 +192,9 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		}
 	}
 	switch {
-	case need == Agent && g.agents == nil:
-		// A plaintext control plane on loopback: agents have no
-		// certificates to show.
+	case need == Agent && !g.identities:
+		// A plaintext control plane on loopback, or one set up for a
+		// simulator there: agents call without certificates.
 		return ctx, nil
 	case need == Agent:
 		node, ok := g.agents.nodeOf(ctx)
@@ -238,7 +241,7 @@ func (g *Gate) passed(ctx context.Context, method string) error {
 	switch {
 	case !ok:
 		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
-	case need == Anyone, need == Agent && g.agents == nil:
+	case need == Anyone, need == Agent && !g.identities:
 		return nil
 	case need == Agent:
 		if _, ok := NodeFrom(ctx); !ok {

@@ -113,10 +113,14 @@ func Open(o Options) (*Authority, error) {
 // CAFile is the path of the CA certificate, for clients to trust.
 func (a *Authority) CAFile() string { return filepath.Join(a.dir, CACertFile) }
 
-// CAPool is a pool holding the CA certificate.
-func (a *Authority) CAPool() *x509.CertPool {
+// CAPool is a pool holding the CA certificate and any others given, such
+// as the operator's client CAs.
+func (a *Authority) CAPool(others ...*x509.Certificate) *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(a.caCert)
+	for _, c := range others {
+		p.AddCert(c)
+	}
 	return p
 }
 
