@@ -236,7 +236,8 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 		BootId:         a.o.BootID,
 	}
 	b := newBackoff(500*time.Millisecond, 30*time.Second)
-	refused := false // said once while the certificate stays refused
+	refused := false  // said once while the certificate stays refused
+	rejoined := false // the last refusal was followed by a successful join
 	for attempt := 1; ; attempt++ {
 		seq := a.lifecycleSeq()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -248,7 +249,15 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 			return resp, nil
 		}
 		if status.Code(err) == codes.Unauthenticated && a.o.Rejoin != nil {
-			if err := a.rejoin(ctx, &refused); err != nil {
+			if rejoined {
+				// The certificate just issued is refused too: joining
+				// again at once would spend the token's uses in a loop.
+				a.log.Warn("the control plane refused the certificate it just issued; waiting before joining again", "err", status.Convert(err).Message(), "retry_in", rejoinRetry)
+				if err := sleep(ctx, a.clock, rejoinRetry); err != nil {
+					return nil, err
+				}
+			}
+			if rejoined, err = a.rejoin(ctx, &refused); err != nil {
 				return nil, err
 			}
 			continue
@@ -266,18 +275,18 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 }
 
 // rejoin asks Rejoin for a new identity after the control plane refused
-// the node's certificate. A failure is logged once while refused stays set,
-// then at debug level, and is followed by a wait of rejoinRetry; it returns
-// an error only when ctx ends.
-func (a *Agent) rejoin(ctx context.Context, refused *bool) error {
+// the node's certificate, and says whether it got one. A failure is logged
+// once while refused stays set, then at debug level, and is followed by a
+// wait of rejoinRetry; it returns an error only when ctx ends.
+func (a *Agent) rejoin(ctx context.Context, refused *bool) (bool, error) {
 	err := a.o.Rejoin(ctx)
 	if err == nil {
 		*refused = false
 		a.log.Info("joined again after the control plane refused the node certificate")
-		return nil
+		return true, nil
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	if !*refused {
 		*refused = true
@@ -285,7 +294,7 @@ func (a *Agent) rejoin(ctx context.Context, refused *bool) error {
 	} else {
 		a.log.Debug("node certificate still refused", "err", err)
 	}
-	return sleep(ctx, a.clock, rejoinRetry)
+	return false, sleep(ctx, a.clock, rejoinRetry)
 }
 
 func (a *Agent) applyIntervals(resp *nodev1.RegisterNodeResponse) {

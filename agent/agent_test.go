@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -685,4 +686,49 @@ func leaderRuns(pid int) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// TestRefusedCertificateNeverRejoinsInALoop: while the control plane
+// refuses the node's certificate, the agent joins again once at once and
+// then only every rejoinRetry, whether the join fails (no token) or
+// succeeds and the new certificate is refused too, so a token's uses are
+// not spent in a loop.
+func TestRefusedCertificateNeverRejoinsInALoop(t *testing.T) {
+	tests := []struct {
+		name    string
+		joinErr error
+	}{
+		{"joined-but-still-refused", nil},
+		{"no-token", errors.New("no join token")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cp := newFakeCP(t)
+			clock := clockwork.NewFakeClock()
+			var joins atomic.Int32
+			startAgent(t, cp, simnvml.Options{}, func(o *Options) {
+				o.Clock = clock
+				o.Rejoin = func(context.Context) error { joins.Add(1); return tt.joinErr }
+			})
+			// An operator resets the node's identity mid-session: every
+			// call is refused from now on.
+			refused := status.Error(codes.Unauthenticated, "client certificate refused")
+			cp.mu.Lock()
+			cp.registerErr, cp.heartbeatErr = refused, refused
+			cp.mu.Unlock()
+			testutil.Eventually(t, "the first join", func() bool {
+				clock.Advance(100 * time.Millisecond) // to the next heartbeat
+				return joins.Load() == 1
+			})
+			// Without the fake clock moving, no further join may come.
+			time.Sleep(300 * time.Millisecond)
+			if n := joins.Load(); n != 1 {
+				t.Fatalf("%d joins before rejoinRetry passed, want 1", n)
+			}
+			testutil.Eventually(t, "the join after rejoinRetry", func() bool {
+				clock.Advance(rejoinRetry / 10)
+				return joins.Load() == 2
+			})
+		})
+	}
 }
