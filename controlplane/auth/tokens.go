@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/internal/apierr"
+	"github.com/navarch/navarch/internal/display"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	"github.com/navarch/navarch/store"
 )
@@ -39,7 +40,7 @@ const MinTTL = time.Minute
 // PolicyName is who the audit log and a command's issued_by name for a
 // change the fault policy made. No token may take the name, so no
 // operator's change reads as the policy's.
-const PolicyName = "policy"
+const PolicyName = display.ByPolicy
 
 // Caller is who made a call.
 type Caller struct {

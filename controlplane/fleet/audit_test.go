@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"testing"
+	"time"
 
 	"github.com/navarch/navarch/controlplane/auth"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -86,6 +87,19 @@ func TestLifecycleNamesWhoSetIt(t *testing.T) {
 	}
 	if got := by("n2"); got != auth.PolicyName {
 		t.Fatalf("after an automatic cordon lifecycle_by %q", got)
+	}
+
+	// A drain that replaces the one under way is the new caller's.
+	register(t, f, "n3", 1)
+	lead := auth.WithCaller(ctxT(t), auth.Caller{Name: "lead", Role: controlplanev1.Role_ROLE_OPERATOR})
+	if _, _, err := f.Drain(oncall, "n3", "rack work", time.Time{}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Drain(lead, "n3", "rack work, now", time.Time{}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := by("n3"); got != "lead" {
+		t.Fatalf("after lead's forced drain over oncall's lifecycle_by %q", got)
 	}
 
 	if _, err := f.Terminate(oncall, "n1", "", true, 0); err != nil {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/navarch/navarch/internal/apierr"
+	"github.com/navarch/navarch/internal/display"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -90,7 +91,7 @@ func allowed(n *fleetv1.Node, act action) bool {
 // byControlPlane is who Node.lifecycle_by names for a step the control
 // plane takes itself: a registration, a drain's end, a provision's
 // outcome, a stop.
-const byControlPlane = "control plane"
+const byControlPlane = display.ByControlPlane
 
 // move applies act to n through the table: when the state changes it sets
 // the new one and says why and who; a refused action changes nothing.

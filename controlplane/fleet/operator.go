@@ -103,6 +103,7 @@ func (f *Fleet) Drain(ctx context.Context, id, reason string, deadline time.Time
 			reason = orDefault(reason, cur.GetReason())
 			cancelOpen(ns, c, ofType(fleetv1.CommandType_COMMAND_TYPE_DRAIN), "superseded by a new drain", now)
 			n.LifecycleReason = reason
+			n.LifecycleBy = requester(ctx)
 		}
 		if deadline.IsZero() {
 			deadline = now.Add(DefaultDrainDeadline)

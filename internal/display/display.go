@@ -252,18 +252,26 @@ func Role(r controlplanev1.Role) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_"))
 }
 
+// The names the API gives, in Node.lifecycle_by and Command.issued_by,
+// to changes no operator's token made: the fault policy's, and the
+// control plane's own steps.
+const (
+	ByPolicy       = "policy"
+	ByControlPlane = "control plane"
+)
+
 // LifecycleBy names who set a node's lifecycle state when a person or the
 // policy did: "oncall", "policy". It is empty for the control plane's own
 // steps (registration, a drain's end), which would only be noise, and for
 // a state set before the control plane recorded who.
 func LifecycleBy(n *fleetv1.Node) string {
 	switch by := n.GetLifecycleBy(); {
-	case by == "control plane":
+	case by == ByControlPlane:
 		return ""
 	case by != "":
 		return by
 	case n.GetCordonedByPolicy():
-		return "policy"
+		return ByPolicy
 	}
 	return ""
 }
