@@ -314,6 +314,31 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 	return recovered(gpu, now, "cleared by reboot: "+strings.Join(cleared, "; "), 0)
 }
 
+// ClearAfterReset drops the faults a completed GPU reset remedies: those
+// raised by events whose remedy is a reset or asks less (restarting or
+// checking the application, watching). A fault that asks for more (a
+// reboot, an inspection, a replacement, support) stays, as do level
+// conditions, which the next snapshot re-checks. The reset was the remedy,
+// so the GPU's remedy episode ends. It is called when the agent reports a
+// reset that succeeded, and returns a GPU_RECOVERED event naming what it
+// cleared, or nil.
+func (p *Policy) ClearAfterReset(gpu *fleetv1.Gpu, now time.Time) *fleetv1.HealthEvent {
+	var cleared []string
+	gpu.Faults = slices.DeleteFunc(gpu.Faults, func(f *fleetv1.Fault) bool {
+		if isLevel(f.GetKind()) || remedyWeight(f.GetRemedy()) > remedyWeight(fleetv1.Remedy_REMEDY_RESET_GPU) {
+			return false
+		}
+		cleared = append(cleared, f.GetCause())
+		return true
+	})
+	endEpisode(gpu)
+	if len(cleared) == 0 {
+		return nil
+	}
+	p.Rollup(gpu)
+	return recovered(gpu, now, "cleared by GPU reset: "+strings.Join(cleared, "; "), 0)
+}
+
 // LostAgain records that a lost GPU is still lost after a reboot: the
 // reboot was a remedy that failed. Its earlier faults stay, as the story of
 // how it was lost; the loss is raised anew, as a new remedy episode, so a
