@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/navarch/navarch/internal/health"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -77,7 +78,9 @@ var conditions = []condition{
 		level: &level{group: "row_remap", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
 			return levelReading{known: true, present: m.GetRowRemap().GetPending()}
 		}},
-		rule: Rule{Meaning: "row remap pending", Health: unhealthy, Remedy: fleetv1.Remedy_REMEDY_RESET_GPU},
+		// NVIDIA's memory-error guidance: running work is unaffected and new
+		// work may start; reset the GPU when convenient.
+		rule: Rule{Meaning: "row remap pending; reset the GPU when convenient", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_RESET_GPU},
 	},
 	{
 		name:  "row_remap_failure",
@@ -96,6 +99,33 @@ var conditions = []condition{
 		rule:  Rule{Meaning: "temperature at or past the GPU's slowdown threshold", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_COOLING},
 	},
 	{
+		name:  "memory_thermal",
+		kind:  fleetv1.EventKind_EVENT_KIND_MEMORY_THERMAL,
+		about: "memory (HBM) temperature at or past its limit",
+		level: &level{group: "memory_temperature", check: memoryThermal},
+		rule:  Rule{Meaning: "memory temperature at or past the GPU's memory limit", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_COOLING},
+	},
+	{
+		name:  "hw_slowdown_sustained",
+		kind:  fleetv1.EventKind_EVENT_KIND_HW_SLOWDOWN_SUSTAINED,
+		about: "hardware slowdown held without a break",
+		level: &level{group: "clock_events", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
+			s := m.GetHwSlowdownSeconds()
+			return levelReading{known: true, present: time.Duration(s)*time.Second >= health.SustainedSlowdown, value: uint64(s)}
+		}},
+		rule: Rule{Meaning: "hardware slowdown holding the clocks down", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_COOLING},
+	},
+	{
+		name:  "power_brake",
+		kind:  fleetv1.EventKind_EVENT_KIND_POWER_BRAKE,
+		about: "power-brake slowdown held without a break",
+		level: &level{group: "clock_events", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
+			s := m.GetPowerBrakeSeconds()
+			return levelReading{known: true, present: time.Duration(s)*time.Second >= health.SustainedSlowdown, value: uint64(s)}
+		}},
+		rule: Rule{Meaning: "power brake holding the clocks down (the system's power, not cooling)", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_POWER},
+	},
+	{
 		name:  "clock_slowdown",
 		kind:  fleetv1.EventKind_EVENT_KIND_CLOCK_SLOWDOWN,
 		about: "hardware slowdown clock events",
@@ -112,6 +142,33 @@ var conditions = []condition{
 		rule:  Rule{Meaning: "NVLink link down", Health: unhealthy, Remedy: fleetv1.Remedy_REMEDY_RESET_GPU},
 	},
 	{
+		name:  "nvlink_errors",
+		kind:  fleetv1.EventKind_EVENT_KIND_NVLINK_ERRORS,
+		about: "NVLink CRC, replay or recovery errors rising",
+		rule:  Rule{Meaning: "NVLink errors rising (link integrity)", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_WATCH},
+	},
+	{
+		name:  "recovery_reset",
+		kind:  fleetv1.EventKind_EVENT_KIND_RECOVERY_RESET,
+		about: "the driver asks for a GPU reset",
+		level: recoveryLevel(fleetv1.RecoveryAction_RECOVERY_ACTION_GPU_RESET, fleetv1.RecoveryAction_RECOVERY_ACTION_DRAIN_AND_RESET),
+		rule:  Rule{Meaning: "the driver asks for a GPU reset", Health: unhealthy, Remedy: fleetv1.Remedy_REMEDY_RESET_GPU},
+	},
+	{
+		name:  "recovery_reboot",
+		kind:  fleetv1.EventKind_EVENT_KIND_RECOVERY_REBOOT,
+		about: "the driver asks for a node reboot",
+		level: recoveryLevel(fleetv1.RecoveryAction_RECOVERY_ACTION_NODE_REBOOT),
+		rule:  Rule{Meaning: "the driver asks for a node reboot", Health: unhealthy, Remedy: fleetv1.Remedy_REMEDY_REBOOT_NODE},
+	},
+	{
+		name:  "recovery_drain_p2p",
+		kind:  fleetv1.EventKind_EVENT_KIND_RECOVERY_DRAIN_P2P,
+		about: "the driver asks peer-to-peer work to stop",
+		level: recoveryLevel(fleetv1.RecoveryAction_RECOVERY_ACTION_DRAIN_P2P),
+		rule:  Rule{Meaning: "the driver asks the processes using peer-to-peer traffic to stop", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_RESTART_APPLICATION},
+	},
+	{
 		name:  "gpu_lost",
 		kind:  fleetv1.EventKind_EVENT_KIND_GPU_LOST,
 		about: "GPU missing or failing every NVML call",
@@ -126,8 +183,8 @@ var conditions = []condition{
 	{
 		name:  "pcie_replay",
 		kind:  fleetv1.EventKind_EVENT_KIND_PCIE_REPLAY,
-		about: "PCIe replay counter rising fast",
-		rule:  Rule{Meaning: "PCIe replays rising (link integrity)", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_WATCH},
+		about: "PCIe replays per minute past the link's limit",
+		rule:  Rule{Meaning: "PCIe replays past the link's limit (link integrity)", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_WATCH},
 	},
 	{
 		name:  "retired_pages_pending",
@@ -138,6 +195,42 @@ var conditions = []condition{
 		}},
 		rule: Rule{Meaning: "retired pages pending a GPU reset", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_RESET_GPU},
 	},
+	{
+		name:  "retired_pages_limit",
+		kind:  fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_LIMIT,
+		about: "retired pages past the replacement limits",
+		level: &level{group: "retired_pages", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
+			rp := m.GetRetiredPages()
+			return levelReading{known: true, present: health.RetiredPagesExceeded(rp), value: uint64(rp.GetSingleBit() + rp.GetDoubleBit())}
+		}},
+		rule: Rule{Meaning: "retired pages past the limits (63 in all, or more than 15 double-bit with more than one this week)", Health: unhealthy, Remedy: fleetv1.Remedy_REMEDY_REPLACE_GPU},
+	},
+}
+
+// memoryThermal is at or past the GPU's memory temperature limit, with the
+// same hysteresis as the core's.
+func memoryThermal(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
+	temp, limit := m.GetMemoryTemperatureCelsius(), gpu.GetMemoryMaxTemperatureCelsius()
+	if limit == 0 || temp == 0 {
+		return levelReading{}
+	}
+	present := temp >= limit
+	if hasFault(gpu, keyOf(fleetv1.EventKind_EVENT_KIND_MEMORY_THERMAL, 0)) {
+		present = temp+thermalHysteresis >= limit
+	}
+	return levelReading{known: true, present: present, value: uint64(temp)}
+}
+
+// recoveryLevel is present while the driver's recovery action is one of
+// actions; a reading without the field (an older driver) shows nothing.
+func recoveryLevel(actions ...fleetv1.RecoveryAction) *level {
+	return &level{group: "recovery_action", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
+		a := m.GetRecoveryAction()
+		if a == fleetv1.RecoveryAction_RECOVERY_ACTION_UNSPECIFIED {
+			return levelReading{}
+		}
+		return levelReading{known: true, present: slices.Contains(actions, a), value: uint64(a)}
+	}}
 }
 
 // thermal is at or past the GPU's slowdown temperature; once raised, it

@@ -22,12 +22,21 @@ func TestConditions(t *testing.T) {
 		level  bool
 	}{
 		{"ecc-uncorrected", fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED, func(m *fleetv1.GpuMetrics) { m.Ecc.VolatileUncorrected = 1 }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
-		{"row-remap-pending", fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING, func(m *fleetv1.GpuMetrics) { m.RowRemap.Pending = true }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"row-remap-pending", fleetv1.EventKind_EVENT_KIND_ROW_REMAP_PENDING, func(m *fleetv1.GpuMetrics) { m.RowRemap.Pending = true }, degraded, fleetv1.Remedy_REMEDY_RESET_GPU, true},
 		{"row-remap-failure", fleetv1.EventKind_EVENT_KIND_ROW_REMAP_FAILURE, func(m *fleetv1.GpuMetrics) { m.RowRemap.Failure = true }, unhealthy, fleetv1.Remedy_REMEDY_REPLACE_GPU, true},
 		{"thermal", fleetv1.EventKind_EVENT_KIND_THERMAL, func(m *fleetv1.GpuMetrics) { m.TemperatureCelsius = 90 }, degraded, fleetv1.Remedy_REMEDY_CHECK_COOLING, true},
 		{"nvlink-down", fleetv1.EventKind_EVENT_KIND_NVLINK_DOWN, func(m *fleetv1.GpuMetrics) { m.Nvlinks[3].Active = false }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
 		{"retired-pages-pending", fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_PENDING, func(m *fleetv1.GpuMetrics) { m.RetiredPages.Pending = true }, degraded, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"retired-pages-limit", fleetv1.EventKind_EVENT_KIND_RETIRED_PAGES_LIMIT, func(m *fleetv1.GpuMetrics) { m.RetiredPages.SingleBit = 63 }, unhealthy, fleetv1.Remedy_REMEDY_REPLACE_GPU, true},
+		{"memory-thermal", fleetv1.EventKind_EVENT_KIND_MEMORY_THERMAL, func(m *fleetv1.GpuMetrics) { m.MemoryTemperatureCelsius = 96 }, degraded, fleetv1.Remedy_REMEDY_CHECK_COOLING, true},
+		{"hw-slowdown-sustained", fleetv1.EventKind_EVENT_KIND_HW_SLOWDOWN_SUSTAINED, func(m *fleetv1.GpuMetrics) { m.HwSlowdownSeconds = 60 }, degraded, fleetv1.Remedy_REMEDY_CHECK_COOLING, true},
+		{"power-brake", fleetv1.EventKind_EVENT_KIND_POWER_BRAKE, func(m *fleetv1.GpuMetrics) { m.PowerBrakeSeconds = 90 }, degraded, fleetv1.Remedy_REMEDY_CHECK_POWER, true},
+		{"recovery-reset", fleetv1.EventKind_EVENT_KIND_RECOVERY_RESET, func(m *fleetv1.GpuMetrics) { m.RecoveryAction = fleetv1.RecoveryAction_RECOVERY_ACTION_GPU_RESET }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"recovery-drain-and-reset", fleetv1.EventKind_EVENT_KIND_RECOVERY_RESET, func(m *fleetv1.GpuMetrics) { m.RecoveryAction = fleetv1.RecoveryAction_RECOVERY_ACTION_DRAIN_AND_RESET }, unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU, true},
+		{"recovery-reboot", fleetv1.EventKind_EVENT_KIND_RECOVERY_REBOOT, func(m *fleetv1.GpuMetrics) { m.RecoveryAction = fleetv1.RecoveryAction_RECOVERY_ACTION_NODE_REBOOT }, unhealthy, fleetv1.Remedy_REMEDY_REBOOT_NODE, true},
+		{"recovery-drain-p2p", fleetv1.EventKind_EVENT_KIND_RECOVERY_DRAIN_P2P, func(m *fleetv1.GpuMetrics) { m.RecoveryAction = fleetv1.RecoveryAction_RECOVERY_ACTION_DRAIN_P2P }, degraded, fleetv1.Remedy_REMEDY_RESTART_APPLICATION, true},
 		{"gpu-lost", fleetv1.EventKind_EVENT_KIND_GPU_LOST, nil, unhealthy, fleetv1.Remedy_REMEDY_REBOOT_NODE, false},
+		{"nvlink-errors", fleetv1.EventKind_EVENT_KIND_NVLINK_ERRORS, nil, degraded, fleetv1.Remedy_REMEDY_WATCH, false},
 		{"ecc-corrected-rate", fleetv1.EventKind_EVENT_KIND_ECC_CORRECTED_RATE, nil, degraded, fleetv1.Remedy_REMEDY_WATCH, false},
 		{"pcie-replay", fleetv1.EventKind_EVENT_KIND_PCIE_REPLAY, nil, degraded, fleetv1.Remedy_REMEDY_WATCH, false},
 	}
@@ -66,7 +75,11 @@ func TestConditions(t *testing.T) {
 func TestUnsupportedIsNotAFault(t *testing.T) {
 	p := Default()
 	g := newGPU()
-	m := &fleetv1.GpuMetrics{TemperatureCelsius: 50, Unsupported: []string{"ecc", "row_remap", "retired_pages", "nvlink"}}
+	m := &fleetv1.GpuMetrics{
+		TemperatureCelsius: 50, MemoryTemperatureCelsius: 120, HwSlowdownSeconds: 600, PowerBrakeSeconds: 600,
+		RecoveryAction: fleetv1.RecoveryAction_RECOVERY_ACTION_NODE_REBOOT,
+		Unsupported:    []string{"ecc", "row_remap", "retired_pages", "nvlink", "memory_temperature", "clock_events", "recovery_action"},
+	}
 	if evs := p.Observe(g, m, t0); len(evs) != 0 || g.GetHealth() != healthy {
 		t.Fatalf("unsupported metrics raised %v, GPU %s", evs, g.GetHealth())
 	}
@@ -88,6 +101,24 @@ func TestThermalHysteresis(t *testing.T) {
 	m.TemperatureCelsius = 83
 	if p.Observe(g, m, t0); g.GetHealth() != healthy {
 		t.Fatal("did not clear after cooling")
+	}
+}
+
+// TestRecoveryActionUnreadIsNothing: a driver without the recovery-action
+// field (a reading that leaves it unset) neither raises nor clears.
+func TestRecoveryActionUnreadIsNothing(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	m := metrics()
+	m.RecoveryAction = fleetv1.RecoveryAction_RECOVERY_ACTION_NODE_REBOOT
+	p.Observe(g, m, t0)
+	m.RecoveryAction = fleetv1.RecoveryAction_RECOVERY_ACTION_UNSPECIFIED
+	if evs := p.Observe(g, m, t0.Add(time.Second)); len(evs) != 0 || g.GetRemedy() != fleetv1.Remedy_REMEDY_REBOOT_NODE {
+		t.Fatalf("a reading without the field: %v, remedy %s", evs, g.GetRemedy())
+	}
+	m.RecoveryAction = fleetv1.RecoveryAction_RECOVERY_ACTION_NONE
+	if evs := p.Observe(g, m, t0.Add(2*time.Second)); len(evs) != 1 || g.GetHealth() != healthy {
+		t.Fatalf("the driver says none: %v, health %s", evs, g.GetHealth())
 	}
 }
 

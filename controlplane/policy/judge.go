@@ -27,13 +27,20 @@ func (p *Policy) Judge(gpu *fleetv1.Gpu, ev *fleetv1.HealthEvent, rep *Repeats, 
 		gpu.Lost = false
 		return changed
 	}
-	rule, ok := p.ruleFor(ev)
+	rule, clears, ok := p.ruleFor(ev)
 	if !ok {
 		ev.Health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
 		ev.Remedy = fleetv1.Remedy_REMEDY_NONE
 		return false
 	}
 	k := keyOf(ev.GetKind(), ev.GetXid())
+	if clears {
+		// The driver says the earlier recovery action is done.
+		ev.Health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
+		ev.Remedy = fleetv1.Remedy_REMEDY_NONE
+		ev.Cause = rule.Meaning
+		return p.clear(gpu, k)
+	}
 	ev.Health = rule.Health
 	ev.Remedy = rule.Remedy
 	ev.Cause = rule.Meaning
@@ -43,7 +50,7 @@ func (p *Policy) Judge(gpu *fleetv1.Gpu, ev *fleetv1.HealthEvent, rep *Repeats, 
 	}
 	n := 1
 	if rep != nil {
-		n = rep.add(k, now, window)
+		n = rep.add(k, now, window, p.burst, awaitsRemedy(gpu, k))
 	}
 	ev.RepeatCount = uint32(n)
 	if r := rule.Repeat; r != nil && n >= r.Count {
@@ -87,8 +94,13 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 				f.Remedy = ev.GetRemedy()
 				f.Escalated = true
 				if resetOrReboot(f.GetRemedy()) && !f.GetAwaitsRemedy() {
-					p.joinEpisode(gpu, f, ev)
+					p.joinEpisode(gpu, f, ev, now)
 				}
+			case !f.GetEscalated() && !f.GetAwaitsRemedy() && resetOrReboot(ev.GetRemedy()) && ev.GetRemedy() != f.GetRemedy():
+				// The same code now asks for a reset or reboot (a decoded
+				// line, a later recovery action): it joins the episode.
+				f.Remedy = ev.GetRemedy()
+				p.joinEpisode(gpu, f, ev, now)
 			case f.GetEscalated() && ev.GetRemedy() != f.GetRemedy():
 				ev.Remedy = f.GetRemedy()
 				ev.Escalated = true
@@ -111,7 +123,7 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 		Escalated: ev.GetEscalated(),
 	}
 	if resetOrReboot(f.GetRemedy()) {
-		p.joinEpisode(gpu, f, ev)
+		p.joinEpisode(gpu, f, ev, now)
 	}
 	gpu.Faults = append(gpu.Faults, f)
 }
@@ -120,13 +132,19 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 // the GPU's remedy episode, opening one if none is open: faults raised
 // while the GPU already awaits a reset or reboot (XID 48 with its ECC count
 // and pending remap, XID 79 with the lost GPU) are one episode, answered by
-// one remedy. Past the policy's limit the remedy escalates.
-func (p *Policy) joinEpisode(gpu *fleetv1.Gpu, f *fleetv1.Fault, ev *fleetv1.HealthEvent) {
+// one remedy. Episodes count within the policy's lookback; past its limit
+// the remedy escalates.
+func (p *Policy) joinEpisode(gpu *fleetv1.Gpu, f *fleetv1.Fault, ev *fleetv1.HealthEvent, now time.Time) {
 	open := awaitingRemedy(gpu)
 	f.AwaitsRemedy = true
+	times := slices.DeleteFunc(gpu.RemedyEpisodeTimes, func(t *timestamppb.Timestamp) bool {
+		return now.Sub(t.AsTime()) >= p.lookback
+	})
 	if !open {
-		gpu.RemedyEpisodes++
+		times = append(times, timestamppb.New(now))
 	}
+	gpu.RemedyEpisodeTimes = times
+	gpu.RemedyEpisodes = uint32(len(times))
 	if int(gpu.RemedyEpisodes) > p.escalateAfter {
 		f.Remedy = p.escalateRemedy
 		f.Escalated = true
@@ -151,7 +169,7 @@ func remedyWeight(r fleetv1.Remedy) int {
 		return 6
 	case fleetv1.Remedy_REMEDY_RESET_GPU:
 		return 5
-	case fleetv1.Remedy_REMEDY_CHECK_COOLING:
+	case fleetv1.Remedy_REMEDY_CHECK_COOLING, fleetv1.Remedy_REMEDY_CHECK_POWER, fleetv1.Remedy_REMEDY_UPDATE_SOFTWARE:
 		return 4
 	case fleetv1.Remedy_REMEDY_RESTART_APPLICATION:
 		return 3
@@ -176,6 +194,14 @@ func endEpisode(gpu *fleetv1.Gpu) {
 	for _, f := range gpu.GetFaults() {
 		f.AwaitsRemedy = false
 	}
+}
+
+// awaitsRemedy reports whether the fault for k is active and awaits its
+// reset or reboot.
+func awaitsRemedy(gpu *fleetv1.Gpu, k faultKey) bool {
+	return slices.ContainsFunc(gpu.GetFaults(), func(f *fleetv1.Fault) bool {
+		return keyOf(f.GetKind(), f.GetXid()) == k && f.GetAwaitsRemedy()
+	})
 }
 
 func resetOrReboot(r fleetv1.Remedy) bool {
@@ -325,7 +351,7 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 func (p *Policy) ClearAfterReset(gpu *fleetv1.Gpu, now time.Time) *fleetv1.HealthEvent {
 	var cleared []string
 	gpu.Faults = slices.DeleteFunc(gpu.Faults, func(f *fleetv1.Fault) bool {
-		if isLevel(f.GetKind()) || remedyWeight(f.GetRemedy()) > remedyWeight(fleetv1.Remedy_REMEDY_RESET_GPU) {
+		if isLevel(f.GetKind()) || !resetRemedies(f.GetRemedy()) {
 			return false
 		}
 		cleared = append(cleared, f.GetCause())
@@ -337,6 +363,17 @@ func (p *Policy) ClearAfterReset(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Healt
 	}
 	p.Rollup(gpu)
 	return recovered(gpu, now, "cleared by GPU reset: "+strings.Join(cleared, "; "), 0)
+}
+
+// resetRemedies reports whether a GPU reset answers a fault with remedy r:
+// the reset itself, and what asks less of the GPU.
+func resetRemedies(r fleetv1.Remedy) bool {
+	switch r {
+	case fleetv1.Remedy_REMEDY_RESET_GPU, fleetv1.Remedy_REMEDY_RESTART_APPLICATION,
+		fleetv1.Remedy_REMEDY_CHECK_APPLICATION, fleetv1.Remedy_REMEDY_WATCH, fleetv1.Remedy_REMEDY_NONE:
+		return true
+	}
+	return false
 }
 
 // LostAgain records that a lost GPU is still lost after a reboot: the

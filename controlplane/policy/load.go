@@ -24,6 +24,7 @@ type file struct {
 	UnknownXID   *ruleSpec            `yaml:"unknown_xid"`
 	Conditions   map[string]*ruleSpec `yaml:"conditions"`
 	DegradedHold *duration            `yaml:"degraded_hold"`
+	Burst        *duration            `yaml:"burst"`
 	Escalation   *escalation          `yaml:"escalation"`
 }
 
@@ -33,6 +34,7 @@ type xidRule struct {
 }
 
 type ruleSpec struct {
+	Bucket  string      `yaml:"bucket"`
 	Meaning string      `yaml:"meaning"`
 	Health  string      `yaml:"health"`
 	Remedy  string      `yaml:"remedy"`
@@ -47,8 +49,9 @@ type repeatSpec struct {
 }
 
 type escalation struct {
-	AfterRemedies int    `yaml:"after_remedies"`
-	Remedy        string `yaml:"remedy"`
+	AfterRemedies int       `yaml:"after_remedies"`
+	Lookback      *duration `yaml:"lookback"`
+	Remedy        string    `yaml:"remedy"`
 }
 
 type duration = yamlfile.Duration
@@ -137,6 +140,9 @@ func merge(base, over *file) {
 	if over.DegradedHold != nil {
 		base.DegradedHold = over.DegradedHold
 	}
+	if over.Burst != nil {
+		base.Burst = over.Burst
+	}
 	if over.Escalation != nil {
 		base.Escalation = over.Escalation
 	}
@@ -197,6 +203,14 @@ func build(f *file) (*Policy, error) {
 		return nil, errors.New("escalation.after_remedies must be at least 1")
 	}
 	p.escalateAfter = f.Escalation.AfterRemedies
+	if f.Escalation.Lookback == nil || f.Escalation.Lookback.Duration <= 0 {
+		return nil, errors.New("escalation.lookback must be a positive duration")
+	}
+	p.lookback = f.Escalation.Lookback.Duration
+	if f.Burst == nil || f.Burst.Duration < 0 {
+		return nil, errors.New("burst must be a duration of 0 or more")
+	}
+	p.burst = f.Burst.Duration
 	if p.escalateRemedy, err = parseRemedy(f.Escalation.Remedy); err != nil {
 		return nil, fmt.Errorf("escalation.remedy: %w", err)
 	}
@@ -215,7 +229,10 @@ func (s *ruleSpec) rule() (Rule, error) {
 	if err != nil {
 		return Rule{}, fmt.Errorf("remedy: %w", err)
 	}
-	rule := Rule{Meaning: s.Meaning, Health: h, Remedy: r}
+	if s.Bucket != "" && bucketNamed(s.Bucket) == nil {
+		return Rule{}, fmt.Errorf("bucket: %q is not a bucket of NVIDIA's XID catalog (known: %s)", s.Bucket, strings.Join(bucketNames(), ", "))
+	}
+	rule := Rule{Bucket: s.Bucket, Meaning: s.Meaning, Health: h, Remedy: r}
 	if s.Repeat != nil {
 		if s.Repeat.Count < 2 {
 			return Rule{}, errors.New("repeat.count must be at least 2")

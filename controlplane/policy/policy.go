@@ -19,6 +19,9 @@ import (
 
 // Rule is how one signal is judged.
 type Rule struct {
+	// Bucket is the XID catalog's immediate-action bucket the rule follows;
+	// empty for rules of other signals.
+	Bucket string
 	// Meaning is the signal's meaning in words.
 	Meaning string
 	// Health is the health one event of the signal imposes.
@@ -49,6 +52,8 @@ type Policy struct {
 	unknownXID     Rule
 	conditions     map[fleetv1.EventKind]Rule
 	degradedHold   time.Duration
+	burst          time.Duration
+	lookback       time.Duration
 	escalateAfter  int
 	escalateRemedy fleetv1.Remedy
 }
@@ -82,17 +87,34 @@ func (p *Policy) ConditionRule(kind fleetv1.EventKind) (Rule, bool) {
 // new event.
 func (p *Policy) DegradedHold() time.Duration { return p.degradedHold }
 
-func (p *Policy) ruleFor(ev *fleetv1.HealthEvent) (Rule, bool) {
-	if ev.GetKind() == fleetv1.EventKind_EVENT_KIND_XID {
-		return p.XIDRule(ev.GetXid()), true
+// Burst is how close together events of one signal are one incident.
+func (p *Policy) Burst() time.Duration { return p.burst }
+
+// Lookback is how far back remedy episodes count toward escalation.
+func (p *Policy) Lookback() time.Duration { return p.lookback }
+
+// ruleFor returns the rule that judges ev. An XID whose kernel-log text
+// says more than its code (144-150, 154) is judged by what the text says;
+// clears reports that the text ends an earlier fault of the code.
+func (p *Policy) ruleFor(ev *fleetv1.HealthEvent) (rule Rule, clears, ok bool) {
+	if ev.GetKind() != fleetv1.EventKind_EVENT_KIND_XID {
+		rule, ok = p.ConditionRule(ev.GetKind())
+		return rule, false, ok
 	}
-	return p.ConditionRule(ev.GetKind())
+	rule = p.XIDRule(ev.GetXid())
+	if d, ok := decodeXID(ev.GetXid(), rule.Meaning, ev.GetMessage()); ok {
+		rule.Health, rule.Remedy, rule.Meaning = d.health, d.remedy, d.cause
+		clears = d.clears
+	}
+	return rule, clears, true
 }
 
-// Repeats remembers when recent events of each signal hit one GPU. The zero
-// value is ready to use; it is not safe for concurrent use.
+// Repeats remembers when recent incidents of each signal began on one GPU,
+// and when each signal was last heard. The zero value is ready to use; it
+// is not safe for concurrent use.
 type Repeats struct {
 	times map[faultKey][]time.Time
+	last  map[faultKey]time.Time
 }
 
 // Clone returns a copy of r that shares nothing with it, so a change that
@@ -107,19 +129,31 @@ func (r *Repeats) Clone() *Repeats {
 	for k, ts := range c.times {
 		c.times[k] = slices.Clone(ts)
 	}
+	c.last = maps.Clone(r.last)
 	return c
 }
 
-func (r *Repeats) add(k faultKey, now time.Time, window time.Duration) int {
+// add records an event of k and returns how many incidents of it began
+// within window. The event begins a new incident unless it comes less than
+// burst after the previous one, or ongoing says the signal's fault still
+// awaits its remedy: an error that comes back before its remedy is the
+// same incident.
+func (r *Repeats) add(k faultKey, now time.Time, window, burst time.Duration, ongoing bool) int {
 	if r.times == nil {
 		r.times = make(map[faultKey][]time.Time)
+		r.last = make(map[faultKey]time.Time)
 	}
+	last, heard := r.last[k]
+	r.last[k] = now
 	ts := r.times[k]
 	cut := 0
 	for cut < len(ts) && now.Sub(ts[cut]) >= window {
 		cut++
 	}
-	ts = append(ts[cut:], now)
+	ts = ts[cut:]
+	if len(ts) == 0 || !(ongoing || heard && now.Sub(last) < burst) {
+		ts = append(ts, now)
+	}
 	// A storm of events must not grow the memory: only the window's worth is
 	// needed, and never more than a few hundred.
 	if len(ts) > 512 {
@@ -141,15 +175,16 @@ func (r *Repeats) forgetOldest(keep faultKey) {
 	var oldest faultKey
 	var at time.Time
 	found := false
-	for k, ts := range r.times {
+	for k := range r.times {
 		if k == keep {
 			continue
 		}
-		if last := ts[len(ts)-1]; !found || last.Before(at) {
+		if last := r.last[k]; !found || last.Before(at) {
 			oldest, at, found = k, last, true
 		}
 	}
 	delete(r.times, oldest)
+	delete(r.last, oldest)
 }
 
 type faultKey struct {

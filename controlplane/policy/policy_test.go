@@ -10,7 +10,7 @@ import (
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func newGPU() *fleetv1.Gpu {
-	return &fleetv1.Gpu{Index: 0, Uuid: "GPU-0", Health: healthy, SlowdownTemperatureCelsius: 87, NvlinkCount: 18}
+	return &fleetv1.Gpu{Index: 0, Uuid: "GPU-0", Health: healthy, SlowdownTemperatureCelsius: 87, MemoryMaxTemperatureCelsius: 95, NvlinkCount: 18}
 }
 
 func xid(code uint32) *fleetv1.HealthEvent {
@@ -19,8 +19,10 @@ func xid(code uint32) *fleetv1.HealthEvent {
 
 func metrics() *fleetv1.GpuMetrics {
 	m := &fleetv1.GpuMetrics{
-		TemperatureCelsius: 60,
-		Ecc:                &fleetv1.EccCounts{},
+		TemperatureCelsius:       60,
+		MemoryTemperatureCelsius: 70,
+		RecoveryAction:           fleetv1.RecoveryAction_RECOVERY_ACTION_NONE,
+		Ecc:                      &fleetv1.EccCounts{},
 		RowRemap:           &fleetv1.RowRemapState{},
 		RetiredPages:       &fleetv1.RetiredPages{},
 	}
