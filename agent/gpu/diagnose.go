@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/navarch/navarch/internal/health"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // Check is one diagnostics check's outcome.
@@ -17,8 +20,9 @@ type Check struct {
 }
 
 // Diagnose runs a quick NVML self-check of every GPU: it reads identity,
-// temperature against the slowdown threshold, memory, ECC, remapped rows and
-// PCIe, and says which checks pass.
+// temperature against the slowdown threshold, memory temperature against its
+// limit, ECC, remapped rows, NVLink, the PCIe replay rate against the link's
+// limit and the driver's recovery action, and says which checks pass.
 func (r *Reader) Diagnose(now time.Time) []Check {
 	readings := r.Read(now)
 	r.mu.Lock()
@@ -49,6 +53,11 @@ func (r *Reader) Diagnose(now time.Time) []Check {
 		default:
 			add("temperature", true, fmt.Sprintf("%d°C", m.GetTemperatureCelsius()))
 		}
+		memMax, ret := d.GetTemperatureThreshold(nvml.TEMPERATURE_THRESHOLD_MEM_MAX)
+		if !unsupported(GroupMemoryTemperature) && ret == nvml.SUCCESS && memMax > 0 {
+			t := m.GetMemoryTemperatureCelsius()
+			add("memory-temperature", t < memMax, fmt.Sprintf("%d°C, limit %d°C", t, memMax))
+		}
 		if unsupported(GroupECC) {
 			add("ecc", true, "unsupported")
 		} else {
@@ -71,7 +80,13 @@ func (r *Reader) Diagnose(now time.Time) []Check {
 			add("nvlink", up >= r.links[i], fmt.Sprintf("%d of %d links up", up, r.links[i]))
 		}
 		if !unsupported(GroupPCIeReplay) {
-			add("pcie", true, fmt.Sprintf("replay counter %d", m.GetPcieReplayCount()))
+			gen, width := m.GetPcieLinkGeneration(), m.GetPcieLinkWidth()
+			rate, limit := m.GetPcieReplaysPerMinute(), health.PCIeReplayLimit(gen, width)
+			add("pcie", rate < limit, fmt.Sprintf("replay counter %d, %d/min on %s (limit %d/min)",
+				m.GetPcieReplayCount(), rate, PCIeLinkWords(gen, width), limit))
+		}
+		if a := m.GetRecoveryAction(); !unsupported(GroupRecoveryAction) && a != fleetv1.RecoveryAction_RECOVERY_ACTION_UNSPECIFIED {
+			add("recovery-action", a == fleetv1.RecoveryAction_RECOVERY_ACTION_NONE, RecoveryActionWords(a))
 		}
 	}
 	return out

@@ -28,18 +28,22 @@ import (
 
 // Metric groups, as named in GpuMetrics.unsupported.
 const (
-	GroupTemperature  = "temperature"
-	GroupPower        = "power"
-	GroupUtilization  = "utilization"
-	GroupMemory       = "memory"
-	GroupClocks       = "clocks"
-	GroupClockEvents  = "clock_events"
-	GroupECC          = "ecc"
-	GroupRowRemap     = "row_remap"
-	GroupRetiredPages = "retired_pages"
-	GroupNVLink       = "nvlink"
-	GroupPCIeReplay   = "pcie_replay"
-	GroupProcesses    = "processes"
+	GroupTemperature       = "temperature"
+	GroupMemoryTemperature = "memory_temperature"
+	GroupPower             = "power"
+	GroupUtilization       = "utilization"
+	GroupMemory            = "memory"
+	GroupClocks            = "clocks"
+	GroupClockEvents       = "clock_events"
+	GroupECC               = "ecc"
+	GroupRowRemap          = "row_remap"
+	GroupRetiredPages      = "retired_pages"
+	GroupNVLink            = "nvlink"
+	GroupNVLinkErrors      = "nvlink_errors"
+	GroupPCIeLink          = "pcie_link"
+	GroupPCIeReplay        = "pcie_replay"
+	GroupProcesses         = "processes"
+	GroupRecoveryAction    = "recovery_action"
 )
 
 // ErrNoDriver wraps a failure to load or initialise NVML.
@@ -55,6 +59,7 @@ type Reader struct {
 	index   []uint32      // each one's NVML index
 	uuids   []string
 	links   []int // NVLink links each one has (up or down at Open)
+	history []*history
 	absent  []Absent
 }
 
@@ -95,6 +100,7 @@ func Open(lib nvml.Interface) (*Reader, error) {
 		r.index = append(r.index, uint32(i))
 		r.uuids = append(r.uuids, cleanText(uuid))
 		r.links = append(r.links, countLinks(d))
+		r.history = append(r.history, newHistory())
 	}
 	if n > 0 && len(r.devices) == 0 {
 		_ = lib.Shutdown()
@@ -187,6 +193,9 @@ func (r *Reader) Inventory() (*Inventory, error) {
 		if t, ret := d.GetTemperatureThreshold(nvml.TEMPERATURE_THRESHOLD_SLOWDOWN); ret == nvml.SUCCESS {
 			g.SlowdownTemperatureCelsius = t
 		}
+		if t, ret := d.GetTemperatureThreshold(nvml.TEMPERATURE_THRESHOLD_MEM_MAX); ret == nvml.SUCCESS {
+			g.MemoryMaxTemperatureCelsius = t
+		}
 		if p, ret := d.GetEnforcedPowerLimit(); ret == nvml.SUCCESS {
 			g.PowerLimitMilliwatts = p
 		}
@@ -216,20 +225,22 @@ type Reading struct {
 	LostReason string
 }
 
-// Read reads every GPU's metrics.
+// Read reads every GPU's metrics. Some of them span readings (how long a
+// slowdown has held, the PCIe replay rate), so Read is the agent's one
+// poll: each call is a reading those count.
 func (r *Reader) Read(now time.Time) []Reading {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]Reading, len(r.devices))
 	for i, d := range r.devices {
-		out[i] = readDevice(d, r.index[i], now)
+		out[i] = readDevice(d, r.index[i], r.history[i], now)
 	}
 	return out
 }
 
 // readDevice reads one GPU. Each metric group is read on its own, so one
 // unsupported or failing call loses only that group.
-func readDevice(d nvml.Device, index uint32, now time.Time) Reading {
+func readDevice(d nvml.Device, index uint32, h *history, now time.Time) Reading {
 	m := &fleetv1.GpuMetrics{GpuIndex: index, Time: timestamppb.New(now)}
 	var failed, tried int
 	lostReason := ""
@@ -253,6 +264,7 @@ func readDevice(d nvml.Device, index uint32, now time.Time) Reading {
 	if v, ret := d.GetTemperature(nvml.TEMPERATURE_GPU); check(GroupTemperature, ret) {
 		m.TemperatureCelsius = v
 	}
+	readFields(d, m, check)
 	if v, ret := d.GetPowerUsage(); check(GroupPower, ret) {
 		m.PowerUsageMilliwatts = v
 	}
@@ -272,6 +284,10 @@ func readDevice(d nvml.Device, index uint32, now time.Time) Reading {
 	if v, ret := d.GetCurrentClocksEventReasons(); check(GroupClockEvents, ret) {
 		m.ClockEventReasons = v
 	}
+	// A reading without the reasons breaks a streak: it does not show the
+	// slowdown held.
+	m.HwSlowdownSeconds = h.hwSlowdown.observe(m.ClockEventReasons&HWSlowdownReasons != 0, now)
+	m.PowerBrakeSeconds = h.powerBrake.observe(m.ClockEventReasons&PowerBrakeReasons != 0, now)
 	ecc := &fleetv1.EccCounts{}
 	eccOK := true
 	for _, c := range []struct {
@@ -297,7 +313,7 @@ func readDevice(d nvml.Device, index uint32, now time.Time) Reading {
 	if corr, unc, pending, failure, ret := d.GetRemappedRows(); check(GroupRowRemap, ret) {
 		m.RowRemap = &fleetv1.RowRemapState{CorrectedRows: uint32(corr), UncorrectedRows: uint32(unc), Pending: pending, Failure: failure}
 	}
-	m.RetiredPages = readRetiredPages(d, check)
+	m.RetiredPages = readRetiredPages(d, check, now)
 	for l := range nvml.NVLINK_MAX_LINKS {
 		st, ret := d.GetNvLinkState(l)
 		if ret == nvml.ERROR_NOT_SUPPORTED && l == 0 {
@@ -312,9 +328,14 @@ func readDevice(d nvml.Device, index uint32, now time.Time) Reading {
 		}
 		m.Nvlinks = append(m.Nvlinks, &fleetv1.NvLinkState{Link: uint32(l), Active: st == nvml.FEATURE_ENABLED})
 	}
-	if v, ret := d.GetPcieReplayCounter(); check(GroupPCIeReplay, ret) {
-		m.PcieReplayCount = uint64(max(v, 0))
+	readNvLinkErrors(d, m.Nvlinks, h, check)
+	readPCIeLink(d, m, check)
+	replays, ret := d.GetPcieReplayCounter()
+	replaysOK := check(GroupPCIeReplay, ret)
+	if replaysOK {
+		m.PcieReplayCount = uint64(max(replays, 0))
 	}
+	m.PcieReplaysPerMinute = h.pcieReplays.observe(m.PcieReplayCount, replaysOK, now)
 	if procs, ret := d.GetComputeRunningProcesses(); check(GroupProcesses, ret) {
 		for _, p := range procs {
 			m.Processes = append(m.Processes, &fleetv1.GpuProcess{Pid: p.Pid, UsedMemoryBytes: p.UsedGpuMemory, Name: processName(p.Pid)})
@@ -329,22 +350,6 @@ func readDevice(d nvml.Device, index uint32, now time.Time) Reading {
 		}
 	}
 	return rd
-}
-
-func readRetiredPages(d nvml.Device, check func(string, nvml.Return) bool) *fleetv1.RetiredPages {
-	sbe, ret := d.GetRetiredPages(nvml.PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS)
-	if !check(GroupRetiredPages, ret) {
-		return nil
-	}
-	dbe, ret := d.GetRetiredPages(nvml.PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)
-	if !check(GroupRetiredPages, ret) {
-		return nil
-	}
-	rp := &fleetv1.RetiredPages{SingleBit: uint32(len(sbe)), DoubleBit: uint32(len(dbe))}
-	if st, ret := d.GetRetiredPagesPendingStatus(); check(GroupRetiredPages, ret) {
-		rp.Pending = st == nvml.FEATURE_ENABLED
-	}
-	return rp
 }
 
 // processName reads a process's command name from /proc, best effort.

@@ -15,6 +15,8 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -39,11 +41,18 @@ func device(uuid string) *mock.Device {
 		},
 		GetTemperatureFunc: func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 71, nvml.SUCCESS },
 		GetTemperatureThresholdFunc: func(t nvml.TemperatureThresholds) (uint32, nvml.Return) {
-			if t == nvml.TEMPERATURE_THRESHOLD_SLOWDOWN {
+			switch t {
+			case nvml.TEMPERATURE_THRESHOLD_SLOWDOWN:
 				return 87, nvml.SUCCESS
+			case nvml.TEMPERATURE_THRESHOLD_MEM_MAX:
+				return 95, nvml.SUCCESS
 			}
 			return 92, nvml.SUCCESS
 		},
+		GetFieldValuesFunc: fields(map[uint32]nvml.FieldValue{
+			nvml.FI_DEV_GET_GPU_RECOVERY_ACTION: uintField(uint64(nvml.GPU_RECOVERY_ACTION_NONE)),
+			nvml.FI_DEV_MEMORY_TEMP:             uintField(68),
+		}),
 		GetPowerUsageFunc:         func() (uint32, nvml.Return) { return 612000, nvml.SUCCESS },
 		GetEnforcedPowerLimitFunc: func() (uint32, nvml.Return) { return 700000, nvml.SUCCESS },
 		GetUtilizationRatesFunc: func() (nvml.Utilization, nvml.Return) {
@@ -71,6 +80,9 @@ func device(uuid string) *mock.Device {
 		GetRetiredPagesFunc: func(nvml.PageRetirementCause) ([]uint64, nvml.Return) {
 			return nil, nvml.ERROR_NOT_SUPPORTED
 		},
+		GetRetiredPages_v2Func: func(nvml.PageRetirementCause) ([]uint64, []uint64, nvml.Return) {
+			return nil, nil, nvml.ERROR_NOT_SUPPORTED
+		},
 		GetRetiredPagesPendingStatusFunc: func() (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED },
 		GetNvLinkStateFunc: func(l int) (nvml.EnableState, nvml.Return) {
 			if l >= links {
@@ -78,7 +90,12 @@ func device(uuid string) *mock.Device {
 			}
 			return nvml.FEATURE_ENABLED, nvml.SUCCESS
 		},
-		GetPcieReplayCounterFunc: func() (int, nvml.Return) { return 4, nvml.SUCCESS },
+		GetNvLinkErrorCounterFunc: func(l int, c nvml.NvLinkErrorCounter) (uint64, nvml.Return) {
+			return uint64(100*l) + uint64(c), nvml.SUCCESS
+		},
+		GetCurrPcieLinkGenerationFunc: func() (int, nvml.Return) { return 5, nvml.SUCCESS },
+		GetCurrPcieLinkWidthFunc:      func() (int, nvml.Return) { return 16, nvml.SUCCESS },
+		GetPcieReplayCounterFunc:      func() (int, nvml.Return) { return 4, nvml.SUCCESS },
 		GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
 			return []nvml.ProcessInfo{{Pid: 4242, UsedGpuMemory: 30 << 30}}, nvml.SUCCESS
 		},
@@ -128,7 +145,7 @@ func TestInventory(t *testing.T) {
 	g := inv.GPUs[1]
 	if g.GetIndex() != 1 || g.GetUuid() != "GPU-b" || g.GetName() != "NVIDIA H100 80GB HBM3" || g.GetSerial() != "1654322012345" ||
 		g.GetPciBusId() != "0000:1b:00.0" || g.GetMemoryTotalBytes() != 80<<30 || g.GetSlowdownTemperatureCelsius() != 87 ||
-		g.GetPowerLimitMilliwatts() != 700000 || g.GetNvlinkCount() != 18 {
+		g.GetPowerLimitMilliwatts() != 700000 || g.GetNvlinkCount() != 18 || g.GetMemoryMaxTemperatureCelsius() != 95 {
 		t.Fatalf("GPU %v", g)
 	}
 }
@@ -238,7 +255,17 @@ func TestReadEveryMetric(t *testing.T) {
 		{"remapped corrected", m.GetRowRemap().GetCorrectedRows(), uint32(2)},
 		{"remapped uncorrected", m.GetRowRemap().GetUncorrectedRows(), uint32(1)},
 		{"nvlinks", len(m.GetNvlinks()), 18},
+		{"memory temperature", m.GetMemoryTemperatureCelsius(), uint32(68)},
+		{"recovery action", m.GetRecoveryAction(), fleetv1.RecoveryAction_RECOVERY_ACTION_NONE},
+		{"nvlink 2 replay errors", m.GetNvlinks()[2].GetReplayErrors(), uint64(200)},
+		{"nvlink 2 recovery errors", m.GetNvlinks()[2].GetRecoveryErrors(), uint64(201)},
+		{"nvlink 2 crc errors", m.GetNvlinks()[2].GetCrcErrors(), uint64(202 + 203)},
+		{"pcie generation", m.GetPcieLinkGeneration(), uint32(5)},
+		{"pcie width", m.GetPcieLinkWidth(), uint32(16)},
 		{"pcie replays", m.GetPcieReplayCount(), uint64(4)},
+		{"pcie replay rate", m.GetPcieReplaysPerMinute(), uint32(0)},
+		{"hw slowdown", m.GetHwSlowdownSeconds(), uint32(0)},
+		{"power brake", m.GetPowerBrakeSeconds(), uint32(0)},
 		{"processes", len(m.GetProcesses()), 1},
 		{"process pid", m.GetProcesses()[0].GetPid(), uint32(4242)},
 		{"process memory", m.GetProcesses()[0].GetUsedMemoryBytes(), uint64(30 << 30)},
@@ -264,6 +291,9 @@ func TestNotSupportedIsRecordedNotFailed(t *testing.T) {
 	d.GetPcieReplayCounterFunc = func() (int, nvml.Return) { return 0, notSupported }
 	d.GetCurrentClocksEventReasonsFunc = func() (uint64, nvml.Return) { return 0, notSupported }
 	d.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 0, notSupported }
+	d.GetFieldValuesFunc = fields(map[uint32]nvml.FieldValue{})
+	d.GetCurrPcieLinkGenerationFunc = func() (int, nvml.Return) { return 0, notSupported }
+	d.GetCurrPcieLinkWidthFunc = func() (int, nvml.Return) { return 0, notSupported }
 	r, err := Open(library(d))
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +303,8 @@ func TestNotSupportedIsRecordedNotFailed(t *testing.T) {
 		t.Fatalf("nvlink count %d on a GPU without NVLink", inv.GPUs[0].GetNvlinkCount())
 	}
 	rd := r.Read(now)[0]
-	want := []string{GroupPower, GroupClockEvents, GroupECC, GroupRowRemap, GroupRetiredPages, GroupNVLink, GroupPCIeReplay}
+	want := []string{GroupRecoveryAction, GroupMemoryTemperature, GroupPower, GroupClockEvents, GroupECC, GroupRowRemap,
+		GroupRetiredPages, GroupNVLink, GroupPCIeLink, GroupPCIeReplay}
 	if rd.Lost || !slices.Equal(rd.Metrics.GetUnsupported(), want) {
 		t.Fatalf("lost=%t unsupported=%v, want %v", rd.Lost, rd.Metrics.GetUnsupported(), want)
 	}
@@ -319,6 +350,9 @@ func TestLostGPU(t *testing.T) {
 		GetNvLinkStateFunc:               func(int) (nvml.EnableState, nvml.Return) { return 0, unknown() },
 		GetPcieReplayCounterFunc:         func() (int, nvml.Return) { return 0, unknown() },
 		GetComputeRunningProcessesFunc:   func() ([]nvml.ProcessInfo, nvml.Return) { return nil, unknown() },
+		GetFieldValuesFunc:               func([]nvml.FieldValue) nvml.Return { return unknown() },
+		GetCurrPcieLinkGenerationFunc:    func() (int, nvml.Return) { return 0, unknown() },
+		GetCurrPcieLinkWidthFunc:         func() (int, nvml.Return) { return 0, unknown() },
 	}
 	if rd := r.Read(now)[1]; !rd.Lost || rd.LostReason != "every NVML read failed" {
 		t.Fatalf("GPU failing every call: %+v", rd)
