@@ -19,6 +19,8 @@ const (
 	actDrain           action = "drained"
 	actTerminate       action = "terminated"
 	actDiagnose        action = "diagnosed"
+	actResetGPU        action = "reset"
+	actReboot          action = "rebooted"
 	actAutoCordon      action = "cordoned automatically"
 	actRegister        action = "registered"
 	actDrainEnded      action = "marked drained"
@@ -55,6 +57,10 @@ var transitions = map[action]map[fleetv1.LifecycleState]fleetv1.LifecycleState{
 		drained: terminating, provisionFailed: terminating, terminating: terminating, terminated: terminated,
 	},
 	actDiagnose: {active: active, cordoned: cordoned, draining: draining, drained: drained},
+	// Remedies need an agent to carry them out; a reboot also needs the
+	// node DRAINED unless forced (see Reboot).
+	actResetGPU: {active: active, cordoned: cordoned, draining: draining, drained: drained},
+	actReboot:   {active: active, cordoned: cordoned, draining: draining, drained: drained},
 	// Policy.
 	actAutoCordon: {active: cordoned},
 	// Agents and the monitor. A registration brings a node to life, or

@@ -282,5 +282,7 @@ func shallowCopy(src *fleetv1.Node) *fleetv1.Node {
 		Samples:            src.Samples,
 		DroppedEvents:      src.DroppedEvents,
 		BootId:             src.BootId,
+		KernelSeq:          src.KernelSeq,
+		RemediesDisabled:   src.RemediesDisabled,
 	}
 }

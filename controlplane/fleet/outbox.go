@@ -200,6 +200,11 @@ func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResu
 		}
 		cmd := proto.CloneOf(ns.book.open[i])
 		cmd.Status = req.GetStatus()
+		if cmd.GetType() == fleetv1.CommandType_COMMAND_TYPE_REBOOT && cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+			// Only the node's next registration, from another boot, says
+			// that a reboot happened.
+			cmd.Status = fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED
+		}
 		cmd.Message = req.GetMessage()
 		cmd.SignalledPids = req.GetSignalledPids()
 		cmd.RemainingPids = req.GetRemainingPids()
@@ -213,7 +218,7 @@ func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResu
 			ns.book.open = slices.Delete(ns.book.open, i, i+1)
 			delete(ns.book.redelivered, cmd.GetId())
 			n := proto.CloneOf(cur)
-			commandFinished(ns, n, c, cmd, now)
+			f.commandFinished(ns, n, c, cmd, now)
 			if !proto.Equal(n, cur) {
 				c.node = n
 			}
@@ -247,9 +252,9 @@ func (f *Fleet) unknownCommand(ctx context.Context, req *nodev1.ReportCommandRes
 	return status.Errorf(codes.NotFound, "command_id: node %q has no command %q", req.GetNodeId(), req.GetCommandId())
 }
 
-// commandFinished moves the node on when a command it waited for ends. The
-// caller holds ns.mu.
-func commandFinished(ns *nodeState, n *fleetv1.Node, c *change, cmd *fleetv1.Command, now time.Time) {
+// commandFinished moves the node on when a command it waited for ends, and
+// clears what a completed GPU reset remedied. The caller holds ns.mu.
+func (f *Fleet) commandFinished(ns *nodeState, n *fleetv1.Node, c *change, cmd *fleetv1.Command, now time.Time) {
 	if cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
 		return
 	}
@@ -262,6 +267,8 @@ func commandFinished(ns *nodeState, n *fleetv1.Node, c *change, cmd *fleetv1.Com
 		if allowed(n, actStopped) && n.GetProvider() == "" {
 			markTerminated(ns, n, c, "terminated: agent stopped", now)
 		}
+	case fleetv1.CommandType_COMMAND_TYPE_RESET_GPU:
+		f.resetDone(n, c, cmd, now)
 	}
 }
 

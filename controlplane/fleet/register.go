@@ -45,10 +45,17 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 		n := reg.node
 		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
 		c.node = n
+		// A reboot asked of another boot is done.
+		closeOpen(ns, c, rebootedFrom(req.GetBootId()), fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
+			"rebooted: the node registered again with boot id "+req.GetBootId(), now)
 		// An agent that registers again lost whatever it was doing: hand its
-		// unfinished commands out again.
+		// unfinished commands out again. A reboot it acknowledged stays as
+		// it is: back on the same boot, the node did not go down, and an
+		// operator asks again rather than the agent rebooting unbidden.
 		requeue(ns, c, func(cmd *fleetv1.Command) bool {
-			return cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_PENDING
+			acknowledgedReboot := cmd.GetType() == fleetv1.CommandType_COMMAND_TYPE_REBOOT &&
+				cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED
+			return cmd.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_PENDING && !acknowledgedReboot
 		}, now)
 		c.insert = cur == nil
 		// Registering is hearing from the node.
@@ -127,6 +134,7 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 	n.CudaVersion = req.GetCudaVersion()
 	n.AgentVersion = req.GetAgentVersion()
 	n.Simulated = req.GetSimulated()
+	n.RemediesDisabled = req.GetRemediesDisabled()
 	if req.GetInstanceId() != "" {
 		n.InstanceId = req.GetInstanceId()
 	}
