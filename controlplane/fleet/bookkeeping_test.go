@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/internal/fleettest"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -82,17 +84,23 @@ func TestBookkeepingCloneIsDeep(t *testing.T) {
 // 8 stored XID 13 events, one failed report and its retry read "repeated 10
 // times" with 9 events stored.)
 func TestFailedReportLeavesRepeatsAsTheyWere(t *testing.T) {
-	f, fs := newFlakyFleet(t)
+	// Each XID comes 10 s after the last, so each is an incident of its own.
+	fs := &flakyStore{Store: openStore(t, t.TempDir())}
+	clock := clockwork.NewFakeClock()
+	f := newFleet(t, Options{Store: fs, Clock: clock})
+	next := func() { clock.Advance(10 * time.Second) }
 	register(t, f, "n1", 1)
 	if _, err := f.ReportHealth(ctxT(t), &nodev1.ReportHealthRequest{NodeId: "n1", GpuCount: 1, Metrics: []*fleetv1.GpuMetrics{fleettest.CleanMetrics(0)}}); err != nil {
 		t.Fatal(err)
 	}
 	for range 8 {
+		next()
 		if _, err := xid(t, f, "n1", 0, 13); err != nil {
 			t.Fatal(err)
 		}
 	}
 	fs.failing.Store(true)
+	next()
 	if _, err := xid(t, f, "n1", 0, 13); err == nil {
 		t.Fatal("a report was accepted with a failing store")
 	}
@@ -110,6 +118,7 @@ func TestFailedReportLeavesRepeatsAsTheyWere(t *testing.T) {
 		t.Fatalf("after 9 saved XID 13 events: %d stored, health %s, cause %q", len(stored), resp.GetHealth(), n.GetHealthCause())
 	}
 	// The tenth saved one is the tenth counted.
+	next()
 	if resp, err = xid(t, f, "n1", 0, 13); err != nil || resp.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED {
 		t.Fatalf("tenth XID 13: %v %v", resp.GetHealth(), err)
 	}

@@ -141,6 +141,10 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 	n.RegisteredAt = ts(now)
 	rebooted := !fresh && req.GetBootId() != "" && req.GetBootId() != cur.GetBootId()
 	n.BootId = req.GetBootId()
+	if rebooted {
+		// A new boot numbers its kernel log anew.
+		n.KernelSeq = 0
+	}
 
 	// Match the inventory by UUID: a GPU that was there before and is
 	// missing now is lost; its faults and remedy history stay with it.

@@ -60,6 +60,14 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			}
 		}
 		for _, e := range req.GetEvents() {
+			if s := e.GetKernelSeq(); s > 0 {
+				if s <= n.GetKernelSeq() {
+					// A kernel-log line already recorded from this boot: the
+					// agent read the log again after a restart.
+					continue
+				}
+				n.KernelSeq = s
+			}
 			ev := proto.CloneOf(e)
 			ev.Id = ""
 			if ev.Time == nil {

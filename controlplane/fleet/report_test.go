@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/internal/apierr"
+	"github.com/navarch/navarch/internal/fleettest"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -63,4 +64,47 @@ func eventCount(t *testing.T, f *Fleet) int {
 		t.Fatal(err)
 	}
 	return len(evs)
+}
+
+// TestKernelLogLinesRecordedOnce: an agent that reads the kernel log again
+// after a restart sends lines the control plane already has; each line of
+// a boot is recorded once, and a new boot numbers its log anew.
+func TestKernelLogLinesRecordedOnce(t *testing.T) {
+	f := newFleet(t, Options{})
+	t.Cleanup(f.Close)
+	ctx := ctxT(t)
+	register(t, f, "n1", 2)
+	line := func(seq uint64, code uint32) *fleetv1.HealthEvent {
+		return &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, GpuIndex: 0, Xid: code, KernelSeq: seq, Message: "from the kernel log"}
+	}
+	report := func(evs ...*fleetv1.HealthEvent) {
+		t.Helper()
+		if _, err := f.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Events: evs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := eventCount(t, f)
+	report(line(10, 13), line(11, 31))
+	if got := eventCount(t, f) - before; got != 2 {
+		t.Fatalf("first report recorded %d events, want 2", got)
+	}
+	// The agent restarted and read the log from its start: only line 12 is
+	// new; an NVML event (no sequence) is always taken.
+	report(line(10, 13), line(11, 31), line(12, 48), &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, GpuIndex: 1, Xid: 13})
+	if got := eventCount(t, f) - before; got != 4 {
+		t.Fatalf("after the replay %d events in all, want 4", got)
+	}
+	d, err := f.NodeDetail(ctx, "n1", 0)
+	if err != nil || d.GetNode().GetKernelSeq() != 12 {
+		t.Fatalf("node kernel_seq %d (%v), want 12", d.GetNode().GetKernelSeq(), err)
+	}
+	// A reboot: the new boot's line 5 is news.
+	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Hostname: "n1", Gpus: fleettest.GPUs(2), BootId: "boot-2"}); err != nil {
+		t.Fatal(err)
+	}
+	before = eventCount(t, f)
+	report(line(5, 13))
+	if got := eventCount(t, f) - before; got != 1 {
+		t.Fatalf("a new boot's line: %d events recorded, want 1", got)
+	}
 }
