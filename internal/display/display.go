@@ -59,6 +59,8 @@ var remedies = map[fleetv1.Remedy]string{
 	fleetv1.Remedy_REMEDY_CONTACT_SUPPORT:     "contact support",
 	fleetv1.Remedy_REMEDY_RESTART_VM:          "restart VM",
 	fleetv1.Remedy_REMEDY_CHECK_COOLING:       "check cooling",
+	fleetv1.Remedy_REMEDY_CHECK_POWER:         "check power supply",
+	fleetv1.Remedy_REMEDY_UPDATE_SOFTWARE:     "update driver and firmware",
 }
 
 var shortRemedies = map[fleetv1.Remedy]string{
@@ -74,6 +76,8 @@ var shortRemedies = map[fleetv1.Remedy]string{
 	fleetv1.Remedy_REMEDY_CONTACT_SUPPORT:     "support",
 	fleetv1.Remedy_REMEDY_RESTART_VM:          "restart VM",
 	fleetv1.Remedy_REMEDY_CHECK_COOLING:       "cooling",
+	fleetv1.Remedy_REMEDY_CHECK_POWER:         "power",
+	fleetv1.Remedy_REMEDY_UPDATE_SOFTWARE:     "update SW",
 }
 
 // ShortRemedyWidth fits every ShortRemedy name.
