@@ -36,6 +36,8 @@ type Operators interface {
 	Drain(ctx context.Context, id, reason string, deadline time.Time, force bool) (*fleetv1.Node, *fleetv1.Command, error)
 	Terminate(ctx context.Context, id, reason string, force bool, drainTimeout time.Duration) (*fleetv1.Node, error)
 	Diagnose(ctx context.Context, id string) (*fleetv1.Command, error)
+	ResetGPU(ctx context.Context, id string, gpu uint32, reason string, force bool) (*fleetv1.Command, error)
+	Reboot(ctx context.Context, id, reason string, force bool) (*fleetv1.Command, error)
 	Provision(ctx context.Context, req *controlplanev1.ProvisionNodesRequest) ([]*fleetv1.Node, error)
 	Watch(ctx context.Context, since uint64, stream watch.Stream) error
 	Audit(ctx context.Context, nodeID string, limit int) ([]*store.AuditEntry, error)

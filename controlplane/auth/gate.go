@@ -100,6 +100,8 @@ var Required = map[string]Need{
 	cps + "DrainNode":      Operator,
 	cps + "TerminateNode":  Operator,
 	cps + "RunDiagnostics": Operator,
+	cps + "ResetGpu":       Operator,
+	cps + "RebootNode":     Operator,
 	cps + "ProvisionNodes": Operator,
 	cps + "CreateToken":    Admin,
 	cps + "ListTokens":     Admin,
