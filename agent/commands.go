@@ -65,12 +65,23 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 			a.mu.Lock()
 			delete(a.drains, cmd.GetId())
 			a.mu.Unlock()
-			if r != nil {
-				a.finish(cmd, r)
+			if r == nil {
+				return
 			}
+			if r.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+				// The control plane marks the node DRAINED on this result;
+				// a reboot asked right after must not wait for a
+				// heartbeat to say so.
+				a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED)
+			}
+			a.finish(cmd, r)
 		}()
 	case fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS:
 		a.finish(cmd, a.diagnose(cmd))
+	case fleetv1.CommandType_COMMAND_TYPE_RESET_GPU:
+		a.resetGPU(ctx, cmd)
+	case fleetv1.CommandType_COMMAND_TYPE_REBOOT:
+		a.reboot(ctx, cmd)
 	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING)
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "agent stopping"))
@@ -143,36 +154,84 @@ func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportC
 	}
 }
 
-// forceStop sends TERM to every pid it may signal, waits up to the grace
-// for them to go, then KILLs the rest. The pids it refuses to signal are
-// reported as remaining, each with why.
+// forceStop stops what a drain left at its deadline and reports it.
 func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []uint32) *nodev1.ReportCommandResultRequest {
-	var pids, refused []uint32
-	var why []string
+	stop, ok := a.stopProcesses(ctx, listed)
+	if !ok {
+		return nil
+	}
+	st := fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+	if !stop.stopped() {
+		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
+	}
+	r := result(cmd, st, "deadline passed; "+stop.String())
+	r.SignalledPids = stop.signalled
+	r.RemainingPids = stop.remaining()
+	return r
+}
+
+// stopOutcome is what stopping GPU processes came to.
+type stopOutcome struct {
+	signalled []uint32
+	// left still ran after KILL; refused are the pids the agent would not
+	// signal, each with why in why.
+	left, refused []uint32
+	why           []string
+	errs          []string
+}
+
+// stopped reports whether every process went.
+func (s stopOutcome) stopped() bool { return len(s.left) == 0 && len(s.refused) == 0 }
+
+// remaining are the pids still running, sorted.
+func (s stopOutcome) remaining() []uint32 {
+	out := slices.Concat(s.left, s.refused)
+	slices.Sort(out)
+	return out
+}
+
+func (s stopOutcome) String() string {
+	msg := fmt.Sprintf("signalled %d GPU processes: %s", len(s.signalled), joinPIDs(s.signalled))
+	if len(s.left) > 0 {
+		msg += fmt.Sprintf("; still running after KILL: %s", joinPIDs(s.left))
+	}
+	if len(s.refused) > 0 {
+		msg += "; refused to signal " + strings.Join(s.why, ", ")
+	}
+	if len(s.errs) > 0 {
+		msg += "; errors: " + strings.Join(s.errs, "; ")
+	}
+	return msg
+}
+
+// stopProcesses sends TERM to every pid it may signal, waits up to the
+// grace for them to go, then KILLs the rest. The pids it refuses to signal
+// are kept apart, each with why. It reports false when ctx ended first.
+func (a *Agent) stopProcesses(ctx context.Context, listed []uint32) (stopOutcome, bool) {
+	var out stopOutcome
+	var pids []uint32
 	for _, pid := range listed {
 		if reason := refusal(pid); reason != "" {
-			refused = append(refused, pid)
-			why = append(why, fmt.Sprintf("%d (%s)", pid, reason))
+			out.refused = append(out.refused, pid)
+			out.why = append(out.why, fmt.Sprintf("%d (%s)", pid, reason))
 			a.log.Warn("refused to signal a listed GPU process", "pid", pid, "reason", reason)
 			continue
 		}
 		pids = append(pids, pid)
 	}
-	var signalled []uint32
-	var errs []string
 	send := func(sig syscall.Signal, targets []uint32) {
 		for _, pid := range targets {
 			err := a.o.Signal(int(pid), sig)
 			switch {
 			case err == nil:
-				if !slices.Contains(signalled, pid) {
-					signalled = append(signalled, pid)
+				if !slices.Contains(out.signalled, pid) {
+					out.signalled = append(out.signalled, pid)
 				}
 				a.log.Warn("signalled GPU process", "pid", pid, "signal", sig)
 			case errors.Is(err, syscall.ESRCH):
 				// Already gone.
 			default:
-				errs = append(errs, fmt.Sprintf("%s to %d: %v", sig, pid, err))
+				out.errs = append(out.errs, fmt.Sprintf("%s to %d: %v", sig, pid, err))
 			}
 		}
 	}
@@ -181,7 +240,7 @@ func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []ui
 	deadline := a.clock.Now().Add(a.o.KillGrace)
 	for len(left) > 0 && a.clock.Now().Before(deadline) {
 		if sleep(ctx, a.clock, 200*time.Millisecond) != nil {
-			return nil
+			return out, false
 		}
 		left = a.remaining(pids)
 	}
@@ -189,31 +248,15 @@ func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []ui
 		send(syscall.SIGKILL, left)
 		for range 10 {
 			if sleep(ctx, a.clock, 200*time.Millisecond) != nil {
-				return nil
+				return out, false
 			}
 			if left = a.remaining(pids); len(left) == 0 {
 				break
 			}
 		}
 	}
-	st := fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
-	msg := fmt.Sprintf("deadline passed; signalled %d GPU processes: %s", len(signalled), joinPIDs(signalled))
-	if len(left) > 0 {
-		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
-		msg += fmt.Sprintf("; still running after KILL: %s", joinPIDs(left))
-	}
-	if len(refused) > 0 {
-		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
-		msg += "; refused to signal " + strings.Join(why, ", ")
-	}
-	if len(errs) > 0 {
-		msg += "; errors: " + strings.Join(errs, "; ")
-	}
-	r := result(cmd, st, msg)
-	r.SignalledPids = signalled
-	r.RemainingPids = slices.Concat(left, refused)
-	slices.Sort(r.RemainingPids)
-	return r
+	out.left = left
+	return out, true
 }
 
 // refusal says why the agent will not signal pid, or "" when it may. NVML
