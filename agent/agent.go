@@ -40,7 +40,8 @@ type Options struct {
 	Labels map[string]string
 	// InstanceID is the provider's id for this node, if a provider started it.
 	InstanceID string
-	// BootID identifies this boot of the node.
+	// BootID identifies this boot of the node at start; a simulated
+	// reboot gives the agent another (see Reboot).
 	BootID string
 	// Simulated marks the node's GPUs as simulated.
 	Simulated bool
@@ -69,6 +70,18 @@ type Options struct {
 	// carries out. A scheduler hook can stop placing work on a node that
 	// is not ACTIVE; the simulated GPUs use it to stop starting jobs.
 	OnLifecycle func(fleetv1.LifecycleState)
+	// ResetGPU resets the GPU with NVML index index through the driver's
+	// tool and returns what the tool said; nil means this agent cannot
+	// reset GPUs, and refuses to.
+	ResetGPU func(ctx context.Context, index int) (output string, err error)
+	// Reboot reboots the node. A real reboot returns once it has begun,
+	// with an empty boot id, and the agent dies with the node; a simulated
+	// one returns the new boot's id, and the agent registers again with
+	// it at once. Nil means this agent cannot reboot, and refuses to.
+	Reboot func(ctx context.Context) (newBootID string, err error)
+	// RemediesDisabled makes the agent refuse every GPU reset and reboot;
+	// the control plane learns it at registration and asks for none.
+	RemediesDisabled bool
 	// Rejoin, when set, gets the node a new identity after the control
 	// plane refused its certificate (an operator reset it): RegisterNode
 	// answered Unauthenticated. When it succeeds the agent registers again
@@ -107,12 +120,15 @@ type Agent struct {
 
 	results *resultQueue
 	stop    context.CancelFunc
+	remedy  remedyState
 
 	// lcMu orders what OnLifecycle learns; lcSeq counts the lifecycle
 	// changes the agent's commands made, so that an answer to a request
-	// sent before one of them cannot undo it.
-	lcMu  sync.Mutex
-	lcSeq uint64
+	// sent before one of them cannot undo it. lifecycle is the node's as
+	// the agent knows it, which a reboot checks.
+	lcMu      sync.Mutex
+	lcSeq     uint64
+	lifecycle fleetv1.LifecycleState
 }
 
 // New checks the options. Run starts the agent.
@@ -157,6 +173,7 @@ func New(o Options) (*Agent, error) {
 		handled:  make(map[string]bool),
 		hint:     make(chan struct{}, 1),
 		up:       make(chan struct{}),
+		remedy:   remedyState{bootID: o.BootID, running: make(map[string]bool)},
 	}
 	a.results = newResultQueue(a)
 	return a, nil
@@ -223,17 +240,18 @@ func (a *Agent) Run(ctx context.Context) error {
 // An InvalidArgument or FailedPrecondition answer is final.
 func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, error) {
 	req := &nodev1.RegisterNodeRequest{
-		NodeId:         a.o.NodeID,
-		Hostname:       a.o.Hostname,
-		Labels:         a.o.Labels,
-		Gpus:           a.inv.GPUs,
-		UnansweredGpus: unanswered(a.reader.Absent()),
-		DriverVersion:  a.inv.DriverVersion,
-		CudaVersion:    a.inv.CUDAVersion,
-		AgentVersion:   a.o.Version,
-		Simulated:      a.o.Simulated,
-		InstanceId:     a.o.InstanceID,
-		BootId:         a.o.BootID,
+		NodeId:           a.o.NodeID,
+		Hostname:         a.o.Hostname,
+		Labels:           a.o.Labels,
+		Gpus:             a.inv.GPUs,
+		UnansweredGpus:   unanswered(a.reader.Absent()),
+		DriverVersion:    a.inv.DriverVersion,
+		CudaVersion:      a.inv.CUDAVersion,
+		AgentVersion:     a.o.Version,
+		Simulated:        a.o.Simulated,
+		InstanceId:       a.o.InstanceID,
+		BootId:           a.bootID(),
+		RemediesDisabled: a.o.RemediesDisabled,
 	}
 	b := newBackoff(500*time.Millisecond, 30*time.Second)
 	refused := false  // said once while the certificate stays refused
@@ -329,6 +347,7 @@ func (a *Agent) intervals() (heartbeat, report, poll time.Duration) {
 func (a *Agent) session(ctx context.Context) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.sessionStarted(cancel)
 	var wg sync.WaitGroup
 	for _, loop := range []func(context.Context, context.CancelFunc){a.heartbeatLoop, a.reportLoop, a.commandLoop} {
 		wg.Add(1)
@@ -352,26 +371,39 @@ func (a *Agent) lifecycleSeq() uint64 {
 // OnLifecycle, unless a command changed the lifecycle after the request
 // went out (seq is from lifecycleSeq): the answer is older than that.
 func (a *Agent) answeredLifecycle(l fleetv1.LifecycleState, seq uint64) {
-	if a.o.OnLifecycle == nil || l == fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
+	if l == fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
 		return
 	}
 	a.lcMu.Lock()
 	defer a.lcMu.Unlock()
 	if a.lcSeq == seq {
-		a.o.OnLifecycle(l)
+		a.learnLifecycle(l)
 	}
 }
 
 // commandLifecycle passes the lifecycle a command puts the node in to
 // OnLifecycle.
 func (a *Agent) commandLifecycle(l fleetv1.LifecycleState) {
-	if a.o.OnLifecycle == nil {
-		return
-	}
 	a.lcMu.Lock()
 	defer a.lcMu.Unlock()
 	a.lcSeq++
-	a.o.OnLifecycle(l)
+	a.learnLifecycle(l)
+}
+
+// learnLifecycle keeps the node's lifecycle and passes it to OnLifecycle.
+// The caller holds lcMu.
+func (a *Agent) learnLifecycle(l fleetv1.LifecycleState) {
+	a.lifecycle = l
+	if a.o.OnLifecycle != nil {
+		a.o.OnLifecycle(l)
+	}
+}
+
+// knownLifecycle is the node's lifecycle as the agent last learnt it.
+func (a *Agent) knownLifecycle() fleetv1.LifecycleState {
+	a.lcMu.Lock()
+	defer a.lcMu.Unlock()
+	return a.lifecycle
 }
 
 // mustRegister reports whether err means the control plane lost the node,
