@@ -31,8 +31,7 @@ func (b *Backend) chaos() {
 	case roll < 0.865:
 		b.Inject(faultspec.Spec{Kind: faultspec.XID, Value: xid, GPU: gpu})
 	case roll < 0.965:
-		b.Inject(faultspec.Spec{Kind: faultspec.Temp, Value: slowdownTemp + 5, GPU: gpu})
-		b.after(heal, func() { b.Heal(gpu) })
+		b.Inject(faultspec.Spec{Kind: faultspec.Temp, Value: slowdownTemp + 5, GPU: gpu, Hold: heal})
 	case roll < 0.975:
 		b.Inject(faultspec.Spec{Kind: faultspec.ECCDBE, GPU: gpu})
 	case roll < 0.985:

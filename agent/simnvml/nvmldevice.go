@@ -37,14 +37,20 @@ func (d *Device) GetPciInfo() (nvml.PciInfo, nvml.Return) {
 	var p nvml.PciInfo
 	ret := d.read(func() {
 		p.PciDeviceId = d.Config.PciDeviceId
-		p.Bus = uint32(0x18 + d.index*0x10)
-		for i, c := range []byte(d.PciBusID) {
-			if i < len(p.BusId)-1 {
-				p.BusId[i] = int8(c)
-			}
-		}
+		p.Domain, p.Bus = pciAddress(d.index)
+		putCString(p.BusId[:], d.PciBusID)
+		putCString(p.BusIdLegacy[:], d.PciBusID[4:])
 	})
 	return p, ret
+}
+
+// putCString writes s into a C char array, NUL-terminated.
+func putCString(dst []int8, s string) {
+	for i, c := range []byte(s) {
+		if i < len(dst)-1 {
+			dst[i] = int8(c)
+		}
+	}
 }
 
 // GetMemoryInfo returns the framebuffer size and use.
@@ -69,13 +75,18 @@ func (d *Device) GetTemperature(nvml.TemperatureSensors) (uint32, nvml.Return) {
 	return v, ret
 }
 
-// GetTemperatureThreshold returns the slowdown or shutdown threshold.
+// GetTemperatureThreshold returns the slowdown, shutdown or memory
+// (HBM) threshold.
 func (d *Device) GetTemperatureThreshold(t nvml.TemperatureThresholds) (uint32, nvml.Return) {
 	var v uint32
 	ret := d.read(func() {
-		v = slowdownTemp
-		if t == nvml.TEMPERATURE_THRESHOLD_SHUTDOWN {
+		switch t {
+		case nvml.TEMPERATURE_THRESHOLD_SHUTDOWN:
 			v = shutdownTemp
+		case nvml.TEMPERATURE_THRESHOLD_MEM_MAX:
+			v = memoryMaxTemp
+		default:
+			v = slowdownTemp
 		}
 	})
 	return v, ret
@@ -114,7 +125,10 @@ func (d *Device) GetClockInfo(t nvml.ClockType) (uint32, nvml.Return) {
 			v = memClock
 		default:
 			v = uint32(smClockIdle + (smClockMax-smClockIdle)*min(d.load.Util/60, 1))
-			if d.forcedTemp >= slowdownTemp {
+			switch {
+			case d.powerBrake.active(d.now):
+				v = v / 2
+			case d.thermalSlowdown() || d.hwSlowdown.active(d.now):
 				v = v * 6 / 10
 			}
 		}
@@ -129,8 +143,16 @@ func (d *Device) GetCurrentClocksEventReasons() (uint64, nvml.Return) {
 		if d.load.Util < 5 {
 			v |= nvml.ClocksEventReasonGpuIdle
 		}
-		if d.forcedTemp >= slowdownTemp {
+		// The hardware-slowdown bit says the clocks are held down; the
+		// thermal and power-brake bits say why, when the GPU knows.
+		if d.thermalSlowdown() {
 			v |= nvml.ClocksThrottleReasonHwSlowdown | nvml.ClocksThrottleReasonHwThermalSlowdown
+		}
+		if d.powerBrake.active(d.now) {
+			v |= nvml.ClocksThrottleReasonHwSlowdown | nvml.ClocksThrottleReasonHwPowerBrakeSlowdown
+		}
+		if d.hwSlowdown.active(d.now) {
+			v |= nvml.ClocksThrottleReasonHwSlowdown
 		}
 	})
 	return v, ret
@@ -164,20 +186,22 @@ func (d *Device) GetRemappedRows() (int, int, bool, bool, nvml.Return) {
 	return corr, unc, pending, failure, ret
 }
 
-// GetRetiredPages is unsupported on H100, which remaps rows instead.
-func (d *Device) GetRetiredPages(nvml.PageRetirementCause) ([]uint64, nvml.Return) {
-	if ret := d.read(func() {}); ret != nvml.SUCCESS {
-		return nil, ret
-	}
-	return nil, nvml.ERROR_NOT_SUPPORTED
+// GetRetiredPages returns the addresses of the pages retired for cause.
+func (d *Device) GetRetiredPages(cause nvml.PageRetirementCause) ([]uint64, nvml.Return) {
+	addrs, _, ret := d.GetRetiredPages_v2(cause)
+	return addrs, ret
 }
 
-// GetRetiredPagesPendingStatus is unsupported on H100.
+// GetRetiredPagesPendingStatus says whether retired pages wait for a reset
+// to be taken out of use.
 func (d *Device) GetRetiredPagesPendingStatus() (nvml.EnableState, nvml.Return) {
-	if ret := d.read(func() {}); ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	return 0, nvml.ERROR_NOT_SUPPORTED
+	var st nvml.EnableState
+	ret := d.read(func() {
+		if d.retiredPending {
+			st = nvml.FEATURE_ENABLED
+		}
+	})
+	return st, ret
 }
 
 // GetNvLinkState returns one link's state.
@@ -202,7 +226,7 @@ func (d *Device) GetNvLinkState(link int) (nvml.EnableState, nvml.Return) {
 // GetPcieReplayCounter returns the PCIe replay counter.
 func (d *Device) GetPcieReplayCounter() (int, nvml.Return) {
 	var v int
-	ret := d.read(func() { v = d.pcieReplays })
+	ret := d.read(func() { v = d.pcie.at(d.now) })
 	return v, ret
 }
 

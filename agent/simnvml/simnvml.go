@@ -2,7 +2,12 @@
 // whole-server mock (pkg/nvml/mock/server with H100 GPUs, as in
 // mock/dgxh100), so a simulated node runs exactly the agent code a real one
 // does. Telemetry follows a simulated workload, and faults are injected on a
-// schedule (--sim-fault) or at random (chaos).
+// schedule (--sim-fault) or at random (chaos). Faults behave as on real
+// hardware: an XID is also written to a simulated kernel log as the driver
+// writes it, XID 79 takes the GPU off the bus, and a simulated GPU reset
+// (ResetGPU) or reboot (Reboot) clears what a real one clears. A node keeps
+// its GPUs' UUIDs across agent restarts, and its boot id and kernel log
+// too, in the agent's state directory, until it reboots.
 //
 // The per-poll calls are methods of this package's own Device type rather
 // than the mock's function fields: go-nvml's mocks record every call they
@@ -13,6 +18,7 @@ package simnvml
 import (
 	"math/rand/v2"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +35,8 @@ import (
 const (
 	slowdownTemp   = 87 // °C
 	shutdownTemp   = 92 // °C
+	memoryMaxTemp  = 95 // °C, the HBM's
+	pcieLinkWidth  = 16
 	nvlinkCount    = 18
 	smClockMax     = 1980
 	smClockIdle    = 345
@@ -46,8 +54,18 @@ type Options struct {
 	ChaosInterval time.Duration
 	// Clock drives the workload and the fault schedule; nil means real time.
 	Clock clockwork.Clock
-	// Seed makes the workload and chaos repeatable; 0 picks one.
+	// NodeID and Seed make the GPUs' identity (UUIDs, serials): the same
+	// for the same node id and seed, in every process. Without a node id
+	// each Backend is a node of its own.
+	NodeID string
+	// Seed also makes the workload and chaos repeatable; 0 picks a random
+	// seed for those, and leaves the identity to the node id.
 	Seed uint64
+	// StateDir is the agent's state directory, where the simulated node
+	// keeps its boot id and kernel log across agent restarts; created if
+	// missing. Empty, or not writable (see StateError), the boot id is
+	// derived from the node id and seed and the kernel log lives in memory.
+	StateDir string
 	// Idle keeps the GPUs idle instead of running a simulated workload.
 	Idle bool
 	// Jobs runs a real process (sleep) on each GPU for each busy phase of
@@ -62,12 +80,21 @@ type Backend struct {
 	*server.Server
 	clock   clockwork.Clock
 	devices []*Device
+	klog    *kernelLog
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	sets    []*eventSet
-	timers  []clockwork.Timer
-	stopped bool
+	// The node's identity, and where its boot is kept.
+	node     string
+	idSeed   uint64
+	stateDir string
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	sets     []*eventSet
+	timers   []clockwork.Timer
+	stopped  bool
+	bootID   string
+	reboots  int
+	stateErr error
 
 	// jobBin is the program a simulated job runs; empty without jobs.
 	jobBin      string
@@ -94,13 +121,21 @@ func New(o Options) *Backend {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
+	node := o.NodeID
+	if node == "" {
+		node = randomBootID()
+	}
 	srv, _ := server.New(
 		server.WithGPUs(gpus.Multiple(o.GPUs, gpus.H100_SXM5_80GB)...),
 		server.WithDriverVersion("550.54.15"),
 		server.WithNVMLVersion("12.550.54.15"),
 		server.WithCUDADriverVersion(12040),
 	)
-	b := &Backend{Server: srv, clock: o.Clock, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	b := &Backend{
+		Server: srv, clock: o.Clock, klog: newKernelLog(),
+		node: node, idSeed: o.Seed, stateDir: o.StateDir,
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+	}
 	b.schedulable.Store(true)
 	if o.Jobs && !o.Idle {
 		// Without a sleep program the GPUs run their workload with no
@@ -114,7 +149,10 @@ func New(o Options) *Backend {
 		for l := range dev.links {
 			dev.links[l] = true
 		}
-		dev.serial = serialOf(i, seed)
+		dev.nvlinkErrors = make([][nvlinkCounterKinds]uint64, nvlinkCount)
+		dev.UUID = gpuUUID(node, o.Seed, i)
+		dev.serial = gpuSerial(node, o.Seed, i)
+		dev.PciBusID = nvmlBusID(i)
 		if b.jobBin != "" {
 			dev.load.Allow = b.schedulable.Load
 		}
@@ -130,6 +168,14 @@ func New(o Options) *Backend {
 		}
 		return nil, nvml.ERROR_NOT_FOUND
 	}
+	srv.DeviceGetHandleByPciBusIdFunc = func(busID string) (nvml.Device, nvml.Return) {
+		for i, d := range b.devices {
+			if strings.EqualFold(busID, d.PciBusID) || strings.EqualFold(busID, nvmlBusID(i)[4:]) {
+				return d, nvml.SUCCESS
+			}
+		}
+		return nil, nvml.ERROR_NOT_FOUND
+	}
 	srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
 		s := &eventSet{ch: make(chan nvml.EventData, 256), backend: b}
 		b.mu.Lock()
@@ -137,6 +183,7 @@ func New(o Options) *Backend {
 		b.mu.Unlock()
 		return s, nvml.SUCCESS
 	}
+	b.openBoot(now)
 	for _, f := range o.Faults {
 		b.Schedule(f)
 	}
@@ -144,16 +191,6 @@ func New(o Options) *Backend {
 		b.scheduleChaos(o.ChaosInterval)
 	}
 	return b
-}
-
-func serialOf(i int, seed uint64) string {
-	const digits = "0123456789"
-	b := []byte("1654322")
-	r := rand.New(rand.NewPCG(seed, uint64(i)))
-	for range 6 {
-		b = append(b, digits[r.IntN(10)])
-	}
-	return string(b)
 }
 
 // Stop cancels pending faults and chaos and ends the simulated jobs.
