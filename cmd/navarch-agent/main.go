@@ -13,7 +13,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -68,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	chaos := fs.Duration("sim-chaos", 0, "mean `INTERVAL` between random simulated faults, such as 30s (with --simulate)")
 	idle := fs.Bool("sim-idle", false, "keep simulated GPUs idle instead of running a simulated workload")
 	jobs := fs.Bool("sim-jobs", false, "run a real process for each simulated job, so drains wait for it (with --simulate)")
+	simSeed := fs.Uint64("sim-seed", 0, "simulation seed `N`: the simulated GPUs' UUIDs follow the node id and N, and the workload and chaos repeat (default: a random workload; with --simulate)")
 	fs.Var(&labels, "label", "node label `KEY=VALUE`; repeatable")
 	instanceID := fs.String("instance-id", "", "provider's instance `ID` for this node")
 	poll := fs.Duration("poll-interval", 5*time.Second, "how often the GPUs are read")
@@ -98,8 +98,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail("--log-level: %q is not debug, info, warn or error", *logLevel)
 	}
-	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle || *jobs) {
-		return fail("--sim-fault, --sim-chaos, --sim-idle and --sim-jobs need --simulate")
+	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle || *jobs || *simSeed != 0) {
+		return fail("--sim-fault, --sim-chaos, --sim-idle, --sim-jobs and --sim-seed need --simulate")
 	}
 	if *gpus < 1 || *gpus > 64 {
 		return fail("--gpus: %d is not within 1–64", *gpus)
@@ -192,14 +192,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var onLifecycle func(fleetv1.LifecycleState)
 	bootID := readBootID()
 	if *simulate {
-		sim := simnvml.New(simnvml.Options{GPUs: *gpus, Faults: specs, ChaosInterval: *chaos, Idle: *idle, Jobs: *jobs})
+		sim := simnvml.New(simnvml.Options{
+			GPUs: *gpus, Faults: specs, ChaosInterval: *chaos, Idle: *idle, Jobs: *jobs,
+			NodeID: *nodeID, Seed: *simSeed, StateDir: *stateDir,
+		})
 		defer sim.Stop()
 		lib = sim
 		onLifecycle = func(l fleetv1.LifecycleState) {
 			sim.SetSchedulable(l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
 		}
-		// Each simulated agent process is a fresh boot of its node.
-		bootID = randomID()
+		// The simulated node's boot outlasts agent restarts until a
+		// simulated reboot, as a real node's does.
+		bootID = sim.BootID()
+		if err := sim.StateError(); err != nil {
+			log.Warn("the simulated boot is not kept across agent restarts", "err", err)
+		}
 	} else {
 		lib = nvml.New()
 	}
@@ -236,10 +243,4 @@ func readBootID() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}
-
-func randomID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
