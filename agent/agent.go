@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -88,6 +89,14 @@ type Options struct {
 	// at once; when it fails the agent says why once and asks again every
 	// rejoinRetry. Nil makes the refusal final.
 	Rejoin func(context.Context) error
+	// KernelLog opens the node's kernel log, read as /dev/kmsg reads, for
+	// the driver's XID lines, which carry the driver's text and the
+	// kernel's sequence number. Nil means none is read: XIDs come from
+	// NVML alone.
+	KernelLog func() (io.ReadCloser, error)
+	// KernelBoot is when the boot whose log KernelLog opens began, which
+	// the log's timestamps count from; nil means this host's boot.
+	KernelBoot func() (time.Time, error)
 }
 
 // rejoinRetry is how long a refused agent waits before it asks again, so

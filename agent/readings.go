@@ -44,29 +44,6 @@ func (a *Agent) poll(now time.Time) {
 	}
 }
 
-// xidLoop pushes every XID the moment NVML reports it.
-func (a *Agent) xidLoop(ctx context.Context) {
-	xids := make(chan gpu.XIDEvent, 64)
-	done := make(chan error, 1)
-	go func() {
-		done <- a.reader.WatchXIDs(ctx, xids, func(g int, err error) {
-			a.log.Warn("GPU cannot report XIDs", "gpu", g, "err", err)
-		}, a.clock.Now)
-	}()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				a.log.Error("XID events unavailable; XIDs will not be reported", "err", err)
-			}
-			return
-		case x := <-xids:
-			a.log.Warn("XID", "gpu", x.GPU, "xid", x.XID)
-			a.buf.push(xidEvent(x))
-		}
-	}
-}
-
 func (a *Agent) samples() []*fleetv1.GpuSample {
 	a.mu.Lock()
 	defer a.mu.Unlock()
