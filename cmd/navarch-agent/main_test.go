@@ -32,6 +32,8 @@ func TestBadFlagsExitWithUsage(t *testing.T) {
 		{"bad-level", []string{"--log-level", "loud"}, "--log-level"},
 		{"bad-server", []string{"--simulate", "--server", "nowhere"}, "HOST:PORT"},
 		{"stray-argument", []string{"run"}, `unexpected argument "run"`},
+		{"empty-nvidia-smi", []string{"--simulate", "--nvidia-smi", " "}, "--nvidia-smi: the path is empty"},
+		{"empty-reboot-command", []string{"--simulate", "--reboot-command", ""}, "--reboot-command: the command is empty"},
 		{"ca-cert-and-hash", []string{"--ca-cert", "ca.crt", "--ca-hash", pin}, "--ca-cert or --ca-hash, not both"},
 		{"malformed-ca-hash", []string{"--ca-hash", "md5:00"}, `--ca-hash: CA pin "md5:00" does not start with "sha256:"`},
 		{"node-id-not-a-directory", []string{"--simulate", "--node-id", ".."}, "give --state-dir"},
