@@ -53,15 +53,16 @@ func (b *Backend) openBoot(now time.Time) {
 		b.beginBoot(now, derivedBootID(b.node, b.idSeed, 0), "")
 		return
 	}
-	err := b.resumeBoot(now)
-	if err == nil {
+	resumeErr := b.resumeBoot(now)
+	if resumeErr == nil {
 		return
 	}
-	if !errors.Is(err, errNoBoot) {
-		b.stateErr = err
+	if errors.Is(resumeErr, errNoBoot) {
+		resumeErr = nil
 	}
+	// A boot that cannot be resumed is over; a new one begins.
 	if err := b.keepNewBoot(now); err != nil {
-		b.stateErr = err
+		b.stateErr = errors.Join(resumeErr, err)
 		b.beginBoot(now, derivedBootID(b.node, b.idSeed, 0), "")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/jonboulle/clockwork"
@@ -186,7 +187,7 @@ func TestKernelLogIsKeptForTheBoot(t *testing.T) {
 	if got := readN(t, r, len(before)); !slices.Equal(got, before) {
 		t.Fatalf("a restarted agent reads %q, want %q", got, before)
 	}
-	clock.Advance(3e9)
+	clock.Advance(3 * time.Second)
 	second.raiseXID(second.Device(0), 31, "")
 	next := parseKmsg(t, readN(t, r, 1)[0])
 	if last := parseKmsg(t, before[len(before)-1]); next.seq != last.seq+1 || next.usec < last.usec {

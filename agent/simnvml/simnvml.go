@@ -52,7 +52,8 @@ type Options struct {
 	Faults []faultspec.Spec
 	// ChaosInterval is the mean time between random faults; 0 means none.
 	ChaosInterval time.Duration
-	// Clock drives the workload and the fault schedule; nil means real time.
+	// Clock drives the workload, the fault schedule and the kernel log's
+	// timestamps; nil means real time.
 	Clock clockwork.Clock
 	// NodeID and Seed make the GPUs' identity (UUIDs, serials): the same
 	// for the same node id and seed, in every process. Without a node id
@@ -123,6 +124,7 @@ func New(o Options) *Backend {
 	}
 	node := o.NodeID
 	if node == "" {
+		// A random name: a node of its own.
 		node = randomBootID()
 	}
 	srv, _ := server.New(
