@@ -72,6 +72,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	instanceID := fs.String("instance-id", "", "provider's instance `ID` for this node")
 	poll := fs.Duration("poll-interval", 5*time.Second, "how often the GPUs are read")
 	kernelLogPath := fs.String("kernel-log", "/dev/kmsg", "`PATH` of the kernel log, read as /dev/kmsg for the NVIDIA driver's XID lines; empty reads none, and XIDs come from NVML alone (real GPUs only)")
+	nvidiaSMI := fs.String("nvidia-smi", "nvidia-smi", "`PATH` of the driver's tool that resets a GPU (nvidia-smi --gpu-reset -i N)")
+	rebootCommand := fs.String("reboot-command", "systemctl reboot", "`COMMAND` that reboots the node when an operator asks")
+	noRemedies := fs.Bool("no-remedies", false, "refuse every GPU reset and reboot an operator asks for")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -115,6 +118,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *poll < 100*time.Millisecond {
 		return fail("--poll-interval: %s is below 100ms", *poll)
+	}
+	if strings.TrimSpace(*nvidiaSMI) == "" {
+		return fail("--nvidia-smi: the path is empty")
+	}
+	if len(strings.Fields(*rebootCommand)) == 0 {
+		return fail("--reboot-command: the command is empty")
 	}
 	var specs []faultspec.Spec
 	for _, f := range faults {
@@ -192,6 +201,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var lib nvml.Interface
 	var onLifecycle func(fleetv1.LifecycleState)
 	var kernelLog func() (io.ReadCloser, error)
+	resetGPU := agent.NvidiaSMIReset(*nvidiaSMI)
+	reboot := agent.CommandReboot(strings.Fields(*rebootCommand))
 	bootID := readBootID()
 	if *simulate {
 		sim := simnvml.New(simnvml.Options{
@@ -209,6 +220,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := sim.StateError(); err != nil {
 			log.Warn("the simulated boot is not kept across agent restarts", "err", err)
 		}
+		resetGPU = func(_ context.Context, i int) (string, error) {
+			if err := sim.ResetGPU(i); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("GPU %d reset (simulated)", i), nil
+		}
+		reboot = func(context.Context) (string, error) {
+			if err := sim.Reboot(); err != nil {
+				// The node rebooted; its new boot is not kept.
+				log.Warn("simulated reboot", "err", err)
+			}
+			return sim.BootID(), nil
+		}
 	} else {
 		lib = nvml.New()
 		if *kernelLogPath != "" {
@@ -216,20 +240,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	a, err := agent.New(agent.Options{
-		NodeID:       *nodeID,
-		Hostname:     host,
-		Labels:       lbls,
-		InstanceID:   *instanceID,
-		BootID:       bootID,
-		Simulated:    *simulate,
-		Version:      version.String(),
-		Conn:         conn,
-		NVML:         lib,
-		Logger:       log,
-		PollInterval: *poll,
-		OnLifecycle:  onLifecycle,
-		KernelLog:    kernelLog,
-		Rejoin:       rejoin,
+		NodeID:           *nodeID,
+		Hostname:         host,
+		Labels:           lbls,
+		InstanceID:       *instanceID,
+		BootID:           bootID,
+		Simulated:        *simulate,
+		Version:          version.String(),
+		Conn:             conn,
+		NVML:             lib,
+		Logger:           log,
+		PollInterval:     *poll,
+		OnLifecycle:      onLifecycle,
+		KernelLog:        kernelLog,
+		Rejoin:           rejoin,
+		ResetGPU:         resetGPU,
+		Reboot:           reboot,
+		RemediesDisabled: *noRemedies,
 	})
 	if err != nil {
 		return fail("%v", err)
