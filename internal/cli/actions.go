@@ -152,34 +152,18 @@ func diagnose(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, i
 		return err
 	}
 	cmdID := resp.GetCommand().GetId()
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		node, err := c.GetNode(cctx, &controlplanev1.GetNodeRequest{NodeId: id, EventLimit: 1})
-		cancel()
-		if err != nil {
-			return err
-		}
-		for _, cmd := range node.GetCommands() {
-			if cmd.GetId() != cmdID {
-				continue
-			}
-			switch cmd.GetStatus() {
-			case fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED:
-				fmt.Fprint(env.Stdout, ensureNewline(cmd.GetMessage()))
-				return nil
-			case fleetv1.CommandStatus_COMMAND_STATUS_FAILED, fleetv1.CommandStatus_COMMAND_STATUS_CANCELLED:
-				fmt.Fprint(env.Stdout, ensureNewline(cmd.GetMessage()))
-				return fmt.Errorf("diagnostics on %s %s", id, strings.ToLower(display.CommandStatus(cmd.GetStatus())))
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+	done, err := waitCommand(ctx, c, id, cmdID, wait)
+	switch {
+	case err != nil:
+		return err
+	case done == nil:
+		return fmt.Errorf("no diagnostics report from %s within %s (command %s stays queued)", id, wait, cmdID)
 	}
-	return fmt.Errorf("no diagnostics report from %s within %s (command %s stays queued)", id, wait, cmdID)
+	fmt.Fprint(env.Stdout, ensureNewline(done.GetMessage()))
+	if done.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		return fmt.Errorf("diagnostics on %s %s", id, strings.ToLower(display.CommandStatus(done.GetStatus())))
+	}
+	return nil
 }
 
 func ensureNewline(s string) string {

@@ -29,6 +29,13 @@ import (
 // client configuration on this machine are found instead.
 func server(t *testing.T) string {
 	t.Helper()
+	return fleetServer(t).Addr
+}
+
+// fleetServer is server's control plane, for tests that also act as the
+// nodes' agents.
+func fleetServer(t *testing.T) *cptest.ControlPlane {
+	t.Helper()
 	cp := cptest.Start(t, cptest.Options{})
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
@@ -46,7 +53,7 @@ func server(t *testing.T) string {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	return cp.Addr
+	return cp
 }
 
 func navarch(t *testing.T, args ...string) (int, string, string) {
@@ -135,7 +142,7 @@ func TestActionsAndExitCodes(t *testing.T) {
 		{"bad-value", []string{"cordon", "bad/id"}, ExitRefused, "node_id"},
 		{"unknown-provider", []string{"provision", "--count", "1", "--provider", "cloud9"}, ExitRefused, `unknown provider "cloud9"`},
 		{"missing-id", []string{"cordon"}, ExitUsage, "exactly one node id"},
-		{"unknown-command", []string{"reboot", "gpu-1"}, ExitUsage, `unknown command "reboot"`},
+		{"unknown-command", []string{"restart", "gpu-1"}, ExitUsage, `unknown command "restart"`},
 		{"unknown-flag", []string{"get", "nodes", "--colour"}, ExitUsage, "colour"},
 		{"bad-output", []string{"get", "nodes", "-o", "yaml"}, ExitUsage, "table or json"},
 		{"bad-health", []string{"get", "nodes", "--health", "sick"}, ExitUsage, "--health"},
@@ -278,7 +285,7 @@ func TestHelpAndVersion(t *testing.T) {
 // from the usage so that the usage is checked against it.
 var subcommands = []string{
 	"get nodes", "get node", "get events", "get status", "get audit",
-	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-identity",
+	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-gpu", "reboot", "reset-identity",
 	"provision", "token create", "token list", "token revoke",
 	"config view", "config get-contexts", "config use-context", "config set-context", "config delete-context",
 	"demo", "version",
