@@ -85,7 +85,7 @@ var conditions = []condition{
 		kind: fleetv1.EventKind_EVENT_KIND_MEMORY_THERMAL,
 		began: became(func(g *fleetv1.Gpu, m *fleetv1.GpuMetrics) bool {
 			limit, t := g.GetMemoryMaxTemperatureCelsius(), m.GetMemoryTemperatureCelsius()
-			return limit > 0 && t > 0 && t >= limit
+			return limit > 0 && t >= limit
 		}),
 		describe: func(g *fleetv1.Gpu, _, cur *fleetv1.GpuMetrics) (uint64, string) {
 			t := cur.GetMemoryTemperatureCelsius()
@@ -93,12 +93,10 @@ var conditions = []condition{
 		},
 	},
 	{
-		// Power-brake slowdown has its own row below: it says check the
-		// power supply, not the cooling.
-		kind: fleetv1.EventKind_EVENT_KIND_CLOCK_SLOWDOWN,
-		began: became(func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) bool {
-			return m.GetClockEventReasons()&gpu.HWSlowdownReasons != 0
-		}),
+		// The power brake has its own row below (gpu.HWSlowdown leaves it
+		// out): it says check the power supply, not the cooling.
+		kind:  fleetv1.EventKind_EVENT_KIND_CLOCK_SLOWDOWN,
+		began: became(func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) bool { return gpu.HWSlowdown(m.GetClockEventReasons()) }),
 		describe: func(_ *fleetv1.Gpu, _, cur *fleetv1.GpuMetrics) (uint64, string) {
 			r := cur.GetClockEventReasons()
 			return r, fmt.Sprintf("hardware slowdown clock event (reasons 0x%x)", r)

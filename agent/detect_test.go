@@ -44,14 +44,17 @@ var detectGPU = &fleetv1.Gpu{Index: 3, Uuid: "GPU-3", SlowdownTemperatureCelsius
 func held(reasons uint64, seconds uint32) func(*fleetv1.GpuMetrics) {
 	return func(m *fleetv1.GpuMetrics) {
 		m.ClockEventReasons = reasons
-		if reasons&gpu.HWSlowdownReasons != 0 {
+		if gpu.HWSlowdown(reasons) {
 			m.HwSlowdownSeconds = seconds
 		}
-		if reasons&gpu.PowerBrakeReasons != 0 {
+		if gpu.PowerBrake(reasons) {
 			m.PowerBrakeSeconds = seconds
 		}
 	}
 }
+
+// brakeWithGeneric is what NVML reports while the power brake is engaged.
+const brakeWithGeneric = nvml.ClocksThrottleReasonHwPowerBrakeSlowdown | nvml.ClocksThrottleReasonHwSlowdown
 
 func TestDetect(t *testing.T) {
 	g := detectGPU
@@ -74,9 +77,12 @@ func TestDetect(t *testing.T) {
 		{"hw-slowdown", nil, reading(func(m *fleetv1.GpuMetrics) { m.ClockEventReasons = nvml.ClocksThrottleReasonHwSlowdown }), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_CLOCK_SLOWDOWN}},
 		{"hw-thermal-slowdown", nil, reading(func(m *fleetv1.GpuMetrics) { m.ClockEventReasons = nvml.ClocksThrottleReasonHwThermalSlowdown }), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_CLOCK_SLOWDOWN}},
 		{"power-brake-is-no-clock-slowdown", nil, reading(held(nvml.ClocksThrottleReasonHwPowerBrakeSlowdown, 0)), nil},
+		// NVML sets its generic HW-slowdown reason beside the power brake's.
+		{"power-brake-with-hw-slowdown", nil, reading(held(brakeWithGeneric, 0)), nil},
+		{"power-brake-and-thermal", nil, reading(held(brakeWithGeneric|nvml.ClocksThrottleReasonHwThermalSlowdown, 0)), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_CLOCK_SLOWDOWN}},
 		{"hw-slowdown-sustained", reading(held(nvml.ClocksThrottleReasonHwSlowdown, sustained-5)), reading(held(nvml.ClocksThrottleReasonHwSlowdown, sustained)), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_HW_SLOWDOWN_SUSTAINED}},
 		{"hw-slowdown-not-yet", reading(held(nvml.ClocksThrottleReasonHwSlowdown, sustained-10)), reading(held(nvml.ClocksThrottleReasonHwSlowdown, sustained-1)), nil},
-		{"power-brake", reading(held(nvml.ClocksThrottleReasonHwPowerBrakeSlowdown, sustained-5)), reading(held(nvml.ClocksThrottleReasonHwPowerBrakeSlowdown, sustained+3)), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_POWER_BRAKE}},
+		{"power-brake", reading(held(brakeWithGeneric, sustained-5)), reading(held(brakeWithGeneric, sustained+3)), []fleetv1.EventKind{fleetv1.EventKind_EVENT_KIND_POWER_BRAKE}},
 		{"hw-slowdown-held-longer", reading(held(nvml.ClocksThrottleReasonHwSlowdown, sustained)), reading(held(nvml.ClocksThrottleReasonHwSlowdown, sustained+30)), nil},
 		{"power-brake-not-yet", reading(held(nvml.ClocksThrottleReasonHwPowerBrakeSlowdown, sustained-10)), reading(held(nvml.ClocksThrottleReasonHwPowerBrakeSlowdown, sustained-1)), nil},
 		{"sw-power-cap-is-fine", nil, reading(func(m *fleetv1.GpuMetrics) { m.ClockEventReasons = nvml.ClocksEventReasonSwPowerCap }), nil},
@@ -247,7 +253,8 @@ func TestDetectRates(t *testing.T) {
 				l.CrcErrors, l.ReplayErrors, l.RecoveryErrors = 0, 0, 0
 			}
 		}), reading(nil), nil},
-		{"nvlink-link-new", reading(func(m *fleetv1.GpuMetrics) { m.Nvlinks = m.Nvlinks[:2] }), reading(nil), nil},
+		// A link the previous reading lacks has no rise to compare.
+		{"nvlink-link-new", reading(func(m *fleetv1.GpuMetrics) { m.Nvlinks = m.Nvlinks[:2] }), reading(func(m *fleetv1.GpuMetrics) { m.Nvlinks[3].CrcErrors = 5000 }), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

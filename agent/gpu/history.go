@@ -6,15 +6,23 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
-// Clock-event reasons, as NVML reports them in clock_event_reasons.
-const (
-	// HWSlowdownReasons are the reasons that mean the hardware slowed the
-	// GPU for its temperature or an external signal.
-	HWSlowdownReasons = nvml.ClocksThrottleReasonHwSlowdown | nvml.ClocksThrottleReasonHwThermalSlowdown
-	// PowerBrakeReasons is the reason that means the system's power brake
-	// slowed the GPU: a power supply problem, not the GPU's temperature.
-	PowerBrakeReasons = nvml.ClocksThrottleReasonHwPowerBrakeSlowdown
-)
+// HWSlowdown reports whether clock-event reasons show hardware slowdown for
+// the GPU's temperature or an external signal. NVML's generic HW-slowdown
+// reason also stands for the power brake, and is set beside it when the
+// brake engages: a slowdown the brake explains is the brake's, so that
+// it says check the power supply, not the cooling.
+func HWSlowdown(reasons uint64) bool {
+	if reasons&nvml.ClocksThrottleReasonHwThermalSlowdown != 0 {
+		return true
+	}
+	return reasons&nvml.ClocksThrottleReasonHwSlowdown != 0 && !PowerBrake(reasons)
+}
+
+// PowerBrake reports whether clock-event reasons show the system's power
+// brake slowing the GPU: a power supply problem, not the GPU's temperature.
+func PowerBrake(reasons uint64) bool {
+	return reasons&nvml.ClocksThrottleReasonHwPowerBrakeSlowdown != 0
+}
 
 // replayWindow is the span of readings the PCIe replay rate is taken over.
 const replayWindow = time.Minute

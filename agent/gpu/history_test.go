@@ -32,7 +32,11 @@ func TestSlowdownStreaks(t *testing.T) {
 		{"broken", []step{{0, hw, false, 0, 0}, {30 * time.Second, swCap, false, 0, 0}, {40 * time.Second, hw, false, 0, 0}, {55 * time.Second, hw, false, 15, 0}}},
 		{"failed-read-breaks", []step{{0, hw, false, 0, 0}, {30 * time.Second, 0, true, 0, 0}, {40 * time.Second, hw, false, 0, 0}}},
 		{"power-brake", []step{{0, brake, false, 0, 0}, {61 * time.Second, brake, false, 0, 61}, {90 * time.Second, swCap, false, 0, 0}}},
-		{"apart", []step{{0, hw, false, 0, 0}, {10 * time.Second, hw | brake, false, 10, 0}, {25 * time.Second, brake, false, 0, 15}, {30 * time.Second, hw | brake, false, 0, 20}}},
+		// NVML's generic HW-slowdown reason is set beside the power brake's:
+		// then it is the brake's alone, and thermal slowdown is still thermal.
+		{"brake-with-generic", []step{{0, brake | hw, false, 0, 0}, {30 * time.Second, brake | hw, false, 0, 30}}},
+		{"apart", []step{{0, thermal, false, 0, 0}, {10 * time.Second, thermal | brake | hw, false, 10, 0}, {25 * time.Second, brake | hw, false, 0, 15}, {30 * time.Second, thermal | brake, false, 0, 20}}},
+		{"generic-after-brake", []step{{0, brake | hw, false, 0, 0}, {20 * time.Second, hw, false, 0, 0}, {40 * time.Second, hw, false, 20, 0}}},
 		{"clock-went-back", []step{{time.Minute, hw, false, 0, 0}, {0, hw, false, 0, 0}, {30 * time.Second, hw, false, 30, 0}}},
 	}
 	for _, tt := range tests {

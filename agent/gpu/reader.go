@@ -286,8 +286,8 @@ func readDevice(d nvml.Device, index uint32, h *history, now time.Time) Reading 
 	}
 	// A reading without the reasons breaks a streak: it does not show the
 	// slowdown held.
-	m.HwSlowdownSeconds = h.hwSlowdown.observe(m.ClockEventReasons&HWSlowdownReasons != 0, now)
-	m.PowerBrakeSeconds = h.powerBrake.observe(m.ClockEventReasons&PowerBrakeReasons != 0, now)
+	m.HwSlowdownSeconds = h.hwSlowdown.observe(HWSlowdown(m.ClockEventReasons), now)
+	m.PowerBrakeSeconds = h.powerBrake.observe(PowerBrake(m.ClockEventReasons), now)
 	ecc := &fleetv1.EccCounts{}
 	eccOK := true
 	for _, c := range []struct {
