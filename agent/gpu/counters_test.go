@@ -394,7 +394,7 @@ func TestDiagnoseNewSignals(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"pcie":            fmt.Sprintf("replay counter 120, 40/min on a Gen4 x16 link (limit %d/min)", health.PCIeReplayLimit(4, 16)),
+		"pcie":            fmt.Sprintf("replay counter 120, 20/min on a Gen4 x16 link (limit %d/min)", health.PCIeReplayLimit(4, 16)),
 		"recovery-action": "the driver asks for a GPU reset",
 	}
 	if !maps.Equal(failed, want) {

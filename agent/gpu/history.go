@@ -80,7 +80,8 @@ type counterSample struct {
 // observe records the counter read at now and returns the replay rate per
 // minute. ok false means the counter could not be read: the last rate
 // stands, so one failed read does not report the same rate as new on the
-// next. The rate is 0 until two readings exist; a counter that went down
+// next. The rate is 0 until two readings exist, and until the readings
+// span a minute it counts the replays seen, unscaled; a counter that went down
 // (a driver reload) or a clock that went back starts the window again.
 func (r *replayRate) observe(count uint64, ok bool, now time.Time) uint32 {
 	if !ok {
@@ -100,7 +101,10 @@ func (r *replayRate) observe(count uint64, ok bool, now time.Time) uint32 {
 	elapsed := now.Sub(first.at)
 	r.rate = 0
 	if elapsed > 0 {
-		perMinute := float64(count-first.count) * float64(replayWindow) / float64(elapsed)
+		// Over less than a minute of readings the rate is the replays seen
+		// so far, not extrapolated: two replays five seconds apart are two
+		// in the minute, not 24 a minute.
+		perMinute := float64(count-first.count) * float64(replayWindow) / float64(max(elapsed, replayWindow))
 		r.rate = uint32(min(perMinute+0.5, 1<<32-1))
 	}
 	return r.rate

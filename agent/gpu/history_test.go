@@ -64,7 +64,8 @@ func TestSlowdownStreaks(t *testing.T) {
 }
 
 // TestPCIeReplayRate: the rate is the counter's rise over the readings of
-// the last minute, scaled to a minute.
+// the last minute; a span shorter than a minute is not scaled up, a longer
+// one (a slow poll) is scaled down to a minute.
 func TestPCIeReplayRate(t *testing.T) {
 	type step struct {
 		at     time.Duration // after now
@@ -77,15 +78,15 @@ func TestPCIeReplayRate(t *testing.T) {
 		steps []step
 	}{
 		{"first-reading", []step{{0, 500, false, 0}}},
-		{"steady", []step{{0, 100, false, 0}, {15 * time.Second, 110, false, 40}, {30 * time.Second, 120, false, 40}, {60 * time.Second, 140, false, 40}}},
+		{"steady", []step{{0, 100, false, 0}, {15 * time.Second, 110, false, 10}, {30 * time.Second, 120, false, 20}, {60 * time.Second, 140, false, 40}}},
 		{"quiet", []step{{0, 100, false, 0}, {30 * time.Second, 100, false, 0}, {60 * time.Second, 100, false, 0}}},
 		// Only the last minute's readings count: the burst at 10s leaves the
 		// window once it is more than a minute old.
-		{"window-slides", []step{{0, 0, false, 0}, {10 * time.Second, 50, false, 300}, {40 * time.Second, 50, false, 75}, {70 * time.Second, 50, false, 0}, {80 * time.Second, 52, false, 3}}},
-		{"counter-reset", []step{{0, 1000, false, 0}, {20 * time.Second, 1010, false, 30}, {40 * time.Second, 3, false, 0}, {60 * time.Second, 13, false, 30}}},
-		{"failed-read-keeps-rate", []step{{0, 100, false, 0}, {30 * time.Second, 120, false, 40}, {45 * time.Second, 0, true, 40}, {60 * time.Second, 140, false, 40}}},
+		{"window-slides", []step{{0, 0, false, 0}, {10 * time.Second, 50, false, 50}, {40 * time.Second, 50, false, 50}, {70 * time.Second, 50, false, 0}, {80 * time.Second, 52, false, 2}}},
+		{"counter-reset", []step{{0, 1000, false, 0}, {20 * time.Second, 1010, false, 10}, {40 * time.Second, 3, false, 0}, {60 * time.Second, 13, false, 10}}},
+		{"failed-read-keeps-rate", []step{{0, 100, false, 0}, {30 * time.Second, 120, false, 20}, {45 * time.Second, 0, true, 20}, {60 * time.Second, 140, false, 40}}},
 		{"long-interval", []step{{0, 100, false, 0}, {2 * time.Minute, 160, false, 30}, {4 * time.Minute, 160, false, 0}}},
-		{"clock-went-back", []step{{time.Minute, 100, false, 0}, {0, 200, false, 0}, {30 * time.Second, 210, false, 20}}},
+		{"clock-went-back", []step{{time.Minute, 100, false, 0}, {0, 200, false, 0}, {30 * time.Second, 210, false, 10}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
