@@ -78,8 +78,11 @@ func (a *Agent) xidLoop(ctx context.Context) {
 				a.pushXIDs("nvml", e)
 				break
 			}
-			a.log.Debug("XID from NVML waits for its kernel log line", "gpu", x.GPU, "xid", x.XID)
-			merge.fromNVML(e, a.clock.Now())
+			if merge.fromNVML(e, a.clock.Now()) {
+				a.log.Debug("XID from NVML waits for its kernel log line", "gpu", x.GPU, "xid", x.XID)
+			} else {
+				a.log.Debug("XID from NVML already came from the kernel log", "gpu", x.GPU, "xid", x.XID)
+			}
 		case x := <-kernelXIDs:
 			e := kernelXIDEvent(x, gpus)
 			merge.fromKernel(e, a.clock.Now())
@@ -225,13 +228,15 @@ func newXIDMerge(kernel bool) *xidMerge {
 func keyOf(e *fleetv1.HealthEvent) xidKey { return xidKey{e.GetGpuIndex(), e.GetXid()} }
 
 // fromNVML takes an NVML event that came at now: dropped when its line
-// came within nvmlGrace before, else held until nvmlGrace has passed.
-func (m *xidMerge) fromNVML(e *fleetv1.HealthEvent, now time.Time) {
+// came within nvmlGrace before, else held until nvmlGrace has passed. It
+// reports whether it holds the event.
+func (m *xidMerge) fromNVML(e *fleetv1.HealthEvent, now time.Time) bool {
 	k := keyOf(e)
 	if at, ok := m.lines[k]; ok && now.Sub(at) <= nvmlGrace {
-		return
+		return false
 	}
 	m.held = append(m.held, heldXID{key: k, due: now.Add(nvmlGrace), ev: e})
+	return true
 }
 
 // fromKernel takes a kernel-log line's event that came at now and drops

@@ -171,11 +171,16 @@ func xidEvents(cp *fakeCP, code uint32) []*fleetv1.HealthEvent {
 	return out
 }
 
-// heldForLine reports whether the agent logged that it holds NVML's XID
-// named by attrs for its kernel-log line.
-func heldForLine(logs *testutil.SyncBuffer, attrs string) bool {
+// nvmlTaken reports whether the agent logged that it took NVML's XID
+// named by attrs: held for its kernel-log line, or, with held false,
+// either held or dropped as that line already came.
+func nvmlTaken(logs *testutil.SyncBuffer, attrs string, held bool) bool {
 	for _, l := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(l, `msg="XID from NVML waits for its kernel log line"`) && strings.HasSuffix(l, attrs) {
+		if !strings.HasSuffix(l, attrs) {
+			continue
+		}
+		if strings.Contains(l, `msg="XID from NVML waits for its kernel log line"`) ||
+			!held && strings.Contains(l, `msg="XID from NVML already came from the kernel log"`) {
 			return true
 		}
 	}
@@ -204,7 +209,7 @@ func TestKernelLogXIDs(t *testing.T) {
 
 	// NVML reports the XID; the agent holds it for its line.
 	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 13, GPU: 2})
-	testutil.Eventually(t, "the NVML event held", func() bool { return heldForLine(&logs, "gpu=2 xid=13") })
+	testutil.Eventually(t, "the NVML event held", func() bool { return nvmlTaken(&logs, "gpu=2 xid=13", true) })
 	const text = "pid='<unknown>', name=<unknown>, Graphics Exception: ESR 0x57c730=0xc04000b 0x57c734=0x24"
 	klog.records <- fmt.Sprintf("4,700,5000000,-;NVRM: Xid (%s): 13, %s\n", kernelBus(t, gpu2.GetPciBusId()), text)
 	testutil.Eventually(t, "the kernel log's XID 13", func() bool { return len(xidEvents(cp, 13)) > 0 })
@@ -216,7 +221,7 @@ func TestKernelLogXIDs(t *testing.T) {
 
 	// An XID only NVML reports.
 	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 48, GPU: 1})
-	testutil.Eventually(t, "the NVML event held", func() bool { return heldForLine(&logs, "gpu=1 xid=48") })
+	testutil.Eventually(t, "the NVML event held", func() bool { return nvmlTaken(&logs, "gpu=1 xid=48", true) })
 	if n := len(xidEvents(cp, 48)); n != 0 {
 		t.Fatalf("%d XID 48 events before the grace passed", n)
 	}
@@ -256,5 +261,39 @@ func TestUnreadableKernelLog(t *testing.T) {
 	testutil.Eventually(t, "NVML's XID 79 at once", func() bool { return len(xidEvents(cp, 79)) == 1 })
 	if n := strings.Count(logs.String(), "kernel log not readable"); n != 1 || opens.Load() != 1 {
 		t.Fatalf("said %d times after %d opens, want once:\n%s", n, opens.Load(), logs.String())
+	}
+}
+
+// TestSimulatedKernelLog: a simulated node's XID reaches the control plane
+// once, from its kernel log, with the text the simulator wrote, the
+// record's sequence number and a time on the simulated boot's clock.
+func TestSimulatedKernelLog(t *testing.T) {
+	cp := newFakeCP(t)
+	clock := clockwork.NewFakeClock()
+	var logs testutil.SyncBuffer
+	r := startAgent(t, cp, simnvml.Options{GPUs: 2}, func(o *Options) {
+		sim := o.NVML.(*simnvml.Backend)
+		o.Clock = clock
+		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		o.KernelLog = func() (io.ReadCloser, error) { return sim.KernelLog(), nil }
+		o.KernelBoot = func() (time.Time, error) { return sim.KernelBoot(), nil }
+	})
+	const text = "GPU recovery action changed from 0x0 (None) to 0x1 (GPU Reset Required)"
+	before := time.Now()
+	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 154, GPU: 1, Text: text})
+	testutil.Eventually(t, "the simulated XID 154", func() bool { return len(xidEvents(cp, 154)) == 1 })
+	e := xidEvents(cp, 154)[0]
+	if e.GetGpuIndex() != 1 || e.GetKernelSeq() == 0 || !strings.HasSuffix(e.GetMessage(), text) {
+		t.Fatalf("XID 154 event %v; want GPU 1 from the kernel log with the simulator's text", e)
+	}
+	if at := e.GetTime().AsTime(); at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
+		t.Fatalf("XID 154 at %v, want about %v", at, before)
+	}
+	testutil.Eventually(t, "NVML's XID 154 taken", func() bool { return nvmlTaken(&logs, "gpu=1 xid=154", false) })
+	clock.Advance(nvmlGrace)
+	r.sim.Inject(faultspec.Spec{Kind: faultspec.XID, Value: 43, GPU: 0})
+	testutil.Eventually(t, "the simulated XID 43", func() bool { return len(xidEvents(cp, 43)) == 1 })
+	if n := len(xidEvents(cp, 154)); n != 1 {
+		t.Fatalf("%d XID 154 events, want the kernel log's alone", n)
 	}
 }

@@ -46,6 +46,10 @@ func (b *Backend) StateError() error {
 // io.EOF, since its boot is over.
 func (b *Backend) KernelLog() io.ReadCloser { return b.klog.open() }
 
+// KernelBoot is when the simulated node's current boot began: the time its
+// kernel log's timestamps count from, as a real node's count from its boot.
+func (b *Backend) KernelBoot() time.Time { return b.klog.began() }
+
 // openBoot resumes the boot kept in the state directory or begins one. The
 // caller holds no lock; nothing reads the backend yet.
 func (b *Backend) openBoot(now time.Time) {

@@ -103,6 +103,13 @@ func (l *kernelLog) begin(now time.Time, path string, resumed []record) {
 	l.wake = make(chan struct{})
 }
 
+// began is when the boot began.
+func (l *kernelLog) began() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.start
+}
+
 // since moves the boot's start back to when the boot began, if that is
 // earlier than the records alone tell.
 func (l *kernelLog) since(t time.Time) {

@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&labels, "label", "node label `KEY=VALUE`; repeatable")
 	instanceID := fs.String("instance-id", "", "provider's instance `ID` for this node")
 	poll := fs.Duration("poll-interval", 5*time.Second, "how often the GPUs are read")
-	kernelLogPath := fs.String("kernel-log", "/dev/kmsg", "`PATH` of the kernel log, read as /dev/kmsg for the NVIDIA driver's XID lines; empty reads none, and XIDs come from NVML alone (real GPUs only)")
+	kernelLogPath := fs.String("kernel-log", "/dev/kmsg", "`PATH` of the kernel log, read as /dev/kmsg for the NVIDIA driver's XID lines (a simulated node reads its own); empty reads none, and XIDs come from NVML alone")
 	nvidiaSMI := fs.String("nvidia-smi", "nvidia-smi", "`PATH` of the driver's tool that resets a GPU (nvidia-smi --gpu-reset -i N)")
 	rebootCommand := fs.String("reboot-command", "systemctl reboot", "`COMMAND` that reboots the node when an operator asks")
 	noRemedies := fs.Bool("no-remedies", false, "refuse every GPU reset and reboot an operator asks for")
@@ -201,6 +201,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var lib nvml.Interface
 	var onLifecycle func(fleetv1.LifecycleState)
 	var kernelLog func() (io.ReadCloser, error)
+	var kernelBoot func() (time.Time, error)
 	resetGPU := agent.NvidiaSMIReset(*nvidiaSMI)
 	reboot := agent.CommandReboot(strings.Fields(*rebootCommand))
 	bootID := readBootID()
@@ -225,6 +226,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return "", err
 			}
 			return fmt.Sprintf("GPU %d reset (simulated)", i), nil
+		}
+		if *kernelLogPath != "" {
+			kernelLog = func() (io.ReadCloser, error) { return sim.KernelLog(), nil }
+			kernelBoot = func() (time.Time, error) { return sim.KernelBoot(), nil }
 		}
 		reboot = func(context.Context) (string, error) {
 			if err := sim.Reboot(); err != nil {
@@ -253,6 +258,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		PollInterval:     *poll,
 		OnLifecycle:      onLifecycle,
 		KernelLog:        kernelLog,
+		KernelBoot:       kernelBoot,
 		Rejoin:           rejoin,
 		ResetGPU:         resetGPU,
 		Reboot:           reboot,
