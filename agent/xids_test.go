@@ -297,3 +297,31 @@ func TestSimulatedKernelLog(t *testing.T) {
 		t.Fatalf("%d XID 154 events, want the kernel log's alone", n)
 	}
 }
+
+// TestKernelLogReopensAfterItEnds: a kernel log that ends, as a simulated
+// node's does at a simulated reboot, is opened again, and its XIDs read.
+func TestKernelLogReopensAfterItEnds(t *testing.T) {
+	cp := newFakeCP(t)
+	clock := clockwork.NewFakeClock()
+	next := newFakeKernelLog()
+	next.records <- "4,3,1000000,-;NVRM: Xid (PCI:0000:01:00): 31, after the reboot\n"
+	var opens atomic.Int32
+	startAgent(t, cp, simnvml.Options{GPUs: 1}, func(o *Options) {
+		o.Clock = clock
+		o.KernelLog = func() (io.ReadCloser, error) {
+			if opens.Add(1) == 1 {
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+			return next, nil
+		}
+		o.KernelBoot = func() (time.Time, error) { return clock.Now(), nil }
+	})
+	testutil.Eventually(t, "the log opened again", func() bool {
+		clock.Advance(kernelReopen)
+		return opens.Load() == 2
+	})
+	testutil.Eventually(t, "the XID of the log opened again", func() bool { return len(xidEvents(cp, 31)) == 1 })
+	if e := xidEvents(cp, 31)[0]; e.GetKernelSeq() != 3 || e.GetGpuIndex() != -1 {
+		t.Fatalf("XID 31 event %v; want seq 3 for the node (bus 0000:01:00 is no simulated GPU's)", e)
+	}
+}
