@@ -6,6 +6,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 )
 
 // confirm asks a yes/no question before an action.
@@ -46,7 +47,7 @@ func wrap(s string, width int) string {
 	var lines []string
 	line := ""
 	for _, w := range strings.Fields(s) {
-		if line != "" && len(line)+1+len(w) > width {
+		if line != "" && lipgloss.Width(line)+1+lipgloss.Width(w) > width {
 			lines = append(lines, line)
 			line = ""
 		}

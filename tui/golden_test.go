@@ -63,6 +63,10 @@ func TestGoldenDrainDialog(t *testing.T) {
 	runGolden(t, Options{}, msgs...)
 }
 
+func TestGoldenResetDialog(t *testing.T) {
+	runGolden(t, Options{}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()}, press("r"))
+}
+
 func TestGoldenReadOnly(t *testing.T) {
 	runGolden(t, Options{ReadOnly: true}, press("c"))
 }
@@ -87,4 +91,8 @@ func TestGoldenNarrowEventsView(t *testing.T) {
 
 func TestGoldenNarrowNodeView(t *testing.T) {
 	runGoldenAt(t, 80, 24, Options{}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()})
+}
+
+func TestGoldenNarrowNodeHelp(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()}, press("?"))
 }

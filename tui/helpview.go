@@ -44,9 +44,10 @@ func (h *helpOverlay) view(width int) string {
 	if h.d.readOnly() {
 		title += t.Muted.Render("  (read-only: actions hidden)")
 	}
+	_, remedies := h.keys.(remedier)
 	notes := []string{
 		"GPU glyphs: H healthy · D degraded · U unhealthy · ? unknown · X lost",
-		"commands :" + strings.Join(commandNames(h.d.readOnly()), " :") + " · ? or esc closes this help",
+		"commands :" + strings.Join(commandNames(h.d.readOnly(), remedies), " :") + " · ? or esc closes this help",
 	}
 	var table string
 	for ncol := min(3, len(entries)); ncol >= 1; ncol-- {
@@ -58,7 +59,7 @@ func (h *helpOverlay) view(width int) string {
 	}
 	body := title + "\n\n" + table + "\n"
 	for _, n := range notes {
-		body += "\n" + t.Muted.Render(truncate(n, max(10, width-4)))
+		body += "\n" + t.Muted.Render(wrap(n, max(10, width-4)))
 	}
 	return t.Box.Render(body)
 }

@@ -85,16 +85,34 @@ func (a *actionKeys) all() []*key.Binding {
 	return []*key.Binding{&a.Cordon, &a.Uncordon, &a.Drain, &a.Terminate, &a.Diagnose, &a.Provision}
 }
 
+// remedyKeys ask a node's agent for a remedy; the node view acts on them,
+// on the node it shows.
+type remedyKeys struct {
+	ResetGPU, Reboot key.Binding
+}
+
+func newRemedyKeys() remedyKeys {
+	return remedyKeys{
+		ResetGPU: bind("r", "reset a GPU…", "r"),
+		Reboot:   bind("b", "reboot…", "b"),
+	}
+}
+
+// all are the remedy bindings, for a key map to guard.
+func (r *remedyKeys) all() []*key.Binding {
+	return []*key.Binding{&r.ResetGPU, &r.Reboot}
+}
+
 // The keys that mark rows for an action on several nodes.
 func markKey() key.Binding    { return bind("space", "mark row", "space") }
 func markAllKey() key.Binding { return bind("ctrl+a", "mark all shown", "ctrl+a") }
 
-// everyActionKey is every key that acts in some view: the actions and the
-// marks.
+// everyActionKey is every key that acts in some view: the actions, the
+// remedies and the marks.
 func everyActionKey() []string {
-	a := newActionKeys()
+	a, r := newActionKeys(), newRemedyKeys()
 	keys := append(markKey().Keys(), markAllKey().Keys()...)
-	for _, b := range a.all() {
+	for _, b := range append(a.all(), r.all()...) {
 		keys = append(keys, b.Keys()...)
 	}
 	return keys

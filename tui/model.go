@@ -244,6 +244,8 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 		m.overlay = newHelpOverlay(m.d, m.views[m.active])
 	case showViewMsg:
 		return m.showView(msg)
+	case remedyMsg:
+		return m.remedy(msg)
 	case backMsg:
 		return m.show(m.back)
 	case quitMsg:
@@ -253,6 +255,22 @@ func (m *Model) handle(msg tea.Msg) tea.Cmd {
 	default:
 		return m.views[m.active].Update(msg)
 	}
+	return nil
+}
+
+// remedier is a view that asks a node's agent for a remedy, as the node
+// view does for the node it shows.
+type remedier interface {
+	remedy(reboot bool) tea.Cmd
+}
+
+// remedy hands a remedy asked at the : prompt to the view on screen, or
+// says that none takes it there.
+func (m *Model) remedy(msg remedyMsg) tea.Cmd {
+	if r, ok := m.views[m.active].(remedier); ok {
+		return r.remedy(msg.reboot)
+	}
+	m.setStatus("a GPU reset or a reboot acts on the node on screen: open one first (enter on a row)", true)
 	return nil
 }
 

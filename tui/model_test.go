@@ -212,7 +212,7 @@ func TestHelpIsGeneratedFromKeymap(t *testing.T) {
 // makes a console read-only, and so does a viewer's token once the control
 // plane has said whose it is.
 func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
-	actions := []string{"c", "u", "d", "t", "p", "x", "space", "ctrl+a"}
+	actions := []string{"c", "u", "d", "t", "p", "x", "r", "b", "space", "ctrl+a"}
 	viewer := fixtureStatus()
 	viewer.caller = &controlplanev1.Caller{Name: "dash", Role: controlplanev1.Role_ROLE_VIEWER}
 	modes := []struct {
@@ -260,17 +260,22 @@ func readOnlyRefuses(t *testing.T, m *Model, actions []string, refusal string) {
 		mustContain(t, m.Frame(), refusal)
 	}
 	send(m, press("?"))
-	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision"} {
+	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision",
+		"reset a GPU…", "reboot…", ":reset-gpu", ":reboot"} {
 		if f := plain(m); strings.Contains(f, action) {
 			t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
 		}
 	}
 	send(m, press("esc"))
-	send(m, press(":"))
-	send(m, typed("provision")...)
-	send(m, press("enter"))
-	if m.overlay != nil {
-		t.Fatal(":provision opened the form in read-only mode")
+	for _, c := range []string{"provision", "reset-gpu", "reboot"} {
+		send(m, statusLineMsg{})
+		send(m, press(":"))
+		send(m, typed(c)...)
+		send(m, press("enter"))
+		if m.overlay != nil {
+			t.Fatalf(":%s opened a dialog in read-only mode", c)
+		}
+		mustContain(t, m.Frame(), refusal)
 	}
 }
 

@@ -40,14 +40,15 @@ const historyKept = 60
 type nodeKeys struct {
 	navKeys
 	actionKeys
+	remedyKeys
 	Back key.Binding
 	// ReadOnly holds the keys a read-only console refuses.
 	ReadOnly key.Binding
 }
 
 func newNodeKeys(readOnly bool) nodeKeys {
-	k := nodeKeys{navKeys: newNavKeys(), actionKeys: newActionKeys(), Back: backKey()}
-	k.ReadOnly = readOnlyGuard(readOnly, k.actionKeys.all()...)
+	k := nodeKeys{navKeys: newNavKeys(), actionKeys: newActionKeys(), remedyKeys: newRemedyKeys(), Back: backKey()}
+	k.ReadOnly = readOnlyGuard(readOnly, append(k.actionKeys.all(), k.remedyKeys.all()...)...)
 	return k
 }
 
@@ -104,6 +105,8 @@ func (v *nodeView) onKey(k tea.KeyPressMsg) tea.Cmd {
 		v.d.send(statusLineMsg{text: v.d.refusal(), err: true})
 	case key.Matches(k, v.keys.Back):
 		v.d.send(backMsg{})
+	case key.Matches(k, v.keys.ResetGPU, v.keys.Reboot):
+		return v.remedy(key.Matches(k, v.keys.Reboot))
 	case v.scroll(k):
 	default:
 		cmd, _ := v.keys.actionKeys.run(v.d, k, []string{v.id})
@@ -118,7 +121,7 @@ func (v *nodeView) Hint() string { return "node " + v.id }
 
 func (v *nodeView) ShortHelp() []key.Binding {
 	k, g := &v.keys, &v.d.keys
-	return []key.Binding{k.Back, k.Up, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, g.Help, g.Quit}
+	return []key.Binding{k.Back, k.Up, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, g.Help, g.Quit}
 }
 
 func (v *nodeView) FullHelp() [][]key.Binding {
@@ -126,7 +129,7 @@ func (v *nodeView) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		append(k.navKeys.bindings(), k.Back),
 		append(append([]key.Binding{g.Command}, g.Views...), g.Help, g.Quit),
-		{k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.Provision},
+		{k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.Provision},
 	}
 }
 
@@ -273,6 +276,9 @@ func (v *nodeView) View() string {
 	if n.GetHealthCause() != "" {
 		lines = append(lines, t.Muted.Render("health: ")+t.HealthStyle(n.GetHealth()).Render(n.GetHealthCause())+
 			t.Muted.Render("  → ")+display.Remedy(n.GetRemedy()))
+	}
+	if n.GetRemediesDisabled() {
+		lines = append(lines, t.Muted.Render("remedies: ")+"disabled by the agent (--no-remedies): no GPU reset, no reboot")
 	}
 	// Processes and metrics are the last report's; an unreachable node's
 	// are unknown.

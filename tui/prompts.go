@@ -51,14 +51,18 @@ func (fp *filterPrompt) view(width int) string {
 }
 
 // commandNames are the : prompt's commands, as help and hints list them:
-// the listed views', then the rest.
-func commandNames(readOnly bool) []string {
+// the listed views', then the rest. remedies adds those that act on the
+// node on screen, for where there is one.
+func commandNames(readOnly, remedies bool) []string {
 	var names []string
 	for _, s := range listedViews() {
 		names = append(names, s.name)
 	}
 	if !readOnly {
 		names = append(names, "provision")
+	}
+	if !readOnly && remedies {
+		names = append(names, "reset-gpu", "reboot")
 	}
 	return append(names, "help", "q")
 }
@@ -92,7 +96,7 @@ func newPalette(d *deps, listed []viewSpec) *palette {
 // rebind offers the commands the console allows now: a read-only one
 // offers no action.
 func (p *palette) rebind() {
-	names := commandNames(p.d.readOnly())
+	names := commandNames(p.d.readOnly(), true)
 	p.input.Placeholder = strings.Join(names, " · ")
 	// "quit" just before the last, "q", so that a typed q offers the
 	// whole word.
@@ -160,12 +164,18 @@ func (p *palette) run(cmd string) {
 			return
 		}
 		p.d.send(openOverlayMsg{overlay: newProvisionDialog(p.d)})
+	case "reset-gpu", "reboot":
+		if p.d.readOnly() {
+			p.d.send(statusLineMsg{text: p.d.refusal(), err: true})
+			return
+		}
+		p.d.send(remedyMsg{reboot: cmd == "reboot"})
 	case "help", "h":
 		p.d.send(showHelpMsg{})
 	case "q", "quit", "q!":
 		p.d.send(quitMsg{})
 	default:
-		p.d.send(statusLineMsg{text: fmt.Sprintf("unknown command %q (try %s)", cmd, strings.Join(commandNames(p.d.readOnly()), ", ")), err: true})
+		p.d.send(statusLineMsg{text: fmt.Sprintf("unknown command %q (try %s)", cmd, strings.Join(commandNames(p.d.readOnly(), true), ", ")), err: true})
 	}
 }
 
