@@ -46,7 +46,7 @@ func TestXID79CordonsAndXID13DoesNot(t *testing.T) {
 	if d.GetNode().GetLifecycle() != active || d.GetNode().GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
 		t.Fatalf("b after XID 13: %s %s", d.GetNode().GetLifecycle(), d.GetNode().GetHealth())
 	}
-	if len(d.GetEvents()) != 1 || d.GetEvents()[0].GetRemedy() != fleetv1.Remedy_REMEDY_CHECK_APPLICATION {
+	if len(d.GetEvents()) != 1 || d.GetEvents()[0].GetRemedy() != fleetv1.Remedy_REMEDY_RESTART_APPLICATION {
 		t.Fatalf("XID 13 not recorded: %v", d.GetEvents())
 	}
 

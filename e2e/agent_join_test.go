@@ -124,9 +124,10 @@ func TestAgentJoinsWithATokenAndKeepsItsIdentity(t *testing.T) {
 	// with the node's own certificate.
 	a := startAgent(t, bin, token, "--server", cp.Addr, "--ca-hash", pin, "--state-dir", machineA, "--node-id", "gpu-1")
 	var boot string
+	var registered time.Time
 	f.waitFor("gpu-1 joined, registered and heartbeating", func() bool {
 		n := f.node("gpu-1").GetNode()
-		boot = n.GetBootId()
+		boot, registered = n.GetBootId(), n.GetRegisteredAt().AsTime()
 		return n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE && n.GetLastHeartbeatAt() != nil
 	})
 	a.stop(t)
@@ -142,9 +143,9 @@ func TestAgentJoinsWithATokenAndKeepsItsIdentity(t *testing.T) {
 	// A restart needs no token and no CA: the agent trusts the CA it was
 	// given at the join.
 	a = startAgent(t, bin, "", "--server", cp.Addr, "--state-dir", machineA, "--node-id", "gpu-1")
-	f.waitFor("gpu-1 registered again after the restart", func() bool {
+	f.waitFor("gpu-1 registered again after the restart, on the same simulated boot", func() bool {
 		n := f.node("gpu-1").GetNode()
-		return n.GetBootId() != boot && n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE
+		return n.GetRegisteredAt().AsTime().After(registered) && n.GetBootId() == boot && n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE
 	})
 	if logs := a.logs.String(); !strings.Contains(logs, "node identity found") || strings.Contains(logs, "joined the control plane") {
 		t.Fatalf("the restart joined again:\n%s", logs)

@@ -23,8 +23,8 @@ func metrics() *fleetv1.GpuMetrics {
 		MemoryTemperatureCelsius: 70,
 		RecoveryAction:           fleetv1.RecoveryAction_RECOVERY_ACTION_NONE,
 		Ecc:                      &fleetv1.EccCounts{},
-		RowRemap:           &fleetv1.RowRemapState{},
-		RetiredPages:       &fleetv1.RetiredPages{},
+		RowRemap:                 &fleetv1.RowRemapState{},
+		RetiredPages:             &fleetv1.RetiredPages{},
 	}
 	for l := range 18 {
 		m.Nvlinks = append(m.Nvlinks, &fleetv1.NvLinkState{Link: uint32(l), Active: true})
