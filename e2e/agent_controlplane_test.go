@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"context"
+	"log/slog"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +49,21 @@ func startControlPlane(t *testing.T, tweak ...func(*controlplane.Config)) *fleet
 // addNode runs a real agent with simulated GPUs in this process.
 func (f *fleet) addNode(id string, faults ...string) {
 	f.t.Helper()
+	f.startNode(id, "", faults...)
+}
+
+// simNode is a simulated node: its GPUs, kernel log and boot, and the real
+// agent that runs on them.
+type simNode struct {
+	sim  *simnvml.Backend
+	stop func()
+}
+
+// startNode runs a real agent on a simulated node whose boot is kept in
+// stateDir (none when empty), as navarch-agent --simulate does: the node's
+// kernel log, GPU resets and reboots are the simulator's.
+func (f *fleet) startNode(id, stateDir string, faults ...string) *simNode {
+	f.t.Helper()
 	var specs []faultspec.Spec
 	for _, s := range faults {
 		spec, err := faultspec.Parse(s)
@@ -55,25 +72,34 @@ func (f *fleet) addNode(id string, faults ...string) {
 		}
 		specs = append(specs, spec)
 	}
-	sim := simnvml.New(simnvml.Options{GPUs: 4, Faults: specs, Idle: true})
-	f.t.Cleanup(sim.Stop)
+	sim := simnvml.New(simnvml.Options{GPUs: 4, Faults: specs, Idle: true, NodeID: id, StateDir: stateDir})
 	f.sims[id] = sim
 	conn, err := rpcclient.Dial(f.target)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	a, err := agent.New(agent.Options{NodeID: id, BootID: "boot-" + id, Simulated: true, Conn: conn, NVML: sim, PollInterval: 100 * time.Millisecond})
+	hooks := sim.Hooks(slog.New(slog.DiscardHandler))
+	a, err := agent.New(agent.Options{
+		NodeID: id, BootID: sim.BootID(), Simulated: true, Conn: conn, NVML: sim, PollInterval: 100 * time.Millisecond,
+		KernelLog: hooks.KernelLog, KernelBoot: hooks.KernelBoot, ResetGPU: hooks.ResetGPU, Reboot: hooks.Reboot,
+	})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	f.t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = conn.Close()
-	})
+	var once sync.Once
+	n := &simNode{sim: sim, stop: func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			_ = conn.Close()
+			sim.Stop()
+		})
+	}}
+	f.t.Cleanup(n.stop)
+	return n
 }
 
 func (f *fleet) node(id string) *controlplanev1.GetNodeResponse {

@@ -221,22 +221,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := sim.StateError(); err != nil {
 			log.Warn("the simulated boot is not kept across agent restarts", "err", err)
 		}
-		resetGPU = func(_ context.Context, i int) (string, error) {
-			if err := sim.ResetGPU(i); err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("GPU %d reset (simulated)", i), nil
-		}
+		hooks := sim.Hooks(log)
+		resetGPU, reboot = hooks.ResetGPU, hooks.Reboot
 		if *kernelLogPath != "" {
-			kernelLog = func() (io.ReadCloser, error) { return sim.KernelLog(), nil }
-			kernelBoot = func() (time.Time, error) { return sim.KernelBoot(), nil }
-		}
-		reboot = func(context.Context) (string, error) {
-			if err := sim.Reboot(); err != nil {
-				// The node rebooted; its new boot is not kept.
-				log.Warn("simulated reboot", "err", err)
-			}
-			return sim.BootID(), nil
+			kernelLog, kernelBoot = hooks.KernelLog, hooks.KernelBoot
 		}
 	} else {
 		lib = nvml.New()

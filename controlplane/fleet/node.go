@@ -107,6 +107,13 @@ func (r *repeatCounts) count(idx uint32) *policy.Repeats {
 	return r.byGPU[idx]
 }
 
+// remedied records a reboot: every GPU's remedy was done.
+func (r *repeatCounts) remedied() {
+	for idx := range r.byGPU {
+		r.count(idx).Remedied()
+	}
+}
+
 // forget drops GPU idx's counts, as when the GPU was replaced.
 func (r *repeatCounts) forget(idx uint32) {
 	delete(r.byGPU, idx)

@@ -269,6 +269,7 @@ func (f *Fleet) commandFinished(ns *nodeState, n *fleetv1.Node, c *change, cmd *
 		}
 	case fleetv1.CommandType_COMMAND_TYPE_RESET_GPU:
 		f.resetDone(n, c, cmd, now)
+		ns.book.repeats.count(cmd.GetGpuIndex()).Remedied()
 	}
 }
 

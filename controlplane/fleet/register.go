@@ -41,6 +41,9 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 		for _, idx := range reg.replaced {
 			ns.book.repeats.forget(idx)
 		}
+		if reg.rebooted {
+			ns.book.repeats.remedied()
+		}
 		c.events = append(c.events, reg.events...)
 		n := reg.node
 		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
@@ -94,6 +97,9 @@ type registered struct {
 	// fresh is set when the node starts afresh (new, or back after it was
 	// terminated): its repeat counts start again.
 	fresh bool
+	// rebooted is set when the node registers from a new boot: the reboot
+	// was every GPU's remedy.
+	rebooted bool
 	// replaced are the indexes of new GPUs that replaced missing ones:
 	// their slots' repeat counts are the old GPUs' and go.
 	replaced []uint32
@@ -140,6 +146,7 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 	}
 	n.RegisteredAt = ts(now)
 	rebooted := !fresh && req.GetBootId() != "" && req.GetBootId() != cur.GetBootId()
+	out.rebooted = rebooted
 	n.BootId = req.GetBootId()
 	if rebooted {
 		// A new boot numbers its kernel log anew.

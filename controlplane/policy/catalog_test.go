@@ -285,3 +285,27 @@ func TestEpisodesCountWithinLookback(t *testing.T) {
 		t.Fatalf("three within the week: escalated %t, remedy %s, episodes %d", ev.GetEscalated(), ev.GetRemedy(), g.GetRemedyEpisodes())
 	}
 }
+
+// TestReturnAfterRemedyIsANewIncident: an error that comes back right after
+// its reset, inside what would be its burst, is the second incident all the
+// same: the remedy ended the first.
+func TestReturnAfterRemedyIsANewIncident(t *testing.T) {
+	p := Default()
+	g, rep := newGPU(), &Repeats{}
+	p.Judge(g, xid(74), rep, t0)
+	p.ClearAfterReset(g, t0.Add(time.Second))
+	ev := xid(74)
+	p.Judge(g, ev, rep, t0.Add(2*time.Second))
+	if ev.GetEscalated() {
+		t.Fatal("without Remedied the return inside the burst escalated; the test no longer tells the two apart")
+	}
+	g, rep = newGPU(), &Repeats{}
+	p.Judge(g, xid(74), rep, t0)
+	p.ClearAfterReset(g, t0.Add(time.Second))
+	rep.Remedied()
+	ev = xid(74)
+	p.Judge(g, ev, rep, t0.Add(2*time.Second))
+	if !ev.GetEscalated() || ev.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE || ev.GetRepeatCount() != 2 {
+		t.Fatalf("XID 74 right after its reset: escalated %t, remedy %s, %d incidents", ev.GetEscalated(), ev.GetRemedy(), ev.GetRepeatCount())
+	}
+}

@@ -133,6 +133,13 @@ func (r *Repeats) Clone() *Repeats {
 	return c
 }
 
+// Remedied records that the GPU's reset or reboot was done: whatever comes
+// next begins a new incident, however soon, since an error that returns
+// after its remedy is the news a repeat rule looks for.
+func (r *Repeats) Remedied() {
+	clear(r.last)
+}
+
 // add records an event of k and returns how many incidents of it began
 // within window. The event begins a new incident unless it comes less than
 // burst after the previous one, or ongoing says the signal's fault still
