@@ -159,7 +159,7 @@ func TestRemediesEndToEnd(t *testing.T) {
 	// The agent restarts on the same boot: the fault stays.
 	node.stop()
 	registered := f.node("gpu-n1").GetNode().GetRegisteredAt().AsTime()
-	node = f.startNode("gpu-n1", state)
+	f.startNode("gpu-n1", state) // stopped at the end of the test
 	f.waitFor("the agent registered again", func() bool {
 		return f.node("gpu-n1").GetNode().GetRegisteredAt().AsTime().After(registered)
 	})
