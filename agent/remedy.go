@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/navarch/navarch/internal/display"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -271,22 +271,9 @@ func runTool(ctx context.Context, timeout time.Duration, name string, args ...st
 }
 
 // toolOutput is b as a result message keeps it: valid UTF-8 without
-// control characters other than newlines and tabs, trimmed, and cut to
+// control characters (each a "?") other than newlines and tabs, trimmed, and cut to
 // maxToolOutput bytes at a character, marked with "…".
 func toolOutput(b []byte) string {
-	s := strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && r != '\n' && r != '\t' {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(string(b), "\uFFFD"))
-	s = strings.TrimSpace(s)
-	if len(s) <= maxToolOutput {
-		return s
-	}
-	cut := maxToolOutput - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	s := strings.ReplaceAll(string(b), "\r\n", "\n")
+	return display.Cut(strings.TrimSpace(display.CleanText(s, "\n\t")), maxToolOutput, "…")
 }

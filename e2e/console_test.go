@@ -16,24 +16,32 @@ import (
 	"github.com/navarch/navarch/tui"
 )
 
+// console runs the real console against the fleet's control plane at the
+// given size. waitScreen waits until what the console has drawn so far
+// (escape codes stripped) meets cond.
+func (f *fleet) console(width, height int) (tm *teatest.TestModel, waitScreen func(what string, cond func(screen string) bool)) {
+	f.t.Helper()
+	m := tui.New(tui.Options{Client: f.ops, Server: f.target.Addr, Theme: tui.NewTheme(true, false)})
+	f.t.Cleanup(m.Close)
+	tm = teatest.NewTestModel(f.t, m, teatest.WithInitialTermSize(width, height))
+	out := tm.Output()
+	var screen bytes.Buffer
+	return tm, func(what string, cond func(string) bool) {
+		f.t.Helper()
+		teatest.WaitFor(f.t, out, func(b []byte) bool {
+			screen.Write(b)
+			return cond(ansi.Strip(screen.String()))
+		}, teatest.WithDuration(20*time.Second), teatest.WithCheckInterval(50*time.Millisecond))
+	}
+}
+
 // TestConsoleCordonsWithKeys runs the real console, streaming from a real
 // control plane with simulated agents, and cordons a node with keys.
 func TestConsoleCordonsWithKeys(t *testing.T) {
 	f := startControlPlane(t)
 	f.addNode("node-x")
 	f.addNode("node-y", "xid=79@gpu1+1s")
-	m := tui.New(tui.Options{Client: f.ops, Server: f.target.Addr, Theme: tui.NewTheme(true, false)})
-	defer m.Close()
-	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(120, 30))
-	out := tm.Output()
-	var screen bytes.Buffer
-	waitScreen := func(what string, cond func(string) bool) {
-		t.Helper()
-		teatest.WaitFor(t, out, func(b []byte) bool {
-			screen.Write(b)
-			return cond(ansi.Strip(screen.String()))
-		}, teatest.WithDuration(20*time.Second), teatest.WithCheckInterval(50*time.Millisecond))
-	}
+	tm, waitScreen := f.console(120, 30)
 	// node-y's XID 79 cordons it on its own; node-x stays ACTIVE.
 	waitScreen("both nodes, node-y cordoned by policy", func(s string) bool {
 		return strings.Contains(s, "node-x") && strings.Contains(s, "node-y") && strings.Contains(s, "UNHEALTHY")

@@ -1,21 +1,17 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
-	"github.com/charmbracelet/x/ansi"
-	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/faultspec"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
-	"github.com/navarch/navarch/tui"
 )
 
 const (
@@ -114,18 +110,7 @@ func TestRemediesEndToEnd(t *testing.T) {
 
 	// The reset, from the console: open the node, r, the form starts at the
 	// GPU that needs it, confirm.
-	m := tui.New(tui.Options{Client: f.ops, Server: f.target.Addr, Theme: tui.NewTheme(true, false)})
-	defer m.Close()
-	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(140, 40))
-	out := tm.Output()
-	var screen bytes.Buffer
-	waitScreen := func(what string, cond func(string) bool) {
-		t.Helper()
-		teatest.WaitFor(t, out, func(b []byte) bool {
-			screen.Write(b)
-			return cond(ansi.Strip(screen.String()))
-		}, teatest.WithDuration(20*time.Second), teatest.WithCheckInterval(50*time.Millisecond))
-	}
+	tm, waitScreen := f.console(140, 40)
 	waitScreen("the node listed", func(s string) bool { return strings.Contains(s, "gpu-n1") && strings.Contains(s, "UNHEALTHY") })
 	tm.Send(tea.KeyPressMsg{Code: tea.KeyEnter})
 	waitScreen("the node view", func(s string) bool { return strings.Contains(s, "XID 74") })

@@ -17,8 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/navarch/navarch/internal/display"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -369,21 +369,7 @@ const maxText = 128
 // UTF-8, no control characters, at most maxText bytes. A process may name
 // itself anything, and one bad name must not stop every report.
 func cleanText(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, s)
-	if len(s) > maxText {
-		cut := maxText
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
-	}
-	return s
+	return display.Cut(display.CleanText(s, ""), maxText, "")
 }
 
 // XIDEvent is one XID read from the NVML event set.

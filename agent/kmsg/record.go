@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/navarch/navarch/internal/display"
 )
 
 // Record is one kernel log record.
@@ -93,19 +93,5 @@ func unescape(s string) string {
 // clean makes text safe to report: the control plane refuses events whose
 // message is not valid UTF-8 or holds control characters.
 func clean(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, s)
-	if len(s) > maxText {
-		cut := maxText
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
-	}
-	return s
+	return display.Cut(display.CleanText(s, ""), maxText, "")
 }

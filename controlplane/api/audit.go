@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -193,15 +192,7 @@ func outcome(resp any) string {
 // auditText is s as an entry keeps it: valid UTF-8, at most maxAuditText
 // bytes, cut at a character and marked with "…".
 func auditText(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= maxAuditText {
-		return s
-	}
-	cut := maxAuditText - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return display.Cut(strings.ToValidUTF8(s, "\uFFFD"), maxAuditText, "…")
 }
 
 func (s *operatorService) ListAudit(ctx context.Context, req *controlplanev1.ListAuditRequest) (*controlplanev1.ListAuditResponse, error) {

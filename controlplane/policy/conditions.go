@@ -109,20 +109,14 @@ var conditions = []condition{
 		name:  "hw_slowdown_sustained",
 		kind:  fleetv1.EventKind_EVENT_KIND_HW_SLOWDOWN_SUSTAINED,
 		about: "hardware slowdown held without a break",
-		level: &level{group: "clock_events", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
-			s := m.GetHwSlowdownSeconds()
-			return levelReading{known: true, present: time.Duration(s)*time.Second >= health.SustainedSlowdown, value: uint64(s)}
-		}},
+		level: held((*fleetv1.GpuMetrics).GetHwSlowdownSeconds),
 		rule: Rule{Meaning: "hardware slowdown holding the clocks down", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_COOLING},
 	},
 	{
 		name:  "power_brake",
 		kind:  fleetv1.EventKind_EVENT_KIND_POWER_BRAKE,
 		about: "power-brake slowdown held without a break",
-		level: &level{group: "clock_events", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
-			s := m.GetPowerBrakeSeconds()
-			return levelReading{known: true, present: time.Duration(s)*time.Second >= health.SustainedSlowdown, value: uint64(s)}
-		}},
+		level: held((*fleetv1.GpuMetrics).GetPowerBrakeSeconds),
 		rule: Rule{Meaning: "power brake holding the clocks down (the system's power, not cooling)", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_POWER},
 	},
 	{
@@ -219,6 +213,15 @@ func memoryThermal(gpu *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
 		present = temp+thermalHysteresis >= limit
 	}
 	return levelReading{known: true, present: present, value: uint64(temp)}
+}
+
+// held is present while a clock-event reason has held for the sustained
+// slowdown time; seconds reads how long it has.
+func held(seconds func(*fleetv1.GpuMetrics) uint32) *level {
+	return &level{group: "clock_events", check: func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) levelReading {
+		s := seconds(m)
+		return levelReading{known: true, present: time.Duration(s)*time.Second >= health.SustainedSlowdown, value: uint64(s)}
+	}}
 }
 
 // recoveryLevel is present while the driver's recovery action is one of

@@ -137,3 +137,25 @@ func TestLifecycleBy(t *testing.T) {
 		}
 	}
 }
+
+func TestCleanTextAndCut(t *testing.T) {
+	if got := CleanText("a\x1b[31mb\xffc\n\td", "\n"); got != "a?[31mb?c\n?d" {
+		t.Errorf("CleanText = %q", got)
+	}
+	for _, tc := range []struct {
+		s    string
+		n    int
+		mark string
+		want string
+	}{
+		{"short", 10, "…", "short"},
+		{"abcdef", 4, "", "abcd"},
+		{"abcdef", 4, "…", "a…"},
+		{"héllo", 2, "", "h"}, // é is two bytes: never cut inside it
+		{"abc", 0, "", ""},
+	} {
+		if got := Cut(tc.s, tc.n, tc.mark); got != tc.want || len(got) > max(tc.n, len(tc.s)) {
+			t.Errorf("Cut(%q, %d, %q) = %q, want %q", tc.s, tc.n, tc.mark, got, tc.want)
+		}
+	}
+}
