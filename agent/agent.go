@@ -114,6 +114,7 @@ type Agent struct {
 	reader *gpu.Reader
 	inv    *gpu.Inventory
 
+	pollMu   sync.Mutex // held for a whole poll
 	mu       sync.Mutex
 	latest   []gpu.Reading
 	heartbIv time.Duration

@@ -26,6 +26,9 @@ func (a *Agent) pollLoop(ctx context.Context) {
 // poll reads every GPU, keeps the reading, and pushes an event for every
 // condition that started since the last poll.
 func (a *Agent) poll(now time.Time) {
+	// One poll at a time: each compares its reading with the one before.
+	a.pollMu.Lock()
+	defer a.pollMu.Unlock()
 	readings := a.reader.Read(now)
 	a.mu.Lock()
 	prev := a.latest

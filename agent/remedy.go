@@ -59,6 +59,10 @@ func (a *Agent) sessionStarted(end context.CancelFunc) {
 // rebooted takes the node's new boot and ends the session, so that the
 // agent registers again from it.
 func (a *Agent) rebooted(boot string) {
+	// Read the GPUs of the new boot first, as an agent starting on it
+	// would, so the first report after the registration shows them as they
+	// are now (a GPU a reboot brought back answers again), not as they were.
+	a.poll(a.clock.Now())
 	a.remedy.mu.Lock()
 	defer a.remedy.mu.Unlock()
 	a.remedy.bootID = boot

@@ -157,8 +157,13 @@ func TestRemediesEndToEnd(t *testing.T) {
 		t.Fatalf("%d XID 74 events after the restart, want 3", got)
 	}
 
+	// GPU 1 falls off the bus too; the reboot brings it back.
+	f.sims["gpu-n1"].Inject(faultspec.Spec{Kind: faultspec.XID, GPU: 1, Value: 79})
+	f.waitFor("gpu1 lost", func() bool { return f.gpu("gpu-n1", 1) == nil })
+
 	// A reboot (forced: the node is cordoned, not drained) comes back with
 	// a new boot id, which clears the faults.
+	rebootAt := time.Now()
 	if _, err := f.ops.RebootNode(ctx, &controlplanev1.RebootNodeRequest{NodeId: "gpu-n1", Reason: "clear XID 74", Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +171,20 @@ func TestRemediesEndToEnd(t *testing.T) {
 		c := lastCommand(t, f, "gpu-n1", fleetv1.CommandType_COMMAND_TYPE_REBOOT)
 		return c.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
 	})
-	n = f.node("gpu-n1").GetNode()
-	if n.GetBootId() == boot || n.GetHealth() != healthy || f.gpu("gpu-n1", 0).GetHealth() != healthy {
-		t.Fatalf("after the reboot: boot %s (was %s), node %s, gpu0 %s", n.GetBootId(), boot, n.GetHealth(), f.gpu("gpu-n1", 0).GetHealth())
+	f.waitFor("every GPU back and HEALTHY after the reboot", func() bool {
+		n = f.node("gpu-n1").GetNode()
+		return n.GetHealth() == healthy && f.gpu("gpu-n1", 0).GetHealth() == healthy && f.gpu("gpu-n1", 1).GetHealth() == healthy
+	})
+	if n.GetBootId() == boot {
+		t.Fatalf("after the reboot: boot %s, the same as before", n.GetBootId())
+	}
+	// The first reports of the new boot show the GPU that came back as it
+	// is, not as the old boot last saw it.
+	time.Sleep(2 * time.Second)
+	for _, e := range f.node("gpu-n1").GetEvents() {
+		if e.GetKind() == fleetv1.EventKind_EVENT_KIND_GPU_LOST && e.GetTime().AsTime().After(rebootAt) {
+			t.Fatalf("a GPU reported lost after the reboot: %v", e)
+		}
 	}
 }
 
