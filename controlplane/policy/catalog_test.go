@@ -9,6 +9,7 @@ import (
 	"time"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // catalogRow is one row of testdata/xid-catalog.tsv.
@@ -252,8 +253,12 @@ func TestClearAfterReset(t *testing.T) {
 	if strings.Join(left, ",") != "EVENT_KIND_XID/79,EVENT_KIND_ROW_REMAP_PENDING/0" {
 		t.Fatalf("after the reset: %v", left)
 	}
-	if awaitingRemedy(g) {
-		t.Fatal("the reset did not end the episode")
+	// The XID 79 still awaits its reboot, so the episode stays open; the
+	// remap the reset did not mend (yet) holds nothing open.
+	for _, f := range g.GetFaults() {
+		if f.GetAwaitsRemedy() != (f.GetXid() == 79) {
+			t.Fatalf("after the reset, fault %s/%d awaits its remedy: %t", f.GetKind(), f.GetXid(), f.GetAwaitsRemedy())
+		}
 	}
 	if p.ClearAfterReset(newGPU(), t0) != nil {
 		t.Fatal("a reset with nothing to clear returned an event")
@@ -307,5 +312,93 @@ func TestReturnAfterRemedyIsANewIncident(t *testing.T) {
 	p.Judge(g, ev, rep, t0.Add(2*time.Second))
 	if !ev.GetEscalated() || ev.GetRemedy() != fleetv1.Remedy_REMEDY_INSPECT_HARDWARE || ev.GetRepeatCount() != 2 {
 		t.Fatalf("XID 74 right after its reset: escalated %t, remedy %s, %d incidents", ev.GetEscalated(), ev.GetRemedy(), ev.GetRepeatCount())
+	}
+}
+
+// TestLaterRecoveryActionAsksMore: the driver's recovery action going from
+// a reset to a reboot makes the fault ask for the reboot, so a reset does
+// not clear it.
+func TestLaterRecoveryActionAsksMore(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	line := func(text string) *fleetv1.HealthEvent {
+		ev := xid(154)
+		ev.Message = text
+		return ev
+	}
+	p.Judge(g, line("GPU recovery action changed from 0x0 (None) to 0x1 (GPU Reset Required)"), &Repeats{}, t0)
+	p.Judge(g, line("GPU recovery action changed from 0x1 (GPU Reset Required) to 0x2 (Node Reboot Required)"), &Repeats{}, t0.Add(time.Second))
+	if g.GetRemedy() != fleetv1.Remedy_REMEDY_REBOOT_NODE || g.GetRemedyEpisodes() != 1 {
+		t.Fatalf("after the second line: remedy %s, %d episodes", g.GetRemedy(), g.GetRemedyEpisodes())
+	}
+	p.ClearAfterReset(g, t0.Add(time.Minute))
+	if g.GetHealth() != unhealthy || g.GetRemedy() != fleetv1.Remedy_REMEDY_REBOOT_NODE {
+		t.Fatalf("a reset cleared what needs a reboot: %s %s", g.GetHealth(), g.GetRemedy())
+	}
+}
+
+// TestSteadyStreamIsAStorm: a burst is measured from its start, so an XID
+// every 4 s is a storm, not one endless incident.
+func TestSteadyStreamIsAStorm(t *testing.T) {
+	p := Default()
+	g, rep := newGPU(), &Repeats{}
+	var ev *fleetv1.HealthEvent
+	for i := range 25 {
+		ev = xid(13)
+		p.Judge(g, ev, rep, t0.Add(time.Duration(i)*4*time.Second))
+	}
+	if ev.GetRepeatCount() < 10 || g.GetHealth() != degraded {
+		t.Fatalf("XID 13 every 4 s for 100 s: %d incidents, GPU %s", ev.GetRepeatCount(), g.GetHealth())
+	}
+}
+
+// TestKernelLineOlderThanTheReset: a line read again from the kernel log
+// that predates the GPU's last reset is recorded but raises nothing; one
+// after it does.
+func TestKernelLineOlderThanTheReset(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	p.Judge(g, xid(48), &Repeats{}, t0)
+	p.ClearAfterReset(g, t0.Add(time.Hour))
+	old := xid(48)
+	old.KernelSeq, old.Time = 7, timestamppb.New(t0)
+	if p.Judge(g, old, &Repeats{}, t0.Add(2*time.Hour)) || g.GetHealth() != healthy || !strings.Contains(old.GetCause(), "before the GPU's last reset") {
+		t.Fatalf("an old line raised a fault: GPU %s, cause %q", g.GetHealth(), old.GetCause())
+	}
+	fresh := xid(48)
+	fresh.KernelSeq, fresh.Time = 9, timestamppb.New(t0.Add(90*time.Minute))
+	if !p.Judge(g, fresh, &Repeats{}, t0.Add(2*time.Hour)) || g.GetHealth() != unhealthy {
+		t.Fatalf("a line after the reset raised nothing: GPU %s", g.GetHealth())
+	}
+}
+
+// TestEpisodeTimesStayBounded: a condition that flaps all week keeps a
+// bounded record.
+func TestEpisodeTimesStayBounded(t *testing.T) {
+	p := Default()
+	g := newGPU()
+	pending, clean := metrics(), metrics()
+	pending.RowRemap.Pending = true
+	for i := range 500 {
+		p.Observe(g, pending, t0.Add(time.Duration(i)*time.Minute))
+		p.Observe(g, clean, t0.Add(time.Duration(i)*time.Minute+time.Second))
+	}
+	if n := len(g.GetRemedyEpisodeTimes()); n != maxEpisodeTimes {
+		t.Fatalf("%d episode times kept, want %d", n, maxEpisodeTimes)
+	}
+}
+
+// TestOverriddenNVLink5RuleIsNotDecoded: a policy file's own rule for a
+// decoded code, naming no decoding bucket, is taken as it stands.
+func TestOverriddenNVLink5RuleIsNotDecoded(t *testing.T) {
+	p, err := Parse([]byte("xids:\n  - {codes: [149], meaning: NVLink error on our fabric, health: DEGRADED, remedy: WATCH}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := xid(149)
+	ev.Message = "NETIR_LINK_EVT Fatal XC0 i0 Link 02 (0x004505c6 0x00000000 0x0 0x0 0x0 0x0)"
+	p.Judge(newGPU(), ev, &Repeats{}, t0)
+	if ev.GetHealth() != degraded || ev.GetRemedy() != fleetv1.Remedy_REMEDY_WATCH {
+		t.Fatalf("judged %s/%s, want the file's DEGRADED/WATCH", ev.GetHealth(), ev.GetRemedy())
 	}
 }

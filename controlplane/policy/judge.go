@@ -34,6 +34,15 @@ func (p *Policy) Judge(gpu *fleetv1.Gpu, ev *fleetv1.HealthEvent, rep *Repeats, 
 		return false
 	}
 	k := keyOf(ev.GetKind(), ev.GetXid())
+	if ev.GetKernelSeq() > 0 && ev.GetTime() != nil && gpu.GetLastResetAt() != nil && ev.GetTime().AsTime().Before(gpu.GetLastResetAt().AsTime()) {
+		// A line the agent read again from the kernel log (the control
+		// plane never saw this boot's log before), older than the GPU's
+		// last reset: the reset answered it.
+		ev.Health = rule.Health
+		ev.Remedy = fleetv1.Remedy_REMEDY_NONE
+		ev.Cause = rule.Meaning + " (before the GPU's last reset, which answered it)"
+		return false
+	}
 	if clears {
 		// The driver says the earlier recovery action is done.
 		ev.Health = fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY
@@ -96,14 +105,18 @@ func (p *Policy) raise(gpu *fleetv1.Gpu, k faultKey, ev *fleetv1.HealthEvent, no
 				if resetOrReboot(f.GetRemedy()) && !f.GetAwaitsRemedy() {
 					p.joinEpisode(gpu, f, ev, now)
 				}
-			case !f.GetEscalated() && !f.GetAwaitsRemedy() && resetOrReboot(ev.GetRemedy()) && ev.GetRemedy() != f.GetRemedy():
-				// The same code now asks for a reset or reboot (a decoded
-				// line, a later recovery action): it joins the episode.
-				f.Remedy = ev.GetRemedy()
-				p.joinEpisode(gpu, f, ev, now)
 			case f.GetEscalated() && ev.GetRemedy() != f.GetRemedy():
 				ev.Remedy = f.GetRemedy()
 				ev.Escalated = true
+			case remedyWeight(ev.GetRemedy()) > remedyWeight(f.GetRemedy()):
+				// The same signal now asks for more (a decoded line, the
+				// driver's recovery action going from a reset to a reboot):
+				// the fault takes the weightier remedy, so a reset cannot
+				// clear what now needs a reboot.
+				f.Remedy = ev.GetRemedy()
+				if resetOrReboot(f.GetRemedy()) && !f.GetAwaitsRemedy() {
+					p.joinEpisode(gpu, f, ev, now)
+				}
 			}
 			if !health.Worse(f.GetHealth(), ev.GetHealth()) {
 				f.Cause = ev.GetCause()
@@ -143,6 +156,11 @@ func (p *Policy) joinEpisode(gpu *fleetv1.Gpu, f *fleetv1.Fault, ev *fleetv1.Hea
 	if !open {
 		times = append(times, timestamppb.New(now))
 	}
+	// A condition that flaps all week opens an episode each time: the
+	// count past a few dozen says no more, and the node record stays small.
+	if len(times) > maxEpisodeTimes {
+		times = slices.Delete(times, 0, len(times)-maxEpisodeTimes)
+	}
 	gpu.RemedyEpisodeTimes = times
 	gpu.RemedyEpisodes = uint32(len(times))
 	if int(gpu.RemedyEpisodes) > p.escalateAfter {
@@ -154,6 +172,9 @@ func (p *Policy) joinEpisode(gpu *fleetv1.Gpu, f *fleetv1.Fault, ev *fleetv1.Hea
 		ev.Escalated = true
 	}
 }
+
+// maxEpisodeTimes bounds the remedy episodes a GPU keeps.
+const maxEpisodeTimes = 64
 
 // remedyWeight orders remedies by how much they ask: hardware first, then
 // a reboot, a reset, cooling, the application, watching, nothing.
@@ -344,8 +365,10 @@ func (p *Policy) ClearAfterReboot(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Heal
 // raised by events whose remedy is a reset or asks less (restarting or
 // checking the application, watching). A fault that asks for more (a
 // reboot, an inspection, a replacement, support) stays, as do level
-// conditions, which the next snapshot re-checks. The reset was the remedy,
-// so the GPU's remedy episode ends. It is called when the agent reports a
+// conditions, which the next snapshot re-checks. The reset was the remedy:
+// the episode ends unless a fault that asks for a reboot still awaits it.
+// The reset's time is kept, so a kernel-log line older than it, read again
+// later, raises nothing. It is called when the agent reports a
 // reset that succeeded, and returns a GPU_RECOVERED event naming what it
 // cleared, or nil.
 func (p *Policy) ClearAfterReset(gpu *fleetv1.Gpu, now time.Time) *fleetv1.HealthEvent {
@@ -357,7 +380,15 @@ func (p *Policy) ClearAfterReset(gpu *fleetv1.Gpu, now time.Time) *fleetv1.Healt
 		cleared = append(cleared, f.GetCause())
 		return true
 	})
-	endEpisode(gpu)
+	gpu.LastResetAt = timestamppb.New(now)
+	// The reset ends the episode for what it answers; a fault that asks for
+	// more (a reboot) still awaits it, while a level condition the reset
+	// did not mend holds nothing open, as after a reboot.
+	for _, f := range gpu.GetFaults() {
+		if isLevel(f.GetKind()) {
+			f.AwaitsRemedy = false
+		}
+	}
 	if len(cleared) == 0 {
 		return nil
 	}

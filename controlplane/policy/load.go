@@ -143,8 +143,18 @@ func merge(base, over *file) {
 	if over.Burst != nil {
 		base.Burst = over.Burst
 	}
-	if over.Escalation != nil {
-		base.Escalation = over.Escalation
+	if e := over.Escalation; e != nil {
+		// Field by field: a file written before lookback existed keeps
+		// the default's.
+		if e.AfterRemedies != 0 {
+			base.Escalation.AfterRemedies = e.AfterRemedies
+		}
+		if e.Lookback != nil {
+			base.Escalation.Lookback = e.Lookback
+		}
+		if e.Remedy != "" {
+			base.Escalation.Remedy = e.Remedy
+		}
 	}
 }
 

@@ -85,3 +85,15 @@ func TestPrintedDefaultIsTheDefault(t *testing.T) {
 		t.Fatalf("the printed default policy differs from the built-in one:\n%+v\n%+v", p, want)
 	}
 }
+
+// TestEscalationMergesFieldByField: a file written before lookback existed
+// still loads, keeping the default lookback.
+func TestEscalationMergesFieldByField(t *testing.T) {
+	p, err := Parse([]byte("escalation:\n  after_remedies: 3\n  remedy: REPLACE_GPU\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.escalateAfter != 3 || p.escalateRemedy != fleetv1.Remedy_REMEDY_REPLACE_GPU || p.Lookback() != Default().Lookback() {
+		t.Fatalf("after %d, remedy %s, lookback %s", p.escalateAfter, p.escalateRemedy, p.Lookback())
+	}
+}

@@ -102,6 +102,11 @@ func (p *Policy) ruleFor(ev *fleetv1.HealthEvent) (rule Rule, clears, ok bool) {
 		return rule, false, ok
 	}
 	rule = p.XIDRule(ev.GetXid())
+	// A policy file's own rule for these codes, naming no decoding bucket,
+	// is taken as it stands.
+	if rule.Bucket != "WORKFLOW_NVLINK5_ERR" && rule.Bucket != "XID_154" {
+		return rule, false, true
+	}
 	if d, ok := decodeXID(ev.GetXid(), rule.Meaning, ev.GetMessage()); ok {
 		rule.Health, rule.Remedy, rule.Meaning = d.health, d.remedy, d.cause
 		clears = d.clears
@@ -115,6 +120,9 @@ func (p *Policy) ruleFor(ev *fleetv1.HealthEvent) (rule Rule, clears, ok bool) {
 type Repeats struct {
 	times map[faultKey][]time.Time
 	last  map[faultKey]time.Time
+	// open marks the signals whose latest incident may still take in an
+	// event that comes within the burst of its start; a remedy closes them.
+	open map[faultKey]bool
 }
 
 // Clone returns a copy of r that shares nothing with it, so a change that
@@ -130,6 +138,7 @@ func (r *Repeats) Clone() *Repeats {
 		c.times[k] = slices.Clone(ts)
 	}
 	c.last = maps.Clone(r.last)
+	c.open = maps.Clone(r.open)
 	return c
 }
 
@@ -137,28 +146,30 @@ func (r *Repeats) Clone() *Repeats {
 // next begins a new incident, however soon, since an error that returns
 // after its remedy is the news a repeat rule looks for.
 func (r *Repeats) Remedied() {
-	clear(r.last)
+	clear(r.open)
 }
 
 // add records an event of k and returns how many incidents of it began
 // within window. The event begins a new incident unless it comes less than
-// burst after the previous one, or ongoing says the signal's fault still
-// awaits its remedy: an error that comes back before its remedy is the
-// same incident.
+// burst after the start of the latest one (a steady stream is a storm, one
+// incident per burst), or ongoing says the signal's fault still awaits its
+// remedy: an error that comes back before its remedy is the same incident.
 func (r *Repeats) add(k faultKey, now time.Time, window, burst time.Duration, ongoing bool) int {
 	if r.times == nil {
 		r.times = make(map[faultKey][]time.Time)
 		r.last = make(map[faultKey]time.Time)
+		r.open = make(map[faultKey]bool)
 	}
-	last, heard := r.last[k]
 	r.last[k] = now
+	inBurst := r.open[k] && len(r.times[k]) > 0 && now.Sub(r.times[k][len(r.times[k])-1]) < burst
+	r.open[k] = true
 	ts := r.times[k]
 	cut := 0
 	for cut < len(ts) && now.Sub(ts[cut]) >= window {
 		cut++
 	}
 	ts = ts[cut:]
-	if len(ts) == 0 || !(ongoing || heard && now.Sub(last) < burst) {
+	if len(ts) == 0 || !(ongoing || inBurst) {
 		ts = append(ts, now)
 	}
 	// A storm of events must not grow the memory: only the window's worth is
@@ -192,6 +203,7 @@ func (r *Repeats) forgetOldest(keep faultKey) {
 	}
 	delete(r.times, oldest)
 	delete(r.last, oldest)
+	delete(r.open, oldest)
 }
 
 type faultKey struct {
