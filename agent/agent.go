@@ -183,7 +183,7 @@ func New(o Options) (*Agent, error) {
 		handled:  make(map[string]bool),
 		hint:     make(chan struct{}, 1),
 		up:       make(chan struct{}),
-		remedy:   remedyState{bootID: o.BootID, running: make(map[string]bool)},
+		remedy:   remedyState{bootID: o.BootID, running: make(map[string]int)},
 	}
 	a.results = newResultQueue(a)
 	return a, nil

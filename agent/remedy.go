@@ -38,7 +38,7 @@ const resultFlush = 5 * time.Second
 type remedyState struct {
 	mu         sync.Mutex
 	bootID     string
-	running    map[string]bool // GPU resets under way, by command id
+	running    map[string]int // GPU resets under way: the GPU, by command id
 	endSession context.CancelFunc
 }
 
@@ -71,15 +71,22 @@ func (a *Agent) rebooted(boot string) {
 	}
 }
 
-// startReset marks a reset under way; false when it already is.
-func (a *Agent) startReset(id string) bool {
+// startReset marks a reset of gpu under way for command id. again is true
+// when this command already runs; other names another command resetting
+// the same GPU, which a second reset must not run beside.
+func (a *Agent) startReset(id string, gpu int) (again bool, other string) {
 	a.remedy.mu.Lock()
 	defer a.remedy.mu.Unlock()
-	if a.remedy.running[id] {
-		return false
+	if _, ok := a.remedy.running[id]; ok {
+		return true, ""
 	}
-	a.remedy.running[id] = true
-	return true
+	for rid, g := range a.remedy.running {
+		if g == gpu {
+			return false, rid
+		}
+	}
+	a.remedy.running[id] = gpu
+	return false, ""
 }
 
 func (a *Agent) resetEnded(id string) {
@@ -104,12 +111,18 @@ func (a *Agent) refuseRemedy(can bool, what string) string {
 // run on its own goroutine, since stopping processes and the reset take a
 // while.
 func (a *Agent) resetGPU(ctx context.Context, cmd *fleetv1.Command) {
-	if !a.startReset(cmd.GetId()) {
+	gpu := int(cmd.GetGpuIndex())
+	again, other := a.startReset(cmd.GetId(), gpu)
+	switch {
+	case again:
 		// Delivered again after a re-registration while still running.
 		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "GPU reset already under way"))
 		return
+	case other != "":
+		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_FAILED,
+			fmt.Sprintf("GPU %d is being reset already (command %s); not reset twice at once", gpu, other)))
+		return
 	}
-	gpu := int(cmd.GetGpuIndex())
 	fail := func(msg string, pids []uint32) {
 		a.resetEnded(cmd.GetId())
 		r := result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_FAILED, msg)

@@ -298,3 +298,26 @@ func TestToolOutputIsBoundedAndPrintable(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+// TestNoSecondResetOfAGPUUnderReset: a reset of a GPU that another command
+// is resetting fails at once, rather than running the tool twice.
+func TestNoSecondResetOfAGPUUnderReset(t *testing.T) {
+	cp := newFakeCP(t)
+	release := make(chan struct{})
+	fake := &fakeRemedies{beforeReset: func() { <-release }}
+	startAgent(t, cp, simnvml.Options{}, fake.options)
+	cp.commands <- resetCommand("cmd-a", 1, false)
+	testutil.Eventually(t, "the first reset acknowledged", func() bool { return cp.result("cmd-a", false) != nil })
+	cp.commands <- resetCommand("cmd-b", 1, true)
+	res := finalResult(t, cp, "cmd-b")
+	close(release)
+	if res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED || !strings.Contains(res.GetMessage(), "being reset already (command cmd-a)") {
+		t.Fatalf("second reset: %v", res)
+	}
+	if res := finalResult(t, cp, "cmd-a"); res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		t.Fatalf("first reset: %v", res)
+	}
+	if resets, _ := fake.done(); !slices.Equal(resets, []int{1}) {
+		t.Fatalf("the tool ran for %v, want once for GPU 1", resets)
+	}
+}

@@ -21,7 +21,9 @@ import (
 // ResetGPU queues a reset of GPU gpu on node id. With force, the agent
 // stops the GPU's compute processes first; without, it refuses while any
 // run. A reset of a GPU whose reset is still open is a harmless repeat,
-// unless it adds force, which replaces the open one.
+// unless it adds force, which replaces the open one if the agent has not
+// begun it; a reset under way (ACKNOWLEDGED) is answered as it is, since a
+// second one would run beside it.
 func (f *Fleet) ResetGPU(ctx context.Context, id string, gpu uint32, reason string, force bool) (*fleetv1.Command, error) {
 	var cmd *fleetv1.Command
 	_, err := f.operate(ctx, id, func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
@@ -35,7 +37,8 @@ func (f *Fleet) ResetGPU(ctx context.Context, id string, gpu uint32, reason stri
 			return open.GetType() == fleetv1.CommandType_COMMAND_TYPE_RESET_GPU && open.GetGpuIndex() == gpu
 		}
 		for _, open := range ns.book.open {
-			if sameGPU(open) && (!force || open.GetForce()) {
+			begun := open.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED
+			if sameGPU(open) && (!force || open.GetForce() || begun) {
 				cmd = open
 				return nil
 			}
@@ -62,6 +65,12 @@ func (f *Fleet) Reboot(ctx context.Context, id, reason string, force bool) (*fle
 	_, err := f.operate(ctx, id, func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
 		if err := checkRemedies(n, actReboot); err != nil {
 			return err
+		}
+		if n.GetBootId() == "" {
+			// Without one the reboot could never be confirmed, and a node
+			// that came back would be told to reboot again.
+			return status.Errorf(codes.FailedPrecondition,
+				"node_id: node %q's agent reports no boot id, so a reboot could not be confirmed; reboot it by hand", n.GetNodeId())
 		}
 		if !force && n.GetLifecycle() != drained {
 			return apierr.Forbidden(n.GetNodeId(), n.GetLifecycle(), "rebooted until it is drained (drain it first, or force the reboot)")

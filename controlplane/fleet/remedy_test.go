@@ -224,4 +224,27 @@ func TestResetRepeats(t *testing.T) {
 	if again, _ := f.ResetGPU(ctx, "n1", 0, "", false); again.GetId() != forced.GetId() {
 		t.Fatalf("a reset without force after a forced one queued %s", again.GetId())
 	}
+	// A reset the agent has begun is not replaced, even by force: a second
+	// one would run beside it.
+	if _, err := f.CommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "n1", CommandId: other.GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := f.ResetGPU(ctx, "n1", 1, "", true); err != nil || again.GetId() != other.GetId() {
+		t.Fatalf("a forced reset of a GPU whose reset is under way: %v %v, want %s", again, err, other.GetId())
+	}
+}
+
+// TestRebootNeedsABootID: a node whose agent reports no boot id cannot be
+// rebooted, since the reboot could never be confirmed.
+func TestRebootNeedsABootID(t *testing.T) {
+	f := newFleet(t, Options{})
+	t.Cleanup(f.Close)
+	ctx := ctxT(t)
+	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Hostname: "n1", Gpus: fleettest.GPUs(1)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.Reboot(ctx, "n1", "", true)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no boot id") {
+		t.Fatalf("reboot of a node without a boot id: %v", err)
+	}
 }

@@ -44,7 +44,7 @@ func fleetServer(t *testing.T) *cptest.ControlPlane {
 	ctx := context.Background()
 	for _, id := range []string{"gpu-1", "gpu-2"} {
 		gpus := []*fleetv1.Gpu{{Index: 0, Uuid: "GPU-" + id + "-0"}, {Index: 1, Uuid: "GPU-" + id + "-1"}}
-		if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: gpus, Labels: map[string]string{"zone": "a"}}); err != nil {
+		if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: gpus, Labels: map[string]string{"zone": "a"}, BootId: "boot-1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
