@@ -54,7 +54,7 @@ func (b *Backend) KernelBoot() time.Time { return b.klog.began() }
 // caller holds no lock; nothing reads the backend yet.
 func (b *Backend) openBoot(now time.Time) {
 	if b.stateDir == "" {
-		b.beginBoot(now, derivedBootID(b.node, b.idSeed, 0), "")
+		b.beginBoot(now, randomBootID(), "")
 		return
 	}
 	resumeErr := b.resumeBoot(now)
@@ -67,7 +67,7 @@ func (b *Backend) openBoot(now time.Time) {
 	// A boot that cannot be resumed is over; a new one begins.
 	if err := b.keepNewBoot(now); err != nil {
 		b.stateErr = errors.Join(resumeErr, err)
-		b.beginBoot(now, derivedBootID(b.node, b.idSeed, 0), "")
+		b.beginBoot(now, randomBootID(), "")
 	}
 }
 
@@ -157,8 +157,6 @@ func (b *Backend) Reboot() error {
 	}
 	b.mu.Lock()
 	keep := b.stateDir != "" && b.stateErr == nil
-	b.reboots++
-	reboots := b.reboots
 	b.mu.Unlock()
 	if keep {
 		err := b.keepNewBoot(now)
@@ -168,10 +166,10 @@ func (b *Backend) Reboot() error {
 		b.mu.Lock()
 		b.stateErr = err
 		b.mu.Unlock()
-		b.beginBoot(now, derivedBootID(b.node, b.idSeed, reboots), "")
+		b.beginBoot(now, randomBootID(), "")
 		return fmt.Errorf("reboot: %w", err)
 	}
-	b.beginBoot(now, derivedBootID(b.node, b.idSeed, reboots), "")
+	b.beginBoot(now, randomBootID(), "")
 	return nil
 }
 

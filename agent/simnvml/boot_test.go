@@ -154,9 +154,11 @@ func TestBootIDWithoutAStateDir(t *testing.T) {
 			if (b.StateError() != nil) != tt.wantErr {
 				t.Fatalf("state error %v, want one: %v", b.StateError(), tt.wantErr)
 			}
+			// A boot that is not kept is this process's own: another start
+			// is another boot, whose kernel log numbers its lines anew.
 			boot := b.BootID()
-			if boot == "" || start(0).BootID() != boot || start(1).BootID() == boot {
-				t.Fatalf("boot id %q is not derived from the node id and seed", boot)
+			if boot == "" || start(0).BootID() == boot {
+				t.Fatalf("boot id %q was given again to a boot that was not kept", boot)
 			}
 			if err := b.Reboot(); err != nil {
 				t.Fatal(err)

@@ -32,13 +32,6 @@ func gpuSerial(node string, seed uint64, i int) string {
 	return fmt.Sprintf("1654322%06d", binary.BigEndian.Uint64(h[:8])%1_000_000)
 }
 
-// derivedBootID is the boot id of a node that cannot keep one: the same for
-// the same node, seed and number of reboots.
-func derivedBootID(node string, seed uint64, boot int) string {
-	h := identityHash(node, seed, "boot", boot)
-	return uuidText(h[:16])
-}
-
 func randomBootID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)

@@ -1,7 +1,6 @@
 package simnvml
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -211,6 +210,8 @@ func (r *kmsgReader) Read(p []byte) (int, error) {
 			rec := recs[i]
 			l.mu.Unlock()
 			if len(p) < len(rec.line) {
+				// As the agent takes the kernel to: the record is passed.
+				r.next = rec.seq + 1
 				return 0, syscall.EINVAL
 			}
 			r.next = rec.seq + 1
@@ -235,29 +236,27 @@ func (r *kmsgReader) Close() error {
 // readRecords reads the kept records of the boot bootID from path; ok is
 // false when the file is missing or holds another boot's records.
 func readRecords(path, bootID string) (recs []record, ok bool, err error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	if !sc.Scan() || sc.Text() != bootHeader(bootID) {
-		return nil, false, sc.Err()
+	// Only whole lines count: the part after the last newline is a line
+	// torn by a crash ("…): 79," would read as an XID 7).
+	lines := strings.Split(string(b), "\n")
+	lines = lines[:len(lines)-1]
+	if len(lines) == 0 || lines[0] != bootHeader(bootID) {
+		return nil, false, nil
 	}
-	for sc.Scan() {
-		r, good := parseRecord(sc.Text() + "\n")
-		// A torn last line or a gap ends what can be trusted.
+	for _, line := range lines[1:] {
+		r, good := parseRecord(line + "\n")
+		// A gap ends what can be trusted.
 		if !good || (len(recs) > 0 && r.seq != recs[len(recs)-1].seq+1) {
 			break
 		}
 		recs = append(recs, r)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, false, err
 	}
 	if len(recs) > maxRecords {
 		recs = recs[len(recs)-maxRecords:]

@@ -231,8 +231,10 @@ func TestKernelLogReadErrors(t *testing.T) {
 		if _, err := r.Read(make([]byte, 4)); !errors.Is(err, syscall.EINVAL) {
 			t.Fatalf("a short read: %v, want EINVAL as /dev/kmsg", err)
 		}
-		if r := parseKmsg(t, readN(t, r, 1)[0]); r.seq != 0 {
-			t.Fatalf("after a short read: %+v, want the same record again", r)
+		// The kernel moves past the record before it finds the buffer
+		// short, so the next read is the next record.
+		if r := parseKmsg(t, readN(t, r, 1)[0]); r.seq != 1 {
+			t.Fatalf("after a short read: %+v, want the next record", r)
 		}
 	})
 	t.Run("fell-behind", func(t *testing.T) {

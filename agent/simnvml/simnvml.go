@@ -94,7 +94,6 @@ type Backend struct {
 	timers   []clockwork.Timer
 	stopped  bool
 	bootID   string
-	reboots  int
 	stateErr error
 
 	// jobBin is the program a simulated job runs; empty without jobs.
