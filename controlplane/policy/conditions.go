@@ -110,14 +110,14 @@ var conditions = []condition{
 		kind:  fleetv1.EventKind_EVENT_KIND_HW_SLOWDOWN_SUSTAINED,
 		about: "hardware slowdown held without a break",
 		level: held((*fleetv1.GpuMetrics).GetHwSlowdownSeconds),
-		rule: Rule{Meaning: "hardware slowdown holding the clocks down", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_COOLING},
+		rule:  Rule{Meaning: "hardware slowdown holding the clocks down", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_COOLING},
 	},
 	{
 		name:  "power_brake",
 		kind:  fleetv1.EventKind_EVENT_KIND_POWER_BRAKE,
 		about: "power-brake slowdown held without a break",
 		level: held((*fleetv1.GpuMetrics).GetPowerBrakeSeconds),
-		rule: Rule{Meaning: "power brake holding the clocks down (the system's power, not cooling)", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_POWER},
+		rule:  Rule{Meaning: "power brake holding the clocks down (the system's power, not cooling)", Health: degraded, Remedy: fleetv1.Remedy_REMEDY_CHECK_POWER},
 	},
 	{
 		name:  "clock_slowdown",
