@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/navarch/navarch/internal/display"
@@ -44,13 +43,9 @@ func newDrainDialog(d *deps, targets []string, what string) *drainDialog {
 }
 
 func (dd *drainDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
-	if key.Matches(k, dd.d.modal.Dismiss) {
-		dd.d.send(statusLineMsg{text: "drain cancelled"})
-		return nil, nil
-	}
-	submitted, cmd := dd.handle(k)
+	next, cmd, submitted := dd.step(dd, k, "drain")
 	if !submitted {
-		return dd, cmd
+		return next, cmd
 	}
 	deadline, ok := dd.deadline()
 	if !ok {
@@ -146,13 +141,9 @@ func defaultProvider(providers []string) string {
 }
 
 func (pd *provisionDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
-	if key.Matches(k, pd.d.modal.Dismiss) {
-		pd.d.send(statusLineMsg{text: "provisioning cancelled"})
-		return nil, nil
-	}
-	submitted, cmd := pd.handle(k)
+	next, cmd, submitted := pd.step(pd, k, "provisioning")
 	if !submitted {
-		return pd, cmd
+		return next, cmd
 	}
 	provider := pd.value(0)
 	if provider == "" {

@@ -96,6 +96,19 @@ func (f *form) addToggle(label string, on bool) {
 
 func (f *form) value(i int) string { return strings.TrimSpace(f.inputs[i].Value()) }
 
+// step is a dialog's first move on a key: Dismiss closes it, saying that
+// what was cancelled; any other key goes to handle. The dialog goes on
+// with the overlay and command returned unless submitted, when it acts on
+// its fields.
+func (f *form) step(self overlay, k tea.KeyPressMsg, what string) (next overlay, cmd tea.Cmd, submitted bool) {
+	if key.Matches(k, f.d.modal.Dismiss) {
+		f.d.send(statusLineMsg{text: what + " cancelled"})
+		return nil, nil, false
+	}
+	submitted, cmd = f.handle(k)
+	return self, cmd, submitted
+}
+
 // handle moves between fields and edits the focused one; it reports
 // whether the form was submitted.
 func (f *form) handle(k tea.KeyPressMsg) (submitted bool, cmd tea.Cmd) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/navarch/navarch/internal/display"
@@ -92,13 +91,9 @@ func gpuRange(n *fleetv1.Node) string {
 }
 
 func (rd *resetDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
-	if key.Matches(k, rd.d.modal.Dismiss) {
-		rd.d.send(statusLineMsg{text: "reset cancelled"})
-		return nil, nil
-	}
-	submitted, cmd := rd.handle(k)
+	next, cmd, submitted := rd.step(rd, k, "reset")
 	if !submitted {
-		return rd, cmd
+		return next, cmd
 	}
 	gpu, err := strconv.ParseUint(rd.value(0), 10, 32)
 	if err != nil {
@@ -135,13 +130,9 @@ func newRebootDialog(d *deps, node string, lifecycle fleetv1.LifecycleState) *re
 }
 
 func (bd *rebootDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
-	if key.Matches(k, bd.d.modal.Dismiss) {
-		bd.d.send(statusLineMsg{text: "reboot cancelled"})
-		return nil, nil
-	}
-	submitted, cmd := bd.handle(k)
+	next, cmd, submitted := bd.step(bd, k, "reboot")
 	if !submitted {
-		return bd, cmd
+		return next, cmd
 	}
 	force := bd.toggle[1]
 	q := fmt.Sprintf("Reboot %s? Its agent reboots the node; the reboot is done when the node registers from a new boot.", bd.node)
