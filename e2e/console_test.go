@@ -41,6 +41,9 @@ func TestConsoleCordonsWithKeys(t *testing.T) {
 	f := startControlPlane(t)
 	f.addNode("node-x")
 	f.addNode("node-y", "xid=79@gpu1+1s")
+	// The console draws only what changes: open it once both nodes are
+	// there, so its first screen names them both whole.
+	f.waitFor("both nodes registered", func() bool { return f.node("node-x") != nil && f.node("node-y") != nil })
 	tm, waitScreen := f.console(120, 30)
 	// node-y's XID 79 cordons it on its own; node-x stays ACTIVE.
 	waitScreen("both nodes, node-y cordoned by policy", func(s string) bool {
