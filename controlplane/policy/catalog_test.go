@@ -402,3 +402,45 @@ func TestOverriddenNVLink5RuleIsNotDecoded(t *testing.T) {
 		t.Fatalf("judged %s/%s, want the file's DEGRADED/WATCH", ev.GetHealth(), ev.GetRemedy())
 	}
 }
+
+// TestRecordedDriverLinesDecode judges the NVLink5 and recovery-action
+// lines recorded from real nodes (agent/kmsg/testdata, with their sources)
+// as the catalog's decode table says.
+func TestRecordedDriverLinesDecode(t *testing.T) {
+	b, err := os.ReadFile("../../agent/kmsg/testdata/driver-xids.want")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		health fleetv1.HealthStatus
+		remedy fleetv1.Remedy
+	}{
+		"1219": {unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU},         // 154: GPU Reset Required
+		"1233": {healthy, fleetv1.Remedy_REMEDY_NONE},                // 144 SAW_MVB 0x8: IGNORE
+		"1234": {healthy, fleetv1.Remedy_REMEDY_NONE},                // 145 RLW_RXPIPE 0x8: IGNORE
+		"1235": {healthy, fleetv1.Remedy_REMEDY_RESTART_APPLICATION}, // 145 RLW_SRC_TRACK 0x8: XID_154_EVAL
+		"1236": {healthy, fleetv1.Remedy_REMEDY_NONE},                // 149 NETIR_BER_EVENT: IGNORE
+		"1237": {unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU},         // 149 NETIR: link fatal
+		"1238": {unhealthy, fleetv1.Remedy_REMEDY_RESET_GPU},         // 149 NETIR_LINK_EVT: link fatal
+	}
+	p := Default()
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		cols := strings.Split(line, "\t")
+		w, ok := want[cols[0]]
+		if !ok {
+			continue
+		}
+		seen++
+		code, _ := strconv.ParseUint(cols[1], 10, 32)
+		ev := xid(uint32(code))
+		ev.Message = cols[3]
+		p.Judge(newGPU(), ev, &Repeats{}, t0)
+		if ev.GetHealth() != w.health || ev.GetRemedy() != w.remedy {
+			t.Errorf("line %s (XID %d %q): judged %s/%s, want %s/%s", cols[0], code, cols[3], ev.GetHealth(), ev.GetRemedy(), w.health, w.remedy)
+		}
+	}
+	if seen != len(want) {
+		t.Fatalf("found %d of the %d recorded lines", seen, len(want))
+	}
+}
