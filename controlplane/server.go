@@ -177,6 +177,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	// Every call that changes the fleet or its tokens is recorded, with
 	// its result, once the gate has let it in.
 	audit := api.NewAudit(fl, log)
+	// One line per call, first in the chain so it times and sees every
+	// answer the others give.
+	requests := api.NewRequestLog(log, fl.Stopping)
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
 		// Callers are checked as a call's headers arrive, before its
@@ -185,8 +188,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		// Invalid UTF-8 in a request is InvalidArgument naming the field,
 		// not the Internal gRPC would answer.
 		grpc.ForceServerCodecV2(codec),
-		grpc.ChainUnaryInterceptor(s.recoverUnary, gate.Unary, audit.Unary, codec.Unary, s.logUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream, gate.Stream, codec.Stream),
+		grpc.ChainUnaryInterceptor(requests.Unary, s.recoverUnary, gate.Unary, audit.Unary, codec.Unary),
+		grpc.ChainStreamInterceptor(requests.Stream, s.recoverStream, gate.Stream, codec.Stream),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(o.Config.MaxStreamsPerConnection)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -354,18 +357,4 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		}
 	}()
 	return handler(srv, ss)
-}
-
-func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	code := status.Code(err)
-	quiet := code == codes.OK || code == codes.NotFound || code == codes.Canceled ||
-		(code == codes.Unavailable && s.fleet.Stopping())
-	if !quiet {
-		s.log.Info("rpc failed", "method", info.FullMethod, "code", code, "err", status.Convert(err).Message(), "took", time.Since(start))
-	} else if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.Debug("rpc", "method", info.FullMethod, "code", code, "took", time.Since(start))
-	}
-	return resp, err
 }

@@ -8,6 +8,7 @@ package cptest
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -59,6 +60,8 @@ type Options struct {
 	// CACert is the CA clients trust when Config brings the server's
 	// certificate; empty means the control plane's own CA.
 	CACert string
+	// Logger receives the control plane's logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // Start runs a control plane until the test ends.
@@ -94,7 +97,7 @@ func (cp *ControlPlane) start() {
 		t := rpcclient.Target{Addr: lis.Addr().String(), CACert: cmp.Or(cp.o.CACert, filepath.Join(cfg.DataDir, "pki", "ca.crt")), Insecure: cfg.Insecure}
 		providers = cp.o.Providers(t)
 	}
-	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg, Providers: providers, Clock: cp.o.Clock})
+	srv, err := controlplane.New(context.Background(), controlplane.Options{Config: cfg, Providers: providers, Clock: cp.o.Clock, Logger: cp.o.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
