@@ -12,6 +12,7 @@ import (
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/provider/local"
+	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/yamlfile"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -27,6 +28,9 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is text (slog's key=value lines) or json (one object a
+	// line).
+	LogFormat string `yaml:"log_format"`
 	// HeartbeatInterval is how often agents heartbeat.
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 	// HealthReportInterval is how often agents send a full health snapshot.
@@ -125,7 +129,8 @@ func Defaults() Config {
 	return Config{
 		Listen:               "127.0.0.1:50051",
 		DataDir:              DefaultDataDir(),
-		LogLevel:             "info",
+		LogLevel:             logging.DefaultLevel,
+		LogFormat:            logging.DefaultFormat,
 		HeartbeatInterval:    Duration{Duration: 10 * time.Second},
 		HealthReportInterval: Duration{Duration: 30 * time.Second},
 		CommandPollTimeout:   Duration{Duration: 30 * time.Second},
@@ -198,10 +203,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("command_delivery: %q is not long_poll or heartbeat", c.CommandDelivery)
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("log_level: %q is not debug, info, warn or error", c.LogLevel)
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	if _, err := logging.ParseFormat(c.LogFormat); err != nil {
+		return fmt.Errorf("log_format: %w", err)
 	}
 	positive := []struct {
 		name string

@@ -27,6 +27,7 @@ heartbeat_interval: 5s
 stale_after: 20s
 offline_after: 1m
 audit_retention: 720h
+log_format: json
 auto_cordon:
   enabled: false
   max_fraction: 0.2
@@ -41,8 +42,11 @@ auto_cordon:
 	if cfg.AuditRetention.Duration != 30*24*time.Hour {
 		t.Fatalf("audit_retention read as %s", cfg.AuditRetention.Duration)
 	}
-	if cfg.HealthReportInterval.Duration != 30*time.Second {
-		t.Fatalf("unset key lost its default: %s", cfg.HealthReportInterval.Duration)
+	if cfg.LogFormat != "json" {
+		t.Fatalf("log_format read as %q", cfg.LogFormat)
+	}
+	if cfg.HealthReportInterval.Duration != 30*time.Second || cfg.LogLevel != "info" {
+		t.Fatalf("unset keys lost their defaults: %s %q", cfg.HealthReportInterval.Duration, cfg.LogLevel)
 	}
 	if _, err := controlplane.LoadConfigFile(writeConfig(t, "")); err != nil {
 		t.Fatalf("empty file: %v", err)
@@ -59,7 +63,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad-listen", "listen: nowhere", "listen"},
 		{"stale-before-heartbeat", "heartbeat_interval: 1m", "stale_after"},
 		{"bad-fraction", "auto_cordon:\n  max_fraction: 1.5", "auto_cordon.max_fraction"},
-		{"bad-level", "log_level: loud", "log_level"},
+		{"bad-level", "log_level: loud", `log_level: "loud" is not debug, info, warn or error`},
+		{"bad-format", "log_format: xml", `log_format: "xml" is not text or json`},
 		{"bad-events", "events_per_node: 0", "events_per_node"},
 		{"bad-delivery", "command_delivery: carrier_pigeon", "command_delivery"},
 		{"short-audit-retention", "audit_retention: 1h", "audit_retention: 1h0m0s is below the minimum of 24h0m0s"},

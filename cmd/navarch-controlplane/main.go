@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/version"
 )
 
@@ -37,7 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", def.Listen, "gRPC listen address `HOST:PORT`")
 	dataDir := fs.String("data-dir", def.DataDir, "`DIR` holding the Badger store")
 	configFile := fs.String("config", "", "YAML config `FILE`; flags override it")
-	logLevel := fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
+	logFlags := logging.Flags{Level: def.LogLevel, Format: def.LogFormat}
+	logFlags.Register(fs)
 	plaintext := fs.Bool("insecure", false, "serve plaintext instead of TLS; refused unless --listen is a loopback address")
 	printPolicy := fs.Bool("print-default-policy", false, "print the built-in fault policy and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -64,6 +65,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_, _ = stdout.Write(policy.DefaultYAML())
 		return 0
 	}
+	// A bad flag is named as the flag; a bad file value, by its key.
+	if _, _, err := logFlags.Parse(); err != nil {
+		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
+		return 2
+	}
 	cfg := def
 	if *configFile != "" {
 		var err error
@@ -80,7 +86,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "data-dir":
 			cfg.DataDir = *dataDir
 		case "log-level":
-			cfg.LogLevel = *logLevel
+			cfg.LogLevel = logFlags.Level
+		case "log-format":
+			cfg.LogFormat = logFlags.Format
 		case "insecure":
 			cfg.Insecure = *plaintext
 		}
@@ -89,7 +97,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	// Validate has checked both.
+	level, _ := logging.ParseLevel(cfg.LogLevel)
+	format, _ := logging.ParseFormat(cfg.LogFormat)
+	log := logging.New(stderr, level, format)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -123,10 +134,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }

@@ -49,7 +49,9 @@ func TestFlagsAndConfigErrors(t *testing.T) {
 		{"unknown-flag", []string{"--bogus"}, 2, "bogus"},
 		{"stray-argument", []string{"serve"}, 2, `unexpected argument "serve"`},
 		{"bad-listen", []string{"--listen", "nowhere", "--data-dir", t.TempDir()}, 2, "listen"},
-		{"bad-level", []string{"--log-level", "loud", "--data-dir", t.TempDir()}, 2, "log_level"},
+		{"bad-level", []string{"--log-level", "loud", "--data-dir", t.TempDir()}, 2, `--log-level: "loud" is not debug, info, warn or error`},
+		{"bad-format", []string{"--log-format", "xml", "--data-dir", t.TempDir()}, 2, `--log-format: "xml" is not text or json`},
+		{"bad-format-key", []string{"--config", writeConfig(t, "log_format: logfmt\n")}, 2, `log_format: "logfmt" is not text or json`},
 		{"plaintext-off-loopback", []string{"--insecure", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir()}, 2, "insecure: plaintext is served only on a loopback address"},
 		{"missing-config", []string{"--config", "/nonexistent.yaml"}, 2, "read config"},
 	}
