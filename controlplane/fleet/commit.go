@@ -79,6 +79,7 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 		f.log.Error("store write failed", "node", id, "err", err)
 		return apierr.NotSaved()
 	}
+	f.observer.Committed(c.events, c.commands, !c.autoCordonedAt.IsZero())
 	if c.dropLive {
 		ns.live.mu.Lock()
 		ns.live.samples, ns.live.metrics = nil, nil
@@ -148,11 +149,13 @@ func (f *Fleet) swap(ns *nodeState, next *fleetv1.Node, reach fleetv1.Reachabili
 	defer f.totalsMu.Unlock()
 	if inFleet {
 		count(f.totals, ns.node.Load(), ns.reachability(), -1)
+		countFaults(f.faults, ns.node.Load(), -1)
 	}
 	if next == nil {
 		return
 	}
 	count(f.totals, next, reach, 1)
+	countFaults(f.faults, next, 1)
 	ns.node.Store(next)
 	ns.reach.Store(int32(reach))
 }

@@ -93,6 +93,7 @@ type Fleet struct {
 	revs      *counter
 	breaker   *breaker
 	providers *provider.Registry
+	observer  Observer
 	started   time.Time
 
 	mu       sync.RWMutex // guards nodes, creating and earlyFailures
@@ -106,6 +107,9 @@ type Fleet struct {
 	// lock, then totalsMu) so that reading them never scans the fleet.
 	totalsMu sync.Mutex
 	totals   *fleetv1.FleetSummary
+	// faults counts the active GPU faults by remedy, kept as the totals
+	// are.
+	faults map[fleetv1.Remedy]uint32
 
 	// onRemove is told of each node removed from the fleet and the store.
 	onRemove []func(nodeID ...string)
@@ -131,6 +135,8 @@ type Options struct {
 	// State is what the store held at start, when the caller read it
 	// already; nil reads it from Store.
 	State *store.State
+	// Observer hears what the fleet saved; nil tells nobody.
+	Observer Observer
 }
 
 // New loads the fleet from the store. Every node starts as not yet heard
@@ -154,6 +160,9 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Providers == nil {
 		o.Providers = provider.NewRegistry()
 	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
+	}
 	st := o.State
 	var err error
 	if st == nil {
@@ -168,8 +177,10 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		clock:     o.Clock,
 		log:       o.Logger,
 		providers: o.Providers,
+		observer:  o.Observer,
 		nodes:     make(map[string]*nodeState, len(st.Nodes)),
 		totals:    &fleetv1.FleetSummary{},
+		faults:    make(map[fleetv1.Remedy]uint32),
 		started:   o.Clock.Now(),
 		closing:   make(chan struct{}),
 	}
@@ -201,11 +212,12 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 			}
 			return rev
 		},
-		Current: revs.current(),
-		Buffer:  o.Config.WatchBuffer,
-		Replay:  o.Config.WatchReplay,
-		Clock:   o.Clock,
-		Logger:  o.Logger,
+		Current:  revs.current(),
+		Buffer:   o.Config.WatchBuffer,
+		Replay:   o.Config.WatchReplay,
+		Clock:    o.Clock,
+		Logger:   o.Logger,
+		Resynced: o.Observer.Resynced,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)
@@ -221,6 +233,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 			n.GetInstanceId() != "" && strings.Contains(n.GetLifecycleReason(), stoppingInstance)
 		f.nodes[n.GetNodeId()] = ns
 		count(f.totals, n, ns.reachability(), 1)
+		countFaults(f.faults, n, 1)
 	}
 	open, err := o.Store.OpenCommands(ctx)
 	if err != nil {

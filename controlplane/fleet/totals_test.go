@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -62,6 +63,16 @@ func scanSummary(f *Fleet) *fleetv1.FleetSummary {
 	return s
 }
 
+// scanFaults counts the active faults the slow way, without the zeros the
+// kept counts may hold.
+func scanFaults(f *Fleet) map[fleetv1.Remedy]uint32 {
+	byRemedy := make(map[fleetv1.Remedy]uint32)
+	for _, ns := range f.all() {
+		countFaults(byRemedy, ns.node.Load(), 1)
+	}
+	return byRemedy
+}
+
 // TestTotalsStayRight checks the totals kept as nodes change against a
 // full count after every kind of change, and after a restart.
 func TestTotalsStayRight(t *testing.T) {
@@ -77,6 +88,9 @@ func TestTotalsStayRight(t *testing.T) {
 		if got, want := f.summary(), scanSummary(f); !proto.Equal(got, want) {
 			t.Fatalf("%s: totals %v, counted %v", step, got, want)
 		}
+		if got, want := f.Gauges().Faults, scanFaults(f); !maps.Equal(got, want) {
+			t.Fatalf("%s: faults by remedy %v, counted %v", step, got, want)
+		}
 	}
 	check("empty")
 	for _, id := range []string{"a", "b", "c", "d"} {
@@ -90,6 +104,9 @@ func TestTotalsStayRight(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("reports")
+	if len(f.Gauges().Faults) == 0 {
+		t.Fatal("no active fault counted after an XID")
+	}
 	if _, _, err := f.Drain(ctx, "c", "", time.Time{}, false); err != nil {
 		t.Fatal(err)
 	}

@@ -84,17 +84,21 @@ type Options struct {
 	Clock clockwork.Clock
 	// Logger receives warnings; nil discards them.
 	Logger *slog.Logger
+	// Resynced, when set, is told of each watcher that fell behind and
+	// is sent a fresh snapshot.
+	Resynced func()
 }
 
 // Hub orders the fleet's changes by revision and fans them out to watchers.
 // Every message it hands out is shared between watchers and never changed.
 type Hub struct {
-	fleet   Fleet
-	next    func() uint64
-	bufSize int
-	replay  int
-	clock   clockwork.Clock
-	log     *slog.Logger
+	fleet    Fleet
+	next     func() uint64
+	bufSize  int
+	replay   int
+	clock    clockwork.Clock
+	log      *slog.Logger
+	resynced func()
 
 	mu       sync.Mutex
 	rev      uint64
@@ -143,6 +147,9 @@ func New(o Options) (*Hub, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Resynced == nil {
+		o.Resynced = func() {}
+	}
 	return &Hub{
 		fleet:    o.Fleet,
 		next:     o.Next,
@@ -150,6 +157,7 @@ func New(o Options) (*Hub, error) {
 		replay:   o.Replay,
 		clock:    o.Clock,
 		log:      o.Logger,
+		resynced: o.Resynced,
 		rev:      o.Current,
 		ring:     make([]*controlplanev1.WatchFleetResponse, o.Replay),
 		watchers: make(map[*watcher]struct{}),
@@ -230,6 +238,17 @@ func (h *Hub) Revision() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.rev
+}
+
+// Stats are the watchers open now and the most changes waiting for any
+// one of them.
+func (h *Hub) Stats() (watchers, deepestQueue int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.watchers {
+		deepestQueue = max(deepestQueue, w.queue.len())
+	}
+	return len(h.watchers), deepestQueue
 }
 
 // TotalsChanged asks the next flush to send totals, for a change that

@@ -230,6 +230,7 @@ func (h *Hub) Serve(ctx context.Context, since uint64, stream Stream) error {
 				return err
 			}
 			st := h.resync(w)
+			h.resynced()
 			lagged = w.lagged
 			if err := h.sendStart(stream, st); err != nil {
 				return err

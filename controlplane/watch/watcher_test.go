@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,6 +93,9 @@ func TestSlowWatcherResyncs(t *testing.T) {
 	if !isClosed(laggedOf(h, w)) {
 		t.Fatal("watcher not marked behind")
 	}
+	if n, deepest := h.Stats(); n != 1 || deepest != 16 {
+		t.Fatalf("stats %d watchers, deepest queue %d; want 1 and 16", n, deepest)
+	}
 	st = h.resync(w)
 	if st.snapshot == nil || st.rev != h.Revision() {
 		t.Fatal("resync did not give a current snapshot")
@@ -103,10 +107,16 @@ func TestSlowWatcherResyncs(t *testing.T) {
 	if n := queued(h, w); n != 1 {
 		t.Fatalf("a resynced watcher got %d changes, want 1", n)
 	}
+	if n, deepest := h.Stats(); n != 1 || deepest != 1 {
+		t.Fatalf("stats %d watchers, deepest queue %d; want 1 and 1", n, deepest)
+	}
 	h.unsubscribe(w)
 	upsert(h, &fleetv1.Node{NodeId: "a"})
 	if queued(h, w) != 1 {
 		t.Fatal("a watcher got changes after it left")
+	}
+	if n, deepest := h.Stats(); n != 0 || deepest != 0 {
+		t.Fatalf("stats %d watchers, deepest queue %d after it left; want none", n, deepest)
 	}
 }
 
@@ -332,9 +342,11 @@ func TestServeClosed(t *testing.T) {
 }
 
 // TestServeResyncsSlowWatcher: a stream that stops reading is sent a
-// Resync, with no revision, and then a fresh snapshot.
+// Resync, with no revision, and then a fresh snapshot; the hub's Resynced
+// hears of it.
 func TestServeResyncsSlowWatcher(t *testing.T) {
-	h := newHub(t, newFakeFleet("a"), Options{Buffer: 16, Replay: 64})
+	var resyncs atomic.Int32
+	h := newHub(t, newFakeFleet("a"), Options{Buffer: 16, Replay: 64, Resynced: func() { resyncs.Add(1) }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	msgs, _ := serve(ctx, h, 0)
@@ -350,6 +362,9 @@ func TestServeResyncsSlowWatcher(t *testing.T) {
 	snap := next(t, msgs, "fresh snapshot")
 	if !snap.GetSnapshot().GetComplete() || snap.GetRevision() != h.Revision() {
 		t.Fatalf("after the resync got %v at %d, want a snapshot at %d", snap, snap.GetRevision(), h.Revision())
+	}
+	if n := resyncs.Load(); n != 1 {
+		t.Fatalf("Resynced heard of %d resyncs, want 1", n)
 	}
 }
 

@@ -1,0 +1,109 @@
+package fleet
+
+import (
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+)
+
+// recorder is an Observer that keeps what it is told.
+type recorder struct {
+	mu          sync.Mutex
+	events      []*fleetv1.HealthEvent
+	commands    []*fleetv1.Command
+	autoCordons int
+}
+
+func (r *recorder) Committed(events []*fleetv1.HealthEvent, commands []*fleetv1.Command, autoCordoned bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, events...)
+	r.commands = append(r.commands, commands...)
+	if autoCordoned {
+		r.autoCordons++
+	}
+}
+
+func (r *recorder) Resynced() {}
+
+func (r *recorder) xids() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.GetKind() == fleetv1.EventKind_EVENT_KIND_XID {
+			n++
+		}
+	}
+	return n
+}
+
+// TestObserverHearsOnlySavedChanges: an XID whose change the store refuses
+// is not told to the observer, nor the cordon it would have caused; the
+// same XID once the store recovers is, with the automatic cordon and its
+// command.
+func TestObserverHearsOnlySavedChanges(t *testing.T) {
+	fs := &flakyStore{Store: openStore(t, t.TempDir())}
+	rec := &recorder{}
+	f := newFleet(t, Options{Store: fs, Observer: rec})
+	register(t, f, "n1", 2)
+
+	fs.failing.Store(true)
+	if _, err := xid(t, f, "n1", 1, 79); err == nil {
+		t.Fatal("report succeeded with a failing store")
+	}
+	if rec.xids() != 0 || rec.autoCordons != 0 {
+		t.Fatalf("after a failed save: %d XIDs, %d auto-cordons told", rec.xids(), rec.autoCordons)
+	}
+
+	fs.failing.Store(false)
+	if _, err := xid(t, f, "n1", 1, 79); err != nil {
+		t.Fatal(err)
+	}
+	if rec.xids() != 1 || rec.autoCordons != 1 {
+		t.Fatalf("after a saved report: %d XIDs, %d auto-cordons told, want 1 and 1", rec.xids(), rec.autoCordons)
+	}
+	last := rec.commands[len(rec.commands)-1]
+	if last.GetType() != fleetv1.CommandType_COMMAND_TYPE_CORDON || last.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
+		t.Fatalf("last command told: %v", last)
+	}
+}
+
+// TestNodeHealthLeavesOutTerminated: every node but the terminated is
+// yielded with its health.
+func TestNodeHealthLeavesOutTerminated(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	f := newFleet(t, Options{Clock: clock})
+	for _, id := range []string{"a", "b", "c"} {
+		register(t, f, id, 2)
+	}
+	if _, err := xid(t, f, "b", 0, 79); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Terminate(ctxT(t), "c", "", true, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Silent past the offline timeout, the terminating node is terminated.
+	clock.Advance(2 * time.Minute)
+	f.Tick(ctxT(t))
+	if n := f.get("c").node.Load(); n.GetLifecycle() != terminated {
+		t.Fatalf("node c is %s, want terminated", n.GetLifecycle())
+	}
+	got := maps.Collect(f.NodeHealth())
+	want := map[string]fleetv1.HealthStatus{
+		"a": fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
+		"b": fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY,
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("node health %v, want %v", got, want)
+	}
+	want79 := map[fleetv1.Remedy]uint32{fleetv1.Remedy_REMEDY_REBOOT_NODE: 1}
+	if g := f.Gauges(); !maps.Equal(g.Faults, want79) {
+		t.Fatalf("active faults by remedy %v, want %v", g.Faults, want79)
+	}
+}
