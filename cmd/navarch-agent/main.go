@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -33,6 +32,7 @@ import (
 	"github.com/navarch/navarch/agent/identity"
 	"github.com/navarch/navarch/agent/simnvml"
 	"github.com/navarch/navarch/internal/faultspec"
+	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/version"
@@ -75,7 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	nvidiaSMI := fs.String("nvidia-smi", "nvidia-smi", "`PATH` of the driver's tool that resets a GPU (nvidia-smi --gpu-reset -i N)")
 	rebootCommand := fs.String("reboot-command", "systemctl reboot", "`COMMAND` that reboots the node when an operator asks")
 	noRemedies := fs.Bool("no-remedies", false, "refuse every GPU reset and reboot an operator asks for")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	var logFlags logging.Flags
+	logFlags.Register(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: navarch-agent --server HOST:PORT [--node-id ID] [--join-token TOKEN] [--ca-cert FILE | --ca-hash sha256:HEX] [--simulate [--gpus N] [--sim-fault SPEC]...]\n\nFlags:\n")
@@ -98,9 +99,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, version.String())
 		return 0
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fail("--log-level: %q is not debug, info, warn or error", *logLevel)
+	log, err := logFlags.Logger(stderr)
+	if err != nil {
+		return fail("%v", err)
 	}
 	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle || *jobs || *simSeed != 0) {
 		return fail("--sim-fault, --sim-chaos, --sim-idle, --sim-jobs and --sim-seed need --simulate")
@@ -157,7 +158,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fail("server address %q is not HOST:PORT", addr)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
