@@ -17,11 +17,13 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -139,6 +141,13 @@ type Agent struct {
 	lcMu      sync.Mutex
 	lcSeq     uint64
 	lifecycle fleetv1.LifecycleState
+
+	// What the metrics show beside the readings: the XIDs reported, and
+	// when a call to the control plane last succeeded (Unix nanoseconds,
+	// 0 before the first).
+	metrics *prometheus.Registry
+	xids    xidTally
+	contact atomic.Int64
 }
 
 // New checks the options. Run starts the agent.
@@ -172,7 +181,6 @@ func New(o Options) (*Agent, error) {
 	}
 	a := &Agent{
 		o:        o,
-		node:     nodev1.NewNodeServiceClient(o.Conn),
 		clock:    o.Clock,
 		log:      o.Logger.With("node", o.NodeID),
 		buf:      newEventBuffer(o.EventBuffer),
@@ -185,7 +193,9 @@ func New(o Options) (*Agent, error) {
 		up:       make(chan struct{}),
 		remedy:   remedyState{bootID: o.BootID, running: make(map[string]int)},
 	}
+	a.node = nodev1.NewNodeServiceClient(contactConn{o.Conn, a.contacted})
 	a.results = newResultQueue(a)
+	a.metrics = newMetrics(a)
 	return a, nil
 }
 
@@ -209,7 +219,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read GPU inventory: %w", err)
 	}
+	a.mu.Lock() // the metrics read them from a scrape
 	a.reader, a.inv = reader, inv
+	a.mu.Unlock()
 	a.log.Info("GPUs found", "count", len(inv.GPUs), "driver", inv.DriverVersion, "cuda", inv.CUDAVersion, "simulated", a.o.Simulated)
 	for _, g := range reader.Absent() {
 		// Registered as unanswered: the control plane marks it lost.

@@ -119,6 +119,7 @@ func (a *Agent) xidLoop(ctx context.Context) {
 func (a *Agent) pushXIDs(source string, evs ...*fleetv1.HealthEvent) {
 	for _, e := range evs {
 		a.log.Warn("XID", "gpu", e.GetGpuIndex(), "xid", e.GetXid(), "source", source, "kernel_seq", e.GetKernelSeq(), "detail", e.GetMessage())
+		a.xids.add(e)
 	}
 	a.buf.push(evs...)
 }
