@@ -464,7 +464,7 @@ func TestUsageMatchesFlags(t *testing.T) {
 func TestDemoUsage(t *testing.T) {
 	_, help, _ := navarch(t, "demo", "-h")
 	syn := synopsis(t, help)
-	values := map[string]string{"N": "2", "DIR": t.TempDir(), "DURATION": "1s"}
+	values := map[string]string{"N": "2", "DIR": t.TempDir(), "DURATION": "1s", "LEVEL": "debug", "FORMAT": "json"}
 	for _, m := range regexp.MustCompile(`\[(--[a-z-]+)(?: ([A-Z]+))?\]`).FindAllStringSubmatch(syn, -1) {
 		args := []string{m[1]}
 		if m[2] != "" {
@@ -482,6 +482,7 @@ func TestDemoUsage(t *testing.T) {
 		fmt.Sprintf("(default %d)", o.Nodes), fmt.Sprintf("(default %d)", o.GPUs),
 		"(default " + o.DataDir + ")", "(default " + display.Duration(o.FaultEvery) + ")",
 		fmt.Sprintf("1–%d", demo.MaxNodes), fmt.Sprintf("above %d", demo.MaxProcessNodes),
+		"(default " + o.Log.Level + ")", "(default " + o.Log.Format + ")",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("demo usage lacks %q:\n%s", want, help)

@@ -71,7 +71,7 @@ var commands = []command{
 	{name: "config delete-context", summary: "delete a context",
 		synopsis: "NAME"},
 	{name: "demo", summary: "run a simulated fleet on this machine and open the console on it",
-		synopsis: "[--nodes N] [--gpus N] [--keep] [--data-dir DIR] [--bin DIR] [--fault-every DURATION]",
+		synopsis: "[--nodes N] [--gpus N] [--keep] [--data-dir DIR] [--bin DIR] [--fault-every DURATION] [--log-level LEVEL] [--log-format FORMAT]",
 		flags:    demoFlags},
 	{name: "version", summary: "print the version"},
 	{name: "help", summary: "print this usage, or one command's",
@@ -89,6 +89,10 @@ const demoFlags = `  --nodes N               simulated nodes, 1–1000; above 24
                           (default: this binary's directory)
   --fault-every DURATION  mean time between faults across the fleet; 0 turns
                           them off (default 5s)
+  --log-level LEVEL       level of the control plane's log (controlplane.log
+                          in the data directory): debug, info, warn or
+                          error (default info)
+  --log-format FORMAT     format of that log: text or json (default text)
 `
 
 const usageFooter = `--server HOST:PORT picks the control plane for the console and for every

@@ -5,6 +5,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
@@ -46,6 +48,9 @@ type Options struct {
 	BinDir string
 	// FaultEvery is the mean time between faults across the whole fleet.
 	FaultEvery time.Duration
+	// Log is the level and format of the control plane's log,
+	// DATA_DIR/controlplane.log; empty fields mean info and text.
+	Log logging.Flags
 	// Stdout and Stderr receive the demo's own messages.
 	Stdout, Stderr io.Writer
 	// Console opens the console on the demo's control plane; nil waits for
@@ -66,7 +71,11 @@ func ParseArgs(args []string, o *Options) error {
 	fs.StringVar(&o.DataDir, "data-dir", ".demo", "")
 	fs.StringVar(&o.BinDir, "bin", "", "")
 	fs.DurationVar(&o.FaultEvery, "fault-every", 5*time.Second, "")
+	o.Log.Register(fs)
 	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if _, _, err := o.Log.Parse(); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if fs.NArg() > 0 {
@@ -145,6 +154,8 @@ func Run(ctx context.Context, o Options) error {
 	cfg := fmt.Sprintf(`# Written by navarch demo on each run.
 listen: %s
 data_dir: %s
+log_level: %s
+log_format: %s
 heartbeat_interval: 2s
 health_report_interval: 10s
 stale_after: 6s
@@ -159,7 +170,7 @@ local_provider:
 # simulated in the demo's own process shares connections, so it runs
 # without (allowed only on loopback).
 agent_identities: %t
-`, addr, storeDir, MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"), o.Nodes <= MaxProcessNodes || o.Keep)
+`, addr, storeDir, cmp.Or(o.Log.Level, logging.DefaultLevel), cmp.Or(o.Log.Format, logging.DefaultFormat), MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"), o.Nodes <= MaxProcessNodes || o.Keep)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("demo: write config: %w", err)
 	}

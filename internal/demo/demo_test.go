@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -69,7 +71,8 @@ func agentsRunning(t *testing.T) int {
 // stand-in console see the fleet, quits, and checks nothing is left.
 func TestDemoRunsAndCleansUp(t *testing.T) {
 	dataDir := t.TempDir()
-	o := Options{Nodes: 3, GPUs: 2, DataDir: dataDir, BinDir: binDir, FaultEvery: time.Second, Stdout: io.Discard, Stderr: io.Discard}
+	o := Options{Nodes: 3, GPUs: 2, DataDir: dataDir, BinDir: binDir, FaultEvery: time.Second, Stdout: io.Discard, Stderr: io.Discard,
+		Log: logging.Flags{Level: "info", Format: "json"}}
 	o.Console = console(t, 3, func(list *controlplanev1.ListNodesResponse) {
 		for _, n := range list.GetNodes() {
 			if n.GetProvider() != "local" || len(n.GetGpus()) != 2 || n.GetLabels()["pool"] != "demo" {
@@ -86,10 +89,34 @@ func TestDemoRunsAndCleansUp(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "store")); err != nil {
 		t.Fatalf("no store: %v", err)
 	}
+	checkJSONLog(t, filepath.Join(dataDir, "controlplane.log"))
+	o.Log = logging.Flags{}
 	// A second run starts clean: the fleet is new, not resumed.
 	o.Console = console(t, 3, func(*controlplanev1.ListNodesResponse) {})
 	if err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkJSONLog checks that the control plane wrote its log as JSON, with
+// the demo's provisioning in its request log.
+func checkJSONLog(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provisioned := false
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("%s: a line that is not JSON: %q", path, line)
+		}
+		method, _ := rec["method"].(string)
+		provisioned = provisioned || (strings.HasSuffix(method, "/ProvisionNodes") && rec["level"] == "INFO" && rec["caller"] == "admin")
+	}
+	if !provisioned {
+		t.Fatalf("%s logs no ProvisionNodes call by the admin:\n%s", path, b)
 	}
 }
 
@@ -114,12 +141,24 @@ func TestLargeDemoRunsInProcess(t *testing.T) {
 
 func TestParseArgs(t *testing.T) {
 	var o Options
-	if err := ParseArgs([]string{"--nodes", "500", "--keep"}, &o); err != nil || o.Nodes != 500 || !o.Keep {
+	if err := ParseArgs([]string{"--nodes", "500", "--keep", "--log-format", "json"}, &o); err != nil || o.Nodes != 500 || !o.Keep || o.Log.Format != "json" {
 		t.Fatalf("%+v %v", o, err)
 	}
-	for _, bad := range [][]string{{"--nodes", "0"}, {"--nodes", "5000"}, {"--gpus", "99"}, {"extra"}, {"--bogus"}} {
-		if err := ParseArgs(bad, &Options{}); err == nil {
-			t.Errorf("%v accepted", bad)
+	bad := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nodes", "0"}, "--nodes"},
+		{[]string{"--nodes", "5000"}, "--nodes"},
+		{[]string{"--gpus", "99"}, "--gpus"},
+		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"--bogus"}, "bogus"},
+		{[]string{"--log-format", "xml"}, `--log-format: "xml" is not text or json`},
+		{[]string{"--log-level", "loud"}, `--log-level: "loud"`},
+	}
+	for _, b := range bad {
+		if err := ParseArgs(b.args, &Options{}); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%v: %v, want an error naming %s", b.args, err, b.want)
 		}
 	}
 }
