@@ -33,6 +33,7 @@ import (
 	"github.com/navarch/navarch/agent/simnvml"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/logging"
+	"github.com/navarch/navarch/internal/metricsserver"
 	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/version"
@@ -75,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	nvidiaSMI := fs.String("nvidia-smi", "nvidia-smi", "`PATH` of the driver's tool that resets a GPU (nvidia-smi --gpu-reset -i N)")
 	rebootCommand := fs.String("reboot-command", "systemctl reboot", "`COMMAND` that reboots the node when an operator asks")
 	noRemedies := fs.Bool("no-remedies", false, "refuse every GPU reset and reboot an operator asks for")
+	metricsListen := fs.String("metrics-listen", "", "`ADDR` to serve Prometheus metrics (each GPU under dcgm-exporter's names) and /healthz on, such as :9400; plain HTTP unless --metrics-web-config says otherwise (default: off)")
+	metricsWebConfig := fs.String("metrics-web-config", "", "`FILE` in Prometheus' web-config format: TLS and basic authentication for --metrics-listen")
 	var logFlags logging.Flags
 	logFlags.Register(fs)
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -116,6 +119,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := rpcclient.CheckPin(*caHash); err != nil {
 			return fail("--ca-hash: %v", err)
 		}
+	}
+	if *metricsWebConfig != "" && *metricsListen == "" {
+		return fail("--metrics-web-config needs --metrics-listen")
 	}
 	if *poll < 100*time.Millisecond {
 		return fail("--poll-interval: %s is below 100ms", *poll)
@@ -254,6 +260,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 	if err != nil {
 		return fail("%v", err)
+	}
+	if *metricsListen != "" {
+		srv, err := metricsserver.Start(metricsserver.Options{
+			Addr: *metricsListen, WebConfigFile: *metricsWebConfig,
+			Gatherer: a.Metrics(), Healthz: a.Healthz, Logger: log,
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "navarch-agent: %v\n", err)
+			return 1
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Close(cctx)
+		}()
+		log.Info("serving metrics", "url", srv.URL())
 	}
 	log.Info("agent starting", "node", *nodeID, "server", addr, "simulate", *simulate, "version", version.String())
 	if err := a.Run(ctx); err != nil {

@@ -37,6 +37,7 @@ func TestBadFlagsExitWithUsage(t *testing.T) {
 		{"empty-reboot-command", []string{"--simulate", "--reboot-command", ""}, "--reboot-command: the command is empty"},
 		{"ca-cert-and-hash", []string{"--ca-cert", "ca.crt", "--ca-hash", pin}, "--ca-cert or --ca-hash, not both"},
 		{"malformed-ca-hash", []string{"--ca-hash", "md5:00"}, `--ca-hash: CA pin "md5:00" does not start with "sha256:"`},
+		{"metrics-web-config-alone", []string{"--simulate", "--metrics-web-config", "web.yml"}, "--metrics-web-config needs --metrics-listen"},
 		{"node-id-not-a-directory", []string{"--simulate", "--node-id", ".."}, "give --state-dir"},
 		{"not-joined", []string{"--simulate", "--node-id", "n1", "--server", "127.0.0.1:1", "--ca-hash", pin}, "this node has not joined: give --join-token (an operator makes one with 'navarch token create NAME --role agent')"},
 	}
