@@ -1,0 +1,186 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/store"
+)
+
+// TestCommitted: each saved event counts under its kind and XID code, each
+// command status under its type, a finished command's time from queued to
+// its end goes into the histogram, and an automatic cordon counts once.
+func TestCommitted(t *testing.T) {
+	queued := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	cmd := func(typ fleetv1.CommandType, st fleetv1.CommandStatus, took time.Duration) *fleetv1.Command {
+		return &fleetv1.Command{Type: typ, Status: st, CreatedAt: timestamppb.New(queued), UpdatedAt: timestamppb.New(queued.Add(took))}
+	}
+	xid := func(code uint32) *fleetv1.HealthEvent {
+		return &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: code}
+	}
+	m := New()
+	m.Committed([]*fleetv1.HealthEvent{xid(79), xid(79), xid(48), xid(4000)}, []*fleetv1.Command{
+		cmd(fleetv1.CommandType_COMMAND_TYPE_CORDON, fleetv1.CommandStatus_COMMAND_STATUS_PENDING, 0),
+	}, true)
+	m.Committed([]*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_ECC_UNCORRECTED, GpuIndex: 2}}, []*fleetv1.Command{
+		cmd(fleetv1.CommandType_COMMAND_TYPE_DRAIN, fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED, time.Second),
+		cmd(fleetv1.CommandType_COMMAND_TYPE_RESET_GPU, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, 40*time.Second),
+		cmd(fleetv1.CommandType_COMMAND_TYPE_DRAIN, fleetv1.CommandStatus_COMMAND_STATUS_CANCELLED, 2*time.Second),
+	}, false)
+
+	counters := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"xid-79", []string{"xid", "79"}, 2},
+		{"xid-48", []string{"xid", "48"}, 1},
+		{"xid-made-up", []string{"xid", "other"}, 1},
+		{"ecc-uncorrected", []string{"ecc-uncorrected", ""}, 1},
+		{"gpu-lost-none-yet", []string{"gpu-lost", ""}, 0},
+	}
+	for _, tt := range counters {
+		t.Run("events-"+tt.name, func(t *testing.T) {
+			if got := testutil.ToFloat64(m.events.WithLabelValues(tt.labels...)); got != tt.want {
+				t.Fatalf("navarch_health_events_total%v = %g, want %g", tt.labels, got, tt.want)
+			}
+		})
+	}
+	commands := []struct {
+		name        string
+		typ, status string
+		want        float64
+	}{
+		{"cordon-pending", "cordon", "pending", 1},
+		{"drain-delivered", "drain", "delivered", 1},
+		{"drain-cancelled", "drain", "cancelled", 1},
+		{"reset-succeeded", "reset_gpu", "succeeded", 1},
+		{"reboot-none", "reboot", "failed", 0},
+	}
+	for _, tt := range commands {
+		t.Run("commands-"+tt.name, func(t *testing.T) {
+			if got := testutil.ToFloat64(m.commands.WithLabelValues(tt.typ, tt.status)); got != tt.want {
+				t.Fatalf("navarch_commands_total{%s,%s} = %g, want %g", tt.typ, tt.status, got, tt.want)
+			}
+		})
+	}
+	durations := []struct {
+		typ   string
+		count uint64
+		sum   float64
+	}{
+		{"drain", 1, 2}, {"reset_gpu", 1, 40}, {"cordon", 0, 0},
+	}
+	for _, tt := range durations {
+		t.Run("duration-"+tt.typ, func(t *testing.T) {
+			h := histogram(t, m, "navarch_command_duration_seconds", "type", tt.typ)
+			if h.GetSampleCount() != tt.count || h.GetSampleSum() != tt.sum {
+				t.Fatalf("%d commands, %g s in all; want %d and %g", h.GetSampleCount(), h.GetSampleSum(), tt.count, tt.sum)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(m.autoCordons); got != 1 {
+		t.Fatalf("navarch_auto_cordons_total = %g, want 1", got)
+	}
+	m.Resynced()
+	if got := testutil.ToFloat64(m.resyncs); got != 1 {
+		t.Fatalf("navarch_watch_resyncs_total = %g, want 1", got)
+	}
+}
+
+// histogram is the one series of a histogram family with the label given,
+// or the family's only series when the label is empty.
+func histogram(t *testing.T, m *Metrics, name, label, value string) *dto.Histogram {
+	t.Helper()
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			if label == "" || slices.ContainsFunc(s.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == label && l.GetValue() == value }) {
+				return s.GetHistogram()
+			}
+		}
+	}
+	t.Fatalf("no %s{%s=%q}", name, label, value)
+	return nil
+}
+
+// failingStore is a store whose writes fail while failing is set.
+type failingStore struct {
+	store.Store
+	failing bool
+	writes  int
+}
+
+func (s *failingStore) Apply(_ context.Context, w store.Write) error {
+	if w.Empty() {
+		return nil
+	}
+	s.writes++
+	if s.failing {
+		return errors.New("disk full")
+	}
+	return nil
+}
+
+// TestStoreWrites: each write that succeeds is timed, each that fails is
+// counted and passed on, and an empty one is neither.
+func TestStoreWrites(t *testing.T) {
+	m := New()
+	under := &failingStore{}
+	st := m.Store(under)
+	ctx := context.Background()
+	write := store.Write{Counters: map[string]uint64{"ids": 1}}
+	for range 3 {
+		if err := st.Apply(ctx, write); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Apply(ctx, store.Write{}); err != nil {
+		t.Fatal(err)
+	}
+	under.failing = true
+	if err := st.Apply(ctx, write); err == nil {
+		t.Fatal("a failed write was not reported")
+	}
+	if under.writes != 4 {
+		t.Fatalf("%d writes reached the store, want 4", under.writes)
+	}
+	if h := histogram(t, m, "navarch_store_write_duration_seconds", "", ""); h.GetSampleCount() != 3 {
+		t.Fatalf("%d writes timed, want 3", h.GetSampleCount())
+	}
+	if got := testutil.ToFloat64(m.writeFailures); got != 1 {
+		t.Fatalf("navarch_store_write_failures_total = %g, want 1", got)
+	}
+}
+
+// TestFamiliesSorted: the node health family goes where its name sorts
+// among the registry's, as Prometheus' own gatherers order them.
+func TestFamiliesSorted(t *testing.T) {
+	m := New()
+	m.ReadFleet(smallFleet())
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if !slices.IsSorted(names) || !slices.Contains(names, nodeHealthName) {
+		t.Fatalf("families %v: not sorted, or without %s", names, nodeHealthName)
+	}
+}
