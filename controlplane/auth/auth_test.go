@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,5 +200,30 @@ func TestGate(t *testing.T) {
 	}
 	if !limited {
 		t.Fatal("failed authentications were never rate-limited")
+	}
+}
+
+// TestRoleRefusalIsLogged: a call refused for its token's role is said in
+// the log, with the caller and the method, and without the token.
+func TestRoleRefusalIsLogged(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	tokens := NewTokens(st, nil, nil, nil)
+	ctx := context.Background()
+	viewer, _, _ := tokens.Create(ctx, "night-shift", controlplanev1.Role_ROLE_VIEWER, 0, 0)
+	var buf bytes.Buffer
+	g := NewGate(tokens, nil, false, slog.New(slog.NewTextHandler(&buf, nil)))
+	md := metadata.MD{}
+	md.Set("authorization", "Bearer "+viewer)
+	if _, err := g.Tap(ctx, &tap.Info{FullMethodName: cps + "DrainNode", Header: md}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a viewer's drain: %v", err)
+	}
+	out := buf.String()
+	for _, want := range []string{"role too low", "caller=night-shift", "DrainNode", "needs="} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, viewer) {
+		t.Fatal("the token was logged")
 	}
 }

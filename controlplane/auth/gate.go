@@ -216,6 +216,10 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 			fmt.Sprintf("%v; give an operator token (--token or NAVARCH_TOKEN)", err))
 	}
 	if rank(caller.Role) < rank(need.role()) {
+		// Refused before any interceptor runs, so the request log never
+		// sees it: said here, by whom and for what.
+		g.log.Warn("call refused: role too low", "peer", peerIP(ctx), "method", info.FullMethodName,
+			"caller", caller.Name, "role", display.Role(caller.Role), "needs", need.String())
 		return ctx, apierr.RoleTooLow(caller.Name, display.Role(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
 	}
 	return WithCaller(ctx, caller), nil
