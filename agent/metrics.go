@@ -32,7 +32,6 @@ const mib = 1 << 20
 // gpuSeries is one per-GPU series read from a GPU's latest metrics.
 type gpuSeries struct {
 	desc *prometheus.Desc
-	kind prometheus.ValueType
 	// groups are the metric groups the value is read from: a GPU whose
 	// reading lists one as unsupported has no such series, rather than a
 	// 0 that looks like a reading.
@@ -41,8 +40,8 @@ type gpuSeries struct {
 	value func(g *fleetv1.Gpu, m *fleetv1.GpuMetrics) (v float64, ok bool)
 }
 
-func series(name, help string, kind prometheus.ValueType, groups []string, value func(*fleetv1.Gpu, *fleetv1.GpuMetrics) (float64, bool)) gpuSeries {
-	return gpuSeries{desc: prometheus.NewDesc(name, help, gpuLabels, nil), kind: kind, groups: groups, value: value}
+func series(name, help string, groups []string, value func(*fleetv1.Gpu, *fleetv1.GpuMetrics) (float64, bool)) gpuSeries {
+	return gpuSeries{desc: prometheus.NewDesc(name, help, gpuLabels, nil), groups: groups, value: value}
 }
 
 // read is a value every reading of its group has.
@@ -57,52 +56,54 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-// gpuTable is every per-GPU series but the XIDs'. Types and help follow
-// dcgm-exporter's default counters file where it has the field.
+// gpuTable is every per-GPU series but the XIDs'. The help follows
+// dcgm-exporter's default counters file where it has the field. Every
+// series is a gauge, counts too: a counter's name must end in _total, which
+// dcgm-exporter's names cannot be made to, and queries select by name alone.
 var gpuTable = []gpuSeries{
-	series("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", prometheus.GaugeValue, []string{gpu.GroupTemperature},
+	series("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", []string{gpu.GroupTemperature},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetTemperatureCelsius()) })),
-	series("DCGM_FI_DEV_MEMORY_TEMP", "Memory temperature (in C).", prometheus.GaugeValue, []string{gpu.GroupMemoryTemperature},
+	series("DCGM_FI_DEV_MEMORY_TEMP", "Memory temperature (in C).", []string{gpu.GroupMemoryTemperature},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetMemoryTemperatureCelsius()) })),
-	series("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", prometheus.GaugeValue, []string{gpu.GroupPower},
+	series("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", []string{gpu.GroupPower},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetPowerUsageMilliwatts()) / 1000 })),
-	series("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", prometheus.GaugeValue, []string{gpu.GroupUtilization},
+	series("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", []string{gpu.GroupUtilization},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetUtilizationGpuPercent()) })),
-	series("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", prometheus.GaugeValue, []string{gpu.GroupUtilization},
+	series("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", []string{gpu.GroupUtilization},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetUtilizationMemoryPercent()) })),
-	series("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", prometheus.GaugeValue, []string{gpu.GroupMemory},
+	series("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", []string{gpu.GroupMemory},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetMemoryUsedBytes() / mib) })),
 	// NVML's free memory is its total less what is used, and the total
 	// is the inventory's.
-	series("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", prometheus.GaugeValue, []string{gpu.GroupMemory},
+	series("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", []string{gpu.GroupMemory},
 		func(g *fleetv1.Gpu, m *fleetv1.GpuMetrics) (float64, bool) {
 			total := g.GetMemoryTotalBytes()
 			return float64((total - min(m.GetMemoryUsedBytes(), total)) / mib), total > 0
 		}),
-	series("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", prometheus.GaugeValue, []string{gpu.GroupClocks},
+	series("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", []string{gpu.GroupClocks},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetSmClockMhz()) })),
-	series("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", prometheus.GaugeValue, []string{gpu.GroupClocks},
+	series("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", []string{gpu.GroupClocks},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetMemoryClockMhz()) })),
-	series("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "Total number of PCIe retries.", prometheus.CounterValue, []string{gpu.GroupPCIeReplay},
+	series("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "Total number of PCIe retries.", []string{gpu.GroupPCIeReplay},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetPcieReplayCount()) })),
 	ecc("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "Total number of single-bit volatile ECC errors.", (*fleetv1.EccCounts).GetVolatileCorrected),
 	ecc("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Total number of double-bit volatile ECC errors.", (*fleetv1.EccCounts).GetVolatileUncorrected),
 	ecc("DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", "Total number of single-bit persistent ECC errors.", (*fleetv1.EccCounts).GetAggregateCorrected),
 	ecc("DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", "Total number of double-bit persistent ECC errors.", (*fleetv1.EccCounts).GetAggregateUncorrected),
-	retired("DCGM_FI_DEV_RETIRED_SBE", "Total number of retired pages due to single-bit errors.", prometheus.CounterValue,
+	retired("DCGM_FI_DEV_RETIRED_SBE", "Total number of retired pages due to single-bit errors.",
 		func(rp *fleetv1.RetiredPages) float64 { return float64(rp.GetSingleBit()) }),
-	retired("DCGM_FI_DEV_RETIRED_DBE", "Total number of retired pages due to double-bit errors.", prometheus.CounterValue,
+	retired("DCGM_FI_DEV_RETIRED_DBE", "Total number of retired pages due to double-bit errors.",
 		func(rp *fleetv1.RetiredPages) float64 { return float64(rp.GetDoubleBit()) }),
 	// NVML says whether pages wait for retirement, not how many.
-	retired("DCGM_FI_DEV_RETIRED_PENDING", "Whether pages are pending retirement (1) or not (0).", prometheus.GaugeValue,
+	retired("DCGM_FI_DEV_RETIRED_PENDING", "Whether pages are pending retirement (1) or not (0).",
 		func(rp *fleetv1.RetiredPages) float64 { return boolValue(rp.GetPending()) }),
-	rowRemap("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "Number of remapped rows for uncorrectable errors.", prometheus.CounterValue,
+	rowRemap("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "Number of remapped rows for uncorrectable errors.",
 		func(rr *fleetv1.RowRemapState) float64 { return float64(rr.GetUncorrectedRows()) }),
-	rowRemap("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "Number of remapped rows for correctable errors.", prometheus.CounterValue,
+	rowRemap("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "Number of remapped rows for correctable errors.",
 		func(rr *fleetv1.RowRemapState) float64 { return float64(rr.GetCorrectedRows()) }),
-	rowRemap("DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether remapping of rows has failed.", prometheus.GaugeValue,
+	rowRemap("DCGM_FI_DEV_ROW_REMAP_FAILURE", "Whether remapping of rows has failed.",
 		func(rr *fleetv1.RowRemapState) float64 { return boolValue(rr.GetFailure()) }),
-	rowRemap("DCGM_FI_DEV_ROW_REMAP_PENDING", "Whether a row remap waits for a GPU reset.", prometheus.GaugeValue,
+	rowRemap("DCGM_FI_DEV_ROW_REMAP_PENDING", "Whether a row remap waits for a GPU reset.",
 		func(rr *fleetv1.RowRemapState) float64 { return boolValue(rr.GetPending()) }),
 	nvlinkErrors("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "Total number of NVLink CRC errors (flow-control and data), all links.",
 		(*fleetv1.NvLinkState).GetCrcErrors),
@@ -110,10 +111,10 @@ var gpuTable = []gpuSeries{
 		(*fleetv1.NvLinkState).GetReplayErrors),
 	nvlinkErrors("DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "Total number of NVLink recovery errors, all links.",
 		(*fleetv1.NvLinkState).GetRecoveryErrors),
-	series("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock event (throttle) reasons, NVML's bitmask.", prometheus.GaugeValue,
+	series("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "Current clock event (throttle) reasons, NVML's bitmask.",
 		[]string{gpu.GroupClockEvents},
 		read(func(m *fleetv1.GpuMetrics) float64 { return float64(m.GetClockEventReasons()) })),
-	series("navarch_gpu_nvlinks_up", "NVLink links up on the GPU.", prometheus.GaugeValue, []string{gpu.GroupNVLink},
+	series("navarch_gpu_nvlinks_up", "NVLink links up on the GPU.", []string{gpu.GroupNVLink},
 		read(func(m *fleetv1.GpuMetrics) float64 {
 			up := 0
 			for _, l := range m.GetNvlinks() {
@@ -126,19 +127,19 @@ var gpuTable = []gpuSeries{
 }
 
 func ecc(name, help string, count func(*fleetv1.EccCounts) uint64) gpuSeries {
-	return series(name, help, prometheus.CounterValue, []string{gpu.GroupECC}, func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) (float64, bool) {
+	return series(name, help, []string{gpu.GroupECC}, func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) (float64, bool) {
 		return float64(count(m.GetEcc())), m.GetEcc() != nil
 	})
 }
 
-func retired(name, help string, kind prometheus.ValueType, value func(*fleetv1.RetiredPages) float64) gpuSeries {
-	return series(name, help, kind, []string{gpu.GroupRetiredPages}, func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) (float64, bool) {
+func retired(name, help string, value func(*fleetv1.RetiredPages) float64) gpuSeries {
+	return series(name, help, []string{gpu.GroupRetiredPages}, func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) (float64, bool) {
 		return value(m.GetRetiredPages()), m.GetRetiredPages() != nil
 	})
 }
 
-func rowRemap(name, help string, kind prometheus.ValueType, value func(*fleetv1.RowRemapState) float64) gpuSeries {
-	return series(name, help, kind, []string{gpu.GroupRowRemap}, func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) (float64, bool) {
+func rowRemap(name, help string, value func(*fleetv1.RowRemapState) float64) gpuSeries {
+	return series(name, help, []string{gpu.GroupRowRemap}, func(_ *fleetv1.Gpu, m *fleetv1.GpuMetrics) (float64, bool) {
 		return value(m.GetRowRemap()), m.GetRowRemap() != nil
 	})
 }
@@ -146,7 +147,7 @@ func rowRemap(name, help string, kind prometheus.ValueType, value func(*fleetv1.
 // nvlinkErrors sums a link error counter over the GPU's links; a GPU
 // without NVLink has none to count.
 func nvlinkErrors(name, help string, count func(*fleetv1.NvLinkState) uint64) gpuSeries {
-	return series(name, help, prometheus.CounterValue, []string{gpu.GroupNVLink, gpu.GroupNVLinkErrors}, read(func(m *fleetv1.GpuMetrics) float64 {
+	return series(name, help, []string{gpu.GroupNVLink, gpu.GroupNVLinkErrors}, read(func(m *fleetv1.GpuMetrics) float64 {
 		var n uint64
 		for _, l := range m.GetNvlinks() {
 			n += count(l)
@@ -256,7 +257,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				continue
 			}
 			if v, ok := s.value(g, r.Metrics); ok {
-				ch <- prometheus.MustNewConstMetric(s.desc, s.kind, v, labels...)
+				ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, v, labels...)
 			}
 		}
 	}
