@@ -79,6 +79,13 @@ type Config struct {
 	// PprofListen, when set, serves Go's profiling endpoints
 	// (/debug/pprof/) on this address. Keep it on loopback.
 	PprofListen string `yaml:"pprof_listen"`
+	// MetricsListen, when set, serves Prometheus metrics (/metrics) and
+	// the probes /healthz and /readyz on this address, plain HTTP unless
+	// MetricsWebConfig says otherwise.
+	MetricsListen string `yaml:"metrics_listen"`
+	// MetricsWebConfig is a Prometheus web-config file (TLS, basic
+	// authentication) for the metrics listener.
+	MetricsWebConfig string `yaml:"metrics_web_config"`
 	// TLS configures the server's certificate. TLS is always on unless
 	// Insecure is set.
 	TLS TLSConfig `yaml:"tls"`
@@ -194,6 +201,13 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
 			return fmt.Errorf("pprof_listen: %q is not HOST:PORT", c.PprofListen)
 		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen: %q is not HOST:PORT", c.MetricsListen)
+		}
+	} else if c.MetricsWebConfig != "" {
+		return errors.New("metrics_web_config: set without metrics_listen, so nothing would serve with it")
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")

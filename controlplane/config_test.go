@@ -28,6 +28,8 @@ stale_after: 20s
 offline_after: 1m
 audit_retention: 720h
 log_format: json
+metrics_listen: 127.0.0.1:9400
+metrics_web_config: /etc/navarch/web.yaml
 auto_cordon:
   enabled: false
   max_fraction: 0.2
@@ -44,6 +46,9 @@ auto_cordon:
 	}
 	if cfg.LogFormat != "json" {
 		t.Fatalf("log_format read as %q", cfg.LogFormat)
+	}
+	if cfg.MetricsListen != "127.0.0.1:9400" || cfg.MetricsWebConfig != "/etc/navarch/web.yaml" {
+		t.Fatalf("metrics_listen, metrics_web_config read as %q, %q", cfg.MetricsListen, cfg.MetricsWebConfig)
 	}
 	if cfg.HealthReportInterval.Duration != 30*time.Second || cfg.LogLevel != "info" {
 		t.Fatalf("unset keys lost their defaults: %s %q", cfg.HealthReportInterval.Duration, cfg.LogLevel)
@@ -69,6 +74,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad-delivery", "command_delivery: carrier_pigeon", "command_delivery"},
 		{"short-audit-retention", "audit_retention: 1h", "audit_retention: 1h0m0s is below the minimum of 24h0m0s"},
 		{"not-yaml", "{{", "yaml"},
+		{"bad-metrics-listen", "metrics_listen: 9400", `metrics_listen: "9400" is not HOST:PORT`},
+		{"metrics-web-config-alone", "metrics_web_config: /etc/navarch/web.yaml", "metrics_web_config: set without metrics_listen"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {

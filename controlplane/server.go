@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -33,10 +34,12 @@ import (
 	"github.com/navarch/navarch/controlplane/api"
 	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/controlplane/metrics"
 	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
+	"github.com/navarch/navarch/internal/metricsserver"
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -72,6 +75,12 @@ type Server struct {
 	grpc      *grpc.Server
 	health    *health.Server
 	providers *provider.Registry
+	// metrics count what the control plane does, served on the metrics
+	// listener when one is configured (metricsServer, else nil).
+	metrics       *metrics.Metrics
+	metricsServer *metricsserver.Server
+	// serving is set while gRPC serves, for /readyz.
+	serving atomic.Bool
 }
 
 // New opens the store, loads the policy and the fleet, and builds the gRPC
@@ -113,6 +122,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			return nil, err
 		}
 	}
+	m := metrics.New()
+	st = m.Store(st)
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
 	}
@@ -143,6 +154,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		Clock:     o.Clock,
 		Logger:    log,
 		Providers: providers,
+		Observer:  m,
 	})
 	if err != nil {
 		if o.Store == nil {
@@ -150,7 +162,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 		return nil, err
 	}
-	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers}
+	m.ReadFleet(fl)
+	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, metrics: m}
 	creds, ca, err := s.transport(o.Clock)
 	if err == nil && ca != nil {
 		err = s.agentsJoin(ctx, tokens)
@@ -180,8 +193,12 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	// One line per call, first in the chain so it times and sees every
 	// answer the others give.
 	requests := api.NewRequestLog(log, fl.Stopping)
+	grpcMetrics := s.grpcMetrics()
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
+		// gRPC's metrics, outermost, so that they count every answer.
+		grpc.ChainUnaryInterceptor(grpcMetrics.unary...),
+		grpc.ChainStreamInterceptor(grpcMetrics.stream...),
 		// Callers are checked as a call's headers arrive, before its
 		// request is read.
 		grpc.InTapHandle(gate.Tap),
@@ -206,6 +223,13 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	api.RegisterControlPlaneService(s.grpc, cpo)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	if err := s.startMetrics(); err != nil {
+		fl.Close()
+		if o.Store == nil {
+			_ = st.Close()
+		}
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -299,6 +323,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(lis) }()
+	s.serving.Store(true)
 	s.log.Info("control plane serving", "listen", lis.Addr().String(), "data_dir", s.cfg.DataDir,
 		"nodes", s.fleet.Len(), "version", version.String())
 	var serveErr error
@@ -315,6 +340,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) shutdown() {
 	s.log.Info("control plane shutting down")
+	s.serving.Store(false)
 	s.health.Shutdown()
 	s.fleet.StopServing()
 	done := make(chan struct{})
@@ -331,11 +357,14 @@ func (s *Server) shutdown() {
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing store", "err", err)
 	}
+	s.stopMetrics()
 }
 
-// Close releases the store of a server that was never served.
+// Close releases the store and the metrics listener of a server that was
+// never served.
 func (s *Server) Close() error {
 	s.fleet.Close()
+	s.stopMetrics()
 	return s.store.Close()
 }
 

@@ -40,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logFlags := logging.Flags{Level: def.LogLevel, Format: def.LogFormat}
 	logFlags.Register(fs)
 	plaintext := fs.Bool("insecure", false, "serve plaintext instead of TLS; refused unless --listen is a loopback address")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics, /healthz and /readyz on `ADDR` (HOST:PORT); off unless set")
+	metricsWebConfig := fs.String("metrics-web-config", "", "Prometheus web-config `FILE` for the metrics listener: TLS and basic authentication")
 	printPolicy := fs.Bool("print-default-policy", false, "print the built-in fault policy and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -91,6 +93,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			cfg.LogFormat = logFlags.Format
 		case "insecure":
 			cfg.Insecure = *plaintext
+		case "metrics-listen":
+			cfg.MetricsListen = *metricsListen
+		case "metrics-web-config":
+			cfg.MetricsWebConfig = *metricsWebConfig
 		}
 	})
 	if err := cfg.Validate(); err != nil {
