@@ -150,9 +150,14 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
 	cfgPath := filepath.Join(dataDir, "controlplane.yaml")
 	cfg := fmt.Sprintf(`# Written by navarch demo on each run.
 listen: %s
+metrics_listen: %s
 data_dir: %s
 log_level: %s
 log_format: %s
@@ -170,7 +175,7 @@ local_provider:
 # simulated in the demo's own process shares connections, so it runs
 # without (allowed only on loopback).
 agent_identities: %t
-`, addr, storeDir, cmp.Or(o.Log.Level, logging.DefaultLevel), cmp.Or(o.Log.Format, logging.DefaultFormat), MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"), o.Nodes <= MaxProcessNodes || o.Keep)
+`, addr, metricsAddr, storeDir, cmp.Or(o.Log.Level, logging.DefaultLevel), cmp.Or(o.Log.Format, logging.DefaultFormat), MaxProcessNodes*4, filepath.Join(o.BinDir, "navarch-agent"), o.Nodes <= MaxProcessNodes || o.Keep)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("demo: write config: %w", err)
 	}
@@ -190,7 +195,7 @@ agent_identities: %t
 	go func() { exited <- cp.Wait() }()
 	defer stop(cp, exited)
 
-	fmt.Fprintf(o.Stdout, "navarch demo: control plane on %s (store %s, log %s)\n", addr, storeDir, logPath)
+	fmt.Fprintf(o.Stdout, "navarch demo: control plane on %s, metrics http://%s/metrics (store %s, log %s)\n", addr, metricsAddr, storeDir, logPath)
 	// The control plane creates its CA on first start; the demo's clients
 	// and agents trust it.
 	target := rpcclient.Target{Addr: addr, CACert: filepath.Join(storeDir, "pki", "ca.crt")}
