@@ -183,6 +183,9 @@ var (
 		"When a call to the control plane last succeeded, in Unix seconds (0 before the first).", nil, nil)
 	gpusDesc = prometheus.NewDesc("navarch_agent_gpus",
 		"GPUs answering NVML at the latest reading.", nil, nil)
+	infoDesc = prometheus.NewDesc("navarch_agent_info",
+		"Always 1: the node this agent runs as, so its series join the control plane's navarch_node_health{node}.",
+		[]string{"node", "version"}, nil)
 )
 
 // judgeGPU is a GPU's health as its reading shows it. The conditions are
@@ -225,7 +228,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, s := range gpuTable {
 		ch <- s.desc
 	}
-	for _, d := range []*prometheus.Desc{gpuHealthDesc, lastXIDDesc, xidCountDesc, lastXIDTimeDesc, bufferedDesc, droppedDesc, lastContactDesc, gpusDesc} {
+	for _, d := range []*prometheus.Desc{gpuHealthDesc, lastXIDDesc, xidCountDesc, lastXIDTimeDesc, bufferedDesc, droppedDesc, lastContactDesc, gpusDesc, infoDesc} {
 		ch <- d
 	}
 }
@@ -274,6 +277,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(lastContactDesc, prometheus.GaugeValue, contact)
 	ch <- prometheus.MustNewConstMetric(gpusDesc, prometheus.GaugeValue, float64(answering))
+	ch <- prometheus.MustNewConstMetric(infoDesc, prometheus.GaugeValue, 1, a.o.NodeID, a.o.Version)
 }
 
 // gpuLabelValues are a GPU's values of gpuLabels; g is nil for a GPU that

@@ -211,6 +211,9 @@ func TestMetricsFromTheLatestReading(t *testing.T) {
 	if got := value(s["navarch_agent_gpus"].GetMetric()[0]); got != 3 {
 		t.Errorf("navarch_agent_gpus %v, want 3", got)
 	}
+	if _, ok := s.series("navarch_agent_info", map[string]string{"node": "node-a"}); !ok {
+		t.Error("no navarch_agent_info naming node-a")
+	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
 		if _, ok := s[name]; !ok {
 			t.Errorf("no %s: the Go and process collectors are missing", name)
