@@ -3,11 +3,16 @@ package metrics
 import (
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/navarch/navarch/controlplane/fleet"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -186,6 +191,9 @@ func TestLint(t *testing.T) {
 	m := New()
 	m.ReadFleet(smallFleet())
 	m.Committed([]*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79}}, nil, true)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	m.InitializeGRPC(srv)
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +204,9 @@ func TestLint(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	if !slices.ContainsFunc(mfs, func(mf *dto.MetricFamily) bool { return mf.GetName() == "grpc_server_handled_total" }) {
+		t.Fatal("no gRPC series were linted")
 	}
 }
 
