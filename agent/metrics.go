@@ -159,9 +159,9 @@ func nvlinkErrors(name, help string, count func(*fleetv1.NvLinkState) uint64) gp
 // The GPU's health as the agent judges it from its latest reading, the
 // value of navarch_gpu_health.
 const (
-	gpuHealthy   = 1
-	gpuDegraded  = 2
-	gpuUnhealthy = 3
+	gpuHealthy   = health.MetricHealthy
+	gpuDegraded  = health.MetricDegraded
+	gpuUnhealthy = health.MetricUnhealthy
 )
 
 var (

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/navarch/navarch/internal/health"
+
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
@@ -73,14 +75,4 @@ func nodeHealthFamily(f Fleet, expect int) *dto.MetricFamily {
 }
 
 // healthValue is a node's health as navarch_node_health reports it.
-func healthValue(h fleetv1.HealthStatus) float64 {
-	switch h {
-	case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
-		return 1
-	case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
-		return 2
-	case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
-		return 3
-	}
-	return 0
-}
+func healthValue(h fleetv1.HealthStatus) float64 { return health.Metric(h) }

@@ -22,3 +22,25 @@ func Rank(h fleetv1.HealthStatus) int {
 
 // Worse reports whether a is worse than b.
 func Worse(a, b fleetv1.HealthStatus) bool { return Rank(a) > Rank(b) }
+
+// The values a health takes in the navarch_node_health and
+// navarch_gpu_health metrics, which alerts and dashboards compare with.
+const (
+	MetricUnknown   = 0
+	MetricHealthy   = 1
+	MetricDegraded  = 2
+	MetricUnhealthy = 3
+)
+
+// Metric is h as the health metrics report it.
+func Metric(h fleetv1.HealthStatus) float64 {
+	switch h {
+	case fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY:
+		return MetricHealthy
+	case fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED:
+		return MetricDegraded
+	case fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY:
+		return MetricUnhealthy
+	}
+	return MetricUnknown
+}
