@@ -181,3 +181,35 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
+
+// TestClientCAIsChecked: a client_ca_file is checked: given alone, it
+// requires a client certificate from that CA; with a client_auth_type that
+// checks no CA, the config is refused.
+func TestClientCAIsChecked(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	for name, b := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": certPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_ca_file: ca.crt\n"
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if _, err := Start(Options{Addr: "127.0.0.1:0", Gatherer: prometheus.NewRegistry(), WebConfigFile: write("any.yml", base+"  client_auth_type: RequireAnyClientCert\n")}); err == nil || !strings.Contains(err.Error(), "checks no client certificate") {
+		t.Fatalf("RequireAnyClientCert with a CA: %v", err)
+	}
+	s := start(t, Options{WebConfigFile: write("ca.yml", base)})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	if resp, err := c.Get(s.URL()); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client without a certificate got %d", resp.StatusCode)
+	}
+}

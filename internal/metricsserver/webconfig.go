@@ -41,6 +41,12 @@ type webConfig struct {
 	tls   *tls.Config
 	users map[string][]byte // bcrypt hashes by user
 
+	// cost is the highest bcrypt cost of the users' hashes: an unknown user
+	// is checked at it, so a reply's timing does not tell who exists.
+	cost      int
+	dummyOnce sync.Once
+	dummy     []byte
+
 	mu       sync.Mutex
 	verified map[string][32]byte // user → SHA-256 of the password last accepted
 }
@@ -86,10 +92,12 @@ func readWebConfig(path string) (*webConfig, error) {
 	if len(f.BasicAuth) > 0 {
 		c.users = make(map[string][]byte, len(f.BasicAuth))
 		for user, hash := range f.BasicAuth {
-			if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			cost, err := bcrypt.Cost([]byte(hash))
+			if err != nil {
 				return nil, fmt.Errorf("metrics web config %s: basic_auth_users.%s: not a bcrypt hash (make one with `htpasswd -nBC 10 %s`)", path, user, user)
 			}
 			c.users[user] = []byte(hash)
+			c.cost = max(c.cost, cost)
 		}
 	}
 	return c, nil
@@ -106,6 +114,15 @@ func (t *tlsServerConfig) config(rel func(string) string) (*tls.Config, error) {
 	auth, ok := clientAuthTypes[t.ClientAuthType]
 	if !ok {
 		return nil, fmt.Errorf("client_auth_type: %q is not one of %s", t.ClientAuthType, strings.Join(keys(clientAuthTypes), ", "))
+	}
+	if t.ClientCAFile != "" {
+		switch {
+		case t.ClientAuthType == "":
+			// A CA given is a CA meant to be checked.
+			auth = tls.RequireAndVerifyClientCert
+		case auth < tls.VerifyClientCertIfGiven:
+			return nil, fmt.Errorf("client_auth_type %s checks no client certificate against client_ca_file; use RequireAndVerifyClientCert or VerifyClientCertIfGiven", t.ClientAuthType)
+		}
 	}
 	minVersion, ok := tlsVersions[t.MinVersion]
 	if !ok {
@@ -170,7 +187,7 @@ func (c *webConfig) check(user, pass string) bool {
 	if !known {
 		// The same work as for a known user, so a reply's timing does not
 		// tell which users exist.
-		_ = bcrypt.CompareHashAndPassword(unknownUserHash(), []byte(pass))
+		_ = bcrypt.CompareHashAndPassword(c.unknownUserHash(), []byte(pass))
 		return false
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
@@ -182,9 +199,11 @@ func (c *webConfig) check(user, pass string) bool {
 	return true
 }
 
-// unknownUserHash is a bcrypt hash of nothing anyone sends, made on first
-// use: a binary that never serves authenticated metrics pays nothing.
-var unknownUserHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("navarch: no such user"), bcrypt.DefaultCost)
-	return h
-})
+// unknownUserHash is a bcrypt hash, at the users' highest cost, of nothing
+// anyone sends; made on first use.
+func (c *webConfig) unknownUserHash() []byte {
+	c.dummyOnce.Do(func() {
+		c.dummy, _ = bcrypt.GenerateFromPassword([]byte("navarch: no such user"), max(c.cost, bcrypt.MinCost))
+	})
+	return c.dummy
+}
