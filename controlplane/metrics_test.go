@@ -8,8 +8,11 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
 // scrape gets url and returns its body, failing unless the answer is want.
@@ -76,6 +79,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		{`navarch_node_health{node="b"}`, 3},
 		{`navarch_node_health{node="c"}`, 0},
 		{`navarch_health_events_total{kind="xid",xid="79"}`, 1},
+		// The policy names 48: its series is there before the first.
+		{`navarch_health_events_total{kind="xid",xid="48"}`, 0},
+		{`navarch_health_events_total{kind="xid",xid="other"}`, 0},
 		{`navarch_faults_active{remedy="reboot_node"}`, 1},
 		{`navarch_auto_cordons_total`, 1},
 		{`navarch_commands_total{status="pending",type="cordon"}`, 1},
@@ -104,6 +110,49 @@ func TestMetricsEndpoint(t *testing.T) {
 	base := strings.TrimSuffix(url, "/metrics")
 	scrape(t, base+"/healthz", http.StatusOK)
 	scrape(t, base+"/readyz", http.StatusOK)
+}
+
+// TestMetricsCountRefusedCalls: calls the gate refuses before any
+// interceptor runs, which gRPC's metrics never see, are counted by reason.
+func TestMetricsCountRefusedCalls(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *controlplane.Config) { c.MetricsListen = "127.0.0.1:0" }))
+	ctx := ctxT(t)
+	viewer, err := h.ops.CreateToken(ctx, &controlplanev1.CreateTokenRequest{Name: "dashboards", Role: controlplanev1.Role_ROLE_VIEWER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := opsAs(t, h.ControlPlane, "dashboards.not-the-secret")
+	for range 3 {
+		if _, err := stranger.ListNodes(ctx, &controlplanev1.ListNodesRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("a wrong secret's call: %v", err)
+		}
+	}
+	if _, err := opsAs(t, h.ControlPlane, viewer.GetToken()).CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "n1"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a viewer's cordon: %v", err)
+	}
+	text := scrape(t, h.Server.MetricsURL(), http.StatusOK)
+	want := []struct {
+		series string
+		value  float64
+	}{
+		{`navarch_auth_refused_total{reason="unauthenticated"}`, 3},
+		{`navarch_auth_refused_total{reason="role_too_low"}`, 1},
+		{`navarch_auth_refused_total{reason="rate_limited"}`, 0},
+		{`navarch_auth_refused_total{reason="no_node_certificate"}`, 0},
+	}
+	for _, w := range want {
+		if got := sample(text, w.series); got != w.value {
+			t.Errorf("%s = %g, want %g", w.series, got, w.value)
+		}
+	}
+	for _, refused := range []string{
+		`grpc_server_handled_total{grpc_code="Unauthenticated",grpc_method="ListNodes",grpc_service="navarch.controlplane.v1.ControlPlaneService",grpc_type="unary"}`,
+		`grpc_server_handled_total{grpc_code="PermissionDenied",grpc_method="CordonNode",grpc_service="navarch.controlplane.v1.ControlPlaneService",grpc_type="unary"}`,
+	} {
+		if got := sample(text, refused); got > 0 {
+			t.Errorf("%s = %g: gRPC's metrics saw a call the gate refused, so navarch_auth_refused_total counts it twice", refused, got)
+		}
+	}
 }
 
 // TestMetricsReadiness: a control plane that is built but not serving is

@@ -122,7 +122,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			return nil, err
 		}
 	}
-	m := metrics.New()
+	m := metrics.New(metrics.Options{KnownXIDs: pol.KnownXIDs()})
 	st = m.Store(st)
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
@@ -186,6 +186,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		fl.OnRemove(agents.Forget)
 	}
 	gate := auth.NewGate(tokens, agents, o.Config.AgentIdentities, log)
+	gate.OnRefused(m.AuthRefused)
 	codec := api.NewCodec()
 	// Every call that changes the fleet or its tokens is recorded, with
 	// its result, once the gate has let it in.
@@ -196,7 +197,10 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	grpcMetrics := s.grpcMetrics()
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
-		// gRPC's metrics, outermost, so that they count every answer.
+		// gRPC's metrics, outermost, so that they count every answer the
+		// interceptors and handlers give. A call the gate refuses at the
+		// tap never reaches them: the gate counts it instead, in
+		// navarch_auth_refused_total.
 		grpc.ChainUnaryInterceptor(grpcMetrics.unary...),
 		grpc.ChainStreamInterceptor(grpcMetrics.stream...),
 		// Callers are checked as a call's headers arrive, before its

@@ -112,6 +112,37 @@ var Required = map[string]Need{
 	cps + "ListAudit":         Operator,
 }
 
+// Refusal is why the gate refused a call: a label value of the control
+// plane's navarch_auth_refused_total.
+type Refusal string
+
+// The reasons the gate refuses a call for.
+const (
+	// RefusedUnauthenticated: an operator call without a token, or with one
+	// that is unknown, revoked or expired.
+	RefusedUnauthenticated Refusal = "unauthenticated"
+	// RefusedUntrustedCertificate: a client certificate no CA of the
+	// control plane's signed.
+	RefusedUntrustedCertificate Refusal = "untrusted_certificate"
+	// RefusedNoNodeCertificate: an agent's call without the certificate it
+	// gets when it joins.
+	RefusedNoNodeCertificate Refusal = "no_node_certificate"
+	// RefusedRoleTooLow: a valid token whose role is below the method's.
+	RefusedRoleTooLow Refusal = "role_too_low"
+	// RefusedRateLimited: a failed authentication from an address that
+	// failed too often, answered ResourceExhausted.
+	RefusedRateLimited Refusal = "rate_limited"
+	// RefusedUnknownMethod: a method the table does not know.
+	RefusedUnknownMethod Refusal = "unknown_method"
+)
+
+// Refusals are every reason the gate gives, so that each can be counted
+// from zero.
+var Refusals = []Refusal{
+	RefusedUnauthenticated, RefusedUntrustedCertificate, RefusedNoNodeCertificate,
+	RefusedRoleTooLow, RefusedRateLimited, RefusedUnknownMethod,
+}
+
 // Services are the services whose every method Required must list.
 var Services = []grpc.ServiceDesc{nodev1.NodeService_ServiceDesc, controlplanev1.ControlPlaneService_ServiceDesc}
 
@@ -124,6 +155,10 @@ type Gate struct {
 	agents     *Agents
 	identities bool
 	log        *slog.Logger
+	// refused is told of each call the gate refuses, for the metrics: the
+	// gate refuses before any interceptor runs, so gRPC's own metrics
+	// never see those calls.
+	refused func(Refusal)
 
 	mu       sync.Mutex
 	failures map[string]*rate.Limiter // by peer IP
@@ -144,8 +179,15 @@ func NewGate(tokens *Tokens, agents *Agents, identities bool, log *slog.Logger) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gate{tokens: tokens, agents: agents, identities: identities && agents != nil, log: log, failures: make(map[string]*rate.Limiter)}
+	return &Gate{
+		tokens: tokens, agents: agents, identities: identities && agents != nil, log: log,
+		refused: func(Refusal) {}, failures: make(map[string]*rate.Limiter),
+	}
 }
+
+// OnRefused has fn told why of each call the gate refuses. Call it before
+// the server serves; fn must not block.
+func (g *Gate) OnRefused(fn func(Refusal)) { g.refused = fn }
 
 // rank orders the operator roles; an agent's join token ranks with no
 // role, so it reads nothing and changes nothing.
@@ -180,6 +222,7 @@ func WithCaller(ctx context.Context, c Caller) context.Context {
 func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	need, ok := Required[info.FullMethodName]
 	if !ok {
+		g.refused(RefusedUnknownMethod)
 		return ctx, status.Errorf(codes.Unimplemented, "unknown method %s", info.FullMethodName)
 	}
 	if need == Anyone {
@@ -189,7 +232,7 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		// A client certificate shown must be one this control plane
 		// trusts, whatever else the call carries.
 		if _, _, presented, err := g.agents.clientChain(ctx); presented && err != nil {
-			return ctx, g.refuse(ctx, info.FullMethodName, "untrusted client certificate", err,
+			return ctx, g.refuse(ctx, info.FullMethodName, RefusedUntrustedCertificate, "untrusted client certificate", err,
 				fmt.Sprintf("client certificate: not one this control plane trusts (its CA, or a tls.client_ca_file CA): %v", err))
 		}
 	}
@@ -201,7 +244,7 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 	case need == Agent:
 		node, ok := g.agents.nodeOf(ctx)
 		if !ok {
-			return ctx, g.refuse(ctx, info.FullMethodName, "agent call without a node certificate", nil,
+			return ctx, g.refuse(ctx, info.FullMethodName, RefusedNoNodeCertificate, "agent call without a node certificate", nil,
 				"NodeService needs the node's certificate: join first (navarch-agent --join-token)")
 		}
 		return context.WithValue(ctx, nodeKey{}, node), nil
@@ -212,12 +255,13 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 		caller, err = g.tokens.Verify(token)
 	}
 	if err != nil {
-		return ctx, g.refuse(ctx, info.FullMethodName, "authentication failed", err,
+		return ctx, g.refuse(ctx, info.FullMethodName, RefusedUnauthenticated, "authentication failed", err,
 			fmt.Sprintf("%v; give an operator token (--token or NAVARCH_TOKEN)", err))
 	}
 	if rank(caller.Role) < rank(need.role()) {
 		// Refused before any interceptor runs, so the request log never
 		// sees it: said here, by whom and for what.
+		g.refused(RefusedRoleTooLow)
 		g.log.Warn("call refused: role too low", "peer", peerIP(ctx), "method", info.FullMethodName,
 			"caller", caller.Name, "role", display.Role(caller.Role), "needs", need.String())
 		return ctx, apierr.RoleTooLow(caller.Name, display.Role(caller.Role), info.FullMethodName[strings.LastIndex(info.FullMethodName, "/")+1:], need.String())
@@ -263,16 +307,19 @@ func (g *Gate) passed(ctx context.Context, method string) error {
 
 // refuse answers a failed authentication: Unauthenticated with msg, or
 // ResourceExhausted once the peer's address has failed too often. Each
-// refusal within the rate is logged with what and why (never a secret).
-func (g *Gate) refuse(ctx context.Context, method, what string, why error, msg string) error {
+// refusal is counted under reason, or as rate-limited, and each within the
+// rate is logged with what and why (never a secret).
+func (g *Gate) refuse(ctx context.Context, method string, reason Refusal, what string, why error, msg string) error {
 	addr := peerIP(ctx)
 	if !g.allowFailure(addr) {
+		g.refused(RefusedRateLimited)
 		return status.Error(codes.ResourceExhausted, "too many failed authentications from this address; wait and try again")
 	}
 	args := []any{"peer", addr, "method", method}
 	if why != nil {
 		args = append(args, "reason", why)
 	}
+	g.refused(reason)
 	g.log.Warn(what, args...)
 	return status.Error(codes.Unauthenticated, msg)
 }

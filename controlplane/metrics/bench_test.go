@@ -25,7 +25,7 @@ var scrapeHeaders = http.Header{
 func BenchmarkRender(b *testing.B) {
 	for _, n := range []int{1000, 100000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			m := New()
+			m := New(Options{})
 			m.ReadFleet(bigFleet(n))
 			h := promhttp.HandlerFor(m.Gatherer(), promhttp.HandlerOpts{EnableOpenMetrics: true})
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)

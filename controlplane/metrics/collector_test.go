@@ -146,7 +146,7 @@ navarch_watchers 2
 // unknown remedy by its number, GPUs of unknown health as those not
 // counted healthy, degraded or unhealthy, and one health series per node.
 func TestFleetCollector(t *testing.T) {
-	m := New()
+	m := New(Options{})
 	m.ReadFleet(smallFleet())
 	names := []string{
 		"navarch_nodes", "navarch_nodes_health", "navarch_nodes_reachability", "navarch_gpus_health",
@@ -163,7 +163,7 @@ func TestFleetCollector(t *testing.T) {
 // TestEmptyFleet: a fleet with no node and no breaker status yet still
 // has every labelled series, at zero, and no node series.
 func TestEmptyFleet(t *testing.T) {
-	m := New()
+	m := New(Options{})
 	m.ReadFleet(&fakeFleet{gauges: fleet.Gauges{Summary: &fleetv1.FleetSummary{}}})
 	for _, tt := range []struct {
 		name string
@@ -188,7 +188,7 @@ func TestEmptyFleet(t *testing.T) {
 // TestLint: everything the registry serves, the Go, process and gRPC
 // collectors' series included, passes Prometheus' own lint.
 func TestLint(t *testing.T) {
-	m := New()
+	m := New(Options{})
 	m.ReadFleet(smallFleet())
 	m.Committed([]*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79}}, nil, true)
 	srv := grpc.NewServer()

@@ -3,8 +3,9 @@
 // saved (health events, commands, automatic cordons) and watcher resyncs;
 // the latency and failures of the store's durable writes; the gauges a
 // scrape reads from the fleet's kept totals, with one health series per
-// node and none per GPU; gRPC's server metrics; and the process and Go
-// runtime collectors.
+// node and none per GPU; gRPC's server metrics, and the calls the
+// authentication gate refuses before gRPC's metrics see them; and the
+// process and Go runtime collectors.
 package metrics
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
+	"github.com/navarch/navarch/controlplane/auth"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"github.com/navarch/navarch/store"
 )
@@ -42,12 +44,22 @@ type Metrics struct {
 	resyncs         prometheus.Counter
 	writeDuration   prometheus.Histogram
 	writeFailures   prometheus.Counter
+	authRefused     *prometheus.CounterVec
+}
+
+// Options configures New.
+type Options struct {
+	// KnownXIDs are the XID codes the fault policy names. Each has its
+	// health event series from the start, so that increase() and the
+	// alerts see its first event; codes outside them appear with their
+	// first event.
+	KnownXIDs []uint32
 }
 
 // New builds the registry with the process, Go runtime and gRPC collectors
 // and the counters, every known label combination at zero; ReadFleet adds
 // the fleet's gauges.
-func New() *Metrics {
+func New(o Options) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
@@ -59,7 +71,7 @@ func New() *Metrics {
 		}, []string{"kind", "xid"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "navarch_commands_total",
-			Help: "Commands that reached each status, by command type and status.",
+			Help: "Commands that reached each status, by command type and status; a command handed out again counts once per status, the first time it reaches it.",
 		}, []string{"type", "status"}),
 		commandDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "navarch_command_duration_seconds",
@@ -83,11 +95,16 @@ func New() *Metrics {
 			Name: "navarch_store_write_failures_total",
 			Help: "Durable store writes that failed.",
 		}),
+		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "navarch_auth_refused_total",
+			Help: "gRPC calls the authentication gate refused as their headers arrived, before gRPC's own metrics see them, by reason.",
+		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.grpc, m.events, m.commands, m.commandDuration, m.autoCordons, m.resyncs, m.writeDuration, m.writeFailures,
+		m.authRefused,
 	)
 	// Series that exist from the start, so that rates and alerts see a
 	// zero rather than nothing.
@@ -96,11 +113,19 @@ func New() *Metrics {
 			m.events.WithLabelValues(word, "")
 		}
 	}
+	xid := eventKinds[fleetv1.EventKind_EVENT_KIND_XID]
+	m.events.WithLabelValues(xid, otherXID)
+	for _, code := range o.KnownXIDs {
+		m.events.WithLabelValues(xid, xidCodeLabel(code))
+	}
 	for _, typ := range commandTypes {
 		m.commandDuration.WithLabelValues(typ)
 		for _, st := range commandStatuses {
 			m.commands.WithLabelValues(typ, st)
 		}
+	}
+	for _, r := range auth.Refusals {
+		m.authRefused.WithLabelValues(string(r))
 	}
 	return m
 }
@@ -108,9 +133,9 @@ func New() *Metrics {
 // Gatherer is what /metrics serves.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return prometheus.GathererFunc(m.gather) }
 
-// Committed counts a saved change's health events and command statuses,
-// times the commands it ended, and counts an automatic cordon; it is the
-// fleet's Observer.
+// Committed counts a saved change's health events and the statuses its
+// commands reached for the first time, times the commands it ended, and
+// counts an automatic cordon; it is the fleet's Observer.
 func (m *Metrics) Committed(events []*fleetv1.HealthEvent, commands []*fleetv1.Command, autoCordoned bool) {
 	for _, e := range events {
 		m.events.WithLabelValues(eventKindWord(e.GetKind()), xidLabel(e)).Inc()
@@ -131,6 +156,11 @@ func (m *Metrics) Committed(events []*fleetv1.HealthEvent, commands []*fleetv1.C
 // Resynced counts a watcher sent a fresh snapshot after it fell behind.
 func (m *Metrics) Resynced() { m.resyncs.Inc() }
 
+// AuthRefused counts a call the gate refused; the server hands it to the
+// gate, which refuses before any interceptor, gRPC's metrics included,
+// runs.
+func (m *Metrics) AuthRefused(r auth.Refusal) { m.authRefused.WithLabelValues(string(r)).Inc() }
+
 // UnaryServerInterceptor and StreamServerInterceptor count and time every
 // gRPC call by service, method and code.
 func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
@@ -146,14 +176,23 @@ func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 // before its first call. Call it once the services are registered.
 func (m *Metrics) InitializeGRPC(srv *grpc.Server) { m.grpc.InitializeMetrics(srv) }
 
+// otherXID is the xid label of the codes above maxXIDLabel.
+const otherXID = "other"
+
 // xidLabel is the xid label of an event: its code for an XID, empty for
 // another kind.
 func xidLabel(e *fleetv1.HealthEvent) string {
-	switch {
-	case e.GetKind() != fleetv1.EventKind_EVENT_KIND_XID:
+	if e.GetKind() != fleetv1.EventKind_EVENT_KIND_XID {
 		return ""
-	case e.GetXid() > maxXIDLabel:
-		return "other"
 	}
-	return strconv.FormatUint(uint64(e.GetXid()), 10)
+	return xidCodeLabel(e.GetXid())
+}
+
+// xidCodeLabel is an XID code's label: the code, or otherXID above
+// maxXIDLabel.
+func xidCodeLabel(code uint32) string {
+	if code > maxXIDLabel {
+		return otherXID
+	}
+	return strconv.FormatUint(uint64(code), 10)
 }

@@ -3,7 +3,9 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,9 +13,88 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/controlplane/auth"
+	"github.com/navarch/navarch/controlplane/policy"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"github.com/navarch/navarch/store"
 )
+
+// TestSeriesFromTheStart: before anything happens, every XID code the
+// policy names, "other", every other event kind and every reason the gate
+// refuses for has its series at zero, so that increase() and the alerts
+// see the first one; a code the policy does not name waits for its first
+// event.
+func TestSeriesFromTheStart(t *testing.T) {
+	known := policy.Default().KnownXIDs()
+	if len(known) < 50 {
+		t.Fatalf("the default policy names %d XID codes", len(known))
+	}
+	m := New(Options{KnownXIDs: append(known, 4000)})
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]map[string]float64{}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			var labels []string
+			for _, l := range s.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			if series[mf.GetName()] == nil {
+				series[mf.GetName()] = map[string]float64{}
+			}
+			series[mf.GetName()][strings.Join(labels, ",")] = s.GetCounter().GetValue()
+		}
+	}
+	events := series["navarch_health_events_total"]
+	var want []string
+	for _, code := range known {
+		want = append(want, fmt.Sprintf("kind=xid,xid=%d", code))
+	}
+	want = append(want, "kind=xid,xid=other")
+	for k, word := range eventKinds {
+		if k != fleetv1.EventKind_EVENT_KIND_XID {
+			want = append(want, "kind="+word+",xid=")
+		}
+	}
+	for _, r := range auth.Refusals {
+		if v, ok := series["navarch_auth_refused_total"]["reason="+string(r)]; !ok || v != 0 {
+			t.Errorf("navarch_auth_refused_total{reason=%q}: %g, present %t; want 0", r, v, ok)
+		}
+	}
+	for _, w := range want {
+		if v, ok := events[w]; !ok || v != 0 {
+			t.Errorf("navarch_health_events_total{%s}: %g, present %t; want 0", w, v, ok)
+		}
+	}
+	if len(events) != len(want) {
+		t.Errorf("%d health event series, want %d: %v", len(events), len(want), events)
+	}
+}
+
+// TestAuthRefused: each refusal the gate tells of counts under its reason.
+func TestAuthRefused(t *testing.T) {
+	m := New(Options{})
+	m.AuthRefused(auth.RefusedRoleTooLow)
+	m.AuthRefused(auth.RefusedRateLimited)
+	m.AuthRefused(auth.RefusedRateLimited)
+	for _, tt := range []struct {
+		name   string
+		reason auth.Refusal
+		want   float64
+	}{
+		{"role-too-low", auth.RefusedRoleTooLow, 1},
+		{"rate-limited", auth.RefusedRateLimited, 2},
+		{"unauthenticated-none", auth.RefusedUnauthenticated, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := testutil.ToFloat64(m.authRefused.WithLabelValues(string(tt.reason))); got != tt.want {
+				t.Fatalf("navarch_auth_refused_total{reason=%q} = %g, want %g", tt.reason, got, tt.want)
+			}
+		})
+	}
+}
 
 // TestCommitted: each saved event counts under its kind and XID code, each
 // command status under its type, a finished command's time from queued to
@@ -26,7 +107,7 @@ func TestCommitted(t *testing.T) {
 	xid := func(code uint32) *fleetv1.HealthEvent {
 		return &fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: code}
 	}
-	m := New()
+	m := New(Options{})
 	m.Committed([]*fleetv1.HealthEvent{xid(79), xid(79), xid(48), xid(4000)}, []*fleetv1.Command{
 		cmd(fleetv1.CommandType_COMMAND_TYPE_CORDON, fleetv1.CommandStatus_COMMAND_STATUS_PENDING, 0),
 	}, true)
@@ -139,7 +220,7 @@ func (s *failingStore) Apply(_ context.Context, w store.Write) error {
 // TestStoreWrites: each write that succeeds is timed, each that fails is
 // counted and passed on, and an empty one is neither.
 func TestStoreWrites(t *testing.T) {
-	m := New()
+	m := New(Options{})
 	under := &failingStore{}
 	st := m.Store(under)
 	ctx := context.Background()
@@ -170,7 +251,7 @@ func TestStoreWrites(t *testing.T) {
 // TestFamiliesSorted: the node health family goes where its name sorts
 // among the registry's, as Prometheus' own gatherers order them.
 func TestFamiliesSorted(t *testing.T) {
-	m := New()
+	m := New(Options{})
 	m.ReadFleet(smallFleet())
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {
