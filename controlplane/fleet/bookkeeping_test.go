@@ -38,6 +38,8 @@ func TestBookkeepingCloneIsDeep(t *testing.T) {
 			b.open = []*fleetv1.Command{{Id: "cmd-1"}}
 		case "redelivered":
 			b.redelivered = map[string]int{"cmd-1": 1}
+		case "furthest":
+			b.furthest = map[string]fleetv1.CommandStatus{"cmd-1": fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED}
 		case "stopping":
 			b.stopping = true
 		case "unprovision":
@@ -52,7 +54,7 @@ func TestBookkeepingCloneIsDeep(t *testing.T) {
 
 	c := b.clone()
 	if !reflect.DeepEqual(c.open, b.open) || !reflect.DeepEqual(c.redelivered, b.redelivered) ||
-		!reflect.DeepEqual(c.repeats.byGPU, b.repeats.byGPU) || c.stopping != b.stopping ||
+		!reflect.DeepEqual(c.furthest, b.furthest) || !reflect.DeepEqual(c.repeats.byGPU, b.repeats.byGPU) || c.stopping != b.stopping ||
 		c.unprovision != b.unprovision || !c.terminateQueued.Equal(b.terminateQueued) {
 		t.Fatalf("clone differs:\n got %+v\nwant %+v", c, b)
 	}
@@ -63,7 +65,9 @@ func TestBookkeepingCloneIsDeep(t *testing.T) {
 	b.repeats.forget(0)
 	b.open[0] = &fleetv1.Command{Id: "cmd-2"}
 	b.redelivered["cmd-1"] = 5
-	if c.open[0].GetId() != "cmd-1" || c.redelivered["cmd-1"] != 1 || len(c.repeats.byGPU) != 1 {
+	b.furthest["cmd-1"] = fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED
+	if c.open[0].GetId() != "cmd-1" || c.redelivered["cmd-1"] != 1 || len(c.repeats.byGPU) != 1 ||
+		c.furthest["cmd-1"] != fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED {
 		t.Fatalf("the clone shares state with the original: %+v", c)
 	}
 	if !reflect.DeepEqual(c.repeats.byGPU[0], before) {

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +20,10 @@ type change struct {
 	commands []*fleetv1.Command
 	insert   bool // the node is new: add it to the fleet
 	remove   bool // the node leaves the fleet with everything stored for it
+	// again are those of commands in a status the command reached before
+	// (handed out again, or an answer repeated): saved and published, but
+	// not told to the observer.
+	again []*fleetv1.Command
 	// reach, when set, is the node's reachability after the change.
 	reach fleetv1.Reachability
 	// dropLive drops the node's heartbeat samples and metrics once the
@@ -34,6 +39,20 @@ type change struct {
 func (c *change) empty() bool {
 	return c.node == nil && len(c.events) == 0 && len(c.commands) == 0 && !c.remove && c.reach == 0 &&
 		len(c.audit) == 0
+}
+
+// firstReached is c's commands but those in again.
+func (c *change) firstReached() []*fleetv1.Command {
+	if len(c.again) == 0 {
+		return c.commands
+	}
+	out := make([]*fleetv1.Command, 0, len(c.commands))
+	for _, cmd := range c.commands {
+		if !slices.Contains(c.again, cmd) {
+			out = append(out, cmd)
+		}
+	}
+	return out
 }
 
 // commit writes c to the store (synced), then installs and publishes it.
@@ -79,7 +98,7 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 		f.log.Error("store write failed", "node", id, "err", err)
 		return apierr.NotSaved()
 	}
-	f.observer.Committed(c.events, c.commands, !c.autoCordonedAt.IsZero())
+	f.observer.Committed(c.events, c.firstReached(), !c.autoCordonedAt.IsZero())
 	if c.dropLive {
 		ns.live.mu.Lock()
 		ns.live.samples, ns.live.metrics = nil, nil

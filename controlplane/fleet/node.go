@@ -61,6 +61,10 @@ type bookkeeping struct {
 	// redelivered counts how often each open command was handed out again
 	// for want of an answer; nil until the first time.
 	redelivered map[string]int
+	// furthest is the furthest status each open command reached before it
+	// was put back to PENDING to be handed out again, so that the metrics
+	// count each status once per command; nil until the first time.
+	furthest map[string]fleetv1.CommandStatus
 	// stopping is set while a provider stops the node's instance.
 	stopping bool
 	// unprovision is set while the instance of a provision that timed out
@@ -79,6 +83,7 @@ func (b *bookkeeping) clone() bookkeeping {
 	c.repeats = b.repeats.share()
 	c.open = slices.Clone(b.open)
 	c.redelivered = maps.Clone(b.redelivered)
+	c.furthest = maps.Clone(b.furthest)
 	return c
 }
 

@@ -13,9 +13,11 @@ import (
 // Observer hears what the fleet did once the store has it, so that nothing
 // it counts is a change the store refused.
 type Observer interface {
-	// Committed is told of one change's events and commands once they are
-	// saved, and whether the policy cordoned the node in it. The node's
-	// lock is held: it must not block.
+	// Committed is told of one change's events once they are saved, of
+	// its commands that reached their status for the first time (not a
+	// command put back to PENDING to be handed out again, nor its second
+	// delivery), and whether the policy cordoned the node in it. The
+	// node's lock is held: it must not block.
 	Committed(events []*fleetv1.HealthEvent, commands []*fleetv1.Command, autoCordoned bool)
 	// Resynced is told of each watcher that fell behind and is sent a
 	// fresh snapshot.

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
 // recorder is an Observer that keeps what it is told.
@@ -105,5 +107,66 @@ func TestNodeHealthLeavesOutTerminated(t *testing.T) {
 	want79 := map[fleetv1.Remedy]uint32{fleetv1.Remedy_REMEDY_REBOOT_NODE: 1}
 	if g := f.Gauges(); !maps.Equal(g.Faults, want79) {
 		t.Fatalf("active faults by remedy %v, want %v", g.Faults, want79)
+	}
+}
+
+// TestObserverHearsEachCommandStatusOnce: a command handed out again,
+// for want of an answer or because its agent registered again, and an
+// acknowledgement repeated, are saved and published but not told to the
+// observer again: it hears each status of a command once.
+func TestObserverHearsEachCommandStatusOnce(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	rec := &recorder{}
+	f := newFleet(t, Options{Clock: clock, Observer: rec})
+	register(t, f, "n1", 1)
+	ctx := ctxT(t)
+	if _, err := f.Cordon(ctx, "n1", ""); err != nil {
+		t.Fatal(err)
+	}
+	deliver := func(what string) *fleetv1.Command {
+		t.Helper()
+		got, err := f.NodeCommands(ctx, "n1", 0)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%s: %v %v", what, got, err)
+		}
+		return got[0]
+	}
+	answer := func(id string, st fleetv1.CommandStatus) {
+		t.Helper()
+		if _, err := f.CommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "n1", CommandId: id, Status: st}); err != nil {
+			t.Fatalf("%s: %v", st, err)
+		}
+	}
+	cmd := deliver("first delivery")
+	// Unanswered: handed out again after the poll timeout and a slack.
+	clock.Advance(testConfig().CommandPollTimeout + RedeliverSlack + time.Second)
+	f.Tick(ctx)
+	deliver("redelivery")
+	answer(cmd.GetId(), fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED)
+	answer(cmd.GetId(), fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED)
+	// The agent restarts: what it had acknowledged goes out again.
+	register(t, f, "n1", 1)
+	deliver("delivery after registering again")
+	answer(cmd.GetId(), fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED)
+	answer(cmd.GetId(), fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED)
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var told []fleetv1.CommandStatus
+	for _, c := range rec.commands {
+		if c.GetId() == cmd.GetId() {
+			told = append(told, c.GetStatus())
+		}
+	}
+	want := []fleetv1.CommandStatus{
+		fleetv1.CommandStatus_COMMAND_STATUS_PENDING, fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED,
+		fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
+	}
+	if !slices.Equal(told, want) {
+		t.Fatalf("told %v, want %v", told, want)
+	}
+	history, err := f.store.Commands(ctx, "n1", 0)
+	if err != nil || len(history) != 1 || history[0].GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
+		t.Fatalf("saved: %v %v", history, err)
 	}
 }

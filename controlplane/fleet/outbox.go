@@ -79,23 +79,61 @@ func closeOpen(ns *nodeState, c *change, match func(*fleetv1.Command) bool, st f
 		done.Message = why
 		done.UpdatedAt = ts(now)
 		c.commands = append(c.commands, done)
-		delete(ns.book.redelivered, cmd.GetId())
+		ns.book.closed(cmd.GetId())
 		return true
 	})
 }
 
 // requeue puts the node's open commands that match back to PENDING, to be
-// handed out again. The caller holds ns.mu.
+// handed out again, remembering how far each had gone. The caller holds
+// ns.mu.
 func requeue(ns *nodeState, c *change, match func(*fleetv1.Command) bool, now time.Time) {
 	for i, cmd := range ns.book.open {
 		if match(cmd) {
+			if ns.book.furthest == nil {
+				ns.book.furthest = make(map[string]fleetv1.CommandStatus)
+			}
+			if progress(cmd.GetStatus()) > progress(ns.book.furthest[cmd.GetId()]) {
+				ns.book.furthest[cmd.GetId()] = cmd.GetStatus()
+			}
 			again := proto.CloneOf(cmd)
 			again.Status = fleetv1.CommandStatus_COMMAND_STATUS_PENDING
 			again.UpdatedAt = ts(now)
 			ns.book.open[i] = again
 			c.commands = append(c.commands, again)
+			c.again = append(c.again, again)
 		}
 	}
+}
+
+// progress orders a command's statuses: PENDING, DELIVERED, ACKNOWLEDGED,
+// then the final ones. A command moves forward through them but when it
+// is put back to PENDING to be handed out again.
+func progress(s fleetv1.CommandStatus) int {
+	switch s {
+	case fleetv1.CommandStatus_COMMAND_STATUS_UNSPECIFIED:
+		return 0
+	case fleetv1.CommandStatus_COMMAND_STATUS_PENDING:
+		return 1
+	case fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED:
+		return 2
+	case fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED:
+		return 3
+	}
+	return 4
+}
+
+// reachedBefore says whether the open command cmd has been in status st
+// before: it is there or further on now, or was before it was handed out
+// again.
+func (b *bookkeeping) reachedBefore(cmd *fleetv1.Command, st fleetv1.CommandStatus) bool {
+	return progress(st) <= max(progress(cmd.GetStatus()), progress(b.furthest[cmd.GetId()]))
+}
+
+// closed forgets what was kept of an open command that finished.
+func (b *bookkeeping) closed(id string) {
+	delete(b.redelivered, id)
+	delete(b.furthest, id)
 }
 
 // anyCommand matches every command, for cancelOpen.
@@ -160,13 +198,16 @@ func (f *Fleet) NodeCommands(ctx context.Context, nodeID string, wait time.Durat
 func (f *Fleet) deliver(ctx context.Context, ns *nodeState) ([]*fleetv1.Command, <-chan struct{}, error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	var out []*fleetv1.Command
+	var out, again []*fleetv1.Command
 	now := f.clock.Now()
 	for i, cmd := range ns.book.open {
 		if cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
 			d := proto.CloneOf(cmd)
 			d.Status = fleetv1.CommandStatus_COMMAND_STATUS_DELIVERED
 			d.UpdatedAt = ts(now)
+			if ns.book.reachedBefore(cmd, d.GetStatus()) {
+				again = append(again, d)
+			}
 			ns.book.open[i] = d
 			out = append(out, d)
 		}
@@ -174,7 +215,7 @@ func (f *Fleet) deliver(ctx context.Context, ns *nodeState) ([]*fleetv1.Command,
 	if len(out) == 0 {
 		return nil, ns.wake, nil
 	}
-	err := f.commit(ctx, ns, &change{commands: out})
+	err := f.commit(ctx, ns, &change{commands: out, again: again})
 	if err != nil {
 		// Not delivered after all: keep them pending for the next poll.
 		for i, cmd := range ns.book.open {
@@ -210,13 +251,18 @@ func (f *Fleet) CommandResult(ctx context.Context, req *nodev1.ReportCommandResu
 		cmd.RemainingPids = req.GetRemainingPids()
 		cmd.UpdatedAt = ts(now)
 		c := &change{commands: []*fleetv1.Command{cmd}}
+		if ns.book.reachedBefore(ns.book.open[i], cmd.GetStatus()) {
+			// An acknowledgement repeated, or one of a command handed out
+			// again after the agent acknowledged it.
+			c.again = c.commands
+		}
 		if cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED {
 			ns.book.open[i] = cmd
 		} else {
 			// Finished: it leaves the open commands (withNode puts it back
 			// if the change cannot be saved).
 			ns.book.open = slices.Delete(ns.book.open, i, i+1)
-			delete(ns.book.redelivered, cmd.GetId())
+			ns.book.closed(cmd.GetId())
 			n := proto.CloneOf(cur)
 			f.commandFinished(ns, n, c, cmd, now)
 			if !proto.Equal(n, cur) {
