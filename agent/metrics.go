@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 
 	"github.com/navarch/navarch/agent/gpu"
@@ -170,11 +169,17 @@ var (
 			"3 unhealthy (lost, uncorrected ECC errors, a row remap pending or failed, NVLink links down, a recovery action asked for).",
 		gpuLabels, nil)
 	lastXIDDesc = prometheus.NewDesc("DCGM_FI_DEV_XID_ERRORS",
-		"Value of the last XID error encountered (0 before any).", gpuLabels, nil)
+		"Value of the last XID error encountered (0 before any), the kernel log's backlog included.", gpuLabels, nil)
 	xidCountDesc = prometheus.NewDesc("navarch_gpu_xid_errors_total",
-		"XIDs the GPU raised since the agent started, by code.", append(slices.Clone(gpuLabels), "xid"), nil)
+		"XIDs the GPU raised since the agent started, by code; a code's series appears at its first XID. "+
+			"XIDs from before the start, in the kernel log's backlog, are not counted.",
+		append(slices.Clone(gpuLabels), "xid"), nil)
+	xidEventsDesc = prometheus.NewDesc("navarch_gpu_xid_events_total",
+		"XIDs the GPU raised since the agent started, all codes; 0 from the first scrape, so increase() sees the first XID. "+
+			"XIDs from before the start, in the kernel log's backlog, are not counted.",
+		gpuLabels, nil)
 	lastXIDTimeDesc = prometheus.NewDesc("navarch_gpu_last_xid_timestamp_seconds",
-		"When the GPU's last XID came, in Unix seconds; absent before any.", gpuLabels, nil)
+		"When the GPU's last XID came, in Unix seconds, the kernel log's backlog included; absent before any.", gpuLabels, nil)
 	bufferedDesc = prometheus.NewDesc("navarch_agent_buffered_events",
 		"Health events waiting to be sent to the control plane.", nil, nil)
 	droppedDesc = prometheus.NewDesc("navarch_agent_dropped_events_total",
@@ -228,7 +233,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, s := range gpuTable {
 		ch <- s.desc
 	}
-	for _, d := range []*prometheus.Desc{gpuHealthDesc, lastXIDDesc, xidCountDesc, lastXIDTimeDesc, bufferedDesc, droppedDesc, lastContactDesc, gpusDesc, infoDesc} {
+	for _, d := range []*prometheus.Desc{gpuHealthDesc, lastXIDDesc, xidCountDesc, xidEventsDesc, lastXIDTimeDesc, bufferedDesc, droppedDesc, lastContactDesc, gpusDesc, infoDesc} {
 		ch <- d
 	}
 }
@@ -291,33 +296,46 @@ func (a *Agent) gpuLabelValues(index uint32, g *fleetv1.Gpu) []string {
 	return []string{i, g.GetUuid(), "nvidia" + i, g.GetName(), host, g.GetPciBusId()}
 }
 
-// newMetrics is the registry the agent's metrics listener serves: its own
-// collector, and the Go runtime's and the process's.
+// newMetrics is the registry of the agent's own series. The Go runtime's
+// and the process's are the metrics listener's (cmd/navarch-agent), which
+// serves them from before the agent exists. XIDs count from now: those
+// older, in the kernel log's backlog, were counted by the agent that ran
+// before.
 func newMetrics(a *Agent) *prometheus.Registry {
+	a.xids.since = a.clock.Now()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collector{a})
 	return reg
 }
 
-// Metrics is what the agent's metrics listener serves.
+// Metrics is the agent's own series: each GPU's, its XIDs, its event
+// buffer and its contact with the control plane.
 func (a *Agent) Metrics() prometheus.Gatherer { return a.metrics }
 
 // xidTally counts the XIDs the agent reports, by GPU and code. A count only
 // grows, so an XID never sticks the way dcgm-exporter's last-XID gauge
 // does; the last code and its time are kept beside it.
 type xidTally struct {
+	// since is when the agent started. An XID older than that comes from
+	// the kernel log's backlog, read again at every start: counting it
+	// would count it again after each restart, so it only sets the last
+	// code and time.
+	since time.Time
+
 	mu   sync.Mutex
 	gpus map[int32]*gpuXIDs
 }
 
 type gpuXIDs struct {
+	events uint64
 	byCode map[uint32]uint64
 	last   uint32
 	at     time.Time
 }
 
-// add counts an XID event. One that names no GPU of the inventory (a
-// kernel-log line for a bus id the node lacks) has no series to count in.
+// add counts an XID event and keeps it as the last when it is the newest.
+// One that names no GPU of the inventory (a kernel-log line for a bus id
+// the node lacks) has no series to count in.
 func (t *xidTally) add(e *fleetv1.HealthEvent) {
 	if e.GetKind() != fleetv1.EventKind_EVENT_KIND_XID || e.GetGpuIndex() < 0 {
 		return
@@ -332,21 +350,32 @@ func (t *xidTally) add(e *fleetv1.HealthEvent) {
 		x = &gpuXIDs{byCode: make(map[uint32]uint64)}
 		t.gpus[e.GetGpuIndex()] = x
 	}
-	x.byCode[e.GetXid()]++
-	x.last, x.at = e.GetXid(), e.GetTime().AsTime()
+	at := e.GetTime().AsTime()
+	if !at.Before(t.since) {
+		x.events++
+		x.byCode[e.GetXid()]++
+	}
+	// An XID from NVML waits for its kernel-log line, so one may come
+	// after a later one.
+	if !at.Before(x.at) {
+		x.last, x.at = e.GetXid(), at
+	}
 }
 
-// collect emits a GPU's XID series.
+// collect emits a GPU's XID series; the count of all codes is there from
+// the first scrape.
 func (t *xidTally) collect(ch chan<- prometheus.Metric, index int32, labels []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	x := t.gpus[index]
 	if x == nil {
 		ch <- prometheus.MustNewConstMetric(lastXIDDesc, prometheus.GaugeValue, 0, labels...)
+		ch <- prometheus.MustNewConstMetric(xidEventsDesc, prometheus.CounterValue, 0, labels...)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(lastXIDDesc, prometheus.GaugeValue, float64(x.last), labels...)
 	ch <- prometheus.MustNewConstMetric(lastXIDTimeDesc, prometheus.GaugeValue, float64(x.at.UnixNano())/1e9, labels...)
+	ch <- prometheus.MustNewConstMetric(xidEventsDesc, prometheus.CounterValue, float64(x.events), labels...)
 	for code, n := range x.byCode {
 		ch <- prometheus.MustNewConstMetric(xidCountDesc, prometheus.CounterValue, float64(n), append(slices.Clone(labels), strconv.FormatUint(uint64(code), 10))...)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -193,6 +194,15 @@ func TestMetricsFromTheLatestReading(t *testing.T) {
 	if n := len(s["navarch_gpu_xid_errors_total"].GetMetric()); n != 2 {
 		t.Errorf("%d XID counters, want GPU 1's two", n)
 	}
+	// Every GPU's count of all codes is there, at 0 before its first XID.
+	for i, want := range []float64{0, 3, 0, 0} {
+		if got := s.gpuValue(t, "navarch_gpu_xid_events_total", i); got != want {
+			t.Errorf("navarch_gpu_xid_events_total for GPU %d = %v, want %v", i, got, want)
+		}
+	}
+	if typ := s["navarch_gpu_xid_events_total"].GetType(); typ != dto.MetricType_COUNTER {
+		t.Errorf("navarch_gpu_xid_events_total is a %v", typ)
+	}
 	at := s.gpuValue(t, "navarch_gpu_last_xid_timestamp_seconds", 1)
 	if at < float64(before.Unix()) || at > float64(after.Unix()+1) {
 		t.Errorf("last XID at %v, want within %v–%v", at, before.Unix(), after.Unix())
@@ -202,7 +212,7 @@ func TestMetricsFromTheLatestReading(t *testing.T) {
 	}
 
 	// The lost GPU: its health and XIDs, nothing read.
-	if got, want := s.families(3), []string{"DCGM_FI_DEV_XID_ERRORS", "navarch_gpu_health"}; !slices.Equal(got, want) {
+	if got, want := s.families(3), []string{"DCGM_FI_DEV_XID_ERRORS", "navarch_gpu_health", "navarch_gpu_xid_events_total"}; !slices.Equal(got, want) {
 		t.Errorf("lost GPU 3 has %v, want %v", got, want)
 	}
 	if got := s.gpuValue(t, "navarch_gpu_health", 3); got != gpuUnhealthy {
@@ -214,12 +224,98 @@ func TestMetricsFromTheLatestReading(t *testing.T) {
 	if _, ok := s.series("navarch_agent_info", map[string]string{"node": "node-a"}); !ok {
 		t.Error("no navarch_agent_info naming node-a")
 	}
-	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
-		if _, ok := s[name]; !ok {
-			t.Errorf("no %s: the Go and process collectors are missing", name)
+	lint(t, s)
+}
+
+// TestMetricsLeaveTheKernelLogBacklogUncounted: the XIDs the kernel log
+// held from before the agent started, which it reads again at every start,
+// are sent to the control plane and set the last XID, but are not counted
+// again; an XID after the start is.
+func TestMetricsLeaveTheKernelLogBacklogUncounted(t *testing.T) {
+	cp := newFakeCP(t)
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	boot := start.Add(-time.Hour)
+	klog := newFakeKernelLog()
+	r := startAgent(t, cp, simnvml.Options{GPUs: 2}, func(o *Options) {
+		o.Clock = clockwork.NewFakeClockAt(start)
+		o.KernelLog = func() (io.ReadCloser, error) { return klog, nil }
+		o.KernelBoot = func() (time.Time, error) { return boot, nil }
+	})
+	cp.mu.Lock()
+	inv := cp.registrations[0].GetGpus()
+	cp.mu.Unlock()
+	line := func(seq int, at time.Time, g *fleetv1.Gpu, code int) string {
+		return fmt.Sprintf("4,%d,%d,-;NVRM: Xid (%s): %d, pid='<unknown>', name=<unknown>, test\n",
+			seq, at.Sub(boot).Microseconds(), kernelBus(t, g.GetPciBusId()), code)
+	}
+	klog.records <- line(10, boot.Add(10*time.Minute), inv[0], 31)
+	klog.records <- line(11, boot.Add(20*time.Minute), inv[0], 43)
+	klog.records <- line(12, start, inv[1], 13)
+	testutil.Eventually(t, "the three XIDs sent", func() bool { return xidEventCount(cp) == 3 })
+
+	s := gather(t, r.a)
+	for i, want := range []float64{0, 1} {
+		if got := s.gpuValue(t, "navarch_gpu_xid_events_total", i); got != want {
+			t.Errorf("navarch_gpu_xid_events_total for GPU %d = %v, want %v", i, got, want)
 		}
 	}
-	lint(t, s)
+	if ms := s["navarch_gpu_xid_errors_total"].GetMetric(); len(ms) != 1 || labelsOf(ms[0])["xid"] != "13" || value(ms[0]) != 1 {
+		t.Errorf("navarch_gpu_xid_errors_total %v, want GPU 1's XID 13 alone", ms)
+	}
+	for i, want := range []struct {
+		code float64
+		at   time.Time
+	}{{43, boot.Add(20 * time.Minute)}, {13, start}} {
+		if got := s.gpuValue(t, "DCGM_FI_DEV_XID_ERRORS", i); got != want.code {
+			t.Errorf("GPU %d's last XID %v, want %v", i, got, want.code)
+		}
+		if got := s.gpuValue(t, "navarch_gpu_last_xid_timestamp_seconds", i); got != float64(want.at.Unix()) {
+			t.Errorf("GPU %d's last XID at %v, want %v", i, got, want.at.Unix())
+		}
+	}
+}
+
+func TestXIDTally(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	type xid struct {
+		gpu  int32
+		code uint32
+		at   time.Duration // from the agent's start
+	}
+	tests := []struct {
+		name string
+		xids []xid
+		want map[int32]*gpuXIDs
+	}{
+		{"at-the-start", []xid{{0, 13, 0}},
+			map[int32]*gpuXIDs{0: {events: 1, byCode: map[uint32]uint64{13: 1}, last: 13, at: t0}}},
+		{"backlog", []xid{{0, 31, -time.Minute}, {0, 43, -time.Second}},
+			map[int32]*gpuXIDs{0: {byCode: map[uint32]uint64{}, last: 43, at: t0.Add(-time.Second)}}},
+		{"backlog-older-than-known", []xid{{0, 43, -time.Second}, {0, 31, -time.Minute}},
+			map[int32]*gpuXIDs{0: {byCode: map[uint32]uint64{}, last: 43, at: t0.Add(-time.Second)}}},
+		{"backlog-then-new", []xid{{1, 31, -time.Minute}, {1, 13, time.Second}, {1, 13, 2 * time.Second}},
+			map[int32]*gpuXIDs{1: {events: 2, byCode: map[uint32]uint64{13: 2}, last: 13, at: t0.Add(2 * time.Second)}}},
+		{"held-nvml-xid-comes-late", []xid{{0, 79, 10 * time.Second}, {0, 13, 5 * time.Second}},
+			map[int32]*gpuXIDs{0: {events: 2, byCode: map[uint32]uint64{79: 1, 13: 1}, last: 79, at: t0.Add(10 * time.Second)}}},
+		{"no-gpu-of-the-node", []xid{{-1, 79, time.Second}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tally := xidTally{since: t0}
+			for _, x := range tt.xids {
+				tally.add(&fleetv1.HealthEvent{Kind: fleetv1.EventKind_EVENT_KIND_XID, GpuIndex: x.gpu, Xid: x.code, Time: timestamppb.New(t0.Add(x.at))})
+			}
+			if len(tally.gpus) != len(tt.want) {
+				t.Fatalf("GPUs %v, want %v", tally.gpus, tt.want)
+			}
+			for g, want := range tt.want {
+				got := tally.gpus[g]
+				if got == nil || got.events != want.events || !maps.Equal(got.byCode, want.byCode) || got.last != want.last || !got.at.Equal(want.at) {
+					t.Errorf("GPU %d: %+v, want %+v", g, got, want)
+				}
+			}
+		})
+	}
 }
 
 // lint fails on every problem promlint finds but one: the per-GPU series

@@ -115,7 +115,9 @@ func (a *Agent) xidLoop(ctx context.Context) {
 	}
 }
 
-// pushXIDs logs XID events and queues them for the control plane.
+// pushXIDs logs XID events, counts them in the metrics (those from before
+// the agent started, the kernel log's backlog, only as the last XID) and
+// queues them for the control plane, which is told of the backlog too.
 func (a *Agent) pushXIDs(source string, evs ...*fleetv1.HealthEvent) {
 	for _, e := range evs {
 		a.log.Warn("XID", "gpu", e.GetGpuIndex(), "xid", e.GetXid(), "source", source, "kernel_seq", e.GetKernelSeq(), "detail", e.GetMessage())
