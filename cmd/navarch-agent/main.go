@@ -33,7 +33,6 @@ import (
 	"github.com/navarch/navarch/agent/simnvml"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/logging"
-	"github.com/navarch/navarch/internal/metricsserver"
 	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/version"
@@ -76,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	nvidiaSMI := fs.String("nvidia-smi", "nvidia-smi", "`PATH` of the driver's tool that resets a GPU (nvidia-smi --gpu-reset -i N)")
 	rebootCommand := fs.String("reboot-command", "systemctl reboot", "`COMMAND` that reboots the node when an operator asks")
 	noRemedies := fs.Bool("no-remedies", false, "refuse every GPU reset and reboot an operator asks for")
-	metricsListen := fs.String("metrics-listen", "", "`ADDR` to serve Prometheus metrics (each GPU under dcgm-exporter's names) and /healthz on, such as :9400; plain HTTP unless --metrics-web-config says otherwise (default: off)")
+	metricsListen := fs.String("metrics-listen", "", "`ADDR` to serve Prometheus metrics (each GPU under dcgm-exporter's names) and /healthz on, such as :9400, from before the node joins; plain HTTP unless --metrics-web-config says otherwise (default: off)")
 	metricsWebConfig := fs.String("metrics-web-config", "", "`FILE` in Prometheus' web-config format: TLS and basic authentication for --metrics-listen")
 	var logFlags logging.Flags
 	logFlags.Register(fs)
@@ -163,6 +162,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	addr := rpcclient.ServerFromEnv(*server)
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fail("server address %q is not HOST:PORT", addr)
+	}
+	// The metrics listener starts before the node joins: a bad web-config
+	// or a taken address is a usage error found before a join token is
+	// spent, and the process is watched while it waits for the control
+	// plane.
+	var metrics *metricsListener
+	if *metricsListen != "" {
+		metrics, err = startMetrics(*metricsListen, *metricsWebConfig, log)
+		if err != nil {
+			return fail("%v", err)
+		}
+		defer metrics.close()
+		log.Info("serving metrics", "url", metrics.srv.URL())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -261,21 +273,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if *metricsListen != "" {
-		srv, err := metricsserver.Start(metricsserver.Options{
-			Addr: *metricsListen, WebConfigFile: *metricsWebConfig,
-			Gatherer: a.Metrics(), Healthz: a.Healthz, Logger: log,
-		})
-		if err != nil {
-			fmt.Fprintf(stderr, "navarch-agent: %v\n", err)
-			return 1
-		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Close(cctx)
-		}()
-		log.Info("serving metrics", "url", srv.URL())
+	if metrics != nil {
+		metrics.serve(a)
 	}
 	log.Info("agent starting", "node", *nodeID, "server", addr, "simulate", *simulate, "version", version.String())
 	if err := a.Run(ctx); err != nil {

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +74,95 @@ func TestMetricsListen(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
+	}
+}
+
+// TestMetricsListenerProblemsAreUsageErrors: a web-config that cannot be
+// read and an address already taken are found before the node joins, so
+// the join token is not spent (no key is made) and the agent exits 2.
+func TestMetricsListenerProblemsAreUsageErrors(t *testing.T) {
+	bin := testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent")
+	dir := t.TempDir()
+	malformed := filepath.Join(dir, "malformed.yml")
+	if err := os.WriteFile(malformed, []byte("basic_auth_users: [alice]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tests := []struct {
+		name      string
+		listen    string
+		webConfig string
+		want      string
+	}{
+		{"web-config-missing", unusedAddr(t), filepath.Join(dir, "missing.yml"), "metrics web config: open " + filepath.Join(dir, "missing.yml")},
+		{"web-config-malformed", unusedAddr(t), malformed, "metrics web config " + malformed},
+		{"address-taken", taken.Addr().String(), "", "listen on " + taken.Addr().String()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "node-1")
+			args := []string{"--server", unusedAddr(t), "--ca-hash", "sha256:" + strings.Repeat("ab", 32), "--join-token", "join.k8Yq2-secret",
+				"--state-dir", state, "--simulate", "--node-id", "node-1", "--metrics-listen", tt.listen}
+			if tt.webConfig != "" {
+				args = append(args, "--metrics-web-config", tt.webConfig)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, args...)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+				t.Fatalf("exit %v, want 2:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output does not say %q:\n%s", tt.want, out)
+			}
+			if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the state directory was made before the usage error: %v", err)
+			}
+		})
+	}
+}
+
+// TestMetricsServedWhileJoining: while the control plane cannot be reached
+// at first boot, the listener already serves the process's metrics, and
+// /healthz answers 503 "starting" until the agent exists.
+func TestMetricsServedWhileJoining(t *testing.T) {
+	listen := unusedAddr(t)
+	cmd := exec.Command(testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent"),
+		"--server", unusedAddr(t), "--ca-hash", "sha256:"+strings.Repeat("ab", 32), "--join-token", "join.k8Yq2-secret",
+		"--state-dir", filepath.Join(t.TempDir(), "node-1"), "--simulate", "--gpus", "1", "--node-id", "node-1", "--metrics-listen", listen)
+	var logs testutil.SyncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + listen
+	var health, body string
+	stopWithSIGTERM(t, cmd, &logs, func() bool {
+		var code int
+		if code, health = get(base + "/healthz"); code != http.StatusServiceUnavailable {
+			return false
+		}
+		code, body = get(base + "/metrics")
+		return code == http.StatusOK && strings.Contains(logs.String(), "join failed; retrying")
+	})
+	if strings.TrimSpace(health) != "starting" {
+		t.Errorf("/healthz says %q, want starting", health)
+	}
+	for _, want := range []string{"process_resident_memory_bytes ", "go_goroutines "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "navarch_agent_") || strings.Contains(body, "DCGM_FI_") {
+		t.Errorf("/metrics has the agent's series before the agent exists:\n%s", body)
+	}
+	if strings.Contains(logs.String(), "agent starting") {
+		t.Errorf("the agent started without joining:\n%s", logs.String())
 	}
 }
