@@ -90,6 +90,7 @@ var contractMetrics = map[string]string{
 	"DCGM_FI_DEV_CLOCK_THROTTLE_REASONS":            "gauge",
 	"navarch_gpu_nvlinks_up":                        "gauge",
 	"navarch_gpu_health":                            "gauge",
+	"navarch_gpu_xid_events_total":                  "counter",
 	"navarch_gpu_xid_errors_total":                  "counter",
 	"navarch_gpu_last_xid_timestamp_seconds":        "gauge",
 	"navarch_agent_buffered_events":                 "gauge",
@@ -408,6 +409,7 @@ func TestPrometheusQueriesNameOnlyContractMetrics(t *testing.T) {
 			"navarch_nodes", "navarch_nodes_health", "navarch_gpus_health", "navarch_node_health", "navarch_breaker_tripped",
 			"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_GPU_UTIL", "navarch_health_events_total",
 			"navarch_command_duration_seconds_bucket", "navarch_watchers", "navarch_watch_resyncs_total",
+			"navarch_gpu_xid_events_total",
 		}},
 		{"alert-rules", rules, []string{
 			"navarch_node_health", "navarch_breaker_tripped", "navarch_agent_last_contact_timestamp_seconds", "up",
@@ -814,6 +816,14 @@ scrape_configs:
 	})
 	api.waitQuery("node-a's agent counting the XID 79", fmt.Sprintf(`navarch_gpu_xid_errors_total{instance=%q, xid="79"}`, agents["node-a"]), func(s []sample) bool {
 		return len(s) == 1 && s[0].Value >= 1 && s[0].Metric["gpu"] == "1"
+	})
+	api.waitQuery("every GPU's XIDs counted, at 0 where none came", "navarch_gpu_xid_events_total", func(s []sample) bool {
+		per := map[string]float64{}
+		for _, x := range s {
+			per[x.Metric["instance"]+" GPU "+x.Metric["gpu"]] = x.Value
+		}
+		a, b := agents["node-a"], agents["node-b"]
+		return len(per) == 4 && per[a+" GPU 0"] == 0 && per[a+" GPU 1"] >= 1 && per[b+" GPU 0"] == 0 && per[b+" GPU 1"] == 0
 	})
 	temps := api.waitQuery("both agents' GPU temperatures under dcgm-exporter's name", `DCGM_FI_DEV_GPU_TEMP`, func(s []sample) bool {
 		per := map[string]int{}
