@@ -61,6 +61,7 @@ var contractMetrics = map[string]string{
 	"navarch_store_write_duration_seconds": "histogram",
 	"navarch_store_write_failures_total":   "counter",
 	"navarch_fleet_revision":               "gauge",
+	"navarch_auth_refused_total":           "counter",
 	// The agent: dcgm-exporter's names, then Navarch's own.
 	"DCGM_FI_DEV_GPU_TEMP":                          "gauge",
 	"DCGM_FI_DEV_MEMORY_TEMP":                       "gauge",
@@ -413,7 +414,7 @@ func TestPrometheusQueriesNameOnlyContractMetrics(t *testing.T) {
 		}},
 		{"alert-rules", rules, []string{
 			"navarch_node_health", "navarch_breaker_tripped", "navarch_agent_last_contact_timestamp_seconds", "up",
-			"navarch_agent_dropped_events_total", "navarch_watch_resyncs_total",
+			"navarch_agent_dropped_events_total", "navarch_watch_resyncs_total", "navarch_auth_refused_total",
 		}},
 	}
 	for _, tt := range tests {
