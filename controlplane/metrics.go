@@ -23,8 +23,9 @@ type interceptors struct {
 	stream []grpc.StreamServerInterceptor
 }
 
-// grpcMetrics are the interceptors that count and time every call, when
-// metrics are served; none otherwise.
+// grpcMetrics are the interceptors that count and time every call the
+// gate lets in, when metrics are served; none otherwise. The gate counts
+// the calls it refuses itself.
 func (s *Server) grpcMetrics() interceptors {
 	if s.cfg.MetricsListen == "" {
 		return interceptors{}

@@ -162,7 +162,8 @@ func (m *Metrics) Resynced() { m.resyncs.Inc() }
 func (m *Metrics) AuthRefused(r auth.Refusal) { m.authRefused.WithLabelValues(string(r)).Inc() }
 
 // UnaryServerInterceptor and StreamServerInterceptor count and time every
-// gRPC call by service, method and code.
+// gRPC call that reaches the interceptors, by service, method and code: a
+// call refused at the tap never does, and is counted by AuthRefused.
 func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return m.grpc.UnaryServerInterceptor()
 }
