@@ -76,7 +76,15 @@ func TestFlagsAndConfigErrors(t *testing.T) {
 type controlPlane struct {
 	cmd  *exec.Cmd
 	addr string
+	mu   sync.Mutex // guards logs, written as the process logs
 	logs *bytes.Buffer
+}
+
+// output is what the control plane has logged so far.
+func (cp *controlPlane) output() string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.logs.String()
 }
 
 var servingRE = regexp.MustCompile(`msg="control plane serving" listen=(\S+)`)
@@ -93,13 +101,12 @@ func startBinary(t *testing.T, args ...string) *controlPlane {
 	}
 	cp := &controlPlane{cmd: cmd, logs: &bytes.Buffer{}}
 	found := make(chan string, 1)
-	var mu sync.Mutex
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			mu.Lock()
+			cp.mu.Lock()
 			cp.logs.WriteString(sc.Text() + "\n")
-			mu.Unlock()
+			cp.mu.Unlock()
 			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
@@ -264,5 +271,29 @@ func TestSIGTERMShutsDownCleanly(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("did not stop within 15s of SIGTERM")
+	}
+}
+
+// TestSIGTERMWithTheDataDirectoryGone: a control plane whose data
+// directory was deleted under it still stops on SIGTERM, well within a
+// service manager's stop timeout, saying what was lost.
+func TestSIGTERMWithTheDataDirectoryGone(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cp := startBinary(t, "--data-dir", dir, "--insecure")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- cp.cmd.Wait() }()
+	select {
+	case <-errc:
+		if !strings.Contains(cp.output(), "is gone") {
+			t.Fatalf("the logs do not say the data directory is gone:\n%s", cp.output())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("still running 30 s after SIGTERM with its data directory gone:\n%s", cp.output())
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +60,7 @@ const DefaultAuditRetention = 90 * 24 * time.Hour
 // Store is an open Badger database.
 type Store struct {
 	db             *badger.DB
+	dir            string // empty in memory
 	retention      time.Duration
 	auditRetention time.Duration
 	cap            int
@@ -124,6 +127,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db:             db,
+		dir:            bo.Dir,
 		retention:      opts.EventRetention,
 		auditRetention: opts.AuditRetention,
 		cap:            opts.EventsPerNode,
@@ -163,10 +167,26 @@ func (s *Store) Close() error {
 	s.life.Unlock()
 	close(s.stopGC)
 	<-s.gcDone
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close store: %w", err)
+	done := make(chan error, 1)
+	go func() { done <- s.db.Close() }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("close store: %w", err)
+			}
+			return nil
+		case <-tick.C:
+			// Badger retries a flush that cannot be written for ever; with
+			// its directory deleted it never can, and a daemon told to stop
+			// must stop.
+			if _, err := os.Stat(s.dir); s.dir != "" && errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("close store: its directory %s is gone; what was not yet on disk is lost", s.dir)
+			}
+		}
 	}
-	return nil
 }
 
 // gcLoop reclaims value-log space now and then; expired events leave garbage.
