@@ -98,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fail("unexpected argument %q", fs.Arg(0))
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, version.String())
+		fmt.Fprintln(stdout, version.Long("navarch-agent"))
 		return 0
 	}
 	log, err := logFlags.Logger(stderr)

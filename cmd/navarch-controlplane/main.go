@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, version.String())
+		fmt.Fprintln(stdout, version.Long("navarch-controlplane"))
 		return 0
 	}
 	if *printPolicy {

@@ -188,7 +188,7 @@ func run(ctx context.Context, args []string, env Env) error {
 		if len(pos) > 0 {
 			return within(cmd, usagef("version takes no arguments"))
 		}
-		fmt.Fprintln(env.Stdout, version.String())
+		fmt.Fprintln(env.Stdout, version.Long("navarch"))
 		return nil
 	case "demo":
 		if env.Demo == nil {
