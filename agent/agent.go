@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/agent/gpu"
+	"github.com/navarch/navarch/internal/sdnotify"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -223,6 +224,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.reader, a.inv = reader, inv
 	a.mu.Unlock()
 	a.log.Info("GPUs found", "count", len(inv.GPUs), "driver", inv.DriverVersion, "cuda", inv.CUDAVersion, "simulated", a.o.Simulated)
+	// Under systemd (Type=notify), `systemctl start` returns once the GPUs
+	// are read; reaching the control plane may take longer, and the agent
+	// buffers what it sees meanwhile.
+	if _, err := sdnotify.Ready(fmt.Sprintf("watching %d GPUs", len(inv.GPUs))); err != nil {
+		a.log.Warn("telling systemd the agent is ready", "err", err)
+	}
 	for _, g := range reader.Absent() {
 		// Registered as unanswered: the control plane marks it lost.
 		a.log.Warn("GPU did not answer; watching the others", "gpu", g.Index, "err", g.Reason)

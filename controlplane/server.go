@@ -40,6 +40,7 @@ import (
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/internal/metricsserver"
+	"github.com/navarch/navarch/internal/sdnotify"
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -330,6 +331,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	s.serving.Store(true)
 	s.log.Info("control plane serving", "listen", lis.Addr().String(), "data_dir", s.cfg.DataDir,
 		"nodes", s.fleet.Len(), "version", version.String())
+	// Under systemd (Type=notify), `systemctl start` returns now.
+	if _, err := sdnotify.Ready("serving on " + lis.Addr().String()); err != nil {
+		s.log.Warn("telling systemd the control plane is ready", "err", err)
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -344,6 +349,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 func (s *Server) shutdown() {
 	s.log.Info("control plane shutting down")
+	_, _ = sdnotify.Stopping()
 	s.serving.Store(false)
 	s.health.Shutdown()
 	s.fleet.StopServing()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,5 +296,41 @@ func TestSIGTERMWithTheDataDirectoryGone(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("still running 30 s after SIGTERM with its data directory gone:\n%s", cp.output())
+	}
+}
+
+// TestTellsSystemdWhenReady: under systemd (Type=notify) the control plane
+// says READY=1 once it serves, and STOPPING=1 on SIGTERM.
+func TestTellsSystemdWhenReady(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cmd := exec.Command(binary, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--insecure")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	read := func() string {
+		t.Helper()
+		buf := make([]byte, 512)
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("systemd heard nothing: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := read(); !strings.HasPrefix(got, "READY=1\n") || !strings.Contains(got, "STATUS=serving on 127.0.0.1:") {
+		t.Fatalf("first notification %q, want READY=1 with the address", got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("on SIGTERM systemd heard %q, want STOPPING=1", got)
 	}
 }
