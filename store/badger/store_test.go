@@ -1,4 +1,5 @@
 package badgerstore
+
 import (
 	"context"
 	"fmt"
