@@ -4,11 +4,17 @@
 package deploy
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // TestSystemdUnitsVerify runs systemd-analyze verify on both units, with
@@ -73,4 +79,97 @@ func TestSystemdUnitsAreHardened(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKubernetesManifests parses deploy/kubernetes and checks that the
+// agent's DaemonSet hangs together: its selector matches its pods, every
+// volume it mounts and every Secret it reads is defined, its probes reach
+// the port its metrics listen on, and it sees what the agent needs.
+func TestKubernetesManifests(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("kubernetes", "navarch-agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	byKind := map[string][]map[string]any{}
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		if doc == nil {
+			continue
+		}
+		kind, _ := doc["kind"].(string)
+		byKind[kind] = append(byKind[kind], doc)
+	}
+	if len(byKind["DaemonSet"]) != 1 || len(byKind["Secret"]) != 1 || len(byKind["Namespace"]) != 1 {
+		t.Fatalf("kinds %v, want a Namespace, a Secret and a DaemonSet", keys(byKind))
+	}
+	get := func(v any, path ...string) any {
+		for _, p := range path {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[p]
+		}
+		return v
+	}
+	ds := byKind["DaemonSet"][0]
+	secret := get(byKind["Secret"][0], "metadata", "name")
+	sel := get(ds, "spec", "selector", "matchLabels").(map[string]any)
+	labels := get(ds, "spec", "template", "metadata", "labels").(map[string]any)
+	for k, v := range sel {
+		if labels[k] != v {
+			t.Errorf("selector %s=%v does not match the pods' labels %v", k, v, labels)
+		}
+	}
+	pod := get(ds, "spec", "template", "spec").(map[string]any)
+	if pod["hostPID"] != true || get(pod, "nodeSelector", "nvidia.com/gpu.present") != "true" {
+		t.Error("the agent must see the host's processes and run on GPU nodes only")
+	}
+	volumes := map[string]bool{}
+	for _, v := range pod["volumes"].([]any) {
+		volumes[get(v, "name").(string)] = true
+		if s := get(v, "secret", "secretName"); s != nil && s != secret {
+			t.Errorf("volume reads Secret %v, which is not defined", s)
+		}
+	}
+	c := pod["containers"].([]any)[0]
+	args := fmt.Sprint(get(c, "args"))
+	for _, want := range []string{"--metrics-listen=:9400", "--kernel-log=/dev/kmsg", "--state-dir=/var/lib/navarch-agent"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %s lack %s", args, want)
+		}
+	}
+	for _, m := range get(c, "volumeMounts").([]any) {
+		if !volumes[get(m, "name").(string)] {
+			t.Errorf("mount %v names no volume", get(m, "name"))
+		}
+	}
+	for _, e := range get(c, "envFrom").([]any) {
+		if s := get(e, "secretRef", "name"); s != secret {
+			t.Errorf("envFrom reads Secret %v, which is not defined", s)
+		}
+	}
+	port := get(c, "ports").([]any)[0]
+	if get(port, "name") != "metrics" || get(port, "containerPort") != 9400 {
+		t.Errorf("metrics port %v", port)
+	}
+	for _, probe := range []string{"startupProbe", "livenessProbe"} {
+		if get(c, probe, "httpGet", "path") != "/healthz" || get(c, probe, "httpGet", "port") != "metrics" {
+			t.Errorf("%s does not ask /healthz on the metrics port", probe)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
