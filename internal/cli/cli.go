@@ -190,6 +190,22 @@ func run(ctx context.Context, args []string, env Env) error {
 		}
 		fmt.Fprintln(env.Stdout, version.Long("navarch"))
 		return nil
+	case "completion":
+		fs := flag.NewFlagSet("completion", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		pos, err := parse(fs, cargs)
+		if err != nil {
+			return within(cmd, err)
+		}
+		if len(pos) != 1 {
+			return within(cmd, usagef("completion takes one shell: bash, zsh or fish"))
+		}
+		script, err := completionScript(pos[0])
+		if err != nil {
+			return within(cmd, err)
+		}
+		fmt.Fprint(env.Stdout, script)
+		return nil
 	case "demo":
 		if env.Demo == nil {
 			return usagef("this build has no demo")

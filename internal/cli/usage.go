@@ -74,6 +74,8 @@ var commands = []command{
 		synopsis: "[--nodes N] [--gpus N] [--keep] [--data-dir DIR] [--bin DIR] [--fault-every DURATION] [--log-level LEVEL] [--log-format FORMAT]",
 		flags:    demoFlags},
 	{name: "version", summary: "print the version"},
+	{name: "completion", summary: "print a shell completion script: source <(navarch completion bash)",
+		synopsis: "bash|zsh|fish"},
 	{name: "help", summary: "print this usage, or one command's",
 		synopsis: "[COMMAND]"},
 }
