@@ -99,6 +99,13 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 		return apierr.NotSaved()
 	}
 	f.observer.Committed(c.events, c.firstReached(), !c.autoCordonedAt.IsZero())
+	if c.node != nil {
+		var prev *fleetv1.Node
+		if !c.insert {
+			prev = ns.node.Load()
+		}
+		f.observer.NodeChanged(prev, c.node)
+	}
 	if c.dropLive {
 		ns.live.mu.Lock()
 		ns.live.samples, ns.live.metrics = nil, nil

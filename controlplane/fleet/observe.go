@@ -19,6 +19,14 @@ type Observer interface {
 	// delivery), and whether the policy cordoned the node in it. The
 	// node's lock is held: it must not block.
 	Committed(events []*fleetv1.HealthEvent, commands []*fleetv1.Command, autoCordoned bool)
+	// NodeChanged is told of a node's durable state once a change of it
+	// is saved: prev is what it was (nil for a node new to the fleet),
+	// next what it is now. The node's lock is held: it must not block.
+	NodeChanged(prev, next *fleetv1.Node)
+	// BreakerTripped is told when the auto-cordon breaker trips, with its
+	// status then. The breaker lives in memory: this is the one thing told
+	// that the store does not hold. It must not block.
+	BreakerTripped(status *fleetv1.BreakerStatus)
 	// Resynced is told of each watcher that fell behind and is sent a
 	// fresh snapshot.
 	Resynced()
@@ -29,6 +37,8 @@ type noObserver struct{}
 
 func (noObserver) Committed([]*fleetv1.HealthEvent, []*fleetv1.Command, bool) {}
 func (noObserver) Resynced()                                                  {}
+func (noObserver) NodeChanged(_, _ *fleetv1.Node)                             {}
+func (noObserver) BreakerTripped(*fleetv1.BreakerStatus)                      {}
 
 // Gauges are the fleet's figures at one moment, for a scrape.
 type Gauges struct {

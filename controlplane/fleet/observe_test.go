@@ -19,6 +19,8 @@ type recorder struct {
 	events      []*fleetv1.HealthEvent
 	commands    []*fleetv1.Command
 	autoCordons int
+	lifecycles  []fleetv1.LifecycleState
+	trips       int
 }
 
 func (r *recorder) Committed(events []*fleetv1.HealthEvent, commands []*fleetv1.Command, autoCordoned bool) {
@@ -32,6 +34,20 @@ func (r *recorder) Committed(events []*fleetv1.HealthEvent, commands []*fleetv1.
 }
 
 func (r *recorder) Resynced() {}
+
+func (r *recorder) NodeChanged(prev, next *fleetv1.Node) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev.GetLifecycle() != next.GetLifecycle() {
+		r.lifecycles = append(r.lifecycles, next.GetLifecycle())
+	}
+}
+
+func (r *recorder) BreakerTripped(*fleetv1.BreakerStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trips++
+}
 
 func (r *recorder) xids() int {
 	r.mu.Lock()
@@ -54,13 +70,14 @@ func TestObserverHearsOnlySavedChanges(t *testing.T) {
 	rec := &recorder{}
 	f := newFleet(t, Options{Store: fs, Observer: rec})
 	register(t, f, "n1", 2)
+	registered := len(rec.lifecycles)
 
 	fs.failing.Store(true)
 	if _, err := xid(t, f, "n1", 1, 79); err == nil {
 		t.Fatal("report succeeded with a failing store")
 	}
-	if rec.xids() != 0 || rec.autoCordons != 0 {
-		t.Fatalf("after a failed save: %d XIDs, %d auto-cordons told", rec.xids(), rec.autoCordons)
+	if rec.xids() != 0 || rec.autoCordons != 0 || len(rec.lifecycles) != registered {
+		t.Fatalf("after a failed save: %d XIDs, %d auto-cordons, lifecycles %v told", rec.xids(), rec.autoCordons, rec.lifecycles)
 	}
 
 	fs.failing.Store(false)
@@ -69,6 +86,9 @@ func TestObserverHearsOnlySavedChanges(t *testing.T) {
 	}
 	if rec.xids() != 1 || rec.autoCordons != 1 {
 		t.Fatalf("after a saved report: %d XIDs, %d auto-cordons told, want 1 and 1", rec.xids(), rec.autoCordons)
+	}
+	if got := rec.lifecycles[len(rec.lifecycles)-1]; got != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+		t.Fatalf("last lifecycle told: %v, want CORDONED", got)
 	}
 	last := rec.commands[len(rec.commands)-1]
 	if last.GetType() != fleetv1.CommandType_COMMAND_TYPE_CORDON || last.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_PENDING {

@@ -242,6 +242,7 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 		f.log.Warn("auto-cordon circuit breaker tripped; automatic cordons suspended",
 			"window", f.cfg.AutoCordonWindow, "max_fraction", f.cfg.AutoCordonMaxFraction)
 		f.hub.TotalsChanged()
+		f.observer.BreakerTripped(f.breaker.status(now))
 	}
 	if !ok {
 		if f.cfg.AutoCordon {
