@@ -39,10 +39,12 @@ import (
 	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
+	"github.com/navarch/navarch/controlplane/webhook"
 	"github.com/navarch/navarch/internal/metricsserver"
 	"github.com/navarch/navarch/internal/sdnotify"
 	"github.com/navarch/navarch/internal/version"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 	"github.com/navarch/navarch/store"
 	badgerstore "github.com/navarch/navarch/store/badger"
@@ -80,6 +82,9 @@ type Server struct {
 	// listener when one is configured (metricsServer, else nil).
 	metrics       *metrics.Metrics
 	metricsServer *metricsserver.Server
+	// webhooks send saved node changes and breaker trips to the
+	// configured endpoints.
+	webhooks *webhook.Dispatcher
 	// serving is set while gRPC serves, for /readyz.
 	serving atomic.Bool
 }
@@ -107,6 +112,10 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		if pol, err = policy.LoadFile(o.Config.PolicyFile); err != nil {
 			return nil, err
 		}
+	}
+	endpoints, err := o.Config.webhookEndpoints()
+	if err != nil {
+		return nil, err
 	}
 	st := o.Store
 	if st == nil {
@@ -136,6 +145,18 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 		return nil, fmt.Errorf("load state: %w", err)
 	}
+	hooks, err := webhook.New(webhook.Options{Endpoints: endpoints, Logger: log, Clock: o.Clock})
+	if err != nil {
+		if o.Store == nil {
+			_ = st.Close()
+		}
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			hooks.Close()
+		}
+	}()
 	tokens := auth.NewTokens(st, state.Tokens, o.Clock, log)
 	adminFile, err := tokens.Bootstrap(ctx, o.Config.DataDir)
 	if err != nil {
@@ -155,7 +176,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		Clock:     o.Clock,
 		Logger:    log,
 		Providers: providers,
-		Observer:  m,
+		Observer:  fleetObserver{Metrics: m, hooks: hooks},
 	})
 	if err != nil {
 		if o.Store == nil {
@@ -164,7 +185,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	m.ReadFleet(fl)
-	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, metrics: m}
+	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, metrics: m, webhooks: hooks}
 	creds, ca, err := s.transport(o.Clock)
 	if err == nil && ca != nil {
 		err = s.agentsJoin(ctx, tokens)
@@ -364,6 +385,7 @@ func (s *Server) shutdown() {
 		s.log.Error("closing providers", "err", err)
 	}
 	s.fleet.Close()
+	s.webhooks.Close()
 	if err := s.store.Close(); err != nil {
 		s.log.Error("closing store", "err", err)
 	}
@@ -374,9 +396,21 @@ func (s *Server) shutdown() {
 // never served.
 func (s *Server) Close() error {
 	s.fleet.Close()
+	s.webhooks.Close()
 	s.stopMetrics()
 	return s.store.Close()
 }
+
+// fleetObserver is the fleet's observer: the metrics count what was saved,
+// and the webhooks send its node changes and breaker trips.
+type fleetObserver struct {
+	*metrics.Metrics
+	hooks *webhook.Dispatcher
+}
+
+func (o fleetObserver) NodeChanged(prev, next *fleetv1.Node) { o.hooks.NodeChanged(prev, next) }
+
+func (o fleetObserver) BreakerTripped(s *fleetv1.BreakerStatus) { o.hooks.BreakerTripped(s) }
 
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	defer func() {
