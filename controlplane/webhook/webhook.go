@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/navarch/navarch/internal/display"
+
 	"github.com/jonboulle/clockwork"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -215,18 +217,17 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func lifecycleWord(s fleetv1.LifecycleState) string {
-	if s == fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
-		return ""
-	}
-	return strings.TrimPrefix(s.String(), "LIFECYCLE_STATE_")
-}
+// lifecycleWord and healthWord are the states' names, empty (not the
+// console's "-") for a state that is not set, as for a node just seen.
+func lifecycleWord(s fleetv1.LifecycleState) string { return orEmpty(display.Lifecycle(s)) }
 
-func healthWord(s fleetv1.HealthStatus) string {
-	if s == fleetv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED {
+func healthWord(s fleetv1.HealthStatus) string { return orEmpty(display.Health(s)) }
+
+func orEmpty(word string) string {
+	if word == "-" {
 		return ""
 	}
-	return strings.TrimPrefix(s.String(), "HEALTH_STATUS_")
+	return word
 }
 
 // errPermanent marks an answer that retrying will not change.
