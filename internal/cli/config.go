@@ -134,18 +134,26 @@ func getContexts(args []string, env Env) error {
 	return tw.Flush()
 }
 
-func useContext(args []string, env Env) error {
-	name, err := oneName(configFlags("config use-context"), args)
-	if err != nil {
-		return err
+// existingContext reads the one context name cmd takes and the client
+// configuration, which must have that context.
+func existingContext(cmd string, args []string) (name, path string, cfg *clientConfig, err error) {
+	if name, err = oneName(configFlags(cmd), args); err != nil {
+		return "", "", nil, err
 	}
-	path := statedir.ClientConfig()
-	cfg, err := loadConfig(path)
-	if err != nil {
-		return err
+	path = statedir.ClientConfig()
+	if cfg, err = loadConfig(path); err != nil {
+		return "", "", nil, err
 	}
 	if cfg.find(name) == nil {
-		return noContext(path, name)
+		return "", "", nil, noContext(path, name)
+	}
+	return name, path, cfg, nil
+}
+
+func useContext(args []string, env Env) error {
+	name, path, cfg, err := existingContext("config use-context", args)
+	if err != nil {
+		return err
 	}
 	cfg.CurrentContext = name
 	if err := saveConfig(path, cfg); err != nil {
@@ -245,17 +253,9 @@ func setContext(args []string, env Env) error {
 }
 
 func deleteContext(args []string, env Env) error {
-	name, err := oneName(configFlags("config delete-context"), args)
+	name, path, cfg, err := existingContext("config delete-context", args)
 	if err != nil {
 		return err
-	}
-	path := statedir.ClientConfig()
-	cfg, err := loadConfig(path)
-	if err != nil {
-		return err
-	}
-	if cfg.find(name) == nil {
-		return noContext(path, name)
 	}
 	kept := cfg.Contexts[:0]
 	for _, ctx := range cfg.Contexts {
