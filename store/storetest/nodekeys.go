@@ -19,16 +19,7 @@ func nodeKey(node, key string, boundAt time.Time) *store.NodeKey {
 // every field equal and every time in UTC.
 func checkNodeKeys(t *testing.T, when string, got, want []*store.NodeKey) {
 	t.Helper()
-	var gotIDs, wantIDs []string
-	for _, k := range got {
-		gotIDs = append(gotIDs, k.NodeID)
-	}
-	for _, k := range want {
-		wantIDs = append(wantIDs, k.NodeID)
-	}
-	if !slices.Equal(gotIDs, wantIDs) {
-		t.Fatalf("%s: node keys %v, want %v", when, gotIDs, wantIDs)
-	}
+	checkOrder(t, when, "node keys", got, want, func(k *store.NodeKey) string { return k.NodeID })
 	for i, g := range got {
 		w := want[i]
 		if !bytes.Equal(g.KeyHash, w.KeyHash) {

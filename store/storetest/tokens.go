@@ -34,16 +34,7 @@ func hash(secret string) []byte {
 // field equal and every time in UTC.
 func checkTokens(t *testing.T, when string, got, want []*store.Token) {
 	t.Helper()
-	var gotNames, wantNames []string
-	for _, tok := range got {
-		gotNames = append(gotNames, tok.Name)
-	}
-	for _, tok := range want {
-		wantNames = append(wantNames, tok.Name)
-	}
-	if !slices.Equal(gotNames, wantNames) {
-		t.Fatalf("%s: tokens %v, want %v", when, gotNames, wantNames)
-	}
+	checkOrder(t, when, "tokens", got, want, func(tok *store.Token) string { return tok.Name })
 	for i, g := range got {
 		w := want[i]
 		if g.Role != w.Role || !bytes.Equal(g.Hash, w.Hash) {
@@ -116,4 +107,20 @@ func testTokensReplacedAndOrdered(t *testing.T, open Opener) {
 	want := []*store.Token{a, bb, ops10, replaced}
 	checkTokens(t, "after replacing", load(t, s).Tokens, want)
 	checkTokens(t, "after reopen", load(t, b.restart(s)).Tokens, want)
+}
+
+// checkOrder fails t at once unless got and want name the same records,
+// by name, in the same order.
+func checkOrder[T any](t *testing.T, when, what string, got, want []T, name func(T) string) {
+	t.Helper()
+	names := func(rs []T) []string {
+		out := make([]string, 0, len(rs))
+		for _, r := range rs {
+			out = append(out, name(r))
+		}
+		return out
+	}
+	if g, w := names(got), names(want); !slices.Equal(g, w) {
+		t.Fatalf("%s: %s %v, want %v", when, what, g, w)
+	}
 }
