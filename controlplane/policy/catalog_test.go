@@ -277,7 +277,7 @@ func TestEpisodesCountWithinLookback(t *testing.T) {
 		at = at.Add(24 * time.Hour)
 	}
 	// A week after the first: only the second still counts.
-	at = t0.Add(p.Lookback() + time.Hour)
+	at = t0.Add(p.lookback + time.Hour)
 	ev := xid(48)
 	p.Judge(g, ev, &Repeats{}, at)
 	if ev.GetEscalated() || g.GetRemedyEpisodes() != 2 || len(g.GetRemedyEpisodeTimes()) != 2 {

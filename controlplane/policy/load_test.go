@@ -93,7 +93,7 @@ func TestEscalationMergesFieldByField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.escalateAfter != 3 || p.escalateRemedy != fleetv1.Remedy_REMEDY_REPLACE_GPU || p.Lookback() != Default().Lookback() {
-		t.Fatalf("after %d, remedy %s, lookback %s", p.escalateAfter, p.escalateRemedy, p.Lookback())
+	if p.escalateAfter != 3 || p.escalateRemedy != fleetv1.Remedy_REMEDY_REPLACE_GPU || p.lookback != Default().lookback {
+		t.Fatalf("after %d, remedy %s, lookback %s", p.escalateAfter, p.escalateRemedy, p.lookback)
 	}
 }

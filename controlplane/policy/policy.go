@@ -87,12 +87,6 @@ func (p *Policy) ConditionRule(kind fleetv1.EventKind) (Rule, bool) {
 // new event.
 func (p *Policy) DegradedHold() time.Duration { return p.degradedHold }
 
-// Burst is how close together events of one signal are one incident.
-func (p *Policy) Burst() time.Duration { return p.burst }
-
-// Lookback is how far back remedy episodes count toward escalation.
-func (p *Policy) Lookback() time.Duration { return p.lookback }
-
 // ruleFor returns the rule that judges ev. An XID whose kernel-log text
 // says more than its code (144-150, 154) is judged by what the text says;
 // clears reports that the text ends an earlier fault of the code.
