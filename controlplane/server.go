@@ -157,6 +157,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			hooks.Close()
 		}
 	}()
+	m.WebhookDrops(hooks.Dropped)
 	tokens := auth.NewTokens(st, state.Tokens, o.Clock, log)
 	adminFile, err := tokens.Bootstrap(ctx, o.Config.DataDir)
 	if err != nil {

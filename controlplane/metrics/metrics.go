@@ -161,6 +161,15 @@ func (m *Metrics) Resynced() { m.resyncs.Inc() }
 // runs.
 func (m *Metrics) AuthRefused(r auth.Refusal) { m.authRefused.WithLabelValues(string(r)).Inc() }
 
+// WebhookDrops has navarch_webhook_dropped_total read dropped, the
+// webhook events dropped from full queues so far.
+func (m *Metrics) WebhookDrops(dropped func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "navarch_webhook_dropped_total",
+		Help: "Webhook events dropped because an endpoint's queue was full (the endpoint was down or slow).",
+	}, func() float64 { return float64(dropped()) }))
+}
+
 // UnaryServerInterceptor and StreamServerInterceptor count and time every
 // gRPC call that reaches the interceptors, by service, method and code: a
 // call refused at the tap never does, and is counted by AuthRefused.

@@ -265,3 +265,31 @@ func TestFamiliesSorted(t *testing.T) {
 		t.Fatalf("families %v: not sorted, or without %s", names, nodeHealthName)
 	}
 }
+
+// TestWebhookDrops: the counter reads what the webhooks dropped, at each
+// scrape.
+func TestWebhookDrops(t *testing.T) {
+	m := New(Options{})
+	var dropped uint64 = 7
+	m.WebhookDrops(func() uint64 { return dropped })
+	read := func() float64 {
+		fams, err := m.Gatherer().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() == "navarch_webhook_dropped_total" {
+				return f.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no navarch_webhook_dropped_total")
+		return 0
+	}
+	if got := read(); got != 7 {
+		t.Fatalf("dropped %v, want 7", got)
+	}
+	dropped = 9
+	if got := read(); got != 9 {
+		t.Fatalf("dropped %v after more drops, want 9", got)
+	}
+}

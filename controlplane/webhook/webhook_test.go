@@ -222,8 +222,8 @@ func TestQueueDropsOldest(t *testing.T) {
 	for _, id := range []string{"a", "b", "c", "d"} {
 		s.enqueue(Event{ID: id})
 	}
-	if s.dropped != 2 {
-		t.Fatalf("dropped %d, want 2", s.dropped)
+	if d := (&Dispatcher{senders: []*sender{s}}); s.dropped != 2 || d.Dropped() != 2 {
+		t.Fatalf("dropped %d (the dispatcher says %d), want 2", s.dropped, d.Dropped())
 	}
 	var ids []string
 	for e, ok := s.next(); ok; e, ok = s.next() {
