@@ -98,6 +98,9 @@ func TestReportValidation(t *testing.T) {
 		{"too-many-events", &nodev1.ReportHealthRequest{NodeId: "n1", Events: many}, codes.InvalidArgument, "events"},
 		{"duplicate-metrics", &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{fleettest.CleanMetrics(0), fleettest.CleanMetrics(0)}}, codes.InvalidArgument, "metrics[1].gpu_index"},
 		{"utilization", &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{{UtilizationGpuPercent: 101}}}, codes.InvalidArgument, "metrics[0].utilization_gpu_percent"},
+		{"unnamed-scheduler", &nodev1.ReportHealthRequest{NodeId: "n1", Scheduler: &fleetv1.SchedulerState{State: "IDLE"}}, codes.InvalidArgument, "scheduler.scheduler"},
+		{"scheduler-reason", &nodev1.ReportHealthRequest{NodeId: "n1", Scheduler: &fleetv1.SchedulerState{Scheduler: "slurm", Reason: strings.Repeat("x", 1025)}}, codes.InvalidArgument, "scheduler.reason"},
+		{"scheduler-state-control", &nodev1.ReportHealthRequest{NodeId: "n1", Scheduler: &fleetv1.SchedulerState{Scheduler: "slurm", State: "IDLE\x1b[2J"}}, codes.InvalidArgument, "scheduler.state"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -110,7 +113,7 @@ func TestReportValidation(t *testing.T) {
 		{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, GpuIndex: 0}, {Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, GpuIndex: 9},
 	}})
 	wantCode(t, err, codes.InvalidArgument, "events[1].gpu_index")
-	if d := h.get("n1"); len(d.GetEvents()) != 0 || d.GetNode().GetLifecycle() != active {
+	if d := h.get("n1"); len(d.GetEvents()) != 0 || d.GetNode().GetLifecycle() != active || d.GetNode().GetScheduler() != nil {
 		t.Fatalf("a rejected report changed the node: %v", d.GetEvents())
 	}
 }

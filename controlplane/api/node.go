@@ -58,6 +58,9 @@ func (s *nodeService) RegisterNode(ctx context.Context, req *nodev1.RegisterNode
 	if err := checkInventory(req.GetGpus(), req.GetUnansweredGpus()); err != nil {
 		return nil, err
 	}
+	if err := checkScheduler("scheduler", req.GetScheduler()); err != nil {
+		return nil, err
+	}
 	return s.fleet.Register(ctx, req)
 }
 
@@ -105,6 +108,9 @@ func (s *nodeService) ReportHealth(ctx context.Context, req *nodev1.ReportHealth
 			return nil, invalid(field+".gpu_index", "GPU %d appears twice", m.GetGpuIndex())
 		}
 		seen[m.GetGpuIndex()] = true
+	}
+	if err := checkScheduler("scheduler", req.GetScheduler()); err != nil {
+		return nil, err
 	}
 	return s.fleet.ReportHealth(ctx, req)
 }

@@ -301,3 +301,26 @@ func checkSample(i int, s *fleetv1.GpuSample) error {
 	}
 	return nil
 }
+
+// checkScheduler bounds what an agent says of its node's scheduler state;
+// nil is no scheduler.
+func checkScheduler(field string, s *fleetv1.SchedulerState) error {
+	if s == nil {
+		return nil
+	}
+	if s.GetScheduler() == "" {
+		return invalid(field+".scheduler", "is required")
+	}
+	for _, t := range []struct {
+		name, v string
+		limit   int
+	}{
+		{"scheduler", s.GetScheduler(), MaxShortText}, {"node_name", s.GetNodeName(), MaxShortText},
+		{"state", s.GetState(), MaxShortText}, {"reason", s.GetReason(), MaxReasonLen}, {"error", s.GetError(), MaxEventMessage},
+	} {
+		if err := checkText(field+"."+t.name, t.v, t.limit, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}

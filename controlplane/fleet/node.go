@@ -296,5 +296,6 @@ func shallowCopy(src *fleetv1.Node) *fleetv1.Node {
 		BootId:             src.BootId,
 		KernelSeq:          src.KernelSeq,
 		RemediesDisabled:   src.RemediesDisabled,
+		Scheduler:          src.Scheduler,
 	}
 }

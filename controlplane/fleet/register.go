@@ -141,6 +141,7 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 	n.AgentVersion = req.GetAgentVersion()
 	n.Simulated = req.GetSimulated()
 	n.RemediesDisabled = req.GetRemediesDisabled()
+	n.Scheduler = proto.CloneOf(req.GetScheduler())
 	if req.GetInstanceId() != "" {
 		n.InstanceId = req.GetInstanceId()
 	}

@@ -39,7 +39,9 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
 			return nil
 		}
-		if len(req.GetEvents()) == 0 && !f.reportChanges(cur, req) {
+		sched := req.GetScheduler()
+		schedChanged := sched != nil && !proto.Equal(sched, cur.GetScheduler())
+		if len(req.GetEvents()) == 0 && !schedChanged && !f.reportChanges(cur, req) {
 			// The usual report: fresh metrics, nothing to judge again.
 			ns.keep(req)
 			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
@@ -110,6 +112,11 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 					c.events = append(c.events, ev)
 				}
 			}
+		}
+		if schedChanged {
+			n.Scheduler = proto.CloneOf(sched)
+			f.log.Info("scheduler state", "node", n.GetNodeId(), "scheduler", sched.GetScheduler(), "scheduler_node", sched.GetNodeName(),
+				"state", sched.GetState(), "reason", sched.GetReason(), "by_navarch", sched.GetByNavarch(), "jobs", sched.GetJobs(), "err", sched.GetError())
 		}
 		ns.keep(req)
 		rollupNode(n)

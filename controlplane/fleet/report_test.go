@@ -7,6 +7,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/internal/apierr"
@@ -106,5 +107,59 @@ func TestKernelLogLinesRecordedOnce(t *testing.T) {
 	report(line(5, 13))
 	if got := eventCount(t, f) - before; got != 1 {
 		t.Fatalf("a new boot's line: %d events recorded, want 1", got)
+	}
+}
+
+// TestSchedulerStateFromReports: the scheduler state an agent reports is
+// kept on the node and survives a restart; the same state again writes
+// nothing; a report without one leaves it; a registration without one
+// clears it (the agent no longer works with a scheduler).
+func TestSchedulerStateFromReports(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	f := newFleet(t, Options{Store: st})
+	ctx := ctxT(t)
+	register(t, f, "n1", 1)
+	byHand := &fleetv1.SchedulerState{Scheduler: "slurm", NodeName: "gpu1", State: "IDLE+DRAIN", Reason: "fan noise", Drain: true, Drained: true}
+	report := func(s *fleetv1.SchedulerState) {
+		t.Helper()
+		if _, err := f.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Scheduler: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scheduler := func(f *Fleet) *fleetv1.SchedulerState {
+		t.Helper()
+		resp, err := f.NodeDetail(ctx, "n1", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetNode().GetScheduler()
+	}
+	report(byHand)
+	if got := scheduler(f); !proto.Equal(got, byHand) {
+		t.Fatalf("scheduler = %v, want %v", got, byHand)
+	}
+	rev := f.hub.Revision()
+	report(byHand)
+	report(nil)
+	if f.hub.Revision() != rev {
+		t.Fatalf("an unchanged scheduler state moved the revision from %d to %d", rev, f.hub.Revision())
+	}
+	if got := scheduler(f); !proto.Equal(got, byHand) {
+		t.Fatalf("after a report without one, scheduler = %v, want it kept", got)
+	}
+
+	f.Close()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f = newFleet(t, Options{Store: openStore(t, dir)})
+	t.Cleanup(f.Close)
+	if got := scheduler(f); !proto.Equal(got, byHand) {
+		t.Fatalf("after a restart, scheduler = %v, want %v", got, byHand)
+	}
+	register(t, f, "n1", 1)
+	if got := scheduler(f); got != nil {
+		t.Fatalf("after a registration without a scheduler, scheduler = %v, want none", got)
 	}
 }
