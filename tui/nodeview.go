@@ -280,6 +280,9 @@ func (v *nodeView) View() string {
 	if n.GetRemediesDisabled() {
 		lines = append(lines, t.Muted.Render("remedies: ")+"disabled by the agent (--no-remedies): no GPU reset, no reboot")
 	}
+	if s := display.Scheduler(n.GetScheduler()); s != "" {
+		lines = append(lines, t.Muted.Render("scheduler: ")+s)
+	}
 	// Processes and metrics are the last report's; an unreachable node's
 	// are unknown.
 	reachable := n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE || n.GetReachability() == fleetv1.Reachability_REACHABILITY_STALE

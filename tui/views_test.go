@@ -391,6 +391,16 @@ func TestNodeViewListsGPUProcesses(t *testing.T) {
 	}
 }
 
+// TestNodeViewShowsSlurm: a node whose agent works with Slurm shows what
+// Slurm says of it, a drain set by hand marked as one Navarch leaves alone.
+func TestNodeViewShowsSlurm(t *testing.T) {
+	m := newTestModel(t, Options{})
+	d := nodeDetail()
+	d.Node.Scheduler = &fleetv1.SchedulerState{Scheduler: "slurm", NodeName: "a02", State: "IDLE+DRAIN", Drain: true, Drained: true, Reason: "fan noise"}
+	send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: d})
+	mustContain(t, m.Frame(), "scheduler: slurm a02: IDLE+DRAIN · drained by hand (Navarch won't resume) · reason: fan noise")
+}
+
 // TestViewsFollowTheRegistry: each listed view is shown by its number key
 // and by its commands, and help names both, in the order viewSpecs lists
 // the views.

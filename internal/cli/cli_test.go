@@ -524,3 +524,18 @@ func TestJSONKeepsZeroValues(t *testing.T) {
 		t.Errorf(`"totalSize" is %v (present %t), want 0:\n%s`, v, ok, out)
 	}
 }
+
+// TestGetNodeShowsSlurm: `get node` says what Slurm shows of a node whose
+// agent works with it.
+func TestGetNodeShowsSlurm(t *testing.T) {
+	cp := fleetServer(t)
+	if _, err := cp.Nodes.ReportHealth(context.Background(), &nodev1.ReportHealthRequest{NodeId: "gpu-1", Scheduler: &fleetv1.SchedulerState{
+		Scheduler: "slurm", NodeName: "gpu1", State: "MIXED+DRAIN", Drain: true, ByNavarch: true, Jobs: 2, Reason: "navarch: xid 79",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := navarch(t, "--server", cp.Addr, "get", "node", "gpu-1")
+	if code != ExitOK || !regexp.MustCompile(`(?m)^Scheduler:\s+slurm gpu1: MIXED\+DRAIN · draining by Navarch, 2 jobs left · reason: navarch: xid 79$`).MatchString(out) {
+		t.Fatalf("get node: %d\n%s%s", code, out, errOut)
+	}
+}

@@ -220,6 +220,9 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 	if n.GetProvider() != "" {
 		fmt.Fprintf(tw, "Provider:\t%s\t%s\n", n.GetProvider(), n.GetInstanceId())
 	}
+	if s := display.Scheduler(n.GetScheduler()); s != "" {
+		fmt.Fprintf(tw, "Scheduler:\t%s\n", s)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -279,3 +279,37 @@ func LifecycleBy(n *fleetv1.Node) string {
 	}
 	return ""
 }
+
+// Scheduler says in one line what the node's workload scheduler shows, such
+// as "slurm gpu7: MIXED+DRAIN · draining by Navarch, 2 jobs left · reason:
+// navarch: xid 79"; "" when the node's agent works with none. A drain set
+// outside Navarch is "by hand": Navarch never resumes it.
+func Scheduler(s *fleetv1.SchedulerState) string {
+	if s == nil {
+		return ""
+	}
+	parts := []string{fmt.Sprintf("%s %s: %s", s.GetScheduler(), OrDash(s.GetNodeName()), OrDash(s.GetState()))}
+	jobs := "1 job"
+	if s.GetJobs() != 1 {
+		jobs = fmt.Sprintf("%d jobs", s.GetJobs())
+	}
+	by := " by hand (Navarch won't resume)"
+	if s.GetByNavarch() {
+		by = " by Navarch"
+	}
+	switch {
+	case s.GetDrained():
+		parts = append(parts, "drained"+by)
+	case s.GetDrain():
+		parts = append(parts, "draining"+by+", "+jobs+" left")
+	case s.GetJobs() > 0:
+		parts = append(parts, jobs)
+	}
+	if r := s.GetReason(); r != "" {
+		parts = append(parts, "reason: "+r)
+	}
+	if e := s.GetError(); e != "" {
+		parts = append(parts, "cannot reach it: "+e)
+	}
+	return strings.Join(parts, " · ")
+}

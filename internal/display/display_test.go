@@ -159,3 +159,28 @@ func TestCleanTextAndCut(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduler(t *testing.T) {
+	tests := []struct {
+		name string
+		s    *fleetv1.SchedulerState
+		want string
+	}{
+		{"none", nil, ""},
+		{"idle", &fleetv1.SchedulerState{Scheduler: "slurm", NodeName: "gpu7", State: "IDLE"}, "slurm gpu7: IDLE"},
+		{"busy", &fleetv1.SchedulerState{Scheduler: "slurm", NodeName: "gpu7", State: "ALLOCATED", Jobs: 1}, "slurm gpu7: ALLOCATED · 1 job"},
+		{"draining-ours", &fleetv1.SchedulerState{Scheduler: "slurm", NodeName: "gpu7", State: "MIXED+DRAIN", Drain: true, ByNavarch: true, Jobs: 2, Reason: "navarch: xid 79"},
+			"slurm gpu7: MIXED+DRAIN · draining by Navarch, 2 jobs left · reason: navarch: xid 79"},
+		{"drained-by-hand", &fleetv1.SchedulerState{Scheduler: "slurm", NodeName: "gpu7", State: "IDLE+DRAIN", Drain: true, Drained: true, Reason: "fan noise"},
+			"slurm gpu7: IDLE+DRAIN · drained by hand (Navarch won't resume) · reason: fan noise"},
+		{"unreachable", &fleetv1.SchedulerState{Scheduler: "slurm", NodeName: "gpu7", Error: "Unable to contact slurm controller"},
+			"slurm gpu7: - · cannot reach it: Unable to contact slurm controller"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Scheduler(tt.s); got != tt.want {
+				t.Fatalf("got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
