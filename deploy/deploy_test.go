@@ -1,6 +1,6 @@
 // Package deploy holds what ships beside the binaries: systemd units,
-// Prometheus rules, Grafana dashboards. Its tests check them with the
-// tools that read them.
+// example configs, Prometheus rules, Grafana dashboards. Its tests check
+// them with the tools that read them.
 package deploy
 
 import (
