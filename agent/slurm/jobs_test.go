@@ -1,0 +1,49 @@
+package slurm
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/navarch/navarch/internal/slurmtest"
+	"github.com/navarch/navarch/internal/testutil"
+)
+
+// TestCancelEndsJobs: Cancel cancels every job on the node, returns them,
+// and Slurm ends them; with none left it does nothing.
+func TestCancelEndsJobs(t *testing.T) {
+	t.Parallel()
+	c := slurmtest.Start(t)
+	cl := newClient(t, c)
+	ctx := context.Background()
+	ids := []string{c.Submit(t, 120), c.Submit(t, 120)}
+	for _, id := range ids {
+		waitJob(t, c, id, "RUNNING")
+	}
+	if err := cl.Drain(ctx, "forced drain"); err != nil {
+		t.Fatal(err)
+	}
+
+	cancelled, err := cl.Cancel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range cancelled {
+		got = append(got, j.ID)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, ids) {
+		t.Errorf("Cancel returned jobs %v, want %v", got, ids)
+	}
+	for _, id := range ids {
+		waitJob(t, c, id, "CANCELLED")
+	}
+	testutil.EventuallyWithin(t, slurmLimit, "node drained", func() bool { return node(t, cl).Drained })
+	if jobs, err := cl.Jobs(ctx); err != nil || len(jobs) != 0 {
+		t.Errorf("Jobs after Cancel = %+v, %v; want none", jobs, err)
+	}
+	if again, err := cl.Cancel(ctx); err != nil || len(again) != 0 {
+		t.Errorf("Cancel with no jobs = %+v, %v; want nothing", again, err)
+	}
+}
