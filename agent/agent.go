@@ -100,6 +100,12 @@ type Options struct {
 	// KernelBoot is when the boot whose log KernelLog opens began, which
 	// the log's timestamps count from; nil means this host's boot.
 	KernelBoot func() (time.Time, error)
+	// Scheduler, when set, is the workload scheduler beside the agent
+	// (Slurm), told of every cordon, drain and uncordon (see Scheduler).
+	Scheduler Scheduler
+	// SchedulerInterval is how often the scheduler's state is read and
+	// brought in line with the node's lifecycle; 0 means 30s.
+	SchedulerInterval time.Duration
 }
 
 // rejoinRetry is how long a refused agent waits before it asks again, so
@@ -134,6 +140,7 @@ type Agent struct {
 	results *resultQueue
 	stop    context.CancelFunc
 	remedy  remedyState
+	sched   *schedulerState
 
 	// lcMu orders what OnLifecycle learns; lcSeq counts the lifecycle
 	// changes the agent's commands made, so that an answer to a request
@@ -177,6 +184,9 @@ func New(o Options) (*Agent, error) {
 	if o.KillGrace <= 0 {
 		o.KillGrace = 10 * time.Second
 	}
+	if o.SchedulerInterval <= 0 {
+		o.SchedulerInterval = 30 * time.Second
+	}
 	if o.Signal == nil {
 		o.Signal = func(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) }
 	}
@@ -193,6 +203,7 @@ func New(o Options) (*Agent, error) {
 		hint:     make(chan struct{}, 1),
 		up:       make(chan struct{}),
 		remedy:   remedyState{bootID: o.BootID, running: make(map[string]int)},
+		sched:    newSchedulerState(),
 	}
 	a.node = nodev1.NewNodeServiceClient(contactConn{o.Conn, a.contacted})
 	a.results = newResultQueue(a)
@@ -250,6 +261,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	goLoop(a.pollLoop)
 	goLoop(a.xidLoop)
 	goLoop(a.results.run)
+	if a.o.Scheduler != nil {
+		goLoop(a.schedulerLoop)
+	}
 
 	for ctx.Err() == nil {
 		resp, err := a.register(ctx)
@@ -287,6 +301,7 @@ func (a *Agent) register(ctx context.Context) (*nodev1.RegisterNodeResponse, err
 	rejoined := false // the last refusal was followed by a successful join
 	for attempt := 1; ; attempt++ {
 		seq := a.lifecycleSeq()
+		req.Scheduler = a.schedulerReport()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := a.node.RegisterNode(cctx, req)
 		cancel()
@@ -422,6 +437,9 @@ func (a *Agent) commandLifecycle(l fleetv1.LifecycleState) {
 // learnLifecycle keeps the node's lifecycle and passes it to OnLifecycle.
 // The caller holds lcMu.
 func (a *Agent) learnLifecycle(l fleetv1.LifecycleState) {
+	if l != a.lifecycle && a.o.Scheduler != nil {
+		signal(a.sched.kick)
+	}
 	a.lifecycle = l
 	if a.o.OnLifecycle != nil {
 		a.o.OnLifecycle(l)

@@ -39,7 +39,8 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 	switch cmd.GetType() {
 	case fleetv1.CommandType_COMMAND_TYPE_CORDON:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
-		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "cordoned: this node takes no new work"))
+		note, failed := a.schedulerCommand(ctx, fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED, cmd.GetReason())
+		a.finish(cmd, result(cmd, outcome(failed), "cordoned: this node takes no new work"+note))
 	case fleetv1.CommandType_COMMAND_TYPE_UNCORDON:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
 		n := a.cancelDrains()
@@ -47,14 +48,18 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		if n > 0 {
 			msg += fmt.Sprintf("; stopped %d drain(s)", n)
 		}
-		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg))
+		note, failed := a.schedulerCommand(ctx, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, cmd.GetReason())
+		a.finish(cmd, result(cmd, outcome(failed), msg+note))
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 		// A new drain (another deadline, force, or the drain before a
 		// terminate) replaces the one under way, which the control plane
 		// has already cancelled.
 		a.cancelDrains()
-		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"))
+		// Told before the wait begins; a scheduler that cannot be told
+		// now is told by the scheduler loop, and the drain waits for it.
+		note, _ := a.schedulerCommand(ctx, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING, cmd.GetReason())
+		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"+note))
 		dctx, cancel := context.WithCancel(ctx)
 		a.mu.Lock()
 		a.drains[cmd.GetId()] = cancel
@@ -103,6 +108,15 @@ func (a *Agent) finish(cmd *fleetv1.Command, r *nodev1.ReportCommandResultReques
 	a.results.add(r)
 }
 
+// outcome is a command's status: FAILED when part of it could not be
+// done.
+func outcome(failed bool) fleetv1.CommandStatus {
+	if failed {
+		return fleetv1.CommandStatus_COMMAND_STATUS_FAILED
+	}
+	return fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
+}
+
 func result(cmd *fleetv1.Command, st fleetv1.CommandStatus, msg string) *nodev1.ReportCommandResultRequest {
 	return &nodev1.ReportCommandResultRequest{NodeId: cmd.GetNodeId(), CommandId: cmd.GetId(), Status: st, Message: msg}
 }
@@ -119,10 +133,12 @@ func (a *Agent) cancelDrains() int {
 	return n
 }
 
-// drain waits for the GPU compute processes to end, or for the deadline.
-// With force it signals what is left at the deadline, TERM then KILL after
-// the grace, and reports which processes it signalled. A cancelled drain
-// (uncordon) reports nothing: the control plane already cancelled it.
+// drain waits for the GPU compute processes to end and, with a scheduler,
+// for it to show no job left on the node (Slurm's DRAINED), or for the
+// deadline. With force it cancels the scheduler's jobs at the deadline,
+// then signals the GPU processes left, TERM then KILL after the grace, and
+// reports which processes it signalled. A cancelled drain (uncordon)
+// reports nothing: the control plane already cancelled it.
 func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportCommandResultRequest {
 	spec := cmd.GetDrain()
 	deadline := a.clock.Now().Add(time.Hour)
@@ -130,19 +146,31 @@ func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportC
 		deadline = spec.GetDeadline().AsTime()
 	}
 	tick := min(a.o.PollInterval, time.Second)
+	var asked time.Time // when the scheduler was last asked
 	for {
 		procs, err := a.reader.Processes()
 		if err != nil {
 			return result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_FAILED, "cannot list GPU processes: "+err.Error())
 		}
 		if len(procs) == 0 {
-			return result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "no GPU processes left")
+			if a.o.Scheduler == nil {
+				return result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "no GPU processes left")
+			}
+			if now := a.clock.Now(); now.Sub(asked) >= min(drainCheckInterval, a.o.SchedulerInterval) || !now.Before(deadline) {
+				asked = now
+				if idle, note := a.schedulerIdle(ctx); idle {
+					return result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "no GPU processes left; "+note)
+				}
+			}
 		}
 		if !a.clock.Now().Before(deadline) {
 			pids := pidsOf(procs)
 			if !spec.GetForce() {
-				r := result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
-					fmt.Sprintf("deadline passed with %d GPU processes still running: %s", len(pids), joinPIDs(pids)))
+				msg := fmt.Sprintf("deadline passed with %d GPU processes still running: %s", len(pids), joinPIDs(pids))
+				if _, note := a.schedulerIdle(ctx); note != "" {
+					msg += "; " + note
+				}
+				r := result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg)
 				r.RemainingPids = pids
 				return r
 			}
@@ -154,8 +182,21 @@ func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportC
 	}
 }
 
-// forceStop stops what a drain left at its deadline and reports it.
+// forceStop stops what a drain left at its deadline and reports it: the
+// scheduler's jobs are cancelled first, so that they end as the scheduler
+// ends them and are not requeued onto a node still running them; the GPU
+// processes left after the grace are signalled.
 func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []uint32) *nodev1.ReportCommandResultRequest {
+	cancelled := a.cancelJobs(ctx)
+	if cancelled != "" {
+		grace := a.clock.Now().Add(a.o.KillGrace)
+		for len(listed) > 0 && a.clock.Now().Before(grace) {
+			if sleep(ctx, a.clock, 200*time.Millisecond) != nil {
+				return nil
+			}
+			listed = a.remaining(listed)
+		}
+	}
 	stop, ok := a.stopProcesses(ctx, listed)
 	if !ok {
 		return nil
@@ -164,7 +205,11 @@ func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []ui
 	if !stop.stopped() {
 		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
 	}
-	r := result(cmd, st, "deadline passed; "+stop.String())
+	msg := "deadline passed; " + cancelled + stop.String()
+	if a.o.Scheduler != nil {
+		msg += "; " + a.awaitSchedulerIdle(ctx)
+	}
+	r := result(cmd, st, msg)
 	r.SignalledPids = stop.signalled
 	r.RemainingPids = stop.remaining()
 	return r

@@ -89,13 +89,15 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 	t := a.clock.NewTicker(iv)
 	defer t.Stop()
 	full := true
+	// sched is set when the scheduler's state changed: it goes out at once.
+	sched := false
 	// Events matter most right after an outage: retries stay short, and a
 	// heartbeat getting through again wakes them at once.
 	b := newBackoff(time.Second, 5*time.Second)
 	for {
 		events := a.buf.peek(256)
-		if full || len(events) > 0 {
-			req := &nodev1.ReportHealthRequest{NodeId: a.o.NodeID, Events: events, DroppedEvents: a.buf.droppedCount()}
+		if full || sched || len(events) > 0 {
+			req := &nodev1.ReportHealthRequest{NodeId: a.o.NodeID, Events: events, DroppedEvents: a.buf.droppedCount(), Scheduler: a.schedulerReport()}
 			if full {
 				req.Metrics, req.GpuCount = a.snapshot()
 			}
@@ -105,7 +107,7 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 			switch {
 			case err == nil:
 				a.buf.remove(events)
-				full = false
+				full, sched = false, false
 				b.reset()
 				continue
 			case mustRegister(err):
@@ -118,7 +120,7 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 				// block every later event.
 				a.log.Error("control plane rejected health report; dropping its events", "events", len(events), "err", status.Convert(err).Message())
 				a.buf.remove(events)
-				full = false
+				full, sched = false, false
 				continue
 			}
 			wait := b.next()
@@ -132,6 +134,8 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 		case <-ctx.Done():
 			return
 		case <-a.buf.ready:
+		case <-a.schedulerChanged():
+			sched = true
 		case <-t.Chan():
 			full = true
 		}

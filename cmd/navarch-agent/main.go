@@ -31,6 +31,7 @@ import (
 	"github.com/navarch/navarch/agent"
 	"github.com/navarch/navarch/agent/identity"
 	"github.com/navarch/navarch/agent/simnvml"
+	"github.com/navarch/navarch/agent/slurm"
 	"github.com/navarch/navarch/internal/faultspec"
 	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/rpcclient"
@@ -79,6 +80,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	metricsWebConfig := fs.String("metrics-web-config", "", "`FILE` in Prometheus' web-config format: TLS and basic authentication for --metrics-listen")
 	var logFlags logging.Flags
 	logFlags.Register(fs)
+	scheduler := fs.String("scheduler", "", "workload `SCHEDULER` told of every cordon, drain and uncordon: slurm (scontrol drains and resumes the node; a drain ends when Slurm shows it DRAINED; a forced drain cancels its jobs with scancel); empty for none")
+	slurmNodeName := fs.String("slurm-node-name", "", "this node's `NAME` in Slurm (default: the host's short name)")
+	slurmBin := fs.String("slurm-bin", "", "`DIR` holding scontrol, squeue and scancel (default: found in $PATH); Slurm's own SLURM_CONF is honoured")
+	schedulerInterval := fs.Duration("scheduler-interval", 30*time.Second, "how often the scheduler's state is read and brought in line with the node's lifecycle")
+	configFile := fs.String("config", "", "YAML `FILE` of settings named as these flags, such as `scheduler: slurm`; flags on the command line win")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: navarch-agent --server HOST:PORT [--node-id ID] [--join-token TOKEN] [--ca-cert FILE | --ca-hash sha256:HEX] [--simulate [--gpus N] [--sim-fault SPEC]...]\n\nFlags:\n")
@@ -100,6 +106,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *showVersion {
 		fmt.Fprintln(stdout, version.Long("navarch-agent"))
 		return 0
+	}
+	if *configFile != "" {
+		if err := applyConfig(fs, *configFile); err != nil {
+			return fail("%v", err)
+		}
 	}
 	log, err := logFlags.Logger(stderr)
 	if err != nil {
@@ -145,6 +156,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	lbls, err := agent.Labels(labels)
 	if err != nil {
 		return fail("--label: %v", err)
+	}
+	var sched agent.Scheduler
+	switch *scheduler {
+	case "":
+		if *slurmNodeName != "" || *slurmBin != "" {
+			return fail("--slurm-node-name and --slurm-bin need --scheduler slurm")
+		}
+	case "slurm":
+		c, err := slurm.New(slurm.Options{NodeName: *slurmNodeName, Bin: *slurmBin})
+		if err != nil {
+			return fail("--scheduler slurm: %v", err)
+		}
+		sched = c
+	default:
+		return fail("--scheduler: %q is not a scheduler this agent knows; it knows slurm", *scheduler)
+	}
+	if *schedulerInterval < time.Second {
+		return fail("--scheduler-interval: %s is below 1s", *schedulerInterval)
 	}
 	host, _ := os.Hostname()
 	if *nodeID == "" {
@@ -251,24 +280,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	a, err := agent.New(agent.Options{
-		NodeID:           *nodeID,
-		Hostname:         host,
-		Labels:           lbls,
-		InstanceID:       *instanceID,
-		BootID:           bootID,
-		Simulated:        *simulate,
-		Version:          version.String(),
-		Conn:             conn,
-		NVML:             lib,
-		Logger:           log,
-		PollInterval:     *poll,
-		OnLifecycle:      onLifecycle,
-		KernelLog:        kernelLog,
-		KernelBoot:       kernelBoot,
-		Rejoin:           rejoin,
-		ResetGPU:         resetGPU,
-		Reboot:           reboot,
-		RemediesDisabled: *noRemedies,
+		NodeID:            *nodeID,
+		Hostname:          host,
+		Labels:            lbls,
+		InstanceID:        *instanceID,
+		BootID:            bootID,
+		Simulated:         *simulate,
+		Version:           version.String(),
+		Conn:              conn,
+		NVML:              lib,
+		Logger:            log,
+		PollInterval:      *poll,
+		OnLifecycle:       onLifecycle,
+		KernelLog:         kernelLog,
+		KernelBoot:        kernelBoot,
+		Rejoin:            rejoin,
+		ResetGPU:          resetGPU,
+		Reboot:            reboot,
+		RemediesDisabled:  *noRemedies,
+		Scheduler:         sched,
+		SchedulerInterval: *schedulerInterval,
 	})
 	if err != nil {
 		return fail("%v", err)
@@ -276,7 +307,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if metrics != nil {
 		metrics.serve(a)
 	}
-	log.Info("agent starting", "node", *nodeID, "server", addr, "simulate", *simulate, "version", version.String())
+	log.Info("agent starting", "node", *nodeID, "server", addr, "simulate", *simulate, "scheduler", *scheduler, "version", version.String())
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "navarch-agent: %v\n", err)
 		return 1
