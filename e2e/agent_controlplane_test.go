@@ -29,6 +29,9 @@ type fleet struct {
 	target rpcclient.Target
 	ops    controlplanev1.ControlPlaneServiceClient
 	sims   map[string]*simnvml.Backend
+	// agentOptions, when set, adds to the options of the agents started
+	// from then on.
+	agentOptions func(*agent.Options)
 }
 
 func startControlPlane(t *testing.T, tweak ...func(*controlplane.Config)) *fleet {
@@ -79,10 +82,14 @@ func (f *fleet) startNode(id, stateDir string, faults ...string) *simNode {
 		f.t.Fatal(err)
 	}
 	hooks := sim.Hooks(slog.New(slog.DiscardHandler))
-	a, err := agent.New(agent.Options{
+	o := agent.Options{
 		NodeID: id, BootID: sim.BootID(), Simulated: true, Conn: conn, NVML: sim, PollInterval: 100 * time.Millisecond,
 		KernelLog: hooks.KernelLog, KernelBoot: hooks.KernelBoot, ResetGPU: hooks.ResetGPU, Reboot: hooks.Reboot,
-	})
+	}
+	if f.agentOptions != nil {
+		f.agentOptions(&o)
+	}
+	a, err := agent.New(o)
 	if err != nil {
 		f.t.Fatal(err)
 	}
