@@ -280,6 +280,9 @@ func testDebInstall(t *testing.T, b built) {
 		if v := run(t, "/", nil, "dpkg-query", "-W", "-f", "${Version}", "navarch-controlplane"); string(v) != testDebVersion {
 			t.Errorf("installed version %q, want %q", v, testDebVersion)
 		}
+		if d := run(t, "/", nil, "dpkg-query", "-W", "-f", "${Depends}", "navarch-agent"); !strings.Contains(string(d), "libc6 (>= 2.34)") {
+			t.Errorf("navarch-agent depends on %q, not on the glibc its cgo build needs", d)
+		}
 	})
 
 	t.Run("user", func(t *testing.T) {
