@@ -151,6 +151,8 @@ func run(ctx context.Context, args []string, env Env) error {
 	var cf connFlags
 	cf.register(fs)
 	readOnly := fs.Bool("read-only", false, "")
+	// --version as the daemons take it, beside `navarch version`.
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return helpError{topUsage()}
@@ -158,6 +160,13 @@ func run(ctx context.Context, args []string, env Env) error {
 		return usagef("%v", err)
 	}
 	rest := fs.Args()
+	if *showVersion {
+		if len(rest) > 0 {
+			return usagef("--version takes no command")
+		}
+		fmt.Fprintln(env.Stdout, version.Long("navarch"))
+		return nil
+	}
 	if len(rest) == 0 {
 		if env.Console == nil {
 			return usagef("this build has no console")

@@ -273,8 +273,13 @@ func TestHelpAndVersion(t *testing.T) {
 	if code, out, _ := navarch(t, "help"); code != ExitOK || !strings.Contains(out, "navarch get nodes") {
 		t.Fatalf("help: %d %q", code, out)
 	}
-	if code, out, _ := navarch(t, "version"); code != ExitOK || strings.TrimSpace(out) == "" {
-		t.Fatalf("version: %d %q", code, out)
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		if code, out, _ := navarch(t, args...); code != ExitOK || !strings.HasPrefix(out, "navarch ") {
+			t.Fatalf("%v: %d %q", args, code, out)
+		}
+	}
+	if code, _, errOut := navarch(t, "--version", "get"); code != ExitUsage || !strings.Contains(errOut, "--version takes no command") {
+		t.Fatalf("--version get: %d %q", code, errOut)
 	}
 	if code, _, errOut := navarch(t, "--read-only", "cordon", "x"); code != ExitUsage || !strings.Contains(errOut, "--read-only") {
 		t.Fatalf("read-only action: %d %q", code, errOut)
