@@ -187,7 +187,7 @@ agent_identities: %t
 	defer logFile.Close()
 	cp := exec.Command(cpBin, "--config", cfgPath)
 	cp.Stdout, cp.Stderr = logFile, logFile
-	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	cp.SysProcAttr = childAttr()
 	if err := cp.Start(); err != nil {
 		return fmt.Errorf("demo: start control plane: %w", err)
 	}
