@@ -3,28 +3,32 @@ package slurm
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/navarch/navarch/internal/display"
 )
 
 // Job is one Slurm job that holds this node.
 type Job struct {
-	// ID is Slurm's job id, such as "42", or "42_3" for an array task.
+	// ID is Slurm's job id, such as "42", "42_3" for an array task or
+	// "42+1" for a heterogeneous job's component.
 	ID string
-	// User is who submitted it.
-	User string
 	// State is its state as squeue prints it, such as "RUNNING".
 	State string
-	// Name is its name.
-	Name string
 }
 
 // heldStates are the job states in which a job holds its nodes; a pending
 // job holds none yet, a finished one none any more.
 const heldStates = "RUNNING,SUSPENDED,COMPLETING,CONFIGURING,STOPPED,SIGNALING,STAGE_OUT,RESIZING"
 
-// jobFormat puts the name last: it is the one field that may hold the
-// separator.
-const jobFormat = "%i|%u|%T|%j"
+// jobFormat asks squeue for the id and state alone: a job's name or
+// comment is its owner's free text, which could pass for another line of
+// the list and so for a job the agent, as root, would cancel.
+const jobFormat = "%i|%T"
+
+// jobLine is one line of squeue's output in jobFormat.
+var jobLine = regexp.MustCompile(`^([0-9]+(?:[_+][0-9]+)?)\|([A-Z_]+)$`)
 
 // Jobs lists the jobs that hold this node.
 func (c *Client) Jobs(ctx context.Context) ([]Job, error) {
@@ -37,7 +41,7 @@ func (c *Client) Jobs(ctx context.Context) ([]Job, error) {
 
 // Cancel cancels every job that holds this node, and returns them. It
 // does not wait for them to end: Slurm signals them, then kills them
-// after its KillWait.
+// after its KillWait. A job that spans several nodes ends on all of them.
 func (c *Client) Cancel(ctx context.Context) ([]Job, error) {
 	jobs, err := c.Jobs(ctx)
 	if err != nil {
@@ -47,37 +51,32 @@ func (c *Client) Cancel(ctx context.Context) ([]Job, error) {
 		return nil, nil
 	}
 	// By id rather than by node, so that what is cancelled is exactly
-	// what is returned. The agent drains the node before it cancels, so
-	// no job starts in between.
-	ids := make([]string, len(jobs))
-	for i, j := range jobs {
-		ids[i] = j.ID
+	// what is returned; the caller drains the node first, so no job
+	// starts in between.
+	args := []string{"--"}
+	for _, j := range jobs {
+		args = append(args, j.ID)
 	}
-	if _, err := c.run(ctx, c.scancel, ids...); err != nil {
+	if _, err := c.run(ctx, c.scancel, args...); err != nil {
 		return nil, fmt.Errorf("cancel: %w", err)
 	}
 	return jobs, nil
 }
 
-// parseJobs reads squeue's lines in jobFormat. A job name with a line
-// break in it goes on over the next line, which has no separators of
-// its own; it is read as one name.
+// parseJobs reads squeue's lines in jobFormat; anything else is an error,
+// never a job.
 func parseJobs(out string) ([]Job, error) {
 	var jobs []Job
 	for line := range strings.Lines(out) {
-		line = strings.TrimRight(line, "\n")
-		fields := strings.SplitN(line, "|", 4)
-		if len(fields) < 4 {
-			if len(jobs) == 0 {
-				if strings.TrimSpace(line) == "" {
-					continue
-				}
-				return nil, fmt.Errorf("squeue printed %q, not a job", line)
-			}
-			jobs[len(jobs)-1].Name += "\n" + line
+		line = strings.TrimSpace(line)
+		if line == "" {
 			continue
 		}
-		jobs = append(jobs, Job{ID: fields[0], User: fields[1], State: fields[2], Name: fields[3]})
+		m := jobLine.FindStringSubmatch(line)
+		if m == nil {
+			return nil, fmt.Errorf("squeue printed %q, not a job id and state", display.Cut(line, 80, "…"))
+		}
+		jobs = append(jobs, Job{ID: m[1], State: m[2]})
 	}
 	return jobs, nil
 }

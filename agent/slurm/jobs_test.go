@@ -3,6 +3,7 @@ package slurm
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/navarch/navarch/internal/slurmtest"
@@ -45,5 +46,39 @@ func TestCancelEndsJobs(t *testing.T) {
 	}
 	if again, err := cl.Cancel(ctx); err != nil || len(again) != 0 {
 		t.Errorf("Cancel with no jobs = %+v, %v; want nothing", again, err)
+	}
+}
+
+// TestJobNamesCannotPassForJobs: a job whose name reads as another line of
+// squeue's list cannot make the agent, which runs as root, list or cancel
+// a job that is not on its node.
+func TestJobNamesCannotPassForJobs(t *testing.T) {
+	t.Parallel()
+	c := slurmtest.Start(t)
+	cl := newClient(t, c)
+	ctx := context.Background()
+	submit := func(args ...string) string {
+		t.Helper()
+		out := c.Run(t, "sbatch", append([]string{"--parsable", "--output=/dev/null", "--nodelist=" + c.Node()}, args...)...)
+		id, _, _ := strings.Cut(strings.TrimSpace(out), ";")
+		return id
+	}
+	held := submit("--hold", "--job-name=held", "--wrap=sleep 120")
+	running := submit("--job-name=train\n"+held+"|RUNNING", "--wrap=sleep 120")
+	waitJob(t, c, running, "RUNNING")
+
+	jobs, err := cl.Jobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].ID != running {
+		t.Fatalf("Jobs = %+v, want job %s alone", jobs, running)
+	}
+	if _, err := cl.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, c, running, "CANCELLED")
+	if got := c.JobState(t, held); got != "PENDING" {
+		t.Fatalf("the held job is %s, want PENDING: the agent cancelled a job not on its node", got)
 	}
 }

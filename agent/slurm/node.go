@@ -100,7 +100,9 @@ func (c *Client) Resume(ctx context.Context) error {
 	if !n.Ours {
 		return fmt.Errorf("resume slurm node %s: %w: %s", c.node, ErrNotOurs, n.drainedBy())
 	}
-	if _, err := c.run(ctx, c.scontrol, "update", "nodename="+c.node, "state=resume"); err != nil {
+	// undrain clears the drain alone; resume would also bring back a
+	// node Slurm itself has marked DOWN since.
+	if _, err := c.run(ctx, c.scontrol, "update", "nodename="+c.node, "state=undrain"); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	return nil

@@ -7,23 +7,24 @@ package slurm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/navarch/navarch/internal/display"
 )
 
 // defaultTimeout bounds each command when Options.Timeout is 0. A Slurm
-// command waits MessageTimeout (10 s by default) for a controller that
-// does not answer.
-const defaultTimeout = 10 * time.Second
+// command waits MessageTimeout (10 s by default, 30–60 s at many sites)
+// for a controller that does not answer, and may retry once.
+const defaultTimeout = time.Minute
 
 // Options configure a Client.
 type Options struct {
@@ -33,10 +34,11 @@ type Options struct {
 	// Bin is the folder holding scontrol, squeue and scancel; "" looks
 	// them up in $PATH.
 	Bin string
-	// Env is environment for the commands beside the agent's own, such as
-	// SLURM_CONF=/etc/slurm/slurm.conf.
+	// Env is environment for the commands, such as
+	// SLURM_CONF=/etc/slurm/slurm.conf. Of the agent's own environment
+	// they get PATH and SLURM_CONF alone: it may hold the join token.
 	Env []string
-	// Timeout bounds each command; 0 is 10 s.
+	// Timeout bounds each command; 0 is a minute.
 	Timeout time.Duration
 }
 
@@ -59,7 +61,7 @@ var nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // New checks the options and finds Slurm's commands.
 func New(o Options) (*Client, error) {
 	if o.Timeout < 0 {
-		return nil, fmt.Errorf("slurm: timeout %s is negative", o.Timeout)
+		return nil, fmt.Errorf("timeout %s is negative", o.Timeout)
 	}
 	c := &Client{node: o.NodeName, timeout: o.Timeout}
 	if c.timeout == 0 {
@@ -68,12 +70,12 @@ func New(o Options) (*Client, error) {
 	if c.node == "" {
 		host, err := os.Hostname()
 		if err != nil {
-			return nil, fmt.Errorf("slurm: node name from the hostname: %w", err)
+			return nil, fmt.Errorf("node name from the hostname: %w", err)
 		}
 		c.node, _, _ = strings.Cut(host, ".")
 	}
 	if !nodeNamePattern.MatchString(c.node) {
-		return nil, fmt.Errorf("slurm: node name %q is not a host name", c.node)
+		return nil, fmt.Errorf("node name %q is not a host name (give one with --slurm-node-name)", c.node)
 	}
 	for _, cmd := range []struct {
 		name string
@@ -85,9 +87,13 @@ func New(o Options) (*Client, error) {
 		}
 		*cmd.path = p
 	}
+	c.env = []string{"PATH=" + cmp.Or(os.Getenv("PATH"), "/usr/sbin:/usr/bin:/sbin:/bin")}
+	if conf, ok := os.LookupEnv("SLURM_CONF"); ok {
+		c.env = append(c.env, "SLURM_CONF="+conf)
+	}
 	// Slurm prints times as SLURM_TIME_FORMAT says; the parse below reads
-	// the standard one whatever the agent's environment says.
-	c.env = append(slices.Clone(o.Env), "SLURM_TIME_FORMAT=standard")
+	// the standard one whatever the options say.
+	c.env = append(append(c.env, o.Env...), "SLURM_TIME_FORMAT=standard")
 	return c, nil
 }
 
@@ -98,9 +104,34 @@ func findCommand(bin, name string) (string, error) {
 	}
 	p, err := exec.LookPath(path)
 	if err != nil {
-		return "", fmt.Errorf("slurm: find Slurm's %s (package slurm-client): %w", name, err)
+		return "", fmt.Errorf("find Slurm's %s (package slurm-client): %w", name, err)
+	}
+	if os.Geteuid() == 0 {
+		// The agent runs it as root: whoever may change it, or the folder
+		// it is in, could run anything as root.
+		for _, f := range []string{p, filepath.Dir(p)} {
+			if err := rootsOnly(f); err != nil {
+				return "", fmt.Errorf("slurm's %s: %w", name, err)
+			}
+		}
 	}
 	return p, nil
+}
+
+// rootsOnly refuses a file or folder that anyone but root may change.
+func rootsOnly(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: cannot tell its owner", path)
+	}
+	if st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is owned by uid %d with mode %04o: the agent runs it as root, so it must be root's and writable by root alone", path, st.Uid, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // NodeName is Slurm's name for this node.
@@ -112,7 +143,7 @@ func (c *Client) run(ctx context.Context, path string, args ...string) (string, 
 	cmdCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(cmdCtx, path, args...)
-	cmd.Env = append(os.Environ(), c.env...)
+	cmd.Env = c.env
 	// A command that leaves a child holding its output must not hold
 	// the agent past its timeout.
 	cmd.WaitDelay = time.Second

@@ -64,18 +64,61 @@ func TestNodeNameDefaultsToShortHostname(t *testing.T) {
 // options' on top, and the time format the parse reads whatever either
 // says.
 func TestCommandEnvironment(t *testing.T) {
-	bin := fakeCommands(t, `echo "NodeName=vm State=$SLURM_CONF+$SLURM_TIME_FORMAT+$HOME"`)
+	bin := fakeCommands(t, `echo "NodeName=vm State=$SLURM_CONF+$SLURM_TIME_FORMAT+$HOME+$NAVARCH_JOIN_TOKEN+${PATH:+path}"`)
 	t.Setenv("HOME", "/home/agent")
-	c, err := New(Options{NodeName: "vm", Bin: bin, Env: []string{"SLURM_CONF=/etc/slurm/test.conf", "SLURM_TIME_FORMAT=relative"}})
-	if err != nil {
-		t.Fatal(err)
+	t.Setenv("NAVARCH_JOIN_TOKEN", "nvj_secret")
+	t.Setenv("SLURM_CONF", "/etc/slurm/agent.conf")
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"agent-slurm-conf", nil, "/etc/slurm/agent.conf+standard+++path"},
+		{"options-win", []string{"SLURM_CONF=/etc/slurm/test.conf", "SLURM_TIME_FORMAT=relative"}, "/etc/slurm/test.conf+standard+++path"},
 	}
-	n, err := c.Node(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(Options{NodeName: "vm", Bin: bin, Env: tt.env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := c.Node(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.State != tt.want {
+				t.Errorf("the command saw %q, want %q: Slurm's own settings and PATH, nothing else of the agent's", n.State, tt.want)
+			}
+		})
 	}
-	if want := "/etc/slurm/test.conf+standard+/home/agent"; n.State != want {
-		t.Errorf("the command saw %q, want %q", n.State, want)
+}
+
+// TestRootRunsOnlyRootsCommands: an agent running as root refuses Slurm
+// commands that anyone else may change.
+func TestRootRunsOnlyRootsCommands(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the check is root's")
+	}
+	for _, tt := range []struct {
+		name  string
+		apply func(bin string) error
+	}{
+		{"folder-writable-by-all", func(bin string) error { return os.Chmod(bin, 0o777) }},
+		{"command-writable-by-group", func(bin string) error { return os.Chmod(filepath.Join(bin, "scancel"), 0o775) }},
+		{"command-owned-by-another", func(bin string) error { return os.Chown(filepath.Join(bin, "squeue"), 65534, 0) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bin := fakeCommands(t, "exit 0")
+			if _, err := New(Options{NodeName: "vm", Bin: bin}); err != nil {
+				t.Fatalf("root's own commands refused: %v", err)
+			}
+			if err := tt.apply(bin); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := New(Options{NodeName: "vm", Bin: bin}); err == nil || !strings.Contains(err.Error(), "the agent runs it as root") {
+				t.Fatalf("New = %v, want a refusal", err)
+			}
+		})
 	}
 }
 
