@@ -265,6 +265,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		goLoop(a.schedulerLoop)
 	}
 
+	if a.o.Scheduler != nil {
+		// The registration carries what the scheduler shows, unless it
+		// does not answer soon.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _, _ = a.syncScheduler(cctx, "")
+		cancel()
+	}
 	for ctx.Err() == nil {
 		resp, err := a.register(ctx)
 		if err != nil {
@@ -421,6 +428,11 @@ func (a *Agent) answeredLifecycle(l fleetv1.LifecycleState, seq uint64) {
 	a.lcMu.Lock()
 	defer a.lcMu.Unlock()
 	if a.lcSeq == seq {
+		if l != a.lifecycle && a.o.Scheduler != nil {
+			// A command tells the scheduler itself; a change heard from
+			// the control plane wakes the scheduler loop.
+			signal(a.sched.kick)
+		}
 		a.learnLifecycle(l)
 	}
 }
@@ -437,9 +449,6 @@ func (a *Agent) commandLifecycle(l fleetv1.LifecycleState) {
 // learnLifecycle keeps the node's lifecycle and passes it to OnLifecycle.
 // The caller holds lcMu.
 func (a *Agent) learnLifecycle(l fleetv1.LifecycleState) {
-	if l != a.lifecycle && a.o.Scheduler != nil {
-		signal(a.sched.kick)
-	}
 	a.lifecycle = l
 	if a.o.OnLifecycle != nil {
 		a.o.OnLifecycle(l)

@@ -39,8 +39,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 	switch cmd.GetType() {
 	case fleetv1.CommandType_COMMAND_TYPE_CORDON:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
-		note, failed := a.schedulerCommand(ctx, fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED, cmd.GetReason())
-		a.finish(cmd, result(cmd, outcome(failed), "cordoned: this node takes no new work"+note))
+		a.finishTelling(ctx, cmd, "cordoned: this node takes no new work", nil)
 	case fleetv1.CommandType_COMMAND_TYPE_UNCORDON:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
 		n := a.cancelDrains()
@@ -48,29 +47,34 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		if n > 0 {
 			msg += fmt.Sprintf("; stopped %d drain(s)", n)
 		}
-		note, failed := a.schedulerCommand(ctx, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, cmd.GetReason())
-		a.finish(cmd, result(cmd, outcome(failed), msg+note))
+		a.finishTelling(ctx, cmd, msg, nil)
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 		// A new drain (another deadline, force, or the drain before a
 		// terminate) replaces the one under way, which the control plane
 		// has already cancelled.
 		a.cancelDrains()
-		// Told before the wait begins; a scheduler that cannot be told
-		// now is told by the scheduler loop, and the drain waits for it.
-		note, _ := a.schedulerCommand(ctx, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING, cmd.GetReason())
-		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"+note))
+		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"))
 		dctx, cancel := context.WithCancel(ctx)
 		a.mu.Lock()
 		a.drains[cmd.GetId()] = cancel
 		a.mu.Unlock()
 		go func() {
 			defer cancel()
+			// Told before the wait begins; a scheduler that cannot be
+			// told now is told by the scheduler loop, and the drain
+			// waits for it.
+			if _, failed := a.schedulerCommand(dctx, cmd.GetReason()); failed {
+				a.log.Warn("draining in the scheduler failed; the agent tries again", "scheduler", schedulerName)
+			}
 			r := a.drain(dctx, cmd)
 			a.mu.Lock()
+			_, current := a.drains[cmd.GetId()]
 			delete(a.drains, cmd.GetId())
 			a.mu.Unlock()
-			if r == nil {
+			if r == nil || !current {
+				// Cancelled (an uncordon, a newer drain) as it ended: the
+				// control plane has already set this drain aside.
 				return
 			}
 			if r.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED {
@@ -89,13 +93,16 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		a.reboot(ctx, cmd)
 	case fleetv1.CommandType_COMMAND_TYPE_TERMINATE:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING)
-		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, "agent stopping"))
-		go func() {
+		// The scheduler is told to place nothing more here before the
+		// agent stops, within a bound: the node is going either way.
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		a.finishTelling(tctx, cmd, "agent stopping", func() {
+			cancel()
 			// Give the result a moment to reach the control plane, then stop.
 			a.results.flush(ctx, 5*time.Second)
 			a.log.Info("terminating on the control plane's command")
 			a.stop()
-		}()
+		})
 	default:
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_FAILED, fmt.Sprintf("this agent does not know command type %s", cmd.GetType())))
 	}
@@ -166,7 +173,10 @@ func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportC
 		if !a.clock.Now().Before(deadline) {
 			pids := pidsOf(procs)
 			if !spec.GetForce() {
-				msg := fmt.Sprintf("deadline passed with %d GPU processes still running: %s", len(pids), joinPIDs(pids))
+				msg := "deadline passed with no GPU process left"
+				if len(pids) > 0 {
+					msg = fmt.Sprintf("deadline passed with %d GPU processes still running: %s", len(pids), joinPIDs(pids))
+				}
 				if _, note := a.schedulerIdle(ctx); note != "" {
 					msg += "; " + note
 				}

@@ -26,7 +26,8 @@ type Scheduler interface {
 	NodeName() string
 	// Node reads the node's state in the scheduler.
 	Node(ctx context.Context) (slurm.Node, error)
-	// Drain stops the scheduler placing work on the node, for reason.
+	// Drain stops the scheduler placing work on the node, for reason; on
+	// a drain of its own it sets the reason anew.
 	Drain(ctx context.Context, reason string) error
 	// Resume lets it place work again; it refuses (slurm.ErrNotOurs) a
 	// drain Navarch did not set.
@@ -45,13 +46,23 @@ const schedulerName = "slurm"
 // jobs are left, so that a mass drain does not flood its controller.
 const drainCheckInterval = 5 * time.Second
 
+// Bounds of what the agent reports of the scheduler, within the API's.
+const (
+	maxSchedulerText   = 256
+	maxSchedulerReason = 1024
+	maxSchedulerError  = 4096
+)
+
 // schedulerState is what the agent knows of the scheduler.
 type schedulerState struct {
-	// mu serialises syncs, so a command's and the loop's do not cross.
+	// mu serialises syncs, so that a command's and the loop's do not
+	// cross, and guards reason and newReason.
 	mu sync.Mutex
 	// reason is the last cordon or drain reason an operator or the policy
-	// gave, which a drain the agent sets again carries.
-	reason string
+	// gave, which a drain the agent sets carries; newReason is set until
+	// the scheduler has it.
+	reason    string
+	newReason bool
 
 	// seenMu guards last.
 	seenMu sync.Mutex
@@ -94,31 +105,45 @@ func (a *Agent) schedulerChanged() <-chan struct{} {
 	return a.sched.changed
 }
 
-// seen records what was read, or why nothing could be (err, keeping what
-// was read before), and wakes the report loop when it changed.
-func (a *Agent) seen(n *slurm.Node, jobs int, err error) {
+// stateOf is a read of the scheduler as the agent reports it. What the
+// scheduler says is anyone's text: it goes as one clean line within the
+// API's bounds, so that it can never cost the report it rides in.
+func (a *Agent) stateOf(n slurm.Node, jobs int) *fleetv1.SchedulerState {
+	return &fleetv1.SchedulerState{
+		Scheduler: schedulerName,
+		NodeName:  display.OneLine(a.o.Scheduler.NodeName(), maxSchedulerText),
+		State:     display.OneLine(n.State, maxSchedulerText),
+		Reason:    display.OneLine(n.Reason, maxSchedulerReason),
+		Drain:     n.Drain,
+		Drained:   n.Drained,
+		ByNavarch: n.Ours,
+		Jobs:      uint32(jobs),
+	}
+}
+
+// seen records a fresh read, or, with st nil, why none could be made
+// (keeping what was read before), and wakes the report loop when what is
+// reported changed.
+func (a *Agent) seen(st *fleetv1.SchedulerState, err error) {
 	a.sched.seenMu.Lock()
 	prev := a.sched.last
-	next := &fleetv1.SchedulerState{Scheduler: schedulerName, NodeName: a.o.Scheduler.NodeName()}
-	if n != nil {
-		next.State, next.Reason = n.State, n.Reason
-		next.Drain, next.Drained, next.ByNavarch = n.Drain, n.Drained, n.Ours
-		next.Jobs = uint32(jobs)
-	} else if prev != nil {
-		next = proto.CloneOf(prev)
-	}
-	next.Error = ""
-	if err != nil {
-		next.Error = err.Error()
+	next := st
+	if next == nil {
+		next = &fleetv1.SchedulerState{Scheduler: schedulerName, NodeName: display.OneLine(a.o.Scheduler.NodeName(), maxSchedulerText)}
+		if prev != nil {
+			next = proto.CloneOf(prev)
+		}
+		next.Error = display.OneLine(err.Error(), maxSchedulerError)
 	}
 	a.sched.last = next
 	a.sched.seenMu.Unlock()
-	if !proto.Equal(prev, next) {
-		if err != nil && (prev == nil || prev.GetError() == "") {
-			a.log.Warn("cannot reach the scheduler", "scheduler", schedulerName, "err", err)
-		}
-		signal(a.sched.changed)
+	if proto.Equal(prev, next) {
+		return
 	}
+	if err != nil && prev.GetError() == "" {
+		a.log.Warn("cannot reach the scheduler", "scheduler", schedulerName, "err", err)
+	}
+	signal(a.sched.changed)
 }
 
 // wantsDrain reports whether a node in lifecycle l takes no new work.
@@ -132,53 +157,78 @@ func wantsDrain(l fleetv1.LifecycleState) bool {
 }
 
 // syncScheduler brings the scheduler's drain in line with the node's
-// lifecycle l: drained while the node takes no work, resumed when it is
-// ACTIVE again if the drain was Navarch's. It says what it did, in words,
-// for a command's result ("" when nothing was needed), and reports what
-// the scheduler then shows.
-func (a *Agent) syncScheduler(ctx context.Context, l fleetv1.LifecycleState) (string, error) {
+// lifecycle as the agent knows it once no other sync runs: drained while
+// the node takes no work, resumed when it is ACTIVE again if the drain
+// was Navarch's. A reason, when given, is the one a drain carries from
+// now on. It reports what it read and returns it, with what it did in
+// words for a command's result ("" when nothing was needed); with an
+// error it could not read the scheduler afresh, and did may still say
+// what it did before that.
+func (a *Agent) syncScheduler(ctx context.Context, reason string) (did string, st *fleetv1.SchedulerState, err error) {
 	s := a.o.Scheduler
 	a.sched.mu.Lock()
 	defer a.sched.mu.Unlock()
+	if reason != "" {
+		a.sched.reason, a.sched.newReason = reason, true
+	}
+	defer func() {
+		if err != nil {
+			a.seen(nil, err)
+		}
+	}()
+	l := a.knownLifecycle()
 	n, err := s.Node(ctx)
 	if err != nil {
-		a.seen(nil, 0, err)
-		return "", err
+		return "", nil, err
 	}
-	var did string
+	byHand := display.OneLine(orNone(n.Reason), maxSchedulerText)
+	acted := false
 	switch {
-	case wantsDrain(l) && !n.Drain:
-		reason := a.sched.reason
-		if reason == "" {
-			reason = "node is " + display.Lifecycle(l)
-		}
-		if err := s.Drain(ctx, reason); err != nil {
-			a.seen(&n, 0, err)
-			return "", err
+	case wantsDrain(l) && (!n.Drain || n.Ours):
+		if !n.Drain || a.sched.newReason {
+			r := a.sched.reason
+			if r == "" {
+				r = "node is " + display.Lifecycle(l)
+			}
+			if err := s.Drain(ctx, r); err != nil {
+				return "", nil, err
+			}
+			acted, a.sched.newReason = true, false
+			if !n.Drain {
+				a.log.Info("drained the node in the scheduler", "scheduler", schedulerName, "scheduler_node", s.NodeName(), "reason", r)
+			}
 		}
 		did = fmt.Sprintf("Slurm node %s drained", s.NodeName())
-		a.log.Info("drained the node in the scheduler", "scheduler", schedulerName, "scheduler_node", s.NodeName(), "reason", reason)
-	case wantsDrain(l) && !n.Ours:
-		did = fmt.Sprintf("Slurm node %s was already drained outside Navarch (%s); left as it is", s.NodeName(), orNone(n.Reason))
+	case wantsDrain(l):
+		did = fmt.Sprintf("Slurm node %s was already drained outside Navarch (%s); left as it is", s.NodeName(), byHand)
 	case l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE && n.Drain && n.Ours:
 		if err := s.Resume(ctx); err != nil && !errors.Is(err, slurm.ErrNotOurs) {
-			a.seen(&n, 0, err)
-			return "", err
+			return "", nil, err
 		}
+		acted = true
 		did = fmt.Sprintf("Slurm node %s resumed", s.NodeName())
 		a.log.Info("resumed the node in the scheduler", "scheduler", schedulerName, "scheduler_node", s.NodeName())
 	case l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE && n.Drain:
-		did = fmt.Sprintf("Slurm node %s left drained: it was drained outside Navarch (%s), and Navarch resumes only its own drains", s.NodeName(), orNone(n.Reason))
+		did = fmt.Sprintf("Slurm node %s left drained: it was drained outside Navarch (%s), and Navarch resumes only its own drains", s.NodeName(), byHand)
 	}
-	if did != "" {
+	if acted {
 		if n, err = s.Node(ctx); err != nil {
-			a.seen(nil, 0, err)
-			return did, nil
+			return did, nil, err
 		}
 	}
-	jobs, err := s.Jobs(ctx)
-	a.seen(&n, len(jobs), err)
-	return did, nil
+	// Jobs matter while the node drains; counting them at other times
+	// would only cost the controller a call.
+	jobs := 0
+	if n.Drain {
+		list, err := s.Jobs(ctx)
+		if err != nil {
+			return did, nil, err
+		}
+		jobs = len(list)
+	}
+	st = a.stateOf(n, jobs)
+	a.seen(st, nil)
+	return did, st, nil
 }
 
 // schedulerLoop reads the scheduler every interval, and whenever the
@@ -189,11 +239,9 @@ func (a *Agent) schedulerLoop(ctx context.Context) {
 	t := a.clock.NewTicker(a.o.SchedulerInterval)
 	defer t.Stop()
 	for {
-		if l := a.knownLifecycle(); l != fleetv1.LifecycleState_LIFECYCLE_STATE_UNSPECIFIED {
-			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			_, _ = a.syncScheduler(cctx, l)
-			cancel()
-		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		_, _, _ = a.syncScheduler(cctx, "")
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
@@ -204,51 +252,81 @@ func (a *Agent) schedulerLoop(ctx context.Context) {
 }
 
 // schedulerCommand tells the scheduler of the lifecycle a command put the
-// node in, keeping the command's reason for a drain, and says what it did
+// node in, with the command's reason for a drain, and says what it did
 // for the command's result; failed is true when the scheduler could not
 // be told (the loop keeps trying).
-func (a *Agent) schedulerCommand(ctx context.Context, l fleetv1.LifecycleState, reason string) (msg string, failed bool) {
+func (a *Agent) schedulerCommand(ctx context.Context, reason string) (msg string, failed bool) {
 	if a.o.Scheduler == nil {
 		return "", false
 	}
-	if wantsDrain(l) {
-		a.sched.mu.Lock()
-		a.sched.reason = reason
-		a.sched.mu.Unlock()
-	}
-	did, err := a.syncScheduler(ctx, l)
-	if err != nil {
+	did, _, err := a.syncScheduler(ctx, reason)
+	switch {
+	case err != nil && did == "":
 		return fmt.Sprintf("; Slurm not told yet (%v): the agent tries again every %s", err, a.o.SchedulerInterval), true
-	}
-	if did == "" {
+	case err != nil:
+		return fmt.Sprintf("; %s, but reading it back failed: %v", did, err), false
+	case did == "":
 		return "", false
 	}
 	return "; " + did, false
 }
 
+// finishTelling finishes cmd with msg once the scheduler has been told of
+// the lifecycle the command put the node in. A controller that does not
+// answer holds each call for up to a minute, so it is told on a goroutine
+// of its own: the commands after this one do not wait. then, when set,
+// runs after the result is queued.
+func (a *Agent) finishTelling(ctx context.Context, cmd *fleetv1.Command, msg string, then func()) {
+	if a.o.Scheduler == nil {
+		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg))
+		if then != nil {
+			go then()
+		}
+		return
+	}
+	a.mu.Lock()
+	a.handled[cmd.GetId()] = true
+	a.mu.Unlock()
+	go func() {
+		note, failed := a.schedulerCommand(ctx, cmd.GetReason())
+		a.results.add(result(cmd, outcome(failed), msg+note))
+		if then != nil {
+			then()
+		}
+	}()
+}
+
 // schedulerIdle reports whether the scheduler shows no job left on the
-// node (Slurm's DRAINED), and what it shows otherwise. Without a scheduler
-// the node is idle as far as one can tell.
+// node (Slurm's DRAINED) on a read made now, and what it shows. Without a
+// scheduler the node is idle as far as one can tell.
 func (a *Agent) schedulerIdle(ctx context.Context) (bool, string) {
 	if a.o.Scheduler == nil {
 		return true, ""
 	}
-	l := fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING
-	if _, err := a.syncScheduler(ctx, l); err != nil {
+	_, st, err := a.syncScheduler(ctx, "")
+	switch {
+	case err != nil:
 		return false, fmt.Sprintf("Slurm not reachable: %v", err)
-	}
-	st := a.schedulerReport()
-	if st.GetDrained() {
+	case st.GetDrained():
 		return true, fmt.Sprintf("Slurm node %s is DRAINED", st.GetNodeName())
 	}
 	return false, fmt.Sprintf("Slurm node %s is %s with %d job(s)", st.GetNodeName(), st.GetState(), st.GetJobs())
 }
 
 // cancelJobs cancels the node's scheduler jobs at a forced drain's
-// deadline, and says what it did for the result.
+// deadline, once the scheduler shows the node drained (so that nothing
+// new lands on it), and says what it did for the result.
 func (a *Agent) cancelJobs(ctx context.Context) string {
 	if a.o.Scheduler == nil {
 		return ""
+	}
+	if _, st, err := a.syncScheduler(ctx, ""); err != nil || !st.GetDrain() {
+		why := "the node is not drained in Slurm"
+		if err != nil {
+			why = err.Error()
+		}
+		a.log.Warn("not cancelling the node's scheduler jobs", "scheduler", schedulerName, "why", why)
+		return fmt.Sprintf("Slurm jobs not cancelled (%s); ", why)
 	}
 	jobs, err := a.o.Scheduler.Cancel(ctx)
 	if err != nil {
@@ -266,13 +344,6 @@ func (a *Agent) cancelJobs(ctx context.Context) string {
 	return fmt.Sprintf("cancelled Slurm jobs %s; ", strings.Join(ids, ", "))
 }
 
-func orNone(reason string) string {
-	if reason == "" {
-		return "no reason given"
-	}
-	return "reason: " + reason
-}
-
 // awaitSchedulerIdle waits up to the kill grace for the scheduler to show
 // no job left after a forced drain cancelled them, and says what it shows.
 func (a *Agent) awaitSchedulerIdle(ctx context.Context) string {
@@ -286,4 +357,11 @@ func (a *Agent) awaitSchedulerIdle(ctx context.Context) string {
 			return note
 		}
 	}
+}
+
+func orNone(reason string) string {
+	if reason == "" {
+		return "no reason given"
+	}
+	return "reason: " + reason
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/navarch/navarch/agent/simnvml"
 	"github.com/navarch/navarch/agent/slurm"
+	"github.com/navarch/navarch/internal/display"
 	"github.com/navarch/navarch/internal/testutil"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -241,7 +243,7 @@ func TestSlurmDownThenBack(t *testing.T) {
 // waits until Slurm shows no job on the node (DRAINED).
 func TestDrainWaitsForSlurmJobs(t *testing.T) {
 	cp := newFakeCP(t)
-	s := &fakeSlurm{jobs: []slurm.Job{{ID: "17", User: "ada", State: "RUNNING", Name: "train"}}}
+	s := &fakeSlurm{jobs: []slurm.Job{{ID: "17", State: "RUNNING"}}}
 	startAgent(t, cp, simnvml.Options{}, withScheduler(s))
 	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 	cp.commands <- drainCommand("d1", time.Minute, false)
@@ -298,5 +300,93 @@ func TestForcedDrainCancelsSlurmJobsFirst(t *testing.T) {
 	defer mu.Unlock()
 	if len(order) == 0 || order[0] != "signal after cancel" {
 		t.Fatalf("signals: %v, want them after the jobs were cancelled", order)
+	}
+}
+
+// TestForcedDrainDrainsSlurmBeforeCancelling: Slurm was down when the
+// drain began and is back before its deadline; the node is drained in
+// Slurm before its jobs are cancelled, so that nothing new lands on it.
+func TestForcedDrainDrainsSlurmBeforeCancelling(t *testing.T) {
+	cp := newFakeCP(t)
+	s := &fakeSlurm{jobs: []slurm.Job{{ID: "17", State: "RUNNING"}}, down: errors.New("Unable to contact slurm controller")}
+	startAgent(t, cp, simnvml.Options{}, func(o *Options) {
+		withScheduler(s)(o)
+		o.SchedulerInterval = time.Hour // only the drain itself tells Slurm
+	})
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+	cp.commands <- drainCommand("d1", 600*time.Millisecond, true)
+	testutil.Eventually(t, "ack", func() bool { return cp.result("d1", false) != nil })
+	time.Sleep(200 * time.Millisecond)
+	s.set(func(f *fakeSlurm) { f.down = nil; f.calls = nil })
+	testutil.Eventually(t, "forced drain done", func() bool { return cp.result("d1", true) != nil })
+	if res := cp.result("d1", true); !strings.Contains(res.GetMessage(), "cancelled Slurm jobs 17") {
+		t.Fatalf("forced drain result %v", res)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	drain, cancel := slices.Index(s.calls, "drain"), slices.Index(s.calls, "cancel")
+	if drain < 0 || cancel < drain {
+		t.Fatalf("Slurm calls %v: want the drain before the cancel", s.calls)
+	}
+}
+
+// TestDrainNeverEndsOnAStaleRead: a drain ends only on a read of Slurm
+// made for it; while Slurm cannot be read, what it said before (DRAINED,
+// from an earlier drain) does not count.
+func TestDrainNeverEndsOnAStaleRead(t *testing.T) {
+	cp := newFakeCP(t)
+	s := &fakeSlurm{}
+	startAgent(t, cp, simnvml.Options{}, withScheduler(s))
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
+	cp.commands <- command("c1", fleetv1.CommandType_COMMAND_TYPE_CORDON, "xid 79")
+	testutil.Eventually(t, "DRAINED reported", func() bool { return cp.lastScheduler().GetDrained() })
+
+	s.set(func(f *fakeSlurm) {
+		f.jobs = []slurm.Job{{ID: "18", State: "RUNNING"}}
+		f.down = errors.New("Unable to contact slurm controller")
+	})
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+	cp.commands <- drainCommand("d1", time.Minute, false)
+	testutil.Eventually(t, "the error reported", func() bool { return cp.lastScheduler().GetError() != "" })
+	time.Sleep(500 * time.Millisecond)
+	if r := cp.result("d1", true); r != nil {
+		t.Fatalf("the drain ended while Slurm could not be read: %v", r)
+	}
+	s.set(func(f *fakeSlurm) { f.down = nil; f.jobs = nil })
+	testutil.Eventually(t, "drain done", func() bool { return cp.result("d1", true) != nil })
+}
+
+// TestTerminateDrainsSlurmFirst: an agent told to terminate drains its
+// node in Slurm before it stops.
+func TestTerminateDrainsSlurmFirst(t *testing.T) {
+	cp := newFakeCP(t)
+	s := &fakeSlurm{}
+	r := startAgent(t, cp, simnvml.Options{}, withScheduler(s))
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING)
+	cp.commands <- command("t1", fleetv1.CommandType_COMMAND_TYPE_TERMINATE, "scale down")
+	select {
+	case err := <-r.done:
+		r.done <- err
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not stop")
+	}
+	if n := s.state(); !n.Drain || n.Reason != slurm.ReasonPrefix+"scale down" {
+		t.Fatalf("the agent stopped with Slurm showing %+v", n)
+	}
+	if res := cp.result("t1", true); !strings.Contains(res.GetMessage(), "agent stopping; Slurm node gpu1 drained") {
+		t.Fatalf("terminate result %v", res)
+	}
+}
+
+// TestSlurmTextIsReportedClean: a reason someone set by hand in Slurm
+// goes to the control plane as one clean line within the API's bounds.
+func TestSlurmTextIsReportedClean(t *testing.T) {
+	cp := newFakeCP(t)
+	s := &fakeSlurm{drain: true, reason: "fan\tnoise\x07 " + strings.Repeat("x", 2000)}
+	startAgent(t, cp, simnvml.Options{}, withScheduler(s))
+	testutil.Eventually(t, "the reason reported", func() bool { return cp.lastScheduler().GetReason() != "" })
+	r := cp.lastScheduler().GetReason()
+	if !strings.HasPrefix(r, "fan noise? xxx") || len(r) > maxSchedulerReason || !strings.HasSuffix(r, "…") {
+		t.Fatalf("reported reason %q (%d bytes)", display.Cut(r, 40, "…"), len(r))
 	}
 }

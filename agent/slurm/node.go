@@ -123,7 +123,7 @@ func (n Node) drainedBy() string {
 // drainReason is the reason Navarch gives Slurm for a drain: one line of
 // printable text starting with ReasonPrefix, at most maxReason bytes.
 func drainReason(reason string) string {
-	r := strings.Join(strings.Fields(display.CleanText(reason, "\t\n\r")), " ")
+	r := display.OneLine(reason, maxReason)
 	if r == "" {
 		r = "no reason given"
 	}

@@ -18,6 +18,11 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
+	// The agent runs as root and the file names commands it runs
+	// (reboot-command, nvidia-smi, slurm-bin): only its owner may change it.
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s: writable by others (mode %04o), yet it names commands the agent runs: chmod go-w it", path, fi.Mode().Perm())
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("%s: %w", path, err)

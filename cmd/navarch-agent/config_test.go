@@ -34,6 +34,7 @@ func TestConfigFile(t *testing.T) {
 		{"nested", "slurm:\n  node-name: a\n", 0o644, nil, "line 1: slurm: not a setting"},
 		{"token-readable-by-others", "join-token: nvj_secret\n", 0o644, nil, "readable by others (mode 0644): chmod 600 it"},
 		{"token-owner-only", "join-token: nvj_secret\nsimulate: true\ngpus: 65\n", 0o600, nil, "--gpus: 65"},
+		{"writable-by-others", "reboot-command: /tmp/evil\n", 0o664, nil, "writable by others (mode 0664), yet it names commands the agent runs"},
 		{"unknown-scheduler", "scheduler: pbs\n", 0o644, nil, `--scheduler: "pbs" is not a scheduler this agent knows`},
 		{"slurm-name-alone", "slurm-node-name: gpu7\n", 0o644, nil, "--slurm-node-name and --slurm-bin need --scheduler slurm"},
 		{"slurm-missing", "scheduler: slurm\nslurm-bin: /nonexistent\n", 0o644, nil, "--scheduler slurm: "},
@@ -42,6 +43,9 @@ func TestConfigFile(t *testing.T) {
 		t.Run(row.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "agent.yaml")
 			if err := os.WriteFile(path, []byte(row.file), row.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, row.mode); err != nil { // whatever the umask
 				t.Fatal(err)
 			}
 			var out, errOut bytes.Buffer

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -114,9 +115,16 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			}
 		}
 		if schedChanged {
-			n.Scheduler = proto.CloneOf(sched)
-			f.log.Info("scheduler state", "node", n.GetNodeId(), "scheduler", sched.GetScheduler(), "scheduler_node", sched.GetNodeName(),
+			prev := cur.GetScheduler()
+			// A busy node's scheduler state moves with its jobs; what an
+			// operator acts on is a drain coming or going, or an error.
+			level := slog.LevelDebug
+			if prev.GetDrain() != sched.GetDrain() || prev.GetByNavarch() != sched.GetByNavarch() || prev.GetError() != sched.GetError() {
+				level = slog.LevelInfo
+			}
+			f.log.Log(ctx, level, "scheduler state", "node", n.GetNodeId(), "scheduler", sched.GetScheduler(), "scheduler_node", sched.GetNodeName(),
 				"state", sched.GetState(), "reason", sched.GetReason(), "by_navarch", sched.GetByNavarch(), "jobs", sched.GetJobs(), "err", sched.GetError())
+			n.Scheduler = proto.CloneOf(sched)
 		}
 		ns.keep(req)
 		rollupNode(n)

@@ -160,6 +160,24 @@ func TestCleanTextAndCut(t *testing.T) {
 	}
 }
 
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"fan\tnoise\r\n  again", 100, "fan noise again"},
+		{"bell\a and \x1b[2J", 100, "bell? and ?[2J"},
+		{"  ", 100, ""},
+		{"abcdef", 6, "abcdef"},
+		{"abcdefg", 6, "abc…"},
+	} {
+		if got := OneLine(tc.s, tc.n); got != tc.want {
+			t.Errorf("OneLine(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
+	}
+}
+
 func TestScheduler(t *testing.T) {
 	tests := []struct {
 		name string

@@ -30,3 +30,10 @@ func Cut(s string, n int, mark string) string {
 	}
 	return s[:cut] + mark
 }
+
+// OneLine makes text from outside Navarch one line of at most n bytes:
+// every run of white space, line breaks and tabs included, becomes one
+// space, other control characters '?', and a cut line ends with "…".
+func OneLine(s string, n int) string {
+	return Cut(strings.Join(strings.Fields(CleanText(s, "\t\n\r\v\f")), " "), n, "…")
+}
