@@ -3,7 +3,6 @@ package slurm
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/navarch/navarch/internal/slurmtest"
@@ -57,14 +56,8 @@ func TestJobNamesCannotPassForJobs(t *testing.T) {
 	c := slurmtest.Start(t)
 	cl := newClient(t, c)
 	ctx := context.Background()
-	submit := func(args ...string) string {
-		t.Helper()
-		out := c.Run(t, "sbatch", append([]string{"--parsable", "--output=/dev/null", "--nodelist=" + c.Node()}, args...)...)
-		id, _, _ := strings.Cut(strings.TrimSpace(out), ";")
-		return id
-	}
-	held := submit("--hold", "--job-name=held", "--wrap=sleep 120")
-	running := submit("--job-name=train\n"+held+"|RUNNING", "--wrap=sleep 120")
+	held := c.Sbatch(t, "--hold", "--job-name=held", "--wrap=sleep 120")
+	running := c.Sbatch(t, "--job-name=train\n"+held+"|RUNNING", "--wrap=sleep 120")
 	waitJob(t, c, running, "RUNNING")
 
 	jobs, err := cl.Jobs(ctx)

@@ -144,9 +144,15 @@ func (c *Cluster) Node() string { return c.node }
 // returns its id.
 func (c *Cluster) Submit(t testing.TB, seconds int) string {
 	t.Helper()
-	out := c.Run(t, "sbatch", "--parsable", "--nodelist="+c.node, "--partition="+Partition,
-		"--job-name=sleep", "--chdir="+c.dir, "--output="+c.path("job-%j.out"),
-		"--wrap=sleep "+strconv.Itoa(seconds))
+	return c.Sbatch(t, "--job-name=sleep", "--wrap=sleep "+strconv.Itoa(seconds))
+}
+
+// Sbatch submits a batch job to the node with sbatch's args besides the
+// node, partition and output, which are the cluster's, and returns its id.
+func (c *Cluster) Sbatch(t testing.TB, args ...string) string {
+	t.Helper()
+	out := c.Run(t, "sbatch", append([]string{"--parsable", "--nodelist=" + c.node, "--partition=" + Partition,
+		"--chdir=" + c.dir, "--output=" + c.path("job-%j.out")}, args...)...)
 	id, _, _ := strings.Cut(strings.TrimSpace(out), ";")
 	if id == "" {
 		t.Fatalf("sbatch printed no job id")
