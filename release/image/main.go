@@ -1,17 +1,28 @@
-// Command image builds navarch-controlplane's container image without a
-// Docker daemon, with go-containerregistry: from scratch, the statically
-// linked control plane, the build machine's CA certificates (for webhooks
-// over HTTPS), an /etc/passwd naming the non-root navarch user it runs as,
-// and /var/lib/navarch as its data volume. `go tool task release` runs it.
+// Command image builds Navarch's container images without a Docker
+// daemon, with go-containerregistry, one component at a time:
 //
-//	go run ./release/image --version 1.2.3 --revision SHA --created 2026-11-29T16:00:00Z \
-//	    --binary amd64=PATH --binary arm64=PATH --out dist
+//   - controlplane: from scratch, the statically linked control plane,
+//     the build machine's CA certificates (for webhooks over HTTPS), an
+//     /etc/passwd naming the non-root navarch user it runs as, and
+//     /var/lib/navarch as its data volume;
+//   - agent: the agent, built with cgo for NVML, with the glibc it was
+//     linked against and what the driver's libnvidia-ml.so.1 needs of
+//     it, taken from --libc (the build machine's, or Debian's cross libc
+//     for arm64), CA certificates and root's account; it finds the
+//     driver's libraries where the NVIDIA container toolkit mounts them.
 //
-// It writes OUT/navarch-controlplane-image_VERSION_oci, an OCI layout
-// whose one entry is the index of every architecture given (what `crane
-// push` sends to a registry), and OUT/navarch-controlplane-image_VERSION_linux_ARCH.tar,
+// `go tool task release` runs it once for each:
+//
+//	go run ./release/image --component agent --version 1.2.3 --revision SHA \
+//	    --created 2026-11-29T16:00:00Z --out dist \
+//	    --binary amd64=PATH --libc amd64=/lib/x86_64-linux-gnu \
+//	    --binary arm64=PATH --libc arm64=/usr/aarch64-linux-gnu/lib
+//
+// It writes OUT/navarch-COMPONENT-image_VERSION_oci, an OCI layout whose
+// one entry is the index of every architecture given (what `crane push`
+// sends to a registry), and OUT/navarch-COMPONENT-image_VERSION_linux_ARCH.tar,
 // one `docker load`-able tarball per architecture, tagged
-// navarch-controlplane:VERSION.
+// navarch-COMPONENT:VERSION.
 package main
 
 import (
@@ -41,12 +52,12 @@ func main() {
 	}
 }
 
-// binaries collects --binary ARCH=PATH.
-type binaries map[string]string
+// archPaths collects a repeatable ARCH=PATH flag.
+type archPaths map[string]string
 
-func (b binaries) String() string { return fmt.Sprint(map[string]string(b)) }
+func (b archPaths) String() string { return fmt.Sprint(map[string]string(b)) }
 
-func (b binaries) Set(v string) error {
+func (b archPaths) Set(v string) error {
 	arch, path, ok := strings.Cut(v, "=")
 	if !ok || arch == "" || path == "" {
 		return fmt.Errorf("%q is not ARCH=PATH", v)
@@ -57,8 +68,10 @@ func (b binaries) Set(v string) error {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
-	bins := binaries{}
-	fs.Var(bins, "binary", "`ARCH=PATH` of a static navarch-controlplane; repeatable, one per architecture")
+	comp := fs.String("component", "", "the `COMPONENT` whose image to build: controlplane or agent")
+	bins, libcs := archPaths{}, archPaths{}
+	fs.Var(bins, "binary", "`ARCH=PATH` of the component's binary; repeatable, one per architecture")
+	fs.Var(libcs, "libc", "`ARCH=DIR` of the glibc the agent was linked against, its loader included; one per --binary")
 	version := fs.String("version", "dev", "the `VERSION` the labels and the tag name")
 	revision := fs.String("revision", "", "the git `COMMIT` built")
 	source := fs.String("source", "https://github.com/navarch/navarch", "the source repository's `URL`")
@@ -68,22 +81,30 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *comp == "" {
+		return errors.New("no --component given")
+	}
 	if len(bins) == 0 {
 		return errors.New("no --binary given")
+	}
+	for arch := range libcs {
+		if _, ok := bins[arch]; !ok {
+			return fmt.Errorf("--libc %s: no --binary for %s", arch, arch)
+		}
 	}
 	when, err := time.Parse(time.RFC3339, *created)
 	if err != nil {
 		return fmt.Errorf("--created: %w", err)
 	}
-	tag, err := name.NewTag("navarch-controlplane:" + *version)
+	tag, err := name.NewTag("navarch-" + *comp + ":" + *version)
 	if err != nil {
 		return fmt.Errorf("--version: %w", err)
 	}
-	prefix := filepath.Join(*out, "navarch-controlplane-image_"+*version)
+	prefix := filepath.Join(*out, "navarch-"+*comp+"-image_"+*version)
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range slices.Sorted(maps.Keys(bins)) {
 		img, err := Build(Options{
-			Arch: arch, Binary: bins[arch], CACerts: *certs,
+			Component: *comp, Arch: arch, Binary: bins[arch], Libc: libcs[arch], CACerts: *certs,
 			Version: *version, Revision: *revision, Source: *source, Created: when,
 		})
 		if err != nil {
