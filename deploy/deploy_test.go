@@ -10,10 +10,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -154,6 +156,14 @@ func TestKubernetesManifests(t *testing.T) {
 		if s := get(e, "secretRef", "name"); s != secret {
 			t.Errorf("envFrom reads Secret %v, which is not defined", s)
 		}
+	}
+	// The release's image, navarch-agent:VERSION as its tarball loads,
+	// under the registry it is pushed to.
+	image, _ := get(c, "image").(string)
+	if ref, err := name.NewTag(image, name.StrictValidation); err != nil {
+		t.Errorf("image %q: %v", image, err)
+	} else if path.Base(ref.RepositoryStr()) != "navarch-agent" || ref.TagStr() == "latest" {
+		t.Errorf("image %q, want the release's navarch-agent under its version", image)
 	}
 	port := get(c, "ports").([]any)[0]
 	if get(port, "name") != "metrics" || get(port, "containerPort") != 9400 {
