@@ -33,7 +33,7 @@ var nvmlNeeds = []string{"libc.so.6", "libdl.so.2", "libm.so.6", "libpthread.so.
 
 // glibcID is how libc.so.6 names itself, as it prints when run:
 // "GNU C Library (Debian GLIBC 2.36-9+deb12u14) stable release version 2.36."
-var glibcID = regexp.MustCompile(`GNU C Library \(([^)]+)\) [a-z ]*release version ([0-9.]+)`)
+var glibcID = regexp.MustCompile(`GNU C Library \(([^)]+)\) [a-z ]*release version ([0-9]+(?:\.[0-9]+)*)`)
 
 // agent is navarch-agent's image. The agent is built with cgo so that
 // go-nvml can dlopen the driver's libnvidia-ml.so.1, which the NVIDIA
@@ -71,8 +71,8 @@ func agent(o Options, binary []byte) (component, error) {
 	if err != nil {
 		return component{}, err
 	}
-	id := glibcID.FindSubmatch(libs["libc.so.6"].contents)
-	if id == nil {
+	glibc, ok := glibcLabel(libs["libc.so.6"].contents)
+	if !ok {
 		return component{}, fmt.Errorf("%s has no GNU C Library version: is %s glibc's?", filepath.Join(o.Libc, "libc.so.6"), o.Libc)
 	}
 	files := []file{
@@ -103,9 +103,19 @@ func agent(o Options, binary []byte) (component, error) {
 			// The glibc in the image is the build machine's distribution's,
 			// under the LGPL: its source is that distribution's glibc
 			// package of this version.
-			"io.github.navarch.glibc": fmt.Sprintf("%s (GNU C Library %s, LGPL-2.1-or-later)", id[1], id[2]),
+			"io.github.navarch.glibc": glibc,
 		},
 	}, nil
+}
+
+// glibcLabel names the glibc whose libc.so.6 is libc, with its
+// distribution's version, and its licence.
+func glibcLabel(libc []byte) (string, bool) {
+	id := glibcID.FindSubmatch(libc)
+	if id == nil {
+		return "", false
+	}
+	return fmt.Sprintf("%s (GNU C Library %s, LGPL-2.1-or-later)", id[1], id[2]), true
 }
 
 // libraries reads the shared libraries want names from dir, with those

@@ -55,7 +55,7 @@ func TestAgentImage(t *testing.T) {
 			t.Errorf("env %q lacks %s", env, want)
 		}
 		checkLabels(t, c, "navarch-agent", "Apache-2.0 AND LGPL-2.1-or-later")
-		if got := c.Labels["io.github.navarch.glibc"]; !glibcLabel.MatchString(got) {
+		if got := c.Labels["io.github.navarch.glibc"]; !glibcLabelShape.MatchString(got) {
 			t.Errorf("glibc label %q, want the library's own name and version, and its licence", got)
 		}
 	})
@@ -105,9 +105,9 @@ func TestAgentImage(t *testing.T) {
 	})
 }
 
-// glibcLabel is the io.github.navarch.glibc label's shape, such as
+// glibcLabelShape is the io.github.navarch.glibc label's shape, such as
 // "Debian GLIBC 2.36-9+deb12u14 (GNU C Library 2.36, LGPL-2.1-or-later)".
-var glibcLabel = regexp.MustCompile(`^\S.* \(GNU C Library 2\.[0-9.]+, LGPL-2\.1-or-later\)$`)
+var glibcLabelShape = regexp.MustCompile(`^\S.* \(GNU C Library 2\.[0-9]+(\.[0-9]+)?, LGPL-2\.1-or-later\)$`)
 
 // testSimulatedStart starts the agent on simulated GPUs, against a
 // control plane that is not there, and stops it once it has found them:
@@ -225,4 +225,30 @@ func extract(t *testing.T, files map[string]layerFile) string {
 		}
 	}
 	return root
+}
+
+// TestGlibcLabel reads the version libc.so.6 names itself by, as it
+// prints it when run, out of the library's bytes.
+func TestGlibcLabel(t *testing.T) {
+	tests := []struct {
+		name string
+		libc string
+		want string
+	}{
+		{"debian", "\x00GNU C Library (Debian GLIBC 2.36-9+deb12u14) stable release version 2.36.\nCopyright",
+			"Debian GLIBC 2.36-9+deb12u14 (GNU C Library 2.36, LGPL-2.1-or-later)"},
+		{"ubuntu", "GNU C Library (Ubuntu GLIBC 2.39-0ubuntu8.4) stable release version 2.39.\n",
+			"Ubuntu GLIBC 2.39-0ubuntu8.4 (GNU C Library 2.39, LGPL-2.1-or-later)"},
+		{"development", "GNU C Library (GNU libc) development release version 2.40.9000.\n",
+			"GNU libc (GNU C Library 2.40.9000, LGPL-2.1-or-later)"},
+		{"not-glibc", "musl libc (x86_64)\nVersion 1.2.4\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := glibcLabel([]byte(tt.libc))
+			if got != tt.want || ok != (tt.want != "") {
+				t.Errorf("got %q, %v, want %q", got, ok, tt.want)
+			}
+		})
+	}
 }
