@@ -56,8 +56,8 @@ func TestJobNamesCannotPassForJobs(t *testing.T) {
 	c := slurmtest.Start(t)
 	cl := newClient(t, c)
 	ctx := context.Background()
-	held := c.Sbatch(t, "--hold", "--job-name=held", "--wrap=sleep 120")
-	running := c.Sbatch(t, "--job-name=train\n"+held+"|RUNNING", "--wrap=sleep 120")
+	held := c.Sbatch(t, "--hold", "--job-name=held", slurmtest.SleepScript(120))
+	running := c.Sbatch(t, "--job-name=train\n"+held+"|RUNNING", slurmtest.SleepScript(120))
 	waitJob(t, c, running, "RUNNING")
 
 	jobs, err := cl.Jobs(ctx)

@@ -144,7 +144,14 @@ func (c *Cluster) Node() string { return c.node }
 // returns its id.
 func (c *Cluster) Submit(t testing.TB, seconds int) string {
 	t.Helper()
-	return c.Sbatch(t, "--job-name=sleep", "--wrap=sleep "+strconv.Itoa(seconds))
+	return c.Sbatch(t, "--job-name=sleep", SleepScript(seconds))
+}
+
+// SleepScript is sbatch's --wrap of a job that sleeps for seconds. The
+// batch shell becomes the sleep: with proctrack/linuxproc a child whose
+// shell was cancelled first is orphaned, and Slurm loses track of it.
+func SleepScript(seconds int) string {
+	return "--wrap=exec sleep " + strconv.Itoa(seconds)
 }
 
 // Sbatch submits a batch job to the node with sbatch's args besides the
