@@ -15,10 +15,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/navarch/navarch/internal/display"
+	"github.com/navarch/navarch/internal/rootfile"
 )
 
 // defaultTimeout bounds each command when Options.Timeout is 0. A Slurm
@@ -107,31 +107,12 @@ func findCommand(bin, name string) (string, error) {
 		return "", fmt.Errorf("find Slurm's %s (package slurm-client): %w", name, err)
 	}
 	if os.Geteuid() == 0 {
-		// The agent runs it as root: whoever may change it, or the folder
-		// it is in, could run anything as root.
-		for _, f := range []string{p, filepath.Dir(p)} {
-			if err := rootsOnly(f); err != nil {
-				return "", fmt.Errorf("slurm's %s: %w", name, err)
-			}
+		// The agent runs it as root.
+		if err := rootfile.Check(p); err != nil {
+			return "", fmt.Errorf("slurm's %s: the agent runs it as root: %w", name, err)
 		}
 	}
 	return p, nil
-}
-
-// rootsOnly refuses a file or folder that anyone but root may change.
-func rootsOnly(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("%s: cannot tell its owner", path)
-	}
-	if st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s is owned by uid %d with mode %04o: the agent runs it as root, so it must be root's and writable by root alone", path, st.Uid, fi.Mode().Perm())
-	}
-	return nil
 }
 
 // NodeName is Slurm's name for this node.

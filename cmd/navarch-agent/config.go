@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/navarch/navarch/internal/rootfile"
 )
 
 // applyConfig sets, from the YAML file at path, each flag the command line
@@ -18,14 +22,24 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
-	// The agent runs as root and the file names commands it runs
-	// (reboot-command, nvidia-smi, slurm-bin): only its owner may change it.
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s: writable by others (mode %04o), yet it names commands the agent runs: chmod go-w it", path, fi.Mode().Perm())
+	// The file names commands the agent runs (reboot-command, nvidia-smi,
+	// slurm-bin): run as root, it takes a file only root may change.
+	if os.Geteuid() == 0 {
+		if err := rootfile.Check(path); err != nil {
+			return fmt.Errorf("--config: it names commands the agent runs as root: %w", err)
+		}
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty
+		}
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: holds more than one YAML document (a line of ---); the settings are one document", path)
 	}
 	if len(doc.Content) == 0 {
 		return nil // nothing but comments
@@ -56,10 +70,16 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 		var values []string
 		switch v.Kind {
 		case yaml.ScalarNode:
+			if v.ShortTag() == "!!null" {
+				return fmt.Errorf(`%s: no value; give one, or "" for an empty one`, at)
+			}
 			values = []string{v.Value}
 		case yaml.SequenceNode:
+			if _, repeatable := fs.Lookup(name).Value.(*listFlag); !repeatable {
+				return fmt.Errorf("%s: takes one value, not a list", at)
+			}
 			for _, c := range v.Content {
-				if c.Kind != yaml.ScalarNode {
+				if c.Kind != yaml.ScalarNode || c.ShortTag() == "!!null" {
 					return fmt.Errorf("%s: line %d: a list of plain values, please", at, c.Line)
 				}
 				values = append(values, c.Value)

@@ -34,7 +34,11 @@ func TestConfigFile(t *testing.T) {
 		{"nested", "slurm:\n  node-name: a\n", 0o644, nil, "line 1: slurm: not a setting"},
 		{"token-readable-by-others", "join-token: nvj_secret\n", 0o644, nil, "readable by others (mode 0644): chmod 600 it"},
 		{"token-owner-only", "join-token: nvj_secret\nsimulate: true\ngpus: 65\n", 0o600, nil, "--gpus: 65"},
-		{"writable-by-others", "reboot-command: /tmp/evil\n", 0o664, nil, "writable by others (mode 0664), yet it names commands the agent runs"},
+		{"two-documents", "scheduler: slurm\n---\nserver: b:1\n", 0o600, nil, "holds more than one YAML document"},
+		{"null", "slurm-node-name: null\n", 0o600, nil, `line 1: slurm-node-name: no value; give one, or "" for an empty one`},
+		{"tilde", "reboot-command: ~\n", 0o600, nil, "line 1: reboot-command: no value"},
+		{"empty", "kernel-log:\n", 0o600, nil, "line 1: kernel-log: no value"},
+		{"list-for-one", "server: [a:1, b:2]\n", 0o600, nil, "line 1: server: takes one value, not a list"},
 		{"unknown-scheduler", "scheduler: pbs\n", 0o644, nil, `--scheduler: "pbs" is not a scheduler this agent knows`},
 		{"slurm-name-alone", "slurm-node-name: gpu7\n", 0o644, nil, "--slurm-node-name and --slurm-bin need --scheduler slurm"},
 		{"slurm-missing", "scheduler: slurm\nslurm-bin: /nonexistent\n", 0o644, nil, "--scheduler slurm: "},
@@ -96,5 +100,24 @@ func TestExampleConfig(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, errOut.String())
 			}
 		})
+	}
+}
+
+// TestConfigFileMustBeRootsAlone: an agent running as root refuses a
+// settings file anyone else may change: it names commands the agent runs.
+func TestConfigFileMustBeRootsAlone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the check is root's")
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte("reboot-command: /tmp/evil\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--config", path}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "it names commands the agent runs as root: "+path+" is owned by uid 0 with mode 0664") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
 }
