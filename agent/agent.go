@@ -130,6 +130,7 @@ type Agent struct {
 	reportIv time.Duration
 	pollWait time.Duration
 	drains   map[string]context.CancelFunc // running drains by command id
+	telling  map[string]bool               // commands whose result waits for the scheduler
 	handled  map[string]bool               // commands already carried out
 	delivery nodev1.CommandDelivery
 	hint     chan struct{} // a heartbeat said commands are pending
@@ -139,8 +140,13 @@ type Agent struct {
 
 	results *resultQueue
 	stop    context.CancelFunc
-	remedy  remedyState
-	sched   *schedulerState
+	// life is Run's context: work a command starts that must outlive a
+	// session (a re-registration) but not the agent. bg counts that work,
+	// which Run waits for.
+	life   context.Context
+	bg     sync.WaitGroup
+	remedy remedyState
+	sched  *schedulerState
 
 	// lcMu orders what OnLifecycle learns; lcSeq counts the lifecycle
 	// changes the agent's commands made, so that an answer to a request
@@ -199,6 +205,7 @@ func New(o Options) (*Agent, error) {
 		reportIv: 30 * time.Second,
 		pollWait: 30 * time.Second,
 		drains:   make(map[string]context.CancelFunc),
+		telling:  make(map[string]bool),
 		handled:  make(map[string]bool),
 		hint:     make(chan struct{}, 1),
 		up:       make(chan struct{}),
@@ -247,11 +254,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	ctx, stop := context.WithCancel(ctx)
-	a.stop = stop
+	a.stop, a.life = stop, ctx
 	var wg sync.WaitGroup
 	defer func() {
 		stop()
 		wg.Wait()
+		a.bg.Wait()
 	}()
 	a.poll(a.clock.Now()) // the first reports carry real metrics
 	goLoop := func(fn func(context.Context)) {
@@ -460,6 +468,15 @@ func (a *Agent) knownLifecycle() fleetv1.LifecycleState {
 	a.lcMu.Lock()
 	defer a.lcMu.Unlock()
 	return a.lifecycle
+}
+
+// background runs fn on a goroutine of its own that Run waits for.
+func (a *Agent) background(fn func()) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		fn()
+	}()
 }
 
 // mustRegister reports whether err means the control plane lost the node,

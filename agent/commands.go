@@ -24,12 +24,17 @@ import (
 func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 	a.mu.Lock()
 	_, draining := a.drains[cmd.GetId()]
+	telling := a.telling[cmd.GetId()]
 	done := a.handled[cmd.GetId()]
 	a.mu.Unlock()
-	if draining {
+	switch {
+	case draining:
 		// Delivered again after a re-registration while still running: say
 		// so and carry on.
 		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "drain already under way"))
+		return
+	case telling:
+		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "still telling Slurm"))
 		return
 	}
 	if done {
@@ -39,7 +44,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 	switch cmd.GetType() {
 	case fleetv1.CommandType_COMMAND_TYPE_CORDON:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
-		a.finishTelling(ctx, cmd, "cordoned: this node takes no new work", nil)
+		a.finishTelling(cmd, "cordoned: this node takes no new work", cmd.GetReason(), schedulerCommandLimit, nil)
 	case fleetv1.CommandType_COMMAND_TYPE_UNCORDON:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
 		n := a.cancelDrains()
@@ -47,7 +52,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		if n > 0 {
 			msg += fmt.Sprintf("; stopped %d drain(s)", n)
 		}
-		a.finishTelling(ctx, cmd, msg, nil)
+		a.finishTelling(cmd, msg, "", schedulerCommandLimit, nil)
 	case fleetv1.CommandType_COMMAND_TYPE_DRAIN:
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
 		// A new drain (another deadline, force, or the drain before a
@@ -59,7 +64,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		a.mu.Lock()
 		a.drains[cmd.GetId()] = cancel
 		a.mu.Unlock()
-		go func() {
+		a.background(func() {
 			defer cancel()
 			// Told before the wait begins; a scheduler that cannot be
 			// told now is told by the scheduler loop, and the drain
@@ -84,7 +89,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 				a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED)
 			}
 			a.finish(cmd, r)
-		}()
+		})
 	case fleetv1.CommandType_COMMAND_TYPE_DIAGNOSTICS:
 		a.finish(cmd, a.diagnose(cmd))
 	case fleetv1.CommandType_COMMAND_TYPE_RESET_GPU:
@@ -95,9 +100,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		a.commandLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING)
 		// The scheduler is told to place nothing more here before the
 		// agent stops, within a bound: the node is going either way.
-		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		a.finishTelling(tctx, cmd, "agent stopping", func() {
-			cancel()
+		a.finishTelling(cmd, "agent stopping", cmd.GetReason(), terminateSchedulerLimit, func() {
 			// Give the result a moment to reach the control plane, then stop.
 			a.results.flush(ctx, 5*time.Second)
 			a.log.Info("terminating on the control plane's command")
@@ -197,8 +200,8 @@ func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportC
 // ends them and are not requeued onto a node still running them; the GPU
 // processes left after the grace are signalled.
 func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []uint32) *nodev1.ReportCommandResultRequest {
-	cancelled := a.cancelJobs(ctx)
-	if cancelled != "" {
+	cancelled, jobsLeft := a.cancelJobs(ctx)
+	if cancelled != "" && !jobsLeft {
 		grace := a.clock.Now().Add(a.o.KillGrace)
 		for len(listed) > 0 && a.clock.Now().Before(grace) {
 			if sleep(ctx, a.clock, 200*time.Millisecond) != nil {
@@ -211,14 +214,15 @@ func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []ui
 	if !ok {
 		return nil
 	}
-	st := fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED
-	if !stop.stopped() {
-		st = fleetv1.CommandStatus_COMMAND_STATUS_FAILED
-	}
 	msg := "deadline passed; " + cancelled + stop.String()
 	if a.o.Scheduler != nil {
-		msg += "; " + a.awaitSchedulerIdle(ctx)
+		note, idle := a.awaitSchedulerIdle(ctx)
+		msg += "; " + note
+		jobsLeft = jobsLeft || !idle
 	}
+	// FAILED says something was left: a process, or a Slurm job. The
+	// control plane ends the drain all the same.
+	st := outcome(!stop.stopped() || jobsLeft)
 	r := result(cmd, st, msg)
 	r.SignalledPids = stop.signalled
 	r.RemainingPids = stop.remaining()

@@ -42,6 +42,14 @@ type Scheduler interface {
 // results; Slurm is the only one it works with.
 const schedulerName = "slurm"
 
+// How long a command waits for the scheduler before it reports that it
+// could not be told: a cordon's or uncordon's result, and a terminate,
+// after which the agent stops either way.
+const (
+	schedulerCommandLimit   = 5 * time.Minute
+	terminateSchedulerLimit = 30 * time.Second
+)
+
 // drainCheckInterval bounds how often a drain asks the scheduler whether
 // jobs are left, so that a mass drain does not flood its controller.
 const drainCheckInterval = 5 * time.Second
@@ -55,9 +63,11 @@ const (
 
 // schedulerState is what the agent knows of the scheduler.
 type schedulerState struct {
-	// mu serialises syncs, so that a command's and the loop's do not
-	// cross, and guards reason and newReason.
-	mu sync.Mutex
+	// turn serialises syncs, so that a command's and the loop's do not
+	// cross, and guards reason and newReason. It is a one-slot channel,
+	// not a mutex, so that waiting for it ends with the waiter's context:
+	// a sync holds it across Slurm calls, each up to a minute.
+	turn chan struct{}
 	// reason is the last cordon or drain reason an operator or the policy
 	// gave, which a drain the agent sets carries; newReason is set until
 	// the scheduler has it.
@@ -75,8 +85,21 @@ type schedulerState struct {
 }
 
 func newSchedulerState() *schedulerState {
-	return &schedulerState{kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+	return &schedulerState{turn: make(chan struct{}, 1), kick: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 }
+
+// take waits for the scheduler's turn, or for ctx to end; give hands it
+// back.
+func (s *schedulerState) take(ctx context.Context) error {
+	select {
+	case s.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the scheduler's last call to end: %w", ctx.Err())
+	}
+}
+
+func (s *schedulerState) give() { <-s.turn }
 
 func signal(ch chan struct{}) {
 	select {
@@ -107,7 +130,9 @@ func (a *Agent) schedulerChanged() <-chan struct{} {
 
 // stateOf is a read of the scheduler as the agent reports it. What the
 // scheduler says is anyone's text: it goes as one clean line within the
-// API's bounds, so that it can never cost the report it rides in.
+// API's bounds, so that it can never cost the report it rides in. Drained
+// needs no job left as well as Slurm's word: Slurm shows a drained node
+// IDLE+DRAIN while a suspended job still holds it.
 func (a *Agent) stateOf(n slurm.Node, jobs int) *fleetv1.SchedulerState {
 	return &fleetv1.SchedulerState{
 		Scheduler: schedulerName,
@@ -115,7 +140,7 @@ func (a *Agent) stateOf(n slurm.Node, jobs int) *fleetv1.SchedulerState {
 		State:     display.OneLine(n.State, maxSchedulerText),
 		Reason:    display.OneLine(n.Reason, maxSchedulerReason),
 		Drain:     n.Drain,
-		Drained:   n.Drained,
+		Drained:   n.Drained && jobs == 0,
 		ByNavarch: n.Ours,
 		Jobs:      uint32(jobs),
 	}
@@ -140,8 +165,11 @@ func (a *Agent) seen(st *fleetv1.SchedulerState, err error) {
 	if proto.Equal(prev, next) {
 		return
 	}
-	if err != nil && prev.GetError() == "" {
+	switch {
+	case err != nil && prev.GetError() == "":
 		a.log.Warn("cannot reach the scheduler", "scheduler", schedulerName, "err", err)
+	case err == nil && prev.GetError() != "":
+		a.log.Info("the scheduler answers again", "scheduler", schedulerName)
 	}
 	signal(a.sched.changed)
 }
@@ -165,14 +193,23 @@ func wantsDrain(l fleetv1.LifecycleState) bool {
 // error it could not read the scheduler afresh, and did may still say
 // what it did before that.
 func (a *Agent) syncScheduler(ctx context.Context, reason string) (did string, st *fleetv1.SchedulerState, err error) {
+	if err := a.sched.take(ctx); err != nil {
+		return "", nil, err
+	}
+	defer a.sched.give()
+	return a.syncLocked(ctx, reason)
+}
+
+// syncLocked is syncScheduler for a caller that has the scheduler's turn.
+func (a *Agent) syncLocked(ctx context.Context, reason string) (did string, st *fleetv1.SchedulerState, err error) {
 	s := a.o.Scheduler
-	a.sched.mu.Lock()
-	defer a.sched.mu.Unlock()
 	if reason != "" {
 		a.sched.reason, a.sched.newReason = reason, true
 	}
 	defer func() {
-		if err != nil {
+		// A call cut short by its caller (an uncordon ending a drain, the
+		// agent stopping) says nothing about the scheduler.
+		if err != nil && ctx.Err() == nil {
 			a.seen(nil, err)
 		}
 	}()
@@ -202,12 +239,19 @@ func (a *Agent) syncScheduler(ctx context.Context, reason string) (did string, s
 	case wantsDrain(l):
 		did = fmt.Sprintf("Slurm node %s was already drained outside Navarch (%s); left as it is", s.NodeName(), byHand)
 	case l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE && n.Drain && n.Ours:
-		if err := s.Resume(ctx); err != nil && !errors.Is(err, slurm.ErrNotOurs) {
-			return "", nil, err
-		}
 		acted = true
-		did = fmt.Sprintf("Slurm node %s resumed", s.NodeName())
-		a.log.Info("resumed the node in the scheduler", "scheduler", schedulerName, "scheduler_node", s.NodeName())
+		a.sched.reason, a.sched.newReason = "", false
+		err := s.Resume(ctx)
+		switch {
+		case errors.Is(err, slurm.ErrNotOurs):
+			// Someone drained it again between the read and the resume.
+			did = fmt.Sprintf("Slurm node %s left drained: it was drained outside Navarch (%v), and Navarch resumes only its own drains", s.NodeName(), err)
+		case err != nil:
+			return "", nil, err
+		default:
+			did = fmt.Sprintf("Slurm node %s resumed", s.NodeName())
+			a.log.Info("resumed the node in the scheduler", "scheduler", schedulerName, "scheduler_node", s.NodeName())
+		}
 	case l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE && n.Drain:
 		did = fmt.Sprintf("Slurm node %s left drained: it was drained outside Navarch (%s), and Navarch resumes only its own drains", s.NodeName(), byHand)
 	}
@@ -272,28 +316,38 @@ func (a *Agent) schedulerCommand(ctx context.Context, reason string) (msg string
 }
 
 // finishTelling finishes cmd with msg once the scheduler has been told of
-// the lifecycle the command put the node in. A controller that does not
-// answer holds each call for up to a minute, so it is told on a goroutine
-// of its own: the commands after this one do not wait. then, when set,
-// runs after the result is queued.
-func (a *Agent) finishTelling(ctx context.Context, cmd *fleetv1.Command, msg string, then func()) {
+// the lifecycle the command put the node in, within limit. A controller
+// that does not answer holds each call for up to a minute, so the command
+// is acknowledged at once and the scheduler told on a goroutine of its
+// own, bound to the agent's life rather than to this session's: the
+// commands after this one do not wait, and a re-registration does not cut
+// it short. reason is the drain's reason from now on ("" keeps the one
+// before). then, when set, runs after the result is queued.
+func (a *Agent) finishTelling(cmd *fleetv1.Command, msg, reason string, limit time.Duration, then func()) {
 	if a.o.Scheduler == nil {
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg))
 		if then != nil {
-			go then()
+			a.background(then)
 		}
 		return
 	}
 	a.mu.Lock()
 	a.handled[cmd.GetId()] = true
+	a.telling[cmd.GetId()] = true
 	a.mu.Unlock()
-	go func() {
-		note, failed := a.schedulerCommand(ctx, cmd.GetReason())
+	a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "telling Slurm"))
+	a.background(func() {
+		ctx, cancel := context.WithTimeout(a.life, limit)
+		note, failed := a.schedulerCommand(ctx, reason)
+		cancel()
+		a.mu.Lock()
+		delete(a.telling, cmd.GetId())
+		a.mu.Unlock()
 		a.results.add(result(cmd, outcome(failed), msg+note))
 		if then != nil {
 			then()
 		}
-	}()
+	})
 }
 
 // schedulerIdle reports whether the scheduler shows no job left on the
@@ -314,47 +368,62 @@ func (a *Agent) schedulerIdle(ctx context.Context) (bool, string) {
 }
 
 // cancelJobs cancels the node's scheduler jobs at a forced drain's
-// deadline, once the scheduler shows the node drained (so that nothing
-// new lands on it), and says what it did for the result.
-func (a *Agent) cancelJobs(ctx context.Context) string {
+// deadline, and says what it did for the result; failed is true when jobs
+// may be left. It cancels only while the node still drains in Navarch and
+// the scheduler shows it drained (so that nothing new lands on it), all in
+// one turn, so that no resume comes in between.
+func (a *Agent) cancelJobs(ctx context.Context) (msg string, failed bool) {
 	if a.o.Scheduler == nil {
-		return ""
+		return "", false
 	}
-	if _, st, err := a.syncScheduler(ctx, ""); err != nil || !st.GetDrain() {
-		why := "the node is not drained in Slurm"
-		if err != nil {
-			why = err.Error()
-		}
+	if err := a.sched.take(ctx); err != nil {
+		return fmt.Sprintf("Slurm jobs not cancelled (%v); ", err), true
+	}
+	defer a.sched.give()
+	_, st, err := a.syncLocked(ctx, "")
+	why := ""
+	switch {
+	case err != nil:
+		why = err.Error()
+	case ctx.Err() != nil:
+		why = ctx.Err().Error()
+	case !wantsDrain(a.knownLifecycle()):
+		why = "the node no longer drains"
+	case !st.GetDrain():
+		why = "the node is not drained in Slurm"
+	}
+	if why != "" {
 		a.log.Warn("not cancelling the node's scheduler jobs", "scheduler", schedulerName, "why", why)
-		return fmt.Sprintf("Slurm jobs not cancelled (%s); ", why)
+		return fmt.Sprintf("Slurm jobs not cancelled (%s); ", why), true
 	}
 	jobs, err := a.o.Scheduler.Cancel(ctx)
 	if err != nil {
 		a.log.Warn("cancelling the node's scheduler jobs", "scheduler", schedulerName, "err", err)
-		return fmt.Sprintf("cancelling Slurm jobs failed: %v; ", err)
+		return fmt.Sprintf("cancelling Slurm jobs failed: %v; ", err), true
 	}
 	if len(jobs) == 0 {
-		return ""
+		return "", false
 	}
 	ids := make([]string, len(jobs))
 	for i, j := range jobs {
 		ids[i] = j.ID
 	}
 	a.log.Warn("cancelled the node's scheduler jobs", "scheduler", schedulerName, "jobs", ids)
-	return fmt.Sprintf("cancelled Slurm jobs %s; ", strings.Join(ids, ", "))
+	return fmt.Sprintf("cancelled Slurm jobs %s; ", strings.Join(ids, ", ")), false
 }
 
 // awaitSchedulerIdle waits up to the kill grace for the scheduler to show
-// no job left after a forced drain cancelled them, and says what it shows.
-func (a *Agent) awaitSchedulerIdle(ctx context.Context) string {
+// no job left after a forced drain cancelled them, and says what it
+// shows, and whether it is idle.
+func (a *Agent) awaitSchedulerIdle(ctx context.Context) (string, bool) {
 	until := a.clock.Now().Add(a.o.KillGrace)
 	for {
 		idle, note := a.schedulerIdle(ctx)
 		if idle || !a.clock.Now().Before(until) {
-			return note
+			return note, idle
 		}
 		if sleep(ctx, a.clock, time.Second) != nil {
-			return note
+			return note, idle
 		}
 	}
 }

@@ -38,14 +38,17 @@ func (f *fakeSlurm) call(name string) error {
 	return f.down
 }
 
+// node is the node as Slurm shows it: as Slurm does, a suspended job does
+// not count, and the node shows IDLE (and DRAINED) while one holds it.
 func (f *fakeSlurm) node() slurm.Node {
 	n := slurm.Node{State: "IDLE", Reason: f.reason, Drain: f.drain, Ours: f.drain && strings.HasPrefix(f.reason, slurm.ReasonPrefix)}
-	if len(f.jobs) > 0 {
+	running := slices.ContainsFunc(f.jobs, func(j slurm.Job) bool { return j.State == "RUNNING" })
+	if running {
 		n.State = "ALLOCATED"
 	}
 	if f.drain {
 		n.State += "+DRAIN"
-		n.Drained = len(f.jobs) == 0
+		n.Drained = !running
 	}
 	return n
 }
@@ -388,5 +391,66 @@ func TestSlurmTextIsReportedClean(t *testing.T) {
 	r := cp.lastScheduler().GetReason()
 	if !strings.HasPrefix(r, "fan noise? xxx") || len(r) > maxSchedulerReason || !strings.HasSuffix(r, "…") {
 		t.Fatalf("reported reason %q (%d bytes)", display.Cut(r, 40, "…"), len(r))
+	}
+}
+
+// TestSuspendedJobHoldsADrain: Slurm calls a drained node with a
+// suspended job DRAINED; the drain waits for the job all the same.
+func TestSuspendedJobHoldsADrain(t *testing.T) {
+	cp := newFakeCP(t)
+	s := &fakeSlurm{jobs: []slurm.Job{{ID: "19", State: "SUSPENDED"}}}
+	startAgent(t, cp, simnvml.Options{}, withScheduler(s))
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+	cp.commands <- drainCommand("d1", time.Minute, false)
+	testutil.Eventually(t, "the job reported", func() bool {
+		st := cp.lastScheduler()
+		return st.GetDrain() && st.GetJobs() == 1 && !st.GetDrained()
+	})
+	time.Sleep(300 * time.Millisecond)
+	if r := cp.result("d1", true); r != nil {
+		t.Fatalf("the drain ended with a suspended job on the node: %v", r)
+	}
+	s.set(func(f *fakeSlurm) { f.jobs = nil })
+	testutil.Eventually(t, "drain done", func() bool { return cp.result("d1", true) != nil })
+}
+
+// TestUncordonReasonIsNoDrainReason: an uncordon's reason never becomes
+// the reason of a drain set later.
+func TestUncordonReasonIsNoDrainReason(t *testing.T) {
+	cp := newFakeCP(t)
+	s := &fakeSlurm{}
+	startAgent(t, cp, simnvml.Options{}, withScheduler(s))
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
+	cp.commands <- command("c1", fleetv1.CommandType_COMMAND_TYPE_CORDON, "xid 79")
+	testutil.Eventually(t, "cordon result", func() bool { return cp.result("c1", true) != nil })
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
+	cp.commands <- command("c2", fleetv1.CommandType_COMMAND_TYPE_UNCORDON, "fixed by hand")
+	testutil.Eventually(t, "uncordon result", func() bool { return cp.result("c2", true) != nil })
+	// A cordon heard from a heartbeat before its command arrives.
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED)
+	testutil.Eventually(t, "drained again", func() bool { return s.state().Drain })
+	if r := s.state().Reason; strings.Contains(r, "fixed by hand") {
+		t.Fatalf("the drain carries the uncordon's reason: %q", r)
+	}
+}
+
+// TestForcedDrainCancelsNothingOnceUncordoned: a forced drain whose node
+// is uncordoned before its deadline (heard from a heartbeat ahead of the
+// command) cancels no Slurm job.
+func TestForcedDrainCancelsNothingOnceUncordoned(t *testing.T) {
+	cp := newFakeCP(t)
+	s := &fakeSlurm{drain: true, reason: "fan noise", jobs: []slurm.Job{{ID: "17", State: "RUNNING"}}}
+	startAgent(t, cp, simnvml.Options{}, withScheduler(s))
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING)
+	cp.commands <- drainCommand("d1", 800*time.Millisecond, true)
+	testutil.Eventually(t, "ack", func() bool { return cp.result("d1", false) != nil })
+	cp.setLifecycle(fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE)
+	testutil.Eventually(t, "forced drain done", func() bool { return cp.result("d1", true) != nil })
+	if res := cp.result("d1", true); !strings.Contains(res.GetMessage(), "Slurm jobs not cancelled (the node no longer drains)") ||
+		res.GetStatus() != fleetv1.CommandStatus_COMMAND_STATUS_FAILED {
+		t.Fatalf("forced drain result %v", res)
+	}
+	if s.called("cancel") {
+		t.Fatal("jobs were cancelled on a node no longer draining")
 	}
 }

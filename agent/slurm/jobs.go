@@ -39,9 +39,10 @@ func (c *Client) Jobs(ctx context.Context) ([]Job, error) {
 	return parseJobs(out)
 }
 
-// Cancel cancels every job that holds this node, and returns them. It
-// does not wait for them to end: Slurm signals them, then kills them
-// after its KillWait. A job that spans several nodes ends on all of them.
+// Cancel cancels every job that holds this node, which must be drained,
+// and returns them. It does not wait for them to end: Slurm signals them,
+// then kills them after its KillWait. A job that spans several nodes ends
+// on all of them.
 func (c *Client) Cancel(ctx context.Context) ([]Job, error) {
 	jobs, err := c.Jobs(ctx)
 	if err != nil {
@@ -50,9 +51,18 @@ func (c *Client) Cancel(ctx context.Context) ([]Job, error) {
 	if len(jobs) == 0 {
 		return nil, nil
 	}
+	// Drained after the list was read, so that no job listed is one
+	// that started because someone resumed the node meanwhile (Slurm
+	// has no compare-and-set; this narrows the window to one call).
+	n, err := c.Node(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cancel: %w", err)
+	}
+	if !n.Drain {
+		return nil, fmt.Errorf("cancel: slurm node %s is not drained (%s): its jobs are left", c.node, n.State)
+	}
 	// By id rather than by node, so that what is cancelled is exactly
-	// what is returned; the caller drains the node first, so no job
-	// starts in between.
+	// what is returned.
 	args := []string{"--"}
 	for _, j := range jobs {
 		args = append(args, j.ID)
