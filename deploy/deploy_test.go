@@ -59,16 +59,17 @@ func TestSystemdUnitsVerify(t *testing.T) {
 }
 
 // TestSystemdUnitsAreHardened: the units keep the lines the security
-// review counts on.
+// review counts on, and restart only a daemon that failed: a clean exit
+// is a stop, or an agent whose node was terminated, which must stay down.
 func TestSystemdUnitsAreHardened(t *testing.T) {
 	for name, want := range map[string][]string{
 		"navarch-controlplane.service": {
 			"Type=notify", "User=navarch", "StateDirectory=navarch", "ProtectSystem=strict", "NoNewPrivileges=yes",
-			"PrivateTmp=yes", "CapabilityBoundingSet=\n", "PrivateDevices=yes", "UMask=0077",
+			"PrivateTmp=yes", "CapabilityBoundingSet=\n", "PrivateDevices=yes", "UMask=0077", "Restart=on-failure\n",
 		},
 		"navarch-agent.service": {
 			"Type=notify", "StateDirectory=navarch-agent", "ProtectSystem=strict", "NoNewPrivileges=yes",
-			"PrivateTmp=yes", "CapabilityBoundingSet=CAP_SYSLOG CAP_KILL CAP_SYS_ADMIN\n", "UMask=0077",
+			"PrivateTmp=yes", "CapabilityBoundingSet=CAP_SYSLOG CAP_KILL CAP_SYS_ADMIN\n", "UMask=0077", "Restart=on-failure\n",
 		},
 	} {
 		b, err := os.ReadFile(filepath.Join("systemd", name))
