@@ -60,7 +60,10 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		// has already cancelled.
 		a.cancelDrains()
 		a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "draining"))
-		dctx, cancel := context.WithCancel(ctx)
+		// Bound to the agent's life, not this session's: a
+		// re-registration does not end a drain (its redelivery is
+		// answered "drain already under way").
+		dctx, cancel := context.WithCancel(a.life)
 		a.mu.Lock()
 		a.drains[cmd.GetId()] = cancel
 		a.mu.Unlock()
@@ -69,7 +72,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 			// Told before the wait begins; a scheduler that cannot be
 			// told now is told by the scheduler loop, and the drain
 			// waits for it.
-			if _, failed := a.schedulerCommand(dctx, cmd.GetReason()); failed {
+			if _, failed := a.schedulerCommand(dctx, cmd.GetReason(), false); failed {
 				a.log.Warn("draining in the scheduler failed; the agent tries again", "scheduler", schedulerName)
 			}
 			r := a.drain(dctx, cmd)
@@ -102,7 +105,7 @@ func (a *Agent) handle(ctx context.Context, cmd *fleetv1.Command) {
 		// agent stops, within a bound: the node is going either way.
 		a.finishTelling(cmd, "agent stopping", cmd.GetReason(), terminateSchedulerLimit, func() {
 			// Give the result a moment to reach the control plane, then stop.
-			a.results.flush(ctx, 5*time.Second)
+			a.results.flush(a.life, 5*time.Second)
 			a.log.Info("terminating on the control plane's command")
 			a.stop()
 		})
@@ -200,7 +203,12 @@ func (a *Agent) drain(ctx context.Context, cmd *fleetv1.Command) *nodev1.ReportC
 // ends them and are not requeued onto a node still running them; the GPU
 // processes left after the grace are signalled.
 func (a *Agent) forceStop(ctx context.Context, cmd *fleetv1.Command, listed []uint32) *nodev1.ReportCommandResultRequest {
-	cancelled, jobsLeft := a.cancelJobs(ctx)
+	cancelled, jobsLeft, abandon := a.cancelJobs(ctx)
+	if abandon {
+		// The drain ended while it waited (an uncordon heard first, the
+		// agent stopping): its processes are no longer its to stop.
+		return nil
+	}
 	if cancelled != "" && !jobsLeft {
 		grace := a.clock.Now().Add(a.o.KillGrace)
 		for len(listed) > 0 && a.clock.Now().Before(grace) {

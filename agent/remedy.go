@@ -143,7 +143,7 @@ func (a *Agent) resetGPU(ctx context.Context, cmd *fleetv1.Command) {
 		return
 	}
 	a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, fmt.Sprintf("resetting GPU %d", gpu)))
-	go func() {
+	a.background(func() {
 		defer a.resetEnded(cmd.GetId())
 		var stopped stopOutcome
 		if len(pids) > 0 {
@@ -180,7 +180,7 @@ func (a *Agent) resetGPU(ctx context.Context, cmd *fleetv1.Command) {
 		r := result(cmd, st, msg)
 		r.SignalledPids = stopped.signalled
 		a.finish(cmd, r)
-	}()
+	})
 }
 
 // gpuProcesses lists the compute processes on one GPU, read now. A GPU

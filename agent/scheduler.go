@@ -64,13 +64,16 @@ const (
 // schedulerState is what the agent knows of the scheduler.
 type schedulerState struct {
 	// turn serialises syncs, so that a command's and the loop's do not
-	// cross, and guards reason and newReason. It is a one-slot channel,
+	// cross. It is a one-slot channel,
 	// not a mutex, so that waiting for it ends with the waiter's context:
 	// a sync holds it across Slurm calls, each up to a minute.
 	turn chan struct{}
-	// reason is the last cordon or drain reason an operator or the policy
-	// gave, which a drain the agent sets carries; newReason is set until
-	// the scheduler has it.
+	// reasonMu guards reason and newReason, which a command sets before it
+	// waits for its turn, so that a command that never gets one still
+	// leaves its reason. reason is the last cordon or drain reason an
+	// operator or the policy gave, which a drain the agent sets carries;
+	// newReason is set until the scheduler has it.
+	reasonMu  sync.Mutex
 	reason    string
 	newReason bool
 
@@ -193,19 +196,47 @@ func wantsDrain(l fleetv1.LifecycleState) bool {
 // error it could not read the scheduler afresh, and did may still say
 // what it did before that.
 func (a *Agent) syncScheduler(ctx context.Context, reason string) (did string, st *fleetv1.SchedulerState, err error) {
+	if reason != "" {
+		a.sched.reasonMu.Lock()
+		a.sched.reason, a.sched.newReason = reason, true
+		a.sched.reasonMu.Unlock()
+	}
 	if err := a.sched.take(ctx); err != nil {
 		return "", nil, err
 	}
 	defer a.sched.give()
-	return a.syncLocked(ctx, reason)
+	return a.syncLocked(ctx)
+}
+
+// drainReason is the reason a drain set now carries, and whether the
+// scheduler has yet to be given it. An ACTIVE node has none: the next
+// drain's reason is the next cordon's.
+func (a *Agent) drainReason(l fleetv1.LifecycleState) (string, bool) {
+	a.sched.reasonMu.Lock()
+	defer a.sched.reasonMu.Unlock()
+	if l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE {
+		a.sched.reason, a.sched.newReason = "", false
+	}
+	r := a.sched.reason
+	if r == "" {
+		r = "node is " + display.Lifecycle(l)
+	}
+	return r, a.sched.newReason
+}
+
+// reasonGiven records that the scheduler has reason, unless a command
+// gave another meanwhile.
+func (a *Agent) reasonGiven(reason string) {
+	a.sched.reasonMu.Lock()
+	defer a.sched.reasonMu.Unlock()
+	if a.sched.reason == reason {
+		a.sched.newReason = false
+	}
 }
 
 // syncLocked is syncScheduler for a caller that has the scheduler's turn.
-func (a *Agent) syncLocked(ctx context.Context, reason string) (did string, st *fleetv1.SchedulerState, err error) {
+func (a *Agent) syncLocked(ctx context.Context) (did string, st *fleetv1.SchedulerState, err error) {
 	s := a.o.Scheduler
-	if reason != "" {
-		a.sched.reason, a.sched.newReason = reason, true
-	}
 	defer func() {
 		// A call cut short by its caller (an uncordon ending a drain, the
 		// agent stopping) says nothing about the scheduler.
@@ -214,6 +245,7 @@ func (a *Agent) syncLocked(ctx context.Context, reason string) (did string, st *
 		}
 	}()
 	l := a.knownLifecycle()
+	reason, newReason := a.drainReason(l)
 	n, err := s.Node(ctx)
 	if err != nil {
 		return "", nil, err
@@ -222,17 +254,14 @@ func (a *Agent) syncLocked(ctx context.Context, reason string) (did string, st *
 	acted := false
 	switch {
 	case wantsDrain(l) && (!n.Drain || n.Ours):
-		if !n.Drain || a.sched.newReason {
-			r := a.sched.reason
-			if r == "" {
-				r = "node is " + display.Lifecycle(l)
-			}
-			if err := s.Drain(ctx, r); err != nil {
+		if !n.Drain || newReason {
+			if err := s.Drain(ctx, reason); err != nil {
 				return "", nil, err
 			}
-			acted, a.sched.newReason = true, false
+			acted = true
+			a.reasonGiven(reason)
 			if !n.Drain {
-				a.log.Info("drained the node in the scheduler", "scheduler", schedulerName, "scheduler_node", s.NodeName(), "reason", r)
+				a.log.Info("drained the node in the scheduler", "scheduler", schedulerName, "scheduler_node", s.NodeName(), "reason", reason)
 			}
 		}
 		did = fmt.Sprintf("Slurm node %s drained", s.NodeName())
@@ -240,7 +269,6 @@ func (a *Agent) syncLocked(ctx context.Context, reason string) (did string, st *
 		did = fmt.Sprintf("Slurm node %s was already drained outside Navarch (%s); left as it is", s.NodeName(), byHand)
 	case l == fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE && n.Drain && n.Ours:
 		acted = true
-		a.sched.reason, a.sched.newReason = "", false
 		err := s.Resume(ctx)
 		switch {
 		case errors.Is(err, slurm.ErrNotOurs):
@@ -298,13 +326,17 @@ func (a *Agent) schedulerLoop(ctx context.Context) {
 // schedulerCommand tells the scheduler of the lifecycle a command put the
 // node in, with the command's reason for a drain, and says what it did
 // for the command's result; failed is true when the scheduler could not
-// be told (the loop keeps trying).
-func (a *Agent) schedulerCommand(ctx context.Context, reason string) (msg string, failed bool) {
+// be told (the loop keeps trying). last says the agent stops after this
+// command, so nothing will try again.
+func (a *Agent) schedulerCommand(ctx context.Context, reason string, last bool) (msg string, failed bool) {
 	if a.o.Scheduler == nil {
 		return "", false
 	}
 	did, _, err := a.syncScheduler(ctx, reason)
 	switch {
+	case err != nil && did == "" && last:
+		// The agent stops after this: nothing will try again.
+		return fmt.Sprintf("; Slurm not told (%v)", err), false
 	case err != nil && did == "":
 		return fmt.Sprintf("; Slurm not told yet (%v): the agent tries again every %s", err, a.o.SchedulerInterval), true
 	case err != nil:
@@ -322,7 +354,8 @@ func (a *Agent) schedulerCommand(ctx context.Context, reason string) (msg string
 // own, bound to the agent's life rather than to this session's: the
 // commands after this one do not wait, and a re-registration does not cut
 // it short. reason is the drain's reason from now on ("" keeps the one
-// before). then, when set, runs after the result is queued.
+// before). then, when set, runs after the result is queued, and stops the
+// agent.
 func (a *Agent) finishTelling(cmd *fleetv1.Command, msg, reason string, limit time.Duration, then func()) {
 	if a.o.Scheduler == nil {
 		a.finish(cmd, result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, msg))
@@ -338,7 +371,7 @@ func (a *Agent) finishTelling(cmd *fleetv1.Command, msg, reason string, limit ti
 	a.results.add(result(cmd, fleetv1.CommandStatus_COMMAND_STATUS_ACKNOWLEDGED, "telling Slurm"))
 	a.background(func() {
 		ctx, cancel := context.WithTimeout(a.life, limit)
-		note, failed := a.schedulerCommand(ctx, reason)
+		note, failed := a.schedulerCommand(ctx, reason, then != nil)
 		cancel()
 		a.mu.Lock()
 		delete(a.telling, cmd.GetId())
@@ -363,53 +396,64 @@ func (a *Agent) schedulerIdle(ctx context.Context) (bool, string) {
 		return false, fmt.Sprintf("Slurm not reachable: %v", err)
 	case st.GetDrained():
 		return true, fmt.Sprintf("Slurm node %s is DRAINED", st.GetNodeName())
+	case !st.GetDrain():
+		return false, fmt.Sprintf("Slurm node %s is not drained (%s)", st.GetNodeName(), st.GetState())
 	}
 	return false, fmt.Sprintf("Slurm node %s is %s with %d job(s)", st.GetNodeName(), st.GetState(), st.GetJobs())
+}
+
+// draining reports whether a node in lifecycle l is being emptied: a
+// forced drain may stop its work. A cordoned node is not.
+func draining(l fleetv1.LifecycleState) bool {
+	return l == fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING || l == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING
 }
 
 // cancelJobs cancels the node's scheduler jobs at a forced drain's
 // deadline, and says what it did for the result; failed is true when jobs
 // may be left. It cancels only while the node still drains in Navarch and
 // the scheduler shows it drained (so that nothing new lands on it), all in
-// one turn, so that no resume comes in between.
-func (a *Agent) cancelJobs(ctx context.Context) (msg string, failed bool) {
+// one turn, so that no resume comes in between. abandon is true when the
+// drain is over (an uncordon heard, the agent stopping): the caller stops
+// nothing either.
+func (a *Agent) cancelJobs(ctx context.Context) (msg string, failed, abandon bool) {
 	if a.o.Scheduler == nil {
-		return "", false
+		return "", false, false
 	}
 	if err := a.sched.take(ctx); err != nil {
-		return fmt.Sprintf("Slurm jobs not cancelled (%v); ", err), true
+		return "", true, true
 	}
 	defer a.sched.give()
-	_, st, err := a.syncLocked(ctx, "")
+	if ctx.Err() != nil || !draining(a.knownLifecycle()) {
+		return "", true, true
+	}
+	_, st, err := a.syncLocked(ctx)
 	why := ""
 	switch {
+	case ctx.Err() != nil || !draining(a.knownLifecycle()):
+		return "", true, true
 	case err != nil:
 		why = err.Error()
-	case ctx.Err() != nil:
-		why = ctx.Err().Error()
-	case !wantsDrain(a.knownLifecycle()):
-		why = "the node no longer drains"
 	case !st.GetDrain():
 		why = "the node is not drained in Slurm"
 	}
 	if why != "" {
 		a.log.Warn("not cancelling the node's scheduler jobs", "scheduler", schedulerName, "why", why)
-		return fmt.Sprintf("Slurm jobs not cancelled (%s); ", why), true
+		return fmt.Sprintf("Slurm jobs not cancelled (%s); ", why), true, false
 	}
 	jobs, err := a.o.Scheduler.Cancel(ctx)
 	if err != nil {
 		a.log.Warn("cancelling the node's scheduler jobs", "scheduler", schedulerName, "err", err)
-		return fmt.Sprintf("cancelling Slurm jobs failed: %v; ", err), true
+		return fmt.Sprintf("cancelling Slurm jobs failed: %v; ", err), true, false
 	}
 	if len(jobs) == 0 {
-		return "", false
+		return "", false, false
 	}
 	ids := make([]string, len(jobs))
 	for i, j := range jobs {
 		ids[i] = j.ID
 	}
 	a.log.Warn("cancelled the node's scheduler jobs", "scheduler", schedulerName, "jobs", ids)
-	return fmt.Sprintf("cancelled Slurm jobs %s; ", strings.Join(ids, ", ")), false
+	return fmt.Sprintf("cancelled Slurm jobs %s; ", strings.Join(ids, ", ")), false, false
 }
 
 // awaitSchedulerIdle waits up to the kill grace for the scheduler to show

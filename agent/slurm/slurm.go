@@ -107,10 +107,12 @@ func findCommand(bin, name string) (string, error) {
 		return "", fmt.Errorf("find Slurm's %s (package slurm-client): %w", name, err)
 	}
 	if os.Geteuid() == 0 {
-		// The agent runs it as root.
-		if err := rootfile.Check(p); err != nil {
+		// The agent runs it as root, by the path checked.
+		real, err := rootfile.Check(p)
+		if err != nil {
 			return "", fmt.Errorf("slurm's %s: the agent runs it as root: %w", name, err)
 		}
+		p = real
 	}
 	return p, nil
 }

@@ -18,16 +18,23 @@ import (
 // `scheduler: slurm`), and a list sets a repeatable flag once per item. A
 // file that holds the join token must be readable by its owner alone.
 func applyConfig(fs *flag.FlagSet, path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("--config: %w", err)
-	}
 	// The file names commands the agent runs (reboot-command, nvidia-smi,
-	// slurm-bin): run as root, it takes a file only root may change.
+	// slurm-bin): run as root, it reads a file only root may change, by
+	// the path checked.
+	read := path
 	if os.Geteuid() == 0 {
-		if err := rootfile.Check(path); err != nil {
+		real, err := rootfile.Check(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("--config: %w", err)
+		}
+		if err != nil {
 			return fmt.Errorf("--config: it names commands the agent runs as root: %w", err)
 		}
+		read = real
+	}
+	b, err := os.ReadFile(read)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))

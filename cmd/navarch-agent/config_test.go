@@ -66,7 +66,7 @@ func TestConfigFile(t *testing.T) {
 	}
 	t.Run("missing-file", func(t *testing.T) {
 		var out, errOut bytes.Buffer
-		if code := run([]string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--config: open ") {
+		if code := run([]string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--config: ") || !strings.Contains(errOut.String(), "no such file or directory") {
 			t.Fatalf("exit %d, stderr %q", code, errOut.String())
 		}
 	})

@@ -10,32 +10,33 @@ import (
 	"syscall"
 )
 
-// Check refuses path unless it, what its links lead to, and every folder
-// on the way to either are root's and writable by root alone. A folder
-// others may write to but that has the sticky bit (/tmp) passes: others
-// cannot rename or remove what root put there.
-func Check(path string) error {
+// Check resolves path's links and returns the file it names, refusing it
+// unless that file and every folder on the way to it are root's and
+// writable by root alone. The caller reads or runs the path returned,
+// never path: a link on the way, in a folder someone else may change,
+// could be pointed elsewhere after the check. A folder others may write
+// to but that has the sticky bit (/tmp) passes: others cannot rename or
+// remove what root put there.
+func Check(path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return err
+		return "", err
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := check(real, false); err != nil {
-		return err
+		return "", err
 	}
-	seen := map[string]bool{}
-	for _, p := range []string{abs, real} {
-		for dir := filepath.Dir(p); !seen[dir]; dir = filepath.Dir(dir) {
-			seen[dir] = true
-			if err := check(dir, true); err != nil {
-				return err
-			}
+	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
+		if err := check(dir, true); err != nil {
+			return "", err
+		}
+		if dir == filepath.Dir(dir) {
+			return real, nil
 		}
 	}
-	return nil
 }
 
 func check(path string, folder bool) error {

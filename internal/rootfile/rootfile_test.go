@@ -41,13 +41,28 @@ func TestCheck(t *testing.T) {
 			must(t, os.Symlink(target, link))
 			return link
 		}, "target is owned by uid 0 with mode 0666"},
+		{"link-through-a-folder-of-another-user", func(t *testing.T, dir string) string {
+			// root's file, reached through a link that someone else
+			// may point elsewhere: the file itself is what counts,
+			// and what the caller uses.
+			target := write(t, dir, "target", 0o644)
+			theirs := filepath.Join(dir, "theirs")
+			must(t, os.Mkdir(theirs, 0o755))
+			must(t, os.Chown(theirs, 65534, 0))
+			must(t, os.Symlink(target, filepath.Join(theirs, "link")))
+			return filepath.Join(theirs, "link")
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			err := Check(tt.setup(t, dir))
+			path := tt.setup(t, dir)
+			real, err := Check(path)
 			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("Check = %v, want %q", err, tt.want)
+			}
+			if want, _ := filepath.EvalSymlinks(path); err == nil && real != want {
+				t.Fatalf("Check = %q, want the file the links lead to, %q", real, want)
 			}
 		})
 	}
