@@ -185,50 +185,50 @@ func sortedKeys(m map[string]string) []string {
 // system's CAs (false for a package the control plane serves itself).
 func (o Options) check() (tlsVerify bool, err error) {
 	if o.NodeID == "" {
-		return false, errors.New("NodeID: empty")
+		return false, errors.New("option NodeID: empty")
 	}
 	if err := oneLine(o.NodeID); err != nil {
-		return false, fmt.Errorf("NodeID: %w", err)
+		return false, fmt.Errorf("option NodeID: %w", err)
 	}
 	host, port, err := net.SplitHostPort(o.Server)
 	if err != nil {
-		return false, fmt.Errorf("Server: %q is not HOST:PORT: %w", o.Server, err)
+		return false, fmt.Errorf("option Server: %q is not HOST:PORT: %w", o.Server, err)
 	}
 	if err := checkHostPort(host, port); err != nil {
-		return false, fmt.Errorf("Server: %q: %w", o.Server, err)
+		return false, fmt.Errorf("option Server: %q: %w", o.Server, err)
 	}
 	if err := rpcclient.CheckPin(strings.ToLower(o.CAHash)); err != nil {
-		return false, fmt.Errorf("CAHash: %w", err)
+		return false, fmt.Errorf("option CAHash: %w", err)
 	}
 	if name, secret, ok := strings.Cut(o.JoinToken, "."); !ok || name == "" || secret == "" {
 		// The token itself stays out of the error, which may be logged.
-		return false, errors.New("JoinToken: not an agent token (NAME.SECRET, from navarch token create --role agent)")
+		return false, errors.New("option JoinToken: not an agent token (NAME.SECRET, from navarch token create --role agent)")
 	}
 	if strings.IndexFunc(o.JoinToken, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
-		return false, errors.New("JoinToken: holds white space or a control character")
+		return false, errors.New("option JoinToken: holds white space or a control character")
 	}
 	for _, k := range sortedKeys(o.Labels) {
 		if k == "" || strings.Contains(k, "=") {
-			return false, fmt.Errorf("Labels: key %q: empty or holds '=', so KEY=VALUE would not give it back", k)
+			return false, fmt.Errorf("option Labels: key %q: empty or holds '=', so KEY=VALUE would not give it back", k)
 		}
 		if err := oneLine(k); err != nil {
-			return false, fmt.Errorf("Labels: key %q: %w", k, err)
+			return false, fmt.Errorf("option Labels: key %q: %w", k, err)
 		}
 	}
 	if tlsVerify, err = o.checkPackageURL(host, port); err != nil {
-		return false, fmt.Errorf("PackageURL: %w", err)
+		return false, fmt.Errorf("option PackageURL: %w", err)
 	}
 	if !sha256Hex.MatchString(strings.ToLower(o.PackageSHA256)) {
-		return false, fmt.Errorf("PackageSHA256: %q is not 64 hex digits (sha256sum's first column)", o.PackageSHA256)
+		return false, fmt.Errorf("option PackageSHA256: %q is not 64 hex digits (sha256sum's first column)", o.PackageSHA256)
 	}
 	for _, k := range sortedKeys(o.Settings) {
 		switch {
 		case !settingName.MatchString(k):
-			return false, fmt.Errorf("Settings: %q is not an agent flag's name (lower case, without dashes in front)", k)
+			return false, fmt.Errorf("option Settings: %q is not an agent flag's name (lower case, without dashes in front)", k)
 		case bootstrapSettings[k]:
-			return false, fmt.Errorf("Settings: %q comes from its own option", k)
+			return false, fmt.Errorf("option Settings: %q comes from its own option", k)
 		case ruledOutSettings[k] != "":
-			return false, fmt.Errorf("Settings: %q: %s", k, ruledOutSettings[k])
+			return false, fmt.Errorf("option Settings: %q: %s", k, ruledOutSettings[k])
 		}
 	}
 	return tlsVerify, nil
