@@ -24,8 +24,13 @@ func (f *Fleet) Provision(ctx context.Context, req *controlplanev1.ProvisionNode
 		return nil, apierr.Invalid("provider", "unknown provider %q (available: %s)",
 			req.GetProvider(), orDefault(strings.Join(f.providers.Names(), ", "), "none"))
 	}
+	ids := make([]string, req.GetCount())
+	for i := range ids {
+		ids[i] = provider.NewNodeID(p.Name())
+	}
 	spec := provider.Spec{
-		Count:        int(req.GetCount()),
+		Count:        len(ids),
+		NodeIDs:      ids,
 		GPUsPerNode:  int(req.GetGpusPerNode()),
 		InstanceType: req.GetInstanceType(),
 		Labels:       maps.Clone(req.GetLabels()),

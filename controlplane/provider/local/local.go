@@ -133,7 +133,7 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// Provision starts spec.Count agents. Each is PROVISIONING until it
+// Provision starts an agent for each of spec.NodeIDs. Each is PROVISIONING until it
 // registers; one that exits first is reported through spec.Failed.
 func (p *Provider) Provision(ctx context.Context, spec provider.Spec) ([]provider.Instance, error) {
 	// The places are reserved under the lock, so requests at the same
@@ -144,25 +144,24 @@ func (p *Provider) Provision(ctx context.Context, spec provider.Spec) ([]provide
 		p.mu.Unlock()
 		return nil, errors.New("provider is shutting down")
 	}
-	if running+spec.Count > p.o.MaxNodes {
+	if running+len(spec.NodeIDs) > p.o.MaxNodes {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("%d agents run already; %d more would pass the limit of %d", running, spec.Count, p.o.MaxNodes)
+		return nil, fmt.Errorf("%d agents run already; %d more would pass the limit of %d", running, len(spec.NodeIDs), p.o.MaxNodes)
 	}
-	p.starting += spec.Count
+	p.starting += len(spec.NodeIDs)
 	p.mu.Unlock()
-	left := spec.Count // places still reserved
+	left := len(spec.NodeIDs) // places still reserved
 	defer func() {
 		p.mu.Lock()
 		p.starting -= left
 		p.mu.Unlock()
 	}()
 	var out []provider.Instance
-	for range spec.Count {
+	for _, nodeID := range spec.NodeIDs {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		id := newID()
-		inst := provider.Instance{NodeID: "local-" + id, InstanceID: "proc-" + id}
+		inst := provider.Instance{NodeID: nodeID, InstanceID: "proc-" + newID(), Pool: spec.Pool}
 		err := p.start(inst, spec)
 		p.mu.Lock()
 		p.starting-- // started (now in procs) or failed
@@ -322,8 +321,9 @@ func (p *Provider) stop(ctx context.Context, pr *proc) error {
 	}
 }
 
-// Running lists the agents it runs now, by node id.
-func (p *Provider) Running() []provider.Instance {
+// List lists the agents it runs now, by node id. They are its children,
+// so a control plane that restarted finds none from before.
+func (p *Provider) List(context.Context) ([]provider.Instance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]provider.Instance, 0, len(p.procs))
@@ -331,7 +331,7 @@ func (p *Provider) Running() []provider.Instance {
 		out = append(out, pr.inst)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
-	return out
+	return out, nil
 }
 
 // Close stops every agent; the control plane calls it as it shuts down.

@@ -131,7 +131,7 @@ func TestProvisionRegisterTerminate(t *testing.T) {
 			t.Fatalf("node %v", n)
 		}
 	}
-	insts := e.prov.Running()
+	insts, _ := e.prov.List(ctx)
 	if len(insts) != 2 {
 		t.Fatalf("provider runs %d instances", len(insts))
 	}
@@ -144,7 +144,7 @@ func TestProvisionRegisterTerminate(t *testing.T) {
 	}
 	waitFor(t, "TERMINATED", func() bool { return e.node(ids[0]).GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED })
 	waitFor(t, "agent process gone", func() bool { return !running(pids[0]) })
-	insts = e.prov.Running()
+	insts, _ = e.prov.List(ctx)
 	if len(insts) != 1 || insts[0].NodeID != ids[1] {
 		t.Fatalf("instances after terminate: %v", insts)
 	}
@@ -206,7 +206,7 @@ func TestLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	_, err = p.Provision(context.Background(), provider.Spec{Count: 3, Failed: func(string, string) {}})
+	_, err = p.Provision(context.Background(), provider.Spec{Count: 3, NodeIDs: []string{"a", "b", "c"}, Failed: func(string, string) {}})
 	if err == nil || !strings.Contains(err.Error(), "limit of 2") {
 		t.Fatalf("err = %v", err)
 	}
@@ -216,7 +216,7 @@ func TestLimits(t *testing.T) {
 	started := 0
 	for range 4 {
 		wg.Go(func() {
-			insts, err := p.Provision(context.Background(), provider.Spec{Count: 1, Failed: func(string, string) {}})
+			insts, err := p.Provision(context.Background(), provider.Spec{Count: 1, NodeIDs: []string{provider.NewNodeID("race")}, Failed: func(string, string) {}})
 			if err == nil {
 				mu.Lock()
 				started += len(insts)

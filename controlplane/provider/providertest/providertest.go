@@ -1,6 +1,7 @@
 // Package providertest holds a provider for tests of the code that uses
-// providers: it starts nothing, hands out instances named test-1, test-2 …,
-// records what it is asked, and can be told to fail its stops.
+// providers: it starts nothing, hands out instances i-1, i-2 … for the
+// node ids it is given, records what it is asked, and can be told to fail
+// its stops.
 package providertest
 
 import (
@@ -18,6 +19,7 @@ type Recorder struct {
 	next       int
 	spec       provider.Spec
 	terminated []provider.Instance
+	running    []provider.Instance
 	failStop   error
 	attempts   int
 }
@@ -36,11 +38,20 @@ func (p *Recorder) Provision(_ context.Context, spec provider.Spec) ([]provider.
 	defer p.mu.Unlock()
 	p.spec = spec
 	var out []provider.Instance
-	for range spec.Count {
+	for _, id := range spec.NodeIDs {
 		p.next++
-		out = append(out, provider.Instance{NodeID: fmt.Sprintf("test-%d", p.next), InstanceID: fmt.Sprintf("i-%d", p.next)})
+		inst := provider.Instance{NodeID: id, InstanceID: fmt.Sprintf("i-%d", p.next), Pool: spec.Pool}
+		out = append(out, inst)
+		p.running = append(p.running, inst)
 	}
 	return out, nil
+}
+
+// List lists the instances it handed out and has not stopped.
+func (p *Recorder) List(context.Context) ([]provider.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.running), nil
 }
 
 // Terminate records the stop, or fails as FailStops said.
@@ -52,6 +63,7 @@ func (p *Recorder) Terminate(_ context.Context, inst provider.Instance) error {
 		return p.failStop
 	}
 	p.terminated = append(p.terminated, inst)
+	p.running = slices.DeleteFunc(p.running, func(i provider.Instance) bool { return i.InstanceID == inst.InstanceID })
 	return nil
 }
 
