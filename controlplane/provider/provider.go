@@ -83,6 +83,15 @@ type Notice struct {
 	Deadline time.Time
 }
 
+// Chooser is a provider whose nodes have ids of their own, such as
+// machines listed in its configuration: Choose names up to count nodes
+// it can start now (fewer when fewer are free), and the fleet records and
+// provisions those ids instead of new ones. It reserves nothing: a node
+// chosen twice at once is refused by the fleet the second time.
+type Chooser interface {
+	Choose(ctx context.Context, count int, pool string) ([]string, error)
+}
+
 // PowerCycler is a provider that can power-cycle a machine whose agent has
 // gone silent, such as a bare-metal machine through its BMC.
 type PowerCycler interface {
