@@ -110,6 +110,13 @@ var Required = map[string]Need{
 	// a viewer should read.
 	cps + "ResetNodeIdentity": Operator,
 	cps + "ListAudit":         Operator,
+	cps + "ListPools":         Viewer,
+	cps + "ScalePool":         Operator,
+	cps + "PowerCycleNode":    Operator,
+	// A pool's spec names providers, instance types and where they run:
+	// what the fleet costs, which only an admin sets.
+	cps + "PutPool":    Admin,
+	cps + "DeletePool": Admin,
 }
 
 // Refusal is why the gate refused a call: a label value of the control
