@@ -57,7 +57,9 @@ type Store interface {
 	// ends unbound. A binding needs no stored node: an agent may join
 	// before its node is written. Audit entries are appended, each under
 	// its own id, and read back with every field as written, the time to
-	// the nanosecond in UTC.
+	// the nanosecond in UTC. Pools are replaced whole, by name, without
+	// their status, which is never stored; DeletePools removes pools after
+	// Pools are written.
 	// DeleteNodes removes each node with its commands, events, last-seen
 	// time and key binding, so that a new machine may join under its id,
 	// and never a token, whatever its name, nor an audit entry: the audit

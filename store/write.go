@@ -34,13 +34,20 @@ type Write struct {
 	// Audit entries are appended with the store's audit retention; their
 	// ids must be set and increase over time.
 	Audit []*AuditEntry
+	// Pools are written in full, each replacing the stored pool of the
+	// same name; each must have a name. Their status is not stored.
+	Pools []*fleetv1.Pool
+	// DeletePools are the names of pools that go, after Pools are
+	// written.
+	DeletePools []string
 }
 
 // Empty reports whether w writes nothing.
 func (w *Write) Empty() bool {
 	return len(w.Nodes) == 0 && len(w.DeleteNodes) == 0 && len(w.Commands) == 0 &&
 		len(w.Events) == 0 && len(w.Counters) == 0 && len(w.Tokens) == 0 &&
-		len(w.NodeKeys) == 0 && len(w.DeleteNodeKeys) == 0 && len(w.Audit) == 0
+		len(w.NodeKeys) == 0 && len(w.DeleteNodeKeys) == 0 && len(w.Audit) == 0 &&
+		len(w.Pools) == 0 && len(w.DeletePools) == 0
 }
 
 // State is everything Load reads at start-up.
@@ -56,6 +63,8 @@ type State struct {
 	// NodeKeys are every binding of a node id to an agent's key, ordered
 	// by node id, their times in UTC.
 	NodeKeys []*NodeKey
+	// Pools are every stored pool, ordered by name.
+	Pools []*fleetv1.Pool
 }
 
 // EventQuery selects events for Events.

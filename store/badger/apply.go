@@ -71,6 +71,25 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				return err
 			}
 		}
+		for _, p := range w.Pools {
+			if p.GetName() == "" {
+				return errors.New("pool without name")
+			}
+			stored := proto.CloneOf(p)
+			stored.Status = nil
+			b, err := proto.Marshal(stored)
+			if err != nil {
+				return fmt.Errorf("encode pool %s: %w", p.GetName(), err)
+			}
+			if err := txn.Set([]byte(prefixPool+p.GetName()), b); err != nil {
+				return err
+			}
+		}
+		for _, name := range w.DeletePools {
+			if err := txn.Delete([]byte(prefixPool + name)); err != nil {
+				return err
+			}
+		}
 		auditExpires := uint64(time.Now().Add(s.auditRetention).Unix())
 		for _, a := range w.Audit {
 			if err := putAudit(txn, a, auditExpires); err != nil {

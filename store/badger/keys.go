@@ -20,6 +20,7 @@ import "encoding/binary"
 //	y/<node>/<seq>       empty; index of the audit entries about a node,
 //	                     same TTL; not one of the node's tables, so
 //	                     deleting the node keeps its audit history
+//	p/<name>             pool (protobuf, status left out)
 const (
 	prefixNode      = "n/"
 	prefixCommand   = "c/"
@@ -32,6 +33,7 @@ const (
 	prefixNodeKey   = "k/"
 	prefixAudit     = "a/"
 	prefixNodeAudit = "y/"
+	prefixPool      = "p/"
 )
 
 func commandKey(node string, seq uint64) []byte { return nodeSeqKey(prefixCommand, node, seq) }

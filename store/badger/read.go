@@ -59,12 +59,22 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 		}); err != nil {
 			return err
 		}
-		return iterate(ctx, txn, prefixNodeKey, func(k []byte, v []byte) error {
+		if err := iterate(ctx, txn, prefixNodeKey, func(k []byte, v []byte) error {
 			nk, err := decodeNodeKey(string(k[len(prefixNodeKey):]), v)
 			if err != nil {
 				return err
 			}
 			st.NodeKeys = append(st.NodeKeys, nk)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return iterate(ctx, txn, prefixPool, func(k []byte, v []byte) error {
+			p := &fleetv1.Pool{}
+			if err := proto.Unmarshal(v, p); err != nil {
+				return fmt.Errorf("decode pool %s: %w", k[len(prefixPool):], err)
+			}
+			st.Pools = append(st.Pools, p)
 			return nil
 		})
 	})

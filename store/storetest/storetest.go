@@ -80,6 +80,7 @@ func Run(t *testing.T, open Opener) {
 		{"audit-query", testAuditQuery},
 		{"audit-outlives-node", testAuditOutlivesNode},
 		{"audit-expires", testAuditExpires},
+		{"pools-survive-reopen", testPoolsSurviveReopen},
 		{"closed-store", testClosedStore},
 		{"cancelled-context", testCancelledContext},
 	}
