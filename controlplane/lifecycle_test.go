@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -271,16 +272,18 @@ func TestTimedOutProvisionStopIsRetried(t *testing.T) {
 	p.FailStops(errors.New("cloud API unavailable"))
 	h := newHarness(t, withFakeClock(clock), withProviders(p))
 	ctx := ctxT(t)
-	if _, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 1}); err != nil {
+	resp, err := h.ops.ProvisionNodes(ctx, &controlplanev1.ProvisionNodesRequest{Provider: "test", Count: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
+	id := resp.GetNodes()[0].GetNodeId()
 	clock.Advance(h.cfg.ProvisionTimeout.Duration + time.Second)
 	h.fleet().Tick(ctx)
-	n := h.get("test-1").GetNode()
+	n := h.get(id).GetNode()
 	if n.GetLifecycle() != provisionFailed || !strings.Contains(n.GetLifecycleReason(), "stopping its instance i-1") {
 		t.Fatalf("%s: %q", n.GetLifecycle(), n.GetLifecycleReason())
 	}
-	_, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: fleettest.GPUs(1), InstanceId: "i-1"})
+	_, err = h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: fleettest.GPUs(1), InstanceId: "i-1"})
 	wantCode(t, err, codes.FailedPrecondition, "node_id")
 
 	testutil.Eventually(t, "a failed attempt", func() bool { return p.Attempts() > 0 })
@@ -288,7 +291,7 @@ func TestTimedOutProvisionStopIsRetried(t *testing.T) {
 	// work up again.
 	h.restart()
 	ctx = ctxT(t)
-	_, err = h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: fleettest.GPUs(1), InstanceId: "i-1"})
+	_, err = h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Gpus: fleettest.GPUs(1), InstanceId: "i-1"})
 	wantCode(t, err, codes.FailedPrecondition, "node_id")
 	p.FailStops(nil)
 	testutil.Eventually(t, "the stop retried", func() bool {
@@ -296,7 +299,7 @@ func TestTimedOutProvisionStopIsRetried(t *testing.T) {
 		return len(p.Stopped()) == 1
 	})
 	testutil.Eventually(t, "reason updated", func() bool {
-		return strings.Contains(h.get("test-1").GetNode().GetLifecycleReason(), "instance i-1 stopped")
+		return strings.Contains(h.get(id).GetNode().GetLifecycleReason(), "instance i-1 stopped")
 	})
 	h.fleet().Tick(ctx)
 	time.Sleep(50 * time.Millisecond)
@@ -349,11 +352,19 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.GetNodes()) != 3 || resp.GetNodes()[0].GetLifecycle() != provisioning || resp.GetNodes()[0].GetLabels()["pool"] != "train" {
+	if len(resp.GetNodes()) != 3 || !strings.HasPrefix(resp.GetNodes()[0].GetNodeId(), "test-") || resp.GetNodes()[0].GetLifecycle() != provisioning || resp.GetNodes()[0].GetLabels()["pool"] != "train" {
 		t.Fatalf("provisioned %v", resp.GetNodes())
 	}
 	if spec := p.Spec(); spec.GPUsPerNode != 4 || spec.Request.GetChaosInterval().AsDuration() != time.Minute || len(spec.Request.GetSimFaults()) != 1 {
 		t.Fatalf("provider got %+v", spec)
+	}
+	// The provider was asked for the nodes the fleet recorded, in order.
+	var ids []string
+	for _, n := range resp.GetNodes() {
+		ids = append(ids, n.GetNodeId())
+	}
+	if !slices.Equal(p.Spec().NodeIDs, ids) {
+		t.Fatalf("provider asked for %v, fleet recorded %v", p.Spec().NodeIDs, ids)
 	}
 	st, err := h.ops.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
 	if err != nil || st.GetSummary().GetProvisioning() != 3 || len(st.GetProviders()) != 1 || st.GetProviders()[0].GetName() != "test" {
@@ -361,40 +372,40 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 	}
 
 	// test-1 registers; test-2 fails to start; test-3 never registers.
-	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "test-1", Gpus: fleettest.GPUs(4), InstanceId: "i-1"}); err != nil {
+	if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: ids[0], Gpus: fleettest.GPUs(4), InstanceId: "i-1"}); err != nil {
 		t.Fatal(err)
 	}
-	p.Spec().Failed("test-2", "agent exited with status 1: no such file")
+	p.Spec().Failed(ids[1], "agent exited with status 1: no such file")
 	clock.Advance(h.cfg.ProvisionTimeout.Duration + time.Second)
 	h.fleet().Tick(ctx)
-	for id, want := range map[string]fleetv1.LifecycleState{"test-1": active, "test-2": provisionFailed, "test-3": provisionFailed} {
+	for id, want := range map[string]fleetv1.LifecycleState{ids[0]: active, ids[1]: provisionFailed, ids[2]: provisionFailed} {
 		if got := h.lifecycle(id); got != want {
 			t.Errorf("%s is %s, want %s", id, got, want)
 		}
 	}
-	if r := h.get("test-2").GetNode().GetLifecycleReason(); r != "agent exited with status 1: no such file" {
+	if r := h.get(ids[1]).GetNode().GetLifecycleReason(); r != "agent exited with status 1: no such file" {
 		t.Errorf("failure reason %q", r)
 	}
 	// The instance whose agent never registered is stopped, not left to
 	// run unseen.
 	testutil.Eventually(t, "test-3 stopped", func() bool { return len(p.Stopped()) == 1 })
-	if got := p.Stopped()[0]; got.NodeID != "test-3" {
+	if got := p.Stopped()[0]; got.NodeID != ids[2] {
 		t.Fatalf("stopped %+v, want test-3's instance", got)
 	}
 	testutil.Eventually(t, "test-3's reason says its instance stopped", func() bool {
-		r := h.get("test-3").GetNode().GetLifecycleReason()
+		r := h.get(ids[2]).GetNode().GetLifecycleReason()
 		return strings.Contains(r, "did not register") && strings.Contains(r, "instance i-3 stopped")
 	})
 
 	// Terminate test-1 (online again): it drains first, then the provider
 	// stops it.
-	if _, err := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "test-1"}); err != nil {
+	if _, err := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: ids[0]}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "test-1", DrainTimeout: durationpb.New(time.Minute)}); err != nil {
+	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: ids[0], DrainTimeout: durationpb.New(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "test-1"})
+	polled, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: ids[0]})
 	if err != nil || len(polled.GetCommands()) != 1 || polled.GetCommands()[0].GetType() != fleetv1.CommandType_COMMAND_TYPE_DRAIN {
 		t.Fatalf("terminate did not drain first: %v %v", polled, err)
 	}
@@ -403,28 +414,28 @@ func TestProvisionAndTerminateThroughProvider(t *testing.T) {
 		t.Fatal("stopped before the drain finished")
 	}
 	if _, err := h.node.ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{
-		NodeId: "test-1", CommandId: polled.GetCommands()[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
+		NodeId: ids[0], CommandId: polled.GetCommands()[0].GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED,
 	}); err != nil {
 		t.Fatal(err)
 	}
 	h.fleet().Tick(ctx)
 	testutil.Eventually(t, "provider stop", func() bool { return len(p.Stopped()) == 2 })
-	testutil.Eventually(t, "TERMINATED", func() bool { return h.lifecycle("test-1") == terminated })
+	testutil.Eventually(t, "TERMINATED", func() bool { return h.lifecycle(ids[0]) == terminated })
 	if got := p.Stopped()[1]; got.InstanceID != "i-1" {
 		t.Fatalf("stopped %+v", got)
 	}
 
 	// A failed provision is cleaned up at once by terminate.
-	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: "test-2", Force: true}); err != nil {
+	if _, err := h.ops.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: ids[1], Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	h.fleet().Tick(ctx)
-	testutil.Eventually(t, "test-2 TERMINATED", func() bool { return h.lifecycle("test-2") == terminated })
+	testutil.Eventually(t, "test-2 TERMINATED", func() bool { return h.lifecycle(ids[1]) == terminated })
 
 	// Terminated nodes leave the fleet after the retention.
 	clock.Advance(h.cfg.TerminatedRetention.Duration + time.Second)
 	h.fleet().Tick(ctx)
-	_, err = h.ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "test-1"})
+	_, err = h.ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: ids[0]})
 	wantCode(t, err, codes.NotFound, "node_id")
 }
 

@@ -93,15 +93,13 @@ type Fleet struct {
 	revs      *counter
 	breaker   *breaker
 	providers *provider.Registry
+	userData  provider.UserDataFunc
 	observer  Observer
 	started   time.Time
 
-	mu       sync.RWMutex // guards nodes, creating and earlyFailures
+	mu       sync.RWMutex // guards nodes and creating
 	nodes    map[string]*nodeState
 	creating map[string]*nodeState // nodes whose first registration is under way
-	// earlyFailures holds provision failures reported before the node's
-	// record was written, by node id.
-	earlyFailures map[string]string
 
 	// totals are the fleet's counts, kept as nodes change (under the hub
 	// lock, then totalsMu) so that reading them never scans the fleet.
@@ -132,6 +130,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Providers start and stop nodes for ProvisionNodes and TerminateNode.
 	Providers *provider.Registry
+	// UserData renders the cloud-init user data of a node a provider
+	// launches from an image; nil where no bootstrap is configured.
+	UserData provider.UserDataFunc
 	// State is what the store held at start, when the caller read it
 	// already; nil reads it from Store.
 	State *store.State
@@ -177,6 +178,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		clock:     o.Clock,
 		log:       o.Logger,
 		providers: o.Providers,
+		userData:  o.UserData,
 		observer:  o.Observer,
 		nodes:     make(map[string]*nodeState, len(st.Nodes)),
 		totals:    &fleetv1.FleetSummary{},

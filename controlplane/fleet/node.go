@@ -297,5 +297,6 @@ func shallowCopy(src *fleetv1.Node) *fleetv1.Node {
 		KernelSeq:          src.KernelSeq,
 		RemediesDisabled:   src.RemediesDisabled,
 		Scheduler:          src.Scheduler,
+		Pool:               src.Pool,
 	}
 }

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"strings"
@@ -13,88 +14,145 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
-// Provision starts nodes through a provider and records them as
-// PROVISIONING until their agents register.
+// Provision starts nodes through a provider for an operator's
+// ProvisionNodes, and records them as PROVISIONING until their agents
+// register.
 func (f *Fleet) Provision(ctx context.Context, req *controlplanev1.ProvisionNodesRequest) ([]*fleetv1.Node, error) {
+	return f.Launch(ctx, Launch{Request: req})
+}
+
+// Launch is one provision: an operator's request, or a pool's.
+type Launch struct {
+	// Request is what to start: provider, count, GPUs or instance type,
+	// labels.
+	Request *controlplanev1.ProvisionNodesRequest
+	// Pool is the pool the nodes are for; empty for none.
+	Pool string
+	// Region and Zones narrow where the nodes start (a pool's spec).
+	Region string
+	Zones  []string
+}
+
+// Launch names the nodes (the provider chooses the names where its
+// machines have fixed ones), records each as PROVISIONING before the
+// provider is asked to start it, then has the provider start them, so
+// that a control plane stopped in between finds the nodes at its next
+// start and reconciles them with what the provider runs (Reconcile)
+// instead of launching them twice. A node the provider did not start is
+// PROVISION_FAILED with the provider's reason.
+func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
+	req := l.Request
 	p, ok := f.providers.Get(req.GetProvider())
 	if !ok {
 		return nil, apierr.Invalid("provider", "unknown provider %q (available: %s)",
 			req.GetProvider(), orDefault(strings.Join(f.providers.Names(), ", "), "none"))
 	}
-	ids := make([]string, req.GetCount())
-	for i := range ids {
-		ids[i] = provider.NewNodeID(p.Name())
+	ids, err := f.nodeIDs(ctx, p, int(req.GetCount()), l.Pool)
+	if err != nil {
+		return nil, err
+	}
+	now := f.clock.Now()
+	var reserved []*fleetv1.Node
+	var names []string
+	for _, id := range ids {
+		n, err := f.reserve(ctx, p.Name(), id, l.Pool, req.GetLabels(), now)
+		if err != nil {
+			if len(reserved) == 0 {
+				return nil, err
+			}
+			f.log.Warn("node not provisioned", "node", id, "err", err)
+			continue
+		}
+		reserved = append(reserved, n)
+		names = append(names, id)
 	}
 	spec := provider.Spec{
-		Count:        len(ids),
-		NodeIDs:      ids,
+		Count:        len(names),
+		NodeIDs:      names,
+		Pool:         l.Pool,
+		Region:       l.Region,
+		Zones:        l.Zones,
 		GPUsPerNode:  int(req.GetGpusPerNode()),
 		InstanceType: req.GetInstanceType(),
 		Labels:       maps.Clone(req.GetLabels()),
 		Request:      req,
 		Failed:       func(id, reason string) { f.provisionFailed(id, reason) },
+		UserData:     f.userData,
 	}
 	insts, err := p.Provision(ctx, spec)
+	started := make(map[string]provider.Instance, len(insts))
+	for _, inst := range insts {
+		started[inst.NodeID] = inst
+	}
+	var out []*fleetv1.Node
+	for _, n := range reserved {
+		inst, ok := started[n.GetNodeId()]
+		if !ok {
+			reason := "the provider did not start it"
+			if err != nil {
+				reason = "provider " + p.Name() + ": " + err.Error()
+			}
+			f.provisionFailed(n.GetNodeId(), reason)
+			continue
+		}
+		if rec, recErr := f.launched(ctx, inst); recErr == nil {
+			out = append(out, rec)
+		} else {
+			f.log.Warn("recording a launched instance", "node", inst.NodeID, "instance", inst.InstanceID, "err", recErr)
+		}
+	}
 	if err != nil {
 		if _, isStatus := status.FromError(err); isStatus {
-			return nil, err
-		}
-		return nil, status.Errorf(codes.Unavailable, "provider %s: %v", p.Name(), err)
-	}
-	now := f.clock.Now()
-	var out []*fleetv1.Node
-	for _, inst := range insts {
-		n, err := f.provisioned(ctx, p.Name(), inst, req.GetLabels(), now)
-		if err != nil {
 			return out, err
 		}
-		out = append(out, n)
+		return out, status.Errorf(codes.Unavailable, "provider %s: %v", p.Name(), err)
 	}
-	f.log.Info("nodes provisioned", "provider", p.Name(), "count", len(out))
+	f.log.Info("nodes provisioned", "provider", p.Name(), "pool", l.Pool, "count", len(out))
 	return out, nil
 }
 
-func (f *Fleet) provisioned(ctx context.Context, provider string, inst provider.Instance, labels map[string]string, now time.Time) (*fleetv1.Node, error) {
-	var out *fleetv1.Node
-	err := f.nodeLocked(inst.NodeID, true, func(ns *nodeState, cur *fleetv1.Node) error {
-		if cur != nil && cur.GetInstanceId() == inst.InstanceID && cur.GetInstanceId() != "" {
-			// The agent was quicker than this record and registered already.
-			n := proto.CloneOf(cur)
-			n.Provider = provider
-			if n.Labels == nil && len(labels) > 0 {
-				n.Labels = make(map[string]string, len(labels))
-			}
-			for k, v := range labels {
-				if _, set := n.Labels[k]; !set {
-					n.Labels[k] = v
-				}
-			}
-			if err := f.commit(ctx, ns, &change{node: n}); err != nil {
-				return err
-			}
-			out = ns.view()
-			return nil
+// nodeIDs names count new nodes: a provider whose machines have names of
+// their own chooses them; otherwise each is the pool's or the provider's
+// name and a random suffix.
+func (f *Fleet) nodeIDs(ctx context.Context, p provider.Provider, count int, pool string) ([]string, error) {
+	if c, ok := p.(provider.Chooser); ok {
+		ids, err := c.Choose(ctx, count, pool)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "provider %s: choose machines: %v", p.Name(), err)
 		}
+		if len(ids) == 0 {
+			return nil, status.Errorf(codes.ResourceExhausted, "provider %s: no machine is free", p.Name())
+		}
+		return ids, nil
+	}
+	ids := make([]string, count)
+	for i := range ids {
+		ids[i] = provider.NewNodeID(cmp.Or(pool, p.Name()))
+	}
+	return ids, nil
+}
+
+// reserve records a node that is about to be started: PROVISIONING, with
+// no instance yet.
+func (f *Fleet) reserve(ctx context.Context, providerName, id, pool string, labels map[string]string, now time.Time) (*fleetv1.Node, error) {
+	var out *fleetv1.Node
+	err := f.nodeLocked(id, true, func(ns *nodeState, cur *fleetv1.Node) error {
 		if cur != nil && !allowed(cur, actProvision) {
-			return status.Errorf(codes.AlreadyExists, "provider %s returned node id %q, which is in use", provider, inst.NodeID)
+			return status.Errorf(codes.AlreadyExists, "node_id: node %q is in use (%s)", id, cur.GetLifecycle())
 		}
 		// A new record, in place of a terminated or failed one.
 		n := &fleetv1.Node{
-			NodeId:     inst.NodeID,
-			Labels:     maps.Clone(labels),
-			Lifecycle:  cur.GetLifecycle(),
-			Health:     fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
-			Provider:   provider,
-			InstanceId: inst.InstanceID,
+			NodeId:    id,
+			Labels:    maps.Clone(labels),
+			Lifecycle: cur.GetLifecycle(),
+			Health:    fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
+			Provider:  providerName,
+			Pool:      pool,
 		}
-		if err := move(n, actProvision, "provisioning through "+provider, requester(ctx), now); err != nil {
+		if err := move(n, actProvision, "provisioning through "+providerName, requester(ctx), now); err != nil {
 			return err
-		}
-		if reason, failed := f.takeEarlyFailure(inst.NodeID); failed {
-			_ = move(n, actProvisionFailed, reason, byControlPlane, now)
 		}
 		if err := f.commit(ctx, ns, &change{node: n, insert: cur == nil}); err != nil {
 			return err
@@ -105,24 +163,31 @@ func (f *Fleet) provisioned(ctx context.Context, provider string, inst provider.
 	return out, err
 }
 
-// provisionFailed records a node whose instance failed to start, and
-// reports whether this call made it PROVISION_FAILED. A failure reported
-// before the node's record exists is kept for provisioned.
-func (f *Fleet) provisionFailed(nodeID, reason string) bool {
-	f.mu.Lock()
-	if f.nodes[nodeID] == nil && f.creating[nodeID] == nil {
-		// provisioned, which runs under the same lock before it creates
-		// the node, picks this up.
-		if f.earlyFailures == nil {
-			f.earlyFailures = make(map[string]string)
+// launched records the instance a provider started for a reserved node.
+// An agent quicker than this record has registered already and keeps the
+// instance id it gave, if any; a node that failed meanwhile has its new
+// instance stopped.
+func (f *Fleet) launched(ctx context.Context, inst provider.Instance) (*fleetv1.Node, error) {
+	stop := false
+	n, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
+		if n.GetInstanceId() == "" {
+			n.InstanceId = inst.InstanceID
 		}
-		if len(f.earlyFailures) < 10000 {
-			f.earlyFailures[nodeID] = reason
+		if n.GetLifecycle() == provisionFailed && !strings.Contains(n.GetLifecycleReason(), stoppingInstance) {
+			n.LifecycleReason += "; " + stoppingInstance + inst.InstanceID
+			ns.book.unprovision, stop = true, true
 		}
-		f.mu.Unlock()
-		return true
+		return nil
+	})
+	if stop {
+		f.unprovision(ctx, f.get(inst.NodeID))
 	}
-	f.mu.Unlock()
+	return n, err
+}
+
+// provisionFailed records a node whose instance failed to start, and
+// reports whether this call made it PROVISION_FAILED.
+func (f *Fleet) provisionFailed(nodeID, reason string) bool {
 	failed := false
 	_, err := f.operate(context.Background(), nodeID, func(_ *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
 		failed = move(n, actProvisionFailed, reason, byControlPlane, now) == nil
@@ -136,16 +201,6 @@ func (f *Fleet) provisionFailed(nodeID, reason string) bool {
 		f.log.Warn("provision failed", "node", nodeID, "reason", reason)
 	}
 	return failed
-}
-
-// takeEarlyFailure returns and forgets a failure reported for nodeID before
-// its record existed.
-func (f *Fleet) takeEarlyFailure(nodeID string) (string, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	reason, ok := f.earlyFailures[nodeID]
-	delete(f.earlyFailures, nodeID)
-	return reason, ok
 }
 
 // stoppingInstance marks the reason of a failed provision whose instance
