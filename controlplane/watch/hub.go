@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,6 +131,9 @@ type Hub struct {
 	closed      bool
 	done        chan struct{}
 
+	// pools are the latest view of every pool, by name, for snapshots.
+	pools map[string]*fleetv1.Pool
+
 	hbMu    sync.Mutex
 	hbDirty map[Node]struct{}
 }
@@ -163,6 +168,7 @@ func New(o Options) (*Hub, error) {
 		watchers: make(map[*watcher]struct{}),
 		done:     make(chan struct{}),
 		hbDirty:  make(map[Node]struct{}),
+		pools:    make(map[string]*fleetv1.Pool),
 	}, nil
 }
 
@@ -190,6 +196,33 @@ func (h *Hub) Publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
 		h.snap = nil
 		h.fanOut(m)
 	})
+}
+
+// PublishPool sends a pool upsert, and keeps the pool for snapshots. p is
+// shared with every watcher and must not change afterwards.
+func (h *Hub) PublishPool(p *fleetv1.Pool) {
+	h.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
+		h.pools[p.GetName()] = p
+		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_PoolUpsert{PoolUpsert: p}})
+	})
+}
+
+// RemovePool sends a pool's removal, and forgets the pool.
+func (h *Hub) RemovePool(name string) {
+	h.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
+		delete(h.pools, name)
+		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_PoolRemoved{PoolRemoved: name}})
+	})
+}
+
+// poolList is every pool, by name. The hub lock is held.
+func (h *Hub) poolList() []*fleetv1.Pool {
+	out := make([]*fleetv1.Pool, 0, len(h.pools))
+	for _, p := range h.pools {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *fleetv1.Pool) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
 }
 
 // fanOut queues m for every watcher that keeps up; one that does not is

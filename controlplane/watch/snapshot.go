@@ -24,6 +24,7 @@ type snapshot struct {
 	flush   uint64 // the hub's flushes with heartbeats when it was taken
 	entries []Entry
 	events  []*fleetv1.HealthEvent // newest first
+	pools   []*fleetv1.Pool        // by name
 
 	build  sync.Once
 	chunks []*controlplanev1.WatchFleetResponse
@@ -48,6 +49,7 @@ func (s *snapshot) messages(f Fleet) []*controlplanev1.WatchFleetResponse {
 				snap.Complete = true
 				snap.Summary, snap.Breaker = f.Summary(), f.Breaker()
 				snap.RecentEvents = s.events
+				snap.Pools = s.pools
 			}
 			s.chunks = append(s.chunks, &controlplanev1.WatchFleetResponse{Revision: s.rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: snap}})
 			if end == total {
