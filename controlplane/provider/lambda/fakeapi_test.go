@@ -14,7 +14,8 @@ import (
 
 // fakeLambda is a local Lambda Cloud API over TLS that speaks its JSON:
 // answers in {"data": …}, refusals in {"error": {code, message,
-// suggestion}}, a bearer API key on every request.
+// suggestion}}, a bearer API key on every request. The account has one
+// SSH key, "ops".
 type fakeLambda struct {
 	t   *testing.T
 	srv *httptest.Server
@@ -185,6 +186,9 @@ func (f *fakeLambda) launch(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case req.RegionName == "" || len(req.SSHKeyNames) != 1 || req.Quantity < 1 || !ok || len(req.UserData) > 1<<20:
 		writeError(w, http.StatusBadRequest, "global/invalid-parameters", "Invalid launch parameters.", "")
+		return
+	case req.SSHKeyNames[0] != "ops":
+		writeError(w, http.StatusBadRequest, "global/invalid-parameters", "SSH key "+req.SSHKeyNames[0]+" does not exist.", "")
 		return
 	case f.quotaFrom > 0 && len(f.launches) >= f.quotaFrom:
 		writeError(w, http.StatusBadRequest, "global/quota-exceeded", "Quota exceeded for "+req.InstanceTypeName+".", "Contact Lambda to raise your quota.")

@@ -317,7 +317,7 @@ func (p *Provider) grpcError(step string, err error) error {
 		return status.Error(codes.Unavailable, "lambda: rate limited, retries spent: "+ae.Error())
 	case ae.Code == codeQuotaExceeded:
 		return status.Error(codes.ResourceExhausted, "lambda: quota exceeded: "+ae.Error())
-	case ae.Status == http.StatusBadRequest:
+	case ae.Status >= 400 && ae.Status < 500:
 		return status.Errorf(codes.FailedPrecondition, "lambda: %s refused: %s", step, ae.Error())
 	}
 	return fmt.Errorf("lambda: %s: %w", step, err)

@@ -238,6 +238,7 @@ func TestProvisionRefusals(t *testing.T) {
 		full         []string
 		quotaFrom    int
 		edit         func(*provider.Spec)
+		opts         func(*lambda.Options)
 		wantCode     codes.Code
 		wantText     string
 		wantLaunches int
@@ -245,6 +246,7 @@ func TestProvisionRefusals(t *testing.T) {
 		{name: "no-capacity-anywhere", capacity: []string{}, wantCode: codes.ResourceExhausted, wantText: "no capacity for gpu_8x_h100_sxm5 in us-east-1, us-west-1"},
 		{name: "full-everywhere-at-launch", full: []string{"us-east-1", "us-west-1"}, wantCode: codes.ResourceExhausted, wantText: "no capacity", wantLaunches: 2},
 		{name: "quota-exceeded", quotaFrom: 1, wantCode: codes.ResourceExhausted, wantText: "global/quota-exceeded", wantLaunches: 1},
+		{name: "unknown-ssh-key", opts: func(o *lambda.Options) { o.SSHKeyNames = []string{"gone"} }, wantCode: codes.FailedPrecondition, wantText: "SSH key gone does not exist", wantLaunches: 1},
 		{name: "no-user-data", edit: func(s *provider.Spec) { s.UserData = nil }, wantCode: codes.FailedPrecondition, wantText: "no bootstrap"},
 		{name: "sim-faults", edit: func(s *provider.Spec) {
 			s.Request = &controlplanev1.ProvisionNodesRequest{SimFaults: []string{"xid@gpu0+1s"}}
@@ -259,7 +261,7 @@ func TestProvisionRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, nil)
+			h := newHarness(t, tt.opts)
 			if tt.capacity != nil {
 				h.fake.setCapacity("gpu_8x_h100_sxm5", tt.capacity...)
 			}
