@@ -1,0 +1,457 @@
+package aws_test
+
+import (
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeEC2 is an EC2 endpoint on loopback that speaks the query API the
+// SDK speaks to the real one: form-encoded requests (Action=…&Version=
+// 2016-11-15), XML answers in EC2's namespace, and EC2's error document
+// with the HTTP status EC2 gives each error. It keeps instances, client
+// tokens and spot requests, and can be told to run out of capacity,
+// throttle, or refuse the credentials.
+type fakeEC2 struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	subnets   map[string]string // subnet id → zone
+	images    map[string]string // AMI → root device name
+	instances []*fakeInstance
+	next      int
+	// full answers a launch in the subnet with this error code.
+	full map[string]string
+	// capacity is how many more instances may start; -1 is no limit.
+	capacity int
+	// throttle answers this many more calls of the action with
+	// RequestLimitExceeded.
+	throttle map[string]int
+	// deny answers every call with this error code.
+	deny string
+	// denyAction answers calls of one action with UnauthorizedOperation.
+	denyAction string
+	// pageSize caps the instances in one DescribeInstances page.
+	pageSize int
+	tokens   map[string]tokenUse
+	requests []fakeRequest
+}
+
+type fakeRequest struct {
+	action string
+	form   url.Values
+}
+
+// tokenUse is what EC2 remembers of a client token: the request's
+// parameters and its outcome, a failure included.
+type tokenUse struct {
+	params   string
+	instance *fakeInstance
+	code     string
+}
+
+type fakeInstance struct {
+	id, subnet, zone, itype, ami, state, token, userData string
+	tags, volumeTags                                     map[string]string
+	spot                                                 bool
+	spotCode, spotMessage                                string
+	spotUpdated                                          time.Time
+	stateReason                                          string
+	form                                                 url.Values
+}
+
+const (
+	ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
+	accessKey    = "AKIDNAVARCHTEST"
+)
+
+func newFakeEC2(t *testing.T) *fakeEC2 {
+	f := &fakeEC2{
+		t: t,
+		subnets: map[string]string{
+			"subnet-a": "us-east-1a", "subnet-b": "us-east-1b", "subnet-c": "us-east-1c",
+		},
+		images:   map[string]string{"ami-gpu": "/dev/sda1"},
+		full:     map[string]string{},
+		capacity: -1,
+		throttle: map[string]int{},
+		pageSize: 1000,
+		tokens:   map[string]tokenUse{},
+	}
+	f.srv = httptest.NewTLSServer(f)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// errorStatus is the HTTP status EC2 answers each error code with.
+var errorStatus = map[string]int{
+	"InsufficientInstanceCapacity": http.StatusInternalServerError,
+	"InsufficientCapacity":         http.StatusInternalServerError,
+	"RequestLimitExceeded":         http.StatusServiceUnavailable,
+	"AuthFailure":                  http.StatusUnauthorized,
+	"UnauthorizedOperation":        http.StatusForbidden,
+}
+
+func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		http.Error(w, "EC2's query API takes form-encoded POSTs", http.StatusBadRequest)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		f.fail(w, "MalformedQueryString", err.Error())
+		return
+	}
+	form := r.PostForm
+	action := form.Get("Action")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, fakeRequest{action, form})
+	if v := form.Get("Version"); v != "2016-11-15" {
+		f.fail(w, "InvalidParameterValue", "unsupported API version "+v)
+		return
+	}
+	// SigV4 names the access key; the static test credentials must be the
+	// ones that signed.
+	if !strings.Contains(r.Header.Get("Authorization"), "Credential="+accessKey+"/") {
+		f.fail(w, "AuthFailure", "AWS was not able to validate the provided access credentials")
+		return
+	}
+	if f.deny != "" {
+		f.fail(w, f.deny, "AWS was not able to validate the provided access credentials")
+		return
+	}
+	if action == f.denyAction {
+		f.fail(w, "UnauthorizedOperation", "You are not authorized to perform this operation. Encoded authorization failure message: abc")
+		return
+	}
+	if f.throttle[action] > 0 {
+		f.throttle[action]--
+		f.fail(w, "RequestLimitExceeded", "Request limit exceeded.")
+		return
+	}
+	switch action {
+	case "RunInstances":
+		f.runInstances(w, form)
+	case "DescribeInstances":
+		f.describeInstances(w, form)
+	case "TerminateInstances":
+		f.terminateInstances(w, form)
+	case "DescribeSpotInstanceRequests":
+		f.describeSpotRequests(w, form)
+	case "DescribeImages":
+		f.describeImages(w, form)
+	default:
+		f.fail(w, "InvalidAction", "The action "+action+" is not valid for this web service.")
+	}
+}
+
+func (f *fakeEC2) fail(w http.ResponseWriter, code, msg string) {
+	st, ok := errorStatus[code]
+	if !ok {
+		st = http.StatusBadRequest
+	}
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	w.WriteHeader(st)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>%s</RequestID></Response>`,
+		esc(code), esc(msg), "4c7b5b1f-0000-4000-8000-000000000001")
+}
+
+func (f *fakeEC2) answer(w http.ResponseWriter, action, body string) {
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<%sResponse xmlns="%s"><requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId>%s</%sResponse>`,
+		action, ec2Namespace, body, action)
+}
+
+func esc(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// list reads a query list, prefix.1, prefix.2, … up to the first gap.
+func list(form url.Values, prefix string) []string {
+	var out []string
+	for i := 1; form.Has(prefix + "." + strconv.Itoa(i)); i++ {
+		out = append(out, form.Get(prefix+"."+strconv.Itoa(i)))
+	}
+	return out
+}
+
+// filters reads Filter.N.Name and Filter.N.Value.M.
+func filters(form url.Values) map[string][]string {
+	out := map[string][]string{}
+	for i := 1; form.Has("Filter." + strconv.Itoa(i) + ".Name"); i++ {
+		p := "Filter." + strconv.Itoa(i)
+		out[form.Get(p+".Name")] = list(form, p+".Value")
+	}
+	return out
+}
+
+// tagSpecs reads TagSpecification.N.ResourceType and its Tag.M.Key/Value.
+func tagSpecs(form url.Values) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for i := 1; form.Has("TagSpecification." + strconv.Itoa(i) + ".ResourceType"); i++ {
+		p := "TagSpecification." + strconv.Itoa(i)
+		tags := map[string]string{}
+		for j := 1; form.Has(p + ".Tag." + strconv.Itoa(j) + ".Key"); j++ {
+			tags[form.Get(p+".Tag."+strconv.Itoa(j)+".Key")] = form.Get(p + ".Tag." + strconv.Itoa(j) + ".Value")
+		}
+		out[form.Get(p+".ResourceType")] = tags
+	}
+	return out
+}
+
+func (f *fakeEC2) runInstances(w http.ResponseWriter, form url.Values) {
+	if form.Get("MinCount") != "1" || form.Get("MaxCount") != "1" {
+		f.fail(w, "InvalidParameterValue", "the test expects one instance per call")
+		return
+	}
+	token := form.Get("ClientToken")
+	params := paramsOf(form)
+	if use, ok := f.tokens[token]; ok && token != "" {
+		switch {
+		case use.params != params:
+			f.fail(w, "IdempotentParameterMismatch", "Arguments on this idempotent request are inconsistent with arguments used in previous request(s).")
+		case use.code != "":
+			f.fail(w, use.code, "We currently do not have sufficient capacity in the Availability Zone you requested.")
+		default:
+			f.answer(w, "RunInstances", reservationXML(use.instance))
+		}
+		return
+	}
+	subnet := form.Get("SubnetId")
+	zone, ok := f.subnets[subnet]
+	switch {
+	case !ok:
+		f.fail(w, "InvalidSubnetID.NotFound", "The subnet ID '"+subnet+"' does not exist")
+		return
+	case f.images[form.Get("ImageId")] == "":
+		f.fail(w, "InvalidAMIID.NotFound", "The image id '["+form.Get("ImageId")+"]' does not exist")
+		return
+	}
+	code := f.full[subnet]
+	if code == "" && f.capacity == 0 {
+		code = "InsufficientInstanceCapacity"
+	}
+	if code != "" {
+		f.tokens[token] = tokenUse{params: params, code: code}
+		f.fail(w, code, fmt.Sprintf("We currently do not have sufficient %s capacity in the Availability Zone you requested (%s).", form.Get("InstanceType"), zone))
+		return
+	}
+	if f.capacity > 0 {
+		f.capacity--
+	}
+	f.next++
+	specs := tagSpecs(form)
+	in := &fakeInstance{
+		id: fmt.Sprintf("i-%017d", f.next), subnet: subnet, zone: zone, itype: form.Get("InstanceType"),
+		ami: form.Get("ImageId"), state: "pending", token: token, userData: form.Get("UserData"),
+		tags: specs["instance"], volumeTags: specs["volume"], form: form,
+		spot: form.Get("InstanceMarketOptions.MarketType") == "spot", spotCode: "fulfilled",
+	}
+	f.instances = append(f.instances, in)
+	f.tokens[token] = tokenUse{params: params, instance: in}
+	f.answer(w, "RunInstances", reservationXML(in))
+}
+
+// paramsOf is a request's parameters as EC2 compares them for a client
+// token.
+func paramsOf(form url.Values) string {
+	c := url.Values{}
+	for k, v := range form {
+		if k != "Action" && k != "Version" {
+			c[k] = v
+		}
+	}
+	return c.Encode()
+}
+
+var stateCodes = map[string]int{"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
+
+func instanceXML(in *fakeInstance) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<item><instanceId>%s</instanceId><imageId>%s</imageId>", in.id, esc(in.ami))
+	fmt.Fprintf(&b, "<instanceState><code>%d</code><name>%s</name></instanceState>", stateCodes[in.state], in.state)
+	fmt.Fprintf(&b, "<instanceType>%s</instanceType><placement><availabilityZone>%s</availabilityZone><tenancy>default</tenancy></placement>", esc(in.itype), in.zone)
+	fmt.Fprintf(&b, "<subnetId>%s</subnetId><clientToken>%s</clientToken>", in.subnet, esc(in.token))
+	if in.spot {
+		fmt.Fprintf(&b, "<instanceLifecycle>spot</instanceLifecycle><spotInstanceRequestId>sir-%s</spotInstanceRequestId>", in.id[2:])
+	}
+	if in.stateReason != "" {
+		fmt.Fprintf(&b, "<stateReason><code>Server.SpotInstanceTermination</code><message>%s</message></stateReason>", esc(in.stateReason))
+	}
+	b.WriteString("<tagSet>")
+	for _, k := range sortedKeys(in.tags) {
+		fmt.Fprintf(&b, "<item><key>%s</key><value>%s</value></item>", esc(k), esc(in.tags[k]))
+	}
+	b.WriteString("</tagSet></item>")
+	return b.String()
+}
+
+func reservationXML(in *fakeInstance) string {
+	return fmt.Sprintf("<reservationId>r-%s</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet>%s</instancesSet>",
+		in.id[2:], instanceXML(in))
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// matches applies the filters the provider uses; any other is an error,
+// so a filter the fake does not know cannot pass unnoticed.
+func (in *fakeInstance) matches(filters map[string][]string) (bool, error) {
+	for name, values := range filters {
+		var v string
+		switch {
+		case strings.HasPrefix(name, "tag:"):
+			var ok bool
+			if v, ok = in.tags[strings.TrimPrefix(name, "tag:")]; !ok {
+				return false, nil
+			}
+		case name == "instance-state-name":
+			v = in.state
+		case name == "instance-id":
+			v = in.id
+		default:
+			return false, fmt.Errorf("the filter %q is not known to the test", name)
+		}
+		if !slices.Contains(values, v) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (f *fakeEC2) describeInstances(w http.ResponseWriter, form url.Values) {
+	var picked []*fakeInstance
+	for _, in := range f.instances {
+		ok, err := in.matches(filters(form))
+		if err != nil {
+			f.fail(w, "InvalidParameterValue", err.Error())
+			return
+		}
+		if ok {
+			picked = append(picked, in)
+		}
+	}
+	start, _ := strconv.Atoi(form.Get("NextToken"))
+	size := f.pageSize
+	if m, err := strconv.Atoi(form.Get("MaxResults")); err == nil && m < size {
+		size = m
+	}
+	end := min(start+size, len(picked))
+	var b strings.Builder
+	b.WriteString("<reservationSet>")
+	for _, in := range picked[start:end] {
+		b.WriteString("<item>" + reservationXML(in) + "</item>")
+	}
+	b.WriteString("</reservationSet>")
+	if end < len(picked) {
+		fmt.Fprintf(&b, "<nextToken>%d</nextToken>", end)
+	}
+	f.answer(w, "DescribeInstances", b.String())
+}
+
+func (f *fakeEC2) terminateInstances(w http.ResponseWriter, form url.Values) {
+	ids := list(form, "InstanceId")
+	var picked []*fakeInstance
+	for _, id := range ids {
+		in := f.instance(id)
+		if in == nil {
+			f.fail(w, "InvalidInstanceID.NotFound", "The instance ID '"+id+"' does not exist")
+			return
+		}
+		picked = append(picked, in)
+	}
+	var b strings.Builder
+	b.WriteString("<instancesSet>")
+	for _, in := range picked {
+		prev := in.state
+		if in.state != "terminated" {
+			in.state = "shutting-down"
+		}
+		fmt.Fprintf(&b, "<item><instanceId>%s</instanceId><currentState><code>%d</code><name>%s</name></currentState><previousState><code>%d</code><name>%s</name></previousState></item>",
+			in.id, stateCodes[in.state], in.state, stateCodes[prev], prev)
+	}
+	b.WriteString("</instancesSet>")
+	f.answer(w, "TerminateInstances", b.String())
+}
+
+func (f *fakeEC2) describeSpotRequests(w http.ResponseWriter, form url.Values) {
+	want := filters(form)["instance-id"]
+	var b strings.Builder
+	b.WriteString("<spotInstanceRequestSet>")
+	for _, in := range f.instances {
+		if !in.spot || !slices.Contains(want, in.id) {
+			continue
+		}
+		fmt.Fprintf(&b, "<item><spotInstanceRequestId>sir-%s</spotInstanceRequestId><instanceId>%s</instanceId><state>active</state><type>one-time</type>", in.id[2:], in.id)
+		fmt.Fprintf(&b, "<status><code>%s</code><message>%s</message>", in.spotCode, esc(in.spotMessage))
+		if !in.spotUpdated.IsZero() {
+			fmt.Fprintf(&b, "<updateTime>%s</updateTime>", in.spotUpdated.UTC().Format("2006-01-02T15:04:05.000Z"))
+		}
+		fmt.Fprintf(&b, "</status><launchedAvailabilityZone>%s</launchedAvailabilityZone></item>", in.zone)
+	}
+	b.WriteString("</spotInstanceRequestSet>")
+	f.answer(w, "DescribeSpotInstanceRequests", b.String())
+}
+
+func (f *fakeEC2) describeImages(w http.ResponseWriter, form url.Values) {
+	var b strings.Builder
+	b.WriteString("<imagesSet>")
+	for _, id := range list(form, "ImageId") {
+		dev, ok := f.images[id]
+		if !ok {
+			f.fail(w, "InvalidAMIID.NotFound", "The image id '["+id+"]' does not exist")
+			return
+		}
+		fmt.Fprintf(&b, "<item><imageId>%s</imageId><rootDeviceName>%s</rootDeviceName><rootDeviceType>ebs</rootDeviceType></item>", esc(id), esc(dev))
+	}
+	b.WriteString("</imagesSet>")
+	f.answer(w, "DescribeImages", b.String())
+}
+
+func (f *fakeEC2) instance(id string) *fakeInstance {
+	for _, in := range f.instances {
+		if in.id == id {
+			return in
+		}
+	}
+	return nil
+}
+
+// calls counts the requests of an action.
+func (f *fakeEC2) calls(action string) []url.Values {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []url.Values
+	for _, r := range f.requests {
+		if r.action == action {
+			out = append(out, r.form)
+		}
+	}
+	return out
+}
+
+// set changes the fake's state under its lock.
+func (f *fakeEC2) set(fn func(f *fakeEC2)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}

@@ -1,0 +1,181 @@
+package aws
+
+import (
+	"context"
+	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/navarch/navarch/controlplane/provider"
+)
+
+// spotNoticeLead is how long EC2 gives a spot instance between the
+// interruption notice and its end.
+const spotNoticeLead = 2 * time.Minute
+
+// interruptionCodes are the spot request status codes that tell of an
+// interruption: the marked-for-* codes come with the two-minute notice;
+// the others say the interruption is under way, for an instance whose
+// notice fell between two polls.
+var interruptionCodes = codeSet(
+	"marked-for-termination", "marked-for-stop", "marked-for-hibernation",
+	"instance-terminated-by-price", "instance-terminated-no-capacity",
+	"instance-terminated-capacity-oversubscribed", "instance-terminated-launch-group-constraint",
+	"instance-terminated-by-experiment",
+	"instance-stopped-by-price", "instance-stopped-no-capacity",
+	"instance-stopped-capacity-oversubscribed", "instance-stopped-by-experiment",
+)
+
+// Watch polls EC2 every poll_interval until ctx ends. It tells once of
+// each spot instance of this cluster that EC2 marked for interruption
+// (NoticeInterrupted, with the end of its two-minute notice) and once of
+// each instance that was pending or running and is now shutting down,
+// terminated or no longer listed without Terminate having been asked
+// (NoticeGone).
+//
+// Interruptions are read from the spot requests (DescribeSpotInstanceRequests):
+// their status is where the EC2 API reports a notice, at the time the
+// instance itself sees it in its metadata. Scheduled events
+// (DescribeInstanceStatus) report maintenance, never spot interruptions.
+func (p *Provider) Watch(ctx context.Context, notify func(provider.Notice)) {
+	w := &watcher{p: p, notify: notify, interrupted: map[string]bool{}}
+	t := time.NewTicker(p.cfg.PollInterval.Duration)
+	defer t.Stop()
+	for {
+		w.poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type watcher struct {
+	p      *Provider
+	notify func(provider.Notice)
+	// interrupted are the instances already reported interrupted.
+	interrupted map[string]bool
+}
+
+// poll looks once. A failed listing changes nothing: an instance missing
+// from a partial answer is not gone.
+func (w *watcher) poll(ctx context.Context) {
+	p := w.p
+	listed := map[string]types.Instance{}
+	if err := p.describe(ctx, func(in types.Instance) { listed[awssdk.ToString(in.InstanceId)] = in }); err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("watch: list instances", "err", describe(err))
+		}
+		return
+	}
+	var spot []string
+	p.mu.Lock()
+	for id, in := range listed {
+		if s := stateOf(in); s == types.InstanceStateNamePending || s == types.InstanceStateNameRunning {
+			p.live[id] = p.instance(in)
+			if in.InstanceLifecycle == types.InstanceLifecycleTypeSpot && !w.interrupted[id] {
+				spot = append(spot, id)
+			}
+		}
+	}
+	var gone []provider.Notice
+	for id, inst := range p.live {
+		in, ok := listed[id]
+		reason := "instance is no longer listed by EC2"
+		if ok {
+			s := stateOf(in)
+			if s != types.InstanceStateNameShuttingDown && s != types.InstanceStateNameTerminated {
+				continue
+			}
+			reason = "instance is " + string(s)
+			if in.StateReason != nil {
+				reason += ": " + awssdk.ToString(in.StateReason.Message)
+			}
+		}
+		delete(p.live, id)
+		delete(w.interrupted, id)
+		if p.stopping[id] {
+			delete(p.stopping, id)
+			continue
+		}
+		gone = append(gone, provider.Notice{Instance: inst, Kind: provider.NoticeGone, Reason: reason})
+	}
+	// What Terminate stopped before it was seen live needs no more
+	// remembering once it is gone.
+	for id := range p.stopping {
+		if in, ok := listed[id]; !ok || stateOf(in) == types.InstanceStateNameTerminated {
+			if _, live := p.live[id]; !live {
+				delete(p.stopping, id)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, n := range gone {
+		p.log.Warn("instance gone without being terminated", "node", n.Instance.NodeID, "instance", n.Instance.InstanceID, "reason", n.Reason)
+		w.notify(n)
+	}
+	w.spot(ctx, spot)
+}
+
+func stateOf(in types.Instance) types.InstanceStateName {
+	if in.State == nil {
+		return ""
+	}
+	return in.State.Name
+}
+
+// spot reports the spot instances among ids that EC2 marked for
+// interruption.
+func (w *watcher) spot(ctx context.Context, ids []string) {
+	p := w.p
+	for start := 0; start < len(ids); start += maxFilterValues {
+		pages := ec2.NewDescribeSpotInstanceRequestsPaginator(p.ec2, &ec2.DescribeSpotInstanceRequestsInput{
+			Filters:    []types.Filter{{Name: awssdk.String("instance-id"), Values: ids[start:min(start+maxFilterValues, len(ids))]}},
+			MaxResults: awssdk.Int32(1000),
+		})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Warn("watch: list spot requests", "err", describe(err))
+				}
+				return
+			}
+			for _, r := range page.SpotInstanceRequests {
+				w.spotRequest(r)
+			}
+		}
+	}
+}
+
+func (w *watcher) spotRequest(r types.SpotInstanceRequest) {
+	p := w.p
+	id := awssdk.ToString(r.InstanceId)
+	if r.Status == nil || !interruptionCodes[awssdk.ToString(r.Status.Code)] || w.interrupted[id] {
+		return
+	}
+	p.mu.Lock()
+	inst, ok := p.live[id]
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	w.interrupted[id] = true
+	// The status changes when the notice is given; EC2 gives no deadline
+	// of its own.
+	noticed := p.now()
+	if r.Status.UpdateTime != nil {
+		noticed = *r.Status.UpdateTime
+	}
+	n := provider.Notice{
+		Instance: inst,
+		Kind:     provider.NoticeInterrupted,
+		Reason:   "spot interruption: " + awssdk.ToString(r.Status.Code) + ": " + awssdk.ToString(r.Status.Message),
+		Deadline: noticed.Add(spotNoticeLead),
+	}
+	p.log.Warn("spot instance interrupted", "node", inst.NodeID, "instance", id, "deadline", n.Deadline, "reason", n.Reason)
+	w.notify(n)
+}
