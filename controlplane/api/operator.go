@@ -54,6 +54,10 @@ type ControlPlaneOptions struct {
 	WatchStreamsPerToken int
 	// Identities resets agents' identities; nil where agents have none.
 	Identities Resetter
+	// Pools keeps the pools; nil where there are none.
+	Pools Pools
+	// Power power-cycles machines. Required.
+	Power PowerCycler
 }
 
 // RegisterControlPlaneService registers ControlPlaneService on s.
@@ -62,7 +66,7 @@ func RegisterControlPlaneService(s grpc.ServiceRegistrar, o ControlPlaneOptions)
 		o.Clock = clockwork.NewRealClock()
 	}
 	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{
-		fleet: o.Fleet, tokens: o.Tokens, clock: o.Clock, identities: o.Identities,
+		fleet: o.Fleet, tokens: o.Tokens, clock: o.Clock, identities: o.Identities, pools: o.Pools, power: o.Power,
 		watches: &perToken{limit: o.WatchStreamsPerToken, open: map[string]int{}},
 	})
 }
@@ -76,6 +80,8 @@ type operatorService struct {
 	watches *perToken
 	// identities is nil on a plaintext control plane.
 	identities Resetter
+	pools      Pools
+	power      PowerCycler
 }
 
 // perToken counts what each token holds open, up to a limit.

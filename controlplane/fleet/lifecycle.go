@@ -27,6 +27,7 @@ const (
 	actStopped         action = "marked terminated"
 	actProvisionFailed action = "marked failed"
 	actProvision       action = "provisioned again"
+	actInstanceGone    action = "marked gone"
 )
 
 // Lifecycle states, short.
@@ -76,6 +77,11 @@ var transitions = map[action]map[fleetv1.LifecycleState]fleetv1.LifecycleState{
 	actDrainEnded:      {draining: drained},
 	actStopped:         {terminating: terminated},
 	actProvisionFailed: {provisioning: provisionFailed},
+	// A provider says the node's instance no longer runs.
+	actInstanceGone: {
+		provisioning: terminated, active: terminated, cordoned: terminated, draining: terminated,
+		drained: terminated, terminating: terminated,
+	},
 }
 
 // next is the state act leads to from the node's state, or the error that
@@ -121,11 +127,16 @@ func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason, by string, 
 	}
 }
 
-// markTerminated makes n TERMINATED: its unfinished commands are cancelled,
-// since no agent is left to carry them out, and its live metrics are
-// dropped once the change is saved. The caller holds ns.mu.
+// markTerminated makes a TERMINATING n TERMINATED; see endNode.
 func markTerminated(ns *nodeState, n *fleetv1.Node, c *change, reason string, now time.Time) {
-	if move(n, actStopped, reason, byControlPlane, now) != nil {
+	endNode(ns, n, c, actStopped, reason, now)
+}
+
+// endNode makes n TERMINATED through act: its unfinished commands are
+// cancelled, since no agent is left to carry them out, and its live
+// metrics are dropped once the change is saved. The caller holds ns.mu.
+func endNode(ns *nodeState, n *fleetv1.Node, c *change, act action, reason string, now time.Time) {
+	if move(n, act, reason, byControlPlane, now) != nil {
 		return
 	}
 	n.Drain = nil
