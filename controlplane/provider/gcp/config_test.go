@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/yamlfile"
 )
 
 func TestValidate(t *testing.T) {
@@ -196,5 +197,25 @@ func TestNewRefuses(t *testing.T) {
 	}
 	if _, err := New(Options{Config: testConfig(f)}); err == nil || !strings.Contains(err.Error(), "cluster") {
 		t.Errorf("New without a cluster = %v, want it named", err)
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	b, err := os.ReadFile("testdata/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := struct {
+		GCP Config `yaml:"gcp_provider"`
+	}{GCP: DefaultConfig()}
+	if err := yamlfile.Decode(b, &file); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	c := file.GCP
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if !c.On() || c.Project != "my-gpu-project" || len(c.Zones) != 3 || c.DiskSizeGB != 500 || c.ExternalIP || c.PollInterval != 30*time.Second || c.Labels["team"] != "ml-platform" {
+		t.Errorf("config = %+v", c)
 	}
 }
