@@ -25,4 +25,7 @@ type Token struct {
 	MaxUses int
 	// Used is how many agents have joined with it.
 	Used int
+	// NodeID, when set, is the one node an agent token may join as: the
+	// token a launched instance bootstraps with.
+	NodeID string
 }

@@ -127,6 +127,10 @@ func (a *Agents) Join(ctx context.Context, nodeID, token string, csrDER []byte) 
 		a.log.Warn("join refused: bad join token", "node", nodeID)
 		return nil, nil, status.Error(codes.Unauthenticated, "join_token: is unknown, revoked, expired or not an agent token")
 	}
+	if tok.NodeID != "" && tok.NodeID != nodeID {
+		a.log.Warn("join refused: token bound to another node", "node", nodeID, "token", tok.Name)
+		return nil, nil, status.Errorf(codes.PermissionDenied, "join_token: token %q is for another node", tok.Name)
+	}
 	if tok.MaxUses > 0 && tok.Used >= tok.MaxUses {
 		return nil, nil, status.Errorf(codes.PermissionDenied, "join_token: token %q has been used by all %d agents it allows", tok.Name, tok.MaxUses)
 	}

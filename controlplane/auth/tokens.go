@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -152,6 +153,33 @@ func (t *Tokens) add(ctx context.Context, name string, role controlplanev1.Role,
 	return tok, nil
 }
 
+// CreateForNode makes the single-use agent token an instance the control
+// plane launches joins with: it joins as nodeID alone, once, within ttl.
+// Its name is "boot-" and random hex digits.
+func (t *Tokens) CreateForNode(ctx context.Context, nodeID string, ttl time.Duration) (string, error) {
+	secret, err := newSecret()
+	if err != nil {
+		return "", status.Error(codes.Internal, "no randomness for a token")
+	}
+	suffix := make([]byte, 6)
+	if _, err := rand.Read(suffix); err != nil {
+		return "", status.Error(codes.Internal, "no randomness for a token")
+	}
+	name := "boot-" + hex.EncodeToString(suffix)
+	sum := sha256.Sum256([]byte(secret))
+	now := t.clock.Now()
+	tok := &store.Token{Name: name, Role: controlplanev1.Role_ROLE_AGENT, Hash: sum[:], CreatedAt: now, ExpiresAt: now.Add(max(ttl, MinTTL)), MaxUses: 1, NodeID: nodeID}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.store.Apply(ctx, store.Write{Tokens: []*store.Token{tok}}); err != nil {
+		t.log.Error("store write failed", "token", name, "err", err)
+		return "", apierr.NotSaved()
+	}
+	t.byName[name] = tok
+	t.log.Info("bootstrap token created", "name", name, "node", nodeID)
+	return name + "." + secret, nil
+}
+
 // List describes every token, ordered by name.
 func (t *Tokens) List() []*controlplanev1.TokenInfo {
 	t.mu.RLock()
@@ -211,6 +239,7 @@ func Info(tok *store.Token) *controlplanev1.TokenInfo {
 		info.RevokedAt = timestamppb.New(tok.RevokedAt)
 	}
 	info.MaxUses, info.Used = uint32(tok.MaxUses), uint32(tok.Used)
+	info.NodeId = tok.NodeID
 	return info
 }
 

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -78,6 +79,12 @@ func (f *Fleet) checkNodes(ctx context.Context, now time.Time, expire bool) {
 			}
 		case provisionFailed:
 			f.unprovision(ctx, ns)
+			// A failed node whose instance is stopped (or never ran) goes
+			// as a terminated one does, so that a pool retrying launches
+			// does not pile failures up.
+			if !strings.Contains(n.GetLifecycleReason(), stoppingInstance) && now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.TerminatedRetention {
+				f.remove(ctx, ns)
+			}
 		case terminated:
 			if now.Sub(n.GetLifecycleChangedAt().AsTime()) > f.cfg.TerminatedRetention {
 				f.remove(ctx, ns)

@@ -119,6 +119,9 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 func (f *Fleet) nodeIDs(ctx context.Context, p provider.Provider, count int, pool string) ([]string, error) {
 	if c, ok := p.(provider.Chooser); ok {
 		ids, err := c.Choose(ctx, count, pool)
+		if _, isStatus := status.FromError(err); err != nil && isStatus {
+			return nil, err
+		}
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "provider %s: choose machines: %v", p.Name(), err)
 		}

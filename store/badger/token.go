@@ -26,13 +26,14 @@ type tokenRecord struct {
 	RevokedAt string `json:"revoked_at,omitempty"`
 	MaxUses   int    `json:"max_uses,omitempty"`
 	Used      int    `json:"used,omitempty"`
+	NodeID    string `json:"node_id,omitempty"`
 }
 
 func putToken(txn *badger.Txn, t *store.Token) error {
 	if t == nil || t.Name == "" {
 		return errors.New("token without name")
 	}
-	r := tokenRecord{Role: int32(t.Role), Hash: t.Hash, MaxUses: t.MaxUses, Used: t.Used}
+	r := tokenRecord{Role: int32(t.Role), Hash: t.Hash, MaxUses: t.MaxUses, Used: t.Used, NodeID: t.NodeID}
 	for _, f := range []struct {
 		to   *string
 		from time.Time
@@ -59,7 +60,7 @@ func decodeToken(name string, v []byte) (*store.Token, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("decode token %s: %w", name, err)
 	}
-	t := &store.Token{Name: name, Role: controlplanev1.Role(r.Role), Hash: r.Hash, MaxUses: r.MaxUses, Used: r.Used}
+	t := &store.Token{Name: name, Role: controlplanev1.Role(r.Role), Hash: r.Hash, MaxUses: r.MaxUses, Used: r.Used, NodeID: r.NodeID}
 	for _, f := range []struct {
 		to   *time.Time
 		from string

@@ -43,6 +43,9 @@ func checkTokens(t *testing.T, when string, got, want []*store.Token) {
 		if g.MaxUses != w.MaxUses || g.Used != w.Used {
 			t.Errorf("%s: token %s used %d of %d times, want %d of %d", when, g.Name, g.Used, g.MaxUses, w.Used, w.MaxUses)
 		}
+		if g.NodeID != w.NodeID {
+			t.Errorf("%s: token %s is for node %q, want %q", when, g.Name, g.NodeID, w.NodeID)
+		}
 		for _, tm := range []struct {
 			field     string
 			got, want time.Time
@@ -70,6 +73,7 @@ func testTokensSurviveReopen(t *testing.T, open Opener) {
 	s := b.start()
 	cet := time.FixedZone("CET", 3600)
 	tokens := []*store.Token{
+		{Name: "boot-1", Hash: hash("boot-secret"), CreatedAt: time.Now(), MaxUses: 1, NodeID: "train-0a1b2c3d"},
 		{Name: "ci", Role: viewer, Hash: hash("ci-secret"), CreatedAt: time.Now()},
 		{Name: "join", Hash: hash("join-secret"), CreatedAt: time.Now(), MaxUses: 3, Used: 2},
 		{Name: "join-unlimited", Hash: hash("join-unlimited-secret"), CreatedAt: time.Now(), Used: 41},
