@@ -3,6 +3,9 @@ package gcp
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -60,8 +63,8 @@ type Config struct {
 	// Labels are put on every instance and its boot disk besides the
 	// provider's own.
 	Labels map[string]string `yaml:"labels"`
-	// Endpoint overrides the Compute Engine API's address, for tests: a
-	// URL such as https://127.0.0.1:8443, under which the API's paths
+	// Endpoint overrides the Compute Engine API's address, for tests: an
+	// https URL (plain http on loopback only), under which the API's paths
 	// (/compute/v1/projects/...) are served; empty means Google's.
 	Endpoint string `yaml:"endpoint"`
 	// CredentialsFile is a service account key file; empty means
@@ -165,13 +168,34 @@ func (c *Config) check(enabled bool) error {
 			return fmt.Errorf("labels.%s: %q is not a label value (up to 63 of a-z, 0-9, _ and -)", k, v)
 		}
 	}
-	if c.Endpoint != "" && !strings.HasPrefix(c.Endpoint, "https://") && !strings.HasPrefix(c.Endpoint, "http://") {
-		return fmt.Errorf("endpoint: %q is not an http(s) URL", c.Endpoint)
+	if err := checkEndpoint(c.Endpoint); err != nil {
+		return fmt.Errorf("endpoint: %w", err)
 	}
 	if c.PollInterval < time.Second {
 		return fmt.Errorf("poll_interval: %s is below the minimum of 1s", c.PollInterval)
 	}
 	return nil
+}
+
+// checkEndpoint allows an https URL, or plain http on loopback alone:
+// the calls carry an access token.
+func checkEndpoint(endpoint string) error {
+	if endpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || u.User != nil {
+		return fmt.Errorf("%q is not a URL such as https://compute.example", endpoint)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is neither https nor plain http on loopback", endpoint)
 }
 
 // Build makes the provider as configured, with credentials from
@@ -183,6 +207,14 @@ func Build(c Config, env provider.Env) (*Provider, error) {
 		opts = append(opts, option.WithEndpoint(apiBase(c.Endpoint)))
 	}
 	if c.CredentialsFile != "" {
+		// A key file others may read is a key others may have.
+		fi, err := os.Stat(c.CredentialsFile)
+		if err != nil {
+			return nil, fmt.Errorf("gcp provider: credentials_file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("gcp provider: credentials_file: %s may be read by its group or others (mode %04o); chmod 600 it", c.CredentialsFile, fi.Mode().Perm())
+		}
 		opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, c.CredentialsFile))
 	}
 	return New(Options{

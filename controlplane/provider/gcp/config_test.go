@@ -60,6 +60,9 @@ func TestValidate(t *testing.T) {
 		{"own-label-key", enabled(func(c *Config) { c.Labels = map[string]string{"navarch-node": "x"} }), "labels:"},
 		{"bad-label-value", enabled(func(c *Config) { c.Labels = map[string]string{"team": "ML Ops"} }), "labels.team:"},
 		{"bad-endpoint", enabled(func(c *Config) { c.Endpoint = "compute.example" }), "endpoint:"},
+		{"plain-http-endpoint", enabled(func(c *Config) { c.Endpoint = "http://compute.example" }), "endpoint:"},
+		{"plain-http-loopback", enabled(func(c *Config) { c.Endpoint = "http://127.0.0.1:8080" }), ""},
+		{"endpoint-with-password", enabled(func(c *Config) { c.Endpoint = "https://u:p@compute.example" }), "endpoint:"},
 		{"short-poll", enabled(func(c *Config) { c.PollInterval = 100 * time.Millisecond }), "poll_interval:"},
 	}
 	for _, tt := range tests {
@@ -179,12 +182,25 @@ func TestBuildCredentials(t *testing.T) {
 	}
 }
 
-func TestBuildWithoutKeyFile(t *testing.T) {
-	f := startFake(t, false)
-	c := testConfig(f)
-	c.CredentialsFile = filepath.Join(t.TempDir(), "missing.json")
-	if _, err := Build(c, provider.Env{Cluster: "prod"}); err == nil {
-		t.Fatal("Build succeeded without its key file")
+func TestBuildRefusesKeyFile(t *testing.T) {
+	readable := serviceAccountKey(t, "https://oauth2.example/token")
+	if err := os.Chmod(readable, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, path, want string }{
+		{"missing", filepath.Join(t.TempDir(), "missing.json"), "no such file"},
+		{"group-readable", readable, "chmod 600"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startFake(t, false)
+			c := testConfig(f)
+			c.CredentialsFile = tt.path
+			_, err := Build(c, provider.Env{Cluster: "prod"})
+			if err == nil || !strings.Contains(err.Error(), "credentials_file: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Build = %v, want an error naming credentials_file and saying %q", err, tt.want)
+			}
+		})
 	}
 }
 
