@@ -27,10 +27,23 @@ const actionTimeout = 15 * time.Second
 
 // run starts the action k names on targets and reports whether k named
 // one. Cordon, uncordon and diagnostics run at once on one node and ask
-// first on several; drains and terminations always ask.
+// first on several; drains, terminations and power cycles always ask.
 func (a *actionKeys) run(d *deps, k tea.KeyPressMsg, targets []string) (tea.Cmd, bool) {
 	if key.Matches(k, a.Provision) {
 		d.send(openOverlayMsg{overlay: newProvisionDialog(d)})
+		return nil, true
+	}
+	if key.Matches(k, a.PowerCycle) {
+		// A power cycle cuts a machine off whatever runs on it: one at a
+		// time, the one the operator is looking at.
+		switch len(targets) {
+		case 0:
+			d.send(statusLineMsg{text: "no node selected", err: true})
+		case 1:
+			d.send(openOverlayMsg{overlay: newPowerCycleDialog(d, targets[0])})
+		default:
+			d.send(statusLineMsg{text: "a power cycle acts on one node: clear the marks (esc) and pick it", err: true})
+		}
 		return nil, true
 	}
 	if !key.Matches(k, a.Cordon, a.Uncordon, a.Drain, a.Terminate, a.Diagnose) {

@@ -11,14 +11,14 @@ import (
 // TestFooterAlwaysOffersHelpAndQuit: however narrow the terminal, in every
 // view, the last line ends with the help and quit keys.
 func TestFooterAlwaysOffersHelpAndQuit(t *testing.T) {
-	m := newTestModel(t, Options{})
+	m := newPoolModel(t, Options{})
 	for _, width := range []int{160, 100, 80, 60, 40} {
 		send(m, tea.WindowSizeMsg{Width: width, Height: 24})
-		for _, view := range []string{"1", "2"} {
-			send(m, press(view))
+		for _, keys := range [][]tea.Msg{keysOf("1"), keysOf("2"), keysOf("3"), keysOf("3", "enter")} {
+			send(m, keys...)
 			lines := strings.Split(plain(m), "\n")
 			if last := lines[len(lines)-1]; !strings.HasSuffix(last, "? help  q quit") {
-				t.Fatalf("width %d, view %s: footer %q", width, view, last)
+				t.Fatalf("width %d, view %s: footer %q", width, m.active, last)
 			}
 		}
 	}
@@ -35,7 +35,7 @@ func TestHelpFitsSmallTerminal(t *testing.T) {
 			t.Fatalf("line %d cut or too wide (%d): %q", i, w, l)
 		}
 	}
-	mustContain(t, f, "╭", "╰", "run diagnostics", "provision…", "reverse sort", "? or esc closes this help")
+	mustContain(t, f, "╭", "╰", "run diagnostics", "provision…", "reverse sort", "? or esc closes help")
 }
 
 // TestStatusLineExpires: an action's result shows for a while, then the

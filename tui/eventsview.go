@@ -107,7 +107,7 @@ func (v *eventsView) FullHelp() [][]key.Binding {
 	k, g := &v.keys, &v.d.keys
 	return [][]key.Binding{
 		append(k.navKeys.bindings(), k.Open, k.Back),
-		append(append([]key.Binding{k.Filter, g.Command}, g.Views...), g.Help, g.Quit),
+		[]key.Binding{k.Filter, g.Command, g.ViewKeys, g.Help, g.Quit},
 		{k.Provision},
 	}
 }

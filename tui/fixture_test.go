@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -173,4 +174,71 @@ func filterText(m *Model) string {
 		return fp.input.Value()
 	}
 	return ""
+}
+
+// The views of pools.
+func poolsOf(m *Model) *poolsView { return m.views[poolsViewName].(*poolsView) }
+func poolOf(m *Model) *poolView   { return m.views[poolViewName].(*poolView) }
+
+// fixturePools are three pools: train, kept from the configuration file
+// and autoscaled, one node short; infer, with a degraded and an
+// unhealthy node; and spare, empty at its min of 0.
+func fixturePools() []*fleetv1.Pool {
+	train := &fleetv1.Pool{
+		Name: "train", Wanted: 4, FromConfig: true, WantedChangedAt: timestamppb.New(now.Add(-5 * time.Minute)),
+		Spec: &fleetv1.PoolSpec{
+			Providers: []string{"aws", "gcp"}, InstanceType: "p5.48xlarge", GpusPerNode: 8, Region: "us-east-1",
+			Zones: []string{"us-east-1a", "us-east-1b"}, Min: 2, Max: 8, Labels: map[string]string{"team": "ml"},
+			ReplaceUnhealthy: true, UnhealthyGrace: durationpb.New(10 * time.Minute), MaxSurge: 2,
+			Autoscaling: &fleetv1.Autoscaling{Utilization: &fleetv1.UtilizationScaling{ScaleUpAbove: 80, ScaleDownBelow: 20}},
+		},
+		Status: &fleetv1.PoolStatus{Nodes: 3, Provisioning: 1, Healthy: 2, Unhealthy: 1, Utilization: 67},
+		Decisions: []*fleetv1.PoolDecision{
+			{At: timestamppb.New(now.Add(-2 * time.Minute)), Action: fleetv1.PoolAction_POOL_ACTION_PROVISION, By: "reconciler",
+				Reason: "1 node short of the wanted 4", NodeIds: []string{"gpu-a04"}},
+			{At: timestamppb.New(now.Add(-5 * time.Minute)), Action: fleetv1.PoolAction_POOL_ACTION_SCALE, By: "autoscaler",
+				Reason: "mean utilisation 86% above 80% for 5m: wanted 3 → 4"},
+			{At: timestamppb.New(now.Add(-time.Hour)), Action: fleetv1.PoolAction_POOL_ACTION_HOLD, By: "reconciler",
+				Reason: "replacement of gpu-a02 held: the auto-cordon breaker is open", NodeIds: []string{"gpu-a02"}},
+		},
+	}
+	infer := &fleetv1.Pool{
+		Name: "infer", Wanted: 2,
+		Spec:   &fleetv1.PoolSpec{Providers: []string{"lambda"}, Min: 1, Max: 4},
+		Status: &fleetv1.PoolStatus{Nodes: 2, Degraded: 1, Unhealthy: 1, Offline: 1, Utilization: 57},
+		Decisions: []*fleetv1.PoolDecision{
+			{At: timestamppb.New(now.Add(-30 * time.Minute)), Action: fleetv1.PoolAction_POOL_ACTION_REPLACE, By: "reconciler",
+				Reason: "gpu-b00 stayed UNHEALTHY past 10m", NodeIds: []string{"gpu-b00", "gpu-b02"}},
+		},
+	}
+	spare := &fleetv1.Pool{
+		Name: "spare", Spec: &fleetv1.PoolSpec{Providers: []string{"static"}, Min: 0, Max: 2}, Status: &fleetv1.PoolStatus{},
+	}
+	return []*fleetv1.Pool{infer, spare, train}
+}
+
+// pooledFleet is the fixture fleet with gpu-a0* in train and gpu-b0* in
+// infer.
+func pooledFleet() []*fleetv1.Node {
+	nodes := fixtureFleet()
+	for _, n := range nodes {
+		n.Pool = "infer"
+		if strings.HasPrefix(n.GetNodeId(), "gpu-a") {
+			n.Pool = "train"
+		}
+	}
+	return nodes
+}
+
+// pooledSnapshot is a complete snapshot of the pooled fleet and its pools.
+func pooledSnapshot(rev uint64) *controlplanev1.WatchFleetResponse {
+	s := snapshot(rev, pooledFleet(), fixtureEvents())
+	s.GetSnapshot().Pools = fixturePools()
+	return s
+}
+
+// pooled is a stream message that loads the pooled fleet, for tests that
+// send it among keys.
+func pooled() streamMsg {
+	return streamMsg{msgs: []*controlplanev1.WatchFleetResponse{pooledSnapshot(41)}}
 }

@@ -25,11 +25,12 @@ const (
 	colUtil
 	colHot
 	colSeen
+	colPool
 	colLabels
 	numColumns
 )
 
-var columnNames = [numColumns]string{"NODE", "LIFECYCLE", "HEALTH", "REACH", "GPUS", "UTIL", "HOT", "SEEN", "LABELS"}
+var columnNames = [numColumns]string{"NODE", "LIFECYCLE", "HEALTH", "REACH", "GPUS", "UTIL", "HOT", "SEEN", "POOL", "LABELS"}
 
 // row is one node as the fleet table needs it, kept up to date as changes
 // arrive so that rendering never digs through protos.
@@ -43,8 +44,9 @@ type row struct {
 	badGPUs   int // unhealthy or lost GPUs, for sorting
 	util, hot int // -1 when unknown
 	lastHB    time.Time
+	pool      string // the pool that keeps the node; "" for none
 	labels    string
-	search    string // lower-cased id, hostname and labels
+	search    string // lower-cased id, hostname, pool and labels
 }
 
 func newRow(n *fleetv1.Node) *row {
@@ -66,8 +68,9 @@ func (r *row) update(n *fleetv1.Node) {
 			r.badGPUs++
 		}
 	}
+	r.pool = n.GetPool()
 	r.labels = display.Labels(n.GetLabels())
-	r.search = strings.ToLower(n.GetNodeId() + " " + n.GetHostname() + " " + r.labels)
+	r.search = strings.ToLower(n.GetNodeId() + " " + n.GetHostname() + " " + r.pool + " " + r.labels)
 	r.heartbeat(n.GetReachability(), n.GetLastHeartbeatAt().AsTime(), n.GetSamples())
 	if n.GetLastHeartbeatAt() == nil {
 		r.lastHB = time.Time{}
@@ -107,6 +110,8 @@ func compareRows(a, b *row, col column) int {
 		c = cmp.Compare(a.hot, b.hot)
 	case colSeen:
 		c = b.lastHB.Compare(a.lastHB) // older heartbeat = larger age
+	case colPool:
+		c = strings.Compare(a.pool, b.pool)
 	case colLabels:
 		c = strings.Compare(a.labels, b.labels)
 	}
@@ -171,13 +176,18 @@ type fleet struct {
 	revision uint64
 	events   []*fleetv1.HealthEvent // newest first
 	eventIDs map[string]bool
+
+	pools     map[string]*fleetv1.Pool
+	poolNames []string                   // the pools' names, sorted
+	members   map[string]map[string]*row // pool name → its nodes' rows, by id
 }
 
 // maxEvents is how many fleet-wide events the console keeps.
 const maxEvents = 2000
 
 func newFleet() *fleet {
-	return &fleet{rows: make(map[string]*row), index: make(map[string]int), eventIDs: make(map[string]bool), sortBy: colNode}
+	return &fleet{rows: make(map[string]*row), index: make(map[string]int), eventIDs: make(map[string]bool), sortBy: colNode,
+		pools: make(map[string]*fleetv1.Pool), members: make(map[string]map[string]*row)}
 }
 
 // change says what applying messages touched, so the console refreshes
@@ -189,6 +199,7 @@ type change struct {
 	commands  []*fleetv1.Command
 	resync    bool
 	snapshot  bool
+	pools     bool // a pool came, changed or went
 }
 
 func (c *change) node(id string) {
@@ -213,10 +224,14 @@ func (f *fleet) apply(m *controlplanev1.WatchFleetResponse, c *change) {
 			return
 		}
 		f.rows = make(map[string]*row, len(f.partial))
+		clear(f.members)
 		for _, n := range f.partial {
-			f.rows[n.GetNodeId()] = newRow(n)
+			r := newRow(n)
+			f.rows[n.GetNodeId()] = r
+			f.join(r, "")
 		}
 		f.partial = nil
+		f.setPools(s.GetPools())
 		f.summary, f.breaker = s.GetSummary(), s.GetBreaker()
 		f.revision = m.GetRevision()
 		f.events = f.events[:0]
@@ -226,18 +241,25 @@ func (f *fleet) apply(m *controlplanev1.WatchFleetResponse, c *change) {
 		}
 		f.loaded = true
 		f.stale = true
-		c.structure, c.snapshot, c.events = true, true, true
+		c.structure, c.snapshot, c.events, c.pools = true, true, true, true
 	case m.GetNodeUpsert() != nil:
 		n := m.GetNodeUpsert()
 		if r, ok := f.rows[n.GetNodeId()]; ok {
+			was := r.pool
 			r.update(n)
+			f.join(r, was)
 		} else {
-			f.rows[n.GetNodeId()] = newRow(n)
+			r := newRow(n)
+			f.rows[n.GetNodeId()] = r
+			f.join(r, "")
 		}
 		f.stale = true
 		c.structure = true
 		c.node(n.GetNodeId())
 	case m.GetNodeRemoved() != nil:
+		if r, ok := f.rows[m.GetNodeRemoved().GetNodeId()]; ok {
+			f.leave(r, r.pool)
+		}
 		delete(f.rows, m.GetNodeRemoved().GetNodeId())
 		f.stale = true
 		c.structure = true
@@ -262,6 +284,12 @@ func (f *fleet) apply(m *controlplanev1.WatchFleetResponse, c *change) {
 		}
 	case m.GetTotals() != nil:
 		f.summary, f.breaker = m.GetTotals().GetSummary(), m.GetTotals().GetBreaker()
+	case m.GetPoolUpsert() != nil:
+		f.putPool(m.GetPoolUpsert())
+		c.pools = true
+	case poolRemoved(m):
+		f.removePool(m.GetPoolRemoved())
+		c.pools = true
 	case m.GetResync() != nil:
 		f.partial = nil
 		c.resync = true

@@ -135,8 +135,8 @@ func (t *fleetView) FullHelp() [][]key.Binding {
 	k, g := &t.keys, &t.d.keys
 	return [][]key.Binding{
 		append(k.navKeys.bindings(), k.Open, k.Back),
-		append(append([]key.Binding{k.Filter, g.Command, k.Sort, k.SortReverse}, g.Views...), g.Help, g.Quit),
-		{k.Mark, k.MarkAll, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.Provision},
+		[]key.Binding{k.Filter, g.Command, k.Sort, k.SortReverse, g.ViewKeys, g.Help, g.Quit},
+		{k.Mark, k.MarkAll, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.PowerCycle, k.Provision},
 	}
 }
 
@@ -240,15 +240,19 @@ func (t *fleetView) targets() []string {
 // layout is the widths of the columns that fit; 0 hides a column.
 type layout [numColumns]int
 
-// fitColumns gives NODE what it needs, the fixed columns their width, and
+// fitColumns gives NODE what it needs, the fixed columns their width, POOL
+// the widest pool name shown (none when no node shown is in a pool), and
 // LABELS the rest. Narrow terminals shorten long node ids to 16 first, so
 // one long id never costs the whole fleet its data; then drop LABELS,
-// SEEN, HOT and UTIL, and shorten NODE further last.
-func fitColumns(width, idWidth, gpuWidth int) layout {
+// POOL, SEEN, HOT and UTIL, and shorten NODE further last.
+func fitColumns(width, idWidth, gpuWidth, poolWidth int) layout {
 	l := layout{
 		// UTIL and SEEN fit their sort arrow: "UTIL▲".
 		colNode: max(8, min(idWidth, 28)), colLifecycle: 12, colHealth: 9, colReach: 7,
 		colGPUs: max(4, min(gpuWidth, 16)), colUtil: 5, colHot: 4, colSeen: 5,
+	}
+	if poolWidth > 0 {
+		l[colPool] = max(5, min(poolWidth, 16))
 	}
 	used := 2 // the mark column
 	for c := range numColumns {
@@ -261,12 +265,14 @@ func fitColumns(width, idWidth, gpuWidth int) layout {
 		l[colNode] -= cut
 		used -= cut
 	}
-	for _, drop := range []column{colSeen, colHot, colUtil} {
+	for _, drop := range []column{colPool, colSeen, colHot, colUtil} {
 		if used <= width {
 			break
 		}
-		used -= l[drop] + 1
-		l[drop] = 0
+		if l[drop] > 0 {
+			used -= l[drop] + 1
+			l[drop] = 0
+		}
 	}
 	if used > width {
 		l[colNode] = max(6, l[colNode]-(used-width))
@@ -289,7 +295,7 @@ func (t *fleetView) View() string {
 		if !t.f.filter.empty() {
 			msg = "no node matches the filter " + t.f.filter.text + " (esc clears it)"
 		}
-		return t.headerLine(fitColumns(width, 12, 8)) + "\n" + th.Muted.Render(msg)
+		return t.headerLine(fitColumns(width, 12, 8, 0)) + "\n" + th.Muted.Render(msg)
 	}
 	// Keep the cursor in the window.
 	if t.cursor < t.offset {
@@ -301,24 +307,38 @@ func (t *fleetView) View() string {
 	t.offset = max(0, min(t.offset, len(t.f.shown)-t.height))
 	end := min(t.offset+t.height, len(t.f.shown))
 	window := t.f.shown[t.offset:end]
-	idW, gpuW := 4, 4
-	for _, r := range window {
-		idW = max(idW, len(r.id))
-		gpuW = max(gpuW, len(r.glyphs))
-	}
-	l := fitColumns(width, idW, gpuW)
+	l := fitWindow(width, window, true)
 	now := t.d.now()
 	var sb strings.Builder
 	sb.WriteString(t.headerLine(l))
 	for i, r := range window {
 		sb.WriteByte('\n')
-		sb.WriteString(t.rowLine(r, l, t.offset+i == t.cursor, now))
+		sb.WriteString(rowLine(t.d.theme, r, l, t.offset+i == t.cursor, t.marks[r.id], now))
 	}
 	return sb.String()
 }
 
+// fitWindow fits the columns to the rows in window; withPool shows their
+// pools, where any has one.
+func fitWindow(width int, window []*row, withPool bool) layout {
+	idW, gpuW, poolW := 4, 4, 0
+	for _, r := range window {
+		idW = max(idW, len(r.id))
+		gpuW = max(gpuW, len(r.glyphs))
+		if withPool {
+			poolW = max(poolW, len(r.pool))
+		}
+	}
+	return fitColumns(width, idW, gpuW, poolW)
+}
+
 func (t *fleetView) headerLine(l layout) string {
-	th := t.d.theme
+	return headerLine(t.d.theme, l, t.f.sortBy, t.f.desc)
+}
+
+// headerLine is the node table's column header, with an arrow on the
+// column sortBy.
+func headerLine(th *Theme, l layout, sortBy column, desc bool) string {
 	var sb strings.Builder
 	sb.WriteString("  ")
 	for c := range numColumns {
@@ -326,8 +346,8 @@ func (t *fleetView) headerLine(l layout) string {
 			continue
 		}
 		name := columnNames[c]
-		if c == t.f.sortBy {
-			if t.f.desc {
+		if c == sortBy {
+			if desc {
 				name += "▼"
 			} else {
 				name += "▲"
@@ -343,14 +363,15 @@ func (t *fleetView) headerLine(l layout) string {
 	return sb.String()
 }
 
-func (t *fleetView) rowLine(r *row, l layout, selected bool, now time.Time) string {
-	th := t.d.theme
+// rowLine is one node's row of the node table; the fleet view and the
+// pool view draw theirs with it.
+func rowLine(th *Theme, r *row, l layout, selected, marked bool, now time.Time) string {
 	// The gutter shows the cursor and the mark without relying on colour.
 	mark := " "
 	if selected {
 		mark = "›"
 	}
-	if t.marks[r.id] {
+	if marked {
 		mark += th.Mark.Render("✓")
 	} else {
 		mark += " "
@@ -381,7 +402,7 @@ func (t *fleetView) rowLine(r *row, l layout, selected bool, now time.Time) stri
 	add(colHealth, display.Health(r.health), healthStyle, false)
 	add(colReach, display.Reachability(r.reach), th.ReachStyle(r.reach).Render, false)
 	if l[colGPUs] > 0 {
-		cells = append(cells, t.glyphCell(r, l[colGPUs], selected || gone))
+		cells = append(cells, glyphCell(th, r, l[colGPUs], selected || gone))
 	}
 	util, hot := "-", "-"
 	if r.util >= 0 && !gone {
@@ -393,6 +414,7 @@ func (t *fleetView) rowLine(r *row, l layout, selected bool, now time.Time) stri
 	add(colUtil, util, nil, true)
 	add(colHot, hot, nil, true)
 	add(colSeen, display.Age(r.lastHB, now), nil, true)
+	add(colPool, display.OrDash(r.pool), nil, false)
 	add(colLabels, r.labels, th.Muted.Render, false)
 	line := strings.Join(cells, " ")
 	if selected {
@@ -403,8 +425,7 @@ func (t *fleetView) rowLine(r *row, l layout, selected bool, now time.Time) stri
 
 // glyphCell draws one letter per GPU, coloured by health unless plain; a
 // node with more GPUs than fit shows how many more.
-func (t *fleetView) glyphCell(r *row, width int, plain bool) string {
-	th := t.d.theme
+func glyphCell(th *Theme, r *row, width int, plain bool) string {
 	g := r.glyphs
 	suffix := ""
 	if len(g) > width {

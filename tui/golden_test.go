@@ -96,3 +96,42 @@ func TestGoldenNarrowNodeView(t *testing.T) {
 func TestGoldenNarrowNodeHelp(t *testing.T) {
 	runGoldenAt(t, 80, 24, Options{}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: nodeDetail()}, press("?"))
 }
+
+// The pools: the list, one pool, a scale's confirmation, and the fleet
+// with a POOL column once nodes are in pools.
+
+func TestGoldenPoolsView(t *testing.T) {
+	runGolden(t, Options{}, pooled(), press("3"), press("G"))
+}
+
+func TestGoldenPoolView(t *testing.T) {
+	runGolden(t, Options{}, pooled(), press("3"), press("G"), press("enter"))
+}
+
+func TestGoldenScaleConfirm(t *testing.T) {
+	runGolden(t, Options{}, pooled(), press("3"), press("G"), press("+"))
+}
+
+func TestGoldenReadOnlyPoolsView(t *testing.T) {
+	runGolden(t, Options{ReadOnly: true}, pooled(), press("3"))
+}
+
+func TestGoldenFleetViewWithPools(t *testing.T) {
+	runGolden(t, Options{}, pooled(), press("j"))
+}
+
+func TestGoldenPowerCycleDialog(t *testing.T) {
+	runGolden(t, Options{}, press("G"), press("P"))
+}
+
+func TestGoldenNarrowPoolsView(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, pooled(), press("3"))
+}
+
+func TestGoldenNarrowPoolView(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, pooled(), press("3"), press("G"), press("enter"))
+}
+
+func TestGoldenNarrowPoolsHelp(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, pooled(), press("3"), press("?"))
+}

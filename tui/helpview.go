@@ -45,10 +45,11 @@ func (h *helpOverlay) view(width int) string {
 		title += t.Muted.Render("  (read-only: actions hidden)")
 	}
 	_, remedies := h.keys.(remedier)
-	notes := []string{
-		"GPU glyphs: H healthy · D degraded · U unhealthy · ? unknown · X lost",
-		"commands :" + strings.Join(commandNames(h.d.readOnly(), remedies), " :") + " · ? or esc closes this help",
+	notes := []string{gpuLegend}
+	if n, ok := h.keys.(noter); ok {
+		notes = n.notes()
 	}
+	notes = append(notes, "commands :"+strings.Join(commandNames(h.d.readOnly(), remedies), " :")+" · ? or esc closes help")
 	var table string
 	for ncol := min(3, len(entries)); ncol >= 1; ncol-- {
 		table = helpColumns(t, entries, ncol)
@@ -62,6 +63,15 @@ func (h *helpOverlay) view(width int) string {
 		body += "\n" + t.Muted.Render(wrap(n, max(10, width-4)))
 	}
 	return t.Box.Render(body)
+}
+
+// gpuLegend says what the GPU glyphs mean, for help.
+const gpuLegend = "GPU glyphs: H healthy · D degraded · U unhealthy · ? unknown · X lost"
+
+// noter is a view whose help explains its own columns and glyphs, in place
+// of the GPU glyphs' legend that the node views' help gives.
+type noter interface {
+	notes() []string
 }
 
 // helpColumns lays the bindings out in ncol columns, in order, top to

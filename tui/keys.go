@@ -1,8 +1,9 @@
 package tui
 
 import (
-	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"charm.land/bubbles/v2/key"
 )
@@ -22,6 +23,9 @@ type globalKeys struct {
 	// Views show the listed views, in the order viewSpecs lists them: 1
 	// for the first.
 	Views []key.Binding
+	// ViewKeys is how help shows Views: on one line, so that help keeps
+	// its size as views are added.
+	ViewKeys key.Binding
 }
 
 func newGlobalKeys(listed []viewSpec) globalKeys {
@@ -31,9 +35,15 @@ func newGlobalKeys(listed []viewSpec) globalKeys {
 		Help:      bind("?", "help", "?"),
 		Command:   bind(":", "command prompt", ":"),
 	}
+	var numbers, titles []string
 	for i, s := range listed {
 		n := strconv.Itoa(i + 1)
-		g.Views = append(g.Views, bind(n, fmt.Sprintf("%s view (:%s)", s.title, s.name), n))
+		g.Views = append(g.Views, key.NewBinding(key.WithKeys(n)))
+		numbers, titles = append(numbers, n), append(titles, s.title)
+	}
+	if len(numbers) > 0 {
+		keys := numbers[0] + "–" + numbers[len(numbers)-1]
+		g.ViewKeys = bind(keys, strings.Join(titles, ", "), numbers...)
 	}
 	return g
 }
@@ -64,9 +74,9 @@ func openKey() key.Binding   { return bind("enter", "open node", "enter") }
 func backKey() key.Binding   { return bind("esc", "back", "esc") }
 func filterKey() key.Binding { return bind("/", "filter (text, label=value)", "/") }
 
-// actionKeys change nodes; the fleet and node views act on them.
+// actionKeys change nodes; the fleet, node and pool views act on them.
 type actionKeys struct {
-	Cordon, Uncordon, Drain, Terminate, Diagnose, Provision key.Binding
+	Cordon, Uncordon, Drain, Terminate, Diagnose, Provision, PowerCycle key.Binding
 }
 
 func newActionKeys() actionKeys {
@@ -77,12 +87,15 @@ func newActionKeys() actionKeys {
 		Terminate: bind("t", "terminate", "t"),
 		Diagnose:  bind("x", "run diagnostics", "x"),
 		Provision: bind("p", "provision…", "p"),
+		// P, as power: a silent machine's last resort, and far from the
+		// keys used every day.
+		PowerCycle: bind("P", "power-cycle…", "P"),
 	}
 }
 
 // all are the action bindings, for a key map to guard.
 func (a *actionKeys) all() []*key.Binding {
-	return []*key.Binding{&a.Cordon, &a.Uncordon, &a.Drain, &a.Terminate, &a.Diagnose, &a.Provision}
+	return []*key.Binding{&a.Cordon, &a.Uncordon, &a.Drain, &a.Terminate, &a.Diagnose, &a.Provision, &a.PowerCycle}
 }
 
 // remedyKeys ask a node's agent for a remedy; the node view acts on them,
@@ -103,16 +116,34 @@ func (r *remedyKeys) all() []*key.Binding {
 	return []*key.Binding{&r.ResetGPU, &r.Reboot}
 }
 
+// poolKeys change a pool's wanted size by one, after confirmation; the
+// pool views act on them.
+type poolKeys struct {
+	ScaleUp, ScaleDown key.Binding
+}
+
+func newPoolKeys() poolKeys {
+	return poolKeys{
+		ScaleUp:   bind("+", "scale up (one node more)", "+"),
+		ScaleDown: bind("-", "scale down (one node fewer)", "-"),
+	}
+}
+
+// all are the pool bindings, for a key map to guard.
+func (p *poolKeys) all() []*key.Binding {
+	return []*key.Binding{&p.ScaleUp, &p.ScaleDown}
+}
+
 // The keys that mark rows for an action on several nodes.
 func markKey() key.Binding    { return bind("space", "mark row", "space") }
 func markAllKey() key.Binding { return bind("ctrl+a", "mark all shown", "ctrl+a") }
 
 // everyActionKey is every key that acts in some view: the actions, the
-// remedies and the marks.
+// remedies, the pools' scaling and the marks.
 func everyActionKey() []string {
-	a, r := newActionKeys(), newRemedyKeys()
+	a, r, p := newActionKeys(), newRemedyKeys(), newPoolKeys()
 	keys := append(markKey().Keys(), markAllKey().Keys()...)
-	for _, b := range append(a.all(), r.all()...) {
+	for _, b := range slices.Concat(a.all(), r.all(), p.all()) {
 		keys = append(keys, b.Keys()...)
 	}
 	return keys

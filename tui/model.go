@@ -1,6 +1,7 @@
 // Package tui is navarch's full-screen fleet console: a root model that
-// draws the chrome and forwards to the view on screen (the fleet, the events
-// or a node, each a component registered in views.go), streaming WatchFleet
+// draws the chrome and forwards to the view on screen (the fleet, the
+// events, the pools, a node or a pool, each a component registered in
+// views.go), streaming WatchFleet
 // from the control plane and acting through ControlPlaneService. It never
 // polls, and it keeps no knowledge of its own about the control plane's
 // limits: GetFleetStatus tells it.

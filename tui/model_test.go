@@ -212,7 +212,7 @@ func TestHelpIsGeneratedFromKeymap(t *testing.T) {
 // makes a console read-only, and so does a viewer's token once the control
 // plane has said whose it is.
 func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
-	actions := []string{"c", "u", "d", "t", "p", "x", "r", "b", "space", "ctrl+a"}
+	actions := []string{"c", "u", "d", "t", "p", "x", "r", "b", "P", "+", "-", "space", "ctrl+a"}
 	viewer := fixtureStatus()
 	viewer.caller = &controlplanev1.Caller{Name: "dash", Role: controlplanev1.Role_ROLE_VIEWER}
 	modes := []struct {
@@ -231,6 +231,8 @@ func TestReadOnlyHidesAndRefusesActions(t *testing.T) {
 		{"fleet", nil},
 		{"events", keysOf("2")},
 		{"node", keysOf("enter")},
+		{"pools", []tea.Msg{pooled(), press("3")}},
+		{"pool", []tea.Msg{pooled(), press("3"), press("enter")}},
 	}
 	for _, mode := range modes {
 		for _, tt := range tests {
@@ -261,7 +263,7 @@ func readOnlyRefuses(t *testing.T, m *Model, actions []string, refusal string) {
 	}
 	send(m, press("?"))
 	for _, action := range []string{"mark row", "uncordon", "drain…", "terminate", "provision…", "run diagnostics", ":provision",
-		"reset a GPU…", "reboot…", ":reset-gpu", ":reboot"} {
+		"reset a GPU…", "reboot…", ":reset-gpu", ":reboot", "power-cycle…", "scale up", "scale down"} {
 		if f := plain(m); strings.Contains(f, action) {
 			t.Fatalf("help shows %q in read-only mode:\n%s", action, f)
 		}

@@ -121,15 +121,15 @@ func (v *nodeView) Hint() string { return "node " + v.id }
 
 func (v *nodeView) ShortHelp() []key.Binding {
 	k, g := &v.keys, &v.d.keys
-	return []key.Binding{k.Back, k.Up, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, g.Help, g.Quit}
+	return []key.Binding{k.Back, k.Up, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.PowerCycle, g.Help, g.Quit}
 }
 
 func (v *nodeView) FullHelp() [][]key.Binding {
 	k, g := &v.keys, &v.d.keys
 	return [][]key.Binding{
 		append(k.navKeys.bindings(), k.Back),
-		append(append([]key.Binding{g.Command}, g.Views...), g.Help, g.Quit),
-		{k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.Provision},
+		[]key.Binding{g.Command, g.ViewKeys, g.Help, g.Quit},
+		{k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.PowerCycle, k.Provision},
 	}
 }
 
@@ -292,6 +292,9 @@ func (v *nodeView) View() string {
 	info := fmt.Sprintf("driver %s · CUDA %s · agent %s", display.OrDash(n.GetDriverVersion()), display.OrDash(n.GetCudaVersion()), display.OrDash(n.GetAgentVersion()))
 	if n.GetProvider() != "" {
 		info += " · " + n.GetProvider() + "/" + n.GetInstanceId()
+	}
+	if p := n.GetPool(); p != "" {
+		info += " · pool " + p
 	}
 	if l := display.Labels(n.GetLabels()); l != "" {
 		info += " · " + l

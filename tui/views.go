@@ -5,7 +5,8 @@ import (
 	tea "charm.land/bubbletea/v2"
 )
 
-// view is one screen of the console: the fleet table, the events, a node.
+// view is one screen of the console: the fleet table, the events, the
+// pools, a node, a pool.
 // The root model forwards keys to the active view and fleet changes to
 // every view, and draws the chrome around what the view renders: the
 // header, the status line (the view's hint while there is no result to
@@ -46,7 +47,9 @@ type viewSpec struct {
 var viewSpecs = []viewSpec{
 	{name: fleetViewName, title: "fleet", aliases: []string{"fleet", "n"}, listed: true, newView: newFleetView},
 	{name: eventsViewName, title: "events", aliases: []string{"e"}, listed: true, newView: newEventsView},
+	{name: poolsViewName, title: "pools", aliases: []string{"pool"}, listed: true, newView: newPoolsView},
 	{name: nodeViewName, newView: newNodeView},
+	{name: poolViewName, newView: newPoolView},
 }
 
 // listedViews are the views with a number key and a command.

@@ -402,11 +402,15 @@ func TestNodeViewShowsSlurm(t *testing.T) {
 }
 
 // TestViewsFollowTheRegistry: each listed view is shown by its number key
-// and by its commands, and help names both, in the order viewSpecs lists
-// the views.
+// and by its commands, and help names both, the views in the order
+// viewSpecs lists them.
 func TestViewsFollowTheRegistry(t *testing.T) {
 	m := newTestModel(t, Options{})
 	listed := listedViews()
+	var titles []string
+	for _, s := range listed {
+		titles = append(titles, s.title)
+	}
 	last := fmt.Sprint(len(listed))
 	for i, s := range listed {
 		send(m, press(last), press(fmt.Sprint(i+1)))
@@ -422,7 +426,7 @@ func TestViewsFollowTheRegistry(t *testing.T) {
 			}
 		}
 		send(m, press("?"))
-		mustContain(t, m.overlay.view(m.width), fmt.Sprintf("%d       %s view (:%s)", i+1, s.title, s.name), ":"+s.name+" ")
+		mustContain(t, m.overlay.view(m.width), fmt.Sprintf("1–%d     %s", len(listed), strings.Join(titles, ", ")), ":"+s.name+" ")
 		send(m, press("esc"))
 	}
 }
@@ -437,11 +441,15 @@ func TestHelpIsTheActiveViews(t *testing.T) {
 	}{
 		{"fleet", nil, []string{"mark row", "reverse sort", "run diagnostics", "filter"}, nil},
 		{"events", keysOf("2"), []string{"open node", "filter", "provision…"}, []string{"mark row", "cordon", "reverse sort"}},
-		{"node", keysOf("enter"), []string{"uncordon", "run diagnostics", "back"}, []string{"mark row", "filter", "open node"}},
+		{"node", keysOf("enter"), []string{"uncordon", "run diagnostics", "power-cycle…", "back"}, []string{"mark row", "filter", "open node", "scale up"}},
+		{"pools", keysOf("3"), []string{"open pool", "scale up (one node more)", "scale down (one node fewer)", "2H 1D 0U counts", "SIZE nodes/wanted"},
+			[]string{"cordon", "filter", "GPU glyphs", "power-cycle…"}},
+		{"pool", keysOf("3", "enter"), []string{"open node", "scale up (one node more)", "cordon", "power-cycle…", "GPU glyphs", "2H 1D 0U counts"},
+			[]string{"mark row", "filter", "SIZE nodes/wanted"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := newTestModel(t, Options{})
+			m := newPoolModel(t, Options{})
 			send(m, tt.keys...)
 			send(m, press("?"))
 			box := ansi.Strip(m.overlay.view(m.width))
