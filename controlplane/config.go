@@ -13,7 +13,9 @@ import (
 
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/pki"
+	"github.com/navarch/navarch/controlplane/provider/lambda"
 	"github.com/navarch/navarch/controlplane/provider/local"
+	"github.com/navarch/navarch/controlplane/provider/static"
 	"github.com/navarch/navarch/controlplane/webhook"
 	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/statedir"
@@ -79,6 +81,28 @@ type Config struct {
 	// LocalProvider configures the "local" provider, which starts simulated
 	// agents on this machine.
 	LocalProvider local.Config `yaml:"local_provider"`
+	// LambdaProvider configures the "lambda" provider: Lambda Cloud
+	// instances.
+	LambdaProvider lambda.Config `yaml:"lambda_provider"`
+	// StaticProvider configures the "static" provider: listed bare-metal
+	// machines powered on and off through their BMCs (Redfish).
+	StaticProvider static.Config `yaml:"static_provider"`
+	// Cluster names this control plane to its providers: what it launches
+	// is tagged with it, and only what carries it is its own.
+	Cluster string `yaml:"cluster"`
+	// Bootstrap is how instances that cloud providers launch install and
+	// start their agent.
+	Bootstrap BootstrapConfig `yaml:"bootstrap"`
+	// UnknownInstances is what the control plane does at start with an
+	// instance a provider runs for this cluster that it has no record of:
+	// report (log and audit it), stop, or adopt.
+	UnknownInstances string `yaml:"unknown_instances"`
+	// Pools are the pools this file defines.
+	Pools []PoolConfig `yaml:"pools"`
+	// PoolInterval is the time between the pool reconciler's passes.
+	PoolInterval Duration `yaml:"pool_interval"`
+	// Slurm says where Slurm is, for pools that scale on a queue.
+	Slurm SlurmConfig `yaml:"slurm"`
 	// PprofListen, when set, serves Go's profiling endpoints
 	// (/debug/pprof/) on this address. Keep it on loopback.
 	PprofListen string `yaml:"pprof_listen"`
@@ -180,6 +204,11 @@ func Defaults() Config {
 		// connection and raises it.
 		MaxStreamsPerConnection: 1000,
 		LocalProvider:           local.DefaultConfig(),
+		LambdaProvider:          lambda.DefaultConfig(),
+		StaticProvider:          static.DefaultConfig(),
+		Cluster:                 "navarch",
+		UnknownInstances:        string(fleet.UnknownReport),
+		PoolInterval:            Duration{Duration: 10 * time.Second},
 	}
 }
 
@@ -284,6 +313,15 @@ func (c *Config) Validate() error {
 	}
 	if err := c.LocalProvider.Validate(); err != nil {
 		return fmt.Errorf("local_provider.%w", err)
+	}
+	if err := c.LambdaProvider.Validate(); err != nil {
+		return fmt.Errorf("lambda_provider.%w", err)
+	}
+	if err := c.StaticProvider.Validate(); err != nil {
+		return fmt.Errorf("static_provider.%w", err)
+	}
+	if err := c.checkFleetSettings(c.enabledProviders()); err != nil {
+		return err
 	}
 	if c.WatchStreamsPerToken < 1 {
 		return fmt.Errorf("watch_streams_per_token: %d is below the minimum of 1", c.WatchStreamsPerToken)

@@ -1,11 +1,14 @@
 package controlplane
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/controlplane/provider/lambda"
 	"github.com/navarch/navarch/controlplane/provider/local"
+	"github.com/navarch/navarch/controlplane/provider/static"
 )
 
 // Providers builds the providers the configuration enables; their agents
@@ -15,17 +18,8 @@ import (
 // A new provider is a package below controlplane/provider, a section in
 // Config, and one entry here.
 func Providers(cfg Config, addr string, log *slog.Logger) []provider.Provider {
-	builders := []struct {
-		name  string
-		on    bool
-		build func() (provider.Provider, error)
-	}{
-		{"local", cfg.LocalProvider.On(), func() (provider.Provider, error) {
-			return local.Build(cfg.LocalProvider, dialable(addr), cfg.caFile(), cfg.Insecure, cfg.DataDir, log)
-		}},
-	}
 	var out []provider.Provider
-	for _, b := range builders {
+	for _, b := range cfg.builders(addr, log) {
 		if !b.on {
 			continue
 		}
@@ -35,6 +29,49 @@ func Providers(cfg Config, addr string, log *slog.Logger) []provider.Provider {
 			continue
 		}
 		out = append(out, p)
+	}
+	return out
+}
+
+type builder struct {
+	name  string
+	on    bool
+	build func() (provider.Provider, error)
+}
+
+// builders are every provider, whether the configuration enables it, and
+// how to build it.
+func (c *Config) builders(addr string, log *slog.Logger) []builder {
+	env := provider.Env{Cluster: c.Cluster, Logger: log}
+	// Each returns a nil interface, not a nil pointer, when it fails.
+	return []builder{
+		{"local", c.LocalProvider.On(), func() (provider.Provider, error) {
+			return local.Build(c.LocalProvider, dialable(addr), c.caFile(), c.Insecure, c.DataDir, log)
+		}},
+		{"lambda", c.LambdaProvider.On(), func() (provider.Provider, error) {
+			p, err := lambda.Build(c.LambdaProvider, env)
+			if err != nil {
+				return nil, fmt.Errorf("lambda_provider.%w", err)
+			}
+			return p, nil
+		}},
+		{"static", c.StaticProvider.On(), func() (provider.Provider, error) {
+			p, err := static.Build(c.StaticProvider, env)
+			if err != nil {
+				return nil, fmt.Errorf("static_provider.%w", err)
+			}
+			return p, nil
+		}},
+	}
+}
+
+// enabledProviders names the providers the configuration enables.
+func (c *Config) enabledProviders() []string {
+	var out []string
+	for _, b := range c.builders("", nil) {
+		if b.on {
+			out = append(out, b.name)
+		}
 	}
 	return out
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/navarch/navarch/controlplane/metrics"
 	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/controlplane/pool"
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/controlplane/webhook"
@@ -78,6 +79,11 @@ type Server struct {
 	grpc      *grpc.Server
 	health    *health.Server
 	providers *provider.Registry
+	pools     *pool.Pools
+	// stopPools ends the pools' reconciler; poolsDone is closed once it
+	// has.
+	stopPools context.CancelFunc
+	poolsDone chan struct{}
 	// metrics count what the control plane does, served on the metrics
 	// listener when one is configured (metricsServer, else nil).
 	metrics       *metrics.Metrics
@@ -169,7 +175,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	if adminFile != "" {
 		log.Info("first start: an admin token was written; keep it safe, and make others with 'navarch token create'", "file", adminFile)
 	}
+	boot := newBootstrapper(o.Config, tokens)
 	fl, err := fleet.New(ctx, fleet.Options{
+		UserData:  boot.userData(),
 		Config:    o.Config.fleetConfig(),
 		Store:     st,
 		State:     state,
@@ -186,9 +194,18 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	m.ReadFleet(fl)
-	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, metrics: m, webhooks: hooks}
+	pools, err := newPools(ctx, o.Config, fl, st, state, providers, Options{Clock: o.Clock, Logger: log})
+	if err != nil {
+		fl.Close()
+		if o.Store == nil {
+			_ = st.Close()
+		}
+		return nil, err
+	}
+	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, pools: pools, metrics: m, webhooks: hooks}
 	creds, ca, err := s.transport(o.Clock)
 	if err == nil && ca != nil {
+		boot.pinCA(ca.CAHash())
 		err = s.agentsJoin(ctx, tokens)
 	}
 	if err != nil {
@@ -243,7 +260,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
 	api.RegisterNodeService(s.grpc, fl, ids)
-	cpo := api.ControlPlaneOptions{Fleet: fl, Tokens: tokens, Clock: o.Clock, WatchStreamsPerToken: o.Config.WatchStreamsPerToken}
+	cpo := api.ControlPlaneOptions{Fleet: fl, Tokens: tokens, Clock: o.Clock, WatchStreamsPerToken: o.Config.WatchStreamsPerToken, Pools: pools, Power: fl}
 	if agents != nil {
 		cpo.Identities = agents
 	}
@@ -345,6 +362,12 @@ func (s *Server) Fleet() *fleet.Fleet { return s.fleet }
 // times are saved and the store is closed.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	s.fleet.Start(ctx)
+	poolCtx, stop := context.WithCancel(ctx)
+	s.stopPools, s.poolsDone = stop, make(chan struct{})
+	go func() {
+		defer close(s.poolsDone)
+		s.runPools(poolCtx)
+	}()
 	for _, svc := range []string{"", nodev1.NodeService_ServiceDesc.ServiceName, controlplanev1.ControlPlaneService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
@@ -374,6 +397,8 @@ func (s *Server) shutdown() {
 	_, _ = sdnotify.Stopping()
 	s.serving.Store(false)
 	s.health.Shutdown()
+	s.stopPools()
+	<-s.poolsDone
 	s.fleet.StopServing()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
