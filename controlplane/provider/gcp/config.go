@@ -200,7 +200,7 @@ func checkEndpoint(endpoint string) error {
 
 // Build makes the provider as configured, with credentials from
 // c.CredentialsFile or else Application Default Credentials; it fails
-// when there are none.
+// when there are none. Its errors start with the key they concern.
 func Build(c Config, env provider.Env) (*Provider, error) {
 	opts := []option.ClientOption{option.WithScopes("https://www.googleapis.com/auth/compute")}
 	if c.Endpoint != "" {
@@ -210,10 +210,10 @@ func Build(c Config, env provider.Env) (*Provider, error) {
 		// A key file others may read is a key others may have.
 		fi, err := os.Stat(c.CredentialsFile)
 		if err != nil {
-			return nil, fmt.Errorf("gcp provider: credentials_file: %w", err)
+			return nil, fmt.Errorf("credentials_file: %w", err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("gcp provider: credentials_file: %s may be read by its group or others (mode %04o); chmod 600 it", c.CredentialsFile, fi.Mode().Perm())
+			return nil, fmt.Errorf("credentials_file: %s may be read by its group or others (mode %04o); chmod 600 it", c.CredentialsFile, fi.Mode().Perm())
 		}
 		opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, c.CredentialsFile))
 	}

@@ -187,17 +187,22 @@ func TestBuildRefusesKeyFile(t *testing.T) {
 	if err := os.Chmod(readable, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct{ name, path, want string }{
-		{"missing", filepath.Join(t.TempDir(), "missing.json"), "no such file"},
-		{"group-readable", readable, "chmod 600"},
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	tests := []struct{ name, path, adc, want string }{
+		{"missing", missing, "", "no such file"},
+		{"group-readable", readable, "", "chmod 600"},
+		// GOOGLE_APPLICATION_CREDENTIALS names a file that is not there,
+		// so nothing else is looked for, the metadata server least.
+		{"no-application-default", "", missing, "not set, and no Application Default Credentials"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", tt.adc)
 			f := startFake(t, false)
 			c := testConfig(f)
 			c.CredentialsFile = tt.path
 			_, err := Build(c, provider.Env{Cluster: "prod"})
-			if err == nil || !strings.Contains(err.Error(), "credentials_file: ") || !strings.Contains(err.Error(), tt.want) {
+			if err == nil || !strings.HasPrefix(err.Error(), "credentials_file: ") || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Build = %v, want an error naming credentials_file and saying %q", err, tt.want)
 			}
 		})
@@ -208,10 +213,10 @@ func TestNewRefuses(t *testing.T) {
 	f := newFake(t)
 	c := testConfig(f)
 	c.Project = ""
-	if _, err := New(Options{Config: c, Cluster: "prod"}); err == nil || !strings.Contains(err.Error(), "project:") {
+	if _, err := New(Options{Config: c, Cluster: "prod"}); err == nil || !strings.HasPrefix(err.Error(), "project:") {
 		t.Errorf("New without a project = %v, want it named", err)
 	}
-	if _, err := New(Options{Config: testConfig(f)}); err == nil || !strings.Contains(err.Error(), "cluster") {
+	if _, err := New(Options{Config: testConfig(f)}); err == nil || !strings.HasPrefix(err.Error(), "cluster:") {
 		t.Errorf("New without a cluster = %v, want it named", err)
 	}
 }

@@ -86,13 +86,14 @@ var (
 )
 
 // New checks the options and makes the Compute Engine client; it finds
-// the credentials now and fails when there are none.
+// the credentials now and fails when there are none. Its errors name the
+// configuration key they concern.
 func New(o Options) (*Provider, error) {
 	if err := o.Config.check(true); err != nil {
-		return nil, fmt.Errorf("gcp provider: %w", err)
+		return nil, err
 	}
 	if o.Cluster == "" {
-		return nil, errors.New("gcp provider: a cluster name is required")
+		return nil, errors.New("cluster: required, to label the instances with")
 	}
 	o.Backoff.Attempts = cmp.Or(o.Backoff.Attempts, 6)
 	o.Backoff.Base = cmp.Or(o.Backoff.Base, time.Second)
@@ -106,8 +107,11 @@ func New(o Options) (*Provider, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	svc, err := compute.NewService(context.Background(), o.ClientOptions...)
-	if err != nil {
-		return nil, fmt.Errorf("gcp provider: compute client: %w", err)
+	switch {
+	case err != nil && o.Config.CredentialsFile != "":
+		return nil, fmt.Errorf("credentials_file: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("credentials_file: not set, and no Application Default Credentials: %w", err)
 	}
 	return &Provider{
 		o:       o,
