@@ -21,7 +21,7 @@ type watchEntry struct {
 	interrupted bool   // told as NoticeInterrupted already
 }
 
-func key(zone, name string) string { return zone + "/" + name }
+func instanceKey(zone, name string) string { return zone + "/" + name }
 
 // Watch lists the cluster's instances every poll interval and tells of
 // those that were running and then stopped, were suspended or vanished
@@ -49,14 +49,14 @@ func (p *Provider) track(started []provider.Instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, inst := range started {
-		p.watched[key(inst.Zone, inst.InstanceID)] = &watchEntry{inst: inst, spot: p.cfg.Spot, since: p.gen}
+		p.watched[instanceKey(inst.Zone, inst.InstanceID)] = &watchEntry{inst: inst, spot: p.cfg.Spot, since: p.gen}
 	}
 }
 
 func (p *Provider) markDeleted(zone, name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := key(zone, name)
+	k := instanceKey(zone, name)
 	delete(p.watched, k)
 	p.deleted[k] = p.gen
 }
@@ -64,7 +64,7 @@ func (p *Provider) markDeleted(zone, name string) {
 func (p *Provider) unmarkDeleted(zone, name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.deleted, key(zone, name))
+	delete(p.deleted, instanceKey(zone, name))
 }
 
 func (p *Provider) poll(ctx context.Context, notify func(provider.Notice)) {
@@ -93,7 +93,7 @@ func (p *Provider) compare(gen uint64, all []*compute.Instance) []provider.Notic
 	listed := make(map[string]bool, len(all))
 	for _, in := range all {
 		inst := toInstance(in)
-		k := key(inst.Zone, in.Name)
+		k := instanceKey(inst.Zone, in.Name)
 		listed[k] = true
 		if _, ok := p.deleted[k]; ok {
 			continue
