@@ -57,9 +57,11 @@ type Provider struct {
 	mu sync.Mutex
 	// rootDevice caches each AMI's root device name.
 	rootDevice map[string]string
+	// gpus caches each instance type's GPUs.
+	gpus map[string]int
 	// live are the instances known to have been pending or running, by
 	// instance id; Watch reports one that stops running unbidden.
-	live map[string]provider.Instance
+	live map[string]liveInstance
 	// stopping are the instances Terminate was asked to stop.
 	stopping map[string]bool
 }
@@ -72,7 +74,7 @@ var (
 // New checks the configuration and makes the EC2 client.
 func New(o Options) (*Provider, error) {
 	if err := o.Config.Validate(); err != nil {
-		return nil, fmt.Errorf("aws provider: aws_provider.%w", err)
+		return nil, err
 	}
 	if o.Env.Cluster == "" {
 		return nil, errors.New("aws provider: the cluster name is required: instances are found again by it")
@@ -104,7 +106,8 @@ func New(o Options) (*Provider, error) {
 		log:        o.Env.Logger.With("provider", "aws"),
 		now:        o.Now,
 		rootDevice: map[string]string{},
-		live:       map[string]provider.Instance{},
+		gpus:       map[string]int{},
+		live:       map[string]liveInstance{},
 		stopping:   map[string]bool{},
 	}, nil
 }

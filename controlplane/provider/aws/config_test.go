@@ -133,7 +133,7 @@ func TestNewRefuses(t *testing.T) {
 		t.Errorf("Build without a cluster = %v", err)
 	}
 	c.Subnets = nil
-	if _, err := aws.Build(c, provider.Env{Cluster: cluster}); err == nil || !strings.Contains(err.Error(), "aws_provider.subnets") {
+	if _, err := aws.Build(c, provider.Env{Cluster: cluster}); err == nil || !strings.Contains(err.Error(), "subnets: at least one") {
 		t.Errorf("Build with an invalid section = %v", err)
 	}
 }

@@ -149,6 +149,8 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.describeSpotRequests(w, form)
 	case "DescribeImages":
 		f.describeImages(w, form)
+	case "DescribeInstanceTypes":
+		f.describeInstanceTypes(w, form)
 	default:
 		f.fail(w, "InvalidAction", "The action "+action+" is not valid for this web service.")
 	}
@@ -425,6 +427,24 @@ func (f *fakeEC2) describeImages(w http.ResponseWriter, form url.Values) {
 	}
 	b.WriteString("</imagesSet>")
 	f.answer(w, "DescribeImages", b.String())
+}
+
+// gpuTypes are the instance types the fake knows, with their GPUs.
+var gpuTypes = map[string]int{"p5.48xlarge": 8, "p4d.24xlarge": 8, "g6.xlarge": 1}
+
+func (f *fakeEC2) describeInstanceTypes(w http.ResponseWriter, form url.Values) {
+	var b strings.Builder
+	b.WriteString("<instanceTypeSet>")
+	for _, it := range list(form, "InstanceType") {
+		n, ok := gpuTypes[it]
+		if !ok {
+			f.fail(w, "InvalidInstanceType", "The following supplied instance types do not exist: ["+it+"]")
+			return
+		}
+		fmt.Fprintf(&b, "<item><instanceType>%s</instanceType><gpuInfo><gpus><item><name>H100</name><manufacturer>NVIDIA</manufacturer><count>%d</count></item></gpus></gpuInfo></item>", it, n)
+	}
+	b.WriteString("</instanceTypeSet>")
+	f.answer(w, "DescribeInstanceTypes", b.String())
 }
 
 func (f *fakeEC2) instance(id string) *fakeInstance {

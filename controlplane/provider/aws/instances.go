@@ -73,7 +73,7 @@ func (p *Provider) launched(ctx context.Context, nodeIDs []string) (map[string]p
 			out[inst.NodeID] = inst
 			if in.State != nil && (in.State.Name == types.InstanceStateNamePending || in.State.Name == types.InstanceStateNameRunning) {
 				p.mu.Lock()
-				p.live[inst.InstanceID] = inst
+				p.live[inst.InstanceID] = liveInstance{inst: inst, listed: true}
 				p.mu.Unlock()
 			}
 		}, types.Filter{Name: awssdk.String("tag:" + provider.TagNode), Values: chunk}, stateFilter(existingStates...))

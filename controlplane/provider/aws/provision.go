@@ -38,6 +38,9 @@ func (p *Provider) Provision(ctx context.Context, spec provider.Spec) ([]provide
 		return nil, err
 	}
 	l := &launch{p: p, spec: spec, subnets: subnets, itype: cmp.Or(spec.InstanceType, p.cfg.InstanceType), full: map[string]string{}}
+	if err := p.checkGPUs(ctx, l.itype, spec.GPUsPerNode); err != nil {
+		return nil, err
+	}
 	if l.rootDevice, err = p.rootDeviceName(ctx); err != nil {
 		return nil, err
 	}
@@ -99,8 +102,6 @@ func (p *Provider) check(spec provider.Spec) ([]Subnet, error) {
 		return nil, invalid("sim_faults: EC2 instances are real machines; simulated faults are for the local provider")
 	case spec.Request.GetChaosInterval() != nil:
 		return nil, invalid("chaos_interval: EC2 instances are real machines; chaos is for the local provider")
-	case spec.GPUsPerNode != 0:
-		return nil, invalid("gpus_per_node: an EC2 instance type fixes its GPUs; choose instance_type instead")
 	case spec.Region != "" && spec.Region != p.cfg.Region:
 		return nil, invalid("region: the aws provider launches in %s, not %s", p.cfg.Region, spec.Region)
 	}
@@ -119,6 +120,41 @@ func (p *Provider) check(spec provider.Spec) ([]Subnet, error) {
 		return nil, invalid("zones: no configured subnet is in %s", strings.Join(spec.Zones, ", "))
 	}
 	return out, nil
+}
+
+// checkGPUs refuses nodes with other GPUs than the instance type has: the
+// type fixes them.
+func (p *Provider) checkGPUs(ctx context.Context, itype string, want int) error {
+	if want == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	n, ok := p.gpus[itype]
+	p.mu.Unlock()
+	if !ok {
+		out, err := p.ec2.DescribeInstanceTypes(ctx, &ec2.DescribeInstanceTypesInput{InstanceTypes: []types.InstanceType{types.InstanceType(itype)}})
+		if kindOf(err) == kindRefused {
+			return status.Errorf(codes.InvalidArgument, "aws: instance_type: %s", describe(err))
+		}
+		if err != nil {
+			return statusOf("ec2:DescribeInstanceTypes", err)
+		}
+		if len(out.InstanceTypes) == 0 {
+			return status.Errorf(codes.InvalidArgument, "aws: instance_type: EC2 offers no type %q in %s", itype, p.cfg.Region)
+		}
+		if g := out.InstanceTypes[0].GpuInfo; g != nil {
+			for _, d := range g.Gpus {
+				n += int(awssdk.ToInt32(d.Count))
+			}
+		}
+		p.mu.Lock()
+		p.gpus[itype] = n
+		p.mu.Unlock()
+	}
+	if n != want {
+		return status.Errorf(codes.InvalidArgument, "aws: gpus_per_node: %s has %d GPUs, not %d; choose another instance type", itype, n, want)
+	}
+	return nil
 }
 
 // rootDeviceName finds the AMI's root device, which the root volume's size
@@ -178,7 +214,7 @@ func (l *launch) node(ctx context.Context, nodeID string) (provider.Instance, er
 			inst := l.p.instance(out.Instances[0])
 			inst.Zone = cmp.Or(inst.Zone, sn.Zone)
 			l.p.mu.Lock()
-			l.p.live[inst.InstanceID] = inst
+			l.p.live[inst.InstanceID] = liveInstance{inst: inst, launched: l.p.now()}
 			l.p.mu.Unlock()
 			l.p.log.Info("instance launched", "node", nodeID, "instance", inst.InstanceID, "subnet", sn.ID, "zone", inst.Zone, "type", l.itype)
 			return inst, nil
@@ -222,10 +258,12 @@ func (l *launch) input(nodeID string, sn Subnet, userData []byte) *ec2.RunInstan
 			{ResourceType: types.ResourceTypeVolume, Tags: tags},
 		},
 		// The user data holds the node's join token: only a process on
-		// the instance that can make a PUT request (IMDSv2) reads it.
+		// the instance itself, not in a container behind it, that can
+		// make a PUT request (IMDSv2, one hop) reads it.
 		MetadataOptions: &types.InstanceMetadataOptionsRequest{
-			HttpTokens:   types.HttpTokensStateRequired,
-			HttpEndpoint: types.InstanceMetadataEndpointStateEnabled,
+			HttpTokens:              types.HttpTokensStateRequired,
+			HttpEndpoint:            types.InstanceMetadataEndpointStateEnabled,
+			HttpPutResponseHopLimit: awssdk.Int32(1),
 		},
 	}
 	if c.KeyName != "" {

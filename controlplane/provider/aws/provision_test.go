@@ -159,7 +159,8 @@ func TestProvisionLaunchesOneInstancePerNode(t *testing.T) {
 			"ImageId": "ami-gpu", "InstanceType": "p4d.24xlarge", "SubnetId": "subnet-a",
 			"SecurityGroupId.1": "sg-1", "SecurityGroupId.2": "sg-2", "KeyName": "ops",
 			"IamInstanceProfile.Name": "navarch-node", "MetadataOptions.HttpTokens": "required",
-			"BlockDeviceMapping.1.DeviceName": "/dev/sda1", "BlockDeviceMapping.1.Ebs.VolumeSize": "500",
+			"MetadataOptions.HttpPutResponseHopLimit": "1",
+			"BlockDeviceMapping.1.DeviceName":         "/dev/sda1", "BlockDeviceMapping.1.Ebs.VolumeSize": "500",
 			"BlockDeviceMapping.1.Ebs.VolumeType": "gp3", "InstanceMarketOptions.MarketType": "",
 		} {
 			if g := form.Get(key); g != want {
@@ -190,6 +191,7 @@ func TestProvisionSpot(t *testing.T) {
 		c.IAMInstanceProfile = "arn:aws:iam::123456789012:instance-profile/navarch"
 	})
 	spec, _ := testSpec("train-00000001")
+	spec.GPUsPerNode = 8
 	if _, err := p.Provision(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +285,9 @@ func TestProvisionFailures(t *testing.T) {
 		{"zone-without-subnet", nil, func(s *provider.Spec) { s.Zones = []string{"us-east-1f"} },
 			codes.InvalidArgument, "zones: no configured subnet is in us-east-1f", 0},
 		{"gpus-per-node", nil, func(s *provider.Spec) { s.GPUsPerNode = 4 },
-			codes.InvalidArgument, "gpus_per_node", 0},
+			codes.InvalidArgument, "gpus_per_node: p5.48xlarge has 8 GPUs, not 4", 1},
+		{"unknown-type", nil, func(s *provider.Spec) { s.InstanceType = "p9.huge"; s.GPUsPerNode = 8 },
+			codes.InvalidArgument, "instance_type: InvalidInstanceType", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

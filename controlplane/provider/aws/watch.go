@@ -15,6 +15,21 @@ import (
 // interruption notice and its end.
 const spotNoticeLead = 2 * time.Minute
 
+// unlistedGrace is how long a launched instance may be missing from
+// DescribeInstances before it counts as gone: EC2's answers are eventually
+// consistent, and a new instance may not be listed at once. Once listed,
+// an instance stays listed for about an hour after it ends.
+const unlistedGrace = 10 * time.Minute
+
+// liveInstance is an instance known to have been pending or running.
+type liveInstance struct {
+	inst provider.Instance
+	// listed: DescribeInstances has listed it.
+	listed bool
+	// launched is when Provision started it, for one not yet listed.
+	launched time.Time
+}
+
 // interruptionCodes are the spot request status codes that tell of an
 // interruption: the marked-for-* codes come with the two-minute notice;
 // the others say the interruption is under way, for an instance whose
@@ -75,16 +90,19 @@ func (w *watcher) poll(ctx context.Context) {
 	p.mu.Lock()
 	for id, in := range listed {
 		if s := stateOf(in); s == types.InstanceStateNamePending || s == types.InstanceStateNameRunning {
-			p.live[id] = p.instance(in)
+			p.live[id] = liveInstance{inst: p.instance(in), listed: true}
 			if in.InstanceLifecycle == types.InstanceLifecycleTypeSpot && !w.interrupted[id] {
 				spot = append(spot, id)
 			}
 		}
 	}
 	var gone []provider.Notice
-	for id, inst := range p.live {
+	for id, e := range p.live {
 		in, ok := listed[id]
 		reason := "instance is no longer listed by EC2"
+		if !ok && !e.listed && p.now().Sub(e.launched) < unlistedGrace {
+			continue
+		}
 		if ok {
 			s := stateOf(in)
 			if s != types.InstanceStateNameShuttingDown && s != types.InstanceStateNameTerminated {
@@ -101,7 +119,7 @@ func (w *watcher) poll(ctx context.Context) {
 			delete(p.stopping, id)
 			continue
 		}
-		gone = append(gone, provider.Notice{Instance: inst, Kind: provider.NoticeGone, Reason: reason})
+		gone = append(gone, provider.Notice{Instance: e.inst, Kind: provider.NoticeGone, Reason: reason})
 	}
 	// What Terminate stopped before it was seen live needs no more
 	// remembering once it is gone.
@@ -158,8 +176,9 @@ func (w *watcher) spotRequest(r types.SpotInstanceRequest) {
 		return
 	}
 	p.mu.Lock()
-	inst, ok := p.live[id]
+	e, ok := p.live[id]
 	p.mu.Unlock()
+	inst := e.inst
 	if !ok {
 		return
 	}

@@ -55,7 +55,7 @@ func TestWatch(t *testing.T) {
 		c.Spot = true
 		c.PollInterval.Duration = time.Second
 	})
-	spec, _ := testSpec("marked", "marked-no-time", "price", "killed", "vanished", "stopped-by-us", "fine")
+	spec, _ := testSpec("marked", "marked-no-time", "price", "killed", "vanished", "not-listed-yet", "stopped-by-us", "fine")
 	insts, err := p.Provision(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,9 @@ func TestWatch(t *testing.T) {
 		f.instance(byNode["price"]).spotCode = "instance-terminated-by-price"
 		k := f.instance(byNode["killed"])
 		k.state, k.stateReason = "terminated", "Client.UserInitiatedShutdown: User initiated shutdown"
-		f.instances = slices.DeleteFunc(f.instances, func(in *fakeInstance) bool { return in.id == byNode["vanished"] })
+		// EC2's answers are eventually consistent: a new instance may
+		// not be listed yet, and is not gone.
+		f.instances = slices.DeleteFunc(f.instances, func(in *fakeInstance) bool { return in.id == byNode["not-listed-yet"] })
 	})
 	if err := p.Terminate(context.Background(), provider.Instance{NodeID: "stopped-by-us", InstanceID: byNode["stopped-by-us"]}); err != nil {
 		t.Fatal(err)
@@ -93,7 +95,7 @@ func TestWatch(t *testing.T) {
 		<-done
 	}()
 
-	first := []string{"gone killed", "gone vanished", "interrupted marked", "interrupted marked-no-time", "interrupted price"}
+	first := []string{"gone killed", "interrupted marked", "interrupted marked-no-time", "interrupted price"}
 	testutil.Eventually(t, "the first notices", func() bool { return len(n.got()) >= len(first) })
 	if got := n.got(); !slices.Equal(got, first) {
 		t.Fatalf("notices %v, want %v", got, first)
@@ -108,14 +110,20 @@ func TestWatch(t *testing.T) {
 		t.Errorf("gone reason %q", r)
 	}
 
-	// The interrupted instance ends: told once more, as gone; nothing
-	// else is told again.
+	// The interrupted instance ends and a listed one is listed no more:
+	// each is told of once, as gone; nothing else is told again.
 	polls := len(f.calls("DescribeInstances"))
-	f.set(func(f *fakeEC2) { f.instance(byNode["marked"]).state = "shutting-down" })
+	f.set(func(f *fakeEC2) {
+		f.instance(byNode["marked"]).state = "shutting-down"
+		f.instances = slices.DeleteFunc(f.instances, func(in *fakeInstance) bool { return in.id == byNode["vanished"] })
+	})
 	testutil.Eventually(t, "two more polls", func() bool { return len(f.calls("DescribeInstances")) >= polls+2 })
-	want := append(slices.Clone(first), "gone marked")
+	want := append(slices.Clone(first), "gone marked", "gone vanished")
 	slices.Sort(want)
 	if got := n.got(); !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
+	}
+	if r := n.find(provider.NoticeGone, "vanished").Reason; r != "instance is no longer listed by EC2" {
+		t.Errorf("vanished reason %q", r)
 	}
 }
