@@ -89,6 +89,11 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 	var out []*fleetv1.Node
 	for _, n := range reserved {
 		inst, ok := started[n.GetNodeId()]
+		if !ok && ctx.Err() != nil {
+			// The control plane is stopping: whether the provider started
+			// the node is for Reconcile to find out at the next start.
+			continue
+		}
 		if !ok {
 			reason := "the provider did not start it"
 			if err != nil {

@@ -88,6 +88,8 @@ type Pools struct {
 	mu    sync.Mutex // guards pools and each pool's durable record
 	pools map[string]*poolState
 	wg    sync.WaitGroup
+	// kick asks Run for a pass now: a pool was scaled or changed.
+	kick chan struct{}
 }
 
 // poolState is one pool: its durable record and what the reconciler keeps
@@ -129,6 +131,7 @@ func New(ctx context.Context, o Options) (*Pools, error) {
 	ps := &Pools{
 		fleet: o.Fleet, store: o.Store, providers: o.Providers, queue: o.Queue,
 		interval: o.Interval, clock: o.Clock, log: o.Logger, pools: make(map[string]*poolState),
+		kick: make(chan struct{}, 1),
 	}
 	stored := make(map[string]*fleetv1.Pool, len(o.Stored))
 	for _, p := range o.Stored {
@@ -190,6 +193,7 @@ func (ps *Pools) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.Chan():
+		case <-ps.kick:
 		}
 	}
 }
@@ -245,7 +249,16 @@ func (ps *Pools) Scale(ctx context.Context, name string, wanted uint32, reason, 
 		return nil, err
 	}
 	ps.publish(name)
+	ps.poke()
 	return ps.get(name), nil
+}
+
+// poke asks Run for a pass now.
+func (ps *Pools) poke() {
+	select {
+	case ps.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Put creates a pool, or replaces the spec of one the API made.
@@ -282,6 +295,7 @@ func (ps *Pools) Put(ctx context.Context, name string, spec *fleetv1.PoolSpec, b
 	st.p = p
 	ps.mu.Unlock()
 	ps.publish(name)
+	ps.poke()
 	return ps.get(name), created, nil
 }
 

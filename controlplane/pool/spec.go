@@ -43,11 +43,13 @@ func CheckName(name string) error {
 	return nil
 }
 
-// check is what a pool's spec must be here: its name and sizes sound, its
-// providers offered by this control plane, its autoscaling valid. The
-// API checks the shape of the request's fields (labels, text, durations)
-// before.
-func (ps *Pools) check(name string, s *fleetv1.PoolSpec) error {
+// check checks a spec against the providers this control plane offers.
+func (ps *Pools) check(name string, s *fleetv1.PoolSpec) error { return Check(name, s, ps.providers) }
+
+// Check is what a pool's spec must be: its name and sizes sound, its
+// providers among those offered, its autoscaling valid. The API checks
+// the shape of the request's fields (labels, text, durations) before.
+func Check(name string, s *fleetv1.PoolSpec, offered []string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
@@ -55,11 +57,11 @@ func (ps *Pools) check(name string, s *fleetv1.PoolSpec) error {
 		return apierr.Invalid("spec", "is required")
 	}
 	if len(s.GetProviders()) == 0 {
-		return apierr.Invalid("spec.providers", "name at least one provider (offered: %s)", strings.Join(ps.providers, ", "))
+		return apierr.Invalid("spec.providers", "name at least one provider (offered: %s)", strings.Join(offered, ", "))
 	}
 	for i, p := range s.GetProviders() {
-		if !slices.Contains(ps.providers, p) {
-			return apierr.Invalid(fmt.Sprintf("spec.providers[%d]", i), "provider %q is not offered here (offered: %s)", p, strings.Join(ps.providers, ", "))
+		if !slices.Contains(offered, p) {
+			return apierr.Invalid(fmt.Sprintf("spec.providers[%d]", i), "provider %q is not offered here (offered: %s)", p, strings.Join(offered, ", "))
 		}
 		if slices.Index(s.GetProviders(), p) != i {
 			return apierr.Invalid(fmt.Sprintf("spec.providers[%d]", i), "provider %q is named twice", p)
