@@ -13,6 +13,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/pki"
+	"github.com/navarch/navarch/controlplane/provider/gcp"
 	"github.com/navarch/navarch/controlplane/provider/lambda"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/controlplane/provider/static"
@@ -84,6 +85,8 @@ type Config struct {
 	// LambdaProvider configures the "lambda" provider: Lambda Cloud
 	// instances.
 	LambdaProvider lambda.Config `yaml:"lambda_provider"`
+	// GCPProvider configures the "gcp" provider: Compute Engine instances.
+	GCPProvider gcp.Config `yaml:"gcp_provider"`
 	// StaticProvider configures the "static" provider: listed bare-metal
 	// machines powered on and off through their BMCs (Redfish).
 	StaticProvider static.Config `yaml:"static_provider"`
@@ -205,6 +208,7 @@ func Defaults() Config {
 		MaxStreamsPerConnection: 1000,
 		LocalProvider:           local.DefaultConfig(),
 		LambdaProvider:          lambda.DefaultConfig(),
+		GCPProvider:             gcp.DefaultConfig(),
 		StaticProvider:          static.DefaultConfig(),
 		Cluster:                 "navarch",
 		UnknownInstances:        string(fleet.UnknownReport),
@@ -316,6 +320,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.LambdaProvider.Validate(); err != nil {
 		return fmt.Errorf("lambda_provider.%w", err)
+	}
+	if err := c.GCPProvider.Validate(); err != nil {
+		return fmt.Errorf("gcp_provider.%w", err)
 	}
 	if err := c.StaticProvider.Validate(); err != nil {
 		return fmt.Errorf("static_provider.%w", err)

@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/controlplane/provider/gcp"
 	"github.com/navarch/navarch/controlplane/provider/lambda"
 	"github.com/navarch/navarch/controlplane/provider/local"
 	"github.com/navarch/navarch/controlplane/provider/static"
@@ -52,6 +53,13 @@ func (c *Config) builders(addr string, log *slog.Logger) []builder {
 			p, err := lambda.Build(c.LambdaProvider, env)
 			if err != nil {
 				return nil, fmt.Errorf("lambda_provider.%w", err)
+			}
+			return p, nil
+		}},
+		{"gcp", c.GCPProvider.On(), func() (provider.Provider, error) {
+			p, err := gcp.Build(c.GCPProvider, env)
+			if err != nil {
+				return nil, fmt.Errorf("gcp_provider.%w", err)
 			}
 			return p, nil
 		}},
