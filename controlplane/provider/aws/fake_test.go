@@ -291,7 +291,9 @@ func instanceXML(in *fakeInstance) string {
 		fmt.Fprintf(&b, "<instanceLifecycle>spot</instanceLifecycle><spotInstanceRequestId>sir-%s</spotInstanceRequestId>", in.id[2:])
 	}
 	if in.stateReason != "" {
-		fmt.Fprintf(&b, "<stateReason><code>Server.SpotInstanceTermination</code><message>%s</message></stateReason>", esc(in.stateReason))
+		// EC2's message repeats the code: "Client.UserInitiatedShutdown: …".
+		code, _, _ := strings.Cut(in.stateReason, ":")
+		fmt.Fprintf(&b, "<stateReason><code>%s</code><message>%s</message></stateReason>", esc(code), esc(in.stateReason))
 	}
 	b.WriteString("<tagSet>")
 	for _, k := range sortedKeys(in.tags) {

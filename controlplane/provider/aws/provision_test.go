@@ -293,7 +293,7 @@ func TestProvisionFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeEC2(t)
 			if tt.setup != nil {
-				f.setup(tt.setup)
+				f.set(tt.setup)
 			}
 			p, b := newProvider(t, f, nil)
 			spec, fl := testSpec("n-1")
@@ -319,8 +319,6 @@ func TestProvisionFailures(t *testing.T) {
 		})
 	}
 }
-
-func (f *fakeEC2) setup(fn func(*fakeEC2)) { f.set(fn) }
 
 func TestProvisionRetriesThrottling(t *testing.T) {
 	f := newFakeEC2(t)
