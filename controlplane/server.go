@@ -202,6 +202,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 		return nil, err
 	}
+	m.ReadPools(pools)
 	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, pools: pools, metrics: m, webhooks: hooks}
 	creds, ca, err := s.transport(o.Clock)
 	if err == nil && ca != nil {
