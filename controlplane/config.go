@@ -13,6 +13,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/pki"
+	"github.com/navarch/navarch/controlplane/provider/aws"
 	"github.com/navarch/navarch/controlplane/provider/gcp"
 	"github.com/navarch/navarch/controlplane/provider/lambda"
 	"github.com/navarch/navarch/controlplane/provider/local"
@@ -85,6 +86,8 @@ type Config struct {
 	// LambdaProvider configures the "lambda" provider: Lambda Cloud
 	// instances.
 	LambdaProvider lambda.Config `yaml:"lambda_provider"`
+	// AWSProvider configures the "aws" provider: EC2 instances.
+	AWSProvider aws.Config `yaml:"aws_provider"`
 	// GCPProvider configures the "gcp" provider: Compute Engine instances.
 	GCPProvider gcp.Config `yaml:"gcp_provider"`
 	// StaticProvider configures the "static" provider: listed bare-metal
@@ -208,6 +211,7 @@ func Defaults() Config {
 		MaxStreamsPerConnection: 1000,
 		LocalProvider:           local.DefaultConfig(),
 		LambdaProvider:          lambda.DefaultConfig(),
+		AWSProvider:             aws.DefaultConfig(),
 		GCPProvider:             gcp.DefaultConfig(),
 		StaticProvider:          static.DefaultConfig(),
 		Cluster:                 "navarch",
@@ -320,6 +324,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.LambdaProvider.Validate(); err != nil {
 		return fmt.Errorf("lambda_provider.%w", err)
+	}
+	if err := c.AWSProvider.Validate(); err != nil {
+		return fmt.Errorf("aws_provider.%w", err)
 	}
 	if err := c.GCPProvider.Validate(); err != nil {
 		return fmt.Errorf("gcp_provider.%w", err)

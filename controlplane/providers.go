@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/controlplane/provider/aws"
 	"github.com/navarch/navarch/controlplane/provider/gcp"
 	"github.com/navarch/navarch/controlplane/provider/lambda"
 	"github.com/navarch/navarch/controlplane/provider/local"
@@ -53,6 +54,13 @@ func (c *Config) builders(addr string, log *slog.Logger) []builder {
 			p, err := lambda.Build(c.LambdaProvider, env)
 			if err != nil {
 				return nil, fmt.Errorf("lambda_provider.%w", err)
+			}
+			return p, nil
+		}},
+		{"aws", c.AWSProvider.On(), func() (provider.Provider, error) {
+			p, err := aws.Build(c.AWSProvider, env)
+			if err != nil {
+				return nil, fmt.Errorf("aws_provider.%w", err)
 			}
 			return p, nil
 		}},

@@ -48,9 +48,10 @@ type Provider interface {
 	// provider has accepted to stop it. Stopping an instance that is
 	// already gone succeeds.
 	Terminate(ctx context.Context, inst Instance) error
-	// List returns the instances the provider runs for this control plane
-	// (those tagged with its cluster name), stopped ones left out. The
-	// fleet compares it with its records when it starts.
+	// List returns the instances the provider has for this control plane
+	// (those tagged with its cluster name) that still exist, stopped ones
+	// included where the provider keeps (and bills) them, terminated ones
+	// left out. The fleet compares it with its records when it starts.
 	List(ctx context.Context) ([]Instance, error)
 }
 
