@@ -6,7 +6,7 @@
 //	0  success
 //	1  the control plane could not be reached, or failed
 //	2  bad usage: an unknown flag, a missing argument, a malformed value
-//	3  not found: the node, token or context does not exist
+//	3  not found: the node, pool, token or context does not exist
 //	4  refused: the node's state forbids the action, or the control plane
 //	   rejected a value
 //	5  not allowed: no valid token, or the token's role does not allow the
@@ -232,6 +232,10 @@ func run(ctx context.Context, args []string, env Env) error {
 		return denial(&cf, cmd, within(cmd, runRemedy(ctx, &cf, cmd, cargs, env)))
 	case "reset-identity":
 		return denial(&cf, cmd, within(cmd, runResetIdentity(ctx, &cf, cargs, env)))
+	case "power-cycle":
+		return denial(&cf, cmd, within(cmd, runPowerCycle(ctx, &cf, cargs, env)))
+	case "pool":
+		return denial(&cf, commandName(cmd, cargs), runPool(ctx, &cf, cargs, env))
 	case "provision":
 		return denial(&cf, cmd, within(cmd, runProvision(ctx, &cf, cargs, env)))
 	case "token":

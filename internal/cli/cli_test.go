@@ -289,9 +289,9 @@ func TestHelpAndVersion(t *testing.T) {
 // subcommands is every subcommand the CLI dispatches, listed here apart
 // from the usage so that the usage is checked against it.
 var subcommands = []string{
-	"get nodes", "get node", "get events", "get status", "get audit",
-	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-gpu", "reboot", "reset-identity",
-	"provision", "token create", "token list", "token revoke",
+	"get nodes", "get node", "get events", "get status", "get audit", "get pools", "get pool",
+	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-gpu", "reboot", "reset-identity", "power-cycle",
+	"provision", "pool scale", "pool put", "pool delete", "token create", "token list", "token revoke",
 	"config view", "config get-contexts", "config use-context", "config set-context", "config delete-context",
 	"demo", "version",
 }
@@ -350,6 +350,8 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"token", "--help"}, []string{"navarch token create", "navarch token revoke", "'navarch token ACTION -h'"}},
 		{[]string{"help", "token"}, []string{"navarch token list"}},
 		{[]string{"config", "-h"}, []string{"navarch config view", "navarch config set-context", "'navarch config ACTION -h'"}},
+		{[]string{"pool", "-h"}, []string{"navarch pool scale", "navarch pool put", "navarch pool delete", "'navarch pool ACTION -h'"}},
+		{[]string{"get", "--help"}, []string{"navarch get pools", "navarch get pool POOL"}},
 	}
 	for _, g := range groups {
 		code, out, errOut := navarch(t, g.args...)
@@ -374,6 +376,9 @@ func TestSubcommandHelp(t *testing.T) {
 		{[]string{"token", "rotate"}, "Run 'navarch token -h' for usage."},
 		{[]string{"token", "create", "ci", "--bogus"}, "Run 'navarch token create -h' for usage."},
 		{[]string{"config"}, "Run 'navarch config -h' for usage."},
+		{[]string{"pool"}, "Run 'navarch pool -h' for usage."},
+		{[]string{"pool", "grow", "train"}, "Run 'navarch pool -h' for usage."},
+		{[]string{"pool", "scale", "train", "--bogus"}, "Run 'navarch pool scale -h' for usage."},
 		{[]string{"config", "set"}, "Run 'navarch config -h' for usage."},
 		{[]string{"config", "view", "--server", "127.0.0.1:1"}, "Run 'navarch config view -h' for usage."},
 		{[]string{"--server", "127.0.0.1:1", "config", "view"}, "--server does not apply to 'config'"},

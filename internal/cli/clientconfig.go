@@ -54,7 +54,7 @@ type clientContext struct {
 	TokenFile string `yaml:"token-file,omitempty" json:"token-file"`
 }
 
-// notFoundError is a context that does not exist: exit 3.
+// notFoundError is a context or a pool that does not exist: exit 3.
 type notFoundError struct{ msg string }
 
 func (e notFoundError) Error() string { return e.msg }

@@ -9,9 +9,10 @@ import (
 )
 
 // Shell completion for navarch, generated from the commands table, so a
-// command or flag added there completes without more work. Node ids are
-// asked of the control plane when a command's first argument is one, with
-// whatever context, server and token the command line would use.
+// command or flag added there completes without more work. Node ids and
+// pool names are asked of the control plane when a command's first
+// argument is one (its synopsis starts with ID or POOL), with whatever
+// context, server and token the command line would use.
 
 // flagRE finds the flags in a synopsis: --reason, -o, -l.
 var flagRE = regexp.MustCompile(`(?:^|[\s\[|])(--?[a-z][a-z-]*)`)
@@ -23,18 +24,22 @@ var connectionFlags = []string{"--context", "--server", "--ca-cert", "--insecure
 // line; it prints nothing when the control plane cannot be reached.
 const nodeIDs = `navarch get nodes -o json 2>/dev/null | grep -o '"nodeId": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'`
 
+// poolNames is the shell pipeline that prints the pools' names, one a
+// line; only a pool has a "name" in 'get pools -o json'.
+const poolNames = `navarch get pools -o json 2>/dev/null | grep -o '"name": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'`
+
 // completionWords are what completes at each place: the commands, each
-// group's subcommands, each command's flags, and whether its first
-// argument is a node id.
+// group's subcommands, each command's flags, and what its first argument
+// is asked of the control plane with: nodeIDs, poolNames, or nothing.
 type completionWords struct {
 	top    []string
 	groups map[string][]string
 	flags  map[string][]string // by command name, "get nodes" or "cordon"
-	nodeID map[string]bool
+	arg    map[string]string
 }
 
 func completion() completionWords {
-	w := completionWords{groups: map[string][]string{}, flags: map[string][]string{}, nodeID: map[string]bool{}}
+	w := completionWords{groups: map[string][]string{}, flags: map[string][]string{}, arg: map[string]string{}}
 	for _, c := range commands {
 		group, sub, grouped := strings.Cut(c.name, " ")
 		if !slices.Contains(w.top, group) {
@@ -50,7 +55,12 @@ func completion() completionWords {
 			}
 		}
 		w.flags[c.name] = append(flags, connectionFlags...)
-		w.nodeID[c.name] = strings.HasPrefix(c.synopsis, "ID")
+		switch {
+		case strings.HasPrefix(c.synopsis, "ID"):
+			w.arg[c.name] = nodeIDs
+		case strings.HasPrefix(c.synopsis, "POOL"):
+			w.arg[c.name] = poolNames
+		}
 	}
 	return w
 }
@@ -85,8 +95,8 @@ func bashCompletion(w completionWords) string {
 	b.WriteString("  esac\n  case \"$cmd\" in\n")
 	for _, name := range sortedKeys(w.flags) {
 		fmt.Fprintf(&b, "    %q)\n      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); return; fi\n", name, strings.Join(w.flags[name], " "))
-		if w.nodeID[name] {
-			fmt.Fprintf(&b, "      if [ \"$COMP_CWORD\" -eq \"$argpos\" ]; then COMPREPLY=($(compgen -W \"$(%s)\" -- \"$cur\")); return; fi\n", nodeIDs)
+		if arg := w.arg[name]; arg != "" {
+			fmt.Fprintf(&b, "      if [ \"$COMP_CWORD\" -eq \"$argpos\" ]; then COMPREPLY=($(compgen -W \"$(%s)\" -- \"$cur\")); return; fi\n", arg)
 		}
 		b.WriteString("      ;;\n")
 	}
@@ -127,8 +137,8 @@ func fishCompletion(w completionWords) string {
 				fmt.Fprintf(&b, "complete -c navarch -n '%s' -s %s\n", cond, strings.TrimPrefix(f, "-"))
 			}
 		}
-		if w.nodeID[name] {
-			fmt.Fprintf(&b, "complete -c navarch -n '%s' -a %s\n", cond, fishQuote("("+nodeIDs+")"))
+		if arg := w.arg[name]; arg != "" {
+			fmt.Fprintf(&b, "complete -c navarch -n '%s' -a %s\n", cond, fishQuote("("+arg+")"))
 		}
 	}
 	return b.String()

@@ -9,8 +9,9 @@ import (
 )
 
 // TestBashCompletionCompletes sources the bash script with a stand-in for
-// navarch that answers `get nodes -o json`, and completes as bash would:
-// commands, a group's subcommands, a command's flags and node ids.
+// navarch that answers `get nodes -o json` and `get pools -o json`, and
+// completes as bash would: commands, a group's subcommands, a command's
+// flags, node ids and pool names.
 func TestBashCompletionCompletes(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
@@ -31,7 +32,10 @@ func TestBashCompletionCompletes(t *testing.T) {
 		for _, w := range words {
 			line += " " + shellQuote(w)
 		}
-		prog := `navarch() { printf '[{"nodeId": "gpu-a01"}, {"nodeId": "gpu-b02"}]\n'; }
+		prog := `navarch() {
+  if [ "$2" = pools ]; then printf '{"pools": [{"name": "train"}, {"name": "infer"}]}\n'; return; fi
+  printf '[{"nodeId": "gpu-a01"}, {"nodeId": "gpu-b02"}]\n'
+}
 source ` + shellQuote(p) + `
 COMP_WORDS=(` + line + `)
 COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
@@ -55,6 +59,12 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		{"node-ids", []string{"navarch", "cordon", "gpu-"}, []string{"gpu-a01", "gpu-b02"}},
 		{"node-ids-in-a-group", []string{"navarch", "get", "node", "gpu-b"}, []string{"gpu-b02"}},
 		{"no-ids-for-tokens", []string{"navarch", "token", "revoke", "gpu"}, nil},
+		{"power-cycle-node-ids", []string{"navarch", "power-cycle", "gpu-a"}, []string{"gpu-a01"}},
+		{"pool-actions", []string{"navarch", "pool", ""}, []string{"scale", "put", "delete"}},
+		{"get-pools", []string{"navarch", "get", "poo"}, []string{"pools", "pool"}},
+		{"pool-names", []string{"navarch", "pool", "scale", "tr"}, []string{"train"}},
+		{"pool-names-in-get", []string{"navarch", "get", "pool", ""}, []string{"train", "infer"}},
+		{"pool-flags", []string{"navarch", "pool", "scale", "train", "--"}, []string{"--to", "--reason", "--context", "--server", "--ca-cert", "--insecure", "--token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := complete(tc.words...)

@@ -20,7 +20,7 @@ import (
 
 func runGet(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	if len(args) == 0 {
-		return within("get", usagef("get needs what to get: nodes, node ID, events, status or audit"))
+		return within("get", usagef("get needs what to get: nodes, node ID, events, status, audit, pools or pool NAME"))
 	}
 	what, args := args[0], args[1:]
 	var err error
@@ -37,8 +37,12 @@ func runGet(ctx context.Context, cf *connFlags, args []string, env Env) error {
 		err = getStatus(ctx, cf, args, env)
 	case "audit":
 		err = getAudit(ctx, cf, args, env)
+	case "pools":
+		err = getPools(ctx, cf, args, env)
+	case "pool":
+		err = getPool(ctx, cf, args, env)
 	default:
-		return within("get", usagef("get: unknown kind %q (nodes, node, events, status, audit)", what))
+		return within("get", usagef("get: unknown kind %q (nodes, node, events, status, audit, pools, pool)", what))
 	}
 	return within("get "+what, err)
 }

@@ -37,6 +37,10 @@ var commands = []command{
 		synopsis: "[-o table|json]"},
 	{name: "get audit", summary: "who changed what, and how it ended, newest first; needs an operator token",
 		synopsis: "[-o table|json] [--node ID] [--limit N]"},
+	{name: "get pools", summary: "list the pools: size, wanted, bounds, health, autoscaling and latest decision",
+		synopsis: "[-o table|json]"},
+	{name: "get pool", summary: "show one pool: its spec, its nodes' state and its latest decisions",
+		synopsis: "POOL [-o table|json]"},
 	{name: "cordon", summary: "stop new work landing on a node",
 		synopsis: "ID [--reason TEXT]"},
 	{name: "uncordon", summary: "return a node to service",
@@ -53,8 +57,16 @@ var commands = []command{
 		synopsis: "ID [--reason TEXT] [--force] [--wait DURATION]"},
 	{name: "reset-identity", summary: "forget a node's agent key, so a machine with a join token may join as it",
 		synopsis: "ID"},
+	{name: "power-cycle", summary: "switch a silent node's machine off and on through its provider; --force if its agent is ONLINE",
+		synopsis: "ID [--reason TEXT] [--force]"},
 	{name: "provision", summary: "start new nodes through a provider",
 		synopsis: "--count N [--provider NAME] [--gpus N] [--instance-type TYPE] [-l KEY=VALUE]... [--sim-fault SPEC]... [--chaos DURATION] [-o table|json]"},
+	{name: "pool scale", summary: "set the number of nodes a pool is kept at, within its min and max",
+		synopsis: "POOL --to N [--reason TEXT]"},
+	{name: "pool put", summary: "create a pool, or replace the spec of one the API created; needs an admin token",
+		synopsis: "POOL -f FILE"},
+	{name: "pool delete", summary: "forget a pool the API created; its nodes stay; needs an admin token",
+		synopsis: "POOL"},
 	{name: "token create", summary: "create an operator or agent token and print it, once; needs an admin token",
 		synopsis: "NAME --role viewer|operator|admin|agent [--ttl DURATION] [--uses N]"},
 	{name: "token list", summary: "list the tokens, never their secrets; needs an admin token",
@@ -117,8 +129,8 @@ manages tokens; an agent token only lets agents join (navarch-agent
 changes anything.
 
 'navarch COMMAND -h' (or 'navarch help COMMAND') describes a command's flags.
-Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node, token or context not
-found, 4 refused, 5 not authenticated or not permitted.
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 node, pool, token or context
+not found, 4 refused, 5 not authenticated or not permitted.
 `
 
 // width is the width the usage is laid out for.
