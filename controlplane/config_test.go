@@ -119,3 +119,56 @@ func TestLocalProviderIsOffByDefault(t *testing.T) {
 		t.Fatal("a default configuration offers a provider")
 	}
 }
+
+// TestPoolsInTheConfigFile: a pool reads whole, autoscaling included, and
+// every kind of mistake in one names where it is.
+func TestPoolsInTheConfigFile(t *testing.T) {
+	cfg, err := controlplane.LoadConfigFile(writeConfig(t, `
+local_provider: {enabled: true}
+cluster: lab-east
+pools:
+  - name: train
+    providers: [local]
+    min: 2
+    max: 6
+    labels: {team: ml}
+    replace_unhealthy: true
+    unhealthy_grace: 3m
+    autoscaling:
+      utilization: {scale_up_above: 80, scale_down_below: 20, window: 2m}
+      schedules:
+        - {cron: "0 8 * * 1-5", duration: 10h, size: 4, time_zone: Europe/Paris}
+      queue: {partition: gpu}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Pools) != 1 || cfg.Cluster != "lab-east" || cfg.Pools[0].UnhealthyGrace.Duration != 3*time.Minute ||
+		cfg.Pools[0].Autoscaling.Schedules[0].Duration.Duration != 10*time.Hour || cfg.Pools[0].Autoscaling.Queue.Partition != "gpu" {
+		t.Fatalf("%+v", cfg.Pools)
+	}
+	pool := func(body string) string {
+		return "local_provider: {enabled: true}\npools:\n  - " + strings.ReplaceAll(body, "\n", "\n    ")
+	}
+	rows := []struct{ name, body, want string }{
+		{"bad-name", pool("name: Train\nproviders: [local]\nmax: 1"), "pools[0].name"},
+		{"provider-not-enabled", pool("name: a\nproviders: [aws]\nmax: 1"), `pools[0].providers[0]: provider "aws" is not offered`},
+		{"min-above-max", pool("name: a\nproviders: [local]\nmin: 3\nmax: 1"), "pools[0].min"},
+		{"bad-label", pool("name: a\nproviders: [local]\nmax: 1\nlabels: {k: a=b}"), "pools[0].labels[k]"},
+		{"bad-cron", pool("name: a\nproviders: [local]\nmax: 1\nautoscaling: {schedules: [{cron: nope, size: 1, duration: 1h}]}"), "pools[0].autoscaling"},
+		{"unknown-key", pool("name: a\nproviders: [local]\nmax: 1\nsize: 3"), "size"},
+		{"twice", "local_provider: {enabled: true}\npools:\n  - {name: a, providers: [local], max: 1}\n  - {name: a, providers: [local], max: 1}", `pools[1].name: "a" is defined twice`},
+		{"bad-cluster", "cluster: Lab East", "cluster"},
+		{"bad-unknown-instances", "unknown_instances: ignore", "unknown_instances"},
+		{"bootstrap-without-sha", "bootstrap: {package_url: https://x.example/a.deb}\ntls: {names: [cp.example]}", "bootstrap: package_url and package_sha256 go together"},
+		{"bootstrap-without-server", "bootstrap: {package_url: https://x.example/a.deb, package_sha256: " + strings.Repeat("a", 64) + "}", "bootstrap.server"},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			_, err := controlplane.LoadConfigFile(writeConfig(t, row.body))
+			if err == nil || !strings.Contains(err.Error(), row.want) {
+				t.Fatalf("err = %v, want one naming %q", err, row.want)
+			}
+		})
+	}
+}

@@ -14,6 +14,9 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof"
+	// Pools' schedules name IANA time zones; the binary carries them,
+	// for hosts and images without /usr/share/zoneinfo.
+	_ "time/tzdata"
 	"os"
 	"os/signal"
 	"syscall"
