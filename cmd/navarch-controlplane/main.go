@@ -14,13 +14,13 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof"
-	// Pools' schedules name IANA time zones; the binary carries them,
-	// for hosts and images without /usr/share/zoneinfo.
-	_ "time/tzdata"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+	// Pools' schedules name IANA time zones; the binary carries them,
+	// for hosts and images without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/policy"
