@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	tea "charm.land/bubbletea/v2"
 	"google.golang.org/grpc"
@@ -13,6 +14,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/controlplane/provider/providertest"
+	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -351,4 +356,49 @@ func TestFleetShowsEachNodesPool(t *testing.T) {
 	detail.Node.Pool = "train"
 	send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: detail})
 	mustContain(t, m.Frame(), "agent v0.1.0 · pool train · pool=train")
+}
+
+// TestPoolsAgainstTheControlPlane: a real control plane's stream brings
+// its pools in the snapshot, + scales one through ScalePool, and the
+// change and a deletion come back on the stream.
+func TestPoolsAgainstTheControlPlane(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{Providers: func(rpcclient.Target) []provider.Provider {
+		return []provider.Provider{&providertest.Recorder{}}
+	}})
+	ctx := context.Background()
+	if _, err := cp.Ops.PutPool(ctx, &controlplanev1.PutPoolRequest{Name: "batch", Spec: &fleetv1.PoolSpec{Providers: []string{"test"}, Max: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	m := New(Options{Client: cp.Ops, Server: cp.Addr, Now: clock, Theme: NewTheme(true, false)})
+	send(m, tea.WindowSizeMsg{Width: 100, Height: 30})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go m.watcher.run(wctx)
+	until := func(what string, done func() bool) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for !done() {
+			got := make(chan tea.Msg, 1)
+			go func() { got <- m.watcher.listen()() }()
+			select {
+			case msg := <-got:
+				m.Update(msg)
+			case <-deadline:
+				t.Fatalf("timed out waiting for %s:\n%s", what, plain(m))
+			}
+		}
+	}
+	until("the snapshot's pools", func() bool { return m.d.fleet.pools["batch"] != nil })
+	send(m, press("3"), press("+"))
+	if f := flat(m); !strings.Contains(f, "Scale pool batch from 0 to 1 nodes? It provisions a node through test.") {
+		t.Fatalf("no question:\n%s", f)
+	}
+	send(m, await[statusLineMsg](t, send(m, press("y"))))
+	mustContain(t, m.Frame(), "pool batch: wanted 1 (was 0)")
+	until("the scale on the stream", func() bool { return m.d.fleet.pools["batch"].GetWanted() == 1 })
+	if _, err := cp.Ops.DeletePool(ctx, &controlplanev1.DeletePoolRequest{Name: "batch"}); err != nil {
+		t.Fatal(err)
+	}
+	until("the deletion on the stream", func() bool { return len(m.d.fleet.poolNames) == 0 })
+	mustContain(t, m.Frame(), "no pools:")
 }
