@@ -180,6 +180,7 @@ type fleet struct {
 	pools     map[string]*fleetv1.Pool
 	poolNames []string                   // the pools' names, sorted
 	members   map[string]map[string]*row // pool name → its nodes' rows, by id
+	joins     uint64                     // counts the changes of members
 }
 
 // maxEvents is how many fleet-wide events the console keeps.

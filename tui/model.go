@@ -285,14 +285,15 @@ func (m *Model) showView(msg showViewMsg) tea.Cmd {
 	return cmd
 }
 
-// show makes the named view the active one; the one it replaces is told.
+// show makes the named view the active one; the one it replaces is told,
+// and so is the one shown.
 func (m *Model) show(name string) tea.Cmd {
 	if name == m.active {
 		return nil
 	}
 	left := m.views[m.active]
 	m.back, m.active = m.active, name
-	return left.Update(hiddenMsg{})
+	return tea.Batch(left.Update(hiddenMsg{}), m.views[name].Update(shownMsg{}))
 }
 
 // onKey routes a key: an open overlay or prompt takes it first, then the

@@ -402,3 +402,24 @@ func TestPoolsAgainstTheControlPlane(t *testing.T) {
 	until("the deletion on the stream", func() bool { return len(m.d.fleet.poolNames) == 0 })
 	mustContain(t, m.Frame(), "no pools:")
 }
+
+// TestPoolViewCatchesUpWhenShown: out of sight, the pool view takes no
+// nodes afresh; back on screen, it shows the nodes that joined meanwhile.
+func TestPoolViewCatchesUpWhenShown(t *testing.T) {
+	m := newPoolModel(t, Options{})
+	send(m, press("3"), press("G"), press("enter"), press("enter"))
+	if m.active != nodeViewName {
+		t.Fatalf("view %s, want the node", m.active)
+	}
+	joined := pooledFleet()[3]
+	joined.Pool = "train"
+	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 42, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: joined}})
+	if n := len(poolOf(m).rows); n != 3 {
+		t.Fatalf("the hidden pool view took %d nodes afresh", n)
+	}
+	send(m, press("esc"))
+	if m.active != poolViewName || len(poolOf(m).rows) != 4 {
+		t.Fatalf("back in view %s with %d nodes, want the pool with 4", m.active, len(poolOf(m).rows))
+	}
+	mustContain(t, m.Frame(), "gpu-b01")
+}

@@ -23,6 +23,8 @@ func (f *fleet) setPools(pools []*fleetv1.Pool) {
 		f.pools[p.GetName()] = p
 	}
 	f.poolNames = slices.Sorted(maps.Keys(f.pools))
+	// The members were indexed afresh too.
+	f.joins++
 }
 
 // putPool adds or replaces one pool.
@@ -55,9 +57,10 @@ func (f *fleet) join(r *row, was string) {
 	if was != r.pool {
 		f.leave(r, was)
 	}
-	if r.pool == "" {
+	if r.pool == "" || f.members[r.pool][r.id] == r {
 		return
 	}
+	f.joins++
 	if f.members[r.pool] == nil {
 		f.members[r.pool] = make(map[string]*row)
 	}
@@ -66,9 +69,10 @@ func (f *fleet) join(r *row, was string) {
 
 // leave takes r out of pool name's index.
 func (f *fleet) leave(r *row, name string) {
-	if name == "" {
+	if _, ok := f.members[name][r.id]; !ok {
 		return
 	}
+	f.joins++
 	delete(f.members[name], r.id)
 	if len(f.members[name]) == 0 {
 		delete(f.members, name)

@@ -46,7 +46,9 @@ type poolView struct {
 	selected string // id under the cursor
 	width    int
 	height   int
-	nodeRoom int // node rows shown, from the last render
+	nodeRoom int    // node rows shown, from the last render
+	hidden   bool   // another view is on screen
+	loaded   uint64 // the fleet's joins when rows were taken
 }
 
 func newPoolView(d *deps) view {
@@ -58,9 +60,12 @@ func (v *poolView) Update(msg tea.Msg) tea.Cmd {
 	case tea.KeyPressMsg:
 		return v.onKey(msg)
 	case fleetChangedMsg:
-		if v.name != "" && (msg.change.structure || msg.change.pools) {
-			v.load()
-		}
+		v.refresh()
+	case hiddenMsg:
+		v.hidden = true
+	case shownMsg:
+		v.hidden = false
+		v.refresh()
 	case accessChangedMsg:
 		v.keys = newPoolViewKeys(v.d.readOnly())
 	}
@@ -74,8 +79,18 @@ func (v *poolView) open(name string) tea.Cmd {
 	return nil
 }
 
+// refresh takes the pool's nodes afresh if any joined or left a pool
+// since they were taken. Nodes that changed otherwise are the same rows,
+// already up to date, in the same order; out of sight, nothing is taken.
+func (v *poolView) refresh() {
+	if v.name != "" && !v.hidden && v.loaded != v.d.fleet.joins {
+		v.load()
+	}
+}
+
 // load takes the pool's nodes afresh, the cursor staying on its node.
 func (v *poolView) load() {
+	v.loaded = v.d.fleet.joins
 	v.rows = v.d.fleet.poolRows(v.name)
 	for i, r := range v.rows {
 		if r.id == v.selected {

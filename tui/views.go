@@ -83,5 +83,9 @@ type backMsg struct{}
 // hiddenMsg tells a view that another took its place.
 type hiddenMsg struct{}
 
+// shownMsg tells a view that it took another's place, so that one which
+// let changes wait while out of sight can catch up.
+type shownMsg struct{}
+
 // fleetChangedMsg tells every view what the stream changed in the fleet.
 type fleetChangedMsg struct{ change *change }
