@@ -97,7 +97,12 @@ func (t *fleetView) onKey(k tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(k, keys.Filter):
 		t.d.send(openPromptMsg{prompt: newFilterPrompt(t.d, t.f.filter.text)})
 	case key.Matches(k, keys.Sort):
-		t.f.setSort((t.f.sortBy+1)%numColumns, t.f.desc)
+		next := (t.f.sortBy + 1) % numColumns
+		if next == colPool && len(t.f.members) == 0 {
+			// No node is in a pool: there is no POOL column to sort by.
+			next++
+		}
+		t.f.setSort(next, t.f.desc)
 		t.keepCursor()
 	case key.Matches(k, keys.SortReverse):
 		t.f.setSort(t.f.sortBy, !t.f.desc)

@@ -352,6 +352,21 @@ func TestFleetShowsEachNodesPool(t *testing.T) {
 	if strings.Contains(plain(m), "POOL") {
 		t.Fatalf("POOL kept at 60 columns:\n%s", plain(m))
 	}
+	// s sorts by POOL once nodes are in pools, and skips it before.
+	sorts := func(m *Model) []column {
+		var seen []column
+		for range numColumns {
+			send(m, press("s"))
+			seen = append(seen, m.d.fleet.sortBy)
+		}
+		return seen
+	}
+	if got := sorts(m); !slices.Contains(got, colPool) {
+		t.Errorf("s never sorts by POOL in a pooled fleet: %v", got)
+	}
+	if got := sorts(newTestModel(t, Options{})); slices.Contains(got, colPool) {
+		t.Errorf("s sorts by POOL in a fleet without pools: %v", got)
+	}
 	detail := nodeDetail()
 	detail.Node.Pool = "train"
 	send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: detail})
