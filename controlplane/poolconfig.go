@@ -62,7 +62,12 @@ type BootstrapConfig struct {
 	Server string `yaml:"server"`
 	// PackageURL is the agent's .deb, over https.
 	PackageURL string `yaml:"package_url"`
-	// PackageSHA256 is the .deb's SHA-256, in hex.
+	// PackageFile is the agent's .deb on this machine, which the control
+	// plane serves to launched instances on its own port, instead of a
+	// PackageURL.
+	PackageFile string `yaml:"package_file"`
+	// PackageSHA256 is the .deb's SHA-256, in hex; with a PackageFile it
+	// is worked out, and checked when given.
 	PackageSHA256 string `yaml:"package_sha256"`
 	// CAHash pins the CA of a certificate the operator brought
 	// ("sha256:" and hex, see `navarch-controlplane ca-pin`); with the
@@ -73,7 +78,7 @@ type BootstrapConfig struct {
 }
 
 // On reports whether launched instances can bootstrap.
-func (b *BootstrapConfig) On() bool { return b.PackageURL != "" }
+func (b *BootstrapConfig) On() bool { return b.PackageURL != "" || b.PackageFile != "" }
 
 // SlurmConfig says where the control plane finds Slurm, for pools that
 // scale on a partition's queue.
@@ -101,8 +106,11 @@ func (c *Config) checkFleetSettings(offered []string) error {
 		return fmt.Errorf("pool_interval: %s is below the minimum of 100ms", c.PoolInterval.Duration)
 	}
 	if b := c.Bootstrap; b.On() || b.PackageSHA256 != "" || b.Server != "" {
-		if b.PackageURL == "" || b.PackageSHA256 == "" {
-			return errors.New("bootstrap: package_url and package_sha256 go together")
+		switch {
+		case b.PackageURL != "" && b.PackageFile != "":
+			return errors.New("bootstrap: package_url or package_file, not both")
+		case b.PackageFile == "" && (b.PackageURL == "" || b.PackageSHA256 == ""):
+			return errors.New("bootstrap: package_url and package_sha256 go together (or set package_file)")
 		}
 		if b.Server != "" {
 			if _, _, err := net.SplitHostPort(b.Server); err != nil {

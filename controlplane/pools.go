@@ -1,9 +1,18 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,8 +39,10 @@ type bootstrapper struct {
 	caHash string
 }
 
-// newBootstrapper returns nil where no bootstrap is configured.
-func newBootstrapper(cfg Config, tokens *auth.Tokens) *bootstrapper {
+// newBootstrapper returns nil where no bootstrap is configured. With a
+// package the control plane serves, instances download it from the
+// address they dial.
+func newBootstrapper(cfg Config, tokens *auth.Tokens, pkg *agentPackage) *bootstrapper {
 	if !cfg.Bootstrap.On() {
 		return nil
 	}
@@ -40,7 +51,64 @@ func newBootstrapper(cfg Config, tokens *auth.Tokens) *bootstrapper {
 		_, port, _ := net.SplitHostPort(cfg.Listen)
 		server = net.JoinHostPort(cfg.TLS.Names[0], port)
 	}
-	return &bootstrapper{cfg: cfg.Bootstrap, server: server, tokens: tokens, ttl: cfg.ProvisionTimeout.Duration, caHash: cfg.Bootstrap.CAHash}
+	b := &bootstrapper{cfg: cfg.Bootstrap, server: server, tokens: tokens, ttl: cfg.ProvisionTimeout.Duration, caHash: cfg.Bootstrap.CAHash}
+	if pkg != nil {
+		b.cfg.PackageURL = "https://" + server + pkg.path
+		b.cfg.PackageSHA256 = pkg.sha256
+	}
+	return b
+}
+
+// agentPackage is the agent's .deb, read once at start and served to
+// launched instances as it was then, whose SHA-256 their user data
+// carries.
+type agentPackage struct {
+	path   string // URL path: /packages/NAME
+	body   []byte
+	sha256 string
+	mod    time.Time
+}
+
+// maxPackage bounds the package read into memory.
+const maxPackage = 512 << 20
+
+// loadAgentPackage reads bootstrap.package_file; nil when none is set.
+func loadAgentPackage(b BootstrapConfig) (*agentPackage, error) {
+	if b.PackageFile == "" {
+		return nil, nil
+	}
+	f, err := os.Open(b.PackageFile)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap.package_file: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap.package_file: %w", err)
+	}
+	if !info.Mode().IsRegular() || info.Size() > maxPackage {
+		return nil, fmt.Errorf("bootstrap.package_file: %s is not a regular file of at most %d MiB", b.PackageFile, maxPackage>>20)
+	}
+	body, err := io.ReadAll(io.LimitReader(f, maxPackage))
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap.package_file: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	p := &agentPackage{path: "/packages/" + url.PathEscape(filepath.Base(b.PackageFile)), body: body, sha256: hex.EncodeToString(sum[:]), mod: info.ModTime()}
+	if b.PackageSHA256 != "" && !strings.EqualFold(b.PackageSHA256, p.sha256) {
+		return nil, fmt.Errorf("bootstrap.package_sha256: %s is not the SHA-256 of %s (%s)", b.PackageSHA256, b.PackageFile, p.sha256)
+	}
+	return p, nil
+}
+
+// ServeHTTP serves the package at its path, and nothing else.
+func (p *agentPackage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != p.path || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.debian.binary-package")
+	http.ServeContent(w, r, "", p.mod, bytes.NewReader(p.body))
 }
 
 // pinCA sets the pin of the control plane's own CA, unless the operator

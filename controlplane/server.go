@@ -40,6 +40,7 @@ import (
 	"github.com/navarch/navarch/controlplane/pool"
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/local"
+	"github.com/navarch/navarch/controlplane/tlsmux"
 	"github.com/navarch/navarch/controlplane/webhook"
 	"github.com/navarch/navarch/internal/metricsserver"
 	"github.com/navarch/navarch/internal/sdnotify"
@@ -80,6 +81,11 @@ type Server struct {
 	health    *health.Server
 	providers *provider.Registry
 	pools     *pool.Pools
+	// tls is the server's TLS configuration; nil for plaintext.
+	tls *tls.Config
+	// pkg is the agent package the server hands to launched instances;
+	// nil when it serves none.
+	pkg *agentPackage
 	// stopPools ends the pools' reconciler; poolsDone is closed once it
 	// has.
 	stopPools context.CancelFunc
@@ -175,7 +181,14 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	if adminFile != "" {
 		log.Info("first start: an admin token was written; keep it safe, and make others with 'navarch token create'", "file", adminFile)
 	}
-	boot := newBootstrapper(o.Config, tokens)
+	pkg, err := loadAgentPackage(o.Config.Bootstrap)
+	if err != nil {
+		if o.Store == nil {
+			_ = st.Close()
+		}
+		return nil, err
+	}
+	boot := newBootstrapper(o.Config, tokens, pkg)
 	fl, err := fleet.New(ctx, fleet.Options{
 		UserData:  boot.userData(),
 		Config:    o.Config.fleetConfig(),
@@ -203,7 +216,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	m.ReadPools(pools)
-	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, pools: pools, metrics: m, webhooks: hooks}
+	s = &Server{cfg: o.Config, log: log, store: st, fleet: fl, health: health.NewServer(), providers: providers, pools: pools, pkg: pkg, metrics: m, webhooks: hooks}
 	creds, ca, err := s.transport(o.Clock)
 	if err == nil && ca != nil {
 		boot.pinCA(ca.CAHash())
@@ -310,6 +323,7 @@ func (s *Server) transport(clock clockwork.Clock) (credentials.TransportCredenti
 		tc = ca.ServerTLS()
 		tc.ClientCAs = clientCAs
 	}
+	s.tls = tc
 	return credentials.NewTLS(tc), ca, nil
 }
 
@@ -373,7 +387,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- s.grpc.Serve(lis) }()
+	grpcLis := lis
+	if s.pkg != nil {
+		mux := tlsmux.New(lis, s.tls, s.pkg, s.log)
+		defer mux.Close()
+		go func() { _ = mux.Serve() }()
+		grpcLis = mux.GRPC()
+	}
+	go func() { errc <- s.grpc.Serve(grpcLis) }()
 	s.serving.Store(true)
 	s.log.Info("control plane serving", "listen", lis.Addr().String(), "data_dir", s.cfg.DataDir,
 		"nodes", s.fleet.Len(), "version", version.String())

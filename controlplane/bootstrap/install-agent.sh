@@ -40,7 +40,9 @@ deb=$dir/navarch-agent.deb
 
 fetch() {
 	if command -v curl >/dev/null 2>&1; then
-		curl -fsSL --connect-timeout 10 --max-time 600 ${insecure:+--insecure} -o "$deb" "$url"
+		# HTTP/1.1: the control plane serves the package on its gRPC
+		# port to clients that do not offer HTTP/2.
+		curl -fsSL --http1.1 --connect-timeout 10 --max-time 600 ${insecure:+--insecure} -o "$deb" "$url"
 	elif command -v wget >/dev/null 2>&1; then
 		wget -q --timeout=30 ${insecure:+--no-check-certificate} -O "$deb" "$url"
 	else

@@ -11,6 +11,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/display"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"github.com/navarch/navarch/store"
@@ -222,7 +223,7 @@ func (f *Fleet) notice(ctx context.Context, providerName string, no provider.Not
 func (f *Fleet) PowerCycle(ctx context.Context, id, reason string, force bool) (*fleetv1.Node, error) {
 	ns := f.get(id)
 	if ns == nil {
-		return nil, status.Errorf(codes.NotFound, "node_id: no node %q", id)
+		return nil, apierr.NodeNotFound(id)
 	}
 	n := ns.node.Load()
 	p, ok := f.providers.Get(n.GetProvider())

@@ -23,6 +23,11 @@ type Config struct {
 	// SimJobs gives the agents' simulated GPUs real job processes, so that
 	// drains wait for them and forced drains signal them.
 	SimJobs bool `yaml:"sim_jobs"`
+	// SimControlDir is a directory every agent reads to steer its
+	// simulated node while it runs (navarch-agent --sim-control): a demo
+	// or a test writes DIR/utilization to set the GPUs' load and
+	// DIR/NODE.faults to inject faults. Empty means none.
+	SimControlDir string `yaml:"sim_control_dir"`
 	// CACert is the CA certificate the agents trust the control plane
 	// with; empty means the control plane's own CA. Set it when the
 	// control plane serves a certificate the operator brought.
@@ -72,9 +77,10 @@ func Build(c Config, server, caCert string, insecure bool, dataDir string, log *
 			b, err := os.ReadFile(filepath.Join(dataDir, JoinTokenFile))
 			return strings.TrimSpace(string(b)), err
 		},
-		LogDir:   filepath.Join(dataDir, "local-agents"),
-		MaxNodes: c.MaxNodes,
-		SimJobs:  c.SimJobs,
-		Logger:   log,
+		LogDir:        filepath.Join(dataDir, "local-agents"),
+		MaxNodes:      c.MaxNodes,
+		SimJobs:       c.SimJobs,
+		SimControlDir: c.SimControlDir,
+		Logger:        log,
 	})
 }

@@ -50,6 +50,9 @@ type Options struct {
 	StopGrace time.Duration
 	// SimJobs starts the agents with --sim-jobs.
 	SimJobs bool
+	// SimControlDir starts the agents with --sim-control: a directory
+	// they read to steer their simulated nodes. Empty means none.
+	SimControlDir string
 	// Logger receives the provider's logs.
 	Logger *slog.Logger
 }
@@ -213,6 +216,9 @@ func (p *Provider) start(inst provider.Instance, spec provider.Spec) error {
 	}
 	if p.o.SimJobs {
 		args = append(args, "--sim-jobs")
+	}
+	if p.o.SimControlDir != "" {
+		args = append(args, "--sim-control", p.o.SimControlDir)
 	}
 	logPath := filepath.Join(p.o.LogDir, inst.NodeID+".log")
 	logFile, err := os.Create(logPath)
