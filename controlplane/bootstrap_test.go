@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc/codes"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc/codes"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/provider"
