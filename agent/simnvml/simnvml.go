@@ -2,7 +2,8 @@
 // whole-server mock (pkg/nvml/mock/server with H100 GPUs, as in
 // mock/dgxh100), so a simulated node runs exactly the agent code a real one
 // does. Telemetry follows a simulated workload, and faults are injected on a
-// schedule (--sim-fault) or at random (chaos). Faults behave as on real
+// schedule (--sim-fault) or at random (chaos); a control directory can steer
+// the workload and inject faults while the node runs. Faults behave as on real
 // hardware: an XID is also written to a simulated kernel log as the driver
 // writes it, XID 79 takes the GPU off the bus, and a simulated GPU reset
 // (ResetGPU) or reboot (Reboot) clears what a real one clears. A node keeps
@@ -16,6 +17,7 @@
 package simnvml
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"os/exec"
 	"strings"
@@ -74,6 +76,13 @@ type Options struct {
 	// it, and a forced drain signals it. A GPU whose job ends goes idle.
 	// No new job starts while SetSchedulable(false) is in force.
 	Jobs bool
+	// ControlDir, when set, is a directory read every ControlInterval,
+	// from New on, to steer the node from outside: its utilization file
+	// and the node's faults file (see UtilizationFile and FaultsSuffix).
+	ControlDir string
+	// Logger hears what the control directory changed, and what in it
+	// was ignored; nil discards it.
+	Logger *slog.Logger
 }
 
 // Backend is the simulated NVML library.
@@ -99,6 +108,11 @@ type Backend struct {
 	// jobBin is the program a simulated job runs; empty without jobs.
 	jobBin      string
 	schedulable atomic.Bool
+
+	// stopControl ends the goroutine following the control directory,
+	// and controlDone is closed once it has; both nil without one.
+	stopControl chan struct{}
+	controlDone chan struct{}
 }
 
 // SetSchedulable says whether new jobs may start, as a scheduler that
@@ -191,11 +205,38 @@ func New(o Options) *Backend {
 	if o.ChaosInterval > 0 {
 		b.scheduleChaos(o.ChaosInterval)
 	}
+	if o.ControlDir != "" {
+		b.followControl(o.ControlDir, o.Logger)
+	}
 	return b
 }
 
-// Stop cancels pending faults and chaos and ends the simulated jobs.
+// followControl reads the control directory once, so that the first reads
+// of the GPUs see it, then every ControlInterval until Stop.
+func (b *Backend) followControl(dir string, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := newControl(b, dir, log)
+	c.check()
+	b.stopControl, b.controlDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(b.controlDone)
+		c.follow(b.stopControl)
+	}()
+}
+
+// Stop stops following the control directory, cancels pending faults and
+// chaos and ends the simulated jobs.
 func (b *Backend) Stop() {
+	b.mu.Lock()
+	stopControl := b.stopControl
+	b.stopControl = nil
+	b.mu.Unlock()
+	if stopControl != nil {
+		close(stopControl)
+		<-b.controlDone
+	}
 	b.mu.Lock()
 	b.stopped = true
 	for _, t := range b.timers {

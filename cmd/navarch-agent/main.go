@@ -68,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	chaos := fs.Duration("sim-chaos", 0, "mean `INTERVAL` between random simulated faults, such as 30s (with --simulate)")
 	idle := fs.Bool("sim-idle", false, "keep simulated GPUs idle instead of running a simulated workload")
 	jobs := fs.Bool("sim-jobs", false, "run a real process for each simulated job, so drains wait for it (with --simulate)")
+	simControl := fs.String("sim-control", "", "`DIR` read every second to steer the simulated node (with --simulate): DIR/"+simnvml.UtilizationFile+" holds a GPU utilisation 0–100 every simulated GPU heads for instead of its workload's phases (none while the file is absent); DIR/NODE_ID"+simnvml.FaultsSuffix+" holds faults in the --sim-fault grammar, one per line, each applied once as its line appears")
 	simSeed := fs.Uint64("sim-seed", 0, "simulation seed `N`: the simulated GPUs' UUIDs follow the node id and N, and the workload and chaos repeat (default: a random workload; with --simulate)")
 	fs.Var(&labels, "label", "node label `KEY=VALUE`; repeatable")
 	instanceID := fs.String("instance-id", "", "provider's instance `ID` for this node")
@@ -116,8 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle || *jobs || *simSeed != 0) {
-		return fail("--sim-fault, --sim-chaos, --sim-idle, --sim-jobs and --sim-seed need --simulate")
+	if !*simulate && (len(faults) > 0 || *chaos > 0 || *idle || *jobs || *simSeed != 0 || *simControl != "") {
+		return fail("--sim-fault, --sim-chaos, --sim-idle, --sim-jobs, --sim-seed and --sim-control need --simulate")
 	}
 	if *gpus < 1 || *gpus > 64 {
 		return fail("--gpus: %d is not within 1–64", *gpus)
@@ -256,6 +257,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sim := simnvml.New(simnvml.Options{
 			GPUs: *gpus, Faults: specs, ChaosInterval: *chaos, Idle: *idle, Jobs: *jobs,
 			NodeID: *nodeID, Seed: *simSeed, StateDir: *stateDir,
+			ControlDir: *simControl, Logger: log,
 		})
 		defer sim.Stop()
 		lib = sim

@@ -27,6 +27,7 @@ func TestBadFlagsExitWithUsage(t *testing.T) {
 		{"unknown-fault", []string{"--simulate", "--sim-fault", "meltdown@gpu0"}, `unknown kind "meltdown"`},
 		{"fault-gpu-missing", []string{"--simulate", "--gpus", "2", "--sim-fault", "xid=79@gpu5"}, "GPU 5 does not exist"},
 		{"fault-without-simulate", []string{"--sim-fault", "xid=79@gpu0"}, "need --simulate"},
+		{"control-without-simulate", []string{"--sim-control", "/tmp/sim"}, "need --simulate"},
 		{"too-many-gpus", []string{"--simulate", "--gpus", "65"}, "--gpus"},
 		{"bad-label", []string{"--simulate", "--label", "novalue"}, "KEY=VALUE"},
 		{"bad-level", []string{"--log-level", "loud"}, `--log-level: "loud" is not debug, info, warn or error`},

@@ -1,8 +1,8 @@
 // Package simload is the simulated workload behind a simulated GPU, shared
 // by the simulated NVML and the fleet simulator: utilisation heads for a
-// target that changes in phases, as jobs start and end, and temperature and
-// power follow utilisation. It also holds the XIDs simulated chaos picks
-// from.
+// target that changes in phases, as jobs start and end, or for one set from
+// outside (Steer), and temperature and power follow utilisation. It also
+// holds the XIDs simulated chaos picks from.
 package simload
 
 import (
@@ -30,6 +30,9 @@ type GPU struct {
 	phaseEnd time.Time
 	updated  time.Time
 	idle     bool
+	// steered holds target at steerTo in place of the phases.
+	steered bool
+	steerTo float32
 	// Allow, when set, is asked before a busy phase starts; when it says
 	// no (the node takes no new work) the GPU rests instead.
 	Allow func() bool
@@ -45,6 +48,10 @@ func (g *GPU) Start(rng *rand.Rand, now time.Time, idle bool) {
 
 func (g *GPU) nextPhase(rng *rand.Rand, now time.Time) {
 	switch {
+	case g.steered:
+		g.target = g.steerTo
+		g.phaseEnd = now.Add(SteeredPhase)
+		return
 	case g.idle:
 		g.target = 0
 		g.phaseEnd = now.Add(time.Hour)
@@ -94,10 +101,43 @@ func (g *GPU) Busy() bool { return g.target >= 50 }
 func (g *GPU) Remaining(now time.Time) time.Duration { return max(0, g.phaseEnd.Sub(now)) }
 
 // Rest ends the current phase with an idle one, as when its job ends early
-// or cannot start; the phase after it is busy again.
+// or cannot start; the phase after it is busy again. A steered GPU keeps
+// its target.
 func (g *GPU) Rest(rng *rand.Rand, now time.Time) {
+	if g.steered {
+		return
+	}
 	g.target = rng.Float32() * 5
 	g.phaseEnd = now.Add(time.Duration(20+rng.IntN(60)) * time.Second)
+}
+
+// SteeredPhase is how long each phase of a steered GPU lasts: a busy one is
+// one job, and the next starts as it ends.
+const SteeredPhase = time.Minute
+
+// Steer has utilisation head for percent (0–100) from now on, in place of
+// the phases, until Release: the load a demo or a test sets from outside.
+// The workload first moves on to now as it was. Steering again to the same
+// percent changes nothing.
+func (g *GPU) Steer(rng *rand.Rand, now time.Time, percent float32) {
+	percent = min(max(percent, 0), 100)
+	if g.steered && g.steerTo == percent {
+		return
+	}
+	g.Advance(rng, now)
+	g.steered, g.steerTo = true, percent
+	g.target = percent
+	g.phaseEnd = now.Add(SteeredPhase)
+}
+
+// Release ends a Steer: the phases resume with a new one at now.
+func (g *GPU) Release(rng *rand.Rand, now time.Time) {
+	if !g.steered {
+		return
+	}
+	g.Advance(rng, now)
+	g.steered = false
+	g.nextPhase(rng, now)
 }
 
 // ChaosXIDs are the XIDs chaos picks from, with their weights, as a real

@@ -56,3 +56,54 @@ func TestAllowKeepsTheGPUResting(t *testing.T) {
 		g.Advance(rng, t0.Add(time.Duration(i)*7*time.Second))
 	}
 }
+
+// TestSteerHoldsTheTargetUntilReleased: a steered GPU heads for its
+// percent and stays there however long its phases would have lasted, busy
+// or idle, whether or not work is allowed; released, its phases resume.
+func TestSteerHoldsTheTargetUntilReleased(t *testing.T) {
+	tests := []struct {
+		name    string
+		idle    bool
+		allowed bool
+		percent float32
+	}{
+		{"busy-held-high", false, true, 95},
+		{"busy-held-low", false, true, 3},
+		{"idle-held-high", true, true, 95},
+		{"not-allowed-held-high", false, false, 80},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			t0 := time.Unix(0, 0)
+			g := GPU{Allow: func() bool { return tt.allowed }}
+			g.Start(rng, t0, tt.idle)
+			g.Advance(rng, t0.Add(10*time.Second))
+			g.Steer(rng, t0.Add(10*time.Second), tt.percent)
+			for i := range 360 {
+				now := t0.Add(40*time.Second + time.Duration(i)*10*time.Second)
+				g.Advance(rng, now)
+				g.Rest(rng, now)
+				if d := g.Util - tt.percent; d < -3 || d > 3 {
+					t.Fatalf("after %s steered to %.0f%%: %.1f%%", now.Sub(t0), tt.percent, g.Util)
+				}
+			}
+			if g.Busy() != (tt.percent >= 50) {
+				t.Fatalf("steered to %.0f%%: busy %t", tt.percent, g.Busy())
+			}
+			end := t0.Add(time.Hour)
+			g.Release(rng, end)
+			varied := false
+			for i := range 2000 {
+				g.Advance(rng, end.Add(time.Duration(i)*13*time.Second))
+				if d := g.Util - tt.percent; d < -20 || d > 20 {
+					varied = true
+					break
+				}
+			}
+			if !varied {
+				t.Fatalf("released from %.0f%%, the GPU never left it", tt.percent)
+			}
+		})
+	}
+}
