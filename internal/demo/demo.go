@@ -171,6 +171,18 @@ local_provider:
   max_nodes: %d
   agent_binary: %s
   sim_jobs: true
+# A pool the control plane keeps at 2 to 4 nodes of its own: it replaces a
+# node that stays UNHEALTHY or silent, and grows and shrinks on load.
+pools:
+  - name: burst
+    providers: [local]
+    min: 2
+    max: 4
+    replace_unhealthy: true
+    unhealthy_grace: 2m
+    autoscaling:
+      utilization: {scale_up_above: 85, scale_down_below: 15, window: 1m, cooldown: 2m}
+pool_interval: 5s
 # Agents join with a token and call with their own certificate; a fleet
 # simulated in the demo's own process shares connections, so it runs
 # without (allowed only on loopback).
