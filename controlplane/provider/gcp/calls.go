@@ -168,9 +168,14 @@ func (p *Provider) insert(ctx context.Context, zone string, inst *compute.Instan
 	return p.wait(ctx, zone, op, step)
 }
 
-// wait waits until a zone operation is done and returns its errors.
+// wait waits until a zone operation is done, or OperationTimeout has
+// passed, and returns its errors.
 func (p *Provider) wait(ctx context.Context, zone string, op *compute.Operation, step string) error {
+	deadline := p.clock.Now().Add(p.o.OperationTimeout)
 	for op.Status != "DONE" {
+		if !p.clock.Now().Before(deadline) {
+			return fmt.Errorf("%s: operation %s is not done after %s (it is %s); gave up waiting", step, op.Name, p.o.OperationTimeout, op.Status)
+		}
 		var next *compute.Operation
 		err := p.retry(ctx, step+": wait for "+op.Name, func() error {
 			var err error
@@ -193,14 +198,24 @@ func (p *Provider) wait(ctx context.Context, zone string, op *compute.Operation,
 	return nil
 }
 
+// maxPages bounds one listing: 1000 pages of 500 instances is far more
+// than a project's quota allows.
+const maxPages = 1000
+
 // listAll lists every instance labelled with this cluster, whatever its
-// status, page by page across all zones.
+// status, page by page across all zones. A page token seen before, or
+// more than maxPages pages, fails the listing rather than letting it go
+// round for ever.
 func (p *Provider) listAll(ctx context.Context) ([]*compute.Instance, error) {
 	call := p.svc.Instances.AggregatedList(p.cfg.Project).
 		Filter(fmt.Sprintf("labels.%s = %q", provider.TagCluster, p.cluster)).
 		MaxResults(500)
 	var out []*compute.Instance
+	seen := make(map[string]bool)
 	for page := 1; ; page++ {
+		if page > maxPages {
+			return nil, fmt.Errorf("list instances: more than %d pages", maxPages)
+		}
 		var list *compute.InstanceAggregatedList
 		err := p.retry(ctx, fmt.Sprintf("list instances (page %d)", page), func() error {
 			var err error
@@ -218,9 +233,13 @@ func (p *Provider) listAll(ctx context.Context) ([]*compute.Instance, error) {
 				}
 			}
 		}
-		if list.NextPageToken == "" {
+		switch {
+		case list.NextPageToken == "":
 			return out, nil
+		case seen[list.NextPageToken]:
+			return nil, fmt.Errorf("list instances (page %d): the API gave a page token it gave before", page)
 		}
+		seen[list.NextPageToken] = true
 		call.PageToken(list.NextPageToken)
 	}
 }

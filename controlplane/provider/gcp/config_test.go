@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,10 +188,28 @@ func TestBuildRefusesKeyFile(t *testing.T) {
 	if err := os.Chmod(readable, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	worldReadable := serviceAccountKey(t, "https://oauth2.example/token")
+	if err := os.Chmod(worldReadable, 0o604); err != nil {
+		t.Fatal(err)
+	}
 	missing := filepath.Join(t.TempDir(), "missing.json")
+	// Nothing writes to the FIFO: reading it would hold up the start for
+	// ever.
+	fifo := filepath.Join(t.TempDir(), "key.json")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tooLarge := filepath.Join(t.TempDir(), "key.json")
+	if err := os.WriteFile(tooLarge, make([]byte, maxKeyFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct{ name, path, adc, want string }{
 		{"missing", missing, "", "no such file"},
-		{"group-readable", readable, "", "chmod 600"},
+		{"group-readable", readable, "", "may be read by its group or others (mode 0640); chmod 600 it"},
+		{"others-readable", worldReadable, "", "(mode 0604); chmod 600 it"},
+		{"fifo", fifo, "", "is not a regular file"},
+		{"folder", t.TempDir(), "", "is not a regular file"},
+		{"too-large", tooLarge, "", "too large for a service account key"},
 		// GOOGLE_APPLICATION_CREDENTIALS names a file that is not there,
 		// so nothing else is looked for, the metadata server least.
 		{"no-application-default", "", missing, "not set, and no Application Default Credentials"},

@@ -45,6 +45,15 @@ type fakeGCE struct {
 	// auth is the Authorization header every call must carry; empty
 	// means any.
 	auth string
+	// nextToken, when set, makes a listing's next page token from the
+	// token it was asked with, in place of the real one.
+	nextToken func(token string) string
+	// padding lengthens each listing's answer by that many bytes.
+	padding int
+	// unfinished keeps operations running: wait answers them unfinished.
+	unfinished bool
+	// hang holds each call until the client gives up on it.
+	hang bool
 }
 
 type insertCall struct {
@@ -115,6 +124,12 @@ func (f *fakeGCE) serve(call string, h func(w http.ResponseWriter, r *http.Reque
 		if q := f.fail[call]; len(q) > 0 {
 			f.fail[call] = q[1:]
 			writeError(w, q[0])
+			return
+		}
+		if f.hang {
+			f.mu.Unlock()
+			<-r.Context().Done()
+			f.mu.Lock()
 			return
 		}
 		h(w, r)
@@ -215,6 +230,11 @@ func (f *fakeGCE) wait(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError{http.StatusNotFound, "notFound", "The resource 'operations/" + r.PathValue("op") + "' was not found"})
 		return
 	}
+	if f.unfinished {
+		running := *op
+		running.Status, running.Progress, running.Error = "RUNNING", 50, nil
+		op = &running
+	}
 	writeJSON(w, op)
 }
 
@@ -261,6 +281,7 @@ func (f *fakeGCE) list(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(keys)
 	start, _ := strconv.Atoi(q.Get("pageToken"))
+	start = min(start, len(keys))
 	end := min(start+f.pageSize, len(keys))
 	out := compute.InstanceAggregatedList{Kind: "compute#instanceAggregatedList", Items: map[string]compute.InstancesScopedList{}}
 	for _, k := range keys[start:end] {
@@ -276,6 +297,10 @@ func (f *fakeGCE) list(w http.ResponseWriter, r *http.Request) {
 	if end < len(keys) {
 		out.NextPageToken = strconv.Itoa(end)
 	}
+	if f.nextToken != nil {
+		out.NextPageToken = f.nextToken(q.Get("pageToken"))
+	}
+	out.SelfLink = strings.Repeat("x", f.padding)
 	writeJSON(w, out)
 }
 

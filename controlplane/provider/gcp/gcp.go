@@ -3,8 +3,10 @@
 // one instance per node and named after it, with the node's cloud-init
 // user data in its metadata. A zone with no capacity moves a launch on to
 // the next zone; rate-limited calls are retried with bounded backoff. It
-// stops instances, lists those labelled with this control plane's
-// cluster, and watches them for ones that stopped or were reclaimed.
+// stops an instance only once it has read its labels and found this
+// control plane's cluster and the node on them, lists those labelled with
+// the cluster, and watches them for ones that stopped or were reclaimed.
+// Its calls follow no redirect, and each call, answer and wait is bounded.
 package gcp
 
 import (
@@ -45,6 +47,13 @@ type Options struct {
 	// OperationPoll is the pause before asking again about an operation
 	// that the API's wait returned unfinished; 0 means 1s.
 	OperationPoll time.Duration
+	// OperationTimeout bounds the wait for one operation to finish; 0
+	// means 10 minutes.
+	OperationTimeout time.Duration
+	// RequestTimeout bounds each call to the API, reading its answer
+	// included; 0 means 3 minutes, longer than the 2 minutes an
+	// operation's wait may hold a call open.
+	RequestTimeout time.Duration
 	// Parallel caps the instances one Provision launches at once; 0
 	// means 8.
 	Parallel int
@@ -99,6 +108,8 @@ func New(o Options) (*Provider, error) {
 	o.Backoff.Base = cmp.Or(o.Backoff.Base, time.Second)
 	o.Backoff.Max = cmp.Or(o.Backoff.Max, 30*time.Second)
 	o.OperationPoll = cmp.Or(o.OperationPoll, time.Second)
+	o.OperationTimeout = cmp.Or(o.OperationTimeout, 10*time.Minute)
+	o.RequestTimeout = cmp.Or(o.RequestTimeout, 3*time.Minute)
 	o.Parallel = cmp.Or(o.Parallel, 8)
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
@@ -106,12 +117,16 @@ func New(o Options) (*Provider, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	svc, err := compute.NewService(context.Background(), o.ClientOptions...)
+	hc, err := httpClient(context.Background(), o)
 	switch {
 	case err != nil && o.Config.CredentialsFile != "":
 		return nil, fmt.Errorf("credentials_file: %w", err)
 	case err != nil:
 		return nil, fmt.Errorf("credentials_file: not set, and no Application Default Credentials: %w", err)
+	}
+	svc, err := compute.NewService(context.Background(), append(slices.Clip(o.ClientOptions), option.WithHTTPClient(hc))...)
+	if err != nil {
+		return nil, fmt.Errorf("make the Compute Engine client: %w", err)
 	}
 	return &Provider{
 		o:       o,

@@ -510,3 +510,22 @@ func TestProvisionUserDataFails(t *testing.T) {
 		t.Errorf("%d inserts, want none", n)
 	}
 }
+
+func TestProvisionGivesUpOnUnfinishedOperation(t *testing.T) {
+	f := newFake(t)
+	f.unfinished = true
+	p := newTestProvider(t, f, testConfig(f), func(o *Options) { o.OperationTimeout = 30 * time.Millisecond })
+	spec, _ := testSpec("train-00000001")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.Provision(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "insert instance train-00000001 in us-central1-a: operation operation-2 is not done after 30ms (it is RUNNING)") {
+		t.Fatalf("Provision error = %v, want the operation named as unfinished", err)
+	}
+	if ctx.Err() != nil {
+		t.Error("only the caller's context ended the wait")
+	}
+	if n := f.count("wait"); n < 2 {
+		t.Errorf("%d waits, want the operation asked about until the timeout", n)
+	}
+}

@@ -3,6 +3,7 @@ package gcp
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,36 +58,58 @@ func TestListRetriesRateLimits(t *testing.T) {
 }
 
 func TestTerminate(t *testing.T) {
+	ours := clusterLabels("train-00000001", "train")
+	inZoneB := provider.Instance{NodeID: "train-00000001", InstanceID: "train-00000001", Zone: zoneB}
 	tests := []struct {
-		name       string
-		inst       provider.Instance
-		exists     bool // train-00000001 runs in zone b
+		name string
+		inst provider.Instance
+		// vm is the instance's name in zone b with its labels; "" means
+		// there is none.
+		vm         string
+		labels     map[string]string
+		failCall   string
 		fail       []apiError
 		wantCode   codes.Code
+		wantErr    string // a piece of the error
 		wantGets   int
 		wantDelete int
 	}{
-		{name: "in-its-zone", inst: provider.Instance{NodeID: "train-00000001", InstanceID: "train-00000001", Zone: zoneB}, exists: true, wantDelete: 1},
-		{name: "already-gone", inst: provider.Instance{NodeID: "train-00000001", InstanceID: "train-00000001", Zone: zoneB}, wantDelete: 1},
-		{name: "zone-found", inst: provider.Instance{NodeID: "train-00000001"}, exists: true, wantGets: 2, wantDelete: 1},
+		{name: "in-its-zone", inst: inZoneB, vm: "train-00000001", labels: ours, wantGets: 1, wantDelete: 1},
+		{name: "already-gone", inst: inZoneB, wantGets: 1},
+		{name: "zone-found", inst: provider.Instance{NodeID: "train-00000001"}, vm: "train-00000001", labels: ours, wantGets: 2, wantDelete: 1},
 		{name: "zone-not-found", inst: provider.Instance{NodeID: "train-00000001"}, wantGets: 2},
-		{name: "rate-limited", inst: provider.Instance{NodeID: "train-00000001", InstanceID: "train-00000001", Zone: zoneB}, exists: true,
-			fail: []apiError{{429, "rateLimitExceeded", "Rate Limit Exceeded"}}, wantDelete: 2},
-		{name: "credentials-refused", inst: provider.Instance{NodeID: "train-00000001", InstanceID: "train-00000001", Zone: zoneB}, exists: true,
-			fail: []apiError{{403, "forbidden", "Required 'compute.instances.delete' permission"}}, wantCode: codes.FailedPrecondition, wantDelete: 1},
+		{name: "get-rate-limited", inst: inZoneB, vm: "train-00000001", labels: ours,
+			failCall: "get", fail: []apiError{{429, "rateLimitExceeded", "Rate Limit Exceeded"}}, wantGets: 2, wantDelete: 1},
+		{name: "delete-rate-limited", inst: inZoneB, vm: "train-00000001", labels: ours,
+			failCall: "delete", fail: []apiError{{429, "rateLimitExceeded", "Rate Limit Exceeded"}}, wantGets: 1, wantDelete: 2},
+		{name: "credentials-refused", inst: inZoneB, vm: "train-00000001", labels: ours,
+			failCall: "delete", fail: []apiError{{403, "forbidden", "Required 'compute.instances.delete' permission"}},
+			wantCode: codes.FailedPrecondition, wantErr: "credentials refused", wantGets: 1, wantDelete: 1},
+		{name: "other-cluster", inst: inZoneB, vm: "train-00000001",
+			labels:   map[string]string{"navarch-cluster": "staging", "navarch-node": "train-00000001"},
+			wantCode: codes.FailedPrecondition, wantErr: `instance train-00000001 in us-central1-b is not this cluster's instance of node train-00000001 (its labels are navarch-cluster="staging"`, wantGets: 1},
+		{name: "unlabelled", inst: provider.Instance{NodeID: "train-00000001"}, vm: "train-00000001", labels: map[string]string{},
+			wantCode: codes.FailedPrecondition, wantErr: "refusing to delete it", wantGets: 2},
+		{name: "other-node", inst: inZoneB, vm: "train-00000001", labels: clusterLabels("train-00000009", "train"),
+			wantCode: codes.FailedPrecondition, wantErr: `navarch-node="train-00000009"`, wantGets: 1},
+		// The node's record names another VM: the name proves nothing.
+		{name: "recorded-name-elsewhere", inst: provider.Instance{NodeID: "train-00000001", InstanceID: "web-1"}, vm: "web-1", labels: nil,
+			wantCode: codes.FailedPrecondition, wantErr: "instance web-1 in us-central1-b is not this cluster's instance of node train-00000001", wantGets: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
-			if tt.exists {
-				f.add(zoneB, "train-00000001", "RUNNING", clusterLabels("train-00000001", "train"))
+			if tt.vm != "" {
+				f.add(zoneB, tt.vm, "RUNNING", tt.labels)
 			}
-			f.failWith("delete", tt.fail...)
+			if tt.failCall != "" {
+				f.failWith(tt.failCall, tt.fail...)
+			}
 			p := newTestProvider(t, f, testConfig(f))
 			err := p.Terminate(context.Background(), tt.inst)
 			if tt.wantCode != codes.OK {
-				if status.Code(err) != tt.wantCode || !strings.Contains(err.Error(), "credentials refused") {
-					t.Fatalf("Terminate = %v, want %s", err, tt.wantCode)
+				if status.Code(err) != tt.wantCode || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Terminate = %v, want %s saying %q", err, tt.wantCode, tt.wantErr)
 				}
 			} else if err != nil {
 				t.Fatalf("Terminate: %v", err)
@@ -97,8 +120,48 @@ func TestTerminate(t *testing.T) {
 			if n := f.count("delete"); n != tt.wantDelete {
 				t.Errorf("%d deletes, want %d", n, tt.wantDelete)
 			}
-			if tt.wantCode == codes.OK && len(f.names()) != 0 {
-				t.Errorf("instances left: %v", f.names())
+			var want []string
+			if tt.vm != "" && tt.wantCode != codes.OK {
+				want = []string{zoneB + "/" + tt.vm}
+			}
+			if got := f.names(); !slices.Equal(got, want) {
+				t.Errorf("instances left: %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestListStopsRunawayPaging(t *testing.T) {
+	tests := []struct {
+		name      string
+		nextToken func(token string) string
+		wantErr   string
+		wantPages int
+	}{
+		{"token-repeated", func(string) string { return "same" }, "(page 2): the API gave a page token it gave before", 2},
+		{"token-cycles", func(tok string) string {
+			if tok == "b" {
+				return "a"
+			}
+			return "b"
+		}, "(page 3): the API gave a page token it gave before", 3},
+		{"pages-without-end", func(tok string) string {
+			n, _ := strconv.Atoi(tok)
+			return strconv.Itoa(n + 1)
+		}, "list instances: more than 1000 pages", 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			f.add(zoneA, "train-00000001", "RUNNING", clusterLabels("train-00000001", "train"))
+			f.nextToken = tt.nextToken
+			p := newTestProvider(t, f, testConfig(f))
+			got, err := p.List(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("List = %+v, %v; want an error saying %q", got, err, tt.wantErr)
+			}
+			if n := f.count("list"); n != tt.wantPages {
+				t.Errorf("%d list calls, want %d", n, tt.wantPages)
 			}
 		})
 	}
