@@ -37,6 +37,13 @@ type serviceRoot struct {
 	} `json:"Links"`
 }
 
+// sessionRequest is a login's body, the one request body that carries
+// the password.
+type sessionRequest struct {
+	UserName string `json:"UserName"`
+	Password string `json:"Password"`
+}
+
 type collection struct {
 	Members []link `json:"Members"`
 }
@@ -79,20 +86,25 @@ func statusOf(err error) int {
 	return 0
 }
 
-func parseError(method, path string, status int, body []byte) *httpError {
+// parseError reads a BMC's error answer, with the account's username and
+// password taken out of whatever the BMC wrote. A body that is not a
+// Redfish error is quoted only where the request did not carry the
+// password: what a BMC makes of a login it refuses may hold the password
+// in a form the redaction does not know.
+func (b *bmc) parseError(method, path string, status int, body []byte, quoteBody bool) *httpError {
 	e := &httpError{status: status, method: method, path: path}
 	var re redfishError
 	if json.Unmarshal(body, &re) == nil && (re.Error.Code != "" || re.Error.Message != "") {
-		e.code = display.OneLine(re.Error.Code, 100)
+		e.code = display.OneLine(b.redact.Replace(re.Error.Code), 100)
 		texts := []string{re.Error.Message}
 		for _, x := range re.Error.Extended {
 			if x.Message != "" && x.Message != re.Error.Message {
 				texts = append(texts, x.Message)
 			}
 		}
-		e.text = display.OneLine(strings.Join(texts, "; "), 500)
-	} else {
-		e.text = display.OneLine(string(body), 200)
+		e.text = display.OneLine(b.redact.Replace(strings.Join(texts, "; ")), 500)
+	} else if quoteBody {
+		e.text = display.OneLine(b.redact.Replace(string(body)), 200)
 	}
 	return e
 }
@@ -103,11 +115,13 @@ func parseError(method, path string, status int, body []byte) *httpError {
 // every request. Once the BMC refuses the credentials it is not asked
 // again for a minute, so that it does not lock the account out. The
 // credentials go to the configured BMC only: a link or a redirect to
-// another host is refused.
+// another host is refused. Nor do they come back out in its errors:
+// they are taken out of whatever the BMC says.
 type bmc struct {
 	base     *url.URL
 	hc       *http.Client
 	creds    Credentials
+	redact   *strings.Replacer // takes creds out of what the BMC says
 	timeout  time.Duration
 	attempts int
 	backoff  func(attempt int) time.Duration
@@ -138,7 +152,7 @@ func newBMC(base *url.URL, hc *http.Client, creds Credentials, o Options) *bmc {
 		return nil
 	}
 	return &bmc{
-		base: base, hc: &c, creds: creds,
+		base: base, hc: &c, creds: creds, redact: redactor(creds),
 		timeout: o.RequestTimeout, attempts: o.Attempts, backoff: o.Backoff, clock: o.Clock,
 	}
 }
@@ -183,7 +197,8 @@ func (b *bmc) send(ctx context.Context, method, ref string, in any, auth func(*h
 		if resp.status < 400 {
 			return resp, nil
 		}
-		herr := parseError(method, u.Path, resp.status, resp.body)
+		_, login := in.(sessionRequest)
+		herr := b.parseError(method, u.Path, resp.status, resp.body, !login)
 		if resp.status != http.StatusServiceUnavailable && resp.status != http.StatusTooManyRequests || attempt >= b.attempts {
 			return nil, herr
 		}
@@ -324,7 +339,7 @@ func (b *bmc) login(ctx context.Context) error {
 		b.basic = true
 		return nil
 	}
-	creds := map[string]string{"UserName": b.creds.Username, "Password": b.creds.Password}
+	creds := sessionRequest{UserName: b.creds.Username, Password: b.creds.Password}
 	resp, err := b.send(ctx, http.MethodPost, root.Links.Sessions.ID, creds, nil)
 	switch status := statusOf(err); {
 	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed:

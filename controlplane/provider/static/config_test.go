@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,24 +116,44 @@ func writeFile(t *testing.T, name, text string, mode os.FileMode) string {
 
 func TestReadCredentials(t *testing.T) {
 	tests := []struct {
-		name    string
-		text    string
-		mode    os.FileMode
+		name string
+		text string
+		mode os.FileMode
+		// path, when set, makes the file in place of text and mode.
+		path    func(t *testing.T) string
 		want    static.Credentials
 		wantErr string
 	}{
-		{"one-line", "navarch:s3cret\n", 0o600, static.Credentials{Username: "navarch", Password: "s3cret"}, ""},
-		{"colon-in-password", "navarch:a:b c", 0o400, static.Credentials{Username: "navarch", Password: "a:b c"}, ""},
-		{"yaml", "username: navarch\npassword: 'p: w'\n", 0o600, static.Credentials{Username: "navarch", Password: "p: w"}, ""},
-		{"group-readable", "navarch:s3cret", 0o640, static.Credentials{}, "mode 0640 lets others read it; run chmod 600"},
-		{"world-readable", "navarch:s3cret", 0o644, static.Credentials{}, "mode 0644 lets others read it"},
-		{"no-colon", "navarch", 0o600, static.Credentials{}, "is neither one line USERNAME:PASSWORD nor YAML"},
-		{"empty-password", "navarch:", 0o600, static.Credentials{}, "the username or the password is empty"},
-		{"yaml-unknown-key", "user: navarch\npassword: x\n", 0o600, static.Credentials{}, "user"},
+		{"one-line", "navarch:s3cret\n", 0o600, nil, static.Credentials{Username: "navarch", Password: "s3cret"}, ""},
+		{"colon-in-password", "navarch:a:b c", 0o400, nil, static.Credentials{Username: "navarch", Password: "a:b c"}, ""},
+		{"yaml", "username: navarch\npassword: 'p: w'\n", 0o600, nil, static.Credentials{Username: "navarch", Password: "p: w"}, ""},
+		{"group-readable", "navarch:s3cret", 0o640, nil, static.Credentials{}, "mode 0640 lets others read or change it; run chmod 600"},
+		{"world-readable", "navarch:s3cret", 0o644, nil, static.Credentials{}, "mode 0644 lets others read or change it"},
+		{"no-colon", "navarch", 0o600, nil, static.Credentials{}, "is neither one line USERNAME:PASSWORD nor YAML"},
+		{"empty-password", "navarch:", 0o600, nil, static.Credentials{}, "the username or the password is empty"},
+		{"yaml-unknown-key", "user: navarch\npassword: x\n", 0o600, nil, static.Credentials{}, "user"},
+		{"others-writable", "navarch:s3cret", 0o602, nil, static.Credentials{}, "mode 0602 lets others read or change it"},
+		// Nothing writes to the FIFO: reading it would hold up the start
+		// for ever.
+		{"fifo", "", 0, func(t *testing.T) string {
+			path := filepath.Join(t.TempDir(), "bmc.credentials")
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, static.Credentials{}, "is not a regular file"},
+		{"folder", "", 0, func(t *testing.T) string { return t.TempDir() }, static.Credentials{}, "is not a regular file"},
+		{"too-large", strings.Repeat("x", 64<<10) + ":y", 0o600, nil, static.Credentials{}, "too large for a username and password"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := static.ReadCredentials(writeFile(t, "bmc.credentials", tt.text, tt.mode))
+			var path string
+			if tt.path != nil {
+				path = tt.path(t)
+			} else {
+				path = writeFile(t, "bmc.credentials", tt.text, tt.mode)
+			}
+			got, err := static.ReadCredentials(path)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("ReadCredentials = %+v, %v; want an error with %q", got, err, tt.wantErr)

@@ -48,6 +48,9 @@ type fakeBMC struct {
 	busy       int // the next requests are answered 503
 	busyAnswer int // how many were
 	foreign    bool
+	// answer, when set, is asked first about every request, and answers
+	// those it returns true for.
+	answer func(w http.ResponseWriter, r *http.Request) bool
 }
 
 func newFakeBMC(t *testing.T, systems ...*fakeSystem) *fakeBMC {
@@ -70,6 +73,9 @@ func newFakeBMC(t *testing.T, systems ...*fakeSystem) *fakeBMC {
 			f.busyAnswer++
 			w.Header().Set("Retry-After", "0")
 			redfishError(w, http.StatusServiceUnavailable, "ServiceTemporarilyUnavailable", "The service is temporarily unavailable.")
+			return
+		}
+		if f.answer != nil && f.answer(w, r) {
 			return
 		}
 		mux.ServeHTTP(w, r)

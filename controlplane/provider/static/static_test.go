@@ -2,6 +2,11 @@ package static_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"html"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -292,6 +297,83 @@ func TestAuthentication(t *testing.T) {
 			bmc.do(func(f *fakeBMC) { logins = f.logins })
 			if logins != tt.wantLogins {
 				t.Errorf("%d logins, want %d: one session for the BMC, and no retry of refused credentials", logins, tt.wantLogins)
+			}
+		})
+	}
+}
+
+// A BMC's words go into errors that are logged and returned to API
+// callers; what it echoes of the credentials must not.
+func TestBMCErrorsCarryNoCredentials(t *testing.T) {
+	const (
+		user = "navarch"
+		pass = `p<a"ss w&rd:1`
+	)
+	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+	tests := []struct {
+		name       string
+		noSessions bool
+		route      string // the request answered, as "METHOD PATH"
+		answer     func(w http.ResponseWriter)
+		want       string // a piece of the error
+		wantNot    string // a piece the error must not have besides the credentials
+	}{
+		{
+			name:  "login-quotes-password",
+			route: "POST /redfish/v1/SessionService/Sessions",
+			answer: func(w http.ResponseWriter) {
+				redfishError(w, http.StatusBadRequest, "PropertyValueFormatError",
+					"The value '"+pass+"' for the property Password of "+user+" is of a different format than the property can accept.")
+			},
+			want: "The value '[redacted]' for the property Password of [redacted] is of a different format",
+		},
+		{
+			name:  "login-raw-body",
+			route: "POST /redfish/v1/SessionService/Sessions",
+			answer: func(w http.ResponseWriter) {
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte("<html><body>Login failed for " + user + " with password " + pass[:3] + "…</body></html>"))
+			},
+			want:    "POST /redfish/v1/SessionService/Sessions: 400 Bad Request",
+			wantNot: "Login failed",
+		},
+		{
+			name:       "escaped-in-raw-body",
+			noSessions: true,
+			route:      "GET /redfish/v1/Systems/a",
+			answer: func(w http.ResponseWriter) {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(http.StatusInternalServerError)
+				js, _ := json.Marshal(pass)
+				_, _ = w.Write([]byte("Authorization: Basic " + basic + "; form: password=" + url.QueryEscape(pass) +
+					"; html: " + html.EscapeString(pass) + "; json: " + string(js)))
+			},
+			want: `500 Internal Server Error: Authorization: Basic [redacted]; form: password=[redacted]; html: [redacted]; json: "[redacted]"`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bmc := newFakeBMC(t, &fakeSystem{id: "a", power: "Off"})
+			bmc.do(func(f *fakeBMC) {
+				f.user, f.pass, f.noSessions = user, pass, tt.noSessions
+				f.answer = func(w http.ResponseWriter, r *http.Request) bool {
+					if r.Method+" "+r.URL.Path != tt.route {
+						return false
+					}
+					tt.answer(w)
+					return true
+				}
+			})
+			p := newProvider(t, static.Options{}, bmc.machine("a", "a", ""))
+			_, err := p.Choose(context.Background(), 1, "")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Choose error = %v, want it to say %q", err, tt.want)
+			}
+			for _, secret := range []string{pass, user, basic, url.QueryEscape(pass), html.EscapeString(pass), "p<a", tt.wantNot} {
+				if secret != "" && strings.Contains(err.Error(), secret) {
+					t.Errorf("the error %q holds %q", err, secret)
+				}
 			}
 		})
 	}
