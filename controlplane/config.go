@@ -214,7 +214,6 @@ func Defaults() Config {
 		AWSProvider:             aws.DefaultConfig(),
 		GCPProvider:             gcp.DefaultConfig(),
 		StaticProvider:          static.DefaultConfig(),
-		Cluster:                 "navarch",
 		UnknownInstances:        string(fleet.UnknownReport),
 		PoolInterval:            Duration{Duration: 10 * time.Second},
 	}

@@ -94,7 +94,13 @@ var clusterName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 // checkFleetSettings checks the cluster name, the bootstrap, the unknown
 // instance choice and the pools.
 func (c *Config) checkFleetSettings(offered []string) error {
-	if !clusterName.MatchString(c.Cluster) {
+	cloud := c.AWSProvider.On() || c.GCPProvider.On() || c.LambdaProvider.On()
+	switch {
+	case c.Cluster == "" && cloud:
+		// No default: two control planes in one account that both took
+		// it would list, adopt and stop each other's instances.
+		return errors.New("cluster: required with a cloud provider: a name for this control plane, unique in the cloud accounts it uses")
+	case c.Cluster != "" && !clusterName.MatchString(c.Cluster):
 		return fmt.Errorf("cluster: %q is not lowercase letters, digits and '-', starting with a letter, at most 63", c.Cluster)
 	}
 	switch fleet.Unknown(c.UnknownInstances) {

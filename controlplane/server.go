@@ -199,6 +199,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		Logger:    log,
 		Providers: providers,
 		Observer:  fleetObserver{Metrics: m, hooks: hooks},
+		// Nothing is launched before the records are compared with what
+		// the providers run (runPools).
+		ReconcileAtStart: true,
 	})
 	if err != nil {
 		if o.Store == nil {
@@ -235,7 +238,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	var agents *auth.Agents
 	var ids api.Identities
 	if ca != nil {
-		agents = auth.NewAgents(auth.AgentsOptions{CA: ca, Tokens: tokens, Store: st, Loaded: state.NodeKeys, ClientCAs: s.clientCAs, Clock: o.Clock, Logger: log})
+		agents = auth.NewAgents(auth.AgentsOptions{CA: ca, Tokens: tokens, Store: st, Loaded: state.NodeKeys, ClientCAs: s.clientCAs, Awaited: fl.AwaitsAgent, Clock: o.Clock, Logger: log})
 		ids = agents
 		fl.OnRemove(agents.Forget)
 	}

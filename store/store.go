@@ -49,7 +49,8 @@ type Store interface {
 	// finished (see Finished) or open, and the open ones are what
 	// OpenCommands returns. Events are appended, each under its own id. Counters
 	// are set to the values given, so a counter reads back exactly as last
-	// acknowledged. Tokens are replaced whole, by name, and read back with
+	// acknowledged. DeleteTokens removes tokens after Tokens are written.
+	// Tokens are replaced whole, by name, and read back with
 	// every field as written: times equal to the nanosecond (in UTC), a
 	// zero time still zero. Node keys are replaced whole, by node id, and
 	// read back in the same way; DeleteNodeKeys removes bindings after

@@ -24,6 +24,9 @@ type Write struct {
 	// Tokens are written whole, each replacing the stored token of the
 	// same name; each must have a name.
 	Tokens []*Token
+	// DeleteTokens are the names of tokens that go, after Tokens are
+	// written.
+	DeleteTokens []string
 	// NodeKeys are written whole, each replacing the binding of its node;
 	// each must have a node id and a 32-byte key hash.
 	NodeKeys []*NodeKey
@@ -47,7 +50,7 @@ func (w *Write) Empty() bool {
 	return len(w.Nodes) == 0 && len(w.DeleteNodes) == 0 && len(w.Commands) == 0 &&
 		len(w.Events) == 0 && len(w.Counters) == 0 && len(w.Tokens) == 0 &&
 		len(w.NodeKeys) == 0 && len(w.DeleteNodeKeys) == 0 && len(w.Audit) == 0 &&
-		len(w.Pools) == 0 && len(w.DeletePools) == 0
+		len(w.Pools) == 0 && len(w.DeletePools) == 0 && len(w.DeleteTokens) == 0
 }
 
 // State is everything Load reads at start-up.

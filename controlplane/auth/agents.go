@@ -30,11 +30,12 @@ import (
 // the agent that joined as it. It signs nodes' certificates when they join
 // and renew, and says which node a call's certificate stands for.
 type Agents struct {
-	ca     *pki.Authority
-	tokens *Tokens
-	store  store.Store
-	clock  clockwork.Clock
-	log    *slog.Logger
+	ca      *pki.Authority
+	tokens  *Tokens
+	store   store.Store
+	clock   clockwork.Clock
+	log     *slog.Logger
+	awaited func(nodeID string) error
 
 	// theirs are the operator's own CAs, whose certificates name a node
 	// by their common name, without a join.
@@ -67,8 +68,13 @@ type AgentsOptions struct {
 	// ClientCAs are the operator's own CAs: a client certificate one of
 	// them signed stands for the node its common name names.
 	ClientCAs []*x509.Certificate
-	Clock     clockwork.Clock
-	Logger    *slog.Logger
+	// Awaited, when set, says whether a node is waiting for its agent to
+	// join: a token made for one node (a launched instance's) joins only
+	// then, so that one read from the instance's user data later joins
+	// nothing.
+	Awaited func(nodeID string) error
+	Clock   clockwork.Clock
+	Logger  *slog.Logger
 }
 
 // NewAgents holds the bindings the store had at start.
@@ -79,7 +85,7 @@ func NewAgents(o AgentsOptions) *Agents {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, theirs: o.ClientCAs, roots: o.CA.CAPool(o.ClientCAs...), keys: make(map[string][]byte, len(o.Loaded))}
+	a := &Agents{ca: o.CA, tokens: o.Tokens, store: o.Store, clock: o.Clock, log: o.Logger, theirs: o.ClientCAs, awaited: o.Awaited, roots: o.CA.CAPool(o.ClientCAs...), keys: make(map[string][]byte, len(o.Loaded))}
 	for _, k := range o.Loaded {
 		a.keys[k.NodeID] = k.KeyHash
 	}
@@ -128,8 +134,14 @@ func (a *Agents) Join(ctx context.Context, nodeID, token string, csrDER []byte) 
 		return nil, nil, status.Error(codes.Unauthenticated, "join_token: is unknown, revoked, expired or not an agent token")
 	}
 	if tok.NodeID != "" && tok.NodeID != nodeID {
-		a.log.Warn("join refused: token bound to another node", "node", nodeID, "token", tok.Name)
+		a.log.Warn("join refused: token bound to another node; its user data may have been read", "node", nodeID, "token", tok.Name, "token_node", tok.NodeID)
 		return nil, nil, status.Errorf(codes.PermissionDenied, "join_token: token %q is for another node", tok.Name)
+	}
+	if tok.NodeID != "" && a.awaited != nil {
+		if err := a.awaited(nodeID); err != nil {
+			a.log.Warn("join refused: node is not waiting for its agent", "node", nodeID, "token", tok.Name, "why", err)
+			return nil, nil, status.Errorf(codes.PermissionDenied, "join_token: token %q: %v", tok.Name, err)
+		}
 	}
 	if tok.MaxUses > 0 && tok.Used >= tok.MaxUses {
 		return nil, nil, status.Errorf(codes.PermissionDenied, "join_token: token %q has been used by all %d agents it allows", tok.Name, tok.MaxUses)

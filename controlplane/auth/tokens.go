@@ -157,6 +157,9 @@ func (t *Tokens) add(ctx context.Context, name string, role controlplanev1.Role,
 // plane launches joins with: it joins as nodeID alone, once, within ttl.
 // Its name is "boot-" and random hex digits.
 func (t *Tokens) CreateForNode(ctx context.Context, nodeID string, ttl time.Duration) (string, error) {
+	if nodeID == "" {
+		return "", apierr.Invalid("node_id", "is required: a bootstrap token is for one node")
+	}
 	secret, err := newSecret()
 	if err != nil {
 		return "", status.Error(codes.Internal, "no randomness for a token")
@@ -168,16 +171,47 @@ func (t *Tokens) CreateForNode(ctx context.Context, nodeID string, ttl time.Dura
 	name := "boot-" + hex.EncodeToString(suffix)
 	sum := sha256.Sum256([]byte(secret))
 	now := t.clock.Now()
-	tok := &store.Token{Name: name, Role: controlplanev1.Role_ROLE_AGENT, Hash: sum[:], CreatedAt: now, ExpiresAt: now.Add(max(ttl, MinTTL)), MaxUses: 1, NodeID: nodeID}
+	tok := &store.Token{Name: name, Role: controlplanev1.Role_ROLE_AGENT, Hash: sum[:], CreatedAt: now, ExpiresAt: now.Add(min(max(ttl, MinTTL), MaxBootTTL)), MaxUses: 1, NodeID: nodeID}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.store.Apply(ctx, store.Write{Tokens: []*store.Token{tok}}); err != nil {
+	// Bootstrap tokens that are spent or long expired go with this write,
+	// so that a fleet that launches all day does not keep them all.
+	stale := t.staleBootLocked(now)
+	if err := t.store.Apply(ctx, store.Write{Tokens: []*store.Token{tok}, DeleteTokens: stale}); err != nil {
 		t.log.Error("store write failed", "token", name, "err", err)
 		return "", apierr.NotSaved()
+	}
+	for _, n := range stale {
+		delete(t.byName, n)
 	}
 	t.byName[name] = tok
 	t.log.Info("bootstrap token created", "name", name, "node", nodeID)
 	return name + "." + secret, nil
+}
+
+// MaxBootTTL bounds a bootstrap token's life, whatever the provision
+// timeout.
+const MaxBootTTL = 2 * time.Hour
+
+// bootKept is how long a bootstrap token is kept after it was spent or
+// expired, for `navarch token list` to show.
+const bootKept = time.Hour
+
+// staleBootLocked names the bootstrap tokens spent or expired more than
+// bootKept ago. t.mu is held.
+func (t *Tokens) staleBootLocked(now time.Time) []string {
+	var out []string
+	for name, tok := range t.byName {
+		if tok.NodeID == "" {
+			continue
+		}
+		spent := tok.MaxUses > 0 && tok.Used >= tok.MaxUses && now.Sub(tok.CreatedAt) > bootKept
+		expired := !tok.ExpiresAt.IsZero() && now.Sub(tok.ExpiresAt) > bootKept
+		if spent || expired {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // List describes every token, ordered by name.

@@ -97,9 +97,12 @@ type Fleet struct {
 	observer  Observer
 	started   time.Time
 
-	mu       sync.RWMutex // guards nodes and creating
+	mu       sync.RWMutex // guards nodes, creating and launching
 	nodes    map[string]*nodeState
 	creating map[string]*nodeState // nodes whose first registration is under way
+	// launching are the nodes whose provider has yet to answer whether it
+	// started them.
+	launching map[string]bool
 
 	// totals are the fleet's counts, kept as nodes change (under the hub
 	// lock, then totalsMu) so that reading them never scans the fleet.
@@ -111,6 +114,11 @@ type Fleet struct {
 
 	// onRemove is told of each node removed from the fleet and the store.
 	onRemove []func(nodeID ...string)
+
+	// reconciled is closed once Reconcile has compared the records with
+	// what the providers run; launches wait for it.
+	reconciled    chan struct{}
+	reconcileOnce sync.Once
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -138,6 +146,10 @@ type Options struct {
 	State *store.State
 	// Observer hears what the fleet saved; nil tells nobody.
 	Observer Observer
+	// ReconcileAtStart holds launches until Reconcile has run, so that
+	// nothing is started while the records are compared with what the
+	// providers run.
+	ReconcileAtStart bool
 }
 
 // New loads the fleet from the store. Every node starts as not yet heard
@@ -172,19 +184,23 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		}
 	}
 	f := &Fleet{
-		cfg:       o.Config,
-		store:     o.Store,
-		policy:    o.Policy,
-		clock:     o.Clock,
-		log:       o.Logger,
-		providers: o.Providers,
-		userData:  o.UserData,
-		observer:  o.Observer,
-		nodes:     make(map[string]*nodeState, len(st.Nodes)),
-		totals:    &fleetv1.FleetSummary{},
-		faults:    make(map[fleetv1.Remedy]uint32),
-		started:   o.Clock.Now(),
-		closing:   make(chan struct{}),
+		cfg:        o.Config,
+		store:      o.Store,
+		policy:     o.Policy,
+		clock:      o.Clock,
+		log:        o.Logger,
+		providers:  o.Providers,
+		userData:   o.UserData,
+		observer:   o.Observer,
+		nodes:      make(map[string]*nodeState, len(st.Nodes)),
+		totals:     &fleetv1.FleetSummary{},
+		faults:     make(map[fleetv1.Remedy]uint32),
+		started:    o.Clock.Now(),
+		closing:    make(chan struct{}),
+		reconciled: make(chan struct{}),
+	}
+	if !o.ReconcileAtStart {
+		f.reconcileOnce.Do(func() { close(f.reconciled) })
 	}
 	f.breaker = newBreaker(o.Config.AutoCordon, o.Config.AutoCordonMaxFraction, o.Config.AutoCordonWindow)
 	f.ids = newCounter("ids", st.Counters["ids"], o.Store)

@@ -1,6 +1,9 @@
 package fleet
 
 import (
+	"fmt"
+
+	"github.com/navarch/navarch/internal/display"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -26,3 +29,18 @@ func (f *Fleet) PublishPool(p *fleetv1.Pool) { f.hub.PublishPool(p) }
 
 // RemovePool tells watchers a pool is gone.
 func (f *Fleet) RemovePool(name string) { f.hub.RemovePool(name) }
+
+// AwaitsAgent reports whether a node waits for its agent's first join:
+// recorded by a provider and still PROVISIONING. A launched instance's
+// join token works only then.
+func (f *Fleet) AwaitsAgent(nodeID string) error {
+	ns := f.get(nodeID)
+	if ns == nil {
+		return fmt.Errorf("node %q is not being provisioned", nodeID)
+	}
+	n := ns.node.Load()
+	if n.GetProvider() == "" || n.GetLifecycle() != provisioning {
+		return fmt.Errorf("node %q is %s, not waiting for its agent", nodeID, display.Lifecycle(n.GetLifecycle()))
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package fleet
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"maps"
 	"strings"
 	"time"
@@ -20,7 +21,26 @@ import (
 // ProvisionNodes, and records them as PROVISIONING until their agents
 // register.
 func (f *Fleet) Provision(ctx context.Context, req *controlplanev1.ProvisionNodesRequest) ([]*fleetv1.Node, error) {
+	// A caller that gives up (a client's deadline, ^C) does not stop the
+	// launch half way: instances started must be recorded. The fleet's
+	// own shutdown does.
+	ctx, cancel := f.detach(ctx)
+	defer cancel()
 	return f.Launch(ctx, Launch{Request: req})
+}
+
+// detach is ctx without its cancellation, cancelled instead when the
+// fleet shuts down.
+func (f *Fleet) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-f.closing:
+			cancel()
+		case <-d.Done():
+		}
+	}()
+	return d, cancel
 }
 
 // Launch is one provision: an operator's request, or a pool's.
@@ -49,6 +69,11 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 		return nil, apierr.Invalid("provider", "unknown provider %q (available: %s)",
 			req.GetProvider(), orDefault(strings.Join(f.providers.Names(), ", "), "none"))
 	}
+	select {
+	case <-f.reconciled:
+	case <-ctx.Done():
+		return nil, status.Error(codes.Unavailable, "the control plane is still comparing its records with what the providers run; try again shortly")
+	}
 	ids, err := f.nodeIDs(ctx, p, int(req.GetCount()), l.Pool)
 	if err != nil {
 		return nil, err
@@ -68,6 +93,8 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 		reserved = append(reserved, n)
 		names = append(names, id)
 	}
+	f.setLaunching(names, true)
+	defer f.setLaunching(names, false)
 	spec := provider.Spec{
 		Count:        len(names),
 		NodeIDs:      names,
@@ -81,7 +108,12 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 		Failed:       func(id, reason string) { f.provisionFailed(id, reason) },
 		UserData:     f.userData,
 	}
-	insts, err := p.Provision(ctx, spec)
+	// A provider that does not answer within the provision timeout may
+	// still have started instances: their nodes fail, and whatever runs
+	// under their ids is stopped (unprovision finds it by its tag).
+	pctx, cancel := context.WithTimeout(ctx, f.cfg.ProvisionTimeout)
+	insts, err := p.Provision(pctx, spec)
+	cancel()
 	started := make(map[string]provider.Instance, len(insts))
 	for _, inst := range insts {
 		started[inst.NodeID] = inst
@@ -89,12 +121,15 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 	var out []*fleetv1.Node
 	for _, n := range reserved {
 		inst, ok := started[n.GetNodeId()]
-		if !ok && ctx.Err() != nil {
+		switch {
+		case !ok && ctx.Err() != nil:
 			// The control plane is stopping: whether the provider started
 			// the node is for Reconcile to find out at the next start.
 			continue
-		}
-		if !ok {
+		case !ok && pctx.Err() != nil:
+			f.provisionAbandoned(ctx, n.GetNodeId(), "provider "+p.Name()+" did not answer within "+f.cfg.ProvisionTimeout.String())
+			continue
+		case !ok:
 			reason := "the provider did not start it"
 			if err != nil {
 				reason = "provider " + p.Name() + ": " + err.Error()
@@ -102,10 +137,13 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 			f.provisionFailed(n.GetNodeId(), reason)
 			continue
 		}
-		if rec, recErr := f.launched(ctx, inst); recErr == nil {
-			out = append(out, rec)
-		} else {
+		rec, recErr := f.launched(ctx, inst)
+		switch {
+		case recErr != nil:
 			f.log.Warn("recording a launched instance", "node", inst.NodeID, "instance", inst.InstanceID, "err", recErr)
+		case rec.GetLifecycle() == provisioning || rec.GetLifecycle() == active:
+			// Only nodes on their way count as started.
+			out = append(out, rec)
 		}
 	}
 	if err != nil {
@@ -172,25 +210,99 @@ func (f *Fleet) reserve(ctx context.Context, providerName, id, pool string, labe
 }
 
 // launched records the instance a provider started for a reserved node.
-// An agent quicker than this record has registered already and keeps the
-// instance id it gave, if any; a node that failed meanwhile has its new
-// instance stopped.
+// A node that failed meanwhile has its new instance stopped; one being
+// terminated has it stopped by the termination, which waited for it.
 func (f *Fleet) launched(ctx context.Context, inst provider.Instance) (*fleetv1.Node, error) {
 	stop := false
 	n, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
 		if n.GetInstanceId() == "" {
 			n.InstanceId = inst.InstanceID
 		}
-		if n.GetLifecycle() == provisionFailed && !strings.Contains(n.GetLifecycleReason(), stoppingInstance) {
+		switch l := n.GetLifecycle(); {
+		case l == provisionFailed && !strings.Contains(n.GetLifecycleReason(), stoppingInstance):
 			n.LifecycleReason += "; " + stoppingInstance + inst.InstanceID
 			ns.book.unprovision, stop = true, true
+		case l == terminated:
+			// Terminated before its instance was known (a restart, a
+			// provider that said it was gone): stop it.
+			stop = true
 		}
 		return nil
 	})
 	if stop {
-		f.unprovision(ctx, f.get(inst.NodeID))
+		if ns := f.get(inst.NodeID); ns != nil && ns.book.unprovision {
+			f.unprovision(ctx, ns)
+		} else if p, ok := f.providers.Get(n.GetProvider()); ok && err == nil {
+			f.stopStray(ctx, p, inst, "instance of a node terminated before its launch returned")
+		}
 	}
 	return n, err
+}
+
+// setLaunching marks nodes whose provider has yet to say whether it
+// started them; their termination waits for the answer.
+func (f *Fleet) setLaunching(ids []string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.launching == nil {
+		f.launching = make(map[string]bool)
+	}
+	for _, id := range ids {
+		if on {
+			f.launching[id] = true
+		} else {
+			delete(f.launching, id)
+		}
+	}
+}
+
+// isLaunching reports whether a node's launch is under way.
+func (f *Fleet) isLaunching(id string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.launching[id]
+}
+
+// instanceOf is the instance to stop for a node: the one recorded, or,
+// where none was (its launch never answered), the one the provider lists
+// under the node's id; runs is false when there is none.
+func (f *Fleet) instanceOf(ctx context.Context, p provider.Provider, inst provider.Instance) (provider.Instance, bool, error) {
+	if inst.InstanceID != "" {
+		return inst, true, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	insts, err := p.List(lctx)
+	if err != nil {
+		return inst, false, fmt.Errorf("list instances to find node %s's: %w", inst.NodeID, err)
+	}
+	for _, i := range insts {
+		if i.NodeID == inst.NodeID {
+			return i, true, nil
+		}
+	}
+	return inst, false, nil
+}
+
+// provisionAbandoned fails a node whose provider did not answer, and has
+// whatever instance carries its id stopped.
+func (f *Fleet) provisionAbandoned(ctx context.Context, nodeID, reason string) {
+	failed := false
+	_, err := f.operate(ctx, nodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
+		if move(n, actProvisionFailed, reason+"; "+stoppingInstance+"(found by its tag)", byControlPlane, now) != nil {
+			return nil
+		}
+		ns.book.unprovision, failed = true, true
+		return nil
+	})
+	if err != nil {
+		f.log.Warn("recording a failed provision", "node", nodeID, "err", err)
+		return
+	}
+	if failed {
+		f.log.Warn("provision failed", "node", nodeID, "reason", reason)
+		f.unprovision(ctx, f.get(nodeID))
+	}
 }
 
 // provisionFailed records a node whose instance failed to start, and
@@ -268,15 +380,24 @@ func (f *Fleet) unprovision(ctx context.Context, ns *nodeState) {
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		stopErr := p.Terminate(ctx, inst)
+		found, runs, stopErr := f.instanceOf(ctx, p, inst)
+		if stopErr == nil && runs {
+			stopErr = p.Terminate(ctx, found)
+		}
 		if stopErr != nil {
 			clearStopping(ns)
 			f.log.Warn("could not stop the instance of a failed provision; will retry", "node", inst.NodeID, "provider", p.Name(), "err", stopErr)
 			return
 		}
+		outcome := "instance " + found.InstanceID + " stopped"
+		if !runs {
+			outcome = "no instance ran"
+		}
 		_, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
 			ns.book.stopping, ns.book.unprovision = false, false
-			n.LifecycleReason = strings.Replace(n.GetLifecycleReason(), stoppingInstance+inst.InstanceID, "instance "+inst.InstanceID+" stopped", 1)
+			if i := strings.Index(n.GetLifecycleReason(), stoppingInstance); i >= 0 {
+				n.LifecycleReason = n.GetLifecycleReason()[:i] + outcome
+			}
 			return nil
 		})
 		if err != nil {

@@ -47,9 +47,13 @@ const listTimeout = time.Minute
 //     adopted, as unknown says.
 //
 // A provider whose List fails is left out, with a warning.
+//
+// Launches wait until it is done (see Options.ReconcileAtStart).
 func (f *Fleet) Reconcile(ctx context.Context, unknown Unknown) {
+	defer f.reconcileOnce.Do(func() { close(f.reconciled) })
 	for _, name := range f.providers.Names() {
 		p, _ := f.providers.Get(name)
+		listed := f.clock.Now()
 		lctx, cancel := context.WithTimeout(ctx, listTimeout)
 		insts, err := p.List(lctx)
 		cancel()
@@ -57,11 +61,16 @@ func (f *Fleet) Reconcile(ctx context.Context, unknown Unknown) {
 			f.log.Warn("could not list a provider's instances; its nodes are not reconciled", "provider", name, "err", err)
 			continue
 		}
-		f.reconcileProvider(ctx, p, insts, unknown)
+		f.reconcileProvider(ctx, p, insts, unknown, listed)
 	}
 }
 
-func (f *Fleet) reconcileProvider(ctx context.Context, p provider.Provider, insts []provider.Instance, unknown Unknown) {
+// listLag is how long after its launch an instance may be missing from
+// a provider's list (EC2's is eventually consistent) without its node
+// being taken for gone.
+const listLag = 10 * time.Minute
+
+func (f *Fleet) reconcileProvider(ctx context.Context, p provider.Provider, insts []provider.Instance, unknown Unknown, listed time.Time) {
 	byNode := make(map[string]provider.Instance, len(insts))
 	for _, inst := range insts {
 		byNode[inst.NodeID] = inst
@@ -69,6 +78,12 @@ func (f *Fleet) reconcileProvider(ctx context.Context, p provider.Provider, inst
 	for _, ns := range f.all() {
 		n := ns.node.Load()
 		if n.GetProvider() != p.Name() {
+			continue
+		}
+		if changed := n.GetLifecycleChangedAt().AsTime(); changed.After(listed) || ns.reachability() == fleetv1.Reachability_REACHABILITY_ONLINE {
+			// Changed since the list was taken, or heard from: the list
+			// does not tell about it.
+			delete(byNode, n.GetNodeId())
 			continue
 		}
 		inst, running := byNode[n.GetNodeId()]
@@ -84,42 +99,53 @@ func (f *Fleet) reconcileProvider(ctx context.Context, p provider.Provider, inst
 				if _, err := f.launched(ctx, inst); err != nil {
 					f.log.Warn("recording a launched instance", "node", inst.NodeID, "err", err)
 				}
-				f.reconciled(ctx, inst.NodeID, "instance "+inst.InstanceID+" found for a node recorded before its launch")
+				f.auditReconcile(ctx, inst.NodeID, "instance "+inst.InstanceID+" found for a node recorded before its launch")
 				continue
 			}
 			if f.provisionFailed(n.GetNodeId(), "the control plane stopped before its instance was started; none runs") {
-				f.reconciled(ctx, n.GetNodeId(), "no instance for a node recorded before its launch: failed")
+				f.auditReconcile(ctx, n.GetNodeId(), "no instance for a node recorded before its launch: failed")
 			}
 		case l == terminated || (l == provisionFailed && !strings.Contains(n.GetLifecycleReason(), stoppingInstance)):
 			if running {
-				f.stopUnknown(ctx, p, inst, "instance of a "+strings.ToLower(display.Lifecycle(l))+" node still ran")
+				f.stopStray(ctx, p, inst, "instance of a "+strings.ToLower(display.Lifecycle(l))+" node still ran")
 			}
+		case !running && l == provisioning && listed.Sub(n.GetLifecycleChangedAt().AsTime()) < listLag:
+			// Launched lately: the list may not show it yet. The
+			// provision timeout settles it.
 		case !running && n.GetInstanceId() != "" && l != provisionFailed:
 			f.instanceGone(ctx, n.GetNodeId(), n.GetInstanceId(), "instance "+n.GetInstanceId()+" no longer runs (provider "+p.Name()+" at start)")
 		}
 	}
 	for _, inst := range byNode {
+		if other := f.get(inst.NodeID); other != nil && other.node.Load().GetLifecycle() != terminated {
+			// A node of that id lives under another provider, or on its
+			// own: never stopped or taken for this one's.
+			f.log.Warn("a provider runs an instance named for a node it did not start; left alone",
+				"provider", p.Name(), "instance", inst.InstanceID, "node", inst.NodeID)
+			f.auditReconcile(ctx, inst.NodeID, fmt.Sprintf("instance %s of provider %s carries the id of node %s, which it did not start: left running", inst.InstanceID, p.Name(), inst.NodeID))
+			continue
+		}
 		switch unknown {
 		case UnknownStop:
-			f.stopUnknown(ctx, p, inst, "instance this control plane has no record of")
+			f.stopStray(ctx, p, inst, "instance this control plane has no record of")
 		case UnknownAdopt:
 			f.adopt(ctx, p, inst)
 		default:
 			f.log.Warn("a provider runs an instance this control plane has no record of; set unknown_instances to stop or adopt such instances",
 				"provider", p.Name(), "instance", inst.InstanceID, "node", inst.NodeID, "pool", inst.Pool)
-			f.reconciled(ctx, inst.NodeID, fmt.Sprintf("unknown instance %s of provider %s left running", inst.InstanceID, p.Name()))
+			f.auditReconcile(ctx, inst.NodeID, fmt.Sprintf("unknown instance %s of provider %s left running", inst.InstanceID, p.Name()))
 		}
 	}
 }
 
-// stopUnknown stops an instance no live node owns.
-func (f *Fleet) stopUnknown(ctx context.Context, p provider.Provider, inst provider.Instance, why string) {
+// stopStray stops an instance no live node owns.
+func (f *Fleet) stopStray(ctx context.Context, p provider.Provider, inst provider.Instance, why string) {
 	if err := p.Terminate(ctx, inst); err != nil {
 		f.log.Warn("could not stop an instance", "provider", p.Name(), "instance", inst.InstanceID, "why", why, "err", err)
 		return
 	}
 	f.log.Info("instance stopped", "provider", p.Name(), "instance", inst.InstanceID, "node", inst.NodeID, "why", why)
-	f.reconciled(ctx, inst.NodeID, fmt.Sprintf("%s: instance %s stopped", why, inst.InstanceID))
+	f.auditReconcile(ctx, inst.NodeID, fmt.Sprintf("%s: instance %s stopped", why, inst.InstanceID))
 }
 
 // adopt records an unknown instance as a node of its pool.
@@ -136,11 +162,11 @@ func (f *Fleet) adopt(ctx context.Context, p provider.Provider, inst provider.In
 		f.log.Warn("could not adopt an instance", "provider", p.Name(), "instance", inst.InstanceID, "err", err)
 		return
 	}
-	f.reconciled(ctx, inst.NodeID, fmt.Sprintf("unknown instance %s of provider %s adopted", inst.InstanceID, p.Name()))
+	f.auditReconcile(ctx, inst.NodeID, fmt.Sprintf("unknown instance %s of provider %s adopted", inst.InstanceID, p.Name()))
 }
 
-// reconciled audits what Reconcile or a provider's notice did.
-func (f *Fleet) reconciled(ctx context.Context, nodeID, what string) {
+// auditReconcile audits what Reconcile or a provider's notice did.
+func (f *Fleet) auditReconcile(ctx context.Context, nodeID, what string) {
 	if err := f.RecordAudit(ctx, &store.AuditEntry{Who: byControlPlane, RPC: "Reconcile", NodeID: nodeID, Reason: what, Code: "OK"}); err != nil {
 		f.log.Warn("auditing a reconciliation", "node", nodeID, "err", err)
 	}
@@ -163,7 +189,7 @@ func (f *Fleet) instanceGone(ctx context.Context, nodeID, instanceID, reason str
 	}
 	if gone {
 		f.log.Warn("node's instance is gone", "node", nodeID, "instance", instanceID, "reason", reason)
-		f.reconciled(ctx, nodeID, reason)
+		f.auditReconcile(ctx, nodeID, reason)
 	}
 }
 
@@ -205,7 +231,7 @@ func (f *Fleet) notice(ctx context.Context, providerName string, no provider.Not
 			f.log.Warn("could not drain an interrupted node", "node", n.GetNodeId(), "err", err)
 			return
 		}
-		f.reconciled(ctx, n.GetNodeId(), reason)
+		f.auditReconcile(ctx, n.GetNodeId(), reason)
 	case provider.NoticeGone:
 		f.instanceGone(ctx, n.GetNodeId(), no.Instance.InstanceID, "instance "+no.Instance.InstanceID+" is gone: "+no.Reason)
 		// An instance that is broken rather than gone still runs, and
@@ -235,8 +261,11 @@ func (f *Fleet) PowerCycle(ctx context.Context, id, reason string, force bool) (
 		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q has no instance yet", id)
 	case n.GetLifecycle() == terminated || n.GetLifecycle() == terminating:
 		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q is %s", id, display.Lifecycle(n.GetLifecycle()))
-	case ns.reachability() == fleetv1.Reachability_REACHABILITY_ONLINE && !force:
-		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q's agent is ONLINE; power-cycle it with force, or drain and reboot it instead", id)
+	case n.GetLifecycle() == provisionFailed:
+		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q failed to provision; terminate it instead", id)
+	case ns.reachability() != fleetv1.Reachability_REACHABILITY_OFFLINE && !force:
+		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q's agent is %s, not OFFLINE: it may be running work; power-cycle it with force, or drain and reboot it instead",
+			id, display.Reachability(ns.reachability()))
 	}
 	if err := pc.PowerCycle(ctx, provider.Instance{NodeID: id, InstanceID: n.GetInstanceId(), Pool: n.GetPool()}); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "provider %s: power-cycle %s: %v", p.Name(), id, err)

@@ -35,6 +35,10 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 		if err != nil {
 			return err
 		}
+		if reg.claimed != "" {
+			f.log.Warn("agent claims an instance other than the one its provider started; ignored",
+				"node", req.GetNodeId(), "provider", cur.GetProvider(), "instance", cur.GetInstanceId(), "claimed", reg.claimed)
+		}
 		if reg.fresh {
 			ns.book.repeats = repeatCounts{}
 		}
@@ -103,6 +107,9 @@ type registered struct {
 	// replaced are the indexes of new GPUs that replaced missing ones:
 	// their slots' repeat counts are the old GPUs' and go.
 	replaced []uint32
+	// claimed is an instance id the agent gave that is not the one its
+	// provider named, and was ignored.
+	claimed string
 }
 
 // registration works out a node's state after a registration, from its
@@ -121,6 +128,12 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 			NodeId:    req.GetNodeId(),
 			Lifecycle: unset,
 			Health:    fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN,
+		}
+		if cur != nil && cur.GetProvider() != "" {
+			// A node taken for gone whose agent still runs is the same
+			// machine: it stays its provider's and its pool's, so it is
+			// stopped through them when it ends.
+			n.Provider, n.Pool, n.InstanceId = cur.GetProvider(), cur.GetPool(), cur.GetInstanceId()
 		}
 	} else {
 		n = cur
@@ -142,8 +155,14 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 	n.Simulated = req.GetSimulated()
 	n.RemediesDisabled = req.GetRemediesDisabled()
 	n.Scheduler = proto.CloneOf(req.GetScheduler())
-	if req.GetInstanceId() != "" {
+	// A node a provider started has the instance the provider named: an
+	// agent does not choose what the control plane stops when it ends
+	// the node. Only a node that joined on its own takes its agent's.
+	switch {
+	case n.GetProvider() == "" && req.GetInstanceId() != "":
 		n.InstanceId = req.GetInstanceId()
+	case n.GetProvider() != "" && req.GetInstanceId() != "" && req.GetInstanceId() != n.GetInstanceId():
+		out.claimed = req.GetInstanceId()
 	}
 	n.RegisteredAt = ts(now)
 	rebooted := !fresh && req.GetBootId() != "" && req.GetBootId() != cur.GetBootId()

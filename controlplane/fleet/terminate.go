@@ -33,6 +33,10 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 			}
 		}
 		if n.GetProvider() != "" {
+			if n.GetInstanceId() == "" && f.isLaunching(id) {
+				// Its launch has yet to say what to stop.
+				return nil
+			}
 			p, ok := f.providers.Get(n.GetProvider())
 			if !ok {
 				markTerminated(ns, n, c, "terminated: provider "+n.GetProvider()+" is not configured; the instance was not stopped", now)
@@ -75,7 +79,10 @@ func (f *Fleet) advanceTermination(ctx context.Context, ns *nodeState, now time.
 // node TERMINATED; a failure is retried on a later monitor pass.
 func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p provider.Provider) {
 	n := ns.node.Load()
-	err := p.Terminate(ctx, provider.Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId()})
+	inst, runs, err := f.instanceOf(ctx, p, provider.Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId(), Pool: n.GetPool()})
+	if err == nil && runs {
+		err = p.Terminate(ctx, inst)
+	}
 	_, opErr := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
 		ns.book.stopping = false
 		if err != nil || n.GetLifecycle() != terminating {

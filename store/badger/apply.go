@@ -61,6 +61,11 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				return err
 			}
 		}
+		for _, name := range w.DeleteTokens {
+			if err := txn.Delete([]byte(prefixToken + name)); err != nil {
+				return err
+			}
+		}
 		for _, k := range w.NodeKeys {
 			if err := putNodeKey(txn, k); err != nil {
 				return err

@@ -109,6 +109,12 @@ func testTokensReplacedAndOrdered(t *testing.T, open Opener) {
 	replaced := &store.Token{Name: "ops-9", Role: viewer, Hash: hash("ops-9 again"), CreatedAt: created.Add(time.Minute), RevokedAt: created.Add(2 * time.Minute)}
 	apply(t, s, store.Write{Tokens: []*store.Token{replaced}})
 	want := []*store.Token{a, bb, ops10, replaced}
+	// A token deleted goes, one written and deleted in the same write too,
+	// and the others stay.
+	gone := &store.Token{Name: "gone", Role: viewer, Hash: hash("gone"), CreatedAt: created}
+	apply(t, s, store.Write{Tokens: []*store.Token{gone}})
+	apply(t, s, store.Write{Tokens: []*store.Token{{Name: "brief", Role: viewer, Hash: hash("brief"), CreatedAt: created}}, DeleteTokens: []string{"gone", "brief"}})
+	checkTokens(t, "after deleting", load(t, s).Tokens, want)
 	checkTokens(t, "after replacing", load(t, s).Tokens, want)
 	checkTokens(t, "after reopen", load(t, b.restart(s)).Tokens, want)
 }
