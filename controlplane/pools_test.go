@@ -295,7 +295,10 @@ type slowCloud struct {
 	mu       sync.Mutex
 	running  []provider.Instance
 	launches int
+	stopped  []string
 	hang     bool
+	// release, when set, ends a hanging launch, which then answers.
+	release chan struct{}
 }
 
 func (c *slowCloud) Name() string        { return "cloud" }
@@ -310,11 +313,14 @@ func (c *slowCloud) Provision(ctx context.Context, spec provider.Spec) ([]provid
 		c.running = append(c.running, inst)
 		out = append(out, inst)
 	}
-	hang := c.hang
+	hang, release := c.hang, c.release
 	c.mu.Unlock()
 	if hang {
-		<-ctx.Done()
-		return nil, ctx.Err()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-release:
+		}
 	}
 	return out, nil
 }
@@ -323,6 +329,7 @@ func (c *slowCloud) Terminate(_ context.Context, inst provider.Instance) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.running = slices.DeleteFunc(c.running, func(i provider.Instance) bool { return i.InstanceID == inst.InstanceID })
+	c.stopped = append(c.stopped, inst.InstanceID)
 	return nil
 }
 
