@@ -1,11 +1,14 @@
 // Package aws is the "aws" provider: it launches EC2 instances through
 // aws-sdk-go-v2, one per node, each booting the cloud-init user data the
 // control plane renders for it and tagged with its node, pool and this
-// control plane's cluster; it terminates them, lists what this cluster
-// runs, and watches for spot interruptions and instances that vanished.
-// It owns how EC2's answers are read: a subnet without capacity passes the
-// launch to the next, throttling is retried with backoff, and refused
-// credentials are the operator's to fix, never retried.
+// control plane's cluster; it terminates them (only once EC2 shows an
+// instance carries this cluster's and the node's tags), lists what this
+// cluster runs, and watches for spot interruptions and instances that
+// vanished. It owns how EC2's answers are read: a subnet without capacity
+// passes the launch to the next, throttling is retried with backoff, and
+// refused credentials are the operator's to fix, never retried. Every
+// request is bounded: in time, in the size of its answer, in the pages of
+// a listing, and to the configured endpoint (no redirect is followed).
 package aws
 
 import (
@@ -34,8 +37,13 @@ type Options struct {
 	// Credentials sign the requests; nil means the SDK's default chain
 	// (environment, shared files, SSO, the instance's role).
 	Credentials awssdk.CredentialsProvider
-	// HTTPClient sends the requests; nil means the SDK's.
+	// HTTPClient's transport sends the requests; nil means the SDK's.
+	// Its timeout and redirects are not used: the provider bounds each
+	// request by RequestTimeout and follows no redirect.
 	HTTPClient *http.Client
+	// RequestTimeout bounds one HTTP request, its answer included; 0
+	// means 60s.
+	RequestTimeout time.Duration
 	// Backoff is the wait before retry attempt n (1 for the first retry)
 	// of a throttled or failed call; nil means the SDK's exponential
 	// backoff with jitter, at most 20s.
@@ -94,11 +102,17 @@ func New(o Options) (*Provider, error) {
 		if c.Endpoint != "" {
 			eo.BaseEndpoint = awssdk.String(c.Endpoint)
 		}
-		if o.HTTPClient != nil {
-			eo.HTTPClient = o.HTTPClient
-		}
+		eo.HTTPClient = httpClient(o, cfg.HTTPClient)
 		eo.Retryer = retryer(o)
 	})
+	// AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2 or a profile's endpoint_url
+	// set one too, where the configuration names none; it gets the same
+	// check.
+	if c.Endpoint == "" {
+		if err := checkEndpoint(awssdk.ToString(client.Options().BaseEndpoint)); err != nil {
+			return nil, fmt.Errorf("aws provider: the endpoint from the environment or the shared AWS configuration: %w", err)
+		}
+	}
 	return &Provider{
 		cfg:        c,
 		cluster:    o.Env.Cluster,

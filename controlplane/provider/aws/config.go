@@ -3,6 +3,8 @@ package aws
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,7 +22,9 @@ type Config struct {
 	// Region is the EC2 region the subnets are in, such as us-east-1.
 	Region string `yaml:"region"`
 	// Endpoint overrides the EC2 endpoint, for an EC2-compatible cloud or
-	// a test server; empty means the SDK's endpoint for the region.
+	// a test server; empty means the SDK's endpoint for the region. It
+	// must be https, or plain http on loopback: every request is signed
+	// and RunInstances carries the join tokens.
 	Endpoint string `yaml:"endpoint"`
 	// AMI is the image the instances boot; it must run cloud-init.
 	AMI string `yaml:"ami"`
@@ -69,6 +73,9 @@ const maxTags = 50
 // Validate checks the section; errors name the key within it. A section
 // that is not enabled needs no region, image or subnets.
 func (c *Config) Validate() error {
+	if err := checkEndpoint(c.Endpoint); err != nil {
+		return fmt.Errorf("endpoint: %w", err)
+	}
 	if c.PollInterval.Duration < time.Second {
 		return fmt.Errorf("poll_interval: %s is below the minimum of 1s", c.PollInterval.Duration)
 	}
@@ -100,6 +107,32 @@ func (c *Config) Validate() error {
 		return errors.New("subnets: at least one subnet is required")
 	}
 	return nil
+}
+
+// checkEndpoint allows an https URL, or plain http on loopback alone, and
+// no credentials in the URL: the requests are signed with the account's
+// keys and RunInstances carries each node's join token in its user data.
+func checkEndpoint(endpoint string) error {
+	if endpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil || u.Host == "":
+		return fmt.Errorf("%q is not a URL such as https://ec2.example.net", endpoint)
+	case u.User != nil:
+		return fmt.Errorf("%q holds credentials; the SDK finds the AWS credentials itself", u.Redacted())
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	}
+	return fmt.Errorf("%q is neither https nor plain http on loopback", endpoint)
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 func (c *Config) checkSubnets() error {

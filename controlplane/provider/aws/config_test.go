@@ -43,6 +43,13 @@ func TestValidate(t *testing.T) {
 			c.Endpoint = "https://ec2.example.net"
 			c.Subnets[1].Zone = "zone-2"
 		}, ""},
+		{"endpoint-plain-http", func(c *aws.Config) { enabled(c); c.Endpoint = "http://ec2.example.net" }, `endpoint: "http://ec2.example.net" is neither https nor plain http on loopback`},
+		{"endpoint-plain-http-on-loopback", func(c *aws.Config) { enabled(c); c.Endpoint = "http://127.0.0.1:4566" }, ""},
+		{"endpoint-plain-http-on-localhost", func(c *aws.Config) { enabled(c); c.Endpoint = "http://localhost:4566" }, ""},
+		{"endpoint-with-credentials", func(c *aws.Config) { enabled(c); c.Endpoint = "https://user:s3cret@ec2.example.net" }, "endpoint: \"https://user:xxxxx@ec2.example.net\" holds credentials"},
+		{"endpoint-with-credentials-on-loopback", func(c *aws.Config) { enabled(c); c.Endpoint = "http://user:s3cret@127.0.0.1:4566" }, "endpoint:"},
+		{"endpoint-no-scheme", func(c *aws.Config) { enabled(c); c.Endpoint = "ec2.example.net" }, "endpoint:"},
+		{"endpoint-other-scheme", func(c *aws.Config) { enabled(c); c.Endpoint = "ftp://ec2.example.net" }, "endpoint:"},
 		{"security-group", func(c *aws.Config) { c.SecurityGroups = []string{"sg-1", "default"} }, `security_groups[1]: "default" is not a security group id`},
 		{"root-volume", func(c *aws.Config) { c.RootVolumeGB = -1 }, "root_volume_gb: -1"},
 		{"poll-interval", func(c *aws.Config) { c.PollInterval.Duration = 100 * time.Millisecond }, "poll_interval: 100ms is below"},
@@ -60,6 +67,8 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want nil", err)
 			case tt.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.want)):
 				t.Fatalf("Validate() = %v, want an error starting %q", err, tt.want)
+			case err != nil && strings.Contains(err.Error(), "s3cret"):
+				t.Errorf("the error shows the URL's password: %v", err)
 			}
 		})
 	}
@@ -121,6 +130,37 @@ func TestBuild(t *testing.T) {
 			}
 			if tt.wantCode == codes.OK && len(f.calls("DescribeInstances")) != 1 {
 				t.Error("the fake was not called")
+			}
+		})
+	}
+}
+
+// TestBuildChecksTheEndpointFromTheEnvironment: the SDK takes an endpoint
+// from AWS_ENDPOINT_URL(_EC2) where the configuration names none; it must
+// pass the same check as the configuration's.
+func TestBuildChecksTheEndpointFromTheEnvironment(t *testing.T) {
+	tests := []struct {
+		name, env, value string
+		wantErr          bool
+	}{
+		{"all-services-plain-http", "AWS_ENDPOINT_URL", "http://ec2.example.net", true},
+		{"ec2-plain-http", "AWS_ENDPOINT_URL_EC2", "http://ec2.example.net", true},
+		{"ec2-with-credentials", "AWS_ENDPOINT_URL_EC2", "https://user:s3cret@ec2.example.net", true},
+		{"ec2-https", "AWS_ENDPOINT_URL_EC2", "https://ec2.example.net", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("AWS_ACCESS_KEY_ID", accessKey)
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+			t.Setenv(tt.env, tt.value)
+			c := testConfig(newFakeEC2(t))
+			c.Endpoint = ""
+			_, err := aws.Build(c, provider.Env{Cluster: cluster})
+			if tt.wantErr != (err != nil) {
+				t.Fatalf("Build() = %v, want an error: %t", err, tt.wantErr)
+			}
+			if err != nil && (!strings.Contains(err.Error(), "endpoint") || strings.Contains(err.Error(), "s3cret")) {
+				t.Errorf("Build() = %v, want it to name the endpoint and not show its password", err)
 			}
 		})
 	}

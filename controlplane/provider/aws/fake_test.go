@@ -3,6 +3,7 @@ package aws_test
 import (
 	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -42,6 +43,16 @@ type fakeEC2 struct {
 	denyAction string
 	// pageSize caps the instances in one DescribeInstances page.
 	pageSize int
+	// nextToken, when set, is the token a DescribeInstances page answers,
+	// given the token it was asked for and its end among total instances
+	// ("" ends the listing), as a faulty endpoint might choose it.
+	nextToken func(token string, end, total int) string
+	// redirect answers every call with this HTTP status and a Location
+	// at redirectTo, the same path; 0 never.
+	redirect   int
+	redirectTo string
+	// hang answers no call until the caller gives up.
+	hang     bool
 	tokens   map[string]tokenUse
 	requests []fakeRequest
 }
@@ -104,6 +115,20 @@ var errorStatus = map[string]int{
 func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
 		http.Error(w, "EC2's query API takes form-encoded POSTs", http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	hang, redirect, to := f.hang, f.redirect, f.redirectTo
+	f.mu.Unlock()
+	switch {
+	case hang:
+		// Once the request is read, the server sees the caller hang up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+		return
+	case redirect != 0:
+		w.Header().Set("Location", to+r.URL.Path)
+		w.WriteHeader(redirect)
 		return
 	}
 	if err := r.ParseForm(); err != nil {
@@ -343,8 +368,19 @@ func (in *fakeInstance) matches(filters map[string][]string) (bool, error) {
 }
 
 func (f *fakeEC2) describeInstances(w http.ResponseWriter, form url.Values) {
+	// Instance ids EC2 does not know are an error, as at EC2.
+	ids := list(form, "InstanceId")
+	for _, id := range ids {
+		if f.instance(id) == nil {
+			f.fail(w, "InvalidInstanceID.NotFound", "The instance ID '"+id+"' does not exist")
+			return
+		}
+	}
 	var picked []*fakeInstance
 	for _, in := range f.instances {
+		if len(ids) > 0 && !slices.Contains(ids, in.id) {
+			continue
+		}
 		ok, err := in.matches(filters(form))
 		if err != nil {
 			f.fail(w, "InvalidParameterValue", err.Error())
@@ -355,6 +391,7 @@ func (f *fakeEC2) describeInstances(w http.ResponseWriter, form url.Values) {
 		}
 	}
 	start, _ := strconv.Atoi(form.Get("NextToken"))
+	start = min(start, len(picked))
 	size := f.pageSize
 	if m, err := strconv.Atoi(form.Get("MaxResults")); err == nil && m < size {
 		size = m
@@ -366,8 +403,15 @@ func (f *fakeEC2) describeInstances(w http.ResponseWriter, form url.Values) {
 		b.WriteString("<item>" + reservationXML(in) + "</item>")
 	}
 	b.WriteString("</reservationSet>")
+	next := ""
 	if end < len(picked) {
-		fmt.Fprintf(&b, "<nextToken>%d</nextToken>", end)
+		next = strconv.Itoa(end)
+	}
+	if f.nextToken != nil {
+		next = f.nextToken(form.Get("NextToken"), end, len(picked))
+	}
+	if next != "" {
+		fmt.Fprintf(&b, "<nextToken>%s</nextToken>", next)
 	}
 	f.answer(w, "DescribeInstances", b.String())
 }

@@ -8,6 +8,8 @@ import (
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane/provider"
 )
@@ -37,26 +39,57 @@ func (p *Provider) instance(in types.Instance) provider.Instance {
 	return inst
 }
 
+// maxPages bounds one listing. At 1000 results a page that is a million
+// instances or spot requests, more than any fleet has: only an endpoint
+// whose listing never ends reaches it.
+const maxPages = 1000
+
+// eachPage calls page with each page token in turn, the first nil, until
+// a page answers none. A token an earlier page already answered would
+// list the same pages again without end, so it stops there with an
+// error, as it does after maxPages.
+func eachPage(ctx context.Context, page func(ctx context.Context, token *string) (next *string, err error)) error {
+	seen := map[string]bool{}
+	var token *string
+	for n := 1; ; n++ {
+		next, err := page(ctx, token)
+		if err != nil {
+			return err
+		}
+		t := awssdk.ToString(next)
+		switch {
+		case t == "":
+			return nil
+		case seen[t]:
+			return fmt.Errorf("page %d answers the page token of an earlier page; the listing would never end", n)
+		case n == maxPages:
+			return fmt.Errorf("the listing runs past %d pages; stopped there", maxPages)
+		}
+		seen[t] = true
+		token = next
+	}
+}
+
 // describe calls fn with every instance of this cluster that the extra
 // filters select, page by page.
 func (p *Provider) describe(ctx context.Context, fn func(types.Instance), filters ...types.Filter) error {
 	filters = append([]types.Filter{{Name: awssdk.String("tag:" + provider.TagCluster), Values: []string{p.cluster}}}, filters...)
-	pages := ec2.NewDescribeInstancesPaginator(p.ec2, &ec2.DescribeInstancesInput{
-		Filters:    filters,
-		MaxResults: awssdk.Int32(1000),
-	})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
+	return eachPage(ctx, func(ctx context.Context, token *string) (*string, error) {
+		page, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
+			Filters:    filters,
+			MaxResults: awssdk.Int32(1000),
+			NextToken:  token,
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, r := range page.Reservations {
 			for _, in := range r.Instances {
 				fn(in)
 			}
 		}
-	}
-	return nil
+		return page.NextToken, nil
+	})
 }
 
 func stateFilter(states ...string) types.Filter {
@@ -104,23 +137,38 @@ func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 	return out, nil
 }
 
-// Terminate terminates the instance and returns once EC2 has accepted to.
-// An instance that is already gone, or no longer known to EC2, is fine.
+// Terminate terminates the instance once EC2 says it is this cluster's
+// node: tagged navarch-cluster with this cluster's name and navarch-node
+// with inst's node id. One that is not, such as a recorded id that names
+// another cluster's instance or one launched by hand, is refused and left
+// running. An instance already gone, or no longer known to EC2, is fine.
 func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error {
 	// Recorded first, so that Watch never takes the instance's end for
 	// one nobody asked for.
 	p.mu.Lock()
 	p.stopping[inst.InstanceID] = true
 	p.mu.Unlock()
+	forget := func() {
+		p.mu.Lock()
+		delete(p.stopping, inst.InstanceID)
+		p.mu.Unlock()
+	}
+	gone, err := p.checkOwned(ctx, inst)
+	if err != nil {
+		forget()
+		return err
+	}
+	if gone {
+		p.log.Info("instance to terminate is already gone", "node", inst.NodeID, "instance", inst.InstanceID)
+		return nil
+	}
 	out, err := p.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{inst.InstanceID}})
 	if err != nil {
 		if ae, ok := apiError(err); ok && ae.ErrorCode() == "InvalidInstanceID.NotFound" {
 			p.log.Info("instance to terminate is already gone", "node", inst.NodeID, "instance", inst.InstanceID)
 			return nil
 		}
-		p.mu.Lock()
-		delete(p.stopping, inst.InstanceID)
-		p.mu.Unlock()
+		forget()
 		return statusOf(fmt.Sprintf("ec2:TerminateInstances %s", inst.InstanceID), err)
 	}
 	state := "shutting-down"
@@ -129,4 +177,44 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 	}
 	p.log.Info("instance terminating", "node", inst.NodeID, "instance", inst.InstanceID, "state", state)
 	return nil
+}
+
+// checkOwned looks the instance up by its id and reports whether it is
+// gone already: unknown to EC2, shutting down or terminated. One that
+// still runs and does not carry this cluster's and the node's tags is an
+// error naming it.
+func (p *Provider) checkOwned(ctx context.Context, inst provider.Instance) (gone bool, err error) {
+	out, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{inst.InstanceID}})
+	if ae, ok := apiError(err); ok && ae.ErrorCode() == "InvalidInstanceID.NotFound" {
+		return true, nil
+	}
+	if err != nil {
+		return false, statusOf(fmt.Sprintf("ec2:DescribeInstances %s (before terminating it)", inst.InstanceID), err)
+	}
+	var found *types.Instance
+	for _, r := range out.Reservations {
+		for i, in := range r.Instances {
+			if awssdk.ToString(in.InstanceId) == inst.InstanceID {
+				found = &r.Instances[i]
+			}
+		}
+	}
+	if found == nil {
+		return true, nil
+	}
+	if s := stateOf(*found); s == types.InstanceStateNameShuttingDown || s == types.InstanceStateNameTerminated {
+		return true, nil
+	}
+	tags := map[string]string{}
+	for _, t := range found.Tags {
+		tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
+	}
+	if tags[provider.TagCluster] != p.cluster || tags[provider.TagNode] != inst.NodeID {
+		p.log.Warn("instance to terminate is not this cluster's node; left running", "node", inst.NodeID, "instance", inst.InstanceID,
+			provider.TagCluster, tags[provider.TagCluster], provider.TagNode, tags[provider.TagNode])
+		return false, status.Errorf(codes.FailedPrecondition,
+			"aws: instance %s is not node %s of cluster %s (it is tagged %s=%q, %s=%q); it is not terminated",
+			inst.InstanceID, inst.NodeID, p.cluster, provider.TagCluster, tags[provider.TagCluster], provider.TagNode, tags[provider.TagNode])
+	}
+	return false, nil
 }

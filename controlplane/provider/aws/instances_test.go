@@ -3,6 +3,7 @@ package aws_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,15 +58,24 @@ func TestTerminate(t *testing.T) {
 	tests := []struct {
 		name     string
 		state    string // of the instance before; "" for one EC2 does not know
+		tags     map[string]string
 		setup    func(f *fakeEC2)
 		wantCode codes.Code
+		wantCall bool // TerminateInstances is called
 	}{
-		{"running", "running", nil, codes.OK},
-		{"already-terminated", "terminated", nil, codes.OK},
-		{"unknown-to-ec2", "", nil, codes.OK},
-		{"throttled-once", "running", func(f *fakeEC2) { f.throttle["TerminateInstances"] = 1 }, codes.OK},
-		{"credentials-refused", "running", func(f *fakeEC2) { f.deny = "AuthFailure" }, codes.FailedPrecondition},
-		{"not-authorized", "running", func(f *fakeEC2) { f.denyAction = "TerminateInstances" }, codes.FailedPrecondition},
+		{"running", "running", nil, nil, codes.OK, true},
+		{"stopped", "stopped", nil, nil, codes.OK, true},
+		{"already-shutting-down", "shutting-down", nil, nil, codes.OK, false},
+		{"already-terminated", "terminated", nil, nil, codes.OK, false},
+		{"unknown-to-ec2", "", nil, nil, codes.OK, false},
+		{"lookup-throttled-once", "running", nil, func(f *fakeEC2) { f.throttle["DescribeInstances"] = 1 }, codes.OK, true},
+		{"throttled-once", "running", nil, func(f *fakeEC2) { f.throttle["TerminateInstances"] = 1 }, codes.OK, true},
+		{"credentials-refused", "running", nil, func(f *fakeEC2) { f.deny = "AuthFailure" }, codes.FailedPrecondition, false},
+		{"not-authorized", "running", nil, func(f *fakeEC2) { f.denyAction = "TerminateInstances" }, codes.FailedPrecondition, true},
+		{"another-clusters", "running", map[string]string{provider.TagCluster: "other", provider.TagNode: "n-1"}, nil, codes.FailedPrecondition, false},
+		{"untagged", "running", map[string]string{}, nil, codes.FailedPrecondition, false},
+		{"another-nodes", "running", map[string]string{provider.TagCluster: cluster, provider.TagNode: "n-2"}, nil, codes.FailedPrecondition, false},
+		{"another-clusters-terminated", "terminated", map[string]string{provider.TagCluster: "other"}, nil, codes.OK, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,7 +89,13 @@ func TestTerminate(t *testing.T) {
 					t.Fatal(err)
 				}
 				inst = got[0]
-				f.set(func(f *fakeEC2) { f.instance(inst.InstanceID).state = tt.state })
+				f.set(func(f *fakeEC2) {
+					in := f.instance(inst.InstanceID)
+					in.state = tt.state
+					if tt.tags != nil {
+						in.tags = tt.tags
+					}
+				})
 			}
 			if tt.setup != nil {
 				f.set(tt.setup)
@@ -88,16 +104,62 @@ func TestTerminate(t *testing.T) {
 			if code(err) != tt.wantCode {
 				t.Fatalf("err = %v, want %s", err, tt.wantCode)
 			}
-			if tt.wantCode != codes.OK {
+			if called := len(f.calls("TerminateInstances")) > 0; called != tt.wantCall {
+				t.Errorf("TerminateInstances called: %t, want %t", called, tt.wantCall)
+			}
+			if tt.state == "" {
 				return
 			}
-			if tt.state != "" {
-				if s := f.instance(inst.InstanceID).state; s != "shutting-down" && s != "terminated" {
-					t.Errorf("instance is %s after Terminate", s)
-				}
+			s := f.instance(inst.InstanceID).state
+			switch {
+			case tt.wantCode == codes.OK && s != "shutting-down" && s != "terminated":
+				t.Errorf("instance is %s after Terminate", s)
+			case tt.wantCode != codes.OK && s != tt.state:
+				t.Errorf("instance is %s after a refused Terminate, want %s", s, tt.state)
 			}
-			if n := len(f.calls("TerminateInstances")); n == 0 {
-				t.Error("TerminateInstances was not called")
+			if tt.tags != nil && tt.wantCode != codes.OK && !strings.Contains(err.Error(), inst.InstanceID) {
+				t.Errorf("err = %v, want it to name the instance %s", err, inst.InstanceID)
+			}
+		})
+	}
+}
+
+func TestListStopsOnAnEndlessListing(t *testing.T) {
+	tests := []struct {
+		name      string
+		nextToken func(token string, end, total int) string
+		wantCalls int
+		wantErr   string
+	}{
+		// Pages "", 2 and 4, then 0, which answers 2 again: never the
+		// token just answered, but one answered before.
+		{"token-seen-before", func(_ string, end, total int) string {
+			if end == total {
+				return "0"
+			}
+			return strconv.Itoa(end)
+		}, 4, "page 4 answers the page token of an earlier page"},
+		{"token-always-new", func(token string, _, _ int) string {
+			n, _ := strconv.Atoi(token)
+			return strconv.Itoa(n + 1)
+		}, 1000, "the listing runs past 1000 pages"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeEC2(t)
+			f.pageSize = 2
+			p, _ := newProvider(t, f, nil)
+			spec, _ := testSpec("n-1", "n-2", "n-3", "n-4", "n-5", "n-6")
+			if _, err := p.Provision(context.Background(), spec); err != nil {
+				t.Fatal(err)
+			}
+			f.set(func(f *fakeEC2) { f.nextToken = tt.nextToken })
+			_, err := p.List(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("List() = %v, want an error saying %q", err, tt.wantErr)
+			}
+			if n := len(f.calls("DescribeInstances")) - 1; n != tt.wantCalls { // the first was Provision's
+				t.Errorf("%d pages asked for, want %d", n, tt.wantCalls)
 			}
 		})
 	}

@@ -150,21 +150,26 @@ func stateOf(in types.Instance) types.InstanceStateName {
 func (w *watcher) spot(ctx context.Context, ids []string) {
 	p := w.p
 	for start := 0; start < len(ids); start += maxFilterValues {
-		pages := ec2.NewDescribeSpotInstanceRequestsPaginator(p.ec2, &ec2.DescribeSpotInstanceRequestsInput{
-			Filters:    []types.Filter{{Name: awssdk.String("instance-id"), Values: ids[start:min(start+maxFilterValues, len(ids))]}},
-			MaxResults: awssdk.Int32(1000),
-		})
-		for pages.HasMorePages() {
-			page, err := pages.NextPage(ctx)
+		filter := types.Filter{Name: awssdk.String("instance-id"), Values: ids[start:min(start+maxFilterValues, len(ids))]}
+		err := eachPage(ctx, func(ctx context.Context, token *string) (*string, error) {
+			page, err := p.ec2.DescribeSpotInstanceRequests(ctx, &ec2.DescribeSpotInstanceRequestsInput{
+				Filters:    []types.Filter{filter},
+				MaxResults: awssdk.Int32(1000),
+				NextToken:  token,
+			})
 			if err != nil {
-				if ctx.Err() == nil {
-					p.log.Warn("watch: list spot requests", "err", describe(err))
-				}
-				return
+				return nil, err
 			}
 			for _, r := range page.SpotInstanceRequests {
 				w.spotRequest(r)
 			}
+			return page.NextToken, nil
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("watch: list spot requests", "err", describe(err))
+			}
+			return
 		}
 	}
 }
