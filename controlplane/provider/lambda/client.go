@@ -145,6 +145,8 @@ const (
 	maxBackoff    = 30 * time.Second
 	maxRetryAfter = 60 * time.Second
 	maxBody       = 4 << 20
+	// requestTimeout bounds one request, its answer read whole included.
+	requestTimeout = time.Minute
 )
 
 // DefaultBackoff waits 1 s, 2 s, 4 s … up to 30 s before retry attempt
@@ -191,6 +193,9 @@ func (c *client) do(ctx context.Context, method, path string, body, out any, ide
 }
 
 func (c *client) retryable(err error, idempotent bool) bool {
+	if errors.Is(err, errAnswerTooLong) {
+		return false
+	}
 	if ae, ok := asAPIError(err); ok {
 		if ae.Status == http.StatusTooManyRequests {
 			return true
@@ -220,9 +225,20 @@ func (c *client) once(ctx context.Context, method, path string, payload []byte, 
 		return 0, c.scrub(err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	// One byte past the limit tells an answer of the limit from a longer
+	// one, which is refused rather than decoded cut short.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
 		return 0, fmt.Errorf("read answer: %w", err)
+	}
+	if len(raw) > maxBody {
+		return 0, fmt.Errorf("HTTP %d: %w", resp.StatusCode, errAnswerTooLong)
+	}
+	if resp.StatusCode/100 == 3 {
+		// The client follows no redirect: the key goes to the configured
+		// endpoint alone, never to where an answer points.
+		return 0, &apiError{Status: resp.StatusCode, Message: c.redact(fmt.Sprintf(
+			"a redirect to %q, not followed: the API key is sent to the configured endpoint only", resp.Header.Get("Location")))}
 	}
 	if resp.StatusCode/100 != 2 {
 		return retryAfter(resp.Header.Get("Retry-After")), c.refusal(resp.StatusCode, raw)
@@ -241,6 +257,14 @@ func (c *client) once(ctx context.Context, method, path string, payload []byte, 
 	}
 	return 0, nil
 }
+
+// errAnswerTooLong is an answer longer than maxBody; asking again would
+// get the same.
+var errAnswerTooLong = fmt.Errorf("answer is longer than %d MiB; not read", maxBody>>20)
+
+// noRedirect is the client's CheckRedirect: a redirect comes back as the
+// answer, which do refuses.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 func (c *client) refusal(status int, raw []byte) error {
 	var env struct {

@@ -3,6 +3,7 @@ package lambda_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,6 +38,12 @@ type fakeLambda struct {
 	echoKey bool
 	// hideOnce leaves an instance out of the next GET /instances.
 	hideOnce map[string]bool
+	// redirect answers every request with this HTTP status and a
+	// Location at redirectTo, the same path; 0 never.
+	redirect   int
+	redirectTo string
+	// hang answers no request until the caller gives up.
+	hang bool
 
 	instances []*fakeInstance
 	launches  []fakeLaunch
@@ -125,8 +132,19 @@ func (f *fakeLambda) gate(next http.Handler) http.Handler {
 		if throttled {
 			f.throttle[route]--
 		}
-		echo := f.echoKey
+		echo, redirect, to, hang := f.echoKey, f.redirect, f.redirectTo, f.hang
 		f.mu.Unlock()
+		switch {
+		case hang:
+			// Once the request is read, the server sees the caller hang up.
+			_, _ = io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		case redirect != 0:
+			w.Header().Set("Location", to+r.URL.Path)
+			w.WriteHeader(redirect)
+			return
+		}
 		if got := r.Header.Get("Authorization"); got != "Bearer "+f.key {
 			msg := "API key was invalid, expired, or deleted."
 			if echo {

@@ -1,10 +1,12 @@
 // Package lambda is the "lambda" provider: it starts, stops and lists
 // Lambda Cloud on-demand GPU instances through Lambda's public REST API,
-// with a client of its own. Each node is one launch of one instance in the
-// first configured region with capacity for the instance type, booted
+// with a client of its own, which bounds each request in time and size
+// and follows no redirect, so that the account-wide API key goes to the
+// configured endpoint alone. Each node is one launch of one instance in
+// the first configured region with capacity for the instance type, booted
 // with that node's cloud-init user data and tagged with the cluster, node
 // and pool; List and Watch find this control plane's instances by those
-// tags.
+// tags, and Terminate stops only an instance that carries them.
 package lambda
 
 import (
@@ -44,9 +46,13 @@ type Options struct {
 	FileSystemNames []string
 	// PollInterval is Watch's period; 0 means a minute.
 	PollInterval time.Duration
-	// HTTPClient sends the requests; nil means one with a minute's
-	// timeout.
+	// HTTPClient's transport sends the requests; nil means Go's default.
+	// Its timeout and redirects are not used: the provider bounds each
+	// request by RequestTimeout and follows no redirect.
 	HTTPClient *http.Client
+	// RequestTimeout bounds one request, its answer included; 0 means a
+	// minute.
+	RequestTimeout time.Duration
 	// Backoff says how long to wait before retry attempt (0 for the
 	// first), given what the API's Retry-After asked (0 if nothing); nil
 	// means DefaultBackoff.
@@ -93,8 +99,9 @@ func New(o Options) (*Provider, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Minute
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: time.Minute}
+	hc := &http.Client{Timeout: cmp.Or(o.RequestTimeout, requestTimeout), CheckRedirect: noRedirect}
+	if o.HTTPClient != nil {
+		hc.Transport = o.HTTPClient.Transport
 	}
 	if o.Backoff == nil {
 		o.Backoff = DefaultBackoff
@@ -104,7 +111,7 @@ func New(o Options) (*Provider, error) {
 	}
 	return &Provider{
 		o:        o,
-		c:        &client{base: strings.TrimRight(o.Endpoint, "/"), key: o.APIKey, http: o.HTTPClient, backoff: o.Backoff},
+		c:        &client{base: strings.TrimRight(o.Endpoint, "/"), key: o.APIKey, http: hc, backoff: o.Backoff},
 		log:      o.Logger.With("provider", "lambda"),
 		watched:  make(map[string]provider.Instance),
 		stopping: make(map[string]bool),
@@ -323,8 +330,13 @@ func (p *Provider) grpcError(step string, err error) error {
 	return fmt.Errorf("lambda: %s: %w", step, err)
 }
 
-// Terminate stops an instance. One the API no longer knows, or knows as
-// terminated, is already gone.
+// Terminate stops an instance once the API shows it is this cluster's
+// node: tagged navarch-cluster with this cluster's name, and
+// navarch-node (or, without that tag, named) with inst's node id. The API
+// key reaches every instance of the account, so one that is not, such as
+// a recorded id that names another cluster's instance or one launched by
+// hand, is refused and left running. One the API no longer knows, or
+// knows as terminated, is already gone.
 func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error {
 	if inst.InstanceID == "" {
 		return nil
@@ -332,7 +344,31 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 	p.mu.Lock()
 	p.stopping[inst.InstanceID] = true
 	p.mu.Unlock()
-	err := p.c.terminate(ctx, inst.InstanceID)
+	forget := func() {
+		p.mu.Lock()
+		delete(p.stopping, inst.InstanceID)
+		p.mu.Unlock()
+	}
+	cur, err := p.c.instance(ctx, inst.InstanceID)
+	if ae, ok := asAPIError(err); ok && ae.notFound() {
+		return nil
+	}
+	if err != nil {
+		forget()
+		return p.grpcError("look up instance "+inst.InstanceID+" before terminating it", err)
+	}
+	if gone(cur.Status) {
+		return nil
+	}
+	if !p.ours(cur) || toInstance(cur).NodeID != inst.NodeID {
+		forget()
+		p.log.Warn("instance to terminate is not this cluster's node; left running", "node", inst.NodeID, "instance", inst.InstanceID,
+			provider.TagCluster, cur.tag(provider.TagCluster), provider.TagNode, cur.tag(provider.TagNode), "name", cur.Name)
+		return status.Errorf(codes.FailedPrecondition,
+			"lambda: instance %s is not node %s of cluster %s (it is tagged %s=%q, %s=%q, named %q); it is not terminated",
+			inst.InstanceID, inst.NodeID, p.o.Cluster, provider.TagCluster, cur.tag(provider.TagCluster), provider.TagNode, cur.tag(provider.TagNode), cur.Name)
+	}
+	err = p.c.terminate(ctx, inst.InstanceID)
 	if err == nil {
 		p.log.Info("instance terminated", "node", inst.NodeID, "instance", inst.InstanceID)
 		return nil
@@ -340,8 +376,8 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 	if ae, ok := asAPIError(err); ok && ae.notFound() {
 		return nil
 	}
-	// Lambda may refuse to stop an instance that is already stopping or
-	// stopped; ask how it stands.
+	// Lambda may refuse to stop an instance that stopped in the meantime;
+	// ask how it stands.
 	cur, gerr := p.c.instance(ctx, inst.InstanceID)
 	if gerr == nil && gone(cur.Status) {
 		return nil
@@ -349,9 +385,7 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 	if ae, ok := asAPIError(gerr); ok && ae.notFound() {
 		return nil
 	}
-	p.mu.Lock()
-	delete(p.stopping, inst.InstanceID)
-	p.mu.Unlock()
+	forget()
 	return p.grpcError("terminate "+inst.InstanceID, err)
 }
 

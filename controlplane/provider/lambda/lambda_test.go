@@ -391,17 +391,37 @@ func TestTerminate(t *testing.T) {
 		{
 			name:         "running",
 			setup:        func(f *fakeLambda) string { f.add(ourInstance("1", "n-1", "active")); return "1" },
-			wantRequests: []string{"POST /instance-operations/terminate"},
+			wantRequests: []string{"GET /instances/1", "POST /instance-operations/terminate"},
+		},
+		{
+			name: "named-for-the-node-without-its-tag",
+			setup: func(f *fakeLambda) string {
+				i := ourInstance("1", "n-1", "active")
+				i.Tags = i.Tags[:1]
+				f.add(i)
+				return "1"
+			},
+			wantRequests: []string{"GET /instances/1", "POST /instance-operations/terminate"},
 		},
 		{
 			name:         "unknown-to-lambda",
 			setup:        func(*fakeLambda) string { return "does-not-exist" },
-			wantRequests: []string{"POST /instance-operations/terminate"},
+			wantRequests: []string{"GET /instances/does-not-exist"},
 		},
 		{
 			name:         "already-terminated",
 			setup:        func(f *fakeLambda) string { f.add(ourInstance("1", "n-1", "terminated")); return "1" },
-			wantRequests: []string{"POST /instance-operations/terminate", "GET /instances/1"},
+			wantRequests: []string{"GET /instances/1"},
+		},
+		{
+			name: "another-clusters-terminated",
+			setup: func(f *fakeLambda) string {
+				i := ourInstance("1", "n-1", "terminated")
+				i.Tags[0].Value = "staging"
+				f.add(i)
+				return "1"
+			},
+			wantRequests: []string{"GET /instances/1"},
 		},
 		{
 			name:          "never-started",
@@ -425,6 +445,46 @@ func TestTerminate(t *testing.T) {
 			}
 			if id != "" && h.fake.status(id) != "" && h.fake.status(id) != "terminated" {
 				t.Errorf("status %q after Terminate", h.fake.status(id))
+			}
+		})
+	}
+}
+
+// TestTerminateRefusesWhatIsNotThisNode: a node whose recorded instance id
+// names an instance of the account that is not that node of this cluster
+// (the key reaches them all) must not stop it.
+func TestTerminateRefusesWhatIsNotThisNode(t *testing.T) {
+	tests := []struct {
+		name string
+		inst *fakeInstance
+	}{
+		{"another-clusters", func() *fakeInstance {
+			i := ourInstance("x", "n-1", "active")
+			i.Tags[0].Value = "staging"
+			return i
+		}()},
+		{"untagged", &fakeInstance{ID: "x", Name: "n-1", Status: "active", Region: fakeRegion{Name: "us-east-1"}}},
+		{"another-nodes", ourInstance("x", "n-2", "active")},
+		{"another-nodes-by-name", func() *fakeInstance {
+			i := ourInstance("x", "n-2", "booting")
+			i.Tags = i.Tags[:1]
+			return i
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.fake.add(tt.inst)
+			before := tt.inst.Status
+			err := h.prov.Terminate(t.Context(), provider.Instance{NodeID: "n-1", InstanceID: "x"})
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "instance x is not node n-1 of cluster prod") {
+				t.Fatalf("err = %v, want FailedPrecondition naming the instance", err)
+			}
+			if n := h.fake.count("POST /instance-operations/terminate"); n != 0 {
+				t.Errorf("%d terminate requests, want none", n)
+			}
+			if got := h.fake.status("x"); got != before {
+				t.Errorf("status %q after a refused Terminate, want %q", got, before)
 			}
 		})
 	}
