@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -85,7 +84,13 @@ type Pools struct {
 	clock     clockwork.Clock
 	log       *slog.Logger
 
-	mu    sync.Mutex // guards pools and each pool's durable record
+	// passMu serialises passes: a pass reads the nodes after the one
+	// before it has acted on them.
+	passMu sync.Mutex
+	// mu guards pools and each pool's durable record, and is held while
+	// a pool is sent to watchers, so that they get its versions in order
+	// and nothing of it after its removal.
+	mu    sync.Mutex
 	pools map[string]*poolState
 	wg    sync.WaitGroup
 	// kick asks Run for a pass now: a pool was scaled or changed.
@@ -100,7 +105,8 @@ type poolState struct {
 	// OFFLINE, as the passes saw it; a restart starts the grace again.
 	bad  map[string]time.Time
 	util autoscale.Window
-	// launching is set while a launch for the pool is under way.
+	// launching is set while a launch for the pool is under way; only
+	// that launch clears it.
 	launching bool
 	// retryAt holds the pool's launches back after one failed.
 	retryAt time.Time
@@ -112,9 +118,9 @@ type poolState struct {
 }
 
 // New loads the pools: those of the configuration file, with the wanted
-// size the store kept for them, and those made through the API. A stored
-// pool that the configuration file used to define, and no longer does, is
-// dropped.
+// size the store kept for them, and those made through the API, and sends
+// them to watchers. A stored pool that the configuration file used to
+// define, and no longer does, is dropped.
 func New(ctx context.Context, o Options) (*Pools, error) {
 	if o.Fleet == nil || o.Store == nil {
 		return nil, errors.New("pools need a fleet and a store")
@@ -141,11 +147,14 @@ func New(ctx context.Context, o Options) (*Pools, error) {
 	for _, c := range o.Config {
 		p := proto.CloneOf(c)
 		p.FromConfig = true
-		p.Wanted = clamp(p.GetSpec().GetMin(), p.GetSpec())
+		p.Wanted, p.WantedBy = clamp(p.GetSpec().GetMin(), p.GetSpec()), ByReconciler
 		if old := stored[p.GetName()]; old != nil {
-			p.Wanted = clamp(old.GetWanted(), p.GetSpec())
+			p.Wanted, p.WantedBy, p.WantedChangedAt = old.GetWanted(), old.GetWantedBy(), old.GetWantedChangedAt()
 			p.Decisions = old.GetDecisions()
-			p.WantedChangedAt = old.GetWantedChangedAt()
+			if w := clamp(old.GetWanted(), p.GetSpec()); w != p.Wanted {
+				// The file's min or max moved it.
+				p.Wanted, p.WantedBy, p.WantedChangedAt = w, ByReconciler, timestamppb.New(o.Clock.Now())
+			}
 		}
 		if !proto.Equal(p, stored[p.GetName()]) {
 			w.Pools = append(w.Pools, p)
@@ -164,10 +173,16 @@ func New(ctx context.Context, o Options) (*Pools, error) {
 	if err := o.Store.Apply(ctx, w); err != nil {
 		return nil, fmt.Errorf("save pools: %w", err)
 	}
+	nodes := o.Fleet.PoolNodes()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	for _, st := range ps.pools {
 		if err := ps.check(st.p.GetName(), st.p.GetSpec()); err != nil {
 			ps.log.Warn("pool refers to what this control plane lacks; it starts nothing until fixed", "pool", st.p.GetName(), "err", err)
 		}
+		// Watchers see the pools before the first pass, which waits for
+		// the providers' lists.
+		ps.publish(st, nodes[st.p.GetName()])
 	}
 	return ps, nil
 }
@@ -223,34 +238,31 @@ func (ps *Pools) view(st *poolState, nodes []*fleetv1.Node) *fleetv1.Pool {
 
 // Scale sets a pool's wanted size.
 func (ps *Pools) Scale(ctx context.Context, name string, wanted uint32, reason, by string) (*fleetv1.Pool, error) {
+	nodes := ps.fleet.PoolNodes()[name]
 	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	st := ps.pools[name]
 	if st == nil {
-		ps.mu.Unlock()
 		return nil, status.Errorf(codes.NotFound, "name: no pool %q", name)
 	}
 	spec := st.p.GetSpec()
 	if wanted < spec.GetMin() || wanted > spec.GetMax() {
-		ps.mu.Unlock()
 		return nil, apierr.Invalid("wanted", "%d is outside the pool's min %d and max %d", wanted, spec.GetMin(), spec.GetMax())
 	}
 	from := st.p.GetWanted()
 	if from == wanted {
-		ps.mu.Unlock()
-		return ps.get(name), nil
+		return ps.view(st, nodes), nil
 	}
 	why := fmt.Sprintf("scaled from %d to %d", from, wanted)
 	if reason != "" {
 		why += ": " + reason
 	}
-	err := ps.setWanted(ctx, st, wanted, decision(ps.clock.Now(), fleetv1.PoolAction_POOL_ACTION_SCALE, why, by))
-	ps.mu.Unlock()
-	if err != nil {
+	if err := ps.setWanted(ctx, st, wanted, decision(ps.clock.Now(), fleetv1.PoolAction_POOL_ACTION_SCALE, why, by)); err != nil {
 		return nil, err
 	}
-	ps.publish(name)
+	ps.publish(st, nodes)
 	ps.poke()
-	return ps.get(name), nil
+	return ps.view(st, nodes), nil
 }
 
 // poke asks Run for a pass now.
@@ -261,29 +273,34 @@ func (ps *Pools) poke() {
 	}
 }
 
-// Put creates a pool, or replaces the spec of one the API made.
+// Put creates a pool, or replaces the spec of one the API made. A
+// replaced spec changes the wanted size only where its min or max moves
+// it.
 func (ps *Pools) Put(ctx context.Context, name string, spec *fleetv1.PoolSpec, by string) (*fleetv1.Pool, bool, error) {
 	if err := ps.check(name, spec); err != nil {
 		return nil, false, err
 	}
+	nodes := ps.fleet.PoolNodes()[name]
 	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	st := ps.pools[name]
 	if st != nil && st.p.GetFromConfig() {
-		ps.mu.Unlock()
 		return nil, false, status.Errorf(codes.FailedPrecondition, "name: pool %q is defined in the configuration file; change it there", name)
 	}
 	now := ps.clock.Now()
-	p := &fleetv1.Pool{Name: name, Spec: proto.CloneOf(spec), Wanted: spec.GetMin(), WantedChangedAt: timestamppb.New(now)}
+	p := &fleetv1.Pool{Name: name, Spec: proto.CloneOf(spec), Wanted: spec.GetMin(), WantedBy: by, WantedChangedAt: timestamppb.New(now)}
 	what := fmt.Sprintf("pool created with min %d, max %d", spec.GetMin(), spec.GetMax())
 	if st != nil {
-		p.Wanted = clamp(st.p.GetWanted(), spec)
-		p.WantedChangedAt = st.p.GetWantedChangedAt()
+		p.Wanted, p.WantedBy, p.WantedChangedAt = st.p.GetWanted(), st.p.GetWantedBy(), st.p.GetWantedChangedAt()
 		p.Decisions = st.p.GetDecisions()
 		what = fmt.Sprintf("pool spec replaced: min %d, max %d", spec.GetMin(), spec.GetMax())
+		if w := clamp(p.GetWanted(), spec); w != p.GetWanted() {
+			what += fmt.Sprintf("; wanted %d → %d", p.GetWanted(), w)
+			p.Wanted, p.WantedBy, p.WantedChangedAt = w, by, timestamppb.New(now)
+		}
 	}
-	addDecision(p, decision(now, fleetv1.PoolAction_POOL_ACTION_SCALE, what, by))
+	addDecision(p, decision(now, fleetv1.PoolAction_POOL_ACTION_SPEC, what, by))
 	if err := ps.store.Apply(ctx, store.Write{Pools: []*fleetv1.Pool{p}}); err != nil {
-		ps.mu.Unlock()
 		ps.log.Error("store write failed", "pool", name, "err", err)
 		return nil, false, apierr.NotSaved()
 	}
@@ -293,10 +310,9 @@ func (ps *Pools) Put(ctx context.Context, name string, spec *fleetv1.PoolSpec, b
 		ps.pools[name] = st
 	}
 	st.p = p
-	ps.mu.Unlock()
-	ps.publish(name)
+	ps.publish(st, nodes)
 	ps.poke()
-	return ps.get(name), created, nil
+	return ps.view(st, nodes), created, nil
 }
 
 // Delete forgets a pool the API made; its nodes stay.
@@ -317,39 +333,21 @@ func (ps *Pools) Delete(ctx context.Context, name string) error {
 		return apierr.NotSaved()
 	}
 	delete(ps.pools, name)
-	ps.mu.Unlock()
 	ps.fleet.RemovePool(name)
+	ps.mu.Unlock()
 	return nil
 }
 
-// get returns a pool with its status, or nil.
-func (ps *Pools) get(name string) *fleetv1.Pool {
-	nodes := ps.fleet.PoolNodes()[name]
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	st := ps.pools[name]
-	if st == nil {
-		return nil
-	}
-	return ps.view(st, nodes)
-}
-
-// publish sends a pool to watchers when it changed since last sent.
-func (ps *Pools) publish(name string) {
-	nodes := ps.fleet.PoolNodes()[name]
-	ps.mu.Lock()
-	st := ps.pools[name]
-	if st == nil {
-		ps.mu.Unlock()
-		return
-	}
+// publish sends a pool, with the status of nodes, to watchers when it
+// changed since last sent. ps.mu is held: the hub never calls into the
+// pools, and a view sent under the lock is never overtaken by an older
+// one, nor sent after the pool's removal.
+func (ps *Pools) publish(st *poolState, nodes []*fleetv1.Node) {
 	v := ps.view(st, nodes)
 	if proto.Equal(v, st.shown) {
-		ps.mu.Unlock()
 		return
 	}
 	st.shown = v
-	ps.mu.Unlock()
 	ps.fleet.PublishPool(v)
 }
 
@@ -367,12 +365,11 @@ func addDecision(p *fleetv1.Pool, d *fleetv1.PoolDecision) {
 	}
 }
 
-// setWanted changes a pool's wanted size, saves it with the decision and
-// audits it. ps.mu is held.
+// setWanted changes a pool's wanted size in the name of the decision's
+// maker, saves it with the decision and audits it. ps.mu is held.
 func (ps *Pools) setWanted(ctx context.Context, st *poolState, wanted uint32, d *fleetv1.PoolDecision) error {
 	p := proto.CloneOf(st.p)
-	p.Wanted = wanted
-	p.WantedChangedAt = d.GetAt()
+	p.Wanted, p.WantedBy, p.WantedChangedAt = wanted, d.GetBy(), d.GetAt()
 	addDecision(p, d)
 	if err := ps.store.Apply(ctx, store.Write{Pools: []*fleetv1.Pool{p}}); err != nil {
 		ps.log.Error("store write failed", "pool", p.GetName(), "err", err)
@@ -413,6 +410,3 @@ func (ps *Pools) audit(ctx context.Context, pool string, d *fleetv1.PoolDecision
 	}
 	ps.log.Info("pool decision", "pool", pool, "action", name, "by", d.GetBy(), "reason", d.GetReason())
 }
-
-// labels are the labels of a pool's nodes.
-func labels(p *fleetv1.Pool) map[string]string { return maps.Clone(p.GetSpec().GetLabels()) }
