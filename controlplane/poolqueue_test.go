@@ -39,10 +39,13 @@ func TestPoolScalesOnSlurmQueue(t *testing.T) {
 	running := c.Sbatch(t, "--exclusive", slurmtest.SleepScript(120))
 	testutil.EventuallyWithin(t, 30*time.Second, "job "+running+" RUNNING", func() bool { return c.JobState(t, running) == "RUNNING" })
 	c.Sbatch(t, slurmtest.SleepScript(60))
-	testutil.EventuallyWithin(t, 30*time.Second, "the pool grown for the waiting job", func() bool {
-		h.pass()
-		return h.pool("hpc").GetWanted() == 2
-	})
+	grown := func() bool { h.pass(); return h.pool("hpc").GetWanted() == 2 }
+	for deadline := time.Now().Add(30 * time.Second); !grown(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool did not grow for the waiting job; decisions %v; the queue:\n%s", h.pool("hpc").GetDecisions(),
+				c.Run(t, "squeue", "--array", "--noconvert", "--Format=JobID:0|,Partition:0|,State:0|,NumNodes:0|,EligibleTime:0|,Dependency:0|,Reason:0"))
+		}
+	}
 	if !hasDecision(h.pool("hpc"), fleetv1.PoolAction_POOL_ACTION_SCALE, "pending job") {
 		t.Fatalf("decisions %v", h.pool("hpc").GetDecisions())
 	}

@@ -108,6 +108,10 @@ type poolState struct {
 	// launching is set while a launch for the pool is under way; only
 	// that launch clears it.
 	launching bool
+	// launches counts the launches that ended: a pass whose nodes were
+	// read before one ended does not see what it started, and launches
+	// nothing.
+	launches uint64
 	// retryAt holds the pool's launches back after one failed.
 	retryAt time.Time
 	backoff time.Duration

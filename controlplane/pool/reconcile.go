@@ -45,16 +45,19 @@ func (ps *Pools) Pass(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	ps.mu.Lock()
+	launches := make(map[string]uint64, len(ps.pools))
+	for name, st := range ps.pools {
+		launches[name] = st.launches
+	}
+	ps.mu.Unlock()
 	nodes := ps.fleet.PoolNodes()
 	open := ps.fleet.BreakerOpen()
-	ps.mu.Lock()
-	names := slices.Sorted(maps.Keys(ps.pools))
-	ps.mu.Unlock()
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(launches)) {
 		if ctx.Err() != nil {
 			return
 		}
-		ps.reconcile(ctx, name, nodes[name], queues[name], open)
+		ps.reconcile(ctx, name, nodes[name], queues[name], open, launches[name])
 	}
 }
 
@@ -98,7 +101,7 @@ func (ps *Pools) readQueue(ctx context.Context, pool, partition string) (in auto
 }
 
 // reconcile runs one pass over one pool, and sends it to watchers.
-func (ps *Pools) reconcile(ctx context.Context, name string, nodes []*fleetv1.Node, in autoscale.Inputs, breakerOpen bool) {
+func (ps *Pools) reconcile(ctx context.Context, name string, nodes []*fleetv1.Node, in autoscale.Inputs, breakerOpen bool, launches uint64) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	st := ps.pools[name]
@@ -129,7 +132,7 @@ func (ps *Pools) reconcile(ctx context.Context, name string, nodes []*fleetv1.No
 	waits := ps.replace(ctx, st, c, due, now, removed)
 	live := len(c.live) - len(removed)
 	switch {
-	case live < wanted && !st.launching && !now.Before(st.retryAt):
+	case live < wanted && !st.launching && st.launches == launches && !now.Before(st.retryAt):
 		st.launching = true
 		ps.wg.Add(1)
 		go ps.launch(ctx, st, name, proto.CloneOf(spec), min(wanted-live, maxLaunch), wanted)
@@ -225,6 +228,7 @@ func (ps *Pools) launch(ctx context.Context, st *poolState, name string, spec *f
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	st.launching = false
+	st.launches++
 	if ps.pools[name] != st {
 		return
 	}
