@@ -287,7 +287,7 @@ func TestScaleAsksThenCallsScalePool(t *testing.T) {
 }
 
 // TestPowerCycleAsksForOneNode: P asks about the node under the cursor, in
-// the fleet, node and pool views, saying whether its agent is ONLINE; y
+// the fleet, node and pool views, saying whether its agent is OFFLINE; y
 // calls PowerCycleNode, with force only when it was asked for. Several
 // marked nodes are refused.
 func TestPowerCycleAsksForOneNode(t *testing.T) {
@@ -297,7 +297,7 @@ func TestPowerCycleAsksForOneNode(t *testing.T) {
 		question string
 		want     *controlplanev1.PowerCycleNodeRequest
 	}{
-		{"fleet-online", keysOf("P", "enter"), "Power-cycle gpu-a01? Its provider switches the machine off and on again; whatever runs on it dies. Its agent is ONLINE, so the control plane refuses unless forced.",
+		{"fleet-online", keysOf("P", "enter"), "Power-cycle gpu-a01? Its provider switches the machine off and on again; whatever runs on it dies. Its agent is ONLINE, not OFFLINE, so the control plane refuses unless forced.",
 			&controlplanev1.PowerCycleNodeRequest{NodeId: "gpu-a01", Reason: "power cycle from the console"}},
 		{"fleet-forced", append(keysOf("P"), append(typed("bmc hung"), keysOf("tab", "space", "enter")...)...), "Its agent is ONLINE: forced, the machine is cycled all the same.",
 			&controlplanev1.PowerCycleNodeRequest{NodeId: "gpu-a01", Reason: "bmc hung", Force: true}},

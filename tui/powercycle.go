@@ -13,9 +13,10 @@ import (
 
 // A power cycle switches a node's machine off and on through its provider
 // (the BMC of a bare-metal machine), for a node whose agent went silent
-// and so can be asked for nothing. The control plane refuses it for a
-// node whose agent is ONLINE unless forced, and for a node whose provider
-// cannot; its refusal shows in the status line.
+// and so can be asked for nothing. The control plane refuses it, unless
+// forced, for a node whose agent is not OFFLINE and that is not still
+// PROVISIONING, and always for a node whose provider cannot; its refusal
+// shows in the status line.
 
 // powerCycleDialog collects a power cycle's reason and force, then asks
 // for confirmation.
@@ -27,7 +28,7 @@ type powerCycleDialog struct {
 func newPowerCycleDialog(d *deps, node string) *powerCycleDialog {
 	f := newForm(d, "Power-cycle "+node)
 	f.addInput("Reason", "", "why (shown to other operators)")
-	f.addToggle("Force if online", false)
+	f.addToggle("Force unless offline", false)
 	return &powerCycleDialog{form: f, node: node}
 }
 
@@ -46,12 +47,13 @@ func (pd *powerCycleDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
 func powerCycleQuestion(d *deps, node string, force bool) string {
 	q := fmt.Sprintf("Power-cycle %s? Its provider switches the machine off and on again; whatever runs on it dies.", node)
 	r, ok := d.fleet.rows[node]
+	silent := r != nil && (r.reach == fleetv1.Reachability_REACHABILITY_OFFLINE || r.lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISIONING)
 	switch {
 	case !ok:
-	case r.reach == fleetv1.Reachability_REACHABILITY_ONLINE && force:
-		q += " Its agent is ONLINE: forced, the machine is cycled all the same."
-	case r.reach == fleetv1.Reachability_REACHABILITY_ONLINE:
-		q += " Its agent is ONLINE, so the control plane refuses unless forced."
+	case !silent && force:
+		q += fmt.Sprintf(" Its agent is %s: forced, the machine is cycled all the same.", display.Reachability(r.reach))
+	case !silent:
+		q += fmt.Sprintf(" Its agent is %s, not OFFLINE, so the control plane refuses unless forced.", display.Reachability(r.reach))
 	default:
 		q += fmt.Sprintf(" Its agent is %s.", display.Reachability(r.reach))
 	}

@@ -244,8 +244,9 @@ func (f *Fleet) notice(ctx context.Context, providerName string, no provider.Not
 	}
 }
 
-// PowerCycle power-cycles the machine of a node whose agent went silent,
-// through its provider.
+// PowerCycle power-cycles the machine of a node whose agent went silent
+// (OFFLINE), or never came up (PROVISIONING), through its provider; any
+// other needs force.
 func (f *Fleet) PowerCycle(ctx context.Context, id, reason string, force bool) (*fleetv1.Node, error) {
 	ns := f.get(id)
 	if ns == nil {
@@ -263,7 +264,9 @@ func (f *Fleet) PowerCycle(ctx context.Context, id, reason string, force bool) (
 		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q is %s", id, display.Lifecycle(n.GetLifecycle()))
 	case n.GetLifecycle() == provisionFailed:
 		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q failed to provision; terminate it instead", id)
-	case ns.reachability() != fleetv1.Reachability_REACHABILITY_OFFLINE && !force:
+	case ns.reachability() != fleetv1.Reachability_REACHABILITY_OFFLINE && n.GetLifecycle() != provisioning && !force:
+		// UNKNOWN (not heard from since a restart) and STALE agents may
+		// well be running work.
 		return nil, status.Errorf(codes.FailedPrecondition, "node_id: node %q's agent is %s, not OFFLINE: it may be running work; power-cycle it with force, or drain and reboot it instead",
 			id, display.Reachability(ns.reachability()))
 	}

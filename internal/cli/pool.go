@@ -357,7 +357,7 @@ func deletePool(ctx context.Context, cf *connFlags, args []string, env Env) erro
 func runPowerCycle(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	fs := flagSet("power-cycle", cf)
 	reason := fs.String("reason", "", "`TEXT` why; recorded in the audit log")
-	force := fs.Bool("force", false, "power-cycle a node whose agent is still ONLINE; whatever runs on it dies")
+	force := fs.Bool("force", false, "power-cycle a node whose agent is not OFFLINE; whatever runs on it dies")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -269,7 +269,7 @@ func TestPoolCommands(t *testing.T) {
 		{"put-creates", []string{"pool", "put", "batch", "-f", spec}, ExitOK, regexp.MustCompile(`^pool batch created: wanted 0 \(min 0, max 3\)\n$`), ""},
 		{"put-replaces", []string{"pool", "put", "batch", "-f", spec}, ExitOK, regexp.MustCompile(`^pool batch updated: wanted 0 \(min 0, max 3\)\n$`), ""},
 		{"get-pools", []string{"get", "pools"}, ExitOK,
-			regexp.MustCompile(`(?m)^NAME\s+PROVIDERS\s+SIZE\s+WANTED\s+MIN\s+MAX\s+PROVISIONING\s+UNHEALTHY\s+AUTOSCALE\s+LAST-DECISION\nbatch\s+test\s+0\s+0\s+0\s+3\s+0\s+0\s+off\s+scale \S+ ago: pool spec replaced`), ""},
+			regexp.MustCompile(`(?m)^NAME\s+PROVIDERS\s+SIZE\s+WANTED\s+MIN\s+MAX\s+PROVISIONING\s+UNHEALTHY\s+AUTOSCALE\s+LAST-DECISION\nbatch\s+test\s+0\s+0\s+0\s+3\s+0\s+0\s+off\s+spec \S+ ago: pool spec replaced`), ""},
 		{"get-pool", []string{"get", "pool", "batch"}, ExitOK,
 			regexp.MustCompile(`(?ms)^Pool:\s+batch$.*^Defined in:\s+the API.*^Labels:\s+team=ml$.*^Replace:\s+off$.*^Decisions \(newest first\):`), ""},
 		{"scale", []string{"pool", "scale", "batch", "--to", "2", "--reason", "nightly run"}, ExitOK,
@@ -325,7 +325,7 @@ func writeSpec(t *testing.T, text string) string {
 	return p
 }
 
-// TestPowerCycle: a node whose agent is not ONLINE is power-cycled
+// TestPowerCycle: a node whose agent never came up is power-cycled
 // through its provider; an ONLINE one only with --force; an unknown node
 // and a node whose provider cannot are refused with their codes.
 func TestPowerCycle(t *testing.T) {
@@ -349,9 +349,9 @@ func TestPowerCycle(t *testing.T) {
 		err  string
 	}{
 		{"silent", []string{"power-cycle", silent, "--reason", "hung"}, ExitOK, silent + ": power cycle asked of its provider; it is PROVISIONING", ""},
-		{"online", []string{"power-cycle", online}, ExitRefused, "", "agent is ONLINE; power-cycle it with force"},
+		{"online", []string{"power-cycle", online}, ExitRefused, "", "agent is ONLINE, not OFFLINE: it may be running work; power-cycle it with force"},
 		{"online-forced", []string{"power-cycle", online, "--force"}, ExitOK, online + ": power cycle asked of its provider; it is ACTIVE, ONLINE", ""},
-		{"unknown", []string{"power-cycle", "nope"}, ExitNotFound, "", `no node "nope"`},
+		{"unknown", []string{"power-cycle", "nope"}, ExitNotFound, "", "nope: no such node"},
 		{"no-power-cycler", []string{"power-cycle", "gpu-9", "--force"}, ExitRefused, "", "cannot power-cycle machines"},
 		{"bad-id", []string{"power-cycle", "bad/id"}, ExitRefused, "", "node_id"},
 	}

@@ -57,7 +57,7 @@ var commands = []command{
 		synopsis: "ID [--reason TEXT] [--force] [--wait DURATION]"},
 	{name: "reset-identity", summary: "forget a node's agent key, so a machine with a join token may join as it",
 		synopsis: "ID"},
-	{name: "power-cycle", summary: "switch a silent node's machine off and on through its provider; --force if its agent is ONLINE",
+	{name: "power-cycle", summary: "switch a silent node's machine off and on through its provider; --force unless its agent is OFFLINE or never came up",
 		synopsis: "ID [--reason TEXT] [--force]"},
 	{name: "provision", summary: "start new nodes through a provider",
 		synopsis: "--count N [--provider NAME] [--gpus N] [--instance-type TYPE] [-l KEY=VALUE]... [--sim-fault SPEC]... [--chaos DURATION] [-o table|json]"},
