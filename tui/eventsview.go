@@ -70,7 +70,7 @@ func (v *eventsView) onKey(k tea.KeyPressMsg) {
 	keys := &v.keys
 	switch {
 	case key.Matches(k, keys.ReadOnly):
-		v.d.send(statusLineMsg{text: v.d.refusal(), err: true})
+		v.d.refuse()
 	case key.Matches(k, keys.Back):
 		if v.filter.text != "" {
 			v.setFilter("")
@@ -197,27 +197,14 @@ func (v *eventsView) current() *fleetv1.HealthEvent {
 }
 
 func (v *eventsView) move(k tea.KeyPressMsg) bool {
-	keys := &v.keys
 	evs := v.shown()
 	v.follow(evs)
-	switch {
-	case key.Matches(k, keys.Up):
-		v.cursor--
-	case key.Matches(k, keys.Down):
-		v.cursor++
-	case key.Matches(k, keys.PageUp):
-		v.cursor -= v.height
-	case key.Matches(k, keys.PageDown):
-		v.cursor += v.height
-	case key.Matches(k, keys.Top):
-		v.cursor = 0
-	case key.Matches(k, keys.Bottom):
-		v.cursor = len(evs) - 1
-	default:
+	next, ok := v.keys.move(k, v.cursor, v.height, len(evs))
+	if !ok {
 		return false
 	}
 	v.moved = true
-	v.cursor = max(0, min(v.cursor, len(evs)-1))
+	v.cursor = next
 	v.remember(evs)
 	return true
 }

@@ -81,7 +81,7 @@ func (t *fleetView) onKey(k tea.KeyPressMsg) tea.Cmd {
 	keys := &t.keys
 	switch {
 	case key.Matches(k, keys.ReadOnly):
-		t.d.send(statusLineMsg{text: t.d.refusal(), err: true})
+		t.d.refuse()
 	case t.move(k):
 	case key.Matches(k, keys.Back):
 		if len(t.marks) > 0 {
@@ -173,26 +173,12 @@ func (t *fleetView) keepCursor() {
 
 // move handles navigation keys and reports whether k was one.
 func (t *fleetView) move(k tea.KeyPressMsg) bool {
-	keys := &t.keys
-	n := len(t.f.shown)
-	switch {
-	case key.Matches(k, keys.Up):
-		t.cursor--
-	case key.Matches(k, keys.Down):
-		t.cursor++
-	case key.Matches(k, keys.PageUp):
-		t.cursor -= max(1, t.height-1)
-	case key.Matches(k, keys.PageDown):
-		t.cursor += max(1, t.height-1)
-	case key.Matches(k, keys.Top):
-		t.cursor = 0
-	case key.Matches(k, keys.Bottom):
-		t.cursor = n - 1
-	default:
+	next, ok := t.keys.move(k, t.cursor, max(1, t.height-1), len(t.f.shown))
+	if !ok {
 		return false
 	}
 	t.moved = true
-	t.cursor = max(0, min(t.cursor, n-1))
+	t.cursor = next
 	if r := t.current(); r != nil {
 		t.selected = r.id
 	}
@@ -302,14 +288,7 @@ func (t *fleetView) View() string {
 		}
 		return t.headerLine(fitColumns(width, 12, 8, 0)) + "\n" + th.Muted.Render(msg)
 	}
-	// Keep the cursor in the window.
-	if t.cursor < t.offset {
-		t.offset = t.cursor
-	}
-	if t.cursor >= t.offset+t.height {
-		t.offset = t.cursor - t.height + 1
-	}
-	t.offset = max(0, min(t.offset, len(t.f.shown)-t.height))
+	t.offset = windowStart(t.cursor, t.offset, t.height, len(t.f.shown))
 	end := min(t.offset+t.height, len(t.f.shown))
 	window := t.f.shown[t.offset:end]
 	l := fitWindow(width, window, true)

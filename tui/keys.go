@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
 )
 
 // The console's keys follow k9s. Each view declares the keys it acts on in
@@ -67,6 +68,29 @@ func newNavKeys() navKeys {
 // bindings are the keys in the order help lists them.
 func (n navKeys) bindings() []key.Binding {
 	return []key.Binding{n.Up, n.Down, n.PageUp, n.PageDown, n.Top, n.Bottom}
+}
+
+// move is where the navigation key k takes a cursor at cursor over rows
+// rows, page rows a page, kept within the rows; ok is false when k is no
+// navigation key. Every list view and the node view's scrolling move so.
+func (n *navKeys) move(k tea.KeyPressMsg, cursor, page, rows int) (next int, ok bool) {
+	switch {
+	case key.Matches(k, n.Up):
+		cursor--
+	case key.Matches(k, n.Down):
+		cursor++
+	case key.Matches(k, n.PageUp):
+		cursor -= page
+	case key.Matches(k, n.PageDown):
+		cursor += page
+	case key.Matches(k, n.Top):
+		cursor = 0
+	case key.Matches(k, n.Bottom):
+		cursor = rows - 1
+	default:
+		return cursor, false
+	}
+	return max(0, min(cursor, rows-1)), true
 }
 
 // The keys the list views share.

@@ -36,6 +36,19 @@ func padLeft(s string, width int) string {
 	return strings.Repeat(" ", width-w) + s
 }
 
+// windowStart is the first of rows rows to draw, height at a time, so
+// that the cursor stays in sight: the window moves only as far as it must,
+// and never past the last row.
+func windowStart(cursor, offset, height, rows int) int {
+	if cursor < offset {
+		offset = cursor
+	}
+	if cursor >= offset+height {
+		offset = cursor - height + 1
+	}
+	return max(0, min(offset, rows-height))
+}
+
 // fit makes s exactly height lines of at most width cells each.
 func fit(s string, width, height int) string {
 	lines := strings.Split(s, "\n")

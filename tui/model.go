@@ -81,13 +81,13 @@ func (d *deps) readOnly() bool {
 	return d.readOnlyFlag || d.caller.GetRole() == controlplanev1.Role_ROLE_VIEWER
 }
 
-// refusal is what the status line says when a read-only console is asked
-// to act.
-func (d *deps) refusal() string {
+// refuse says on the status line why a read-only console does not act.
+func (d *deps) refuse() {
+	text := "read-only: actions are disabled"
 	if d.caller.GetRole() == controlplanev1.Role_ROLE_VIEWER {
-		return "read-only: this token's role is viewer; actions need an operator token"
+		text = "read-only: this token's role is viewer; actions need an operator token"
 	}
-	return "read-only: actions are disabled"
+	d.send(statusLineMsg{text: text, err: true})
 }
 
 // conn is the stream's state, shown in the header and the banner.

@@ -102,7 +102,7 @@ func (v *nodeView) Update(msg tea.Msg) tea.Cmd {
 func (v *nodeView) onKey(k tea.KeyPressMsg) tea.Cmd {
 	switch {
 	case key.Matches(k, v.keys.ReadOnly):
-		v.d.send(statusLineMsg{text: v.d.refusal(), err: true})
+		v.d.refuse()
 	case key.Matches(k, v.keys.Back):
 		v.d.send(backMsg{})
 	case key.Matches(k, v.keys.ResetGPU, v.keys.Reboot):
@@ -212,29 +212,14 @@ func appendCapped(s []uint32, v uint32) []uint32 {
 	return s
 }
 
+// scroll moves the first line shown; past the end it stops at the last
+// page (as of the last render), so that the way back up starts at once.
 func (v *nodeView) scroll(k tea.KeyPressMsg) bool {
-	keys := &v.keys
-	page := max(1, v.room-1)
-	switch {
-	case key.Matches(k, keys.Down):
-		v.scrollPos++
-	case key.Matches(k, keys.Up):
-		v.scrollPos = max(0, v.scrollPos-1)
-	case key.Matches(k, keys.PageDown):
-		v.scrollPos += page
-	case key.Matches(k, keys.PageUp):
-		v.scrollPos = max(0, v.scrollPos-page)
-	case key.Matches(k, keys.Top):
-		v.scrollPos = 0
-	case key.Matches(k, keys.Bottom):
-		v.scrollPos = v.maxScroll
-	default:
-		return false
+	next, ok := v.keys.move(k, v.scrollPos, max(1, v.room-1), v.maxScroll+1)
+	if ok {
+		v.scrollPos = next
 	}
-	// Past the end it stops at the last page (as of the last render), so
-	// that the way back up starts at once.
-	v.scrollPos = min(v.scrollPos, v.maxScroll)
-	return true
+	return ok
 }
 
 func (v *nodeView) View() string {

@@ -66,7 +66,7 @@ func (v *poolsView) onKey(k tea.KeyPressMsg) {
 	keys := &v.keys
 	switch {
 	case key.Matches(k, keys.ReadOnly):
-		v.d.send(statusLineMsg{text: v.d.refusal(), err: true})
+		v.d.refuse()
 	case key.Matches(k, keys.Back):
 		v.d.send(showViewMsg{name: fleetViewName})
 	case v.move(k):
@@ -131,25 +131,12 @@ func (v *poolsView) clamp() {
 }
 
 func (v *poolsView) move(k tea.KeyPressMsg) bool {
-	keys := &v.keys
-	switch {
-	case key.Matches(k, keys.Up):
-		v.cursor--
-	case key.Matches(k, keys.Down):
-		v.cursor++
-	case key.Matches(k, keys.PageUp):
-		v.cursor -= max(1, v.height-1)
-	case key.Matches(k, keys.PageDown):
-		v.cursor += max(1, v.height-1)
-	case key.Matches(k, keys.Top):
-		v.cursor = 0
-	case key.Matches(k, keys.Bottom):
-		v.cursor = len(v.f.poolNames) - 1
-	default:
-		return false
+	next, ok := v.keys.move(k, v.cursor, max(1, v.height-1), len(v.f.poolNames))
+	if ok {
+		v.cursor = next
+		v.clamp()
 	}
-	v.clamp()
-	return true
+	return ok
 }
 
 // The pools table's columns.
@@ -241,13 +228,7 @@ func (v *poolsView) View() string {
 			th.Muted.Render("no pools: a pool is defined in the control plane's configuration, or with navarch pool put NAME -f FILE")
 	}
 	v.clamp()
-	if v.cursor < v.offset {
-		v.offset = v.cursor
-	}
-	if v.cursor >= v.offset+v.height {
-		v.offset = v.cursor - v.height + 1
-	}
-	v.offset = max(0, min(v.offset, len(names)-v.height))
+	v.offset = windowStart(v.cursor, v.offset, v.height, len(names))
 	window := names[v.offset:min(v.offset+v.height, len(names))]
 	now := v.d.now()
 	rows := make([][numPoolColumns]string, len(window))

@@ -119,7 +119,7 @@ func (v *poolView) onKey(k tea.KeyPressMsg) tea.Cmd {
 	keys := &v.keys
 	switch {
 	case key.Matches(k, keys.ReadOnly):
-		v.d.send(statusLineMsg{text: v.d.refusal(), err: true})
+		v.d.refuse()
 	case key.Matches(k, keys.Back):
 		v.d.send(showViewMsg{name: poolsViewName})
 	case v.move(k):
@@ -141,25 +141,12 @@ func (v *poolView) onKey(k tea.KeyPressMsg) tea.Cmd {
 }
 
 func (v *poolView) move(k tea.KeyPressMsg) bool {
-	keys := &v.keys
-	switch {
-	case key.Matches(k, keys.Up):
-		v.cursor--
-	case key.Matches(k, keys.Down):
-		v.cursor++
-	case key.Matches(k, keys.PageUp):
-		v.cursor -= max(1, v.nodeRoom-1)
-	case key.Matches(k, keys.PageDown):
-		v.cursor += max(1, v.nodeRoom-1)
-	case key.Matches(k, keys.Top):
-		v.cursor = 0
-	case key.Matches(k, keys.Bottom):
-		v.cursor = len(v.rows) - 1
-	default:
-		return false
+	next, ok := v.keys.move(k, v.cursor, max(1, v.nodeRoom-1), len(v.rows))
+	if ok {
+		v.cursor = next
+		v.clamp()
 	}
-	v.clamp()
-	return true
+	return ok
 }
 
 func (v *poolView) SetSize(width, height int) { v.width, v.height = width, height }
@@ -273,13 +260,7 @@ func (v *poolView) nodeLines(now time.Time) []string {
 	if len(v.rows) == 0 {
 		return []string{headerLine(t, fitColumns(v.width, 12, 8, 0), colNode, false), t.Muted.Render("  no nodes in this pool yet")}
 	}
-	if v.cursor < v.offset {
-		v.offset = v.cursor
-	}
-	if v.cursor >= v.offset+v.nodeRoom {
-		v.offset = v.cursor - v.nodeRoom + 1
-	}
-	v.offset = max(0, min(v.offset, len(v.rows)-v.nodeRoom))
+	v.offset = windowStart(v.cursor, v.offset, v.nodeRoom, len(v.rows))
 	window := v.rows[v.offset:min(v.offset+v.nodeRoom, len(v.rows))]
 	l := fitWindow(v.width, window, false)
 	lines := []string{headerLine(t, l, colNode, false)}

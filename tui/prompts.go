@@ -160,13 +160,13 @@ func (p *palette) run(cmd string) {
 	switch cmd {
 	case "provision", "p":
 		if p.d.readOnly() {
-			p.d.send(statusLineMsg{text: p.d.refusal(), err: true})
+			p.d.refuse()
 			return
 		}
 		p.d.send(openOverlayMsg{overlay: newProvisionDialog(p.d)})
 	case "reset-gpu", "reboot":
 		if p.d.readOnly() {
-			p.d.send(statusLineMsg{text: p.d.refusal(), err: true})
+			p.d.refuse()
 			return
 		}
 		p.d.send(remedyMsg{reboot: cmd == "reboot"})
