@@ -3,19 +3,17 @@ package gcp
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/api/option"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/secretfile"
 )
 
 // Config is the gcp provider's section of the control plane's
@@ -209,7 +207,7 @@ func Build(c Config, env provider.Env) (*Provider, error) {
 		opts = append(opts, option.WithEndpoint(apiBase(c.Endpoint)))
 	}
 	if c.CredentialsFile != "" {
-		key, err := readKeyFile(c.CredentialsFile)
+		key, err := secretfile.Read(c.CredentialsFile, maxKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("credentials_file: %w", err)
 		}
@@ -226,38 +224,6 @@ func Build(c Config, env provider.Env) (*Provider, error) {
 // maxKeyFile bounds what is read of a key file; a service account key is
 // a few KiB.
 const maxKeyFile = 64 << 10
-
-// readKeyFile reads a service account key file that its owner alone may
-// read: a key file others may read is a key others may have. It checks
-// the file it opened and reads that same file, so that the path cannot
-// be pointed elsewhere in between, and opens it without blocking, so
-// that a FIFO is refused instead of holding up the start until something
-// writes to it.
-func readKeyFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode())
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s may be read by its group or others (mode %04o); chmod 600 it", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("%s is over %d KiB, too large for a service account key", path, maxKeyFile>>10)
-	}
-	return b, nil
-}
 
 // apiBase is the client's base path for an endpoint given with or
 // without the API's /compute/v1 prefix.

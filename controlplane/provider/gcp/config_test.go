@@ -205,11 +205,11 @@ func TestBuildRefusesKeyFile(t *testing.T) {
 	}
 	tests := []struct{ name, path, adc, want string }{
 		{"missing", missing, "", "no such file"},
-		{"group-readable", readable, "", "may be read by its group or others (mode 0640); chmod 600 it"},
+		{"group-readable", readable, "", "may be read or changed by its group or others (mode 0640); chmod 600 it"},
 		{"others-readable", worldReadable, "", "(mode 0604); chmod 600 it"},
 		{"fifo", fifo, "", "is not a regular file"},
 		{"folder", t.TempDir(), "", "is not a regular file"},
-		{"too-large", tooLarge, "", "too large for a service account key"},
+		{"too-large", tooLarge, "", "is too large"},
 		// GOOGLE_APPLICATION_CREDENTIALS names a file that is not there,
 		// so nothing else is looked for, the metadata server least.
 		{"no-application-default", "", missing, "not set, and no Application Default Credentials"},

@@ -3,7 +3,6 @@ package lambda
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"slices"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/secretfile"
 	"github.com/navarch/navarch/internal/yamlfile"
 )
 
@@ -125,8 +125,13 @@ func Build(c Config, env provider.Env) (*Provider, error) {
 	})
 }
 
+// maxAPIKeyFile bounds what is read of an API key file; a key is a few
+// dozen bytes.
+const maxAPIKeyFile = 64 << 10
+
 // apiKey reads the key from APIKeyFile, refusing a file anyone but its
-// owner may read or change, or else from the environment.
+// owner may read or change (the key has full rights to the Lambda
+// account), or else from the environment.
 func (c *Config) apiKey() (string, error) {
 	if c.APIKeyFile == "" {
 		key := strings.TrimSpace(os.Getenv(APIKeyEnv))
@@ -135,23 +140,7 @@ func (c *Config) apiKey() (string, error) {
 		}
 		return key, nil
 	}
-	f, err := os.Open(c.APIKeyFile)
-	if err != nil {
-		return "", fmt.Errorf("api_key_file: %w", err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("api_key_file: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("api_key_file: %s is not a regular file", c.APIKeyFile)
-	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("api_key_file: %s may be read or changed by others (mode %04o); the key has full rights to the Lambda account, so chmod 600 it", c.APIKeyFile, perm)
-	}
-	// Read from the file just checked, not the path again.
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	b, err := secretfile.Read(c.APIKeyFile, maxAPIKeyFile)
 	if err != nil {
 		return "", fmt.Errorf("api_key_file: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +59,7 @@ func TestBuildAPIKey(t *testing.T) {
 		file    string // content; "" for no file
 		mode    os.FileMode
 		path    string // overrides the file's path
+		fifo    bool   // the file is a FIFO nothing writes to
 		wantErr string
 	}{
 		{name: "environment", env: key},
@@ -67,6 +69,10 @@ func TestBuildAPIKey(t *testing.T) {
 		{name: "group-readable-file", file: key, mode: 0o640, wantErr: "mode 0640"},
 		{name: "missing-file", path: "/nonexistent/lambda.key", wantErr: "api_key_file:"},
 		{name: "empty-file", file: "\n", mode: 0o600, wantErr: "is empty"},
+		{name: "too-large-file", file: strings.Repeat("k", 64<<10+1), mode: 0o600, wantErr: "is too large"},
+		// Reading it would hold up the start for ever.
+		{name: "fifo", fifo: true, wantErr: "is not a regular file"},
+		{name: "folder", path: os.TempDir(), wantErr: "is not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +90,12 @@ func TestBuildAPIKey(t *testing.T) {
 			}
 			if tt.path != "" {
 				c.APIKeyFile = tt.path
+			}
+			if tt.fifo {
+				c.APIKeyFile = filepath.Join(t.TempDir(), "lambda.key")
+				if err := syscall.Mkfifo(c.APIKeyFile, 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
 			p, err := lambda.Build(c, provider.Env{Cluster: "prod"})
 			if tt.wantErr == "" {

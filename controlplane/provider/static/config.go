@@ -5,16 +5,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/secretfile"
 	"github.com/navarch/navarch/internal/yamlfile"
 )
 
@@ -240,7 +239,7 @@ func Build(c Config, env provider.Env) (*Provider, error) {
 // password is the rest of the line after the first colon), or YAML with
 // the keys username and password.
 func ReadCredentials(path string) (Credentials, error) {
-	b, err := readSecretFile(path)
+	b, err := secretfile.Read(path, maxCredentialsFile)
 	if err != nil {
 		return Credentials{}, err
 	}
@@ -270,37 +269,6 @@ func ReadCredentials(path string) (Credentials, error) {
 
 // maxCredentialsFile bounds what is read of a credentials file.
 const maxCredentialsFile = 64 << 10
-
-// readSecretFile reads a credentials file that its owner alone may read.
-// It checks the file it opened and reads that same file, so that the
-// path cannot be pointed elsewhere in between, and opens it without
-// blocking, so that a FIFO is refused instead of holding up the start
-// until something writes to it.
-func readSecretFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("read credentials: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read credentials: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode())
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s holds BMC credentials but its mode %04o lets others read or change it; run chmod 600 %s", path, perm, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxCredentialsFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("read credentials: %w", err)
-	}
-	if len(b) > maxCredentialsFile {
-		return nil, fmt.Errorf("%s is over %d KiB, too large for a username and password", path, maxCredentialsFile>>10)
-	}
-	return b, nil
-}
 
 // httpClient makes a client that trusts the CAs in caFile in place of the
 // system's, or any certificate when insecure.

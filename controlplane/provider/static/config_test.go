@@ -127,12 +127,12 @@ func TestReadCredentials(t *testing.T) {
 		{"one-line", "navarch:s3cret\n", 0o600, nil, static.Credentials{Username: "navarch", Password: "s3cret"}, ""},
 		{"colon-in-password", "navarch:a:b c", 0o400, nil, static.Credentials{Username: "navarch", Password: "a:b c"}, ""},
 		{"yaml", "username: navarch\npassword: 'p: w'\n", 0o600, nil, static.Credentials{Username: "navarch", Password: "p: w"}, ""},
-		{"group-readable", "navarch:s3cret", 0o640, nil, static.Credentials{}, "mode 0640 lets others read or change it; run chmod 600"},
-		{"world-readable", "navarch:s3cret", 0o644, nil, static.Credentials{}, "mode 0644 lets others read or change it"},
+		{"group-readable", "navarch:s3cret", 0o640, nil, static.Credentials{}, "may be read or changed by its group or others (mode 0640); chmod 600 it"},
+		{"world-readable", "navarch:s3cret", 0o644, nil, static.Credentials{}, "(mode 0644); chmod 600 it"},
 		{"no-colon", "navarch", 0o600, nil, static.Credentials{}, "is neither one line USERNAME:PASSWORD nor YAML"},
 		{"empty-password", "navarch:", 0o600, nil, static.Credentials{}, "the username or the password is empty"},
 		{"yaml-unknown-key", "user: navarch\npassword: x\n", 0o600, nil, static.Credentials{}, "user"},
-		{"others-writable", "navarch:s3cret", 0o602, nil, static.Credentials{}, "mode 0602 lets others read or change it"},
+		{"others-writable", "navarch:s3cret", 0o602, nil, static.Credentials{}, "(mode 0602); chmod 600 it"},
 		// Nothing writes to the FIFO: reading it would hold up the start
 		// for ever.
 		{"fifo", "", 0, func(t *testing.T) string {
@@ -143,7 +143,7 @@ func TestReadCredentials(t *testing.T) {
 			return path
 		}, static.Credentials{}, "is not a regular file"},
 		{"folder", "", 0, func(t *testing.T) string { return t.TempDir() }, static.Credentials{}, "is not a regular file"},
-		{"too-large", strings.Repeat("x", 64<<10) + ":y", 0o600, nil, static.Credentials{}, "too large for a username and password"},
+		{"too-large", strings.Repeat("x", 64<<10) + ":y", 0o600, nil, static.Credentials{}, "is too large"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
