@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/endpoint"
 )
 
 // Options configures New.
@@ -109,7 +110,7 @@ func New(o Options) (*Provider, error) {
 	// set one too, where the configuration names none; it gets the same
 	// check.
 	if c.Endpoint == "" {
-		if err := checkEndpoint(awssdk.ToString(client.Options().BaseEndpoint)); err != nil {
+		if err := endpoint.Check(awssdk.ToString(client.Options().BaseEndpoint)); err != nil {
 			return nil, fmt.Errorf("aws provider: the endpoint from the environment or the shared AWS configuration: %w", err)
 		}
 	}

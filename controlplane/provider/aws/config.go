@@ -3,12 +3,11 @@ package aws
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/endpoint"
 	"github.com/navarch/navarch/internal/yamlfile"
 )
 
@@ -73,7 +72,7 @@ const maxTags = 50
 // Validate checks the section; errors name the key within it. A section
 // that is not enabled needs no region, image or subnets.
 func (c *Config) Validate() error {
-	if err := checkEndpoint(c.Endpoint); err != nil {
+	if err := endpoint.Check(c.Endpoint); err != nil {
 		return fmt.Errorf("endpoint: %w", err)
 	}
 	if c.PollInterval.Duration < time.Second {
@@ -107,32 +106,6 @@ func (c *Config) Validate() error {
 		return errors.New("subnets: at least one subnet is required")
 	}
 	return nil
-}
-
-// checkEndpoint allows an https URL, or plain http on loopback alone, and
-// no credentials in the URL: the requests are signed with the account's
-// keys and RunInstances carries each node's join token in its user data.
-func checkEndpoint(endpoint string) error {
-	if endpoint == "" {
-		return nil
-	}
-	u, err := url.Parse(endpoint)
-	switch {
-	case err != nil || u.Host == "":
-		return fmt.Errorf("%q is not a URL such as https://ec2.example.net", endpoint)
-	case u.User != nil:
-		return fmt.Errorf("%q holds credentials; the SDK finds the AWS credentials itself", u.Redacted())
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-		return nil
-	}
-	return fmt.Errorf("%q is neither https nor plain http on loopback", endpoint)
-}
-
-func isLoopback(host string) bool {
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 func (c *Config) checkSubnets() error {

@@ -3,8 +3,6 @@ package gcp
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/navarch/navarch/controlplane/provider"
+	"github.com/navarch/navarch/internal/endpoint"
 	"github.com/navarch/navarch/internal/secretfile"
 )
 
@@ -168,34 +167,13 @@ func (c *Config) check(enabled bool) error {
 			return fmt.Errorf("labels.%s: %q is not a label value (up to 63 of a-z, 0-9, _ and -)", k, v)
 		}
 	}
-	if err := checkEndpoint(c.Endpoint); err != nil {
+	if err := endpoint.Check(c.Endpoint); err != nil {
 		return fmt.Errorf("endpoint: %w", err)
 	}
 	if c.PollInterval < time.Second {
 		return fmt.Errorf("poll_interval: %s is below the minimum of 1s", c.PollInterval)
 	}
 	return nil
-}
-
-// checkEndpoint allows an https URL, or plain http on loopback alone:
-// the calls carry an access token.
-func checkEndpoint(endpoint string) error {
-	if endpoint == "" {
-		return nil
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || u.User != nil {
-		return fmt.Errorf("%q is not a URL such as https://compute.example", endpoint)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
-			return nil
-		}
-	}
-	return fmt.Errorf("%q is neither https nor plain http on loopback", endpoint)
 }
 
 // Build makes the provider as configured, with credentials from
