@@ -100,13 +100,6 @@ func autoscaling(p *fleetv1.Pool) string {
 	return "on"
 }
 
-// poolAction names what a decision did: SCALE, REPLACE, HOLD.
-func poolAction(a fleetv1.PoolAction) string {
-	if a == fleetv1.PoolAction_POOL_ACTION_UNSPECIFIED {
-		return "-"
-	}
-	return strings.TrimPrefix(a.String(), "POOL_ACTION_")
-}
 
 // What the pool views' counts mean, for their help.
 const (

@@ -282,7 +282,7 @@ func (v *poolView) decisionLines(p *fleetv1.Pool, now time.Time) []string {
 		if ids := d.GetNodeIds(); len(ids) > 0 {
 			reason += " [" + strings.Join(ids, ", ") + "]"
 		}
-		line := fmt.Sprintf(" %4s  %s  %s  %s", display.Age(tsTime(d.GetAt()), now), padRight(poolAction(d.GetAction()), 9),
+		line := fmt.Sprintf(" %4s  %s  %s  %s", display.Age(tsTime(d.GetAt()), now), padRight(display.PoolAction(d.GetAction()), 9),
 			padRight(display.OrDash(d.GetBy()), 14), reason)
 		lines = append(lines, truncate(line, v.width))
 	}

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/navarch/navarch/internal/secretfile"
 )
 
 // ReadSecret reads an endpoint's shared secret from path, trimmed of
@@ -12,16 +13,11 @@ import (
 // as the control plane's other secrets are: the secret lets anyone forge
 // events.
 func ReadSecret(path string) ([]byte, error) {
-	info, err := os.Stat(path)
+	// Read through the file checked, so that it cannot be swapped between
+	// the check and the read, nor hold the start up as a FIFO.
+	b, err := secretfile.Read(path, 64<<10)
 	if err != nil {
-		return nil, fmt.Errorf("read secret: %w", err)
-	}
-	if perm := info.Mode().Perm(); perm&0o044 != 0 {
-		return nil, fmt.Errorf("%s holds a webhook secret but its mode %04o lets others read it; run chmod 600 %s", path, perm, path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read secret: %w", err)
+		return nil, fmt.Errorf("read webhook secret: %w", err)
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {

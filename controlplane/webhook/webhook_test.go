@@ -309,10 +309,12 @@ func TestReadSecret(t *testing.T) {
 	}{
 		{"owner-only", write("ok", "abc\n", 0o600), "abc", ""},
 		{"read-only", write("ro", "abc", 0o400), "abc", ""},
-		{"world-readable", write("world", "abc", 0o604), "", "lets others read it"},
-		{"group-readable", write("group", "abc", 0o640), "", "lets others read it"},
+		{"world-readable", write("world", "abc", 0o604), "", "may be read or changed by its group or others"},
+		{"group-readable", write("group", "abc", 0o640), "", "may be read or changed by its group or others"},
 		{"empty", write("empty", " \n", 0o600), "", "holds no webhook secret"},
-		{"missing", filepath.Join(dir, "none"), "", "read secret"},
+		{"too-large", write("large", strings.Repeat("a", 65<<10), 0o600), "", "too large"},
+		{"directory", dir, "", "not a regular file"},
+		{"missing", filepath.Join(dir, "none"), "", "read webhook secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -101,16 +101,9 @@ func lastDecision(p *fleetv1.Pool, now time.Time) string {
 		return "-"
 	}
 	d := ds[0]
-	return fmt.Sprintf("%s %s ago: %s", strings.ToLower(poolAction(d.GetAction())), display.Age(d.GetAt().AsTime(), now), display.FirstLine(d.GetReason()))
+	return fmt.Sprintf("%s %s ago: %s", strings.ToLower(display.PoolAction(d.GetAction())), display.Age(d.GetAt().AsTime(), now), display.FirstLine(d.GetReason()))
 }
 
-// poolAction names what a decision did: SCALE, REPLACE, HOLD.
-func poolAction(a fleetv1.PoolAction) string {
-	if a == fleetv1.PoolAction_POOL_ACTION_UNSPECIFIED {
-		return "-"
-	}
-	return strings.TrimPrefix(a.String(), "POOL_ACTION_")
-}
 
 func getPool(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	fs := flagSet("get pool", cf)
@@ -203,7 +196,7 @@ func writePool(w io.Writer, p *fleetv1.Pool, now time.Time) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  AGE\tACTION\tBY\tNODES\tREASON")
 	for _, d := range p.GetDecisions() {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", display.Age(d.GetAt().AsTime(), now), poolAction(d.GetAction()), display.OrDash(d.GetBy()),
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", display.Age(d.GetAt().AsTime(), now), display.PoolAction(d.GetAction()), display.OrDash(d.GetBy()),
 			display.OrDash(strings.Join(d.GetNodeIds(), ",")), display.Headline(d.GetReason()))
 	}
 	return tw.Flush()

@@ -313,3 +313,12 @@ func Scheduler(s *fleetv1.SchedulerState) string {
 	}
 	return strings.Join(parts, " · ")
 }
+
+// PoolAction names what a pool decision did: SCALE, REPLACE, HOLD; "-"
+// for none.
+func PoolAction(a fleetv1.PoolAction) string {
+	if a == fleetv1.PoolAction_POOL_ACTION_UNSPECIFIED {
+		return "-"
+	}
+	return strings.TrimPrefix(a.String(), "POOL_ACTION_")
+}
