@@ -100,7 +100,6 @@ func autoscaling(p *fleetv1.Pool) string {
 	return "on"
 }
 
-
 // What the pool views' counts mean, for their help.
 const (
 	poolHealthLegend  = "pool health: 2H 1D 0U counts the pool's nodes healthy, degraded, unhealthy"

@@ -104,7 +104,6 @@ func lastDecision(p *fleetv1.Pool, now time.Time) string {
 	return fmt.Sprintf("%s %s ago: %s", strings.ToLower(display.PoolAction(d.GetAction())), display.Age(d.GetAt().AsTime(), now), display.FirstLine(d.GetReason()))
 }
 
-
 func getPool(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	fs := flagSet("get pool", cf)
 	out := outputFlag(fs)
