@@ -143,8 +143,8 @@ func TestWebhookConfigErrors(t *testing.T) {
 		{"ftp", controlplane.WebhookConfig{URL: "ftp://hooks.example.com/", SecretFile: ownerOnly}, "is not https"},
 		{"no-secret-file", controlplane.WebhookConfig{URL: "https://hooks.example.com/"}, "webhooks[0].secret_file: must be set"},
 		{"unknown-event", controlplane.WebhookConfig{URL: "https://hooks.example.com/", SecretFile: ownerOnly, Events: []string{"cordon"}}, "webhooks[0].events[0]"},
-		{"world-readable-secret", controlplane.WebhookConfig{URL: "https://hooks.example.com/", SecretFile: worldReadable}, "webhooks[0].secret_file: " + worldReadable + " holds a webhook secret but its mode 0644"},
-		{"missing-secret", controlplane.WebhookConfig{URL: "https://hooks.example.com/", SecretFile: filepath.Join(dir, "none")}, "webhooks[0].secret_file: read secret"},
+		{"world-readable-secret", controlplane.WebhookConfig{URL: "https://hooks.example.com/", SecretFile: worldReadable}, "webhooks[0].secret_file: read webhook secret: " + worldReadable + " may be read or changed by its group or others (mode 0644)"},
+		{"missing-secret", controlplane.WebhookConfig{URL: "https://hooks.example.com/", SecretFile: filepath.Join(dir, "none")}, "webhooks[0].secret_file: read webhook secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

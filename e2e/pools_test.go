@@ -164,8 +164,14 @@ func (f *poolFleet) nodes() map[fleetv1.LifecycleState][]*fleetv1.Node {
 // serving lists the pool's ACTIVE nodes that are ONLINE, HEALTHY and
 // report their GPUs, by id.
 func (f *poolFleet) serving() []string {
+	return servingOf(f.nodes())
+}
+
+// servingOf lists, of nodes read once, the ACTIVE ones that are ONLINE,
+// HEALTHY and reporting both GPUs.
+func servingOf(nodes map[fleetv1.LifecycleState][]*fleetv1.Node) []string {
 	var ids []string
-	for _, n := range f.nodes()[active] {
+	for _, n := range nodes[active] {
 		if n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE &&
 			n.GetHealth() == healthy && len(n.GetSamples()) == 2 {
 			ids = append(ids, n.GetNodeId())
@@ -189,12 +195,14 @@ func (f *poolFleet) activeIDs() []string {
 // starting or stopping.
 func (f *poolFleet) settled(n int) bool {
 	f.t.Helper()
-	for l, nodes := range f.nodes() {
+	// One read: two could straddle a node's move to TERMINATING.
+	all := f.nodes()
+	for l, nodes := range all {
 		if l != active && l != terminated && len(nodes) > 0 {
 			return false
 		}
 	}
-	return len(f.nodes()[active]) == n && len(f.serving()) == n
+	return len(all[active]) == n && len(servingOf(all)) == n
 }
 
 func (f *poolFleet) lifecycle(id string) fleetv1.LifecycleState {
