@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/navarch/navarch/controlplane/api"
+	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/pool"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -130,6 +131,9 @@ func (c *Config) checkFleetSettings(offered []string) error {
 		}
 		if c.TLS.CertFile != "" && b.CAHash == "" {
 			return errors.New("bootstrap.ca_hash: required with a certificate the operator brought")
+		}
+		if c.ProvisionTimeout.Duration > auth.MaxBootTTL {
+			return fmt.Errorf("provision_timeout: %s is longer than a launched instance's join token lives (%s)", c.ProvisionTimeout.Duration, auth.MaxBootTTL)
 		}
 	}
 	seen := map[string]bool{}

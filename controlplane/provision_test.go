@@ -3,8 +3,13 @@ package controlplane_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/provider"
@@ -111,5 +116,56 @@ func TestReconcileLeavesOthersNodesAlone(t *testing.T) {
 	defer cloud.mu.Unlock()
 	if slices.Contains(cloud.stopped, "bmc-1") {
 		t.Fatal("the instance of a node that joined on its own was stopped")
+	}
+}
+
+// TestLaunchThatNeverAnswersIsStopped: a provider that does not answer
+// within the provision timeout fails its nodes, and whatever runs under
+// their ids is found by its tag and stopped, even when the monitor's
+// timeout came first.
+func TestLaunchThatNeverAnswersIsStopped(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	cloud := &slowCloud{hang: true, release: make(chan struct{})}
+	h := newHarness(t, withFakeClock(clock), withProviders(cloud), withConfig(func(c *controlplane.Config) {
+		c.ProvisionTimeout = controlplane.Duration{Duration: 2 * time.Second}
+	}))
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.ops.ProvisionNodes(ctxT(t), &controlplanev1.ProvisionNodesRequest{Provider: "cloud", Count: 1})
+		done <- err
+	}()
+	var id string
+	testutil.Eventually(t, "the node recorded", func() bool {
+		list, err := h.ops.ListNodes(ctxT(t), &controlplanev1.ListNodesRequest{})
+		if err != nil || len(list.GetNodes()) != 1 {
+			return false
+		}
+		id = list.GetNodes()[0].GetNodeId()
+		return true
+	})
+	// The monitor's timeout passes while the launch is still waiting.
+	clock.Advance(3 * time.Second)
+	h.fleet().Tick(ctxT(t))
+	if l := h.lifecycle(id); l != provisioning {
+		t.Fatalf("%s is %s while its launch waits", id, l)
+	}
+	if err := <-done; err != nil {
+		t.Logf("ProvisionNodes: %v", err)
+	}
+	testutil.Eventually(t, "the instance found by its tag and stopped", func() bool {
+		h.fleet().Tick(ctxT(t))
+		cloud.mu.Lock()
+		defer cloud.mu.Unlock()
+		return slices.Contains(cloud.stopped, "vm-"+id)
+	})
+	testutil.Eventually(t, "the node says so", func() bool {
+		n := h.get(id).GetNode()
+		return n.GetLifecycle() == provisionFailed && strings.Contains(n.GetLifecycleReason(), "instance vm-"+id+" stopped")
+	})
+	// Past the retention the failed node leaves the fleet.
+	clock.Advance(h.cfg.TerminatedRetention.Duration + time.Second)
+	h.fleet().Tick(ctxT(t))
+	if _, err := h.ops.GetNode(ctxT(t), &controlplanev1.GetNodeRequest{NodeId: id}); status.Code(err) != codes.NotFound {
+		t.Fatalf("a failed node past the retention: %v", err)
 	}
 }

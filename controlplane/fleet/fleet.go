@@ -103,6 +103,10 @@ type Fleet struct {
 	// launching are the nodes whose provider has yet to answer whether it
 	// started them.
 	launching map[string]bool
+	// lookedUp is when each failed node's instance was last looked for
+	// in its provider's list, so that a list slow to show it is asked
+	// again now and then, not at every monitor pass.
+	lookedUp map[string]time.Time
 
 	// totals are the fleet's counts, kept as nodes change (under the hub
 	// lock, then totalsMu) so that reading them never scans the fleet.
@@ -248,7 +252,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		// A timed-out provision whose instance was still being stopped is
 		// stopped again.
 		ns.book.unprovision = n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED &&
-			n.GetInstanceId() != "" && strings.Contains(n.GetLifecycleReason(), stoppingInstance)
+			strings.Contains(n.GetLifecycleReason(), stoppingInstance)
 		f.nodes[n.GetNodeId()] = ns
 		count(f.totals, n, ns.reachability(), 1)
 		countFaults(f.faults, n, 1)

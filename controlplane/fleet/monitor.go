@@ -150,16 +150,24 @@ func (f *Fleet) drainDeadline(ctx context.Context, ns *nodeState) {
 	}
 }
 
-// remove drops a terminated node past its retention.
+// remove drops a terminated node, or a failed one whose instance is
+// stopped, past its retention.
 func (f *Fleet) remove(ctx context.Context, ns *nodeState) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.node.Load().GetLifecycle() != terminated || f.get(ns.id()) != ns {
+	n := ns.node.Load()
+	done := n.GetLifecycle() == terminated ||
+		(n.GetLifecycle() == provisionFailed && !strings.Contains(n.GetLifecycleReason(), stoppingInstance))
+	if !done || f.get(ns.id()) != ns {
 		return // changed or removed meanwhile
 	}
 	if err := f.commit(ctx, ns, &change{remove: true}); err != nil {
 		f.log.Warn("removing terminated node", "node", ns.id(), "err", err)
+		return
 	}
+	f.mu.Lock()
+	delete(f.lookedUp, ns.id())
+	f.mu.Unlock()
 }
 
 // expireFaults clears DEGRADED faults that have been quiet for the hold.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,13 @@ import (
 // ProvisionNodes, and records them as PROVISIONING until their agents
 // register.
 func (f *Fleet) Provision(ctx context.Context, req *controlplanev1.ProvisionNodesRequest) ([]*fleetv1.Node, error) {
+	// Nothing is reserved before the records are reconciled; a caller
+	// that gives up meanwhile launches nothing.
+	select {
+	case <-f.reconciled:
+	case <-ctx.Done():
+		return nil, status.Error(codes.Unavailable, "the control plane is still comparing its records with what the providers run; try again shortly")
+	}
 	// A caller that gives up (a client's deadline, ^C) does not stop the
 	// launch half way: instances started must be recorded. The fleet's
 	// own shutdown does.
@@ -79,6 +87,10 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 		return nil, err
 	}
 	now := f.clock.Now()
+	// Marked before they are recorded, so that a node terminated at once
+	// waits for its launch's answer.
+	f.setLaunching(ids, true)
+	defer f.setLaunching(ids, false)
 	var reserved []*fleetv1.Node
 	var names []string
 	for _, id := range ids {
@@ -93,8 +105,11 @@ func (f *Fleet) Launch(ctx context.Context, l Launch) ([]*fleetv1.Node, error) {
 		reserved = append(reserved, n)
 		names = append(names, id)
 	}
-	f.setLaunching(names, true)
-	defer f.setLaunching(names, false)
+	// A node terminated while the others were recorded is not launched.
+	names = slices.DeleteFunc(names, func(id string) bool {
+		ns := f.get(id)
+		return ns == nil || ns.node.Load().GetLifecycle() != provisioning
+	})
 	spec := provider.Spec{
 		Count:        len(names),
 		NodeIDs:      names,
@@ -213,7 +228,7 @@ func (f *Fleet) reserve(ctx context.Context, providerName, id, pool string, labe
 // A node that failed meanwhile has its new instance stopped; one being
 // terminated has it stopped by the termination, which waited for it.
 func (f *Fleet) launched(ctx context.Context, inst provider.Instance) (*fleetv1.Node, error) {
-	stop := false
+	unprovision, stray := false, false
 	n, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
 		if n.GetInstanceId() == "" {
 			n.InstanceId = inst.InstanceID
@@ -221,18 +236,22 @@ func (f *Fleet) launched(ctx context.Context, inst provider.Instance) (*fleetv1.
 		switch l := n.GetLifecycle(); {
 		case l == provisionFailed && !strings.Contains(n.GetLifecycleReason(), stoppingInstance):
 			n.LifecycleReason += "; " + stoppingInstance + inst.InstanceID
-			ns.book.unprovision, stop = true, true
+			ns.book.unprovision, unprovision = true, true
+		case l == provisionFailed:
+			// Its failure is already stopping whatever carries its id.
 		case l == terminated:
 			// Terminated before its instance was known (a restart, a
 			// provider that said it was gone): stop it.
-			stop = true
+			stray = true
 		}
 		return nil
 	})
-	if stop {
-		if ns := f.get(inst.NodeID); ns != nil && ns.book.unprovision {
-			f.unprovision(ctx, ns)
-		} else if p, ok := f.providers.Get(n.GetProvider()); ok && err == nil {
+	switch {
+	case err != nil:
+	case unprovision:
+		f.unprovision(ctx, f.get(inst.NodeID))
+	case stray:
+		if p, ok := f.providers.Get(n.GetProvider()); ok {
 			f.stopStray(ctx, p, inst, "instance of a node terminated before its launch returned")
 		}
 	}
@@ -289,7 +308,13 @@ func (f *Fleet) instanceOf(ctx context.Context, p provider.Provider, inst provid
 func (f *Fleet) provisionAbandoned(ctx context.Context, nodeID, reason string) {
 	failed := false
 	_, err := f.operate(ctx, nodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
-		if move(n, actProvisionFailed, reason+"; "+stoppingInstance+"(found by its tag)", byControlPlane, now) != nil {
+		marked := reason + "; " + stoppingInstance + "(found by its tag)"
+		switch {
+		case move(n, actProvisionFailed, marked, byControlPlane, now) == nil:
+		case n.GetLifecycle() == provisionFailed && !strings.Contains(n.GetLifecycleReason(), stoppingInstance):
+			// Failed meanwhile (its provision timed out) without a stop.
+			n.LifecycleReason += "; " + stoppingInstance + "(found by its tag)"
+		default:
 			return nil
 		}
 		ns.book.unprovision, failed = true, true
@@ -331,8 +356,17 @@ const stoppingInstance = "stopping its instance "
 // has its instance stopped, which would otherwise run on unseen.
 func (f *Fleet) provisionTimedOut(ctx context.Context, n *fleetv1.Node) {
 	reason := "agent did not register within " + f.cfg.ProvisionTimeout.String()
-	if _, ok := f.providers.Get(n.GetProvider()); !ok || n.GetInstanceId() == "" {
+	if f.isLaunching(n.GetNodeId()) {
+		return // its launch settles it
+	}
+	if _, ok := f.providers.Get(n.GetProvider()); !ok {
 		f.provisionFailed(n.GetNodeId(), reason)
+		return
+	}
+	if n.GetInstanceId() == "" {
+		// The launch never said what it started (a restart cut it short):
+		// whatever carries the node's id is stopped.
+		f.provisionAbandoned(ctx, n.GetNodeId(), reason)
 		return
 	}
 	failed := false
@@ -377,36 +411,74 @@ func (f *Fleet) unprovision(ctx context.Context, ns *nodeState) {
 	if p == nil {
 		return
 	}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		found, runs, stopErr := f.instanceOf(ctx, p, inst)
-		if stopErr == nil && runs {
-			stopErr = p.Terminate(ctx, found)
+	if inst.InstanceID != "" || f.lookUp(inst.NodeID) {
+		f.wg.Add(1)
+		go f.stopFailed(ctx, ns, p, inst)
+		return
+	}
+	clearStopping(ns)
+}
+
+// lookUpEvery is how often a failed node's instance is looked for in its
+// provider's list.
+const lookUpEvery = 30 * time.Second
+
+// lookUp reports whether a failed node's instance may be looked for now.
+func (f *Fleet) lookUp(nodeID string) bool {
+	now := f.clock.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lookedUp == nil {
+		f.lookedUp = make(map[string]time.Time)
+	}
+	if last, ok := f.lookedUp[nodeID]; ok && now.Sub(last) < lookUpEvery {
+		return false
+	}
+	f.lookedUp[nodeID] = now
+	return true
+}
+
+// stopFailed stops the instance of a failed provision, found by its id
+// or, where none was recorded, by its tag. An instance not found is
+// looked for again until a list slow to show new instances would show
+// it (listLag). It runs on the fleet's life, not its caller's.
+func (f *Fleet) stopFailed(ctx context.Context, ns *nodeState, p provider.Provider, inst provider.Instance) {
+	defer f.wg.Done()
+	ctx, cancel := f.detach(ctx)
+	defer cancel()
+	found, runs, stopErr := f.instanceOf(ctx, p, inst)
+	if stopErr == nil && runs {
+		stopErr = p.Terminate(ctx, found)
+	}
+	if stopErr != nil {
+		clearStopping(ns)
+		f.log.Warn("could not stop the instance of a failed provision; will retry", "node", inst.NodeID, "provider", p.Name(), "err", stopErr)
+		return
+	}
+	if !runs && f.clock.Since(ns.node.Load().GetLifecycleChangedAt().AsTime()) < listLag {
+		clearStopping(ns) // the list may not show it yet
+		return
+	}
+	outcome := "instance " + found.InstanceID + " stopped"
+	if !runs {
+		outcome = "no instance ran"
+	}
+	_, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
+		ns.book.stopping, ns.book.unprovision = false, false
+		if i := strings.Index(n.GetLifecycleReason(), stoppingInstance); i >= 0 {
+			n.LifecycleReason = n.GetLifecycleReason()[:i] + outcome
 		}
-		if stopErr != nil {
-			clearStopping(ns)
-			f.log.Warn("could not stop the instance of a failed provision; will retry", "node", inst.NodeID, "provider", p.Name(), "err", stopErr)
-			return
-		}
-		outcome := "instance " + found.InstanceID + " stopped"
-		if !runs {
-			outcome = "no instance ran"
-		}
-		_, err := f.operate(ctx, inst.NodeID, func(ns *nodeState, n *fleetv1.Node, _ *change, now time.Time) error {
-			ns.book.stopping, ns.book.unprovision = false, false
-			if i := strings.Index(n.GetLifecycleReason(), stoppingInstance); i >= 0 {
-				n.LifecycleReason = n.GetLifecycleReason()[:i] + outcome
-			}
-			return nil
-		})
-		if err != nil {
-			// The stop is not recorded: the next pass stops the instance
-			// again (which succeeds) and records it.
-			clearStopping(ns)
-			f.log.Warn("recording a stopped instance", "node", inst.NodeID, "err", err)
-			return
-		}
-		f.log.Info("instance of a failed provision stopped", "node", inst.NodeID, "provider", p.Name())
-	}()
+		return nil
+	})
+	if err != nil {
+		// The stop is not recorded: the next pass stops the instance
+		// again (which succeeds) and records it.
+		clearStopping(ns)
+		f.log.Warn("recording a stopped instance", "node", inst.NodeID, "err", err)
+		return
+	}
+	f.mu.Lock()
+	delete(f.lookedUp, inst.NodeID)
+	f.mu.Unlock()
+	f.log.Info("instance of a failed provision stopped", "node", inst.NodeID, "provider", p.Name())
 }

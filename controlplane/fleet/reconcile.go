@@ -102,6 +102,11 @@ func (f *Fleet) reconcileProvider(ctx context.Context, p provider.Provider, inst
 				f.auditReconcile(ctx, inst.NodeID, "instance "+inst.InstanceID+" found for a node recorded before its launch")
 				continue
 			}
+			if listed.Sub(n.GetLifecycleChangedAt().AsTime()) < listLag {
+				// The list may not show it yet: the provision timeout
+				// fails it, and then stops whatever carries its id.
+				continue
+			}
 			if f.provisionFailed(n.GetNodeId(), "the control plane stopped before its instance was started; none runs") {
 				f.auditReconcile(ctx, n.GetNodeId(), "no instance for a node recorded before its launch: failed")
 			}
@@ -117,7 +122,7 @@ func (f *Fleet) reconcileProvider(ctx context.Context, p provider.Provider, inst
 		}
 	}
 	for _, inst := range byNode {
-		if other := f.get(inst.NodeID); other != nil && other.node.Load().GetLifecycle() != terminated {
+		if other := f.get(inst.NodeID); other != nil && other.node.Load().GetLifecycle() != terminated && other.node.Load().GetProvider() != p.Name() {
 			// A node of that id lives under another provider, or on its
 			// own: never stopped or taken for this one's.
 			f.log.Warn("a provider runs an instance named for a node it did not start; left alone",

@@ -161,7 +161,7 @@ func registration(pol *policy.Policy, prev *fleetv1.Node, req *nodev1.RegisterNo
 	switch {
 	case n.GetProvider() == "" && req.GetInstanceId() != "":
 		n.InstanceId = req.GetInstanceId()
-	case n.GetProvider() != "" && req.GetInstanceId() != "" && req.GetInstanceId() != n.GetInstanceId():
+	case n.GetProvider() != "" && n.GetInstanceId() != "" && req.GetInstanceId() != "" && req.GetInstanceId() != n.GetInstanceId():
 		out.claimed = req.GetInstanceId()
 	}
 	n.RegisteredAt = ts(now)
