@@ -163,10 +163,6 @@ func (f *poolFleet) nodes() map[fleetv1.LifecycleState][]*fleetv1.Node {
 
 // serving lists the pool's ACTIVE nodes that are ONLINE, HEALTHY and
 // report their GPUs, by id.
-func (f *poolFleet) serving() []string {
-	return servingOf(f.nodes())
-}
-
 // servingOf lists, of nodes read once, the ACTIVE ones that are ONLINE,
 // HEALTHY and reporting both GPUs.
 func servingOf(nodes map[fleetv1.LifecycleState][]*fleetv1.Node) []string {
