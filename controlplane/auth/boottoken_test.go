@@ -34,28 +34,17 @@ func TestBootstrapTokenJoinsItsNodeOnce(t *testing.T) {
 	if err != nil || !strings.HasPrefix(token, "boot-") {
 		t.Fatalf("token %q, %v", token, err)
 	}
-	csrFor := func(node string) []byte {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: node}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der
-	}
-	_, _, err = a.Join(t.Context(), "other-node", token, csrFor("other-node"))
+	_, _, err = a.Join(t.Context(), "other-node", token, request(t, "other-node"))
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "another node") {
 		t.Fatalf("join as another node: %v", err)
 	}
-	if _, _, err := a.Join(t.Context(), "train-0a1b2c3d", token, csrFor("train-0a1b2c3d")); err != nil {
+	if _, _, err := a.Join(t.Context(), "train-0a1b2c3d", token, request(t, "train-0a1b2c3d")); err != nil {
 		t.Fatalf("join as its node: %v", err)
 	}
 	// After a restart the token is still spent.
 	restarted := NewTokens(st, loaded(t, st), nil, nil)
 	again := NewAgents(AgentsOptions{CA: ca, Tokens: restarted, Store: st})
-	if _, _, err := again.Join(t.Context(), "train-0a1b2c3d", token, csrFor("train-0a1b2c3d")); status.Code(err) != codes.PermissionDenied {
+	if _, _, err := again.Join(t.Context(), "train-0a1b2c3d", token, request(t, "train-0a1b2c3d")); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("second join: %v", err)
 	}
 	for _, info := range restarted.List() {
