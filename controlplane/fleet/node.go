@@ -140,8 +140,11 @@ type live struct {
 	lastSaved     time.Time // last heartbeat time written to the store
 	samples       []sample
 	metrics       []byte // the latest snapshot, an encoded ReportHealthRequest
-	history       []gpuHistory
-	dropped       uint64
+	// metricsAfter is lastHeartbeat when the snapshot was kept, in Unix
+	// nanoseconds: a heartbeat since then carries newer samples.
+	metricsAfter int64
+	history      []gpuHistory
+	dropped      uint64
 }
 
 func newNodeState(n *fleetv1.Node) *nodeState {
@@ -222,7 +225,11 @@ func (ns *nodeState) viewOf(durable *fleetv1.Node, reach fleetv1.Reachability, w
 	if withMetrics && ns.live.metrics != nil {
 		snap := &nodev1.ReportHealthRequest{}
 		if proto.Unmarshal(ns.live.metrics, snap) == nil {
+			newer := ns.live.lastHeartbeat.UnixNano() != ns.live.metricsAfter
 			for _, m := range snap.GetMetrics() {
+				if newer {
+					overlay(m, ns.live.samples)
+				}
 				for _, g := range n.Gpus {
 					if g.GetIndex() == m.GetGpuIndex() && !g.GetLost() {
 						g.Metrics = m
@@ -232,6 +239,27 @@ func (ns *nodeState) viewOf(durable *fleetv1.Node, reach fleetv1.Reachability, w
 		}
 	}
 	return n
+}
+
+// overlay puts a newer heartbeat's sample of m's GPU over the snapshot's
+// values, so that the numbers agree with the sparklines drawn from the
+// same heartbeats. It runs when a view is built, never per heartbeat.
+func overlay(m *fleetv1.GpuMetrics, samples []sample) {
+	for _, s := range samples {
+		if uint32(s.idx) != m.GetGpuIndex() {
+			continue
+		}
+		m.UtilizationGpuPercent = uint32(s.util)
+		m.TemperatureCelsius = uint32(s.temp)
+		m.PowerUsageMilliwatts = s.power
+		m.MemoryUsedBytes = s.mem
+		if s.procs == 0 {
+			// The processes the snapshot listed have ended (a drain
+			// killed them); a heartbeat counts them but cannot name them.
+			m.Processes = nil
+		}
+		return
+	}
 }
 
 // keep stores a report's metrics, encoded in one block (a fraction of the
@@ -246,6 +274,7 @@ func (ns *nodeState) keep(req *nodev1.ReportHealthRequest) {
 	defer ns.live.mu.Unlock()
 	if encoded != nil {
 		ns.live.metrics = encoded
+		ns.live.metricsAfter = ns.live.lastHeartbeat.UnixNano()
 	}
 	ns.live.dropped = req.GetDroppedEvents()
 }
