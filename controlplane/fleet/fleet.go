@@ -223,6 +223,12 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 	if _, err := revs.next(ctx); err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)
 	}
+	// A snapshot taken before the next event carries the events the
+	// previous runs recorded, as ListEvents does.
+	recent, err := o.Store.Events(ctx, store.EventQuery{Limit: watch.RecentEventsKept})
+	if err != nil {
+		return nil, fmt.Errorf("new fleet: recent events: %w", err)
+	}
 	f.hub, err = watch.New(watch.Options{
 		Fleet: hubView{f},
 		// A failed ceiling write leaves the counter below its ceiling; it
@@ -234,12 +240,13 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 			}
 			return rev
 		},
-		Current:  revs.current(),
-		Buffer:   o.Config.WatchBuffer,
-		Replay:   o.Config.WatchReplay,
-		Clock:    o.Clock,
-		Logger:   o.Logger,
-		Resynced: o.Observer.Resynced,
+		Current:      revs.current(),
+		RecentEvents: recent,
+		Buffer:       o.Config.WatchBuffer,
+		Replay:       o.Config.WatchReplay,
+		Clock:        o.Clock,
+		Logger:       o.Logger,
+		Resynced:     o.Observer.Resynced,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)

@@ -33,8 +33,8 @@ const heartbeatBatchSize = 1000
 // SnapshotChunk caps the nodes of one Snapshot message.
 const SnapshotChunk = 500
 
-// recentEventsKept is how many health events the hub keeps for snapshots.
-const recentEventsKept = 200
+// RecentEventsKept is how many health events the hub keeps for snapshots.
+const RecentEventsKept = 200
 
 // Node is one node as the hub sees it; the fleet implements it.
 type Node interface {
@@ -75,6 +75,10 @@ type Options struct {
 	Next func() uint64
 	// Current is the revision before the first change.
 	Current uint64
+	// RecentEvents are the health events recorded before the hub started,
+	// newest first, so that snapshots taken before the next event still
+	// carry them; at most RecentEventsKept are kept.
+	RecentEvents []*fleetv1.HealthEvent
 	// Buffer is how many changes may wait for one watcher before it is
 	// told to resync; at least 1. A watcher's queue grows to it only as
 	// changes wait.
@@ -107,7 +111,7 @@ type Hub struct {
 	ring     []*controlplanev1.WatchFleetResponse // the last replay changes
 	ringNext int
 	ringLen  int
-	recent   []*fleetv1.HealthEvent // newest last, at most 2*recentEventsKept
+	recent   []*fleetv1.HealthEvent // newest last, at most 2*RecentEventsKept
 	watchers map[*watcher]struct{}
 	// snap is the snapshot watchers that start now share; nil once a
 	// change or new totals were sent, or a flush had nobody to send
@@ -155,8 +159,14 @@ func New(o Options) (*Hub, error) {
 	if o.Resynced == nil {
 		o.Resynced = func() {}
 	}
+	// The hub keeps its events newest last.
+	recent := make([]*fleetv1.HealthEvent, 0, min(len(o.RecentEvents), RecentEventsKept))
+	for i := min(len(o.RecentEvents), RecentEventsKept) - 1; i >= 0; i-- {
+		recent = append(recent, o.RecentEvents[i])
+	}
 	return &Hub{
 		fleet:    o.Fleet,
+		recent:   recent,
 		next:     o.Next,
 		bufSize:  o.Buffer,
 		replay:   o.Replay,
@@ -188,8 +198,8 @@ func (h *Hub) Publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
 		h.ringLen = min(h.ringLen+1, h.replay)
 		if e := m.GetHealthEvent(); e != nil {
 			h.recent = append(h.recent, e)
-			if len(h.recent) > 2*recentEventsKept {
-				h.recent = append(h.recent[:0:0], h.recent[len(h.recent)-recentEventsKept:]...)
+			if len(h.recent) > 2*RecentEventsKept {
+				h.recent = append(h.recent[:0:0], h.recent[len(h.recent)-RecentEventsKept:]...)
 			}
 		}
 		h.dirty = true

@@ -263,10 +263,10 @@ func TestRunFlushesEachSecond(t *testing.T) {
 }
 
 // TestRecentEvents: a snapshot carries the latest health events, newest
-// first, at most recentEventsKept of them.
+// first, at most RecentEventsKept of them.
 func TestRecentEvents(t *testing.T) {
 	h := newHub(t, newFakeFleet("a"), Options{Buffer: 16, Replay: 16})
-	const published = 2*recentEventsKept + 50
+	const published = 2*RecentEventsKept + 50
 	for i := range published {
 		h.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
 			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_HealthEvent{HealthEvent: &fleetv1.HealthEvent{Xid: uint32(i)}}})
@@ -275,12 +275,40 @@ func TestRecentEvents(t *testing.T) {
 	w, st, _ := h.subscribe(0)
 	defer h.unsubscribe(w)
 	events := st.snapshot.events
-	if len(events) != recentEventsKept {
-		t.Fatalf("snapshot carries %d events, want %d", len(events), recentEventsKept)
+	if len(events) != RecentEventsKept {
+		t.Fatalf("snapshot carries %d events, want %d", len(events), RecentEventsKept)
 	}
 	for i, e := range events {
 		if want := uint32(published - 1 - i); e.GetXid() != want {
 			t.Fatalf("event %d is %d, want %d (newest first)", i, e.GetXid(), want)
+		}
+	}
+}
+
+// TestRecentEventsSeeded: the events a hub starts with are in its
+// snapshots, after the events published since, newest first and at most
+// RecentEventsKept in all.
+func TestRecentEventsSeeded(t *testing.T) {
+	seeded := make([]*fleetv1.HealthEvent, RecentEventsKept+10)
+	for i := range seeded {
+		seeded[i] = &fleetv1.HealthEvent{Xid: uint32(len(seeded) - i)} // newest first
+	}
+	h := newHub(t, newFakeFleet("a"), Options{Buffer: 16, Replay: 16, RecentEvents: seeded})
+	h.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
+		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_HealthEvent{HealthEvent: &fleetv1.HealthEvent{Xid: 1000}}})
+	})
+	w, st, _ := h.subscribe(0)
+	defer h.unsubscribe(w)
+	events := st.snapshot.events
+	if len(events) != RecentEventsKept {
+		t.Fatalf("snapshot carries %d events, want %d", len(events), RecentEventsKept)
+	}
+	if events[0].GetXid() != 1000 {
+		t.Fatalf("newest event is %d, want the one published (1000)", events[0].GetXid())
+	}
+	for i, e := range events[1:] {
+		if want := uint32(len(seeded) - i); e.GetXid() != want {
+			t.Fatalf("event %d is %d, want %d (the seeded ones, newest first)", i+1, e.GetXid(), want)
 		}
 	}
 }

@@ -130,7 +130,7 @@ func (h *Hub) subscribe(since uint64) (*watcher, start, bool) {
 func (h *Hub) snapshotLocked(w *watcher) start {
 	if h.snap == nil {
 		s := &snapshot{rev: h.rev, flush: h.flushes, entries: h.fleet.Entries(), pools: h.poolList()}
-		for i := len(h.recent) - 1; i >= 0 && len(s.events) < recentEventsKept; i-- {
+		for i := len(h.recent) - 1; i >= 0 && len(s.events) < RecentEventsKept; i-- {
 			s.events = append(s.events, h.recent[i])
 		}
 		h.snap = s
