@@ -340,7 +340,8 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // optionalDuration is a duration flag that may be left unset, so that the
-// control plane applies its own default.
+// control plane applies its own default. It takes days too ("9d"): the
+// spans it holds (a drain deadline, a token's lifetime) run to days.
 type optionalDuration struct {
 	d   time.Duration
 	set bool
@@ -354,9 +355,9 @@ func (o *optionalDuration) String() string {
 }
 
 func (o *optionalDuration) Set(v string) error {
-	d, err := time.ParseDuration(v)
+	d, err := display.ParseDuration(v)
 	if err != nil {
-		return errors.New("not a duration such as 30m or 2h")
+		return err
 	}
 	o.d, o.set = d, true
 	return nil

@@ -250,6 +250,47 @@ func TestDurationsDefaultToTheControlPlanes(t *testing.T) {
 	}
 }
 
+// TestDurationsTakeDays: the durations that run to days take a d unit, and
+// a duration the command line cannot read is a usage error that says what
+// it wanted; one it reads but the control plane refuses is refused.
+func TestDurationsTakeDays(t *testing.T) {
+	addr := server(t)
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		wantErr string
+		drain   time.Duration
+	}{
+		{name: "drain-deadline-days", args: []string{"drain", "gpu-1", "--deadline", "2d"}, code: ExitOK, drain: 48 * time.Hour},
+		{name: "drain-timeout-days-and-hours", args: []string{"terminate", "gpu-2", "--drain-timeout", "1d12h"}, code: ExitOK, drain: 36 * time.Hour},
+		{name: "token-ttl-days", args: []string{"token", "create", "month", "--role", "viewer", "--ttl", "30d"}, code: ExitOK},
+		{name: "deadline-past-the-limit", args: []string{"drain", "gpu-3", "--deadline", "9d"}, code: ExitRefused, wantErr: "deadline"},
+		{name: "unknown-unit", args: []string{"drain", "gpu-3", "--deadline", "2w"}, code: ExitUsage,
+			wantErr: `"2w" is not a duration such as 90s, 30m, 2h or 9d: "w" is not a unit (ms, s, m, h or d)`},
+		{name: "no-unit", args: []string{"token", "create", "x", "--role", "viewer", "--ttl", "30"}, code: ExitUsage, wantErr: "30 has no unit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := navarch(t, append([]string{"--server", addr}, tt.args...)...)
+			if code != tt.code || !strings.Contains(errOut, tt.wantErr) {
+				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, tt.code, errOut, tt.wantErr)
+			}
+			if tt.drain == 0 {
+				return
+			}
+			_, node, _ := navarch(t, "--server", addr, "get", "node", tt.args[1], "-o", "json")
+			var resp controlplanev1.GetNodeResponse
+			if err := protojson.Unmarshal([]byte(node), &resp); err != nil {
+				t.Fatalf("get node: %v\n%s", err, node)
+			}
+			if left := time.Until(resp.GetNode().GetDrain().GetDeadline().AsTime()); left > tt.drain || left < tt.drain-time.Minute {
+				t.Errorf("the drain ends in %s, want %s", left, tt.drain)
+			}
+		})
+	}
+}
+
 func TestUnreachableServer(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()

@@ -64,7 +64,7 @@ autoscaling:
 "schedules": [{"cron": "0 8 * * 1-5", "duration": "36000s", "size": 6}]}}`, full, ""},
 		{"unknown-field", "providers: [aws]\nmax: 2\nmaxx: 3\n", nil, `unknown field "maxx"`},
 		{"bad-duration", "providers: [aws]\nautoscaling:\n  schedules:\n    - duration: soon\n", nil,
-			`autoscaling.schedules[0].duration: "soon" is not a duration such as 90s, 10m or 1h30m`},
+			`autoscaling.schedules[0].duration: "soon" is not a duration such as 90s, 30m, 2h or 9d`},
 		{"wrong-type", "providers: aws\n", nil, "providers: is a list, such as [a, b]"},
 		{"wrong-scalar", "providers: [aws]\nmin: two\n", nil, `invalid value for uint32 field min: "two"`},
 		{"wrong-nesting", "providers: [aws]\nautoscaling:\n  utilization: 80\n", nil, "autoscaling.utilization: is a mapping of its fields"},

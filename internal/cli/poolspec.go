@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/internal/display"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -120,9 +121,9 @@ func prepare(fields map[string]any, md protoreflect.MessageDescriptor, path stri
 			if !ok {
 				continue
 			}
-			d, err := time.ParseDuration(s)
+			d, err := display.ParseDuration(s)
 			if err != nil {
-				return fmt.Errorf("%s: %q is not a duration such as 90s, 10m or 1h30m", at, s)
+				return fmt.Errorf("%s: %w", at, err)
 			}
 			fields[name] = protoDuration(d)
 		case fd.IsList():
