@@ -2,9 +2,10 @@
 // state: what one atomic write holds (Write), what start-up reads back
 // (State), how events are queried (EventQuery), the operator tokens (Token),
 // the bindings of node ids to agents' keys (NodeKey), the audit log's
-// entries (AuditEntry, AuditQuery), and the Store interface every backend
-// implements. It imports no backend; the embedded Badger one lives in
-// store/badger and the suite every backend must pass in store/storetest.
+// entries (AuditEntry, AuditQuery), what the auto-cordon breaker remembers
+// (BreakerState), and the Store interface every backend implements. It
+// imports no backend; the embedded Badger one lives in store/badger and the
+// suite every backend must pass in store/storetest.
 package store
 
 import (
@@ -60,7 +61,8 @@ type Store interface {
 	// its own id, and read back with every field as written, the time to
 	// the nanosecond in UTC. Pools are replaced whole, by name, without
 	// their status, which is never stored; DeletePools removes pools after
-	// Pools are written.
+	// Pools are written. The breaker state is replaced whole and read back
+	// with every time as written, to the nanosecond in UTC.
 	// DeleteNodes removes each node with its commands, events, last-seen
 	// time and key binding, so that a new machine may join under its id,
 	// and never a token, whatever its name, nor an audit entry: the audit
@@ -68,9 +70,10 @@ type Store interface {
 	//
 	// Apply fails, writing nothing, when a node has no id, a token has no
 	// name, a node key has no node id or a key hash that is not 32 bytes
-	// (a SHA-256), a token, node key or audit entry has a time outside the
-	// years 1 to 9999 (what a google.protobuf.Timestamp holds), or a
-	// command, event or audit entry id has no sequence number (ParseSeq).
+	// (a SHA-256), a token, node key, audit entry or the breaker state has
+	// a time outside the years 1 to 9999 (what a google.protobuf.Timestamp
+	// holds), or a command, event or audit entry id has no sequence number
+	// (ParseSeq).
 	// An empty Write writes nothing and returns nil.
 	//
 	// Apply also trims history, to limits that are the backend's options.
@@ -92,8 +95,8 @@ type Store interface {
 
 	// Load reads what start-up needs: every node ordered by id, every
 	// last-seen time saved and not since deleted with its node, every
-	// counter, every token ordered by name, and every node key ordered by
-	// node id.
+	// counter, every token ordered by name, every node key ordered by
+	// node id, every pool ordered by name and the breaker state.
 	Load(ctx context.Context) (*State, error)
 
 	// Commands returns a node's kept commands, finished and open, newest

@@ -43,6 +43,9 @@ type Write struct {
 	// DeletePools are the names of pools that go, after Pools are
 	// written.
 	DeletePools []string
+	// Breaker, when set, replaces the stored auto-cordon breaker state;
+	// its times must lie within the years 1 to 9999.
+	Breaker *BreakerState
 }
 
 // Empty reports whether w writes nothing.
@@ -50,7 +53,8 @@ func (w *Write) Empty() bool {
 	return len(w.Nodes) == 0 && len(w.DeleteNodes) == 0 && len(w.Commands) == 0 &&
 		len(w.Events) == 0 && len(w.Counters) == 0 && len(w.Tokens) == 0 &&
 		len(w.NodeKeys) == 0 && len(w.DeleteNodeKeys) == 0 && len(w.Audit) == 0 &&
-		len(w.Pools) == 0 && len(w.DeletePools) == 0 && len(w.DeleteTokens) == 0
+		len(w.Pools) == 0 && len(w.DeletePools) == 0 && len(w.DeleteTokens) == 0 &&
+		w.Breaker == nil
 }
 
 // State is everything Load reads at start-up.
@@ -68,6 +72,9 @@ type State struct {
 	NodeKeys []*NodeKey
 	// Pools are every stored pool, ordered by name.
 	Pools []*fleetv1.Pool
+	// Breaker is the auto-cordon breaker state last written, its times in
+	// UTC; nil when none was.
+	Breaker *BreakerState
 }
 
 // EventQuery selects events for Events.

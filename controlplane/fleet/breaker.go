@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/store"
 )
 
 // breaker limits automatic cordons: within any window, at most
@@ -15,10 +16,18 @@ import (
 // that it trips and suppresses further automatic cordons until the window
 // has room again. A fleet that cordons itself to death is worse than a few
 // unhealthy nodes left for an operator to judge.
+//
+// Its window and trip outlive a restart: each automatic cordon, and each
+// one held back, stores the breaker's state in the node's own write
+// (saved), and New restores it.
 type breaker struct {
 	enabled  bool
 	fraction float64
 	window   time.Duration
+
+	// saving orders the writes that carry the breaker's state, so the one
+	// stored last is the newest.
+	saving sync.Mutex
 
 	mu         sync.Mutex
 	recent     []time.Time
@@ -29,6 +38,28 @@ type breaker struct {
 
 func newBreaker(enabled bool, fraction float64, window time.Duration) *breaker {
 	return &breaker{enabled: enabled, fraction: fraction, window: window, limit: 1}
+}
+
+// restore takes back the state a previous run stored, for a fleet of
+// fleetSize active nodes; nil is a breaker that never cordoned.
+func (b *breaker) restore(st *store.BreakerState, fleetSize int) {
+	if st == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.recent = slices.Clone(st.Recent)
+	slices.SortFunc(b.recent, time.Time.Compare)
+	b.trippedAt = st.TrippedAt
+	b.suppressed = st.Suppressed
+	b.limit = max(1, int(b.fraction*float64(fleetSize)))
+}
+
+// saved is the breaker's state as it is stored.
+func (b *breaker) saved() *store.BreakerState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return &store.BreakerState{Recent: slices.Clone(b.recent), TrippedAt: b.trippedAt, Suppressed: b.suppressed}
 }
 
 func (b *breaker) prune(now time.Time) {

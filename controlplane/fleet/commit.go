@@ -34,11 +34,14 @@ type change struct {
 	autoCordonedAt time.Time
 	// audit records what the policy did in this change, in its write.
 	audit []*store.AuditEntry
+	// saveBreaker stores the auto-cordon breaker's state in the change's
+	// write: the policy cordoned the node, or the breaker held it back.
+	saveBreaker bool
 }
 
 func (c *change) empty() bool {
 	return c.node == nil && len(c.events) == 0 && len(c.commands) == 0 && !c.remove && c.reach == 0 &&
-		len(c.audit) == 0
+		len(c.audit) == 0 && !c.saveBreaker
 }
 
 // firstReached is c's commands but those in again.
@@ -94,7 +97,7 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 	if c.remove {
 		w.DeleteNodes = []string{id}
 	}
-	if err := f.store.Apply(ctx, w); err != nil {
+	if err := f.apply(ctx, w, c.saveBreaker); err != nil {
 		f.log.Error("store write failed", "node", id, "err", err)
 		return apierr.NotSaved()
 	}
@@ -150,6 +153,16 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 		}
 	})
 	return nil
+}
+
+// apply writes w, with the breaker's state when withBreaker is set.
+func (f *Fleet) apply(ctx context.Context, w store.Write, withBreaker bool) error {
+	if withBreaker {
+		f.breaker.saving.Lock()
+		defer f.breaker.saving.Unlock()
+		w.Breaker = f.breaker.saved()
+	}
+	return f.store.Apply(ctx, w)
 }
 
 // setReachability publishes a reachability change as a node upsert.

@@ -264,6 +264,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		count(f.totals, n, ns.reachability(), 1)
 		countFaults(f.faults, n, 1)
 	}
+	f.breaker.restore(st.Breaker, f.activeFleetSize())
 	open, err := o.Store.OpenCommands(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)

@@ -263,12 +263,14 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 		if f.cfg.AutoCordon {
 			f.log.Warn("auto-cordon suppressed by circuit breaker", "node", n.GetNodeId(), "cause", n.GetHealthCause())
 			f.hub.TotalsChanged()
+			c.saveBreaker = true
 		}
 		return
 	}
 	_ = move(n, actAutoCordon, "auto-cordon: "+n.GetHealthCause(), auth.PolicyName, now)
 	n.CordonedByPolicy = true
 	c.autoCordonedAt = now
+	c.saveBreaker = true
 	cmd, err := f.newCommand(ctx, n.GetNodeId(), fleetv1.CommandType_COMMAND_TYPE_CORDON, n.GetLifecycleReason(), auth.PolicyName, now)
 	if err == nil {
 		ns.book.open = append(ns.book.open, cmd)

@@ -3,9 +3,13 @@ package fleet
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/navarch/navarch/controlplane/watch"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // firstMessage is the first message a watcher starting from since is sent.
@@ -65,5 +69,51 @@ func TestSnapshotCarriesEventsAfterRestart(t *testing.T) {
 		if got[i].GetId() != want[i].GetId() || got[i].GetXid() != want[i].GetXid() {
 			t.Fatalf("snapshot event %d is %s (xid %d), want %s (xid %d)", i, got[i].GetId(), got[i].GetXid(), want[i].GetId(), want[i].GetXid())
 		}
+	}
+}
+
+// TestBreakerWindowSurvivesRestart: the breaker's recent cordons and its
+// trip outlive a restart, so a restart within the window cordons no more of
+// the fleet, and the window still ends on time.
+func TestBreakerWindowSurvivesRestart(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	f := newFleet(t, Options{Store: st, Clock: clock})
+	for _, id := range []string{"a", "b", "c", "d"} {
+		register(t, f, id, 1)
+	}
+	// Half of 4 nodes may be cordoned; the third trips the breaker.
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := xid(t, f, id, 0, 79); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := f.breaker.status(clock.Now())
+	if !before.GetTripped() || before.GetRecentAutoCordons() != 2 || before.GetSuppressedCordons() != 1 {
+		t.Fatalf("before the restart the breaker is %v, want tripped after 2 cordons and 1 held back", before)
+	}
+	f.Close()
+
+	clock.Advance(time.Minute)
+	f = newFleet(t, Options{Store: st, Clock: clock})
+	defer f.Close()
+	after := f.breaker.status(clock.Now())
+	if !after.GetTripped() || !after.GetTrippedAt().AsTime().Equal(before.GetTrippedAt().AsTime()) ||
+		after.GetRecentAutoCordons() != 2 || after.GetSuppressedCordons() != 1 {
+		t.Fatalf("after the restart the breaker is %v, want it as it was: %v", after, before)
+	}
+	if _, err := xid(t, f, "d", 0, 79); err != nil {
+		t.Fatal(err)
+	}
+	if l := f.get("d").node.Load().GetLifecycle(); l != fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE {
+		t.Fatalf("d is %s after a restart within the window, want it left active", l)
+	}
+	if got := f.breaker.status(clock.Now()).GetSuppressedCordons(); got != 2 {
+		t.Fatalf("%d cordons held back, want 2", got)
+	}
+
+	clock.Advance(testConfig().AutoCordonWindow)
+	if s := f.breaker.status(clock.Now()); s.GetTripped() || s.GetRecentAutoCordons() != 0 {
+		t.Fatalf("once the window has passed the breaker is %v, want closed and empty", s)
 	}
 }

@@ -95,6 +95,11 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				return err
 			}
 		}
+		if w.Breaker != nil {
+			if err := putBreaker(txn, w.Breaker); err != nil {
+				return err
+			}
+		}
 		auditExpires := uint64(time.Now().Add(s.auditRetention).Unix())
 		for _, a := range w.Audit {
 			if err := putAudit(txn, a, auditExpires); err != nil {

@@ -21,6 +21,8 @@ import "encoding/binary"
 //	                     same TTL; not one of the node's tables, so
 //	                     deleting the node keeps its audit history
 //	p/<name>             pool (protobuf, status left out)
+//	b/breaker            the auto-cordon breaker's state, JSON (see
+//	                     breakerRecord)
 const (
 	prefixNode      = "n/"
 	prefixCommand   = "c/"
@@ -34,6 +36,7 @@ const (
 	prefixAudit     = "a/"
 	prefixNodeAudit = "y/"
 	prefixPool      = "p/"
+	keyBreaker      = "b/breaker"
 )
 
 func commandKey(node string, seq uint64) []byte { return nodeSeqKey(prefixCommand, node, seq) }

@@ -14,7 +14,8 @@ import (
 	"github.com/navarch/navarch/store"
 )
 
-// Load reads the nodes, last-seen times, counters, tokens and node keys.
+// Load reads the nodes, last-seen times, counters, tokens, node keys,
+// pools and the breaker state.
 func (s *Store) Load(ctx context.Context) (*store.State, error) {
 	end, err := s.begin(ctx)
 	if err != nil {
@@ -69,13 +70,26 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 		}); err != nil {
 			return err
 		}
-		return iterate(ctx, txn, prefixPool, func(k []byte, v []byte) error {
+		if err := iterate(ctx, txn, prefixPool, func(k []byte, v []byte) error {
 			p := &fleetv1.Pool{}
 			if err := proto.Unmarshal(v, p); err != nil {
 				return fmt.Errorf("decode pool %s: %w", k[len(prefixPool):], err)
 			}
 			st.Pools = append(st.Pools, p)
 			return nil
+		}); err != nil {
+			return err
+		}
+		item, err := txn.Get([]byte(keyBreaker))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read breaker state: %w", err)
+		}
+		return item.Value(func(v []byte) error {
+			st.Breaker, err = decodeBreaker(v)
+			return err
 		})
 	})
 	if err != nil {

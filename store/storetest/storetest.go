@@ -81,6 +81,7 @@ func Run(t *testing.T, open Opener) {
 		{"audit-outlives-node", testAuditOutlivesNode},
 		{"audit-expires", testAuditExpires},
 		{"pools-survive-reopen", testPoolsSurviveReopen},
+		{"breaker-survives-reopen", testBreakerSurvivesReopen},
 		{"closed-store", testClosedStore},
 		{"cancelled-context", testCancelledContext},
 	}
