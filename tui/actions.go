@@ -57,7 +57,7 @@ func (a *actionKeys) run(d *deps, k tea.KeyPressMsg, targets []string) (tea.Cmd,
 	if len(targets) > 1 {
 		// Name them: a bulk action must never surprise.
 		shown := targets[:min(len(targets), 5)]
-		what = fmt.Sprintf("%d marked nodes (%s", len(targets), strings.Join(shown, ", "))
+		what = plural(len(targets), "marked node") + " (" + strings.Join(shown, ", ")
 		if more := len(targets) - len(shown); more > 0 {
 			what += fmt.Sprintf(" and %d more", more)
 		}
@@ -124,13 +124,13 @@ func forEach(d *deps, act, done string, targets []string, call func(ctx context.
 		case len(failed) == 0 && len(targets) == 1:
 			return statusLineMsg{text: last}
 		case len(failed) == 0:
-			return statusLineMsg{text: fmt.Sprintf("%s %d nodes", done, ok)}
+			return statusLineMsg{text: done + " " + plural(ok, "node")}
 		case ok == 0 && len(failed) == 1:
 			return statusLineMsg{text: act + " failed: " + failed[0], err: true}
 		case ok == 0:
-			return statusLineMsg{text: fmt.Sprintf("%s failed on all %d nodes: %s", act, len(targets), strings.Join(failed, "; ")), err: true}
+			return statusLineMsg{text: fmt.Sprintf("%s failed on all %s: %s", act, plural(len(targets), "node"), strings.Join(failed, "; ")), err: true}
 		}
-		return statusLineMsg{text: fmt.Sprintf("%s %d of %d nodes; %d failed: %s", done, ok, len(targets), len(failed), strings.Join(failed, "; ")), err: true}
+		return statusLineMsg{text: fmt.Sprintf("%s %d of %s; %d failed: %s", done, ok, plural(len(targets), "node"), len(failed), strings.Join(failed, "; ")), err: true}
 	}
 }
 
@@ -201,6 +201,6 @@ func provisionAction(d *deps, provider string, count, gpus uint32, labels map[st
 		for _, n := range resp.GetNodes() {
 			ids = append(ids, n.GetNodeId())
 		}
-		return statusLineMsg{text: fmt.Sprintf("provisioning %d nodes through %s: %s", len(ids), provider, strings.Join(ids, ", "))}
+		return statusLineMsg{text: fmt.Sprintf("provisioning %s through %s: %s", plural(len(ids), "node"), provider, strings.Join(ids, ", "))}
 	}
 }

@@ -169,8 +169,8 @@ func (m *Model) banner() string {
 			ageSince(m.conn.downSince, m.d.now()), retry, m.d.fleet.revision, m.conn.err))
 	}
 	if b := m.d.fleet.breaker; b.GetTripped() {
-		parts = append(parts, fmt.Sprintf("AUTO-CORDON SUSPENDED: breaker tripped %s ago, %d cordons held back",
-			ageSince(b.GetTrippedAt().AsTime(), m.d.now()), b.GetSuppressedCordons()))
+		parts = append(parts, fmt.Sprintf("AUTO-CORDON SUSPENDED: breaker tripped %s ago, %s held back",
+			ageSince(b.GetTrippedAt().AsTime(), m.d.now()), plural(b.GetSuppressedCordons(), "cordon")))
 	}
 	if len(parts) == 0 {
 		return ""

@@ -175,9 +175,9 @@ func (pd *provisionDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
 		}
 		labels[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
-	what := fmt.Sprintf("%d node(s)", count)
+	what := plural(count, "node")
 	if gpus > 0 {
-		what += fmt.Sprintf(" with %d GPUs each", gpus)
+		what += " with " + plural(gpus, "GPU") + " each"
 	}
 	if len(labels) > 0 {
 		what += ", labelled " + display.Labels(labels)

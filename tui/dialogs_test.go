@@ -27,7 +27,7 @@ func TestEnterSubmitsFormFromAnyField(t *testing.T) {
 	if _, ok := m.overlay.(*confirm); !ok {
 		t.Fatalf("enter in the first field left %T", m.overlay)
 	}
-	mustContain(t, m.Frame(), "Provision 2 node(s) with 8 GPUs each through local?")
+	mustContain(t, m.Frame(), "Provision 2 nodes with 8 GPUs each through local?")
 	send(m, press("n"))
 	if m.overlay != nil {
 		t.Fatal("n did not cancel")
@@ -80,7 +80,7 @@ func TestDialogsUseTheServersLimits(t *testing.T) {
 		{"provision-gpus-past-bound", append(append(keysOf("p", "tab", "tab"), retype(1, "17")...), press("enter")),
 			`GPUs per node "17" is not a whole number from 0 to 16`},
 		{"provision-gpus-within-bound", append(append(keysOf("p", "tab", "tab"), retype(1, "16")...), press("enter")),
-			"Provision 2 node(s) with 16 GPUs each through local?"},
+			"Provision 2 nodes with 16 GPUs each through local?"},
 		{"provision-gpus-placeholder", keysOf("p", "tab", "tab", "backspace"), "0–16 (0: provider's default)"},
 	}
 	for _, tt := range tests {
@@ -155,7 +155,7 @@ func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
 	provision := append(append(append(keysOf("p"), typed("local")...), keysOf("tab", "tab")...), retype(1, "65")...)
 	send(m, provision...)
 	send(m, press("enter"))
-	mustContain(t, flat(m), "Provision 2 node(s) with 65 GPUs each through local?")
+	mustContain(t, flat(m), "Provision 2 nodes with 65 GPUs each through local?")
 	mustContain(t, act(), "provision failed: gpus_per_node: 65 is above 64")
 
 	// Connected, the console asks for the limits, and its dialogs start
@@ -215,6 +215,6 @@ func TestProvisionFormStartsWithAProvider(t *testing.T) {
 		mustContain(t, flat(m), "the provider is required")
 		send(m, typed("local")...)
 		send(m, press("enter"))
-		mustContain(t, flat(m), "Provision 2 node(s) with 8 GPUs each through local?")
+		mustContain(t, flat(m), "Provision 2 nodes with 8 GPUs each through local?")
 	})
 }

@@ -95,7 +95,7 @@ func (v *eventsView) SetSize(width, height int) {
 }
 
 func (v *eventsView) Hint() string {
-	return fmt.Sprintf("%d events (newest first)%s", len(v.shown()), filterNote(v.filter.text))
+	return plural(len(v.shown()), "event") + " (newest first)" + filterNote(v.filter.text)
 }
 
 func (v *eventsView) ShortHelp() []key.Binding {
@@ -172,7 +172,7 @@ func (v *eventsView) shown() []*fleetv1.HealthEvent {
 func (v *eventsView) match(e *fleetv1.HealthEvent) bool {
 	text := strings.ToLower(eventLine(&Theme{}, e, v.d.now(), len(e.GetNodeId()), 1000) + " " + e.GetMessage())
 	for _, t := range v.filter.terms {
-		if !strings.Contains(text, t) {
+		if !strings.Contains(text, t.word) {
 			return false
 		}
 	}

@@ -99,7 +99,8 @@ func compareRows(a, b *row, col column) int {
 	case colLifecycle:
 		c = cmp.Compare(a.lifecycle, b.lifecycle)
 	case colHealth:
-		c = cmp.Compare(health.Rank(a.health), health.Rank(b.health))
+		// The worst first: the sort is for finding the nodes to act on.
+		c = cmp.Compare(health.Rank(b.health), health.Rank(a.health))
 	case colReach:
 		c = cmp.Compare(a.reach, b.reach)
 	case colGPUs:
@@ -118,34 +119,71 @@ func compareRows(a, b *row, col column) int {
 	return cmp.Or(c, strings.Compare(a.id, b.id))
 }
 
-// filter is the parsed fleet filter: substrings on id, hostname and labels,
-// and label=value terms, all of which must match.
+// filter is the parsed fleet filter: words, and label=value terms, all of
+// which must match. A word matches a row whose id, hostname, pool or labels
+// hold it, or whose lifecycle, health or reachability name begins with it
+// (unhealthy, cordon, offline, stale).
 type filter struct {
 	text   string
-	terms  []string
+	terms  []filterWord
 	labels map[string]string
+}
+
+// filterWord is one filter word, lower-cased, and the states whose names it
+// begins, as bit sets by enum value, worked out once per keystroke rather
+// than once per row.
+type filterWord struct {
+	word                     string
+	lifecycle, health, reach uint64
 }
 
 func parseFilter(s string) filter {
 	f := filter{text: s}
-	for _, term := range strings.Fields(s) {
-		if k, v, ok := strings.Cut(term, "="); ok && k != "" {
+	for _, word := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(word, "="); ok && k != "" {
 			if f.labels == nil {
 				f.labels = make(map[string]string)
 			}
 			f.labels[k] = v
 			continue
 		}
-		f.terms = append(f.terms, strings.ToLower(term))
+		w := strings.ToLower(word)
+		f.terms = append(f.terms, filterWord{word: w,
+			lifecycle: statesBegun(w, fleetv1.LifecycleState_name, "LIFECYCLE_STATE_"),
+			health:    statesBegun(w, fleetv1.HealthStatus_name, "HEALTH_STATUS_"),
+			reach:     statesBegun(w, fleetv1.Reachability_name, "REACHABILITY_"),
+		})
 	}
 	return f
 }
 
+// statesBegun is the set of the enum's values whose short name, as the
+// table shows it, begins with word. A word of one or two letters names no
+// state: while an id is typed, "a" or "on" would keep every ACTIVE or
+// ONLINE node.
+func statesBegun(word string, names map[int32]string, prefix string) uint64 {
+	var set uint64
+	if len(word) < 3 {
+		return 0
+	}
+	for v, name := range names {
+		name = strings.ToLower(strings.TrimPrefix(name, prefix))
+		if v > 0 && v < 64 && strings.HasPrefix(name, word) {
+			set |= 1 << v
+		}
+	}
+	return set
+}
+
+// has reports whether state v is in set.
+func has[E ~int32](set uint64, v E) bool { return v >= 0 && v < 64 && set&(1<<v) != 0 }
+
 func (f *filter) empty() bool { return len(f.terms) == 0 && len(f.labels) == 0 }
 
 func (f *filter) match(r *row) bool {
-	for _, t := range f.terms {
-		if !strings.Contains(r.search, t) {
+	for i := range f.terms {
+		t := &f.terms[i]
+		if !has(t.lifecycle, r.lifecycle) && !has(t.health, r.health) && !has(t.reach, r.reach) && !strings.Contains(r.search, t.word) {
 			return false
 		}
 	}
@@ -367,13 +405,15 @@ func (f *fleet) totals() string {
 	if s == nil {
 		return "no totals yet"
 	}
-	nodes := fmt.Sprintf("%d nodes", s.GetNodes()-s.GetTerminated())
+	nodes := plural(s.GetNodes()-s.GetTerminated(), "node")
 	if k := s.GetTerminated(); k > 0 {
 		// Terminated nodes stay listed until their retention ends; they
 		// are not part of the fleet's counts.
 		nodes += fmt.Sprintf(" (+%d terminated)", k)
 	}
-	return fmt.Sprintf("%s  %d GPUs │ %d healthy  %d degraded  %d unhealthy │ %d cordoned  %d draining  %d drained │ %d offline",
-		nodes, s.GetGpus(), s.GetHealthy(), s.GetDegraded(), s.GetUnhealthy(),
-		s.GetCordoned(), s.GetDraining(), s.GetDrained(), s.GetOffline()+s.GetStale())
+	// Stale and offline are apart, as the rows and `get status` say them:
+	// a stale node missed heartbeats but has not been given up on.
+	return fmt.Sprintf("%s  %s │ %d healthy  %d degraded  %d unhealthy │ %d cordoned  %d draining  %d drained │ %d stale  %d offline",
+		nodes, plural(s.GetGpus(), "GPU"), s.GetHealthy(), s.GetDegraded(), s.GetUnhealthy(),
+		s.GetCordoned(), s.GetDraining(), s.GetDrained(), s.GetStale(), s.GetOffline())
 }

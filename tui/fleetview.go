@@ -124,7 +124,7 @@ func (t *fleetView) SetSize(width, height int) {
 }
 
 func (t *fleetView) Hint() string {
-	n := fmt.Sprintf("%d of %d nodes", len(t.f.shown), len(t.f.rows))
+	n := fmt.Sprintf("%d of %s", len(t.f.shown), plural(len(t.f.rows), "node"))
 	if k := len(t.marks); k > 0 {
 		n += fmt.Sprintf(", %d marked", k)
 	}

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -34,6 +35,15 @@ func padLeft(s string, width int) string {
 		return truncate(s, width)
 	}
 	return strings.Repeat(" ", width-w) + s
+}
+
+// plural is n and the noun, plural unless n is 1: "1 node", "2 nodes". The
+// noun may be a phrase whose last word takes the plural: "1 marked node".
+func plural[N int | uint32 | uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprint(n) + " " + noun + "s"
 }
 
 // windowStart is the first of rows rows to draw, height at a time, so

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestNavigationAndSort(t *testing.T) {
 	if r := fleetOf(m).current(); r.id != "gpu-b02" {
 		t.Fatalf("G: cursor on %s", r.id)
 	}
-	// Sort by health: worst last; the cursor follows its node.
+	// Sort by health: worst first; the cursor follows its node.
 	send(m, keysOf("s", "s")...)
 	if m.d.fleet.sortBy != colHealth {
 		t.Fatalf("sorted by %s", columnNames[m.d.fleet.sortBy])
@@ -104,9 +105,12 @@ func TestNavigationAndSort(t *testing.T) {
 	if r := fleetOf(m).current(); r.id != "gpu-b02" {
 		t.Fatalf("cursor lost its node: %s", r.id)
 	}
+	if got, want := shownIDs(m), []string{"gpu-a02", "gpu-b02", "gpu-b01", "gpu-a01", "gpu-a03"}; !slices.Equal(got, want) {
+		t.Fatalf("sorted by health: %v, want %v", got, want)
+	}
 	mustContain(t, m.Frame(), "HEALTH▲")
 	send(m, press("S"))
-	if m.d.fleet.shown[0].health != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+	if m.d.fleet.shown[0].health != fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY {
 		t.Fatalf("reverse sort starts with %s", m.d.fleet.shown[0].id)
 	}
 	mustContain(t, m.Frame(), "HEALTH▼")

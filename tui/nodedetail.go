@@ -87,13 +87,20 @@ func (v *nodeView) gpuTable(n *fleetv1.Node, width int, reachable bool) []string
 
 // processSummary says which GPU compute processes the node's last health
 // report listed, the ones a drain waits for: "3 on gpu0, gpu2: pids 4121
-// (python), 4122, 4290".
-func processSummary(n *fleetv1.Node) string {
+// (python), 4122, 4290". A GPU whose heartbeat sample, taken at sampledAt
+// and newer than that report, counts no processes has none: a drain that
+// killed them ends well before the next full report, and the list would
+// otherwise outlive them.
+func processSummary(n *fleetv1.Node, samples []*fleetv1.GpuSample, sampledAt time.Time) string {
+	idle := map[uint32]bool{}
+	for _, s := range samples {
+		idle[s.GetGpuIndex()] = s.GetProcessCount() == 0
+	}
 	var gpus, pids []string
 	seen := map[uint32]bool{}
 	for _, g := range n.GetGpus() {
 		procs := g.GetMetrics().GetProcesses()
-		if len(procs) == 0 {
+		if len(procs) == 0 || idle[g.GetIndex()] && sampledAt.After(tsTime(g.GetMetrics().GetTime())) {
 			continue
 		}
 		gpus = append(gpus, display.GPU(int32(g.GetIndex())))

@@ -235,10 +235,14 @@ func (v *nodeView) View() string {
 	}
 	n := v.resp.GetNode()
 	lastHB := tsTime(n.GetLastHeartbeatAt())
+	samples, sampledAt := n.GetSamples(), lastHB
 	if r, ok := v.d.fleet.rows[v.id]; ok {
 		// The stream is fresher than the last fetch for these.
 		n.Lifecycle, n.Health, n.Reachability = r.lifecycle, r.health, r.reach
 		lastHB = r.lastHB
+		if r.lastHB.After(sampledAt) {
+			samples, sampledAt = r.node.GetSamples(), r.lastHB
+		}
 	}
 	now := v.d.now()
 	var lines []string
@@ -271,7 +275,7 @@ func (v *nodeView) View() string {
 	// Processes and metrics are the last report's; an unreachable node's
 	// are unknown.
 	reachable := n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE || n.GetReachability() == fleetv1.Reachability_REACHABILITY_STALE
-	if p := processSummary(n); p != "" && reachable {
+	if p := processSummary(n, samples, sampledAt); p != "" && reachable {
 		lines = append(lines, t.Muted.Render("processes: ")+p)
 	}
 	info := fmt.Sprintf("driver %s · CUDA %s · agent %s", display.OrDash(n.GetDriverVersion()), display.OrDash(n.GetCudaVersion()), display.OrDash(n.GetAgentVersion()))
@@ -285,7 +289,7 @@ func (v *nodeView) View() string {
 		info += " · " + l
 	}
 	if n.GetDroppedEvents() > 0 {
-		info += fmt.Sprintf(" · %d events dropped by the agent", n.GetDroppedEvents())
+		info += " · " + plural(n.GetDroppedEvents(), "event") + " dropped by the agent"
 	}
 	lines = append(lines, t.Muted.Render(info))
 

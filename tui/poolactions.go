@@ -41,7 +41,7 @@ func askScale(d *deps, p *fleetv1.Pool, up bool) {
 
 // scaleQuestion is the confirmation of a scale of p to wanted.
 func scaleQuestion(p *fleetv1.Pool, wanted uint32) string {
-	q := fmt.Sprintf("Scale pool %s from %d to %d nodes?", p.GetName(), p.GetWanted(), wanted)
+	q := fmt.Sprintf("Scale pool %s from %d to %s?", p.GetName(), p.GetWanted(), plural(wanted, "node"))
 	if wanted > p.GetWanted() {
 		q += " It provisions a node through " + strings.Join(p.GetSpec().GetProviders(), ", then ") + "."
 	} else {

@@ -237,7 +237,7 @@ func TestScaleAsksThenCallsScalePool(t *testing.T) {
 	}{
 		{"up", keysOf("G", "+"), nil, "Scale pool train from 4 to 5 nodes? It provisions a node through aws, then gcp. Its autoscaling moves the size on from there.",
 			"y", &controlplanev1.ScalePoolRequest{Name: "train", Wanted: 5, Reason: "scaled from the console"}, "pool train: wanted 5 (was 4)"},
-		{"down", keysOf("-"), nil, "Scale pool infer from 2 to 1 nodes? A node beyond the wanted size is drained, then terminated.",
+		{"down", keysOf("-"), nil, "Scale pool infer from 2 to 1 node? A node beyond the wanted size is drained, then terminated.",
 			"y", &controlplanev1.ScalePoolRequest{Name: "infer", Wanted: 1, Reason: "scaled from the console"}, "pool infer: wanted 1 (was 2)"},
 		{"n-cancels", keysOf("G", "-"), nil, "Scale pool train from 4 to 3 nodes?", "n", nil, "cancelled"},
 		{"esc-cancels", keysOf("G", "-"), nil, "Scale pool train from 4 to 3 nodes?", "esc", nil, "cancelled"},
@@ -405,7 +405,7 @@ func TestPoolsAgainstTheControlPlane(t *testing.T) {
 	}
 	until("the snapshot's pools", func() bool { return m.d.fleet.pools["batch"] != nil })
 	send(m, press("3"), press("+"))
-	if f := flat(m); !strings.Contains(f, "Scale pool batch from 0 to 1 nodes? It provisions a node through test.") {
+	if f := flat(m); !strings.Contains(f, "Scale pool batch from 0 to 1 node? It provisions a node through test.") {
 		t.Fatalf("no question:\n%s", f)
 	}
 	send(m, await[statusLineMsg](t, send(m, press("y"))))

@@ -85,7 +85,7 @@ func (v *poolsView) SetSize(width, height int) {
 }
 
 func (v *poolsView) Hint() string {
-	return fmt.Sprintf("%d pools · %s", len(v.f.poolNames), poolColumnsLegend)
+	return plural(len(v.f.poolNames), "pool") + " · " + poolColumnsLegend
 }
 
 func (v *poolsView) ShortHelp() []key.Binding {

@@ -152,7 +152,7 @@ func (v *poolView) move(k tea.KeyPressMsg) bool {
 func (v *poolView) SetSize(width, height int) { v.width, v.height = width, height }
 
 func (v *poolView) Hint() string {
-	return fmt.Sprintf("pool %s · %d nodes · enter opens the node under the cursor", v.name, len(v.rows))
+	return "pool " + v.name + " · " + plural(len(v.rows), "node") + " · enter opens the node under the cursor"
 }
 
 func (v *poolView) ShortHelp() []key.Binding {
@@ -204,7 +204,7 @@ func (v *poolView) summary(p *fleetv1.Pool, exists bool, now time.Time) []string
 		return []string{t.Title.Render(v.name) + "  " + t.StatusErr.Render("deleted: its nodes stay, kept by no pool")}
 	}
 	s, spec := p.GetStatus(), p.GetSpec()
-	size := fmt.Sprintf("%d/%d nodes", s.GetNodes(), p.GetWanted())
+	size := fmt.Sprintf("%d/%s", s.GetNodes(), plural(p.GetWanted(), "node"))
 	if s.GetNodes() != p.GetWanted() {
 		size = t.Warn.Render(size)
 	}
@@ -229,7 +229,7 @@ func poolSpecLine(spec *fleetv1.PoolSpec) string {
 		parts = append(parts, it)
 	}
 	if g := spec.GetGpusPerNode(); g > 0 {
-		parts = append(parts, fmt.Sprintf("%d GPUs each", g))
+		parts = append(parts, plural(g, "GPU")+" each")
 	}
 	if r := spec.GetRegion(); r != "" {
 		parts = append(parts, "region "+r)

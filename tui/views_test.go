@@ -373,14 +373,24 @@ func TestNodeViewHeartbeatAgeFollowsStream(t *testing.T) {
 	mustContain(t, m.Frame(), "heartbeat 17s ago")
 }
 
+// processDetail is the node gpu-a02 as GetNode answers while python
+// runs on gpu0 and gpu3: the health report of 20 s ago lists the
+// processes, the heartbeat of 3 s ago counts them.
+func processDetail() *controlplanev1.GetNodeResponse {
+	d := nodeDetail()
+	reported := timestamppb.New(now.Add(-20 * time.Second))
+	d.Node.Gpus[0].Metrics = &fleetv1.GpuMetrics{Time: reported, Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}, {Pid: 4122}}}
+	d.Node.Gpus[3].Metrics = &fleetv1.GpuMetrics{Time: reported, Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}}}
+	d.Node.Samples[0].ProcessCount = 2
+	d.Node.Samples[3].ProcessCount = 1
+	return d
+}
+
 // TestNodeViewListsGPUProcesses: the processes a drain waits for are on
 // the node's page.
 func TestNodeViewListsGPUProcesses(t *testing.T) {
 	m := newTestModel(t, Options{})
-	d := nodeDetail()
-	d.Node.Gpus[0].Metrics = &fleetv1.GpuMetrics{Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}, {Pid: 4122}}}
-	d.Node.Gpus[3].Metrics = &fleetv1.GpuMetrics{Processes: []*fleetv1.GpuProcess{{Pid: 4121, Name: "python"}}}
-	send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: d})
+	send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: processDetail()})
 	mustContain(t, m.Frame(), "processes: 2 on gpu0, gpu3: pids 4121 (python), 4122")
 	// Once the node is unreachable its processes are unknown.
 	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{
@@ -388,6 +398,61 @@ func TestNodeViewListsGPUProcesses(t *testing.T) {
 	}}})
 	if strings.Contains(plain(m), "processes:") {
 		t.Fatal("an OFFLINE node's processes are shown")
+	}
+}
+
+// TestNodeViewDropsProcessesThatEnded: once a heartbeat or a GetNode
+// answer newer than the health report counts no processes on a GPU, as
+// after a drain that killed them, the node view stops listing that GPU's
+// processes without waiting for the next full report.
+func TestNodeViewDropsProcessesThatEnded(t *testing.T) {
+	heartbeat := func(ago time.Duration, gpu0, gpu3 uint32) tea.Msg {
+		var samples []*fleetv1.GpuSample
+		for i := range uint32(8) {
+			s := &fleetv1.GpuSample{GpuIndex: i, UtilizationGpuPercent: 10, TemperatureCelsius: 40}
+			switch i {
+			case 0:
+				s.ProcessCount = gpu0
+			case 3:
+				s.ProcessCount = gpu3
+			}
+			samples = append(samples, s)
+		}
+		return streamMsg{msgs: []*controlplanev1.WatchFleetResponse{{Revision: 42, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{
+			Heartbeats: []*controlplanev1.NodeHeartbeat{{NodeId: "gpu-a02", Reachability: fleetv1.Reachability_REACHABILITY_ONLINE,
+				LastHeartbeatAt: timestamppb.New(now.Add(-ago)), Samples: samples}},
+		}}}}}
+	}
+	drained := processDetail()
+	drained.Node.Lifecycle = fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED
+	drained.Node.LastHeartbeatAt = timestamppb.New(now.Add(-time.Second))
+	drained.Node.Samples[0].ProcessCount, drained.Node.Samples[3].ProcessCount = 0, 0
+	cases := []struct {
+		name string
+		then tea.Msg
+		want string // the processes line, "" for none
+	}{
+		{"heartbeat-counts-none", heartbeat(time.Second, 0, 0), ""},
+		{"heartbeat-counts-none-on-one-gpu", heartbeat(time.Second, 0, 1), "processes: 1 on gpu3: pids 4121 (python)"},
+		{"heartbeat-older-than-the-report", heartbeat(30*time.Second, 0, 0), "processes: 2 on gpu0, gpu3: pids 4121 (python), 4122"},
+		{"get-node-counts-none", nodeDetailMsg{id: "gpu-a02", resp: drained}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := newTestModel(t, Options{})
+			send(m, press("j"), press("enter"), nodeDetailMsg{id: "gpu-a02", resp: processDetail()})
+			mustContain(t, m.Frame(), "processes: 2 on gpu0, gpu3")
+			send(m, c.then)
+			got := ""
+			for _, l := range strings.Split(plain(m), "\n") {
+				if strings.HasPrefix(l, "processes:") {
+					got = strings.TrimSpace(l)
+				}
+			}
+			if got != c.want {
+				t.Fatalf("processes line %q, want %q", got, c.want)
+			}
+		})
 	}
 }
 
