@@ -15,7 +15,7 @@ import (
 func TestNodeMetricsShowTheNewestSample(t *testing.T) {
 	report := func(h *harness) {
 		m := fleettest.CleanMetrics(0)
-		m.TemperatureCelsius, m.UtilizationGpuPercent, m.PowerUsageMilliwatts, m.MemoryUsedBytes = 32, 10, 100_000, 1 << 30
+		m.TemperatureCelsius, m.UtilizationGpuPercent, m.PowerUsageMilliwatts, m.MemoryUsedBytes = 32, 10, 100_000, 1<<30
 		m.Processes = []*fleetv1.GpuProcess{{Pid: 11}, {Pid: 12}}
 		if _, err := h.node.ReportHealth(ctxT(h.t), &nodev1.ReportHealthRequest{NodeId: "n1", Metrics: []*fleetv1.GpuMetrics{m}, GpuCount: 1}); err != nil {
 			h.t.Fatalf("report: %v", err)
