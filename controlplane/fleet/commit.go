@@ -270,7 +270,9 @@ func (f *Fleet) newID(ctx context.Context, prefix string) (string, error) {
 
 // counter hands out increasing numbers that stay increasing across restarts:
 // it reserves blocks by writing a ceiling to the store, and after a restart
-// starts above the last ceiling.
+// starts above the last ceiling. A clean close seals it: the ceiling is
+// set to the last number handed out, with a mark saying so, and the next
+// run continues right after it instead of past a whole unused block.
 type counter struct {
 	name  string
 	store store.Store
@@ -282,8 +284,21 @@ type counter struct {
 
 const counterBlock = 100000
 
-func newCounter(name string, ceiling uint64, st store.Store) *counter {
-	return &counter{name: name, store: st, value: ceiling, ceiling: ceiling}
+// sealedSuffix names the counter that marks name's ceiling as written by a
+// clean close. It counts only while equal to the ceiling: the next
+// reservation raises the ceiling past it, so a run that dies afterwards is
+// not taken for a clean one.
+const sealedSuffix = ".sealed"
+
+// loadCounter starts counter name above what the previous runs handed out:
+// at its stored ceiling, and slack beyond it unless that ceiling was sealed
+// by a clean close. A fresh store counts from 1.
+func loadCounter(name string, stored map[string]uint64, slack uint64, st store.Store) *counter {
+	start, ok := stored[name]
+	if sealed, clean := stored[name+sealedSuffix]; ok && (!clean || sealed != start) {
+		start += slack
+	}
+	return &counter{name: name, store: st, value: start, ceiling: start}
 }
 
 func (c *counter) next(ctx context.Context) (uint64, error) {
@@ -313,4 +328,17 @@ func (c *counter) force() uint64 {
 	defer c.mu.Unlock()
 	c.value++
 	return c.value
+}
+
+// seal stores the last number handed out as the ceiling, marked as a
+// clean close. A number taken afterwards reserves a block again, which
+// raises the ceiling past the mark.
+func (c *counter) seal(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.store.Apply(ctx, store.Write{Counters: map[string]uint64{c.name: c.value, c.name + sealedSuffix: c.value}}); err != nil {
+		return fmt.Errorf("seal %s: %w", c.name, err)
+	}
+	c.ceiling = c.value
+	return nil
 }

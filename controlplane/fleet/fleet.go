@@ -207,18 +207,16 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		f.reconcileOnce.Do(func() { close(f.reconciled) })
 	}
 	f.breaker = newBreaker(o.Config.AutoCordon, o.Config.AutoCordonMaxFraction, o.Config.AutoCordonWindow)
-	f.ids = newCounter("ids", st.Counters["ids"], o.Store)
+	// Ids are never handed out past the stored ceiling.
+	f.ids = loadCounter("ids", st.Counters, 0, o.Store)
 	// Every node's reachability reset with the restart: a watcher resuming
 	// from any revision of the previous run must get a snapshot, so this
-	// run starts past them all. That is past the stored ceiling, and a
-	// block beyond it for the revisions a run hands out while the store
-	// cannot record a new ceiling (counter.force).
-	// A fresh store has no ceiling and counts from 1.
-	var firstRev uint64
-	if ceiling, ok := st.Counters["revision"]; ok {
-		firstRev = ceiling + counterBlock
-	}
-	revs := newCounter("revision", firstRev, o.Store)
+	// run starts past them all. After a clean close, that is right after
+	// the last one, which Close sealed; after a crash, past the stored
+	// ceiling and a block beyond it for the revisions a run hands out
+	// while the store cannot record a new ceiling (counter.force), of
+	// which nothing durable tells how many there were.
+	revs := loadCounter("revision", st.Counters, counterBlock, o.Store)
 	f.revs = revs
 	if _, err := revs.next(ctx); err != nil {
 		return nil, fmt.Errorf("new fleet: %w", err)
@@ -303,11 +301,19 @@ func (f *Fleet) Stopping() bool {
 	}
 }
 
-// Close stops the loops and saves last-seen times.
+// Close stops the loops, saves last-seen times and seals the counters,
+// so the next run's revisions and ids continue right after this run's.
 func (f *Fleet) Close() {
 	f.StopServing()
 	f.wg.Wait()
 	f.saveLastSeen(context.Background())
+	// The hub is closed: a revision handed out from here on reaches no
+	// watcher, so the next run may hand it out again.
+	for _, c := range []*counter{f.revs, f.ids} {
+		if err := c.seal(context.Background()); err != nil {
+			f.log.Warn("sealing a counter failed; the next run skips past its block", "err", err)
+		}
+	}
 }
 
 // Watch streams the fleet's changes to one watcher: a WatchFleet stream,

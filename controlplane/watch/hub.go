@@ -183,7 +183,8 @@ func New(o Options) (*Hub, error) {
 }
 
 // Publish runs fn under the hub lock; each message fn emits gets the next
-// revision and goes to every watcher, in order. The fleet installs its
+// revision and goes to every watcher, in order; once the hub is closed, to
+// none, so that a revision handed out after Close is seen by nobody. The fleet installs its
 // changes inside fn, so that a snapshot sees a change exactly when its
 // revision is the hub's.
 func (h *Hub) Publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
@@ -204,7 +205,9 @@ func (h *Hub) Publish(fn func(emit func(*controlplanev1.WatchFleetResponse))) {
 		}
 		h.dirty = true
 		h.snap = nil
-		h.fanOut(m)
+		if !h.closed {
+			h.fanOut(m)
+		}
 	})
 }
 

@@ -312,3 +312,21 @@ func TestRecentEventsSeeded(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishAfterCloseReachesNobody: a change published once the hub is
+// closed goes to no watcher, so its revision is seen by nobody and the
+// next run may hand it out again.
+func TestPublishAfterCloseReachesNobody(t *testing.T) {
+	h := newHub(t, newFakeFleet("a"), Options{Buffer: 16, Replay: 16})
+	w, _, _ := h.subscribe(0)
+	defer h.unsubscribe(w)
+	h.Close()
+	h.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
+		emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeRemoved{NodeRemoved: &controlplanev1.NodeRemoved{NodeId: "a"}}})
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := w.queue.len(); n != 0 {
+		t.Fatalf("a watcher was queued %d changes published after Close", n)
+	}
+}
