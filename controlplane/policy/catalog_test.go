@@ -2,14 +2,17 @@ package policy
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/navarch/navarch/internal/display"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // catalogRow is one row of testdata/xid-catalog.tsv.
@@ -83,6 +86,22 @@ func docsTable(t *testing.T, heading string) [][]string {
 	return rows[1:] // the header
 }
 
+// repeatCell is a repeat rule as the docs' XID table writes it: "10 in
+// 10m → DEGRADED, CHECK_APPLICATION", or "" for none.
+func repeatCell(r *Repeat) string {
+	if r == nil {
+		return ""
+	}
+	var then []string
+	if r.Health != fleetv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED {
+		then = append(then, healthName(r.Health))
+	}
+	if r.Remedy != fleetv1.Remedy_REMEDY_UNSPECIFIED {
+		then = append(then, remedyName(r.Remedy))
+	}
+	return fmt.Sprintf("%d in %s → %s", r.Count, display.Duration(r.Window), strings.Join(then, ", "))
+}
+
 // TestEveryCataloguedXIDFollowsItsBucket walks NVIDIA's catalog: every XID
 // that applies to an A100, H100, B100 or GB200 has its own default rule,
 // naming the catalog's bucket, whose health and remedy are the bucket's in
@@ -149,6 +168,8 @@ func TestEveryCataloguedXIDFollowsItsBucket(t *testing.T) {
 			t.Errorf("XID %d is missing from docs/fault-policy.md", c.code)
 		case row[1] != want || row[2] != rule.Meaning || row[3] != healthName(ev.GetHealth()) || row[4] != remedyName(ev.GetRemedy()):
 			t.Errorf("docs row for XID %d reads %v; the policy says %s, %q, %s/%s", c.code, row, want, rule.Meaning, healthName(ev.GetHealth()), remedyName(ev.GetRemedy()))
+		case row[5] != repeatCell(rule.Repeat):
+			t.Errorf("docs row for XID %d has repeat %q; the policy says %q", c.code, row[5], repeatCell(rule.Repeat))
 		}
 	}
 	for _, code := range p.KnownXIDs() {
@@ -442,5 +463,25 @@ func TestRecordedDriverLinesDecode(t *testing.T) {
 	}
 	if seen != len(want) {
 		t.Fatalf("found %d of the %d recorded lines", seen, len(want))
+	}
+}
+
+// TestOtherSignalsRemediesAreTheConsoles: the remedies of the docs' table
+// of other signals are written as the console and the command line say
+// them, so an operator finds what the console told them (XID 63's pending
+// remap: "drain, reset GPU").
+func TestOtherSignalsRemediesAreTheConsoles(t *testing.T) {
+	said := map[string]bool{}
+	for r := range fleetv1.Remedy_name {
+		said[display.Remedy(fleetv1.Remedy(r))] = true
+	}
+	rows := docsTable(t, "## Other signals")
+	if len(rows) < 10 {
+		t.Fatalf("docs' table of other signals has %d rows", len(rows))
+	}
+	for _, row := range rows {
+		if !said[row[2]] {
+			t.Errorf("docs give %q the remedy %q, which the console never says", row[0], row[2])
+		}
 	}
 }
