@@ -73,7 +73,7 @@ func (dd *drainDialog) deadline() (time.Duration, bool) {
 	if text == "" {
 		return 0, true
 	}
-	deadline, err := time.ParseDuration(text)
+	deadline, err := display.ParseDuration(text)
 	limit := dd.d.limits.GetMaxDrainDeadline().AsDuration()
 	switch {
 	case limit > 0 && (err != nil || deadline <= 0 || deadline > limit):

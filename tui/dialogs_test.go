@@ -125,9 +125,10 @@ func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
 	send(m, press("n"), press("d"))
 	mustContain(t, m.Frame(), "Deadline          the control plane's default")
 	send(m, press("tab"))
-	send(m, typed("200h")...)
+	// Days are a unit, as on the command line.
+	send(m, typed("9d")...)
 	send(m, press("enter"))
-	mustContain(t, m.Frame(), "deadline 200h0m0s")
+	mustContain(t, m.Frame(), "deadline 216h0m0s")
 	mustContain(t, act(), "drain failed: gpu-a01: deadline:", "away")
 
 	send(m, press("d"), press("enter"))
