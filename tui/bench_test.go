@@ -24,6 +24,9 @@ func benchModel(b *testing.B, n int) *Model {
 		if i%97 == 0 {
 			node.Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
 			node.Gpus[i%8].Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+			node.Gpus[i%8].Faults = []*fleetv1.Fault{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79}}
+			node.HealthCause = fmt.Sprintf("gpu%d: GPU has fallen off the bus", i%8)
+			node.Remedy = fleetv1.Remedy_REMEDY_REBOOT_NODE
 		}
 		nodes = append(nodes, node)
 	}

@@ -48,6 +48,8 @@ func fixtureFleet() []*fleetv1.Node {
 	b.Gpus[2].Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
 	b.Gpus[2].HealthCause = "GPU has fallen off the bus"
 	b.Gpus[2].Remedy = fleetv1.Remedy_REMEDY_REBOOT_NODE
+	b.Gpus[2].Faults = []*fleetv1.Fault{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, Health: fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY,
+		Cause: "GPU has fallen off the bus", Remedy: fleetv1.Remedy_REMEDY_REBOOT_NODE}}
 	b.HealthCause = "gpu2: GPU has fallen off the bus"
 	b.Remedy = fleetv1.Remedy_REMEDY_REBOOT_NODE
 	b.LifecycleReason = "auto-cordon: gpu2: GPU has fallen off the bus"
@@ -56,11 +58,20 @@ func fixtureFleet() []*fleetv1.Node {
 	c.LifecycleReason = "rack maintenance"
 	d := fixtureNode("gpu-b01", 4, fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING, fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED, fleetv1.Reachability_REACHABILITY_STALE, 45*time.Second)
 	d.Gpus[1].Health = fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED
+	d.Gpus[1].HealthCause = "temperature at or past the GPU's slowdown threshold"
+	d.Gpus[1].Remedy = fleetv1.Remedy_REMEDY_CHECK_COOLING
+	d.HealthCause = "gpu1: temperature at or past the GPU's slowdown threshold"
+	d.Remedy = fleetv1.Remedy_REMEDY_CHECK_COOLING
 	d.Labels = map[string]string{"zone": "us-east-1b", "pool": "infer"}
 	e := fixtureNode("gpu-b02", 4, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY, fleetv1.Reachability_REACHABILITY_OFFLINE, 5*time.Minute)
 	e.Gpus[3].Lost = true
 	e.Gpus[3].Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
-	e.Samples = nil
+	e.Gpus[3].HealthCause = "GPU lost (missing from NVML or failing every call)"
+	e.Gpus[3].Remedy = fleetv1.Remedy_REMEDY_REBOOT_NODE
+	e.HealthCause = "gpu3: GPU lost (missing from NVML or failing every call)"
+	e.Remedy = fleetv1.Remedy_REMEDY_REBOOT_NODE
+	// gpu-b02 went OFFLINE holding the last samples it sent, as a control
+	// plane that has not restarted since still has them.
 	e.Labels = map[string]string{"zone": "us-east-1b", "pool": "infer"}
 	return []*fleetv1.Node{a, b, c, d, e}
 }

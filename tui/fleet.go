@@ -26,11 +26,12 @@ const (
 	colHot
 	colSeen
 	colPool
+	colWhy
 	colLabels
 	numColumns
 )
 
-var columnNames = [numColumns]string{"NODE", "LIFECYCLE", "HEALTH", "REACH", "GPUS", "UTIL", "HOT", "SEEN", "POOL", "LABELS"}
+var columnNames = [numColumns]string{"NODE", "LIFECYCLE", "HEALTH", "REACH", "GPUS", "UTIL", "HOT", "SEEN", "POOL", "WHY", "LABELS"}
 
 // row is one node as the fleet table needs it, kept up to date as changes
 // arrive so that rendering never digs through protos.
@@ -45,6 +46,7 @@ type row struct {
 	util, hot int // -1 when unknown
 	lastHB    time.Time
 	pool      string // the pool that keeps the node; "" for none
+	why       why
 	labels    string
 	search    string // lower-cased id, hostname, pool and labels
 }
@@ -69,6 +71,7 @@ func (r *row) update(n *fleetv1.Node) {
 		}
 	}
 	r.pool = n.GetPool()
+	r.why = whyOf(n)
 	r.labels = display.Labels(n.GetLabels())
 	r.search = strings.ToLower(n.GetNodeId() + " " + n.GetHostname() + " " + r.pool + " " + r.labels)
 	r.heartbeat(n.GetReachability(), n.GetLastHeartbeatAt().AsTime(), n.GetSamples())
@@ -93,6 +96,30 @@ func (r *row) heartbeat(reach fleetv1.Reachability, at time.Time, samples []*fle
 	}
 }
 
+// live reports whether the row's metrics are current: an OFFLINE or
+// terminated node's are the last it sent, which the table does not show
+// as today's. Reachability decides it, not whether samples exist, so a
+// control plane that restarted with or without them shows the same.
+func (r *row) live() bool {
+	return r.reach != fleetv1.Reachability_REACHABILITY_OFFLINE && r.lifecycle != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED
+}
+
+// liveUtil is the node's utilisation, -1 when unknown or not live.
+func (r *row) liveUtil() int {
+	if !r.live() {
+		return -1
+	}
+	return r.util
+}
+
+// liveHot is the node's hottest GPU, -1 when unknown or not live.
+func (r *row) liveHot() int {
+	if !r.live() {
+		return -1
+	}
+	return r.hot
+}
+
 func compareRows(a, b *row, col column) int {
 	var c int
 	switch col {
@@ -106,13 +133,16 @@ func compareRows(a, b *row, col column) int {
 	case colGPUs:
 		c = cmp.Or(cmp.Compare(a.badGPUs, b.badGPUs), cmp.Compare(len(a.glyphs), len(b.glyphs)))
 	case colUtil:
-		c = cmp.Compare(a.util, b.util)
+		c = cmp.Compare(a.liveUtil(), b.liveUtil())
 	case colHot:
-		c = cmp.Compare(a.hot, b.hot)
+		c = cmp.Compare(a.liveHot(), b.liveHot())
 	case colSeen:
 		c = b.lastHB.Compare(a.lastHB) // older heartbeat = larger age
 	case colPool:
 		c = strings.Compare(a.pool, b.pool)
+	case colWhy:
+		// Nodes with a fault first, alike faults together.
+		c = compareWhy(a.why, b.why)
 	case colLabels:
 		c = strings.Compare(a.labels, b.labels)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/navarch/navarch/internal/display"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -228,53 +229,6 @@ func (t *fleetView) targets() []string {
 	return nil
 }
 
-// layout is the widths of the columns that fit; 0 hides a column.
-type layout [numColumns]int
-
-// fitColumns gives NODE what it needs, the fixed columns their width, POOL
-// the widest pool name shown (none when no node shown is in a pool), and
-// LABELS the rest. Narrow terminals shorten long node ids to 16 first, so
-// one long id never costs the whole fleet its data; then drop LABELS,
-// POOL, SEEN, HOT and UTIL, and shorten NODE further last.
-func fitColumns(width, idWidth, gpuWidth, poolWidth int) layout {
-	l := layout{
-		// UTIL and SEEN fit their sort arrow: "UTIL▲".
-		colNode: max(8, min(idWidth, 28)), colLifecycle: 12, colHealth: 9, colReach: 7,
-		colGPUs: max(4, min(gpuWidth, 16)), colUtil: 5, colHot: 4, colSeen: 5,
-	}
-	if poolWidth > 0 {
-		l[colPool] = max(5, min(poolWidth, 16))
-	}
-	used := 2 // the mark column
-	for c := range numColumns {
-		if l[c] > 0 {
-			used += l[c] + 1
-		}
-	}
-	if over := used - width; over > 0 && l[colNode] > 16 {
-		cut := min(over, l[colNode]-16)
-		l[colNode] -= cut
-		used -= cut
-	}
-	for _, drop := range []column{colPool, colSeen, colHot, colUtil} {
-		if used <= width {
-			break
-		}
-		if l[drop] > 0 {
-			used -= l[drop] + 1
-			l[drop] = 0
-		}
-	}
-	if used > width {
-		l[colNode] = max(6, l[colNode]-(used-width))
-		used = width
-	}
-	if rest := width - used - 1; rest >= 6 {
-		l[colLabels] = rest
-	}
-	return l
-}
-
 func (t *fleetView) View() string {
 	th := t.d.theme
 	width := t.width
@@ -286,7 +240,7 @@ func (t *fleetView) View() string {
 		if !t.f.filter.empty() {
 			msg = "no node matches the filter " + t.f.filter.text + " (esc clears it)"
 		}
-		return t.headerLine(fitColumns(width, 12, 8, 0)) + "\n" + th.Muted.Render(msg)
+		return t.headerLine(fitColumns(width, wants{id: 12, gpus: 8})) + "\n" + th.Muted.Render(msg)
 	}
 	t.offset = windowStart(t.cursor, t.offset, t.height, len(t.f.shown))
 	end := min(t.offset+t.height, len(t.f.shown))
@@ -300,20 +254,6 @@ func (t *fleetView) View() string {
 		sb.WriteString(rowLine(t.d.theme, r, l, t.offset+i == t.cursor, t.marks[r.id], now))
 	}
 	return sb.String()
-}
-
-// fitWindow fits the columns to the rows in window; withPool shows their
-// pools, where any has one.
-func fitWindow(width int, window []*row, withPool bool) layout {
-	idW, gpuW, poolW := 4, 4, 0
-	for _, r := range window {
-		idW = max(idW, len(r.id))
-		gpuW = max(gpuW, len(r.glyphs))
-		if withPool {
-			poolW = max(poolW, len(r.pool))
-		}
-	}
-	return fitColumns(width, idW, gpuW, poolW)
 }
 
 func (t *fleetView) headerLine(l layout) string {
@@ -381,24 +321,33 @@ func rowLine(th *Theme, r *row, l layout, selected, marked bool, now time.Time) 
 	if gone {
 		healthStyle = th.Muted.Render
 	}
+	// An OFFLINE or terminated node's metrics are its last, not today's.
+	live := r.live()
 	add(colNode, r.id, nil, false)
 	add(colLifecycle, display.Lifecycle(r.lifecycle), th.LifecycleStyle(r.lifecycle).Render, false)
 	add(colHealth, display.Health(r.health), healthStyle, false)
 	add(colReach, display.Reachability(r.reach), th.ReachStyle(r.reach).Render, false)
 	if l[colGPUs] > 0 {
-		cells = append(cells, glyphCell(th, r, l[colGPUs], selected || gone))
+		cell := glyphCell(th, r, l[colGPUs], selected || !live)
+		if !live && !selected {
+			cell = th.Muted.Render(cell)
+		}
+		cells = append(cells, cell)
 	}
 	util, hot := "-", "-"
-	if r.util >= 0 && !gone {
-		util = fmt.Sprintf("%d%%", r.util)
+	if u := r.liveUtil(); u >= 0 {
+		util = fmt.Sprintf("%d%%", u)
 	}
-	if r.hot >= 0 && !gone {
-		hot = fmt.Sprintf("%d°", r.hot)
+	if h := r.liveHot(); h >= 0 {
+		hot = fmt.Sprintf("%d°", h)
 	}
 	add(colUtil, util, nil, true)
 	add(colHot, hot, nil, true)
 	add(colSeen, display.Age(r.lastHB, now), nil, true)
 	add(colPool, display.OrDash(r.pool), nil, false)
+	if l[colWhy] > 0 {
+		cells = append(cells, whyCell(th, r, l[colWhy], selected || gone))
+	}
 	add(colLabels, r.labels, th.Muted.Render, false)
 	line := strings.Join(cells, " ")
 	if selected {
@@ -426,4 +375,20 @@ func glyphCell(th *Theme, r *row, width int, plain bool) string {
 	}
 	sb.WriteString(suffix)
 	return sb.String() + strings.Repeat(" ", max(0, width-len(g)-len(suffix)))
+}
+
+// whyCell draws the WHY column: the cause in its health's colour, the
+// remedy plain; the arrow between them says which is which without
+// colour.
+func whyCell(th *Theme, r *row, width int, plain bool) string {
+	cause, remedy := r.why.text(width)
+	pad := strings.Repeat(" ", max(0, width-ansi.StringWidth(cause)-ansi.StringWidth(remedy)))
+	if plain {
+		return cause + remedy + pad
+	}
+	style := th.HealthStyle(r.health)
+	if r.why.cause == "" {
+		style = th.Muted
+	}
+	return style.Render(cause) + remedy + pad
 }

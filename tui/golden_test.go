@@ -81,6 +81,13 @@ func TestGoldenNarrowFleetView(t *testing.T) {
 	runGoldenAt(t, 80, 24, Options{}, press("j"))
 }
 
+// A wide terminal, 200 × 60: the WHY column says each cause and remedy in
+// full, and the labels keep the rest.
+
+func TestGoldenWideFleetView(t *testing.T) {
+	runGoldenAt(t, 200, 60, Options{}, press("j"))
+}
+
 func TestGoldenNarrowHelp(t *testing.T) {
 	runGoldenAt(t, 80, 24, Options{}, press("?"))
 }

@@ -82,9 +82,12 @@ func TestFleetViewShowsEachDimension(t *testing.T) {
 	// A cordoned healthy node and a failed one read differently, in words.
 	mustContain(t, row("gpu-a03"), "CORDONED", "HEALTHY", "ONLINE", "HHHHHHHH")
 	mustContain(t, row("gpu-a02"), "CORDONED", "UNHEALTHY", "HHUHHHHH")
-	mustContain(t, row("gpu-b01"), "DRAINING", "DEGRADED", "STALE", "HDHH", "45s", "pool=infer")
-	mustContain(t, row("gpu-b02"), "ACTIVE", "UNHEALTHY", "OFFLINE", "HHHX", "5m")
+	mustContain(t, row("gpu-b01"), "DRAINING", "DEGRADED", "STALE", "HDHH", "45s", "gpu1: temperature", "→ cooling")
+	mustContain(t, row("gpu-b02"), "ACTIVE", "UNHEALTHY", "OFFLINE", "HHHX", "5m", "→ reboot")
 	mustContain(t, row("gpu-a01"), "67%", "67°", "2s")
+	// Where the terminal has room, the labels come back beside the causes.
+	send(m, tea.WindowSizeMsg{Width: 200, Height: 30})
+	mustContain(t, line(m, "gpu-b01"), "gpu1: temperature at or past the GPU's slowdown threshold → check cooling", "pool=infer")
 }
 
 func TestNavigationAndSort(t *testing.T) {
@@ -503,15 +506,21 @@ func TestBackFromNodeReturnsWhereItCameFrom(t *testing.T) {
 }
 
 // TestLongNodeIDKeepsDataColumns: at 80 columns one long node id is
-// shortened rather than costing every row its UTIL, HOT and SEEN.
+// shortened rather than costing every row its UTIL, HOT and SEEN; with a
+// fault in sight, those give way to its cause and remedy, and the id is
+// still only shortened.
 func TestLongNodeIDKeepsDataColumns(t *testing.T) {
 	m := newTestModel(t, Options{})
 	long := fixtureNode("gpu-training-cluster-east-rack-17-node-042", 8, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE,
 		fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, fleetv1.Reachability_REACHABILITY_ONLINE, time.Second)
 	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: long}})
 	send(m, tea.WindowSizeMsg{Width: 80, Height: 24}, press("s"), press("s"), press("s"), press("s"), press("s"))
-	f := plain(m)
-	mustContain(t, f, "UTIL▲", "HOT", "SEEN", "gpu-training-cluste…", "67%")
+	send(m, press("/"))
+	send(m, typed("healthy")...)
+	send(m, press("enter"))
+	mustContain(t, plain(m), "UTIL▲", "HOT", "SEEN", "gpu-training-cluste…", "67%")
+	send(m, press("esc"))
+	mustContain(t, plain(m), "WHY", "gpu-training-cl…", "gpu2 XID… → reboot")
 }
 
 // TestBannerPutsRetryFirst: at 80 columns the banner shows the retry and

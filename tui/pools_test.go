@@ -343,11 +343,15 @@ func TestFleetShowsEachNodesPool(t *testing.T) {
 		t.Fatalf("a fleet without pools has a POOL column:\n%s", plain(m))
 	}
 	send(m, pooled())
-	for _, width := range []int{100, 80} {
-		send(m, tea.WindowSizeMsg{Width: width, Height: 24})
-		mustContain(t, m.Frame(), "SEEN POOL")
-		mustContain(t, line(m, "gpu-b01"), "45s infer")
+	send(m, tea.WindowSizeMsg{Width: 100, Height: 24})
+	mustContain(t, m.Frame(), "SEEN POOL")
+	mustContain(t, line(m, "gpu-b01"), "45s infer")
+	// At 80 columns POOL gives way to the causes and their remedies.
+	send(m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	if strings.Contains(plain(m), "POOL") {
+		t.Fatalf("POOL kept before the causes at 80 columns:\n%s", plain(m))
 	}
+	mustContain(t, line(m, "gpu-b01"), "→ cooling")
 	send(m, tea.WindowSizeMsg{Width: 60, Height: 24})
 	if strings.Contains(plain(m), "POOL") {
 		t.Fatalf("POOL kept at 60 columns:\n%s", plain(m))

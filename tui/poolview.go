@@ -258,7 +258,7 @@ func poolSpecLine(spec *fleetv1.PoolSpec) string {
 func (v *poolView) nodeLines(now time.Time) []string {
 	t := v.d.theme
 	if len(v.rows) == 0 {
-		return []string{headerLine(t, fitColumns(v.width, 12, 8, 0), colNode, false), t.Muted.Render("  no nodes in this pool yet")}
+		return []string{headerLine(t, fitColumns(v.width, wants{id: 12, gpus: 8}), colNode, false), t.Muted.Render("  no nodes in this pool yet")}
 	}
 	v.offset = windowStart(v.cursor, v.offset, v.nodeRoom, len(v.rows))
 	window := v.rows[v.offset:min(v.offset+v.nodeRoom, len(v.rows))]
