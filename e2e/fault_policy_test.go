@@ -115,7 +115,9 @@ func TestRemediesEndToEnd(t *testing.T) {
 	tm.Send(tea.KeyPressMsg{Code: tea.KeyEnter})
 	// The fleet's WHY column names the XID too: wait for the node view's
 	// own events list.
-	waitScreen("the node view", func(s string) bool { return strings.Contains(s, "EVENTS (newest first)") && strings.Contains(s, "XID 74") })
+	waitScreen("the node view", func(s string) bool {
+		return strings.Contains(s, "EVENTS (newest first)") && strings.Contains(s, "XID 74")
+	})
 	tm.Send(tea.KeyPressMsg{Code: 'r', Text: "r"})
 	waitScreen("the reset form at GPU 0", func(s string) bool { return strings.Contains(s, "Reset a GPU of gpu-n1") })
 	tm.Send(tea.KeyPressMsg{Code: tea.KeyEnter})
