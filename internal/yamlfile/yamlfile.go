@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -24,12 +25,24 @@ func Decode(b []byte, out any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	err := dec.Decode(out)
-	if err == nil || errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) {
 		return nil
 	}
 	var root yaml.Node
 	if yaml.Unmarshal(b, &root) != nil {
 		return err
+	}
+	// The decoder truncates a fraction given for a whole number (count:
+	// 1.5 reads as 1); a value silently changed is worse than an error.
+	if frac := fractions(&root, reflect.TypeOf(out)); len(frac) > 0 {
+		text := "yaml: unmarshal errors:"
+		if err != nil {
+			text = err.Error()
+		}
+		err = errors.New(text + "\n  " + strings.Join(frac, "\n  "))
+	}
+	if err == nil {
+		return nil
 	}
 	paths := map[int][]keyAt{}
 	index(&root, nil, paths)

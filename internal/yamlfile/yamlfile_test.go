@@ -60,6 +60,11 @@ func TestErrorsSayWhatTheKeyTakes(t *testing.T) {
 	}{
 		{"string-for-int", "count: abc\n", `line 1: count: "abc" is not a whole number`},
 		{"list-for-int", "count: [1]\n", "line 1: count: a list is not a whole number"},
+		{"fraction-for-int", "count: 1.5\n", "line 1: count: 1.5 is not a whole number"},
+		{"fraction-for-unsigned", "rules:\n  - codes: [2, 0.5]\n", "line 2: rules[0].codes: 0.5 is not a whole number, 0 or more"},
+		{"fraction-for-pointer", "limit: 3.25\n", "line 1: limit: 3.25 is not a whole number, 0 or more"},
+		{"fraction-with-other-error", "count: 2.5\nname: [a]\n", "line 1: count: 2.5 is not a whole number"},
+		{"other-error-with-fraction", "count: 2.5\nname: [a]\n", "line 2: name: a list is not a string"},
 		{"bad-duration", "stale_after: soon\n", `line 1: stale_after: "soon" is not a duration (use e.g. 10s, 5m, 1h)`},
 		{"number-for-duration", "stale_after: 5\n", "line 1: stale_after: 5 is not a duration (use e.g. 10s, 5m, 1h)"},
 		{"list-for-duration", "stale_after: [1]\n", "line 1: stale_after: a list is not a duration (use e.g. 10s, 5m, 1h)"},
@@ -102,6 +107,9 @@ func TestDecodes(t *testing.T) {
 	c.Count = 7
 	if err := Decode([]byte(""), &c); err != nil || c.Count != 7 {
 		t.Fatalf("empty input: %v, count %d", err, c.Count)
+	}
+	if err := Decode([]byte("count: 2.0\n"), &c); err != nil || c.Count != 2 {
+		t.Fatalf("a whole number written with a fraction: %v, count %d", err, c.Count)
 	}
 	if err := Decode([]byte("count: 3\ninner: {window: 5s}\n"), &c); err != nil || c.Count != 3 || c.Inner.Window.Duration != 5*time.Second {
 		t.Fatalf("decode: %v %+v", err, c)
