@@ -32,7 +32,7 @@ func TestAuditedMethods(t *testing.T) {
 		}
 	}
 	slices.Sort(got)
-	want := []string{"CordonNode", "CreateToken", "DeletePool", "DrainNode", "PowerCycleNode", "ProvisionNodes", "PutPool", "RebootNode", "ResetGpu", "ResetNodeIdentity", "RevokeToken", "RunDiagnostics", "ScalePool", "TerminateNode", "UncordonNode"}
+	want := []string{"CordonNode", "CreateToken", "DeletePool", "DrainNode", "PowerCycleNode", "ProvisionNodes", "PutPool", "RebootNode", "ReleaseNode", "ResetGpu", "ResetNodeIdentity", "RevokeToken", "RunDiagnostics", "ScalePool", "TerminateNode", "UncordonNode"}
 	if !slices.Equal(got, want) {
 		t.Errorf("audited %v, want %v", got, want)
 	}

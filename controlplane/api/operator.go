@@ -33,6 +33,7 @@ type Operators interface {
 	Events(ctx context.Context, nodeID string, minHealth fleetv1.HealthStatus, text string, limit int) ([]*fleetv1.HealthEvent, error)
 	Cordon(ctx context.Context, id, reason string) (*fleetv1.Node, error)
 	Uncordon(ctx context.Context, id, reason string) (*fleetv1.Node, error)
+	Release(ctx context.Context, id, reason string) (*fleetv1.Node, error)
 	Drain(ctx context.Context, id, reason string, deadline time.Time, force bool) (*fleetv1.Node, *fleetv1.Command, error)
 	Terminate(ctx context.Context, id, reason string, force bool, drainTimeout time.Duration) (*fleetv1.Node, error)
 	Diagnose(ctx context.Context, id string) (*fleetv1.Command, error)
@@ -268,6 +269,17 @@ func (s *operatorService) UncordonNode(ctx context.Context, req *controlplanev1.
 		return nil, err
 	}
 	return &controlplanev1.UncordonNodeResponse{Node: n}, nil
+}
+
+func (s *operatorService) ReleaseNode(ctx context.Context, req *controlplanev1.ReleaseNodeRequest) (*controlplanev1.ReleaseNodeResponse, error) {
+	if err := checkReason(req.GetNodeId(), req.GetReason()); err != nil {
+		return nil, err
+	}
+	n, err := s.fleet.Release(ctx, req.GetNodeId(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &controlplanev1.ReleaseNodeResponse{Node: n}, nil
 }
 
 func (s *operatorService) DrainNode(ctx context.Context, req *controlplanev1.DrainNodeRequest) (*controlplanev1.DrainNodeResponse, error) {

@@ -97,6 +97,7 @@ var Required = map[string]Need{
 	cps + "WatchFleet":     Viewer,
 	cps + "CordonNode":     Operator,
 	cps + "UncordonNode":   Operator,
+	cps + "ReleaseNode":    Operator,
 	cps + "DrainNode":      Operator,
 	cps + "TerminateNode":  Operator,
 	cps + "RunDiagnostics": Operator,

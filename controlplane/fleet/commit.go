@@ -210,6 +210,9 @@ func count(s *fleetv1.FleetSummary, n *fleetv1.Node, reach fleetv1.Reachability,
 		bump(&s.Provisioning)
 	case fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE:
 		bump(&s.Active)
+		if n.GetCordonHeldBackAt() != nil {
+			bump(&s.HeldBack)
+		}
 	case fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED:
 		bump(&s.Cordoned)
 	case fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINING:

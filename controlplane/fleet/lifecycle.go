@@ -116,7 +116,9 @@ func move(n *fleetv1.Node, act action, reason, by string, now time.Time) error {
 }
 
 // setLifecycle moves n to l and says why and who: a token's name, the
-// policy, or byControlPlane. Callers find l in the table.
+// policy, or byControlPlane. Callers find l in the table. A node that
+// leaves ACTIVE, by a cordon or otherwise, is no longer held back: the
+// cordon the breaker held back is made, or moot.
 func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason, by string, now time.Time) {
 	n.Lifecycle = l
 	n.LifecycleReason = reason
@@ -124,6 +126,9 @@ func setLifecycle(n *fleetv1.Node, l fleetv1.LifecycleState, reason, by string, 
 	n.LifecycleChangedAt = ts(now)
 	if l != cordoned {
 		n.CordonedByPolicy = false
+	}
+	if l != active {
+		n.CordonHeldBackAt = nil
 	}
 }
 

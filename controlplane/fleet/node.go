@@ -327,5 +327,6 @@ func shallowCopy(src *fleetv1.Node) *fleetv1.Node {
 		RemediesDisabled:   src.RemediesDisabled,
 		Scheduler:          src.Scheduler,
 		Pool:               src.Pool,
+		CordonHeldBackAt:   src.CordonHeldBackAt,
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -67,6 +69,19 @@ func (f *Fleet) Uncordon(ctx context.Context, id, reason string) (*fleetv1.Node,
 		setLifecycle(n, to, orDefault(reason, "uncordoned by operator"), requester(ctx), now)
 		_, err = f.queue(ctx, ns, c, n, fleetv1.CommandType_COMMAND_TYPE_UNCORDON, n.GetLifecycleReason(), requester(ctx), now)
 		return err
+	})
+}
+
+// Release keeps in service a node whose automatic cordon the breaker held
+// back, and clears the mark; a node not held back is refused, naming it.
+func (f *Fleet) Release(ctx context.Context, id, reason string) (*fleetv1.Node, error) {
+	return f.operate(ctx, id, func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
+		if n.GetCordonHeldBackAt() == nil {
+			return status.Errorf(codes.FailedPrecondition, "node_id: node %q is not held back by the auto-cordon breaker; there is nothing to release", n.GetNodeId())
+		}
+		n.CordonHeldBackAt = nil
+		f.log.Info("held-back node released", "node", n.GetNodeId(), "by", requester(ctx), "reason", orDefault(reason, "released by operator"))
+		return nil
 	})
 }
 

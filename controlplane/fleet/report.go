@@ -222,7 +222,9 @@ func checkEventTimes(events []*fleetv1.HealthEvent, now time.Time) error {
 	return nil
 }
 
-// rollupNode sets the node's health from its worst GPU.
+// rollupNode sets the node's health from its worst GPU. A node no longer
+// UNHEALTHY is no longer held back: there is nothing left to cordon it
+// for.
 func rollupNode(n *fleetv1.Node) {
 	worstHealth := fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN
 	if len(n.GetGpus()) > 0 {
@@ -242,11 +244,18 @@ func rollupNode(n *fleetv1.Node) {
 		n.HealthCause = fmt.Sprintf("gpu%d: %s", worst.GetIndex(), worst.GetHealthCause())
 		n.Remedy = worst.GetRemedy()
 	}
+	if worstHealth != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		n.CordonHeldBackAt = nil
+	}
 }
 
 // autoCordon cordons an ACTIVE node that just became UNHEALTHY, if the
-// policy allows it and the circuit breaker is closed. A node an operator
-// uncordoned while it was UNHEALTHY stays as the operator left it.
+// policy allows it and the circuit breaker is closed. A node the breaker
+// holds back is marked (cordon_held_back_at) in the same write as the
+// breaker's state, and stays in service until an operator cordons or
+// releases it: the breaker never cordons it later on its own, since it
+// held the node back for a human to judge. A node an operator uncordoned
+// or released while it was UNHEALTHY stays as the operator left it.
 func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.HealthStatus, n *fleetv1.Node, c *change, now time.Time) {
 	if prev == fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY ||
 		n.GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY || !allowed(n, actAutoCordon) {
@@ -263,6 +272,7 @@ func (f *Fleet) autoCordon(ctx context.Context, ns *nodeState, prev fleetv1.Heal
 		if f.cfg.AutoCordon {
 			f.log.Warn("auto-cordon suppressed by circuit breaker", "node", n.GetNodeId(), "cause", n.GetHealthCause())
 			f.hub.TotalsChanged()
+			n.CordonHeldBackAt = ts(now)
 			c.saveBreaker = true
 		}
 		return
