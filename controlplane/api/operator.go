@@ -171,6 +171,7 @@ func (s *operatorService) ListNodes(_ context.Context, req *controlplanev1.ListN
 		Reachability: req.GetReachability(),
 		Labels:       terms,
 		Text:         req.GetText(),
+		HeldBack:     req.GetHeldBack(),
 	}, size, after)
 	return &controlplanev1.ListNodesResponse{Nodes: nodes, NextPageToken: pageToken(next), TotalSize: uint32(total), Revision: rev}, nil
 }

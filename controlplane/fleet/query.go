@@ -45,6 +45,9 @@ type NodeFilter struct {
 	Reachability []fleetv1.Reachability
 	Labels       []LabelTerm
 	Text         string
+	// HeldBack keeps only nodes the breaker held back from an automatic
+	// cordon.
+	HeldBack bool
 }
 
 // LabelTerm is one term of a label selector; an empty Value with Any set
@@ -80,6 +83,9 @@ func (nf *NodeFilter) match(n *fleetv1.Node, reach fleetv1.Reachability) bool {
 		return false
 	}
 	if len(nf.Reachability) > 0 && !slices.Contains(nf.Reachability, reach) {
+		return false
+	}
+	if nf.HeldBack && n.GetCordonHeldBackAt() == nil {
 		return false
 	}
 	for _, t := range nf.Labels {

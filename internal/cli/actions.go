@@ -93,6 +93,59 @@ func act(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, cmd, i
 	return resp.GetNode(), err
 }
 
+// runRelease keeps in service each node the auto-cordon breaker held
+// back, as an operator judged it fit to keep working. Every node is tried;
+// each failure is said as it happens.
+func runRelease(ctx context.Context, cf *connFlags, args []string, env Env) error {
+	fs := flagSet("release", cf)
+	reason := fs.String("reason", "", "`TEXT` why the nodes may keep working; recorded in the audit log")
+	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return usagef("release needs at least one node id")
+	}
+	c, closeConn, err := client(cf)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	var failed []error
+	for _, id := range ids {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		resp, err := c.ReleaseNode(cctx, &controlplanev1.ReleaseNodeRequest{NodeId: id, Reason: *reason})
+		cancel()
+		if err != nil {
+			failed = append(failed, nodeFailure(id, err))
+			if len(ids) > 1 {
+				fmt.Fprintf(env.Stderr, "navarch: %s\n", message(failed[len(failed)-1]))
+			}
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "%s released: %s, no longer held back\n", id, display.Lifecycle(resp.GetNode().GetLifecycle()))
+	}
+	switch {
+	case len(failed) == 0:
+		return nil
+	case len(ids) == 1:
+		return failed[0]
+	}
+	return releaseFailures{failed: len(failed), total: len(ids), first: failed[0]}
+}
+
+// releaseFailures says how many of a release's nodes failed, each already
+// said; the first failure's status sets the exit code.
+type releaseFailures struct {
+	failed, total int
+	first         error
+}
+
+func (e releaseFailures) Error() string {
+	return fmt.Sprintf("%d of %d nodes not released", e.failed, e.total)
+}
+func (e releaseFailures) Unwrap() error { return e.first }
+
 // runResetIdentity forgets the key node id's agent joined with: its
 // certificate stops working, and a machine with a join token may join as
 // the node, as after a reinstall or a replacement.

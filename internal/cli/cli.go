@@ -230,6 +230,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return denial(&cf, cmd, within(cmd, runAction(ctx, &cf, cmd, cargs, env)))
 	case "reset-gpu", "reboot":
 		return denial(&cf, cmd, within(cmd, runRemedy(ctx, &cf, cmd, cargs, env)))
+	case "release":
+		return denial(&cf, cmd, within(cmd, runRelease(ctx, &cf, cargs, env)))
 	case "reset-identity":
 		return denial(&cf, cmd, within(cmd, runResetIdentity(ctx, &cf, cargs, env)))
 	case "power-cycle":

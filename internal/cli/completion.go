@@ -36,10 +36,13 @@ type completionWords struct {
 	groups map[string][]string
 	flags  map[string][]string // by command name, "get nodes" or "cordon"
 	arg    map[string]string
+	// many are the commands that take any number of such arguments
+	// (their synopsis starts with ID...), each completed alike.
+	many map[string]bool
 }
 
 func completion() completionWords {
-	w := completionWords{groups: map[string][]string{}, flags: map[string][]string{}, arg: map[string]string{}}
+	w := completionWords{groups: map[string][]string{}, flags: map[string][]string{}, arg: map[string]string{}, many: map[string]bool{}}
 	for _, c := range commands {
 		group, sub, grouped := strings.Cut(c.name, " ")
 		if !slices.Contains(w.top, group) {
@@ -58,6 +61,7 @@ func completion() completionWords {
 		switch {
 		case strings.HasPrefix(c.synopsis, "ID"):
 			w.arg[c.name] = nodeIDs
+			w.many[c.name] = strings.HasPrefix(c.synopsis, "ID...")
 		case strings.HasPrefix(c.synopsis, "POOL"):
 			w.arg[c.name] = poolNames
 		}
@@ -96,7 +100,11 @@ func bashCompletion(w completionWords) string {
 	for _, name := range sortedKeys(w.flags) {
 		fmt.Fprintf(&b, "    %q)\n      if [[ $cur == -* ]]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); return; fi\n", name, strings.Join(w.flags[name], " "))
 		if arg := w.arg[name]; arg != "" {
-			fmt.Fprintf(&b, "      if [ \"$COMP_CWORD\" -eq \"$argpos\" ]; then COMPREPLY=($(compgen -W \"$(%s)\" -- \"$cur\")); return; fi\n", arg)
+			at := "-eq"
+			if w.many[name] {
+				at = "-ge"
+			}
+			fmt.Fprintf(&b, "      if [ \"$COMP_CWORD\" %s \"$argpos\" ]; then COMPREPLY=($(compgen -W \"$(%s)\" -- \"$cur\")); return; fi\n", at, arg)
 		}
 		b.WriteString("      ;;\n")
 	}

@@ -52,11 +52,13 @@ printf '%s\n' "${COMPREPLY[@]}"`
 		words []string
 		want  []string
 	}{
-		{"commands", []string{"navarch", "re"}, []string{"reset-gpu", "reboot", "reset-identity"}},
+		{"commands", []string{"navarch", "re"}, []string{"release", "reset-gpu", "reboot", "reset-identity"}},
 		{"group", []string{"navarch", "get", "n"}, []string{"nodes", "node"}},
 		{"flags", []string{"navarch", "reset-gpu", "gpu-a01", "--f"}, []string{"--force"}},
 		{"group-flags", []string{"navarch", "get", "events", "--m"}, []string{"--min-health"}},
 		{"node-ids", []string{"navarch", "cordon", "gpu-"}, []string{"gpu-a01", "gpu-b02"}},
+		{"one-node-id", []string{"navarch", "cordon", "gpu-a01", "gpu-"}, nil},
+		{"more-node-ids", []string{"navarch", "release", "gpu-a01", "gpu-"}, []string{"gpu-a01", "gpu-b02"}},
 		{"node-ids-in-a-group", []string{"navarch", "get", "node", "gpu-b"}, []string{"gpu-b02"}},
 		{"no-ids-for-tokens", []string{"navarch", "token", "revoke", "gpu"}, nil},
 		{"power-cycle-node-ids", []string{"navarch", "power-cycle", "gpu-a"}, []string{"gpu-a01"}},

@@ -76,6 +76,7 @@ func getNodes(ctx context.Context, cf *connFlags, args []string, env Env) error 
 	fs.Var(&labels, "l", label)
 	fs.Var(&labels, "label", label)
 	text := fs.String("text", "", "`TEXT` only nodes whose id, hostname or a label contains TEXT, ignoring case")
+	heldBack := fs.Bool("held-back", false, "only nodes the auto-cordon breaker held back: UNHEALTHY, still ACTIVE, waiting for an operator to cordon or release them")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -86,7 +87,7 @@ func getNodes(ctx context.Context, cf *connFlags, args []string, env Env) error 
 	if err := checkOutput(*out); err != nil {
 		return err
 	}
-	req := &controlplanev1.ListNodesRequest{LabelSelector: strings.Join(labels, ","), Text: *text, PageSize: 1000}
+	req := &controlplanev1.ListNodesRequest{LabelSelector: strings.Join(labels, ","), Text: *text, HeldBack: *heldBack, PageSize: 1000}
 	for _, l := range lifecycle {
 		v, ok := display.ParseLifecycle(l)
 		if !ok {
@@ -141,11 +142,20 @@ func getNodes(ctx context.Context, cf *connFlags, args []string, env Env) error 
 		if h, ok := display.Hottest(n.GetSamples()); ok && reachable(n) {
 			hot = fmt.Sprintf("%d°C", h)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetNodeId(), display.Lifecycle(n.GetLifecycle()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.GetNodeId(), lifecycleOf(n),
 			display.Health(n.GetHealth()), display.Reachability(n.GetReachability()), gpuSummary(n), util, hot,
 			display.Age(n.GetLastHeartbeatAt().AsTime(), now), display.OrDash(display.Labels(n.GetLabels())))
 	}
 	return tw.Flush()
+}
+
+// lifecycleOf is the node's lifecycle state, and "(held back)" after it
+// when the breaker held back its automatic cordon.
+func lifecycleOf(n *fleetv1.Node) string {
+	if n.GetCordonHeldBackAt() != nil {
+		return display.Lifecycle(n.GetLifecycle()) + " (held back)"
+	}
+	return display.Lifecycle(n.GetLifecycle())
 }
 
 // gpuSummary is "8" or "8 (1 unhealthy, 2 degraded)".
@@ -376,6 +386,13 @@ func getStatus(ctx context.Context, cf *connFlags, args []string, env Env) error
 		fmt.Fprintf(tw, "Auto-cordon:\tSUSPENDED: breaker tripped %s ago; %d cordons held back\n", display.Age(b.GetTrippedAt().AsTime(), time.Now()), b.GetSuppressedCordons())
 	default:
 		fmt.Fprintf(tw, "Auto-cordon:\ton (%d in the last %ds; limit %.0f%% of the fleet)\n", b.GetRecentAutoCordons(), b.GetWindowSeconds(), b.GetMaxFraction()*100)
+	}
+	if n := s.GetHeldBack(); n > 0 {
+		nodes := "nodes"
+		if n == 1 {
+			nodes = "node"
+		}
+		fmt.Fprintf(tw, "Held back:\t%d %s the breaker kept from a cordon, waiting for an operator: navarch get nodes --held-back\n", n, nodes)
 	}
 	var provs []string
 	for _, p := range resp.GetProviders() {

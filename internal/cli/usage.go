@@ -28,7 +28,7 @@ type command struct {
 // commands lists every subcommand, in the order the usage shows them.
 var commands = []command{
 	{name: "get nodes", summary: "list nodes",
-		synopsis: "[-o table|json] [--lifecycle STATE]... [--health HEALTH]... [--reachability REACH]... [-l KEY=VALUE]... [--text TEXT]"},
+		synopsis: "[-o table|json] [--lifecycle STATE]... [--health HEALTH]... [--reachability REACH]... [-l KEY=VALUE]... [--text TEXT] [--held-back]"},
 	{name: "get node", summary: "show one node in detail: its GPUs, events and commands",
 		synopsis: "ID [-o table|json] [--events N]"},
 	{name: "get events", summary: "list health events, newest first",
@@ -45,6 +45,8 @@ var commands = []command{
 		synopsis: "ID [--reason TEXT]"},
 	{name: "uncordon", summary: "return a node to service",
 		synopsis: "ID [--reason TEXT]"},
+	{name: "release", summary: "keep in service nodes the auto-cordon breaker held back, and clear their mark",
+		synopsis: "ID... [--reason TEXT]"},
 	{name: "drain", summary: "drain a node: no new work; DRAINED once its GPU work ends or the deadline passes",
 		synopsis: "ID [--reason TEXT] [--deadline DURATION] [--force]"},
 	{name: "terminate", summary: "drain a node (unless --force), then stop it",
