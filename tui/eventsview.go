@@ -209,6 +209,15 @@ func (v *eventsView) move(k tea.KeyPressMsg) bool {
 	return true
 }
 
+// scroll moves the window over the n events shown so that the cursor is
+// in it and it is full: after the list shrank or the terminal grew, the
+// last event shown would otherwise leave blank rows under it while events
+// hid above.
+func (v *eventsView) scroll(n int) {
+	v.offset = min(v.offset, v.cursor, max(0, n-v.height))
+	v.offset = max(0, v.offset, v.cursor-v.height+1)
+}
+
 func (v *eventsView) View() string {
 	t := v.d.theme
 	width := v.width
@@ -225,12 +234,7 @@ func (v *eventsView) View() string {
 		}
 		return head + "\n" + t.Muted.Render(msg)
 	}
-	if v.cursor < v.offset {
-		v.offset = v.cursor
-	}
-	if v.cursor >= v.offset+v.height {
-		v.offset = v.cursor - v.height + 1
-	}
+	v.scroll(len(evs))
 	end := min(len(evs), v.offset+v.height)
 	now := v.d.now()
 	nodeW := 4
