@@ -12,6 +12,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/internal/apierr"
@@ -25,9 +26,36 @@ var errNoClient = errors.New("not connected to a control plane")
 // actionTimeout bounds one call of an action.
 const actionTimeout = 15 * time.Second
 
+// nodeAction is an action on nodes, started by a key or a : command.
+type nodeAction int
+
+const (
+	actCordon nodeAction = iota
+	actUncordon
+	actDrain
+	actTerminate
+	actDiagnose
+)
+
+// nodeAction is the action on nodes k starts, if any.
+func (a *actionKeys) nodeAction(k tea.KeyPressMsg) (nodeAction, bool) {
+	switch {
+	case key.Matches(k, a.Cordon):
+		return actCordon, true
+	case key.Matches(k, a.Uncordon):
+		return actUncordon, true
+	case key.Matches(k, a.Drain):
+		return actDrain, true
+	case key.Matches(k, a.Terminate):
+		return actTerminate, true
+	case key.Matches(k, a.Diagnose):
+		return actDiagnose, true
+	}
+	return 0, false
+}
+
 // run starts the action k names on targets and reports whether k named
-// one. Cordon, uncordon and diagnostics run at once on one node and ask
-// first on several; drains, terminations and power cycles always ask.
+// one.
 func (a *actionKeys) run(d *deps, k tea.KeyPressMsg, targets []string) (tea.Cmd, bool) {
 	if key.Matches(k, a.Provision) {
 		d.send(openOverlayMsg{overlay: newProvisionDialog(d)})
@@ -46,44 +74,51 @@ func (a *actionKeys) run(d *deps, k tea.KeyPressMsg, targets []string) (tea.Cmd,
 		}
 		return nil, true
 	}
-	if !key.Matches(k, a.Cordon, a.Uncordon, a.Drain, a.Terminate, a.Diagnose) {
-		return nil, false
+	if act, ok := a.nodeAction(k); ok {
+		return startAction(d, act, targets, "marked node"), true
 	}
+	return nil, false
+}
+
+// startAction starts act on targets, which noun says what they are when
+// there are several ("marked node"). Cordon, uncordon and diagnostics run
+// at once on one node and ask first on several; drains and terminations
+// open their dialog, which asks.
+func startAction(d *deps, act nodeAction, targets []string, noun string) tea.Cmd {
 	if len(targets) == 0 {
 		d.send(statusLineMsg{text: "no node selected", err: true})
-		return nil, true
+		return nil
 	}
 	what := targets[0]
 	if len(targets) > 1 {
 		// Name them: a bulk action must never surprise.
 		shown := targets[:min(len(targets), 5)]
-		what = plural(len(targets), "marked node") + " (" + strings.Join(shown, ", ")
+		what = plural(len(targets), noun) + " (" + strings.Join(shown, ", ")
 		if more := len(targets) - len(shown); more > 0 {
 			what += fmt.Sprintf(" and %d more", more)
 		}
 		what += ")"
 	}
-	bulk := len(targets) > 1
-	confirmIf := func(question string, act tea.Cmd) (tea.Cmd, bool) {
-		if !bulk {
-			return act, true
+	confirmIf := func(question string, act tea.Cmd) tea.Cmd {
+		if len(targets) == 1 {
+			return act
 		}
 		d.send(openOverlayMsg{overlay: newConfirm(d, question, act)})
-		return nil, true
+		return nil
 	}
-	switch {
-	case key.Matches(k, a.Cordon):
+	switch act {
+	case actCordon:
 		return confirmIf("Cordon "+what+"?", cordonAction(d, targets))
-	case key.Matches(k, a.Uncordon):
+	case actUncordon:
 		return confirmIf("Uncordon "+what+"?", uncordonAction(d, targets))
-	case key.Matches(k, a.Diagnose):
+	case actDiagnose:
 		return confirmIf("Run diagnostics on "+what+"?", diagnoseAction(d, targets))
-	case key.Matches(k, a.Drain):
+	case actDrain:
 		d.send(openOverlayMsg{overlay: newDrainDialog(d, targets, what)})
-	default:
-		d.send(openOverlayMsg{overlay: newConfirm(d, terminateQuestion(d, what, bulk), terminateAction(d, targets))})
+	case actTerminate:
+		d.send(openOverlayMsg{overlay: newTerminateDialog(d, targets, what)})
 	}
-	return nil, true
+	return nil
 }
 
 // forEach runs call for every target, a few at a time, and sums up the
@@ -168,11 +203,19 @@ func drainAction(d *deps, targets []string, reason string, deadline time.Duratio
 	})
 }
 
-// terminateAction terminates targets, each drained first for the control
-// plane's default drain timeout.
-func terminateAction(d *deps, targets []string) tea.Cmd {
+// terminateAction terminates targets, each drained first for at most
+// drainTimeout (0 leaves it to the control plane's default), or stopped
+// at once with force.
+func terminateAction(d *deps, targets []string, reason string, drainTimeout time.Duration, force bool) tea.Cmd {
+	if reason == "" {
+		reason = "termination from the console"
+	}
 	return forEach(d, "terminate", "terminating", targets, func(ctx context.Context, id string) (string, error) {
-		resp, err := d.client.TerminateNode(ctx, &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: "termination from the console"})
+		req := &controlplanev1.TerminateNodeRequest{NodeId: id, Reason: reason, Force: force}
+		if drainTimeout != 0 && !force {
+			req.DrainTimeout = durationpb.New(drainTimeout)
+		}
+		resp, err := d.client.TerminateNode(ctx, req)
 		return id + " " + display.Lifecycle(resp.GetNode().GetLifecycle()), err
 	})
 }

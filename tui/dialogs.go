@@ -90,18 +90,100 @@ func (dd *drainDialog) view(width int) string {
 	return dd.form.view(width, "tab next field · space toggles · enter continue · esc cancel")
 }
 
-// terminateQuestion is the confirmation of a termination, which drains
-// first for as long as the control plane lets it.
-func terminateQuestion(d *deps, what string, bulk bool) string {
+// terminateDialog collects a termination's reason, drain timeout and
+// force, as `navarch terminate` takes them, then asks for confirmation.
+type terminateDialog struct {
+	*form
+	targets []string
+	what    string
+}
+
+// The terminate form's fields, in order.
+const (
+	terminateReason = iota
+	terminateTimeout
+	terminateForce
+)
+
+func newTerminateDialog(d *deps, targets []string, what string) *terminateDialog {
+	f := newForm(d, "Terminate "+what)
+	f.note = "Drained first, for at most the drain timeout (jobs get TERM, then KILL), then stopped; forced, stopped at once without a drain."
+	f.addInput("Reason", "", "why (shown to other operators)")
+	// Emptied, the drain timeout is the control plane's to choose.
+	timeout := ""
+	if def := d.limits.GetDefaultTerminateDrainTimeout().AsDuration(); def > 0 {
+		timeout = display.Duration(def)
+	}
+	f.addInput("Drain timeout", timeout, serverDefault)
+	f.addToggle("Force (no drain)", false)
+	return &terminateDialog{form: f, targets: targets, what: what}
+}
+
+func (td *terminateDialog) update(k tea.KeyPressMsg) (overlay, tea.Cmd) {
+	next, cmd, submitted := td.step(td, k, "termination")
+	if !submitted {
+		return next, cmd
+	}
+	force := td.toggle[terminateForce]
+	var timeout time.Duration
+	if !force {
+		// A forced termination skips the drain: its timeout is not read.
+		var ok bool
+		if timeout, ok = td.drainTimeout(); !ok {
+			td.setFocus(terminateTimeout)
+			return td, nil
+		}
+	}
+	q := terminateQuestion(td.what, len(td.targets) > 1, timeout, force)
+	return newConfirm(td.d, q, terminateAction(td.d, td.targets, td.value(terminateReason), timeout, force)), nil
+}
+
+// drainTimeout reads the drain timeout field: 0 when it is empty, for the
+// control plane's default. Once the control plane has said its bounds, a
+// timeout outside them is refused here.
+func (td *terminateDialog) drainTimeout() (time.Duration, bool) {
+	text := td.value(terminateTimeout)
+	if text == "" {
+		return 0, true
+	}
+	timeout, err := display.ParseDuration(text)
+	least := td.d.limits.GetMinTerminateDrainTimeout().AsDuration()
+	most := td.d.limits.GetMaxDrainDeadline().AsDuration()
+	switch {
+	case most > 0 && (err != nil || timeout <= 0 || timeout < least || timeout > most):
+		td.err = fmt.Sprintf("drain timeout %q is not a duration between %s and %s, such as 10m or 1h", text, display.Duration(max(least, time.Second)), display.Duration(most))
+	case err != nil || timeout <= 0:
+		td.err = fmt.Sprintf("drain timeout %q is not a positive duration, such as 10m or 1h", text)
+	default:
+		return timeout, true
+	}
+	return 0, false
+}
+
+func (td *terminateDialog) view(width int) string {
+	return td.form.view(width, "tab next field · space toggles · enter continue · esc cancel")
+}
+
+// terminateQuestion is the confirmation of a termination: drained first
+// for timeout (0: the control plane's default), or, forced, stopped at
+// once.
+func terminateQuestion(what string, bulk bool, timeout time.Duration, force bool) string {
+	if force {
+		how := "It is not drained: its jobs are killed as it stops."
+		if bulk {
+			how = "None is drained: their jobs are killed as they stop."
+		}
+		return fmt.Sprintf("Terminate %s now? %s", what, how)
+	}
 	how := "It is drained first (jobs get TERM, then KILL, after %s), then stopped."
 	if bulk {
 		how = "Each is drained first (jobs get TERM, then KILL, after %s), then stopped."
 	}
-	timeout := "the control plane's drain timeout"
-	if def := d.limits.GetDefaultTerminateDrainTimeout().AsDuration(); def > 0 {
-		timeout = display.Duration(def)
+	after := "the control plane's drain timeout"
+	if timeout > 0 {
+		after = display.Duration(timeout)
 	}
-	return fmt.Sprintf("Terminate %s? "+how, what, timeout)
+	return fmt.Sprintf("Terminate %s? "+how, what, after)
 }
 
 // provisionDialog collects a provisioning request.

@@ -2,11 +2,13 @@ package tui
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/navarch/navarch/internal/cptest"
@@ -73,7 +75,10 @@ func TestDialogsUseTheServersLimits(t *testing.T) {
 		{"drain-past-bound", append(append(keysOf("d", "tab"), retype(3, "3h")...), press("enter")),
 			`deadline "3h" is not a duration between 1s and 2h, such as 30m or 2h`},
 		{"drain-within-bound", append(append(keysOf("d", "tab"), retype(3, "90m")...), press("enter")), "deadline 1h30m0s"},
-		{"terminate-names-default", keysOf("t"), "then KILL, after 3m), then stopped"},
+		{"terminate-starts-at-default", keysOf("t"), "Drain timeout 3m"},
+		{"terminate-names-default", keysOf("t", "enter"), "then KILL, after 3m), then stopped"},
+		{"terminate-past-bound", append(append(keysOf("t", "tab"), retype(2, "3h")...), press("enter")),
+			`drain timeout "3h" is not a duration between 1s and 2h, such as 10m or 1h`},
 		{"provision-past-bound", append(append(keysOf("p", "tab"), retype(1, "6")...), press("enter")),
 			`count "6" is not a whole number from 1 to 5`},
 		{"provision-placeholder", keysOf("p", "tab", "backspace"), "1–5"},
@@ -121,6 +126,8 @@ func TestServerJudgesBeforeItsLimitsAreKnown(t *testing.T) {
 	}
 
 	send(m, press("t"))
+	mustContain(t, m.Frame(), "Drain timeout     the control plane's default")
+	send(m, press("enter"))
 	mustContain(t, m.Frame(), "after the control plane's drain timeout")
 	send(m, press("n"), press("d"))
 	mustContain(t, m.Frame(), "Deadline          the control plane's default")
@@ -218,4 +225,110 @@ func TestProvisionFormStartsWithAProvider(t *testing.T) {
 		send(m, press("enter"))
 		mustContain(t, flat(m), "Provision 2 nodes with 8 GPUs each through local?")
 	})
+}
+
+// TestTerminateDialogSends: the terminate dialog sends the reason, drain
+// timeout and force it was given, as `navarch terminate` does; a forced
+// termination sends no timeout, having no drain.
+func TestTerminateDialogSends(t *testing.T) {
+	tests := []struct {
+		name     string
+		keys     []tea.Msg
+		question string
+		want     *controlplanev1.TerminateNodeRequest
+	}{
+		{"default-timeout", keysOf("enter"), "Terminate gpu-a01? It is drained first (jobs get TERM, then KILL, after 10m), then stopped.",
+			&controlplanev1.TerminateNodeRequest{NodeId: "gpu-a01", Reason: "termination from the console", DrainTimeout: durationpb.New(10 * time.Minute)}},
+		{"timeout-in-days", slices.Concat(keysOf("tab"), retype(3, "2d"), keysOf("enter")), "after 48h), then stopped",
+			&controlplanev1.TerminateNodeRequest{NodeId: "gpu-a01", Reason: "termination from the console", DrainTimeout: durationpb.New(48 * time.Hour)}},
+		{"emptied-timeout", slices.Concat(keysOf("tab"), retype(3, ""), keysOf("enter")), "after the control plane's drain timeout",
+			&controlplanev1.TerminateNodeRequest{NodeId: "gpu-a01", Reason: "termination from the console"}},
+		{"force", keysOf("tab", "tab", "space", "enter"), "Terminate gpu-a01 now? It is not drained: its jobs are killed as it stops.",
+			&controlplanev1.TerminateNodeRequest{NodeId: "gpu-a01", Reason: "termination from the console", Force: true}},
+		{"force-leaves-timeout-unread", slices.Concat(keysOf("tab"), retype(3, "soon"), keysOf("tab", "y", "enter")), "Terminate gpu-a01 now?",
+			&controlplanev1.TerminateNodeRequest{NodeId: "gpu-a01", Reason: "termination from the console", Force: true}},
+		{"reason", slices.Concat(typed("rack swap"), keysOf("tab"), retype(3, "30m"), keysOf("enter")), "after 30m), then stopped",
+			&controlplanev1.TerminateNodeRequest{NodeId: "gpu-a01", Reason: "rack swap", DrainTimeout: durationpb.New(30 * time.Minute)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &actionClient{}
+			m := newTestModel(t, Options{Client: c})
+			send(m, press("t"))
+			send(m, tt.keys...)
+			if _, ok := m.overlay.(*confirm); !ok {
+				t.Fatalf("the form left %T:\n%s", m.overlay, plain(m))
+			}
+			mustContain(t, flat(m), tt.question)
+			finish(t, m, send(m, press("y")))
+			mustContain(t, m.Frame(), "gpu-a01 TERMINATING")
+			if len(c.terminated) != 1 || !proto.Equal(c.terminated[0], tt.want) {
+				t.Fatalf("sent %v, want %v", c.terminated, tt.want)
+			}
+		})
+	}
+
+	t.Run("marked-rows", func(t *testing.T) {
+		c := &actionClient{}
+		m := newTestModel(t, Options{Client: c})
+		send(m, press("space"), press("space"), press("t"))
+		mustContain(t, flat(m), "Terminate 2 marked nodes (gpu-a01, gpu-a02)", "Drain timeout 10m", "Force (no drain) [ ] no")
+		send(m, slices.Concat(keysOf("tab"), retype(3, "20m"), keysOf("enter"))...)
+		mustContain(t, flat(m), "Each is drained first (jobs get TERM, then KILL, after 20m), then stopped.")
+		finish(t, m, send(m, press("y")))
+		mustContain(t, m.Frame(), "terminating 2 nodes")
+		if got := c.calls(); got != "terminate gpu-a01, terminate gpu-a02" {
+			t.Fatalf("calls %q", got)
+		}
+		for _, req := range c.terminated {
+			if req.GetDrainTimeout().AsDuration() != 20*time.Minute || req.GetForce() {
+				t.Fatalf("sent %v", req)
+			}
+		}
+	})
+}
+
+// TestTerminateDialogRefusesBadTimeouts: a drain timeout that is no
+// duration, or one outside the control plane's bounds once they are known,
+// keeps the form open on the field with a message, and sends nothing.
+func TestTerminateDialogRefusesBadTimeouts(t *testing.T) {
+	bounded := `is not a duration between 1s and 168h, such as 10m or 1h`
+	tests := []struct {
+		name    string
+		limits  bool
+		timeout string
+		want    string
+	}{
+		{"not-a-duration", true, "soon", `drain timeout "soon" ` + bounded},
+		{"negative", true, "-5m", `drain timeout "-5m" ` + bounded},
+		{"zero", true, "0s", `drain timeout "0s" ` + bounded},
+		{"under-the-least", true, "500ms", `drain timeout "500ms" ` + bounded},
+		{"past-the-most", true, "8d", `drain timeout "8d" ` + bounded},
+		{"no-limits-yet", false, "soon", `drain timeout "soon" is not a positive duration, such as 10m or 1h`},
+		{"no-limits-yet-negative", false, "-1h", `drain timeout "-1h" is not a positive duration, such as 10m or 1h`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &actionClient{}
+			m := New(Options{Client: c, NoStream: true, Theme: NewTheme(true, false), Now: clock})
+			send(m, tea.WindowSizeMsg{Width: 100, Height: 30}, connectedMsg{})
+			if tt.limits {
+				send(m, fixtureStatus())
+			}
+			m.Apply(snapshot(40, fixtureFleet(), fixtureEvents()))
+			send(m, press("t"), press("tab"))
+			send(m, retype(3, tt.timeout)...)
+			if cmd := send(m, press("enter")); cmd != nil {
+				t.Fatal("a refused timeout started something")
+			}
+			td, ok := m.overlay.(*terminateDialog)
+			if !ok || td.focus != terminateTimeout {
+				t.Fatalf("a refused timeout left %T:\n%s", m.overlay, plain(m))
+			}
+			mustContain(t, flat(m), tt.want)
+			if got := c.calls(); got != "" {
+				t.Fatalf("a refused timeout sent %s", got)
+			}
+		})
+	}
 }

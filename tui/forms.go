@@ -63,6 +63,7 @@ func wrap(s string, width int) string {
 type form struct {
 	d      *deps
 	title  string
+	note   string // what the form's action does, under the title; "" for none
 	labels []string
 	inputs []textinput.Model
 	toggle map[int]bool // fields that are yes/no toggles, by index
@@ -152,6 +153,9 @@ func (f *form) view(width int, hint string) string {
 	t := f.d.theme
 	var lines []string
 	lines = append(lines, t.Title.Render(f.title), "")
+	if f.note != "" {
+		lines = append(lines, t.Muted.Render(wrap(f.note, min(56, width-6))), "")
+	}
 	for i, label := range f.labels {
 		marker := "  "
 		if i == f.focus {

@@ -196,6 +196,9 @@ type modalKeys struct {
 	Dismiss, Toggle, Yes, No            key.Binding
 	// Older and Newer walk the command prompt's history.
 	Older, Newer key.Binding
+	// Complete takes the completion the command prompt offers; NextMatch
+	// and PrevMatch offer the others.
+	Complete, NextMatch, PrevMatch key.Binding
 }
 
 func newModalKeys() modalKeys {
@@ -211,5 +214,9 @@ func newModalKeys() modalKeys {
 		No:      bind("n", "no", "n", "N"),
 		Older:   bind("↑", "older command", "up"),
 		Newer:   bind("↓", "newer command", "down"),
+
+		Complete:  bind("tab", "complete", "tab"),
+		NextMatch: bind("ctrl+n", "next match", "ctrl+n"),
+		PrevMatch: bind("ctrl+p", "previous match", "ctrl+p"),
 	}
 }
