@@ -35,6 +35,7 @@ const (
 	actDrain
 	actTerminate
 	actDiagnose
+	actRelease
 )
 
 // nodeAction is the action on nodes k starts, if any.
@@ -50,6 +51,8 @@ func (a *actionKeys) nodeAction(k tea.KeyPressMsg) (nodeAction, bool) {
 		return actTerminate, true
 	case key.Matches(k, a.Diagnose):
 		return actDiagnose, true
+	case key.Matches(k, a.Release):
+		return actRelease, true
 	}
 	return 0, false
 }
@@ -78,6 +81,14 @@ func (a *actionKeys) run(d *deps, k tea.KeyPressMsg, targets []string) (tea.Cmd,
 		return startAction(d, act, targets, "marked node"), true
 	}
 	return nil, false
+}
+
+// releaseAction keeps targets in service and clears their held-back mark.
+func releaseAction(d *deps, targets []string) tea.Cmd {
+	return forEach(d, "release", "released", targets, func(ctx context.Context, id string) (string, error) {
+		resp, err := d.client.ReleaseNode(ctx, &controlplanev1.ReleaseNodeRequest{NodeId: id, Reason: "released from the console"})
+		return id + " released: " + display.Lifecycle(resp.GetNode().GetLifecycle()) + ", no longer held back", err
+	})
 }
 
 // startAction starts act on targets, which noun says what they are when
@@ -113,6 +124,8 @@ func startAction(d *deps, act nodeAction, targets []string, noun string) tea.Cmd
 		return confirmIf("Uncordon "+what+"?", uncordonAction(d, targets))
 	case actDiagnose:
 		return confirmIf("Run diagnostics on "+what+"?", diagnoseAction(d, targets))
+	case actRelease:
+		return confirmIf("Release "+what+"? They stay in service, unhealthy, and are not cordoned automatically.", releaseAction(d, targets))
 	case actDrain:
 		d.send(openOverlayMsg{overlay: newDrainDialog(d, targets, what)})
 	case actTerminate:

@@ -168,9 +168,16 @@ func (m *Model) banner() string {
 		parts = append(parts, fmt.Sprintf("CONNECTION LOST %s ago · %s · showing revision %d · %s",
 			ageSince(m.conn.downSince, m.d.now()), retry, m.d.fleet.revision, m.conn.err))
 	}
+	// Held-back nodes wait for an operator after the breaker closes too.
+	held := m.d.fleet.summary.GetHeldBack()
 	if b := m.d.fleet.breaker; b.GetTripped() {
-		parts = append(parts, fmt.Sprintf("AUTO-CORDON SUSPENDED: breaker tripped %s ago, %s held back",
-			ageSince(b.GetTrippedAt().AsTime(), m.d.now()), plural(b.GetSuppressedCordons(), "cordon")))
+		p := "AUTO-CORDON SUSPENDED: breaker tripped " + ageSince(b.GetTrippedAt().AsTime(), m.d.now()) + " ago"
+		if held > 0 {
+			p += ", " + plural(held, "cordon") + " held back (press H)"
+		}
+		parts = append(parts, p)
+	} else if held > 0 {
+		parts = append(parts, plural(held, "cordon")+" held back by the auto-cordon breaker, waiting for you (press H)")
 	}
 	if len(parts) == 0 {
 		return ""

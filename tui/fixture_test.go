@@ -76,6 +76,33 @@ func fixtureFleet() []*fleetv1.Node {
 	return []*fleetv1.Node{a, b, c, d, e}
 }
 
+// heldBackFleet is the fixture fleet on a bad day: gpu-a04 turned
+// UNHEALTHY 4 minutes ago, after gpu-a02 was cordoned automatically, and
+// the breaker held back its cordon. gpu-b02 is OFFLINE, as before.
+func heldBackFleet() []*fleetv1.Node {
+	n := fixtureNode("gpu-a04", 8, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY,
+		fleetv1.Reachability_REACHABILITY_ONLINE, 2*time.Second)
+	g := n.Gpus[5]
+	g.Health = fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+	g.HealthCause = "double-bit ECC error"
+	g.Remedy = fleetv1.Remedy_REMEDY_RESET_GPU
+	g.Faults = []*fleetv1.Fault{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 48, Health: fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY,
+		Cause: "double-bit ECC error", Remedy: fleetv1.Remedy_REMEDY_RESET_GPU}}
+	n.HealthCause = "gpu5: double-bit ECC error"
+	n.Remedy = fleetv1.Remedy_REMEDY_RESET_GPU
+	n.CordonHeldBackAt = timestamppb.New(now.Add(-4 * time.Minute))
+	return append(fixtureFleet(), n)
+}
+
+// heldBack is a stream message that loads the held-back fleet with the
+// breaker tripped, for tests that send it among keys.
+func heldBack() streamMsg {
+	s := snapshot(41, heldBackFleet(), fixtureEvents())
+	s.GetSnapshot().Breaker = &fleetv1.BreakerStatus{AutoCordonEnabled: true, MaxFraction: 0.5, WindowSeconds: 300,
+		Tripped: true, TrippedAt: timestamppb.New(now.Add(-4 * time.Minute)), RecentAutoCordons: 1, SuppressedCordons: 1}
+	return streamMsg{msgs: []*controlplanev1.WatchFleetResponse{s}}
+}
+
 func fixtureEvents() []*fleetv1.HealthEvent {
 	return []*fleetv1.HealthEvent{
 		{Id: "ev-3", NodeId: "gpu-a02", GpuIndex: 2, Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, Time: timestamppb.New(now.Add(-time.Minute)),
@@ -111,6 +138,9 @@ func snapshot(rev uint64, nodes []*fleetv1.Node, events []*fleetv1.HealthEvent) 
 			s.Offline++
 		case fleetv1.Reachability_REACHABILITY_STALE:
 			s.Stale++
+		}
+		if n.GetCordonHeldBackAt() != nil {
+			s.HeldBack++
 		}
 	}
 	return &controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: &controlplanev1.Snapshot{

@@ -39,6 +39,7 @@ type row struct {
 	id        string
 	node      *fleetv1.Node
 	lifecycle fleetv1.LifecycleState
+	heldBack  bool // the breaker held back its automatic cordon
 	health    fleetv1.HealthStatus
 	reach     fleetv1.Reachability
 	glyphs    []byte
@@ -61,6 +62,7 @@ func newRow(n *fleetv1.Node) *row {
 func (r *row) update(n *fleetv1.Node) {
 	r.node = n
 	r.lifecycle, r.health, r.reach = n.GetLifecycle(), n.GetHealth(), n.GetReachability()
+	r.heldBack = n.GetCordonHeldBackAt() != nil
 	r.glyphs = r.glyphs[:0]
 	r.badGPUs = 0
 	for _, g := range n.GetGpus() {
@@ -152,7 +154,8 @@ func compareRows(a, b *row, col column) int {
 // filter is the parsed fleet filter: words, and label=value terms, all of
 // which must match. A word matches a row whose id, hostname, pool or labels
 // hold it, or whose lifecycle, health or reachability name begins with it
-// (unhealthy, cordon, offline, stale).
+// (unhealthy, cordon, offline, stale), or, for a word that begins
+// "held-back" (held), a node the breaker held back.
 type filter struct {
 	text   string
 	terms  []filterWord
@@ -165,7 +168,12 @@ type filter struct {
 type filterWord struct {
 	word                     string
 	lifecycle, health, reach uint64
+	held                     bool
 }
+
+// heldWord is the filter word for the nodes the breaker held back, as the
+// LIFECYCLE column shows them; H filters by it.
+const heldWord = "held-back"
 
 func parseFilter(s string) filter {
 	f := filter{text: s}
@@ -182,6 +190,7 @@ func parseFilter(s string) filter {
 			lifecycle: statesBegun(w, fleetv1.LifecycleState_name, "LIFECYCLE_STATE_"),
 			health:    statesBegun(w, fleetv1.HealthStatus_name, "HEALTH_STATUS_"),
 			reach:     statesBegun(w, fleetv1.Reachability_name, "REACHABILITY_"),
+			held:      len(w) >= 3 && strings.HasPrefix(heldWord, w),
 		})
 	}
 	return f
@@ -213,7 +222,8 @@ func (f *filter) empty() bool { return len(f.terms) == 0 && len(f.labels) == 0 }
 func (f *filter) match(r *row) bool {
 	for i := range f.terms {
 		t := &f.terms[i]
-		if !has(t.lifecycle, r.lifecycle) && !has(t.health, r.health) && !has(t.reach, r.reach) && !strings.Contains(r.search, t.word) {
+		if !has(t.lifecycle, r.lifecycle) && !has(t.health, r.health) && !has(t.reach, r.reach) && !(t.held && r.heldBack) &&
+			!strings.Contains(r.search, t.word) {
 			return false
 		}
 	}

@@ -91,7 +91,7 @@ func TestFilterMatchesStates(t *testing.T) {
 // noun.
 func TestCountsArePlural(t *testing.T) {
 	m := newTestModel(t, Options{})
-	send(m, totals(&fleetv1.FleetSummary{Nodes: 1, Gpus: 1},
+	send(m, totals(&fleetv1.FleetSummary{Nodes: 1, Gpus: 1, HeldBack: 1},
 		&fleetv1.BreakerStatus{AutoCordonEnabled: true, Tripped: true, TrippedAt: timestamppb.New(now.Add(-time.Minute)), SuppressedCordons: 1}))
 	mustContain(t, m.Frame(), "1 node  1 GPU", "1 cordon held back")
 	send(m, keysOf("2", "/")...)

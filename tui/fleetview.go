@@ -23,6 +23,9 @@ type fleetKeys struct {
 	navKeys
 	actionKeys
 	Open, Back, Filter, Sort, SortReverse, Mark, MarkAll key.Binding
+	// HeldBack lists the nodes the breaker held back, together; again,
+	// every node.
+	HeldBack key.Binding
 	// ReadOnly holds the keys a read-only console refuses.
 	ReadOnly key.Binding
 }
@@ -35,6 +38,7 @@ func newFleetKeys(readOnly bool) fleetKeys {
 		SortReverse: bind("S", "reverse sort", "S"),
 		Mark:        markKey(),
 		MarkAll:     markAllKey(),
+		HeldBack:    bind("H", "held-back nodes", "H"),
 	}
 	k.ReadOnly = readOnlyGuard(readOnly, append(k.actionKeys.all(), &k.Mark, &k.MarkAll)...)
 	return k
@@ -108,6 +112,8 @@ func (t *fleetView) onKey(k tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(k, keys.SortReverse):
 		t.f.setSort(t.f.sortBy, !t.f.desc)
 		t.keepCursor()
+	case key.Matches(k, keys.HeldBack):
+		t.toggleHeldBack()
 	case key.Matches(k, keys.Mark):
 		t.toggleMark()
 	case key.Matches(k, keys.MarkAll):
@@ -134,6 +140,11 @@ func (t *fleetView) Hint() string {
 
 func (t *fleetView) ShortHelp() []key.Binding {
 	k := &t.keys
+	if t.f.summary.GetHeldBack() > 0 {
+		// Nodes wait for an operator's judgement: say how to find them
+		// and what to do with them first.
+		return []key.Binding{k.HeldBack, k.Cordon, k.Release, k.Open, t.d.keys.Help, t.d.keys.Quit}
+	}
 	return []key.Binding{k.Open, k.Filter, k.Sort, k.Cordon, k.Drain, k.Terminate, k.Provision, t.d.keys.Help, t.d.keys.Quit}
 }
 
@@ -141,8 +152,8 @@ func (t *fleetView) FullHelp() [][]key.Binding {
 	k, g := &t.keys, &t.d.keys
 	return [][]key.Binding{
 		append(k.navKeys.bindings(), k.Open, k.Back),
-		[]key.Binding{k.Filter, g.Command, k.Sort, k.SortReverse, g.ViewKeys, g.Help, g.Quit},
-		{k.Mark, k.MarkAll, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.PowerCycle, k.Provision},
+		[]key.Binding{k.Filter, k.HeldBack, g.Command, k.Sort, k.SortReverse, g.ViewKeys, g.Help, g.Quit},
+		{k.Mark, k.MarkAll, k.Cordon, k.Uncordon, k.Release, k.Drain, k.Terminate, k.Diagnose, k.PowerCycle, k.Provision},
 	}
 }
 
@@ -184,6 +195,17 @@ func (t *fleetView) move(k tea.KeyPressMsg) bool {
 		t.selected = r.id
 	}
 	return true
+}
+
+// toggleHeldBack filters the table to the nodes the breaker held back,
+// or, when it shows them already, back to every node.
+func (t *fleetView) toggleHeldBack() {
+	if t.f.filter.text == heldWord {
+		t.f.setFilter("")
+	} else {
+		t.f.setFilter(heldWord)
+	}
+	t.keepCursor()
 }
 
 func (t *fleetView) toggleMark() {
@@ -237,7 +259,10 @@ func (t *fleetView) View() string {
 		if t.d.readOnly() {
 			msg = "no nodes yet: start navarch-agent on a GPU node"
 		}
-		if !t.f.filter.empty() {
+		switch {
+		case t.f.filter.text == heldWord:
+			msg = "no node is held back from an automatic cordon (H or esc shows every node)"
+		case !t.f.filter.empty():
 			msg = "no node matches the filter " + t.f.filter.text + " (esc clears it)"
 		}
 		return t.headerLine(fitColumns(width, wants{id: 12, gpus: 8})) + "\n" + th.Muted.Render(msg)
@@ -324,7 +349,13 @@ func rowLine(th *Theme, r *row, l layout, selected, marked bool, now time.Time) 
 	// An OFFLINE or terminated node's metrics are its last, not today's.
 	live := r.live()
 	add(colNode, r.id, nil, false)
-	add(colLifecycle, display.Lifecycle(r.lifecycle), th.LifecycleStyle(r.lifecycle).Render, false)
+	if r.heldBack {
+		// ACTIVE still, and UNHEALTHY: the breaker kept it from a cordon
+		// and it waits for an operator.
+		add(colLifecycle, "HELD BACK", th.Warn.Render, false)
+	} else {
+		add(colLifecycle, display.Lifecycle(r.lifecycle), th.LifecycleStyle(r.lifecycle).Render, false)
+	}
 	add(colHealth, display.Health(r.health), healthStyle, false)
 	add(colReach, display.Reachability(r.reach), th.ReachStyle(r.reach).Render, false)
 	if l[colGPUs] > 0 {

@@ -76,16 +76,23 @@ func TestGoldenEventsView(t *testing.T) {
 }
 
 // The smallest supported terminal, 80 × 24: every screen must still fit.
+// The fleet is on a bad day: a node held back by the tripped breaker, and
+// one OFFLINE.
 
 func TestGoldenNarrowFleetView(t *testing.T) {
-	runGoldenAt(t, 80, 24, Options{}, press("j"))
+	runGoldenAt(t, 80, 24, Options{}, heldBack(), press("j"))
+}
+
+// The held-back nodes listed together (H), at 80 × 24.
+func TestGoldenNarrowHeldBack(t *testing.T) {
+	runGoldenAt(t, 80, 24, Options{}, heldBack(), press("H"))
 }
 
 // A wide terminal, 200 × 60: the WHY column says each cause and remedy in
 // full, and the labels keep the rest.
 
 func TestGoldenWideFleetView(t *testing.T) {
-	runGoldenAt(t, 200, 60, Options{}, press("j"))
+	runGoldenAt(t, 200, 60, Options{}, heldBack(), press("j"))
 }
 
 func TestGoldenNarrowHelp(t *testing.T) {

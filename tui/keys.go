@@ -101,6 +101,9 @@ func filterKey() key.Binding { return bind("/", "filter (text, label=value)", "/
 // actionKeys change nodes; the fleet, node and pool views act on them.
 type actionKeys struct {
 	Cordon, Uncordon, Drain, Terminate, Diagnose, Provision, PowerCycle key.Binding
+	// Release keeps in service a node the breaker held back from an
+	// automatic cordon.
+	Release key.Binding
 }
 
 func newActionKeys() actionKeys {
@@ -114,12 +117,13 @@ func newActionKeys() actionKeys {
 		// P, as power: a silent machine's last resort, and far from the
 		// keys used every day.
 		PowerCycle: bind("P", "power-cycle…", "P"),
+		Release:    bind("R", "release", "R"),
 	}
 }
 
 // all are the action bindings, for a key map to guard.
 func (a *actionKeys) all() []*key.Binding {
-	return []*key.Binding{&a.Cordon, &a.Uncordon, &a.Drain, &a.Terminate, &a.Diagnose, &a.Provision, &a.PowerCycle}
+	return []*key.Binding{&a.Cordon, &a.Uncordon, &a.Drain, &a.Terminate, &a.Diagnose, &a.Provision, &a.PowerCycle, &a.Release}
 }
 
 // remedyKeys ask a node's agent for a remedy; the node view acts on them,
