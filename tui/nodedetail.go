@@ -15,11 +15,13 @@ import (
 // The node view's parts: the GPU table, events, commands and a
 // diagnostics report, each rendered from the API's values.
 
-// gpuTable is the GPU table's column header, then one row per GPU. A
-// metric that is missing, or that an unreachable node last reported,
-// shows as -: a zero would read as a measurement.
-func (v *nodeView) gpuTable(n *fleetv1.Node, width int, reachable bool) []string {
+// gpuTable is the GPU table's column header, then one row per GPU, each
+// followed by its faults and what slows its clocks (gpuNotes). A metric
+// that is missing, or that an unreachable node last reported, shows as -:
+// a zero would read as a measurement.
+func (v *nodeView) gpuTable(n *fleetv1.Node, width int, reachable bool, now time.Time) []string {
 	t := v.d.theme
+	kindW := faultKindWidth(n)
 	spark := 0
 	if width >= 100 {
 		spark = min(30, (width-70)/2)
@@ -81,6 +83,7 @@ func (v *nodeView) gpuTable(n *fleetv1.Node, width int, reachable bool) []string
 			cause = t.HealthStyle(g.GetHealth()).Render(g.GetHealthCause()) + t.Muted.Render(" → "+display.Remedy(g.GetRemedy()))
 		}
 		lines = append(lines, truncate(line+cause, width))
+		lines = append(lines, gpuNotes(t, g, kindW, reachable, now, width)...)
 	}
 	return lines
 }

@@ -294,8 +294,10 @@ func (v *nodeView) View() string {
 	lines = append(lines, t.Muted.Render(info))
 
 	// Everything below the title and info lines scrolls: the GPU table,
-	// then events, then commands.
-	gpus := v.gpuTable(n, width, reachable)
+	// each GPU's faults under its row, then events, then commands, and
+	// last which board each GPU is and its clocks, the part looked up
+	// rather than read first.
+	gpus := v.gpuTable(n, width, reachable, now)
 	body := slices.Clone(gpus)
 	body = append(body, "", t.Header.Render("EVENTS (newest first)"), t.Muted.Render(truncate(eventHeader(0, width), width)))
 	if len(v.resp.GetEvents()) == 0 {
@@ -315,6 +317,9 @@ func (v *nodeView) View() string {
 			continue
 		}
 		body = append(body, diagnosticsLines(t, c, now, width)...)
+	}
+	if details := gpuDetails(t, n, reachable, width); len(details) > 0 {
+		body = append(append(body, ""), details...)
 	}
 
 	// One line between the pinned lines and the rest says where the
