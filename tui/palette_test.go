@@ -224,9 +224,15 @@ func TestPaletteCompletes(t *testing.T) {
 }
 
 // TestCompleteIDsIsBounded: completion keeps the first ids in order, at
-// most the limit, and counts every id that fits.
+// most the limit, and counts every id that fits, whether the fleet is in
+// id order (found by binary search) or in another (looked through).
 func TestCompleteIDsIsBounded(t *testing.T) {
-	f := largeFleet(1000)
+	byID := largeFleet(1000)
+	byID.setSort(colNode, false)
+	byUtil := largeFleet(1000)
+	byUtil.setSort(colUtil, false)
+	backwards := largeFleet(1000)
+	backwards.setSort(colNode, true)
 	tests := []struct {
 		name      string
 		prefix    string
@@ -236,17 +242,24 @@ func TestCompleteIDsIsBounded(t *testing.T) {
 	}{
 		{"all", "", nil, []string{"node-0", "node-1", "node-10", "node-100"}, 1000},
 		{"prefix", "node-99", nil, []string{"node-99", "node-990", "node-991", "node-992"}, 11},
-		{"skips-named", "node-99", []string{"node-99", "node-991"}, []string{"node-990", "node-992", "node-993", "node-994"}, 9},
+		{"skips-named", "node-99", []string{"node-99", "node-991", "node-991", "node-5"}, []string{"node-990", "node-992", "node-993", "node-994"}, 9},
 		{"one", "node-999", nil, []string{"node-999"}, 1},
-		{"none", "gpu-", nil, nil, 0},
+		{"past-the-last", "node-9999", nil, nil, 0},
+		{"before-the-first", "gpu-", nil, nil, 0},
+		{"after-the-last", "zz", nil, nil, 0},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, total := completeIDs(f, tt.prefix, tt.named, 4)
-			if !slices.Equal(got, tt.want) || total != tt.wantTotal {
-				t.Fatalf("got %v of %d, want %v of %d", got, total, tt.want, tt.wantTotal)
-			}
-		})
+	for _, order := range []struct {
+		name string
+		f    *fleet
+	}{{"by-id", byID}, {"by-util", byUtil}, {"by-id-backwards", backwards}} {
+		for _, tt := range tests {
+			t.Run(order.name+"/"+tt.name, func(t *testing.T) {
+				got, total := completeIDs(order.f, tt.prefix, tt.named, 4)
+				if !slices.Equal(got, tt.want) || total != tt.wantTotal {
+					t.Fatalf("got %v of %d, want %v of %d", got, total, tt.want, tt.wantTotal)
+				}
+			})
+		}
 	}
 }
 
@@ -258,27 +271,30 @@ func largeFleet(n int) *fleet {
 		id := fmt.Sprintf("node-%d", i)
 		f.rows[id] = &row{id: id}
 	}
-	f.loaded = true
+	f.loaded, f.stale = true, true
 	return f
 }
 
 // BenchmarkPaletteKeystroke is one key typed into a node id at the :
-// prompt, with its completion and the redraw, beside the filter
-// keystroke's figures.
+// prompt, with its completion and the redraw, on a fleet sorted by id (a
+// binary search) and by utilisation (a pass over every id).
 func BenchmarkPaletteKeystroke(b *testing.B) {
 	for _, n := range sizes {
-		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			m := benchModel(b, n)
-			send(m, press(":"))
-			send(m, typed("cordon gpu-0001")...)
-			b.ResetTimer()
-			for i := range b.N {
-				if i%2 == 0 {
-					m.Update(press("2"))
-				} else {
-					m.Update(press("backspace"))
+		for _, sortBy := range []column{colNode, colUtil} {
+			b.Run(fmt.Sprintf("nodes=%d/by=%s", n, strings.ToLower(columnNames[sortBy])), func(b *testing.B) {
+				m := benchModel(b, n)
+				m.d.fleet.setSort(sortBy, false)
+				send(m, press(":"))
+				send(m, typed("cordon gpu-0001")...)
+				b.ResetTimer()
+				for i := range b.N {
+					if i%2 == 0 {
+						m.Update(press("2"))
+					} else {
+						m.Update(press("backspace"))
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

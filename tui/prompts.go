@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -192,9 +193,13 @@ func (p *palette) suggest() {
 
 // completeIDs is the first limit, in order, of the fleet's node ids that
 // begin with prefix, other than those in named, and how many there are in
-// all. It looks at every id once and keeps only limit of them, so that a
-// keystroke never sorts the fleet.
+// all. A fleet sorted by id, as it starts, holds them in one run, found by
+// binary search; sorted otherwise, each id is looked at once and only
+// limit of them kept. Either way a keystroke never sorts the fleet.
 func completeIDs(f *fleet, prefix string, named []string, limit int) (first []string, total int) {
+	if f.sortBy == colNode && !f.desc && !f.stale {
+		return completeSorted(f.order, prefix, named, limit)
+	}
 	for id := range f.rows {
 		if !strings.HasPrefix(id, prefix) || slices.Contains(named, id) {
 			continue
@@ -208,6 +213,32 @@ func completeIDs(f *fleet, prefix string, named []string, limit int) (first []st
 		}
 		i, _ := slices.BinarySearch(first, id)
 		first = slices.Insert(first, i, id)
+	}
+	return first, total
+}
+
+// completeSorted is completeIDs over rows in id order, where the ids
+// that begin with prefix are one run.
+func completeSorted(rows []*row, prefix string, named []string, limit int) (first []string, total int) {
+	start := sort.Search(len(rows), func(i int) bool { return rows[i].id >= prefix })
+	end := start + sort.Search(len(rows)-start, func(i int) bool { return !strings.HasPrefix(rows[start+i].id, prefix) })
+	run := rows[start:end]
+	total = len(run)
+	var counted []string
+	for _, id := range named {
+		_, found := slices.BinarySearchFunc(run, id, func(r *row, id string) int { return strings.Compare(r.id, id) })
+		if found && !slices.Contains(counted, id) {
+			counted = append(counted, id)
+			total--
+		}
+	}
+	for _, r := range run {
+		if len(first) == limit {
+			break
+		}
+		if !slices.Contains(named, r.id) {
+			first = append(first, r.id)
+		}
 	}
 	return first, total
 }
