@@ -339,8 +339,8 @@ func TestBulkActionsAskFirst(t *testing.T) {
 		t.Fatal("esc kept the marks")
 	}
 	send(m, press("t"))
-	mustContain(t, m.Frame(), "Terminate gpu-a03?", "It is drained first")
-	send(m, press("n"))
+	mustContain(t, m.Frame(), "Terminate gpu-a03", "Drained first", "Drain timeout")
+	send(m, press("esc"))
 	send(m, press("ctrl+a"))
 	if len(fleetOf(m).marks) != 5 {
 		t.Fatalf("ctrl+a marked %d", len(fleetOf(m).marks))

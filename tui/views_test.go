@@ -505,10 +505,10 @@ func TestHelpIsTheActiveViews(t *testing.T) {
 		has, lacks []string
 	}{
 		{"fleet", nil, []string{"mark row", "reverse sort", "run diagnostics", "filter"}, nil},
-		{"events", keysOf("2"), []string{"open node", "filter", "provision…"}, []string{"mark row", "cordon", "reverse sort"}},
+		{"events", keysOf("2"), []string{"open node", "filter", "provision…"}, []string{"mark row", "run diagnostics", "reverse sort"}},
 		{"node", keysOf("enter"), []string{"uncordon", "run diagnostics", "power-cycle…", "back"}, []string{"mark row", "filter", "open node", "scale up"}},
 		{"pools", keysOf("3"), []string{"open pool", "scale up (one node more)", "scale down (one node fewer)", "2H 1D 0U counts", "SIZE nodes/wanted"},
-			[]string{"cordon", "filter", "GPU glyphs", "power-cycle…"}},
+			[]string{"run diagnostics", "filter", "GPU glyphs", "power-cycle…"}},
 		{"pool", keysOf("3", "enter"), []string{"open node", "scale up (one node more)", "cordon", "power-cycle…", "GPU glyphs", "2H 1D 0U counts"},
 			[]string{"mark row", "filter", "SIZE nodes/wanted"}},
 	}
