@@ -182,11 +182,12 @@ func TestNodeViewScrollsGPUs(t *testing.T) {
 		t.Fatalf("pgdn: GPUs %v", rows)
 	}
 
-	// G shows the end: the last GPUs, the events and the commands.
+	// G shows the end: the last GPUs' details, after the events and the
+	// commands.
 	for _, k := range []tea.KeyPressMsg{press("G"), {Code: tea.KeyEnd}} {
 		send(m, press("g"), k)
 		f := plain(m)
-		mustContain(t, f, "EVENTS (newest first)", "XID 79", "COMMANDS (newest first)", "cordoned: this node takes no new work")
+		mustContain(t, f, "gpu63 ", "GPU-gpu-c64-63")
 		if strings.Contains(f, "more below") {
 			t.Fatalf("%s left lines below:\n%s", k, f)
 		}
@@ -312,8 +313,11 @@ func TestNodeViewShowsDiagnosticsReport(t *testing.T) {
 		resp.Commands = diagCommands()
 		send(m, nodeDetailMsg{id: "gpu-a02", resp: resp})
 		if h < 60 {
-			// A small terminal scrolls down to the commands.
-			send(m, press("G"))
+			// A small terminal scrolls down to the commands, which the
+			// GPU details follow.
+			for i := 0; i < 100 && !strings.Contains(plain(m), "diagnostics: 6 checks on 2 GPUs passed"); i++ {
+				send(m, press("j"))
+			}
 		}
 		f := plain(m)
 		mustContain(t, f, "DIAGNOSTICS FAILED", "diagnostics: 1 of 6 checks failed",
