@@ -8,6 +8,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -385,8 +386,11 @@ func TestConnectionLossBanner(t *testing.T) {
 
 func TestBreakerBanner(t *testing.T) {
 	m := newTestModel(t, Options{})
+	// The banner counts the nodes still held back, from the summary.
+	summary := proto.CloneOf(m.d.fleet.summary)
+	summary.HeldBack = 4
 	m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Totals{Totals: &controlplanev1.FleetTotals{
-		Summary: m.d.fleet.summary,
+		Summary: summary,
 		Breaker: &fleetv1.BreakerStatus{AutoCordonEnabled: true, Tripped: true, TrippedAt: timestamppb.New(now.Add(-2 * time.Minute)), SuppressedCordons: 4},
 	}}})
 	mustContain(t, m.Frame(), "AUTO-CORDON SUSPENDED", "2m ago", "4 cordons held back")
