@@ -89,6 +89,9 @@ func (m *Model) body(height int) string {
 		msg := "connecting to " + m.d.server + " …"
 		if m.conn.err != "" {
 			msg = "waiting for " + m.d.server + ": " + m.conn.err
+			if m.conn.detail != "" {
+				msg += "\n\n" + m.conn.detail
+			}
 		}
 		// Wrapped to the screen, so the whole error can be read.
 		return place(m.width, height, t.Muted.Width(max(1, min(m.width-4, 100))).Render(msg))

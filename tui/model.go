@@ -94,7 +94,8 @@ func (d *deps) refuse() {
 type conn struct {
 	connected bool
 	everUp    bool
-	err       string
+	err       string    // what happened, in words
+	detail    string    // the control plane's or the transport's words
 	retryAt   time.Time // when the next attempt starts
 	attempt   int
 	downSince time.Time
@@ -383,7 +384,8 @@ func (m *Model) onDisconnected(msg disconnectedMsg) {
 		m.conn.downSince = m.d.now()
 	}
 	m.conn.connected = false
-	m.conn.err, m.conn.retryAt, m.conn.attempt = msg.err, m.d.now().Add(msg.retry), msg.attempt
+	m.conn.err, m.conn.detail = msg.err, msg.detail
+	m.conn.retryAt, m.conn.attempt = m.d.now().Add(msg.retry), msg.attempt
 }
 
 // View hands out the frame Update rendered.

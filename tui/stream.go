@@ -3,6 +3,8 @@ package tui
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/navarch/navarch/internal/display"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
@@ -24,9 +27,12 @@ type connectedMsg struct{ resumed bool }
 
 // disconnectedMsg says the stream broke; the watcher retries after retry.
 type disconnectedMsg struct {
-	err     string
-	retry   time.Duration
-	attempt int
+	// err is what happened, in a few words (brokenBecause); detail is
+	// the control plane's or the transport's own words, "" when err
+	// already says all of them.
+	err, detail string
+	retry       time.Duration
+	attempt     int
 }
 
 // watcher streams WatchFleet into the console, reconnecting with backoff
@@ -122,7 +128,7 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		attempt++
 		wait := reconnectDelay(attempt)
-		if !w.send(ctx, disconnectedMsg{err: brokenBecause(err), retry: wait, attempt: attempt}) {
+		if !w.send(ctx, disconnectedMsg{err: brokenBecause(err), detail: brokenDetail(err), retry: wait, attempt: attempt}) {
 			return
 		}
 		select {
@@ -133,15 +139,68 @@ func (w *watcher) run(ctx context.Context) {
 	}
 }
 
-// brokenBecause says why the stream broke, as the console shows it: a
-// refused token is named as such, so that the operator knows to give
-// another.
+// brokenBecause says in a few words why the stream broke, as the banner
+// shows it: "connection refused", "TLS failure: …", "not authenticated:
+// …". The control plane's own refusals are told apart by their code. A
+// connection that never reached it is an Unavailable status whose only
+// account of the cause is the dialler's or the TLS stack's error, as text,
+// so that text is read, as rpcclient reads it to explain the failure.
 func brokenBecause(err error) string {
 	st := status.Convert(err)
-	if st.Code() == codes.Unauthenticated {
-		return "not authenticated: " + st.Message()
+	msg := display.FirstLine(st.Message())
+	switch st.Code() {
+	case codes.Unauthenticated:
+		return "not authenticated: " + msg
+	case codes.PermissionDenied:
+		return "permission denied: " + msg
+	case codes.DeadlineExceeded:
+		return "timed out"
+	case codes.Unavailable:
+		return unreachableBecause(st.Message())
 	}
-	return st.Message()
+	return msg
+}
+
+// unreachableBecause names, from the transport's words, why the control
+// plane could not be reached; TLS failures say which check failed.
+func unreachableBecause(msg string) string {
+	has := func(words ...string) bool {
+		return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(msg, w) })
+	}
+	switch {
+	case has("produced zero addresses", "no such host"):
+		return "no such host"
+	case has("lookup error"):
+		return "host name lookup failed"
+	case has("connection refused"):
+		return "connection refused"
+	case has("i/o timeout", "deadline exceeded"):
+		return "timed out"
+	case has("certificate signed by unknown authority", "has the CA pin"):
+		return "TLS failure: certificate from an unknown authority"
+	case has("certificate is valid for", "certificate is not valid for any names", "doesn't contain any IP SANs"):
+		return "TLS failure: certificate names another host"
+	case has("certificate has expired or is not yet valid"):
+		return "TLS failure: certificate expired or not yet valid"
+	case has("first record does not look like a TLS handshake"):
+		return "TLS failure: the control plane answers in plaintext"
+	case has("tls:", "x509:", "handshake"):
+		return "TLS failure: handshake failed"
+	case has("connection reset", "error reading server preface", "EOF", "transport is closing", "broken pipe"):
+		return "connection closed by the control plane"
+	}
+	return "control plane unavailable"
+}
+
+// brokenDetail is the rest of the story brokenBecause tells: the status
+// message, which rpcclient begins with what to change, or "" when
+// brokenBecause already said it whole.
+func brokenDetail(err error) string {
+	msg := status.Convert(err).Message()
+	if strings.HasSuffix(brokenBecause(err), msg) {
+		return ""
+	}
+	return msg
 }
 
 func (w *watcher) send(ctx context.Context, m tea.Msg) bool {

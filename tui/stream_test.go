@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/rpcclient"
@@ -164,3 +167,130 @@ func TestWatcherReconnectsAndResumes(t *testing.T) {
 }
 
 func contains(frame, s string) bool { return strings.Contains(ansi.Strip(frame), s) }
+
+// TestBrokenBecauseSaysWhatHappened: the banner's words for each way a
+// stream fails, from the status the client sees, with the transport's
+// text as gRPC and rpcclient put it.
+func TestBrokenBecauseSaysWhatHappened(t *testing.T) {
+	unavailable := func(msg string) error { return status.Error(codes.Unavailable, msg) }
+	tests := []struct {
+		name       string
+		err        error
+		want       string
+		wantDetail bool // the banner's words leave part of the message out
+	}{
+		{"refused", unavailable(`nothing listens at 127.0.0.1:1: is navarch-controlplane running there, and is that its listen address? (connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused")`),
+			"connection refused", true},
+		{"no-such-host", unavailable("name resolver error: produced zero addresses"), "no such host", true},
+		{"no-such-host-dialling", unavailable(`connection error: desc = "transport: Error while dialing: dial tcp: lookup cp.invalid: no such host"`), "no such host", true},
+		{"lookup-failed", unavailable("dns: A record lookup error: lookup cp.example.com on 127.0.0.53:53: dial udp 127.0.0.53:53: connect: connection refused"),
+			"host name lookup failed", true},
+		{"dial-timeout", unavailable(`connection error: desc = "transport: Error while dialing: dial tcp 10.0.0.1:50051: i/o timeout"`), "timed out", true},
+		{"deadline", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), "timed out", true},
+		{"unknown-authority", unavailable(`connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`),
+			"TLS failure: certificate from an unknown authority", true},
+		{"pin-mismatch", unavailable(`connection error: desc = "transport: authentication handshake failed: verify the control plane: no certificate it presented has the CA pin sha256:00"`),
+			"TLS failure: certificate from an unknown authority", true},
+		{"wrong-name", unavailable(`connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate is valid for cp.example.com, not cp2.example.com"`),
+			"TLS failure: certificate names another host", true},
+		{"no-ip-san", unavailable(`connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs"`),
+			"TLS failure: certificate names another host", true},
+		{"expired", unavailable(`connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2031-01-01T00:00:00Z is after 2030-01-01T00:00:00Z"`),
+			"TLS failure: certificate expired or not yet valid", true},
+		{"plaintext-server", unavailable(`connection error: desc = "transport: authentication handshake failed: tls: first record does not look like a TLS handshake"`),
+			"TLS failure: the control plane answers in plaintext", true},
+		{"handshake", unavailable(`connection error: desc = "transport: authentication handshake failed: remote error: tls: handshake failure"`),
+			"TLS failure: handshake failed", true},
+		{"closed", unavailable(`connection error: desc = "error reading server preface: EOF"`), "connection closed by the control plane", true},
+		{"closing", unavailable("error reading from server: EOF"), "connection closed by the control plane", true},
+		{"shut-down", unavailable("the server is shutting down"), "control plane unavailable", true},
+		{"refused-token", status.Error(codes.Unauthenticated, "token is unknown, revoked or expired; give an operator token (--token or NAVARCH_TOKEN)"),
+			"not authenticated: token is unknown, revoked or expired; give an operator token (--token or NAVARCH_TOKEN)", false},
+		{"missing-token", status.Error(codes.Unauthenticated, "no token; give an operator token (--token or NAVARCH_TOKEN)"),
+			"not authenticated: no token; give an operator token (--token or NAVARCH_TOKEN)", false},
+		{"role", status.Error(codes.PermissionDenied, "the call was not authorised"), "permission denied: the call was not authorised", false},
+		{"other-code", status.Error(codes.Internal, "watch: store closed\nstack follows"), "watch: store closed", true},
+		{"not-a-status", errors.New("EOF"), "EOF", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, detail := brokenBecause(tt.err), brokenDetail(tt.err)
+			if got != tt.want {
+				t.Errorf("brokenBecause: %q, want %q", got, tt.want)
+			}
+			if msg := status.Convert(tt.err).Message(); tt.wantDetail && detail != msg || !tt.wantDetail && detail != "" {
+				t.Errorf("brokenDetail: %q (the message is %q)", detail, msg)
+			}
+		})
+	}
+}
+
+// firstFailure runs a watcher against target and returns what it says
+// when the stream first fails.
+func firstFailure(t *testing.T, target rpcclient.Target) disconnectedMsg {
+	t.Helper()
+	conn, err := rpcclient.Dial(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	w := newWatcher(controlplanev1.NewControlPlaneServiceClient(conn))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	go w.run(ctx)
+	for msg := range w.out {
+		if d, ok := msg.(disconnectedMsg); ok {
+			return d
+		}
+	}
+	t.Fatal("the stream did not fail")
+	return disconnectedMsg{}
+}
+
+// TestWatcherSaysWhyItCannotConnect: against real listeners, the watcher
+// names a refused connection, a host name that does not resolve (.invalid
+// never does), a control plane whose certificate another CA signed, and a token the control plane refuses, and the console shows
+// those words, and the rest of the message while it waits for its first
+// snapshot.
+func TestWatcherSaysWhyItCannotConnect(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	other := cptest.Start(t, cptest.Options{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	_ = lis.Close()
+
+	refused := cp.Target()
+	refused.Addr = closed
+	otherCA := cp.Target()
+	otherCA.CACert = other.Server.CAFile()
+	badToken := cp.Target()
+	badToken.Token = "console.not-the-secret"
+	tests := []struct {
+		name   string
+		target rpcclient.Target
+		want   string
+		detail string // in the message after the words; "" for none
+	}{
+		{"refused", refused, "connection refused", "nothing listens at " + closed},
+		{"no-such-host", rpcclient.Target{Addr: "cp.invalid:50051", Insecure: true}, "no such host", "zero addresses"},
+		{"another-ca", otherCA, "TLS failure: certificate from an unknown authority", "did not sign"},
+		{"bad-token", badToken, "not authenticated: ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := firstFailure(t, tt.target)
+			if !strings.HasPrefix(d.err, tt.want) || !strings.Contains(d.detail, tt.detail) || tt.detail == "" && d.detail != "" {
+				t.Fatalf("said %q, then %q; want %q, then %q", d.err, d.detail, tt.want, tt.detail)
+			}
+			m := New(Options{NoStream: true, Now: clock, Theme: NewTheme(true, false), Server: tt.target.Addr})
+			send(m, tea.WindowSizeMsg{Width: 120, Height: 30}, d)
+			f := strings.Join(strings.Fields(ansi.Strip(m.Frame())), " ")
+			if !strings.Contains(f, "waiting for "+tt.target.Addr+": "+d.err) || !strings.Contains(f, tt.detail) {
+				t.Fatalf("the waiting screen lacks %q or %q:\n%s", d.err, tt.detail, m.Frame())
+			}
+		})
+	}
+}
