@@ -8,6 +8,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
 	"github.com/navarch/navarch/internal/display"
 )
 
@@ -15,8 +17,9 @@ import (
 // (connection, revision, totals and banners), the status line and the
 // footer of key help.
 
-// overlay is drawn over the body, a dialog or the help, and takes every
-// key until it closes by returning nil from update.
+// overlay is drawn over the body, a dialog or the help, centred on the
+// view, which stays drawn around it; it takes every key until it closes
+// by returning nil from update.
 type overlay interface {
 	update(k tea.KeyPressMsg) (overlay, tea.Cmd)
 	view(width int) string
@@ -71,21 +74,22 @@ func (m *Model) currentStatus() (statusLine, bool) {
 	return m.status, true
 }
 
-// render draws the whole screen: header, body (or an overlay in its
-// place) and footer, fitted to the terminal.
+// render draws the whole screen: header, body and footer, fitted to the
+// terminal, and an open overlay over them.
 func (m *Model) render() {
 	header := m.header()
 	footer := m.footer()
-	bodyH := max(1, m.height-lipgloss.Height(header)-lipgloss.Height(footer))
+	headerH := lipgloss.Height(header)
+	bodyH := max(1, m.height-headerH-lipgloss.Height(footer))
 	m.frame = header + "\n" + fit(m.body(bodyH), m.width, bodyH) + "\n" + footer
+	if m.overlay != nil {
+		m.frame = overlayOn(m.d.theme, m.frame, headerH, bodyH, m.overlay.view(m.width), m.width)
+	}
 }
 
 func (m *Model) body(height int) string {
 	t := m.d.theme
-	switch {
-	case m.overlay != nil:
-		return place(m.width, height, m.overlay.view(m.width))
-	case !m.d.fleet.loaded:
+	if !m.d.fleet.loaded {
 		msg := "connecting to " + m.d.server + " …"
 		if m.conn.err != "" {
 			msg = "waiting for " + m.d.server + ": " + m.conn.err
@@ -99,6 +103,36 @@ func (m *Model) body(height int) string {
 	v := m.views[m.active]
 	v.SetSize(m.width, height)
 	return v.View()
+}
+
+// overlayOn draws box over frame, lines of width cells, centred on the
+// body (height lines from line top), or on the whole frame where the body
+// is too short for it. The rows it covers keep the frame's cells on
+// either side, so that a dialog or the help reads as over the view, not
+// in its place; the body is dimmed under it to set the box apart. Lines
+// are only cut and joined, never parsed into cells, so that a frame with
+// a dialog open costs little more than one without.
+func overlayOn(t *Theme, frame string, top, height int, box string, width int) string {
+	lines := strings.Split(frame, "\n")
+	for i := top; i < min(top+height, len(lines)); i++ {
+		lines[i] = t.Muted.Render(ansi.Strip(lines[i]))
+	}
+	rows := strings.Split(box, "\n")
+	boxW := min(width, lipgloss.Width(box))
+	x := (width - boxW) / 2
+	y := max(0, min(top+(height-len(rows))/2, len(lines)-len(rows)))
+	for i, r := range rows[:min(len(rows), len(lines)-y)] {
+		under := lines[y+i]
+		left := ansi.Truncate(under, x, "")
+		if w := lipgloss.Width(left); w < x {
+			left += strings.Repeat(" ", x-w)
+		}
+		// A style left open at the cut would colour the box; the right
+		// part keeps the escapes of the cells cut from it, so it starts
+		// in the style it had.
+		lines[y+i] = left + ansi.ResetStyle + ansi.Truncate(r, boxW, "") + ansi.ResetStyle + ansi.TruncateLeft(under, x+boxW, "")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (m *Model) header() string {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // TestFooterAlwaysOffersHelpAndQuit: however narrow the terminal, in every
@@ -59,5 +60,49 @@ func TestStatusLineExpires(t *testing.T) {
 	send(m, tickMsg(at))
 	if strings.Contains(plain(m), "cordon failed") {
 		t.Fatal("error still shown after it expired")
+	}
+}
+
+// TestOverlayDrawsOverTheView: a dialog is drawn over the fleet table,
+// not in its place: the rows above it and the ends of the row it covers
+// stay on screen, the frame keeps the terminal's size, and in colour the
+// cells are the same as without, so no style leaks into the box or out of
+// it.
+func TestOverlayDrawsOverTheView(t *testing.T) {
+	for _, size := range [][2]int{{80, 24}, {120, 40}, {60, 20}} {
+		colour := newTestModel(t, Options{Theme: NewTheme(true, true)})
+		mono := newTestModel(t, Options{})
+		for _, m := range []*Model{colour, mono} {
+			send(m, tea.WindowSizeMsg{Width: size[0], Height: size[1]}, press("d"))
+		}
+		f := plain(mono)
+		mustContain(t, f, "Drain gpu-a01", "NODE▲", "› gpu-a01", "gpu-a02  CORDONED", "╰", "5 of 5 nodes")
+		checkFits(t, mono, size[0], size[1])
+		if got := ansi.Strip(colour.Frame()); got != f {
+			t.Fatalf("%dx%d: in colour the frame reads\n%s\nwithout colour\n%s", size[0], size[1], got, f)
+		}
+		send(mono, press("esc"))
+		if strings.Contains(plain(mono), "Drain") {
+			t.Fatal("esc left the dialog on screen")
+		}
+	}
+}
+
+// BenchmarkOverlayFrame is a key while the help is open over a fleet of
+// 100 000 nodes: the fleet is drawn under the help and the help over it.
+func BenchmarkOverlayFrame(b *testing.B) {
+	m := benchModel(b, 100000)
+	m.Update(press("?"))
+	if m.overlay == nil {
+		b.Fatal("help did not open")
+	}
+	down, up := press("j"), press("k")
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			m.Update(down)
+		} else {
+			m.Update(up)
+		}
 	}
 }
