@@ -130,7 +130,13 @@ func overlayOn(t *Theme, frame string, top, height int, box string, width int) s
 		// A style left open at the cut would colour the box; the right
 		// part keeps the escapes of the cells cut from it, so it starts
 		// in the style it had.
-		lines[y+i] = left + ansi.ResetStyle + ansi.Truncate(r, boxW, "") + ansi.ResetStyle + ansi.TruncateLeft(under, x+boxW, "")
+		right := ansi.TruncateLeft(under, x+boxW, "")
+		if w := ansi.StringWidth(under) - x - boxW; w > 0 && ansi.StringWidth(right) > w {
+			// A wide character across the box's right edge comes whole;
+			// a space stands for the half the box leaves.
+			right = " " + ansi.TruncateLeft(under, x+boxW+1, "")
+		}
+		lines[y+i] = left + ansi.ResetStyle + ansi.Truncate(r, boxW, "") + ansi.ResetStyle + right
 	}
 	return strings.Join(lines, "\n")
 }

@@ -88,6 +88,24 @@ func TestOverlayDrawsOverTheView(t *testing.T) {
 	}
 }
 
+// TestOverlayOnKeepsTheWidth: under a box whose edges fall in the middle
+// of wide characters, every line stays within the terminal's width, the
+// box is whole, and what is on either side of it stays in its columns.
+func TestOverlayOnKeepsTheWidth(t *testing.T) {
+	row := strings.Repeat("日本", 5) // 20 cells
+	base := strings.Join([]string{row, row, row}, "\n")
+	box := "╭────╮\n│ ok │\n╰────╯" // 6 cells, from cell 7 to 13
+	out := strings.Split(overlayOn(NewTheme(true, false), base, 0, 3, box, 20), "\n")
+	for i, l := range out {
+		if w := ansi.StringWidth(l); w > 20 {
+			t.Errorf("line %d is %d cells: %q", i, w, l)
+		}
+	}
+	if got := ansi.Strip(out[1]); got != "日本日 │ ok │ 本日本" {
+		t.Errorf("the box's row reads %q", got)
+	}
+}
+
 // BenchmarkOverlayFrame is a key while the help is open over a fleet of
 // 100 000 nodes: the fleet is drawn under the help and the help over it.
 func BenchmarkOverlayFrame(b *testing.B) {
