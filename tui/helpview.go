@@ -49,7 +49,7 @@ func (h *helpOverlay) view(width int) string {
 	if n, ok := h.keys.(noter); ok {
 		notes = n.notes()
 	}
-	notes = append(notes, "commands :"+strings.Join(commandNames(h.d.readOnly(), remedies), " :")+" · ? or esc closes help")
+	notes = append(notes, "commands :"+strings.Join(commandNames(h.d.readOnly(), remedies), " :"), "? or esc closes help")
 	var table string
 	for ncol := min(3, len(entries)); ncol >= 1; ncol-- {
 		table = helpColumns(t, entries, ncol)

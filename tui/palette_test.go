@@ -23,6 +23,7 @@ type actionClient struct {
 	cordoned   []string
 	uncordoned []string
 	terminated []*controlplanev1.TerminateNodeRequest
+	released   []string
 }
 
 func (c *actionClient) CordonNode(_ context.Context, req *controlplanev1.CordonNodeRequest, _ ...grpc.CallOption) (*controlplanev1.CordonNodeResponse, error) {
@@ -46,6 +47,13 @@ func (c *actionClient) TerminateNode(_ context.Context, req *controlplanev1.Term
 	return &controlplanev1.TerminateNodeResponse{Node: &fleetv1.Node{NodeId: req.GetNodeId(), Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATING}}, nil
 }
 
+func (c *actionClient) ReleaseNode(_ context.Context, req *controlplanev1.ReleaseNodeRequest, _ ...grpc.CallOption) (*controlplanev1.ReleaseNodeResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.released = append(c.released, req.GetNodeId())
+	return &controlplanev1.ReleaseNodeResponse{Node: &fleetv1.Node{NodeId: req.GetNodeId(), Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE}}, nil
+}
+
 // calls is what the client was asked, in one line: "cordon gpu-a01".
 func (c *actionClient) calls() string {
 	c.mu.Lock()
@@ -59,6 +67,9 @@ func (c *actionClient) calls() string {
 	}
 	for _, req := range c.terminated {
 		out = append(out, "terminate "+req.GetNodeId())
+	}
+	for _, id := range c.released {
+		out = append(out, "release "+id)
 	}
 	slices.Sort(out)
 	return strings.Join(out, ", ")
@@ -127,6 +138,29 @@ func TestPaletteActsOnNodes(t *testing.T) {
 		command(m, "node gpu-b01")
 		if m.active != nodeViewName || nodeOf(m).id != "gpu-b01" {
 			t.Fatalf(":node gpu-b01 shows view %s on %q", m.active, nodeOf(m).id)
+		}
+	})
+
+	t.Run("release-one", func(t *testing.T) {
+		c := &actionClient{}
+		m := newTestModel(t, Options{Client: c})
+		send(m, heldBack())
+		finish(t, m, command(m, "release gpu-a04"))
+		if got := c.calls(); got != "release gpu-a04" {
+			t.Fatalf("calls %q, want release gpu-a04", got)
+		}
+		mustContain(t, flat(m), "gpu-a04 released")
+	})
+
+	t.Run("held-lists-the-held-back-nodes", func(t *testing.T) {
+		m := newTestModel(t, Options{})
+		send(m, heldBack(), press("2"))
+		command(m, "held")
+		if m.active != fleetViewName {
+			t.Fatalf(":held shows view %s, want the fleet", m.active)
+		}
+		if got := shownIDs(m); !slices.Equal(got, []string{"gpu-a04"}) {
+			t.Fatalf(":held shows %v, want gpu-a04 alone", got)
 		}
 	})
 }

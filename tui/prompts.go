@@ -62,7 +62,7 @@ func commandNames(readOnly, remedies bool) []string {
 	for _, s := range listedViews() {
 		names = append(names, s.name)
 	}
-	names = append(names, nodeCommand+" ID")
+	names = append(names, nodeCommand+" ID", heldCommand)
 	if !readOnly {
 		for _, c := range actionCommands {
 			names = append(names, c.name+" ID…")
@@ -79,12 +79,15 @@ func commandNames(readOnly, remedies bool) []string {
 // node's row does.
 const nodeCommand = "node"
 
+// heldCommand lists the nodes the breaker held back, as H does.
+const heldCommand = "held"
+
 // actionCommands are the : commands that act on the nodes they name, as
 // the action keys act on the marked rows.
 var actionCommands = []struct {
 	name string
 	act  nodeAction
-}{{"cordon", actCordon}, {"uncordon", actUncordon}, {"drain", actDrain}, {"terminate", actTerminate}}
+}{{"cordon", actCordon}, {"uncordon", actUncordon}, {"drain", actDrain}, {"terminate", actTerminate}, {"release", actRelease}}
 
 // actionCommand is the action the command name starts, if it is one.
 func actionCommand(name string) (nodeAction, bool) {
@@ -319,6 +322,9 @@ func (p *palette) run(cmd string) tea.Cmd {
 			return nil
 		}
 		p.d.send(remedyMsg{reboot: cmd == "reboot"})
+	case heldCommand, heldWord:
+		p.d.send(showViewMsg{name: fleetViewName})
+		p.d.send(filterMsg{text: heldWord})
 	case "help", "h":
 		p.d.send(showHelpMsg{})
 	case "q", "quit", "q!":
