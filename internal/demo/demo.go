@@ -25,6 +25,7 @@ import (
 	"github.com/navarch/navarch/internal/logging"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // MaxProcessNodes is the largest demo fleet run as one agent process per
@@ -207,13 +208,14 @@ agent_identities: %t
 	go func() { exited <- cp.Wait() }()
 	defer stop(cp, exited)
 
-	fmt.Fprintf(o.Stdout, "navarch demo: control plane on %s, metrics http://%s/metrics (store %s, log %s)\n", addr, metricsAddr, storeDir, logPath)
+	fmt.Fprintf(o.Stdout, "navarch demo: starting the control plane on %s, metrics http://%s/metrics (store %s, log %s)\n", addr, metricsAddr, storeDir, logPath)
 	// The control plane creates its CA on first start; the demo's clients
 	// and agents trust it.
 	target := rpcclient.Target{Addr: addr, CACert: filepath.Join(storeDir, "pki", "ca.crt")}
 	if err := waitServing(ctx, target, exited, logPath); err != nil {
 		return err
 	}
+	fmt.Fprintln(o.Stdout, "navarch demo: control plane serving")
 	// The demo's console and commands act as the control plane's admin.
 	adminToken := filepath.Join(storeDir, "admin.token")
 	token, err := os.ReadFile(adminToken)
@@ -228,6 +230,13 @@ agent_identities: %t
 	}
 	defer conn.Close()
 	ops := controlplanev1.NewControlPlaneServiceClient(conn)
+	// The console covers the terminal, so the way in from elsewhere also
+	// goes to a file that outlives the screen.
+	note := connectNote(target, adminToken)
+	notePath := filepath.Join(dataDir, ConnectFile)
+	if err := os.WriteFile(notePath, []byte(note+"\n"), 0o644); err != nil {
+		return fmt.Errorf("demo: write %s: %w", notePath, err)
+	}
 
 	simCtx, stopSim := context.WithCancel(ctx)
 	defer stopSim()
@@ -235,9 +244,11 @@ agent_identities: %t
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	resumed := false
 	switch {
 	case o.Keep && status.GetSummary().GetNodes() > 0:
 		fmt.Fprintf(o.Stdout, "navarch demo: resuming a fleet of %d nodes; agents from the last run are gone, so expect them OFFLINE\n", status.GetSummary().GetNodes())
+		resumed = true
 	case o.Nodes <= MaxProcessNodes:
 		for _, req := range demoRequests(o) {
 			if _, err := ops.ProvisionNodes(ctx, req); err != nil {
@@ -255,15 +266,70 @@ agent_identities: %t
 		fmt.Fprintf(o.Stdout, "navarch demo: %d simulated nodes × %d GPUs in this process\n", o.Nodes, o.GPUs)
 	}
 
+	if !resumed {
+		if err := waitRegistered(ctx, ops, o.Nodes, o.Stdout); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(o.Stdout, "navarch demo: from another terminal: %s (saved in %s)\n", note, notePath)
 	if o.Console != nil {
+		fmt.Fprintln(o.Stdout, "navarch demo: opening the console; q quits and stops everything")
 		return o.Console(ctx, target, false)
 	}
-	fmt.Fprintf(o.Stdout, "navarch demo: watch with 'navarch --server %s --ca-cert %s --token $(cat %s)' (or 'navarch get nodes' with the same flags); Ctrl-C stops everything\n", addr, target.CACert, adminToken)
+	fmt.Fprintln(o.Stdout, "navarch demo: running without a console; Ctrl-C stops everything")
 	select {
 	case <-ctx.Done():
 		return nil
 	case err := <-exited:
 		return fmt.Errorf("demo: control plane exited: %v; see %s", err, logPath)
+	}
+}
+
+// ConnectFile, in the demo's data directory, holds the command line that
+// reaches the running demo from another terminal.
+const ConnectFile = "connect.txt"
+
+// connectNote is the navarch command line that reaches the demo's control
+// plane as its admin.
+func connectNote(target rpcclient.Target, tokenPath string) string {
+	return fmt.Sprintf("navarch --server %s --ca-cert %s --token \"$(cat %s)\" get nodes", target.Addr, target.CACert, tokenPath)
+}
+
+// registerWait bounds how long the demo waits for its agents before it
+// opens the console regardless; the console shows the rest arriving.
+const registerWait = 30 * time.Second
+
+// waitRegistered reports the fleet's agents registering until want nodes
+// are online, for the minute before the console opens on a busy machine.
+func waitRegistered(ctx context.Context, ops controlplanev1.ControlPlaneServiceClient, want int, out io.Writer) error {
+	deadline := time.Now().Add(registerWait)
+	shown := -1
+	for {
+		// The demo's pool starts nodes of its own, without the label.
+		list, err := ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{
+			PageSize: 1, LabelSelector: "pool=demo",
+			Reachability: []fleetv1.Reachability{fleetv1.Reachability_REACHABILITY_ONLINE},
+		})
+		if err != nil {
+			return fmt.Errorf("demo: wait for the agents: %w", err)
+		}
+		online := int(list.GetTotalSize())
+		if online != shown {
+			fmt.Fprintf(out, "navarch demo: agents registered %d/%d\n", online, want)
+			shown = online
+		}
+		if online >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(out, "navarch demo: %d of %d agents registered within %s; the console shows the rest as they come\n", online, want, registerWait)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

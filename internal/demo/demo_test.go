@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -74,7 +75,8 @@ func agentsRunning(t *testing.T) int {
 // stand-in console see the fleet, quits, and checks nothing is left.
 func TestDemoRunsAndCleansUp(t *testing.T) {
 	dataDir := t.TempDir()
-	o := Options{Nodes: 3, GPUs: 2, DataDir: dataDir, BinDir: binDir, FaultEvery: time.Second, Stdout: io.Discard, Stderr: io.Discard,
+	var out bytes.Buffer
+	o := Options{Nodes: 3, GPUs: 2, DataDir: dataDir, BinDir: binDir, FaultEvery: time.Second, Stdout: &out, Stderr: io.Discard,
 		Log: logging.Flags{Level: "info", Format: "json"}}
 	o.Console = console(t, 3, func(list *controlplanev1.ListNodesResponse) {
 		for _, n := range list.GetNodes() {
@@ -89,6 +91,7 @@ func TestDemoRunsAndCleansUp(t *testing.T) {
 	if err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
+	checkProgress(t, out.String(), dataDir)
 	if n := agentsRunning(t); n != 0 {
 		t.Fatalf("%d demo processes left running", n)
 	}
@@ -101,6 +104,36 @@ func TestDemoRunsAndCleansUp(t *testing.T) {
 	o.Console = console(t, 3, func(*controlplanev1.ListNodesResponse) {})
 	if err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkProgress checks that the demo said, before the console opened, that
+// the control plane came up and each agent registered, and how to reach it
+// from elsewhere, also in a file that outlives the console's screen.
+func checkProgress(t *testing.T, out, dataDir string) {
+	t.Helper()
+	before, _, opened := strings.Cut(out, "opening the console")
+	if !opened {
+		t.Fatalf("the demo never said it opened the console:\n%s", out)
+	}
+	for _, want := range []string{"starting the control plane on 127.0.0.1:", "control plane serving", "provisioned 3 nodes", "agents registered 3/3", "from another terminal: navarch --server 127.0.0.1:"} {
+		if !strings.Contains(before, want) {
+			t.Errorf("the demo's output before the console lacks %q:\n%s", want, out)
+		}
+	}
+	note, err := os.ReadFile(filepath.Join(dataDir, ConnectFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(dataDir, "store", "pki", "ca.crt")
+	token := filepath.Join(dataDir, "store", "admin.token")
+	for _, want := range []string{"navarch --server 127.0.0.1:", "--ca-cert " + ca, token} {
+		if !strings.Contains(string(note), want) {
+			t.Errorf("%s = %q, lacks %q", ConnectFile, note, want)
+		}
+	}
+	if !strings.Contains(out, strings.TrimSpace(string(note))) {
+		t.Errorf("the demo printed a different way in than %s holds (%q):\n%s", ConnectFile, note, out)
 	}
 }
 
