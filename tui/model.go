@@ -38,6 +38,9 @@ type Options struct {
 	// NoStream leaves the stream closed; tests feed stream messages
 	// themselves.
 	NoStream bool
+	// Note is a line the help view keeps in sight, such as how the demo is
+	// reached from another terminal; empty for none.
+	Note string
 }
 
 // deps is what every component shares, passed down rather than global.
