@@ -8,6 +8,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -53,7 +54,13 @@ func retype(n int, s string) []tea.Msg {
 // flat is the screen's words in order, without the boxes around dialogs,
 // so that text reads the same however a dialog wrapped it.
 func flat(m *Model) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(plain(m), "│", " ")), " ")
+	text := plain(m)
+	if m.overlay != nil {
+		// The view flanks each line of a dialog drawn over it; the
+		// dialog's own text reads whole after the screen.
+		text += "\n" + ansi.Strip(m.overlay.view(m.width))
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(text, "│", " ")), " ")
 }
 
 // TestDialogsUseTheServersLimits: the dialogs start from, and check
