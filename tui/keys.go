@@ -117,7 +117,7 @@ func newActionKeys() actionKeys {
 		// P, as power: a silent machine's last resort, and far from the
 		// keys used every day.
 		PowerCycle: bind("P", "power-cycle…", "P"),
-		Release:    bind("R", "release", "R"),
+		Release:    bind("R", "release held-back", "R"),
 	}
 }
 

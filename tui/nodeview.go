@@ -121,6 +121,10 @@ func (v *nodeView) Hint() string { return "node " + v.id }
 
 func (v *nodeView) ShortHelp() []key.Binding {
 	k, g := &v.keys, &v.d.keys
+	if v.resp.GetNode().GetCordonHeldBackAt() != nil {
+		// The breaker held it back: cordon or release is the question.
+		return []key.Binding{k.Back, k.Cordon, k.Release, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.PowerCycle, g.Help, g.Quit}
+	}
 	return []key.Binding{k.Back, k.Up, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.PowerCycle, g.Help, g.Quit}
 }
 
@@ -129,7 +133,7 @@ func (v *nodeView) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		append(k.navKeys.bindings(), k.Back),
 		[]key.Binding{g.Command, g.ViewKeys, g.Help, g.Quit},
-		{k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.PowerCycle, k.Provision},
+		{k.Cordon, k.Uncordon, k.Release, k.Drain, k.Terminate, k.Diagnose, k.ResetGPU, k.Reboot, k.PowerCycle, k.Provision},
 	}
 }
 

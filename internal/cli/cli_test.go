@@ -331,7 +331,7 @@ func TestHelpAndVersion(t *testing.T) {
 // from the usage so that the usage is checked against it.
 var subcommands = []string{
 	"get nodes", "get node", "get events", "get status", "get audit", "get pools", "get pool",
-	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-gpu", "reboot", "reset-identity", "power-cycle",
+	"cordon", "uncordon", "drain", "terminate", "diagnose", "reset-gpu", "reboot", "reset-identity", "power-cycle", "release",
 	"provision", "pool scale", "pool put", "pool delete", "token create", "token list", "token revoke",
 	"config view", "config get-contexts", "config use-context", "config set-context", "config delete-context",
 	"demo", "version",
