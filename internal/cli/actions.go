@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -95,7 +97,9 @@ func act(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, cmd, i
 
 // runRelease keeps in service each node the auto-cordon breaker held
 // back, as an operator judged it fit to keep working. Every node is tried;
-// each failure is said as it happens.
+// each failure is said as it happens. A failure that is not the node's own
+// (no access, no control plane) would be the same for every node, so it
+// ends the command, said once.
 func runRelease(ctx context.Context, cf *connFlags, args []string, env Env) error {
 	fs := flagSet("release", cf)
 	reason := fs.String("reason", "", "`TEXT` why the nodes may keep working; recorded in the audit log")
@@ -117,6 +121,9 @@ func runRelease(ctx context.Context, cf *connFlags, args []string, env Env) erro
 		resp, err := c.ReleaseNode(cctx, &controlplanev1.ReleaseNodeRequest{NodeId: id, Reason: *reason})
 		cancel()
 		if err != nil {
+			if notTheNodes(err) {
+				return err
+			}
 			failed = append(failed, nodeFailure(id, err))
 			if len(ids) > 1 {
 				fmt.Fprintf(env.Stderr, "navarch: %s\n", message(failed[len(failed)-1]))
@@ -132,6 +139,16 @@ func runRelease(ctx context.Context, cf *connFlags, args []string, env Env) erro
 		return failed[0]
 	}
 	return releaseFailures{failed: len(failed), total: len(ids), first: failed[0]}
+}
+
+// notTheNodes reports whether a call's failure says nothing of its node:
+// the caller may not make it, or the control plane did not answer.
+func notTheNodes(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // releaseFailures says how many of a release's nodes failed, each already

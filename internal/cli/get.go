@@ -224,6 +224,10 @@ func writeNode(w io.Writer, resp *controlplanev1.GetNodeResponse, now time.Time)
 		lifecycle += " (by " + by + ")"
 	}
 	fmt.Fprintf(tw, "Lifecycle:\t%s\t%s\n", display.Lifecycle(n.GetLifecycle()), lifecycle)
+	if at := n.GetCordonHeldBackAt(); at != nil {
+		fmt.Fprintf(tw, "Held back:\t%s ago: the breaker kept it from an automatic cordon; navarch cordon %s or navarch release %s\n",
+			display.Age(at.AsTime(), now), n.GetNodeId(), n.GetNodeId())
+	}
 	fmt.Fprintf(tw, "Health:\t%s\t%s\n", display.Health(n.GetHealth()), n.GetHealthCause())
 	if r := display.Remedy(n.GetRemedy()); r != "" {
 		fmt.Fprintf(tw, "Remedy:\t%s\n", r)

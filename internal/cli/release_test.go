@@ -47,6 +47,13 @@ func TestGetNodesMarksHeldBack(t *testing.T) {
 	if len(list.Nodes) != 1 || list.Nodes[0].NodeID != "gpu-1" || list.Nodes[0].CordonHeldBackAt == "" {
 		t.Fatalf("held-back nodes: %+v", list.Nodes)
 	}
+	if code, out, _ := navarch(t, "--server", addr, "get", "node", "gpu-1"); code != ExitOK ||
+		!regexp.MustCompile(`(?m)^Held back:\s+\d+s ago: the breaker kept it from an automatic cordon; navarch cordon gpu-1 or navarch release gpu-1$`).MatchString(out) {
+		t.Fatalf("get node gpu-1 does not say it is held back: %d\n%s", code, out)
+	}
+	if code, out, _ := navarch(t, "--server", addr, "get", "node", "gpu-2"); code != ExitOK || strings.Contains(out, "Held back") {
+		t.Fatalf("get node gpu-2 says it is held back: %d\n%s", code, out)
+	}
 	if code, out, _ := navarch(t, "--server", addr, "get", "status"); code != ExitOK ||
 		!strings.Contains(out, "1 node the breaker kept from a cordon") || !strings.Contains(out, "navarch get nodes --held-back") {
 		t.Fatalf("get status: %d\n%s", code, out)
@@ -71,6 +78,7 @@ func TestRelease(t *testing.T) {
 		t.Fatalf("gpu-1 still listed held back after its release: %d\n%s", code, out)
 	}
 
+	viewer := newToken(t, addr, "dash", "viewer")
 	rows := []struct {
 		name string
 		args []string
@@ -80,11 +88,16 @@ func TestRelease(t *testing.T) {
 		{"not-held-back", []string{"release", "gpu-1"}, ExitRefused, `node_id: node "gpu-1" is not held back`},
 		{"not-found", []string{"release", "nope"}, ExitNotFound, "navarch: nope: no such node\n"},
 		{"missing-id", []string{"release"}, ExitUsage, "at least one node id"},
+		// A failure that is not the node's own is the same for every node:
+		// said once, and nothing more is tried.
+		{"viewer", []string{"--token", viewer, "release", "gpu-1", "gpu-2"}, ExitDenied,
+			"navarch: permission denied: this token's role is viewer; release needs operator\n"},
+		{"unreachable", []string{"--server", "127.0.0.1:1", "release", "gpu-1", "gpu-2"}, ExitFailure, "nothing listens at 127.0.0.1:1"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			code, _, errOut := navarch(t, append([]string{"--server", addr}, row.args...)...)
-			if code != row.code || !strings.Contains(errOut, row.want) {
+			if code != row.code || !strings.Contains(errOut, row.want) || strings.Count(errOut, "navarch: ") != 1 {
 				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, row.code, errOut, row.want)
 			}
 		})
