@@ -7,6 +7,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/internal/fleettest"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -95,6 +96,10 @@ func TestHeldBackMarkClears(t *testing.T) {
 			_, err := h.ops.DrainNode(ctxT(h.t), &controlplanev1.DrainNodeRequest{NodeId: "b"})
 			return err
 		}, draining},
+		{"terminated", func(h *harness) error {
+			_, err := h.ops.TerminateNode(ctxT(h.t), &controlplanev1.TerminateNodeRequest{NodeId: "b", Force: true})
+			return err
+		}, terminating},
 		{"healthy-after-reboot", func(h *harness) error {
 			_, err := h.node.RegisterNode(ctxT(h.t), &nodev1.RegisterNodeRequest{NodeId: "b", Hostname: "b", Gpus: fleettest.GPUs(1), BootId: "boot-2"})
 			return err
@@ -148,4 +153,72 @@ func TestReleaseNode(t *testing.T) {
 	}
 	_, err = h.ops.ReleaseNode(ctx, &controlplanev1.ReleaseNodeRequest{NodeId: "nope"})
 	wantCode(t, err, codes.NotFound, "node_id")
+}
+
+// TestReleaseRefusedBeforeRead: a viewer is refused whatever the node, so
+// the answer does not tell which nodes exist, and a request without a node
+// id names the field.
+func TestReleaseRefusedBeforeRead(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	tripBreaker(h)
+	tok, err := h.ops.CreateToken(ctx, &controlplanev1.CreateTokenRequest{Name: "dashboards", Role: controlplanev1.Role_ROLE_VIEWER})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer := opsAs(t, h.ControlPlane, tok.GetToken())
+	for _, id := range []string{"b", "nope", ""} {
+		_, err := viewer.ReleaseNode(ctx, &controlplanev1.ReleaseNodeRequest{NodeId: id})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("a viewer's release of %q: %v, want PermissionDenied", id, err)
+		}
+	}
+	if n := h.get("b").GetNode(); n.GetCordonHeldBackAt() == nil {
+		t.Fatal("a viewer's refused release cleared b's mark")
+	}
+	_, err = h.ops.ReleaseNode(ctx, &controlplanev1.ReleaseNodeRequest{})
+	wantCode(t, err, codes.InvalidArgument, "node_id")
+}
+
+// TestReleasedNodeJudgedAfresh: a release holds for the episode it was
+// given in; once the node recovers, its next failure is judged again, held
+// back while the window is full and cordoned once it has room. Watchers
+// see the release and the count it leaves.
+func TestReleasedNodeJudgedAfresh(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(time.Now())
+	h := newHarness(t, withFakeClock(clock))
+	ctx := ctxT(t)
+	w := h.watch(0)
+	w.until("snapshot", isSnapshotEnd)
+	tripBreaker(h)
+	release := func() {
+		t.Helper()
+		if _, err := h.ops.ReleaseNode(ctx, &controlplanev1.ReleaseNodeRequest{NodeId: "b", Reason: "job is fine"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release()
+	w.until("b released in the stream", func(m *controlplanev1.WatchFleetResponse) bool {
+		return m.GetNodeUpsert().GetNodeId() == "b" && m.GetNodeUpsert().GetCordonHeldBackAt() == nil
+	})
+	w.nudgedUntil("totals counting 1 held back", func(m *controlplanev1.WatchFleetResponse) bool {
+		return m.GetTotals() != nil && m.GetTotals().GetSummary().GetHeldBack() == 1
+	}, func() { clock.Advance(time.Second) })
+	recoverThenFail := func(boot string) *fleetv1.Node {
+		t.Helper()
+		if _, err := h.node.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "b", Hostname: "b", Gpus: fleettest.GPUs(1), BootId: boot}); err != nil {
+			t.Fatal(err)
+		}
+		h.healthyReport("b", 1)
+		h.xid("b", 0, 79)
+		return h.get("b").GetNode()
+	}
+	if n := recoverThenFail("boot-2"); n.GetLifecycle() != active || n.GetCordonHeldBackAt() == nil {
+		t.Fatalf("failing again in the full window, b is %s, held back at %v; want held back again", n.GetLifecycle(), n.GetCordonHeldBackAt())
+	}
+	release()
+	clock.Advance(h.cfg.AutoCordon.Window.Duration + time.Second)
+	if n := recoverThenFail("boot-3"); n.GetLifecycle() != cordoned || n.GetCordonHeldBackAt() != nil {
+		t.Fatalf("failing again once the window has room, b is %s, held back at %v; want cordoned", n.GetLifecycle(), n.GetCordonHeldBackAt())
+	}
 }
