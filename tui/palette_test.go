@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 	"google.golang.org/grpc"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -244,6 +245,27 @@ func TestPaletteCompletes(t *testing.T) {
 		send(m, press(":"))
 		send(m, typed("cordon gpu-a")...)
 		mustContain(t, m.Frame(), ":cordon gpu-a01", "3 nodes match · tab complete · ctrl+n/ctrl+p others")
+	})
+
+	// The offered id is drawn after what is typed; the note after it ends
+	// inside the terminal, whole, or gives way where they would not both
+	// fit.
+	t.Run("note-fits-beside-the-offered-id", func(t *testing.T) {
+		const note = "4 nodes match · tab complete · ctrl+n/ctrl+p others"
+		for _, width := range []int{100, 80, 74} {
+			m := newTestModel(t, Options{})
+			send(m, tea.WindowSizeMsg{Width: width, Height: 30}, press(":"))
+			send(m, typed("cordon gpu-a01 gp")...)
+			lines := strings.Split(m.Frame(), "\n")
+			prompt := lines[len(lines)-2]
+			if w := ansi.StringWidth(prompt); w != width {
+				t.Fatalf("at %d columns the prompt line is %d wide:\n%s", width, w, ansi.Strip(prompt))
+			}
+			mustContain(t, prompt, ":cordon gpu-a01 gpu-a02")
+			if shown := strings.Contains(ansi.Strip(prompt), note); shown != (width >= 80) {
+				t.Fatalf("at %d columns the note shows: %v\n%s", width, shown, ansi.Strip(prompt))
+			}
+		}
 	})
 
 	t.Run("history", func(t *testing.T) {

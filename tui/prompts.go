@@ -10,6 +10,7 @@ import (
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // filterMsg gives the active view its filter as typed so far.
@@ -398,7 +399,7 @@ func (p *palette) unknown(ids []string) bool {
 func (p *palette) fail(text string) { p.d.send(statusLineMsg{text: text, err: true}) }
 
 // view draws the prompt, and how many node ids fit the one being typed
-// when there are others than the one offered.
+// when there are others than the one offered, at the line's end.
 func (p *palette) view(width int) string {
 	note := ""
 	if p.matches > 1 {
@@ -406,9 +407,16 @@ func (p *palette) view(width int) string {
 		note = p.d.theme.Muted.Render(fmt.Sprintf("  %s match · %s %s · %s/%s others", plural(p.matches, "node"),
 			k.Complete.Help().Key, k.Complete.Help().Desc, k.NextMatch.Help().Key, k.PrevMatch.Help().Key))
 	}
-	if lipgloss.Width(note)+12 > width {
+	// The note gives way to what is typed and the id offered: the prompt,
+	// the longer of the two and the cursor after it.
+	line := max(ansi.StringWidth(p.input.Value()), ansi.StringWidth(p.input.CurrentSuggestion()))
+	if lipgloss.Width(note)+line+2 > width {
 		note = ""
 	}
-	p.input.SetWidth(max(1, width-2-lipgloss.Width(note)))
-	return p.input.View() + note
+	room := max(1, width-lipgloss.Width(note))
+	// The input counts what is typed against its width, not the rest of
+	// the offered completion drawn after it: the line is fitted here, so
+	// that the note stays whole and the line within the terminal.
+	p.input.SetWidth(max(1, room-2))
+	return padRight(ansi.Truncate(p.input.View(), room, ""), room) + note
 }
