@@ -143,7 +143,7 @@ func shortUUID(u string) string {
 	return u[:shortUUIDChars] + "…"
 }
 
-// clockRoom is the width kept on a GPU's line for its clock-event
+// clockRoom is the most width kept on a GPU's line for its clock-event
 // reasons ("  clocks: power cap"); where the whole names and UUIDs leave
 // less, they are shortened.
 const clockRoom = 20
@@ -263,9 +263,10 @@ type identityColumns struct {
 	pci, serial         int // 0 when the column is left out
 }
 
-// fitIdentities lays the GPU lines out in the width, keeping clockRoom for
-// the reasons: models without "NVIDIA " before UUIDs are shortened, and
-// PCI bus ids and serials only where everything else is whole.
+// fitIdentities lays the GPU lines out in the width, keeping up to
+// clockRoom for the reasons: models without "NVIDIA " before UUIDs are
+// shortened, and PCI bus ids and serials only where everything else is
+// whole.
 func fitIdentities(rows []gpuIdentity, width int) identityColumns {
 	widest := func(f func(gpuIdentity) string) int {
 		w := 0
@@ -275,7 +276,13 @@ func fitIdentities(rows []gpuIdentity, width int) identityColumns {
 		return w
 	}
 	c := identityColumns{clocks: widest(func(r gpuIdentity) string { return r.clocks })}
-	fixed := func() int { return gpuNameWidth + c.model + 2 + c.uuid + 2 + c.clocks + clockRoom }
+	// No more room is kept for the reasons than the longest of them takes,
+	// and none where no GPU has one, as at full clocks under load.
+	reasons := 0
+	if w := widest(func(r gpuIdentity) string { return r.clockText }); w > 0 {
+		reasons = min(clockRoom, 2+w)
+	}
+	fixed := func() int { return gpuNameWidth + c.model + 2 + c.uuid + 2 + c.clocks + reasons }
 	for _, form := range []struct{ short, shortUUID bool }{{false, false}, {true, false}, {true, true}} {
 		c.short, c.shortUUID = form.short, form.shortUUID
 		c.model = widest(func(r gpuIdentity) string { return c.modelOf(r) })

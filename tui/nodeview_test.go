@@ -211,6 +211,33 @@ func TestNodeViewShowsEachGPU(t *testing.T) {
 	}
 }
 
+// TestGPUDetailsKeepRoomForReasonsOnlyWhenShown: the room kept at the
+// line's end for the clocks' reasons is not taken from the UUIDs where no
+// GPU has a reason to show, as at full clocks under load.
+func TestGPUDetailsKeepRoomForReasonsOnlyWhenShown(t *testing.T) {
+	tests := []struct {
+		name    string
+		reasons uint64
+		wantCut bool
+	}{
+		{"no-reasons", 0, false},
+		{"reasons", clocksSwPowerCap, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := throttledNode()
+			for _, g := range n.GetGpus() {
+				g.Metrics.ClockEventReasons = tt.reasons
+			}
+			lines := gpuDetails(NewTheme(true, false), n, true, 100)
+			all := strings.Join(lines, "\n")
+			if cut := !strings.Contains(all, throttledUUIDs[0]); cut != tt.wantCut {
+				t.Fatalf("at 100 columns the UUIDs are cut: %v, want %v:\n%s", cut, tt.wantCut, all)
+			}
+		})
+	}
+}
+
 // TestNodeViewGPUSectionFollowsReachability: an unreachable node's clocks
 // are not current, and a lost GPU says so; their faults still show.
 func TestNodeViewGPUSectionFollowsReachability(t *testing.T) {
