@@ -49,7 +49,12 @@ func (h *helpOverlay) view(width int) string {
 	if n, ok := h.keys.(noter); ok {
 		notes = n.notes()
 	}
-	notes = append(notes, "commands :"+strings.Join(commandNames(h.d.readOnly(), remedies), " :"), "? or esc closes help")
+	// A command and the ids it takes stay on one line: "commands" and
+	// each ":cordon ID…" are the words wrapped.
+	commands := []string{"commands"}
+	for _, c := range commandNames(h.d.readOnly(), remedies) {
+		commands = append(commands, ":"+c)
+	}
 	var table string
 	for ncol := min(3, len(entries)); ncol >= 1; ncol-- {
 		table = helpColumns(t, entries, ncol)
@@ -62,6 +67,8 @@ func (h *helpOverlay) view(width int) string {
 	for _, n := range notes {
 		body += "\n" + t.Muted.Render(wrap(n, max(10, width-4)))
 	}
+	body += "\n" + t.Muted.Render(strings.Join(wrapSegments(commands, " ", max(10, width-4)), "\n"))
+	body += "\n" + t.Muted.Render("? or esc closes help")
 	return t.Box.Render(body)
 }
 

@@ -214,6 +214,23 @@ func TestHelpIsGeneratedFromKeymap(t *testing.T) {
 	}
 }
 
+// TestHelpKeepsEachCommandOnOneLine: where the : commands take more
+// than a line, a command and the ids it takes are never split between two.
+func TestHelpKeepsEachCommandOnOneLine(t *testing.T) {
+	for _, width := range []int{100, 80, 60} {
+		m := newTestModel(t, Options{})
+		send(m, tea.WindowSizeMsg{Width: width, Height: 40}, press("?"))
+		help := ansi.Strip(m.overlay.view(width))
+		for _, l := range strings.Split(help, "\n") {
+			l = strings.Trim(l, "│ ")
+			if strings.HasPrefix(l, "ID") || strings.HasSuffix(l, ":node") || strings.HasSuffix(l, ":cordon") || strings.HasSuffix(l, ":terminate") {
+				t.Fatalf("at %d columns help splits a command from its ids:\n%s", width, help)
+			}
+		}
+		mustContain(t, help, ":terminate ID…", ":release ID…")
+	}
+}
+
 // TestReadOnlyHidesAndRefusesActions: in every view, a read-only console
 // binds no action key: help lists none, and pressing any of them, whether
 // or not the view acts with it, says why nothing happens. --read-only
