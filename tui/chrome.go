@@ -213,14 +213,19 @@ func (m *Model) banner() string {
 	}
 	// Held-back nodes wait for an operator after the breaker closes too.
 	held := m.d.fleet.summary.GetHeldBack()
+	// H lists them where it is bound, in the fleet view; :held anywhere.
+	list := "(press H)"
+	if m.active != fleetViewName {
+		list = "(:held lists them)"
+	}
 	if b := m.d.fleet.breaker; b.GetTripped() {
 		p := "AUTO-CORDON SUSPENDED: breaker tripped " + ageSince(b.GetTrippedAt().AsTime(), m.d.now()) + " ago"
 		if held > 0 {
-			p += ", " + plural(held, "cordon") + " held back (press H)"
+			p += ", " + plural(held, "cordon") + " held back " + list
 		}
 		parts = append(parts, p)
 	} else if held > 0 {
-		parts = append(parts, plural(held, "cordon")+" held back by the auto-cordon breaker, waiting for you (press H)")
+		parts = append(parts, plural(held, "cordon")+" held back by the auto-cordon breaker, waiting for you "+list)
 	}
 	if len(parts) == 0 {
 		return ""

@@ -70,6 +70,29 @@ func TestHeldBackKey(t *testing.T) {
 	mustContain(t, m.Frame(), "no node is held back from an automatic cordon")
 }
 
+// TestBannerSaysHowToListHeldBack: the banner names the way to list the
+// held-back nodes that works in the view on screen: H in the fleet view,
+// where it is bound, :held in the others.
+func TestBannerSaysHowToListHeldBack(t *testing.T) {
+	tests := []struct {
+		name string
+		keys []tea.Msg
+		want string
+	}{
+		{"fleet", nil, "1 cordon held back (press H)"},
+		{"events", keysOf("2"), "1 cordon held back (:held lists them)"},
+		{"node", keysOf("enter"), "1 cordon held back (:held lists them)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, Options{})
+			send(m, heldBack())
+			send(m, tt.keys...)
+			mustContain(t, m.Frame(), tt.want)
+		})
+	}
+}
+
 // TestBannerCountsHeldBack: the banner counts the nodes still held back,
 // from the summary, while the breaker is tripped and after it closed.
 func TestBannerCountsHeldBack(t *testing.T) {
