@@ -70,6 +70,31 @@ func TestHeldBackKey(t *testing.T) {
 	mustContain(t, m.Frame(), "no node is held back from an automatic cordon")
 }
 
+// TestReleaseIsInEveryActingViewsHelp: each view in which R releases a
+// held-back node lists R in its help.
+func TestReleaseIsInEveryActingViewsHelp(t *testing.T) {
+	tests := []struct {
+		name string
+		keys []tea.Msg
+		view string
+	}{
+		{"fleet", nil, fleetViewName},
+		{"node", keysOf("enter"), nodeViewName},
+		{"pool", keysOf("3", "G", "enter"), poolViewName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newPoolModel(t, Options{})
+			send(m, tt.keys...)
+			if m.active != tt.view {
+				t.Fatalf("view %s, want %s", m.active, tt.view)
+			}
+			send(m, press("?"))
+			mustContain(t, m.overlay.view(m.width), "R       release held-back")
+		})
+	}
+}
+
 // TestBannerSaysHowToListHeldBack: the banner names the way to list the
 // held-back nodes that works in the view on screen: H in the fleet view,
 // where it is bound, :held in the others.

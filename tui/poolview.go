@@ -165,7 +165,7 @@ func (v *poolView) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		append(k.navKeys.bindings(), k.Open, k.Back),
 		[]key.Binding{g.Command, g.ViewKeys, g.Help, g.Quit},
-		{k.ScaleUp, k.ScaleDown, k.Cordon, k.Uncordon, k.Drain, k.Terminate, k.Diagnose, k.PowerCycle, k.Provision},
+		{k.ScaleUp, k.ScaleDown, k.Cordon, k.Uncordon, k.Release, k.Drain, k.Terminate, k.Diagnose, k.PowerCycle, k.Provision},
 	}
 }
 
