@@ -39,6 +39,21 @@ func TestHelpFitsSmallTerminal(t *testing.T) {
 	mustContain(t, f, "╭", "╰", "run diagnostics", "provision…", "reverse sort", "? or esc closes help")
 }
 
+// TestHelpKeepsTheNote: the line the console was opened with (the demo's
+// way in from another terminal) stays in sight in help, at 80×24 too.
+func TestHelpKeepsTheNote(t *testing.T) {
+	note := "from another terminal: navarch --server 127.0.0.1:41234 --ca-cert /home/op/.demo/pki/ca.crt --token $(cat /home/op/.demo/admin.token)"
+	for _, size := range []tea.WindowSizeMsg{{Width: 80, Height: 24}, {Width: 200, Height: 60}} {
+		m := newTestModel(t, Options{Note: note})
+		send(m, size, press("?"))
+		f := plain(m)
+		mustContain(t, f, "╭", "╰", "? or esc closes help")
+		if flat := strings.Join(strings.Fields(strings.ReplaceAll(f, "│", " ")), " "); !strings.Contains(flat, note) {
+			t.Fatalf("%dx%d: help lacks the note:\n%s", size.Width, size.Height, f)
+		}
+	}
+}
+
 // TestStatusLineExpires: an action's result shows for a while, then the
 // view's hint returns; errors stay longer.
 func TestStatusLineExpires(t *testing.T) {

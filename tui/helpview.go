@@ -68,6 +68,9 @@ func (h *helpOverlay) view(width int) string {
 		body += "\n" + t.Muted.Render(wrap(n, max(10, width-4)))
 	}
 	body += "\n" + t.Muted.Render(strings.Join(wrapSegments(commands, " ", max(10, width-4)), "\n"))
+	if h.d.note != "" {
+		body += "\n" + t.Muted.Render(wrap(h.d.note, max(10, width-4)))
+	}
 	body += "\n" + t.Muted.Render("? or esc closes help")
 	return t.Box.Render(body)
 }

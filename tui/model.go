@@ -53,6 +53,8 @@ type deps struct {
 	fixed  bool // the theme was given, not detected
 	// context is the client context the header shows; "" for none.
 	context string
+	// note is Options.Note, for the help view.
+	note string
 	// readOnlyFlag is --read-only; a viewer's token makes the console
 	// read-only too, once GetFleetStatus has said whose it is.
 	readOnlyFlag bool
@@ -133,7 +135,7 @@ type Model struct {
 // New builds the console.
 func New(o Options) *Model {
 	listed := listedViews()
-	d := &deps{client: o.Client, server: o.Server, context: o.Context, keys: newGlobalKeys(listed), modal: newModalKeys(),
+	d := &deps{client: o.Client, server: o.Server, context: o.Context, note: o.Note, keys: newGlobalKeys(listed), modal: newModalKeys(),
 		theme: o.Theme, readOnlyFlag: o.ReadOnly, now: o.Now, fleet: newFleet()}
 	if d.now == nil {
 		d.now = time.Now

@@ -29,6 +29,12 @@ func CheckTerminal() error {
 // Run opens the console on the control plane at target until the operator
 // quits or ctx ends.
 func Run(ctx context.Context, target rpcclient.Target, readOnly bool) error {
+	return RunNoted(ctx, target, readOnly, "")
+}
+
+// RunNoted is Run with a line the help view keeps in sight, such as how
+// the demo is reached from another terminal.
+func RunNoted(ctx context.Context, target rpcclient.Target, readOnly bool, note string) error {
 	if err := CheckTerminal(); err != nil {
 		return err
 	}
@@ -37,7 +43,7 @@ func Run(ctx context.Context, target rpcclient.Target, readOnly bool) error {
 		return err
 	}
 	defer conn.Close()
-	m := New(Options{Client: controlplanev1.NewControlPlaneServiceClient(conn), Server: target.Addr, Context: target.Context, ReadOnly: readOnly})
+	m := New(Options{Client: controlplanev1.NewControlPlaneServiceClient(conn), Server: target.Addr, Context: target.Context, ReadOnly: readOnly, Note: note})
 	defer m.Close()
 	p := tea.NewProgram(m, tea.WithContext(ctx))
 	if _, err := p.Run(); err != nil && ctx.Err() == nil {

@@ -22,7 +22,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	env := cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Console: tui.Run}
 	env.Demo = func(ctx context.Context, args []string) error {
-		o := demo.Options{Stdout: os.Stdout, Stderr: os.Stderr, Console: env.Console, InProcess: simulate}
+		o := demo.Options{Stdout: os.Stdout, Stderr: os.Stderr, InProcess: simulate,
+			Console: func(ctx context.Context, target rpcclient.Target, note string) error {
+				return tui.RunNoted(ctx, target, false, note)
+			}}
 		if err := demo.ParseArgs(args, &o); err != nil {
 			return cli.Usage(err)
 		}

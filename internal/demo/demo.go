@@ -54,9 +54,10 @@ type Options struct {
 	Log logging.Flags
 	// Stdout and Stderr receive the demo's own messages.
 	Stdout, Stderr io.Writer
-	// Console opens the console on the demo's control plane; nil waits for
-	// ctx instead.
-	Console func(ctx context.Context, server rpcclient.Target, readOnly bool) error
+	// Console opens the console on the demo's control plane, with note,
+	// the command line that reaches the demo from elsewhere, for its help;
+	// nil waits for ctx instead.
+	Console func(ctx context.Context, server rpcclient.Target, note string) error
 	// InProcess runs n simulated nodes in this process against server, until
 	// ctx ends; required for fleets above MaxProcessNodes.
 	InProcess func(ctx context.Context, server rpcclient.Target, n, gpus int, faultEvery time.Duration) error
@@ -274,7 +275,7 @@ agent_identities: %t
 	fmt.Fprintf(o.Stdout, "navarch demo: from another terminal: %s (saved in %s)\n", note, notePath)
 	if o.Console != nil {
 		fmt.Fprintln(o.Stdout, "navarch demo: opening the console; q quits and stops everything")
-		return o.Console(ctx, target, false)
+		return o.Console(ctx, target, "from another terminal: "+note)
 	}
 	fmt.Fprintln(o.Stdout, "navarch demo: running without a console; Ctrl-C stops everything")
 	select {

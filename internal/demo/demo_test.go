@@ -42,8 +42,11 @@ func TestMain(m *testing.M) {
 
 // console stands in for the operator: it waits for the fleet, checks it,
 // and quits.
-func console(t *testing.T, want int, check func(*controlplanev1.ListNodesResponse)) func(context.Context, rpcclient.Target, bool) error {
-	return func(ctx context.Context, server rpcclient.Target, readOnly bool) error {
+func console(t *testing.T, want int, check func(*controlplanev1.ListNodesResponse)) func(context.Context, rpcclient.Target, string) error {
+	return func(ctx context.Context, server rpcclient.Target, note string) error {
+		if !strings.Contains(note, "--server "+server.Addr) {
+			return fmt.Errorf("the console's note %q does not say how to reach %s", note, server.Addr)
+		}
 		conn, err := rpcclient.Dial(server)
 		if err != nil {
 			return err

@@ -20,7 +20,7 @@ var metricsURLRE = regexp.MustCompile(`metrics (http://127\.0\.0\.1:\d+/metrics)
 func TestDemoServesMetrics(t *testing.T) {
 	var out bytes.Buffer
 	o := Options{Nodes: 1, GPUs: 1, DataDir: t.TempDir(), BinDir: binDir, Stdout: &out, Stderr: io.Discard}
-	o.Console = func(ctx context.Context, _ rpcclient.Target, _ bool) error {
+	o.Console = func(ctx context.Context, _ rpcclient.Target, _ string) error {
 		m := metricsURLRE.FindStringSubmatch(out.String())
 		if m == nil {
 			return fmt.Errorf("the demo printed no metrics address: %q", out.String())
