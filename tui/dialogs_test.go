@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -40,6 +41,53 @@ func TestEnterSubmitsFormFromAnyField(t *testing.T) {
 	send(m, typed("zero")...)
 	send(m, press("enter"))
 	mustContain(t, m.Frame(), "is not a whole number from 1 to 1000")
+}
+
+// TestDialogsFitTheTerminal: a dialog is never wider than the terminal:
+// a bulk action's title naming long ids, and the keys that close it,
+// wrap inside the box, and the box keeps its right edge, at 100 columns
+// as on a narrow terminal.
+func TestDialogsFitTheTerminal(t *testing.T) {
+	var ids []string
+	for i := range 8 {
+		id := fmt.Sprintf("local-%08x", 0x08312a13+i)
+		ids = append(ids, id)
+	}
+	tests := []struct {
+		name  string
+		width int
+		line  string
+	}{
+		{"terminate-eight-at-100", 100, "terminate " + strings.Join(ids, " ")},
+		{"drain-eight-at-100", 100, "drain " + strings.Join(ids, " ")},
+		{"terminate-one-at-56", 56, "terminate " + ids[0]},
+		{"provision-at-50", 50, "provision"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, Options{})
+			for _, id := range ids {
+				m.Apply(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_NodeUpsert{
+					NodeUpsert: fixtureNode(id, 8, fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE, fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY, fleetv1.Reachability_REACHABILITY_ONLINE, time.Second),
+				}})
+			}
+			send(m, tea.WindowSizeMsg{Width: tt.width, Height: 40})
+			command(m, tt.line)
+			if m.overlay == nil {
+				t.Fatalf(":%s opened no dialog:\n%s", tt.line, plain(m))
+			}
+			box := strings.Split(ansi.Strip(m.overlay.view(tt.width)), "\n")
+			for _, l := range box {
+				if w := ansi.StringWidth(l); w > tt.width {
+					t.Fatalf("a dialog line is %d wide at %d columns:\n%s", w, tt.width, strings.Join(box, "\n"))
+				}
+			}
+			if !strings.HasSuffix(box[0], "╮") || !strings.HasSuffix(box[len(box)-1], "╯") {
+				t.Fatalf("the box lost its right edge:\n%s", strings.Join(box, "\n"))
+			}
+			mustContain(t, flat(m), "esc cancel")
+		})
+	}
 }
 
 // retype empties a field of n characters and types s in it.

@@ -80,7 +80,7 @@ func (f *form) addInput(label, value, placeholder string) {
 	in.Prompt = ""
 	in.Placeholder = placeholder
 	in.SetValue(value)
-	in.SetWidth(30)
+	in.SetWidth(formInputWidth)
 	in.CharLimit = 256
 	if len(f.inputs) == 0 {
 		in.Focus()
@@ -149,12 +149,26 @@ func (f *form) setFocus(i int) {
 	}
 }
 
+// formLabelWidth is the column of a form's labels, with the marker of the
+// focused field before them; the inputs start after it.
+const formLabelWidth = 2 + 18
+
+// formInputWidth is an input's width where the terminal has room.
+const formInputWidth = 30
+
 func (f *form) view(width int, hint string) string {
 	t := f.d.theme
+	// The box adds a border and padding: 4 cells, and one of margin on
+	// either side. A title naming many nodes, the hint and the inputs
+	// fit within, so that the box never runs past the terminal.
+	inner := max(10, width-6)
 	var lines []string
-	lines = append(lines, t.Title.Render(f.title), "")
+	lines = append(lines, t.Title.Render(wrap(f.title, min(60, inner))), "")
 	if f.note != "" {
-		lines = append(lines, t.Muted.Render(wrap(f.note, min(56, width-6))), "")
+		lines = append(lines, t.Muted.Render(wrap(f.note, min(56, inner))), "")
+	}
+	for i := range f.inputs {
+		f.inputs[i].SetWidth(max(1, min(formInputWidth, inner-formLabelWidth-1)))
 	}
 	for i, label := range f.labels {
 		marker := "  "
@@ -170,11 +184,15 @@ func (f *form) view(width int, hint string) string {
 		} else {
 			val = f.inputs[i].View()
 		}
-		lines = append(lines, marker+t.Bold.Render(padRight(label, 18))+val)
+		lines = append(lines, marker+t.Bold.Render(padRight(label, formLabelWidth-2))+val)
 	}
 	if f.err != "" {
-		lines = append(lines, "", t.StatusErr.Render(wrap(f.err, min(56, width-6))))
+		lines = append(lines, "", t.StatusErr.Render(wrap(f.err, min(56, inner))))
 	}
-	lines = append(lines, "", t.Muted.Render(hint))
+	lines = append(lines, "")
+	// Each of the hint's lines wraps on its own: they say different things.
+	for _, l := range strings.Split(hint, "\n") {
+		lines = append(lines, t.Muted.Render(strings.Join(wrapSegments(strings.Split(l, " · "), " · ", inner), "\n")))
+	}
 	return t.Box.Render(strings.Join(lines, "\n"))
 }
