@@ -106,7 +106,7 @@ func TestBuild(t *testing.T) {
 		wantCode codes.Code
 		wantText string
 	}{
-		{"credentials-from-environment", map[string]string{"AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": "secret"}, codes.OK, ""},
+		{"credentials-from-environment", map[string]string{"AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey}, codes.OK, ""},
 		{"no-credentials", nil, codes.FailedPrecondition, "aws: no credentials for ec2:DescribeInstances"},
 	}
 	for _, tt := range tests {
@@ -151,7 +151,7 @@ func TestBuildChecksTheEndpointFromTheEnvironment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("AWS_ACCESS_KEY_ID", accessKey)
-			t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", secretKey)
 			t.Setenv(tt.env, tt.value)
 			c := testConfig(newFakeEC2(t))
 			c.Endpoint = ""

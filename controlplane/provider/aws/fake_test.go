@@ -1,6 +1,8 @@
 package aws_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -13,12 +15,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
-// fakeEC2 is an EC2 endpoint on loopback that speaks the query API the
-// SDK speaks to the real one: form-encoded requests (Action=…&Version=
-// 2016-11-15), XML answers in EC2's namespace, and EC2's error document
-// with the HTTP status EC2 gives each error. It keeps instances, client
+// fakeEC2 is an EC2 endpoint on loopback that speaks EC2's query API:
+// form-encoded requests (Action=…&Version=2016-11-15) signed with SigV4,
+// XML answers in EC2's namespace, and EC2's error document with the HTTP
+// status EC2 gives each error. It keeps instances, client
 // tokens and spot requests, and can be told to run out of capacity,
 // throttle, or refuse the credentials.
 type fakeEC2 struct {
@@ -83,6 +88,7 @@ type fakeInstance struct {
 const (
 	ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
 	accessKey    = "AKIDNAVARCHTEST"
+	secretKey    = "secret"
 )
 
 func newFakeEC2(t *testing.T) *fakeEC2 {
@@ -106,6 +112,8 @@ func newFakeEC2(t *testing.T) *fakeEC2 {
 // errorStatus is the HTTP status EC2 answers each error code with.
 var errorStatus = map[string]int{
 	"InsufficientInstanceCapacity": http.StatusInternalServerError,
+	"SignatureDoesNotMatch":        http.StatusForbidden,
+	"IncompleteSignature":          http.StatusBadRequest,
 	"InsufficientCapacity":         http.StatusInternalServerError,
 	"RequestLimitExceeded":         http.StatusServiceUnavailable,
 	"AuthFailure":                  http.StatusUnauthorized,
@@ -131,11 +139,16 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(redirect)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
 		f.fail(w, "MalformedQueryString", err.Error())
 		return
 	}
-	form := r.PostForm
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		f.fail(w, "MalformedQueryString", err.Error())
+		return
+	}
 	action := form.Get("Action")
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -144,10 +157,8 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, "InvalidParameterValue", "unsupported API version "+v)
 		return
 	}
-	// SigV4 names the access key; the static test credentials must be the
-	// ones that signed.
-	if !strings.Contains(r.Header.Get("Authorization"), "Credential="+accessKey+"/") {
-		f.fail(w, "AuthFailure", "AWS was not able to validate the provided access credentials")
+	if code, msg := checkSignature(r, body); code != "" {
+		f.fail(w, code, msg)
 		return
 	}
 	if f.deny != "" {
@@ -179,6 +190,51 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		f.fail(w, "InvalidAction", "The action "+action+" is not valid for this web service.")
 	}
+}
+
+// checkSignature checks the request's SigV4 signature as EC2 does: an
+// Authorization header of the AWS4-HMAC-SHA256 scheme by the test's
+// access key, scoped to us-east-1 and ec2, and a signature of the headers
+// it names, the X-Amz-Date among them, and of the body's SHA-256, made
+// with the test's secret. It returns EC2's error code, or "".
+func checkSignature(r *http.Request, body []byte) (code, msg string) {
+	auth := r.Header.Get("Authorization")
+	scheme, fields, _ := strings.Cut(auth, " ")
+	if scheme != "AWS4-HMAC-SHA256" {
+		return "IncompleteSignature", "Authorization header requires the AWS4-HMAC-SHA256 scheme"
+	}
+	parts := map[string]string{}
+	for _, p := range strings.Split(fields, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		parts[k] = v
+	}
+	signedAt, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	signed := strings.Split(parts["SignedHeaders"], ";")
+	switch {
+	case err != nil || !slices.Contains(signed, "x-amz-date"):
+		return "IncompleteSignature", "the request must carry a signed X-Amz-Date"
+	case !strings.HasPrefix(parts["Credential"], accessKey+"/") || !strings.HasSuffix(parts["Credential"], "/us-east-1/ec2/aws4_request"):
+		return "AuthFailure", "AWS was not able to validate the provided access credentials"
+	}
+	again, err := http.NewRequest(r.Method, "https://"+r.Host+r.URL.RequestURI(), nil)
+	if err != nil {
+		return "IncompleteSignature", err.Error()
+	}
+	for _, h := range signed {
+		if h != "host" && h != "content-length" {
+			again.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
+		}
+	}
+	again.ContentLength = r.ContentLength
+	sum := sha256.Sum256(body)
+	creds := awssdk.Credentials{AccessKeyID: accessKey, SecretAccessKey: secretKey, SessionToken: r.Header.Get("X-Amz-Security-Token")}
+	if err := v4.NewSigner().SignHTTP(r.Context(), creds, again, hex.EncodeToString(sum[:]), "ec2", "us-east-1", signedAt); err != nil {
+		return "IncompleteSignature", err.Error()
+	}
+	if again.Header.Get("Authorization") != auth {
+		return "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided."
+	}
+	return "", ""
 }
 
 func (f *fakeEC2) fail(w http.ResponseWriter, code, msg string) {

@@ -88,7 +88,7 @@ func newProvider(t *testing.T, f *fakeEC2, edit func(*aws.Config)) (*aws.Provide
 	p, err := aws.New(aws.Options{
 		Config:      c,
 		Env:         provider.Env{Cluster: cluster},
-		Credentials: credentials.NewStaticCredentialsProvider(accessKey, "secret", ""),
+		Credentials: credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 		HTTPClient:  f.srv.Client(),
 		Backoff:     b.wait,
 		Now:         func() time.Time { return noticeTime },

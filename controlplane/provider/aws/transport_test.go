@@ -55,7 +55,7 @@ func TestRequestTimeout(t *testing.T) {
 	p, err := aws.New(aws.Options{
 		Config:         testConfig(f),
 		Env:            provider.Env{Cluster: cluster},
-		Credentials:    credentials.NewStaticCredentialsProvider(accessKey, "secret", ""),
+		Credentials:    credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 		HTTPClient:     f.srv.Client(),
 		RequestTimeout: 100 * time.Millisecond,
 		MaxAttempts:    1,
