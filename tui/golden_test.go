@@ -149,3 +149,10 @@ func TestGoldenNarrowPoolView(t *testing.T) {
 func TestGoldenNarrowPoolsHelp(t *testing.T) {
 	runGoldenAt(t, 80, 24, Options{}, pooled(), press("3"), press("?"))
 }
+
+// TestGoldenOverlayDrainOverFleet: at 80×24 the drain dialog is drawn
+// over the fleet table, which stays in sight above and around it.
+func TestGoldenOverlayDrainOverFleet(t *testing.T) {
+	msgs := []tea.Msg{press("j"), press("j"), press("d")}
+	runGoldenAt(t, 80, 24, Options{}, append(msgs, typed("rack 12 power work")...)...)
+}
