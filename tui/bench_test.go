@@ -50,17 +50,32 @@ var sizes = []int{1000, 10000, 100000}
 func BenchmarkFleetFrame(b *testing.B) {
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			m := benchModel(b, n)
-			down, up := press("j"), press("k")
-			b.ResetTimer()
-			for i := range b.N {
-				if i%2 == 0 {
-					m.Update(down)
-				} else {
-					m.Update(up)
-				}
-			}
+			moveAndRedraw(b, benchModel(b, n))
 		})
+	}
+}
+
+// BenchmarkOverlayFrame is a key while the help is open over a fleet of
+// 100 000 nodes: the fleet is drawn under the help and the help over it.
+func BenchmarkOverlayFrame(b *testing.B) {
+	m := benchModel(b, 100000)
+	m.Update(press("?"))
+	if m.overlay == nil {
+		b.Fatal("help did not open")
+	}
+	moveAndRedraw(b, m)
+}
+
+// moveAndRedraw times a cursor move down or up and the frame it draws.
+func moveAndRedraw(b *testing.B, m *Model) {
+	down, up := press("j"), press("k")
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			m.Update(down)
+		} else {
+			m.Update(up)
+		}
 	}
 }
 

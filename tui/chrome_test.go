@@ -122,22 +122,3 @@ func TestOverlayOnKeepsTheWidth(t *testing.T) {
 		t.Errorf("the box's row reads %q", got)
 	}
 }
-
-// BenchmarkOverlayFrame is a key while the help is open over a fleet of
-// 100 000 nodes: the fleet is drawn under the help and the help over it.
-func BenchmarkOverlayFrame(b *testing.B) {
-	m := benchModel(b, 100000)
-	m.Update(press("?"))
-	if m.overlay == nil {
-		b.Fatal("help did not open")
-	}
-	down, up := press("j"), press("k")
-	b.ResetTimer()
-	for i := range b.N {
-		if i%2 == 0 {
-			m.Update(down)
-		} else {
-			m.Update(up)
-		}
-	}
-}
