@@ -1,14 +1,19 @@
-// Package aws is the "aws" provider: it launches EC2 instances through
-// aws-sdk-go-v2, one per node, each booting the cloud-init user data the
-// control plane renders for it and tagged with its node, pool and this
-// control plane's cluster; it terminates them (only once EC2 shows an
-// instance carries this cluster's and the node's tags), lists what this
-// cluster runs, and watches for spot interruptions and instances that
+// Package aws is the "aws" provider: it launches EC2 instances, one per
+// node, each booting the cloud-init user data the control plane renders
+// for it and tagged with its node, pool and this control plane's cluster;
+// it terminates them (only once EC2 shows an instance carries this
+// cluster's and the node's tags), lists what this cluster runs, and watches for spot interruptions and instances that
 // vanished. It owns how EC2's answers are read: a subnet without capacity
 // passes the launch to the next, throttling is retried with backoff, and
 // refused credentials are the operator's to fix, never retried. Every
 // request is bounded: in time, in the size of its answer, in the pages of
 // a listing, and to the configured endpoint (no redirect is followed).
+//
+// It speaks EC2's query API itself (query.go, xml.go) for the six actions
+// it calls, signing with the SDK's SigV4 signer and taking credentials,
+// region and endpoint from the SDK's configuration. The SDK's generated
+// EC2 client covers hundreds of actions; compiling it was the longest
+// single step of a first build.
 package aws
 
 import (
@@ -22,8 +27,8 @@ import (
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/internal/endpoint"
@@ -38,7 +43,8 @@ type Options struct {
 	// Credentials sign the requests; nil means the SDK's default chain
 	// (environment, shared files, SSO, the instance's role).
 	Credentials awssdk.CredentialsProvider
-	// HTTPClient's transport sends the requests; nil means the SDK's.
+	// HTTPClient's transport sends the requests; nil means the SDK's
+	// (which trusts AWS_CA_BUNDLE).
 	// Its timeout and redirects are not used: the provider bounds each
 	// request by RequestTimeout and follows no redirect.
 	HTTPClient *http.Client
@@ -59,7 +65,7 @@ type Options struct {
 type Provider struct {
 	cfg     Config
 	cluster string
-	ec2     *ec2.Client
+	ec2     *ec2Client
 	log     *slog.Logger
 	now     func() time.Time
 
@@ -99,20 +105,25 @@ func New(o Options) (*Provider, error) {
 		return nil, err
 	}
 	c := o.Config
-	client := ec2.NewFromConfig(cfg, func(eo *ec2.Options) {
-		if c.Endpoint != "" {
-			eo.BaseEndpoint = awssdk.String(c.Endpoint)
-		}
-		eo.HTTPClient = httpClient(o, cfg.HTTPClient)
-		eo.Retryer = retryer(o)
-	})
+	url, fromEnv, err := resolveEndpoint(c.Endpoint, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("aws provider: EC2's endpoint: %w", err)
+	}
 	// AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EC2 or a profile's endpoint_url
 	// set one too, where the configuration names none; it gets the same
 	// check.
-	if c.Endpoint == "" {
-		if err := endpoint.Check(awssdk.ToString(client.Options().BaseEndpoint)); err != nil {
+	if fromEnv {
+		if err := endpoint.Check(url); err != nil {
 			return nil, fmt.Errorf("aws provider: the endpoint from the environment or the shared AWS configuration: %w", err)
 		}
+	}
+	client := &ec2Client{
+		endpoint: url,
+		region:   c.Region,
+		creds:    cfg.Credentials,
+		http:     httpClient(o, cfg.HTTPClient),
+		signer:   v4.NewSigner(),
+		retryer:  retryer(o),
 	}
 	return &Provider{
 		cfg:        c,
@@ -129,8 +140,8 @@ func New(o Options) (*Provider, error) {
 
 // awsConfig is the SDK's configuration: static credentials where the
 // options give them, else the default chain, which reads the environment
-// and shared files now and fetches credentials only when a call needs
-// them.
+// and shared files now (the endpoint and CA bundle they name too) and
+// fetches credentials only when a call needs them.
 func awsConfig(o Options) (awssdk.Config, error) {
 	creds := o.Credentials
 	cfg := awssdk.Config{Region: o.Config.Region}

@@ -21,7 +21,7 @@ type Config struct {
 	// Region is the EC2 region the subnets are in, such as us-east-1.
 	Region string `yaml:"region"`
 	// Endpoint overrides the EC2 endpoint, for an EC2-compatible cloud or
-	// a test server; empty means the SDK's endpoint for the region. It
+	// a test server; empty means EC2's endpoint for the region. It
 	// must be https, or plain http on loopback: every request is signed
 	// and RunInstances carries the join tokens.
 	Endpoint string `yaml:"endpoint"`

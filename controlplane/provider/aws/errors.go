@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/aws/smithy-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -14,8 +13,8 @@ import (
 type errKind int
 
 const (
-	// kindOther: a failure of the service or the network that the SDK
-	// already retried.
+	// kindOther: a failure of the service or the network, retried
+	// already where a retry could help.
 	kindOther errKind = iota
 	// kindCapacity: this subnet's zone cannot start the type now; another
 	// zone may.
@@ -49,8 +48,8 @@ func codeSet(codes ...string) map[string]bool {
 }
 
 // apiError returns the EC2 error in err's chain.
-func apiError(err error) (smithy.APIError, bool) {
-	var ae smithy.APIError
+func apiError(err error) (*ec2Error, bool) {
+	var ae *ec2Error
 	ok := errors.As(err, &ae)
 	return ae, ok
 }
@@ -64,7 +63,7 @@ func kindOf(err error) errKind {
 	if !ok {
 		return kindOther
 	}
-	code := ae.ErrorCode()
+	code := ae.code
 	switch {
 	case capacityCodes[code]:
 		return kindCapacity
@@ -88,7 +87,7 @@ func describe(err error) string {
 		return nc.Error()
 	}
 	if ae, ok := apiError(err); ok {
-		return ae.ErrorCode() + ": " + ae.ErrorMessage()
+		return ae.code + ": " + ae.message
 	}
 	return err.Error()
 }

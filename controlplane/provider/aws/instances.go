@@ -5,38 +5,36 @@ import (
 	"fmt"
 	"sort"
 
-	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane/provider"
 )
 
+// The states of an instance, as EC2 names them.
+const (
+	statePending      = "pending"
+	stateRunning      = "running"
+	stateShuttingDown = "shutting-down"
+	stateTerminated   = "terminated"
+)
+
 // existingStates are the states of an instance that still exists; an
 // instance shutting down or terminated is gone.
-var existingStates = []string{"pending", "running", "stopping", "stopped"}
+var existingStates = []string{statePending, stateRunning, "stopping", "stopped"}
 
 // maxFilterValues is how many values EC2 takes in one filter.
 const maxFilterValues = 200
 
 // instance reads an EC2 instance's node, pool and zone from its tags and
 // placement.
-func (p *Provider) instance(in types.Instance) provider.Instance {
-	inst := provider.Instance{InstanceID: awssdk.ToString(in.InstanceId)}
-	if in.Placement != nil {
-		inst.Zone = awssdk.ToString(in.Placement.AvailabilityZone)
+func (p *Provider) instance(in ec2Instance) provider.Instance {
+	return provider.Instance{
+		InstanceID: in.InstanceID,
+		Zone:       in.AvailabilityZone,
+		NodeID:     in.tag(provider.TagNode),
+		Pool:       in.tag(provider.TagPool),
 	}
-	for _, t := range in.Tags {
-		switch awssdk.ToString(t.Key) {
-		case provider.TagNode:
-			inst.NodeID = awssdk.ToString(t.Value)
-		case provider.TagPool:
-			inst.Pool = awssdk.ToString(t.Value)
-		}
-	}
-	return inst
 }
 
 // maxPages bounds one listing. At 1000 results a page that is a million
@@ -48,52 +46,51 @@ const maxPages = 1000
 // a page answers none. A token an earlier page already answered would
 // list the same pages again without end, so it stops there with an
 // error, as it does after maxPages.
-func eachPage(ctx context.Context, page func(ctx context.Context, token *string) (next *string, err error)) error {
+func eachPage(ctx context.Context, page func(ctx context.Context, token string) (next string, err error)) error {
 	seen := map[string]bool{}
-	var token *string
+	token := ""
 	for n := 1; ; n++ {
 		next, err := page(ctx, token)
 		if err != nil {
 			return err
 		}
-		t := awssdk.ToString(next)
 		switch {
-		case t == "":
+		case next == "":
 			return nil
-		case seen[t]:
+		case seen[next]:
 			return fmt.Errorf("page %d answers the page token of an earlier page; the listing would never end", n)
 		case n == maxPages:
 			return fmt.Errorf("the listing runs past %d pages; stopped there", maxPages)
 		}
-		seen[t] = true
+		seen[next] = true
 		token = next
 	}
 }
 
 // describe calls fn with every instance of this cluster that the extra
 // filters select, page by page.
-func (p *Provider) describe(ctx context.Context, fn func(types.Instance), filters ...types.Filter) error {
-	filters = append([]types.Filter{{Name: awssdk.String("tag:" + provider.TagCluster), Values: []string{p.cluster}}}, filters...)
-	return eachPage(ctx, func(ctx context.Context, token *string) (*string, error) {
-		page, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
-			Filters:    filters,
-			MaxResults: awssdk.Int32(1000),
-			NextToken:  token,
-		})
-		if err != nil {
-			return nil, err
+func (p *Provider) describe(ctx context.Context, fn func(ec2Instance), filters ...filter) error {
+	filters = append([]filter{{"tag:" + provider.TagCluster, []string{p.cluster}}}, filters...)
+	return eachPage(ctx, func(ctx context.Context, token string) (string, error) {
+		q := query{}
+		q.filters(filters)
+		q.set("MaxResults", "1000")
+		if token != "" {
+			q.set("NextToken", token)
 		}
-		for _, r := range page.Reservations {
-			for _, in := range r.Instances {
-				fn(in)
-			}
+		var page describeInstancesResponse
+		if err := p.ec2.call(ctx, "DescribeInstances", q, &page); err != nil {
+			return "", err
+		}
+		for _, in := range page.instances() {
+			fn(in)
 		}
 		return page.NextToken, nil
 	})
 }
 
-func stateFilter(states ...string) types.Filter {
-	return types.Filter{Name: awssdk.String("instance-state-name"), Values: states}
+func stateFilter(states ...string) filter {
+	return filter{"instance-state-name", states}
 }
 
 // launched finds the instances of this cluster that exist for the nodes.
@@ -101,15 +98,15 @@ func (p *Provider) launched(ctx context.Context, nodeIDs []string) (map[string]p
 	out := map[string]provider.Instance{}
 	for start := 0; start < len(nodeIDs); start += maxFilterValues {
 		chunk := nodeIDs[start:min(start+maxFilterValues, len(nodeIDs))]
-		err := p.describe(ctx, func(in types.Instance) {
+		err := p.describe(ctx, func(in ec2Instance) {
 			inst := p.instance(in)
 			out[inst.NodeID] = inst
-			if in.State != nil && (in.State.Name == types.InstanceStateNamePending || in.State.Name == types.InstanceStateNameRunning) {
+			if in.State == statePending || in.State == stateRunning {
 				p.mu.Lock()
 				p.live[inst.InstanceID] = liveInstance{inst: inst, listed: true}
 				p.mu.Unlock()
 			}
-		}, types.Filter{Name: awssdk.String("tag:" + provider.TagNode), Values: chunk}, stateFilter(existingStates...))
+		}, filter{"tag:" + provider.TagNode, chunk}, stateFilter(existingStates...))
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +119,7 @@ func (p *Provider) launched(ctx context.Context, nodeIDs []string) (map[string]p
 // not launched by a control plane and is left out.
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 	var out []provider.Instance
-	err := p.describe(ctx, func(in types.Instance) {
+	err := p.describe(ctx, func(in ec2Instance) {
 		inst := p.instance(in)
 		if inst.NodeID == "" {
 			p.log.Warn("instance carries the cluster tag but no node tag; left out", "instance", inst.InstanceID)
@@ -162,18 +159,20 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 		p.log.Info("instance to terminate is already gone", "node", inst.NodeID, "instance", inst.InstanceID)
 		return nil
 	}
-	out, err := p.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{inst.InstanceID}})
-	if err != nil {
-		if ae, ok := apiError(err); ok && ae.ErrorCode() == "InvalidInstanceID.NotFound" {
+	q := query{}
+	q.list("InstanceId", []string{inst.InstanceID})
+	var out terminateInstancesResponse
+	if err := p.ec2.call(ctx, "TerminateInstances", q, &out); err != nil {
+		if ae, ok := apiError(err); ok && ae.code == "InvalidInstanceID.NotFound" {
 			p.log.Info("instance to terminate is already gone", "node", inst.NodeID, "instance", inst.InstanceID)
 			return nil
 		}
 		forget()
 		return statusOf(fmt.Sprintf("ec2:TerminateInstances %s", inst.InstanceID), err)
 	}
-	state := "shutting-down"
-	if len(out.TerminatingInstances) == 1 && out.TerminatingInstances[0].CurrentState != nil {
-		state = string(out.TerminatingInstances[0].CurrentState.Name)
+	state := stateShuttingDown
+	if len(out.Instances) == 1 && out.Instances[0].CurrentState != "" {
+		state = out.Instances[0].CurrentState
 	}
 	p.log.Info("instance terminating", "node", inst.NodeID, "instance", inst.InstanceID, "state", state)
 	return nil
@@ -184,30 +183,31 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 // still runs and does not carry this cluster's and the node's tags is an
 // error naming it.
 func (p *Provider) checkOwned(ctx context.Context, inst provider.Instance) (gone bool, err error) {
-	out, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{inst.InstanceID}})
-	if ae, ok := apiError(err); ok && ae.ErrorCode() == "InvalidInstanceID.NotFound" {
+	q := query{}
+	q.list("InstanceId", []string{inst.InstanceID})
+	var out describeInstancesResponse
+	err = p.ec2.call(ctx, "DescribeInstances", q, &out)
+	if ae, ok := apiError(err); ok && ae.code == "InvalidInstanceID.NotFound" {
 		return true, nil
 	}
 	if err != nil {
 		return false, statusOf(fmt.Sprintf("ec2:DescribeInstances %s (before terminating it)", inst.InstanceID), err)
 	}
-	var found *types.Instance
-	for _, r := range out.Reservations {
-		for i, in := range r.Instances {
-			if awssdk.ToString(in.InstanceId) == inst.InstanceID {
-				found = &r.Instances[i]
-			}
+	var found *ec2Instance
+	for _, in := range out.instances() {
+		if in.InstanceID == inst.InstanceID {
+			found = &in
 		}
 	}
 	if found == nil {
 		return true, nil
 	}
-	if s := stateOf(*found); s == types.InstanceStateNameShuttingDown || s == types.InstanceStateNameTerminated {
+	if found.State == stateShuttingDown || found.State == stateTerminated {
 		return true, nil
 	}
 	tags := map[string]string{}
 	for _, t := range found.Tags {
-		tags[awssdk.ToString(t.Key)] = awssdk.ToString(t.Value)
+		tags[t.Key] = t.Value
 	}
 	if tags[provider.TagCluster] != p.cluster || tags[provider.TagNode] != inst.NodeID {
 		p.log.Warn("instance to terminate is not this cluster's node; left running", "node", inst.NodeID, "instance", inst.InstanceID,

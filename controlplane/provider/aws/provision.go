@@ -11,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -132,7 +129,10 @@ func (p *Provider) checkGPUs(ctx context.Context, itype string, want int) error 
 	n, ok := p.gpus[itype]
 	p.mu.Unlock()
 	if !ok {
-		out, err := p.ec2.DescribeInstanceTypes(ctx, &ec2.DescribeInstanceTypesInput{InstanceTypes: []types.InstanceType{types.InstanceType(itype)}})
+		q := query{}
+		q.list("InstanceType", []string{itype})
+		var out describeInstanceTypesResponse
+		err := p.ec2.call(ctx, "DescribeInstanceTypes", q, &out)
 		if kindOf(err) == kindRefused {
 			return status.Errorf(codes.InvalidArgument, "aws: instance_type: %s", describe(err))
 		}
@@ -142,11 +142,7 @@ func (p *Provider) checkGPUs(ctx context.Context, itype string, want int) error 
 		if len(out.InstanceTypes) == 0 {
 			return status.Errorf(codes.InvalidArgument, "aws: instance_type: EC2 offers no type %q in %s", itype, p.cfg.Region)
 		}
-		if g := out.InstanceTypes[0].GpuInfo; g != nil {
-			for _, d := range g.Gpus {
-				n += int(awssdk.ToInt32(d.Count))
-			}
-		}
+		n = out.InstanceTypes[0].gpus()
 		p.mu.Lock()
 		p.gpus[itype] = n
 		p.mu.Unlock()
@@ -169,14 +165,16 @@ func (p *Provider) rootDeviceName(ctx context.Context) (string, error) {
 	if ok {
 		return name, nil
 	}
-	out, err := p.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{p.cfg.AMI}})
-	if err != nil {
+	q := query{}
+	q.list("ImageId", []string{p.cfg.AMI})
+	var out describeImagesResponse
+	if err := p.ec2.call(ctx, "DescribeImages", q, &out); err != nil {
 		return "", statusOf("ec2:DescribeImages", err)
 	}
-	if len(out.Images) == 0 || awssdk.ToString(out.Images[0].RootDeviceName) == "" {
+	if len(out.Images) == 0 || out.Images[0].RootDeviceName == "" {
 		return "", status.Errorf(codes.FailedPrecondition, "aws: image %s: not found or has no root device", p.cfg.AMI)
 	}
-	name = awssdk.ToString(out.Images[0].RootDeviceName)
+	name = out.Images[0].RootDeviceName
 	p.mu.Lock()
 	p.rootDevice[p.cfg.AMI] = name
 	p.mu.Unlock()
@@ -209,7 +207,8 @@ func (l *launch) node(ctx context.Context, nodeID string) (provider.Instance, er
 		if _, full := l.full[sn.ID]; full {
 			continue
 		}
-		out, err := l.p.ec2.RunInstances(ctx, l.input(nodeID, sn, ud))
+		var out runInstancesResponse
+		err := l.p.ec2.call(ctx, "RunInstances", l.input(nodeID, sn, ud), &out)
 		if err == nil && len(out.Instances) == 1 {
 			inst := l.p.instance(out.Instances[0])
 			inst.Zone = cmp.Or(inst.Zone, sn.Zone)
@@ -232,75 +231,67 @@ func (l *launch) node(ctx context.Context, nodeID string) (provider.Instance, er
 	return provider.Instance{}, &noCapacityError{itype: l.itype, subnets: l.subnets, full: l.full, last: last}
 }
 
-func (l *launch) input(nodeID string, sn Subnet, userData []byte) *ec2.RunInstancesInput {
+// input is RunInstances' parameters for one node's instance.
+func (l *launch) input(nodeID string, sn Subnet, userData []byte) query {
 	c := l.p.cfg
-	tags := []types.Tag{
-		{Key: awssdk.String(provider.TagCluster), Value: awssdk.String(l.p.cluster)},
-		{Key: awssdk.String(provider.TagNode), Value: awssdk.String(nodeID)},
-		{Key: awssdk.String(provider.TagPool), Value: awssdk.String(l.spec.Pool)},
-		{Key: awssdk.String("Name"), Value: awssdk.String(nodeID)},
+	tags := []ec2Tag{
+		{provider.TagCluster, l.p.cluster},
+		{provider.TagNode, nodeID},
+		{provider.TagPool, l.spec.Pool},
+		{"Name", nodeID},
 	}
 	for k, v := range c.Tags {
-		tags = append(tags, types.Tag{Key: awssdk.String(k), Value: awssdk.String(v)})
+		tags = append(tags, ec2Tag{k, v})
 	}
-	slices.SortFunc(tags, func(a, b types.Tag) int { return strings.Compare(*a.Key, *b.Key) })
-	in := &ec2.RunInstancesInput{
-		ImageId:          awssdk.String(c.AMI),
-		InstanceType:     types.InstanceType(l.itype),
-		MinCount:         awssdk.Int32(1),
-		MaxCount:         awssdk.Int32(1),
-		SubnetId:         awssdk.String(sn.ID),
-		SecurityGroupIds: c.SecurityGroups,
-		UserData:         awssdk.String(base64.StdEncoding.EncodeToString(userData)),
-		ClientToken:      awssdk.String(l.clientToken(nodeID, sn, userData)),
-		TagSpecifications: []types.TagSpecification{
-			{ResourceType: types.ResourceTypeInstance, Tags: tags},
-			{ResourceType: types.ResourceTypeVolume, Tags: tags},
-		},
-		// The user data holds the node's join token: only a process on
-		// the instance itself, not in a container behind it, that can
-		// make a PUT request (IMDSv2, one hop) reads it.
-		MetadataOptions: &types.InstanceMetadataOptionsRequest{
-			HttpTokens:              types.HttpTokensStateRequired,
-			HttpEndpoint:            types.InstanceMetadataEndpointStateEnabled,
-			HttpPutResponseHopLimit: awssdk.Int32(1),
-		},
-	}
-	if c.KeyName != "" {
-		in.KeyName = awssdk.String(c.KeyName)
-	}
-	if c.IAMInstanceProfile != "" {
-		in.IamInstanceProfile = &types.IamInstanceProfileSpecification{}
-		if strings.HasPrefix(c.IAMInstanceProfile, "arn:") {
-			in.IamInstanceProfile.Arn = awssdk.String(c.IAMInstanceProfile)
-		} else {
-			in.IamInstanceProfile.Name = awssdk.String(c.IAMInstanceProfile)
+	slices.SortFunc(tags, func(a, b ec2Tag) int { return strings.Compare(a.Key, b.Key) })
+	q := query{}
+	q.set("ImageId", c.AMI)
+	q.set("InstanceType", l.itype)
+	q.set("MinCount", "1")
+	q.set("MaxCount", "1")
+	q.set("SubnetId", sn.ID)
+	q.list("SecurityGroupId", c.SecurityGroups)
+	q.set("UserData", base64.StdEncoding.EncodeToString(userData))
+	q.set("ClientToken", l.clientToken(nodeID, sn, userData))
+	for i, resource := range []string{"instance", "volume"} {
+		p := "TagSpecification." + strconv.Itoa(i+1)
+		q.set(p+".ResourceType", resource)
+		for j, t := range tags {
+			q.set(p+".Tag."+strconv.Itoa(j+1)+".Key", t.Key)
+			q.set(p+".Tag."+strconv.Itoa(j+1)+".Value", t.Value)
 		}
+	}
+	// The user data holds the node's join token: only a process on the
+	// instance itself, not in a container behind it, that can make a PUT
+	// request (IMDSv2, one hop) reads it.
+	q.set("MetadataOptions.HttpTokens", "required")
+	q.set("MetadataOptions.HttpEndpoint", "enabled")
+	q.set("MetadataOptions.HttpPutResponseHopLimit", "1")
+	if c.KeyName != "" {
+		q.set("KeyName", c.KeyName)
+	}
+	switch {
+	case strings.HasPrefix(c.IAMInstanceProfile, "arn:"):
+		q.set("IamInstanceProfile.Arn", c.IAMInstanceProfile)
+	case c.IAMInstanceProfile != "":
+		q.set("IamInstanceProfile.Name", c.IAMInstanceProfile)
 	}
 	if l.rootDevice != "" {
-		in.BlockDeviceMappings = []types.BlockDeviceMapping{{
-			DeviceName: awssdk.String(l.rootDevice),
-			Ebs: &types.EbsBlockDevice{
-				VolumeSize:          awssdk.Int32(int32(c.RootVolumeGB)),
-				VolumeType:          types.VolumeTypeGp3,
-				DeleteOnTermination: awssdk.Bool(true),
-			},
-		}}
+		q.set("BlockDeviceMapping.1.DeviceName", l.rootDevice)
+		q.set("BlockDeviceMapping.1.Ebs.VolumeSize", strconv.Itoa(c.RootVolumeGB))
+		q.set("BlockDeviceMapping.1.Ebs.VolumeType", "gp3")
+		q.set("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true")
 	}
 	if c.Spot {
-		in.InstanceMarketOptions = &types.InstanceMarketOptionsRequest{
-			MarketType: types.MarketTypeSpot,
-			SpotOptions: &types.SpotMarketOptions{
-				SpotInstanceType:             types.SpotInstanceTypeOneTime,
-				InstanceInterruptionBehavior: types.InstanceInterruptionBehaviorTerminate,
-			},
-		}
+		q.set("InstanceMarketOptions.MarketType", "spot")
+		q.set("InstanceMarketOptions.SpotOptions.SpotInstanceType", "one-time")
+		q.set("InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior", "terminate")
 	}
-	return in
+	return q
 }
 
 // clientToken makes RunInstances idempotent for one node's launch in one
-// subnet: an attempt the SDK retries after a lost answer gets the
+// subnet: an attempt retried after a lost answer gets the
 // instance the first one started, not a second. EC2 keeps a token even
 // for a launch that failed, and answers it the same way again, or refuses
 // it with other parameters; so everything that differs between launches

@@ -14,14 +14,14 @@ import (
 // Bounds on every HTTP request to EC2.
 const (
 	// defaultRequestTimeout bounds one request, its answer read whole
-	// included; the SDK retries a request that runs out of it.
+	// included; a request that runs out of it is retried.
 	defaultRequestTimeout = 60 * time.Second
 	// maxResponseBytes bounds one answer: a DescribeInstances page of
 	// 1000 instances is a few MiB of XML.
 	maxResponseBytes = 32 << 20
 )
 
-// httpClient is the client the SDK sends with: the transport of the
+// httpClient is the client requests are sent with: the transport of the
 // given client, or else of the SDK's own (which carries AWS_CA_BUNDLE),
 // bounded in time and in the size of an answer, and following no
 // redirect. EC2 never redirects; a redirect followed would take the
@@ -46,7 +46,7 @@ func httpClient(o Options, sdk awssdk.HTTPClient) *http.Client {
 }
 
 // cappedTransport fails the reading of an answer longer than max bytes,
-// so that an endpoint cannot have the SDK decode without end.
+// so that an endpoint cannot have the provider decode without end.
 type cappedTransport struct {
 	next http.RoundTripper
 	max  int64

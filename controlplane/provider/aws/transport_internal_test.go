@@ -60,7 +60,7 @@ func TestCappedBody(t *testing.T) {
 	}
 }
 
-// TestClientBounds checks the client New gives the SDK: a caller's
+// TestClientBounds checks the client New sends EC2's requests with: a caller's
 // client keeps its transport (and so its TLS settings), under the
 // provider's timeout, answer cap and redirect policy.
 func TestClientBounds(t *testing.T) {
@@ -73,10 +73,7 @@ func TestClientBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc, ok := p.ec2.Options().HTTPClient.(*http.Client)
-	if !ok {
-		t.Fatalf("the SDK sends with %T", p.ec2.Options().HTTPClient)
-	}
+	hc := p.ec2.http
 	capped, ok := hc.Transport.(cappedTransport)
 	switch {
 	case !ok || capped.max != 32<<20:

@@ -4,10 +4,6 @@ import (
 	"context"
 	"time"
 
-	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
-
 	"github.com/navarch/navarch/controlplane/provider"
 )
 
@@ -79,8 +75,8 @@ type watcher struct {
 // from a partial answer is not gone.
 func (w *watcher) poll(ctx context.Context) {
 	p := w.p
-	listed := map[string]types.Instance{}
-	if err := p.describe(ctx, func(in types.Instance) { listed[awssdk.ToString(in.InstanceId)] = in }); err != nil {
+	listed := map[string]ec2Instance{}
+	if err := p.describe(ctx, func(in ec2Instance) { listed[in.InstanceID] = in }); err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("watch: list instances", "err", describe(err))
 		}
@@ -89,9 +85,9 @@ func (w *watcher) poll(ctx context.Context) {
 	var spot []string
 	p.mu.Lock()
 	for id, in := range listed {
-		if s := stateOf(in); s == types.InstanceStateNamePending || s == types.InstanceStateNameRunning {
+		if in.State == statePending || in.State == stateRunning {
 			p.live[id] = liveInstance{inst: p.instance(in), listed: true}
-			if in.InstanceLifecycle == types.InstanceLifecycleTypeSpot && !w.interrupted[id] {
+			if in.InstanceLifecycle == "spot" && !w.interrupted[id] {
 				spot = append(spot, id)
 			}
 		}
@@ -104,13 +100,12 @@ func (w *watcher) poll(ctx context.Context) {
 			continue
 		}
 		if ok {
-			s := stateOf(in)
-			if s != types.InstanceStateNameShuttingDown && s != types.InstanceStateNameTerminated {
+			if in.State != stateShuttingDown && in.State != stateTerminated {
 				continue
 			}
-			reason = "instance is " + string(s)
-			if in.StateReason != nil {
-				reason += ": " + awssdk.ToString(in.StateReason.Message)
+			reason = "instance is " + in.State
+			if in.StateReason != "" {
+				reason += ": " + in.StateReason
 			}
 		}
 		delete(p.live, id)
@@ -124,7 +119,7 @@ func (w *watcher) poll(ctx context.Context) {
 	// What Terminate stopped before it was seen live needs no more
 	// remembering once it is gone.
 	for id := range p.stopping {
-		if in, ok := listed[id]; !ok || stateOf(in) == types.InstanceStateNameTerminated {
+		if in, ok := listed[id]; !ok || in.State == stateTerminated {
 			if _, live := p.live[id]; !live {
 				delete(p.stopping, id)
 			}
@@ -138,29 +133,24 @@ func (w *watcher) poll(ctx context.Context) {
 	w.spot(ctx, spot)
 }
 
-func stateOf(in types.Instance) types.InstanceStateName {
-	if in.State == nil {
-		return ""
-	}
-	return in.State.Name
-}
-
 // spot reports the spot instances among ids that EC2 marked for
 // interruption.
 func (w *watcher) spot(ctx context.Context, ids []string) {
 	p := w.p
 	for start := 0; start < len(ids); start += maxFilterValues {
-		filter := types.Filter{Name: awssdk.String("instance-id"), Values: ids[start:min(start+maxFilterValues, len(ids))]}
-		err := eachPage(ctx, func(ctx context.Context, token *string) (*string, error) {
-			page, err := p.ec2.DescribeSpotInstanceRequests(ctx, &ec2.DescribeSpotInstanceRequestsInput{
-				Filters:    []types.Filter{filter},
-				MaxResults: awssdk.Int32(1000),
-				NextToken:  token,
-			})
-			if err != nil {
-				return nil, err
+		ids := filter{"instance-id", ids[start:min(start+maxFilterValues, len(ids))]}
+		err := eachPage(ctx, func(ctx context.Context, token string) (string, error) {
+			q := query{}
+			q.filters([]filter{ids})
+			q.set("MaxResults", "1000")
+			if token != "" {
+				q.set("NextToken", token)
 			}
-			for _, r := range page.SpotInstanceRequests {
+			var page describeSpotRequestsResponse
+			if err := p.ec2.call(ctx, "DescribeSpotInstanceRequests", q, &page); err != nil {
+				return "", err
+			}
+			for _, r := range page.Requests {
 				w.spotRequest(r)
 			}
 			return page.NextToken, nil
@@ -174,10 +164,10 @@ func (w *watcher) spot(ctx context.Context, ids []string) {
 	}
 }
 
-func (w *watcher) spotRequest(r types.SpotInstanceRequest) {
+func (w *watcher) spotRequest(r spotRequest) {
 	p := w.p
-	id := awssdk.ToString(r.InstanceId)
-	if r.Status == nil || !interruptionCodes[awssdk.ToString(r.Status.Code)] || w.interrupted[id] {
+	id := r.InstanceID
+	if !interruptionCodes[r.Status.Code] || w.interrupted[id] {
 		return
 	}
 	p.mu.Lock()
@@ -190,14 +180,14 @@ func (w *watcher) spotRequest(r types.SpotInstanceRequest) {
 	w.interrupted[id] = true
 	// The status changes when the notice is given; EC2 gives no deadline
 	// of its own.
-	noticed := p.now()
-	if r.Status.UpdateTime != nil {
-		noticed = *r.Status.UpdateTime
+	noticed, ok := r.updated()
+	if !ok {
+		noticed = p.now()
 	}
 	n := provider.Notice{
 		Instance: inst,
 		Kind:     provider.NoticeInterrupted,
-		Reason:   "spot interruption: " + awssdk.ToString(r.Status.Code) + ": " + awssdk.ToString(r.Status.Message),
+		Reason:   "spot interruption: " + r.Status.Code + ": " + r.Status.Message,
 		Deadline: noticed.Add(spotNoticeLead),
 	}
 	p.log.Warn("spot instance interrupted", "node", inst.NodeID, "instance", id, "deadline", n.Deadline, "reason", n.Reason)
