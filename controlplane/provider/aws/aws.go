@@ -2,12 +2,13 @@
 // node, each booting the cloud-init user data the control plane renders
 // for it and tagged with its node, pool and this control plane's cluster;
 // it terminates them (only once EC2 shows an instance carries this
-// cluster's and the node's tags), lists what this cluster runs, and watches for spot interruptions and instances that
-// vanished. It owns how EC2's answers are read: a subnet without capacity
-// passes the launch to the next, throttling is retried with backoff, and
-// refused credentials are the operator's to fix, never retried. Every
-// request is bounded: in time, in the size of its answer, in the pages of
-// a listing, and to the configured endpoint (no redirect is followed).
+// cluster's and the node's tags), lists what this cluster runs, and
+// watches for spot interruptions and instances that vanished. It owns how
+// EC2's answers are read: a subnet without capacity passes the launch to
+// the next, throttling is retried with backoff, and refused credentials
+// are the operator's to fix, never retried. Every request is bounded: in
+// time, in the size of its answer, in the pages of a listing, and to the
+// configured endpoint (no redirect is followed).
 //
 // It speaks EC2's query API itself (query.go, xml.go) for the six actions
 // it calls, signing with the SDK's SigV4 signer and taking credentials,
