@@ -304,6 +304,9 @@ func TestProvisionFailures(t *testing.T) {
 			if code(err) != tt.wantCode || !strings.Contains(err.Error(), tt.wantText) {
 				t.Fatalf("err = %v (%s), want %s containing %q", err, code(err), tt.wantCode, tt.wantText)
 			}
+			if strings.Contains(err.Error(), accessKey) || strings.Contains(err.Error(), "AWS4-HMAC-SHA256") {
+				t.Errorf("err = %v shows the credentials or the signature", err)
+			}
 			if len(got) != 0 || len(fl.byNode) != 0 {
 				t.Errorf("got %+v and failures %v alongside the error", got, fl.byNode)
 			}
