@@ -57,7 +57,13 @@ type fakeEC2 struct {
 	redirect   int
 	redirectTo string
 	// hang answers no call until the caller gives up.
-	hang     bool
+	hang bool
+	// sessionToken is the X-Amz-Security-Token every request must carry
+	// (and sign); "" means none may.
+	sessionToken string
+	// foreign answers every call with HTTP 200 and this body, as a proxy
+	// or another service at the endpoint might; "" never.
+	foreign  string
 	tokens   map[string]tokenUse
 	requests []fakeRequest
 }
@@ -126,9 +132,13 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	hang, redirect, to := f.hang, f.redirect, f.redirectTo
+	hang, redirect, to, foreign := f.hang, f.redirect, f.redirectTo, f.foreign
 	f.mu.Unlock()
 	switch {
+	case foreign != "":
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, foreign)
+		return
 	case hang:
 		// Once the request is read, the server sees the caller hang up.
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -157,7 +167,11 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, "InvalidParameterValue", "unsupported API version "+v)
 		return
 	}
-	if code, msg := checkSignature(r, body); code != "" {
+	if code, msg := checkSignature(r, body, f.sessionToken); code != "" {
+		f.fail(w, code, msg)
+		return
+	}
+	if code, msg := checkParams(action, form); code != "" {
 		f.fail(w, code, msg)
 		return
 	}
@@ -196,8 +210,10 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Authorization header of the AWS4-HMAC-SHA256 scheme by the test's
 // access key, scoped to us-east-1 and ec2, and a signature of the headers
 // it names, the X-Amz-Date among them, and of the body's SHA-256, made
-// with the test's secret. It returns EC2's error code, or "".
-func checkSignature(r *http.Request, body []byte) (code, msg string) {
+// with the test's secret; session credentials' token in the
+// X-Amz-Security-Token header, which is signed too. It returns EC2's
+// error code, or "".
+func checkSignature(r *http.Request, body []byte, sessionToken string) (code, msg string) {
 	auth := r.Header.Get("Authorization")
 	scheme, fields, _ := strings.Cut(auth, " ")
 	if scheme != "AWS4-HMAC-SHA256" {
@@ -215,6 +231,10 @@ func checkSignature(r *http.Request, body []byte) (code, msg string) {
 		return "IncompleteSignature", "the request must carry a signed X-Amz-Date"
 	case !strings.HasPrefix(parts["Credential"], accessKey+"/") || !strings.HasSuffix(parts["Credential"], "/us-east-1/ec2/aws4_request"):
 		return "AuthFailure", "AWS was not able to validate the provided access credentials"
+	case r.Header.Get("X-Amz-Security-Token") != sessionToken:
+		return "AuthFailure", "AWS was not able to validate the provided access credentials"
+	case sessionToken != "" && !slices.Contains(signed, "x-amz-security-token"):
+		return "IncompleteSignature", "the session token must be signed"
 	}
 	again, err := http.NewRequest(r.Method, "https://"+r.Host+r.URL.RequestURI(), nil)
 	if err != nil {
@@ -227,7 +247,7 @@ func checkSignature(r *http.Request, body []byte) (code, msg string) {
 	}
 	again.ContentLength = r.ContentLength
 	sum := sha256.Sum256(body)
-	creds := awssdk.Credentials{AccessKeyID: accessKey, SecretAccessKey: secretKey, SessionToken: r.Header.Get("X-Amz-Security-Token")}
+	creds := awssdk.Credentials{AccessKeyID: accessKey, SecretAccessKey: secretKey, SessionToken: sessionToken}
 	if err := v4.NewSigner().SignHTTP(r.Context(), creds, again, hex.EncodeToString(sum[:]), "ec2", "us-east-1", signedAt); err != nil {
 		return "IncompleteSignature", err.Error()
 	}
