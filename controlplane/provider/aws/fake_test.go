@@ -132,13 +132,9 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	hang, redirect, to, foreign := f.hang, f.redirect, f.redirectTo, f.foreign
+	hang, redirect, to := f.hang, f.redirect, f.redirectTo
 	f.mu.Unlock()
 	switch {
-	case foreign != "":
-		w.Header().Set("Content-Type", "text/html")
-		_, _ = io.WriteString(w, foreign)
-		return
 	case hang:
 		// Once the request is read, the server sees the caller hang up.
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -163,6 +159,11 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, fakeRequest{action, form})
+	if f.foreign != "" {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, f.foreign)
+		return
+	}
 	if v := form.Get("Version"); v != "2016-11-15" {
 		f.fail(w, "InvalidParameterValue", "unsupported API version "+v)
 		return

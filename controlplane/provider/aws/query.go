@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -39,7 +41,7 @@ type ec2Client struct {
 func (c *ec2Client) call(ctx context.Context, action string, params query, out any) error {
 	body := params.encode(action)
 	for attempt := 1; ; attempt++ {
-		err := c.send(ctx, body, out)
+		err := c.send(ctx, action, body, out)
 		if err == nil {
 			return nil
 		}
@@ -66,7 +68,7 @@ func (c *ec2Client) call(ctx context.Context, action string, params query, out a
 // send makes one attempt. The signature covers the body's SHA-256, so
 // nothing can alter the parameters on the way; neither the credentials
 // nor the signature are ever part of an error.
-func (c *ec2Client) send(ctx context.Context, body string, out any) error {
+func (c *ec2Client) send(ctx context.Context, action, body string, out any) error {
 	creds, err := c.creds.Retrieve(ctx)
 	if err != nil {
 		return fmt.Errorf("retrieve AWS credentials: %w", err)
@@ -88,10 +90,37 @@ func (c *ec2Client) send(ctx context.Context, body string, out any) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return readError(resp)
 	}
-	if err := xml.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("read EC2's answer: %w", err)
+	if err := decodeAnswer(resp.Body, action, out); err != nil {
+		return fmt.Errorf("read EC2's answer to %s: %w", action, err)
 	}
 	return nil
+}
+
+// decodeAnswer decodes the answer to action into out once its root
+// element shows that it is one: EC2 names it after the action
+// (<DescribeInstancesResponse>). Any other document, such as a proxy's
+// page or another service's answer sent with HTTP 200, would decode into
+// an empty answer, which for DescribeInstances says that no instance
+// exists.
+func decodeAnswer(r io.Reader, action string, out any) error {
+	d := xml.NewDecoder(r)
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return errors.New("the answer is empty")
+		}
+		if err != nil {
+			return err
+		}
+		root, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if want := action + "Response"; root.Name.Local != want {
+			return fmt.Errorf("the answer is a %q document, not EC2's %s", root.Name.Local, want)
+		}
+		return d.DecodeElement(out, &root)
+	}
 }
 
 // readError reads a failed call's error document. An answer without one,

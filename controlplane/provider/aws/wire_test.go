@@ -3,12 +3,19 @@ package aws_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/navarch/navarch/controlplane/provider"
 	"github.com/navarch/navarch/controlplane/provider/aws"
+	"github.com/navarch/navarch/internal/testutil"
 )
 
 // readForm reads a request's parameters from a fixture: one name=value a
@@ -127,6 +134,85 @@ func TestFakeRefusesMisnamedParameters(t *testing.T) {
 			}
 			if code, msg := checkParams(tt.action, form); code != tt.wantCode {
 				t.Errorf("checkParams() = %q (%s), want %q", code, msg, tt.wantCode)
+			}
+		})
+	}
+}
+
+// TestSessionCredentials has credentials that expire as soon as they are
+// given, as an instance role's or an SSO session's do in time: each call
+// retrieves them again and sends their session token, signed, in
+// X-Amz-Security-Token.
+func TestSessionCredentials(t *testing.T) {
+	f := newFakeEC2(t)
+	var retrieved atomic.Int32
+	creds := awssdk.CredentialsProviderFunc(func(context.Context) (awssdk.Credentials, error) {
+		n := retrieved.Add(1)
+		return awssdk.Credentials{
+			AccessKeyID: accessKey, SecretAccessKey: secretKey, SessionToken: fmt.Sprintf("session-%d", n),
+			CanExpire: true, Expires: time.Now().Add(-time.Second),
+		}, nil
+	})
+	p, err := aws.New(aws.Options{
+		Config:      testConfig(f),
+		Env:         provider.Env{Cluster: cluster},
+		Credentials: creds,
+		HTTPClient:  f.srv.Client(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		f.set(func(f *fakeEC2) { f.sessionToken = fmt.Sprintf("session-%d", i) })
+		if _, err := p.List(context.Background()); err != nil {
+			t.Fatalf("List() %d: %v", i, err)
+		}
+	}
+	if n := retrieved.Load(); n != 2 {
+		t.Errorf("credentials retrieved %d times, want once a call", n)
+	}
+}
+
+// TestAnswerNotFromEC2 has the endpoint answer HTTP 200 with a document
+// that is not EC2's answer to the call, as a proxy's sign-in page or
+// another service at a mistyped endpoint would. Read as DescribeInstances'
+// answer it lists no instance: List would say the cluster has none, and
+// Watch that every instance it knows is gone.
+func TestAnswerNotFromEC2(t *testing.T) {
+	tests := []struct{ name, body string }{
+		{"proxy-page", `<html><head><title>Sign in</title></head><body><form action="/login"></form></body></html>`},
+		{"other-service", `<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Buckets/></ListAllMyBucketsResult>`},
+		{"other-action", `<?xml version="1.0" encoding="UTF-8"?><DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><imagesSet/></DescribeImagesResponse>`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeEC2(t)
+			p, _ := newProvider(t, f, nil)
+			spec, _ := testSpec("n-1")
+			// The second Provision finds the first's instance listed, so
+			// that Watch would take its absence for its end.
+			for range 2 {
+				if _, err := p.Provision(context.Background(), spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.set(func(f *fakeEC2) { f.foreign = tt.body })
+			if got, err := p.List(context.Background()); err == nil {
+				t.Errorf("List() = %+v, nil; want an error", got)
+			}
+			listed := len(f.calls("DescribeInstances"))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			n := &notices{}
+			go func() {
+				defer close(done)
+				p.Watch(ctx, n.add)
+			}()
+			testutil.Eventually(t, "a poll", func() bool { return len(f.calls("DescribeInstances")) > listed })
+			cancel()
+			<-done
+			if got := n.got(); len(got) != 0 {
+				t.Errorf("Watch told of %v", got)
 			}
 		})
 	}
