@@ -28,12 +28,16 @@ const (
 	kindRefused
 )
 
-// Error codes as EC2 documents them.
+// Error codes as EC2 documents them. A subnet without free addresses is
+// one without capacity: another subnet may have them. RequestExpired is
+// EC2's answer to session credentials that have expired, or to a clock
+// too far off; either is the operator's to fix.
 var (
 	capacityCodes = codeSet("InsufficientInstanceCapacity", "InsufficientCapacity",
-		"InsufficientHostCapacity", "InsufficientReservedInstanceCapacity", "Unsupported")
+		"InsufficientHostCapacity", "InsufficientReservedInstanceCapacity", "Unsupported",
+		"InsufficientFreeAddressesInSubnet")
 	authCodes = codeSet("AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId",
-		"SignatureDoesNotMatch", "ExpiredToken", "OptInRequired", "Blocked",
+		"SignatureDoesNotMatch", "ExpiredToken", "RequestExpired", "OptInRequired", "Blocked",
 		"MissingAuthenticationToken", "AccessDenied", "PendingVerification")
 	quotaCodes = codeSet("InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded",
 		"ResourceLimitExceeded")

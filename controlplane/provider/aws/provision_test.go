@@ -223,6 +223,8 @@ func TestProvisionCapacity(t *testing.T) {
 			nil, []string{"subnet-a", "subnet-b", "subnet-b"}, "us-east-1b"},
 		{"unsupported-type", map[string]string{"subnet-a": "Unsupported", "subnet-b": "InsufficientCapacity"},
 			nil, []string{"subnet-a", "subnet-b", "subnet-c", "subnet-c"}, "us-east-1c"},
+		{"subnet-out-of-addresses", map[string]string{"subnet-a": "InsufficientFreeAddressesInSubnet"},
+			nil, []string{"subnet-a", "subnet-b", "subnet-b"}, "us-east-1b"},
 		{"pool-zones-in-order", map[string]string{"subnet-c": "InsufficientInstanceCapacity"},
 			[]string{"us-east-1c", "us-east-1b"}, []string{"subnet-c", "subnet-b", "subnet-b"}, "us-east-1b"},
 	}
@@ -268,6 +270,10 @@ func TestProvisionFailures(t *testing.T) {
 			codes.ResourceExhausted, "no subnet has capacity for p5.48xlarge: subnet-a (us-east-1a): InsufficientInstanceCapacity", 4},
 		{"credentials-refused", func(f *fakeEC2) { f.deny = "AuthFailure" }, nil,
 			codes.FailedPrecondition, "aws: credentials refused", 1},
+		// EC2's answer to session credentials that expired, and to a
+		// clock more than five minutes off.
+		{"credentials-expired", func(f *fakeEC2) { f.deny = "RequestExpired" }, nil,
+			codes.FailedPrecondition, "aws: credentials refused: ec2:DescribeInstances (earlier launches): RequestExpired", 1},
 		{"not-authorized", func(f *fakeEC2) { f.denyAction = "RunInstances" }, nil,
 			codes.FailedPrecondition, "aws: credentials refused: ec2:RunInstances: UnauthorizedOperation", 2},
 		{"bad-image", func(f *fakeEC2) { f.images = map[string]string{} }, nil,
