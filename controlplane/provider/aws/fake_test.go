@@ -58,6 +58,10 @@ type fakeEC2 struct {
 	redirectTo string
 	// hang answers no call until the caller gives up.
 	hang bool
+	// hidden are instances EC2 does not know yet: its answers are
+	// eventually consistent, and DescribeInstances and TerminateInstances
+	// may not know an instance for a while after RunInstances started it.
+	hidden map[string]bool
 	// sessionToken is the X-Amz-Security-Token every request must carry
 	// (and sign); "" means none may.
 	sessionToken string
@@ -109,6 +113,7 @@ func newFakeEC2(t *testing.T) *fakeEC2 {
 		throttle: map[string]int{},
 		pageSize: 1000,
 		tokens:   map[string]tokenUse{},
+		hidden:   map[string]bool{},
 	}
 	f.srv = httptest.NewTLSServer(f)
 	t.Cleanup(f.srv.Close)
@@ -448,14 +453,14 @@ func (f *fakeEC2) describeInstances(w http.ResponseWriter, form url.Values) {
 	// Instance ids EC2 does not know are an error, as at EC2.
 	ids := list(form, "InstanceId")
 	for _, id := range ids {
-		if f.instance(id) == nil {
+		if f.instance(id) == nil || f.hidden[id] {
 			f.fail(w, "InvalidInstanceID.NotFound", "The instance ID '"+id+"' does not exist")
 			return
 		}
 	}
 	var picked []*fakeInstance
 	for _, in := range f.instances {
-		if len(ids) > 0 && !slices.Contains(ids, in.id) {
+		if f.hidden[in.id] || len(ids) > 0 && !slices.Contains(ids, in.id) {
 			continue
 		}
 		ok, err := in.matches(filters(form))
@@ -498,7 +503,7 @@ func (f *fakeEC2) terminateInstances(w http.ResponseWriter, form url.Values) {
 	var picked []*fakeInstance
 	for _, id := range ids {
 		in := f.instance(id)
-		if in == nil {
+		if in == nil || f.hidden[id] {
 			f.fail(w, "InvalidInstanceID.NotFound", "The instance ID '"+id+"' does not exist")
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -138,7 +139,8 @@ func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 // node: tagged navarch-cluster with this cluster's name and navarch-node
 // with inst's node id. One that is not, such as a recorded id that names
 // another cluster's instance or one launched by hand, is refused and left
-// running. An instance already gone, or no longer known to EC2, is fine.
+// running. An instance already gone, or no longer known to EC2, is fine,
+// unless this provider launched it moments ago: EC2 may not know it yet.
 func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error {
 	// Recorded first, so that Watch never takes the instance's end for
 	// one nobody asked for.
@@ -164,6 +166,10 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 	var out terminateInstancesResponse
 	if err := p.ec2.call(ctx, "TerminateInstances", q, &out); err != nil {
 		if ae, ok := apiError(err); ok && ae.code == "InvalidInstanceID.NotFound" {
+			if err := p.notKnownYet(inst); err != nil {
+				forget()
+				return err
+			}
 			p.log.Info("instance to terminate is already gone", "node", inst.NodeID, "instance", inst.InstanceID)
 			return nil
 		}
@@ -181,14 +187,15 @@ func (p *Provider) Terminate(ctx context.Context, inst provider.Instance) error 
 // checkOwned looks the instance up by its id and reports whether it is
 // gone already: unknown to EC2, shutting down or terminated. One that
 // still runs and does not carry this cluster's and the node's tags is an
-// error naming it.
+// error naming it, as is one unknown to EC2 that it may not know yet
+// (notKnownYet).
 func (p *Provider) checkOwned(ctx context.Context, inst provider.Instance) (gone bool, err error) {
 	q := query{}
 	q.list("InstanceId", []string{inst.InstanceID})
 	var out describeInstancesResponse
 	err = p.ec2.call(ctx, "DescribeInstances", q, &out)
 	if ae, ok := apiError(err); ok && ae.code == "InvalidInstanceID.NotFound" {
-		return true, nil
+		return true, p.notKnownYet(inst)
 	}
 	if err != nil {
 		return false, statusOf(fmt.Sprintf("ec2:DescribeInstances %s (before terminating it)", inst.InstanceID), err)
@@ -200,7 +207,7 @@ func (p *Provider) checkOwned(ctx context.Context, inst provider.Instance) (gone
 		}
 	}
 	if found == nil {
-		return true, nil
+		return true, p.notKnownYet(inst)
 	}
 	if found.State == stateShuttingDown || found.State == stateTerminated {
 		return true, nil
@@ -217,4 +224,26 @@ func (p *Provider) checkOwned(ctx context.Context, inst provider.Instance) (gone
 			inst.InstanceID, inst.NodeID, p.cluster, provider.TagCluster, tags[provider.TagCluster], provider.TagNode, tags[provider.TagNode])
 	}
 	return false, nil
+}
+
+// notKnownYet is an error for an instance that EC2 does not know but
+// that this provider launched so recently, and has not seen listed, that
+// EC2 may not know it yet: its answers are eventually consistent, and
+// for a while after RunInstances an instance's id can be unknown to
+// DescribeInstances and TerminateInstances. Taking it for gone would
+// leave it running, unrecorded; the caller tries again later.
+func (p *Provider) notKnownYet(inst provider.Instance) error {
+	p.mu.Lock()
+	e, ok := p.live[inst.InstanceID]
+	p.mu.Unlock()
+	if !ok || e.listed {
+		return nil
+	}
+	age := p.now().Sub(e.launched)
+	if age >= unlistedGrace {
+		return nil
+	}
+	return status.Errorf(codes.Unavailable,
+		"aws: instance %s of node %s was launched %s ago and EC2 does not know it yet; it is not terminated yet",
+		inst.InstanceID, inst.NodeID, age.Round(time.Second))
 }

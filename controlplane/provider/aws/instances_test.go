@@ -68,6 +68,13 @@ func TestTerminate(t *testing.T) {
 		{"already-shutting-down", "shutting-down", nil, nil, codes.OK, false},
 		{"already-terminated", "terminated", nil, nil, codes.OK, false},
 		{"unknown-to-ec2", "", nil, nil, codes.OK, false},
+		// Launched a moment ago, and not yet known to EC2's other
+		// actions: not gone, but to be terminated on a later try.
+		{"launched-not-yet-known", "running", nil, func(f *fakeEC2) {
+			for _, in := range f.instances {
+				f.hidden[in.id] = true
+			}
+		}, codes.Unavailable, false},
 		{"lookup-throttled-once", "running", nil, func(f *fakeEC2) { f.throttle["DescribeInstances"] = 1 }, codes.OK, true},
 		{"throttled-once", "running", nil, func(f *fakeEC2) { f.throttle["TerminateInstances"] = 1 }, codes.OK, true},
 		{"credentials-refused", "running", nil, func(f *fakeEC2) { f.deny = "AuthFailure" }, codes.FailedPrecondition, false},
