@@ -271,7 +271,7 @@ func TestProvisionFailures(t *testing.T) {
 		{"credentials-refused", func(f *fakeEC2) { f.deny = "AuthFailure" }, nil,
 			codes.FailedPrecondition, "aws: credentials refused", 1},
 		// EC2's answer to session credentials that expired, and to a
-		// clock more than five minutes off.
+		// clock far off.
 		{"credentials-expired", func(f *fakeEC2) { f.deny = "RequestExpired" }, nil,
 			codes.FailedPrecondition, "aws: credentials refused: ec2:DescribeInstances (earlier launches): RequestExpired", 1},
 		{"not-authorized", func(f *fakeEC2) { f.denyAction = "RunInstances" }, nil,
