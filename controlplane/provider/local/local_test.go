@@ -156,15 +156,22 @@ func TestAgentThatFailsToStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := start(t, bad)
-	resp, err := e.ops.ProvisionNodes(context.Background(), &controlplanev1.ProvisionNodesRequest{Provider: "local", Count: 1})
-	if err != nil {
+	if _, err := e.ops.ProvisionNodes(context.Background(), &controlplanev1.ProvisionNodesRequest{Provider: "local", Count: 1}); err != nil {
 		t.Fatal(err)
 	}
-	id := resp.GetNodes()[0].GetNodeId()
+	// The agent may exit before the launch's answer is recorded, and a
+	// node failed by then is not among those the call says started: find
+	// it in the fleet.
+	var failed *fleetv1.Node
 	waitFor(t, "PROVISION_FAILED", func() bool {
-		return e.node(id).GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED
+		resp, err := e.ops.ListNodes(context.Background(), &controlplanev1.ListNodesRequest{})
+		if err != nil || len(resp.GetNodes()) != 1 {
+			return false
+		}
+		failed = resp.GetNodes()[0]
+		return failed.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED
 	})
-	if r := e.node(id).GetLifecycleReason(); !strings.Contains(r, "exit status 1") || !strings.Contains(r, "cannot open /dev/nvidiactl") {
+	if r := failed.GetLifecycleReason(); !strings.Contains(r, "exit status 1") || !strings.Contains(r, "cannot open /dev/nvidiactl") {
 		t.Fatalf("reason %q", r)
 	}
 }
