@@ -12,6 +12,7 @@
 package slurmtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -88,21 +89,6 @@ func Start(t testing.TB) *Cluster {
 	if err := os.WriteFile(filepath.Join(dir, "munge.key"), key, 0o600); err != nil {
 		t.Fatalf("slurm cluster: write MUNGE key: %v", err)
 	}
-	ports, err := freePorts(2)
-	if err != nil {
-		t.Fatalf("slurm cluster: %v", err)
-	}
-	conf := config{
-		dir:           dir,
-		node:          node,
-		user:          me.Username,
-		slurmctldPort: ports[0],
-		slurmdPort:    ports[1],
-	}
-	if err := os.WriteFile(c.conf, []byte(conf.String()), 0o644); err != nil {
-		t.Fatalf("slurm cluster: write slurm.conf: %v", err)
-	}
-
 	munged := []string{"--foreground",
 		"--socket=" + c.path("munge.socket"),
 		"--key-file=" + c.path("munge.key"),
@@ -120,14 +106,73 @@ func Start(t testing.TB) *Cluster {
 		_, err := os.Stat(c.path("munge.socket"))
 		return err == nil
 	})
-	c.startDaemon(t, "slurmctld", "-D")
-	c.startDaemon(t, "slurmd", "-D", "-N", node)
-	testutil.EventuallyWithin(t, startLimit, "Slurm node "+node+" IDLE", func() bool {
-		c.checkDaemons(t)
-		state, err := c.nodeState()
-		return err == nil && state == "IDLE"
-	})
-	return c
+	// The ports are free when chosen but not held until the daemons bind
+	// them, so a test running beside this one may take one first: then
+	// the cluster starts again on others.
+	for attempt := 1; ; attempt++ {
+		ports, err := choosePorts(2)
+		if err != nil {
+			t.Fatalf("slurm cluster: %v", err)
+		}
+		conf := config{dir: dir, node: node, user: me.Username, slurmctldPort: ports[0], slurmdPort: ports[1]}
+		if err := os.WriteFile(c.conf, []byte(conf.String()), 0o644); err != nil {
+			t.Fatalf("slurm cluster: write slurm.conf: %v", err)
+		}
+		slurmd := len(c.daemons)
+		c.startDaemon(t, "slurmctld", "-D")
+		c.startDaemon(t, "slurmd", "-D", "-N", node)
+		var gone *daemon
+		testutil.EventuallyWithin(t, startLimit, "Slurm node "+node+" IDLE", func() bool {
+			if gone = c.exitedSince(slurmd); gone != nil {
+				return true
+			}
+			state, err := c.nodeState()
+			return err == nil && state == "IDLE"
+		})
+		switch {
+		case gone == nil:
+			return c
+		case attempt < startAttempts && c.portTaken(gone):
+			t.Logf("slurm cluster: %s found its port taken; starting again on others", gone.name)
+			c.stopSince(t, slurmd)
+		default:
+			t.Fatalf("slurm cluster: %s exited: %v (its log follows the test)", gone.name, gone.err)
+		}
+	}
+}
+
+// choosePorts picks the cluster's ports; a test takes one away.
+var choosePorts = freePorts
+
+// startAttempts is how many times Start tries ports before it gives up.
+const startAttempts = 3
+
+// exitedSince is the first daemon from the i-th on that has exited, or
+// nil when they all run.
+func (c *Cluster) exitedSince(i int) *daemon {
+	for _, d := range c.daemons[i:] {
+		select {
+		case <-d.done:
+			return d
+		default:
+		}
+	}
+	return nil
+}
+
+// portTaken reports whether d's log says another process held its port.
+func (c *Cluster) portTaken(d *daemon) bool {
+	b, err := os.ReadFile(c.path(d.name + ".log"))
+	return err == nil && bytes.Contains(b, []byte("Address already in use"))
+}
+
+// stopSince stops the daemons from the i-th on, the last first, and
+// forgets them.
+func (c *Cluster) stopSince(t testing.TB, i int) {
+	for j := len(c.daemons) - 1; j >= i; j-- {
+		c.daemons[j].stop(t)
+	}
+	c.daemons = c.daemons[:i]
 }
 
 // Conf is the path of the cluster's slurm.conf.

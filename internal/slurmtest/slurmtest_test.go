@@ -1,6 +1,7 @@
 package slurmtest
 
 import (
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -27,6 +28,34 @@ func TestJobLifecycle(t *testing.T) {
 	testutil.EventuallyWithin(t, 20*time.Second, "node IDLE again", func() bool {
 		return c.NodeState(t) == "IDLE"
 	})
+}
+
+// TestStartsAgainWhenAPortIsTaken: a port taken between being chosen and
+// being bound (by a test running beside) costs another start on other
+// ports, not the test.
+func TestStartsAgainWhenAPortIsTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	calls := 0
+	choosePorts = func(n int) ([]int, error) {
+		calls++
+		ports, err := freePorts(n)
+		if calls == 1 && err == nil {
+			ports[1] = taken.Addr().(*net.TCPAddr).Port // slurmd's
+		}
+		return ports, err
+	}
+	defer func() { choosePorts = freePorts }()
+	c := Start(t)
+	if calls != 2 {
+		t.Fatalf("ports chosen %d times, want 2", calls)
+	}
+	if got := c.NodeState(t); got != "IDLE" {
+		t.Fatalf("node state %q after starting again, want IDLE", got)
+	}
 }
 
 // TestClustersAreSeparate: two clusters run at once, each with its own
