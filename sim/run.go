@@ -45,29 +45,33 @@ func (f *Fleet) Run(ctx context.Context) error {
 }
 
 // spread calls fn for every node once per interval, node i at offset
-// i/N of the interval, with a bounded number of calls in flight.
+// i/N of the interval, with a bounded number of calls in flight. The
+// calls due are counted from the time since the start, not per tick, so
+// that the rate is exactly N per interval at every fleet size, whatever
+// the ticks dropped on a busy machine.
 func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, fn func(context.Context, *node)) {
 	interval := every(f.nodes[0])
 	if interval <= 0 {
 		return
 	}
 	const tick = 10 * time.Millisecond
-	perTick := max(1, int(float64(len(f.nodes))*float64(tick)/float64(interval)))
+	perNode := float64(interval) / float64(len(f.nodes))
 	sem := make(chan struct{}, 256)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	next := 0
+	start := time.Now()
+	sent := 0
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
+		var now time.Time
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now = <-t.C:
 		}
-		for range perTick {
-			n := f.nodes[next]
-			next = (next + 1) % len(f.nodes)
+		for due := int(float64(now.Sub(start)) / perNode); sent < due; sent++ {
+			n := f.nodes[sent%len(f.nodes)]
 			if n.stopped.Load() {
 				continue
 			}

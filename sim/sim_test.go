@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,5 +76,38 @@ func TestSimulatedFleet(t *testing.T) {
 	q := f.HeartbeatLatencies().Quantiles(0.5, 0.99)
 	if q[0] <= 0 || q[1] < q[0] {
 		t.Fatalf("quantiles %v", q)
+	}
+}
+
+// TestSpreadSendsTheConfiguredRate: every node is called once per
+// interval, no more, at sizes where a call a tick would be too many.
+func TestSpreadSendsTheConfiguredRate(t *testing.T) {
+	tests := []struct {
+		name     string
+		nodes    int
+		interval time.Duration
+	}{
+		{"fewer-calls-than-ticks", 200, 3 * time.Second}, // 67 a second, under one a 10 ms tick
+		{"between-one-and-two-a-tick", 1000, 6 * time.Second},
+		{"many-a-tick", 3000, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &Fleet{nodes: make([]*node, tt.nodes)}
+			for i := range f.nodes {
+				f.nodes[i] = &node{}
+			}
+			var calls atomic.Int64
+			const run = 1500 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), run)
+			defer cancel()
+			f.spread(ctx, func(*node) time.Duration { return tt.interval }, func(context.Context, *node) { calls.Add(1) })
+			want := float64(tt.nodes) * float64(run) / float64(tt.interval)
+			// Short of the rate by at most what a busy machine delays the
+			// last ticks; never over it.
+			if got := float64(calls.Load()); got < 0.75*want || got > 1.05*want {
+				t.Fatalf("%d calls in %s, want %.0f (%d nodes every %s)", calls.Load(), run, want, tt.nodes, tt.interval)
+			}
+		})
 	}
 }
