@@ -1,7 +1,9 @@
 // Command bench is Navarch's scale suite: for each fleet size it runs the
 // real navarch-controlplane binary, drives it with the fleet simulator over
 // loopback at production intervals (heartbeat 10 s, health report 30 s),
-// measures what docs/performance.md reports, and prints one table.
+// measures what docs/performance.md reports, runs the same load against a
+// bare gRPC server that only decodes it (the floor, floor.go) and prints
+// one table.
 //
 //	go run ./bench --bin bin --plan 1000,10000,100000
 package main
@@ -19,6 +21,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == floorCommand {
+		if err := floorMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	bin := flag.String("bin", "bin", "directory holding navarch-controlplane and navarch-agent")
 	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat", "fleet sizes to run, comma-separated; SIZE:heartbeat runs with command_delivery heartbeat")
 	window := flag.Duration("window", 30*time.Second, "steady-state measurement window per size")
@@ -61,6 +70,9 @@ func main() {
 	var agent agentResult
 	for i, r := range runs {
 		res, err := b.runSize(ctx, r.nodes, r.heartbeat, i == 0, *agentFor, &agent)
+		if err == nil {
+			res.floor, err = b.runFloor(ctx, r.nodes, res.delivery)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %d nodes: %v\n", r.nodes, err)
 			os.Exit(1)
@@ -68,7 +80,7 @@ func main() {
 		rows = append(rows, res)
 	}
 	console := consoleTimes(ns)
-	printTable(rows, console, agent)
+	printTable(os.Stdout, rows, console, agent)
 }
 
 type bench struct {
@@ -102,6 +114,9 @@ type result struct {
 	xidP50, xidP99  time.Duration
 	snapshot        time.Duration
 	restart         time.Duration
+	// cost is the control plane's CPU per node call in the window, floor
+	// the floor server's under the same load (floor.go).
+	cost, floor callCost
 }
 
 type agentResult struct {

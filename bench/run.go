@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/sim"
 )
 
@@ -35,7 +36,7 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 	defer func() { cp.stop() }()
 
 	cpTarget := target(dir, addr)
-	fleet, err := sim.New(sim.Options{Server: cpTarget, Nodes: n, GPUs: 8, Conns: 8, RegisterConcurrency: 128, NoCommands: b.noCommands})
+	fleet, err := sim.New(b.simOptions(cpTarget, n))
 	if err != nil {
 		return r, err
 	}
@@ -98,6 +99,7 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 	}
 	cpu1, _ := cpuTime(pid)
 	gen1, _ := cpuTime(os.Getpid())
+	r.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}
 	if b.pprof != "" {
 		b.profile(fmt.Sprintf("heap-%d.pprof", n), "/debug/pprof/heap")
 		b.profile(fmt.Sprintf("memstats-%d.txt", n), "/debug/pprof/heap?debug=1")
@@ -137,6 +139,12 @@ func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAg
 	r.restart = restart
 	cp = cp2
 	return r, nil
+}
+
+// simOptions is the simulated fleet of n nodes the suite runs against the
+// control plane at t, and the same against the floor.
+func (b *bench) simOptions(t rpcclient.Target, n int) sim.Options {
+	return sim.Options{Server: t, Nodes: n, GPUs: 8, Conns: 8, RegisterConcurrency: 128, NoCommands: b.noCommands}
 }
 
 // profile saves one of the control plane's profiles.

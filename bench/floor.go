@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/navarch/navarch/controlplane/pki"
+	"github.com/navarch/navarch/internal/rpcclient"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/sim"
+)
+
+// The floor is what the same load costs a gRPC server that does nothing
+// but receive it: NodeService with handlers that decode each request and
+// answer an empty response. It serves TLS with a certificate from the
+// control plane's own CA code and with the transport settings the control
+// plane sets, so the two pay the same for the connection, the handshake,
+// the framing and the decoding; it has no interceptors, checks no token and
+// keeps nothing. The suite runs it as a process of its own, this binary
+// started with floorCommand, and reports Navarch's CPU per call as a
+// multiple of the floor's.
+
+// floorCommand, as the first argument, makes this binary the floor server
+// instead of the suite.
+const floorCommand = "floor-server"
+
+// The control plane's defaults (controlplane.Defaults, api.MaxRecvMsgBytes),
+// which the floor answers and sets as it does; a test keeps them equal.
+const (
+	floorHeartbeat   = 10 * time.Second
+	floorReport      = 30 * time.Second
+	floorPollTimeout = 30 * time.Second
+	floorMaxRecv     = 4 << 20
+)
+
+// floorOptions are what the floor answers a registration with.
+type floorOptions struct {
+	heartbeat, report, pollTimeout time.Duration
+	delivery                       nodev1.CommandDelivery
+}
+
+// floor is NodeService doing nothing but receiving: each handler has its
+// request decoded by gRPC, counts it and answers. The counts are logged
+// when it stops, to check the load arrived.
+type floor struct {
+	nodev1.UnimplementedNodeServiceServer
+	o                                     floorOptions
+	registers, heartbeats, reports, polls atomic.Int64
+}
+
+func (f *floor) RegisterNode(context.Context, *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error) {
+	f.registers.Add(1)
+	return &nodev1.RegisterNodeResponse{
+		HeartbeatInterval:    durationpb.New(f.o.heartbeat),
+		HealthReportInterval: durationpb.New(f.o.report),
+		CommandPollTimeout:   durationpb.New(f.o.pollTimeout),
+		CommandDelivery:      f.o.delivery,
+	}, nil
+}
+
+func (f *floor) Heartbeat(context.Context, *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error) {
+	f.heartbeats.Add(1)
+	return &nodev1.HeartbeatResponse{}, nil
+}
+
+func (f *floor) ReportHealth(context.Context, *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
+	f.reports.Add(1)
+	return &nodev1.ReportHealthResponse{}, nil
+}
+
+// GetNodeCommands holds a long poll for its wait, as the control plane
+// does when no command comes: answering at once would turn every node's
+// poll into a busy loop the control plane never sees.
+func (f *floor) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommandsRequest) (*nodev1.GetNodeCommandsResponse, error) {
+	f.polls.Add(1)
+	if wait := min(req.GetWait().AsDuration(), f.o.pollTimeout); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	return &nodev1.GetNodeCommandsResponse{}, nil
+}
+
+func (f *floor) ReportCommandResult(context.Context, *nodev1.ReportCommandResultRequest) (*nodev1.ReportCommandResultResponse, error) {
+	return &nodev1.ReportCommandResultResponse{}, nil
+}
+
+// newFloor prepares the floor's server in dir as the suite lays out a
+// control plane's: its CA in dir/store/pki and a token in
+// dir/store/admin.token, so that target(dir, addr) dials it as it dials the
+// control plane and the simulator sends the same header with every call.
+func newFloor(dir string, o floorOptions) (*grpc.Server, *floor, error) {
+	ca, err := pki.Open(pki.Options{Dir: filepath.Join(dir, "store", "pki")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("floor: certificate: %w", err)
+	}
+	token := make([]byte, 32)
+	_, _ = rand.Read(token)
+	if err := os.WriteFile(filepath.Join(dir, "store", "admin.token"), []byte(hex.EncodeToString(token)+"\n"), 0o600); err != nil {
+		return nil, nil, fmt.Errorf("floor: token: %w", err)
+	}
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(ca.ServerTLS())),
+		grpc.MaxRecvMsgSize(floorMaxRecv),
+		grpc.MaxConcurrentStreams(100000), // as the suite configures the control plane
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	)
+	f := &floor{o: o}
+	nodev1.RegisterNodeServiceServer(srv, f)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	return srv, f, nil
+}
+
+// floorMain is the floor server's process: it serves until SIGTERM and
+// logs what it answered.
+func floorMain(args []string) error {
+	fs := flag.NewFlagSet(floorCommand, flag.ContinueOnError)
+	listen := fs.String("listen", "", "address to serve on")
+	dir := fs.String("dir", "", "directory for its CA, certificate and token")
+	delivery := fs.String("delivery", "long_poll", "command_delivery to tell the nodes: long_poll or heartbeat")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *listen == "" || *dir == "" {
+		return errors.New("floor: --listen and --dir are required")
+	}
+	o := floorOptions{heartbeat: floorHeartbeat, report: floorReport, pollTimeout: floorPollTimeout, delivery: nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL}
+	if *delivery == "heartbeat" {
+		o.delivery = nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
+	}
+	srv, f, err := newFloor(*dir, o)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("floor: listen: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() { <-ctx.Done(); srv.Stop() }()
+	err = srv.Serve(l)
+	slog.Info("floor: stopped", "registers", f.registers.Load(), "heartbeats", f.heartbeats.Load(), "reports", f.reports.Load(), "polls", f.polls.Load())
+	return err
+}
+
+// callCost is a process's CPU over a measurement window and the node
+// calls answered in it: heartbeats and full health reports, which are
+// nearly all of a fleet's calls. The long polls, registrations and XID
+// reports in the window are the same for the control plane and the
+// floor, so they are in both CPU figures and in neither count.
+type callCost struct {
+	cpu   time.Duration
+	calls int64
+}
+
+// perCall is the CPU per node call; 0 when none was answered.
+func (c callCost) perCall() time.Duration {
+	if c.calls <= 0 {
+		return 0
+	}
+	return c.cpu / time.Duration(c.calls)
+}
+
+// times is c's CPU per call as a multiple of floor's; 0 when either is
+// unknown.
+func (c callCost) times(floor callCost) float64 {
+	if c.perCall() <= 0 || floor.perCall() <= 0 {
+		return 0
+	}
+	return float64(c.cpu) / float64(c.calls) / (float64(floor.cpu) / float64(floor.calls))
+}
+
+// runFloor starts the floor server as a process of its own and measures
+// it under the load runSize puts on the control plane.
+func (b *bench) runFloor(ctx context.Context, n int, delivery string) (callCost, error) {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-floor-%d-", n))
+	if err != nil {
+		return callCost{}, err
+	}
+	defer os.RemoveAll(dir)
+	self, err := os.Executable()
+	if err != nil {
+		return callCost{}, fmt.Errorf("floor: find this binary: %w", err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "floor.log"))
+	if err != nil {
+		return callCost{}, err
+	}
+	defer logf.Close()
+	addr := freeAddr()
+	fmt.Fprintf(os.Stderr, "bench: %d nodes: the same load on the floor server at %s\n", n, addr)
+	cmd := exec.Command(self, floorCommand, "--listen", addr, "--dir", dir, "--delivery", delivery)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return callCost{}, fmt.Errorf("floor: start: %w", err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	if err := waitFloor(ctx, dir, addr); err != nil {
+		return callCost{}, err
+	}
+	return floorLoad(ctx, b.simOptions(target(dir, addr), n), cmd.Process.Pid, b.window)
+}
+
+// waitFloor waits until the floor has written its token, its last file,
+// and answers its health check.
+func waitFloor(ctx context.Context, dir, addr string) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && !exists(filepath.Join(dir, "store", "admin.token")) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	conn, err := rpcclient.Dial(target(dir, addr))
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	for time.Now().Before(deadline) {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err = hc.Check(cctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("floor: not serving within a minute: %w", err)
+}
+
+// floorLoad puts on the floor, process pid, the load runSize puts on the
+// control plane: the fleet o registered and running, a window that starts
+// when every node has reported once and two seconds more (as waitSteady),
+// and an XID every 100 ms on a random node through it.
+func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration) (callCost, error) {
+	fleet, err := sim.New(o)
+	if err != nil {
+		return callCost{}, fmt.Errorf("floor: %w", err)
+	}
+	defer fleet.Close()
+	if err := fleet.Register(ctx); err != nil {
+		return callCost{}, fmt.Errorf("floor: %w", err)
+	}
+	runCtx, stopFleet := context.WithCancel(ctx)
+	fleetDone := make(chan struct{})
+	go func() { _ = fleet.Run(runCtx); close(fleetDone) }()
+	defer func() { stopFleet(); <-fleetDone }()
+	deadline := time.Now().Add(3 * time.Minute)
+	for fleet.ReportLatencies().Count() < int64(o.Nodes) {
+		if time.Now().After(deadline) {
+			return callCost{}, errors.New("floor: the fleet did not report within 3 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	fleet.HeartbeatLatencies().Reset()
+	fleet.ReportLatencies().Reset()
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return callCost{}, fmt.Errorf("floor: %w", err)
+	}
+	end := time.Now().Add(window)
+	for i := 0; time.Now().Before(end); i++ {
+		if err := fleet.InjectXID(ctx, mathrand.IntN(o.Nodes), i%max(o.GPUs, 1), uint32(1000+i)); err != nil {
+			return callCost{}, fmt.Errorf("floor: XID: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return callCost{}, fmt.Errorf("floor: %w", err)
+	}
+	return callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}, nil
+}

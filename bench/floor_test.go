@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/controlplane/api"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/sim"
+)
+
+// TestFloorCarriesTheSimulatedLoad: the fleet simulator registers, runs
+// and reports against the floor as against the control plane, the floor
+// receives every call, and the window's count is the rate the simulator
+// was told (50 nodes, a heartbeat and a report every 500 ms each: 400
+// calls in 2 s).
+func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
+	tests := []struct {
+		name      string
+		delivery  nodev1.CommandDelivery
+		longPolls bool
+	}{
+		{"long-poll", nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL, true},
+		{"heartbeat", nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			srv, f, err := newFloor(dir, floorOptions{heartbeat: 500 * time.Millisecond, report: 500 * time.Millisecond, pollTimeout: time.Second, delivery: tt.delivery})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = srv.Serve(l) }()
+			t.Cleanup(srv.Stop)
+			const nodes = 50
+			o := sim.Options{Server: target(dir, l.Addr().String()), Nodes: nodes, GPUs: 8, Conns: 2}
+			if o.Server.Token == "" {
+				t.Fatal("the floor wrote no token for the simulator to send")
+			}
+			cost, err := floorLoad(context.Background(), o, os.Getpid(), 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.registers.Load(); got != nodes {
+				t.Errorf("floor saw %d registrations, want %d", got, nodes)
+			}
+			if cost.calls < 280 || cost.calls > 440 {
+				t.Errorf("window counted %d heartbeats and reports, want about 400", cost.calls)
+			}
+			if answered := f.heartbeats.Load() + f.reports.Load(); answered < cost.calls {
+				t.Errorf("floor answered %d heartbeats and reports, fewer than the %d the simulator counted", answered, cost.calls)
+			}
+			if polls := f.polls.Load(); tt.longPolls != (polls >= nodes) || (!tt.longPolls && polls != 0) {
+				t.Errorf("floor saw %d long polls with %s delivery", polls, tt.name)
+			}
+			if cost.cpu <= 0 || cost.perCall() != cost.cpu/time.Duration(cost.calls) {
+				t.Errorf("CPU %s over %d calls gave %s per call", cost.cpu, cost.calls, cost.perCall())
+			}
+		})
+	}
+}
+
+func TestCallCost(t *testing.T) {
+	tests := []struct {
+		name        string
+		cost, floor callCost
+		perCall     time.Duration
+		times       float64
+	}{
+		{"navarch-over-floor", callCost{cpu: 576 * time.Millisecond, calls: 10000}, callCost{cpu: 462 * time.Millisecond, calls: 10000}, 57600 * time.Nanosecond, 576.0 / 462},
+		{"different-counts", callCost{cpu: time.Second, calls: 1000}, callCost{cpu: time.Second, calls: 2000}, time.Millisecond, 2},
+		{"no-calls", callCost{cpu: time.Second}, callCost{cpu: time.Second, calls: 10}, 0, 0},
+		{"no-floor", callCost{cpu: time.Second, calls: 10}, callCost{}, 100 * time.Millisecond, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.cost.perCall(); got != tt.perCall {
+				t.Errorf("perCall = %s, want %s", got, tt.perCall)
+			}
+			if got := tt.cost.times(tt.floor); got < tt.times-1e-9 || got > tt.times+1e-9 {
+				t.Errorf("times = %v, want %v", got, tt.times)
+			}
+		})
+	}
+}
+
+// TestTableShowsTheFloor: each row has the control plane's and the
+// floor's CPU per call and the multiple; a row without a floor shows a
+// dash.
+func TestTableShowsTheFloor(t *testing.T) {
+	rows := []result{
+		{nodes: 1000, delivery: "long_poll", cost: callCost{cpu: 576 * time.Millisecond, calls: 10000}, floor: callCost{cpu: 462 * time.Millisecond, calls: 10000}},
+		{nodes: 10000, delivery: "long_poll", cost: callCost{cpu: time.Second, calls: 10000}},
+	}
+	var out bytes.Buffer
+	printTable(&out, rows, nil, agentResult{})
+	lines := strings.Split(out.String(), "\n")
+	find := func(prefix string) string {
+		for _, l := range lines {
+			if strings.HasPrefix(strings.TrimSpace(l), prefix) {
+				return l
+			}
+		}
+		t.Fatalf("no line starting %q in\n%s", prefix, out.String())
+		return ""
+	}
+	if h := find("nodes"); !strings.Contains(h, "CPU/call (floor)") || !strings.Contains(h, "× floor") {
+		t.Errorf("header has no floor columns: %q", h)
+	}
+	if r := find("1000 "); !strings.Contains(r, "57.6 (46.2) µs") || !strings.Contains(r, "1.25×") {
+		t.Errorf("1 000-node row lacks its CPU per call and multiple: %q", r)
+	}
+	if r := find("10000 "); !strings.Contains(r, "100.0 (-) µs") || strings.Contains(r, "×") {
+		t.Errorf("a row without a floor should show dashes: %q", r)
+	}
+}
+
+// TestFloorAnswersAsTheControlPlane: the floor tells nodes the control
+// plane's default intervals and accepts requests as large, so the load on
+// it is the load on the control plane.
+func TestFloorAnswersAsTheControlPlane(t *testing.T) {
+	d := controlplane.Defaults()
+	if floorHeartbeat != d.HeartbeatInterval.Duration || floorReport != d.HealthReportInterval.Duration || floorPollTimeout != d.CommandPollTimeout.Duration {
+		t.Errorf("floor intervals %s/%s/%s, control plane's defaults %s/%s/%s", floorHeartbeat, floorReport, floorPollTimeout,
+			d.HeartbeatInterval.Duration, d.HealthReportInterval.Duration, d.CommandPollTimeout.Duration)
+	}
+	if floorMaxRecv != api.MaxRecvMsgBytes {
+		t.Errorf("floor accepts %d bytes, the control plane %d", floorMaxRecv, api.MaxRecvMsgBytes)
+	}
+}
