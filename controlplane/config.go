@@ -20,6 +20,7 @@ import (
 	"github.com/navarch/navarch/controlplane/provider/static"
 	"github.com/navarch/navarch/controlplane/webhook"
 	"github.com/navarch/navarch/internal/logging"
+	"github.com/navarch/navarch/internal/memlimit"
 	"github.com/navarch/navarch/internal/statedir"
 	"github.com/navarch/navarch/internal/yamlfile"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -112,6 +113,10 @@ type Config struct {
 	// PprofListen, when set, serves Go's profiling endpoints
 	// (/debug/pprof/) on this address. Keep it on loopback.
 	PprofListen string `yaml:"pprof_listen"`
+	// MemoryLimit is the Go runtime's soft memory limit: auto (a share of
+	// the cgroup's memory limit, else of the machine's memory), a size
+	// such as 2GiB, or off. GOMEMLIMIT in the environment wins over it.
+	MemoryLimit string `yaml:"memory_limit"`
 	// MetricsListen, when set, serves Prometheus metrics (/metrics) and
 	// the probes /healthz and /readyz on this address, plain HTTP unless
 	// MetricsWebConfig says otherwise.
@@ -216,6 +221,7 @@ func Defaults() Config {
 		StaticProvider:          static.DefaultConfig(),
 		UnknownInstances:        string(fleet.UnknownReport),
 		PoolInterval:            Duration{Duration: 10 * time.Second},
+		MemoryLimit:             memlimit.Auto,
 	}
 }
 
@@ -267,6 +273,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")
+	}
+	if _, err := memlimit.ParseSetting(c.MemoryLimit); err != nil {
+		return fmt.Errorf("memory_limit: %w", err)
 	}
 	switch c.CommandDelivery {
 	case "long_poll", "heartbeat":

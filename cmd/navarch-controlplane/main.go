@@ -25,6 +25,7 @@ import (
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/internal/logging"
+	"github.com/navarch/navarch/internal/memlimit"
 	"github.com/navarch/navarch/internal/version"
 )
 
@@ -110,6 +111,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	level, _ := logging.ParseLevel(cfg.LogLevel)
 	format, _ := logging.ParseFormat(cfg.LogFormat)
 	log := logging.New(stderr, level, format)
+	// Validate has checked it too.
+	setting, _ := memlimit.ParseSetting(cfg.MemoryLimit)
+	limit := memlimit.Set(setting, memlimit.System{Root: "/", Getenv: os.Getenv})
+	log.Info("soft memory limit", "limit", limit.String(), "source", string(limit.Source), "basis", limit.Basis)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

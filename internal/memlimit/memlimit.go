@@ -85,16 +85,16 @@ func ParseSize(s string) (int64, error) {
 	return n << shift, nil
 }
 
-// FormatSize writes n in the largest unit that keeps it whole, or in MiB
-// rounded down when no unit above bytes does.
+// FormatSize writes n in the largest unit that keeps it whole, or, from
+// 1 MiB up, in whole MiB rounded down: a log line need not count bytes.
 func FormatSize(n int64) string {
+	if n >= 1<<20 && n%(1<<20) != 0 {
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	}
 	for _, u := range units {
-		if u.shift > 0 && n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
 			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
 		}
-	}
-	if n >= 1<<20 {
-		return strconv.FormatInt(n>>20, 10) + "MiB"
 	}
 	return strconv.FormatInt(n, 10) + "B"
 }
@@ -122,7 +122,8 @@ type Limit struct {
 	// Bytes is the limit; 0 is none.
 	Bytes  int64
 	Source Source
-	// Basis is what auto took its share of, in words, for the log.
+	// Basis says in words where the limit came from, for the log: for
+	// auto, what it took its share of, or why it found nothing.
 	Basis string
 }
 
@@ -152,13 +153,13 @@ func Decide(setting Setting, sys System) Limit {
 		if n == math.MaxInt64 || env == Off {
 			n = 0
 		}
-		return Limit{Bytes: n, Source: FromEnv}
+		return Limit{Bytes: n, Source: FromEnv, Basis: "set in the environment, which wins over the configuration"}
 	}
 	switch {
 	case !setting.Auto && setting.Bytes == 0:
-		return Limit{Source: FromOff}
+		return Limit{Source: FromOff, Basis: "turned off in the configuration"}
 	case !setting.Auto:
-		return Limit{Bytes: setting.Bytes, Source: FromConfig}
+		return Limit{Bytes: setting.Bytes, Source: FromConfig, Basis: "a size given in the configuration"}
 	}
 	machine, machineErr := memTotal(sys.Root)
 	cg, version, cgErr := cgroupLimit(sys.Root)

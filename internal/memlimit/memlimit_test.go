@@ -212,6 +212,8 @@ func TestFormatSize(t *testing.T) {
 		{gib / 100 * 90, "921MiB"},
 		{512, "512B"},
 		{3 << 10, "3KiB"},
+		{24684092 << 10, "24105MiB"},
+		{0, "0B"},
 	}
 	for _, tt := range tests {
 		if got := FormatSize(tt.in); got != tt.want {
