@@ -10,7 +10,6 @@
 package memlimit
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"runtime/debug"
@@ -172,7 +171,8 @@ func Decide(setting Setting, sys System) Limit {
 		return Limit{Bytes: machine / 100 * machinePercent, Source: FromMachine,
 			Basis: fmt.Sprintf("%d%% of MemTotal %s", machinePercent, FormatSize(machine))}
 	}
-	return Limit{Source: FromNothing, Basis: errors.Join(cgErr, machineErr).Error()}
+	// Both failed: one line for the log says why.
+	return Limit{Source: FromNothing, Basis: fmt.Sprintf("%v; %v", cgErr, machineErr)}
 }
 
 // Set decides the limit and sets it in the runtime, unless it came from
