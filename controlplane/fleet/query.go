@@ -75,7 +75,9 @@ func ParseLabelSelector(s string) ([]LabelTerm, error) {
 	return out, nil
 }
 
-func (nf *NodeFilter) match(n *fleetv1.Node, reach fleetv1.Reachability) bool {
+// match says whether n, at reachability reach, passes the filter. q is
+// the filter's text in lower case, lowered once for the whole fleet.
+func (nf *NodeFilter) match(n *fleetv1.Node, reach fleetv1.Reachability, q string) bool {
 	if len(nf.Lifecycle) > 0 && !slices.Contains(nf.Lifecycle, n.GetLifecycle()) {
 		return false
 	}
@@ -94,43 +96,87 @@ func (nf *NodeFilter) match(n *fleetv1.Node, reach fleetv1.Reachability) bool {
 			return false
 		}
 	}
-	if nf.Text != "" {
-		q := strings.ToLower(nf.Text)
-		hit := strings.Contains(strings.ToLower(n.GetNodeId()), q) || strings.Contains(strings.ToLower(n.GetHostname()), q)
-		for k, v := range n.GetLabels() {
-			hit = hit || strings.Contains(strings.ToLower(k+"="+v), q)
-		}
-		if !hit {
-			return false
-		}
+	if q != "" && !textHit(n, q) {
+		return false
 	}
 	return true
+}
+
+// textHit says whether q, in lower case, is in n's id, hostname or one of
+// its labels written k=v, ignoring case. strings.ToLower returns a string
+// already in lower case as it is, so the usual ids and labels cost no
+// allocation; a label is joined only when q has an '=' that may span it.
+func textHit(n *fleetv1.Node, q string) bool {
+	if strings.Contains(strings.ToLower(n.GetNodeId()), q) || strings.Contains(strings.ToLower(n.GetHostname()), q) {
+		return true
+	}
+	joined := strings.Contains(q, "=")
+	for k, v := range n.GetLabels() {
+		if joined {
+			if strings.Contains(strings.ToLower(k+"="+v), q) {
+				return true
+			}
+		} else if strings.Contains(strings.ToLower(k), q) || strings.Contains(strings.ToLower(v), q) {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns a page of the matching nodes ordered by id, starting after
 // the node id after ("" for the first page); the id the next page starts
 // after ("" when this page is the last); the number of matches; and the
 // revision the page is at.
+//
+// A page costs one filter test per node, not a sort of the fleet: the
+// candidates after the position are kept in a buffer of twice the page,
+// and when it fills it is sorted and cut back to the page, whose last id
+// then bounds the candidates still worth keeping. Each view is built from
+// the state the node matched in.
 func (f *Fleet) List(nf NodeFilter, pageSize int, after string) ([]*fleetv1.Node, string, int, uint64) {
 	rev := f.hub.Revision()
-	var matched []*nodeState
+	q := strings.ToLower(nf.Text)
+	type candidate struct {
+		ns    *nodeState
+		node  *fleetv1.Node
+		reach fleetv1.Reachability
+	}
+	byID := func(a, b candidate) int { return strings.Compare(a.node.GetNodeId(), b.node.GetNodeId()) }
+	keep := make([]candidate, 0, 2*max(pageSize, 0))
+	bound := "" // once the buffer was cut, only ids below it can be on the page
+	total, rest := 0, 0
 	for _, ns := range f.all() {
-		if nf.match(ns.node.Load(), ns.reachability()) {
-			matched = append(matched, ns)
+		n, reach := ns.node.Load(), ns.reachability()
+		if !nf.match(n, reach, q) {
+			continue
+		}
+		total++
+		id := n.GetNodeId()
+		if id <= after {
+			continue
+		}
+		rest++
+		if pageSize <= 0 || (bound != "" && id >= bound) {
+			continue
+		}
+		keep = append(keep, candidate{ns: ns, node: n, reach: reach})
+		if len(keep) == cap(keep) {
+			slices.SortFunc(keep, byID)
+			keep = keep[:pageSize]
+			bound = keep[pageSize-1].node.GetNodeId()
 		}
 	}
-	sort.Slice(matched, func(i, j int) bool { return matched[i].node.Load().GetNodeId() < matched[j].node.Load().GetNodeId() })
-	start := sort.Search(len(matched), func(i int) bool { return matched[i].node.Load().GetNodeId() > after })
-	end := min(start+pageSize, len(matched))
-	page := make([]*fleetv1.Node, 0, end-start)
-	for _, ns := range matched[start:end] {
-		page = append(page, ns.view())
+	slices.SortFunc(keep, byID)
+	keep = keep[:min(len(keep), max(pageSize, 0))]
+	page := make([]*fleetv1.Node, len(keep))
+	for i, c := range keep {
+		page[i] = c.ns.viewOf(c.node, c.reach, false)
 	}
 	next := ""
-	if end < len(matched) && len(page) > 0 {
+	if rest > len(page) && len(page) > 0 {
 		next = page[len(page)-1].GetNodeId()
 	}
-	return page, next, len(matched), rev
+	return page, next, total, rev
 }
 
 // Events lists health events, newest first.
