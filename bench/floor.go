@@ -62,7 +62,8 @@ type floorOptions struct {
 
 // floor is NodeService doing nothing but receiving: each handler has its
 // request decoded by gRPC, counts it and answers. The counts are logged
-// when it stops, to check the load arrived.
+// when it stops, to check the load arrived. It queues no command, so no
+// command result ever comes.
 type floor struct {
 	nodev1.UnimplementedNodeServiceServer
 	o                                     floorOptions
@@ -103,10 +104,6 @@ func (f *floor) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommands
 		}
 	}
 	return &nodev1.GetNodeCommandsResponse{}, nil
-}
-
-func (f *floor) ReportCommandResult(context.Context, *nodev1.ReportCommandResultRequest) (*nodev1.ReportCommandResultResponse, error) {
-	return &nodev1.ReportCommandResultResponse{}, nil
 }
 
 // newFloor prepares the floor's server in dir as the suite lays out a
