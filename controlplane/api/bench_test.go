@@ -12,6 +12,9 @@ import (
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/navarch/navarch/controlplane/fleet"
@@ -108,48 +111,73 @@ func fleetClient(b testing.TB, n int) controlplanev1.ControlPlaneServiceClient {
 
 // BenchmarkWatchSnapshot is a console's start: a WatchFleet stream opened
 // after a change, so that it cannot share the last snapshot, read until
-// its complete chunk arrives, over gRPC on loopback.
+// its complete chunk arrives, over gRPC on loopback. With decode=full the
+// client decodes every chunk, as a console does, and the figure is the
+// snapshot's time to a client; with decode=none it only counts the
+// chunks, and the figure is the control plane's own: taking, encoding and
+// sending the snapshot.
 func BenchmarkWatchSnapshot(b *testing.B) {
 	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			c := fleetClient(b, n)
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				// A cordon is a change: the next stream takes a new snapshot.
-				b.StopTimer()
-				if _, err := c.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "node-000000", Reason: "bench"}); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := c.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: "node-000000", Reason: "bench"}); err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				wctx, cancel := context.WithCancel(ctx)
-				stream, err := c.WatchFleet(wctx, &controlplanev1.WatchFleetRequest{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				nodes := 0
-				for {
-					m, err := stream.Recv()
+		for _, decode := range []bool{true, false} {
+			name := fmt.Sprintf("nodes=%d/decode=full", n)
+			var opts []grpc.CallOption
+			if !decode {
+				name = fmt.Sprintf("nodes=%d/decode=none", n)
+				opts = []grpc.CallOption{grpc.ForceCodecV2(countingCodec{})}
+			}
+			b.Run(name, func(b *testing.B) {
+				c := fleetClient(b, n)
+				ctx := context.Background()
+				chunks := (n + 499) / 500
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					// A cordon is a change: the next stream takes a new snapshot.
+					b.StopTimer()
+					if _, err := c.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "node-000000", Reason: "bench"}); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := c.UncordonNode(ctx, &controlplanev1.UncordonNodeRequest{NodeId: "node-000000", Reason: "bench"}); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					wctx, cancel := context.WithCancel(ctx)
+					stream, err := c.WatchFleet(wctx, &controlplanev1.WatchFleetRequest{}, opts...)
 					if err != nil {
 						b.Fatal(err)
 					}
-					nodes += len(m.GetSnapshot().GetNodes())
-					if m.GetSnapshot().GetComplete() {
-						break
+					nodes := 0
+					for i := 0; ; i++ {
+						m, err := stream.Recv()
+						if err != nil {
+							b.Fatal(err)
+						}
+						nodes += len(m.GetSnapshot().GetNodes())
+						if m.GetSnapshot().GetComplete() || (!decode && i == chunks-1) {
+							break
+						}
+					}
+					cancel()
+					if decode && nodes != n {
+						b.Fatalf("snapshot had %d nodes, want %d", nodes, n)
 					}
 				}
-				cancel()
-				if nodes != n {
-					b.Fatalf("snapshot had %d nodes, want %d", nodes, n)
-				}
-			}
-		})
+			})
+		}
 	}
 }
+
+// countingCodec encodes requests as protobuf and decodes nothing: a
+// client that only counts the messages it is sent.
+type countingCodec struct{}
+
+func (countingCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return encoding.GetCodecV2(grpcproto.Name).Marshal(v)
+}
+
+func (countingCodec) Unmarshal(mem.BufferSlice, any) error { return nil }
+
+func (countingCodec) Name() string { return grpcproto.Name }
 
 // BenchmarkListNodes is one ListNodes page over gRPC on loopback: the
 // first page, a page deep into the fleet (after half of it), and a page

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jonboulle/clockwork"
+	"google.golang.org/protobuf/proto"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -190,4 +191,9 @@ func isClosed(c chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// AppendView encodes Render's node, as the fleet's encoding decodes to.
+func (n *fakeNode) AppendView(b []byte, state *fleetv1.Node, reach fleetv1.Reachability) ([]byte, error) {
+	return proto.MarshalOptions{}.MarshalAppend(b, n.Render(state, reach))
 }

@@ -52,9 +52,10 @@ func recvSnapshot(t *testing.T, stream controlplanev1.ControlPlaneService_WatchF
 // TestGRPCSharesEncodedChunks: over gRPC, streams that start together are
 // sent each snapshot chunk encoded once per encoding: two plain streams
 // share one encoding, a gzip stream gets its own, and every stream reads
-// the same snapshot.
+// the same snapshot, the chunks a stream in this process is sent.
 func TestGRPCSharesEncodedChunks(t *testing.T) {
-	h := newHub(t, fleetOf(1201), Options{Buffer: 64, Replay: 64})
+	f := fleetOf(1201)
+	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
 	lis := bufconn.Listen(1 << 20)
 	serveGRPC(t, h, lis)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
@@ -90,6 +91,11 @@ func TestGRPCSharesEncodedChunks(t *testing.T) {
 	h.mu.Lock()
 	s := h.snap
 	h.mu.Unlock()
+	for j, m := range s.messages(f) {
+		if !proto.Equal(m, snapshots[0][j]) {
+			t.Fatalf("chunk %d over gRPC is\n%v\nnot the chunk as a message\n%v", j, snapshots[0][j], m)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.encoded) != 2 {

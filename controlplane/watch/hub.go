@@ -44,6 +44,10 @@ type Node interface {
 	// Render builds the operator's view of the node from a state and
 	// reachability taken at a snapshot's revision.
 	Render(state *fleetv1.Node, reach fleetv1.Reachability) *fleetv1.Node
+	// AppendView appends the protobuf encoding of the node Render would
+	// build, without tag or length, to b. Its fields may come in another
+	// order than proto.Marshal's, but it decodes to the same node.
+	AppendView(b []byte, state *fleetv1.Node, reach fleetv1.Reachability) ([]byte, error)
 }
 
 // Entry is one node as of a snapshot's revision.

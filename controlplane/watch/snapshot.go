@@ -2,23 +2,32 @@ package watch
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
 // snapshot is the fleet at one revision, as watchers that start from it
-// are sent it. The first watcher to send it builds its chunks, and each
-// chunk is encoded once for each encoding that streams ask for; the hub
-// hands the same snapshot to every watcher that starts, or resyncs, until
-// a change or new totals are sent. So a thousand watchers that connect
-// while the fleet only heartbeats cost one snapshot, and a stream that
-// does not read holds a reference to the shared chunk the transport is
-// waiting to send, not a copy of its own.
+// are sent it. Each chunk is encoded once for each encoding that streams
+// ask for; the hub hands the same snapshot to every watcher that starts,
+// or resyncs, until a change or new totals are sent. So a thousand
+// watchers that connect while the fleet only heartbeats cost one
+// snapshot, and a stream that does not read holds a reference to the
+// shared chunk the transport is waiting to send, not a copy of its own.
+//
+// A chunk for a gRPC stream is encoded straight from the entries (see
+// encodedChunk), so the snapshot holds the encoded chunks and no views;
+// the chunks as messages are built, once, only for a stream that encodes
+// its own.
 type snapshot struct {
 	rev     uint64
 	flush   uint64 // the hub's flushes with heartbeats when it was taken
@@ -31,39 +40,117 @@ type snapshot struct {
 
 	mu      sync.Mutex
 	encoded map[encoding][]*grpc.PreparedMsg // per chunk, set as first sent
+	// scratch is the buffer chunks are encoded in, one after the other.
+	scratch []byte
 }
 
-// messages returns the snapshot's chunks, building them the first time:
-// at most SnapshotChunk nodes each, the last complete, with the totals and
-// the recent events. An empty fleet is one complete, empty chunk.
+// Field numbers of the messages a chunk is encoded in, read from their
+// descriptors.
+var (
+	responseRevision = fieldNumber(&controlplanev1.WatchFleetResponse{}, "revision")
+	responseSnapshot = fieldNumber(&controlplanev1.WatchFleetResponse{}, "snapshot")
+	snapshotNodes    = fieldNumber(&controlplanev1.Snapshot{}, "nodes")
+)
+
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
+
+// count is the number of chunks: at most SnapshotChunk nodes each, and
+// one, complete and empty, for an empty fleet.
+func (s *snapshot) count() int {
+	return max(1, (len(s.entries)+SnapshotChunk-1)/SnapshotChunk)
+}
+
+// bounds are the entries of chunk i, and whether it is the last.
+func (s *snapshot) bounds(i int) (start, end int, last bool) {
+	start = i * SnapshotChunk
+	end = min(start+SnapshotChunk, len(s.entries))
+	return start, end, i == s.count()-1
+}
+
+// tail is what the last chunk carries besides its nodes: the totals, the
+// breaker, the recent events and the pools.
+func (s *snapshot) tail(f Fleet) *controlplanev1.Snapshot {
+	return &controlplanev1.Snapshot{Complete: true, Summary: f.Summary(), Breaker: f.Breaker(), RecentEvents: s.events, Pools: s.pools}
+}
+
+// messages returns the snapshot's chunks as messages, building them the
+// first time: at most SnapshotChunk nodes each, the last complete, with
+// the totals and the recent events. An empty fleet is one complete, empty
+// chunk.
 func (s *snapshot) messages(f Fleet) []*controlplanev1.WatchFleetResponse {
 	s.build.Do(func() {
-		total := len(s.entries)
-		for i := 0; ; i += SnapshotChunk {
-			end := min(i+SnapshotChunk, total)
-			snap := &controlplanev1.Snapshot{Nodes: make([]*fleetv1.Node, 0, end-i)}
-			for _, e := range s.entries[i:end] {
+		s.chunks = make([]*controlplanev1.WatchFleetResponse, s.count())
+		for i := range s.chunks {
+			start, end, last := s.bounds(i)
+			snap := &controlplanev1.Snapshot{}
+			if last {
+				snap = s.tail(f)
+			}
+			snap.Nodes = make([]*fleetv1.Node, 0, end-start)
+			for _, e := range s.entries[start:end] {
 				snap.Nodes = append(snap.Nodes, e.Node.Render(e.State, e.Reach))
 			}
-			if end == total {
-				snap.Complete = true
-				snap.Summary, snap.Breaker = f.Summary(), f.Breaker()
-				snap.RecentEvents = s.events
-				snap.Pools = s.pools
-			}
-			s.chunks = append(s.chunks, &controlplanev1.WatchFleetResponse{Revision: s.rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: snap}})
-			if end == total {
-				return
-			}
+			s.chunks[i] = &controlplanev1.WatchFleetResponse{Revision: s.rev, Change: &controlplanev1.WatchFleetResponse_Snapshot{Snapshot: snap}}
 		}
 	})
 	return s.chunks
 }
 
+// headroom is the room a chunk's encoding keeps before its nodes for the
+// message's header: the revision's tag and value, the snapshot's tag and
+// length.
+const headroom = 2 * (1 + binary.MaxVarintLen64)
+
+// encodedChunk is chunk i, the same chunk messages builds, in its protobuf
+// encoding, held as the unknown fields of an empty WatchFleetResponse,
+// which a protobuf codec writes out as they are. Each node's view is
+// appended by the fleet straight into the chunk (Node.AppendView): no
+// view is built, and a node's heartbeat samples are not made into
+// messages to be encoded. The header goes into the room left before the
+// nodes once their length is known, so the chunk is not copied. The
+// message holds the snapshot's scratch buffer, which the next chunk
+// reuses: it is good until then, and gRPC's encoding copies it. s.mu is
+// held.
+func (s *snapshot) encodedChunk(i int, f Fleet) (*controlplanev1.WatchFleetResponse, error) {
+	start, end, last := s.bounds(i)
+	buf := slices.Grow(s.scratch[:0], headroom+(end-start)*1024)[:headroom]
+	var view []byte
+	for _, e := range s.entries[start:end] {
+		var err error
+		if view, err = e.Node.AppendView(view[:0], e.State, e.Reach); err != nil {
+			return nil, fmt.Errorf("encode node %s: %w", e.State.GetNodeId(), err)
+		}
+		buf = protowire.AppendTag(buf, snapshotNodes, protowire.BytesType)
+		buf = protowire.AppendBytes(buf, view)
+	}
+	if last {
+		var err error
+		buf, err = proto.MarshalOptions{}.MarshalAppend(buf, s.tail(f))
+		if err != nil {
+			return nil, fmt.Errorf("encode the snapshot's totals: %w", err)
+		}
+	}
+	s.scratch = buf
+	var head []byte
+	if s.rev != 0 {
+		head = protowire.AppendTag(head, responseRevision, protowire.VarintType)
+		head = protowire.AppendVarint(head, s.rev)
+	}
+	head = protowire.AppendTag(head, responseSnapshot, protowire.BytesType)
+	head = protowire.AppendVarint(head, uint64(len(buf)-headroom))
+	raw := buf[headroom-len(head):]
+	copy(raw, head)
+	m := &controlplanev1.WatchFleetResponse{}
+	m.ProtoReflect().SetUnknown(raw)
+	return m, nil
+}
+
 // prepared returns chunk i encoded for streams of enc, encoding it with
 // stream the first time. Streams of the same encoding wait for one
 // encoding rather than each making its own.
-func (s *snapshot) prepared(i int, enc encoding, stream grpc.ServerStream) (*grpc.PreparedMsg, error) {
+func (s *snapshot) prepared(i int, enc encoding, stream grpc.ServerStream, f Fleet) (*grpc.PreparedMsg, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.encoded == nil {
@@ -71,12 +158,16 @@ func (s *snapshot) prepared(i int, enc encoding, stream grpc.ServerStream) (*grp
 	}
 	chunks := s.encoded[enc]
 	if chunks == nil {
-		chunks = make([]*grpc.PreparedMsg, len(s.chunks))
+		chunks = make([]*grpc.PreparedMsg, s.count())
 		s.encoded[enc] = chunks
 	}
 	if chunks[i] == nil {
+		m, err := s.encodedChunk(i, f)
+		if err != nil {
+			return nil, fmt.Errorf("encode snapshot chunk %d: %w", i, err)
+		}
 		p := &grpc.PreparedMsg{}
-		if err := p.Encode(stream, s.chunks[i]); err != nil {
+		if err := p.Encode(stream, m); err != nil {
 			return nil, fmt.Errorf("encode snapshot chunk %d: %w", i, err)
 		}
 		chunks[i] = p
@@ -104,14 +195,17 @@ type encodedStream struct {
 // can send it as well. gRPC does not say a stream's codec or compressor;
 // its transport stream, in the stream's context, says the content subtype
 // and the compressor it sends with, and one server's content subtype
-// picks one codec. A stream whose transport does not say encodes its own.
+// picks one codec. A stream whose transport does not say encodes its own,
+// and so does one of another content subtype than protobuf's: the shared
+// chunks are protobuf already (see encodedChunk), which another codec
+// would not write out as they are.
 func encodingOf(stream Stream) (encodedStream, bool) {
 	ss, ok := stream.(grpc.ServerStream)
 	if !ok {
 		return encodedStream{}, false
 	}
 	enc, ok := transportEncoding(ss.Context())
-	if !ok {
+	if !ok || (enc.subtype != "" && enc.subtype != "proto") {
 		return encodedStream{}, false
 	}
 	return encodedStream{ServerStream: ss, enc: enc}, true
@@ -133,16 +227,17 @@ func transportEncoding(ctx context.Context) (encoding, bool) {
 // shared when stream is a gRPC stream whose encoding is known, otherwise
 // as the shared messages, which stream encodes itself.
 func sendSnapshot(stream Stream, s *snapshot, f Fleet) error {
-	chunks := s.messages(f)
 	es, shared := encodingOf(stream)
-	for i, m := range chunks {
-		if !shared {
+	if !shared {
+		for _, m := range s.messages(f) {
 			if err := stream.Send(m); err != nil {
 				return err
 			}
-			continue
 		}
-		p, err := s.prepared(i, es.enc, es.ServerStream)
+		return nil
+	}
+	for i := range s.count() {
+		p, err := s.prepared(i, es.enc, es.ServerStream, f)
 		if err != nil {
 			return err
 		}
