@@ -105,8 +105,8 @@ func TestGRPCSharesEncodedChunks(t *testing.T) {
 		if enc.compressor != "" && enc.compressor != gzip.Name {
 			t.Fatalf("encoded for compressor %q", enc.compressor)
 		}
-		for i, p := range chunks {
-			if p == nil {
+		for i, slot := range chunks {
+			if slot.p == nil {
 				t.Fatalf("chunk %d of encoding %v was not encoded", i, enc)
 			}
 		}

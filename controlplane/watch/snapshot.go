@@ -39,10 +39,20 @@ type snapshot struct {
 	chunks []*controlplanev1.WatchFleetResponse
 
 	mu      sync.Mutex
-	encoded map[encoding][]*grpc.PreparedMsg // per chunk, set as first sent
-	// scratch is the buffer chunks are encoded in, one after the other.
-	scratch []byte
+	encoded map[encoding][]*encodedSlot // per chunk
 }
+
+// encodedSlot is one chunk encoded for one encoding, by the first stream
+// to need it.
+type encodedSlot struct {
+	once sync.Once
+	p    *grpc.PreparedMsg
+	err  error
+}
+
+// scratchBuffers are the buffers chunks are encoded in before gRPC's
+// encoding copies them.
+var scratchBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // Field numbers of the messages a chunk is encoded in, read from their
 // descriptors.
@@ -110,12 +120,11 @@ const headroom = 2 * (1 + binary.MaxVarintLen64)
 // view is built, and a node's heartbeat samples are not made into
 // messages to be encoded. The header goes into the room left before the
 // nodes once their length is known, so the chunk is not copied. The
-// message holds the snapshot's scratch buffer, which the next chunk
-// reuses: it is good until then, and gRPC's encoding copies it. s.mu is
-// held.
-func (s *snapshot) encodedChunk(i int, f Fleet) (*controlplanev1.WatchFleetResponse, error) {
+// message holds scratch, grown as needed: it is good until scratch is
+// used again, and gRPC's encoding copies it.
+func (s *snapshot) encodedChunk(i int, f Fleet, scratch *[]byte) (*controlplanev1.WatchFleetResponse, error) {
 	start, end, last := s.bounds(i)
-	buf := slices.Grow(s.scratch[:0], headroom+(end-start)*1024)[:headroom]
+	buf := slices.Grow((*scratch)[:0], headroom+(end-start)*1024)[:headroom]
 	var view []byte
 	for _, e := range s.entries[start:end] {
 		var err error
@@ -132,7 +141,7 @@ func (s *snapshot) encodedChunk(i int, f Fleet) (*controlplanev1.WatchFleetRespo
 			return nil, fmt.Errorf("encode the snapshot's totals: %w", err)
 		}
 	}
-	s.scratch = buf
+	*scratch = buf
 	var head []byte
 	if s.rev != 0 {
 		head = protowire.AppendTag(head, responseRevision, protowire.VarintType)
@@ -149,30 +158,39 @@ func (s *snapshot) encodedChunk(i int, f Fleet) (*controlplanev1.WatchFleetRespo
 
 // prepared returns chunk i encoded for streams of enc, encoding it with
 // stream the first time. Streams of the same encoding wait for one
-// encoding rather than each making its own.
+// encoding rather than each making its own; different chunks are encoded
+// at once.
 func (s *snapshot) prepared(i int, enc encoding, stream grpc.ServerStream, f Fleet) (*grpc.PreparedMsg, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.encoded == nil {
-		s.encoded = make(map[encoding][]*grpc.PreparedMsg)
+		s.encoded = make(map[encoding][]*encodedSlot)
 	}
-	chunks := s.encoded[enc]
-	if chunks == nil {
-		chunks = make([]*grpc.PreparedMsg, s.count())
-		s.encoded[enc] = chunks
+	slots := s.encoded[enc]
+	if slots == nil {
+		slots = make([]*encodedSlot, s.count())
+		for j := range slots {
+			slots[j] = &encodedSlot{}
+		}
+		s.encoded[enc] = slots
 	}
-	if chunks[i] == nil {
-		m, err := s.encodedChunk(i, f)
+	slot := slots[i]
+	s.mu.Unlock()
+	slot.once.Do(func() {
+		scratch := scratchBuffers.Get().(*[]byte)
+		defer scratchBuffers.Put(scratch)
+		m, err := s.encodedChunk(i, f, scratch)
 		if err != nil {
-			return nil, fmt.Errorf("encode snapshot chunk %d: %w", i, err)
+			slot.err = fmt.Errorf("encode snapshot chunk %d: %w", i, err)
+			return
 		}
 		p := &grpc.PreparedMsg{}
 		if err := p.Encode(stream, m); err != nil {
-			return nil, fmt.Errorf("encode snapshot chunk %d: %w", i, err)
+			slot.err = fmt.Errorf("encode snapshot chunk %d: %w", i, err)
+			return
 		}
-		chunks[i] = p
-	}
-	return chunks[i], nil
+		slot.p = p
+	})
+	return slot.p, slot.err
 }
 
 // encoding is what a gRPC stream's encoded messages depend on: the codec,
@@ -236,7 +254,15 @@ func sendSnapshot(stream Stream, s *snapshot, f Fleet) error {
 		}
 		return nil
 	}
+	// While a chunk is sent, the next is encoded on another goroutine, so
+	// that the encoding, most of a snapshot's cost, takes a second core
+	// when one is free. The goroutines end before the stream's handler.
+	var ahead sync.WaitGroup
+	defer ahead.Wait()
 	for i := range s.count() {
+		if i+1 < s.count() {
+			ahead.Go(func() { _, _ = s.prepared(i+1, es.enc, es.ServerStream, f) })
+		}
 		p, err := s.prepared(i, es.enc, es.ServerStream, f)
 		if err != nil {
 			return err
