@@ -32,6 +32,12 @@ func firstMessage(t *testing.T, f *Fleet, since uint64) *controlplanev1.WatchFle
 	case m := <-first:
 		return m
 	case <-ctx.Done():
+		// The send that cancelled ctx put its message in first before.
+		select {
+		case m := <-first:
+			return m
+		default:
+		}
 		t.Fatal("no message from the watch")
 		return nil
 	}
