@@ -2,17 +2,63 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"runtime"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	grpcencoding "google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
+
+func init() { grpcencoding.RegisterCodecV2(jsonCodec{}) }
+
+// jsonCodec is a codec other than protobuf's, which writes out a
+// message's fields and drops its unknown ones.
+type jsonCodec struct{}
+
+func (jsonCodec) Name() string { return "json" }
+
+func (jsonCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, err := protojson.Marshal(v.(proto.Message))
+	if err != nil {
+		return nil, fmt.Errorf("marshal json: %w", err)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+}
+
+func (jsonCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if err := protojson.Unmarshal(data.Materialize(), v.(proto.Message)); err != nil {
+		return fmt.Errorf("unmarshal json: %w", err)
+	}
+	return nil
+}
+
+// dialGRPC connects to lis, ready, until the test ends.
+func dialGRPC(t *testing.T, lis *bufconn.Listener) controlplanev1.ControlPlaneServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	conn.Connect()
+	testutil.Eventually(t, "the connection to be ready", func() bool { return conn.GetState() == connectivity.Ready })
+	return controlplanev1.NewControlPlaneServiceClient(conn)
+}
 
 // watchService serves WatchFleet from a hub, as the API does.
 type watchService struct {
@@ -58,14 +104,7 @@ func TestGRPCSharesEncodedChunks(t *testing.T) {
 	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
 	lis := bufconn.Listen(1 << 20)
 	serveGRPC(t, h, lis)
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := controlplanev1.NewControlPlaneServiceClient(conn)
+	client := dialGRPC(t, lis)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -111,4 +150,77 @@ func TestGRPCSharesEncodedChunks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGRPCOtherCodecGetsMessages: a stream of another codec than
+// protobuf's is sent the chunks as messages, which its codec encodes,
+// not the protobuf chunks shared between protobuf streams.
+func TestGRPCOtherCodecGetsMessages(t *testing.T) {
+	f := fleetOf(1201)
+	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
+	lis := bufconn.Listen(1 << 20)
+	serveGRPC(t, h, lis)
+	client := dialGRPC(t, lis)
+	// Chunks the codec cannot write out arrive empty, never complete.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	stream, err := client.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{}, grpc.CallContentSubtype(jsonCodec{}.Name()))
+	if err != nil {
+		t.Fatalf("open a stream: %v", err)
+	}
+	got := recvSnapshot(t, stream)
+	h.mu.Lock()
+	s := h.snap
+	h.mu.Unlock()
+	want := s.messages(f)
+	if len(got) != len(want) {
+		t.Fatalf("read %d chunks, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("chunk %d in json is\n%v\nnot the chunk as a message\n%v", i, got[i], want[i])
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.encoded) != 0 {
+		t.Fatalf("chunks encoded for a json stream: %v", s.encoded)
+	}
+}
+
+// TestGRPCCancelMidSnapshotEndsGoroutines: a client that goes away while
+// its snapshot is being sent leaves no goroutine behind, neither its
+// stream's nor the one encoding the next chunk.
+func TestGRPCCancelMidSnapshotEndsGoroutines(t *testing.T) {
+	// Far more than a stream's flow-control window, so that the server is
+	// still sending when the client goes.
+	f := fleetOf(50 * SnapshotChunk)
+	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
+	lis := bufconn.Listen(1 << 20)
+	serveGRPC(t, h, lis)
+	client := dialGRPC(t, lis)
+	before := runtime.NumGoroutine()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := client.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		t.Fatalf("open a stream: %v", err)
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("receive the first chunk: %v", err)
+	}
+	if m.GetSnapshot().GetComplete() {
+		t.Fatal("the first chunk is the last: the snapshot is too small to cancel midway")
+	}
+	cancel()
+	testutil.Eventually(t, "the stream's watcher to leave", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.watchers) == 0
+	})
+	testutil.Eventually(t, fmt.Sprintf("goroutines back to %d", before), func() bool {
+		return runtime.NumGoroutine() <= before
+	})
 }
