@@ -15,7 +15,9 @@ import (
 // TestAppendViewIsRender: a node's view appended in its encoding decodes
 // to the view Render builds, whatever heartbeat data the node has: none
 // yet (the last heartbeat is then the stored one), samples with zeros,
-// values at their limits, dropped events; and whatever the reachability.
+// values at their limits, a terminated node's, which keeps no samples,
+// with its cordon held back, dropped events; and whatever the
+// reachability.
 func TestAppendViewIsRender(t *testing.T) {
 	f := newFleet(t, Options{})
 	ctx := context.Background()
@@ -39,6 +41,17 @@ func TestAppendViewIsRender(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, fleetv1.Reachability_REACHABILITY_ONLINE},
+		{"terminated-held-back-heartbeat", func(ns *nodeState) {
+			n := proto.CloneOf(ns.node.Load())
+			n.Lifecycle = terminated
+			n.CordonHeldBackAt = timestamppb.New(f.clock.Now().Add(-time.Hour))
+			ns.node.Store(n)
+			if _, err := f.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: ns.id(), Samples: []*fleetv1.GpuSample{
+				{GpuIndex: 2, UtilizationGpuPercent: 50, ProcessCount: 1},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+		}, fleetv1.Reachability_REACHABILITY_OFFLINE},
 		{"dropped-events", func(ns *nodeState) {
 			ns.keep(&nodev1.ReportHealthRequest{DroppedEvents: 17})
 		}, fleetv1.Reachability_REACHABILITY_STALE},
