@@ -141,10 +141,12 @@ func (f *fakeEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	switch {
 	case hang:
-		// Once the request is read, the server sees the caller hang up.
+		// Once the request is read, the server sees the caller hang up,
+		// and then answers nothing at all: a handler that returned would
+		// send an empty 200.
 		_, _ = io.Copy(io.Discard, r.Body)
 		<-r.Context().Done()
-		return
+		panic(http.ErrAbortHandler)
 	case redirect != 0:
 		w.Header().Set("Location", to+r.URL.Path)
 		w.WriteHeader(redirect)

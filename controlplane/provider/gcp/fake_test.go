@@ -130,7 +130,9 @@ func (f *fakeGCE) serve(call string, h func(w http.ResponseWriter, r *http.Reque
 			f.mu.Unlock()
 			<-r.Context().Done()
 			f.mu.Lock()
-			return
+			// Answers nothing at all: a handler that returned would send
+			// an empty 200.
+			panic(http.ErrAbortHandler)
 		}
 		h(w, r)
 	}

@@ -136,10 +136,12 @@ func (f *fakeLambda) gate(next http.Handler) http.Handler {
 		f.mu.Unlock()
 		switch {
 		case hang:
-			// Once the request is read, the server sees the caller hang up.
+			// Once the request is read, the server sees the caller hang up,
+			// and then answers nothing at all: a handler that returned
+			// would send an empty 200.
 			_, _ = io.Copy(io.Discard, r.Body)
 			<-r.Context().Done()
-			return
+			panic(http.ErrAbortHandler)
 		case redirect != 0:
 			w.Header().Set("Location", to+r.URL.Path)
 			w.WriteHeader(redirect)
