@@ -3,7 +3,6 @@ package tui
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/internal/display"
+	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
@@ -144,7 +144,7 @@ func (w *watcher) run(ctx context.Context) {
 // …". The control plane's own refusals are told apart by their code. A
 // connection that never reached it is an Unavailable status whose only
 // account of the cause is the dialler's or the TLS stack's error, as text,
-// so that text is read, as rpcclient reads it to explain the failure.
+// so rpcclient.Unreachable reads it, as the CLI's explanations do.
 func brokenBecause(err error) string {
 	st := status.Convert(err)
 	msg := display.FirstLine(st.Message())
@@ -156,40 +156,9 @@ func brokenBecause(err error) string {
 	case codes.DeadlineExceeded:
 		return "timed out"
 	case codes.Unavailable:
-		return unreachableBecause(st.Message())
+		return rpcclient.Unreachable(st.Message())
 	}
 	return msg
-}
-
-// unreachableBecause names, from the transport's words, why the control
-// plane could not be reached; TLS failures say which check failed.
-func unreachableBecause(msg string) string {
-	has := func(words ...string) bool {
-		return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(msg, w) })
-	}
-	switch {
-	case has("produced zero addresses", "no such host"):
-		return "no such host"
-	case has("lookup error"):
-		return "host name lookup failed"
-	case has("connection refused"):
-		return "connection refused"
-	case has("i/o timeout", "deadline exceeded"):
-		return "timed out"
-	case has("certificate signed by unknown authority", "has the CA pin"):
-		return "TLS failure: certificate from an unknown authority"
-	case has("certificate is valid for", "certificate is not valid for any names", "doesn't contain any IP SANs"):
-		return "TLS failure: certificate names another host"
-	case has("certificate has expired or is not yet valid"):
-		return "TLS failure: certificate expired or not yet valid"
-	case has("first record does not look like a TLS handshake"):
-		return "TLS failure: the control plane answers in plaintext"
-	case has("tls:", "x509:", "handshake"):
-		return "TLS failure: handshake failed"
-	case has("connection reset", "error reading server preface", "EOF", "transport is closing", "broken pipe"):
-		return "connection closed by the control plane"
-	}
-	return "control plane unavailable"
 }
 
 // brokenDetail is the rest of the story brokenBecause tells: the status

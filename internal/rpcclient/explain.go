@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -58,25 +59,71 @@ func explain(t Target, err error) error {
 	return status.Error(codes.Unavailable, why+" ("+st.Message()+")")
 }
 
+// What Unreachable says of a connection that failed, in a few words.
+const (
+	NoSuchHost       = "no such host"
+	LookupFailed     = "host name lookup failed"
+	Refused          = "connection refused"
+	TimedOut         = "timed out"
+	UnknownAuthority = "TLS failure: certificate from an unknown authority"
+	OtherHost        = "TLS failure: certificate names another host"
+	Expired          = "TLS failure: certificate expired or not yet valid"
+	Plaintext        = "TLS failure: the control plane answers in plaintext"
+	HandshakeFailed  = "TLS failure: handshake failed"
+	Closed           = "connection closed by the control plane"
+	Unavailable      = "control plane unavailable"
+)
+
+// Unreachable names, from the transport's message (explained or not), why
+// the control plane could not be reached; TLS failures say which check
+// failed.
+func Unreachable(msg string) string {
+	has := func(words ...string) bool {
+		return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(msg, w) })
+	}
+	switch {
+	case has("produced zero addresses", "no such host"):
+		return NoSuchHost
+	case has("lookup error"):
+		return LookupFailed
+	case has("connection refused"):
+		return Refused
+	case has("i/o timeout", "deadline exceeded"):
+		return TimedOut
+	case has("certificate signed by unknown authority", "has the CA pin"):
+		return UnknownAuthority
+	case has("certificate is valid for", "certificate is not valid for any names", "doesn't contain any IP SANs"):
+		return OtherHost
+	case has("certificate has expired or is not yet valid"):
+		return Expired
+	case has("first record does not look like a TLS handshake"):
+		return Plaintext
+	case has("tls:", "x509:", "handshake"):
+		return HandshakeFailed
+	case has("connection reset", "error reading server preface", "EOF", "transport is closing", "broken pipe"):
+		return Closed
+	}
+	return Unavailable
+}
+
 // cause says, from the transport's message, why the connection to t
 // failed and what to change; "" when the message says nothing it knows.
 func cause(t Target, msg string) string {
 	host, _, _ := net.SplitHostPort(t.Addr)
-	has := func(s string) bool { return strings.Contains(msg, s) }
-	switch {
-	case has("connection refused"):
+	switch why := Unreachable(msg); {
+	case why == Refused:
 		return fmt.Sprintf("nothing listens at %s: is navarch-controlplane running there, and is that its listen address?", t.Addr)
-	case t.Insecure && (has("error reading server preface") || has("connection reset by peer")):
+	case why == Closed && t.Insecure && (strings.Contains(msg, "error reading server preface") || strings.Contains(msg, "connection reset by peer")):
 		return fmt.Sprintf("the control plane at %s closed a plaintext connection: it serves TLS, so leave out --insecure", t.Addr)
-	case !t.Insecure && has("first record does not look like a TLS handshake"):
+	case why == Plaintext && !t.Insecure:
 		return fmt.Sprintf("the control plane at %s answers in plaintext: it was started with --insecure, so dial it with --insecure (loopback only) or start it with TLS", t.Addr)
-	case has("certificate is valid for"), has("certificate is not valid for any names"), has("doesn't contain any IP SANs"):
+	case why == OtherHost:
 		return fmt.Sprintf("the control plane's certificate does not name %q, the host dialled: dial a name it has, or add %q to tls.names in its configuration", host, host)
-	case has("certificate has expired or is not yet valid"):
+	case why == Expired:
 		return "the control plane's certificate has expired or is not yet valid: check both machines' clocks; a certificate the control plane generated renews itself while it runs"
-	case has("certificate signed by unknown authority") && t.CACert != "":
+	case why == UnknownAuthority && t.CACert != "" && strings.Contains(msg, "certificate signed by unknown authority"):
 		return fmt.Sprintf("the control plane at %s presents a certificate that the CA in %s did not sign: give the CA it uses, its DATA_DIR/pki/ca.crt or the operator's (--ca-cert, NAVARCH_CA_CERT or the context's ca-cert)", t.Addr, t.CACert)
-	case t.CAPin != "" && (has("certificate signed by unknown authority") || has("has the CA pin")):
+	case why == UnknownAuthority && t.CAPin != "":
 		return fmt.Sprintf("the control plane at %s does not present the CA pinned by %s: it is not the control plane the pin was taken from, or its CA changed; take the pin again from its DATA_DIR/pki/ca.crt", t.Addr, t.CAPin)
 	}
 	return ""
