@@ -67,14 +67,17 @@ func BenchmarkOverlayFrame(b *testing.B) {
 }
 
 // moveAndRedraw times a cursor move down or up and the frame it draws.
-func moveAndRedraw(b *testing.B, m *Model) {
-	down, up := press("j"), press("k")
+func moveAndRedraw(b *testing.B, m *Model) { alternate(b, m, press("j"), press("k")) }
+
+// alternate times key one, then key two, and so on, each with the frame
+// it draws, so that the model ends each pair as it began.
+func alternate(b *testing.B, m *Model, one, two tea.Msg) {
 	b.ResetTimer()
 	for i := range b.N {
 		if i%2 == 0 {
-			m.Update(down)
+			m.Update(one)
 		} else {
-			m.Update(up)
+			m.Update(two)
 		}
 	}
 }
@@ -87,15 +90,7 @@ func BenchmarkFilterKeystroke(b *testing.B) {
 			m := benchModel(b, n)
 			m.Update(press("/"))
 			m.Update(press("z"))
-			seven, back := press("7"), press("backspace")
-			b.ResetTimer()
-			for i := range b.N {
-				if i%2 == 0 {
-					m.Update(seven)
-				} else {
-					m.Update(back)
-				}
-			}
+			alternate(b, m, press("7"), press("backspace"))
 		})
 	}
 }

@@ -342,14 +342,7 @@ func BenchmarkPaletteKeystroke(b *testing.B) {
 				m.d.fleet.setSort(sortBy, false)
 				send(m, press(":"))
 				send(m, typed("cordon gpu-0001")...)
-				b.ResetTimer()
-				for i := range b.N {
-					if i%2 == 0 {
-						m.Update(press("2"))
-					} else {
-						m.Update(press("backspace"))
-					}
-				}
+				alternate(b, m, press("2"), press("backspace"))
 			})
 		}
 	}
