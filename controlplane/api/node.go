@@ -95,19 +95,8 @@ func (s *nodeService) ReportHealth(ctx context.Context, req *nodev1.ReportHealth
 			return nil, err
 		}
 	}
-	if len(req.GetMetrics()) > MaxGPUs {
-		return nil, invalid("metrics", "has %d entries; the limit is %d", len(req.GetMetrics()), MaxGPUs)
-	}
-	seen := make(map[uint32]bool)
-	for i, m := range req.GetMetrics() {
-		field := fmt.Sprintf("metrics[%d]", i)
-		if err := checkMetrics(field, m); err != nil {
-			return nil, err
-		}
-		if seen[m.GetGpuIndex()] {
-			return nil, invalid(field+".gpu_index", "GPU %d appears twice", m.GetGpuIndex())
-		}
-		seen[m.GetGpuIndex()] = true
+	if err := checkReportMetrics(req); err != nil {
+		return nil, err
 	}
 	if err := checkScheduler("scheduler", req.GetScheduler()); err != nil {
 		return nil, err

@@ -241,6 +241,16 @@ func checkMetrics(field string, m *fleetv1.GpuMetrics) error {
 	if len(m.GetNvlinks()) > 64 {
 		return invalid(field+".nvlinks", "has %d entries; the limit is 64", len(m.GetNvlinks()))
 	}
+	var links uint64
+	for i, l := range m.GetNvlinks() {
+		if l.GetLink() >= 64 {
+			return invalid(fmt.Sprintf("%s.nvlinks[%d].link", field, i), "%d is not below 64", l.GetLink())
+		}
+		if links&(1<<l.GetLink()) != 0 {
+			return invalid(fmt.Sprintf("%s.nvlinks[%d].link", field, i), "link %d appears twice", l.GetLink())
+		}
+		links |= 1 << l.GetLink()
+	}
 	if len(m.GetUnsupported()) > MaxUnsupported {
 		return invalid(field+".unsupported", "has %d entries; the limit is %d", len(m.GetUnsupported()), MaxUnsupported)
 	}
@@ -255,6 +265,63 @@ func checkMetrics(field string, m *fleetv1.GpuMetrics) error {
 		}
 	}
 	return checkTimestamp(field+".time", m.GetTime())
+}
+
+// checkReportMetrics checks a health report's metrics: a full snapshot or
+// a delta, one entry per GPU, each in range. Whether a delta fits the
+// snapshot it names as its base is the fleet's to say.
+func checkReportMetrics(req *nodev1.ReportHealthRequest) error {
+	full, changes := req.GetMetrics(), req.GetMetricChanges()
+	if len(full) > 0 && len(changes) > 0 {
+		return invalid("metric_changes", "is set with metrics; a report carries a full snapshot or a delta, not both")
+	}
+	if len(full) > MaxGPUs {
+		return invalid("metrics", "has %d entries; the limit is %d", len(full), MaxGPUs)
+	}
+	if len(changes) > MaxGPUs {
+		return invalid("metric_changes", "has %d entries; the limit is %d", len(changes), MaxGPUs)
+	}
+	var seen uint64
+	for i, m := range full {
+		field := fmt.Sprintf("metrics[%d]", i)
+		if err := checkMetrics(field, m); err != nil {
+			return err
+		}
+		if seen&(1<<m.GetGpuIndex()) != 0 {
+			return invalid(field+".gpu_index", "GPU %d appears twice", m.GetGpuIndex())
+		}
+		seen |= 1 << m.GetGpuIndex()
+	}
+	switch {
+	case len(changes) == 0 && req.GetBaseSequence() != 0:
+		return invalid("base_sequence", "is set without metric_changes")
+	case len(changes) == 0:
+		return nil
+	case req.GetBaseSequence() == 0:
+		return invalid("base_sequence", "is required with metric_changes")
+	case req.GetSequence() <= req.GetBaseSequence():
+		return invalid("sequence", "%d is not above base_sequence %d", req.GetSequence(), req.GetBaseSequence())
+	}
+	for i, c := range changes {
+		field := fmt.Sprintf("metric_changes[%d]", i)
+		m := c.GetMetrics()
+		if m == nil {
+			return invalid(field+".metrics", "is required")
+		}
+		if err := checkMetrics(field+".metrics", m); err != nil {
+			return err
+		}
+		if seen&(1<<m.GetGpuIndex()) != 0 {
+			return invalid(field+".metrics.gpu_index", "GPU %d appears twice", m.GetGpuIndex())
+		}
+		seen |= 1 << m.GetGpuIndex()
+		for j, p := range c.GetReplaced() {
+			if err := checkEnum(fmt.Sprintf("%s.replaced[%d]", field, j), p, nodev1.GpuMetricsPart_name, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // A heartbeat's GPUs are told apart in a uint64 bitmask, so MaxGPUs must

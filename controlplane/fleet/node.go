@@ -11,9 +11,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/controlplane/policy"
+	"github.com/navarch/navarch/internal/healthdelta"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
-	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
 // nodeState is one node in memory.
@@ -139,7 +139,9 @@ type live struct {
 	lastHeartbeat time.Time // zero until heard from since start
 	lastSaved     time.Time // last heartbeat time written to the store
 	samples       []sample
-	metrics       []byte // the latest snapshot, an encoded ReportHealthRequest
+	// metrics is the latest snapshot, numbered by the agent, onto which
+	// the next delta applies; nil until the first.
+	metrics *healthdelta.Held
 	// metricsAfter is lastHeartbeat when the snapshot was kept, in Unix
 	// nanoseconds: a heartbeat since then carries newer samples.
 	metricsAfter int64
@@ -222,18 +224,15 @@ func (ns *nodeState) viewOf(durable *fleetv1.Node, reach fleetv1.Reachability, w
 	}
 	n.Samples = protoSamples(ns.live.samples)
 	n.DroppedEvents = ns.live.dropped
-	if withMetrics && ns.live.metrics != nil {
-		snap := &nodev1.ReportHealthRequest{}
-		if proto.Unmarshal(ns.live.metrics, snap) == nil {
-			newer := ns.live.lastHeartbeat.UnixNano() != ns.live.metricsAfter
-			for _, m := range snap.GetMetrics() {
-				if newer {
-					overlay(m, ns.live.samples)
-				}
-				for _, g := range n.Gpus {
-					if g.GetIndex() == m.GetGpuIndex() && !g.GetLost() {
-						g.Metrics = m
-					}
+	if withMetrics {
+		newer := ns.live.lastHeartbeat.UnixNano() != ns.live.metricsAfter
+		for _, m := range ns.live.metrics.Metrics() {
+			if newer {
+				overlay(m, ns.live.samples)
+			}
+			for _, g := range n.Gpus {
+				if g.GetIndex() == m.GetGpuIndex() && !g.GetLost() {
+					g.Metrics = m
 				}
 			}
 		}
@@ -262,21 +261,24 @@ func overlay(m *fleetv1.GpuMetrics, samples []sample) {
 	}
 }
 
-// keep stores a report's metrics, encoded in one block (a fraction of the
-// memory and of the garbage collector's work of the messages), and the
-// agent's drop counter.
-func (ns *nodeState) keep(req *nodev1.ReportHealthRequest) {
-	var encoded []byte
-	if len(req.GetMetrics()) > 0 {
-		encoded, _ = proto.Marshal(&nodev1.ReportHealthRequest{Metrics: req.GetMetrics()})
-	}
+// heldMetrics is the latest snapshot kept, nil for none. The caller holds
+// mu, which keep's callers hold too.
+func (ns *nodeState) heldMetrics() *healthdelta.Held {
 	ns.live.mu.Lock()
 	defer ns.live.mu.Unlock()
-	if encoded != nil {
-		ns.live.metrics = encoded
+	return ns.live.metrics
+}
+
+// keep stores a report's snapshot, held compactly (see healthdelta.Held),
+// and the agent's drop counter.
+func (ns *nodeState) keep(h *healthdelta.Held, dropped uint64) {
+	ns.live.mu.Lock()
+	defer ns.live.mu.Unlock()
+	if h != ns.live.metrics {
+		ns.live.metrics = h
 		ns.live.metricsAfter = ns.live.lastHeartbeat.UnixNano()
 	}
-	ns.live.dropped = req.GetDroppedEvents()
+	ns.live.dropped = dropped
 }
 
 // durable strips what lives only in memory before a node is stored.

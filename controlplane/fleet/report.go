@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/health"
+	"github.com/navarch/navarch/internal/healthdelta"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -20,7 +22,10 @@ import (
 // future is a bad clock or a forgery, and would sort above every real one.
 const MaxEventClockSkew = 5 * time.Minute
 
-// ReportHealth records events and a metrics snapshot and re-judges health.
+// ReportHealth records events and a metrics snapshot, full or a delta
+// onto the one held, and re-judges health. A delta is judged as the full
+// snapshot it makes would be. A delta whose base is not the snapshot held
+// is set aside, its events recorded, and the answer asks for a full one.
 func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
 	now := f.clock.Now()
 	if err := checkEventTimes(req.GetEvents(), now); err != nil {
@@ -34,18 +39,26 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		if err := checkEventGPUs(cur, req); err != nil {
 			return err
 		}
+		held := ns.heldMetrics()
 		if cur.GetLifecycle() == terminated {
 			// Taken and set aside: a terminated node's GPUs are no longer
 			// judged. Its agent registers again to come back.
-			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
+			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth(), HeldSequence: held.Sequence()}
 			return nil
+		}
+		metrics, next, refused, err := takeMetrics(held, req)
+		if err != nil {
+			return err
+		}
+		answer := func(h fleetv1.HealthStatus, accepted int) *nodev1.ReportHealthResponse {
+			return &nodev1.ReportHealthResponse{Health: h, Accepted: uint32(accepted), HeldSequence: next.Sequence(), FullSnapshotWanted: refused}
 		}
 		sched := req.GetScheduler()
 		schedChanged := sched != nil && !proto.Equal(sched, cur.GetScheduler())
-		if len(req.GetEvents()) == 0 && !schedChanged && !f.reportChanges(cur, req) {
+		if len(req.GetEvents()) == 0 && !schedChanged && !f.reportChanges(cur, metrics) {
 			// The usual report: fresh metrics, nothing to judge again.
-			ns.keep(req)
-			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth()}
+			ns.keep(next, req.GetDroppedEvents())
+			resp = answer(cur.GetHealth(), 0)
 			return nil
 		}
 		n := proto.CloneOf(cur)
@@ -86,9 +99,9 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			}
 			c.events = append(c.events, ev)
 		}
-		if len(req.GetMetrics()) > 0 {
+		if len(metrics) > 0 {
 			reported := make(map[uint32]bool)
-			for _, m := range req.GetMetrics() {
+			for _, m := range metrics {
 				reported[m.GetGpuIndex()] = true
 				if g := byIndex[m.GetGpuIndex()]; g != nil {
 					if g.GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNKNOWN && len(g.GetFaults()) == 0 {
@@ -126,7 +139,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 				"state", sched.GetState(), "reason", sched.GetReason(), "by_navarch", sched.GetByNavarch(), "jobs", sched.GetJobs(), "err", sched.GetError())
 			n.Scheduler = proto.CloneOf(sched)
 		}
-		ns.keep(req)
+		ns.keep(next, req.GetDroppedEvents())
 		rollupNode(n)
 		f.autoCordon(ctx, ns, cur.GetHealth(), n, c, now)
 		if !proto.Equal(n, cur) {
@@ -142,7 +155,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 					"xid", ev.GetXid(), "health", ev.GetHealth(), "cause", ev.GetCause(), "remedy", ev.GetRemedy())
 			}
 		}
-		resp = &nodev1.ReportHealthResponse{Accepted: uint32(len(req.GetEvents())), Health: n.GetHealth()}
+		resp = answer(n.GetHealth(), len(req.GetEvents()))
 		return nil
 	})
 	if err != nil {
@@ -151,15 +164,36 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 	return resp, nil
 }
 
+// takeMetrics is a report's metrics as whole readings, one per GPU, and
+// the held state to keep: a full snapshot's own, or a delta applied onto
+// held. A delta whose base is not held is refused: no readings, held kept.
+// A report without metrics leaves held as it is.
+func takeMetrics(held *healthdelta.Held, req *nodev1.ReportHealthRequest) (metrics []*fleetv1.GpuMetrics, next *healthdelta.Held, refused bool, err error) {
+	switch {
+	case len(req.GetMetrics()) > 0:
+		return req.GetMetrics(), healthdelta.Full(req.GetSequence(), req.GetMetrics()), false, nil
+	case len(req.GetMetricChanges()) == 0:
+		return nil, held, false, nil
+	case held.Sequence() != req.GetBaseSequence():
+		return nil, held, true, nil
+	}
+	next, metrics, err = held.Apply(req.GetSequence(), req.GetMetricChanges())
+	var fe *healthdelta.FieldError
+	if errors.As(err, &fe) {
+		return nil, nil, false, apierr.Invalid(fe.Field, "%s", fe.Reason)
+	}
+	return metrics, next, false, err
+}
+
 // reportChanges reports whether a report without events would change the
 // node: a first snapshot, a GPU missing from it, or a level condition that
 // started or cleared.
-func (f *Fleet) reportChanges(n *fleetv1.Node, req *nodev1.ReportHealthRequest) bool {
-	if len(req.GetMetrics()) == 0 {
+func (f *Fleet) reportChanges(n *fleetv1.Node, metrics []*fleetv1.GpuMetrics) bool {
+	if len(metrics) == 0 {
 		return false
 	}
-	byIndex := make(map[uint32]*fleetv1.GpuMetrics, len(req.GetMetrics()))
-	for _, m := range req.GetMetrics() {
+	byIndex := make(map[uint32]*fleetv1.GpuMetrics, len(metrics))
+	for _, m := range metrics {
 		byIndex[m.GetGpuIndex()] = m
 	}
 	for _, g := range n.GetGpus() {
@@ -204,6 +238,11 @@ func checkEventGPUs(n *fleetv1.Node, req *nodev1.ReportHealthRequest) error {
 	for i, m := range req.GetMetrics() {
 		if !known[m.GetGpuIndex()] {
 			return apierr.Invalid(fmt.Sprintf("metrics[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), m.GetGpuIndex())
+		}
+	}
+	for i, c := range req.GetMetricChanges() {
+		if idx := c.GetMetrics().GetGpuIndex(); !known[idx] {
+			return apierr.Invalid(fmt.Sprintf("metric_changes[%d].metrics.gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), idx)
 		}
 	}
 	return nil

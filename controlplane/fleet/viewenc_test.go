@@ -53,7 +53,7 @@ func TestAppendViewIsRender(t *testing.T) {
 			}
 		}, fleetv1.Reachability_REACHABILITY_OFFLINE},
 		{"dropped-events", func(ns *nodeState) {
-			ns.keep(&nodev1.ReportHealthRequest{DroppedEvents: 17})
+			ns.keep(nil, 17)
 		}, fleetv1.Reachability_REACHABILITY_STALE},
 	}
 	for _, tt := range tests {

@@ -44,7 +44,10 @@ func TestDeltaAppliesToTheReading(t *testing.T) {
 		// many links it sends.
 		parts, links int
 	}{
-		{name: "scalars-only", change: func(_ int, m *fleetv1.GpuMetrics) { m.TemperatureCelsius = 70; m.Time = timestamppb.New(t0.Add(time.Minute)) }},
+		{name: "scalars-only", change: func(_ int, m *fleetv1.GpuMetrics) {
+			m.TemperatureCelsius = 70
+			m.Time = timestamppb.New(t0.Add(time.Minute))
+		}},
 		{name: "one-link-down", change: func(i int, m *fleetv1.GpuMetrics) {
 			if i == 3 {
 				m.Nvlinks[7] = &fleetv1.NvLinkState{Link: 7, CrcErrors: 12}
