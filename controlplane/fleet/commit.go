@@ -152,6 +152,13 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 			emit(&controlplanev1.WatchFleetResponse{Change: &controlplanev1.WatchFleetResponse_NodeUpsert{NodeUpsert: ns.view()}})
 		}
 	})
+	// A change may bring the node's next deadline closer: the monitor's
+	// next pass looks at it and schedules it anew.
+	if c.remove {
+		f.wheel.drop(ns)
+	} else {
+		f.wheel.schedule(ns, f.clock.Now())
+	}
 	return nil
 }
 

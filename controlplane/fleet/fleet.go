@@ -116,6 +116,11 @@ type Fleet struct {
 	// are.
 	faults map[fleetv1.Remedy]uint32
 
+	// wheel holds each node until the monitor is next due to look at it;
+	// passing lets one monitor pass run at a time.
+	wheel   *wheel
+	passing sync.Mutex
+
 	// onRemove is told of each node removed from the fleet and the store.
 	onRemove []func(nodeID ...string)
 
@@ -199,6 +204,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		nodes:      make(map[string]*nodeState, len(st.Nodes)),
 		totals:     &fleetv1.FleetSummary{},
 		faults:     make(map[fleetv1.Remedy]uint32),
+		wheel:      newWheel(),
 		started:    o.Clock.Now(),
 		closing:    make(chan struct{}),
 		reconciled: make(chan struct{}),
@@ -259,6 +265,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		ns.book.unprovision = n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED &&
 			strings.Contains(n.GetLifecycleReason(), stoppingInstance)
 		f.nodes[n.GetNodeId()] = ns
+		f.wheel.schedule(ns, f.started)
 		count(f.totals, n, ns.reachability(), 1)
 		countFaults(f.faults, n, 1)
 	}
