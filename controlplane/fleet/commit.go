@@ -122,12 +122,12 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 	f.hub.Publish(func(emit func(*controlplanev1.WatchFleetResponse)) {
 		if c.insert {
 			f.mu.Lock()
-			f.nodes[c.node.GetNodeId()] = ns
+			f.putNode(c.node.GetNodeId(), ns)
 			f.mu.Unlock()
 		}
 		if c.remove {
 			f.mu.Lock()
-			delete(f.nodes, id)
+			f.deleteNode(id)
 			f.mu.Unlock()
 			ns.removed.Store(true)
 			f.swap(ns, nil, 0, true)

@@ -97,8 +97,9 @@ type Fleet struct {
 	observer  Observer
 	started   time.Time
 
-	mu       sync.RWMutex // guards nodes, creating and launching
+	mu       sync.RWMutex // guards nodes, byID, creating and launching
 	nodes    map[string]*nodeState
+	byID     idIndex // nodes' ids in order, for ListNodes pages
 	creating map[string]*nodeState // nodes whose first registration is under way
 	// launching are the nodes whose provider has yet to answer whether it
 	// started them.
@@ -264,7 +265,7 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		// stopped again.
 		ns.book.unprovision = n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED &&
 			strings.Contains(n.GetLifecycleReason(), stoppingInstance)
-		f.nodes[n.GetNodeId()] = ns
+		f.putNode(n.GetNodeId(), ns)
 		f.wheel.schedule(ns, f.started)
 		count(f.totals, n, ns.reachability(), 1)
 		countFaults(f.faults, n, 1)
