@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/agent/gpu"
+	"github.com/navarch/navarch/internal/healthdelta"
 	"github.com/navarch/navarch/internal/sdnotify"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -115,13 +116,16 @@ const rejoinRetry = time.Minute
 
 // Agent is one node's agent.
 type Agent struct {
-	o      Options
-	node   nodev1.NodeServiceClient
-	clock  clockwork.Clock
-	log    *slog.Logger
-	buf    *eventBuffer
-	reader *gpu.Reader
-	inv    *gpu.Inventory
+	o     Options
+	node  nodev1.NodeServiceClient
+	clock clockwork.Clock
+	log   *slog.Logger
+	buf   *eventBuffer
+	// reports numbers the health reports and makes their metrics a full
+	// snapshot or a delta.
+	reports *healthdelta.Sender
+	reader  *gpu.Reader
+	inv     *gpu.Inventory
 
 	pollMu   sync.Mutex // held for a whole poll
 	mu       sync.Mutex
@@ -201,6 +205,7 @@ func New(o Options) (*Agent, error) {
 		clock:    o.Clock,
 		log:      o.Logger.With("node", o.NodeID),
 		buf:      newEventBuffer(o.EventBuffer),
+		reports:  healthdelta.NewSender(),
 		heartbIv: 10 * time.Second,
 		reportIv: 30 * time.Second,
 		pollWait: 30 * time.Second,

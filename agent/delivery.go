@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
@@ -82,13 +84,19 @@ func (a *Agent) heartbeatLoop(ctx context.Context, reregister context.CancelFunc
 	}
 }
 
-// reportLoop sends events as soon as they arrive and a full snapshot every
-// report interval. Events leave the buffer only once delivered.
+// reportLoop sends events as soon as they arrive and the GPUs' metrics
+// every report interval: a full snapshot at the start of a session, when
+// the control plane asks for one and every healthdelta.FullEvery, else a
+// delta against the last report the control plane acknowledged. Events
+// leave the buffer only once delivered.
 func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 	_, iv, _ := a.intervals()
 	t := a.clock.NewTicker(iv)
 	defer t.Stop()
-	full := true
+	// A registration may follow a control plane that lost the node: what
+	// it acknowledged before is no base.
+	a.reports.Forget()
+	withMetrics := true
 	// sched is set when the scheduler's state changed: it goes out at once.
 	sched := false
 	// Events matter most right after an outage: retries stay short, and a
@@ -96,18 +104,28 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 	b := newBackoff(time.Second, 5*time.Second)
 	for {
 		events := a.buf.peek(256)
-		if full || sched || len(events) > 0 {
+		if withMetrics || sched || len(events) > 0 {
 			req := &nodev1.ReportHealthRequest{NodeId: a.o.NodeID, Events: events, DroppedEvents: a.buf.droppedCount(), Scheduler: a.schedulerReport()}
-			if full {
-				req.Metrics, req.GpuCount = a.snapshot()
+			if withMetrics {
+				var metrics []*fleetv1.GpuMetrics
+				metrics, req.GpuCount = a.snapshot()
+				a.reports.Fill(req, metrics, a.clock.Now())
 			}
 			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			_, err := a.node.ReportHealth(cctx, req)
+			resp, err := a.node.ReportHealth(cctx, req)
 			cancel()
 			switch {
 			case err == nil:
 				a.buf.remove(events)
-				full, sched = false, false
+				a.reports.Answered(req, resp)
+				withMetrics, sched = false, false
+				if resp.GetFullSnapshotWanted() {
+					// A delta on a base the control plane no longer holds
+					// (a report lost or reordered, or it restarted): the
+					// full snapshot goes at once.
+					a.log.Debug("control plane asks for a full health snapshot", "held_sequence", resp.GetHeldSequence(), "base_sequence", req.GetBaseSequence())
+					withMetrics = true
+				}
 				b.reset()
 				continue
 			case mustRegister(err):
@@ -117,10 +135,11 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 				return
 			case status.Code(err) == codes.InvalidArgument:
 				// The control plane will never take these; keeping them would
-				// block every later event.
+				// block every later event. The next metrics go whole.
 				a.log.Error("control plane rejected health report; dropping its events", "events", len(events), "err", status.Convert(err).Message())
 				a.buf.remove(events)
-				full, sched = false, false
+				a.reports.Forget()
+				withMetrics, sched = false, false
 				continue
 			}
 			wait := b.next()
@@ -137,21 +156,34 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 		case <-a.schedulerChanged():
 			sched = true
 		case <-t.Chan():
-			full = true
+			withMetrics = true
 		}
 	}
 }
 
-// commandLoop fetches commands and carries each out: with a long poll
-// always waiting, or, in heartbeat delivery, whenever a heartbeat says some
-// are pending (and once at the start of each session).
+// commandLoop fetches commands and carries each out: from a command
+// stream held open, with a long poll always waiting, or, in heartbeat
+// delivery, whenever a heartbeat says some are pending (and once at the
+// start of each session).
 func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) {
 	b := newBackoff(time.Second, 30*time.Second)
 	fetchNow := true
+	// A control plane that offers the stream but answers Unimplemented
+	// (an older one behind the same address) gets long polls for the rest
+	// of the session.
+	noStream := false
 	for ctx.Err() == nil {
 		_, _, wait := a.intervals()
-		if !a.longPolls() {
-			wait = 0
+		var err error
+		switch {
+		case a.streams() && !noStream:
+			err = a.watchCommands(ctx, b)
+			if status.Code(err) == codes.Unimplemented {
+				a.log.Info("the control plane has no command stream; long-polling instead")
+				noStream = true
+				continue
+			}
+		case !a.longPolls():
 			if !fetchNow {
 				select {
 				case <-ctx.Done():
@@ -160,16 +192,13 @@ func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) 
 				}
 			}
 			fetchNow = false
+			err = a.fetchCommands(ctx, 0)
+		default:
+			err = a.fetchCommands(ctx, wait)
 		}
-		cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
-		resp, err := a.node.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: a.o.NodeID, Wait: durationpb.New(wait)})
-		cancel()
 		switch {
 		case err == nil:
 			b.reset()
-			for _, cmd := range resp.GetCommands() {
-				a.handle(ctx, cmd)
-			}
 		case mustRegister(err):
 			reregister()
 			return
@@ -180,6 +209,63 @@ func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) 
 			if a.retryAfter(ctx, b.next()) != nil {
 				return
 			}
+		}
+	}
+}
+
+// streams says whether the control plane asked for command streams.
+func (a *Agent) streams() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.delivery == nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM
+}
+
+// fetchCommands calls GetNodeCommands once, waiting up to wait, and
+// carries out what it returns.
+func (a *Agent) fetchCommands(ctx context.Context, wait time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
+	resp, err := a.node.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: a.o.NodeID, Wait: durationpb.New(wait)})
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, cmd := range resp.GetCommands() {
+		a.handle(ctx, cmd)
+	}
+	return nil
+}
+
+// watchCommands holds the node's command stream open and carries out what
+// it sends, until the stream ends; it always returns why. Once the control
+// plane has taken the stream (its headers arrive) the backoff starts again
+// from its base, so a stream that breaks after a while is opened again
+// soon.
+func (a *Agent) watchCommands(ctx context.Context, b *backoff) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := a.node.WatchNodeCommands(sctx, &nodev1.WatchNodeCommandsRequest{NodeId: a.o.NodeID})
+	if err != nil {
+		return err
+	}
+	// Headers without an error are the control plane taking the stream;
+	// none, and the status follows with the first Recv.
+	md, err := stream.Header()
+	if err != nil {
+		return err
+	}
+	if md != nil {
+		b.reset()
+	}
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return status.Error(codes.Unavailable, "the control plane ended the command stream")
+		}
+		if err != nil {
+			return err
+		}
+		for _, cmd := range resp.GetCommands() {
+			a.handle(ctx, cmd)
 		}
 	}
 }

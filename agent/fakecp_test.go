@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/navarch/navarch/internal/healthdelta"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -49,6 +50,16 @@ type fakeCP struct {
 	// closed; held counts the heartbeats held so.
 	hold chan struct{}
 	held int
+	// metrics is the snapshot held, as the control plane keeps it;
+	// loseAnswers makes that many reports be taken but answered with an
+	// error, as when the answer is lost on its way back.
+	metrics     *healthdelta.Held
+	loseAnswers int
+
+	// streams counts the WatchNodeCommands streams opened; noStream makes
+	// them Unimplemented, as an older control plane answers.
+	streams  int
+	noStream bool
 }
 
 func newFakeCP(t *testing.T) *fakeCP {
@@ -150,7 +161,26 @@ func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest
 		return nil, status.Error(codes.Unavailable, "control plane down")
 	}
 	f.reports = append(f.reports, proto.CloneOf(req))
-	return &nodev1.ReportHealthResponse{Accepted: uint32(len(req.GetEvents()))}, nil
+	resp := &nodev1.ReportHealthResponse{Accepted: uint32(len(req.GetEvents()))}
+	switch {
+	case len(req.GetMetrics()) > 0:
+		f.metrics = healthdelta.Full(req.GetSequence(), req.GetMetrics())
+	case len(req.GetMetricChanges()) == 0:
+	case req.GetBaseSequence() != f.metrics.Sequence():
+		resp.FullSnapshotWanted = true
+	default:
+		next, _, err := f.metrics.Apply(req.GetSequence(), req.GetMetricChanges())
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		f.metrics = next
+	}
+	resp.HeldSequence = f.metrics.Sequence()
+	if f.loseAnswers > 0 {
+		f.loseAnswers--
+		return nil, status.Error(codes.Unavailable, "answer lost")
+	}
+	return resp, nil
 }
 
 func (f *fakeCP) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommandsRequest) (*nodev1.GetNodeCommandsResponse, error) {
@@ -164,6 +194,31 @@ func (f *fakeCP) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommand
 		return &nodev1.GetNodeCommandsResponse{}, nil
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// WatchNodeCommands sends each command as it comes, for as long as the
+// stream stays open.
+func (f *fakeCP) WatchNodeCommands(_ *nodev1.WatchNodeCommandsRequest, stream grpc.ServerStreamingServer[nodev1.WatchNodeCommandsResponse]) error {
+	f.mu.Lock()
+	f.streams++
+	old := f.noStream
+	f.mu.Unlock()
+	if old {
+		return status.Error(codes.Unimplemented, "unknown method WatchNodeCommands for service navarch.node.v1.NodeService")
+	}
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	for {
+		select {
+		case c := <-f.commands:
+			if err := stream.Send(&nodev1.WatchNodeCommandsResponse{Commands: []*fleetv1.Command{c}}); err != nil {
+				return err
+			}
+		case <-stream.Context().Done():
+			return status.FromContextError(stream.Context().Err()).Err()
+		}
 	}
 }
 
