@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/internal/healthdelta"
 	"github.com/navarch/navarch/internal/simload"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -21,6 +22,9 @@ type node struct {
 	mu      sync.Mutex
 	gpus    []gpuState
 	pending []*fleetv1.HealthEvent
+	// reports numbers the node's health reports and makes their metrics a
+	// full snapshot or a delta, as an agent's do.
+	reports *healthdelta.Sender
 	hbEvery time.Duration
 	rpEvery time.Duration
 	pollFor time.Duration

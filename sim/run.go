@@ -110,25 +110,36 @@ func (f *Fleet) heartbeatOne(ctx context.Context, n *node) {
 	}
 }
 
+// reportOne sends the node's report: its events and its metrics, a delta
+// when the control plane holds the last report, and at once a full
+// snapshot when it asks for one.
 func (f *Fleet) reportOne(ctx context.Context, n *node) {
 	now := time.Now()
 	n.mu.Lock()
 	events := n.pending
 	n.pending = nil
 	n.mu.Unlock()
-	req := &nodev1.ReportHealthRequest{NodeId: n.id, Events: events, Metrics: n.metrics(now), GpuCount: uint32(len(n.gpus))}
-	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	start := time.Now()
-	_, err := n.client.ReportHealth(cctx, req)
-	if err != nil {
-		n.mu.Lock()
-		n.pending = append(events, n.pending...)
-		n.mu.Unlock()
-		f.failed(ctx, n, err)
-		return
+	for range 2 {
+		req := &nodev1.ReportHealthRequest{NodeId: n.id, Events: events, GpuCount: uint32(len(n.gpus))}
+		n.reports.Fill(req, n.metrics(now), now)
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		start := time.Now()
+		resp, err := n.client.ReportHealth(cctx, req)
+		cancel()
+		if err != nil {
+			n.mu.Lock()
+			n.pending = append(events, n.pending...)
+			n.mu.Unlock()
+			f.failed(ctx, n, err)
+			return
+		}
+		f.report.Add(time.Since(start))
+		n.reports.Answered(req, resp)
+		if !resp.GetFullSnapshotWanted() {
+			return
+		}
+		events = nil
 	}
-	f.report.Add(time.Since(start))
 }
 
 func (f *Fleet) failed(ctx context.Context, n *node, err error) {

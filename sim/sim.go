@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/navarch/navarch/internal/healthdelta"
 	"github.com/navarch/navarch/internal/rpcclient"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -102,11 +103,12 @@ func New(o Options) (*Fleet, error) {
 	now := time.Now()
 	for i := range o.Nodes {
 		n := &node{
-			index:  i,
-			id:     fmt.Sprintf("%s%0*d", o.Prefix, width, i),
-			client: f.clients[i%len(f.clients)],
-			gpus:   make([]gpuState, o.GPUs),
-			rng:    rand.New(rand.NewPCG(uint64(i), 0x5eed)),
+			index:   i,
+			id:      fmt.Sprintf("%s%0*d", o.Prefix, width, i),
+			client:  f.clients[i%len(f.clients)],
+			gpus:    make([]gpuState, o.GPUs),
+			reports: healthdelta.NewSender(),
+			rng:     rand.New(rand.NewPCG(uint64(i), 0x5eed)),
 		}
 		for g := range n.gpus {
 			n.gpus[g].load.Start(n.rng, now, false)
@@ -180,6 +182,8 @@ func (f *Fleet) register(ctx context.Context, n *node) error {
 		resp, err = n.client.RegisterNode(cctx, req)
 		cancel()
 		if err == nil {
+			// A registration starts the reports afresh, as an agent's does.
+			n.reports.Forget()
 			n.hbEvery = resp.GetHeartbeatInterval().AsDuration()
 			n.rpEvery = resp.GetHealthReportInterval().AsDuration()
 			n.pollFor = resp.GetCommandPollTimeout().AsDuration()
