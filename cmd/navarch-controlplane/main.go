@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -143,9 +144,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
 		return 1
 	}
+	if sized := memlimit.NewFleet(limit); sized.Sized() {
+		// Sized once to the fleet loaded from disk before serving, then
+		// as it grows.
+		f := &fleetLimit{sized: sized, nodes: srv.Fleet().Len, log: log}
+		f.update()
+		go f.follow(ctx)
+	}
 	if err := srv.Serve(ctx, lis); err != nil {
 		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// fleetLimitEvery is how often auto's memory limit is sized to the fleet.
+const fleetLimitEvery = 10 * time.Second
+
+// fleetLimit sizes auto's soft memory limit to the fleet.
+type fleetLimit struct {
+	sized  *memlimit.Fleet
+	nodes  func() int
+	log    *slog.Logger
+	logged int64
+}
+
+// update sizes the limit to the fleet now, logging it when it moved by a
+// quarter or more since it was last logged.
+func (f *fleetLimit) update() {
+	n := f.nodes()
+	l := f.sized.Update(n)
+	if f.logged == 0 || l > f.logged+f.logged/4 || l < f.logged-f.logged/4 {
+		f.log.Info("soft memory limit sized to the fleet", "limit", memlimit.FormatSize(l), "nodes", n)
+		f.logged = l
+	}
+}
+
+// follow updates the limit every fleetLimitEvery until ctx ends.
+func (f *fleetLimit) follow(ctx context.Context) {
+	t := time.NewTicker(fleetLimitEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f.update()
+		}
+	}
 }

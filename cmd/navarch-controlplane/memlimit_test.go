@@ -35,15 +35,17 @@ func TestMemoryLimitConfigErrors(t *testing.T) {
 
 // TestMemoryLimitInEffect runs the binary and reads the limit it set from
 // its log line and from the runtime's own metric: the configured size,
-// unless GOMEMLIMIT is in the environment, which wins.
+// unless GOMEMLIMIT is in the environment, which wins; auto's is sized to
+// the fleet, here an empty one, which is the budget's base.
 func TestMemoryLimitInEffect(t *testing.T) {
 	tests := []struct {
-		name, env string
-		wantLog   string
-		wantBytes int64
+		name, env, setting string
+		wantLog            string
+		wantBytes          int64
 	}{
-		{"config", "", `msg="soft memory limit" limit=1GiB source=config`, 1 << 30},
-		{"env-wins", "768MiB", `msg="soft memory limit" limit=768MiB source=GOMEMLIMIT`, 768 << 20},
+		{"config", "", "1GiB", `msg="soft memory limit" limit=1GiB source=config`, 1 << 30},
+		{"env-wins", "768MiB", "1GiB", `msg="soft memory limit" limit=768MiB source=GOMEMLIMIT`, 768 << 20},
+		{"auto-sized-to-the-fleet", "", "auto", `msg="soft memory limit sized to the fleet" limit=256MiB nodes=0`, 256 << 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,7 +54,7 @@ func TestMemoryLimitInEffect(t *testing.T) {
 			t.Setenv("GOMEMLIMIT", tt.env)
 			addr := freeAddr(t)
 			cp := startBinary(t, "--data-dir", t.TempDir(), "--metrics-listen", addr,
-				"--config", writeConfig(t, "memory_limit: 1GiB\n"))
+				"--config", writeConfig(t, "memory_limit: "+tt.setting+"\n"))
 			if !strings.Contains(cp.output(), tt.wantLog) {
 				t.Fatalf("log does not say %q:\n%s", tt.wantLog, cp.output())
 			}
