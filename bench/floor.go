@@ -85,9 +85,12 @@ func (f *floor) Heartbeat(context.Context, *nodev1.HeartbeatRequest) (*nodev1.He
 	return &nodev1.HeartbeatResponse{}, nil
 }
 
-func (f *floor) ReportHealth(context.Context, *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
+// ReportHealth acknowledges every report's metrics without applying them,
+// so that the simulator sends the floor the same deltas it sends the
+// control plane.
+func (f *floor) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error) {
 	f.reports.Add(1)
-	return &nodev1.ReportHealthResponse{}, nil
+	return &nodev1.ReportHealthResponse{HeldSequence: req.GetSequence()}, nil
 }
 
 // GetNodeCommands holds a long poll for its wait, as the control plane
