@@ -158,8 +158,8 @@ func TestHeartbeatDelivery(t *testing.T) {
 	if hb, _ := h.node.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1"}); hb.GetPendingCommands() != 0 {
 		t.Fatalf("pending %d after the fetch", hb.GetPendingCommands())
 	}
-	if h2 := newHarness(t); h2.register("n1", 1).GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL {
-		t.Fatal("default delivery is not long poll")
+	if h2 := newHarness(t); h2.register("n1", 1).GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM {
+		t.Fatal("default delivery is not the command stream")
 	}
 }
 

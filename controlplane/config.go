@@ -43,11 +43,14 @@ type Config struct {
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 	// HealthReportInterval is how often agents send a full health snapshot.
 	HealthReportInterval Duration `yaml:"health_report_interval"`
-	// CommandPollTimeout bounds an agent's command long poll.
+	// CommandPollTimeout bounds an agent's command long poll, and is how
+	// soon a command stream notices its node was removed.
 	CommandPollTimeout Duration `yaml:"command_poll_timeout"`
-	// CommandDelivery is "long_poll" (agents hold a GetNodeCommands call
-	// open and get commands at once) or "heartbeat" (agents fetch commands
-	// when a heartbeat says some are pending: no call held open per node).
+	// CommandDelivery is "stream" (agents hold one WatchNodeCommands
+	// stream open and get commands at once), "long_poll" (agents hold a
+	// GetNodeCommands call open, made again every command_poll_timeout) or
+	// "heartbeat" (agents fetch commands when a heartbeat says some are
+	// pending: no call held open per node).
 	CommandDelivery string `yaml:"command_delivery"`
 	// StaleAfter is the heartbeat age at which a node turns STALE.
 	StaleAfter Duration `yaml:"stale_after"`
@@ -196,7 +199,7 @@ func Defaults() Config {
 		HeartbeatInterval:    Duration{Duration: 10 * time.Second},
 		HealthReportInterval: Duration{Duration: 30 * time.Second},
 		CommandPollTimeout:   Duration{Duration: 30 * time.Second},
-		CommandDelivery:      "long_poll",
+		CommandDelivery:      "stream",
 		StaleAfter:           Duration{Duration: 30 * time.Second},
 		OfflineAfter:         Duration{Duration: 90 * time.Second},
 		ProvisionTimeout:     Duration{Duration: 5 * time.Minute},
@@ -278,9 +281,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("memory_limit: %w", err)
 	}
 	switch c.CommandDelivery {
-	case "long_poll", "heartbeat":
+	case "stream", "long_poll", "heartbeat":
 	default:
-		return fmt.Errorf("command_delivery: %q is not long_poll or heartbeat", c.CommandDelivery)
+		return fmt.Errorf("command_delivery: %q is not stream, long_poll or heartbeat", c.CommandDelivery)
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		return fmt.Errorf("log_level: %w", err)
@@ -397,8 +400,11 @@ func (c *Config) webhookEndpoints() ([]webhook.Endpoint, error) {
 
 // fleetConfig is what the fleet needs of the configuration.
 func (c *Config) fleetConfig() fleet.Config {
-	delivery := nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL
-	if c.CommandDelivery == "heartbeat" {
+	delivery := nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM
+	switch c.CommandDelivery {
+	case "long_poll":
+		delivery = nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL
+	case "heartbeat":
 		delivery = nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
 	}
 	return fleet.Config{

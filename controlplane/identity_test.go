@@ -95,6 +95,19 @@ func (m *machine) register(nodeID string) error {
 	return err
 }
 
+// watchCommands opens the node's command stream and returns how its
+// first read ends.
+func (m *machine) watchCommands(nodeID string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := m.nodes().WatchNodeCommands(ctx, &nodev1.WatchNodeCommandsRequest{NodeId: nodeID})
+	if err != nil {
+		return err
+	}
+	_, err = stream.Recv()
+	return err
+}
+
 func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
 	cp := cptest.Start(t, cptest.Options{Config: func(c *controlplane.Config) { c.AgentIdentities = true }})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -106,6 +119,9 @@ func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
 	a := newMachine(t, cp)
 	if err := a.register("gpu-1"); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("an agent without a certificate: %v, want Unauthenticated", err)
+	}
+	if err := a.watchCommands("gpu-1"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a command stream without a certificate: %v, want Unauthenticated", err)
 	}
 	if err := a.join("gpu-1", "rack-a.wrong"); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("a wrong join token: %v", err)
@@ -133,6 +149,7 @@ func TestAgentsJoinAndActOnlyForTheirNode(t *testing.T) {
 			_, err := a.nodes().GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "gpu-2"})
 			return err
 		}(),
+		a.watchCommands("gpu-2"),
 		func() error {
 			_, err := a.nodes().ReportCommandResult(ctx, &nodev1.ReportCommandResultRequest{NodeId: "gpu-2", CommandId: "cmd-1", Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED})
 			return err

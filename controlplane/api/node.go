@@ -20,6 +20,7 @@ type Nodes interface {
 	Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*nodev1.HeartbeatResponse, error)
 	ReportHealth(ctx context.Context, req *nodev1.ReportHealthRequest) (*nodev1.ReportHealthResponse, error)
 	NodeCommands(ctx context.Context, nodeID string, wait time.Duration) ([]*fleetv1.Command, error)
+	WatchCommands(ctx context.Context, nodeID string, send func([]*fleetv1.Command) error) error
 	CommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*fleetv1.Command, error)
 }
 
@@ -119,6 +120,24 @@ func (s *nodeService) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCo
 		return nil, err
 	}
 	return &nodev1.GetNodeCommandsResponse{Commands: cmds}, nil
+}
+
+func (s *nodeService) WatchNodeCommands(req *nodev1.WatchNodeCommandsRequest, stream grpc.ServerStreamingServer[nodev1.WatchNodeCommandsResponse]) error {
+	if err := checkNodeID("node_id", req.GetNodeId()); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	if err := sameNode(ctx, req.GetNodeId()); err != nil {
+		return err
+	}
+	// Headers at once tell the agent its stream was taken, before any
+	// command: it can stop backing off.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	return s.fleet.WatchCommands(ctx, req.GetNodeId(), func(cmds []*fleetv1.Command) error {
+		return stream.Send(&nodev1.WatchNodeCommandsResponse{Commands: cmds})
+	})
 }
 
 func (s *nodeService) ReportCommandResult(ctx context.Context, req *nodev1.ReportCommandResultRequest) (*nodev1.ReportCommandResultResponse, error) {

@@ -86,6 +86,7 @@ var Required = map[string]Need{
 	ns + "Heartbeat":            Agent,
 	ns + "ReportHealth":         Agent,
 	ns + "GetNodeCommands":      Agent,
+	ns + "WatchNodeCommands":    Agent,
 	ns + "ReportCommandResult":  Agent,
 	ns + "RenewNodeCertificate": Agent,
 	ns + "JoinNode":             Anyone,

@@ -17,8 +17,8 @@ import (
 )
 
 // The command outbox: each node's unfinished commands (book.open), queued
-// by operators and policy, handed to the agent by its long poll (or on a
-// heartbeat), redelivered when unanswered, and closed by the agent's result
+// by operators and policy, handed to the agent on its command stream, by
+// its long poll, or when a heartbeat says some wait, redelivered when unanswered, and closed by the agent's result
 // or by a change that makes them moot.
 
 // RedeliverSlack is how long past the command poll timeout a delivered
@@ -154,8 +154,8 @@ func openOf(ns *nodeState, typ fleetv1.CommandType) *fleetv1.Command {
 	return nil
 }
 
-// wakeAgent ends the node's command long poll if c queued a command. The
-// caller holds ns.mu.
+// wakeAgent wakes the node's command stream or long poll if c queued a
+// command. The caller holds ns.mu.
 func (f *Fleet) wakeAgent(ns *nodeState, c *change) {
 	for _, cmd := range c.commands {
 		if cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
@@ -189,6 +189,50 @@ func (f *Fleet) NodeCommands(ctx context.Context, nodeID string, wait time.Durat
 			return nil, status.FromContextError(ctx.Err()).Err()
 		case <-f.closing:
 			return nil, status.Error(codes.Unavailable, "control plane is shutting down")
+		}
+	}
+}
+
+// WatchCommands is the agent's command stream: it hands send the node's
+// pending commands, marked delivered, at once and then whenever more are
+// queued, until ctx ends, the control plane shuts down, or the node leaves
+// the fleet (NotRegistered, which sends the agent to register again).
+//
+// It holds one goroutine per agent, as a long poll does, but nothing per
+// call: no deadline, no timer per poll, no request every poll timeout. The
+// one timer looks, every command poll timeout, whether the node was
+// removed, since removal wakes no one; it is reset, not made again.
+func (f *Fleet) WatchCommands(ctx context.Context, nodeID string, send func([]*fleetv1.Command) error) error {
+	ns := f.get(nodeID)
+	if ns == nil {
+		return apierr.NotRegistered(nodeID)
+	}
+	recheck := f.clock.NewTimer(f.cfg.CommandPollTimeout)
+	defer recheck.Stop()
+	for {
+		if ns.removed.Load() {
+			return apierr.NotRegistered(nodeID)
+		}
+		out, wake, err := f.deliver(ctx, ns)
+		if err != nil {
+			return err
+		}
+		if out != nil {
+			if err := send(out); err != nil {
+				// Delivered but not sent: handed out again after the poll
+				// timeout and its slack, as a lost long-poll answer is.
+				return err
+			}
+			continue
+		}
+		select {
+		case <-wake:
+		case <-recheck.Chan():
+			recheck.Reset(f.cfg.CommandPollTimeout)
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-f.closing:
+			return status.Error(codes.Unavailable, "control plane is shutting down")
 		}
 	}
 }
