@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -160,16 +161,29 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 	}
 }
 
-// commandLoop fetches commands and carries each out: with a long poll
-// always waiting, or, in heartbeat delivery, whenever a heartbeat says some
-// are pending (and once at the start of each session).
+// commandLoop fetches commands and carries each out: from a command
+// stream held open, with a long poll always waiting, or, in heartbeat
+// delivery, whenever a heartbeat says some are pending (and once at the
+// start of each session).
 func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) {
 	b := newBackoff(time.Second, 30*time.Second)
 	fetchNow := true
+	// A control plane that offers the stream but answers Unimplemented
+	// (an older one behind the same address) gets long polls for the rest
+	// of the session.
+	noStream := false
 	for ctx.Err() == nil {
 		_, _, wait := a.intervals()
-		if !a.longPolls() {
-			wait = 0
+		var err error
+		switch {
+		case a.streams() && !noStream:
+			err = a.watchCommands(ctx, b)
+			if status.Code(err) == codes.Unimplemented {
+				a.log.Info("the control plane has no command stream; long-polling instead")
+				noStream = true
+				continue
+			}
+		case !a.longPolls():
 			if !fetchNow {
 				select {
 				case <-ctx.Done():
@@ -178,16 +192,13 @@ func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) 
 				}
 			}
 			fetchNow = false
+			err = a.fetchCommands(ctx, 0)
+		default:
+			err = a.fetchCommands(ctx, wait)
 		}
-		cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
-		resp, err := a.node.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: a.o.NodeID, Wait: durationpb.New(wait)})
-		cancel()
 		switch {
 		case err == nil:
 			b.reset()
-			for _, cmd := range resp.GetCommands() {
-				a.handle(ctx, cmd)
-			}
 		case mustRegister(err):
 			reregister()
 			return
@@ -198,6 +209,63 @@ func (a *Agent) commandLoop(ctx context.Context, reregister context.CancelFunc) 
 			if a.retryAfter(ctx, b.next()) != nil {
 				return
 			}
+		}
+	}
+}
+
+// streams says whether the control plane asked for command streams.
+func (a *Agent) streams() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.delivery == nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM
+}
+
+// fetchCommands calls GetNodeCommands once, waiting up to wait, and
+// carries out what it returns.
+func (a *Agent) fetchCommands(ctx context.Context, wait time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
+	resp, err := a.node.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: a.o.NodeID, Wait: durationpb.New(wait)})
+	cancel()
+	if err != nil {
+		return err
+	}
+	for _, cmd := range resp.GetCommands() {
+		a.handle(ctx, cmd)
+	}
+	return nil
+}
+
+// watchCommands holds the node's command stream open and carries out what
+// it sends, until the stream ends; it always returns why. Once the control
+// plane has taken the stream (its headers arrive) the backoff starts again
+// from its base, so a stream that breaks after a while is opened again
+// soon.
+func (a *Agent) watchCommands(ctx context.Context, b *backoff) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := a.node.WatchNodeCommands(sctx, &nodev1.WatchNodeCommandsRequest{NodeId: a.o.NodeID})
+	if err != nil {
+		return err
+	}
+	// Headers without an error are the control plane taking the stream;
+	// none, and the status follows with the first Recv.
+	md, err := stream.Header()
+	if err != nil {
+		return err
+	}
+	if md != nil {
+		b.reset()
+	}
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return status.Error(codes.Unavailable, "the control plane ended the command stream")
+		}
+		if err != nil {
+			return err
+		}
+		for _, cmd := range resp.GetCommands() {
+			a.handle(ctx, cmd)
 		}
 	}
 }

@@ -55,6 +55,11 @@ type fakeCP struct {
 	// error, as when the answer is lost on its way back.
 	metrics     *healthdelta.Held
 	loseAnswers int
+
+	// streams counts the WatchNodeCommands streams opened; noStream makes
+	// them Unimplemented, as an older control plane answers.
+	streams  int
+	noStream bool
 }
 
 func newFakeCP(t *testing.T) *fakeCP {
@@ -189,6 +194,31 @@ func (f *fakeCP) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommand
 		return &nodev1.GetNodeCommandsResponse{}, nil
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+// WatchNodeCommands sends each command as it comes, for as long as the
+// stream stays open.
+func (f *fakeCP) WatchNodeCommands(_ *nodev1.WatchNodeCommandsRequest, stream grpc.ServerStreamingServer[nodev1.WatchNodeCommandsResponse]) error {
+	f.mu.Lock()
+	f.streams++
+	old := f.noStream
+	f.mu.Unlock()
+	if old {
+		return status.Error(codes.Unimplemented, "unknown method WatchNodeCommands for service navarch.node.v1.NodeService")
+	}
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	for {
+		select {
+		case c := <-f.commands:
+			if err := stream.Send(&nodev1.WatchNodeCommandsResponse{Commands: []*fleetv1.Command{c}}); err != nil {
+				return err
+			}
+		case <-stream.Context().Done():
+			return status.FromContextError(stream.Context().Err()).Err()
+		}
 	}
 }
 

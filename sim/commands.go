@@ -3,23 +3,39 @@ package sim
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
-// commands long-polls for one node's commands until ctx ends; in heartbeat
-// delivery heartbeatOne fetches them instead.
+// commands waits for one node's commands until ctx ends, as the agent
+// does: on a command stream held open, or with long polls against a
+// control plane that asks for them or has no stream; in heartbeat delivery
+// heartbeatOne fetches them instead.
 func (f *Fleet) commands(ctx context.Context, n *node) {
 	if !n.longPoll {
 		return
 	}
+	noStream := false
 	for ctx.Err() == nil && !n.stopped.Load() {
-		if err := f.fetchCommands(ctx, n, n.pollFor); err != nil {
+		var err error
+		if n.streams && !noStream {
+			err = f.watchCommands(ctx, n)
+			if status.Code(err) == codes.Unimplemented {
+				noStream = true
+				continue
+			}
+		} else {
+			err = f.fetchCommands(ctx, n, n.pollFor)
+		}
+		if err != nil && !n.stopped.Load() {
 			select {
 			case <-ctx.Done():
 				return
@@ -29,8 +45,28 @@ func (f *Fleet) commands(ctx context.Context, n *node) {
 	}
 }
 
-// fetchCommands calls GetNodeCommands once and answers each command as an
-// agent with no GPU jobs would.
+// watchCommands holds the node's WatchNodeCommands stream open and answers
+// what it sends, until the stream ends or the node stops; it returns why.
+func (f *Fleet) watchCommands(ctx context.Context, n *node) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := n.client.WatchNodeCommands(sctx, &nodev1.WatchNodeCommandsRequest{NodeId: n.id})
+	for err == nil && !n.stopped.Load() {
+		var resp *nodev1.WatchNodeCommandsResponse
+		if resp, err = stream.Recv(); err == nil {
+			f.answer(ctx, n, resp.GetCommands())
+		}
+	}
+	if err == io.EOF {
+		err = status.Error(codes.Unavailable, "the control plane ended the command stream")
+	}
+	if err != nil && status.Code(err) != codes.Unimplemented {
+		f.failed(ctx, n, err)
+	}
+	return err
+}
+
+// fetchCommands calls GetNodeCommands once and answers what it returns.
 func (f *Fleet) fetchCommands(ctx context.Context, n *node, wait time.Duration) error {
 	cctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
 	resp, err := n.client.GetNodeCommands(cctx, &nodev1.GetNodeCommandsRequest{NodeId: n.id, Wait: durationpb.New(wait)})
@@ -39,7 +75,13 @@ func (f *Fleet) fetchCommands(ctx context.Context, n *node, wait time.Duration) 
 		f.failed(ctx, n, err)
 		return err
 	}
-	for _, c := range resp.GetCommands() {
+	f.answer(ctx, n, resp.GetCommands())
+	return nil
+}
+
+// answer reports each command done, as an agent with no GPU jobs would.
+func (f *Fleet) answer(ctx context.Context, n *node, cmds []*fleetv1.Command) {
+	for _, c := range cmds {
 		msg := "done"
 		switch c.GetType() {
 		case fleetv1.CommandType_COMMAND_TYPE_CORDON:
@@ -58,5 +100,4 @@ func (f *Fleet) fetchCommands(ctx context.Context, n *node, wait time.Duration) 
 			NodeId: n.id, CommandId: c.GetId(), Status: fleetv1.CommandStatus_COMMAND_STATUS_SUCCEEDED, Message: msg,
 		})
 	}
-	return nil
 }

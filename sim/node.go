@@ -31,6 +31,9 @@ type node struct {
 	// longPoll is false in heartbeat delivery, where heartbeats say when to
 	// fetch commands and no goroutine waits per node.
 	longPoll bool
+	// streams is true in stream delivery: the node holds a command stream
+	// instead of long-polling.
+	streams  bool
 	fetching atomic.Bool
 	stopped  atomic.Bool
 	rng      *rand.Rand

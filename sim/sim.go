@@ -188,6 +188,7 @@ func (f *Fleet) register(ctx context.Context, n *node) error {
 			n.rpEvery = resp.GetHealthReportInterval().AsDuration()
 			n.pollFor = resp.GetCommandPollTimeout().AsDuration()
 			n.longPoll = resp.GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
+			n.streams = resp.GetCommandDelivery() == nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM
 			return nil
 		}
 		if status.Code(err) == codes.InvalidArgument || ctx.Err() != nil {
