@@ -130,8 +130,8 @@ func faulty(n *fleetv1.Node) bool {
 // an agent, a launch) and is looked at every second as it waits.
 func (f *Fleet) nextDue(ns *nodeState, now time.Time) time.Time {
 	if !ns.mu.TryLock() {
-		// A change is under way: its commit schedules the node again, or
-		// did so before the bookkeeping this would read was settled.
+		// A change is under way, and what this would read is not settled:
+		// the next pass looks again.
 		return now
 	}
 	defer ns.mu.Unlock()

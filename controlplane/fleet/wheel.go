@@ -37,9 +37,10 @@ func newWheel() *wheel {
 }
 
 // slot is the bucket of time t: the second it falls in. A bucket comes up
-// on the first pass in or after its second, which looks at its nodes at
-// the first pass at or after their due time, or at the pass after that
-// when the due time is later within the same second.
+// on the first pass in or after its second; a node due later within that
+// second is looked at early, has nothing due yet, and goes back into the
+// same bucket, which the next pass takes. Either way the node is looked at
+// on the first pass at or after its due time.
 func slot(t time.Time) int64 { return t.Unix() }
 
 // schedule has ns looked at on the first pass at or after at, unless it
