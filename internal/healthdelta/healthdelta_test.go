@@ -174,10 +174,8 @@ func TestScalarsOfCopiesEveryScalar(t *testing.T) {
 		}
 	}
 	s := scalarsOf(m)
-	parts := partsOf(m)
-	parts.Processes = m.Processes
 	rebuilt := proto.CloneOf(s)
-	proto.Merge(rebuilt, parts)
+	proto.Merge(rebuilt, partsOf(m).message(m.Processes))
 	if !proto.Equal(rebuilt, m) {
 		t.Fatalf("scalars and parts do not make the whole message:\n%v\nwant\n%v", rebuilt, m)
 	}

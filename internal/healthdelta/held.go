@@ -17,10 +17,10 @@ import (
 )
 
 // Held is a node's latest metrics, numbered by its agent's sequence. It is
-// kept compactly: every GPU's scalar fields encoded in one block, its bulky
-// parts (ECC, row remap, retired pages, NVLink links, unsupported groups)
-// shared with every GPU whose parts are equal (see intern), and its
-// processes by themselves. A Held never changes once made; Full and Apply
+// kept compactly: every GPU's scalar fields encoded in one block, each of
+// its bulky parts (ECC, row remap, retired pages, each NVLink link and the
+// set of them, unsupported groups) shared with every GPU whose same part is
+// equal (see parts), and its processes by themselves. A Held never changes once made; Full and Apply
 // make new ones, so a reader needs no lock once it has one.
 type Held struct {
 	seq uint64
@@ -31,10 +31,8 @@ type Held struct {
 }
 
 type heldGPU struct {
-	index uint32
-	// parts is a GpuMetrics with only the parts set; interned and shared,
-	// never changed.
-	parts     *fleetv1.GpuMetrics
+	index     uint32
+	parts     parts
 	processes []*fleetv1.GpuProcess
 }
 
@@ -60,7 +58,7 @@ func (h *Held) Sequence() uint64 {
 func Full(seq uint64, metrics []*fleetv1.GpuMetrics) *Held {
 	h := &Held{seq: seq, gpus: make([]heldGPU, len(metrics))}
 	for i, m := range metrics {
-		h.gpus[i] = heldGPU{index: m.GetGpuIndex(), parts: intern(partsOf(m)), processes: m.GetProcesses()}
+		h.gpus[i] = heldGPU{index: m.GetGpuIndex(), parts: partsOf(m), processes: m.GetProcesses()}
 		h.scalars = appendScalars(h.scalars, scalarsOf(m))
 	}
 	return h
@@ -123,8 +121,7 @@ func (h *Held) Metrics() []*fleetv1.GpuMetrics {
 		if proto.Unmarshal(v, m) != nil {
 			continue
 		}
-		proto.Merge(m, g.parts)
-		proto.Merge(m, &fleetv1.GpuMetrics{Processes: g.processes})
+		proto.Merge(m, g.parts.message(g.processes))
 		out = append(out, m)
 	}
 	return out
@@ -173,7 +170,7 @@ func merge(base *heldGPU, sent *fleetv1.GpuMetrics, procs []*fleetv1.GpuProcess,
 		if named != everyPart {
 			return heldGPU{}, &FieldError{Field: "replaced", Reason: "the GPU is not in the base report, so every part must be sent"}
 		}
-		base = &heldGPU{parts: &fleetv1.GpuMetrics{}}
+		base = &heldGPU{}
 	}
 	g := heldGPU{parts: base.parts, processes: base.processes}
 	if named&partProcesses != 0 {
@@ -183,39 +180,33 @@ func merge(base *heldGPU, sent *fleetv1.GpuMetrics, procs []*fleetv1.GpuProcess,
 	if named&^partProcesses == 0 && len(links) == 0 {
 		return g, nil
 	}
-	bp := base.parts
-	p := &fleetv1.GpuMetrics{Ecc: bp.Ecc, RowRemap: bp.RowRemap, RetiredPages: bp.RetiredPages, Nvlinks: bp.Nvlinks, Unsupported: bp.Unsupported}
+	p := &g.parts
 	if named&partECC != 0 {
-		p.Ecc = sent.GetEcc()
+		p.ecc = shareEmpty(sent.GetEcc(), emptyECC)
 	}
 	if named&partRowRemap != 0 {
-		p.RowRemap = sent.GetRowRemap()
+		p.rowRemap = shareEmpty(sent.GetRowRemap(), emptyRowRemap)
 	}
 	if named&partRetiredPages != 0 {
-		p.RetiredPages = sent.GetRetiredPages()
+		p.retired = shareEmpty(sent.GetRetiredPages(), emptyRetired)
 	}
 	if named&partUnsupported != 0 {
-		p.Unsupported = sent.GetUnsupported()
+		p.unsupported = internNames(sent.GetUnsupported())
 	}
 	if named&partNvlinks != 0 {
-		p.Nvlinks = links
+		p.links = internLinks(links)
 	} else if len(links) > 0 {
-		p.Nvlinks = slices.Clone(bp.Nvlinks)
+		next := slices.Clone(base.parts.GetNvlinks())
 		for j, l := range links {
-			k := slices.IndexFunc(p.Nvlinks, func(b *fleetv1.NvLinkState) bool { return b.GetLink() == l.GetLink() })
+			k := slices.IndexFunc(next, func(b *fleetv1.NvLinkState) bool { return b.GetLink() == l.GetLink() })
 			if k < 0 {
 				return heldGPU{}, &FieldError{Field: fmt.Sprintf("metrics.nvlinks[%d].link", j), Reason: fmt.Sprintf("link %d is not in the base report; send every link with GPU_METRICS_PART_NVLINKS", l.GetLink())}
 			}
-			p.Nvlinks[k] = l
+			next[k] = l
 		}
+		p.links = internLinks(next)
 	}
-	g.parts = intern(p)
 	return g, nil
-}
-
-// partsOf is m's parts, sharing m's messages.
-func partsOf(m *fleetv1.GpuMetrics) *fleetv1.GpuMetrics {
-	return &fleetv1.GpuMetrics{Ecc: m.Ecc, RowRemap: m.RowRemap, RetiredPages: m.RetiredPages, Nvlinks: m.Nvlinks, Unsupported: m.Unsupported}
 }
 
 // detach takes the parts and processes out of m, leaving its scalar
@@ -226,7 +217,7 @@ func detach(m *fleetv1.GpuMetrics) (*fleetv1.GpuMetrics, []*fleetv1.GpuProcess) 
 	if m.Ecc == nil && m.RowRemap == nil && m.RetiredPages == nil && m.Nvlinks == nil && m.Unsupported == nil {
 		return nil, procs
 	}
-	p := partsOf(m)
+	p := &fleetv1.GpuMetrics{Ecc: m.Ecc, RowRemap: m.RowRemap, RetiredPages: m.RetiredPages, Nvlinks: m.Nvlinks, Unsupported: m.Unsupported}
 	m.Ecc, m.RowRemap, m.RetiredPages, m.Nvlinks, m.Unsupported = nil, nil, nil, nil, nil
 	return p, procs
 }
@@ -234,7 +225,7 @@ func detach(m *fleetv1.GpuMetrics) (*fleetv1.GpuMetrics, []*fleetv1.GpuProcess) 
 // attach completes m with g's parts and processes.
 func attach(m *fleetv1.GpuMetrics, g heldGPU) {
 	p := g.parts
-	m.Ecc, m.RowRemap, m.RetiredPages, m.Nvlinks, m.Unsupported = p.Ecc, p.RowRemap, p.RetiredPages, p.Nvlinks, p.Unsupported
+	m.Ecc, m.RowRemap, m.RetiredPages, m.Nvlinks, m.Unsupported = p.ecc, p.rowRemap, p.retired, p.GetNvlinks(), p.GetUnsupported()
 	m.Processes = g.processes
 }
 

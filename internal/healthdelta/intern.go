@@ -2,51 +2,168 @@ package healthdelta
 
 import (
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"weak"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-// interned holds one GpuMetrics per distinct set of parts in use, as the
-// unique package does for comparable values: most GPUs of a fleet have all
-// their links up and no errors counted, so a hundred thousand nodes hold a
-// handful of parts between them. It is process-wide for the same reason
-// unique's table is: sharing across every user is the point. An entry
-// goes when no held state refers to its parts any more.
+// parts is a GPU's bulky parts, shared where GPUs agree: most GPUs of a
+// fleet have all their links up and no errors counted, so a hundred
+// thousand nodes hold a handful of links and link sets between them (see
+// intern), and one empty ECC, row-remap and retired-pages message. A GPU
+// that differs in one part keeps only that part of its own: an ECC count
+// of its own is a small message, cheaper kept than looked up. A parts
+// value and what it points to never change.
+type parts struct {
+	ecc         *fleetv1.EccCounts
+	rowRemap    *fleetv1.RowRemapState
+	retired     *fleetv1.RetiredPages
+	links       *linkSet
+	unsupported *nameSet
+}
+
+// linkSet is a GPU's NVLink links, each one shared.
+type linkSet struct{ links []*fleetv1.NvLinkState }
+
+// nameSet is a GPU's unsupported metric groups.
+type nameSet struct{ names []string }
+
+func (p parts) GetEcc() *fleetv1.EccCounts             { return p.ecc }
+func (p parts) GetRowRemap() *fleetv1.RowRemapState    { return p.rowRemap }
+func (p parts) GetRetiredPages() *fleetv1.RetiredPages { return p.retired }
+
+func (p parts) GetNvlinks() []*fleetv1.NvLinkState {
+	if p.links == nil {
+		return nil
+	}
+	return p.links.links
+}
+
+func (p parts) GetUnsupported() []string {
+	if p.unsupported == nil {
+		return nil
+	}
+	return p.unsupported.names
+}
+
+// message is a GpuMetrics with p's parts and procs, sharing them.
+func (p parts) message(procs []*fleetv1.GpuProcess) *fleetv1.GpuMetrics {
+	return &fleetv1.GpuMetrics{Ecc: p.ecc, RowRemap: p.rowRemap, RetiredPages: p.retired,
+		Nvlinks: p.GetNvlinks(), Unsupported: p.GetUnsupported(), Processes: procs}
+}
+
+// partsOf is m's parts, shared.
+func partsOf(m *fleetv1.GpuMetrics) parts {
+	return parts{
+		ecc:         shareEmpty(m.GetEcc(), emptyECC),
+		rowRemap:    shareEmpty(m.GetRowRemap(), emptyRowRemap),
+		retired:     shareEmpty(m.GetRetiredPages(), emptyRetired),
+		links:       internLinks(m.GetNvlinks()),
+		unsupported: internNames(m.GetUnsupported()),
+	}
+}
+
+// The empty messages every GPU with nothing counted shares.
+var (
+	emptyECC      = &fleetv1.EccCounts{}
+	emptyRowRemap = &fleetv1.RowRemapState{}
+	emptyRetired  = &fleetv1.RetiredPages{}
+)
+
+// shareEmpty returns empty for a message with no field set, else m (nil
+// for nil: a group the GPU does not support).
+func shareEmpty[P proto.Message](m, empty P) P {
+	if proto.Size(m) == 0 && m.ProtoReflect().IsValid() {
+		return empty
+	}
+	return m
+}
+
+// interned holds one value per distinct part in use, keyed by a kind
+// byte and the part's encoding, as the unique package does for comparable
+// values. It is process-wide for the same reason unique's table is:
+// sharing across every user is the point. An entry goes when nothing
+// refers to its value any more.
 var interned = struct {
 	mu    sync.Mutex
-	byKey map[string]weak.Pointer[fleetv1.GpuMetrics]
-}{byKey: make(map[string]weak.Pointer[fleetv1.GpuMetrics])}
+	byKey map[string]any // weak.Pointer of the kind's type
+}{byKey: make(map[string]any)}
 
-// intern returns the shared parts equal to p, making p the shared one
-// when there are none. p and its messages must not change afterwards.
-func intern(p *fleetv1.GpuMetrics) *fleetv1.GpuMetrics {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
-	if err != nil {
-		return p
-	}
+// The kinds of part, the first byte of their keys.
+const (
+	kindLink byte = iota
+	kindLinks
+	kindNames
+)
+
+// intern returns the value interned under key, or v, which it interns.
+func intern[T any](key string, v *T) *T {
 	interned.mu.Lock()
 	defer interned.mu.Unlock()
-	if w, ok := interned.byKey[string(b)]; ok {
+	if w, ok := interned.byKey[key].(weak.Pointer[T]); ok {
 		if q := w.Value(); q != nil {
 			return q
 		}
 	}
-	key := string(b)
-	interned.byKey[key] = weak.Make(p)
-	runtime.AddCleanup(p, forget, key)
-	return p
+	interned.byKey[key] = weak.Make(v)
+	runtime.AddCleanup(v, forget, key)
+	return v
 }
 
-// forget drops key's entry once its parts are gone, unless other parts
+// forget drops key's entry once its value is gone, unless another value
 // took the key since.
 func forget(key string) {
 	interned.mu.Lock()
 	defer interned.mu.Unlock()
-	if w, ok := interned.byKey[key]; ok && w.Value() == nil {
+	if w, ok := interned.byKey[key]; ok && gone(w) {
 		delete(interned.byKey, key)
 	}
+}
+
+// gone reports whether a weak pointer of one of the kinds' types no
+// longer points to anything.
+func gone(w any) bool {
+	switch w := w.(type) {
+	case weak.Pointer[fleetv1.NvLinkState]:
+		return w.Value() == nil
+	case weak.Pointer[linkSet]:
+		return w.Value() == nil
+	case weak.Pointer[nameSet]:
+		return w.Value() == nil
+	}
+	return true
+}
+
+// internLinks returns the shared set of links equal to links, each link
+// shared too; nil for none. The set's key is its links' keys in order.
+func internLinks(links []*fleetv1.NvLinkState) *linkSet {
+	if len(links) == 0 {
+		return nil
+	}
+	shared := make([]*fleetv1.NvLinkState, len(links))
+	key := []byte{kindLinks}
+	for i, l := range links {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(l)
+		if err != nil {
+			return &linkSet{links: slices.Clone(links)}
+		}
+		k := string(kindLink) + string(b)
+		key = protowire.AppendString(key, k)
+		shared[i] = intern(k, l)
+	}
+	return intern(string(key), &linkSet{links: shared})
+}
+
+// internNames returns the shared set of names equal to names; nil for none.
+func internNames(names []string) *nameSet {
+	if len(names) == 0 {
+		return nil
+	}
+	return intern(string(kindNames)+strings.Join(names, "\x00"), &nameSet{names: names})
 }
