@@ -32,6 +32,9 @@ type nodeState struct {
 	// node is the durable part, immutable once stored here; changes swap
 	// in a new copy under the hub lock.
 	node atomic.Pointer[fleetv1.Node]
+	// enc is the encoding of a durable state, for snapshots (see
+	// AppendView).
+	enc atomic.Pointer[encodedState]
 	// reach is the reachability, written under the hub lock.
 	reach atomic.Int32
 	// removed is set, under the hub lock, when the node leaves the fleet;

@@ -12,9 +12,12 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
-// Field numbers of the view's heartbeat data, read from the descriptors.
+// Field numbers of the view's heartbeat data and reachability, read from
+// the descriptors.
 var (
+	nodeReachability    = fieldOf(&fleetv1.Node{}, "reachability")
 	nodeLastHeartbeatAt = fieldOf(&fleetv1.Node{}, "last_heartbeat_at")
+	nodeDroppedEvents   = fieldOf(&fleetv1.Node{}, "dropped_events")
 	nodeSamples         = fieldOf(&fleetv1.Node{}, "samples")
 	timestampSeconds    = fieldOf(&timestamppb.Timestamp{}, "seconds")
 	timestampNanos      = fieldOf(&timestamppb.Timestamp{}, "nanos")
@@ -30,34 +33,73 @@ func fieldOf(m proto.Message, name protoreflect.Name) protowire.Number {
 	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
 
+// encodedState is a node's durable state in its encoding, as AppendView
+// writes it before the heartbeat data: the view's durable fields, with
+// the reachability, the last heartbeat, the samples and the dropped
+// events left out. It is the encoding of state, which is never changed
+// once stored (every change stores a changed copy), so it is current
+// exactly while state is the node's durable state.
+type encodedState struct {
+	state *fleetv1.Node
+	b     []byte
+}
+
 // AppendView appends the encoding of Render(state, reach) to b, for the
-// watch hub's snapshots, without building the view: the durable fields are
-// marshalled from a shallow copy, and the heartbeat data is appended from
-// its packed form, where the view would make a message of each GPU's
-// sample (a tenth of a snapshot's allocations). The fields come after the
-// others, which proto.Marshal would not do; decoded, it is Render's node,
-// which TestAppendViewIsRender checks.
+// watch hub's snapshots, without building the view. The durable fields
+// are copied from the node's encoding of state, made by the first
+// snapshot to see that state (a snapshot of a fleet that changed little
+// since the last copies bytes instead of marshalling each node); the
+// heartbeat data is appended from its packed form, where the view would
+// make a message of each GPU's sample. The heartbeat fields come after
+// the others, which proto.Marshal would not do; decoded, it is Render's
+// node, which TestAppendViewIsRender checks.
 func (ns *nodeState) AppendView(b []byte, state *fleetv1.Node, reach fleetv1.Reachability) ([]byte, error) {
+	enc, err := ns.encoded(state)
+	if err != nil {
+		return b, err
+	}
+	b = append(b, enc...)
+	b = appendVarintField(b, nodeReachability, uint64(reach))
 	ns.live.mu.Lock()
 	// A heartbeat replaces the samples rather than changing them.
 	last, samples, dropped := ns.live.lastHeartbeat, ns.live.samples, ns.live.dropped
 	ns.live.mu.Unlock()
-	n := shallowCopy(state)
-	n.Reachability = reach
-	n.Samples = nil
-	n.DroppedEvents = dropped
-	if !last.IsZero() {
-		n.LastHeartbeatAt = nil
-	}
-	b, err := proto.MarshalOptions{}.MarshalAppend(b, n)
-	if err != nil {
-		return b, err
-	}
-	if !last.IsZero() {
+	b = appendVarintField(b, nodeDroppedEvents, dropped)
+	switch {
+	case !last.IsZero():
 		b = appendTimestamp(b, nodeLastHeartbeatAt, last)
+	case state.GetLastHeartbeatAt() != nil:
+		// Not heard from since start: the view has the stored time.
+		b = protowire.AppendTag(b, nodeLastHeartbeatAt, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(proto.Size(state.GetLastHeartbeatAt())))
+		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, state.GetLastHeartbeatAt()); err != nil {
+			return b, err
+		}
 	}
 	for _, s := range samples {
 		b = appendSample(b, s)
+	}
+	return b, nil
+}
+
+// encoded returns state's durable fields in their encoding: the node's
+// encodedState when it is of state, else marshalled, and kept for the
+// next snapshot when state is still the node's durable state.
+func (ns *nodeState) encoded(state *fleetv1.Node) ([]byte, error) {
+	if e := ns.enc.Load(); e != nil && e.state == state {
+		return e.b, nil
+	}
+	n := shallowCopy(state)
+	n.Reachability = fleetv1.Reachability_REACHABILITY_UNSPECIFIED
+	n.LastHeartbeatAt = nil
+	n.Samples = nil
+	n.DroppedEvents = 0
+	b, err := proto.MarshalOptions{}.MarshalAppend(nil, n)
+	if err != nil {
+		return nil, err
+	}
+	if state == ns.node.Load() {
+		ns.enc.Store(&encodedState{state: state, b: b})
 	}
 	return b, nil
 }
