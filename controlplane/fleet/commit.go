@@ -202,7 +202,10 @@ func (f *Fleet) swap(ns *nodeState, next *fleetv1.Node, reach fleetv1.Reachabili
 	}
 	count(f.totals, next, reach, 1)
 	countFaults(f.faults, next, 1)
-	ns.node.Store(next)
+	if ns.node.Swap(next) != next {
+		// What a snapshot kept is the encoding of the state replaced.
+		ns.enc.Store(nil)
+	}
 	ns.reach.Store(int32(reach))
 }
 

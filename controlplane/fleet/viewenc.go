@@ -84,10 +84,11 @@ func (ns *nodeState) AppendView(b []byte, state *fleetv1.Node, reach fleetv1.Rea
 
 // encoded returns state's durable fields in their encoding: the node's
 // encodedState when it is of state, else marshalled, and kept for the
-// next snapshot when state is still the node's durable state.
+// next snapshot while state is the node's durable state. A change drops
+// what was kept (see Fleet.swap), so that no replaced state is held.
 func (ns *nodeState) encoded(state *fleetv1.Node) ([]byte, error) {
-	if e := ns.enc.Load(); e != nil && e.state == state {
-		return e.b, nil
+	if kept := ns.enc.Load(); kept != nil && kept.state == state {
+		return kept.b, nil
 	}
 	n := shallowCopy(state)
 	n.Reachability = fleetv1.Reachability_REACHABILITY_UNSPECIFIED
@@ -99,7 +100,13 @@ func (ns *nodeState) encoded(state *fleetv1.Node) ([]byte, error) {
 		return nil, err
 	}
 	if state == ns.node.Load() {
-		ns.enc.Store(&encodedState{state: state, b: b})
+		e := &encodedState{state: state, b: b}
+		ns.enc.Store(e)
+		// A change that came meanwhile, having dropped what was kept
+		// before this, shows here: swap replaces the state first.
+		if state != ns.node.Load() {
+			ns.enc.CompareAndSwap(e, nil)
+		}
 	}
 	return b, nil
 }

@@ -230,7 +230,8 @@ func TestSnapshotFollowsEveryChange(t *testing.T) {
 }
 
 // TestSnapshotKeepsEncodedState: a snapshot keeps each node's encoded
-// durable state, so that the next one copies it, until the node changes.
+// durable state, so that the next one copies it, until the node changes:
+// then it is dropped, so as not to hold the state replaced.
 func TestSnapshotKeepsEncodedState(t *testing.T) {
 	f := newFleet(t, Options{})
 	register(t, f, "a", 2)
@@ -244,7 +245,59 @@ func TestSnapshotKeepsEncodedState(t *testing.T) {
 	if _, err := f.Cordon(ctxT(t), "a", "maintenance"); err != nil {
 		t.Fatal(err)
 	}
-	if e := f.get("a").enc.Load(); e.state == f.get("a").node.Load() {
-		t.Fatal("a cordoned node's kept encoding is of its new state before any snapshot")
+	if f.get("a").enc.Load() != nil {
+		t.Fatal("a cordoned node keeps the encoding of the state it replaced")
+	}
+	if e := f.get("b").enc.Load(); e == nil || e.state != f.get("b").node.Load() {
+		t.Fatal("a node that did not change lost its kept encoding")
+	}
+}
+
+// TestKeptEncodingRacesChanges: a node encoded for snapshots while it
+// changes ends keeping nothing or the encoding of its current state, never
+// one of a state replaced, and every view appended decodes to the state
+// it was appended from.
+func TestKeptEncodingRacesChanges(t *testing.T) {
+	f := newFleet(t, Options{})
+	ctx := ctxT(t)
+	register(t, f, "a", 2)
+	ns := f.get("a")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			var err error
+			if i%2 == 0 {
+				_, err = f.Cordon(ctx, "a", "maintenance")
+			} else {
+				_, err = f.Uncordon(ctx, "a", "back")
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		state := ns.node.Load()
+		b, err := ns.AppendView(nil, state, fleetv1.Reachability_REACHABILITY_ONLINE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := &fleetv1.Node{}
+		if err := proto.Unmarshal(b, got); err != nil {
+			t.Fatal(err)
+		}
+		if got.GetLifecycle() != state.GetLifecycle() || got.GetLifecycleReason() != state.GetLifecycleReason() {
+			t.Fatalf("view appended from a %v node is %v", state.GetLifecycle(), got.GetLifecycle())
+		}
+	}
+	if e := ns.enc.Load(); e != nil && e.state != ns.node.Load() {
+		t.Fatal("the node keeps the encoding of a state it replaced")
 	}
 }
