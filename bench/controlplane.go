@@ -26,15 +26,25 @@ type controlPlane struct {
 	log  *os.File
 }
 
-func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*controlPlane, time.Duration, error) {
-	cfg := filepath.Join(dir, "bench.yaml")
+// config is the control plane's configuration for a run in dir at addr:
+// its defaults but for what the suite needs. delivery is the
+// command_delivery to set, "" to leave the default.
+func (b *bench) config(dir, addr, delivery string) string {
 	// The fleet simulator multiplexes thousands of nodes, each with its
-	// long poll, on a few connections.
-	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\ncommand_delivery: %s\nmax_streams_per_connection: 100000\nagent_identities: false\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"), delivery)
+	// command stream or long poll, on a few connections.
+	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\nmax_streams_per_connection: 100000\nagent_identities: false\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"))
+	if delivery != "" {
+		body += "command_delivery: " + delivery + "\n"
+	}
 	if b.pprof != "" {
 		body += "pprof_listen: " + b.pprof + "\n"
 	}
-	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+	return body
+}
+
+func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*controlPlane, time.Duration, error) {
+	cfg := filepath.Join(dir, "bench.yaml")
+	if err := os.WriteFile(cfg, []byte(b.config(dir, addr, delivery)), 0o644); err != nil {
 		return nil, 0, err
 	}
 	logf, err := os.OpenFile(filepath.Join(dir, "controlplane.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -51,8 +51,17 @@ const (
 	floorHeartbeat   = 10 * time.Second
 	floorReport      = 30 * time.Second
 	floorPollTimeout = 30 * time.Second
+	floorDelivery    = "stream"
 	floorMaxRecv     = 4 << 20
 )
+
+// floorDeliveries are the command_delivery values the floor can tell
+// nodes, as the control plane's configuration spells them.
+var floorDeliveries = map[string]nodev1.CommandDelivery{
+	"stream":    nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM,
+	"long_poll": nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL,
+	"heartbeat": nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT,
+}
 
 // floorOptions are what the floor answers a registration with.
 type floorOptions struct {
@@ -66,8 +75,8 @@ type floorOptions struct {
 // command result ever comes.
 type floor struct {
 	nodev1.UnimplementedNodeServiceServer
-	o                                     floorOptions
-	registers, heartbeats, reports, polls atomic.Int64
+	o                                              floorOptions
+	registers, heartbeats, reports, polls, streams atomic.Int64
 }
 
 func (f *floor) RegisterNode(context.Context, *nodev1.RegisterNodeRequest) (*nodev1.RegisterNodeResponse, error) {
@@ -109,6 +118,18 @@ func (f *floor) GetNodeCommands(ctx context.Context, req *nodev1.GetNodeCommands
 	return &nodev1.GetNodeCommandsResponse{}, nil
 }
 
+// WatchNodeCommands holds the command stream open until the node goes
+// away, as the control plane does when no command comes. Its headers go at
+// once, as the control plane's do, to tell the node the stream was taken.
+func (f *floor) WatchNodeCommands(_ *nodev1.WatchNodeCommandsRequest, stream grpc.ServerStreamingServer[nodev1.WatchNodeCommandsResponse]) error {
+	f.streams.Add(1)
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
 // newFloor prepares the floor's server in dir as the suite lays out a
 // control plane's: its CA in dir/store/pki and a token in
 // dir/store/admin.token, so that target(dir, addr) dials it as it dials the
@@ -142,17 +163,18 @@ func floorMain(args []string) error {
 	fs := flag.NewFlagSet(floorCommand, flag.ContinueOnError)
 	listen := fs.String("listen", "", "address to serve on")
 	dir := fs.String("dir", "", "directory for its CA, certificate and token")
-	delivery := fs.String("delivery", "long_poll", "command_delivery to tell the nodes: long_poll or heartbeat")
+	delivery := fs.String("delivery", floorDelivery, "command_delivery to tell the nodes: stream, long_poll or heartbeat")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *listen == "" || *dir == "" {
 		return errors.New("floor: --listen and --dir are required")
 	}
-	o := floorOptions{heartbeat: floorHeartbeat, report: floorReport, pollTimeout: floorPollTimeout, delivery: nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL}
-	if *delivery == "heartbeat" {
-		o.delivery = nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
+	d, ok := floorDeliveries[*delivery]
+	if !ok {
+		return fmt.Errorf("floor: --delivery %q is not stream, long_poll or heartbeat", *delivery)
 	}
+	o := floorOptions{heartbeat: floorHeartbeat, report: floorReport, pollTimeout: floorPollTimeout, delivery: d}
 	srv, f, err := newFloor(*dir, o)
 	if err != nil {
 		return err
@@ -165,15 +187,16 @@ func floorMain(args []string) error {
 	defer stop()
 	go func() { <-ctx.Done(); srv.Stop() }()
 	err = srv.Serve(l)
-	slog.Info("floor: stopped", "registers", f.registers.Load(), "heartbeats", f.heartbeats.Load(), "reports", f.reports.Load(), "polls", f.polls.Load())
+	slog.Info("floor: stopped", "registers", f.registers.Load(), "heartbeats", f.heartbeats.Load(), "reports", f.reports.Load(),
+		"polls", f.polls.Load(), "streams", f.streams.Load())
 	return err
 }
 
 // callCost is a process's CPU over a measurement window and the node
 // calls answered in it: heartbeats and full health reports, which are
-// nearly all of a fleet's calls. The long polls, registrations and XID
-// reports in the window are the same for the control plane and the
-// floor, so they are in both CPU figures and in neither count.
+// nearly all of a fleet's calls. The command streams or long polls,
+// registrations and XID reports in the window are the same for the control
+// plane and the floor, so they are in both CPU figures and in neither count.
 type callCost struct {
 	cpu   time.Duration
 	calls int64
@@ -197,7 +220,8 @@ func (c callCost) times(floor callCost) float64 {
 }
 
 // runFloor starts the floor server as a process of its own and measures
-// it under the load runSize puts on the control plane.
+// it under the load runSize puts on the control plane; delivery is the
+// command_delivery the control plane was given, "" for its default.
 func (b *bench) runFloor(ctx context.Context, n int, delivery string) (callCost, error) {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-floor-%d-", n))
 	if err != nil {
@@ -215,7 +239,11 @@ func (b *bench) runFloor(ctx context.Context, n int, delivery string) (callCost,
 	defer logf.Close()
 	addr := freeAddr()
 	fmt.Fprintf(os.Stderr, "bench: %d nodes: the same load on the floor server at %s\n", n, addr)
-	cmd := exec.Command(self, floorCommand, "--listen", addr, "--dir", dir, "--delivery", delivery)
+	args := []string{floorCommand, "--listen", addr, "--dir", dir}
+	if delivery != "" {
+		args = append(args, "--delivery", delivery)
+	}
+	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

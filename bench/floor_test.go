@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,15 +20,19 @@ import (
 // and reports against the floor as against the control plane, the floor
 // receives every call, and the window's count is the rate the simulator
 // was told (50 nodes, a heartbeat and a report every 500 ms each: 400
-// calls in 2 s).
+// calls in 2 s). Each node waits for commands as the floor tells it: one
+// stream held for the whole run (opened once, never again), long polls,
+// or neither.
 func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 	tests := []struct {
 		name      string
 		delivery  nodev1.CommandDelivery
 		longPolls bool
+		streams   bool
 	}{
-		{"long-poll", nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL, true},
-		{"heartbeat", nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT, false},
+		{"stream", nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM, false, true},
+		{"long-poll", nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL, true, false},
+		{"heartbeat", nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +67,13 @@ func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 			}
 			if polls := f.polls.Load(); tt.longPolls != (polls >= nodes) || (!tt.longPolls && polls != 0) {
 				t.Errorf("floor saw %d long polls with %s delivery", polls, tt.name)
+			}
+			wantStreams := int64(0)
+			if tt.streams {
+				wantStreams = nodes
+			}
+			if streams := f.streams.Load(); streams != wantStreams {
+				t.Errorf("floor saw %d command streams with %s delivery, want %d", streams, tt.name, wantStreams)
 			}
 			if cost.cpu <= 0 || cost.perCall() != cost.cpu/time.Duration(cost.calls) {
 				t.Errorf("CPU %s over %d calls gave %s per call", cost.cpu, cost.calls, cost.perCall())
@@ -99,7 +111,7 @@ func TestCallCost(t *testing.T) {
 // dash.
 func TestTableShowsTheFloor(t *testing.T) {
 	rows := []result{
-		{nodes: 1000, delivery: "long_poll", cost: callCost{cpu: 576 * time.Millisecond, calls: 10000}, floor: callCost{cpu: 462 * time.Millisecond, calls: 10000}},
+		{nodes: 1000, cost: callCost{cpu: 576 * time.Millisecond, calls: 10000}, floor: callCost{cpu: 462 * time.Millisecond, calls: 10000}},
 		{nodes: 10000, delivery: "long_poll", cost: callCost{cpu: time.Second, calls: 10000}},
 	}
 	var out bytes.Buffer
@@ -117,24 +129,64 @@ func TestTableShowsTheFloor(t *testing.T) {
 	if h := find("nodes"); !strings.Contains(h, "CPU/call (floor)") || !strings.Contains(h, "× floor") {
 		t.Errorf("header has no floor columns: %q", h)
 	}
-	if r := find("1000 "); !strings.Contains(r, "57.6 (46.2) µs") || !strings.Contains(r, "1.25×") {
-		t.Errorf("1 000-node row lacks its CPU per call and multiple: %q", r)
+	if r := find("1000 "); !strings.Contains(r, "57.6 (46.2) µs") || !strings.Contains(r, "1.25×") || !strings.Contains(r, "stream (default)") {
+		t.Errorf("1 000-node row lacks its CPU per call, multiple or the default delivery: %q", r)
 	}
-	if r := find("10000 "); !strings.Contains(r, "100.0 (-) µs") || strings.Contains(r, "×") {
+	if r := find("10000 "); !strings.Contains(r, "100.0 (-) µs") || strings.Contains(r, "×") || !strings.Contains(r, "long_poll") {
 		t.Errorf("a row without a floor should show dashes: %q", r)
 	}
 }
 
 // TestFloorAnswersAsTheControlPlane: the floor tells nodes the control
-// plane's default intervals and accepts requests as large, so the load on
-// it is the load on the control plane.
+// plane's default intervals and command delivery and accepts requests as
+// large, so the load on it is the load on the control plane.
 func TestFloorAnswersAsTheControlPlane(t *testing.T) {
 	d := controlplane.Defaults()
+	if floorDelivery != d.CommandDelivery {
+		t.Errorf("floor delivers commands by %q by default, the control plane by %q", floorDelivery, d.CommandDelivery)
+	}
+	if _, ok := floorDeliveries[d.CommandDelivery]; !ok {
+		t.Errorf("floor cannot tell nodes the control plane's default delivery %q", d.CommandDelivery)
+	}
 	if floorHeartbeat != d.HeartbeatInterval.Duration || floorReport != d.HealthReportInterval.Duration || floorPollTimeout != d.CommandPollTimeout.Duration {
 		t.Errorf("floor intervals %s/%s/%s, control plane's defaults %s/%s/%s", floorHeartbeat, floorReport, floorPollTimeout,
 			d.HeartbeatInterval.Duration, d.HealthReportInterval.Duration, d.CommandPollTimeout.Duration)
 	}
 	if floorMaxRecv != api.MaxRecvMsgBytes {
 		t.Errorf("floor accepts %d bytes, the control plane %d", floorMaxRecv, api.MaxRecvMsgBytes)
+	}
+}
+
+// TestSuiteRunsTheDefaultDelivery: a row that names no delivery leaves
+// command_delivery to the control plane's default; a row that names one
+// sets it.
+func TestSuiteRunsTheDefaultDelivery(t *testing.T) {
+	tests := []struct {
+		name, delivery, want string
+	}{
+		{"default", "", controlplane.Defaults().CommandDelivery},
+		{"long-poll", "long_poll", "long_poll"},
+		{"heartbeat", "heartbeat", "heartbeat"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := &bench{}
+			body := b.config(dir, "127.0.0.1:7000", tt.delivery)
+			if tt.delivery == "" && strings.Contains(body, "command_delivery") {
+				t.Errorf("a default row sets command_delivery:\n%s", body)
+			}
+			path := filepath.Join(dir, "bench.yaml")
+			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := controlplane.LoadConfigFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.CommandDelivery != tt.want {
+				t.Errorf("command_delivery %q, want %q", cfg.CommandDelivery, tt.want)
+			}
+		})
 	}
 }

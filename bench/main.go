@@ -29,15 +29,15 @@ func main() {
 		return
 	}
 	bin := flag.String("bin", "bin", "directory holding navarch-controlplane and navarch-agent")
-	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat", "fleet sizes to run, comma-separated; SIZE:heartbeat runs with command_delivery heartbeat")
+	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat", "fleet sizes to run, comma-separated; SIZE runs the control plane's default command_delivery, SIZE:long_poll and SIZE:heartbeat that one")
 	window := flag.Duration("window", 30*time.Second, "steady-state measurement window per size")
 	agentFor := flag.Duration("agent", time.Minute, "how long to measure the agent")
 	profDir := flag.String("profile", "", "write the control plane's heap and CPU profiles for each size to this directory")
-	noCommands := flag.Bool("no-commands", false, "leave out the agents' command long polls (to measure what they cost)")
+	noCommands := flag.Bool("no-commands", false, "leave out the agents' command streams and long polls (to measure what they cost)")
 	flag.Parse()
 	type run struct {
-		nodes     int
-		heartbeat bool
+		nodes    int
+		delivery string // command_delivery, "" for the control plane's default
 	}
 	var runs []run
 	var ns []int
@@ -45,10 +45,10 @@ func main() {
 		size, mode, _ := strings.Cut(strings.TrimSpace(s), ":")
 		n, err := strconv.Atoi(size)
 		if err != nil || n < 1 || (mode != "" && mode != "heartbeat" && mode != "long_poll") {
-			fmt.Fprintf(os.Stderr, "bench: --plan: %q is not SIZE or SIZE:heartbeat\n", s)
+			fmt.Fprintf(os.Stderr, "bench: --plan: %q is not SIZE, SIZE:long_poll or SIZE:heartbeat\n", s)
 			os.Exit(2)
 		}
-		runs = append(runs, run{n, mode == "heartbeat"})
+		runs = append(runs, run{n, mode})
 		if !slices.Contains(ns, n) {
 			ns = append(ns, n)
 		}
@@ -69,7 +69,7 @@ func main() {
 	var rows []result
 	var agent agentResult
 	for i, r := range runs {
-		res, err := b.runSize(ctx, r.nodes, r.heartbeat, i == 0, *agentFor, &agent)
+		res, err := b.runSize(ctx, r.nodes, r.delivery, i == 0, *agentFor, &agent)
 		if err == nil {
 			res.floor, err = b.runFloor(ctx, r.nodes, res.delivery)
 		}
@@ -103,7 +103,7 @@ func (b *bench) checkBinaries() error {
 // result is one fleet size's figures.
 type result struct {
 	nodes           int
-	delivery        string
+	delivery        string // command_delivery, "" for the control plane's default
 	register        time.Duration
 	rssMiB, peakMiB float64
 	cpuPercent      float64

@@ -16,12 +16,10 @@ import (
 
 // runSize measures one fleet size: it starts the control plane, registers
 // and runs n simulated nodes, measures the steady state over the window,
-// and times a restart.
-func (b *bench) runSize(ctx context.Context, n int, heartbeatDelivery, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
-	r := result{nodes: n, delivery: "long_poll"}
-	if heartbeatDelivery {
-		r.delivery = "heartbeat"
-	}
+// and times a restart. delivery is the command_delivery to configure, ""
+// to leave the control plane's default.
+func (b *bench) runSize(ctx context.Context, n int, delivery string, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
+	r := result{nodes: n, delivery: delivery}
 	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-bench-%d-", n))
 	if err != nil {
 		return r, err

@@ -32,6 +32,15 @@ func times(x float64) string {
 	return fmt.Sprintf("%.2f×", x)
 }
 
+// commands is how a row's agents got their commands: the delivery it
+// configured, or the control plane's default, named.
+func commands(delivery string) string {
+	if delivery == "" {
+		return floorDelivery + " (default)"
+	}
+	return delivery
+}
+
 func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agent agentResult) {
 	host, _ := os.Hostname()
 	fmt.Fprintf(w, "\nNavarch scale suite — %s, %d CPUs, %s/%s, %s\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().Format(time.RFC3339))
@@ -42,13 +51,14 @@ func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agen
 	for _, r := range rows {
 		c := console[r.nodes]
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f (%.0f) MiB\t%.0f%% (%.0f%%)\t%s (%s) µs\t%s\t%s / %s\t%s / %s\t%s / %s\t%s\t%s\t%s\t%s\t%d\t\n",
-			r.nodes, r.delivery, r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, r.cpuPercent, r.genPercent,
+			r.nodes, commands(r.delivery), r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, r.cpuPercent, r.genPercent,
 			micros(r.cost.perCall()), micros(r.floor.perCall()), times(r.cost.times(r.floor)),
 			ms(r.hbP50), ms(r.hbP99), ms(r.rpP50), ms(r.rpP99), ms(r.xidP50), ms(r.xidP99),
 			ms(r.snapshot), ms(r.restart), ms(c.frame), ms(c.filter), r.errors)
 	}
 	_ = tw.Flush()
-	fmt.Fprintln(w, "\nCPU/call: CPU per heartbeat or health report over the window; the floor is a gRPC server with the same TLS that only")
+	fmt.Fprintln(w, "\ncommands: how agents wait for commands, the control plane's default command_delivery unless the plan names another.")
+	fmt.Fprintln(w, "CPU/call: CPU per heartbeat or health report over the window; the floor is a gRPC server with the same TLS that only")
 	fmt.Fprintln(w, "decodes the same calls under the same load, and × floor is the control plane's CPU per call as a multiple of it.")
 	fmt.Fprintf(w, "\nAgent (real binary, simulated 8-GPU node, default intervals, %s): %.1f MiB RSS, %.2f%% of one core\n",
 		agent.measured, agent.rssMiB, agent.cpuPercent)
