@@ -99,7 +99,7 @@ type Fleet struct {
 
 	mu       sync.RWMutex // guards nodes, byID, creating and launching
 	nodes    map[string]*nodeState
-	byID     idIndex // nodes' ids in order, for ListNodes pages
+	byID     idIndex               // nodes' ids in order, for ListNodes pages
 	creating map[string]*nodeState // nodes whose first registration is under way
 	// launching are the nodes whose provider has yet to answer whether it
 	// started them.
