@@ -55,13 +55,22 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		}
 		sched := req.GetScheduler()
 		schedChanged := sched != nil && !proto.Equal(sched, cur.GetScheduler())
-		if len(req.GetEvents()) == 0 && !schedChanged && !f.reportChanges(cur, metrics) {
+		judge := len(req.GetEvents()) > 0 || f.reportChanges(cur, metrics)
+		if !judge && !schedChanged {
 			// The usual report: fresh metrics, nothing to judge again.
 			ns.keep(next, req.GetDroppedEvents())
 			resp = answer(cur.GetHealth(), 0)
 			return nil
 		}
-		n := proto.CloneOf(cur)
+		var n *fleetv1.Node
+		if judge {
+			n = proto.CloneOf(cur)
+		} else {
+			// Only the scheduler's state moved, as it does with a busy
+			// node's jobs: the GPUs are not judged again, and the new node
+			// shares them with the stored one (see shallowCopy).
+			n = shallowCopy(cur)
+		}
 		c := &change{}
 		// Metrics go to the GPUs present; events may name a lost one too
 		// (GPU_RECOVERED does), where no present GPU has taken its index.
@@ -99,7 +108,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			}
 			c.events = append(c.events, ev)
 		}
-		if len(metrics) > 0 {
+		if len(metrics) > 0 && judge {
 			reported := make(map[uint32]bool)
 			for _, m := range metrics {
 				reported[m.GetGpuIndex()] = true

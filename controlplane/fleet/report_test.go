@@ -163,3 +163,39 @@ func TestSchedulerStateFromReports(t *testing.T) {
 		t.Fatalf("after a registration without a scheduler, scheduler = %v, want none", got)
 	}
 }
+
+// TestSchedulerOnlyReportSharesGPUs: a report whose only news is the
+// scheduler's state (a busy node's jobs) stores a node that shares its
+// GPUs with the one before, which stays as it was; a report with an event
+// judges copies of its own.
+func TestSchedulerOnlyReportSharesGPUs(t *testing.T) {
+	f := newFleet(t, Options{})
+	ctx := ctxT(t)
+	register(t, f, "n1", 2)
+	ns := f.get("n1")
+	before := ns.node.Load()
+	snapshot := proto.CloneOf(before)
+	if _, err := f.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "n1", Scheduler: &fleetv1.SchedulerState{Scheduler: "slurm", State: "MIXED", Jobs: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	after := ns.node.Load()
+	if after == before || after.GetScheduler().GetJobs() != 3 {
+		t.Fatalf("the scheduler's state was not stored: %v", after.GetScheduler())
+	}
+	if after.GetGpus()[0] != before.GetGpus()[0] || after.GetGpus()[1] != before.GetGpus()[1] {
+		t.Fatal("a scheduler-only report copied the GPUs")
+	}
+	if !proto.Equal(before, snapshot) {
+		t.Fatal("the node stored before changed")
+	}
+	if _, err := xid(t, f, "n1", 1, 79); err != nil {
+		t.Fatal(err)
+	}
+	judged := ns.node.Load()
+	if judged.GetGpus()[1] == after.GetGpus()[1] || judged.GetGpus()[1].GetHealth() != fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatalf("the XID did not land on a GPU of its own: %v", judged.GetGpus()[1].GetHealth())
+	}
+	if after.GetGpus()[1].GetHealth() == fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Fatal("judging the XID changed the node stored before")
+	}
+}
