@@ -268,6 +268,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		grpc.ForceServerCodecV2(codec),
 		grpc.ChainUnaryInterceptor(requests.Unary, s.recoverUnary, gate.Unary, audit.Unary, codec.Unary),
 		grpc.ChainStreamInterceptor(requests.Stream, s.recoverStream, gate.Stream, codec.Stream),
+		s.readBuffer(),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(o.Config.MaxStreamsPerConnection)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -328,6 +329,20 @@ func (s *Server) transport(clock clockwork.Clock) (credentials.TransportCredenti
 	}
 	s.tls = tc
 	return credentials.NewTLS(tc), ca, nil
+}
+
+// readBuffer is gRPC's read buffer for each connection. Over TLS,
+// crypto/tls already holds each record it decrypts and gRPC reads its
+// frames out of it, so gRPC's own 32 KiB buffer, kept for as long as the
+// connection lasts, only copies them once more: without it every agent's
+// connection holds 32 KiB less (55 KB of heap against 22 KB) at the same
+// CPU per call (BenchmarkAgentConnections). Over plaintext gRPC reads
+// into buffers it shares among connections, and keeps its default.
+func (s *Server) readBuffer() grpc.ServerOption {
+	if s.tls == nil {
+		return grpc.EmptyServerOption{}
+	}
+	return grpc.ReadBufferSize(0)
 }
 
 // readCerts reads the PEM certificates in path.
