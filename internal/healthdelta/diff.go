@@ -3,7 +3,6 @@ package healthdelta
 import (
 	"slices"
 
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -26,21 +25,21 @@ func Diff(base *Held, cur []*fleetv1.GpuMetrics) []*nodev1.GpuMetricsDelta {
 			continue
 		}
 		p := g.parts
-		if !proto.Equal(m.GetEcc(), p.GetEcc()) {
+		if !equalECC(m.GetEcc(), p.GetEcc()) {
 			s.Ecc = m.Ecc
 			d.Replaced = append(d.Replaced, nodev1.GpuMetricsPart_GPU_METRICS_PART_ECC)
 		}
-		if !proto.Equal(m.GetRowRemap(), p.GetRowRemap()) {
+		if !equalRowRemap(m.GetRowRemap(), p.GetRowRemap()) {
 			s.RowRemap = m.RowRemap
 			d.Replaced = append(d.Replaced, nodev1.GpuMetricsPart_GPU_METRICS_PART_ROW_REMAP)
 		}
-		if !proto.Equal(m.GetRetiredPages(), p.GetRetiredPages()) {
+		if !equalRetiredPages(m.GetRetiredPages(), p.GetRetiredPages()) {
 			s.RetiredPages = m.RetiredPages
 			d.Replaced = append(d.Replaced, nodev1.GpuMetricsPart_GPU_METRICS_PART_RETIRED_PAGES)
 		}
 		if sameLinks(m.GetNvlinks(), p.GetNvlinks()) {
 			for j, l := range m.GetNvlinks() {
-				if !proto.Equal(l, p.GetNvlinks()[j]) {
+				if !equalLink(l, p.GetNvlinks()[j]) {
 					s.Nvlinks = append(s.Nvlinks, l)
 				}
 			}
@@ -48,7 +47,7 @@ func Diff(base *Held, cur []*fleetv1.GpuMetrics) []*nodev1.GpuMetricsDelta {
 			s.Nvlinks = m.Nvlinks
 			d.Replaced = append(d.Replaced, nodev1.GpuMetricsPart_GPU_METRICS_PART_NVLINKS)
 		}
-		if !slices.EqualFunc(m.GetProcesses(), g.processes, func(a, b *fleetv1.GpuProcess) bool { return proto.Equal(a, b) }) {
+		if !slices.EqualFunc(m.GetProcesses(), g.processes, equalProcess) {
 			s.Processes = m.Processes
 			d.Replaced = append(d.Replaced, nodev1.GpuMetricsPart_GPU_METRICS_PART_PROCESSES)
 		}

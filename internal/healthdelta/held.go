@@ -59,7 +59,7 @@ func Full(seq uint64, metrics []*fleetv1.GpuMetrics) *Held {
 	h := &Held{seq: seq, gpus: make([]heldGPU, len(metrics))}
 	for i, m := range metrics {
 		h.gpus[i] = heldGPU{index: m.GetGpuIndex(), parts: partsOf(m), processes: m.GetProcesses()}
-		h.scalars = appendScalars(h.scalars, scalarsOf(m))
+		h.scalars = appendScalars(h.scalars, m)
 	}
 	return h
 }
@@ -227,14 +227,6 @@ func attach(m *fleetv1.GpuMetrics, g heldGPU) {
 	p := g.parts
 	m.Ecc, m.RowRemap, m.RetiredPages, m.Nvlinks, m.Unsupported = p.ecc, p.rowRemap, p.retired, p.GetNvlinks(), p.GetUnsupported()
 	m.Processes = g.processes
-}
-
-// appendScalars appends a length and the encoding of s, a GpuMetrics with
-// only scalar fields set.
-func appendScalars(b []byte, s *fleetv1.GpuMetrics) []byte {
-	b = protowire.AppendVarint(b, uint64(proto.Size(s)))
-	b, _ = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, s)
-	return b
 }
 
 // scalarsOf is a new GpuMetrics with m's scalar fields: everything but the
