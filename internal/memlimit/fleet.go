@@ -6,28 +6,32 @@ import (
 	"runtime/metrics"
 )
 
-// A fleet's budget: what auto holds the heap to once it knows the fleet's
-// size. At 100 000 eight-GPU nodes the control plane keeps about 7 KiB of
-// state a node and, for each agent's open command wait, gRPC's call state
-// and a goroutine; the budget leaves room for that and for garbage made
-// between collections, and Base covers an empty control plane's runtime,
-// Badger's caches and the watchers' queues.
+// A fleet's budget: what auto lets the heap grow to once it knows the
+// fleet's size. At 100 000 eight-GPU nodes on shared connections the
+// control plane keeps about 7 KiB of state a node and 11 KiB for each
+// agent's held command stream (gRPC's call state and a goroutine); the
+// budget leaves room for that and for the garbage made between
+// collections, and Base covers an empty control plane's runtime, Badger's
+// caches and the watchers' queues.
 const (
 	BudgetBase    = 256 << 20
-	BudgetPerNode = 16 << 10
+	BudgetPerNode = 32 << 10
 )
 
 // liveShare is how far above what is live (heap and goroutine stacks) the
 // limit always stays, whatever the budget: a fleet that keeps more than
-// its budget gets collections every quarter of its live heap allocated,
-// never back to back.
-const liveShare = 1.25
+// its budget (each real agent's own connection adds about 34 KiB) gets a
+// collection for every half of its live heap allocated, instead of the
+// runtime's default of every whole one. Tighter, the collector's passes
+// over every held call's goroutine stack come so often that at 100 000
+// nodes on two cores they cost more than the calls (docs/performance.md).
+const liveShare = 1.5
 
 // Fleet sizes auto's limit to the fleet: the budget for its nodes, kept
-// between a quarter above what is live and the share of the cgroup or
+// between half as much again as what is live and the share of the cgroup or
 // machine auto found (the ceiling). A fleet of a hundred thousand nodes
-// thus runs with its resident memory near its budget instead of near
-// twice its live heap, and a small control plane on a large machine is
+// thus runs with its resident memory near its budget or one and a half
+// times its live heap instead of twice it, and a small control plane on a large machine is
 // not held to a large machine's limit.
 type Fleet struct {
 	ceiling int64
@@ -58,7 +62,7 @@ func (f *Fleet) Update(nodes int) int64 {
 	return f.limit
 }
 
-// fleetLimit is the budget for nodes, at least liveShare above live and
+// fleetLimit is the budget for nodes, at least liveShare times live and
 // at least the minimum, at most the ceiling.
 func fleetLimit(ceiling int64, nodes int, live uint64) int64 {
 	budget := int64(BudgetBase) + int64(nodes)*BudgetPerNode

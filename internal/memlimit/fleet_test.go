@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// TestFleetLimit: the budget grows with the fleet, stays a quarter above
-// what is live, and never passes the ceiling or goes under the minimum.
+// TestFleetLimit: the budget grows with the fleet, stays half as much
+// again as what is live, and never passes the ceiling or goes under the minimum.
 func TestFleetLimit(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -18,9 +18,9 @@ func TestFleetLimit(t *testing.T) {
 	}{
 		{"empty-fleet-is-the-base", 19 * gib, 0, 10 * uint64(mib), BudgetBase},
 		{"thousand-nodes", 19 * gib, 1000, 50 * uint64(mib), BudgetBase + 1000*BudgetPerNode},
-		{"hundred-thousand-nodes", 19 * gib, 100000, 900 * uint64(mib), BudgetBase + 100000*BudgetPerNode},
-		{"live-over-budget-raises-it", 19 * gib, 1000, uint64(gib), gib + gib/4},
-		{"ceiling-wins", 1 * gib, 100000, 900 * uint64(mib), gib},
+		{"hundred-thousand-nodes", 19 * gib, 100000, 1500 * uint64(mib), BudgetBase + 100000*BudgetPerNode},
+		{"live-over-budget-raises-it", 19 * gib, 1000, uint64(gib), gib + gib/2},
+		{"ceiling-wins", 1 * gib, 100000, 600 * uint64(mib), gib},
 		{"ceiling-wins-over-live", 1 * gib, 10, 2 * uint64(gib), gib},
 		{"ceiling-under-the-base", 200 * mib, 0, 0, 200 * mib},
 	}
