@@ -85,8 +85,13 @@ func (b *bench) runSize(ctx context.Context, n int, delivery string, measureAgen
 		}
 	}()
 	windowStart := time.Now()
+	// Rows of one size with another delivery keep profiles of their own.
+	label := fmt.Sprint(n)
+	if delivery != "" {
+		label += "-" + delivery
+	}
 	if b.pprof != "" {
-		go b.profile(fmt.Sprintf("cpu-%d.pprof", n), fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.window.Seconds())-5))
+		go b.profile(fmt.Sprintf("cpu-%s.pprof", label), fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.window.Seconds())-5))
 	}
 	xids, err := measureXIDs(ctx, cpTarget, fleet, n, b.window)
 	if err != nil {
@@ -99,9 +104,9 @@ func (b *bench) runSize(ctx context.Context, n int, delivery string, measureAgen
 	gen1, _ := cpuTime(os.Getpid())
 	r.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}
 	if b.pprof != "" {
-		b.profile(fmt.Sprintf("heap-%d.pprof", n), "/debug/pprof/heap")
-		b.profile(fmt.Sprintf("memstats-%d.txt", n), "/debug/pprof/heap?debug=1")
-		b.profile(fmt.Sprintf("goroutines-%d.txt", n), "/debug/pprof/goroutine?debug=1")
+		b.profile(fmt.Sprintf("heap-%s.pprof", label), "/debug/pprof/heap")
+		b.profile(fmt.Sprintf("memstats-%s.txt", label), "/debug/pprof/heap?debug=1")
+		b.profile(fmt.Sprintf("goroutines-%s.txt", label), "/debug/pprof/goroutine?debug=1")
 	}
 	close(stopSampling)
 	sampler.Wait()
