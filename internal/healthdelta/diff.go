@@ -3,7 +3,6 @@ package healthdelta
 import (
 	"slices"
 
-
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
