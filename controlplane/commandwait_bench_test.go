@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/testutil"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
@@ -77,29 +77,11 @@ func commandWaits(b *testing.B, nodes int, mode, delivery string) {
 	}})
 	ctx := context.Background()
 	registerNodes(b, ctx, cp.Nodes, nodes)
-	heapBefore, stacksBefore := memAfterGC()
+	heapBefore, stacksBefore := testutil.MemAfterGC()
 	goroutinesBefore := runtime.NumGoroutine()
 
-	client := exec.Command(os.Args[0], "-test.run=^$")
-	client.Env = append(os.Environ(), waitClientAddrEnv+"="+cp.Addr, waitClientCAEnv+"="+cp.Server.CAFile(),
+	stdin, out := testutil.HelperProcess(b, waitClientAddrEnv+"="+cp.Addr, waitClientCAEnv+"="+cp.Server.CAFile(),
 		fmt.Sprintf("%s=%d", waitClientNodesEnv, nodes), waitClientModeEnv+"="+mode)
-	client.Stderr = os.Stderr
-	stdin, err := client.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := client.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := client.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = stdin.Close()
-		_ = client.Wait()
-	}()
-	out := bufio.NewReader(stdout)
 	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
 		b.Fatalf("the agents said %q (%v), want ready", line, err)
 	}
@@ -113,10 +95,10 @@ func commandWaits(b *testing.B, nodes int, mode, delivery string) {
 		}
 	}
 	// Stacks shrink by half at most once a collection: let them settle.
-	heap, stacks := memAfterGC()
+	heap, stacks := testutil.MemAfterGC()
 	for range 20 {
 		time.Sleep(200 * time.Millisecond)
-		nextHeap, nextStacks := memAfterGC()
+		nextHeap, nextStacks := testutil.MemAfterGC()
 		settled := nextStacks == stacks && nextHeap-heap < heap/100 && heap-nextHeap < heap/100
 		heap, stacks = nextHeap, nextStacks
 		if settled {
@@ -173,15 +155,6 @@ func registerNodes(b *testing.B, ctx context.Context, c nodev1.NodeServiceClient
 }
 
 func waitNodeID(i int) string { return fmt.Sprintf("wait-%06d", i) }
-
-// memAfterGC is the live heap and the goroutine stacks, in bytes, once the
-// collector has run.
-func memAfterGC() (heap, stacks int64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc), int64(ms.StackInuse)
-}
 
 // cpuTime is the CPU this process has used, user and system.
 func cpuTime() time.Duration {

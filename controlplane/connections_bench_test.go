@@ -14,7 +14,6 @@ import (
 	"io"
 	mathrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -31,6 +30,7 @@ import (
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/fleettest"
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -90,26 +90,8 @@ func agentConnections(b *testing.B, nodes int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	client := exec.Command(os.Args[0], "-test.run=^$")
-	client.Env = append(os.Environ(), connClientAddrEnv+"="+cp.Addr, connClientCAEnv+"="+cp.Server.CAFile(),
+	stdin, out := testutil.HelperProcess(b, connClientAddrEnv+"="+cp.Addr, connClientCAEnv+"="+cp.Server.CAFile(),
 		connClientTokenEnv+"="+tok.GetToken(), fmt.Sprintf("%s=%d", connClientNodesEnv, nodes))
-	client.Stderr = os.Stderr
-	stdin, err := client.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := client.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := client.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = stdin.Close()
-		_ = client.Wait()
-	}()
-	out := bufio.NewReader(stdout)
 	ask := func(what, want string) string {
 		if _, err := io.WriteString(stdin, what+"\n"); err != nil {
 			b.Fatal(err)
@@ -153,10 +135,10 @@ func agentConnections(b *testing.B, nodes int) {
 // settledMem is the live heap and goroutine stacks after collections, once
 // stacks, which shrink by half at most once a collection, have settled.
 func settledMem() (heap, stacks int64) {
-	heap, stacks = memAfterGC()
+	heap, stacks = testutil.MemAfterGC()
 	for range 20 {
 		time.Sleep(200 * time.Millisecond)
-		nextHeap, nextStacks := memAfterGC()
+		nextHeap, nextStacks := testutil.MemAfterGC()
 		settled := nextStacks == stacks && nextHeap-heap < heap/100 && heap-nextHeap < heap/100
 		heap, stacks = nextHeap, nextStacks
 		if settled {

@@ -1,14 +1,11 @@
 package watch
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -20,6 +17,8 @@ import (
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+
+	"github.com/navarch/navarch/internal/testutil"
 )
 
 // idleWatchers starts n watchers whose streams take one message and then
@@ -47,17 +46,8 @@ func idleWatchers(ctx context.Context, h *Hub, n int) (wait func()) {
 
 // heapAfterGC is the live heap, in bytes, once the collector has run.
 func heapAfterGC() int64 {
-	heap, _ := memAfterGC()
+	heap, _ := testutil.MemAfterGC()
 	return heap
-}
-
-// memAfterGC is the live heap and the goroutine stacks, in bytes, once the
-// collector has run.
-func memAfterGC() (heap, stacks int64) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }
 
 // changeFleet publishes changes to some of f's nodes and flushes
@@ -182,27 +172,10 @@ func idleWatchersOverGRPC(b *testing.B, watchers int) {
 	}
 	serveGRPC(b, h, lis)
 	changeFleet(h, f, 1) // the ring and the fleet at their working size
-	heapBefore, stacksBefore := memAfterGC()
+	heapBefore, stacksBefore := testutil.MemAfterGC()
 
-	client := exec.Command(os.Args[0], "-test.run=^$")
-	client.Env = append(os.Environ(), watchClientAddrEnv+"="+lis.Addr().String(), fmt.Sprintf("%s=%d", watchClientStreamsEnv, watchers))
-	client.Stderr = os.Stderr
-	stdin, err := client.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := client.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := client.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = stdin.Close()
-		_ = client.Wait()
-	}()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+	_, out := testutil.HelperProcess(b, watchClientAddrEnv+"="+lis.Addr().String(), fmt.Sprintf("%s=%d", watchClientStreamsEnv, watchers))
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
 		b.Fatalf("the client said %q (%v), want ready", line, err)
 	}
 	for deadline := time.Now().Add(time.Minute); watching(h) < watchers; time.Sleep(10 * time.Millisecond) {
@@ -213,10 +186,10 @@ func idleWatchersOverGRPC(b *testing.B, watchers int) {
 	changeFleet(h, f, 3)
 	// The transport sends what the client's windows take; wait until the
 	// server holds a steady amount.
-	heap, stacks := memAfterGC()
+	heap, stacks := testutil.MemAfterGC()
 	for range 20 {
 		time.Sleep(500 * time.Millisecond)
-		nextHeap, nextStacks := memAfterGC()
+		nextHeap, nextStacks := testutil.MemAfterGC()
 		settled := nextHeap-heap < heap/100 && heap-nextHeap < heap/100
 		heap, stacks = nextHeap, nextStacks
 		if settled {

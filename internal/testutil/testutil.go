@@ -2,9 +2,13 @@
 package testutil
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -57,4 +61,43 @@ func BuildBinary(t testing.TB, pkg string) string {
 		t.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
+}
+
+// HelperProcess runs this test binary again with env added to its
+// environment and no test selected: the process of its own a benchmark
+// runs its clients in, so that their memory and CPU are not counted as the
+// measured process's. The test package's init or TestMain acts on env.
+// It returns the process's standard input, whose closing asks it to end,
+// and its standard output; the test's cleanup closes the one and waits for
+// the process.
+func HelperProcess(tb testing.TB, env ...string) (io.Writer, *bufio.Reader) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	return stdin, bufio.NewReader(stdout)
+}
+
+// MemAfterGC is the live heap and the goroutine stacks, in bytes, once the
+// collector has run.
+func MemAfterGC() (heap, stacks int64) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc), int64(ms.StackInuse)
 }
