@@ -9,7 +9,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,17 +52,6 @@ func driverUUIDs(t *testing.T) []string {
 	return out
 }
 
-func freeLoopbackPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 // TestRealAgentOnRealGPUs joins the real agent binary, reading the real
 // driver, to a control plane over TLS with a join token, as on a GPU node:
 // its inventory is the driver's, its health reports carry every GPU's
@@ -81,7 +69,7 @@ func TestRealAgentOnRealGPUs(t *testing.T) {
 	if bin == "" {
 		bin = testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent")
 	}
-	metrics := freeLoopbackPort(t)
+	metrics := freeAddr(t)
 	cmd := exec.Command(bin, "--server", cp.Addr, "--ca-hash", caPin(t, cp), "--state-dir", filepath.Join(t.TempDir(), "state"),
 		"--node-id", "gpu-real", "--no-remedies", "--poll-interval", "1s", "--metrics-listen", metrics)
 	cmd.Env = append(os.Environ(), "NAVARCH_JOIN_TOKEN="+joinToken(t, cp, "gpu-real"))
