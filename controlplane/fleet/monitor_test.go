@@ -227,6 +227,45 @@ func TestDegradedFaultExpires(t *testing.T) {
 	}
 }
 
+// A faulty node removed by the monitor's own look, as a terminated
+// UNHEALTHY node past its retention is, leaves nothing of itself in the
+// wheel: the look for quiet faults that follows the removal in the same
+// pass must not record the node again.
+func TestRemovedFaultyNodeLeavesTheWheel(t *testing.T) {
+	tests := []struct {
+		name   string
+		health fleetv1.HealthStatus
+	}{
+		{"unhealthy", fleetv1.HealthStatus_HEALTH_STATUS_UNHEALTHY},
+		{"degraded", fleetv1.HealthStatus_HEALTH_STATUS_DEGRADED},
+		{"healthy", fleetv1.HealthStatus_HEALTH_STATUS_HEALTHY},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := clockwork.NewFakeClockAt(wheelStart)
+			f := newFleet(t, Options{Clock: clock, State: &store.State{Nodes: []*fleetv1.Node{{
+				NodeId: "n1", Lifecycle: terminated, Health: tt.health,
+				LifecycleChangedAt: ts(wheelStart.Add(-2 * time.Hour)),
+			}}}})
+			ns := f.get("n1")
+			clock.Advance(time.Second)
+			f.Tick(ctxT(t))
+			if f.get("n1") != nil {
+				t.Fatal("the terminated node past its retention is still in the fleet")
+			}
+			f.wheel.mu.Lock()
+			_, expired := f.wheel.expired[ns]
+			f.wheel.mu.Unlock()
+			if expired {
+				t.Fatal("the removed node is still in the wheel's expiry bookkeeping")
+			}
+			if _, ok := f.wheel.dueSlot(ns); ok {
+				t.Fatal("the removed node is still due in the wheel")
+			}
+		})
+	}
+}
+
 // BenchmarkMonitorSecond is one second of the monitor in a fleet of
 // 100 000 ACTIVE, HEALTHY 8-GPU nodes that heartbeat every ten seconds, a
 // tenth of them each second. The heartbeats are not timed, only the pass.

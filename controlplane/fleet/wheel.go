@@ -90,10 +90,16 @@ func (w *wheel) drop(ns *nodeState) {
 }
 
 // expireDue reports whether a faulty node's quiet faults are due to be
-// looked for at now, and if so records that they are.
+// looked for at now, and if so records that they are. A node that left
+// the fleet is not recorded, as schedule does not schedule one: the
+// monitor's look removes a terminated node before it looks for its quiet
+// faults, and a record made after drop would hold the node for good.
 func (w *wheel) expireDue(ns *nodeState, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if ns.removed.Load() {
+		return false
+	}
 	if last, ok := w.expired[ns]; ok && now.Sub(last) < expireEvery {
 		return false
 	}
