@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -319,6 +320,33 @@ func checkReportMetrics(req *nodev1.ReportHealthRequest) error {
 			if err := checkEnum(fmt.Sprintf("%s.replaced[%d]", field, j), p, nodev1.GpuMetricsPart_name, false); err != nil {
 				return err
 			}
+		}
+		if err := checkUnnamedParts(field+".metrics", c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUnnamedParts refuses a delta entry that sets a part its replaced
+// list does not name: the control plane keeps the base's part then, so the
+// value sent would be lost without a word.
+func checkUnnamedParts(field string, c *nodev1.GpuMetricsDelta) error {
+	m := c.GetMetrics()
+	sent := []struct {
+		name string
+		set  bool
+		part nodev1.GpuMetricsPart
+	}{
+		{"ecc", m.GetEcc() != nil, nodev1.GpuMetricsPart_GPU_METRICS_PART_ECC},
+		{"row_remap", m.GetRowRemap() != nil, nodev1.GpuMetricsPart_GPU_METRICS_PART_ROW_REMAP},
+		{"retired_pages", m.GetRetiredPages() != nil, nodev1.GpuMetricsPart_GPU_METRICS_PART_RETIRED_PAGES},
+		{"processes", len(m.GetProcesses()) > 0, nodev1.GpuMetricsPart_GPU_METRICS_PART_PROCESSES},
+		{"unsupported", len(m.GetUnsupported()) > 0, nodev1.GpuMetricsPart_GPU_METRICS_PART_UNSUPPORTED},
+	}
+	for _, s := range sent {
+		if s.set && !slices.Contains(c.GetReplaced(), s.part) {
+			return invalid(field+"."+s.name, "is set but replaced does not name %s", s.part)
 		}
 	}
 	return nil
