@@ -2,6 +2,7 @@ package healthdelta
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -136,6 +137,27 @@ func TestEqualPartsAreShared(t *testing.T) {
 		if a.gpus[i].parts != b.gpus[i].parts || a.gpus[i].parts != a.gpus[0].parts {
 			t.Fatalf("GPU %d's parts are not shared", i)
 		}
+	}
+}
+
+// TestUnequalNamesAreNotShared: two lists of unsupported groups share a
+// set only when they are equal, whatever bytes the names hold.
+func TestUnequalNamesAreNotShared(t *testing.T) {
+	tests := []struct {
+		name string
+		a, b []string
+	}{
+		{name: "split-at-nul", a: []string{"ecc\x00nvlink"}, b: []string{"ecc", "nvlink"}},
+		{name: "empty-name", a: []string{""}, b: []string{"", ""}},
+		{name: "order", a: []string{"ecc", "nvlink"}, b: []string{"nvlink", "ecc"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := internNames(tt.a), internNames(tt.b)
+			if !slices.Equal(a.names, tt.a) || !slices.Equal(b.names, tt.b) {
+				t.Fatalf("%q and %q are held as %q and %q", tt.a, tt.b, a.names, b.names)
+			}
+		})
 	}
 }
 

@@ -3,7 +3,6 @@ package healthdelta
 import (
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"weak"
 
@@ -161,9 +160,15 @@ func internLinks(links []*fleetv1.NvLinkState) *linkSet {
 }
 
 // internNames returns the shared set of names equal to names; nil for none.
+// The key is each name with its length, so that no two lists share one
+// (joined with a separator, ["a\x00b"] and ["a", "b"] would).
 func internNames(names []string) *nameSet {
 	if len(names) == 0 {
 		return nil
 	}
-	return intern(string(kindNames)+strings.Join(names, "\x00"), &nameSet{names: names})
+	key := []byte{kindNames}
+	for _, n := range names {
+		key = protowire.AppendString(key, n)
+	}
+	return intern(string(key), &nameSet{names: names})
 }
