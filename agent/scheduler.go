@@ -79,7 +79,7 @@ type schedulerState struct {
 
 	// seenMu guards last.
 	seenMu sync.Mutex
-	// last is the state last read, reported with every full snapshot.
+	// last is the state last read, reported with every health report.
 	last *fleetv1.SchedulerState
 
 	// kick asks the loop to sync now; changed asks the report loop to
