@@ -119,10 +119,11 @@ func (a *Agent) reportLoop(ctx context.Context, reregister context.CancelFunc) {
 				a.buf.remove(events)
 				a.reports.Answered(req, resp)
 				withMetrics, sched = false, false
-				if resp.GetFullSnapshotWanted() {
+				if resp.GetFullSnapshotWanted() && len(req.GetMetricChanges()) > 0 {
 					// A delta on a base the control plane no longer holds
 					// (a report lost or reordered, or it restarted): the
-					// full snapshot goes at once.
+					// full snapshot goes at once. Asked again after a full
+					// one, it waits for the next report, never looping.
 					a.log.Debug("control plane asks for a full health snapshot", "held_sequence", resp.GetHeldSequence(), "base_sequence", req.GetBaseSequence())
 					withMetrics = true
 				}

@@ -55,6 +55,8 @@ type fakeCP struct {
 	// error, as when the answer is lost on its way back.
 	metrics     *healthdelta.Held
 	loseAnswers int
+	// wantFull asks for a full snapshot in every answer, even to one.
+	wantFull bool
 
 	// streams counts the WatchNodeCommands streams opened; noStream makes
 	// them Unimplemented, as an older control plane answers.
@@ -176,6 +178,7 @@ func (f *fakeCP) ReportHealth(_ context.Context, req *nodev1.ReportHealthRequest
 		f.metrics = next
 	}
 	resp.HeldSequence = f.metrics.Sequence()
+	resp.FullSnapshotWanted = resp.FullSnapshotWanted || f.wantFull
 	if f.loseAnswers > 0 {
 		f.loseAnswers--
 		return nil, status.Error(codes.Unavailable, "answer lost")

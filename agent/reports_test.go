@@ -147,3 +147,20 @@ func TestFullSnapshotEveryFullEvery(t *testing.T) {
 		}
 	}
 }
+
+// TestFullSnapshotAskedOfAFullOneDoesNotLoop: a control plane that asks for
+// a full snapshot in answer to a full one gets the next at the next
+// report, not at once and again and again.
+func TestFullSnapshotAskedOfAFullOneDoesNotLoop(t *testing.T) {
+	cp := newFakeCP(t)
+	cp.report = time.Hour
+	cp.mu.Lock()
+	cp.wantFull = true
+	cp.mu.Unlock()
+	startAgent(t, cp, simnvml.Options{GPUs: 2})
+	waitReports(t, cp, 1)
+	time.Sleep(500 * time.Millisecond)
+	if rs := cp.metricReports(); len(rs) != 1 {
+		t.Fatalf("%d reports with metrics in half a second, want the first alone", len(rs))
+	}
+}
