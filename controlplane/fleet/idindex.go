@@ -91,16 +91,22 @@ func (f *Fleet) deleteNode(id string) {
 // read with its state and reachability at the time it is taken.
 func (f *Fleet) pageByID(pageSize int, after string) (page []*nodeState, more bool, total int) {
 	f.mu.RLock()
-	if !f.byID.current() {
-		f.mu.RUnlock()
-		f.mu.Lock()
-		f.byID.merge()
-		f.mu.Unlock()
-		f.mu.RLock()
-		// A node added between the two locks is noted again: it is left
-		// out of this page, as it would be had it come a moment later.
+	if f.byID.current() {
+		defer f.mu.RUnlock()
+		return f.readPage(pageSize, after)
 	}
-	defer f.mu.RUnlock()
+	f.mu.RUnlock()
+	// The page is read under the lock it was merged under: nodes removed
+	// between the two would leave a short page that says more follow.
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byID.merge()
+	return f.readPage(pageSize, after)
+}
+
+// readPage reads an unfiltered page from the merged index; the caller
+// holds f.mu.
+func (f *Fleet) readPage(pageSize int, after string) (page []*nodeState, more bool, total int) {
 	sorted := f.byID.sorted
 	start := f.byID.after(after)
 	end := min(len(sorted), start+max(pageSize, 0))

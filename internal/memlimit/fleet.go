@@ -35,7 +35,6 @@ const liveShare = 1.5
 // not held to a large machine's limit.
 type Fleet struct {
 	ceiling int64
-	limit   int64
 }
 
 // NewFleet sizes the limit chosen at start (l) to the fleet from now on,
@@ -45,7 +44,7 @@ func NewFleet(l Limit) *Fleet {
 	if l.Source != FromCgroup && l.Source != FromMachine {
 		return &Fleet{}
 	}
-	return &Fleet{ceiling: l.Bytes, limit: l.Bytes}
+	return &Fleet{ceiling: l.Bytes}
 }
 
 // Sized reports whether the limit follows the fleet.
@@ -57,9 +56,9 @@ func (f *Fleet) Update(nodes int) int64 {
 	if !f.Sized() {
 		return 0
 	}
-	f.limit = fleetLimit(f.ceiling, nodes, live())
-	debug.SetMemoryLimit(f.limit)
-	return f.limit
+	limit := fleetLimit(f.ceiling, nodes, live())
+	debug.SetMemoryLimit(limit)
+	return limit
 }
 
 // fleetLimit is the budget for nodes, at least liveShare times live and
