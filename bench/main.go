@@ -21,12 +21,21 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == floorCommand {
-		if err := floorMain(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		var sub func([]string) error
+		switch os.Args[1] {
+		case floorCommand:
+			sub = floorMain
+		case snapshotCommand:
+			sub = snapshotMain
 		}
-		return
+		if sub != nil {
+			if err := sub(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
+			return
+		}
 	}
 	bin := flag.String("bin", "bin", "directory holding navarch-controlplane and navarch-agent")
 	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat", "fleet sizes to run, comma-separated; SIZE runs the control plane's default command_delivery, SIZE:long_poll and SIZE:heartbeat that one")

@@ -121,7 +121,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery string, measureAgen
 	xq := quantiles(xids, 0.5, 0.99)
 	r.xidP50, r.xidP99 = xq[0], xq[1]
 
-	if r.snapshot, err = snapshotTime(ctx, cpTarget); err != nil {
+	if r.snapshot, err = snapshotInProcess(ctx, cpTarget); err != nil {
 		return r, err
 	}
 	if measureAgent {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/navarch/navarch/internal/rpcclient"
+)
+
+// snapshotCommand is the suite's own binary run as a WatchFleet client in a
+// process of its own, as the console is: the simulator's heap and its
+// collections are not the client's.
+const snapshotCommand = "snapshot-client"
+
+// snapshotTokenEnv carries the operator token to the client process, kept
+// out of its command line.
+const snapshotTokenEnv = "NAVARCH_BENCH_TOKEN"
+
+// snapshotInProcess times a WatchFleet snapshot of the control plane at t
+// from a client process of its own.
+func snapshotInProcess(ctx context.Context, t rpcclient.Target) (time.Duration, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: find this binary: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, self, snapshotCommand, "--addr", t.Addr, "--ca-cert", t.CACert)
+	cmd.Env = append(os.Environ(), snapshotTokenEnv+"="+t.Token)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("snapshot client: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(string(out)))
+	if err != nil {
+		return 0, fmt.Errorf("snapshot client: %q is not a duration", out)
+	}
+	return d, nil
+}
+
+// snapshotMain is the client process: it times one snapshot and prints it.
+func snapshotMain(args []string) error {
+	fs := flag.NewFlagSet(snapshotCommand, flag.ContinueOnError)
+	addr := fs.String("addr", "", "control plane `HOST:PORT`")
+	ca := fs.String("ca-cert", "", "the control plane's CA `FILE`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *addr == "" || *ca == "" {
+		return errors.New("snapshot-client needs --addr and --ca-cert")
+	}
+	d, err := snapshotTime(context.Background(), rpcclient.Target{Addr: *addr, CACert: *ca, Token: os.Getenv(snapshotTokenEnv)})
+	if err != nil {
+		return err
+	}
+	fmt.Println(d)
+	return nil
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/fleettest"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// TestMain lets the test binary stand in for the suite's binary when
+// snapshotInProcess runs it as the snapshot client.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == snapshotCommand {
+		if err := snapshotMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSnapshotFromItsOwnProcess: the snapshot is timed by a client process
+// of its own, over TLS with the operator's token, which goes to it in its
+// environment; a wrong token is refused and said so.
+func TestSnapshotFromItsOwnProcess(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	ctx := context.Background()
+	for i := range 20 {
+		id := fmt.Sprintf("node-%02d", i)
+		if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Hostname: id, Gpus: fleettest.GPUs(8)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := snapshotInProcess(ctx, cp.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 0 {
+		t.Fatalf("snapshot took %s", d)
+	}
+	wrong := cp.Target()
+	wrong.Token = "not-a-token"
+	if _, err := snapshotInProcess(ctx, wrong); err == nil || !strings.Contains(err.Error(), "snapshot client") {
+		t.Fatalf("a wrong token: %v", err)
+	}
+}
