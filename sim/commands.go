@@ -20,20 +20,20 @@ import (
 // control plane that asks for them or has no stream; in heartbeat delivery
 // heartbeatOne fetches them instead.
 func (f *Fleet) commands(ctx context.Context, n *node) {
-	if !n.longPoll {
+	if !n.term().longPoll {
 		return
 	}
 	noStream := false
 	for ctx.Err() == nil && !n.stopped.Load() {
 		var err error
-		if n.streams && !noStream {
+		if n.term().streams && !noStream {
 			err = f.watchCommands(ctx, n)
 			if status.Code(err) == codes.Unimplemented {
 				noStream = true
 				continue
 			}
 		} else {
-			err = f.fetchCommands(ctx, n, n.pollFor)
+			err = f.fetchCommands(ctx, n, n.term().pollFor)
 		}
 		if err != nil && !n.stopped.Load() {
 			select {

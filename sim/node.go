@@ -25,6 +25,18 @@ type node struct {
 	// reports numbers the node's health reports and makes their metrics a
 	// full snapshot or a delta, as an agent's do.
 	reports *healthdelta.Sender
+	// terms are what the control plane's last registration answer said:
+	// a registration again, from whichever goroutine saw the node
+	// unknown, replaces them while the others read them.
+	terms    atomic.Pointer[terms]
+	fetching atomic.Bool
+	stopped  atomic.Bool
+	rng      *rand.Rand
+}
+
+// terms are a node's intervals and command delivery, from its
+// registration.
+type terms struct {
 	hbEvery time.Duration
 	rpEvery time.Duration
 	pollFor time.Duration
@@ -33,10 +45,15 @@ type node struct {
 	longPoll bool
 	// streams is true in stream delivery: the node holds a command stream
 	// instead of long-polling.
-	streams  bool
-	fetching atomic.Bool
-	stopped  atomic.Bool
-	rng      *rand.Rand
+	streams bool
+}
+
+// term is the node's terms, zero before its first registration.
+func (n *node) term() terms {
+	if t := n.terms.Load(); t != nil {
+		return *t
+	}
+	return terms{}
 }
 
 // gpuState is a GPU in a few dozen bytes.

@@ -16,7 +16,7 @@ import (
 // for commands until ctx ends. Heartbeats and reports are spread evenly
 // over their intervals, as a real fleet's are.
 func (f *Fleet) Run(ctx context.Context) error {
-	if f.nodes[0].hbEvery == 0 {
+	if f.nodes[0].term().hbEvery == 0 {
 		if err := f.Register(ctx); err != nil {
 			return err
 		}
@@ -25,16 +25,19 @@ func (f *Fleet) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		f.spread(ctx, func(n *node) time.Duration { return n.hbEvery }, f.heartbeatOne)
+		f.spread(ctx, func(n *node) time.Duration { return n.term().hbEvery }, f.heartbeatOne)
 	}()
-	go func() { defer wg.Done(); f.spread(ctx, func(n *node) time.Duration { return n.rpEvery }, f.reportOne) }()
+	go func() {
+		defer wg.Done()
+		f.spread(ctx, func(n *node) time.Duration { return n.term().rpEvery }, f.reportOne)
+	}()
 	if f.o.ChaosInterval > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); f.chaos(ctx) }()
 	}
 	if !f.o.NoCommands {
 		for _, n := range f.nodes {
-			if n.longPoll {
+			if n.term().longPoll {
 				wg.Add(1)
 				go func() { defer wg.Done(); f.commands(ctx, n) }()
 			}
@@ -102,7 +105,7 @@ func (f *Fleet) heartbeatOne(ctx context.Context, n *node) {
 		return
 	}
 	f.heartbeat.Add(time.Since(start))
-	if resp.GetPendingCommands() > 0 && !n.longPoll && n.fetching.CompareAndSwap(false, true) {
+	if resp.GetPendingCommands() > 0 && !n.term().longPoll && n.fetching.CompareAndSwap(false, true) {
 		go func() {
 			defer n.fetching.Store(false)
 			f.fetchCommands(ctx, n, 0)

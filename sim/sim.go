@@ -184,11 +184,13 @@ func (f *Fleet) register(ctx context.Context, n *node) error {
 		if err == nil {
 			// A registration starts the reports afresh, as an agent's does.
 			n.reports.Forget()
-			n.hbEvery = resp.GetHeartbeatInterval().AsDuration()
-			n.rpEvery = resp.GetHealthReportInterval().AsDuration()
-			n.pollFor = resp.GetCommandPollTimeout().AsDuration()
-			n.longPoll = resp.GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT
-			n.streams = resp.GetCommandDelivery() == nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM
+			n.terms.Store(&terms{
+				hbEvery:  resp.GetHeartbeatInterval().AsDuration(),
+				rpEvery:  resp.GetHealthReportInterval().AsDuration(),
+				pollFor:  resp.GetCommandPollTimeout().AsDuration(),
+				longPoll: resp.GetCommandDelivery() != nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT,
+				streams:  resp.GetCommandDelivery() == nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM,
+			})
 			return nil
 		}
 		if status.Code(err) == codes.InvalidArgument || ctx.Err() != nil {
