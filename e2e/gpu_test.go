@@ -95,6 +95,18 @@ func TestRealAgentOnRealGPUs(t *testing.T) {
 		}
 		return n.GetReachability() == fleetv1.Reachability_REACHABILITY_ONLINE && len(n.GetSamples()) == len(uuids)
 	})
+	first := f.node("gpu-real").GetNode().GetGpus()[0].GetMetrics().GetTime().AsTime()
+	// The next report is a delta on the first: the control plane's
+	// reading moves on, whole.
+	f.waitFor("a later report, a delta, taken whole", func() bool {
+		for _, g := range f.node("gpu-real").GetNode().GetGpus() {
+			m := g.GetMetrics()
+			if !m.GetTime().AsTime().After(first) || m.GetTemperatureCelsius() == 0 || m.GetSmClockMhz() == 0 || m.GetPcieLinkGeneration() == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	n := f.node("gpu-real").GetNode()
 	t.Logf("registered: driver %s, CUDA %s, health %s %s", n.GetDriverVersion(), n.GetCudaVersion(), n.GetHealth(), n.GetHealthCause())
 	for _, g := range n.GetGpus() {
