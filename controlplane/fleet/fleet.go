@@ -265,11 +265,12 @@ func New(ctx context.Context, o Options) (*Fleet, error) {
 		// stopped again.
 		ns.book.unprovision = n.GetLifecycle() == fleetv1.LifecycleState_LIFECYCLE_STATE_PROVISION_FAILED &&
 			strings.Contains(n.GetLifecycleReason(), stoppingInstance)
-		f.putNode(n.GetNodeId(), ns)
+		f.nodes[n.GetNodeId()] = ns
 		f.wheel.schedule(ns, f.started)
 		count(f.totals, n, ns.reachability(), 1)
 		countFaults(f.faults, n, 1)
 	}
+	f.byID.load(f.nodes)
 	f.breaker.restore(st.Breaker, f.activeFleetSize())
 	open, err := o.Store.OpenCommands(ctx)
 	if err != nil {

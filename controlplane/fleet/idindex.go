@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"maps"
 	"slices"
 	"sort"
 )
@@ -19,6 +20,13 @@ type idIndex struct {
 	// changed holds the ids added (true) or removed (false) since the
 	// last merge, the latest word for each.
 	changed map[string]bool
+}
+
+// load makes the index of a fleet loaded at start: its ids sorted once,
+// instead of a note for each and a merge at the first page.
+func (x *idIndex) load(nodes map[string]*nodeState) {
+	x.sorted = slices.Sorted(maps.Keys(nodes))
+	x.changed = nil
 }
 
 // note records that id was added or removed.

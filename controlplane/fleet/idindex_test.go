@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/store"
 )
 
 // TestIDIndexFollowsTheFleet: after any run of additions and removals,
@@ -85,5 +86,27 @@ func TestListWithoutFilterPagesByID(t *testing.T) {
 	page, _, total, _ := f.List(NodeFilter{Lifecycle: []fleetv1.LifecycleState{fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE}}, 100, "")
 	if total != 23 || len(page) != 23 || page[1].GetNodeId() != "node-01" {
 		t.Fatalf("filtered: %d of %d, second %q", len(page), total, page[1].GetNodeId())
+	}
+}
+
+// TestIDIndexOfALoadedFleet: a fleet loaded at start pages in id order at
+// once, and a node registered after the load joins the order.
+func TestIDIndexOfALoadedFleet(t *testing.T) {
+	st := &store.State{}
+	for _, id := range []string{"n-3", "n-1", "n-4", "n-0", "n-2"} {
+		st.Nodes = append(st.Nodes, &fleetv1.Node{NodeId: id, Hostname: id, Lifecycle: fleetv1.LifecycleState_LIFECYCLE_STATE_ACTIVE})
+	}
+	f := newFleet(t, Options{State: st})
+	if !f.byID.current() {
+		t.Fatal("the loaded fleet's index waits for a merge")
+	}
+	register(t, f, "n-15", 1)
+	page, next, total, _ := f.List(NodeFilter{}, 10, "")
+	var got []string
+	for _, n := range page {
+		got = append(got, n.GetNodeId())
+	}
+	if want := []string{"n-0", "n-1", "n-15", "n-2", "n-3", "n-4"}; !slices.Equal(got, want) || next != "" || total != 6 {
+		t.Fatalf("page %v next %q total %d, want %v", got, next, total, want)
 	}
 }
