@@ -5,12 +5,9 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/fleettest"
 	"github.com/navarch/navarch/internal/healthdelta"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -186,11 +183,22 @@ func TestDeltaOnAnotherBase(t *testing.T) {
 		t.Fatalf("health %s after XID 79", resp.GetHealth())
 	}
 
+	// A delta naming a link the held snapshot lacks, its base sequence
+	// right: the two sides disagree on the base. It is set aside as a
+	// delta on another base is, its XID still recorded.
 	misfit := delta(13, 11, 70)
 	misfit.MetricChanges[1].Metrics.Nvlinks = []*fleetv1.NvLinkState{{Link: 40}}
-	_, err = f.ReportHealth(ctx, misfit)
-	if field, _ := apierr.Field(err); status.Code(err) != codes.InvalidArgument || field != "metric_changes[1].metrics.nvlinks[0].link" {
-		t.Fatalf("a delta naming a link the base lacks: %v", err)
+	misfit.Events = []*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13, GpuIndex: 0}}
+	before = eventCount(t, f)
+	resp, err = f.ReportHealth(ctx, misfit)
+	if err != nil || !resp.GetFullSnapshotWanted() || resp.GetHeldSequence() != 11 || resp.GetAccepted() != 1 {
+		t.Fatalf("a delta naming a link the base lacks: %v, %v", resp, err)
+	}
+	if eventCount(t, f) != before+1 {
+		t.Fatal("the misfit delta's event was not recorded")
+	}
+	if got := temps(f); got[0] != 60 {
+		t.Fatalf("a misfit delta changed the metrics: %v", got)
 	}
 
 	f.Close()

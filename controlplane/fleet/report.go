@@ -46,9 +46,13 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth(), HeldSequence: held.Sequence()}
 			return nil
 		}
-		metrics, next, refused, err := takeMetrics(held, req)
-		if err != nil {
-			return err
+		metrics, next, refused, misfit := takeMetrics(held, req)
+		if misfit != nil {
+			// The agent's base and the snapshot held disagree although
+			// their sequences match: the full snapshot asked for repairs
+			// it, and the report's events still count.
+			f.log.Warn("health report delta does not fit the snapshot held; asking for a full one", "node", req.GetNodeId(),
+				"sequence", req.GetSequence(), "field", misfit.Field, "reason", misfit.Reason)
 		}
 		answer := func(h fleetv1.HealthStatus, accepted int) *nodev1.ReportHealthResponse {
 			return &nodev1.ReportHealthResponse{Health: h, Accepted: uint32(accepted), HeldSequence: next.Sequence(), FullSnapshotWanted: refused}
@@ -176,8 +180,11 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 // takeMetrics is a report's metrics as whole readings, one per GPU, and
 // the held state to keep: a full snapshot's own, or a delta applied onto
 // held. A delta whose base is not held is refused: no readings, held kept.
+// So is one that names a GPU or link the held snapshot lacks (misfit says
+// where): the request is well formed, the two sides only disagree on the
+// base, which a full snapshot repairs without losing the report's events.
 // A report without metrics leaves held as it is.
-func takeMetrics(held *healthdelta.Held, req *nodev1.ReportHealthRequest) (metrics []*fleetv1.GpuMetrics, next *healthdelta.Held, refused bool, err error) {
+func takeMetrics(held *healthdelta.Held, req *nodev1.ReportHealthRequest) (metrics []*fleetv1.GpuMetrics, next *healthdelta.Held, refused bool, misfit *healthdelta.FieldError) {
 	switch {
 	case len(req.GetMetrics()) > 0:
 		return req.GetMetrics(), healthdelta.Full(req.GetSequence(), req.GetMetrics()), false, nil
@@ -186,12 +193,14 @@ func takeMetrics(held *healthdelta.Held, req *nodev1.ReportHealthRequest) (metri
 	case held.Sequence() != req.GetBaseSequence():
 		return nil, held, true, nil
 	}
-	next, metrics, err = held.Apply(req.GetSequence(), req.GetMetricChanges())
-	var fe *healthdelta.FieldError
-	if errors.As(err, &fe) {
-		return nil, nil, false, apierr.Invalid(fe.Field, "%s", fe.Reason)
+	next, metrics, err := held.Apply(req.GetSequence(), req.GetMetricChanges())
+	if err != nil {
+		if !errors.As(err, &misfit) {
+			misfit = &healthdelta.FieldError{Field: "metric_changes", Reason: err.Error()}
+		}
+		return nil, held, true, misfit
 	}
-	return metrics, next, false, err
+	return metrics, next, false, nil
 }
 
 // reportChanges reports whether a report without events would change the
