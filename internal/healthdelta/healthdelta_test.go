@@ -2,14 +2,17 @@ package healthdelta
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/internal/testutil"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -289,4 +292,27 @@ func sameReadings(t *testing.T, what string, want, got []*fleetv1.GpuMetrics) {
 			t.Errorf("%s: GPU %d is\n%v\nwant\n%v", what, i, got[i], want[i])
 		}
 	}
+}
+
+// TestInternedPartsAreForgotten: once nothing holds an interned part, its
+// entry leaves the table, so parts that no GPU reports any more do not
+// pile up; one still held stays.
+func TestInternedPartsAreForgotten(t *testing.T) {
+	key := func(name string) string { return string(protowire.AppendString([]byte{kindNames}, name)) }
+	held := internNames([]string{"kept-group"})
+	internNames([]string{"dropped-group"})
+	present := func(k string) bool {
+		interned.mu.Lock()
+		defer interned.mu.Unlock()
+		_, ok := interned.byKey[k]
+		return ok
+	}
+	testutil.Eventually(t, "the unused part's entry to go", func() bool {
+		runtime.GC()
+		return !present(key("dropped-group"))
+	})
+	if !present(key("kept-group")) {
+		t.Fatal("the entry of a part still held went")
+	}
+	runtime.KeepAlive(held)
 }

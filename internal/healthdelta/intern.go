@@ -91,8 +91,15 @@ func shareEmpty[P proto.Message](m, empty P) P {
 // refers to its value any more.
 var interned = struct {
 	mu    sync.Mutex
-	byKey map[string]any // weak.Pointer of the kind's type
-}{byKey: make(map[string]any)}
+	byKey map[string]ref
+}{byKey: make(map[string]ref)}
+
+// ref is an interned value's weak pointer, whatever its type.
+type ref interface{ dead() bool }
+
+type weakRef[T any] struct{ weak.Pointer[T] }
+
+func (r weakRef[T]) dead() bool { return r.Value() == nil }
 
 // The kinds of part, the first byte of their keys.
 const (
@@ -105,12 +112,12 @@ const (
 func intern[T any](key string, v *T) *T {
 	interned.mu.Lock()
 	defer interned.mu.Unlock()
-	if w, ok := interned.byKey[key].(weak.Pointer[T]); ok {
-		if q := w.Value(); q != nil {
+	if r, ok := interned.byKey[key].(weakRef[T]); ok {
+		if q := r.Value(); q != nil {
 			return q
 		}
 	}
-	interned.byKey[key] = weak.Make(v)
+	interned.byKey[key] = weakRef[T]{weak.Make(v)}
 	runtime.AddCleanup(v, forget, key)
 	return v
 }
@@ -120,23 +127,9 @@ func intern[T any](key string, v *T) *T {
 func forget(key string) {
 	interned.mu.Lock()
 	defer interned.mu.Unlock()
-	if w, ok := interned.byKey[key]; ok && gone(w) {
+	if r, ok := interned.byKey[key]; ok && r.dead() {
 		delete(interned.byKey, key)
 	}
-}
-
-// gone reports whether a weak pointer of one of the kinds' types no
-// longer points to anything.
-func gone(w any) bool {
-	switch w := w.(type) {
-	case weak.Pointer[fleetv1.NvLinkState]:
-		return w.Value() == nil
-	case weak.Pointer[linkSet]:
-		return w.Value() == nil
-	case weak.Pointer[nameSet]:
-		return w.Value() == nil
-	}
-	return true
 }
 
 // internLinks returns the shared set of links equal to links, each link
