@@ -216,6 +216,59 @@ func TestDeltaOnAnotherBase(t *testing.T) {
 	}
 }
 
+// TestLateFullSnapshotPassedOver: a full snapshot older than the one held,
+// from the same run of the agent (a retried report overtaken by its
+// successors), keeps its events but leaves the newer metrics and the held
+// sequence, and asks nothing; after the agent registers again its new
+// run's first full is taken whatever its sequence.
+func TestLateFullSnapshotPassedOver(t *testing.T) {
+	f := newFleet(t, Options{})
+	t.Cleanup(f.Close)
+	register(t, f, "n1", 2)
+	ctx := ctxT(t)
+	full := func(seq uint64, temp uint32) *nodev1.ReportHealthRequest {
+		m := []*fleetv1.GpuMetrics{fleettest.CleanMetrics(0), fleettest.CleanMetrics(1)}
+		for _, g := range m {
+			g.TemperatureCelsius = temp
+		}
+		return &nodev1.ReportHealthRequest{NodeId: "n1", Sequence: seq, Metrics: m, GpuCount: 2}
+	}
+	temp := func() uint32 {
+		d, err := f.NodeDetail(ctx, "n1", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.GetNode().GetGpus()[0].GetMetrics().GetTemperatureCelsius()
+	}
+	for _, r := range []*nodev1.ReportHealthRequest{full(500, 50), full(501, 60)} {
+		if resp, err := f.ReportHealth(ctx, r); err != nil || resp.GetHeldSequence() != r.GetSequence() {
+			t.Fatalf("full %d: %v, %v", r.GetSequence(), resp, err)
+		}
+	}
+	late := full(500, 50)
+	late.Events = []*fleetv1.HealthEvent{{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 13, GpuIndex: 0}}
+	before := eventCount(t, f)
+	resp, err := f.ReportHealth(ctx, late)
+	if err != nil || resp.GetHeldSequence() != 501 || resp.GetFullSnapshotWanted() || resp.GetAccepted() != 1 {
+		t.Fatalf("a late full snapshot: %v, %v; want held 501, nothing asked, its event taken", resp, err)
+	}
+	if eventCount(t, f) != before+1 {
+		t.Fatal("the late full snapshot's event was not recorded")
+	}
+	if got := temp(); got != 60 {
+		t.Fatalf("the late full snapshot replaced newer metrics: %d °C, want 60", got)
+	}
+
+	// The agent restarts: its new run numbers reports from elsewhere.
+	register(t, f, "n1", 2)
+	if resp, err := f.ReportHealth(ctx, full(7, 70)); err != nil || resp.GetHeldSequence() != 7 {
+		t.Fatalf("a new run's first full: %v, %v; want it taken", resp, err)
+	}
+	if got := temp(); got != 70 {
+		t.Fatalf("metrics after a new run's first full: %d °C, want 70", got)
+	}
+}
+
 func cloneEvents(in []*fleetv1.HealthEvent) []*fleetv1.HealthEvent {
 	var out []*fleetv1.HealthEvent
 	for _, e := range in {

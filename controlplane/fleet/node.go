@@ -145,6 +145,10 @@ type live struct {
 	// metrics is the latest snapshot, numbered by the agent, onto which
 	// the next delta applies; nil until the first.
 	metrics *healthdelta.Held
+	// newRun is set when the agent registers and cleared by the next full
+	// snapshot kept: an agent's new run numbers its reports afresh, so its
+	// first full is taken whatever its sequence.
+	newRun bool
 	// metricsAfter is lastHeartbeat when the snapshot was kept, in Unix
 	// nanoseconds: a heartbeat since then carries newer samples.
 	metricsAfter int64
@@ -264,12 +268,13 @@ func overlay(m *fleetv1.GpuMetrics, samples []sample) {
 	}
 }
 
-// heldMetrics is the latest snapshot kept, nil for none. The caller holds
-// mu, which keep's callers hold too.
-func (ns *nodeState) heldMetrics() *healthdelta.Held {
+// heldMetrics is the latest snapshot kept, nil for none, and whether the
+// agent registered since it was kept. The caller holds mu, which keep's
+// callers hold too.
+func (ns *nodeState) heldMetrics() (held *healthdelta.Held, newRun bool) {
 	ns.live.mu.Lock()
 	defer ns.live.mu.Unlock()
-	return ns.live.metrics
+	return ns.live.metrics, ns.live.newRun
 }
 
 // keep stores a report's snapshot, held compactly (see healthdelta.Held),
@@ -280,6 +285,7 @@ func (ns *nodeState) keep(h *healthdelta.Held, dropped uint64) {
 	if h != ns.live.metrics {
 		ns.live.metrics = h
 		ns.live.metricsAfter = ns.live.lastHeartbeat.UnixNano()
+		ns.live.newRun = false
 	}
 	ns.live.dropped = dropped
 }

@@ -68,6 +68,7 @@ func (f *Fleet) Register(ctx context.Context, req *nodev1.RegisterNodeRequest) (
 		// Registering is hearing from the node.
 		ns.live.mu.Lock()
 		ns.live.lastHeartbeat = now
+		ns.live.newRun = true
 		ns.live.mu.Unlock()
 		c.reach = fleetv1.Reachability_REACHABILITY_ONLINE
 		if err := f.commit(ctx, ns, c); err != nil {

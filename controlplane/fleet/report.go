@@ -39,14 +39,14 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		if err := checkEventGPUs(cur, req); err != nil {
 			return err
 		}
-		held := ns.heldMetrics()
+		held, newRun := ns.heldMetrics()
 		if cur.GetLifecycle() == terminated {
 			// Taken and set aside: a terminated node's GPUs are no longer
 			// judged. Its agent registers again to come back.
 			resp = &nodev1.ReportHealthResponse{Health: cur.GetHealth(), HeldSequence: held.Sequence()}
 			return nil
 		}
-		metrics, next, refused, misfit := takeMetrics(held, req)
+		metrics, next, refused, misfit := takeMetrics(held, newRun, req)
 		if misfit != nil {
 			// The agent's base and the snapshot held disagree although
 			// their sequences match: the full snapshot asked for repairs
@@ -183,9 +183,15 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 // So is one that names a GPU or link the held snapshot lacks (misfit says
 // where): the request is well formed, the two sides only disagree on the
 // base, which a full snapshot repairs without losing the report's events.
-// A report without metrics leaves held as it is.
-func takeMetrics(held *healthdelta.Held, req *nodev1.ReportHealthRequest) (metrics []*fleetv1.GpuMetrics, next *healthdelta.Held, refused bool, misfit *healthdelta.FieldError) {
+// A numbered full snapshot older than held, from the same run of the agent
+// (no registration since held was kept), arrived late: a retried report
+// overtaken by its successors. It is passed over, held kept and nothing
+// asked, so that it never stands in for newer readings. A report without
+// metrics leaves held as it is.
+func takeMetrics(held *healthdelta.Held, newRun bool, req *nodev1.ReportHealthRequest) (metrics []*fleetv1.GpuMetrics, next *healthdelta.Held, refused bool, misfit *healthdelta.FieldError) {
 	switch {
+	case len(req.GetMetrics()) > 0 && !newRun && req.GetSequence() != 0 && req.GetSequence() < held.Sequence():
+		return nil, held, false, nil
 	case len(req.GetMetrics()) > 0:
 		return req.GetMetrics(), healthdelta.Full(req.GetSequence(), req.GetMetrics()), false, nil
 	case len(req.GetMetricChanges()) == 0:
