@@ -34,6 +34,10 @@ const (
 	// needs. Metadata: token (its name), role and required_role (such as
 	// "viewer" and "operator").
 	ReasonRoleTooLow = "ROLE_TOO_LOW"
+	// ReasonNotLeader: the control plane called is a standby; only the
+	// leader serves. Metadata: leader, the leader's address as HOST:PORT,
+	// empty while no leader is known (an election under way).
+	ReasonNotLeader = "NOT_LEADER"
 )
 
 func withInfo(code codes.Code, msg, reason string, meta map[string]string) error {
@@ -76,6 +80,27 @@ func RoleTooLow(token, role, rpc, required string) error {
 // NotSaved is the Unavailable answer when the store refused a change.
 func NotSaved() error {
 	return withInfo(codes.Unavailable, "state could not be saved; nothing was changed", ReasonNotSaved, nil)
+}
+
+// NotLeader is the Unavailable answer of a standby control plane: nothing
+// was read or changed, and the call may be made again to leader, the
+// leader's HOST:PORT ("" while none is known).
+func NotLeader(leader string) error {
+	msg := "this control plane is a standby; the leader is at " + leader
+	if leader == "" {
+		msg = "this control plane is a standby and no leader is elected yet; try again shortly"
+	}
+	return withInfo(codes.Unavailable, msg, ReasonNotLeader, map[string]string{"leader": leader})
+}
+
+// Leader reads a NotLeader answer: whether err is one, and the leader it
+// names ("" when none is known).
+func Leader(err error) (leader string, standby bool) {
+	info, ok := Info(err)
+	if !ok || info.GetReason() != ReasonNotLeader || status.Code(err) != codes.Unavailable {
+		return "", false
+	}
+	return info.GetMetadata()["leader"], true
 }
 
 // Invalid is the InvalidArgument answer for a bad field. The message starts

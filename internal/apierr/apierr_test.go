@@ -72,3 +72,28 @@ func TestRoleTooLowSaysBothRoles(t *testing.T) {
 		t.Fatalf("%v %v", err, info)
 	}
 }
+
+func TestNotLeaderNamesTheLeader(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		leader  string
+		standby bool
+	}{
+		{"known-leader", NotLeader("cp-2:50051"), "cp-2:50051", true},
+		{"no-leader-yet", NotLeader(""), "", true},
+		{"not-saved-is-not-standby", NotSaved(), "", false},
+		{"plain-unavailable", status.Error(codes.Unavailable, "connection refused"), "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leader, standby := Leader(tt.err)
+			if leader != tt.leader || standby != tt.standby {
+				t.Fatalf("Leader = %q, %v; want %q, %v", leader, standby, tt.leader, tt.standby)
+			}
+			if tt.standby && status.Code(tt.err) != codes.Unavailable {
+				t.Fatalf("code %s, want Unavailable", status.Code(tt.err))
+			}
+		})
+	}
+}
