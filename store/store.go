@@ -20,6 +20,11 @@ import (
 // closed store.
 var ErrClosed = errors.New("store is closed")
 
+// ErrNotLeader is wrapped by the error of a write refused because this
+// process no longer holds the leadership its store was fenced with: the
+// write stored nothing, and another control plane may be writing.
+var ErrNotLeader = errors.New("not the leader: the write was fenced off")
+
 // Store is durable state: nodes, their commands and health events, the
 // nodes' last-seen times, named counters, operator tokens, the bindings of
 // node ids to agents' keys and the audit log.

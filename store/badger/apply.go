@@ -77,14 +77,9 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 			}
 		}
 		for _, p := range w.Pools {
-			if p.GetName() == "" {
-				return errors.New("pool without name")
-			}
-			stored := proto.CloneOf(p)
-			stored.Status = nil
-			b, err := proto.Marshal(stored)
+			b, err := store.EncodePool(p)
 			if err != nil {
-				return fmt.Errorf("encode pool %s: %w", p.GetName(), err)
+				return err
 			}
 			if err := txn.Set([]byte(prefixPool+p.GetName()), b); err != nil {
 				return err

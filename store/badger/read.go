@@ -51,7 +51,7 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 			return err
 		}
 		if err := iterate(ctx, txn, prefixToken, func(k []byte, v []byte) error {
-			t, err := decodeToken(string(k[len(prefixToken):]), v)
+			t, err := store.DecodeToken(string(k[len(prefixToken):]), v)
 			if err != nil {
 				return err
 			}
@@ -61,7 +61,7 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 			return err
 		}
 		if err := iterate(ctx, txn, prefixNodeKey, func(k []byte, v []byte) error {
-			nk, err := decodeNodeKey(string(k[len(prefixNodeKey):]), v)
+			nk, err := store.DecodeNodeKey(string(k[len(prefixNodeKey):]), v)
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,7 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 			return fmt.Errorf("read breaker state: %w", err)
 		}
 		return item.Value(func(v []byte) error {
-			st.Breaker, err = decodeBreaker(v)
+			st.Breaker, err = store.DecodeBreaker(v)
 			return err
 		})
 	})

@@ -53,10 +53,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// DefaultAuditRetention is how long audit entries are kept when Options
-// does not say.
-const DefaultAuditRetention = 90 * 24 * time.Hour
-
 // Store is an open Badger database.
 type Store struct {
 	db             *badger.DB
@@ -86,16 +82,16 @@ func Open(opts Options) (*Store, error) {
 		return nil, errors.New("open store: data directory is required")
 	}
 	if opts.EventRetention <= 0 {
-		opts.EventRetention = 7 * 24 * time.Hour
+		opts.EventRetention = store.DefaultEventRetention
 	}
 	if opts.EventsPerNode <= 0 {
-		opts.EventsPerNode = 500
+		opts.EventsPerNode = store.DefaultEventsPerNode
 	}
 	if opts.AuditRetention <= 0 {
-		opts.AuditRetention = DefaultAuditRetention
+		opts.AuditRetention = store.DefaultAuditRetention
 	}
 	if opts.CommandsPerNode <= 0 {
-		opts.CommandsPerNode = 200
+		opts.CommandsPerNode = store.DefaultCommandsPerNode
 	}
 	if opts.MemTableBytes <= 0 {
 		opts.MemTableBytes = 16 << 20
