@@ -109,22 +109,34 @@ func Unreachable(msg string) string {
 // cause says, from the transport's message, why the connection to t
 // failed and what to change; "" when the message says nothing it knows.
 func cause(t Target, msg string) string {
+	// A connection to several control planes fails when none could be
+	// reached, and the transport's words are those of the last tried.
+	addrs, _ := t.Addrs()
+	where := strings.Join(addrs, ", ")
+	if len(addrs) > 1 {
+		switch why := Unreachable(msg); why {
+		case Refused:
+			return fmt.Sprintf("nothing listens at %s: is navarch-controlplane running there, and are those its listen addresses?", where)
+		case OtherHost:
+			return fmt.Sprintf("a control plane's certificate does not name the host it was dialled as (of %s): dial names they have, or add them to tls.names in their configuration", where)
+		}
+	}
 	host, _, _ := net.SplitHostPort(t.Addr)
 	switch why := Unreachable(msg); {
 	case why == Refused:
-		return fmt.Sprintf("nothing listens at %s: is navarch-controlplane running there, and is that its listen address?", t.Addr)
+		return fmt.Sprintf("nothing listens at %s: is navarch-controlplane running there, and is that its listen address?", where)
 	case why == Closed && t.Insecure && (strings.Contains(msg, "error reading server preface") || strings.Contains(msg, "connection reset by peer")):
-		return fmt.Sprintf("the control plane at %s closed a plaintext connection: it serves TLS, so leave out --insecure", t.Addr)
+		return fmt.Sprintf("the control plane at %s closed a plaintext connection: it serves TLS, so leave out --insecure", where)
 	case why == Plaintext && !t.Insecure:
-		return fmt.Sprintf("the control plane at %s answers in plaintext: it was started with --insecure, so dial it with --insecure (loopback only) or start it with TLS", t.Addr)
+		return fmt.Sprintf("the control plane at %s answers in plaintext: it was started with --insecure, so dial it with --insecure (loopback only) or start it with TLS", where)
 	case why == OtherHost:
 		return fmt.Sprintf("the control plane's certificate does not name %q, the host dialled: dial a name it has, or add %q to tls.names in its configuration", host, host)
 	case why == Expired:
 		return "the control plane's certificate has expired or is not yet valid: check both machines' clocks; a certificate the control plane generated renews itself while it runs"
 	case why == UnknownAuthority && t.CACert != "" && strings.Contains(msg, "certificate signed by unknown authority"):
-		return fmt.Sprintf("the control plane at %s presents a certificate that the CA in %s did not sign: give the CA it uses, its DATA_DIR/pki/ca.crt or the operator's (--ca-cert, NAVARCH_CA_CERT or the context's ca-cert)", t.Addr, t.CACert)
+		return fmt.Sprintf("the control plane at %s presents a certificate that the CA in %s did not sign: give the CA it uses, its DATA_DIR/pki/ca.crt or the operator's (--ca-cert, NAVARCH_CA_CERT or the context's ca-cert)", where, t.CACert)
 	case why == UnknownAuthority && t.CAPin != "":
-		return fmt.Sprintf("the control plane at %s does not present the CA pinned by %s: it is not the control plane the pin was taken from, or its CA changed; take the pin again from its DATA_DIR/pki/ca.crt", t.Addr, t.CAPin)
+		return fmt.Sprintf("the control plane at %s does not present the CA pinned by %s: it is not the control plane the pin was taken from, or its CA changed; take the pin again from its DATA_DIR/pki/ca.crt", where, t.CAPin)
 	}
 	return ""
 }

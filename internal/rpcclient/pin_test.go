@@ -114,6 +114,7 @@ func loopbackServer() x509.Certificate {
 // client certificate it is shown.
 type tlsServer struct {
 	addr string
+	srv  *grpc.Server
 
 	mu      sync.Mutex
 	clients []string
@@ -140,6 +141,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) *tlsServer {
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
+	s.srv = srv
 	return s
 }
 

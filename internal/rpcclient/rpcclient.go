@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,9 @@ const (
 
 // Target is a control plane and how to trust it.
 type Target struct {
-	// Addr is its HOST:PORT.
+	// Addr is its HOST:PORT, or the addresses of several control planes
+	// (one leader, the others standbys) joined by commas, as ParseAddrs
+	// reads them.
 	Addr string
 	// CACert is a PEM file with the CA that signed its certificate: its
 	// own CA's DATA_DIR/pki/ca.crt, or the operator's.
@@ -99,12 +102,15 @@ func LocalCACert() string {
 // Dial prepares a connection to the control plane. The connection is
 // lazy: it connects on first use and reconnects by itself. Without
 // Insecure it speaks TLS and trusts only t.CACert, or else the CA pinned
-// by t.CAPin.
+// by t.CAPin, and checks each control plane's certificate against the
+// host it was dialled as. Given several addresses, the connection follows
+// the leader among them (see follower).
 func Dial(t Target) (*grpc.ClientConn, error) {
-	if _, _, err := net.SplitHostPort(t.Addr); err != nil {
-		return nil, fmt.Errorf("server address %q is not HOST:PORT", t.Addr)
+	addrs, err := t.Addrs()
+	if err != nil {
+		return nil, err
 	}
-	creds, err := transport(t)
+	creds, err := transport(t, addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +122,15 @@ func Dial(t Target) (*grpc.ClientConn, error) {
 	if t.Token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: t.Token, tls: !t.Insecure}))
 	}
-	conn, err := grpc.NewClient(t.Addr, append(opts,
+	target := addrs[0]
+	if len(addrs) > 1 {
+		f := newFollower(addrs)
+		target = followScheme + ":///control-plane"
+		// Inside explain, so that the caller is told of the last answer.
+		opts = append(opts, grpc.WithResolvers(f), grpc.WithContextDialer(f.dial),
+			grpc.WithChainUnaryInterceptor(f.unary), grpc.WithChainStreamInterceptor(f.stream))
+	}
+	conn, err := grpc.NewClient(target, append(opts,
 		// Reconnect within seconds of a control plane restart, not minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
@@ -131,7 +145,7 @@ func Dial(t Target) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-func transport(t Target) (credentials.TransportCredentials, error) {
+func transport(t Target, addrs []string) (credentials.TransportCredentials, error) {
 	if t.Insecure {
 		return insecure.NewCredentials(), nil
 	}
@@ -164,15 +178,12 @@ func transport(t Target) (credentials.TransportCredentials, error) {
 		if err != nil {
 			return nil, err
 		}
-		// The standard verification needs the CA itself, which a pinned
-		// client does not have yet: verifyPinned does all of its checks,
-		// with the CA the pin picks out of the server's own chain.
-		host, _, err := net.SplitHostPort(t.Addr)
-		if err != nil || host == "" {
-			return nil, fmt.Errorf("server address %q is not HOST:PORT", t.Addr)
+		for _, a := range addrs {
+			if host, _, _ := net.SplitHostPort(a); host == "" {
+				return nil, fmt.Errorf("server address %q names no host to check the pinned control plane's certificate against", a)
+			}
 		}
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return verifyPinned(cs, sum, host) }
+		return pinned{cfg: cfg, sum: sum}, nil
 	default:
 		return nil, errors.New("no CA certificate to trust the control plane with: give its DATA_DIR/pki/ca.crt (--ca-cert or NAVARCH_CA_CERT), or --insecure for a control plane started with --insecure")
 	}
@@ -195,11 +206,12 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 func (b bearer) RequireTransportSecurity() bool { return b.tls }
 
 // LocalAdminToken is, for a control plane on this machine (addr on
-// loopback), the admin token of a control plane with the default data
-// directory, if this user can read it; else "". This machine's admin
-// token is never sent anywhere else.
+// loopback, or every address of a list), the admin token of a control
+// plane with the default data directory, if this user can read it; else
+// "". This machine's admin token is never sent anywhere else.
 func LocalAdminToken(addr string) (string, error) {
-	if !onLoopback(addr) {
+	addrs, err := ParseAddrs(addr)
+	if err != nil || slices.ContainsFunc(addrs, func(a string) bool { return !onLoopback(a) }) {
 		return "", nil
 	}
 	b, err := os.ReadFile(statedir.AdminToken())

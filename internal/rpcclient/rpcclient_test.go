@@ -88,6 +88,8 @@ func TestLocalAdminToken(t *testing.T) {
 		{"localhost", "localhost:50051", "admin.s3cret"},
 		{"another-machine", "cp.example.com:50051", ""},
 		{"not-host-port", "127.0.0.1", ""},
+		{"list-on-loopback", "127.0.0.1:50051,localhost:50052", "admin.s3cret"},
+		{"list-with-another-machine", "127.0.0.1:50051,cp.example.com:50051", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
