@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -228,5 +230,59 @@ func TestLoadPages(t *testing.T) {
 		if want := fmt.Sprintf("node-%05d", i); node.GetNodeId() != want {
 			t.Fatalf("node %d is %s, want %s", i, node.GetNodeId(), want)
 		}
+	}
+}
+
+// TestSharedClient: a store given a client leaves it open when it closes,
+// for the election that shares it.
+func TestSharedClient(t *testing.T) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: sharedCluster(t).endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := openShared(t, Options{Client: c})
+	if err := s.Apply(t.Context(), store.Write{Counters: map[string]uint64{"ids": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(t.Context(), s.keys.named(tableCounter, "ids")); err != nil {
+		t.Errorf("the shared client after the store closed: %v", err)
+	}
+}
+
+func TestTLSConfig(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		files   TLSFiles
+		wantErr string // empty: no error
+	}{
+		{"none", TLSFiles{}, ""},
+		{"missing-ca", TLSFiles{CAFile: filepath.Join(dir, "none.pem")}, "read etcd CA"},
+		{"ca-not-pem", TLSFiles{CAFile: notPEM}, "no PEM certificate"},
+		{"cert-without-key", TLSFiles{CertFile: notPEM}, "needs a key file"},
+		{"key-without-cert", TLSFiles{KeyFile: notPEM}, "needs a key file"},
+		{"bad-pair", TLSFiles{CertFile: notPEM, KeyFile: notPEM}, "client certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc, err := tlsConfig(tt.files)
+			if tt.wantErr == "" {
+				if err != nil || tc != nil {
+					t.Fatalf("got %v, %v; want no TLS", tc, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want an error saying %q", err, tt.wantErr)
+			}
+		})
 	}
 }
