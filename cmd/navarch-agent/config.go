@@ -15,7 +15,8 @@ import (
 
 // applyConfig sets, from the YAML file at path, each flag the command line
 // left unset: the file's keys are the flags' names (`server: HOST:PORT`,
-// `scheduler: slurm`), and a list sets a repeatable flag once per item. A
+// `scheduler: slurm`), and a list sets a repeatable flag once per item
+// (`server: [cp-1:50051, cp-2:50051]`). A
 // file that holds the join token must be readable by its owner alone.
 func applyConfig(fs *flag.FlagSet, path string) error {
 	// The file names commands the agent runs (reboot-command, nvidia-smi,

@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -54,7 +53,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("navarch-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "", "control plane address `HOST:PORT` (default $NAVARCH_SERVER or "+rpcclient.DefaultServer+")")
+	var servers listFlag
+	fs.Var(&servers, "server", "control plane address `HOST:PORT`; several control planes, a leader and its standbys, joined by commas or given as repeated flags, and the agent calls whichever leads (default $NAVARCH_SERVER or "+rpcclient.DefaultServer+")")
 	caCert := fs.String("ca-cert", "", "`FILE` the control plane's CA certificate, its DATA_DIR/pki/ca.crt (default $NAVARCH_CA_CERT, else this machine's default control plane's)")
 	caHash := fs.String("ca-hash", "", "`sha256:HEX` trust the control plane's CA by the SHA-256 of its public key instead of --ca-cert, as kubeadm's --discovery-token-ca-cert-hash")
 	joinToken := fs.String("join-token", "", "`TOKEN` to join with, made by 'navarch token create NAME --role agent' (default $NAVARCH_JOIN_TOKEN); needed only until the node has joined")
@@ -88,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configFile := fs.String("config", "", "YAML `FILE` of settings named as these flags, such as `scheduler: slurm`; flags on the command line win")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: navarch-agent --server HOST:PORT [--node-id ID] [--join-token TOKEN] [--ca-cert FILE | --ca-hash sha256:HEX] [--simulate [--gpus N] [--sim-fault SPEC]...]\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: navarch-agent --server HOST:PORT[,HOST:PORT...] [--node-id ID] [--join-token TOKEN] [--ca-cert FILE | --ca-hash sha256:HEX] [--simulate [--gpus N] [--sim-fault SPEC]...]\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -189,9 +189,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		*stateDir = statedir.Agent(*nodeID)
 	}
-	addr := rpcclient.ServerFromEnv(*server)
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fail("server address %q is not HOST:PORT", addr)
+	addr := rpcclient.ServerFromEnv(servers.String())
+	if _, err := rpcclient.ParseAddrs(addr); err != nil {
+		return fail("--server: %v", err)
 	}
 	// The metrics listener starts before the node joins: a bad web-config
 	// or a taken address is a usage error found before a join token is

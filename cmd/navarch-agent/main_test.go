@@ -33,6 +33,8 @@ func TestBadFlagsExitWithUsage(t *testing.T) {
 		{"bad-level", []string{"--log-level", "loud"}, `--log-level: "loud" is not debug, info, warn or error`},
 		{"bad-format", []string{"--log-format", "xml"}, `--log-format: "xml" is not text or json`},
 		{"bad-server", []string{"--simulate", "--server", "nowhere"}, "HOST:PORT"},
+		{"bad-server-in-list", []string{"--simulate", "--server", "127.0.0.1:1,nowhere:"}, `server address "nowhere:": the port "" is not a number`},
+		{"bad-repeated-server", []string{"--simulate", "--server", "127.0.0.1:1", "--server", "127.0.0.1:1"}, `server address "127.0.0.1:1" is given twice`},
 		{"stray-argument", []string{"run"}, `unexpected argument "run"`},
 		{"empty-nvidia-smi", []string{"--simulate", "--nvidia-smi", " "}, "--nvidia-smi: the path is empty"},
 		{"empty-reboot-command", []string{"--simulate", "--reboot-command", ""}, "--reboot-command: the command is empty"},
