@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -23,10 +24,11 @@ type cluster struct {
 	dir       string
 }
 
-// startCluster starts a cluster of n members and waits until it serves.
-// Its members skip fsync: the tests check what a store reads back from a
-// cluster that stays up, not what a disk keeps through a power loss.
-func startCluster(n int) (*cluster, error) {
+// startCluster starts a cluster of n members and waits until it serves,
+// to clients over TLS when clientTLS names a certificate. Its members skip
+// fsync: the tests check what a store reads back from a cluster that
+// stays up, not what a disk keeps through a power loss.
+func startCluster(n int, clientTLS transport.TLSInfo) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "etcdstore-")
 	if err != nil {
 		return nil, err
@@ -37,7 +39,11 @@ func startCluster(n int) (*cluster, error) {
 		return nil, err
 	}
 	peer := func(i int) url.URL { return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[2*i])} }
-	client := func(i int) url.URL { return url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])} }
+	scheme := "http"
+	if clientTLS.CertFile != "" {
+		scheme = "https"
+	}
+	client := func(i int) url.URL { return url.URL{Scheme: scheme, Host: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])} }
 	var initial []string
 	for i := range n {
 		u := peer(i)
@@ -51,6 +57,7 @@ func startCluster(n int) (*cluster, error) {
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client(i)}, []url.URL{client(i)}
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialClusterToken = "navarch-test"
+		cfg.ClientTLSInfo = clientTLS
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.UnsafeNoFsync = true
 		cfg.TickMs, cfg.ElectionMs = 50, 500
@@ -116,7 +123,7 @@ var shared struct {
 
 func sharedCluster(t *testing.T) *cluster {
 	t.Helper()
-	shared.once.Do(func() { shared.c, shared.err = startCluster(1) })
+	shared.once.Do(func() { shared.c, shared.err = startCluster(1, transport.TLSInfo{}) })
 	if shared.err != nil {
 		t.Fatalf("start etcd: %v", shared.err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -43,7 +44,7 @@ func TestConformance(t *testing.T) {
 		storetest.Run(t, opener(sharedCluster(t).endpoints))
 	})
 	t.Run("three-member", func(t *testing.T) {
-		c, err := startCluster(3)
+		c, err := startCluster(3, transport.TLSInfo{})
 		if err != nil {
 			t.Fatalf("start etcd: %v", err)
 		}
