@@ -259,7 +259,7 @@ type connFlags struct {
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.server, "server", c.server, "`HOST:PORT` the control plane; else $NAVARCH_SERVER, else the context's, else 127.0.0.1:50051")
+	fs.StringVar(&c.server, "server", c.server, "`HOST:PORT` the control plane, or several joined by commas (a leader and its standbys: calls go to whichever leads); else $NAVARCH_SERVER, else the context's, else 127.0.0.1:50051")
 	fs.StringVar(&c.caCert, "ca-cert", c.caCert, "`FILE` the control plane's CA certificate (its DATA_DIR/pki/ca.crt); else $NAVARCH_CA_CERT, else the context's, else this machine's default control plane's")
 	fs.BoolVar(&c.insecure, "insecure", c.insecure, "plaintext, to a control plane started with --insecure")
 	fs.StringVar(&c.token, "token", c.token, "`TOKEN` the operator token to call with; else $NAVARCH_TOKEN, else the context's, else, for a control plane on loopback, this machine's default control plane's admin token where this user can read it")

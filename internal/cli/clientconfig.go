@@ -25,7 +25,7 @@ import (
 //	current-context: prod
 //	contexts:
 //	  - name: prod
-//	    server: cp.example.com:50051
+//	    server: cp-1.example.com:50051,cp-2.example.com:50051
 //	    ca-cert: /etc/navarch/ca.crt
 //	    token-file: /home/me/.navarch-prod.token
 //
@@ -41,7 +41,8 @@ type clientConfig struct {
 // left empty falls through to the default.
 type clientContext struct {
 	Name string `yaml:"name" json:"name"`
-	// Server is its HOST:PORT.
+	// Server is its HOST:PORT, or the addresses of a leader and its
+	// standbys joined by commas.
 	Server string `yaml:"server,omitempty" json:"server"`
 	// CACert is a file with the CA to trust it with.
 	CACert string `yaml:"ca-cert,omitempty" json:"ca-cert"`

@@ -5,14 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/navarch/navarch/internal/display"
+	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/statedir"
 )
 
@@ -166,7 +167,7 @@ func useContext(args []string, env Env) error {
 func setContext(args []string, env Env) error {
 	fs := configFlags("config set-context")
 	var set clientContext
-	fs.StringVar(&set.Server, "server", "", "`HOST:PORT` the control plane; empty clears it")
+	fs.StringVar(&set.Server, "server", "", "`HOST:PORT` the control plane, or several joined by commas (a leader and its standbys); empty clears it")
 	fs.StringVar(&set.CACert, "ca-cert", "", "`FILE` the CA certificate to trust it with (its DATA_DIR/pki/ca.crt); empty clears it")
 	fs.BoolVar(&set.Insecure, "insecure", false, "dial it without TLS, a control plane started with --insecure on loopback; clears --ca-cert, and --insecure=false clears it")
 	fs.StringVar(&set.Token, "token", "", "`TOKEN` the operator token to call with, kept in the configuration file; empty clears it")
@@ -184,9 +185,11 @@ func setContext(args []string, env Env) error {
 		return usagef("give --insecure or --ca-cert, not both")
 	}
 	if given["server"] && set.Server != "" {
-		if _, _, err := net.SplitHostPort(set.Server); err != nil {
-			return usagef("--server: %q is not HOST:PORT", set.Server)
+		addrs, err := rpcclient.ParseAddrs(set.Server)
+		if err != nil {
+			return usagef("--server: %v", err)
 		}
+		set.Server = strings.Join(addrs, ",")
 	}
 	for _, f := range []struct {
 		flag string

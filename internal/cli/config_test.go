@@ -266,6 +266,13 @@ func TestConfigCommands(t *testing.T) {
 		{"delete-current", []string{"config", "delete-context", "lab"}, ExitOK,
 			"Context \"lab\" deleted. No context is current now; pick one with 'navarch config use-context NAME'.\n", ""},
 		{"list-after-delete", []string{"config", "get-contexts"}, ExitOK, "CURRENT  NAME  SERVER\n         prod  cp2.prod:50051\n", ""},
+		{"several-servers", []string{"config", "set-context", "ha", "--server", "cp-1.prod:50051, cp-2.prod:50051"}, ExitOK,
+			"Context \"ha\" created. It is the current context.\n", ""},
+		{"list-several", []string{"config", "get-contexts"}, ExitOK,
+			"CURRENT  NAME  SERVER\n         prod  cp2.prod:50051\n*        ha    cp-1.prod:50051,cp-2.prod:50051\n", ""},
+		{"bad-server-in-list", []string{"config", "set-context", "ha", "--server", "cp-1.prod:50051,cp-2.prod"}, ExitUsage, "", `server address 2 of 2 in "cp-1.prod:50051,cp-2.prod": server address "cp-2.prod" is not HOST:PORT`},
+		{"delete-several", []string{"config", "delete-context", "ha"}, ExitOK,
+			"Context \"ha\" deleted. No context is current now; pick one with 'navarch config use-context NAME'.\n", ""},
 	}
 	for _, s := range steps {
 		code, out, errOut := navarch(t, s.args...)

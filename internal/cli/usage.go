@@ -113,7 +113,9 @@ const demoFlags = `  --nodes N               simulated nodes, 1–1000; above 24
 
 const usageFooter = `--server HOST:PORT picks the control plane for the console and for every
 command but config, demo and version; it may come before the command or
-among its flags, like the other connection flags. Without it:
+among its flags, like the other connection flags. Several control planes,
+a leader and its standbys, are joined by commas (--server a:50051,b:50051):
+calls go to whichever leads. Without it:
 $NAVARCH_SERVER, else the context's server, else 127.0.0.1:50051. The
 connection is TLS, trusting --ca-cert FILE (the control plane's
 DATA_DIR/pki/ca.crt), else $NAVARCH_CA_CERT, else the context's CA, else the
