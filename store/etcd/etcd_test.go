@@ -287,3 +287,27 @@ func TestTLSConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaseLost: a write whose history lease is gone (revoked by hand, or
+// lost by the cluster) is written under a new one.
+func TestLeaseLost(t *testing.T) {
+	s := openShared(t, Options{})
+	ctx := t.Context()
+	if err := s.Apply(ctx, store.Write{Events: events(1, "n")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.Revoke(ctx, s.events.id); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	w := store.Write{Events: []*fleetv1.HealthEvent{{Id: "ev-2", NodeId: "n"}}}
+	if err := s.Apply(ctx, w); err != nil {
+		t.Fatalf("apply after the lease was revoked: %v", err)
+	}
+	es, err := s.Events(ctx, store.EventQuery{NodeID: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || es[0].GetId() != "ev-2" {
+		t.Errorf("events %v, want [ev-2]: the revoked lease took ev-1", es)
+	}
+}
