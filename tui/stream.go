@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/display"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -36,7 +37,9 @@ type disconnectedMsg struct {
 }
 
 // watcher streams WatchFleet into the console, reconnecting with backoff
-// and resuming from the last revision it delivered. It runs on its own
+// and resuming from the last revision it delivered. Its client's
+// connection follows the leader among the control planes it was given,
+// so a reconnection resumes on whichever leads then. It runs on its own
 // goroutine; the console reads from out through listen.
 type watcher struct {
 	client controlplanev1.ControlPlaneServiceClient
@@ -128,6 +131,12 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		attempt++
 		wait := reconnectDelay(attempt)
+		if leader, standby := apierr.Leader(err); standby && leader != "" && attempt == 1 {
+			// A control plane that stepped down named the leader, and the
+			// connection (rpcclient) points there now: go at once, the
+			// first time; two that name each other are backed off from.
+			wait = 0
+		}
 		if !w.send(ctx, disconnectedMsg{err: brokenBecause(err), detail: brokenDetail(err), retry: wait, attempt: attempt}) {
 			return
 		}
@@ -148,6 +157,12 @@ func (w *watcher) run(ctx context.Context) {
 func brokenBecause(err error) string {
 	st := status.Convert(err)
 	msg := display.FirstLine(st.Message())
+	if leader, standby := apierr.Leader(err); standby {
+		if leader == "" {
+			return "standby: no leader elected yet"
+		}
+		return "standby: moving to the leader at " + leader
+	}
 	switch st.Code() {
 	case codes.Unauthenticated:
 		return "not authenticated: " + msg

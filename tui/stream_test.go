@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -211,6 +212,8 @@ func TestBrokenBecauseSaysWhatHappened(t *testing.T) {
 		{"role", status.Error(codes.PermissionDenied, "the call was not authorised"), "permission denied: the call was not authorised", false},
 		{"other-code", status.Error(codes.Internal, "watch: store closed\nstack follows"), "watch: store closed", true},
 		{"not-a-status", errors.New("EOF"), "EOF", false},
+		{"standby", apierr.NotLeader("cp-2:50051"), "standby: moving to the leader at cp-2:50051", true},
+		{"standby-no-leader", apierr.NotLeader(""), "standby: no leader elected yet", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

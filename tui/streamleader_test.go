@@ -1,0 +1,89 @@
+package tui
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/rpcclient/standbytest"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// TestWatcherFollowsTheLeader: the console is given a standby and the
+// leader; its stream, opened through the standby, is served by the
+// leader. The leader goes away and another takes over on a new address
+// with the same state: the console reconnects there by itself and
+// receives what changed since.
+func TestWatcherFollowsTheLeader(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	ctx := context.Background()
+	if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	pki := filepath.Join(cp.Config.DataDir, "pki")
+	creds, err := credentials.NewServerTLSFromFile(filepath.Join(pki, "server.crt"), filepath.Join(pki, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby := standbytest.Start(t, standbytest.Options{Creds: creds, Leader: cp.Addr})
+	target := cp.Target()
+	target.Addr = standby.Addr + "," + cp.Addr
+	conn, err := rpcclient.Dial(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	m := New(Options{Client: controlplanev1.NewControlPlaneServiceClient(conn), Server: target.Addr, Now: clock, Theme: NewTheme(true, false)})
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.watcher.run(wctx)
+	next := func(what string, match func(tea.Msg) bool) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			got := make(chan tea.Msg, 1)
+			go func() { got <- m.watcher.listen()() }()
+			select {
+			case msg := <-got:
+				m.Update(msg)
+				if match(msg) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	isConnected := func(msg tea.Msg) bool { _, ok := msg.(connectedMsg); return ok }
+	next("first connection", func(msg tea.Msg) bool {
+		if _, ok := msg.(disconnectedMsg); ok {
+			t.Fatalf("the standby's answer reached the console: %+v", msg)
+		}
+		return isConnected(msg)
+	})
+	next("snapshot", func(tea.Msg) bool { return m.d.fleet.loaded })
+	if standby.Calls() != 1 {
+		t.Fatalf("the standby answered %d streams, want the first", standby.Calls())
+	}
+
+	cp.Restart()
+	standby.SetLeader(cp.Addr)
+	next("disconnect", func(msg tea.Msg) bool { _, ok := msg.(disconnectedMsg); return ok })
+	if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	next("reconnect", isConnected)
+	next("the node registered on the new leader", func(tea.Msg) bool {
+		return m.d.fleet.rows["n1"] != nil && m.d.fleet.rows["n2"] != nil
+	})
+	if contains(m.Frame(), "CONNECTION LOST") {
+		t.Fatal("banner stayed")
+	}
+}
