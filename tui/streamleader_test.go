@@ -16,9 +16,9 @@ import (
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
 
-// TestWatcherFollowsTheLeader: the console is given a standby and the
-// leader; its stream, opened through the standby, is served by the
-// leader. The leader goes away and another takes over on a new address
+// TestWatcherFollowsTheLeader: the console is given a standby and an
+// address where nothing listens; its stream, opened through the standby,
+// is served by the leader the standby names. The leader goes away and another takes over on a new address
 // with the same state: the console reconnects there by itself and
 // receives what changed since.
 func TestWatcherFollowsTheLeader(t *testing.T) {
@@ -34,7 +34,7 @@ func TestWatcherFollowsTheLeader(t *testing.T) {
 	}
 	standby := standbytest.Start(t, standbytest.Options{Creds: creds, Leader: cp.Addr})
 	target := cp.Target()
-	target.Addr = standby.Addr + "," + cp.Addr
+	target.Addr = standby.Addr + "," + standbytest.DeadAddr(t)
 	conn, err := rpcclient.Dial(target)
 	if err != nil {
 		t.Fatal(err)

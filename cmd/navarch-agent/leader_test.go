@@ -17,9 +17,9 @@ import (
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
-// TestAgentFollowsTheLeader runs the real agent with a standby listed
-// before the leader: it joins, registers and heartbeats through the
-// leader the standby names; when the leader goes away and another takes
+// TestAgentFollowsTheLeader runs the real agent given a standby and an
+// address where nothing listens: it joins, registers and heartbeats
+// through the leader the standby names; when the leader goes away and another takes
 // over on a new address with the same state, the agent's heartbeats
 // follow it there.
 func TestAgentFollowsTheLeader(t *testing.T) {
@@ -41,7 +41,7 @@ func TestAgentFollowsTheLeader(t *testing.T) {
 	}
 
 	cmd := exec.Command(testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent"),
-		"--server", standby.Addr+","+cp.Addr, "--ca-cert", cp.Server.CAFile(), "--join-token", tok.GetToken(),
+		"--server", standby.Addr+","+standbytest.DeadAddr(t), "--ca-cert", cp.Server.CAFile(), "--join-token", tok.GetToken(),
 		"--state-dir", filepath.Join(t.TempDir(), "n1"), "--node-id", "n1", "--simulate", "--gpus", "1", "--kernel-log", "")
 	var logs testutil.SyncBuffer
 	cmd.Stderr = &logs

@@ -10,8 +10,9 @@ import (
 	"github.com/navarch/navarch/internal/rpcclient/standbytest"
 )
 
-// TestCommandsFollowTheLeader: with a standby listed first, by --server,
-// $NAVARCH_SERVER or a context, a command is answered by the leader.
+// TestCommandsFollowTheLeader: given a standby and an address where
+// nothing listens, by --server, $NAVARCH_SERVER or a context, a command
+// is answered by the leader the standby names.
 func TestCommandsFollowTheLeader(t *testing.T) {
 	cp := fleetServer(t)
 	pki := filepath.Join(cp.Config.DataDir, "pki")
@@ -20,7 +21,7 @@ func TestCommandsFollowTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	standby := standbytest.Start(t, standbytest.Options{Creds: creds, Leader: cp.Addr})
-	list := standby.Addr + "," + cp.Addr
+	list := standby.Addr + "," + standbytest.DeadAddr(t)
 	getNodes := func(t *testing.T, args ...string) {
 		t.Helper()
 		before := standby.Calls()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -46,17 +45,6 @@ func dialList(t *testing.T, cp *cptest.ControlPlane, addrs string) *grpc.ClientC
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
-}
-
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }
 
 func callCtx(t *testing.T) context.Context {
@@ -105,7 +93,7 @@ func TestCallsThroughAStandbyLandOnTheLeader(t *testing.T) {
 func TestNoLeaderNamedMovesToTheNextAddress(t *testing.T) {
 	cp := cptest.Start(t, cptest.Options{})
 	standby := standbyBeside(t, cp, "")
-	ops := controlplanev1.NewControlPlaneServiceClient(dialList(t, cp, deadAddr(t)+","+standby.Addr+","+cp.Addr))
+	ops := controlplanev1.NewControlPlaneServiceClient(dialList(t, cp, standbytest.DeadAddr(t)+","+standby.Addr+","+cp.Addr))
 	ctx := callCtx(t)
 
 	_, err := ops.ListNodes(ctx, &controlplanev1.ListNodesRequest{})
@@ -122,7 +110,7 @@ func TestNoLeaderNamedMovesToTheNextAddress(t *testing.T) {
 
 // TestWatchFleetOpenedThroughAStandbyIsServedByTheLeader: the standby's
 // answer to a stream arrives at the first receive; the stream is opened
-// again on the leader without the caller seeing it.
+// again on the leader it names without the caller seeing it.
 func TestWatchFleetOpenedThroughAStandbyIsServedByTheLeader(t *testing.T) {
 	cp := cptest.Start(t, cptest.Options{})
 	ctx := callCtx(t)
@@ -130,7 +118,7 @@ func TestWatchFleetOpenedThroughAStandbyIsServedByTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	standby := standbyBeside(t, cp, cp.Addr)
-	ops := controlplanev1.NewControlPlaneServiceClient(dialList(t, cp, standby.Addr+","+cp.Addr))
+	ops := controlplanev1.NewControlPlaneServiceClient(dialList(t, cp, standby.Addr+","+standbytest.DeadAddr(t)))
 	stream, err := ops.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{})
 	if err != nil {
 		t.Fatal(err)

@@ -87,3 +87,20 @@ func (s *Standby) Calls() int64 { return s.calls.Load() }
 
 // Stop stops it before the test ends.
 func (s *Standby) Stop() { s.stop() }
+
+// DeadAddr is a loopback address nothing listens on. Listed after a
+// standby, with the leader left out, it makes the standby the only
+// control plane a client can reach first, so that reaching the leader
+// shows the client followed the standby's answer: with the leader listed
+// too, a standby slower to connect than gRPC's 250 ms between attempts
+// could lose the race to it.
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
