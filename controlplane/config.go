@@ -29,8 +29,18 @@ import (
 type Config struct {
 	// Listen is the gRPC listen address.
 	Listen string `yaml:"listen"`
-	// DataDir holds the Badger store.
+	// DataDir holds the Badger store, the CA (pki/) and the first admin
+	// token.
 	DataDir string `yaml:"data_dir"`
+	// Store is where the fleet's state is kept: badger, embedded in
+	// DataDir, or etcd, shared by control planes that elect a leader.
+	Store string `yaml:"store"`
+	// Etcd configures the etcd store; read only with store etcd.
+	Etcd EtcdConfig `yaml:"etcd"`
+	// Advertise is the HOST:PORT clients reach this control plane at,
+	// which the standbys name while it leads; by default the listen
+	// address, which must then name a host.
+	Advertise string `yaml:"advertise"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// LogFormat is text (slog's key=value lines) or json (one object a
@@ -177,6 +187,8 @@ func Defaults() Config {
 	return Config{
 		Listen:               "127.0.0.1:50051",
 		DataDir:              DefaultDataDir(),
+		Store:                StoreBadger,
+		Etcd:                 defaultEtcd(),
 		LogLevel:             logging.DefaultLevel,
 		LogFormat:            logging.DefaultFormat,
 		HeartbeatInterval:    Duration{Duration: 10 * time.Second},
@@ -259,6 +271,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")
+	}
+	if err := c.checkStore(); err != nil {
+		return err
 	}
 	if _, err := memlimit.ParseSetting(c.MemoryLimit); err != nil {
 		return fmt.Errorf("memory_limit: %w", err)

@@ -76,6 +76,16 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"not-yaml", "{{", "yaml"},
 		{"bad-metrics-listen", "metrics_listen: 9400", `metrics_listen: "9400" is not HOST:PORT`},
 		{"metrics-web-config-alone", "metrics_web_config: /etc/navarch/web.yaml", "metrics_web_config: set without metrics_listen"},
+		{"bad-store", "store: postgres", `store: "postgres" is not badger or etcd`},
+		{"etcd-without-endpoints", "store: etcd\nlisten: 10.0.0.1:50051", "etcd.endpoints: store is etcd but no endpoint"},
+		{"bad-etcd-endpoint", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [etcd-1]", `etcd.endpoints[0]: "etcd-1" is not a URL or HOST:PORT`},
+		{"bad-etcd-url", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [ftp://etcd-1:2379]", "etcd.endpoints[0]"},
+		{"etcd-cert-without-key", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [etcd-1:2379]\n  cert_file: /c.crt", "etcd.cert_file"},
+		{"etcd-user-without-password", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [etcd-1:2379]\n  username: navarch", "etcd.password_file"},
+		{"etcd-bad-prefix", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [etcd-1:2379]\n  prefix: navarch", "etcd.prefix"},
+		{"etcd-short-lease", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [etcd-1:2379]\n  lease_ttl: 500ms", "etcd.lease_ttl"},
+		{"etcd-wildcard-listen", "store: etcd\nlisten: 0.0.0.0:50051\netcd:\n  endpoints: [etcd-1:2379]", "advertise: must be set"},
+		{"etcd-wildcard-advertise", "store: etcd\nadvertise: 0.0.0.0:50051\netcd:\n  endpoints: [etcd-1:2379]", "advertise: \"0.0.0.0:50051\" is not an address"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {

@@ -34,6 +34,7 @@ import (
 	"github.com/navarch/navarch/controlplane/api"
 	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/fleet"
+	"github.com/navarch/navarch/controlplane/ha"
 	"github.com/navarch/navarch/controlplane/metrics"
 	"github.com/navarch/navarch/controlplane/pki"
 	"github.com/navarch/navarch/controlplane/policy"
@@ -67,6 +68,10 @@ type Options struct {
 	// store in Config.DataDir. Once New is called the server owns it: it
 	// closes it when it stops, or at once if New fails.
 	Store store.Store
+	// Election is this control plane's part in the election of the
+	// leader, set by Run on etcd: operators read its status. nil for a
+	// lone control plane.
+	Election *ha.Election
 }
 
 // Server is a running control plane.
@@ -281,6 +286,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	cpo := api.ControlPlaneOptions{Fleet: fl, Tokens: tokens, Clock: o.Clock, WatchStreamsPerToken: o.Config.WatchStreamsPerToken, Pools: pools, Power: fl}
 	if agents != nil {
 		cpo.Identities = agents
+	}
+	if o.Election != nil {
+		cpo.Election = o.Election
 	}
 	api.RegisterControlPlaneService(s.grpc, cpo)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -134,24 +134,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "navarch-controlplane: listen on %s: %v\n", cfg.Listen, err)
 		return 1
 	}
-	srv, err := controlplane.New(ctx, controlplane.Options{
+	err = controlplane.Run(ctx, controlplane.Options{
 		Config:    cfg,
 		Logger:    log,
 		Providers: controlplane.Providers(cfg, lis.Addr().String(), log),
+	}, lis, func(srv *controlplane.Server) {
+		if sized := memlimit.NewFleet(limit); sized.Sized() {
+			// Sized once to the fleet loaded before serving, then as it
+			// grows.
+			f := &fleetLimit{sized: sized, nodes: srv.Fleet().Len, log: log}
+			f.update()
+			go f.follow(ctx)
+		}
 	})
 	if err != nil {
-		_ = lis.Close()
-		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
-		return 1
-	}
-	if sized := memlimit.NewFleet(limit); sized.Sized() {
-		// Sized once to the fleet loaded from disk before serving, then
-		// as it grows.
-		f := &fleetLimit{sized: sized, nodes: srv.Fleet().Len, log: log}
-		f.update()
-		go f.follow(ctx)
-	}
-	if err := srv.Serve(ctx, lis); err != nil {
 		fmt.Fprintf(stderr, "navarch-controlplane: %v\n", err)
 		return 1
 	}

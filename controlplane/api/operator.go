@@ -59,6 +59,15 @@ type ControlPlaneOptions struct {
 	Pools Pools
 	// Power power-cycles machines. Required.
 	Power PowerCycler
+	// Election shows the election among the control planes sharing the
+	// fleet; nil for a lone control plane.
+	Election Election
+}
+
+// Election is the election among control planes, as GetFleetStatus shows
+// it.
+type Election interface {
+	ControlPlanes(ctx context.Context) (*controlplanev1.ControlPlanes, error)
 }
 
 // RegisterControlPlaneService registers ControlPlaneService on s.
@@ -67,7 +76,7 @@ func RegisterControlPlaneService(s grpc.ServiceRegistrar, o ControlPlaneOptions)
 		o.Clock = clockwork.NewRealClock()
 	}
 	controlplanev1.RegisterControlPlaneServiceServer(s, &operatorService{
-		fleet: o.Fleet, tokens: o.Tokens, clock: o.Clock, identities: o.Identities, pools: o.Pools, power: o.Power,
+		fleet: o.Fleet, tokens: o.Tokens, clock: o.Clock, identities: o.Identities, pools: o.Pools, power: o.Power, election: o.Election,
 		watches: &perToken{limit: o.WatchStreamsPerToken, open: map[string]int{}},
 	})
 }
@@ -83,6 +92,7 @@ type operatorService struct {
 	identities Resetter
 	pools      Pools
 	power      PowerCycler
+	election   Election
 }
 
 // perToken counts what each token holds open, up to a limit.
@@ -116,6 +126,14 @@ func (s *operatorService) GetFleetStatus(ctx context.Context, _ *controlplanev1.
 		resp.Caller = &controlplanev1.Caller{Name: c.Name, Role: c.Role}
 	}
 	resp.Version = version.String()
+	if s.election != nil {
+		// The members and the last failover are read from etcd.
+		cps, err := s.election.ControlPlanes(ctx)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "the control planes' election could not be read: %v", err)
+		}
+		resp.ControlPlanes = cps
+	}
 	resp.Limits = &controlplanev1.OperatorLimits{
 		MaxDrainDeadline:             durationpb.New(MaxDrainDeadline),
 		DefaultDrainDeadline:         durationpb.New(fleet.DefaultDrainDeadline),

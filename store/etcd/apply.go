@@ -22,7 +22,7 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 	if w.Empty() {
 		return nil
 	}
-	end, err := s.begin(ctx)
+	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
@@ -301,7 +301,7 @@ func (s *Store) SaveLastSeen(ctx context.Context, seen map[string]time.Time) err
 	if len(seen) == 0 {
 		return nil
 	}
-	end, err := s.begin(ctx)
+	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return fmt.Errorf("save last seen: %w", err)
 	}

@@ -17,7 +17,7 @@ const maxEventScan = 100000
 
 // Events returns events, newest first.
 func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.HealthEvent, error) {
-	end, err := s.begin(ctx)
+	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -50,7 +50,7 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.Heal
 
 // Audit returns audit entries, newest first.
 func (s *Store) Audit(ctx context.Context, q store.AuditQuery) ([]*store.AuditEntry, error) {
-	end, err := s.begin(ctx)
+	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}

@@ -73,7 +73,7 @@ func (s *Store) table(t string) scanRange {
 // Load reads the nodes, last-seen times, counters, tokens, node keys,
 // pools and the breaker state, all at one revision.
 func (s *Store) Load(ctx context.Context) (*store.State, error) {
-	end, err := s.begin(ctx)
+	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
@@ -149,7 +149,7 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 
 // Commands returns a node's commands, newest first; limit 0 means all.
 func (s *Store) Commands(ctx context.Context, nodeID string, limit int) ([]*fleetv1.Command, error) {
-	end, err := s.begin(ctx)
+	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read commands of %s: %w", nodeID, err)
 	}
@@ -178,7 +178,7 @@ func (s *Store) Commands(ctx context.Context, nodeID string, limit int) ([]*flee
 // grouped by node, oldest first within a node. It reads the copies kept
 // under o/, so its cost does not grow with history.
 func (s *Store) OpenCommands(ctx context.Context) ([]*fleetv1.Command, error) {
-	end, err := s.begin(ctx)
+	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read open commands: %w", err)
 	}

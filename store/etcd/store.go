@@ -144,6 +144,10 @@ type Options struct {
 	// store.DefaultAuditRetention.
 	AuditRetention time.Duration
 
+	// RequestTimeout bounds an operation whose context has no deadline;
+	// 0 means 30 s.
+	RequestTimeout time.Duration
+
 	// MaxTxnOps is the cluster's --max-txn-ops; 0 means etcd's default,
 	// 128.
 	MaxTxnOps int
@@ -159,6 +163,7 @@ const (
 	defaultMaxTxnOps       = 128
 	defaultMaxRequestBytes = 3 << 19 // 1.5 MiB
 	defaultDialTimeout     = 5 * time.Second
+	defaultRequestTimeout  = 30 * time.Second
 )
 
 // Store is a store in an etcd cluster.
@@ -174,6 +179,7 @@ type Store struct {
 	cmdCap         int
 	maxOps         int
 	maxBytes       int
+	requestTimeout time.Duration
 	log            *slog.Logger
 
 	// life is held for reading by every operation and for writing by
@@ -217,6 +223,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.MaxTxnOps <= 0 {
 		opts.MaxTxnOps = defaultMaxTxnOps
 	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = defaultRequestTimeout
+	}
 	if opts.MaxTxnOps < 4 {
 		return nil, fmt.Errorf("open etcd store: MaxTxnOps %d is below 4", opts.MaxTxnOps)
 	}
@@ -237,6 +246,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		cmdCap:         opts.CommandsPerNode,
 		maxOps:         opts.MaxTxnOps,
 		maxBytes:       opts.MaxRequestBytes,
+		requestTimeout: opts.RequestTimeout,
 		log:            logger,
 	}
 	if s.client == nil {
@@ -306,16 +316,24 @@ func tlsConfig(f TLSFiles) (*tls.Config, error) {
 
 // begin starts an operation: it fails if ctx is done or the store is
 // closed, and otherwise holds the store open until the returned func runs.
-func (s *Store) begin(ctx context.Context) (end func(), err error) {
+// A ctx without a deadline gets one of the request timeout: etcd's client
+// retries a call until its context ends, so without one an unreachable
+// cluster would hold the operation, and a shutdown waiting on it, for
+// ever.
+func (s *Store) begin(ctx context.Context) (context.Context, func(), error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return ctx, nil, err
 	}
 	s.life.RLock()
 	if s.closed {
 		s.life.RUnlock()
-		return nil, store.ErrClosed
+		return ctx, nil, store.ErrClosed
 	}
-	return s.life.RUnlock, nil
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, s.life.RUnlock, nil
+	}
+	bounded, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	return bounded, func() { cancel(); s.life.RUnlock() }, nil
 }
 
 // Close waits for the operations under way, then closes the client when

@@ -1,0 +1,144 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+
+	"github.com/jonboulle/clockwork"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/navarch/navarch/controlplane/ha"
+	"github.com/navarch/navarch/internal/version"
+	etcdstore "github.com/navarch/navarch/store/etcd"
+)
+
+// ErrLostLead is returned by Run when this control plane led and lost its
+// lease: its writes are fenced off from then on, so it stopped at once.
+var ErrLostLead = errors.New("lost the lead: the lease with etcd ended")
+
+// Run serves the control plane on lis until ctx ends. With the Badger
+// store it is New and Serve. With etcd it takes part in the election:
+// as a standby it answers every call with the leader's address, and once
+// it leads it loads the fleet from etcd and serves it, every write fenced
+// by the election, until ctx ends or the lease is lost (ErrLostLead).
+// serving, when not nil, is told of the server before it serves.
+func Run(ctx context.Context, o Options, lis net.Listener, serving func(*Server)) error {
+	if o.Config.Store != StoreEtcd || o.Store != nil {
+		srv, err := New(ctx, o)
+		if err != nil {
+			_ = lis.Close()
+			return err
+		}
+		if serving != nil {
+			serving(srv)
+		}
+		return srv.Serve(ctx, lis)
+	}
+	return runElected(ctx, o, lis, serving)
+}
+
+// runElected is Run on etcd.
+func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*Server)) error {
+	if err := o.Config.Validate(); err != nil {
+		_ = lis.Close()
+		return fmt.Errorf("config: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+		o.Logger = log
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	handoff := ha.NewHandoff(lis)
+	defer handoff.Close()
+	addr, _ := o.Config.advertise()
+	eo, err := o.Config.etcdOptions()
+	if err != nil {
+		return err
+	}
+	// The fence holds nothing until the election is won: a write before
+	// then is refused.
+	var fence atomic.Pointer[ha.Fence]
+	none := ha.NoFence(o.Config.Etcd.Prefix)
+	fence.Store(&none)
+	eo.Fence = func() clientv3.Cmp { return fence.Load().Cmp() }
+	eo.Logger = log
+	st, err := etcdstore.Open(ctx, eo)
+	if err != nil {
+		return err
+	}
+	stClosed := false
+	defer func() {
+		if !stClosed {
+			_ = st.Close()
+		}
+	}()
+	creds, ca, err := (&Server{cfg: o.Config, log: log}).transport(o.Clock)
+	if err != nil {
+		return err
+	}
+	if ca != nil {
+		if err := ha.CheckCA(ctx, st.Client(), o.Config.Etcd.Prefix, ca.CAHash()); err != nil {
+			return err
+		}
+	}
+	el, err := ha.New(ctx, ha.Options{Client: st.Client(), Prefix: o.Config.Etcd.Prefix, Address: addr,
+		Version: version.String(), TTL: o.Config.Etcd.LeaseTTL.Duration, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := el.Close(); err != nil {
+			log.Warn("leaving the election", "err", err)
+		}
+	}()
+	standby := ha.NewStandby(creds, el.Leader)
+	go func() { _ = standby.Serve(handoff.Turn()) }()
+	log.Info("standby: answering with the leader's address until this control plane leads", "address", addr, "leader", el.Leader())
+	won, lost, err := el.Campaign(ctx)
+	standby.Stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	fence.Store(&won)
+	o.Store = st
+	o.Election = el
+	stClosed = true // the server owns it now
+	srv, err := New(ctx, o)
+	if err != nil {
+		return err
+	}
+	if serving != nil {
+		serving(srv)
+	}
+	serveCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lostLead := make(chan struct{})
+	go func() {
+		select {
+		case <-lost:
+			log.Error("lost the lead: the lease with etcd ended; stopping, as every write is now refused")
+			close(lostLead)
+			cancel()
+		case <-serveCtx.Done():
+		}
+	}()
+	if err := srv.Serve(serveCtx, handoff.Turn()); err != nil {
+		return err
+	}
+	select {
+	case <-lostLead:
+		return ErrLostLead
+	default:
+		return nil
+	}
+}
