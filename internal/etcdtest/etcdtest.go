@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -28,6 +29,9 @@ type Member struct {
 	Initial string
 	// Existing starts a member that already joined, from its data.
 	Existing bool
+	// ClientTLS, when it names a certificate, serves clients over TLS
+	// (Client is then an https URL).
+	ClientTLS transport.TLSInfo
 }
 
 // Config is the member's embed configuration. Members skip fsync: tests
@@ -50,6 +54,7 @@ func (m Member) Config() (*embed.Config, error) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.InitialCluster = m.Initial
 	cfg.InitialClusterToken = "navarch-test"
+	cfg.ClientTLSInfo = m.ClientTLS
 	if m.Existing {
 		cfg.ClusterState = embed.ClusterStateFlagExisting
 	}
@@ -59,19 +64,25 @@ func (m Member) Config() (*embed.Config, error) {
 	return cfg, nil
 }
 
-// plan names n members under dir on free loopback ports.
-func plan(dir string, n int) ([]Member, error) {
+// plan names n members under dir on free loopback ports, serving clients
+// over TLS when clientTLS names a certificate.
+func plan(dir string, n int, clientTLS transport.TLSInfo) ([]Member, error) {
 	ports, err := freePorts(2 * n)
 	if err != nil {
 		return nil, err
+	}
+	scheme := "http"
+	if clientTLS.CertFile != "" {
+		scheme = "https"
 	}
 	members := make([]Member, n)
 	var initial []string
 	for i := range members {
 		members[i] = Member{
-			Name:   fmt.Sprintf("m%d", i),
-			Peer:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			Client: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			Name:      fmt.Sprintf("m%d", i),
+			Peer:      fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			Client:    fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i+1]),
+			ClientTLS: clientTLS,
 		}
 		members[i].Dir = filepath.Join(dir, members[i].Name)
 		initial = append(initial, members[i].Name+"="+members[i].Peer)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -18,13 +19,17 @@ type Cluster struct {
 
 // Start starts a cluster of n members in this process and waits until
 // every member serves. Stop stops it and removes its data.
-func Start(n int) (*Cluster, error) {
+func Start(n int) (*Cluster, error) { return StartTLS(n, transport.TLSInfo{}) }
+
+// StartTLS is Start with the members serving clients over TLS when
+// clientTLS names a certificate.
+func StartTLS(n int, clientTLS transport.TLSInfo) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "etcdtest-")
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{dir: dir}
-	plan, err := plan(dir, n)
+	plan, err := plan(dir, n, clientTLS)
 	if err != nil {
 		c.Stop()
 		return nil, err

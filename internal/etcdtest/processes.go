@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+
 	"github.com/navarch/navarch/internal/testutil"
 )
 
@@ -32,7 +34,7 @@ type Processes struct {
 // them.
 func StartProcesses(t testing.TB, n int) *Processes {
 	t.Helper()
-	plan, err := plan(t.TempDir(), n)
+	plan, err := plan(t.TempDir(), n, transport.TLSInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}

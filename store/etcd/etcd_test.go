@@ -41,15 +41,15 @@ func opener(endpoints []string) storetest.Opener {
 
 func TestConformance(t *testing.T) {
 	t.Run("single-member", func(t *testing.T) {
-		storetest.Run(t, opener(sharedCluster(t).endpoints))
+		storetest.Run(t, opener(sharedCluster(t).Endpoints))
 	})
 	t.Run("three-member", func(t *testing.T) {
 		c, err := startCluster(3, transport.TLSInfo{})
 		if err != nil {
 			t.Fatalf("start etcd: %v", err)
 		}
-		defer c.stop()
-		storetest.Run(t, opener(c.endpoints))
+		defer c.Stop()
+		storetest.Run(t, opener(c.Endpoints))
 	})
 }
 
@@ -57,7 +57,7 @@ func TestConformance(t *testing.T) {
 // test's own.
 func openShared(t *testing.T, opts Options) *Store {
 	t.Helper()
-	opts.Endpoints = sharedCluster(t).endpoints
+	opts.Endpoints = sharedCluster(t).Endpoints
 	opts.Prefix = "/navarch-test/" + t.Name()
 	s, err := Open(t.Context(), opts)
 	if err != nil {
@@ -237,7 +237,7 @@ func TestLoadPages(t *testing.T) {
 // TestSharedClient: a store given a client leaves it open when it closes,
 // for the election that shares it.
 func TestSharedClient(t *testing.T) {
-	c, err := clientv3.New(clientv3.Config{Endpoints: sharedCluster(t).endpoints, DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: sharedCluster(t).Endpoints, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

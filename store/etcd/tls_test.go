@@ -16,6 +16,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
+	"github.com/navarch/navarch/internal/etcdtest"
 	"github.com/navarch/navarch/store"
 )
 
@@ -109,10 +110,10 @@ func TestTLS(t *testing.T) {
 			TLSFiles{CAFile: ca, CertFile: clientCert, KeyFile: clientKey}, true},
 		{"mutual-ca-only", transport.TLSInfo{CertFile: serverCert, KeyFile: serverKey, TrustedCAFile: ca, ClientCertAuth: true}, TLSFiles{CAFile: ca}, false},
 	}
-	clusters := make(map[bool]*cluster) // by whether client certificates are required
+	clusters := make(map[bool]*etcdtest.Cluster) // by whether client certificates are required
 	defer func() {
 		for _, c := range clusters {
-			c.stop()
+			c.Stop()
 		}
 	}()
 	for _, tt := range tests {
@@ -125,7 +126,7 @@ func TestTLS(t *testing.T) {
 				}
 				clusters[tt.server.ClientCertAuth] = c
 			}
-			s, err := Open(t.Context(), Options{Endpoints: c.endpoints, TLS: tt.files, Prefix: "/navarch-test/" + t.Name(), DialTimeout: 2 * time.Second})
+			s, err := Open(t.Context(), Options{Endpoints: c.Endpoints, TLS: tt.files, Prefix: "/navarch-test/" + t.Name(), DialTimeout: 2 * time.Second})
 			if !tt.ok {
 				if err == nil {
 					_ = s.Close()
