@@ -150,6 +150,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}
 	m := metrics.New(metrics.Options{KnownXIDs: pol.KnownXIDs()})
+	if o.Election != nil {
+		m.ReadElection(o.Election)
+	}
 	st = m.Store(st)
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()

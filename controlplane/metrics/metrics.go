@@ -1,7 +1,8 @@
 // Package metrics owns the control plane's Prometheus metrics: the registry
 // its /metrics serves; the counters the fleet's hooks feed once a change is
 // saved (health events, commands, automatic cordons) and watcher resyncs;
-// the latency and failures of the store's durable writes; the gauges a
+// the latency and failures of the store's durable writes; whether this
+// control plane leads and whether it took over the lead; the gauges a
 // scrape reads from the fleet's kept totals, with one health series per
 // node and none per GPU; gRPC's server metrics, and the calls the
 // authentication gate refuses before gRPC's metrics see them; and the
@@ -45,6 +46,10 @@ type Metrics struct {
 	writeDuration   prometheus.Histogram
 	writeFailures   prometheus.Counter
 	authRefused     *prometheus.CounterVec
+	failovers       prometheus.Counter
+	// election is read at each scrape once ReadElection is called; nil
+	// for a lone control plane.
+	election Election
 }
 
 // Options configures New.
@@ -127,6 +132,7 @@ func New(o Options) *Metrics {
 	for _, r := range auth.Refusals {
 		m.authRefused.WithLabelValues(string(r))
 	}
+	m.newElectionSeries()
 	return m
 }
 
