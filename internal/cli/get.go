@@ -405,5 +405,46 @@ func getStatus(ctx context.Context, cf *connFlags, args []string, env Env) error
 	fmt.Fprintf(tw, "Providers:\t%s\n", display.OrDash(strings.Join(provs, ", ")))
 	fmt.Fprintf(tw, "Revision:\t%d\n", resp.GetRevision())
 	fmt.Fprintf(tw, "Version:\t%s\n", resp.GetVersion())
+	if cps := resp.GetControlPlanes(); cps != nil {
+		writeControlPlanes(tw, cps, time.Now())
+	}
 	return tw.Flush()
+}
+
+// writeControlPlanes is the election among the control planes that share
+// the fleet through etcd: the leader, which answered, each standby, and
+// the last failover.
+//
+//	Leader:         cp-1:50051  v0.9.0  joined 3h ago
+//	Standby:        cp-2:50051  v0.9.0  joined 2h ago
+//	Last failover:  cp-0:50051 → cp-1:50051, 5m ago
+func writeControlPlanes(w io.Writer, cps *controlplanev1.ControlPlanes, now time.Time) {
+	member := func(role string, m *controlplanev1.ControlPlaneMember) {
+		joined := "-"
+		if m.GetSince() != nil {
+			joined = "joined " + display.Age(m.GetSince().AsTime(), now) + " ago"
+		}
+		fmt.Fprintf(w, "%s:\t%s\t%s\t%s\n", role, m.GetAddress(), display.OrDash(m.GetVersion()), joined)
+	}
+	leader := &controlplanev1.ControlPlaneMember{Address: cps.GetLeader()}
+	var standbys []*controlplanev1.ControlPlaneMember
+	for _, m := range cps.GetMembers() {
+		if m.GetLeader() || m.GetAddress() == cps.GetLeader() {
+			leader = m
+		} else {
+			standbys = append(standbys, m)
+		}
+	}
+	member("Leader", leader)
+	for _, m := range standbys {
+		member("Standby", m)
+	}
+	if len(standbys) == 0 {
+		fmt.Fprintf(w, "Standby:\tnone: nothing takes over if the leader stops\n")
+	}
+	if f := cps.GetLastFailover(); f != nil {
+		fmt.Fprintf(w, "Last failover:\t%s → %s, %s ago\n", f.GetFrom(), f.GetTo(), display.Age(f.GetAt().AsTime(), now))
+	} else {
+		fmt.Fprintf(w, "Last failover:\tnone\n")
+	}
 }

@@ -33,7 +33,7 @@ var commands = []command{
 		synopsis: "ID [-o table|json] [--events N]"},
 	{name: "get events", summary: "list health events, newest first",
 		synopsis: "[-o table|json] [--node ID] [--min-health HEALTH] [--limit N] [--text TEXT]"},
-	{name: "get status", summary: "fleet totals, the auto-cordon breaker and the providers",
+	{name: "get status", summary: "fleet totals, the auto-cordon breaker, the providers and, on etcd, the control planes",
 		synopsis: "[-o table|json]"},
 	{name: "get audit", summary: "who changed what, and how it ended, newest first; needs an operator token",
 		synopsis: "[-o table|json] [--node ID] [--limit N]"},
