@@ -261,7 +261,9 @@ type fleet struct {
 	joins     uint64                     // counts the changes of members
 }
 
-// maxEvents is how many fleet-wide events the console keeps.
+// maxEvents is how many fleet-wide events the console keeps: as many as a
+// snapshot carries (watch.RecentEventsKept), so a stream resumed with a
+// snapshot after a failover loses none the console would have kept.
 const maxEvents = 2000
 
 func newFleet() *fleet {

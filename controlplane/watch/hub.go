@@ -33,8 +33,11 @@ const heartbeatBatchSize = 1000
 // SnapshotChunk caps the nodes of one Snapshot message.
 const SnapshotChunk = 500
 
-// RecentEventsKept is how many health events the hub keeps for snapshots.
-const RecentEventsKept = 200
+// RecentEventsKept is how many health events a snapshot carries: as many
+// as the console keeps, so that a console whose stream resumes with a
+// snapshot (after a restart, or on the control plane that took over from
+// the leader) has every event it would have had with no break.
+const RecentEventsKept = 2000
 
 // Node is one node as the hub sees it; the fleet implements it.
 type Node interface {
