@@ -157,11 +157,40 @@ func (m *Model) header() string {
 	}
 	left += t.Muted.Render(fmt.Sprintf("  rev %d", f.revision))
 	lines := []string{joinEnds(left, m.whoAndMode(lipgloss.Width(left)), m.width)}
-	lines = append(lines, wrapSegments(strings.Split(f.totals(), " │ "), " │ ", m.width)...)
+	segs := strings.Split(f.totals(), " │ ")
+	if cp := m.controlPlanes(); cp != "" {
+		segs = append(segs, cp)
+	}
+	lines = append(lines, wrapSegments(segs, " │ ", m.width)...)
 	if b := m.banner(); b != "" {
 		lines = append(lines, b)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// controlPlanes is the header's word on the control planes sharing the
+// fleet through etcd: the leader, which the console reaches, how many
+// standbys would take over, and the last failover: "leader cp-1:50051 · 2
+// standbys · failover 5m ago". Empty for a lone control plane.
+func (m *Model) controlPlanes() string {
+	cps := m.d.controlPlanes
+	if cps == nil {
+		return ""
+	}
+	standbys := 0
+	for _, c := range cps.GetMembers() {
+		if !c.GetLeader() && c.GetAddress() != cps.GetLeader() {
+			standbys++
+		}
+	}
+	parts := []string{"leader " + cps.GetLeader(), "no standby"}
+	if standbys > 0 {
+		parts[1] = plural(standbys, "standby")
+	}
+	if f := cps.GetLastFailover(); f != nil {
+		parts = append(parts, "failover "+ageSince(f.GetAt().AsTime(), m.d.now())+" ago")
+	}
+	return strings.Join(parts, " · ")
 }
 
 // whoAndMode is the header's right end: the client context the console

@@ -10,21 +10,24 @@ import (
 )
 
 // The console asks GetFleetStatus for the control plane's providers and
-// limits, and whose token it calls with, when it starts and each time the
-// stream connects, since the control plane may be a new one. A failed ask
-// is asked again with the stream's backoff until it is answered or a newer
-// ask replaces it; until then the dialogs leave the judging to the control
-// plane, and the console offers every action, which the control plane
-// refuses if the token's role does not allow it.
+// limits, whose token it calls with, and on etcd which control plane leads,
+// when it starts and each time the stream connects, since the control plane
+// may be a new one: after a failover the stream connects to the new leader,
+// and its answer names it. A failed ask is asked again with the stream's
+// backoff until it is answered or a newer ask replaces it; until then the
+// dialogs leave the judging to the control plane, and the console offers
+// every action, which the control plane refuses if the token's role does
+// not allow it.
 
 // fleetStatusMsg carries what GetFleetStatus says the console needs: the
 // providers ProvisionNodes accepts, the bounds and defaults of operator
-// requests, and who the console calls as.
+// requests, who the console calls as, and the control planes on etcd.
 type fleetStatusMsg struct {
-	providers []string
-	limits    *controlplanev1.OperatorLimits
-	caller    *controlplanev1.Caller
-	ask       int // the ask this answers
+	providers     []string
+	limits        *controlplanev1.OperatorLimits
+	caller        *controlplanev1.Caller
+	controlPlanes *controlplanev1.ControlPlanes
+	ask           int // the ask this answers
 }
 
 // accessChangedMsg tells every view that the console became read-only, or
@@ -62,6 +65,7 @@ func (m *Model) onFleetStatus(msg fleetStatusMsg) tea.Cmd {
 	m.asks.answered = msg.ask
 	wasReadOnly := m.d.readOnly()
 	m.d.providers, m.d.limits, m.d.caller = msg.providers, msg.limits, msg.caller
+	m.d.controlPlanes = msg.controlPlanes
 	if m.d.readOnly() == wasReadOnly {
 		return nil
 	}
@@ -101,6 +105,6 @@ func loadFleetStatus(client controlplanev1.ControlPlaneServiceClient, ask int) t
 		for _, p := range st.GetProviders() {
 			names = append(names, p.GetName())
 		}
-		return fleetStatusMsg{providers: names, limits: st.GetLimits(), caller: st.GetCaller(), ask: ask}
+		return fleetStatusMsg{providers: names, limits: st.GetLimits(), caller: st.GetCaller(), controlPlanes: st.GetControlPlanes(), ask: ask}
 	}
 }

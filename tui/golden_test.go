@@ -156,3 +156,12 @@ func TestGoldenOverlayDrainOverFleet(t *testing.T) {
 	msgs := []tea.Msg{press("j"), press("j"), press("d")}
 	runGoldenAt(t, 80, 24, Options{}, append(msgs, typed("rack 12 power work")...)...)
 }
+
+// Three control planes on etcd, after a failover, at 80 × 24: the header
+// names the leader, the standbys and the failover, wrapped like the
+// totals.
+func TestGoldenNarrowControlPlanes(t *testing.T) {
+	st := fixtureStatus()
+	st.controlPlanes = electedAt("cp-2:50051", []string{"cp-3:50051", "cp-4:50051"}, 5*time.Minute)
+	runGoldenAt(t, 80, 24, Options{}, st)
+}

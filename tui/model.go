@@ -69,6 +69,10 @@ type deps struct {
 	// caller is who GetFleetStatus says the console calls as; nil until
 	// it has answered.
 	caller *controlplanev1.Caller
+	// controlPlanes is the election among the control planes on etcd as
+	// GetFleetStatus last said it, shown in the header; nil for a lone
+	// control plane, and until it has answered.
+	controlPlanes *controlplanev1.ControlPlanes
 	// inbox holds what components sent during this Update.
 	inbox []tea.Msg
 }
