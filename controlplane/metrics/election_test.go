@@ -60,6 +60,17 @@ func TestElectionSeries(t *testing.T) {
 				"navarch_controlplane_failovers_total", "navarch_controlplane_leader"); err != nil {
 				t.Fatal(err)
 			}
+			// Prometheus can ingest a 0 at the counter's creation, so that
+			// increase() counts the 1 it starts at.
+			mfs, err := m.Gatherer().Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if mf.GetName() == "navarch_controlplane_failovers_total" && mf.GetMetric()[0].GetCounter().GetCreatedTimestamp() == nil {
+					t.Fatal("navarch_controlplane_failovers_total has no created timestamp")
+				}
+			}
 		})
 	}
 }
