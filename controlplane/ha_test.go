@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ type electedCP struct {
 	led     chan struct{}
 }
 
-func runElected(t *testing.T, endpoints []string, prefix, dataDir string) *electedCP {
+func runElected(t *testing.T, endpoints []string, prefix, dataDir string, tweak ...func(*controlplane.Config)) *electedCP {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,6 +44,9 @@ func runElected(t *testing.T, endpoints []string, prefix, dataDir string) *elect
 	cfg.Etcd.Endpoints = endpoints
 	cfg.Etcd.Prefix = prefix
 	cfg.Etcd.LeaseTTL = controlplane.Duration{Duration: 2 * time.Second}
+	for _, fn := range tweak {
+		fn(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &electedCP{addr: cfg.Listen, dataDir: dataDir, cancel: cancel, done: make(chan error, 1), led: make(chan struct{})}
 	go func() {
@@ -140,13 +144,20 @@ func TestStandbyTakesOver(t *testing.T) {
 	}
 
 	copyCA(t, dirA, dirB)
-	b := runElected(t, cluster.Endpoints, prefix, dirB)
+	metricsB := freeAddr(t)
+	b := runElected(t, cluster.Endpoints, prefix, dirB, func(c *controlplane.Config) { c.MetricsListen = metricsB })
 	opsB, _ := ops(t, b.target(t, dirA))
 	testutil.EventuallyWithin(t, 20*time.Second, "the standby to name the leader", func() bool {
 		_, err := opsB.ListNodes(ctx, &controlplanev1.ListNodesRequest{})
 		leader, standby := apierr.Leader(err)
 		return standby && leader == a.addr
 	})
+	// The standby's metrics listener: up, not ready, not leading.
+	body := scrape(t, "http://"+metricsB+"/metrics", http.StatusOK)
+	if l, f := sample(body, "navarch_controlplane_leader"), sample(body, "navarch_controlplane_failovers_total"); l != 0 || f != 0 {
+		t.Fatalf("a standby's metrics: leader %g, failovers %g; want 0 and 0", l, f)
+	}
+	scrape(t, "http://"+metricsB+"/readyz", http.StatusServiceUnavailable)
 	st, err := opsA.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -181,8 +192,23 @@ func TestStandbyTakesOver(t *testing.T) {
 	if cps.GetLeader() != b.addr || cps.GetLastFailover().GetFrom() != a.addr || cps.GetLastFailover().GetTo() != b.addr {
 		t.Fatalf("control planes after the failover: %v", cps)
 	}
+	body = scrape(t, "http://"+metricsB+"/metrics", http.StatusOK)
+	if l, f := sample(body, "navarch_controlplane_leader"), sample(body, "navarch_controlplane_failovers_total"); l != 1 || f != 1 {
+		t.Fatalf("the new leader's metrics: leader %g, failovers %g; want 1 and 1", l, f)
+	}
+	scrape(t, "http://"+metricsB+"/readyz", http.StatusOK)
 	if err := <-a.done; err != nil && !errors.Is(err, controlplane.ErrLostLead) {
 		t.Fatalf("the stopped leader: %v", err)
 	}
 	a.done <- nil
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/jonboulle/clockwork"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/navarch/navarch/controlplane/ha"
+	"github.com/navarch/navarch/controlplane/metrics"
+	"github.com/navarch/navarch/internal/metricsserver"
 	"github.com/navarch/navarch/internal/version"
 	etcdstore "github.com/navarch/navarch/store/etcd"
 )
@@ -100,9 +103,20 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	}()
 	standby := ha.NewStandby(creds, el.Leader)
 	go func() { _ = standby.Serve(handoff.Turn()) }()
+	standbyMetrics, err := serveStandbyMetrics(o.Config, el, log)
+	if err != nil {
+		standby.Stop()
+		return err
+	}
 	log.Info("standby: answering with the leader's address until this control plane leads", "address", addr, "leader", el.Leader())
 	won, lost, err := el.Campaign(ctx)
 	standby.Stop()
+	if standbyMetrics != nil {
+		// The leader's server listens on the same address next.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = standbyMetrics.Close(closeCtx)
+		cancel()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -141,4 +155,27 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	default:
 		return nil
 	}
+}
+
+// serveStandbyMetrics serves a standby's metrics listener, when one is
+// configured: navarch_controlplane_leader at 0 and the failover count, the
+// process and runtime series, /healthz as healthy and /readyz as not
+// ready, so that a scrape of every control plane finds each one up and
+// the count of failovers starts at 0 before a takeover. nil when no
+// listener is configured.
+func serveStandbyMetrics(cfg Config, el *ha.Election, log *slog.Logger) (*metricsserver.Server, error) {
+	if cfg.MetricsListen == "" {
+		return nil, nil
+	}
+	m := metrics.New(metrics.Options{})
+	m.ReadElection(el)
+	return metricsserver.Start(metricsserver.Options{
+		Addr:          cfg.MetricsListen,
+		WebConfigFile: cfg.MetricsWebConfig,
+		Gatherer:      m.Gatherer(),
+		Readyz: func(context.Context) error {
+			return fmt.Errorf("standby: the leader is at %q", el.Leader())
+		},
+		Logger: log,
+	})
 }

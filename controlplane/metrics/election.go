@@ -37,7 +37,8 @@ func (m *Metrics) newElectionSeries() {
 // ReadElection has the metrics follow e: navarch_controlplane_leader reads
 // whether it leads, and a takeover from another leader is counted. Call it
 // once, before the registry is served, on a control plane that runs in an
-// election; a standby builds no server, so the count is settled here.
+// election: a standby's registry, which counts 0, and the leader's, built
+// once it won, which counts the takeover it made.
 func (m *Metrics) ReadElection(e Election) {
 	m.election = e
 	if e.FailedOver() {
