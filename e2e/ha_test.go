@@ -294,7 +294,26 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 		}
 		planes[i].start() // back as a standby
 	}
-	time.Sleep(3 * time.Second)
+	// The agents carry on with the last leader by themselves: each node
+	// is heard from after the last failover.
+	lastFailover := time.Now()
+	testutil.EventuallyWithin(t, 20*time.Second, "every simulated node to heartbeat to the last leader", func() bool {
+		var nodes *controlplanev1.ListNodesResponse
+		err := call(func(c context.Context) error {
+			var err error
+			nodes, err = ops.ListNodes(c, &controlplanev1.ListNodesRequest{PageSize: 1000})
+			return err
+		})
+		if err != nil || len(nodes.GetNodes()) != len(fleet.NodeIDs()) {
+			return false
+		}
+		for _, n := range nodes.GetNodes() {
+			if n.GetLastHeartbeatAt().AsTime().Before(lastFailover) {
+				return false
+			}
+		}
+		return true
+	})
 	cancel()
 	load.Wait()
 
