@@ -3,6 +3,7 @@ package controlplane_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 // electedCP is a control plane run by controlplane.Run on etcd.
 type electedCP struct {
+	log     *testutil.SyncBuffer
 	addr    string
 	dataDir string
 	cancel  context.CancelFunc
@@ -48,9 +50,10 @@ func runElected(t *testing.T, endpoints []string, prefix, dataDir string, tweak 
 		fn(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &electedCP{addr: cfg.Listen, dataDir: dataDir, cancel: cancel, done: make(chan error, 1), led: make(chan struct{})}
+	cp := &electedCP{log: &testutil.SyncBuffer{}, addr: cfg.Listen, dataDir: dataDir, cancel: cancel, done: make(chan error, 1), led: make(chan struct{})}
+	log := slog.New(slog.NewTextHandler(cp.log, nil))
 	go func() {
-		cp.done <- controlplane.Run(ctx, controlplane.Options{Config: cfg}, lis, func(*controlplane.Server) { close(cp.led) })
+		cp.done <- controlplane.Run(ctx, controlplane.Options{Config: cfg, Logger: log}, lis, func(*controlplane.Server) { close(cp.led) })
 	}()
 	t.Cleanup(cp.stop)
 	return cp
@@ -181,6 +184,9 @@ func TestStandbyTakesOver(t *testing.T) {
 		node, err = opsB.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "gpu-1"})
 		return err == nil
 	})
+	if !strings.Contains(b.log.String(), "state loaded from the copy kept in memory") {
+		t.Errorf("the standby did not load the fleet from its copy in memory; its log:\n%s", b.log.String())
+	}
 	if got := node.GetNode().GetLifecycleReason(); !strings.Contains(got, "before the failover") {
 		t.Fatalf("the acknowledged cordon after the failover: reason %q", got)
 	}

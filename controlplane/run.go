@@ -15,6 +15,7 @@ import (
 	"github.com/navarch/navarch/controlplane/ha"
 	"github.com/navarch/navarch/controlplane/metrics"
 	"github.com/navarch/navarch/internal/metricsserver"
+	"github.com/navarch/navarch/internal/sdnotify"
 	"github.com/navarch/navarch/internal/version"
 	etcdstore "github.com/navarch/navarch/store/etcd"
 )
@@ -58,6 +59,7 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
 	}
+	prefix := o.Config.etcdPrefix()
 	handoff := ha.NewHandoff(lis)
 	defer handoff.Close()
 	addr, _ := o.Config.advertise()
@@ -68,7 +70,7 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	// The fence holds nothing until the election is won: a write before
 	// then is refused.
 	var fence atomic.Pointer[ha.Fence]
-	none := ha.NoFence(o.Config.Etcd.Prefix)
+	none := ha.NoFence(prefix)
 	fence.Store(&none)
 	eo.Fence = func() clientv3.Cmp { return fence.Load().Cmp() }
 	eo.Logger = log
@@ -87,11 +89,11 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 		return err
 	}
 	if ca != nil {
-		if err := ha.CheckCA(ctx, st.Client(), o.Config.Etcd.Prefix, ca.CAHash()); err != nil {
+		if err := ha.CheckCA(ctx, st.Client(), prefix, ca.CAHash()); err != nil {
 			return err
 		}
 	}
-	el, err := ha.New(ctx, ha.Options{Client: st.Client(), Prefix: o.Config.Etcd.Prefix, Address: addr,
+	el, err := ha.New(ctx, ha.Options{Client: st.Client(), Prefix: prefix, Address: addr,
 		Version: version.String(), TTL: o.Config.Etcd.LeaseTTL.Duration, Logger: log})
 	if err != nil {
 		return err
@@ -101,6 +103,14 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 			log.Warn("leaving the election", "err", err)
 		}
 	}()
+	// The standby keeps a copy of the fleet's state in memory, following
+	// etcd's watch, so that taking the lead over reads no whole fleet
+	// from the cluster; the copy is handed to the fleet as it loads.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	following := make(chan struct{})
+	go func() { defer close(following); st.Follow(followCtx) }()
+	stopFollow := func() { stopFollowing(); <-following }
+	defer stopFollow()
 	standby := ha.NewStandby(creds, el.Leader)
 	go func() { _ = standby.Serve(handoff.Turn()) }()
 	standbyMetrics, err := serveStandbyMetrics(o.Config, el, log)
@@ -109,6 +119,11 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 		return err
 	}
 	log.Info("standby: answering with the leader's address until this control plane leads", "address", addr, "leader", el.Leader())
+	// Under systemd (Type=notify) a standby has started: it does what it
+	// is for, and waiting to lead is not a start that never ends.
+	if _, err := sdnotify.Ready("standby: answering with the leader's address"); err != nil {
+		log.Warn("telling systemd the standby is ready", "err", err)
+	}
 	won, lost, err := el.Campaign(ctx)
 	standby.Stop()
 	if standbyMetrics != nil {
@@ -128,6 +143,7 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	o.Election = el
 	stClosed = true // the server owns it now
 	srv, err := New(ctx, o)
+	stopFollow()
 	if err != nil {
 		return err
 	}

@@ -138,6 +138,15 @@ func (c *Config) advertise() (string, error) {
 	return c.Listen, nil
 }
 
+// etcdPrefix is etcd.prefix ending with a slash, as the store uses it:
+// the election's keys go under the same one.
+func (c *Config) etcdPrefix() string {
+	if strings.HasSuffix(c.Etcd.Prefix, "/") {
+		return c.Etcd.Prefix
+	}
+	return c.Etcd.Prefix + "/"
+}
+
 // etcdOptions are the etcd store's options, its password read from its
 // file.
 func (c *Config) etcdOptions() (etcdstore.Options, error) {
@@ -147,7 +156,7 @@ func (c *Config) etcdOptions() (etcdstore.Options, error) {
 		TLS:             etcdstore.TLSFiles{CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile},
 		Username:        e.Username,
 		DialTimeout:     e.DialTimeout.Duration,
-		Prefix:          e.Prefix,
+		Prefix:          c.etcdPrefix(),
 		EventRetention:  c.EventRetention.Duration,
 		EventsPerNode:   c.EventsPerNode,
 		CommandsPerNode: c.CommandsPerNode,

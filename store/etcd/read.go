@@ -70,66 +70,92 @@ func (s *Store) table(t string) scanRange {
 	return scanRange{from: p, end: clientv3.GetPrefixRangeEnd(p)}
 }
 
+// loadTables are the tables Load reads, in the order it reads them; the
+// breaker state is one key besides them.
+var loadTables = []string{tableNode, tableLastSeen, tableCounter, tableToken, tableNodeKey, tablePool}
+
+// stateBuilder builds Load's state from the keys of loadTables and the
+// breaker's, handed to it in ascending order within each table.
+type stateBuilder struct{ st *store.State }
+
+func newStateBuilder() stateBuilder {
+	return stateBuilder{st: &store.State{LastSeen: make(map[string]time.Time), Counters: make(map[string]uint64)}}
+}
+
+// add takes the value v of the entry name in table; the breaker state is
+// table "" and name keyBreaker.
+func (b stateBuilder) add(table, name string, v []byte) error {
+	st := b.st
+	switch table {
+	case tableNode:
+		n := &fleetv1.Node{}
+		if err := proto.Unmarshal(v, n); err != nil {
+			return fmt.Errorf("decode node: %w", err)
+		}
+		st.Nodes = append(st.Nodes, n)
+	case tableLastSeen:
+		if len(v) == 8 {
+			st.LastSeen[name] = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+		}
+	case tableCounter:
+		if len(v) == 8 {
+			st.Counters[name] = binary.BigEndian.Uint64(v)
+		}
+	case tableToken:
+		t, err := store.DecodeToken(name, v)
+		if err != nil {
+			return err
+		}
+		st.Tokens = append(st.Tokens, t)
+	case tableNodeKey:
+		nk, err := store.DecodeNodeKey(name, v)
+		if err != nil {
+			return err
+		}
+		st.NodeKeys = append(st.NodeKeys, nk)
+	case tablePool:
+		p := &fleetv1.Pool{}
+		if err := proto.Unmarshal(v, p); err != nil {
+			return fmt.Errorf("decode pool %s: %w", name, err)
+		}
+		st.Pools = append(st.Pools, p)
+	case "":
+		bs, err := store.DecodeBreaker(v)
+		if err != nil {
+			return err
+		}
+		st.Breaker = bs
+	}
+	return nil
+}
+
 // Load reads the nodes, last-seen times, counters, tokens, node keys,
-// pools and the breaker state, all at one revision.
+// pools and the breaker state, all at one revision: from the copy in
+// memory while the store follows the cluster (Follow), caught up to the
+// cluster's revision now, else from the cluster.
 func (s *Store) Load(ctx context.Context) (*store.State, error) {
 	ctx, end, err := s.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
 	defer end()
-	st := &store.State{LastSeen: make(map[string]time.Time), Counters: make(map[string]uint64)}
-	k := s.keys
-	tables := []struct {
-		table string
-		read  func(name string, v []byte) error
-	}{
-		{tableNode, func(_ string, v []byte) error {
-			n := &fleetv1.Node{}
-			if err := proto.Unmarshal(v, n); err != nil {
-				return fmt.Errorf("decode node: %w", err)
-			}
-			st.Nodes = append(st.Nodes, n)
-			return nil
-		}},
-		{tableLastSeen, func(name string, v []byte) error {
-			if len(v) == 8 {
-				st.LastSeen[name] = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-			}
-			return nil
-		}},
-		{tableCounter, func(name string, v []byte) error {
-			if len(v) == 8 {
-				st.Counters[name] = binary.BigEndian.Uint64(v)
-			}
-			return nil
-		}},
-		{tableToken, func(name string, v []byte) error {
-			t, err := store.DecodeToken(name, v)
-			st.Tokens = append(st.Tokens, t)
-			return err
-		}},
-		{tableNodeKey, func(name string, v []byte) error {
-			nk, err := store.DecodeNodeKey(name, v)
-			st.NodeKeys = append(st.NodeKeys, nk)
-			return err
-		}},
-		{tablePool, func(name string, v []byte) error {
-			p := &fleetv1.Pool{}
-			if err := proto.Unmarshal(v, p); err != nil {
-				return fmt.Errorf("decode pool %s: %w", name, err)
-			}
-			st.Pools = append(st.Pools, p)
-			return nil
-		}},
+	if m := s.mirror.Load(); m != nil {
+		st, err := s.loadMirror(ctx, m)
+		if err == nil {
+			s.log.Info("state loaded from the copy kept in memory", "nodes", len(st.Nodes))
+			return st, nil
+		}
+		s.log.Warn("the copy of the state in memory could not be used; reading it from etcd", "err", err)
 	}
+	b := newStateBuilder()
+	k := s.keys
 	var rev int64
-	for _, t := range tables {
-		r := s.table(t.table)
+	for _, t := range loadTables {
+		r := s.table(t)
 		r.rev = rev
-		p := k.table(t.table)
+		p := k.table(t)
 		rev, err = s.scan(ctx, r, func(key, v []byte) (bool, error) {
-			return true, t.read(rest(key, p), v)
+			return true, b.add(t, rest(key, p), v)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("load state: %w", err)
@@ -140,11 +166,11 @@ func (s *Store) Load(ctx context.Context) (*store.State, error) {
 		return nil, fmt.Errorf("load state: read breaker state: %w", err)
 	}
 	if len(resp.Kvs) > 0 {
-		if st.Breaker, err = store.DecodeBreaker(resp.Kvs[0].Value); err != nil {
+		if err := b.add("", keyBreaker, resp.Kvs[0].Value); err != nil {
 			return nil, fmt.Errorf("load state: %w", err)
 		}
 	}
-	return st, nil
+	return b.st, nil
 }
 
 // Commands returns a node's commands, newest first; limit 0 means all.

@@ -84,6 +84,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -186,6 +187,9 @@ type Store struct {
 	// Close, so the client is not closed under an operation.
 	life   sync.RWMutex
 	closed bool
+	// mirror is the copy in memory of what Load reads while Follow runs;
+	// nil otherwise.
+	mirror atomic.Pointer[mirror]
 
 	// leases are the leases the history is written under, one per kind.
 	leases sync.Mutex
