@@ -3,7 +3,6 @@ package controlplane
 import (
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/navarch/navarch/controlplane/auth"
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/controlplane/pool"
+	"github.com/navarch/navarch/internal/rpcclient"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -58,8 +58,9 @@ type AutoscalingConfig struct {
 // BootstrapConfig is how instances that cloud providers launch install
 // and start their agent (docs/providers.md, Bootstrap).
 type BootstrapConfig struct {
-	// Server is the address launched agents dial, HOST:PORT; empty means
-	// the first of tls.names with the listen port.
+	// Server is the address launched agents dial, HOST:PORT, or several
+	// joined by commas (every control plane of a fleet on etcd); empty
+	// means the first of tls.names with the listen port.
 	Server string `yaml:"server"`
 	// PackageURL is the agent's .deb, over https.
 	PackageURL string `yaml:"package_url"`
@@ -120,8 +121,8 @@ func (c *Config) checkFleetSettings(offered []string) error {
 			return errors.New("bootstrap: package_url and package_sha256 go together (or set package_file)")
 		}
 		if b.Server != "" {
-			if _, _, err := net.SplitHostPort(b.Server); err != nil {
-				return fmt.Errorf("bootstrap.server: %q is not HOST:PORT", b.Server)
+			if _, err := rpcclient.ParseAddrs(b.Server); err != nil {
+				return fmt.Errorf("bootstrap.server: %w", err)
 			}
 		} else if len(c.TLS.Names) == 0 {
 			return errors.New("bootstrap.server: set it, or tls.names, so launched agents know where to dial")

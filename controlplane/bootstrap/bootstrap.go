@@ -49,7 +49,8 @@ var installScript string
 type Options struct {
 	// NodeID is the id the node's agent registers with.
 	NodeID string
-	// Server is the control plane's address the agent dials, HOST:PORT.
+	// Server is the control plane's address the agent dials, HOST:PORT,
+	// or several joined by commas (a leader and its standbys).
 	Server string
 	// CAHash pins the control plane's CA: sha256: and 64 hex digits, as
 	// the control plane logs it (ca_pin).
@@ -190,12 +191,18 @@ func (o Options) check() (tlsVerify bool, err error) {
 	if err := oneLine(o.NodeID); err != nil {
 		return false, fmt.Errorf("option NodeID: %w", err)
 	}
-	host, port, err := net.SplitHostPort(o.Server)
-	if err != nil {
-		return false, fmt.Errorf("option Server: %q is not HOST:PORT: %w", o.Server, err)
-	}
-	if err := checkHostPort(host, port); err != nil {
-		return false, fmt.Errorf("option Server: %q: %w", o.Server, err)
+	// Several control planes, a leader and its standbys, are joined by
+	// commas: the agent calls whichever leads.
+	var servers [][2]string
+	for _, addr := range strings.Split(o.Server, ",") {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return false, fmt.Errorf("option Server: %q is not HOST:PORT: %w", addr, err)
+		}
+		if err := checkHostPort(host, port); err != nil {
+			return false, fmt.Errorf("option Server: %q: %w", addr, err)
+		}
+		servers = append(servers, [2]string{host, port})
 	}
 	if err := rpcclient.CheckPin(strings.ToLower(o.CAHash)); err != nil {
 		return false, fmt.Errorf("option CAHash: %w", err)
@@ -215,7 +222,7 @@ func (o Options) check() (tlsVerify bool, err error) {
 			return false, fmt.Errorf("option Labels: key %q: %w", k, err)
 		}
 	}
-	if tlsVerify, err = o.checkPackageURL(host, port); err != nil {
+	if tlsVerify, err = o.checkPackageURL(servers); err != nil {
 		return false, fmt.Errorf("option PackageURL: %w", err)
 	}
 	if !sha256Hex.MatchString(strings.ToLower(o.PackageSHA256)) {
@@ -234,9 +241,9 @@ func (o Options) check() (tlsVerify bool, err error) {
 	return tlsVerify, nil
 }
 
-// checkPackageURL takes an https URL; one at the control plane's own
+// checkPackageURL takes an https URL; one at a control plane's own
 // address cannot be checked against the system's CAs.
-func (o Options) checkPackageURL(serverHost, serverPort string) (tlsVerify bool, err error) {
+func (o Options) checkPackageURL(servers [][2]string) (tlsVerify bool, err error) {
 	if o.PackageURL == "" {
 		return false, errors.New("empty")
 	}
@@ -260,7 +267,12 @@ func (o Options) checkPackageURL(serverHost, serverPort string) (tlsVerify bool,
 	if port == "" {
 		port = "443"
 	}
-	return !(strings.EqualFold(u.Hostname(), serverHost) && port == serverPort), nil
+	for _, hp := range servers {
+		if strings.EqualFold(u.Hostname(), hp[0]) && port == hp[1] {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func checkHostPort(host, port string) error {

@@ -157,6 +157,19 @@ func TestCloudConfig(t *testing.T) {
 			wantInstall: []string{"sh", InstallScriptPath, "https://CP.example.com:50051/packages/navarch-agent.deb", testSum, "--no-tls-verify"},
 		},
 		{
+			name: "several-control-planes-package-from-a-standby",
+			change: func(o *Options) {
+				o.Labels = nil
+				o.Server = "cp-1.example.com:50051,cp-2.example.com:50051"
+				o.PackageURL = "https://cp-2.example.com:50051/packages/navarch-agent.deb"
+			},
+			wantPairs: [][2]any{
+				{"server", "cp-1.example.com:50051,cp-2.example.com:50051"}, {"ca-hash", testPin},
+				{"join-token", "gpu-node-7-join.s3cr3tvalue"}, {"node-id", "gpu-node-7"},
+			},
+			wantInstall: []string{"sh", InstallScriptPath, "https://cp-2.example.com:50051/packages/navarch-agent.deb", testSum, "--no-tls-verify"},
+		},
+		{
 			name: "same-host-other-port-is-checked",
 			change: func(o *Options) {
 				o.Labels = nil
@@ -208,6 +221,7 @@ func TestCloudConfigRefuses(t *testing.T) {
 		{"server-port-not-a-number", func(o *Options) { o.Server = "cp:grpc" }, "Server: \"cp:grpc\": port \"grpc\" is not 1–65535"},
 		{"server-port-out-of-range", func(o *Options) { o.Server = "cp:70000" }, "port \"70000\" is not 1–65535"},
 		{"server-host-with-space", func(o *Options) { o.Server = "cp example:50051" }, "Server: \"cp example:50051\": the host holds white space"},
+		{"second-server-without-port", func(o *Options) { o.Server = "cp-1:50051,cp-2" }, "Server: \"cp-2\" is not HOST:PORT"},
 		{"no-ca-hash", func(o *Options) { o.CAHash = "" }, "CAHash: CA pin \"\" does not start with \"sha256:\""},
 		{"ca-hash-too-short", func(o *Options) { o.CAHash = "sha256:abcd" }, "CAHash: CA pin \"sha256:abcd\" is not sha256: and 64 hex digits"},
 		{"ca-hash-not-hex", func(o *Options) { o.CAHash = "sha256:" + strings.Repeat("z", 64) }, "CAHash: CA pin"},
