@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -13,12 +15,17 @@ import (
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+
 	"github.com/navarch/navarch/internal/etcdtest"
 	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/internal/testutil"
-	"github.com/navarch/navarch/sim"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	"github.com/navarch/navarch/sim"
+	"github.com/navarch/navarch/tui"
 )
 
 // haPlane is one navarch-controlplane process of an HA fleet.
@@ -113,6 +120,35 @@ func (p *haPlane) shareCA(from *haPlane) {
 	}
 }
 
+// consoleScreen is what the console has drawn, escape codes stripped.
+type consoleScreen struct {
+	tm  *teatest.TestModel
+	buf bytes.Buffer
+}
+
+// waitFor waits until the console draws want. The console redraws only
+// the cells that change, so a new leader's address may come as its last
+// digits alone: every half second the terminal's size moves by a column,
+// which has the console draw its whole screen again.
+func (s *consoleScreen) waitFor(t *testing.T, what, want string) {
+	t.Helper()
+	s.buf.Reset()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		b, _ := io.ReadAll(s.tm.Output())
+		s.buf.Write(b)
+		if strings.Contains(ansi.Strip(s.buf.String()), want) {
+			return
+		}
+		if i%10 == 9 {
+			s.buf.Reset()
+			s.tm.Send(tea.WindowSizeMsg{Width: 160 + i/10%2, Height: 40})
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: the console did not show %q within 20 s", what, want)
+}
+
 // fleetEvents is a watcher that resumes as the console does: from the
 // last revision it had, on whichever control plane answers, taking a
 // snapshot's recent events when the revision cannot be replayed. It
@@ -161,9 +197,10 @@ func (w *fleetEvents) has(id string) bool {
 }
 
 // TestLeaderKilledUnderLoad runs three control planes on a three-member
-// etcd, with simulated agents reporting XIDs, operator writes and a
-// watcher, and kills the leader with SIGKILL several times, once with the
-// etcd member beside it: each time a standby serves within 10 s, every
+// etcd, with simulated agents reporting XIDs, operator writes, the real
+// console and a watcher that resumes as the console does, and kills the
+// leader with SIGKILL several times, once with the etcd member beside it:
+// each time a standby serves within 10 s and the console names it, every
 // acknowledged write is there, the agents carry on with the new leader,
 // and the watcher misses no event.
 func TestLeaderKilledUnderLoad(t *testing.T) {
@@ -228,17 +265,29 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 	var load sync.WaitGroup
 	load.Add(1)
 	go func() { defer load.Done(); _ = fleet.Run(ctx) }()
+	// The real console, streaming through the same connection: after each
+	// failover its header names the new leader.
+	console := tui.New(tui.Options{Client: ops, Server: target.Addr, Theme: tui.NewTheme(true, false)})
+	t.Cleanup(console.Close)
+	tm := teatest.NewTestModel(t, console, teatest.WithInitialTermSize(160, 40))
+	screen := &consoleScreen{tm: tm}
+	screen.waitFor(t, "the console to show the first leader", "leader "+leader())
 	watcher := &fleetEvents{seen: map[string]bool{}}
 	load.Add(1)
 	go func() { defer load.Done(); watcher.run(ctx, ops) }()
 	var ackMu sync.Mutex
 	xids := map[string]int{} // acknowledged XIDs by node
 	var tokens []string      // acknowledged token names
-	load.Add(2)
+	// The writes stop before the checks; the agents and the watcher run
+	// on until the watcher has caught up.
+	writing, stopWrites := context.WithCancel(ctx)
+	defer stopWrites()
+	var writers sync.WaitGroup
+	writers.Add(2)
 	go func() {
-		defer load.Done()
+		defer writers.Done()
 		ids := fleet.NodeIDs()
-		for i := 0; ctx.Err() == nil; i++ {
+		for i := 0; writing.Err() == nil; i++ {
 			n := rand.IntN(len(ids))
 			if call(func(c context.Context) error { return fleet.InjectXID(c, n, 0, 13) }) == nil {
 				ackMu.Lock()
@@ -249,8 +298,8 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 		}
 	}()
 	go func() {
-		defer load.Done()
-		for i := 0; ctx.Err() == nil; i++ {
+		defer writers.Done()
+		for i := 0; writing.Err() == nil; i++ {
 			name := fmt.Sprintf("write-%d", i)
 			err := call(func(c context.Context) error {
 				_, err := ops.CreateToken(c, &controlplanev1.CreateTokenRequest{Name: name, Role: controlplanev1.Role_ROLE_VIEWER})
@@ -288,7 +337,9 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 			l := leader()
 			return l != "" && l != was
 		})
-		t.Logf("round %d: %s killed%s; %s served after %s", round, was, map[bool]string{true: " with its etcd member"}[withEtcd], leader(), time.Since(killed).Round(10*time.Millisecond))
+		now := leader()
+		t.Logf("round %d: %s killed%s; %s served after %s", round, was, map[bool]string{true: " with its etcd member"}[withEtcd], now, time.Since(killed).Round(10*time.Millisecond))
+		screen.waitFor(t, fmt.Sprintf("round %d: the console to name the new leader", round), "leader "+now)
 		if withEtcd {
 			etcd.Restart(i)
 		}
@@ -314,10 +365,10 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 		}
 		return true
 	})
-	cancel()
-	load.Wait()
+	stopWrites()
+	writers.Wait()
 
-	check, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	check, stop := context.WithTimeout(context.Background(), 60*time.Second)
 	defer stop()
 	list, err := ops.ListTokens(check, &controlplanev1.ListTokensRequest{})
 	if err != nil {
@@ -332,26 +383,51 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 			t.Errorf("acknowledged token %s is gone", name)
 		}
 	}
-	total := 0
-	for node, n := range xids {
-		evs, err := ops.ListEvents(check, &controlplanev1.ListEventsRequest{NodeId: node, Limit: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for _, e := range evs.GetEvents() {
-			if e.GetKind() == fleetv1.EventKind_EVENT_KIND_XID && e.GetXid() == 13 {
-				got++
-				if !watcher.has(e.GetId()) {
-					t.Errorf("the watcher missed event %s (%s)", e.GetId(), node)
+	// stored reads every node's XID 13 events: each acknowledged one must
+	// be there, and the watcher must have been told of every one stored,
+	// acknowledged or not (a call cut off by a kill may still have been
+	// kept).
+	stored := func() map[string][]string {
+		out := map[string][]string{}
+		for _, node := range fleet.NodeIDs() {
+			evs, err := ops.ListEvents(check, &controlplanev1.ListEventsRequest{NodeId: node, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs.GetEvents() {
+				if e.GetKind() == fleetv1.EventKind_EVENT_KIND_XID && e.GetXid() == 13 {
+					out[node] = append(out[node], e.GetId())
 				}
 			}
 		}
-		if got < n {
+		return out
+	}
+	total := 0
+	for node, n := range xids {
+		if got := len(stored()[node]); got < n {
 			t.Errorf("%s: %d XID 13 events stored, %d acknowledged", node, got, n)
 		}
 		total += n
 	}
+	var missed []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		missed = missed[:0]
+		for _, ids := range stored() {
+			for _, id := range ids {
+				if !watcher.has(id) {
+					missed = append(missed, id)
+				}
+			}
+		}
+		if len(missed) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missed) > 0 {
+		t.Errorf("the watcher, resuming as the console does, missed %d stored events: %v", len(missed), missed)
+	}
+	cancel()
+	load.Wait()
 	t.Logf("%d tokens and %d XIDs acknowledged across 3 failovers; all kept", len(tokens), total)
 	if fleet.Errors() == 0 {
 		t.Log("the simulated agents saw no error")
