@@ -28,42 +28,55 @@ type controlPlane struct {
 
 // config is the control plane's configuration for a run in dir at addr:
 // its defaults but for what the suite needs. delivery is the
-// command_delivery to set, "" to leave the default.
-func (b *bench) config(dir, addr, delivery string) string {
+// command_delivery to set, "" to leave the default; etcd, when set, is the
+// endpoint of the etcd store to use instead of Badger.
+func (b *bench) config(dir, addr, delivery, etcd string) string {
 	// The fleet simulator multiplexes thousands of nodes, each with its
 	// command stream or long poll, on a few connections.
 	body := fmt.Sprintf("listen: %s\ndata_dir: %s\nlog_level: warn\nmax_streams_per_connection: 100000\nagent_identities: false\nlocal_provider:\n  enabled: false\n", addr, filepath.Join(dir, "store"))
 	if delivery != "" {
 		body += "command_delivery: " + delivery + "\n"
 	}
-	if b.pprof != "" {
+	if etcd != "" {
+		body += "store: etcd\netcd:\n  endpoints: [" + etcd + "]\n"
+	}
+	if b.pprof != "" && !strings.Contains(dir, "standby") {
 		body += "pprof_listen: " + b.pprof + "\n"
 	}
 	return body
 }
 
-func (b *bench) start(ctx context.Context, dir, addr, delivery string) (*controlPlane, time.Duration, error) {
+func (b *bench) start(ctx context.Context, dir, addr, delivery, etcd string) (*controlPlane, time.Duration, error) {
 	cfg := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(cfg, []byte(b.config(dir, addr, delivery)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(b.config(dir, addr, delivery, etcd)), 0o644); err != nil {
 		return nil, 0, err
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "controlplane.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	began := time.Now()
+	cp, err := b.launch(dir, addr, cfg)
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.Command(filepath.Join(b.bin, "navarch-controlplane"), "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	began := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, 0, err
-	}
-	cp := &controlPlane{cmd: cmd, addr: addr, dir: dir, log: logf}
 	if err := waitServing(ctx, dir, addr); err != nil {
 		cp.kill()
 		return nil, 0, err
 	}
 	return cp, time.Since(began), nil
+}
+
+// launch starts the control plane in dir with the configuration file cfg.
+func (b *bench) launch(dir, addr, cfg string) (*controlPlane, error) {
+	logf, err := os.OpenFile(filepath.Join(dir, "controlplane.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(b.bin, "navarch-controlplane"), "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return nil, err
+	}
+	return &controlPlane{cmd: cmd, addr: addr, dir: dir, log: logf}, nil
 }
 
 func (cp *controlPlane) stop() {
@@ -94,11 +107,13 @@ func target(dir, addr string) rpcclient.Target {
 	return t
 }
 
-// waitServing waits until the control plane has written its CA and
-// answers its health check and a listing, which means its state is loaded.
+// waitServing waits until the control plane has written its CA and admin
+// token and answers its health check and a listing, which means its state
+// is loaded. On etcd the token comes after the CA: the leader writes it
+// once elected.
 func waitServing(ctx context.Context, dir, addr string) error {
 	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) && !exists(filepath.Join(dir, "store", "pki", "ca.crt")) {
+	for time.Now().Before(deadline) && !(exists(filepath.Join(dir, "store", "pki", "ca.crt")) && exists(filepath.Join(dir, "store", "admin.token"))) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	conn, err := rpcclient.Dial(target(dir, addr))
@@ -111,7 +126,11 @@ func waitServing(ctx context.Context, dir, addr string) error {
 	for time.Now().Before(deadline) {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		resp, err := hc.Check(cctx, &grpc_health_v1.HealthCheckRequest{})
-		if err == nil && resp.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
+		if err == nil && resp.GetStatus() != grpc_health_v1.HealthCheckResponse_SERVING {
+			// A standby answers, NOT_SERVING.
+			err = errors.New(resp.GetStatus().String())
+		}
+		if err == nil {
 			_, err = ops.ListNodes(cctx, &controlplanev1.ListNodesRequest{PageSize: 1})
 		}
 		cancel()

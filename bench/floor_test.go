@@ -159,20 +159,21 @@ func TestFloorAnswersAsTheControlPlane(t *testing.T) {
 
 // TestSuiteRunsTheDefaultDelivery: a row that names no delivery leaves
 // command_delivery to the control plane's default; a row that names one
-// sets it.
+// sets it; an etcd row keeps the default delivery on the etcd store.
 func TestSuiteRunsTheDefaultDelivery(t *testing.T) {
 	tests := []struct {
-		name, delivery, want string
+		name, delivery, etcd, want string
 	}{
-		{"default", "", controlplane.Defaults().CommandDelivery},
-		{"long-poll", "long_poll", "long_poll"},
-		{"heartbeat", "heartbeat", "heartbeat"},
+		{"default", "", "", controlplane.Defaults().CommandDelivery},
+		{"long-poll", "long_poll", "", "long_poll"},
+		{"heartbeat", "heartbeat", "", "heartbeat"},
+		{"etcd", "", "http://127.0.0.1:2379", controlplane.Defaults().CommandDelivery},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			b := &bench{}
-			body := b.config(dir, "127.0.0.1:7000", tt.delivery)
+			body := b.config(dir, "127.0.0.1:7000", tt.delivery, tt.etcd)
 			if tt.delivery == "" && strings.Contains(body, "command_delivery") {
 				t.Errorf("a default row sets command_delivery:\n%s", body)
 			}
@@ -186,6 +187,9 @@ func TestSuiteRunsTheDefaultDelivery(t *testing.T) {
 			}
 			if cfg.CommandDelivery != tt.want {
 				t.Errorf("command_delivery %q, want %q", cfg.CommandDelivery, tt.want)
+			}
+			if wantStore := map[bool]string{true: controlplane.StoreEtcd, false: controlplane.StoreBadger}[tt.etcd != ""]; cfg.Store != wantStore {
+				t.Errorf("store %q, want %q", cfg.Store, wantStore)
 			}
 		})
 	}

@@ -38,7 +38,7 @@ func main() {
 		}
 	}
 	bin := flag.String("bin", "bin", "directory holding navarch-controlplane and navarch-agent")
-	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat", "fleet sizes to run, comma-separated; SIZE runs the control plane's default command_delivery, SIZE:long_poll and SIZE:heartbeat that one")
+	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat,10000:etcd", "fleet sizes to run, comma-separated; SIZE runs the control plane's defaults, SIZE:long_poll and SIZE:heartbeat that command_delivery, SIZE:etcd the etcd store with a standby beside the leader")
 	window := flag.Duration("window", 30*time.Second, "steady-state measurement window per size")
 	agentFor := flag.Duration("agent", time.Minute, "how long to measure the agent")
 	profDir := flag.String("profile", "", "write the control plane's heap and CPU profiles for each size to this directory")
@@ -47,17 +47,22 @@ func main() {
 	type run struct {
 		nodes    int
 		delivery string // command_delivery, "" for the control plane's default
+		store    string // "etcd", or "" for the default (Badger)
 	}
 	var runs []run
 	var ns []int
 	for _, s := range strings.Split(*plan, ",") {
 		size, mode, _ := strings.Cut(strings.TrimSpace(s), ":")
 		n, err := strconv.Atoi(size)
-		if err != nil || n < 1 || (mode != "" && mode != "heartbeat" && mode != "long_poll") {
-			fmt.Fprintf(os.Stderr, "bench: --plan: %q is not SIZE, SIZE:long_poll or SIZE:heartbeat\n", s)
+		if err != nil || n < 1 || (mode != "" && mode != "heartbeat" && mode != "long_poll" && mode != "etcd") {
+			fmt.Fprintf(os.Stderr, "bench: --plan: %q is not SIZE, SIZE:long_poll, SIZE:heartbeat or SIZE:etcd\n", s)
 			os.Exit(2)
 		}
-		runs = append(runs, run{n, mode})
+		r := run{nodes: n, delivery: mode}
+		if mode == "etcd" {
+			r = run{nodes: n, store: mode}
+		}
+		runs = append(runs, r)
 		if !slices.Contains(ns, n) {
 			ns = append(ns, n)
 		}
@@ -78,7 +83,7 @@ func main() {
 	var rows []result
 	var agent agentResult
 	for i, r := range runs {
-		res, err := b.runSize(ctx, r.nodes, r.delivery, i == 0, *agentFor, &agent)
+		res, err := b.runSize(ctx, r.nodes, r.delivery, r.store, i == 0, *agentFor, &agent)
 		if err == nil {
 			res.floor, err = b.runFloor(ctx, r.nodes, res.delivery)
 		}
@@ -113,6 +118,7 @@ func (b *bench) checkBinaries() error {
 type result struct {
 	nodes           int
 	delivery        string // command_delivery, "" for the control plane's default
+	store           string // "etcd", or "" for Badger
 	register        time.Duration
 	rssMiB, peakMiB float64
 	cpuPercent      float64
@@ -122,7 +128,10 @@ type result struct {
 	errors          int64
 	xidP50, xidP99  time.Duration
 	snapshot        time.Duration
-	restart         time.Duration
+	// restart is how long a restarted control plane took to serve; on
+	// etcd, how long the standby took to serve once the leader was
+	// killed.
+	restart time.Duration
 	// cost is the control plane's CPU per node call in the window, floor
 	// the floor server's under the same load (floor.go).
 	cost, floor callCost

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/navarch/navarch/internal/etcdtest"
 	"github.com/navarch/navarch/internal/rpcclient"
 	"github.com/navarch/navarch/sim"
 )
@@ -18,8 +19,8 @@ import (
 // and runs n simulated nodes, measures the steady state over the window,
 // and times a restart. delivery is the command_delivery to configure, ""
 // to leave the control plane's default.
-func (b *bench) runSize(ctx context.Context, n int, delivery string, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
-	r := result{nodes: n, delivery: delivery}
+func (b *bench) runSize(ctx context.Context, n int, delivery, store string, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
+	r := result{nodes: n, delivery: delivery, store: store}
 	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-bench-%d-", n))
 	if err != nil {
 		return r, err
@@ -27,13 +28,32 @@ func (b *bench) runSize(ctx context.Context, n int, delivery string, measureAgen
 	defer os.RemoveAll(dir)
 	addr := freeAddr()
 	fmt.Fprintf(os.Stderr, "bench: %d nodes: starting control plane on %s\n", n, addr)
-	cp, _, err := b.start(ctx, dir, addr, r.delivery)
+	var etcd string
+	if store == "etcd" {
+		// One member in this process: the row measures the control
+		// plane on etcd, and its CPU shows in the simulator's column.
+		cluster, err := etcdtest.Start(1)
+		if err != nil {
+			return r, err
+		}
+		defer cluster.Stop()
+		etcd = cluster.Endpoints[0]
+	}
+	cp, _, err := b.start(ctx, dir, addr, r.delivery, etcd)
 	if err != nil {
 		return r, err
 	}
 	defer func() { cp.stop() }()
 
 	cpTarget := target(dir, addr)
+	var standby *controlPlane
+	if etcd != "" {
+		if standby, err = b.startStandby(ctx, dir, etcd); err != nil {
+			return r, err
+		}
+		defer func() { standby.stop(); _ = os.RemoveAll(standby.dir) }()
+		cpTarget.Addr += "," + standby.addr
+	}
 	fleet, err := sim.New(b.simOptions(cpTarget, n))
 	if err != nil {
 		return r, err
@@ -133,9 +153,14 @@ func (b *bench) runSize(ctx context.Context, n int, delivery string, measureAgen
 	stopFleet()
 	<-fleetDone
 
+	if standby != nil {
+		fmt.Fprintf(os.Stderr, "bench: %d nodes: killing the leader\n", n)
+		r.restart, err = failover(ctx, cp, standby)
+		return r, err
+	}
 	fmt.Fprintf(os.Stderr, "bench: %d nodes: restarting the control plane\n", n)
 	cp.stop()
-	cp2, restart, err := b.start(ctx, dir, addr, r.delivery)
+	cp2, restart, err := b.start(ctx, dir, addr, r.delivery, "")
 	if err != nil {
 		return r, err
 	}

@@ -34,11 +34,15 @@ func times(x float64) string {
 
 // commands is how a row's agents got their commands: the delivery it
 // configured, or the control plane's default, named.
-func commands(delivery string) string {
-	if delivery == "" {
-		return floorDelivery + " (default)"
+func commands(r result) string {
+	d := r.delivery
+	if d == "" {
+		d = floorDelivery + " (default)"
 	}
-	return delivery
+	if r.store != "" {
+		d += ", " + r.store
+	}
+	return d
 }
 
 func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agent agentResult) {
@@ -51,7 +55,7 @@ func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agen
 	for _, r := range rows {
 		c := console[r.nodes]
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f (%.0f) MiB\t%.0f%% (%.0f%%)\t%s (%s) µs\t%s\t%s / %s\t%s / %s\t%s / %s\t%s\t%s\t%s\t%s\t%d\t\n",
-			r.nodes, commands(r.delivery), r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, r.cpuPercent, r.genPercent,
+			r.nodes, commands(r), r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, r.cpuPercent, r.genPercent,
 			micros(r.cost.perCall()), micros(r.floor.perCall()), times(r.cost.times(r.floor)),
 			ms(r.hbP50), ms(r.hbP99), ms(r.rpP50), ms(r.rpP99), ms(r.xidP50), ms(r.xidP99),
 			ms(r.snapshot), ms(r.restart), ms(c.frame), ms(c.filter), r.errors)
@@ -60,6 +64,8 @@ func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agen
 	fmt.Fprintln(w, "\ncommands: how agents wait for commands, the control plane's default command_delivery unless the plan names another.")
 	fmt.Fprintln(w, "CPU/call: CPU per heartbeat or health report over the window; the floor is a gRPC server with the same TLS that only")
 	fmt.Fprintln(w, "decodes the same calls under the same load, and × floor is the control plane's CPU per call as a multiple of it.")
+	fmt.Fprintln(w, "etcd rows: the store is one etcd member in the suite's process (its CPU is in the sim column), a standby control plane")
+	fmt.Fprintln(w, "runs beside the leader, and restart is the failover: from killing the leader (SIGKILL) to the standby serving the fleet.")
 	fmt.Fprintf(w, "\nAgent (real binary, simulated 8-GPU node, default intervals, %s): %.1f MiB RSS, %.2f%% of one core\n",
 		agent.measured, agent.rssMiB, agent.cpuPercent)
 	fmt.Fprintln(w, "Targets: CP memory < 2 GiB at 100 000 nodes; node RPC p99 < 25 ms; CPU per call within 1.15× the floor; XID to console p99 < 250 ms;")
