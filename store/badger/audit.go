@@ -38,23 +38,12 @@ func (s *Store) Audit(ctx context.Context, q store.AuditQuery) ([]*store.AuditEn
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
 	defer end()
-	if q.Limit <= 0 {
-		q.Limit = 100
-	}
-	var out []*store.AuditEntry
-	decode := func(v []byte) (bool, error) {
-		a, err := store.DecodeAudit(v)
-		if err != nil {
-			return false, err
-		}
-		out = append(out, a)
-		return len(out) < q.Limit, nil
-	}
+	c := store.NewAuditCollector(q)
 	err = s.db.View(func(txn *badger.Txn) error {
-		return newestFirst(ctx, txn, prefixAudit, prefixNodeAudit, auditKey, q.NodeID, decode)
+		return newestFirst(ctx, txn, prefixAudit, prefixNodeAudit, auditKey, q.NodeID, c.Add)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
-	return out, nil
+	return c.Entries, nil
 }

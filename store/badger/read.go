@@ -180,10 +180,6 @@ func (s *Store) OpenCommands(ctx context.Context) ([]*fleetv1.Command, error) {
 	return out, nil
 }
 
-// maxEventScan bounds how many events one query examines, so a filter
-// that matches little answers in bounded time.
-const maxEventScan = 100000
-
 // Events returns events, newest first.
 func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.HealthEvent, error) {
 	end, err := s.begin(ctx)
@@ -191,29 +187,14 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.Heal
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	defer end()
-	if q.Limit <= 0 {
-		q.Limit = 100
-	}
-	var out []*fleetv1.HealthEvent
-	scanned := 0
-	decode := func(v []byte) (bool, error) {
-		scanned++
-		e := &fleetv1.HealthEvent{}
-		if err := proto.Unmarshal(v, e); err != nil {
-			return false, fmt.Errorf("decode event: %w", err)
-		}
-		if q.Keep == nil || q.Keep(e) {
-			out = append(out, e)
-		}
-		return len(out) < q.Limit && scanned < maxEventScan, nil
-	}
+	c := store.NewEventCollector(q)
 	err = s.db.View(func(txn *badger.Txn) error {
-		return newestFirst(ctx, txn, prefixEvent, prefixNodeEvent, eventKey, q.NodeID, decode)
+		return newestFirst(ctx, txn, prefixEvent, prefixNodeEvent, eventKey, q.NodeID, c.Add)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
-	return out, nil
+	return c.Events, nil
 }
 
 // reverse walks the keys under prefix from the last, until fn says stop.

@@ -5,15 +5,10 @@ import (
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	"github.com/navarch/navarch/store"
 )
-
-// maxEventScan bounds how many events one query examines, so a filter
-// that matches little answers in bounded time.
-const maxEventScan = 100000
 
 // Events returns events, newest first.
 func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.HealthEvent, error) {
@@ -22,30 +17,15 @@ func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]*fleetv1.Heal
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	defer end()
-	if q.Limit <= 0 {
-		q.Limit = 100
-	}
-	var out []*fleetv1.HealthEvent
-	scanned := 0
-	decode := func(v []byte) (bool, error) {
-		scanned++
-		e := &fleetv1.HealthEvent{}
-		if err := proto.Unmarshal(v, e); err != nil {
-			return false, fmt.Errorf("decode event: %w", err)
-		}
-		if q.Keep == nil || q.Keep(e) {
-			out = append(out, e)
-		}
-		return len(out) < q.Limit && scanned < maxEventScan, nil
-	}
-	page := q.Limit
+	c := store.NewEventCollector(q)
+	page := c.Limit()
 	if q.Keep != nil {
 		page = pageSize
 	}
-	if err := s.newestFirst(ctx, tableEvent, tableNodeEvent, q.NodeID, page, decode); err != nil {
+	if err := s.newestFirst(ctx, tableEvent, tableNodeEvent, q.NodeID, page, c.Add); err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
-	return out, nil
+	return c.Events, nil
 }
 
 // Audit returns audit entries, newest first.
@@ -55,22 +35,11 @@ func (s *Store) Audit(ctx context.Context, q store.AuditQuery) ([]*store.AuditEn
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
 	defer end()
-	if q.Limit <= 0 {
-		q.Limit = 100
-	}
-	var out []*store.AuditEntry
-	decode := func(v []byte) (bool, error) {
-		a, err := store.DecodeAudit(v)
-		if err != nil {
-			return false, err
-		}
-		out = append(out, a)
-		return len(out) < q.Limit, nil
-	}
-	if err := s.newestFirst(ctx, tableAudit, tableNodeAudit, q.NodeID, q.Limit, decode); err != nil {
+	c := store.NewAuditCollector(q)
+	if err := s.newestFirst(ctx, tableAudit, tableNodeAudit, q.NodeID, c.Limit(), c.Add); err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
-	return out, nil
+	return c.Entries, nil
 }
 
 // newestFirst walks a log newest first, handing each value to decode
