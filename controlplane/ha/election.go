@@ -119,6 +119,15 @@ func New(ctx context.Context, o Options) (*Election, error) {
 	if _, err := o.Client.Put(ctx, o.Prefix+memberKeys+o.Address, string(m), clientv3.WithLease(session.Lease())); err != nil {
 		return nil, errors.Join(fmt.Errorf("ha: record this control plane among the members: %w", err), session.Close())
 	}
+	// Who leads now, so that a standby names the leader from its first
+	// answer rather than once the observer has caught up.
+	if resp, err := e.elect.Leader(ctx); err == nil && len(resp.Kvs) > 0 {
+		addr := string(resp.Kvs[0].Value)
+		e.leader.Store(&addr)
+		if addr != o.Address {
+			e.other.Store(&addr)
+		}
+	}
 	observeCtx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go e.observe(observeCtx)

@@ -2,10 +2,8 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/navarch/navarch/controlplane"
+	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/etcdtest"
 	"github.com/navarch/navarch/internal/testutil"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
@@ -96,58 +95,6 @@ func TestGetStatusWithoutControlPlanes(t *testing.T) {
 	}
 }
 
-// electedServer runs a control plane with controlplane.Run on etcd; led
-// is closed once it leads, and stop ends it.
-type electedServer struct {
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
-	led    chan struct{}
-}
-
-func runElected(t *testing.T, endpoints []string, dataDir string) *electedServer {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := controlplane.Defaults()
-	cfg.DataDir = dataDir
-	cfg.Listen = lis.Addr().String()
-	cfg.AgentIdentities = false
-	cfg.Store = controlplane.StoreEtcd
-	cfg.Etcd.Endpoints = endpoints
-	cfg.Etcd.Prefix = "/status-test/"
-	cfg.Etcd.LeaseTTL = controlplane.Duration{Duration: 2 * time.Second}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &electedServer{addr: cfg.Listen, cancel: cancel, done: make(chan error, 1), led: make(chan struct{})}
-	go func() {
-		s.done <- controlplane.Run(ctx, controlplane.Options{Config: cfg}, lis, func(*controlplane.Server) { close(s.led) })
-	}()
-	t.Cleanup(func() { s.stop(t) })
-	return s
-}
-
-// stop ends the control plane; a second stop does nothing.
-func (s *electedServer) stop(t *testing.T) {
-	s.cancel()
-	if err := <-s.done; err != nil && !errors.Is(err, controlplane.ErrLostLead) {
-		t.Errorf("the control plane on etcd ended: %v", err)
-	}
-	s.done <- nil
-}
-
-func (s *electedServer) awaitLead(t *testing.T) {
-	t.Helper()
-	select {
-	case <-s.led:
-	case err := <-s.done:
-		t.Fatalf("the control plane ended: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the control plane did not lead within 20 s")
-	}
-}
-
 // TestGetStatusShowsTheControlPlanes runs two control planes on one etcd:
 // get status, through the standby, shows the leader that answered and the
 // standby, and after the leader stops, the other leads and the failover
@@ -161,8 +108,8 @@ func TestGetStatusShowsTheControlPlanes(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	dirA, dirB := t.TempDir(), t.TempDir()
-	a := runElected(t, cluster.Endpoints, dirA)
-	a.awaitLead(t)
+	a := cptest.StartElected(t, cluster.Endpoints, "/status-test/", dirA)
+	a.AwaitLead(t, 20*time.Second)
 	tok, err := os.ReadFile(filepath.Join(dirA, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -181,8 +128,8 @@ func TestGetStatusShowsTheControlPlanes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b := runElected(t, cluster.Endpoints, dirB)
-	servers := b.addr + "," + a.addr
+	b := cptest.StartElected(t, cluster.Endpoints, "/status-test/", dirB)
+	servers := b.Addr + "," + a.Addr
 
 	// The standby joins the election as it starts; until then the
 	// leader is alone.
@@ -194,21 +141,23 @@ func TestGetStatusShowsTheControlPlanes(t *testing.T) {
 		if code != ExitOK {
 			t.Fatalf("get status: %d\n%s%s", code, out, errOut)
 		}
-		return strings.Contains(out, "Standby:        "+b.addr)
+		return strings.Contains(out, "Standby:        "+b.Addr)
 	})
-	for _, want := range []string{"Leader:         " + a.addr + "  ", "joined ", "Standby:        " + b.addr + "  ", "Last failover:  none"} {
+	for _, want := range []string{"Leader:         " + a.Addr + "  ", "joined ", "Standby:        " + b.Addr + "  ", "Last failover:  none"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("get status before a failover lacks %q:\n%s", want, out)
 		}
 	}
 
-	a.stop(t)
-	b.awaitLead(t)
+	if err := a.Stop(); err != nil && !errors.Is(err, controlplane.ErrLostLead) {
+		t.Fatalf("the first control plane ended: %v", err)
+	}
+	b.AwaitLead(t, 20*time.Second)
 	code, out, errOut := navarch(t, "--server", servers, "get", "status")
 	if code != ExitOK {
 		t.Fatalf("get status after the failover: %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"Leader:         " + b.addr + "  ", "Standby:        none", "Last failover:  " + a.addr + " → " + b.addr + ", "} {
+	for _, want := range []string{"Leader:         " + b.Addr + "  ", "Standby:        none", "Last failover:  " + a.Addr + " → " + b.Addr + ", "} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("get status after the failover lacks %q:\n%s", want, out)
 		}
@@ -232,7 +181,7 @@ func TestGetStatusShowsTheControlPlanes(t *testing.T) {
 		t.Fatalf("get status -o json: %d %v\n%s%s", code, err, out, errOut)
 	}
 	cps := st.ControlPlanes
-	if cps.Leader != b.addr || len(cps.Members) != 1 || !cps.Members[0].Leader || cps.LastFailover.From != a.addr || cps.LastFailover.To != b.addr || cps.LastFailover.At == "" {
+	if cps.Leader != b.Addr || len(cps.Members) != 1 || !cps.Members[0].Leader || cps.LastFailover.From != a.Addr || cps.LastFailover.To != b.Addr || cps.LastFailover.At == "" {
 		t.Fatalf("controlPlanes in JSON: %+v", cps)
 	}
 }
