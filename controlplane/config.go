@@ -443,6 +443,13 @@ func (c *Config) serverNames() []string {
 	} else {
 		names = append(names, host)
 	}
+	// On etcd, clients sent by a standby to this control plane dial its
+	// advertised address and check the certificate against that host.
+	if adv, err := c.advertise(); c.Store == StoreEtcd && err == nil {
+		if h, _, err := net.SplitHostPort(adv); err == nil && h != host {
+			names = append(names, h)
+		}
+	}
 	return append(names, c.TLS.Names...)
 }
 

@@ -85,6 +85,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"etcd-bad-prefix", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [etcd-1:2379]\n  prefix: navarch", "etcd.prefix"},
 		{"etcd-short-lease", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [etcd-1:2379]\n  lease_ttl: 500ms", "etcd.lease_ttl"},
 		{"etcd-wildcard-listen", "store: etcd\nlisten: 0.0.0.0:50051\netcd:\n  endpoints: [etcd-1:2379]", "advertise: must be set"},
+		{"etcd-http-with-tls", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [http://etcd-1:2379]\n  ca_file: /ca.crt", `etcd.endpoints[0]: "http://etcd-1:2379" is plain http, but TLS files or a user are set`},
+		{"etcd-missing-password-file", "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [https://etcd-1:2379]\n  username: navarch\n  password_file: /nonexistent/etcd-password", "etcd.password_file"},
 		{"etcd-wildcard-advertise", "store: etcd\nadvertise: 0.0.0.0:50051\netcd:\n  endpoints: [etcd-1:2379]", "advertise: \"0.0.0.0:50051\" is not an address"},
 	}
 	for _, row := range rows {
@@ -178,6 +180,38 @@ pools:
 			_, err := controlplane.LoadConfigFile(writeConfig(t, row.body))
 			if err == nil || !strings.Contains(err.Error(), row.want) {
 				t.Fatalf("err = %v, want one naming %q", err, row.want)
+			}
+		})
+	}
+}
+
+// TestEtcdPasswordFile: the etcd password file must be its owner's alone
+// and hold a password; a unix socket endpoint is taken.
+func TestEtcdPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, file, want string
+	}{
+		{"owner-only", write("ok", "s3cret\n", 0o600), ""},
+		{"readable-by-others", write("open", "s3cret\n", 0o644), "may be read or changed by its group or others"},
+		{"empty", write("empty", "\n", 0o600), "is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := "store: etcd\nlisten: 10.0.0.1:50051\netcd:\n  endpoints: [unix:///run/etcd.sock, https://etcd-1:2379]\n  username: navarch\n  password_file: " + tt.file + "\n"
+			_, err := controlplane.LoadConfigFile(writeConfig(t, body))
+			if tt.want == "" && err != nil {
+				t.Fatalf("a good password file refused: %v", err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret")) {
+				t.Fatalf("err = %v, want one naming %q and not the password", err, tt.want)
 			}
 		})
 	}

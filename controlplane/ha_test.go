@@ -2,11 +2,13 @@ package controlplane_test
 
 import (
 	"context"
-	"errors"
+	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +75,10 @@ func TestStandbyTakesOver(t *testing.T) {
 	t.Cleanup(cluster.Stop)
 	const prefix = "/fleet-a/"
 	dirA, dirB := t.TempDir(), t.TempDir()
-	a := cptest.StartElected(t, cluster.Endpoints, prefix, dirA)
+	// A lease far longer than the takeover below may take: a leader that
+	// stops resigns, and the standby leads at once.
+	longLease := func(c *controlplane.Config) { c.Etcd.LeaseTTL = controlplane.Duration{Duration: 20 * time.Second} }
+	a := cptest.StartElected(t, cluster.Endpoints, prefix, dirA, longLease)
 	a.AwaitLead(t, 20*time.Second)
 	opsA, nodesA := ops(t, target(t, a, dirA))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -98,7 +103,7 @@ func TestStandbyTakesOver(t *testing.T) {
 
 	copyCA(t, dirA, dirB)
 	metricsB := freeAddr(t)
-	b := cptest.StartElected(t, cluster.Endpoints, prefix, dirB, func(c *controlplane.Config) { c.MetricsListen = metricsB })
+	b := cptest.StartElected(t, cluster.Endpoints, prefix, dirB, longLease, func(c *controlplane.Config) { c.MetricsListen = metricsB })
 	opsB, _ := ops(t, target(t, b, dirA))
 	testutil.EventuallyWithin(t, 20*time.Second, "the standby to name the leader", func() bool {
 		_, err := opsB.ListNodes(ctx, &controlplanev1.ListNodesRequest{})
@@ -119,10 +124,17 @@ func TestStandbyTakesOver(t *testing.T) {
 		t.Fatalf("control planes before the failover: %v", cps)
 	}
 
-	if err := a.Stop(); err != nil && !errors.Is(err, controlplane.ErrLostLead) {
+	stopping := time.Now()
+	if err := a.Stop(); err != nil {
 		t.Fatalf("the stopped leader: %v", err)
 	}
 	b.AwaitLead(t, 10*time.Second)
+	if took := time.Since(stopping); took > 10*time.Second {
+		t.Fatalf("the standby led %s after the leader began to stop; a stopping leader resigns", took)
+	}
+	if strings.Contains(a.Log.String(), "leaving the election") {
+		t.Errorf("the stopped leader did not leave the election cleanly:\n%s", a.Log.String())
+	}
 	var node *controlplanev1.GetNodeResponse
 	testutil.EventuallyWithin(t, 10*time.Second, "the new leader to serve", func() bool {
 		node, err = opsB.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: "gpu-1"})
@@ -157,4 +169,33 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// TestAdvertisedNameInTheCertificate: on etcd, the host this control
+// plane advertises is in its server certificate, so a client a standby
+// sends there can check it.
+func TestAdvertisedNameInTheCertificate(t *testing.T) {
+	cluster, err := etcdtest.Start(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Stop)
+	dir := t.TempDir()
+	cp := cptest.StartElected(t, cluster.Endpoints, "/advertise/", dir, func(c *controlplane.Config) { c.Advertise = "cp-1.fleet.test:50051" })
+	cp.AwaitLead(t, 20*time.Second)
+	b, err := os.ReadFile(filepath.Join(dir, "pki", "server.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatal("server.crt holds no PEM block")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cert.DNSNames, "cp-1.fleet.test") {
+		t.Fatalf("the server certificate names %v, not the advertised host cp-1.fleet.test", cert.DNSNames)
+	}
 }

@@ -74,6 +74,15 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	fence.Store(&none)
 	eo.Fence = func() clientv3.Cmp { return fence.Load().Cmp() }
 	eo.Logger = log
+	// One client for the store and the election, closed last: after the
+	// store, and after the election has resigned and revoked its lease,
+	// so that a standby takes over at once from a leader that stops.
+	client, err := etcdstore.Connect(eo)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	defer func() { _ = client.Close() }()
+	eo.Client = client
 	st, err := etcdstore.Open(ctx, eo)
 	if err != nil {
 		return err
@@ -89,11 +98,11 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 		return err
 	}
 	if ca != nil {
-		if err := ha.CheckCA(ctx, st.Client(), prefix, ca.CAHash()); err != nil {
+		if err := ha.CheckCA(ctx, client, prefix, ca.CAHash()); err != nil {
 			return err
 		}
 	}
-	el, err := ha.New(ctx, ha.Options{Client: st.Client(), Prefix: prefix, Address: addr,
+	el, err := ha.New(ctx, ha.Options{Client: client, Prefix: prefix, Address: addr,
 		Version: version.String(), TTL: o.Config.Etcd.LeaseTTL.Duration, Logger: log})
 	if err != nil {
 		return err
@@ -156,6 +165,10 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	go func() {
 		select {
 		case <-lost:
+			if ctx.Err() != nil {
+				// Stopping anyway: the election is left at Close.
+				return
+			}
 			log.Error("lost the lead: the lease with etcd ended; stopping, as every write is now refused")
 			close(lostLead)
 			cancel()

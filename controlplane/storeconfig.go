@@ -73,9 +73,15 @@ func (c *Config) checkStore() error {
 	if len(e.Endpoints) == 0 {
 		return errors.New("etcd.endpoints: store is etcd but no endpoint is given")
 	}
+	secured := e.CAFile != "" || e.CertFile != "" || e.Username != ""
 	for i, ep := range e.Endpoints {
 		if err := checkEndpoint(ep); err != nil {
 			return fmt.Errorf("etcd.endpoints[%d]: %w", i, err)
+		}
+		// etcd's client drops TLS, and sends the password in the clear, to
+		// an http endpoint whatever else is set.
+		if secured && strings.HasPrefix(ep, "http://") {
+			return fmt.Errorf("etcd.endpoints[%d]: %q is plain http, but TLS files or a user are set; use https", i, ep)
 		}
 	}
 	if (e.CertFile == "") != (e.KeyFile == "") {
@@ -86,6 +92,11 @@ func (c *Config) checkStore() error {
 	}
 	if e.Username == "" && e.PasswordFile != "" {
 		return errors.New("etcd.username: etcd.password_file is set without a user name")
+	}
+	if e.PasswordFile != "" {
+		if _, err := readEtcdPassword(e.PasswordFile); err != nil {
+			return err
+		}
 	}
 	if e.Prefix == "" || !strings.HasPrefix(e.Prefix, "/") || strings.ContainsAny(e.Prefix, " \t\n") {
 		return fmt.Errorf("etcd.prefix: %q must start with / and hold no spaces", e.Prefix)
@@ -106,7 +117,14 @@ func (c *Config) checkStore() error {
 func checkEndpoint(ep string) error {
 	if strings.Contains(ep, "://") {
 		u, err := url.Parse(ep)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs") {
+		switch {
+		case err != nil:
+			return fmt.Errorf("%q is not a URL", ep)
+		case u.Scheme == "unix" || u.Scheme == "unixs":
+			if u.Host == "" && u.Path == "" {
+				return fmt.Errorf("%q names no socket", ep)
+			}
+		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 			return fmt.Errorf("%q is not an http, https or unix URL with a host", ep)
 		}
 		return nil
@@ -163,11 +181,25 @@ func (c *Config) etcdOptions() (etcdstore.Options, error) {
 		AuditRetention:  c.AuditRetention.Duration,
 	}
 	if e.PasswordFile != "" {
-		pw, err := secretfile.Read(e.PasswordFile, 4096)
+		pw, err := readEtcdPassword(e.PasswordFile)
 		if err != nil {
-			return o, fmt.Errorf("etcd.password_file: %w", err)
+			return o, err
 		}
-		o.Password = strings.TrimSpace(string(pw))
+		o.Password = pw
 	}
 	return o, nil
+}
+
+// readEtcdPassword reads the etcd user's password from its file, which
+// only its owner may read, refusing an empty one.
+func readEtcdPassword(path string) (string, error) {
+	b, err := secretfile.Read(path, 4096)
+	if err != nil {
+		return "", fmt.Errorf("etcd.password_file: %w", err)
+	}
+	pw := strings.TrimSpace(string(b))
+	if pw == "" {
+		return "", fmt.Errorf("etcd.password_file: %s is empty", path)
+	}
+	return pw, nil
 }

@@ -30,6 +30,11 @@ const (
 	failoverKey  = "ha/last-failover"
 )
 
+// ErrLeaseLost is returned by Campaign when this control plane's lease
+// ended while it waited to lead (cut off from etcd for longer than the
+// lease): it is no longer in the election, and must join it again.
+var ErrLeaseLost = errors.New("ha: the lease with etcd ended while waiting to lead")
+
 // Member is one control plane taking part in the election, as operators
 // see it.
 type Member struct {
@@ -98,7 +103,10 @@ func New(ctx context.Context, o Options) (*Election, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	ttl := int(o.TTL.Round(time.Second) / time.Second)
-	session, err := concurrency.NewSession(o.Client, concurrency.WithTTL(max(ttl, 1)), concurrency.WithContext(ctx))
+	// The session lives until Close, not until ctx ends: a control plane
+	// that is stopping still holds its lease while it shuts down, and
+	// resigns and revokes it at Close.
+	session, err := concurrency.NewSession(o.Client, concurrency.WithTTL(max(ttl, 1)), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
 		return nil, fmt.Errorf("ha: open a session with etcd: %w", err)
 	}
@@ -181,8 +189,35 @@ func (f Fence) Cmp() clientv3.Cmp {
 // must stop at once. When another control plane was seen leading while
 // this one waited, its address is recorded as the last failover.
 func (e *Election) Campaign(ctx context.Context) (Fence, <-chan struct{}, error) {
-	if err := e.elect.Campaign(ctx, e.o.Address); err != nil {
+	// A standby cut off from etcd for longer than its lease has lost its
+	// key with it; waiting on would only win an election it is no longer
+	// in.
+	waiting, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-e.session.Done():
+			cancel()
+		case <-waiting.Done():
+		}
+	}()
+	if err := e.elect.Campaign(waiting, e.o.Address); err != nil {
+		select {
+		case <-e.session.Done():
+			return Fence{}, nil, ErrLeaseLost
+		default:
+		}
 		return Fence{}, nil, fmt.Errorf("ha: campaign: %w", err)
+	}
+	// Campaign does not look again at its own key once older ones are
+	// gone: make sure the key it won with still stands.
+	won := Fence{Key: e.elect.Key(), CreateRevision: e.elect.Rev()}
+	check, err := e.o.Client.Txn(ctx).If(won.Cmp()).Commit()
+	if err != nil {
+		return Fence{}, nil, fmt.Errorf("ha: check the election key: %w", err)
+	}
+	if !check.Succeeded {
+		return Fence{}, nil, ErrLeaseLost
 	}
 	previous := *e.other.Load()
 	failedOver := previous != ""
@@ -191,7 +226,7 @@ func (e *Election) Campaign(ctx context.Context) (Fence, <-chan struct{}, error)
 	e.mu.Unlock()
 	addr := e.o.Address
 	e.leader.Store(&addr)
-	fence := Fence{Key: e.elect.Key(), CreateRevision: e.elect.Rev()}
+	fence := won
 	if failedOver {
 		f, err := json.Marshal(Failover{From: previous, To: e.o.Address, At: time.Now().UTC()})
 		if err == nil {

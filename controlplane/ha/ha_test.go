@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -241,4 +242,37 @@ type servingHealth struct {
 
 func (servingHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+// TestStandbyLeaseLost: a standby whose lease ends while it waits to lead
+// (cut off from etcd for longer than the lease) stops waiting with
+// ErrLeaseLost rather than win an election it is no longer in.
+func TestStandbyLeaseLost(t *testing.T) {
+	prefix := prefixOf(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := join(t, prefix, "cp-a:50051")
+	defer a.Close()
+	if _, _, err := a.Campaign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := join(t, prefix, "cp-b:50051")
+	defer b.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, _, err := b.Campaign(ctx)
+		ended <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := client(t).Revoke(ctx, b.session.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("a standby whose lease ended: %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a standby whose lease ended still waits to lead")
+	}
 }

@@ -45,15 +45,16 @@ func (s *Standby) Stop() { s.srv.Stop() }
 // between them and a client never finds it refused. Each turn gets a
 // listener whose Close ends that turn only.
 type Handoff struct {
-	lis   net.Listener
-	conns chan net.Conn
-	errc  chan error
-	once  sync.Once
+	lis    net.Listener
+	conns  chan net.Conn
+	errc   chan error
+	closed chan struct{}
+	once   sync.Once
 }
 
 // NewHandoff starts accepting on lis.
 func NewHandoff(lis net.Listener) *Handoff {
-	h := &Handoff{lis: lis, conns: make(chan net.Conn), errc: make(chan error, 1)}
+	h := &Handoff{lis: lis, conns: make(chan net.Conn), errc: make(chan error, 1), closed: make(chan struct{})}
 	go h.accept()
 	return h
 }
@@ -65,7 +66,13 @@ func (h *Handoff) accept() {
 			h.errc <- err
 			return
 		}
-		h.conns <- c
+		select {
+		case h.conns <- c:
+		case <-h.closed:
+			// No turn will take it.
+			_ = c.Close()
+			return
+		}
 	}
 }
 
@@ -78,7 +85,10 @@ func (h *Handoff) Turn() net.Listener {
 // Close closes the socket.
 func (h *Handoff) Close() error {
 	var err error
-	h.once.Do(func() { err = h.lis.Close() })
+	h.once.Do(func() {
+		close(h.closed)
+		err = h.lis.Close()
+	})
 	return err
 }
 

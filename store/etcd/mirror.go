@@ -28,7 +28,13 @@ type mirror struct {
 	at []int64
 	// moved is closed, and replaced, each time at moves.
 	moved chan struct{}
+	// ended is closed when the copy stops following the cluster.
+	ended chan struct{}
 }
+
+// catchUpWait bounds how long Load waits for the copy to catch up with
+// the cluster before it reads the cluster instead.
+const catchUpWait = 5 * time.Second
 
 // watched is one range the mirror follows: a table, or the breaker's key.
 type watched struct {
@@ -68,7 +74,8 @@ func (s *Store) Follow(ctx context.Context) {
 
 func (s *Store) follow(ctx context.Context) error {
 	ranges := s.watchedRanges()
-	m := &mirror{kv: make(map[string][]byte), at: make([]int64, len(ranges)), moved: make(chan struct{})}
+	m := &mirror{kv: make(map[string][]byte), at: make([]int64, len(ranges)), moved: make(chan struct{}), ended: make(chan struct{})}
+	defer close(m.ended)
 	var rev int64
 	for _, w := range ranges {
 		var err error
@@ -151,6 +158,8 @@ func (s *Store) loadMirror(ctx context.Context, m *mirror) (*store.State, error)
 		return nil, fmt.Errorf("read the cluster's revision: %w", err)
 	}
 	rev := resp.Header.Revision
+	limit := time.NewTimer(catchUpWait)
+	defer limit.Stop()
 	for {
 		ok, moved := m.caughtUp(rev)
 		if ok {
@@ -165,6 +174,10 @@ func (s *Store) loadMirror(ctx context.Context, m *mirror) (*store.State, error)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-m.ended:
+			return nil, errors.New("the copy stopped following the cluster")
+		case <-limit.C:
+			return nil, fmt.Errorf("the copy did not catch up with revision %d within %s", rev, catchUpWait)
 		case <-moved:
 		case <-time.After(100 * time.Millisecond):
 		}

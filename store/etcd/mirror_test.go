@@ -115,3 +115,34 @@ func TestFollowKeepsLoadInMemory(t *testing.T) {
 		t.Fatal("the copy outlived Follow")
 	}
 }
+
+// TestLoadWhenTheCopyStopped: a copy that stopped following the cluster
+// (a watch ended) is not waited on: loading from it fails at once, and
+// Load reads the cluster instead.
+func TestLoadWhenTheCopyStopped(t *testing.T) {
+	writer := openShared(t, Options{})
+	follower := openShared(t, Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	followCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); follower.Follow(followCtx) }()
+	testutil.Eventually(t, "the follower to hold a copy", func() bool { return follower.mirror.Load() != nil })
+	stale := follower.mirror.Load()
+	stop()
+	<-done
+	if err := writer.Apply(ctx, store.Write{Nodes: []*fleetv1.Node{{NodeId: "after"}}}); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if _, err := follower.loadMirror(ctx, stale); err == nil {
+		t.Fatal("a copy that stopped following was loaded from")
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Fatalf("loading from a copy that stopped following took %s; it must fail at once", took)
+	}
+	st, err := follower.Load(ctx)
+	if err != nil || len(st.Nodes) != 1 || st.Nodes[0].GetNodeId() != "after" {
+		t.Fatalf("Load after the copy stopped: %v, %v; want the cluster's node", st, err)
+	}
+}

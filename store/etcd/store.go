@@ -254,24 +254,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log:            logger,
 	}
 	if s.client == nil {
-		cfg := clientv3.Config{
-			Endpoints:   opts.Endpoints,
-			DialTimeout: opts.DialTimeout,
-			Username:    opts.Username,
-			Password:    opts.Password,
-			Logger:      zap.NewNop(),
-			// Room for a request of the cluster's size and gRPC's framing;
-			// the server, not the client, says what is too large.
-			MaxCallSendMsgSize: opts.MaxRequestBytes + 1<<20,
-		}
-		tc, err := tlsConfig(opts.TLS)
+		c, err := Connect(opts)
 		if err != nil {
 			return nil, fmt.Errorf("open etcd store: %w", err)
-		}
-		cfg.TLS = tc
-		c, err := clientv3.New(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("open etcd store: connect to %s: %w", strings.Join(opts.Endpoints, ","), err)
 		}
 		s.client, s.ownClient = c, true
 	}
@@ -284,6 +269,42 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open etcd store: first read: %w", err)
 	}
 	return s, nil
+}
+
+// Connect makes a client of the cluster that opts name (endpoints, TLS
+// files, user and password, dial timeout), for a caller that shares one
+// client between the store (Options.Client) and the leader's election and
+// closes it after both.
+func Connect(opts Options) (*clientv3.Client, error) {
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("no endpoints")
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = defaultDialTimeout
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = defaultMaxRequestBytes
+	}
+	cfg := clientv3.Config{
+		Endpoints:   opts.Endpoints,
+		DialTimeout: opts.DialTimeout,
+		Username:    opts.Username,
+		Password:    opts.Password,
+		Logger:      zap.NewNop(),
+		// Room for a request of the cluster's size and gRPC's framing;
+		// the server, not the client, says what is too large.
+		MaxCallSendMsgSize: opts.MaxRequestBytes + 1<<20,
+	}
+	tc, err := tlsConfig(opts.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tc
+	c, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", strings.Join(opts.Endpoints, ","), err)
+	}
+	return c, nil
 }
 
 // tlsConfig builds the client's TLS configuration from files; nil when
