@@ -3,6 +3,7 @@ package fleet
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -448,7 +449,11 @@ func (f *Fleet) stopFailed(ctx context.Context, ns *nodeState, p provider.Provid
 	defer cancel()
 	found, runs, stopErr := f.instanceOf(ctx, p, inst)
 	if stopErr == nil && runs {
-		stopErr = p.Terminate(ctx, found)
+		if !f.intend(ctx, inst.NodeID, "stopping instance "+found.InstanceID+" of a failed provision") {
+			stopErr = errors.New("the decision to stop it could not be recorded")
+		} else {
+			stopErr = p.Terminate(ctx, found)
+		}
 	}
 	if stopErr != nil {
 		clearStopping(ns)

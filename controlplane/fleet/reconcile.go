@@ -145,6 +145,9 @@ func (f *Fleet) reconcileProvider(ctx context.Context, p provider.Provider, inst
 
 // stopStray stops an instance no live node owns.
 func (f *Fleet) stopStray(ctx context.Context, p provider.Provider, inst provider.Instance, why string) {
+	if !f.intend(ctx, inst.NodeID, fmt.Sprintf("%s: stopping instance %s", why, inst.InstanceID)) {
+		return
+	}
 	if err := p.Terminate(ctx, inst); err != nil {
 		f.log.Warn("could not stop an instance", "provider", p.Name(), "instance", inst.InstanceID, "why", why, "err", err)
 		return
@@ -168,6 +171,18 @@ func (f *Fleet) adopt(ctx context.Context, p provider.Provider, inst provider.In
 		return
 	}
 	f.auditReconcile(ctx, inst.NodeID, fmt.Sprintf("unknown instance %s of provider %s adopted", inst.InstanceID, p.Name()))
+}
+
+// intend records, before a provider is asked to act, what it is asked,
+// and reports whether the store took it. A control plane that lost the
+// lead on etcd writes nothing, its writes fenced off, and so asks no
+// provider to act either: the leader that took over decides.
+func (f *Fleet) intend(ctx context.Context, nodeID, what string) bool {
+	if err := f.RecordAudit(ctx, &store.AuditEntry{Who: byControlPlane, RPC: "Reconcile", NodeID: nodeID, Reason: what, Code: "OK"}); err != nil {
+		f.log.Warn("not asking the provider: what it would be asked could not be recorded", "node", nodeID, "what", what, "err", err)
+		return false
+	}
+	return true
 }
 
 // auditReconcile audits what Reconcile or a provider's notice did.
@@ -241,7 +256,7 @@ func (f *Fleet) notice(ctx context.Context, providerName string, no provider.Not
 		f.instanceGone(ctx, n.GetNodeId(), no.Instance.InstanceID, "instance "+no.Instance.InstanceID+" is gone: "+no.Reason)
 		// An instance that is broken rather than gone still runs, and
 		// costs: stop it.
-		if p, ok := f.providers.Get(providerName); ok {
+		if p, ok := f.providers.Get(providerName); ok && f.intend(ctx, n.GetNodeId(), "stopping gone instance "+no.Instance.InstanceID) {
 			if err := p.Terminate(ctx, no.Instance); err != nil {
 				f.log.Warn("could not stop a gone instance", "node", n.GetNodeId(), "instance", no.Instance.InstanceID, "err", err)
 			}

@@ -3,6 +3,7 @@ package fleet
 import (
 	"cmp"
 	"context"
+	"errors"
 	"time"
 
 	"github.com/navarch/navarch/controlplane/provider"
@@ -81,7 +82,11 @@ func (f *Fleet) stopInstance(ctx context.Context, ns *nodeState, p provider.Prov
 	n := ns.node.Load()
 	inst, runs, err := f.instanceOf(ctx, p, provider.Instance{NodeID: n.GetNodeId(), InstanceID: n.GetInstanceId(), Pool: n.GetPool()})
 	if err == nil && runs {
-		err = p.Terminate(ctx, inst)
+		if !f.intend(ctx, n.GetNodeId(), "stopping instance "+inst.InstanceID+" of a terminating node") {
+			err = errors.New("the decision to stop it could not be recorded")
+		} else {
+			err = p.Terminate(ctx, inst)
+		}
 	}
 	_, opErr := f.operate(ctx, n.GetNodeId(), func(ns *nodeState, n *fleetv1.Node, c *change, now time.Time) error {
 		ns.book.stopping = false
