@@ -109,32 +109,15 @@ func TestWatcherReconnectsAndResumes(t *testing.T) {
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go m.watcher.run(wctx)
-	next := func(what string, match func(tea.Msg) bool) {
-		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for {
-			got := make(chan tea.Msg, 1)
-			go func() { got <- m.watcher.listen()() }()
-			select {
-			case msg := <-got:
-				m.Update(msg)
-				if match(msg) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
-	}
-	next("first connection", func(msg tea.Msg) bool { _, ok := msg.(connectedMsg); return ok })
-	next("snapshot", func(tea.Msg) bool { return m.d.fleet.loaded })
+	pumpUntil(t, m, "first connection", func(msg tea.Msg) bool { _, ok := msg.(connectedMsg); return ok })
+	pumpUntil(t, m, "snapshot", func(tea.Msg) bool { return m.d.fleet.loaded })
 	if _, ok := m.d.fleet.rows["n1"]; !ok {
 		t.Fatal("snapshot lacks n1")
 	}
 	before := m.d.fleet.revision
 
 	p.setDown(true)
-	next("disconnect", func(msg tea.Msg) bool { _, ok := msg.(disconnectedMsg); return ok })
+	pumpUntil(t, m, "disconnect", func(msg tea.Msg) bool { _, ok := msg.(disconnectedMsg); return ok })
 	if plain := m.Frame(); !contains(plain, "CONNECTION LOST") {
 		t.Fatalf("no banner:\n%s", plain)
 	}
@@ -147,7 +130,7 @@ func TestWatcherReconnectsAndResumes(t *testing.T) {
 	}
 	p.setDown(false)
 	var resumed bool
-	next("reconnect", func(msg tea.Msg) bool {
+	pumpUntil(t, m, "reconnect", func(msg tea.Msg) bool {
 		c, ok := msg.(connectedMsg)
 		resumed = c.resumed
 		return ok
@@ -155,7 +138,7 @@ func TestWatcherReconnectsAndResumes(t *testing.T) {
 	if !resumed {
 		t.Fatal("reconnected with a snapshot instead of resuming")
 	}
-	next("the changes made while away", func(tea.Msg) bool {
+	pumpUntil(t, m, "the changes made while away", func(tea.Msg) bool {
 		r1, r2 := m.d.fleet.rows["n1"], m.d.fleet.rows["n2"]
 		return r1 != nil && r1.lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED && r2 != nil
 	})
@@ -295,5 +278,26 @@ func TestWatcherSaysWhyItCannotConnect(t *testing.T) {
 				t.Fatalf("the waiting screen lacks %q or %q:\n%s", d.err, tt.detail, m.Frame())
 			}
 		})
+	}
+}
+
+// pumpUntil hands the model what its running watcher sends, one message
+// at a time as the program would, until match takes one; it fails t
+// after 20 s.
+func pumpUntil(t *testing.T, m *Model, what string, match func(tea.Msg) bool) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		got := make(chan tea.Msg, 1)
+		go func() { got <- m.watcher.listen()() }()
+		select {
+		case msg := <-got:
+			m.Update(msg)
+			if match(msg) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }

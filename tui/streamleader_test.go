@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	tea "charm.land/bubbletea/v2"
 	"google.golang.org/grpc/credentials"
@@ -44,43 +43,26 @@ func TestWatcherFollowsTheLeader(t *testing.T) {
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go m.watcher.run(wctx)
-	next := func(what string, match func(tea.Msg) bool) {
-		t.Helper()
-		deadline := time.After(20 * time.Second)
-		for {
-			got := make(chan tea.Msg, 1)
-			go func() { got <- m.watcher.listen()() }()
-			select {
-			case msg := <-got:
-				m.Update(msg)
-				if match(msg) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
-	}
 	isConnected := func(msg tea.Msg) bool { _, ok := msg.(connectedMsg); return ok }
-	next("first connection", func(msg tea.Msg) bool {
+	pumpUntil(t, m, "first connection", func(msg tea.Msg) bool {
 		if _, ok := msg.(disconnectedMsg); ok {
 			t.Fatalf("the standby's answer reached the console: %+v", msg)
 		}
 		return isConnected(msg)
 	})
-	next("snapshot", func(tea.Msg) bool { return m.d.fleet.loaded })
+	pumpUntil(t, m, "snapshot", func(tea.Msg) bool { return m.d.fleet.loaded })
 	if standby.Calls() != 1 {
 		t.Fatalf("the standby answered %d streams, want the first", standby.Calls())
 	}
 
 	cp.Restart()
 	standby.SetLeader(cp.Addr)
-	next("disconnect", func(msg tea.Msg) bool { _, ok := msg.(disconnectedMsg); return ok })
+	pumpUntil(t, m, "disconnect", func(msg tea.Msg) bool { _, ok := msg.(disconnectedMsg); return ok })
 	if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: "n2"}); err != nil {
 		t.Fatal(err)
 	}
-	next("reconnect", isConnected)
-	next("the node registered on the new leader", func(tea.Msg) bool {
+	pumpUntil(t, m, "reconnect", isConnected)
+	pumpUntil(t, m, "the node registered on the new leader", func(tea.Msg) bool {
 		return m.d.fleet.rows["n1"] != nil && m.d.fleet.rows["n2"] != nil
 	})
 	if contains(m.Frame(), "CONNECTION LOST") {
