@@ -78,3 +78,27 @@ func (c *AuditCollector) Add(v []byte) (bool, error) {
 	c.Entries = append(c.Entries, a)
 	return len(c.Entries) < c.limit, nil
 }
+
+// CommandCollector gathers a node's commands from the encoded commands a
+// backend hands it, newest first.
+type CommandCollector struct {
+	limit int
+	// Commands are the commands kept so far, newest first.
+	Commands []*fleetv1.Command
+}
+
+// NewCommandCollector collects at most limit commands; 0 collects them
+// all.
+func NewCommandCollector(limit int) *CommandCollector {
+	return &CommandCollector{limit: limit}
+}
+
+// Add decodes one command and reports whether to go on.
+func (c *CommandCollector) Add(v []byte) (bool, error) {
+	cmd := &fleetv1.Command{}
+	if err := proto.Unmarshal(v, cmd); err != nil {
+		return false, fmt.Errorf("decode command: %w", err)
+	}
+	c.Commands = append(c.Commands, cmd)
+	return c.limit == 0 || len(c.Commands) < c.limit, nil
+}

@@ -124,21 +124,14 @@ func (s *Store) Commands(ctx context.Context, nodeID string, limit int) ([]*flee
 		return nil, fmt.Errorf("read commands of %s: %w", nodeID, err)
 	}
 	defer end()
-	var out []*fleetv1.Command
+	c := store.NewCommandCollector(limit)
 	err = s.db.View(func(txn *badger.Txn) error {
-		return reverse(ctx, txn, nodePrefix(prefixCommand, nodeID), func(_ []byte, v []byte) (bool, error) {
-			c := &fleetv1.Command{}
-			if err := proto.Unmarshal(v, c); err != nil {
-				return false, fmt.Errorf("decode command: %w", err)
-			}
-			out = append(out, c)
-			return limit == 0 || len(out) < limit, nil
-		})
+		return reverse(ctx, txn, nodePrefix(prefixCommand, nodeID), func(_ []byte, v []byte) (bool, error) { return c.Add(v) })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read commands of %s: %w", nodeID, err)
 	}
-	return out, nil
+	return c.Commands, nil
 }
 
 // OpenCommands returns every command of every node that has not finished

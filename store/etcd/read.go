@@ -185,19 +185,12 @@ func (s *Store) Commands(ctx context.Context, nodeID string, limit int) ([]*flee
 	if limit > 0 {
 		r.page = min(limit, pageSize)
 	}
-	var out []*fleetv1.Command
-	_, err = s.scan(ctx, r, func(_, v []byte) (bool, error) {
-		c := &fleetv1.Command{}
-		if err := proto.Unmarshal(v, c); err != nil {
-			return false, fmt.Errorf("decode command: %w", err)
-		}
-		out = append(out, c)
-		return limit == 0 || len(out) < limit, nil
-	})
+	c := store.NewCommandCollector(limit)
+	_, err = s.scan(ctx, r, func(_, v []byte) (bool, error) { return c.Add(v) })
 	if err != nil {
 		return nil, fmt.Errorf("read commands of %s: %w", nodeID, err)
 	}
-	return out, nil
+	return c.Commands, nil
 }
 
 // OpenCommands returns every command of every node that has not finished,
