@@ -37,6 +37,9 @@ func (b *bench) config(dir, addr, delivery, etcd string) string {
 	if delivery != "" {
 		body += "command_delivery: " + delivery + "\n"
 	}
+	if b.plaintext {
+		body += "insecure: true\n"
+	}
 	if etcd != "" {
 		body += "store: etcd\netcd:\n  endpoints: [" + etcd + "]\n"
 	}
@@ -49,6 +52,9 @@ func (b *bench) config(dir, addr, delivery, etcd string) string {
 func (b *bench) start(ctx context.Context, dir, addr, delivery, etcd string) (*controlPlane, time.Duration, error) {
 	cfg := filepath.Join(dir, "bench.yaml")
 	if err := os.WriteFile(cfg, []byte(b.config(dir, addr, delivery, etcd)), 0o644); err != nil {
+		return nil, 0, err
+	}
+	if err := b.markPlaintext(dir); err != nil {
 		return nil, 0, err
 	}
 	began := time.Now()
@@ -96,11 +102,28 @@ func (cp *controlPlane) kill() {
 	_ = cp.cmd.Wait()
 }
 
+// plaintextMark is the file in a server's directory that says it serves
+// without TLS, for target to dial it so.
+const plaintextMark = "plaintext"
+
+// markPlaintext marks dir as a server's that serves without TLS when the
+// suite runs so.
+func (b *bench) markPlaintext(dir string) error {
+	if !b.plaintext {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(dir, plaintextMark), nil, 0o644)
+}
+
 // target is the control plane the bench runs in dir at addr, trusted
-// through the CA it creates in its data directory, as the admin it makes
-// there on first start.
+// through the CA it creates in its data directory (or dialled without TLS
+// when dir is marked plaintext), as the admin it makes there on first
+// start.
 func target(dir, addr string) rpcclient.Target {
 	t := rpcclient.Target{Addr: addr, CACert: filepath.Join(dir, "store", "pki", "ca.crt")}
+	if exists(filepath.Join(dir, plaintextMark)) {
+		t.CACert, t.Insecure = "", true
+	}
 	if b, err := os.ReadFile(filepath.Join(dir, "store", "admin.token")); err == nil {
 		t.Token = strings.TrimSpace(string(b))
 	}
@@ -113,7 +136,8 @@ func target(dir, addr string) rpcclient.Target {
 // once elected.
 func waitServing(ctx context.Context, dir, addr string) error {
 	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) && !(exists(filepath.Join(dir, "store", "pki", "ca.crt")) && exists(filepath.Join(dir, "store", "admin.token"))) {
+	plain := exists(filepath.Join(dir, plaintextMark))
+	for time.Now().Before(deadline) && !((plain || exists(filepath.Join(dir, "store", "pki", "ca.crt"))) && exists(filepath.Join(dir, "store", "admin.token"))) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	conn, err := rpcclient.Dial(target(dir, addr))

@@ -42,6 +42,9 @@ func (b *bench) startStandby(ctx context.Context, leaderDir, endpoint string) (*
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
+	if err := b.markPlaintext(dir); err != nil {
+		return nil, err
+	}
 	cp, err := b.launch(dir, addr, cfg)
 	if err != nil {
 		return nil, err

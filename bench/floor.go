@@ -67,6 +67,7 @@ var floorDeliveries = map[string]nodev1.CommandDelivery{
 type floorOptions struct {
 	heartbeat, report, pollTimeout time.Duration
 	delivery                       nodev1.CommandDelivery
+	plaintext                      bool // serve without TLS
 }
 
 // floor is NodeService doing nothing but receiving: each handler has its
@@ -144,13 +145,16 @@ func newFloor(dir string, o floorOptions) (*grpc.Server, *floor, error) {
 	if err := os.WriteFile(filepath.Join(dir, "store", "admin.token"), []byte(hex.EncodeToString(token)+"\n"), 0o600); err != nil {
 		return nil, nil, fmt.Errorf("floor: token: %w", err)
 	}
-	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(ca.ServerTLS())),
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(floorMaxRecv),
 		grpc.MaxConcurrentStreams(100000), // as the suite configures the control plane
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-	)
+	}
+	if !o.plaintext {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(ca.ServerTLS())))
+	}
+	srv := grpc.NewServer(opts...)
 	f := &floor{o: o}
 	nodev1.RegisterNodeServiceServer(srv, f)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
@@ -164,6 +168,7 @@ func floorMain(args []string) error {
 	listen := fs.String("listen", "", "address to serve on")
 	dir := fs.String("dir", "", "directory for its CA, certificate and token")
 	delivery := fs.String("delivery", floorDelivery, "command_delivery to tell the nodes: stream, long_poll or heartbeat")
+	plaintext := fs.Bool("plaintext", false, "serve without TLS")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -174,7 +179,7 @@ func floorMain(args []string) error {
 	if !ok {
 		return fmt.Errorf("floor: --delivery %q is not stream, long_poll or heartbeat", *delivery)
 	}
-	o := floorOptions{heartbeat: floorHeartbeat, report: floorReport, pollTimeout: floorPollTimeout, delivery: d}
+	o := floorOptions{heartbeat: floorHeartbeat, report: floorReport, pollTimeout: floorPollTimeout, delivery: d, plaintext: *plaintext}
 	srv, f, err := newFloor(*dir, o)
 	if err != nil {
 		return err
@@ -242,6 +247,12 @@ func (b *bench) runFloor(ctx context.Context, n int, delivery string) (callCost,
 	args := []string{floorCommand, "--listen", addr, "--dir", dir}
 	if delivery != "" {
 		args = append(args, "--delivery", delivery)
+	}
+	if b.plaintext {
+		args = append(args, "--plaintext")
+	}
+	if err := b.markPlaintext(dir); err != nil {
+		return callCost{}, err
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -22,22 +22,28 @@ import (
 // was told (50 nodes, a heartbeat and a report every 500 ms each: 400
 // calls in 2 s). Each node waits for commands as the floor tells it: one
 // stream held for the whole run (opened once, never again), long polls,
-// or neither.
+// or neither. With --plaintext the floor serves and the simulator dials
+// without TLS.
 func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 	tests := []struct {
 		name      string
 		delivery  nodev1.CommandDelivery
 		longPolls bool
 		streams   bool
+		plaintext bool
 	}{
-		{"stream", nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM, false, true},
-		{"long-poll", nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL, true, false},
-		{"heartbeat", nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT, false, false},
+		{"stream", nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM, false, true, false},
+		{"stream-plaintext", nodev1.CommandDelivery_COMMAND_DELIVERY_STREAM, false, true, true},
+		{"long-poll", nodev1.CommandDelivery_COMMAND_DELIVERY_LONG_POLL, true, false, false},
+		{"heartbeat", nodev1.CommandDelivery_COMMAND_DELIVERY_HEARTBEAT, false, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			srv, f, err := newFloor(dir, floorOptions{heartbeat: 500 * time.Millisecond, report: 500 * time.Millisecond, pollTimeout: time.Second, delivery: tt.delivery})
+			if err := (&bench{plaintext: tt.plaintext}).markPlaintext(dir); err != nil {
+				t.Fatal(err)
+			}
+			srv, f, err := newFloor(dir, floorOptions{heartbeat: 500 * time.Millisecond, report: 500 * time.Millisecond, pollTimeout: time.Second, delivery: tt.delivery, plaintext: tt.plaintext})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,6 +57,9 @@ func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 			o := sim.Options{Server: target(dir, l.Addr().String()), Nodes: nodes, GPUs: 8, Conns: 2}
 			if o.Server.Token == "" {
 				t.Fatal("the floor wrote no token for the simulator to send")
+			}
+			if o.Server.Insecure != tt.plaintext || (o.Server.CACert == "") != tt.plaintext {
+				t.Fatalf("target = %+v for a floor serving plaintext=%v", o.Server, tt.plaintext)
 			}
 			cost, err := floorLoad(context.Background(), o, os.Getpid(), 2*time.Second)
 			if err != nil {

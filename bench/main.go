@@ -43,6 +43,7 @@ func main() {
 	agentFor := flag.Duration("agent", time.Minute, "how long to measure the agent")
 	profDir := flag.String("profile", "", "write the control plane's heap and CPU profiles for each size to this directory")
 	noCommands := flag.Bool("no-commands", false, "leave out the agents' command streams and long polls (to measure what they cost)")
+	plaintext := flag.Bool("plaintext", false, "serve and dial without TLS (the control plane's insecure, and the floor likewise), to measure what TLS costs")
 	flag.Parse()
 	type run struct {
 		nodes    int
@@ -67,7 +68,7 @@ func main() {
 			ns = append(ns, n)
 		}
 	}
-	b := &bench{bin: *bin, window: *window, profDir: *profDir, noCommands: *noCommands}
+	b := &bench{bin: *bin, window: *window, profDir: *profDir, noCommands: *noCommands, plaintext: *plaintext}
 	if *profDir != "" {
 		b.pprof = freeAddr()
 		if err := os.MkdirAll(*profDir, 0o755); err != nil {
@@ -103,6 +104,7 @@ type bench struct {
 	pprof      string // control plane profiling address, when profiling
 	profDir    string // where profiles go
 	noCommands bool
+	plaintext  bool // serve and dial without TLS
 }
 
 func (b *bench) checkBinaries() error {
@@ -119,6 +121,7 @@ type result struct {
 	nodes           int
 	delivery        string // command_delivery, "" for the control plane's default
 	store           string // "etcd", or "" for Badger
+	plaintext       bool   // served and dialled without TLS
 	register        time.Duration
 	rssMiB, peakMiB float64
 	cpuPercent      float64

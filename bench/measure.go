@@ -149,8 +149,12 @@ func (b *bench) measureAgent(ctx context.Context, t rpcclient.Target, d time.Dur
 		return agentResult{}, err
 	}
 	defer os.RemoveAll(stateDir)
-	cmd := exec.Command(filepath.Join(b.bin, "navarch-agent"), "--server", t.Addr, "--ca-cert", t.CACert, "--state-dir", stateDir,
-		"--node-id", "bench-agent", "--simulate", "--gpus", "8", "--log-level", "warn")
+	trust := []string{"--ca-cert", t.CACert}
+	if t.Insecure {
+		trust = []string{"--insecure"}
+	}
+	cmd := exec.Command(filepath.Join(b.bin, "navarch-agent"), append(trust, "--server", t.Addr, "--state-dir", stateDir,
+		"--node-id", "bench-agent", "--simulate", "--gpus", "8", "--log-level", "warn")...)
 	cmd.Env = append(os.Environ(), "NAVARCH_JOIN_TOKEN="+join.GetToken())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

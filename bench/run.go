@@ -20,7 +20,7 @@ import (
 // and times a restart. delivery is the command_delivery to configure, ""
 // to leave the control plane's default.
 func (b *bench) runSize(ctx context.Context, n int, delivery, store string, measureAgent bool, agentFor time.Duration, agent *agentResult) (result, error) {
-	r := result{nodes: n, delivery: delivery, store: store}
+	r := result{nodes: n, delivery: delivery, store: store, plaintext: b.plaintext}
 	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-bench-%d-", n))
 	if err != nil {
 		return r, err

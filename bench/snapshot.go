@@ -30,7 +30,11 @@ func snapshotInProcess(ctx context.Context, t rpcclient.Target) (time.Duration, 
 	if err != nil {
 		return 0, fmt.Errorf("snapshot: find this binary: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, self, snapshotCommand, "--addr", t.Addr, "--ca-cert", t.CACert)
+	args := []string{snapshotCommand, "--addr", t.Addr, "--ca-cert", t.CACert}
+	if t.Insecure {
+		args = []string{snapshotCommand, "--addr", t.Addr, "--insecure"}
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Env = append(os.Environ(), snapshotTokenEnv+"="+t.Token)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stderr strings.Builder
@@ -51,13 +55,14 @@ func snapshotMain(args []string) error {
 	fs := flag.NewFlagSet(snapshotCommand, flag.ContinueOnError)
 	addr := fs.String("addr", "", "control plane `HOST:PORT`")
 	ca := fs.String("ca-cert", "", "the control plane's CA `FILE`")
+	insecure := fs.Bool("insecure", false, "dial without TLS")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *addr == "" || *ca == "" {
-		return errors.New("snapshot-client needs --addr and --ca-cert")
+	if *addr == "" || (*ca == "") == !*insecure {
+		return errors.New("snapshot-client needs --addr and one of --ca-cert or --insecure")
 	}
-	d, err := snapshotTime(context.Background(), rpcclient.Target{Addr: *addr, CACert: *ca, Token: os.Getenv(snapshotTokenEnv)})
+	d, err := snapshotTime(context.Background(), rpcclient.Target{Addr: *addr, CACert: *ca, Insecure: *insecure, Token: os.Getenv(snapshotTokenEnv)})
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,8 @@ func times(x float64) string {
 }
 
 // commands is how a row's agents got their commands: the delivery it
-// configured, or the control plane's default, named.
+// configured, or the control plane's default, named; and the store and
+// transport when not the defaults.
 func commands(r result) string {
 	d := r.delivery
 	if d == "" {
@@ -41,6 +42,9 @@ func commands(r result) string {
 	}
 	if r.store != "" {
 		d += ", " + r.store
+	}
+	if r.plaintext {
+		d += ", plaintext"
 	}
 	return d
 }
