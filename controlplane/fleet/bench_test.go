@@ -15,7 +15,7 @@ import (
 // benchFleet is a Fleet on a real Badger store with n registered 8-GPU
 // nodes that have reported once; no gRPC, so the figures are the fleet's
 // own work per call.
-func benchFleet(b *testing.B, n int) *Fleet {
+func benchFleet(b testing.TB, n int) *Fleet {
 	b.Helper()
 	f := newFleet(b, Options{Clock: clockwork.NewFakeClock()})
 	b.Cleanup(f.Close)
