@@ -111,7 +111,10 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 		label += "-" + delivery
 	}
 	if b.pprof != "" {
-		go b.profile(fmt.Sprintf("cpu-%s.pprof", label), fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.window.Seconds())-5))
+		secs := int(b.window.Seconds()) - 5
+		go b.profile(fmt.Sprintf("cpu-%s.pprof", label), fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+		// What the window allocates, apart from registration's.
+		go b.profile(fmt.Sprintf("allocs-%s.pprof", label), fmt.Sprintf("/debug/pprof/allocs?seconds=%d", secs))
 	}
 	xids, err := measureXIDs(ctx, cpTarget, fleet, n, b.window)
 	if err != nil {

@@ -316,3 +316,38 @@ func TestInternedPartsAreForgotten(t *testing.T) {
 	}
 	runtime.KeepAlive(held)
 }
+
+// TestLinkSetsShareWhatIsEqual: equal link sets are one set, found again
+// with one allocation (the key's buffer) and no link interned again; a
+// set that differs in one link is its own, and shares the links it has in
+// common.
+func TestLinkSetsShareWhatIsEqual(t *testing.T) {
+	links := func(down uint32) []*fleetv1.NvLinkState {
+		var out []*fleetv1.NvLinkState
+		for l := range uint32(18) {
+			out = append(out, &fleetv1.NvLinkState{Link: l, Active: l != down, ReplayErrors: uint64(l) * 7})
+		}
+		return out
+	}
+	up, again, oneDown := internLinks(links(99)), internLinks(links(99)), internLinks(links(3))
+	if up != again {
+		t.Fatal("equal link sets are not shared")
+	}
+	if oneDown == up {
+		t.Fatal("a set with a link down shares the set with every link up")
+	}
+	for i := range up.links {
+		if shared := up.links[i] == oneDown.links[i]; shared != (i != 3) {
+			t.Errorf("link %d: shared = %v between the two sets", i, shared)
+		}
+		if !proto.Equal(oneDown.links[i], links(3)[i]) {
+			t.Errorf("link %d held as %v", i, oneDown.links[i])
+		}
+	}
+	in := links(99)
+	if n := testing.AllocsPerRun(100, func() { internLinks(in) }); n > 1 {
+		t.Errorf("finding a link set in use took %v allocations, want 1", n)
+	}
+	runtime.KeepAlive(up)
+	runtime.KeepAlive(oneDown)
+}

@@ -133,23 +133,53 @@ func forget(key string) {
 }
 
 // internLinks returns the shared set of links equal to links, each link
-// shared too; nil for none. The set's key is its links' keys in order.
+// shared too; nil for none. The set's key is its links' keys in order. A
+// set already in use, as most GPUs' are, is found with no allocation:
+// only a new set is built and its links interned.
 func internLinks(links []*fleetv1.NvLinkState) *linkSet {
 	if len(links) == 0 {
 		return nil
 	}
-	shared := make([]*fleetv1.NvLinkState, len(links))
-	key := []byte{kindLinks}
-	for i, l := range links {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(l)
-		if err != nil {
+	key := make([]byte, 0, 1+len(links)*16)
+	key = append(key, kindLinks)
+	var err error
+	for _, l := range links {
+		if key, err = appendLinkKey(key, l); err != nil {
 			return &linkSet{links: slices.Clone(links)}
 		}
-		k := string(kindLink) + string(b)
-		key = protowire.AppendString(key, k)
-		shared[i] = intern(k, l)
+	}
+	if s := lookup[linkSet](key); s != nil {
+		return s
+	}
+	shared := make([]*fleetv1.NvLinkState, len(links))
+	for i, l := range links {
+		k, _ := appendLinkKey(nil, l)
+		// k is the link's key with its length before it.
+		_, n := protowire.ConsumeVarint(k)
+		shared[i] = intern(string(k[n:]), l)
 	}
 	return intern(string(key), &linkSet{links: shared})
+}
+
+// appendLinkKey appends l's key, a kind byte and its encoding, with its
+// length before it: encoded in place, so that a key costs no allocation
+// but its own buffer's.
+func appendLinkKey(b []byte, l *fleetv1.NvLinkState) ([]byte, error) {
+	opts := proto.MarshalOptions{Deterministic: true}
+	b = protowire.AppendVarint(b, uint64(1+opts.Size(l)))
+	b = append(b, kindLink)
+	return opts.MarshalAppend(b, l)
+}
+
+// lookup returns the live value interned under key, or nil. Looking up
+// with the bytes converted in the index expression allocates nothing.
+func lookup[T any](key []byte) *T {
+	interned.mu.Lock()
+	defer interned.mu.Unlock()
+	if r, ok := interned.byKey[string(key)].(weakRef[T]); ok {
+		return r.Value()
+	}
+	return nil
 }
 
 // internNames returns the shared set of names equal to names; nil for none.
