@@ -14,15 +14,20 @@ import (
 )
 
 // startStandby starts a second control plane on the etcd at endpoint,
-// given the leader's CA (as docs/ha.md says) and, for the suite's client,
-// its admin token, and waits until it answers as a standby naming the
-// leader.
+// given the leader's CA (as docs/ha.md says; there is none without TLS)
+// and, for the suite's client, its admin token, and waits until it answers
+// as a standby naming the leader.
 func (b *bench) startStandby(ctx context.Context, leaderDir, endpoint string) (*controlPlane, error) {
 	dir, err := os.MkdirTemp("", "navarch-bench-standby-")
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []string{"pki/ca.crt", "pki/ca.key", "admin.token"} {
+	files := []string{"pki/ca.crt", "pki/ca.key", "admin.token"}
+	if b.plaintext {
+		// A control plane without TLS makes no CA.
+		files = files[2:]
+	}
+	for _, f := range files {
 		data, err := os.ReadFile(filepath.Join(leaderDir, "store", f))
 		if err != nil {
 			return nil, err
