@@ -134,8 +134,8 @@ func forget(key string) {
 
 // internLinks returns the shared set of links equal to links, each link
 // shared too; nil for none. The set's key is its links' keys in order. A
-// set already in use, as most GPUs' are, is found with no allocation:
-// only a new set is built and its links interned.
+// set already in use, as most GPUs' are, is found with one allocation,
+// the key's: only a new set is built and its links interned.
 func internLinks(links []*fleetv1.NvLinkState) *linkSet {
 	if len(links) == 0 {
 		return nil
