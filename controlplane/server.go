@@ -133,12 +133,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	if st == nil {
 		var err error
 		st, err = badgerstore.Open(badgerstore.Options{
-			Dir:             o.Config.DataDir,
-			EventRetention:  o.Config.EventRetention.Duration,
-			AuditRetention:  o.Config.AuditRetention.Duration,
-			EventsPerNode:   o.Config.EventsPerNode,
-			CommandsPerNode: o.Config.CommandsPerNode,
-			Logger:          log,
+			Dir:    o.Config.DataDir,
+			Limits: o.Config.storeLimits(),
+			Logger: log,
 		})
 		if err != nil {
 			return nil, err

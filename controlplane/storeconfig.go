@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/navarch/navarch/internal/secretfile"
+	"github.com/navarch/navarch/store"
 	etcdstore "github.com/navarch/navarch/store/etcd"
 )
 
@@ -156,6 +157,13 @@ func (c *Config) advertise() (string, error) {
 	return c.Listen, nil
 }
 
+// storeLimits are the history's retention and per-node caps, for either
+// store.
+func (c *Config) storeLimits() store.Limits {
+	return store.Limits{EventRetention: c.EventRetention.Duration, EventsPerNode: c.EventsPerNode,
+		CommandsPerNode: c.CommandsPerNode, AuditRetention: c.AuditRetention.Duration}
+}
+
 // etcdPrefix is etcd.prefix ending with a slash, as the store uses it:
 // the election's keys go under the same one.
 func (c *Config) etcdPrefix() string {
@@ -170,15 +178,12 @@ func (c *Config) etcdPrefix() string {
 func (c *Config) etcdOptions() (etcdstore.Options, error) {
 	e := c.Etcd
 	o := etcdstore.Options{
-		Endpoints:       e.Endpoints,
-		TLS:             etcdstore.TLSFiles{CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile},
-		Username:        e.Username,
-		DialTimeout:     e.DialTimeout.Duration,
-		Prefix:          c.etcdPrefix(),
-		EventRetention:  c.EventRetention.Duration,
-		EventsPerNode:   c.EventsPerNode,
-		CommandsPerNode: c.CommandsPerNode,
-		AuditRetention:  c.AuditRetention.Duration,
+		Endpoints:   e.Endpoints,
+		TLS:         etcdstore.TLSFiles{CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile},
+		Username:    e.Username,
+		DialTimeout: e.DialTimeout.Duration,
+		Prefix:      c.etcdPrefix(),
+		Limits:      c.storeLimits(),
 	}
 	if e.PasswordFile != "" {
 		pw, err := readEtcdPassword(e.PasswordFile)

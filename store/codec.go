@@ -26,6 +26,38 @@ const (
 	DefaultAuditRetention = 90 * 24 * time.Hour
 )
 
+// Limits are the retention and per-node caps a backend keeps history to.
+// A zero field means its default above.
+type Limits struct {
+	// EventRetention is how long health events are kept.
+	EventRetention time.Duration
+	// EventsPerNode caps the events kept per node, the oldest going first.
+	EventsPerNode int
+	// CommandsPerNode caps the commands kept per node, the oldest finished
+	// ones going first; unfinished ones count towards the cap but are
+	// always kept.
+	CommandsPerNode int
+	// AuditRetention is how long audit entries are kept.
+	AuditRetention time.Duration
+}
+
+// WithDefaults returns l with each zero or negative field at its default.
+func (l Limits) WithDefaults() Limits {
+	if l.EventRetention <= 0 {
+		l.EventRetention = DefaultEventRetention
+	}
+	if l.EventsPerNode <= 0 {
+		l.EventsPerNode = DefaultEventsPerNode
+	}
+	if l.CommandsPerNode <= 0 {
+		l.CommandsPerNode = DefaultCommandsPerNode
+	}
+	if l.AuditRetention <= 0 {
+		l.AuditRetention = DefaultAuditRetention
+	}
+	return l
+}
+
 // The encodings below are the stored form of records that are not
 // protobuf messages, shared by every backend so that a record reads the
 // same wherever it was written. Each is JSON with named fields rather than

@@ -68,3 +68,18 @@ func TestStoredFormRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitsWithDefaults: a zero or negative limit takes its default, a
+// set one stays.
+func TestLimitsWithDefaults(t *testing.T) {
+	got := Limits{EventRetention: -time.Second, EventsPerNode: 3}.WithDefaults()
+	want := Limits{EventRetention: DefaultEventRetention, EventsPerNode: 3,
+		CommandsPerNode: DefaultCommandsPerNode, AuditRetention: DefaultAuditRetention}
+	if got != want {
+		t.Fatalf("WithDefaults = %+v, want %+v", got, want)
+	}
+	set := Limits{EventRetention: time.Hour, EventsPerNode: 1, CommandsPerNode: 2, AuditRetention: time.Minute}
+	if got := set.WithDefaults(); got != set {
+		t.Fatalf("WithDefaults changed set limits: %+v", got)
+	}
+}

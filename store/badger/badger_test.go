@@ -20,14 +20,8 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, dir string, l storetest.Limits) store.Store {
-		s, err := Open(Options{
-			Dir:             dir,
-			EventRetention:  l.EventRetention,
-			EventsPerNode:   l.EventsPerNode,
-			CommandsPerNode: l.CommandsPerNode,
-			AuditRetention:  l.AuditRetention,
-		})
+	storetest.Run(t, func(t *testing.T, dir string, l store.Limits) store.Store {
+		s, err := Open(Options{Dir: dir, Limits: l})
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}

@@ -33,20 +33,11 @@ type Options struct {
 	Dir string
 	// InMemory keeps everything in memory (for benchmarks of other parts).
 	InMemory bool
-	// EventRetention is how long health events are kept; 0 means 7 days.
-	// Badger expires them on whole seconds, so an event goes between
-	// EventRetention less one second and EventRetention after its write.
-	EventRetention time.Duration
-	// EventsPerNode caps the events kept per node, the oldest going first;
-	// 0 means 500.
-	EventsPerNode int
-	// AuditRetention is how long audit entries are kept; 0 means 90 days.
-	// They expire as events do, on whole seconds.
-	AuditRetention time.Duration
-	// CommandsPerNode caps the commands kept per node, the oldest finished
-	// ones going first; unfinished ones count towards the cap but are
-	// always kept. 0 means 200.
-	CommandsPerNode int
+	// Limits are the retention and per-node caps; zero fields take the
+	// store package's defaults. Badger expires events and audit entries on
+	// whole seconds, so one goes between its retention less one second and
+	// its retention after its write.
+	Limits store.Limits
 	// MemTableBytes sizes Badger's memtables; 0 means 16 MiB.
 	MemTableBytes int64
 	// Logger receives Badger's warnings and errors; nil discards them.
@@ -81,18 +72,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" && !opts.InMemory {
 		return nil, errors.New("open store: data directory is required")
 	}
-	if opts.EventRetention <= 0 {
-		opts.EventRetention = store.DefaultEventRetention
-	}
-	if opts.EventsPerNode <= 0 {
-		opts.EventsPerNode = store.DefaultEventsPerNode
-	}
-	if opts.AuditRetention <= 0 {
-		opts.AuditRetention = store.DefaultAuditRetention
-	}
-	if opts.CommandsPerNode <= 0 {
-		opts.CommandsPerNode = store.DefaultCommandsPerNode
-	}
+	opts.Limits = opts.Limits.WithDefaults()
 	if opts.MemTableBytes <= 0 {
 		opts.MemTableBytes = 16 << 20
 	}
@@ -124,10 +104,10 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{
 		db:             db,
 		dir:            bo.Dir,
-		retention:      opts.EventRetention,
-		auditRetention: opts.AuditRetention,
-		cap:            opts.EventsPerNode,
-		cmdCap:         opts.CommandsPerNode,
+		retention:      opts.Limits.EventRetention,
+		auditRetention: opts.Limits.AuditRetention,
+		cap:            opts.Limits.EventsPerNode,
+		cmdCap:         opts.Limits.CommandsPerNode,
 		log:            logger,
 		eventCount:     make(map[string]int),
 		stopGC:         make(chan struct{}),

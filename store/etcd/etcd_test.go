@@ -22,16 +22,9 @@ import (
 // opener opens stores on the cluster at endpoints, each case's directory
 // naming a namespace of its own under the prefix.
 func opener(endpoints []string) storetest.Opener {
-	return func(t *testing.T, dir string, l storetest.Limits) store.Store {
+	return func(t *testing.T, dir string, l store.Limits) store.Store {
 		t.Helper()
-		s, err := Open(t.Context(), Options{
-			Endpoints:       endpoints,
-			Prefix:          "/navarch-test" + dir,
-			EventRetention:  l.EventRetention,
-			EventsPerNode:   l.EventsPerNode,
-			CommandsPerNode: l.CommandsPerNode,
-			AuditRetention:  l.AuditRetention,
-		})
+		s, err := Open(t.Context(), Options{Endpoints: endpoints, Prefix: "/navarch-test" + dir, Limits: l})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -132,18 +132,9 @@ type Options struct {
 	// store.ErrNotLeader when it fails.
 	Fence func() clientv3.Cmp
 
-	// EventRetention is how long health events are kept; 0 means
-	// store.DefaultEventRetention.
-	EventRetention time.Duration
-	// EventsPerNode caps the events kept per node, the oldest going first;
-	// 0 means store.DefaultEventsPerNode.
-	EventsPerNode int
-	// CommandsPerNode caps the commands kept per node, the oldest finished
-	// ones going first; 0 means store.DefaultCommandsPerNode.
-	CommandsPerNode int
-	// AuditRetention is how long audit entries are kept; 0 means
-	// store.DefaultAuditRetention.
-	AuditRetention time.Duration
+	// Limits are the retention and per-node caps; zero fields take the
+	// store package's defaults.
+	Limits store.Limits
 
 	// RequestTimeout bounds an operation whose context has no deadline;
 	// 0 means 30 s.
@@ -212,18 +203,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if !strings.HasSuffix(opts.Prefix, "/") {
 		opts.Prefix += "/"
 	}
-	if opts.EventRetention <= 0 {
-		opts.EventRetention = store.DefaultEventRetention
-	}
-	if opts.EventsPerNode <= 0 {
-		opts.EventsPerNode = store.DefaultEventsPerNode
-	}
-	if opts.CommandsPerNode <= 0 {
-		opts.CommandsPerNode = store.DefaultCommandsPerNode
-	}
-	if opts.AuditRetention <= 0 {
-		opts.AuditRetention = store.DefaultAuditRetention
-	}
+	opts.Limits = opts.Limits.WithDefaults()
 	if opts.MaxTxnOps <= 0 {
 		opts.MaxTxnOps = defaultMaxTxnOps
 	}
@@ -244,10 +224,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		client:         opts.Client,
 		keys:           keys{prefix: opts.Prefix},
 		fence:          opts.Fence,
-		retention:      opts.EventRetention,
-		auditRetention: opts.AuditRetention,
-		cap:            opts.EventsPerNode,
-		cmdCap:         opts.CommandsPerNode,
+		retention:      opts.Limits.EventRetention,
+		auditRetention: opts.Limits.AuditRetention,
+		cap:            opts.Limits.EventsPerNode,
+		cmdCap:         opts.Limits.CommandsPerNode,
 		maxOps:         opts.MaxTxnOps,
 		maxBytes:       opts.MaxRequestBytes,
 		requestTimeout: opts.RequestTimeout,

@@ -33,7 +33,7 @@ func audit(t *testing.T, s store.Store, q store.AuditQuery) []string {
 // nanosecond in UTC whatever zone it was given in, a zero time still
 // zero.
 func testAuditSurvivesReopen(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	entries := []*store.AuditEntry{
 		{
@@ -83,7 +83,7 @@ func testAuditSurvivesReopen(t *testing.T, open Opener) {
 // for the whole log and for one node; a query returns at most its limit
 // (100 when unset); an entry about no node is only in the whole log.
 func testAuditQuery(t *testing.T, open Opener) {
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	var w store.Write
 	for seq := uint64(1); seq <= 120; seq++ {
 		w.Audit = append(w.Audit, auditEntry(seq, "n"))
@@ -117,7 +117,7 @@ func testAuditQuery(t *testing.T, open Opener) {
 // testAuditOutlivesNode: deleting a node leaves every audit entry about
 // it, in its node's query and in the whole log, also across a reopen.
 func testAuditOutlivesNode(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	apply(t, s, store.Write{
 		Nodes:  []*fleetv1.Node{{NodeId: "gone"}},
@@ -150,7 +150,7 @@ func testAuditOutlivesNode(t *testing.T, open Opener) {
 func testAuditExpires(t *testing.T, open Opener) {
 	// Four seconds, as for events: a backend that expires on whole seconds
 	// keeps an entry for at least three, long enough to see it first.
-	s := newBackend(t, open, Limits{AuditRetention: 4 * time.Second, EventRetention: time.Hour}).start()
+	s := newBackend(t, open, store.Limits{AuditRetention: 4 * time.Second, EventRetention: time.Hour}).start()
 	apply(t, s, store.Write{
 		Events: []*fleetv1.HealthEvent{event(1, "n")},
 		Audit:  []*store.AuditEntry{auditEntry(2, "n"), auditEntry(3, "")},

@@ -13,7 +13,7 @@ import (
 // after a reopen; a later write replaces it whole, a write without one
 // leaves it, and one with a time outside the years 1 to 9999 is refused.
 func testBreakerSurvivesReopen(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	if got := load(t, s).Breaker; got != nil {
 		t.Fatalf("a fresh store has breaker state %+v", got)

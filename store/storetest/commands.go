@@ -21,7 +21,7 @@ const (
 // command written again is replaced rather than repeated, and a node whose
 // id starts with another's keeps its commands to itself.
 func testCommandsNewestFirst(t *testing.T, open Opener) {
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	for seq := uint64(1); seq <= 30; seq++ {
 		apply(t, s, store.Write{Commands: []*fleetv1.Command{cmd(seq, "n", succeeded)}})
 	}
@@ -64,7 +64,7 @@ func testCommandsNewestFirst(t *testing.T, open Opener) {
 // pending, delivered and acknowledged commands, oldest first within a node,
 // as they change and after a reopen.
 func testOpenCommandsAreTheUnfinished(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	apply(t, s, store.Write{Commands: []*fleetv1.Command{
 		cmd(1, "a", pending),
@@ -125,7 +125,7 @@ func checkOpen(t *testing.T, when string, s store.Store, want map[string][]strin
 // commands go; an unfinished one stays whatever its age, and leaves the
 // open set once it finishes.
 func testFinishedCommandsCapped(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{CommandsPerNode: 10})
+	b := newBackend(t, open, store.Limits{CommandsPerNode: 10})
 	s := b.start()
 	apply(t, s, store.Write{Commands: []*fleetv1.Command{cmd(1, "n", pending), cmd(2, "other", succeeded)}})
 	for seq := uint64(3); seq <= 30; seq++ {

@@ -13,7 +13,7 @@ import (
 // testEventsNewestFirst: events come newest first by the number in their
 // id, fleet-wide across nodes and for one node.
 func testEventsNewestFirst(t *testing.T, open Opener) {
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	for seq := uint64(1); seq <= 12; seq++ {
 		node := "a"
 		if seq%3 == 0 {
@@ -41,7 +41,7 @@ func testEventsNewestFirst(t *testing.T, open Opener) {
 // testEventsQuery: a query keeps one node's events, returns at most its
 // limit (100 when unset), and counts only the events its filter keeps.
 func testEventsQuery(t *testing.T, open Opener) {
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	var w store.Write
 	for seq := uint64(1); seq <= 120; seq++ {
 		w.Events = append(w.Events, event(seq, "n"))
@@ -76,7 +76,7 @@ func testEventsQuery(t *testing.T, open Opener) {
 // testEventsCappedPerNode: beyond the per-node cap a node's oldest events
 // go, other nodes' events stay, and the cap holds across a reopen.
 func testEventsCappedPerNode(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{EventsPerNode: 10})
+	b := newBackend(t, open, store.Limits{EventsPerNode: 10})
 	s := b.start()
 	seq := uint64(0)
 	for range 25 {
@@ -109,7 +109,7 @@ func testEventsExpire(t *testing.T, open Opener) {
 	// Four seconds: a backend that expires on whole seconds keeps an event
 	// for at least three, long enough on a loaded machine to see it before
 	// it goes, and to see the next events counted before they go too.
-	s := newBackend(t, open, Limits{EventRetention: 4 * time.Second, EventsPerNode: 3}).start()
+	s := newBackend(t, open, store.Limits{EventRetention: 4 * time.Second, EventsPerNode: 3}).start()
 	apply(t, s, store.Write{Events: []*fleetv1.HealthEvent{event(1, "n"), event(2, "n"), event(3, "n")}})
 	if got := events(t, s, store.EventQuery{NodeID: "n"}); len(got) != 3 {
 		t.Fatalf("events right after writing: %v", got)

@@ -78,7 +78,7 @@ func seed(t *testing.T, s store.Store) {
 // testClosedStore: after Close every operation fails with ErrClosed, and
 // closing again succeeds.
 func testClosedStore(t *testing.T, open Opener) {
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	seed(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -98,7 +98,7 @@ func testClosedStore(t *testing.T, open Opener) {
 // testCancelledContext: every operation given a cancelled context fails
 // with the context's error, and the writes among them store nothing.
 func testCancelledContext(t *testing.T, open Opener) {
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	seed(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -39,7 +39,7 @@ func checkNodeKeys(t *testing.T, when string, got, want []*store.NodeKey) {
 // the time to the nanosecond, whatever zone it was given in, a zero time
 // still zero.
 func testNodeKeysSurviveReopen(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	keys := []*store.NodeKey{
 		nodeKey("gpu-a", "k1", time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.FixedZone("CET", 3600))),
@@ -55,7 +55,7 @@ func testNodeKeysSurviveReopen(t *testing.T, open Opener) {
 // id, and a later write replaces a node's binding whole, a time it leaves
 // zero included, and leaves the others as they were.
 func testNodeKeysReplacedAndOrdered(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	bound := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	n10 := nodeKey("node-10", "k1", bound)
@@ -76,7 +76,7 @@ func testNodeKeysReplacedAndOrdered(t *testing.T, open Opener) {
 // one write ends unbound; unbinding a node that has no binding is no
 // error.
 func testNodeKeysDeleted(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	bound := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	kept := nodeKey("n2", "k1", bound)
@@ -103,7 +103,7 @@ func testNodeKeysDeleted(t *testing.T, open Opener) {
 // with the deleted one's keeps its own. The id is then free to bind to
 // another key.
 func testDeleteNodeFreesItsKey(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	bound := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	gone2 := nodeKey("gone2", "k1", bound)

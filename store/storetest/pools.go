@@ -15,7 +15,7 @@ import (
 // replaces a pool whole and DeletePools removes one, also when the same
 // write names it in Pools; a pool without a name is refused.
 func testPoolsSurviveReopen(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	train := &fleetv1.Pool{
 		Name:   "train",

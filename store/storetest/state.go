@@ -16,7 +16,7 @@ import (
 // testWritesSurviveReopen: everything acknowledged is read back, the same,
 // by the next store opened on the same data.
 func testWritesSurviveReopen(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	node := &fleetv1.Node{
 		NodeId:    "gpu-a",
@@ -90,7 +90,7 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 		{"node-key-short-hash", store.Write{NodeKeys: []*store.NodeKey{{NodeID: "n", KeyHash: hash("k")[:16]}}}},
 		{"node-key-time-past-9999", store.Write{NodeKeys: []*store.NodeKey{nodeKey("n", "k", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))}}},
 	}
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	held := nodeKey("held", "k1", time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC))
 	apply(t, s, store.Write{NodeKeys: []*store.NodeKey{held}})
 	for _, tt := range tests {
@@ -144,7 +144,7 @@ func testApplyIsAtomic(t *testing.T, open Opener) {
 // testNodesReplacedAndOrdered: a node is replaced whole, and Load returns
 // the nodes ordered by id.
 func testNodesReplacedAndOrdered(t *testing.T, open Opener) {
-	s := newBackend(t, open, Limits{}).start()
+	s := newBackend(t, open, store.Limits{}).start()
 	apply(t, s, store.Write{Nodes: []*fleetv1.Node{
 		{NodeId: "node-b", Labels: map[string]string{"zone": "b", "rack": "2"}},
 		{NodeId: "node-10"},
@@ -165,7 +165,7 @@ func testNodesReplacedAndOrdered(t *testing.T, open Opener) {
 // open commands, events and last-seen time, and leaves other nodes and
 // every token (one named like the node too) alone, also across a reopen.
 func testDeleteNodeRemovesEverything(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	pending := fleetv1.CommandStatus_COMMAND_STATUS_PENDING
 	apply(t, s, store.Write{
@@ -217,7 +217,7 @@ func testDeleteNodeRemovesEverything(t *testing.T, open Opener) {
 // acknowledged, across reopens, so a caller that starts above it never
 // hands out an id or revision twice.
 func testCountersReadBackAsLastWritten(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	apply(t, s, store.Write{Counters: map[string]uint64{"revision": 100, "ids": 7}})
 	apply(t, s, store.Write{Counters: map[string]uint64{"revision": 200}})
@@ -235,7 +235,7 @@ func testCountersReadBackAsLastWritten(t *testing.T, open Opener) {
 // testLastSeenReplaced: a later batch replaces a node's time and leaves
 // the others; an empty batch changes nothing.
 func testLastSeenReplaced(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	ctx := context.Background()
 	t0 := time.Unix(1700000000, 0)

@@ -3,8 +3,8 @@
 // A backend's own test calls Run with an Opener:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T, dir string, l storetest.Limits) store.Store {
-//			s, err := mybackend.Open(mybackend.Options{Dir: dir, EventRetention: l.EventRetention, ...})
+//		storetest.Run(t, func(t *testing.T, dir string, l store.Limits) store.Store {
+//			s, err := mybackend.Open(mybackend.Options{Dir: dir, Limits: l})
 //			if err != nil {
 //				t.Fatal(err)
 //			}
@@ -16,7 +16,6 @@ package storetest
 import (
 	"context"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -24,31 +23,16 @@ import (
 	"github.com/navarch/navarch/store"
 )
 
-// Limits are the retention and per-node caps a case opens the backend with.
-// A zero field means the backend's default; the suite sets only the ones a
-// case checks.
-type Limits struct {
-	// EventRetention is how long events are kept. The suite uses 4 s and
-	// expects events gone within a few seconds after that.
-	EventRetention time.Duration
-	// EventsPerNode caps the events kept per node.
-	EventsPerNode int
-	// CommandsPerNode caps the commands kept per node, which only finished
-	// ones leave (see store.Store's Apply).
-	CommandsPerNode int
-	// AuditRetention is how long audit entries are kept. The suite uses
-	// 4 s and expects entries gone within a few seconds after that.
-	AuditRetention time.Duration
-}
-
 // Opener opens the backend whose data lives in dir, with limits, and fails
 // t when it cannot. Each case gets a fresh dir from t.TempDir. To check that
 // acknowledged writes are kept, a case closes the store and calls the Opener
 // again with the same dir and limits, so what one store wrote there must be
 // what the next one reads. A backend whose data does not live in files (a
 // database server) treats dir as the name of a namespace of its own. The
-// suite closes every store it opens.
-type Opener func(t *testing.T, dir string, limits Limits) store.Store
+// suite closes every store it opens. Its cases set only the limits they
+// check, the others left at the backend's defaults; those of retention use
+// 4 s and expect what expired gone within a few seconds after that.
+type Opener func(t *testing.T, dir string, limits store.Limits) store.Store
 
 // Run runs every case of the suite against the backend that open opens,
 // each as a subtest.
@@ -95,10 +79,10 @@ type backend struct {
 	t      *testing.T
 	open   Opener
 	dir    string
-	limits Limits
+	limits store.Limits
 }
 
-func newBackend(t *testing.T, open Opener, limits Limits) *backend {
+func newBackend(t *testing.T, open Opener, limits store.Limits) *backend {
 	return &backend{t: t, open: open, dir: t.TempDir(), limits: limits}
 }
 

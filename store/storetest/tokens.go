@@ -69,7 +69,7 @@ func checkTokens(t *testing.T, when string, got, want []*store.Token) {
 // the nanosecond, whatever zone they were given in, zero times zero, and
 // the use limit and count, zero or not.
 func testTokensSurviveReopen(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	cet := time.FixedZone("CET", 3600)
 	tokens := []*store.Token{
@@ -96,7 +96,7 @@ func testTokensSurviveReopen(t *testing.T, open Opener) {
 // later write replaces a token of the same name whole, a time or a use
 // count it leaves zero included, and leaves the others as they were.
 func testTokensReplacedAndOrdered(t *testing.T, open Opener) {
-	b := newBackend(t, open, Limits{})
+	b := newBackend(t, open, store.Limits{})
 	s := b.start()
 	created := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
 	a := &store.Token{Name: "a", Role: viewer, Hash: hash("a"), CreatedAt: created}
