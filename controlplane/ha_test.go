@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -102,7 +101,7 @@ func TestStandbyTakesOver(t *testing.T) {
 	}
 
 	copyCA(t, dirA, dirB)
-	metricsB := freeAddr(t)
+	metricsB := testutil.FreeAddr(t)
 	b := cptest.StartElected(t, cluster.Endpoints, prefix, dirB, longLease, func(c *controlplane.Config) { c.MetricsListen = metricsB })
 	opsB, _ := ops(t, target(t, b, dirA))
 	testutil.EventuallyWithin(t, 20*time.Second, "the standby to name the leader", func() bool {
@@ -159,16 +158,6 @@ func TestStandbyTakesOver(t *testing.T) {
 		t.Fatalf("the new leader's metrics: leader %g, failovers %g; want 1 and 1", l, f)
 	}
 	scrape(t, "http://"+metricsB+"/readyz", http.StatusOK)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // TestAdvertisedNameInTheCertificate: on etcd, the host this control

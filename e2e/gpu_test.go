@@ -69,7 +69,7 @@ func TestRealAgentOnRealGPUs(t *testing.T) {
 	if bin == "" {
 		bin = testutil.BuildBinary(t, "github.com/navarch/navarch/cmd/navarch-agent")
 	}
-	metrics := freeAddr(t)
+	metrics := testutil.FreeAddr(t)
 	cmd := exec.Command(bin, "--server", cp.Addr, "--ca-hash", caPin(t, cp), "--state-dir", filepath.Join(t.TempDir(), "state"),
 		"--node-id", "gpu-real", "--no-remedies", "--poll-interval", "1s", "--metrics-listen", metrics)
 	cmd.Env = append(os.Environ(), "NAVARCH_JOIN_TOKEN="+joinToken(t, cp, "gpu-real"))

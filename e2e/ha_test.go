@@ -43,7 +43,7 @@ type haPlane struct {
 
 func newHAPlane(t *testing.T, bin string, endpoints []string) *haPlane {
 	t.Helper()
-	p := &haPlane{t: t, bin: bin, addr: freeAddr(t), dataDir: t.TempDir(), log: &testutil.SyncBuffer{}}
+	p := &haPlane{t: t, bin: bin, addr: testutil.FreeAddr(t), dataDir: t.TempDir(), log: &testutil.SyncBuffer{}}
 	p.config = filepath.Join(p.dataDir, "controlplane.yaml")
 	cfg := fmt.Sprintf(`listen: %s
 data_dir: %s

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -543,20 +542,6 @@ func TestPrometheusRulesAndConfig(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // startProcess runs a binary until the test ends, when it gets SIGTERM;
 // its output is printed if the test failed. It runs with none of this
 // machine's Navarch settings or state.
@@ -730,7 +715,7 @@ func TestPrometheusScrapesTheFleet(t *testing.T) {
 	dir := t.TempDir()
 
 	// The control plane, with its metrics listener, on loopback.
-	grpcAddr, cpMetrics := freeAddr(t), freeAddr(t)
+	grpcAddr, cpMetrics := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cpConfig := filepath.Join(dir, "controlplane.yaml")
 	writeFile(t, cpConfig, fmt.Sprintf(`listen: %s
 data_dir: %s
@@ -749,7 +734,7 @@ metrics_listen: %s
 	})
 
 	// Two agents: node-a's GPU 1 falls off the bus (XID 79) two seconds in.
-	agents := map[string]string{"node-a": freeAddr(t), "node-b": freeAddr(t)}
+	agents := map[string]string{"node-a": testutil.FreeAddr(t), "node-b": testutil.FreeAddr(t)}
 	for node, metrics := range agents {
 		args := []string{"--server", grpcAddr, "--insecure", "--node-id", node, "--metrics-listen", metrics,
 			"--simulate", "--gpus", "2", "--sim-idle", "--poll-interval", "200ms"}
@@ -786,7 +771,7 @@ scrape_configs:
   - job_name: navarch-agent
     static_configs: [{targets: [%q, %q]}]
 `, cpMetrics, agents["node-a"], agents["node-b"]))
-	promAddr := freeAddr(t)
+	promAddr := testutil.FreeAddr(t)
 	startProcess(t, "prometheus", prometheus,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"),

@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/navarch/navarch/internal/testutil"
 )
 
 // TestMemoryLimitConfigErrors: a memory_limit the control plane cannot
@@ -52,7 +53,7 @@ func TestMemoryLimitInEffect(t *testing.T) {
 			// The binary inherits the environment; this process read
 			// GOMEMLIMIT when it started and keeps its own limit.
 			t.Setenv("GOMEMLIMIT", tt.env)
-			addr := freeAddr(t)
+			addr := testutil.FreeAddr(t)
 			cp := startBinary(t, "--data-dir", t.TempDir(), "--metrics-listen", addr,
 				"--config", writeConfig(t, "memory_limit: "+tt.setting+"\n"))
 			if !strings.Contains(cp.output(), tt.wantLog) {
@@ -63,16 +64,6 @@ func TestMemoryLimitInEffect(t *testing.T) {
 			}
 		})
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // scrapeGauge reads one unlabelled series from the metrics listener.
