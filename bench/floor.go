@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -191,10 +193,76 @@ func floorMain(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	go func() { <-ctx.Done(); srv.Stop() }()
+	defer serveLive(*dir)()
 	err = srv.Serve(l)
 	slog.Info("floor: stopped", "registers", f.registers.Load(), "heartbeats", f.heartbeats.Load(), "reports", f.reports.Load(),
 		"polls", f.polls.Load(), "streams", f.streams.Load())
 	return err
+}
+
+// liveFile is where the floor writes, on SIGUSR1, what it holds live.
+const liveFile = "live"
+
+// writeLive collects garbage and writes to dir/live the bytes the floor
+// holds live then: its heap and its goroutine stacks, what gRPC itself
+// keeps for the load with no collector's headroom.
+func writeLive(dir string) error {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	tmp := filepath.Join(dir, liveFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(m.HeapAlloc+m.StackInuse, 10)), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, liveFile))
+}
+
+// serveLive answers SIGUSR1 with writeLive(dir) until the returned func
+// is called.
+func serveLive(dir string) (stop func()) {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-usr1:
+				if err := writeLive(dir); err != nil {
+					slog.Error("floor: live memory", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { signal.Stop(usr1); close(done) }
+}
+
+// readLive asks the floor process pid, serving from dir, for what it
+// holds live, in MiB.
+func readLive(ctx context.Context, pid int, dir string) (float64, error) {
+	path := filepath.Join(dir, liveFile)
+	_ = os.Remove(path)
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if b, err := os.ReadFile(path); err == nil {
+			n, err := strconv.ParseUint(string(b), 10, 64)
+			return float64(n) / (1 << 20), err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return 0, errors.New("floor: no live memory figure within a minute")
+}
+
+// floorFigures is what the floor measured: its CPU per call, its
+// clients' tail latencies, and its memory, peak resident and live.
+type floorFigures struct {
+	cost             callCost
+	hbP99, rpP99     time.Duration
+	peakMiB, liveMiB float64
 }
 
 // callCost is a process's CPU over a measurement window and the node
@@ -227,19 +295,20 @@ func (c callCost) times(floor callCost) float64 {
 // runFloor starts the floor server as a process of its own and measures
 // it under the load runSize puts on the control plane; delivery is the
 // command_delivery the control plane was given, "" for its default.
-func (b *bench) runFloor(ctx context.Context, n int, delivery string) (callCost, error) {
+func (b *bench) runFloor(ctx context.Context, n int, delivery string) (floorFigures, error) {
+	var f floorFigures
 	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-floor-%d-", n))
 	if err != nil {
-		return callCost{}, err
+		return f, err
 	}
 	defer os.RemoveAll(dir)
 	self, err := os.Executable()
 	if err != nil {
-		return callCost{}, fmt.Errorf("floor: find this binary: %w", err)
+		return f, fmt.Errorf("floor: find this binary: %w", err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "floor.log"))
 	if err != nil {
-		return callCost{}, err
+		return f, err
 	}
 	defer logf.Close()
 	addr := freeAddr()
@@ -252,19 +321,24 @@ func (b *bench) runFloor(ctx context.Context, n int, delivery string) (callCost,
 		args = append(args, "--plaintext")
 	}
 	if err := b.markPlaintext(dir); err != nil {
-		return callCost{}, err
+		return f, err
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return callCost{}, fmt.Errorf("floor: start: %w", err)
+		return f, fmt.Errorf("floor: start: %w", err)
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	if err := waitFloor(ctx, dir, addr); err != nil {
-		return callCost{}, err
+		return f, err
 	}
-	return floorLoad(ctx, b.simOptions(target(dir, addr), n), cmd.Process.Pid, b.window)
+	pid := cmd.Process.Pid
+	err = floorLoad(ctx, b.simOptions(target(dir, addr), n), pid, b.window, &f, func() (err error) {
+		f.liveMiB, err = readLive(ctx, pid, dir)
+		return err
+	})
+	return f, err
 }
 
 // waitFloor waits until the floor has written its token, its last file,
@@ -295,15 +369,17 @@ func waitFloor(ctx context.Context, dir, addr string) error {
 // floorLoad puts on the floor, process pid, the load runSize puts on the
 // control plane: the fleet o registered and running, a window that starts
 // when every node has reported once and two seconds more (as waitSteady),
-// and an XID every 100 ms on a random node through it.
-func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration) (callCost, error) {
+// and an XID every 100 ms on a random node through it. It fills f's CPU
+// per call, tail latencies and peak memory, and calls atEnd, if not nil,
+// at the window's end while the fleet still runs.
+func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration, f *floorFigures, atEnd func() error) error {
 	fleet, err := sim.New(o)
 	if err != nil {
-		return callCost{}, fmt.Errorf("floor: %w", err)
+		return fmt.Errorf("floor: %w", err)
 	}
 	defer fleet.Close()
 	if err := fleet.Register(ctx); err != nil {
-		return callCost{}, fmt.Errorf("floor: %w", err)
+		return fmt.Errorf("floor: %w", err)
 	}
 	runCtx, stopFleet := context.WithCancel(ctx)
 	fleetDone := make(chan struct{})
@@ -312,7 +388,7 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 	deadline := time.Now().Add(3 * time.Minute)
 	for fleet.ReportLatencies().Count() < int64(o.Nodes) {
 		if time.Now().After(deadline) {
-			return callCost{}, errors.New("floor: the fleet did not report within 3 minutes")
+			return errors.New("floor: the fleet did not report within 3 minutes")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -321,18 +397,27 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 	fleet.ReportLatencies().Reset()
 	cpu0, err := cpuTime(pid)
 	if err != nil {
-		return callCost{}, fmt.Errorf("floor: %w", err)
+		return fmt.Errorf("floor: %w", err)
 	}
+	peak := newPeakRSS(pid)
 	end := time.Now().Add(window)
 	for i := 0; time.Now().Before(end); i++ {
 		if err := fleet.InjectXID(ctx, mathrand.IntN(o.Nodes), i%max(o.GPUs, 1), uint32(1000+i)); err != nil {
-			return callCost{}, fmt.Errorf("floor: XID: %w", err)
+			peak.stop()
+			return fmt.Errorf("floor: XID: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	cpu1, err := cpuTime(pid)
+	f.peakMiB = peak.stop()
 	if err != nil {
-		return callCost{}, fmt.Errorf("floor: %w", err)
+		return fmt.Errorf("floor: %w", err)
 	}
-	return callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}, nil
+	f.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}
+	f.hbP99 = fleet.HeartbeatLatencies().Quantiles(0.99)[0]
+	f.rpP99 = fleet.ReportLatencies().Quantiles(0.99)[0]
+	if atEnd != nil {
+		return atEnd()
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -61,10 +62,11 @@ func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 			if o.Server.Insecure != tt.plaintext || (o.Server.CACert == "") != tt.plaintext {
 				t.Fatalf("target = %+v for a floor serving plaintext=%v", o.Server, tt.plaintext)
 			}
-			cost, err := floorLoad(context.Background(), o, os.Getpid(), 2*time.Second)
-			if err != nil {
+			var figures floorFigures
+			if err := floorLoad(context.Background(), o, os.Getpid(), 2*time.Second, &figures, nil); err != nil {
 				t.Fatal(err)
 			}
+			cost := figures.cost
 			if got := f.registers.Load(); got != nodes {
 				t.Errorf("floor saw %d registrations, want %d", got, nodes)
 			}
@@ -86,6 +88,12 @@ func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 			}
 			if cost.cpu <= 0 || cost.perCall() != cost.cpu/time.Duration(cost.calls) {
 				t.Errorf("CPU %s over %d calls gave %s per call", cost.cpu, cost.calls, cost.perCall())
+			}
+			if figures.hbP99 <= 0 || figures.rpP99 <= 0 || figures.hbP99 > 2*time.Second || figures.rpP99 > 2*time.Second {
+				t.Errorf("floor's tails: heartbeat p99 %s, report p99 %s", figures.hbP99, figures.rpP99)
+			}
+			if self, _ := rssMiB(os.Getpid()); figures.peakMiB < self/2 || figures.peakMiB > 4*self {
+				t.Errorf("peak RSS %.1f MiB for a process now at %.1f MiB", figures.peakMiB, self)
 			}
 		})
 	}
@@ -115,12 +123,42 @@ func TestCallCost(t *testing.T) {
 	}
 }
 
+// TestFloorTellsWhatItHoldsLive: the floor process, signalled, collects
+// and writes its heap and stacks, which readLive returns in MiB; a
+// ballast kept live shows in the figure.
+func TestFloorTellsWhatItHoldsLive(t *testing.T) {
+	dir := t.TempDir()
+	stop := serveLive(dir)
+	defer stop()
+	before, err := readLive(context.Background(), os.Getpid(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ballast := make([]byte, 64<<20)
+	for i := range ballast {
+		ballast[i] = byte(i)
+	}
+	after, err := readLive(context.Background(), os.Getpid(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before <= 0 || after-before < 60 || after-before > 70 {
+		t.Errorf("live %.1f MiB before a 64 MiB ballast and %.1f MiB with it", before, after)
+	}
+	runtime.KeepAlive(ballast)
+	if info, err := os.Stat(filepath.Join(dir, liveFile)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("live file: %v, %v", info, err)
+	}
+}
+
 // TestTableShowsTheFloor: each row has the control plane's and the
 // floor's CPU per call and the multiple; a row without a floor shows a
 // dash.
 func TestTableShowsTheFloor(t *testing.T) {
 	rows := []result{
-		{nodes: 1000, cost: callCost{cpu: 576 * time.Millisecond, calls: 10000}, floor: callCost{cpu: 462 * time.Millisecond, calls: 10000}},
+		{nodes: 1000, cost: callCost{cpu: 576 * time.Millisecond, calls: 10000}, floor: floorFigures{
+			cost: callCost{cpu: 462 * time.Millisecond, calls: 10000}, hbP99: 3100 * time.Microsecond, rpP99: 4200 * time.Microsecond, peakMiB: 61, liveMiB: 23.4,
+		}},
 		{nodes: 10000, delivery: "long_poll", cost: callCost{cpu: time.Second, calls: 10000}},
 	}
 	var out bytes.Buffer
@@ -135,11 +173,13 @@ func TestTableShowsTheFloor(t *testing.T) {
 		t.Fatalf("no line starting %q in\n%s", prefix, out.String())
 		return ""
 	}
-	if h := find("nodes"); !strings.Contains(h, "CPU/call (floor)") || !strings.Contains(h, "× floor") {
+	if h := find("nodes"); !strings.Contains(h, "CPU/call (floor)") || !strings.Contains(h, "× floor") ||
+		!strings.Contains(h, "floor peak (live)") || !strings.Contains(h, "floor p99 hb/report") {
 		t.Errorf("header has no floor columns: %q", h)
 	}
-	if r := find("1000 "); !strings.Contains(r, "57.6 (46.2) µs") || !strings.Contains(r, "1.25×") || !strings.Contains(r, "stream (default)") {
-		t.Errorf("1 000-node row lacks its CPU per call, multiple or the default delivery: %q", r)
+	if r := find("1000 "); !strings.Contains(r, "57.6 (46.2) µs") || !strings.Contains(r, "1.25×") || !strings.Contains(r, "stream (default)") ||
+		!strings.Contains(r, "61 (23) MiB") || !strings.Contains(r, "3.1 ms / 4.2 ms") {
+		t.Errorf("1 000-node row lacks its CPU per call, multiple, the floor's memory or tails, or the default delivery: %q", r)
 	}
 	if r := find("10000 "); !strings.Contains(r, "100.0 (-) µs") || strings.Contains(r, "×") || !strings.Contains(r, "long_poll") {
 		t.Errorf("a row without a floor should show dashes: %q", r)

@@ -135,9 +135,10 @@ type result struct {
 	// etcd, how long the standby took to serve once the leader was
 	// killed.
 	restart time.Duration
-	// cost is the control plane's CPU per node call in the window, floor
-	// the floor server's under the same load (floor.go).
-	cost, floor callCost
+	// cost is the control plane's CPU per node call in the window; floor
+	// is what the floor server measured under the same load (floor.go).
+	cost  callCost
+	floor floorFigures
 }
 
 type agentResult struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -18,66 +19,93 @@ import (
 	"github.com/navarch/navarch/sim"
 )
 
-// measureXIDs injects XIDs on random nodes, one every 100 ms for the
-// window, and times each from the agent's call to a watcher receiving it.
-func measureXIDs(ctx context.Context, t rpcclient.Target, fleet *sim.Fleet, n int, window time.Duration) ([]time.Duration, error) {
+// xidWatcher is a console's WatchFleet stream, opened and past its
+// snapshot before the window starts, so that the window measures what a
+// watching console costs in the steady state and not its first snapshot
+// (timed on its own, after the window).
+type xidWatcher struct {
+	conn   io.Closer
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	sent   map[string]time.Time
+	got    []time.Duration
+}
+
+// watchXIDs opens the watcher and returns once its snapshot is complete.
+func watchXIDs(ctx context.Context, t rpcclient.Target) (*xidWatcher, error) {
 	conn, err := rpcclient.Dial(t)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	stream, err := controlplanev1.NewControlPlaneServiceClient(conn).WatchFleet(wctx, &controlplanev1.WatchFleetRequest{})
 	if err != nil {
+		cancel()
+		_ = conn.Close()
 		return nil, err
 	}
-	var mu sync.Mutex
-	sent := map[string]time.Time{}
-	var got []time.Duration
-	ready := make(chan struct{})
+	w := &xidWatcher{conn: conn, cancel: cancel, sent: map[string]time.Time{}}
+	ready := make(chan error, 1)
 	go func() {
-		readyOnce := sync.OnceFunc(func() { close(ready) })
+		complete := false
 		for {
 			m, err := stream.Recv()
 			if err != nil {
-				readyOnce()
+				if !complete {
+					ready <- fmt.Errorf("watch: stream ended before its snapshot: %w", err)
+				}
 				return
 			}
-			if m.GetSnapshot().GetComplete() {
-				readyOnce()
+			if !complete && m.GetSnapshot().GetComplete() {
+				complete = true
+				ready <- nil
 			}
 			if e := m.GetHealthEvent(); e != nil {
-				at := time.Now()
-				key := fmt.Sprintf("%s/%d", e.GetNodeId(), e.GetXid())
-				mu.Lock()
-				if t0, ok := sent[key]; ok {
-					got = append(got, at.Sub(t0))
-					delete(sent, key)
-				}
-				mu.Unlock()
+				w.received(fmt.Sprintf("%s/%d", e.GetNodeId(), e.GetXid()), time.Now())
 			}
 		}
 	}()
-	<-ready
+	if err := <-ready; err != nil {
+		w.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *xidWatcher) received(key string, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if t0, ok := w.sent[key]; ok {
+		w.got = append(w.got, at.Sub(t0))
+		delete(w.sent, key)
+	}
+}
+
+func (w *xidWatcher) close() {
+	w.cancel()
+	_ = w.conn.Close()
+}
+
+// measure injects XIDs on random nodes, one every 100 ms for the window,
+// and times each from the agent's call to the watcher receiving it.
+func (w *xidWatcher) measure(ctx context.Context, fleet *sim.Fleet, n int, window time.Duration) ([]time.Duration, error) {
 	ids := fleet.NodeIDs()
 	deadline := time.Now().Add(window - 2*time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
 		node := rand.IntN(n)
 		xid := uint32(1000 + i)
-		key := fmt.Sprintf("%s/%d", ids[node], xid)
-		mu.Lock()
-		sent[key] = time.Now()
-		mu.Unlock()
+		w.mu.Lock()
+		w.sent[fmt.Sprintf("%s/%d", ids[node], xid)] = time.Now()
+		w.mu.Unlock()
 		if err := fleet.InjectXID(ctx, node, i%8, xid); err != nil {
 			return nil, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	mu.Lock()
-	defer mu.Unlock()
-	return got, nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.got), nil
 }
 
 // waitSteady waits until every node has reported health and heartbeats.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -39,4 +40,44 @@ func rssMiB(pid int) (float64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS")
+}
+
+// peakRSS samples a process's resident set size every second until
+// stopped, keeping the largest.
+type peakRSS struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	pid  int
+	peak float64
+}
+
+func newPeakRSS(pid int) *peakRSS {
+	p := &peakRSS{done: make(chan struct{}), pid: pid}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-t.C:
+				if rss, err := rssMiB(pid); err == nil && rss > p.peak {
+					p.peak = rss
+				}
+			}
+		}
+	}()
+	return p
+}
+
+// stop ends the sampling and returns the peak, counting the size now.
+func (p *peakRSS) stop() float64 {
+	close(p.done)
+	p.wg.Wait()
+	if rss, err := rssMiB(p.pid); err == nil && rss > p.peak {
+		p.peak = rss
+	}
+	return p.peak
 }

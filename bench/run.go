@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/navarch/navarch/internal/etcdtest"
@@ -76,6 +75,13 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	if err := waitSteady(ctx, cpTarget, n); err != nil {
 		return r, err
 	}
+	// The console watching for XIDs joins before the window, so that its
+	// snapshot is not counted in the window's CPU.
+	watcher, err := watchXIDs(ctx, cpTarget)
+	if err != nil {
+		return r, err
+	}
+	defer watcher.close()
 	fleet.HeartbeatLatencies().Reset()
 	fleet.ReportLatencies().Reset()
 	errsBefore := fleet.Errors()
@@ -85,25 +91,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 		return r, err
 	}
 	gen0, _ := cpuTime(os.Getpid())
-	var peak float64
-	stopSampling := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Add(1)
-	go func() {
-		defer sampler.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-t.C:
-				if rss, err := rssMiB(pid); err == nil && rss > peak {
-					peak = rss
-				}
-			}
-		}
-	}()
+	peak := newPeakRSS(pid)
 	windowStart := time.Now()
 	// Rows of one size with another delivery keep profiles of their own.
 	label := fmt.Sprint(n)
@@ -116,7 +104,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 		// What the window allocates, apart from registration's.
 		go b.profile(fmt.Sprintf("allocs-%s.pprof", label), fmt.Sprintf("/debug/pprof/allocs?seconds=%d", secs))
 	}
-	xids, err := measureXIDs(ctx, cpTarget, fleet, n, b.window)
+	xids, err := watcher.measure(ctx, fleet, n, b.window)
 	if err != nil {
 		return r, err
 	}
@@ -131,12 +119,10 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 		b.profile(fmt.Sprintf("memstats-%s.txt", label), "/debug/pprof/heap?debug=1")
 		b.profile(fmt.Sprintf("goroutines-%s.txt", label), "/debug/pprof/goroutine?debug=1")
 	}
-	close(stopSampling)
-	sampler.Wait()
 	r.cpuPercent = 100 * (cpu1 - cpu0).Seconds() / time.Since(windowStart).Seconds()
 	r.genPercent = 100 * (gen1 - gen0).Seconds() / time.Since(windowStart).Seconds()
 	r.rssMiB, _ = rssMiB(pid)
-	r.peakMiB = max(peak, r.rssMiB)
+	r.peakMiB = max(peak.stop(), r.rssMiB)
 	hb := fleet.HeartbeatLatencies().Quantiles(0.5, 0.99)
 	rp := fleet.ReportLatencies().Quantiles(0.5, 0.99)
 	r.hbP50, r.hbP99, r.rpP50, r.rpP99 = hb[0], hb[1], rp[0], rp[1]

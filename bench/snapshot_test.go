@@ -6,10 +6,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/navarch/navarch/internal/cptest"
 	"github.com/navarch/navarch/internal/fleettest"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/sim"
 )
 
 // TestMain lets the test binary stand in for the suite's binary when
@@ -48,5 +50,46 @@ func TestSnapshotFromItsOwnProcess(t *testing.T) {
 	wrong.Token = "not-a-token"
 	if _, err := snapshotInProcess(ctx, wrong); err == nil || !strings.Contains(err.Error(), "snapshot client") {
 		t.Fatalf("a wrong token: %v", err)
+	}
+}
+
+// TestXIDWatcherJoinsBeforeTheWindow: the watcher returns once its
+// snapshot is complete, then times the XIDs injected in the window as
+// they reach it; a watcher the control plane refuses is an error, not a
+// silent empty measurement.
+func TestXIDWatcherJoinsBeforeTheWindow(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	ctx := context.Background()
+	fleet, err := sim.New(sim.Options{Server: cp.Target(), Nodes: 20, GPUs: 8, Conns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	if err := fleet.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := watchXIDs(ctx, cp.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	got, err := w.measure(ctx, fleet, 20, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One XID every 100 ms for the window less two seconds: about ten.
+	if len(got) < 8 || len(got) > 11 {
+		t.Errorf("timed %d XIDs in a 3 s window, want about 10", len(got))
+	}
+	for _, d := range got {
+		if d <= 0 || d > 5*time.Second {
+			t.Errorf("an XID took %s to reach the watcher", d)
+		}
+	}
+	wrong := cp.Target()
+	wrong.Token = "not-a-token"
+	if w, err := watchXIDs(ctx, wrong); err == nil {
+		w.close()
+		t.Fatal("a watcher with a wrong token was opened")
 	}
 }
