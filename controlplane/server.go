@@ -14,18 +14,15 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane/api"
 	"github.com/navarch/navarch/controlplane/auth"
@@ -251,6 +248,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	// One line per call, first in the chain so it times and sees every
 	// answer the others give.
 	requests := api.NewRequestLog(log, fl.Stopping)
+	calls := &api.Interceptors{Log: requests, Gate: gate, Audit: audit, Codec: codec, Panics: log}
 	grpcMetrics := s.grpcMetrics()
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
@@ -266,8 +264,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		// Invalid UTF-8 in a request is InvalidArgument naming the field,
 		// not the Internal gRPC would answer.
 		grpc.ForceServerCodecV2(codec),
-		grpc.ChainUnaryInterceptor(requests.Unary, s.recoverUnary, gate.Unary, audit.Unary, codec.Unary),
-		grpc.ChainStreamInterceptor(requests.Stream, s.recoverStream, gate.Stream, codec.Stream),
+		grpc.ChainUnaryInterceptor(calls.Unary),
+		grpc.ChainStreamInterceptor(calls.Stream),
 		s.readBuffer(),
 		grpc.MaxRecvMsgSize(api.MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(uint32(o.Config.MaxStreamsPerConnection)),
@@ -407,23 +405,3 @@ type fleetObserver struct {
 func (o fleetObserver) NodeChanged(prev, next *fleetv1.Node) { o.hooks.NodeChanged(prev, next) }
 
 func (o fleetObserver) BreakerTripped(s *fleetv1.BreakerStatus) { o.hooks.BreakerTripped(s) }
-
-func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error; the control plane logged the details")
-		}
-	}()
-	return handler(ctx, req)
-}
-
-func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in stream handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error; the control plane logged the details")
-		}
-	}()
-	return handler(srv, ss)
-}

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -56,10 +54,14 @@ var auditParams = map[string][]protoreflect.Name{
 	"CreateToken": {"name", "role", "ttl"},
 }
 
+// controlPlaneMethods begins the full name of every ControlPlaneService
+// method.
+var controlPlaneMethods = "/" + controlplanev1.ControlPlaneService_ServiceDesc.ServiceName + "/"
+
 // audited reports whether a method's calls are recorded, and its short
 // name.
 func audited(method string) (string, bool) {
-	name, ok := strings.CutPrefix(method, "/"+controlplanev1.ControlPlaneService_ServiceDesc.ServiceName+"/")
+	name, ok := strings.CutPrefix(method, controlPlaneMethods)
 	if !ok || slices.Contains(auditReads, name) {
 		return "", false
 	}
@@ -83,28 +85,6 @@ func NewAudit(rec AuditRecorder, log *slog.Logger) *Audit {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Audit{rec: rec, log: log}
-}
-
-// Unary is the interceptor. The entry is written before the reply goes;
-// one that cannot be written is logged, and the call's answer stands,
-// since the change it records is made.
-func (a *Audit) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	rpc, ok := audited(info.FullMethod)
-	if !ok {
-		return handler(ctx, req)
-	}
-	finished := false
-	defer func() {
-		if !finished {
-			// The handler panicked: recorded as the Internal the server's
-			// recovery answers, and left panicking with its stack.
-			a.record(ctx, rpc, req, nil, status.Error(codes.Internal, "the handler panicked"))
-		}
-	}()
-	resp, err = handler(ctx, req)
-	finished = true
-	a.record(ctx, rpc, req, resp, err)
-	return resp, err
 }
 
 func (a *Audit) record(ctx context.Context, rpc string, req, resp any, err error) {

@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/navarch/navarch/controlplane/auth"
@@ -102,7 +104,7 @@ func TestAuditEntries(t *testing.T) {
 			rec := &recorder{}
 			a := NewAudit(rec, nil)
 			info := &grpc.UnaryServerInfo{FullMethod: "/" + controlplanev1.ControlPlaneService_ServiceDesc.ServiceName + "/" + tt.method}
-			resp, err := a.Unary(ctx, tt.req, info, func(context.Context, any) (any, error) {
+			resp, err := (&Interceptors{Audit: a}).Unary(ctx, tt.req, info, func(context.Context, any) (any, error) {
 				if tt.err != nil {
 					return nil, tt.err
 				}
@@ -131,8 +133,8 @@ func TestAuditEntries(t *testing.T) {
 }
 
 // TestAuditKeepsTheAnswer: an entry that cannot be written leaves the
-// call's answer as it was, and a handler that panics is recorded as
-// Internal and still panics.
+// call's answer as it was, and a handler that panics is recorded as the
+// Internal the call is answered.
 func TestAuditKeepsTheAnswer(t *testing.T) {
 	ctx := auth.WithCaller(context.Background(), auth.Caller{Name: "oncall", Role: controlplanev1.Role_ROLE_OPERATOR})
 	info := &grpc.UnaryServerInfo{FullMethod: "/" + controlplanev1.ControlPlaneService_ServiceDesc.ServiceName + "/CordonNode"}
@@ -140,20 +142,16 @@ func TestAuditKeepsTheAnswer(t *testing.T) {
 	want := &controlplanev1.CordonNodeResponse{}
 
 	rec := &recorder{err: errors.New("disk full")}
-	resp, err := NewAudit(rec, nil).Unary(ctx, req, info, func(context.Context, any) (any, error) { return want, nil })
+	resp, err := (&Interceptors{Audit: NewAudit(rec, nil)}).Unary(ctx, req, info, func(context.Context, any) (any, error) { return want, nil })
 	if err != nil || resp != want || len(rec.entries) != 1 {
 		t.Fatalf("with a failing audit write: %v, %v, %d entries tried", resp, err, len(rec.entries))
 	}
 
 	rec = &recorder{}
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Error("the panic was swallowed")
-			}
-		}()
-		_, _ = NewAudit(rec, nil).Unary(ctx, req, info, func(context.Context, any) (any, error) { panic("bug") })
-	}()
+	_, err = (&Interceptors{Audit: NewAudit(rec, nil)}).Unary(ctx, req, info, func(context.Context, any) (any, error) { panic("bug") })
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("a panicking handler answered %v", err)
+	}
 	if len(rec.entries) != 1 || rec.entries[0].Code != "Internal" {
 		t.Fatalf("a panicking handler recorded %+v", rec.entries)
 	}

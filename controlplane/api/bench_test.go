@@ -91,7 +91,7 @@ func fleetClient(b testing.TB, n int) controlplanev1.ControlPlaneServiceClient {
 		}
 	}
 	codec := NewCodec()
-	s := grpc.NewServer(grpc.ForceServerCodecV2(codec), grpc.ChainUnaryInterceptor(codec.Unary), grpc.ChainStreamInterceptor(codec.Stream))
+	s := grpc.NewServer(grpc.ForceServerCodecV2(codec), grpc.ChainUnaryInterceptor((&Interceptors{Codec: codec}).Unary), grpc.ChainStreamInterceptor((&Interceptors{Codec: codec}).Stream))
 	RegisterControlPlaneService(s, ControlPlaneOptions{Fleet: f, Power: f})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"unicode/utf8"
@@ -61,20 +60,6 @@ func (c *Codec) refuse(req any) error {
 		return invalid(path.(string), "is not valid UTF-8")
 	}
 	return nil
-}
-
-// Unary refuses a request the codec marked.
-func (c *Codec) Unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := c.refuse(req); err != nil {
-		return nil, err
-	}
-	return handler(ctx, req)
-}
-
-// Stream refuses a streamed request the codec marked, as the handler
-// receives it.
-func (c *Codec) Stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &checkedStream{ServerStream: ss, c: c})
 }
 
 type checkedStream struct {

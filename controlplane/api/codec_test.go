@@ -48,7 +48,7 @@ func TestInvalidUTF8IsInvalidArgumentNamingTheField(t *testing.T) {
 				t.Fatalf("the codec did not let the request through to be refused: %v", err)
 			}
 			ran := false
-			_, err := c.Unary(context.Background(), req, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { ran = true; return nil, nil })
+			_, err := (&Interceptors{Codec: c}).Unary(context.Background(), req, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { ran = true; return nil, nil })
 			if status.Code(err) != codes.InvalidArgument || ran {
 				t.Fatalf("got %v (handler ran: %t), want InvalidArgument before the handler", err, ran)
 			}
@@ -62,7 +62,7 @@ func TestInvalidUTF8IsInvalidArgumentNamingTheField(t *testing.T) {
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(concat(field(1, []byte("n1")), field(2, []byte("host-1"))))}, req); err != nil || req.GetHostname() != "host-1" {
 		t.Fatalf("good request: %v %v", req, err)
 	}
-	if _, err := c.Unary(context.Background(), req, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
+	if _, err := (&Interceptors{Codec: c}).Unary(context.Background(), req, &grpc.UnaryServerInfo{}, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	// Garbage that is not a UTF-8 problem stays a decoding error.

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -47,25 +46,6 @@ func NewRequestLog(log *slog.Logger, stopping func() bool) *RequestLog {
 		stopping = func() bool { return false }
 	}
 	return &RequestLog{log: log, stopping: stopping}
-}
-
-// Unary is the interceptor for unary calls. Placed first in the chain, it
-// also times and logs what the later interceptors refuse, and a panic as
-// the Internal the recovery answers.
-func (l *RequestLog) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	l.record(ctx, info.FullMethod, req, time.Since(start), err)
-	return resp, err
-}
-
-// Stream is the interceptor for streams, logged as they end; a stream's
-// requests are not read, so its line names no node.
-func (l *RequestLog) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	start := time.Now()
-	err := handler(srv, ss)
-	l.record(ss.Context(), info.FullMethod, nil, time.Since(start), err)
-	return err
 }
 
 func (l *RequestLog) record(ctx context.Context, method string, req any, took time.Duration, err error) {

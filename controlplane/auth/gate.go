@@ -278,24 +278,10 @@ func (g *Gate) Tap(ctx context.Context, info *tap.Info) (context.Context, error)
 	return WithCaller(ctx, caller), nil
 }
 
-// Unary and Stream refuse, as a second line, a call that reached its
-// handler without the gate's word on it: a method the table does not know.
-func (g *Gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := g.passed(ctx, info.FullMethod); err != nil {
-		return nil, err
-	}
-	return handler(ctx, req)
-}
-
-// Stream is Unary for streams.
-func (g *Gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := g.passed(ss.Context(), info.FullMethod); err != nil {
-		return err
-	}
-	return handler(srv, ss)
-}
-
-func (g *Gate) passed(ctx context.Context, method string) error {
+// Passed refuses, as a second line, a call that reached its handler
+// without the gate's word on it: a method the table does not know, or a
+// caller the tap did not name.
+func (g *Gate) Passed(ctx context.Context, method string) error {
 	need, ok := Required[method]
 	switch {
 	case !ok:
