@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // the floor's --pprof
 	"os"
 	"os/exec"
 	"os/signal"
@@ -171,6 +173,7 @@ func floorMain(args []string) error {
 	dir := fs.String("dir", "", "directory for its CA, certificate and token")
 	delivery := fs.String("delivery", floorDelivery, "command_delivery to tell the nodes: stream, long_poll or heartbeat")
 	plaintext := fs.Bool("plaintext", false, "serve without TLS")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address, for the suite's --profile")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -189,6 +192,14 @@ func floorMain(args []string) error {
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("floor: listen: %w", err)
+	}
+	if *pprofAddr != "" {
+		// net/http/pprof registers its handlers on the default mux.
+		pl, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return fmt.Errorf("floor: pprof: %w", err)
+		}
+		go func() { _ = http.Serve(pl, nil) }()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -320,6 +331,11 @@ func (b *bench) runFloor(ctx context.Context, n int, delivery string) (floorFigu
 	if b.plaintext {
 		args = append(args, "--plaintext")
 	}
+	var pprofAddr string
+	if b.profDir != "" {
+		pprofAddr = freeAddr()
+		args = append(args, "--pprof", pprofAddr)
+	}
 	if err := b.markPlaintext(dir); err != nil {
 		return f, err
 	}
@@ -334,10 +350,18 @@ func (b *bench) runFloor(ctx context.Context, n int, delivery string) (floorFigu
 		return f, err
 	}
 	pid := cmd.Process.Pid
-	err = floorLoad(ctx, b.simOptions(target(dir, addr), n), pid, b.window, &f, func() (err error) {
+	hooks := windowHooks{end: func() (err error) {
 		f.liveMiB, err = readLive(ctx, pid, dir)
 		return err
-	})
+	}}
+	if pprofAddr != "" {
+		// The floor's CPU profile over its window, beside the control
+		// plane's.
+		hooks.start = func() {
+			go b.profileAt(pprofAddr, fmt.Sprintf("cpu-floor-%d.pprof", n), fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.window.Seconds())-5))
+		}
+	}
+	err = floorLoad(ctx, b.simOptions(target(dir, addr), n), pid, b.window, &f, hooks)
 	return f, err
 }
 
@@ -370,9 +394,9 @@ func waitFloor(ctx context.Context, dir, addr string) error {
 // control plane: the fleet o registered and running, a window that starts
 // when every node has reported once and two seconds more (as waitSteady),
 // and an XID every 100 ms on a random node through it. It fills f's CPU
-// per call, tail latencies and peak memory, and calls atEnd, if not nil,
-// at the window's end while the fleet still runs.
-func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration, f *floorFigures, atEnd func() error) error {
+// per call, tail latencies and peak memory, and calls the hooks it is
+// given.
+func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration, f *floorFigures, hooks windowHooks) error {
 	fleet, err := sim.New(o)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
@@ -400,6 +424,9 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 		return fmt.Errorf("floor: %w", err)
 	}
 	peak := newPeakRSS(pid)
+	if hooks.start != nil {
+		hooks.start()
+	}
 	end := time.Now().Add(window)
 	for i := 0; time.Now().Before(end); i++ {
 		if err := fleet.InjectXID(ctx, mathrand.IntN(o.Nodes), i%max(o.GPUs, 1), uint32(1000+i)); err != nil {
@@ -416,8 +443,15 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 	f.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}
 	f.hbP99 = fleet.HeartbeatLatencies().Quantiles(0.99)[0]
 	f.rpP99 = fleet.ReportLatencies().Quantiles(0.99)[0]
-	if atEnd != nil {
-		return atEnd()
+	if hooks.end != nil {
+		return hooks.end()
 	}
 	return nil
+}
+
+// windowHooks are called as floorLoad's window starts and, while the
+// fleet still runs, as it ends; either may be nil.
+type windowHooks struct {
+	start func()
+	end   func() error
 }

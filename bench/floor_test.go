@@ -63,7 +63,7 @@ func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 				t.Fatalf("target = %+v for a floor serving plaintext=%v", o.Server, tt.plaintext)
 			}
 			var figures floorFigures
-			if err := floorLoad(context.Background(), o, os.Getpid(), 2*time.Second, &figures, nil); err != nil {
+			if err := floorLoad(context.Background(), o, os.Getpid(), 2*time.Second, &figures, windowHooks{}); err != nil {
 				t.Fatal(err)
 			}
 			cost := figures.cost

@@ -165,8 +165,12 @@ func (b *bench) simOptions(t rpcclient.Target, n int) sim.Options {
 }
 
 // profile saves one of the control plane's profiles.
-func (b *bench) profile(name, path string) {
-	resp, err := http.Get("http://" + b.pprof + path)
+func (b *bench) profile(name, path string) { b.profileAt(b.pprof, name, path) }
+
+// profileAt saves into the profile directory, as name, what the pprof
+// endpoint path at addr answers.
+func (b *bench) profileAt(addr, name, path string) {
+	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: profile:", err)
 		return
