@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -312,9 +313,18 @@ func (s *Store) countNodeEvents(node string) (int, error) {
 	return n, nil
 }
 
+// lastSeenChunk is how many last-seen times one write of SaveLastSeen
+// carries.
+const lastSeenChunk = 1000
+
 // SaveLastSeen records when nodes were last heard from. It is called in
 // batches, so a heartbeat never costs a disk write of its own; Badger's
-// SyncWrites makes the batch as durable as an Apply all the same.
+// SyncWrites makes the batch as durable as an Apply all the same. The
+// batch is written lastSeenChunk entries at a time, each chunk flushed
+// before the next is queued: Badger commits writes in the order they
+// come, so a fleet's whole batch (100 000 entries, about half a second)
+// would hold every Apply queued behind it, an XID's event included, for
+// as long; between chunks they go first.
 func (s *Store) SaveLastSeen(ctx context.Context, seen map[string]time.Time) error {
 	if len(seen) == 0 {
 		return nil
@@ -324,17 +334,28 @@ func (s *Store) SaveLastSeen(ctx context.Context, seen map[string]time.Time) err
 		return fmt.Errorf("save last seen: %w", err)
 	}
 	defer end()
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for id, t := range seen {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
-		if err := wb.Set([]byte(prefixLastSeen+id), b[:]); err != nil {
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	for chunk := range slices.Chunk(ids, lastSeenChunk) {
+		if err := s.saveLastSeen(chunk, seen); err != nil {
 			return fmt.Errorf("save last seen: %w", err)
 		}
 	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("save last seen: %w", err)
-	}
 	return nil
+}
+
+// saveLastSeen writes the times in seen of the nodes ids in one batch.
+func (s *Store) saveLastSeen(ids []string, seen map[string]time.Time) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, id := range ids {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(seen[id].UnixNano()))
+		if err := wb.Set([]byte(prefixLastSeen+id), b[:]); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -234,6 +235,26 @@ func testCountersReadBackAsLastWritten(t *testing.T, open Opener) {
 
 // testLastSeenReplaced: a later batch replaces a node's time and leaves
 // the others; an empty batch changes nothing.
+// testLastSeenLargeBatch: a fleet's batch, larger than a backend writes
+// at once, is saved whole.
+func testLastSeenLargeBatch(t *testing.T, open Opener) {
+	b := newBackend(t, open, store.Limits{})
+	s := b.start()
+	t0 := time.Unix(1700000000, 0)
+	seen := make(map[string]time.Time)
+	for i := range 2500 {
+		seen[fmt.Sprintf("n-%04d", i)] = t0.Add(time.Duration(i) * time.Second)
+	}
+	if err := s.SaveLastSeen(context.Background(), seen); err != nil {
+		t.Fatalf("save: %v", err)
+	}
+	s = b.restart(s)
+	got := load(t, s).LastSeen
+	if !maps.EqualFunc(got, seen, time.Time.Equal) {
+		t.Fatalf("read back %d last-seen times of the %d saved", len(got), len(seen))
+	}
+}
+
 func testLastSeenReplaced(t *testing.T, open Opener) {
 	b := newBackend(t, open, store.Limits{})
 	s := b.start()

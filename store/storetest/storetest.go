@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		{"delete-node-removes-everything", testDeleteNodeRemovesEverything},
 		{"counters-read-back-as-last-written", testCountersReadBackAsLastWritten},
 		{"last-seen-replaced", testLastSeenReplaced},
+		{"last-seen-large-batch", testLastSeenLargeBatch},
 		{"tokens-survive-reopen", testTokensSurviveReopen},
 		{"tokens-replaced-and-ordered", testTokensReplacedAndOrdered},
 		{"node-keys-survive-reopen", testNodeKeysSurviveReopen},
