@@ -284,6 +284,24 @@ type floorFigures struct {
 type callCost struct {
 	cpu   time.Duration
 	calls int64
+	over  time.Duration // the window's length
+}
+
+// rate is the calls answered a second over the window; 0 when unknown.
+func (c callCost) rate() float64 {
+	if c.over <= 0 {
+		return 0
+	}
+	return float64(c.calls) / c.over.Seconds()
+}
+
+// offeredRate is the node calls a second the simulator is told to send to
+// a fleet of n nodes at the suite's intervals: a heartbeat every 10 s and
+// a health report every 30 s from each. With at most 256 of each kind in
+// flight, it sends fewer when the server's answers take longer than
+// 256/rate seconds.
+func offeredRate(n int) float64 {
+	return float64(n)/floorHeartbeat.Seconds() + float64(n)/floorReport.Seconds()
 }
 
 // perCall is the CPU per node call; 0 when none was answered.
@@ -423,6 +441,7 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
+	began := time.Now()
 	peak := newPeakRSS(pid)
 	if hooks.start != nil {
 		hooks.start()
@@ -440,7 +459,7 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	f.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}
+	f.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count(), over: time.Since(began)}
 	f.hbP99 = fleet.HeartbeatLatencies().Quantiles(0.99)[0]
 	f.rpP99 = fleet.ReportLatencies().Quantiles(0.99)[0]
 	if hooks.end != nil {

@@ -73,6 +73,9 @@ func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 			if cost.calls < 280 || cost.calls > 440 {
 				t.Errorf("window counted %d heartbeats and reports, want about 400", cost.calls)
 			}
+			if r := cost.rate(); r < 140 || r > 220 {
+				t.Errorf("%.0f calls a second over a %s window, want about 200", r, cost.over)
+			}
 			if answered := f.heartbeats.Load() + f.reports.Load(); answered < cost.calls {
 				t.Errorf("floor answered %d heartbeats and reports, fewer than the %d the simulator counted", answered, cost.calls)
 			}
@@ -96,6 +99,14 @@ func TestFloorCarriesTheSimulatedLoad(t *testing.T) {
 				t.Errorf("peak RSS %.1f MiB for a process now at %.1f MiB", figures.peakMiB, self)
 			}
 		})
+	}
+}
+
+// TestOfferedRate: a heartbeat every 10 s and a report every 30 s from
+// each node.
+func TestOfferedRate(t *testing.T) {
+	if got := offeredRate(100000); got < 13333 || got > 13334 {
+		t.Errorf("offered %.1f calls a second at 100 000 nodes, want 13 333.3", got)
 	}
 }
 
@@ -156,8 +167,8 @@ func TestFloorTellsWhatItHoldsLive(t *testing.T) {
 // dash.
 func TestTableShowsTheFloor(t *testing.T) {
 	rows := []result{
-		{nodes: 1000, cost: callCost{cpu: 576 * time.Millisecond, calls: 10000}, floor: floorFigures{
-			cost: callCost{cpu: 462 * time.Millisecond, calls: 10000}, hbP99: 3100 * time.Microsecond, rpP99: 4200 * time.Microsecond, peakMiB: 61, liveMiB: 23.4,
+		{nodes: 1000, cost: callCost{cpu: 576 * time.Millisecond, calls: 10000, over: 100 * time.Second}, floor: floorFigures{
+			cost: callCost{cpu: 462 * time.Millisecond, calls: 10000, over: 80 * time.Second}, hbP99: 3100 * time.Microsecond, rpP99: 4200 * time.Microsecond, peakMiB: 61, liveMiB: 23.4,
 		}},
 		{nodes: 10000, delivery: "long_poll", cost: callCost{cpu: time.Second, calls: 10000}},
 	}
@@ -174,11 +185,11 @@ func TestTableShowsTheFloor(t *testing.T) {
 		return ""
 	}
 	if h := find("nodes"); !strings.Contains(h, "CPU/call (floor)") || !strings.Contains(h, "× floor") ||
-		!strings.Contains(h, "floor peak (live)") || !strings.Contains(h, "floor p99 hb/report") {
+		!strings.Contains(h, "floor peak (live)") || !strings.Contains(h, "floor p99 hb/report") || !strings.Contains(h, "calls/s (floor) of offered") {
 		t.Errorf("header has no floor columns: %q", h)
 	}
 	if r := find("1000 "); !strings.Contains(r, "57.6 (46.2) µs") || !strings.Contains(r, "1.25×") || !strings.Contains(r, "stream (default)") ||
-		!strings.Contains(r, "61 (23) MiB") || !strings.Contains(r, "3.1 ms / 4.2 ms") {
+		!strings.Contains(r, "61 (23) MiB") || !strings.Contains(r, "100 (125) of 133") || !strings.Contains(r, "3.1 ms / 4.2 ms") {
 		t.Errorf("1 000-node row lacks its CPU per call, multiple, the floor's memory or tails, or the default delivery: %q", r)
 	}
 	if r := find("10000 "); !strings.Contains(r, "100.0 (-) µs") || strings.Contains(r, "×") || !strings.Contains(r, "long_poll") {

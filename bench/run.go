@@ -113,7 +113,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	}
 	cpu1, _ := cpuTime(pid)
 	gen1, _ := cpuTime(os.Getpid())
-	r.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count()}
+	r.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count(), over: time.Since(windowStart)}
 	if b.pprof != "" {
 		b.profile(fmt.Sprintf("heap-%s.pprof", label), "/debug/pprof/heap")
 		b.profile(fmt.Sprintf("memstats-%s.txt", label), "/debug/pprof/heap?debug=1")
