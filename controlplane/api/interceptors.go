@@ -55,7 +55,16 @@ func (in *Interceptors) Unary(ctx context.Context, req any, info *grpc.UnaryServ
 	defer func() {
 		if r := recover(); r != nil {
 			if audit {
-				in.Audit.record(ctx, rpc, req, nil, status.Error(codes.Internal, "the handler panicked"))
+				// The handler panicked: recorded as the Internal it is
+				// answered. A panic of the record itself is the one logged.
+				func() {
+					defer func() {
+						if r2 := recover(); r2 != nil {
+							r = r2
+						}
+					}()
+					in.Audit.record(ctx, rpc, req, nil, status.Error(codes.Internal, "the handler panicked"))
+				}()
 			}
 			resp, err = nil, in.panicked(info.FullMethod, "panic in handler", r)
 		}
@@ -78,6 +87,8 @@ func (in *Interceptors) Unary(ctx context.Context, req any, info *grpc.UnaryServ
 		resp, err = handler(ctx, req)
 	}
 	if audit {
+		// Recorded once: a panic in the record is not the handler's.
+		audit = false
 		in.Audit.record(ctx, rpc, req, resp, err)
 	}
 	return resp, err

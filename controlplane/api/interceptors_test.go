@@ -20,6 +20,7 @@ import (
 	"github.com/navarch/navarch/controlplane/auth"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+	"github.com/navarch/navarch/store"
 )
 
 // stubStream is a server stream with only a context.
@@ -110,6 +111,47 @@ func TestInterceptorsRunInOrder(t *testing.T) {
 	}
 	if len(rec.entries) != 2 || rec.entries[1].Code != "OK" {
 		t.Fatalf("the cordon was audited as %+v", rec.entries)
+	}
+}
+
+// panickingRecorder is an audit recorder that panics.
+type panickingRecorder struct{ calls int }
+
+func (r *panickingRecorder) RecordAudit(context.Context, *store.AuditEntry) error {
+	r.calls++
+	panic("audit write")
+}
+
+// TestInterceptorsSurviveAPanickingAudit: a panic while the audit entry is
+// written, after the handler succeeded or after it panicked, is answered
+// Internal like a handler's, and an entry is tried once, not again as if
+// the handler had panicked.
+func TestInterceptorsSurviveAPanickingAudit(t *testing.T) {
+	ctx := auth.WithCaller(context.Background(), auth.Caller{Name: "oncall", Role: controlplanev1.Role_ROLE_ADMIN})
+	cordon := &grpc.UnaryServerInfo{FullMethod: controlplanev1.ControlPlaneService_CordonNode_FullMethodName}
+	tests := []struct {
+		name    string
+		handler grpc.UnaryHandler
+	}{
+		{"after-success", func(context.Context, any) (any, error) { return &controlplanev1.CordonNodeResponse{}, nil }},
+		{"after-a-panic", func(context.Context, any) (any, error) { panic("handler") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var panics bytes.Buffer
+			rec := &panickingRecorder{}
+			in := &Interceptors{Audit: NewAudit(rec, nil), Panics: slog.New(slog.NewTextHandler(&panics, nil))}
+			_, err := in.Unary(ctx, &controlplanev1.CordonNodeRequest{NodeId: "n1"}, cordon, tt.handler)
+			if status.Code(err) != codes.Internal {
+				t.Fatalf("answered %v, want Internal", err)
+			}
+			if rec.calls != 1 {
+				t.Errorf("the entry was tried %d times, want once", rec.calls)
+			}
+			if !strings.Contains(panics.String(), "audit write") {
+				t.Errorf("the audit's panic was not logged: %s", panics.String())
+			}
+		})
 	}
 }
 
