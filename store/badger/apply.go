@@ -339,6 +339,9 @@ func (s *Store) SaveLastSeen(ctx context.Context, seen map[string]time.Time) err
 		ids = append(ids, id)
 	}
 	for chunk := range slices.Chunk(ids, lastSeenChunk) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("save last seen: %w", err)
+		}
 		if err := s.saveLastSeen(chunk, seen); err != nil {
 			return fmt.Errorf("save last seen: %w", err)
 		}

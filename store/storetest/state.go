@@ -233,8 +233,6 @@ func testCountersReadBackAsLastWritten(t *testing.T, open Opener) {
 	}
 }
 
-// testLastSeenReplaced: a later batch replaces a node's time and leaves
-// the others; an empty batch changes nothing.
 // testLastSeenLargeBatch: a fleet's batch, larger than a backend writes
 // at once, is saved whole.
 func testLastSeenLargeBatch(t *testing.T, open Opener) {
@@ -255,6 +253,8 @@ func testLastSeenLargeBatch(t *testing.T, open Opener) {
 	}
 }
 
+// testLastSeenReplaced: a later batch replaces a node's time and leaves
+// the others; an empty batch changes nothing.
 func testLastSeenReplaced(t *testing.T, open Opener) {
 	b := newBackend(t, open, store.Limits{})
 	s := b.start()
