@@ -258,10 +258,13 @@ func readLive(ctx context.Context, pid int, dir string) (float64, error) {
 		return 0, err
 	}
 	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(path); err == nil {
 			n, err := strconv.ParseUint(string(b), 10, 64)
 			return float64(n) / (1 << 20), err
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -324,7 +327,7 @@ func (c callCost) times(floor callCost) float64 {
 // runFloor starts the floor server as a process of its own and measures
 // it under the load runSize puts on the control plane; delivery is the
 // command_delivery the control plane was given, "" for its default.
-func (b *bench) runFloor(ctx context.Context, n int, delivery string) (floorFigures, error) {
+func (b *bench) runFloor(ctx context.Context, n int, delivery, label string) (floorFigures, error) {
 	var f floorFigures
 	dir, err := os.MkdirTemp("", fmt.Sprintf("navarch-floor-%d-", n))
 	if err != nil {
@@ -376,7 +379,7 @@ func (b *bench) runFloor(ctx context.Context, n int, delivery string) (floorFigu
 		// The floor's CPU profile over its window, beside the control
 		// plane's.
 		hooks.start = func() {
-			go b.profileAt(pprofAddr, fmt.Sprintf("cpu-floor-%d.pprof", n), fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.window.Seconds())-5))
+			go b.profileAt(pprofAddr, fmt.Sprintf("cpu-floor-%s.pprof", label), fmt.Sprintf("/debug/pprof/profile?seconds=%d", profileSeconds(b.window)))
 		}
 	}
 	err = floorLoad(ctx, b.simOptions(target(dir, addr), n), pid, b.window, &f, hooks)

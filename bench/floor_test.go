@@ -192,7 +192,8 @@ func TestTableShowsTheFloor(t *testing.T) {
 		!strings.Contains(r, "61 (23) MiB") || !strings.Contains(r, "100 (125) of 133") || !strings.Contains(r, "3.1 ms / 4.2 ms") {
 		t.Errorf("1 000-node row lacks its CPU per call, multiple, the floor's memory or tails, or the default delivery: %q", r)
 	}
-	if r := find("10000 "); !strings.Contains(r, "100.0 (-) µs") || strings.Contains(r, "×") || !strings.Contains(r, "long_poll") {
+	if r := find("10000 "); !strings.Contains(r, "100.0 (-) µs") || strings.Contains(r, "×") || !strings.Contains(r, "long_poll") ||
+		!strings.Contains(r, "- (-) MiB") || !strings.Contains(r, "(-) of 1333") {
 		t.Errorf("a row without a floor should show dashes: %q", r)
 	}
 }

@@ -41,7 +41,7 @@ func main() {
 	plan := flag.String("plan", "1000,10000,100000,100000:heartbeat,10000:etcd", "fleet sizes to run, comma-separated; SIZE runs the control plane's defaults, SIZE:long_poll and SIZE:heartbeat that command_delivery, SIZE:etcd the etcd store with a standby beside the leader")
 	window := flag.Duration("window", 30*time.Second, "steady-state measurement window per size")
 	agentFor := flag.Duration("agent", time.Minute, "how long to measure the agent")
-	profDir := flag.String("profile", "", "write the control plane's heap and CPU profiles for each size to this directory")
+	profDir := flag.String("profile", "", "write the control plane's CPU, allocation and heap profiles, memory statistics and goroutines, and the floor's CPU profile, for each row to this directory")
 	noCommands := flag.Bool("no-commands", false, "leave out the agents' command streams and long polls (to measure what they cost)")
 	plaintext := flag.Bool("plaintext", false, "serve and dial without TLS (the control plane's insecure, and the floor likewise), to measure what TLS costs")
 	flag.Parse()
@@ -86,7 +86,7 @@ func main() {
 	for i, r := range runs {
 		res, err := b.runSize(ctx, r.nodes, r.delivery, r.store, i == 0, *agentFor, &agent)
 		if err == nil {
-			res.floor, err = b.runFloor(ctx, r.nodes, res.delivery)
+			res.floor, err = b.runFloor(ctx, r.nodes, res.delivery, rowLabel(r.nodes, r.delivery, r.store))
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %d nodes: %v\n", r.nodes, err)

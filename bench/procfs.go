@@ -46,6 +46,7 @@ func rssMiB(pid int) (float64, error) {
 // stopped, keeping the largest.
 type peakRSS struct {
 	done chan struct{}
+	once sync.Once
 	wg   sync.WaitGroup
 	pid  int
 	peak float64
@@ -72,12 +73,15 @@ func newPeakRSS(pid int) *peakRSS {
 	return p
 }
 
-// stop ends the sampling and returns the peak, counting the size now.
+// stop ends the sampling and returns the peak, counting the size at the
+// first stop; later calls return the same.
 func (p *peakRSS) stop() float64 {
-	close(p.done)
-	p.wg.Wait()
-	if rss, err := rssMiB(p.pid); err == nil && rss > p.peak {
-		p.peak = rss
-	}
+	p.once.Do(func() {
+		close(p.done)
+		p.wg.Wait()
+		if rss, err := rssMiB(p.pid); err == nil && rss > p.peak {
+			p.peak = rss
+		}
+	})
 	return p.peak
 }

@@ -92,14 +92,11 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	}
 	gen0, _ := cpuTime(os.Getpid())
 	peak := newPeakRSS(pid)
+	defer peak.stop()
 	windowStart := time.Now()
-	// Rows of one size with another delivery keep profiles of their own.
-	label := fmt.Sprint(n)
-	if delivery != "" {
-		label += "-" + delivery
-	}
+	label := rowLabel(n, delivery, store)
 	if b.pprof != "" {
-		secs := int(b.window.Seconds()) - 5
+		secs := profileSeconds(b.window)
 		go b.profile(fmt.Sprintf("cpu-%s.pprof", label), fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
 		// What the window allocates, apart from registration's.
 		go b.profile(fmt.Sprintf("allocs-%s.pprof", label), fmt.Sprintf("/debug/pprof/allocs?seconds=%d", secs))
@@ -108,6 +105,8 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	if err != nil {
 		return r, err
 	}
+	// The snapshot, the agent and the restart are timed without it.
+	watcher.close()
 	if rest := b.window - time.Since(windowStart); rest > 0 {
 		time.Sleep(rest)
 	}
@@ -156,6 +155,25 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	r.restart = restart
 	cp = cp2
 	return r, nil
+}
+
+// rowLabel names a row's profiles: its size, and its command delivery and
+// store when not the defaults, so that rows of one size keep their own.
+func rowLabel(n int, delivery, store string) string {
+	label := fmt.Sprint(n)
+	if delivery != "" {
+		label += "-" + delivery
+	}
+	if store != "" {
+		label += "-" + store
+	}
+	return label
+}
+
+// profileSeconds is how long a CPU or allocation profile of a window
+// runs: the window less five seconds' margin, and at least one.
+func profileSeconds(window time.Duration) int {
+	return max(int(window.Seconds())-5, 1)
 }
 
 // simOptions is the simulated fleet of n nodes the suite runs against the

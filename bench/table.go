@@ -24,6 +24,14 @@ func micros(d time.Duration) string {
 	return fmt.Sprintf("%.1f", float64(d)/float64(time.Microsecond))
 }
 
+// whole is a figure rounded to a whole number, or a dash when unknown.
+func whole(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", x)
+}
+
 // times is a multiple of the floor.
 func times(x float64) string {
 	if x <= 0 {
@@ -58,9 +66,9 @@ func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agen
 	fmt.Fprintln(tw, "nodes\tcommands\tregister all\tCP RSS (peak)\tfloor peak (live)\tCP CPU (sim)\tcalls/s (floor) of offered\tCPU/call (floor)\t× floor\theartbeat p50/p99\treport p50/p99\tfloor p99 hb/report\tXID→watch p50/p99\tsnapshot\trestart\tframe\tfilter key\terrors\t")
 	for _, r := range rows {
 		c := console[r.nodes]
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f (%.0f) MiB\t%.0f (%.0f) MiB\t%.0f%% (%.0f%%)\t%.0f (%.0f) of %.0f\t%s (%s) µs\t%s\t%s / %s\t%s / %s\t%s / %s\t%s / %s\t%s\t%s\t%s\t%s\t%d\t\n",
-			r.nodes, commands(r), r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, r.floor.peakMiB, r.floor.liveMiB, r.cpuPercent, r.genPercent,
-			r.cost.rate(), r.floor.cost.rate(), offeredRate(r.nodes),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f (%.0f) MiB\t%s (%s) MiB\t%.0f%% (%.0f%%)\t%s (%s) of %.0f\t%s (%s) µs\t%s\t%s / %s\t%s / %s\t%s / %s\t%s / %s\t%s\t%s\t%s\t%s\t%d\t\n",
+			r.nodes, commands(r), r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, whole(r.floor.peakMiB), whole(r.floor.liveMiB), r.cpuPercent, r.genPercent,
+			whole(r.cost.rate()), whole(r.floor.cost.rate()), offeredRate(r.nodes),
 			micros(r.cost.perCall()), micros(r.floor.cost.perCall()), times(r.cost.times(r.floor.cost)),
 			ms(r.hbP50), ms(r.hbP99), ms(r.rpP50), ms(r.rpP99), ms(r.floor.hbP99), ms(r.floor.rpP99), ms(r.xidP50), ms(r.xidP99),
 			ms(r.snapshot), ms(r.restart), ms(c.frame), ms(c.filter), r.errors)
