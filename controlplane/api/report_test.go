@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,25 @@ func TestReportMetrics(t *testing.T) {
 		{"unsupported-not-named", func(r *nodev1.ReportHealthRequest) {
 			r.MetricChanges[1].Metrics.Unsupported = []string{"ecc"}
 		}, "metric_changes[1].metrics.unsupported"},
+		{"process-name-not-utf8", func(r *nodev1.ReportHealthRequest) {
+			r.MetricChanges[1].Metrics.Processes = []*fleetv1.GpuProcess{{Pid: 1, Name: "python"}, {Pid: 2, Name: "bad \xff"}}
+			r.MetricChanges[1].Replaced = append(r.MetricChanges[1].Replaced, nodev1.GpuMetricsPart_GPU_METRICS_PART_PROCESSES)
+		}, "metric_changes[1].metrics.processes[1].name"},
+		{"unsupported-too-long", func(r *nodev1.ReportHealthRequest) {
+			r.MetricChanges[3].Metrics.Unsupported = []string{strings.Repeat("x", 65)}
+			r.MetricChanges[3].Replaced = append(r.MetricChanges[3].Replaced, nodev1.GpuMetricsPart_GPU_METRICS_PART_UNSUPPORTED)
+		}, "metric_changes[3].metrics.unsupported[0]"},
+		{"time-out-of-range", func(r *nodev1.ReportHealthRequest) {
+			r.MetricChanges[2].Metrics.Time = &timestamppb.Timestamp{Seconds: -1 << 62}
+		}, "metric_changes[2].metrics.time"},
+		{"full-entry-utilization", func(r *nodev1.ReportHealthRequest) {
+			r.MetricChanges, r.BaseSequence = nil, 0
+			r.Metrics = []*fleetv1.GpuMetrics{{GpuIndex: 0}, {GpuIndex: 1, UtilizationGpuPercent: 101}}
+		}, "metrics[1].utilization_gpu_percent"},
+		{"full-entry-duplicate-gpu", func(r *nodev1.ReportHealthRequest) {
+			r.MetricChanges, r.BaseSequence = nil, 0
+			r.Metrics = []*fleetv1.GpuMetrics{{GpuIndex: 0}, {GpuIndex: 0}}
+		}, "metrics[1].gpu_index"},
 		{"every-part-named", func(r *nodev1.ReportHealthRequest) {
 			m := r.MetricChanges[1].Metrics
 			m.RowRemap, m.RetiredPages, m.Processes, m.Unsupported = &fleetv1.RowRemapState{}, &fleetv1.RetiredPages{}, []*fleetv1.GpuProcess{{Pid: 1}}, []string{"ecc"}
@@ -107,6 +127,35 @@ func TestReportMetrics(t *testing.T) {
 			}
 			if fleet.reports != 0 {
 				t.Fatal("a refused report reached the fleet")
+			}
+		})
+	}
+}
+
+// BenchmarkCheckReportMetrics: validating the usual delta of an 8-GPU
+// node (each GPU's scalars, one part replaced) and a full snapshot with
+// 18 NVLink links, a process and an unsupported group per GPU. A valid
+// report builds no field names.
+func BenchmarkCheckReportMetrics(b *testing.B) {
+	full := &nodev1.ReportHealthRequest{NodeId: "n1", Sequence: 1}
+	for i := range 8 {
+		m := &fleetv1.GpuMetrics{GpuIndex: uint32(i), Time: timestamppb.New(time.Unix(1_700_000_000, 0)),
+			Ecc: &fleetv1.EccCounts{}, Processes: []*fleetv1.GpuProcess{{Pid: 7, Name: "python"}}, Unsupported: []string{"retired_pages"}}
+		for l := range 18 {
+			m.Nvlinks = append(m.Nvlinks, &fleetv1.NvLinkState{Link: uint32(l)})
+		}
+		full.Metrics = append(full.Metrics, m)
+	}
+	for _, bc := range []struct {
+		name string
+		req  *nodev1.ReportHealthRequest
+	}{{"delta", delta(8)}, {"full", full}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := checkReportMetrics(bc.req); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
