@@ -307,6 +307,20 @@ func offeredRate(n int) float64 {
 	return float64(n)/floorHeartbeat.Seconds() + float64(n)/floorReport.Seconds()
 }
 
+// windowCalls is what callCost counts of a simulated fleet's calls: its
+// heartbeats and health reports answered since its latencies were reset.
+func windowCalls(f *sim.Fleet) int64 {
+	return f.HeartbeatLatencies().Count() + f.ReportLatencies().Count()
+}
+
+// percent is the CPU over the window as a percentage of one core.
+func (c callCost) percent() float64 {
+	if c.over <= 0 {
+		return 0
+	}
+	return 100 * c.cpu.Seconds() / c.over.Seconds()
+}
+
 // perCall is the CPU per node call; 0 when none was answered.
 func (c callCost) perCall() time.Duration {
 	if c.calls <= 0 {
@@ -440,29 +454,24 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 	time.Sleep(2 * time.Second)
 	fleet.HeartbeatLatencies().Reset()
 	fleet.ReportLatencies().Reset()
-	cpu0, err := cpuTime(pid)
+	w, err := startWindow(pid)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	began := time.Now()
-	peak := newPeakRSS(pid)
+	defer w.close()
 	if hooks.start != nil {
 		hooks.start()
 	}
 	end := time.Now().Add(window)
 	for i := 0; time.Now().Before(end); i++ {
 		if err := fleet.InjectXID(ctx, mathrand.IntN(o.Nodes), i%max(o.GPUs, 1), uint32(1000+i)); err != nil {
-			peak.stop()
 			return fmt.Errorf("floor: XID: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cpu1, err := cpuTime(pid)
-	f.peakMiB = peak.stop()
-	if err != nil {
+	if f.cost, f.peakMiB, err = w.end(windowCalls(fleet)); err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	f.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count(), over: time.Since(began)}
 	f.hbP99 = fleet.HeartbeatLatencies().Quantiles(0.99)[0]
 	f.rpP99 = fleet.ReportLatencies().Quantiles(0.99)[0]
 	if hooks.end != nil {

@@ -255,3 +255,32 @@ func TestSuiteRunsTheDefaultDelivery(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessWindow: a window on this process counts the CPU it burns
+// in the window, its length and its resident memory; close after end
+// changes nothing.
+func TestProcessWindow(t *testing.T) {
+	w, err := startWindow(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
+		for i := 0; i < 1e5; i++ {
+			_ = time.Now()
+		}
+	}
+	cost, peak, err := w.end(30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.close()
+	if cost.over < 300*time.Millisecond || cost.cpu < 100*time.Millisecond || cost.calls != 30 {
+		t.Errorf("window of %s counted %s of CPU over %d calls", cost.over, cost.cpu, cost.calls)
+	}
+	if p := cost.percent(); p < 30 || p > 100*float64(runtime.NumCPU())+10 {
+		t.Errorf("%.0f%% of a core while burning one", p)
+	}
+	if self, _ := rssMiB(os.Getpid()); peak <= 0 || peak > 2*self {
+		t.Errorf("peak %.1f MiB for a process at %.1f MiB", peak, self)
+	}
+}

@@ -85,3 +85,36 @@ func (p *peakRSS) stop() float64 {
 	})
 	return p.peak
 }
+
+// processWindow measures a process over a measurement window: the CPU it
+// used, its peak resident memory, and the window's length.
+type processWindow struct {
+	pid   int
+	cpu0  time.Duration
+	began time.Time
+	peak  *peakRSS
+}
+
+// startWindow opens a window on process pid. Close it with end, or with
+// close when it is abandoned.
+func startWindow(pid int) (*processWindow, error) {
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return nil, err
+	}
+	return &processWindow{pid: pid, cpu0: cpu0, began: time.Now(), peak: newPeakRSS(pid)}, nil
+}
+
+// end closes the window, in which the process answered calls: what they
+// cost, and the peak resident memory over the window in MiB.
+func (w *processWindow) end(calls int64) (callCost, float64, error) {
+	cpu1, err := cpuTime(w.pid)
+	peak := w.peak.stop()
+	if err != nil {
+		return callCost{}, peak, err
+	}
+	return callCost{cpu: cpu1 - w.cpu0, calls: calls, over: time.Since(w.began)}, peak, nil
+}
+
+// close stops the window's sampling; after end it does nothing.
+func (w *processWindow) close() { w.peak.stop() }

@@ -86,13 +86,16 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	fleet.ReportLatencies().Reset()
 	errsBefore := fleet.Errors()
 	pid := cp.cmd.Process.Pid
-	cpu0, err := cpuTime(pid)
+	w, err := startWindow(pid)
 	if err != nil {
 		return r, err
 	}
-	gen0, _ := cpuTime(os.Getpid())
-	peak := newPeakRSS(pid)
-	defer peak.stop()
+	defer w.close()
+	gen, err := startWindow(os.Getpid())
+	if err != nil {
+		return r, err
+	}
+	defer gen.close()
 	windowStart := time.Now()
 	label := rowLabel(n, delivery, store)
 	if b.pprof != "" {
@@ -110,18 +113,18 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	if rest := b.window - time.Since(windowStart); rest > 0 {
 		time.Sleep(rest)
 	}
-	cpu1, _ := cpuTime(pid)
-	gen1, _ := cpuTime(os.Getpid())
-	r.cost = callCost{cpu: cpu1 - cpu0, calls: fleet.HeartbeatLatencies().Count() + fleet.ReportLatencies().Count(), over: time.Since(windowStart)}
+	if r.cost, r.peakMiB, err = w.end(windowCalls(fleet)); err != nil {
+		return r, err
+	}
+	genCost, _, _ := gen.end(0)
+	r.cpuPercent, r.genPercent = r.cost.percent(), genCost.percent()
+	r.rssMiB, _ = rssMiB(pid)
+	r.peakMiB = max(r.peakMiB, r.rssMiB)
 	if b.pprof != "" {
 		b.profile(fmt.Sprintf("heap-%s.pprof", label), "/debug/pprof/heap")
 		b.profile(fmt.Sprintf("memstats-%s.txt", label), "/debug/pprof/heap?debug=1")
 		b.profile(fmt.Sprintf("goroutines-%s.txt", label), "/debug/pprof/goroutine?debug=1")
 	}
-	r.cpuPercent = 100 * (cpu1 - cpu0).Seconds() / time.Since(windowStart).Seconds()
-	r.genPercent = 100 * (gen1 - gen0).Seconds() / time.Since(windowStart).Seconds()
-	r.rssMiB, _ = rssMiB(pid)
-	r.peakMiB = max(peak.stop(), r.rssMiB)
 	hb := fleet.HeartbeatLatencies().Quantiles(0.5, 0.99)
 	rp := fleet.ReportLatencies().Quantiles(0.5, 0.99)
 	r.hbP50, r.hbP99, r.rpP50, r.rpP99 = hb[0], hb[1], rp[0], rp[1]
