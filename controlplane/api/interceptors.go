@@ -55,16 +55,7 @@ func (in *Interceptors) Unary(ctx context.Context, req any, info *grpc.UnaryServ
 	defer func() {
 		if r := recover(); r != nil {
 			if audit {
-				// The handler panicked: recorded as the Internal it is
-				// answered. A panic of the record itself is the one logged.
-				func() {
-					defer func() {
-						if r2 := recover(); r2 != nil {
-							r = r2
-						}
-					}()
-					in.Audit.record(ctx, rpc, req, nil, status.Error(codes.Internal, "the handler panicked"))
-				}()
+				r = in.auditPanic(ctx, rpc, req, r)
 			}
 			resp, err = nil, in.panicked(info.FullMethod, "panic in handler", r)
 		}
@@ -116,6 +107,19 @@ func (in *Interceptors) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		ss = &checkedStream{ServerStream: ss, c: in.Codec}
 	}
 	return handler(srv, ss)
+}
+
+// auditPanic records a call whose handler panicked with r as the Internal
+// it is answered, and returns the panic to log: r, or the record's own.
+func (in *Interceptors) auditPanic(ctx context.Context, rpc string, req, r any) (logged any) {
+	logged = r
+	defer func() {
+		if r2 := recover(); r2 != nil {
+			logged = r2
+		}
+	}()
+	in.Audit.record(ctx, rpc, req, nil, status.Error(codes.Internal, "the handler panicked"))
+	return logged
 }
 
 func (in *Interceptors) panicked(method, msg string, r any) error {

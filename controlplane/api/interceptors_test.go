@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/navarch/navarch/controlplane/auth"
@@ -181,7 +180,7 @@ func TestHeldStreamKeepsFewFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x", "y"), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := nodev1.NewNodeServiceClient(conn).WatchNodeCommands(ctx, &nodev1.WatchNodeCommandsRequest{NodeId: "n1"}); err != nil {
 		t.Fatal(err)
