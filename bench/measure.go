@@ -29,6 +29,9 @@ type xidWatcher struct {
 	mu     sync.Mutex
 	sent   map[string]time.Time
 	got    []time.Duration
+	// snapshotNodes is how many nodes its snapshot held, set before
+	// watchXIDs returns.
+	snapshotNodes int
 }
 
 // watchXIDs opens the watcher and returns once its snapshot is complete.
@@ -56,9 +59,12 @@ func watchXIDs(ctx context.Context, t rpcclient.Target) (*xidWatcher, error) {
 				}
 				return
 			}
-			if !complete && m.GetSnapshot().GetComplete() {
-				complete = true
-				ready <- nil
+			if !complete {
+				w.snapshotNodes += len(m.GetSnapshot().GetNodes())
+				if m.GetSnapshot().GetComplete() {
+					complete = true
+					ready <- nil
+				}
 			}
 			if e := m.GetHealthEvent(); e != nil {
 				w.received(fmt.Sprintf("%s/%d", e.GetNodeId(), e.GetXid()), time.Now())

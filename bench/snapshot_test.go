@@ -73,6 +73,9 @@ func TestXIDWatcherJoinsBeforeTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.close()
+	if w.snapshotNodes != 20 {
+		t.Fatalf("the watcher returned with %d nodes of its snapshot, want all 20", w.snapshotNodes)
+	}
 	got, err := w.measure(ctx, fleet, 20, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
