@@ -43,7 +43,7 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				finishedFor[c.GetNodeId()] = true
 			}
 		}
-		expires := uint64(time.Now().Add(s.retention).Unix())
+		expires := uint64(time.Now().Add(s.limits.EventRetention).Unix())
 		for _, e := range w.Events {
 			if err := putEvent(txn, e, expires); err != nil {
 				return err
@@ -96,7 +96,7 @@ func (s *Store) Apply(ctx context.Context, w store.Write) error {
 				return err
 			}
 		}
-		auditExpires := uint64(time.Now().Add(s.auditRetention).Unix())
+		auditExpires := uint64(time.Now().Add(s.limits.AuditRetention).Unix())
 		for _, a := range w.Audit {
 			if err := putAudit(txn, a, auditExpires); err != nil {
 				return err
@@ -189,7 +189,7 @@ func (s *Store) trimCommands(node string) error {
 		for it.Rewind(); it.Valid(); it.Next() {
 			all = append(all, it.Item().KeyCopy(nil))
 		}
-		excess := len(all) - s.cmdCap
+		excess := len(all) - s.limits.CommandsPerNode
 		for _, k := range all {
 			if excess <= 0 {
 				break
@@ -260,7 +260,7 @@ func (s *Store) enforceCap(node string, added int) error {
 	if known {
 		count += added
 	}
-	if !known || count > s.cap {
+	if !known || count > s.limits.EventsPerNode {
 		// The cached count cannot see events that expired by their TTL:
 		// count again before deleting anything.
 		var err error
@@ -268,13 +268,13 @@ func (s *Store) enforceCap(node string, added int) error {
 			return err
 		}
 	}
-	if count <= s.cap {
+	if count <= s.limits.EventsPerNode {
 		s.mu.Lock()
 		s.eventCount[node] = count
 		s.mu.Unlock()
 		return nil
 	}
-	excess := count - s.cap
+	excess := count - s.limits.EventsPerNode
 	var keys [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(nodePrefix(prefixNodeEvent, node))})

@@ -46,13 +46,10 @@ type Options struct {
 
 // Store is an open Badger database.
 type Store struct {
-	db             *badger.DB
-	dir            string // empty in memory
-	retention      time.Duration
-	auditRetention time.Duration
-	cap            int
-	cmdCap         int
-	log            *slog.Logger
+	db     *badger.DB
+	dir    string       // empty in memory
+	limits store.Limits // with its defaults
+	log    *slog.Logger
 
 	// life is held for reading by every operation while it uses db, and
 	// for writing by Close, so db is never closed under an operation (a
@@ -102,16 +99,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store in %q: %w", opts.Dir, err)
 	}
 	s := &Store{
-		db:             db,
-		dir:            bo.Dir,
-		retention:      opts.Limits.EventRetention,
-		auditRetention: opts.Limits.AuditRetention,
-		cap:            opts.Limits.EventsPerNode,
-		cmdCap:         opts.Limits.CommandsPerNode,
-		log:            logger,
-		eventCount:     make(map[string]int),
-		stopGC:         make(chan struct{}),
-		gcDone:         make(chan struct{}),
+		db:         db,
+		dir:        bo.Dir,
+		limits:     opts.Limits,
+		log:        logger,
+		eventCount: make(map[string]int),
+		stopGC:     make(chan struct{}),
+		gcDone:     make(chan struct{}),
 	}
 	go s.gcLoop()
 	return s, nil

@@ -165,10 +165,7 @@ type Store struct {
 	keys      keys
 	fence     func() clientv3.Cmp
 
-	retention      time.Duration
-	auditRetention time.Duration
-	cap            int
-	cmdCap         int
+	limits         store.Limits // with its defaults
 	maxOps         int
 	maxBytes       int
 	requestTimeout time.Duration
@@ -224,10 +221,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		client:         opts.Client,
 		keys:           keys{prefix: opts.Prefix},
 		fence:          opts.Fence,
-		retention:      opts.Limits.EventRetention,
-		auditRetention: opts.Limits.AuditRetention,
-		cap:            opts.Limits.EventsPerNode,
-		cmdCap:         opts.Limits.CommandsPerNode,
+		limits:         opts.Limits,
 		maxOps:         opts.MaxTxnOps,
 		maxBytes:       opts.MaxRequestBytes,
 		requestTimeout: opts.RequestTimeout,

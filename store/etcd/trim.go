@@ -23,14 +23,14 @@ const keysPerLease = 1000
 func (s *Store) leasesFor(ctx context.Context, b *batch) (map[lease]clientv3.LeaseID, error) {
 	ids := make(map[lease]clientv3.LeaseID, 2)
 	if b.eventKeys > 0 {
-		id, err := s.lease(ctx, &s.events, s.retention, b.eventKeys)
+		id, err := s.lease(ctx, &s.events, s.limits.EventRetention, b.eventKeys)
 		if err != nil {
 			return nil, fmt.Errorf("lease for events: %w", err)
 		}
 		ids[eventLease] = id
 	}
 	if b.auditKeys > 0 {
-		id, err := s.lease(ctx, &s.audit, s.auditRetention, b.auditKeys)
+		id, err := s.lease(ctx, &s.audit, s.limits.AuditRetention, b.auditKeys)
 		if err != nil {
 			return nil, fmt.Errorf("lease for audit entries: %w", err)
 		}
@@ -76,7 +76,7 @@ func (s *Store) trimEvents(ctx context.Context, node string) error {
 	if err != nil {
 		return fmt.Errorf("count events of %s: %w", node, err)
 	}
-	excess := resp.Count - int64(s.cap)
+	excess := resp.Count - int64(s.limits.EventsPerNode)
 	if excess <= 0 {
 		return nil
 	}
@@ -107,7 +107,7 @@ func (s *Store) trimCommands(ctx context.Context, node string) error {
 	if err != nil {
 		return fmt.Errorf("count commands of %s: %w", node, err)
 	}
-	excess := int(resp.Count) - s.cmdCap
+	excess := int(resp.Count) - s.limits.CommandsPerNode
 	if excess <= 0 {
 		return nil
 	}
