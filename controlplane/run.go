@@ -120,13 +120,14 @@ func runElected(ctx context.Context, o Options, lis net.Listener, serving func(*
 	go func() { defer close(following); st.Follow(followCtx) }()
 	stopFollow := func() { stopFollowing(); <-following }
 	defer stopFollow()
-	standby := ha.NewStandby(creds, el.Leader)
-	go func() { _ = standby.Serve(handoff.Turn()) }()
+	// The metrics listener is up before the standby answers a call, so
+	// that whoever is told of a standby can scrape it.
 	standbyMetrics, err := serveStandbyMetrics(o.Config, el, log)
 	if err != nil {
-		standby.Stop()
 		return err
 	}
+	standby := ha.NewStandby(creds, el.Leader)
+	go func() { _ = standby.Serve(handoff.Turn()) }()
 	log.Info("standby: answering with the leader's address until this control plane leads", "address", addr, "leader", el.Leader())
 	// Under systemd (Type=notify) a standby has started: it does what it
 	// is for, and waiting to lead is not a start that never ends.
