@@ -53,3 +53,18 @@ func TestHeartbeatSamplesOfUnknownGPUs(t *testing.T) {
 		})
 	}
 }
+
+// TestGPUSet: the set holds exactly the node's indexes, those under 64 in
+// its bits and any above by a scan.
+func TestGPUSet(t *testing.T) {
+	n := &fleetv1.Node{Gpus: []*fleetv1.Gpu{{Index: 0}, {Index: 2}, {Index: 63}, {Index: 64}, {Index: 100}}}
+	s := gpusOf(n)
+	for idx, want := range map[uint32]bool{0: true, 1: false, 2: true, 3: false, 62: false, 63: true, 64: true, 65: false, 100: true, 101: false, 1<<32 - 1: false} {
+		if got := s.has(idx); got != want {
+			t.Errorf("has(%d) = %v, want %v", idx, got, want)
+		}
+	}
+	if gpusOf(&fleetv1.Node{}).has(0) {
+		t.Error("a node without GPUs has GPU 0")
+	}
+}

@@ -277,22 +277,19 @@ func hasKind(g *fleetv1.Gpu, k fleetv1.EventKind) bool {
 // checkEventGPUs rejects events and metrics for GPUs the node never
 // registered.
 func checkEventGPUs(n *fleetv1.Node, req *nodev1.ReportHealthRequest) error {
-	known := make(map[uint32]bool)
-	for _, g := range n.GetGpus() {
-		known[g.GetIndex()] = true
-	}
+	known := gpusOf(n)
 	for i, e := range req.GetEvents() {
-		if e.GetGpuIndex() >= 0 && !known[uint32(e.GetGpuIndex())] {
+		if e.GetGpuIndex() >= 0 && !known.has(uint32(e.GetGpuIndex())) {
 			return apierr.Invalid(fmt.Sprintf("events[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), e.GetGpuIndex())
 		}
 	}
 	for i, m := range req.GetMetrics() {
-		if !known[m.GetGpuIndex()] {
+		if !known.has(m.GetGpuIndex()) {
 			return apierr.Invalid(fmt.Sprintf("metrics[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), m.GetGpuIndex())
 		}
 	}
 	for i, c := range req.GetMetricChanges() {
-		if idx := c.GetMetrics().GetGpuIndex(); !known[idx] {
+		if idx := c.GetMetrics().GetGpuIndex(); !known.has(idx) {
 			return apierr.Invalid(fmt.Sprintf("metric_changes[%d].metrics.gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), idx)
 		}
 	}
