@@ -277,6 +277,7 @@ type floorFigures struct {
 	cost             callCost
 	hbP99, rpP99     time.Duration
 	peakMiB, liveMiB float64
+	behind           int64
 }
 
 // callCost is a process's CPU over a measurement window and the node
@@ -301,10 +302,23 @@ func (c callCost) rate() float64 {
 // offeredRate is the node calls a second the simulator is told to send to
 // a fleet of n nodes at the suite's intervals: a heartbeat every 10 s and
 // a health report every 30 s from each. With at most 256 of each kind in
-// flight, it sends fewer when the server's answers take longer than
-// 256/rate seconds.
+// flight, it falls behind when the server's answers take longer than
+// 256/rate seconds, and the calls that waited count the wait in their
+// latency.
 func offeredRate(n int) float64 {
 	return float64(n)/floorHeartbeat.Seconds() + float64(n)/floorReport.Seconds()
+}
+
+// caughtUp waits, for up to a minute, until the simulator has sent every
+// call due, so that a window does not start with a backlog it would then
+// send faster than the offered rate. A fleet still behind after that is
+// measured as it is: the rate column and the backlog at the window's end
+// show it.
+func caughtUp(f *sim.Fleet) {
+	deadline := time.Now().Add(time.Minute)
+	for f.Behind() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // windowCalls is what callCost counts of a simulated fleet's calls: its
@@ -452,6 +466,7 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second)
+	caughtUp(fleet)
 	fleet.HeartbeatLatencies().Reset()
 	fleet.ReportLatencies().Reset()
 	w, err := startWindow(pid)
@@ -474,6 +489,7 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 	}
 	f.hbP99 = fleet.HeartbeatLatencies().Quantiles(0.99)[0]
 	f.rpP99 = fleet.ReportLatencies().Quantiles(0.99)[0]
+	f.behind = fleet.Behind()
 	if hooks.end != nil {
 		return hooks.end()
 	}

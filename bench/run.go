@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/navarch/navarch/internal/etcdtest"
@@ -82,6 +83,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 		return r, err
 	}
 	defer watcher.close()
+	caughtUp(fleet)
 	fleet.HeartbeatLatencies().Reset()
 	fleet.ReportLatencies().Reset()
 	errsBefore := fleet.Errors()
@@ -101,6 +103,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	if b.pprof != "" {
 		secs := profileSeconds(b.window)
 		go b.profile(fmt.Sprintf("cpu-%s.pprof", label), fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+		go b.profileLoad(fmt.Sprintf("cpu-load-%s.pprof", label), secs)
 		// What the window allocates, apart from registration's.
 		go b.profile(fmt.Sprintf("allocs-%s.pprof", label), fmt.Sprintf("/debug/pprof/allocs?seconds=%d", secs))
 	}
@@ -128,7 +131,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	hb := fleet.HeartbeatLatencies().Quantiles(0.5, 0.99)
 	rp := fleet.ReportLatencies().Quantiles(0.5, 0.99)
 	r.hbP50, r.hbP99, r.rpP50, r.rpP99 = hb[0], hb[1], rp[0], rp[1]
-	r.errors = fleet.Errors() - errsBefore
+	r.errors, r.behind = fleet.Errors()-errsBefore, fleet.Behind()
 	xq := quantiles(xids, 0.5, 0.99)
 	r.xidP50, r.xidP99 = xq[0], xq[1]
 
@@ -183,6 +186,23 @@ func profileSeconds(window time.Duration) int {
 // control plane at t, and the same against the floor.
 func (b *bench) simOptions(t rpcclient.Target, n int) sim.Options {
 	return sim.Options{Server: t, Nodes: n, GPUs: 8, Conns: 8, RegisterConcurrency: 128, NoCommands: b.noCommands}
+}
+
+// profileLoad saves the CPU profile of the suite's own process, the load
+// generator, over the next secs seconds.
+func (b *bench) profileLoad(name string, secs int) {
+	f, err := os.Create(filepath.Join(b.profDir, name))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return
+	}
+	time.Sleep(time.Duration(secs) * time.Second)
+	pprof.StopCPUProfile()
 }
 
 // profile saves one of the control plane's profiles.

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -25,11 +26,11 @@ func (f *Fleet) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		f.spread(ctx, func(n *node) time.Duration { return n.term().hbEvery }, f.heartbeatOne)
+		f.spread(ctx, func(n *node) time.Duration { return n.term().hbEvery }, &f.behind[0], f.heartbeatOne)
 	}()
 	go func() {
 		defer wg.Done()
-		f.spread(ctx, func(n *node) time.Duration { return n.term().rpEvery }, f.reportOne)
+		f.spread(ctx, func(n *node) time.Duration { return n.term().rpEvery }, &f.behind[1], f.reportOne)
 	}()
 	if f.o.ChaosInterval > 0 {
 		wg.Add(1)
@@ -47,19 +48,33 @@ func (f *Fleet) Run(ctx context.Context) error {
 	return nil
 }
 
+// maxInFlight bounds each kind of call in flight: enough for 10 000
+// heartbeats a second answered in 200 ms, so that a busy server is sent
+// its calls as a fleet would send them and their wait shows in the
+// server's latency, not here; few enough that a server stalled for
+// seconds has them queued here, where they wait cheaply, rather than in
+// gRPC's transport, where a queue of tens of thousands would outlive the
+// calls' deadlines and the server would work on calls whose callers have
+// given up. With 256, a server taking 30 ms a heartbeat could be sent
+// only 8 500 a second, and the simulator fell ever further behind.
+const maxInFlight = 2048
+
 // spread calls fn for every node once per interval, node i at offset
-// i/N of the interval, with a bounded number of calls in flight. The
+// i/N of the interval, with at most maxInFlight calls in flight. The
 // calls due are counted from the time since the start, not per tick, so
 // that the rate is exactly N per interval at every fleet size, whatever
-// the ticks dropped on a busy machine.
-func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, fn func(context.Context, *node)) {
+// the ticks dropped on a busy machine. fn gets how long its call waited
+// here for a slot after it came due (after the tick that found it due),
+// which the call counts in its latency: an agent would have waited that
+// long for the answer. behind holds the calls due and not yet sent.
+func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, behind *atomic.Int64, fn func(ctx context.Context, n *node, waited time.Duration)) {
 	interval := every(f.nodes[0])
 	if interval <= 0 {
 		return
 	}
 	const tick = 10 * time.Millisecond
 	perNode := float64(interval) / float64(len(f.nodes))
-	sem := make(chan struct{}, 256)
+	sem := make(chan struct{}, maxInFlight)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	start := time.Now()
@@ -73,7 +88,9 @@ func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, fn 
 			return
 		case now = <-t.C:
 		}
-		for due := int(float64(now.Sub(start)) / perNode); sent < due; sent++ {
+		due := int(float64(now.Sub(start)) / perNode)
+		for ; sent < due; sent++ {
+			behind.Store(int64(due - sent))
 			n := f.nodes[sent%len(f.nodes)]
 			if n.stopped.Load() {
 				continue
@@ -83,17 +100,19 @@ func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, fn 
 			case <-ctx.Done():
 				return
 			}
+			waited := time.Since(now)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				fn(ctx, n)
+				fn(ctx, n, waited)
 			}()
 		}
+		behind.Store(0)
 	}
 }
 
-func (f *Fleet) heartbeatOne(ctx context.Context, n *node) {
+func (f *Fleet) heartbeatOne(ctx context.Context, n *node, waited time.Duration) {
 	now := time.Now()
 	req := &nodev1.HeartbeatRequest{NodeId: n.id, SentAt: timestamppb.New(now), Samples: n.samples(now)}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -104,7 +123,7 @@ func (f *Fleet) heartbeatOne(ctx context.Context, n *node) {
 		f.failed(ctx, n, err)
 		return
 	}
-	f.heartbeat.Add(time.Since(start))
+	f.heartbeat.Add(waited + time.Since(start))
 	if resp.GetPendingCommands() > 0 && !n.term().longPoll && n.fetching.CompareAndSwap(false, true) {
 		go func() {
 			defer n.fetching.Store(false)
@@ -116,7 +135,7 @@ func (f *Fleet) heartbeatOne(ctx context.Context, n *node) {
 // reportOne sends the node's report: its events and its metrics, a delta
 // when the control plane holds the last report, and at once a full
 // snapshot when it asks for one.
-func (f *Fleet) reportOne(ctx context.Context, n *node) {
+func (f *Fleet) reportOne(ctx context.Context, n *node, waited time.Duration) {
 	now := time.Now()
 	n.mu.Lock()
 	events := n.pending
@@ -136,12 +155,13 @@ func (f *Fleet) reportOne(ctx context.Context, n *node) {
 			f.failed(ctx, n, err)
 			return
 		}
-		f.report.Add(time.Since(start))
+		f.report.Add(waited + time.Since(start))
 		n.reports.Answered(req, resp)
 		if !resp.GetFullSnapshotWanted() {
 			return
 		}
 		events = nil
+		waited = 0
 	}
 }
 
@@ -158,3 +178,8 @@ func (f *Fleet) failed(ctx context.Context, n *node, err error) {
 
 // Errors is how many calls failed.
 func (f *Fleet) Errors() int64 { return f.errors.Load() }
+
+// Behind is how many heartbeats and health reports are due and not yet
+// sent, waiting for one of the calls in flight to be answered: 0 while
+// the server keeps up.
+func (f *Fleet) Behind() int64 { return f.behind[0].Load() + f.behind[1].Load() }

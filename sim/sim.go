@@ -67,6 +67,8 @@ type Fleet struct {
 	heartbeat Latencies
 	report    Latencies
 	errors    atomic.Int64
+	// behind is the heartbeats and the reports due and not yet sent.
+	behind [2]atomic.Int64
 }
 
 // New dials the control plane and prepares the nodes.

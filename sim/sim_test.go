@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,7 +102,8 @@ func TestSpreadSendsTheConfiguredRate(t *testing.T) {
 			const run = 1500 * time.Millisecond
 			ctx, cancel := context.WithTimeout(context.Background(), run)
 			defer cancel()
-			f.spread(ctx, func(*node) time.Duration { return tt.interval }, func(context.Context, *node) { calls.Add(1) })
+			var behind atomic.Int64
+			f.spread(ctx, func(*node) time.Duration { return tt.interval }, &behind, func(context.Context, *node, time.Duration) { calls.Add(1) })
 			want := float64(tt.nodes) * float64(run) / float64(tt.interval)
 			// Short of the rate by at most what a busy machine delays the
 			// last ticks; never over it.
@@ -109,5 +111,44 @@ func TestSpreadSendsTheConfiguredRate(t *testing.T) {
 				t.Fatalf("%d calls in %s, want %.0f (%d nodes every %s)", calls.Load(), run, want, tt.nodes, tt.interval)
 			}
 		})
+	}
+}
+
+// TestSpreadCountsTheWaitForASlot: when every slot for calls in flight
+// is taken, the calls due wait, are counted as behind, and each is told
+// how long it waited, to count in its latency.
+func TestSpreadCountsTheWaitForASlot(t *testing.T) {
+	const nodes = 2000
+	f := &Fleet{nodes: make([]*node, nodes)}
+	for i := range f.nodes {
+		f.nodes[i] = &node{}
+	}
+	// A server that takes 100 ms a call answers maxInFlight calls every
+	// 100 ms, 20 480 a second, of the 40 000 a second due.
+	const answer = 100 * time.Millisecond
+	const interval = 50 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var behind, mostBehind atomic.Int64
+	var mu sync.Mutex
+	var slowest time.Duration
+	var calls int
+	f.spread(ctx, func(*node) time.Duration { return interval }, &behind, func(_ context.Context, _ *node, waited time.Duration) {
+		time.Sleep(answer)
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		slowest = max(slowest, waited+answer)
+		if b := behind.Load(); b > mostBehind.Load() {
+			mostBehind.Store(b)
+		}
+	})
+	if mostBehind.Load() < 1000 {
+		t.Errorf("at most %d calls behind, with half of the calls due unsent", mostBehind.Load())
+	}
+	// By the end the calls sent had waited hundreds of milliseconds for a
+	// slot, on top of their 100 ms answers.
+	if slowest < 3*answer {
+		t.Errorf("the slowest of %d calls took %s with its wait for a slot, want hundreds of milliseconds of wait in it", calls, slowest)
 	}
 }
