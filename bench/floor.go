@@ -299,28 +299,6 @@ func (c callCost) rate() float64 {
 	return float64(c.calls) / c.over.Seconds()
 }
 
-// offeredRate is the node calls a second the simulator is told to send to
-// a fleet of n nodes at the suite's intervals: a heartbeat every 10 s and
-// a health report every 30 s from each. With at most 256 of each kind in
-// flight, it falls behind when the server's answers take longer than
-// 256/rate seconds, and the calls that waited count the wait in their
-// latency.
-func offeredRate(n int) float64 {
-	return float64(n)/floorHeartbeat.Seconds() + float64(n)/floorReport.Seconds()
-}
-
-// caughtUp waits, for up to a minute, until the simulator has sent every
-// call due, so that a window does not start with a backlog it would then
-// send faster than the offered rate. A fleet still behind after that is
-// measured as it is: the rate column and the backlog at the window's end
-// show it.
-func caughtUp(f *sim.Fleet) {
-	deadline := time.Now().Add(time.Minute)
-	for f.Behind() > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // windowCalls is what callCost counts of a simulated fleet's calls: its
 // heartbeats and health reports answered since its latencies were reset.
 func windowCalls(f *sim.Fleet) int64 {
@@ -466,7 +444,7 @@ func floorLoad(ctx context.Context, o sim.Options, pid int, window time.Duration
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second)
-	caughtUp(fleet)
+	caughtUp(fleet, fmt.Sprintf("floor, %d nodes", o.Nodes))
 	fleet.HeartbeatLatencies().Reset()
 	fleet.ReportLatencies().Reset()
 	w, err := startWindow(pid)

@@ -88,9 +88,10 @@ func main() {
 	// these cores with the server it measures. Its collector, walking the
 	// simulated fleet and its 100 000 client streams, took a fifth of its
 	// CPU at Go's default; run less often, it leaves the servers more of
-	// the machine, for a few more GB of its own memory. The console's
-	// benchmarks below run at the default, as the console does.
-	gogc := debug.SetGCPercent(loadGOGC)
+	// the machine, for a few more GB of its own memory. The etcd member of
+	// an etcd row runs in this process and collects likewise. The console's
+	// benchmarks run in a process of their own, at Go's default.
+	debug.SetGCPercent(loadGOGC)
 	for i, r := range runs {
 		res, err := b.runSize(ctx, r.nodes, r.delivery, r.store, i == 0, *agentFor, &agent)
 		if err == nil {
@@ -102,7 +103,6 @@ func main() {
 		}
 		rows = append(rows, res)
 	}
-	debug.SetGCPercent(gogc)
 	console := consoleTimes(ns)
 	printTable(os.Stdout, rows, console, agent)
 }

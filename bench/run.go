@@ -83,7 +83,8 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 		return r, err
 	}
 	defer watcher.close()
-	caughtUp(fleet)
+	label := rowLabel(n, delivery, store)
+	caughtUp(fleet, label)
 	fleet.HeartbeatLatencies().Reset()
 	fleet.ReportLatencies().Reset()
 	errsBefore := fleet.Errors()
@@ -99,7 +100,6 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	}
 	defer gen.close()
 	windowStart := time.Now()
-	label := rowLabel(n, delivery, store)
 	if b.pprof != "" {
 		secs := profileSeconds(b.window)
 		go b.profile(fmt.Sprintf("cpu-%s.pprof", label), fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
@@ -119,6 +119,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	if r.cost, r.peakMiB, err = w.end(windowCalls(fleet)); err != nil {
 		return r, err
 	}
+	r.behind = fleet.Behind()
 	genCost, _, _ := gen.end(0)
 	r.cpuPercent, r.genPercent = r.cost.percent(), genCost.percent()
 	r.rssMiB, _ = rssMiB(pid)
@@ -131,7 +132,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	hb := fleet.HeartbeatLatencies().Quantiles(0.5, 0.99)
 	rp := fleet.ReportLatencies().Quantiles(0.5, 0.99)
 	r.hbP50, r.hbP99, r.rpP50, r.rpP99 = hb[0], hb[1], rp[0], rp[1]
-	r.errors, r.behind = fleet.Errors()-errsBefore, fleet.Behind()
+	r.errors = fleet.Errors() - errsBefore
 	xq := quantiles(xids, 0.5, 0.99)
 	r.xidP50, r.xidP99 = xq[0], xq[1]
 

@@ -26,11 +26,11 @@ func (f *Fleet) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		f.spread(ctx, func(n *node) time.Duration { return n.term().hbEvery }, &f.behind[0], f.heartbeatOne)
+		f.spread(ctx, func(n *node) time.Duration { return n.term().hbEvery }, &f.paces[0], f.heartbeatOne)
 	}()
 	go func() {
 		defer wg.Done()
-		f.spread(ctx, func(n *node) time.Duration { return n.term().rpEvery }, &f.behind[1], f.reportOne)
+		f.spread(ctx, func(n *node) time.Duration { return n.term().rpEvery }, &f.paces[1], f.reportOne)
 	}()
 	if f.o.ChaosInterval > 0 {
 		wg.Add(1)
@@ -59,39 +59,65 @@ func (f *Fleet) Run(ctx context.Context) error {
 // only 8 500 a second, and the simulator fell ever further behind.
 const maxInFlight = 2048
 
+// tick is how often spread sends the calls that came due.
+const tick = 10 * time.Millisecond
+
+// pace is one kind of call's schedule: call k comes due at start + k·every.
+type pace struct {
+	start time.Time
+	every float64 // nanoseconds from one call's due time to the next
+	sent  atomic.Int64
+}
+
+// dueBy is how many calls came due by t.
+func (p *pace) dueBy(t time.Time) int64 { return int64(float64(t.Sub(p.start)) / p.every) }
+
+// dueAt is when call k came due.
+func (p *pace) dueAt(k int64) time.Time {
+	return p.start.Add(time.Duration(float64(k) * p.every))
+}
+
+// behind is how many calls came due more than a tick ago and are not yet
+// sent.
+func (p *pace) behind() int64 {
+	return max(0, p.dueBy(time.Now().Add(-tick))-p.sent.Load())
+}
+
 // spread calls fn for every node once per interval, node i at offset
 // i/N of the interval, with at most maxInFlight calls in flight. The
 // calls due are counted from the time since the start, not per tick, so
 // that the rate is exactly N per interval at every fleet size, whatever
 // the ticks dropped on a busy machine. fn gets how long its call waited
-// here for a slot after it came due (after the tick that found it due),
-// which the call counts in its latency: an agent would have waited that
-// long for the answer. behind holds the calls due and not yet sent.
-func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, behind *atomic.Int64, fn func(ctx context.Context, n *node, waited time.Duration)) {
+// here for a slot after it came due, which the call counts in its
+// latency: an agent would have waited that long for the answer. A call
+// that came due while spread waited for its next tick is timed from the
+// tick, whose delay is the simulator's own. The schedule is published in
+// slot, for Behind.
+func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, slot *atomic.Pointer[pace], fn func(ctx context.Context, n *node, waited time.Duration)) {
 	interval := every(f.nodes[0])
 	if interval <= 0 {
 		return
 	}
-	const tick = 10 * time.Millisecond
-	perNode := float64(interval) / float64(len(f.nodes))
+	p := &pace{start: time.Now(), every: float64(interval) / float64(len(f.nodes))}
+	slot.Store(p)
 	sem := make(chan struct{}, maxInFlight)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	start := time.Now()
-	sent := 0
+	var sent int64
+	// idle is when spread last found every call due sent.
+	idle := p.start
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		var now time.Time
 		select {
 		case <-ctx.Done():
 			return
-		case now = <-t.C:
+		case <-t.C:
 		}
-		due := int(float64(now.Sub(start)) / perNode)
-		for ; sent < due; sent++ {
-			behind.Store(int64(due - sent))
-			n := f.nodes[sent%len(f.nodes)]
+		now := time.Now()
+		for due := p.dueBy(now); sent < due; sent++ {
+			p.sent.Store(sent)
+			n := f.nodes[sent%int64(len(f.nodes))]
 			if n.stopped.Load() {
 				continue
 			}
@@ -100,7 +126,11 @@ func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, beh
 			case <-ctx.Done():
 				return
 			}
-			waited := time.Since(now)
+			from := now
+			if at := p.dueAt(sent); at.Before(idle) {
+				from = at
+			}
+			waited := time.Since(from)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -108,7 +138,8 @@ func (f *Fleet) spread(ctx context.Context, every func(*node) time.Duration, beh
 				fn(ctx, n, waited)
 			}()
 		}
-		behind.Store(0)
+		p.sent.Store(sent)
+		idle = time.Now()
 	}
 }
 
@@ -179,7 +210,15 @@ func (f *Fleet) failed(ctx context.Context, n *node, err error) {
 // Errors is how many calls failed.
 func (f *Fleet) Errors() int64 { return f.errors.Load() }
 
-// Behind is how many heartbeats and health reports are due and not yet
-// sent, waiting for one of the calls in flight to be answered: 0 while
-// the server keeps up.
-func (f *Fleet) Behind() int64 { return f.behind[0].Load() + f.behind[1].Load() }
+// Behind is how many heartbeats and health reports came due more than a
+// tick ago and are not yet sent, waiting for one of the calls in flight to
+// be answered: 0 while the server keeps up.
+func (f *Fleet) Behind() int64 {
+	var n int64
+	for i := range f.paces {
+		if p := f.paces[i].Load(); p != nil {
+			n += p.behind()
+		}
+	}
+	return n
+}

@@ -67,8 +67,9 @@ type Fleet struct {
 	heartbeat Latencies
 	report    Latencies
 	errors    atomic.Int64
-	// behind is the heartbeats and the reports due and not yet sent.
-	behind [2]atomic.Int64
+	// paces are the heartbeats' and the reports' schedules, once Run
+	// starts them.
+	paces [2]atomic.Pointer[pace]
 }
 
 // New dials the control plane and prepares the nodes.

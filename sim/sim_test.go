@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,8 +103,8 @@ func TestSpreadSendsTheConfiguredRate(t *testing.T) {
 			const run = 1500 * time.Millisecond
 			ctx, cancel := context.WithTimeout(context.Background(), run)
 			defer cancel()
-			var behind atomic.Int64
-			f.spread(ctx, func(*node) time.Duration { return tt.interval }, &behind, func(context.Context, *node, time.Duration) { calls.Add(1) })
+			var slot atomic.Pointer[pace]
+			f.spread(ctx, func(*node) time.Duration { return tt.interval }, &slot, func(context.Context, *node, time.Duration) { calls.Add(1) })
 			want := float64(tt.nodes) * float64(run) / float64(tt.interval)
 			// Short of the rate by at most what a busy machine delays the
 			// last ticks; never over it.
@@ -115,40 +116,43 @@ func TestSpreadSendsTheConfiguredRate(t *testing.T) {
 }
 
 // TestSpreadCountsTheWaitForASlot: when every slot for calls in flight
-// is taken, the calls due wait, are counted as behind, and each is told
-// how long it waited, to count in its latency.
+// is taken, the calls due wait and are counted as behind, and each call
+// is told how long it waited since it came due, to count in its latency.
 func TestSpreadCountsTheWaitForASlot(t *testing.T) {
-	const nodes = 2000
-	f := &Fleet{nodes: make([]*node, nodes)}
+	// Twice the calls a second that maxInFlight slots of 100 ms answers
+	// can take.
+	const answer = 100 * time.Millisecond
+	f := &Fleet{nodes: make([]*node, maxInFlight)}
 	for i := range f.nodes {
 		f.nodes[i] = &node{}
 	}
-	// A server that takes 100 ms a call answers maxInFlight calls every
-	// 100 ms, 20 480 a second, of the 40 000 a second due.
-	const answer = 100 * time.Millisecond
-	const interval = 50 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	var behind, mostBehind atomic.Int64
+	var slot atomic.Pointer[pace]
 	var mu sync.Mutex
-	var slowest time.Duration
-	var calls int
-	f.spread(ctx, func(*node) time.Duration { return interval }, &behind, func(_ context.Context, _ *node, waited time.Duration) {
-		time.Sleep(answer)
+	var from []time.Time // each call's start less the wait it was told of
+	var mostBehind int64
+	f.spread(ctx, func(*node) time.Duration { return answer / 2 }, &slot, func(_ context.Context, _ *node, waited time.Duration) {
+		began := time.Now()
 		mu.Lock()
-		defer mu.Unlock()
-		calls++
-		slowest = max(slowest, waited+answer)
-		if b := behind.Load(); b > mostBehind.Load() {
-			mostBehind.Store(b)
-		}
+		from = append(from, began.Add(-waited))
+		mostBehind = max(mostBehind, slot.Load().behind())
+		mu.Unlock()
+		time.Sleep(answer)
 	})
-	if mostBehind.Load() < 1000 {
-		t.Errorf("at most %d calls behind, with half of the calls due unsent", mostBehind.Load())
+	if mostBehind < maxInFlight {
+		t.Errorf("at most %d calls behind, with half of the calls due unsent", mostBehind)
 	}
-	// By the end the calls sent had waited hundreds of milliseconds for a
-	// slot, on top of their 100 ms answers.
-	if slowest < 3*answer {
-		t.Errorf("the slowest of %d calls took %s with its wait for a slot, want hundreds of milliseconds of wait in it", calls, slowest)
+	// Calls go out in the order they came due, so the k-th earliest time a
+	// call was timed from is the time call k came due, or the tick after
+	// it, plus the start of its goroutine; never earlier. A call timed
+	// from when it was sent would be hundreds of milliseconds late here.
+	p := slot.Load()
+	slices.SortFunc(from, time.Time.Compare)
+	const slack = tick + 100*time.Millisecond
+	for k, at := range from {
+		if d := at.Sub(p.dueAt(int64(k))); d < -time.Millisecond || d > slack {
+			t.Fatalf("call %d of %d timed from %s after it came due, want 0 to %s", k, len(from), d, slack)
+		}
 	}
 }
