@@ -62,7 +62,8 @@ const maxInFlight = 2048
 // tick is how often spread sends the calls that came due.
 const tick = 10 * time.Millisecond
 
-// pace is one kind of call's schedule: call k comes due at start + k·every.
+// pace is one kind of call's schedule: call k (from 0) comes due at
+// start + (k+1)·every.
 type pace struct {
 	start time.Time
 	every float64 // nanoseconds from one call's due time to the next
@@ -74,7 +75,7 @@ func (p *pace) dueBy(t time.Time) int64 { return int64(float64(t.Sub(p.start)) /
 
 // dueAt is when call k came due.
 func (p *pace) dueAt(k int64) time.Time {
-	return p.start.Add(time.Duration(float64(k) * p.every))
+	return p.start.Add(time.Duration(float64(k+1) * p.every))
 }
 
 // behind is how many calls came due more than a tick ago and are not yet

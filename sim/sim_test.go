@@ -156,3 +156,32 @@ func TestSpreadCountsTheWaitForASlot(t *testing.T) {
 		}
 	}
 }
+
+// TestSpreadDoesNotDelayCallsOfAQuickServer: a server that answers at
+// once is sent each call as it comes due, so no call is told of a wait
+// for a slot; at a few calls a tick, a call timed from an earlier due
+// time than its own would be told of a whole interval between calls.
+func TestSpreadDoesNotDelayCallsOfAQuickServer(t *testing.T) {
+	f := &Fleet{nodes: make([]*node, 100)}
+	for i := range f.nodes {
+		f.nodes[i] = &node{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var slot atomic.Pointer[pace]
+	var mu sync.Mutex
+	var waits []time.Duration
+	// A call every 30 ms, one every third tick.
+	f.spread(ctx, func(*node) time.Duration { return 3 * time.Second }, &slot, func(_ context.Context, _ *node, waited time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, waited)
+	})
+	if len(waits) < 30 {
+		t.Fatalf("%d calls in 1.5 s, want about 50", len(waits))
+	}
+	slices.Sort(waits)
+	if median := waits[len(waits)/2]; median > time.Millisecond {
+		t.Fatalf("a quick server's calls waited %s (the median of %d) for a slot, want none", median, len(waits))
+	}
+}
