@@ -16,7 +16,7 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 		return nil, apierr.NotRegistered(req.GetNodeId())
 	}
 	n := ns.node.Load()
-	if err := checkSampleGPUs(n, req.GetSamples()); err != nil {
+	if err := checkSampleGPUs(n, ns.knownGPUs(n), req.GetSamples()); err != nil {
 		return nil, err
 	}
 	now := f.clock.Now()
@@ -45,10 +45,10 @@ func (f *Fleet) Heartbeat(ctx context.Context, req *nodev1.HeartbeatRequest) (*n
 	return &nodev1.HeartbeatResponse{Lifecycle: lifecycle, PendingCommands: uint32(max(ns.pending.Load(), 0))}, nil
 }
 
-// checkSampleGPUs rejects samples for GPUs the node never registered, as
-// checkEventGPUs does for a report.
-func checkSampleGPUs(n *fleetv1.Node, samples []*fleetv1.GpuSample) error {
-	known := gpusOf(n)
+// checkSampleGPUs rejects samples for GPUs the node n never registered
+// (known is the set of its GPUs' indexes), as checkEventGPUs does for a
+// report.
+func checkSampleGPUs(n *fleetv1.Node, known gpuSet, samples []*fleetv1.GpuSample) error {
 	for i, s := range samples {
 		if !known.has(s.GetGpuIndex()) {
 			return apierr.Invalid(fmt.Sprintf("samples[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), s.GetGpuIndex())
@@ -63,6 +63,19 @@ func checkSampleGPUs(n *fleetv1.Node, samples []*fleetv1.GpuSample) error {
 type gpuSet struct {
 	low  uint64
 	node *fleetv1.Node
+}
+
+// knownGPUs is the set of the GPU indexes of n, the node's state. The set
+// is kept with the state it was made from and made again when the state
+// changes, so that the busiest calls read one small record rather than
+// each of the node's GPU messages, at 100 000 nodes a cache miss each.
+func (ns *nodeState) knownGPUs(n *fleetv1.Node) gpuSet {
+	if k := ns.gpus.Load(); k != nil && k.node == n {
+		return *k
+	}
+	k := gpusOf(n)
+	ns.gpus.Store(&k)
+	return k
 }
 
 func gpusOf(n *fleetv1.Node) gpuSet {

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/jonboulle/clockwork"
@@ -66,5 +67,40 @@ func TestGPUSet(t *testing.T) {
 	}
 	if gpusOf(&fleetv1.Node{}).has(0) {
 		t.Error("a node without GPUs has GPU 0")
+	}
+}
+
+// TestHeartbeatFollowsTheGPUsOfARegistrationAgain: the GPUs a heartbeat
+// may name are those of the node's latest registration, not of the one
+// the control plane first checked a heartbeat against. (A GPU missing at
+// a registration stays, lost, so only a GPU added shows the difference.)
+func TestHeartbeatFollowsTheGPUsOfARegistrationAgain(t *testing.T) {
+	f := newFleet(t, Options{Clock: clockwork.NewFakeClock()})
+	t.Cleanup(f.Close)
+	ctx := ctxT(t)
+	register := func(boot string, gpus ...uint32) {
+		t.Helper()
+		req := &nodev1.RegisterNodeRequest{NodeId: "n1", BootId: boot}
+		for _, i := range gpus {
+			req.Gpus = append(req.Gpus, &fleetv1.Gpu{Index: i, Uuid: fmt.Sprintf("GPU-%d", i)})
+		}
+		if _, err := f.Register(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat := func(gpu uint32) error {
+		_, err := f.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1", Samples: []*fleetv1.GpuSample{{GpuIndex: gpu}}})
+		return err
+	}
+	register("b1", 0, 1)
+	if err := beat(1); err != nil {
+		t.Fatalf("a sample for GPU 1 of two: %v", err)
+	}
+	if err := beat(2); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a sample for GPU 2 of two: %v, want InvalidArgument", err)
+	}
+	register("b2", 0, 1, 2)
+	if err := beat(2); err != nil {
+		t.Fatalf("a sample for GPU 2 after a registration with three: %v", err)
 	}
 }

@@ -35,6 +35,8 @@ type nodeState struct {
 	// enc is the encoding of a durable state, for snapshots (see
 	// AppendView).
 	enc atomic.Pointer[encodedState]
+	// gpus is the set of a durable state's GPU indexes (see knownGPUs).
+	gpus atomic.Pointer[gpuSet]
 	// reach is the reachability, written under the hub lock.
 	reach atomic.Int32
 	// removed is set, under the hub lock, when the node leaves the fleet;

@@ -36,7 +36,7 @@ func (f *Fleet) ReportHealth(ctx context.Context, req *nodev1.ReportHealthReques
 		if cur == nil {
 			return apierr.NotRegistered(req.GetNodeId())
 		}
-		if err := checkEventGPUs(cur, req); err != nil {
+		if err := checkEventGPUs(cur, ns.knownGPUs(cur), req); err != nil {
 			return err
 		}
 		held, newRun := ns.heldMetrics()
@@ -276,8 +276,7 @@ func hasKind(g *fleetv1.Gpu, k fleetv1.EventKind) bool {
 
 // checkEventGPUs rejects events and metrics for GPUs the node never
 // registered.
-func checkEventGPUs(n *fleetv1.Node, req *nodev1.ReportHealthRequest) error {
-	known := gpusOf(n)
+func checkEventGPUs(n *fleetv1.Node, known gpuSet, req *nodev1.ReportHealthRequest) error {
 	for i, e := range req.GetEvents() {
 		if e.GetGpuIndex() >= 0 && !known.has(uint32(e.GetGpuIndex())) {
 			return apierr.Invalid(fmt.Sprintf("events[%d].gpu_index", i), "node %q has no GPU %d", n.GetNodeId(), e.GetGpuIndex())
