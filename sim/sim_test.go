@@ -126,7 +126,7 @@ func TestSpreadCountsTheWaitForASlot(t *testing.T) {
 	for i := range f.nodes {
 		f.nodes[i] = &node{}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var slot atomic.Pointer[pace]
 	var mu sync.Mutex
@@ -145,11 +145,12 @@ func TestSpreadCountsTheWaitForASlot(t *testing.T) {
 	}
 	// Calls go out in the order they came due, so the k-th earliest time a
 	// call was timed from is the time call k came due, or the tick after
-	// it, plus the start of its goroutine; never earlier. A call timed
-	// from when it was sent would be hundreds of milliseconds late here.
+	// it, plus the start of its goroutine (allowed a quarter of a second,
+	// for a loaded machine); never earlier. Calls timed from when they
+	// were sent would be up to a second late by the end.
 	p := slot.Load()
 	slices.SortFunc(from, time.Time.Compare)
-	const slack = tick + 100*time.Millisecond
+	const slack = tick + 250*time.Millisecond
 	for k, at := range from {
 		if d := at.Sub(p.dueAt(int64(k))); d < -time.Millisecond || d > slack {
 			t.Fatalf("call %d of %d timed from %s after it came due, want 0 to %s", k, len(from), d, slack)
