@@ -95,10 +95,7 @@ func TestSpreadSendsTheConfiguredRate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &Fleet{nodes: make([]*node, tt.nodes)}
-			for i := range f.nodes {
-				f.nodes[i] = &node{}
-			}
+			f := bareFleet(tt.nodes)
 			var calls atomic.Int64
 			const run = 1500 * time.Millisecond
 			ctx, cancel := context.WithTimeout(context.Background(), run)
@@ -122,10 +119,7 @@ func TestSpreadCountsTheWaitForASlot(t *testing.T) {
 	// Twice the calls a second that maxInFlight slots of 100 ms answers
 	// can take.
 	const answer = 100 * time.Millisecond
-	f := &Fleet{nodes: make([]*node, maxInFlight)}
-	for i := range f.nodes {
-		f.nodes[i] = &node{}
-	}
+	f := bareFleet(maxInFlight)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var slot atomic.Pointer[pace]
@@ -163,10 +157,7 @@ func TestSpreadCountsTheWaitForASlot(t *testing.T) {
 // for a slot; at a few calls a tick, a call timed from an earlier due
 // time than its own would be told of a whole interval between calls.
 func TestSpreadDoesNotDelayCallsOfAQuickServer(t *testing.T) {
-	f := &Fleet{nodes: make([]*node, 100)}
-	for i := range f.nodes {
-		f.nodes[i] = &node{}
-	}
+	f := bareFleet(100)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	var slot atomic.Pointer[pace]
@@ -185,4 +176,13 @@ func TestSpreadDoesNotDelayCallsOfAQuickServer(t *testing.T) {
 	if median := waits[len(waits)/2]; median > time.Millisecond {
 		t.Fatalf("a quick server's calls waited %s (the median of %d) for a slot, want none", median, len(waits))
 	}
+}
+
+// bareFleet is a fleet of n nodes with nothing behind them, for spread.
+func bareFleet(n int) *Fleet {
+	f := &Fleet{nodes: make([]*node, n)}
+	for i := range f.nodes {
+		f.nodes[i] = &node{}
+	}
+	return f
 }
