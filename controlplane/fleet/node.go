@@ -206,12 +206,15 @@ func (ns *nodeState) Heartbeat() (*controlplanev1.NodeHeartbeat, bool) {
 	}
 	ns.live.mu.Lock()
 	defer ns.live.mu.Unlock()
-	return &controlplanev1.NodeHeartbeat{
-		NodeId:          ns.id(),
-		Reachability:    ns.reachability(),
-		LastHeartbeatAt: timestamppb.New(ns.live.lastHeartbeat),
-		Samples:         protoSamples(ns.live.samples),
-	}, true
+	// The message and its time in one allocation.
+	m := &struct {
+		hb controlplanev1.NodeHeartbeat
+		at timestamppb.Timestamp
+	}{}
+	m.at.Seconds, m.at.Nanos = ns.live.lastHeartbeat.Unix(), int32(ns.live.lastHeartbeat.Nanosecond())
+	m.hb.NodeId, m.hb.Reachability, m.hb.LastHeartbeatAt = ns.id(), ns.reachability(), &m.at
+	m.hb.Samples = protoSamples(ns.live.samples)
+	return &m.hb, true
 }
 
 // viewOf builds the operator's view from a given durable state and

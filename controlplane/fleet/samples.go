@@ -30,16 +30,20 @@ func packSamples(in []*fleetv1.GpuSample) []sample {
 	return out
 }
 
+// protoSamples makes packed samples into messages, the messages in one
+// allocation: a watching console's flush makes them for every node that
+// heartbeated, 10 000 nodes a second at 100 000.
 func protoSamples(in []sample) []*fleetv1.GpuSample {
 	if len(in) == 0 {
 		return nil
 	}
+	msgs := make([]fleetv1.GpuSample, len(in))
 	out := make([]*fleetv1.GpuSample, len(in))
 	for i, s := range in {
-		out[i] = &fleetv1.GpuSample{
-			GpuIndex: uint32(s.idx), UtilizationGpuPercent: uint32(s.util), TemperatureCelsius: uint32(s.temp),
-			PowerUsageMilliwatts: s.power, MemoryUsedBytes: s.mem, ProcessCount: uint32(s.procs),
-		}
+		m := &msgs[i]
+		m.GpuIndex, m.UtilizationGpuPercent, m.TemperatureCelsius = uint32(s.idx), uint32(s.util), uint32(s.temp)
+		m.PowerUsageMilliwatts, m.MemoryUsedBytes, m.ProcessCount = s.power, s.mem, uint32(s.procs)
+		out[i] = m
 	}
 	return out
 }
