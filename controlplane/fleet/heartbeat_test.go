@@ -3,10 +3,12 @@ package fleet
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/navarch/navarch/internal/apierr"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -102,5 +104,40 @@ func TestHeartbeatFollowsTheGPUsOfARegistrationAgain(t *testing.T) {
 	register("b2", 0, 1, 2)
 	if err := beat(2); err != nil {
 		t.Fatalf("a sample for GPU 2 after a registration with three: %v", err)
+	}
+}
+
+// TestNodeHeartbeatMessage: what a watching console's flush is sent for
+// a node is its id, reachability, the time of its last heartbeat to the
+// nanosecond and each GPU's sample, field by field.
+func TestNodeHeartbeatMessage(t *testing.T) {
+	at := time.Date(2026, 11, 30, 10, 0, 0, 123456789, time.UTC)
+	f := newFleet(t, Options{Clock: clockwork.NewFakeClockAt(at)})
+	t.Cleanup(f.Close)
+	ctx := ctxT(t)
+	if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{NodeId: "n1", Gpus: []*fleetv1.Gpu{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	samples := []*fleetv1.GpuSample{
+		{GpuIndex: 0, UtilizationGpuPercent: 40, TemperatureCelsius: 61, PowerUsageMilliwatts: 300000, MemoryUsedBytes: 1 << 30, ProcessCount: 2},
+		{GpuIndex: 1, UtilizationGpuPercent: 90, TemperatureCelsius: 75, PowerUsageMilliwatts: 650000, MemoryUsedBytes: 70 << 30, ProcessCount: 1},
+	}
+	if _, err := f.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1", Samples: samples}); err != nil {
+		t.Fatal(err)
+	}
+	hb, ok := f.get("n1").Heartbeat()
+	if !ok {
+		t.Fatal("no heartbeat message for a registered node")
+	}
+	if hb.GetNodeId() != "n1" || hb.GetReachability() != fleetv1.Reachability_REACHABILITY_ONLINE || !hb.GetLastHeartbeatAt().AsTime().Equal(at) {
+		t.Fatalf("heartbeat message %v, want n1, ONLINE, at %s", hb, at)
+	}
+	if len(hb.GetSamples()) != len(samples) {
+		t.Fatalf("%d samples, want %d", len(hb.GetSamples()), len(samples))
+	}
+	for i, want := range samples {
+		if got := hb.GetSamples()[i]; !proto.Equal(got, want) {
+			t.Errorf("sample %d: %v, want %v", i, got, want)
+		}
 	}
 }
