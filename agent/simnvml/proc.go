@@ -2,29 +2,43 @@ package simnvml
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"strconv"
 	"syscall"
 )
 
-// zombie reports whether pid has exited and waits to be reaped: such a
-// process still answers kill(pid, 0) but runs nothing on any GPU.
-func zombie(pid uint32) bool {
+// alive reports whether pid runs: it exists and has not exited. A process
+// that has exited but waits to be reaped (a zombie) still answers
+// kill(pid, 0) but runs nothing on any GPU. Its state is read first: a
+// process reaped between a successful kill(pid, 0) and the read would
+// otherwise look alive for want of a state to show it exited.
+func alive(pid uint32) bool {
 	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
-	if err != nil {
+	if err == nil {
+		// The state follows the command name, which is in parentheses and
+		// may itself contain spaces or parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return false
+		}
+		state := b[i+2]
+		return state != 'Z' && state != 'X' && state != 'x'
+	}
+	if errors.Is(err, fs.ErrNotExist) && procStates {
 		return false
 	}
-	// The state follows the command name, which is in parentheses and may
-	// itself contain spaces or parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+	// No /proc to read: the signal check alone.
+	err = syscall.Kill(int(pid), 0)
+	return err == nil || err == syscall.EPERM
 }
 
-// alive reports whether pid runs: it exists and has not exited.
-func alive(pid uint32) bool {
-	err := syscall.Kill(int(pid), 0)
-	return (err == nil || err == syscall.EPERM) && !zombie(pid)
-}
+// procStates reports whether /proc shows processes' states, as on Linux.
+var procStates = func() bool {
+	_, err := os.Stat("/proc/self/stat")
+	return err == nil
+}()
 
 func (d *Device) livePIDs() []uint32 {
 	kept := d.pids[:0]

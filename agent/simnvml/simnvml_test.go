@@ -171,7 +171,7 @@ func TestJobsAreRealProcesses(t *testing.T) {
 	}
 	pid = int(procs()[0].Pid)
 	b.Stop()
-	if err := syscall.Kill(pid, 0); err == nil && !zombie(uint32(pid)) {
+	if alive(uint32(pid)) {
 		t.Fatalf("job %d outlived Stop", pid)
 	}
 }
