@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/watchclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	"github.com/navarch/navarch/sim"
 )
@@ -145,13 +146,13 @@ func snapshotTime(ctx context.Context, t rpcclient.Target) (time.Duration, error
 	if _, err := ops.GetFleetStatus(ctx, &controlplanev1.GetFleetStatusRequest{}); err != nil {
 		return 0, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	began := time.Now()
-	stream, err := ops.WatchFleet(wctx, &controlplanev1.WatchFleetRequest{})
+	// As the console reads it: decoded on every core.
+	stream, err := watchclient.Watch(ctx, ops, &controlplanev1.WatchFleetRequest{})
 	if err != nil {
 		return 0, err
 	}
+	defer stream.Close()
 	for {
 		m, err := stream.Recv()
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/navarch/navarch/controlplane/fleet"
 	"github.com/navarch/navarch/internal/fleettest"
+	"github.com/navarch/navarch/internal/watchclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
@@ -112,20 +113,15 @@ func fleetClient(b testing.TB, n int) controlplanev1.ControlPlaneServiceClient {
 // BenchmarkWatchSnapshot is a console's start: a WatchFleet stream opened
 // after a change, so that it cannot share the last snapshot, read until
 // its complete chunk arrives, over gRPC on loopback. With decode=full the
-// client decodes every chunk, as a console does, and the figure is the
-// snapshot's time to a client; with decode=none it only counts the
-// chunks, and the figure is the control plane's own: taking, encoding and
-// sending the snapshot.
+// client decodes every chunk on gRPC's reading goroutine, and with
+// decode=cores on one goroutine a core, as a console does
+// (internal/watchclient): the figure is the snapshot's time to a client.
+// With decode=none it only counts the chunks, and the figure is the
+// control plane's own: taking, encoding and sending the snapshot.
 func BenchmarkWatchSnapshot(b *testing.B) {
 	for _, n := range benchSizes {
-		for _, decode := range []bool{true, false} {
-			name := fmt.Sprintf("nodes=%d/decode=full", n)
-			var opts []grpc.CallOption
-			if !decode {
-				name = fmt.Sprintf("nodes=%d/decode=none", n)
-				opts = []grpc.CallOption{grpc.ForceCodecV2(countingCodec{})}
-			}
-			b.Run(name, func(b *testing.B) {
+		for _, decode := range []string{"full", "cores", "none"} {
+			b.Run(fmt.Sprintf("nodes=%d/decode=%s", n, decode), func(b *testing.B) {
 				c := fleetClient(b, n)
 				ctx := context.Background()
 				chunks := (n + 499) / 500
@@ -142,23 +138,38 @@ func BenchmarkWatchSnapshot(b *testing.B) {
 					}
 					b.StartTimer()
 					wctx, cancel := context.WithCancel(ctx)
-					stream, err := c.WatchFleet(wctx, &controlplanev1.WatchFleetRequest{}, opts...)
-					if err != nil {
-						b.Fatal(err)
+					var recv func() (*controlplanev1.WatchFleetResponse, error)
+					switch decode {
+					case "cores":
+						s, err := watchclient.Watch(wctx, c, &controlplanev1.WatchFleetRequest{})
+						if err != nil {
+							b.Fatal(err)
+						}
+						recv = s.Recv
+					default:
+						var opts []grpc.CallOption
+						if decode == "none" {
+							opts = []grpc.CallOption{grpc.ForceCodecV2(countingCodec{})}
+						}
+						s, err := c.WatchFleet(wctx, &controlplanev1.WatchFleetRequest{}, opts...)
+						if err != nil {
+							b.Fatal(err)
+						}
+						recv = s.Recv
 					}
 					nodes := 0
 					for i := 0; ; i++ {
-						m, err := stream.Recv()
+						m, err := recv()
 						if err != nil {
 							b.Fatal(err)
 						}
 						nodes += len(m.GetSnapshot().GetNodes())
-						if m.GetSnapshot().GetComplete() || (!decode && i == chunks-1) {
+						if m.GetSnapshot().GetComplete() || (decode == "none" && i == chunks-1) {
 							break
 						}
 					}
 					cancel()
-					if decode && nodes != n {
+					if decode != "none" && nodes != n {
 						b.Fatalf("snapshot had %d nodes, want %d", nodes, n)
 					}
 				}

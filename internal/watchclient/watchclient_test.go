@@ -1,0 +1,146 @@
+package watchclient
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/fleettest"
+	"github.com/navarch/navarch/internal/rpcclient"
+	"github.com/navarch/navarch/internal/testutil"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
+	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
+	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
+)
+
+// fleetOf starts a real control plane with n registered nodes.
+func fleetOf(t *testing.T, n int) *cptest.ControlPlane {
+	t.Helper()
+	cp := cptest.Start(t, cptest.Options{})
+	for i := range n {
+		if _, err := cp.Nodes.RegisterNode(t.Context(), &nodev1.RegisterNodeRequest{
+			NodeId: fmt.Sprintf("node-%04d", i), Gpus: fleettest.GPUs(8), BootId: "boot-1",
+			Labels: map[string]string{"zone": fmt.Sprint("z", i%3)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cp
+}
+
+// untilComplete reads messages up to and including a complete snapshot.
+func untilComplete(t *testing.T, recv func() (*controlplanev1.WatchFleetResponse, error)) []*controlplanev1.WatchFleetResponse {
+	t.Helper()
+	var out []*controlplanev1.WatchFleetResponse
+	for {
+		m, err := recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+		if m.GetSnapshot().GetComplete() {
+			return out
+		}
+	}
+}
+
+// TestStreamDeliversWhatGRPCDoes: over real TLS to a real control plane,
+// a snapshot in several chunks and the changes after it come through
+// Watch as gRPC's own stream has them, in the order they were sent.
+func TestStreamDeliversWhatGRPCDoes(t *testing.T) {
+	const nodes = 1100 // three chunks of up to 500
+	cp := fleetOf(t, nodes)
+	ctx := t.Context()
+	plain, err := cp.Ops.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := untilComplete(t, plain.Recv)
+	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := untilComplete(t, s.Recv)
+	if len(got) != len(want) || len(got) < 3 {
+		t.Fatalf("%d messages to the snapshot's end, gRPC's stream %d (want at least 3 chunks)", len(got), len(want))
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Fatalf("message %d differs from gRPC's:\n got %v\nwant %v", i, got[i], want[i])
+		}
+	}
+
+	// Changes come in the order they were made, whichever decoder
+	// finished first.
+	const cordons = 60
+	for i := range cordons {
+		if _, err := cp.Ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: fmt.Sprintf("node-%04d", i), Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < cordons; {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := m.GetNodeUpsert()
+		if n == nil || n.GetLifecycle() != fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED {
+			continue
+		}
+		if want := fmt.Sprintf("node-%04d", i); n.GetNodeId() != want {
+			t.Fatalf("cordon %d came as %s's, want %s's", i, n.GetNodeId(), want)
+		}
+		i++
+	}
+}
+
+// TestStreamEnds: a stream the control plane ends gives its error, again
+// on every later Recv; a closed one says it was cancelled; neither
+// leaves a goroutine behind.
+func TestStreamEnds(t *testing.T) {
+	cp := fleetOf(t, 3)
+	before := runtime.NumGoroutine()
+
+	s, err := Watch(t.Context(), cp.Ops, &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilComplete(t, s.Recv)
+	s.Close()
+	for range 2 {
+		if _, err := s.Recv(); status.Code(err) != codes.Canceled {
+			t.Fatalf("Recv after Close: %v, want Canceled", err)
+		}
+	}
+
+	// A connection of its own, which outlives the control plane.
+	conn, err := rpcclient.Dial(cp.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s, err = Watch(t.Context(), controlplanev1.NewControlPlaneServiceClient(conn), &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	untilComplete(t, s.Recv)
+	cp.Stop()
+	_, err = s.Recv()
+	for err == nil {
+		_, err = s.Recv()
+	}
+	if code := status.Code(err); code != codes.Unavailable {
+		t.Fatalf("a stream whose control plane stopped ended with %v, want Unavailable", err)
+	}
+	if _, again := s.Recv(); again != err {
+		t.Fatalf("Recv after the end: %v, want the same %v", again, err)
+	}
+	_ = conn.Close()
+	testutil.Eventually(t, "the streams' goroutines gone", func() bool { return runtime.NumGoroutine() <= before })
+}
