@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/navarch/navarch/internal/apierr"
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 )
@@ -109,7 +110,8 @@ func TestHeartbeatFollowsTheGPUsOfARegistrationAgain(t *testing.T) {
 
 // TestNodeHeartbeatMessage: what a watching console's flush is sent for
 // a node is its id, reachability, the time of its last heartbeat to the
-// nanosecond and each GPU's sample, field by field.
+// nanosecond and each GPU's sample, field by field, encoded as a
+// NodeHeartbeat; a node that left has none.
 func TestNodeHeartbeatMessage(t *testing.T) {
 	at := time.Date(2026, 11, 30, 10, 0, 0, 123456789, time.UTC)
 	f := newFleet(t, Options{Clock: clockwork.NewFakeClockAt(at)})
@@ -125,9 +127,16 @@ func TestNodeHeartbeatMessage(t *testing.T) {
 	if _, err := f.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "n1", Samples: samples}); err != nil {
 		t.Fatal(err)
 	}
-	hb, ok := f.get("n1").Heartbeat()
+	b, ok := f.get("n1").AppendHeartbeat([]byte("kept"))
 	if !ok {
-		t.Fatal("no heartbeat message for a registered node")
+		t.Fatal("no heartbeat data for a registered node")
+	}
+	if string(b[:4]) != "kept" {
+		t.Fatalf("AppendHeartbeat wrote over what b held: %q", b[:4])
+	}
+	hb := &controlplanev1.NodeHeartbeat{}
+	if err := proto.Unmarshal(b[4:], hb); err != nil {
+		t.Fatalf("heartbeat data does not decode as a NodeHeartbeat: %v", err)
 	}
 	if hb.GetNodeId() != "n1" || hb.GetReachability() != fleetv1.Reachability_REACHABILITY_ONLINE || !hb.GetLastHeartbeatAt().AsTime().Equal(at) {
 		t.Fatalf("heartbeat message %v, want n1, ONLINE, at %s", hb, at)
@@ -139,5 +148,10 @@ func TestNodeHeartbeatMessage(t *testing.T) {
 		if got := hb.GetSamples()[i]; !proto.Equal(got, want) {
 			t.Errorf("sample %d: %v, want %v", i, got, want)
 		}
+	}
+	ns := f.get("n1")
+	ns.removed.Store(true) // as the commit of its removal marks it
+	if b, ok := ns.AppendHeartbeat(nil); ok || len(b) != 0 {
+		t.Fatalf("a node that left gave heartbeat data: %q", b)
 	}
 }

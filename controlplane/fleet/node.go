@@ -12,7 +12,6 @@ import (
 
 	"github.com/navarch/navarch/controlplane/policy"
 	"github.com/navarch/navarch/internal/healthdelta"
-	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -197,24 +196,6 @@ func (ns *nodeState) view() *fleetv1.Node {
 // Render is the view of the node from a snapshot's state, for the watch hub.
 func (ns *nodeState) Render(state *fleetv1.Node, reach fleetv1.Reachability) *fleetv1.Node {
 	return ns.viewOf(state, reach, false)
-}
-
-// Heartbeat is the node's latest heartbeat data, for the watch hub.
-func (ns *nodeState) Heartbeat() (*controlplanev1.NodeHeartbeat, bool) {
-	if ns.removed.Load() {
-		return nil, false
-	}
-	ns.live.mu.Lock()
-	defer ns.live.mu.Unlock()
-	// The message and its time in one allocation.
-	m := &struct {
-		hb controlplanev1.NodeHeartbeat
-		at timestamppb.Timestamp
-	}{}
-	m.at.Seconds, m.at.Nanos = ns.live.lastHeartbeat.Unix(), int32(ns.live.lastHeartbeat.Nanosecond())
-	m.hb.NodeId, m.hb.Reachability, m.hb.LastHeartbeatAt = ns.id(), ns.reachability(), &m.at
-	m.hb.Samples = protoSamples(ns.live.samples)
-	return &m.hb, true
 }
 
 // viewOf builds the operator's view from a given durable state and

@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"encoding/binary"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -9,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -27,6 +27,11 @@ var (
 	samplePower         = fieldOf(&fleetv1.GpuSample{}, "power_usage_milliwatts")
 	sampleMemory        = fieldOf(&fleetv1.GpuSample{}, "memory_used_bytes")
 	sampleProcesses     = fieldOf(&fleetv1.GpuSample{}, "process_count")
+
+	heartbeatNodeID       = fieldOf(&controlplanev1.NodeHeartbeat{}, "node_id")
+	heartbeatReachability = fieldOf(&controlplanev1.NodeHeartbeat{}, "reachability")
+	heartbeatAt           = fieldOf(&controlplanev1.NodeHeartbeat{}, "last_heartbeat_at")
+	heartbeatSamples      = fieldOf(&controlplanev1.NodeHeartbeat{}, "samples")
 )
 
 func fieldOf(m proto.Message, name protoreflect.Name) protowire.Number {
@@ -77,9 +82,33 @@ func (ns *nodeState) AppendView(b []byte, state *fleetv1.Node, reach fleetv1.Rea
 		}
 	}
 	for _, s := range samples {
-		b = appendSample(b, s)
+		b = appendSample(b, nodeSamples, s)
 	}
 	return b, nil
+}
+
+// AppendHeartbeat appends the node's latest heartbeat data to b as the
+// encoding of a NodeHeartbeat, without tag or length, for the watch hub's
+// heartbeat batches: its id, its reachability, the time of its last
+// heartbeat and its samples, written from their packed form rather than
+// made into messages and marshalled, 10 000 nodes a second at 100 000. It
+// returns false once the node has left the fleet.
+func (ns *nodeState) AppendHeartbeat(b []byte) ([]byte, bool) {
+	if ns.removed.Load() {
+		return b, false
+	}
+	if id := ns.id(); id != "" {
+		b = protowire.AppendTag(b, heartbeatNodeID, protowire.BytesType)
+		b = protowire.AppendString(b, id)
+	}
+	ns.live.mu.Lock()
+	defer ns.live.mu.Unlock()
+	b = appendVarintField(b, heartbeatReachability, uint64(ns.reachability()))
+	b = appendTimestamp(b, heartbeatAt, ns.live.lastHeartbeat)
+	for _, s := range ns.live.samples {
+		b = appendSample(b, heartbeatSamples, s)
+	}
+	return b, true
 }
 
 // encoded returns state's durable fields in their encoding: the node's
@@ -114,25 +143,39 @@ func (ns *nodeState) encoded(state *fleetv1.Node) ([]byte, error) {
 // appendTimestamp appends t as field num, a Timestamp as timestamppb.New
 // makes it.
 func appendTimestamp(b []byte, num protowire.Number, t time.Time) []byte {
-	var ts [2 * (1 + binary.MaxVarintLen64)]byte
-	m := appendVarintField(ts[:0], timestampSeconds, uint64(t.Unix()))
-	m = appendVarintField(m, timestampNanos, uint64(int64(t.Nanosecond())))
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, m)
+	b, at := openShort(b, num)
+	b = appendVarintField(b, timestampSeconds, uint64(t.Unix()))
+	b = appendVarintField(b, timestampNanos, uint64(int64(t.Nanosecond())))
+	return closeShort(b, at)
 }
 
-// appendSample appends s as one of the node's samples, the GpuSample
-// protoSamples makes of it.
-func appendSample(b []byte, s sample) []byte {
-	var buf [6 * (1 + binary.MaxVarintLen64)]byte
-	m := appendVarintField(buf[:0], sampleGPUIndex, uint64(s.idx))
-	m = appendVarintField(m, sampleUtilization, uint64(s.util))
-	m = appendVarintField(m, sampleTemperature, uint64(s.temp))
-	m = appendVarintField(m, samplePower, uint64(s.power))
-	m = appendVarintField(m, sampleMemory, s.mem)
-	m = appendVarintField(m, sampleProcesses, uint64(s.procs))
-	b = protowire.AppendTag(b, nodeSamples, protowire.BytesType)
-	return protowire.AppendBytes(b, m)
+// appendSample appends s as field num, the GpuSample protoSamples makes
+// of it.
+func appendSample(b []byte, num protowire.Number, s sample) []byte {
+	b, at := openShort(b, num)
+	b = appendVarintField(b, sampleGPUIndex, uint64(s.idx))
+	b = appendVarintField(b, sampleUtilization, uint64(s.util))
+	b = appendVarintField(b, sampleTemperature, uint64(s.temp))
+	b = appendVarintField(b, samplePower, uint64(s.power))
+	b = appendVarintField(b, sampleMemory, s.mem)
+	b = appendVarintField(b, sampleProcesses, uint64(s.procs))
+	return closeShort(b, at)
+}
+
+// openShort appends the tag of message field num and a byte for its
+// length, which closeShort fills in once the fields are appended after
+// it: for a message of a few varint fields, at most 11 bytes each, whose
+// length always takes one byte (under 128), so nothing is copied.
+func openShort(b []byte, num protowire.Number) ([]byte, int) {
+	b = appendVarint(b, uint64(protowire.EncodeTag(num, protowire.BytesType)))
+	at := len(b)
+	return append(b, 0), at
+}
+
+// closeShort writes the length of the message opened at at.
+func closeShort(b []byte, at int) []byte {
+	b[at] = byte(len(b) - at - 1)
+	return b
 }
 
 // appendVarintField appends a varint field, which proto3 leaves out when
@@ -141,6 +184,17 @@ func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	b = appendVarint(b, uint64(protowire.EncodeTag(num, protowire.VarintType)))
+	return appendVarint(b, v)
+}
+
+// appendVarint appends v as a varint, as protowire.AppendVarint does; this
+// one is inlined, which matters where most values take a byte or two:
+// the samples of 10 000 nodes a second.
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
 }

@@ -23,17 +23,21 @@ type fakeNode struct {
 	left bool
 }
 
-func (n *fakeNode) Heartbeat() (*controlplanev1.NodeHeartbeat, bool) {
+func (n *fakeNode) AppendHeartbeat(b []byte) ([]byte, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.left {
-		return nil, false
+		return b, false
 	}
-	return &controlplanev1.NodeHeartbeat{
+	b, err := proto.MarshalOptions{}.MarshalAppend(b, &controlplanev1.NodeHeartbeat{
 		NodeId:       n.state.GetNodeId(),
 		Reachability: online,
 		Samples:      []*fleetv1.GpuSample{{UtilizationGpuPercent: n.util}},
-	}, true
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b, true
 }
 
 // Render builds a fresh view, as the fleet does, so that a snapshot costs
@@ -160,11 +164,29 @@ func upsert(h *Hub, n *fleetv1.Node) {
 }
 
 // drain empties a watcher's queue as its stream would, and returns what
-// was in it.
+// was in it, heartbeat batches decoded.
 func drain(h *Hub, w *watcher) []*controlplanev1.WatchFleetResponse {
 	var out []*controlplanev1.WatchFleetResponse
-	for m := h.take(w); m != nil; m = h.take(w) {
+	for it, ok := h.take(w); ok; it, ok = h.take(w) {
+		m, err := it.forStream(false)
+		if err != nil {
+			panic(err)
+		}
 		out = append(out, m)
+	}
+	return out
+}
+
+// entries decodes heartbeat batches, as a watcher is sent them at rev,
+// into their entries.
+func entries(rev uint64, batches []beatBatch) []*controlplanev1.NodeHeartbeat {
+	var out []*controlplanev1.NodeHeartbeat
+	for _, b := range batches {
+		m, err := b.message(rev).forStream(false)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, m.GetHeartbeats().GetHeartbeats()...)
 	}
 	return out
 }

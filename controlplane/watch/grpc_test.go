@@ -189,6 +189,61 @@ func TestGRPCOtherCodecGetsMessages(t *testing.T) {
 	}
 }
 
+// TestGRPCHeartbeatBatches: over gRPC, a flush's heartbeat batches, which
+// protobuf streams are sent as the hub encoded them, decode to every
+// node's latest heartbeat at the hub's revision, for a plain stream, a
+// gzip stream and a stream of another codec alike.
+func TestGRPCHeartbeatBatches(t *testing.T) {
+	const nodes = heartbeatBatchSize + 200
+	f := fleetOf(nodes)
+	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
+	lis := bufconn.Listen(1 << 20)
+	serveGRPC(t, h, lis)
+	client := dialGRPC(t, lis)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	var streams []controlplanev1.ControlPlaneService_WatchFleetClient
+	for _, opts := range [][]grpc.CallOption{nil, {grpc.UseCompressor(gzip.Name)}, {grpc.CallContentSubtype(jsonCodec{}.Name())}} {
+		stream, err := client.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{}, opts...)
+		if err != nil {
+			t.Fatalf("open a stream: %v", err)
+		}
+		recvSnapshot(t, stream)
+		streams = append(streams, stream)
+	}
+	for i, n := range f.nodes {
+		f.beat(h, n.state.GetNodeId(), uint32(i%100))
+	}
+	h.Flush()
+	for i, stream := range streams {
+		got := map[string]uint32{}
+		for len(got) < nodes {
+			m, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("stream %d: %v", i, err)
+			}
+			if m.GetHeartbeats() == nil {
+				continue // the totals
+			}
+			if m.GetRevision() != h.Revision() {
+				t.Fatalf("stream %d: heartbeats at revision %d, want %d", i, m.GetRevision(), h.Revision())
+			}
+			for _, hb := range m.GetHeartbeats().GetHeartbeats() {
+				if _, twice := got[hb.GetNodeId()]; twice || hb.GetReachability() != online || len(hb.GetSamples()) != 1 {
+					t.Fatalf("stream %d: entry %v", i, hb)
+				}
+				got[hb.GetNodeId()] = hb.GetSamples()[0].GetUtilizationGpuPercent()
+			}
+		}
+		for j, n := range f.nodes {
+			if u, ok := got[n.state.GetNodeId()]; !ok || u != uint32(j%100) {
+				t.Fatalf("stream %d: %s's heartbeat carried %d (%v), want %d", i, n.state.GetNodeId(), u, ok, j%100)
+			}
+		}
+	}
+}
+
 // TestGRPCCancelMidSnapshotEndsGoroutines: a client that goes away while
 // its snapshot is being sent leaves no goroutine behind, neither its
 // stream's nor the one encoding the next chunk.

@@ -41,9 +41,10 @@ const RecentEventsKept = 2000
 
 // Node is one node as the hub sees it; the fleet implements it.
 type Node interface {
-	// Heartbeat returns the node's latest heartbeat data, and false once
-	// the node has left the fleet.
-	Heartbeat() (*controlplanev1.NodeHeartbeat, bool)
+	// AppendHeartbeat appends the node's latest heartbeat data to b, the
+	// protobuf encoding of a NodeHeartbeat without tag or length, and
+	// returns false once the node has left the fleet.
+	AppendHeartbeat(b []byte) ([]byte, bool)
 	// Render builds the operator's view of the node from a state and
 	// reachability taken at a snapshot's revision.
 	Render(state *fleetv1.Node, reach fleetv1.Reachability) *fleetv1.Node
@@ -249,13 +250,13 @@ func (h *Hub) poolList() []*fleetv1.Pool {
 // marked behind and gets nothing more until it resyncs. The hub lock is held.
 func (h *Hub) fanOut(m *controlplanev1.WatchFleetResponse) {
 	for w := range h.watchers {
-		h.deliver(w, m)
+		h.deliver(w, item{m: m})
 	}
 }
 
-// deliver queues m for w, or marks w behind when its queue is full. The hub
-// lock is held.
-func (h *Hub) deliver(w *watcher, m *controlplanev1.WatchFleetResponse) {
+// deliver queues it for w, or marks w behind when its queue is full. The
+// hub lock is held.
+func (h *Hub) deliver(w *watcher, it item) {
 	if w.behind {
 		return
 	}
@@ -264,8 +265,10 @@ func (h *Hub) deliver(w *watcher, m *controlplanev1.WatchFleetResponse) {
 		close(w.lagged)
 		return
 	}
-	w.queue.push(m)
-	w.heartbeats.Add(int64(len(m.GetHeartbeats().GetHeartbeats())))
+	w.queue.push(it)
+	if it.beats {
+		w.heartbeats.Add(1)
+	}
 	if w.queue.len() == 1 {
 		// A queue that had messages already is the stream's to empty:
 		// each take leaves ready set while more wait.
@@ -334,28 +337,6 @@ func (h *Hub) Run(ctx context.Context) {
 	}
 }
 
-// heartbeatBatches builds heartbeat entries from the nodes' current state,
-// at most heartbeatBatchSize to a batch.
-func heartbeatBatches(nodes map[Node]struct{}) []*controlplanev1.HeartbeatBatch {
-	var batches []*controlplanev1.HeartbeatBatch
-	batch := &controlplanev1.HeartbeatBatch{}
-	for n := range nodes {
-		hb, ok := n.Heartbeat()
-		if !ok {
-			continue
-		}
-		batch.Heartbeats = append(batch.Heartbeats, hb)
-		if len(batch.Heartbeats) == heartbeatBatchSize {
-			batches = append(batches, batch)
-			batch = &controlplanev1.HeartbeatBatch{}
-		}
-	}
-	if len(batch.Heartbeats) > 0 {
-		batches = append(batches, batch)
-	}
-	return batches
-}
-
 // noteBeatsLocked records the nodes of the current flush in beats while
 // some watcher may miss flushes, and drops beats once none may. The hub
 // lock is held.
@@ -400,7 +381,7 @@ func (h *Hub) Flush() {
 		return
 	}
 
-	batches := heartbeatBatches(dirty)
+	batches := encodeBeats(dirty)
 
 	// The breaker changes with time alone (its window moves on), so its
 	// status is compared with the last one sent.
@@ -425,9 +406,9 @@ func (h *Hub) Flush() {
 		// snapshotLocked.
 		h.snap = nil
 	}
-	msgs := make([]*controlplanev1.WatchFleetResponse, len(batches))
+	msgs := make([]item, len(batches))
 	for i, b := range batches {
-		msgs[i] = &controlplanev1.WatchFleetResponse{Revision: h.rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}
+		msgs[i] = b.message(h.rev)
 	}
 	if len(dirty) > 0 {
 		h.flushes++

@@ -127,6 +127,10 @@ func TestHeartbeatsDuringFlush(t *testing.T) {
 	}
 }
 
+// TestHeartbeatBatches: a flush's heartbeats go out in batches of at most
+// heartbeatBatchSize, one entry for each node that has not left, encoded
+// from the node's own encoding, each batch a WatchFleetResponse at its
+// revision.
 func TestHeartbeatBatches(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -137,16 +141,38 @@ func TestHeartbeatBatches(t *testing.T) {
 		{name: "one", nodes: 1, want: []int{1}},
 		{name: "one-full", nodes: heartbeatBatchSize, want: []int{heartbeatBatchSize}},
 		{name: "several", nodes: 2*heartbeatBatchSize + 5, want: []int{heartbeatBatchSize, heartbeatBatchSize, 5}},
+		{name: "one-left", nodes: heartbeatBatchSize + 1, want: []int{heartbeatBatchSize}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nodes := map[Node]struct{}{}
-			for _, n := range fleetOf(tt.nodes).nodes {
+			f := fleetOf(tt.nodes)
+			for _, n := range f.nodes {
 				nodes[n] = struct{}{}
 			}
+			var left string
+			if tt.name == "one-left" {
+				f.nodes[0].leave()
+				left = f.nodes[0].state.GetNodeId()
+			}
 			var got []int
-			for _, b := range heartbeatBatches(nodes) {
-				got = append(got, len(b.GetHeartbeats()))
+			seen := map[string]bool{}
+			for i, b := range encodeBeats(nodes) {
+				rev := uint64(i) // the first at revision 0, which is left out
+				m, err := b.message(rev).forStream(false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.GetRevision() != rev || m.GetHeartbeats() == nil {
+					t.Fatalf("batch %d decodes as %v, want heartbeats at revision %d", i, m, rev)
+				}
+				got = append(got, len(m.GetHeartbeats().GetHeartbeats()))
+				for _, hb := range m.GetHeartbeats().GetHeartbeats() {
+					if seen[hb.GetNodeId()] || hb.GetNodeId() == left || hb.GetReachability() != online || len(hb.GetSamples()) != 1 {
+						t.Fatalf("entry %v: each node that did not leave once, as its AppendHeartbeat encodes it", hb)
+					}
+					seen[hb.GetNodeId()] = true
+				}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Fatalf("batches of %v entries, want %v", got, tt.want)

@@ -5,10 +5,17 @@ import controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 // segmentSize is how many messages one segment of a queue holds.
 const segmentSize = 64
 
+// item is one message waiting for a watcher. beats marks a heartbeat
+// batch, whose message holds its own encoding (see beatBatch).
+type item struct {
+	m     *controlplanev1.WatchFleetResponse
+	beats bool
+}
+
 // segment is a fixed run of a queue's messages.
 type segment struct {
-	msgs [segmentSize]*controlplanev1.WatchFleetResponse
-	next *segment
+	items [segmentSize]item
+	next  *segment
 }
 
 // queue holds the changes waiting for one watcher, oldest first. It is a
@@ -28,8 +35,8 @@ type queue struct {
 // len is how many messages wait.
 func (q *queue) len() int { return q.n }
 
-// push adds m after the others.
-func (q *queue) push(m *controlplanev1.WatchFleetResponse) {
+// push adds it after the others.
+func (q *queue) push(it item) {
 	switch {
 	case q.tail == nil:
 		q.head = &segment{}
@@ -44,18 +51,18 @@ func (q *queue) push(m *controlplanev1.WatchFleetResponse) {
 		q.tail = next
 		q.last = 0
 	}
-	q.tail.msgs[q.last] = m
+	q.tail.items[q.last] = it
 	q.last++
 	q.n++
 }
 
-// pop takes the oldest message, or returns nil when none waits.
-func (q *queue) pop() *controlplanev1.WatchFleetResponse {
+// pop takes the oldest message, or returns false when none waits.
+func (q *queue) pop() (item, bool) {
 	if q.n == 0 {
-		return nil
+		return item{}, false
 	}
-	m := q.head.msgs[q.first]
-	q.head.msgs[q.first] = nil
+	it := q.head.items[q.first]
+	q.head.items[q.first] = item{}
 	q.first++
 	q.n--
 	switch {
@@ -69,7 +76,7 @@ func (q *queue) pop() *controlplanev1.WatchFleetResponse {
 		emptied.next = nil
 		q.spare = emptied
 	}
-	return m
+	return it, true
 }
 
 // reset drops every message and every segment.

@@ -38,11 +38,11 @@ func TestQueue(t *testing.T) {
 			msgs := make([]*controlplanev1.WatchFleetResponse, tt.push)
 			for i := range msgs {
 				msgs[i] = &controlplanev1.WatchFleetResponse{Revision: uint64(i + 1)}
-				q.push(msgs[i])
+				q.push(item{m: msgs[i]})
 			}
 			for i := range tt.pop {
-				if m := q.pop(); m != msgs[i] {
-					t.Fatalf("pop %d returned revision %d, want %d", i, m.GetRevision(), i+1)
+				if it, _ := q.pop(); it.m != msgs[i] {
+					t.Fatalf("pop %d returned revision %d, want %d", i, it.m.GetRevision(), i+1)
 				}
 			}
 			if q.len() != tt.push-tt.pop {
@@ -53,12 +53,12 @@ func TestQueue(t *testing.T) {
 			}
 			// What is left comes out in order, then nothing.
 			for i := tt.pop; i < tt.push; i++ {
-				if m := q.pop(); m != msgs[i] {
-					t.Fatalf("pop %d returned revision %d, want %d", i, m.GetRevision(), i+1)
+				if it, _ := q.pop(); it.m != msgs[i] {
+					t.Fatalf("pop %d returned revision %d, want %d", i, it.m.GetRevision(), i+1)
 				}
 			}
-			if m := q.pop(); m != nil || q.len() != 0 {
-				t.Fatalf("an emptied queue returned %v with len %d", m, q.len())
+			if it, ok := q.pop(); ok || q.len() != 0 {
+				t.Fatalf("an emptied queue returned %v with len %d", it.m, q.len())
 			}
 		})
 	}
@@ -73,11 +73,11 @@ func TestQueueReusedAfterEmptying(t *testing.T) {
 	for round := range 5 {
 		for range round*segmentSize/2 + 1 {
 			rev++
-			q.push(&controlplanev1.WatchFleetResponse{Revision: rev})
+			q.push(item{m: &controlplanev1.WatchFleetResponse{Revision: rev}})
 		}
-		for m := q.pop(); m != nil; m = q.pop() {
-			if m.GetRevision() != want {
-				t.Fatalf("round %d: got revision %d, want %d", round, m.GetRevision(), want)
+		for it, ok := q.pop(); ok; it, ok = q.pop() {
+			if it.m.GetRevision() != want {
+				t.Fatalf("round %d: got revision %d, want %d", round, it.m.GetRevision(), want)
 			}
 			want++
 		}
@@ -85,7 +85,7 @@ func TestQueueReusedAfterEmptying(t *testing.T) {
 	if want != rev+1 {
 		t.Fatalf("got %d messages, pushed %d", want-1, rev)
 	}
-	q.push(&controlplanev1.WatchFleetResponse{})
+	q.push(item{m: &controlplanev1.WatchFleetResponse{}})
 	q.reset()
 	if q.len() != 0 || segments(&q) != 0 {
 		t.Fatalf("after reset: len %d, %d segments", q.len(), segments(&q))
@@ -97,7 +97,7 @@ func TestQueueReusedAfterEmptying(t *testing.T) {
 // for that distance.
 func TestQueueReusesSegments(t *testing.T) {
 	var q queue
-	m := &controlplanev1.WatchFleetResponse{}
+	m := item{m: &controlplanev1.WatchFleetResponse{}}
 	for range segmentSize + segmentSize/2 {
 		q.push(m)
 	}

@@ -92,10 +92,8 @@ func TestSharedSnapshotThenHeartbeats(t *testing.T) {
 	}
 	rev, batches := h.missed(w)
 	got := map[string]uint32{}
-	for _, b := range batches {
-		for _, hb := range b.GetHeartbeats() {
-			got[hb.GetNodeId()] = hb.GetSamples()[0].GetUtilizationGpuPercent()
-		}
+	for _, hb := range entries(rev, batches) {
+		got[hb.GetNodeId()] = hb.GetSamples()[0].GetUtilizationGpuPercent()
 	}
 	if rev != h.Revision() || got["a"] != 42 || got["b"] != 43 {
 		t.Fatalf("after the snapshot got %v at revision %d, want a's and b's latest at %d", got, rev, h.Revision())

@@ -31,7 +31,7 @@ type watcher struct {
 	lagged chan struct{} // closed when the watcher fell behind
 	behind bool
 	ready  chan struct{} // has a value when the queue gained a message
-	// heartbeats counts the heartbeat entries queued and not yet sent.
+	// heartbeats counts the heartbeat batches queued and not yet sent.
 	heartbeats atomic.Int64
 
 	// missedSince is the first flush whose heartbeats the watcher missed,
@@ -40,10 +40,10 @@ type watcher struct {
 	kick        chan struct{} // has a value when the watcher missed a flush
 }
 
-// sent tells the watcher that m left its queue.
-func (w *watcher) sent(m *controlplanev1.WatchFleetResponse) {
-	if hb := m.GetHeartbeats(); hb != nil {
-		w.heartbeats.Add(-int64(len(hb.GetHeartbeats())))
+// sent tells the watcher that it left its queue.
+func (w *watcher) sent(it item) {
+	if it.beats {
+		w.heartbeats.Add(-1)
 	}
 }
 
@@ -64,7 +64,7 @@ func (h *Hub) missLocked(w *watcher) {
 // revision they carry, and forgets them. The queue is checked and the
 // revision read under the hub lock, so no change at or below that revision
 // still waits in the queue: a client resuming from it misses nothing.
-func (h *Hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
+func (h *Hub) missed(w *watcher) (uint64, []beatBatch) {
 	h.mu.Lock()
 	if w.missedSince == 0 || w.queue.len() > 0 || w.behind {
 		// Behind, it dropped changes the revision would claim it had.
@@ -84,7 +84,7 @@ func (h *Hub) missed(w *watcher) (uint64, []*controlplanev1.HeartbeatBatch) {
 		}
 	}
 	h.beatsMu.RUnlock()
-	return rev, heartbeatBatches(nodes)
+	return rev, encodeBeats(nodes)
 }
 
 // start is what a new or resyncing watcher sends first.
@@ -161,27 +161,27 @@ func (h *Hub) unsubscribe(w *watcher) {
 }
 
 // take returns the watcher's oldest queued message, which leaves the
-// queue, or nil when none waits or the watcher is behind. While more wait,
-// ready keeps a value, so the stream takes one message at a time and still
-// sees its context end or the hub close between two.
-func (h *Hub) take(w *watcher) *controlplanev1.WatchFleetResponse {
+// queue, or false when none waits or the watcher is behind. While more
+// wait, ready keeps a value, so the stream takes one message at a time and
+// still sees its context end or the hub close between two.
+func (h *Hub) take(w *watcher) (item, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if w.behind {
-		return nil
+		return item{}, false
 	}
-	m := w.queue.pop()
-	if m == nil {
-		return nil
+	it, ok := w.queue.pop()
+	if !ok {
+		return item{}, false
 	}
-	w.sent(m)
+	w.sent(it)
 	if w.queue.len() > 0 {
 		select {
 		case w.ready <- struct{}{}:
 		default:
 		}
 	}
-	return m
+	return it, true
 }
 
 // Serve streams to one watcher until ctx ends, the stream fails or the hub
@@ -194,6 +194,9 @@ func (h *Hub) Serve(ctx context.Context, since uint64, stream Stream) error {
 		return status.Error(codes.Unavailable, "control plane is shutting down")
 	}
 	defer h.unsubscribe(w)
+	// A stream that writes protobuf encodings out as they are is sent the
+	// heartbeat batches as encoded; another, decoded.
+	_, encoded := encodingOf(stream)
 	if err := h.sendStart(stream, st); err != nil {
 		return err
 	}
@@ -206,18 +209,18 @@ func (h *Hub) Serve(ctx context.Context, since uint64, stream Stream) error {
 		case <-h.done:
 			return status.Error(codes.Unavailable, "control plane is shutting down")
 		case <-w.ready:
-			m := h.take(w)
-			if m == nil {
+			it, ok := h.take(w)
+			if !ok {
 				continue
 			}
-			if err := stream.Send(m); err != nil {
+			if err := send(stream, it, encoded); err != nil {
 				return err
 			}
-			if err := h.sendMissed(stream, w); err != nil {
+			if err := h.sendMissed(stream, w, encoded); err != nil {
 				return err
 			}
 		case <-w.kick:
-			if err := h.sendMissed(stream, w); err != nil {
+			if err := h.sendMissed(stream, w, encoded); err != nil {
 				return err
 			}
 		case <-lagged:
@@ -239,12 +242,22 @@ func (h *Hub) Serve(ctx context.Context, since uint64, stream Stream) error {
 	}
 }
 
+// send sends it to stream; encoded says whether the stream writes
+// protobuf encodings out as they are (see item.forStream).
+func send(stream Stream, it item, encoded bool) error {
+	m, err := it.forStream(encoded)
+	if err != nil {
+		return err
+	}
+	return stream.Send(m)
+}
+
 // sendMissed sends the latest state of the nodes whose heartbeat batches
 // the watcher missed while it was behind on them.
-func (h *Hub) sendMissed(stream Stream, w *watcher) error {
+func (h *Hub) sendMissed(stream Stream, w *watcher, encoded bool) error {
 	rev, batches := h.missed(w)
 	for _, b := range batches {
-		if err := stream.Send(&controlplanev1.WatchFleetResponse{Revision: rev, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: b}}); err != nil {
+		if err := send(stream, b.message(rev), encoded); err != nil {
 			return err
 		}
 	}

@@ -175,10 +175,8 @@ func TestSlowWatcherHeartbeatsCoalesced(t *testing.T) {
 		t.Fatalf("missed heartbeats carry revision %d, want %d", rev, h.Revision())
 	}
 	got := map[string]uint32{}
-	for _, b := range missed {
-		for _, hb := range b.GetHeartbeats() {
-			got[hb.GetNodeId()] = hb.GetSamples()[0].GetUtilizationGpuPercent()
-		}
+	for _, hb := range entries(rev, missed) {
+		got[hb.GetNodeId()] = hb.GetSamples()[0].GetUtilizationGpuPercent()
 	}
 	if len(got) != 2 || got["a"] != 10+999%50 || got["b"] != 7 {
 		t.Fatalf("missed heartbeats %v, want a's and b's latest", got)
@@ -418,11 +416,9 @@ func TestMissedHeartbeatsSince(t *testing.T) {
 	drain(h, late)
 	missedNodes := func(w *watcher) []string {
 		var ids []string
-		_, batches := h.missed(w)
-		for _, b := range batches {
-			for _, hb := range b.GetHeartbeats() {
-				ids = append(ids, hb.GetNodeId())
-			}
+		rev, batches := h.missed(w)
+		for _, hb := range entries(rev, batches) {
+			ids = append(ids, hb.GetNodeId())
 		}
 		slices.Sort(ids)
 		return ids

@@ -100,6 +100,40 @@ func TestStreamDeliversWhatGRPCDoes(t *testing.T) {
 	}
 }
 
+// TestStreamHeartbeats: a node's heartbeat reaches a watching console
+// within the control plane's next flush, its samples whole, through the
+// batches the control plane encodes from its packed state and the real
+// codec and TLS.
+func TestStreamHeartbeats(t *testing.T) {
+	cp := fleetOf(t, 3)
+	s, err := Watch(t.Context(), cp.Ops, &controlplanev1.WatchFleetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	untilComplete(t, s.Recv)
+	want := &fleetv1.GpuSample{GpuIndex: 3, UtilizationGpuPercent: 77, TemperatureCelsius: 66, PowerUsageMilliwatts: 512000, MemoryUsedBytes: 40 << 30, ProcessCount: 2}
+	if _, err := cp.Nodes.Heartbeat(t.Context(), &nodev1.HeartbeatRequest{NodeId: "node-0001", Samples: []*fleetv1.GpuSample{want}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, hb := range m.GetHeartbeats().GetHeartbeats() {
+			if hb.GetNodeId() != "node-0001" {
+				t.Fatalf("a heartbeat of %s, which sent none", hb.GetNodeId())
+			}
+			if hb.GetReachability() != fleetv1.Reachability_REACHABILITY_ONLINE || hb.GetLastHeartbeatAt() == nil ||
+				len(hb.GetSamples()) != 1 || !proto.Equal(hb.GetSamples()[0], want) {
+				t.Fatalf("heartbeat %v, want node-0001 ONLINE with its sample %v", hb, want)
+			}
+			return
+		}
+	}
+}
+
 // TestStreamEnds: a stream the control plane ends gives its error, again
 // on every later Recv; a closed one says it was cancelled; neither
 // leaves a goroutine behind.
