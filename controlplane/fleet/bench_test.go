@@ -105,10 +105,10 @@ func BenchmarkReportXID(b *testing.B) {
 	})
 }
 
-// BenchmarkNodeHeartbeatMessage is what a watching console's heartbeat
+// BenchmarkNodeHeartbeatEncoding is what a watching console's heartbeat
 // flush encodes for one node that heartbeated: its id, reachability, time
 // and eight GPU samples, 10 000 a second at 100 000 nodes.
-func BenchmarkNodeHeartbeatMessage(b *testing.B) {
+func BenchmarkNodeHeartbeatEncoding(b *testing.B) {
 	f := benchFleet(b, 1000)
 	ctx := context.Background()
 	nodes := make([]*nodeState, len(heartbeats))

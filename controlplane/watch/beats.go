@@ -33,14 +33,19 @@ func encodeBeats(nodes map[Node]struct{}) []beatBatch {
 		buf     []byte
 		entry   []byte
 		count   int
+		left    = len(nodes)
 	)
 	for n := range nodes {
 		var ok bool
-		if entry, ok = n.AppendHeartbeat(entry[:0]); !ok {
+		entry, ok = n.AppendHeartbeat(entry[:0])
+		left--
+		if !ok {
 			continue
 		}
 		if buf == nil {
-			buf = make([]byte, headroom, headroom+min(len(nodes), heartbeatBatchSize)*(len(entry)+8))
+			// Room for as many entries like this one as the batch can
+			// still take.
+			buf = make([]byte, headroom, headroom+min(left+1, heartbeatBatchSize)*(len(entry)+8))
 		}
 		buf = protowire.AppendTag(buf, batchHeartbeats, protowire.BytesType)
 		buf = protowire.AppendBytes(buf, entry)
@@ -59,7 +64,9 @@ func encodeBeats(nodes map[Node]struct{}) []beatBatch {
 // the unknown fields of an empty WatchFleetResponse, which a protobuf
 // codec writes out as they are (a stream that encodes otherwise is sent
 // it decoded: see forStream). The header goes into the room left before
-// the entries. Called once per batch.
+// the entries. It is called once per batch: the header is written into
+// the batch's own buffer, which the message then shares, so a second
+// call would change the first message.
 func (b beatBatch) message(rev uint64) item {
 	var head []byte
 	if rev != 0 {

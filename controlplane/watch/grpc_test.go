@@ -97,7 +97,8 @@ func recvSnapshot(t *testing.T, stream controlplanev1.ControlPlaneService_WatchF
 
 // TestGRPCSharesEncodedChunks: over gRPC, streams that start together are
 // sent each snapshot chunk encoded once per encoding: two plain streams
-// share one encoding, a gzip stream gets its own, and every stream reads
+// and one that names the protobuf codec share one encoding, a gzip stream
+// gets its own, and every stream reads
 // the same snapshot, the chunks a stream in this process is sent.
 func TestGRPCSharesEncodedChunks(t *testing.T) {
 	f := fleetOf(1201)
@@ -109,7 +110,9 @@ func TestGRPCSharesEncodedChunks(t *testing.T) {
 	defer cancel()
 
 	var snapshots [][]*controlplanev1.WatchFleetResponse
-	for _, opts := range [][]grpc.CallOption{nil, nil, {grpc.UseCompressor(gzip.Name)}} {
+	// The third names the protobuf codec, as a client that forces gRPC's
+	// codec does: it shares the plain streams' encoding.
+	for _, opts := range [][]grpc.CallOption{nil, nil, {grpc.CallContentSubtype("proto")}, {grpc.UseCompressor(gzip.Name)}} {
 		stream, err := client.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{}, opts...)
 		if err != nil {
 			t.Fatalf("open a stream: %v", err)
@@ -130,6 +133,9 @@ func TestGRPCSharesEncodedChunks(t *testing.T) {
 	h.mu.Lock()
 	s := h.snap
 	h.mu.Unlock()
+	if s.chunks != nil {
+		t.Fatal("a stream was sent the chunks as messages, not as shared encodings")
+	}
 	for j, m := range s.messages(f) {
 		if !proto.Equal(m, snapshots[0][j]) {
 			t.Fatalf("chunk %d over gRPC is\n%v\nnot the chunk as a message\n%v", j, snapshots[0][j], m)

@@ -135,13 +135,14 @@ func TestHeartbeatBatches(t *testing.T) {
 	tests := []struct {
 		name  string
 		nodes int
+		left  bool  // the first node has left the fleet
 		want  []int // entries per batch
 	}{
 		{name: "none", nodes: 0},
 		{name: "one", nodes: 1, want: []int{1}},
 		{name: "one-full", nodes: heartbeatBatchSize, want: []int{heartbeatBatchSize}},
 		{name: "several", nodes: 2*heartbeatBatchSize + 5, want: []int{heartbeatBatchSize, heartbeatBatchSize, 5}},
-		{name: "one-left", nodes: heartbeatBatchSize + 1, want: []int{heartbeatBatchSize}},
+		{name: "one-left", nodes: heartbeatBatchSize + 1, left: true, want: []int{heartbeatBatchSize}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,7 +152,7 @@ func TestHeartbeatBatches(t *testing.T) {
 				nodes[n] = struct{}{}
 			}
 			var left string
-			if tt.name == "one-left" {
+			if tt.left {
 				f.nodes[0].leave()
 				left = f.nodes[0].state.GetNodeId()
 			}

@@ -223,7 +223,7 @@ func encodingOf(stream Stream) (encodedStream, bool) {
 		return encodedStream{}, false
 	}
 	enc, ok := transportEncoding(ss.Context())
-	if !ok || (enc.subtype != "" && enc.subtype != "proto") {
+	if !ok || enc.subtype != "" {
 		return encodedStream{}, false
 	}
 	return encodedStream{ServerStream: ss, enc: enc}, true
@@ -238,7 +238,13 @@ func transportEncoding(ctx context.Context) (encoding, bool) {
 	if !ok {
 		return encoding{}, false
 	}
-	return encoding{subtype: ts.ContentSubtype(), compressor: ts.SendCompress()}, true
+	subtype := ts.ContentSubtype()
+	if subtype == "proto" {
+		// The default codec, named: a client that forces gRPC's protobuf
+		// codec, as the console does (internal/watchclient), names it.
+		subtype = ""
+	}
+	return encoding{subtype: subtype, compressor: ts.SendCompress()}, true
 }
 
 // sendSnapshot sends s's chunks to stream: encoded once per encoding and

@@ -14,6 +14,7 @@ import (
 	"runtime"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -102,7 +103,10 @@ func decode(work <-chan *message) {
 		m.raw.Free()
 		m.raw = nil
 		m.resp = &controlplanev1.WatchFleetResponse{}
-		m.err = proto.Unmarshal(buf.ReadOnlyData(), m.resp)
+		if err := proto.Unmarshal(buf.ReadOnlyData(), m.resp); err != nil {
+			// As gRPC's own stream reports it.
+			m.err = status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+		}
 		buf.Free()
 		close(m.done)
 	}
@@ -112,6 +116,12 @@ func decode(work <-chan *message) {
 // after an error it returns that error again.
 func (s *Stream) Recv() (*controlplanev1.WatchFleetResponse, error) {
 	if s.err != nil {
+		return nil, s.err
+	}
+	if s.ctx.Err() != nil {
+		// Closed, or its context ended: what was read ahead is not handed
+		// out.
+		s.err = canceled(s.ctx)
 		return nil, s.err
 	}
 	m, ok := <-s.order

@@ -1,11 +1,15 @@
 package watchclient
 
 import (
+	"context"
 	"fmt"
-	"runtime"
+	"runtime/pprof"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -55,7 +59,8 @@ func untilComplete(t *testing.T, recv func() (*controlplanev1.WatchFleetResponse
 func TestStreamDeliversWhatGRPCDoes(t *testing.T) {
 	const nodes = 1100 // three chunks of up to 500
 	cp := fleetOf(t, nodes)
-	ctx := t.Context()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	plain, err := cp.Ops.WatchFleet(ctx, &controlplanev1.WatchFleetRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -106,14 +111,16 @@ func TestStreamDeliversWhatGRPCDoes(t *testing.T) {
 // codec and TLS.
 func TestStreamHeartbeats(t *testing.T) {
 	cp := fleetOf(t, 3)
-	s, err := Watch(t.Context(), cp.Ops, &controlplanev1.WatchFleetRequest{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	untilComplete(t, s.Recv)
 	want := &fleetv1.GpuSample{GpuIndex: 3, UtilizationGpuPercent: 77, TemperatureCelsius: 66, PowerUsageMilliwatts: 512000, MemoryUsedBytes: 40 << 30, ProcessCount: 2}
-	if _, err := cp.Nodes.Heartbeat(t.Context(), &nodev1.HeartbeatRequest{NodeId: "node-0001", Samples: []*fleetv1.GpuSample{want}}); err != nil {
+	if _, err := cp.Nodes.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: "node-0001", Samples: []*fleetv1.GpuSample{want}}); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -134,24 +141,44 @@ func TestStreamHeartbeats(t *testing.T) {
 	}
 }
 
-// TestStreamEnds: a stream the control plane ends gives its error, again
-// on every later Recv; a closed one says it was cancelled; neither
-// leaves a goroutine behind.
+// goroutines counts the goroutines running this package's code.
+func goroutines() int {
+	var b strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+		panic(err)
+	}
+	return strings.Count(b.String(), "internal/watchclient.(*Stream).read") + strings.Count(b.String(), "internal/watchclient.decode")
+}
+
+// TestStreamEnds: a closed stream says it was cancelled, whatever it had
+// read ahead; one the control plane ends gives its error, again on every
+// later Recv; neither leaves a goroutine behind.
 func TestStreamEnds(t *testing.T) {
 	cp := fleetOf(t, 3)
-	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 
-	s, err := Watch(t.Context(), cp.Ops, &controlplanev1.WatchFleetRequest{})
+	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Not zero, or the count could not tell a leak.
+	testutil.Eventually(t, "the stream's reader and decoders counted", func() bool { return goroutines() > 0 })
 	untilComplete(t, s.Recv)
+	// Changes read ahead, not yet taken.
+	for i := range 3 {
+		if _, err := cp.Ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: fmt.Sprintf("node-%04d", i), Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, "the changes read ahead", func() bool { return len(s.order) > 0 })
 	s.Close()
 	for range 2 {
 		if _, err := s.Recv(); status.Code(err) != codes.Canceled {
 			t.Fatalf("Recv after Close: %v, want Canceled", err)
 		}
 	}
+	testutil.Eventually(t, "the closed stream's goroutines gone", func() bool { return goroutines() == 0 })
 
 	// A connection of its own, which outlives the control plane.
 	conn, err := rpcclient.Dial(cp.Target())
@@ -159,7 +186,7 @@ func TestStreamEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	s, err = Watch(t.Context(), controlplanev1.NewControlPlaneServiceClient(conn), &controlplanev1.WatchFleetRequest{})
+	s, err = Watch(ctx, controlplanev1.NewControlPlaneServiceClient(conn), &controlplanev1.WatchFleetRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +202,19 @@ func TestStreamEnds(t *testing.T) {
 	if _, again := s.Recv(); again != err {
 		t.Fatalf("Recv after the end: %v, want the same %v", again, err)
 	}
-	_ = conn.Close()
-	testutil.Eventually(t, "the streams' goroutines gone", func() bool { return runtime.NumGoroutine() <= before })
+	testutil.Eventually(t, "the ended stream's goroutines gone", func() bool { return goroutines() == 0 })
+}
+
+// TestUndecodableMessage: a message that does not decode ends the stream
+// with Internal, as gRPC's own stream reports it.
+func TestUndecodableMessage(t *testing.T) {
+	work := make(chan *message, 1)
+	m := &message{raw: mem.BufferSlice{mem.SliceBuffer([]byte{0xff, 0xff})}, done: make(chan struct{})}
+	work <- m
+	close(work)
+	decode(work)
+	<-m.done
+	if status.Code(m.err) != codes.Internal || !strings.Contains(m.err.Error(), "failed to unmarshal") {
+		t.Fatalf("an undecodable message gave %v, want Internal, failed to unmarshal", m.err)
+	}
 }
