@@ -14,7 +14,16 @@ import (
 // kill(pid, 0) but runs nothing on any GPU. Its state is read first: a
 // process reaped between a successful kill(pid, 0) and the read would
 // otherwise look alive for want of a state to show it exited.
+//
+// Pid 0 and pids that read as negative name no one process: to kill(2)
+// they are a process group or every process, and the signal check alone
+// answers for them, so that a test can have a GPU list them, as a
+// misbehaving driver might, and see the agent refuse to signal them.
 func alive(pid uint32) bool {
+	if pid == 0 || int32(pid) < 0 {
+		err := syscall.Kill(int(int32(pid)), 0)
+		return err == nil || err == syscall.EPERM
+	}
 	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
 	if err == nil {
 		// The state follows the command name, which is in parentheses and

@@ -79,6 +79,16 @@ func serveGRPC(t testing.TB, h *Hub, lis net.Listener) {
 	t.Cleanup(s.Stop)
 }
 
+// hubOverGRPC serves a hub on f over gRPC, on an in-memory connection,
+// and returns it with a client of it, until the test ends.
+func hubOverGRPC(t *testing.T, f *fakeFleet) (*Hub, controlplanev1.ControlPlaneServiceClient) {
+	t.Helper()
+	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
+	lis := bufconn.Listen(1 << 20)
+	serveGRPC(t, h, lis)
+	return h, dialGRPC(t, lis)
+}
+
 // recvSnapshot reads a stream's messages up to its complete snapshot.
 func recvSnapshot(t *testing.T, stream controlplanev1.ControlPlaneService_WatchFleetClient) []*controlplanev1.WatchFleetResponse {
 	t.Helper()
@@ -102,10 +112,7 @@ func recvSnapshot(t *testing.T, stream controlplanev1.ControlPlaneService_WatchF
 // the same snapshot, the chunks a stream in this process is sent.
 func TestGRPCSharesEncodedChunks(t *testing.T) {
 	f := fleetOf(1201)
-	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
-	lis := bufconn.Listen(1 << 20)
-	serveGRPC(t, h, lis)
-	client := dialGRPC(t, lis)
+	h, client := hubOverGRPC(t, f)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -163,10 +170,7 @@ func TestGRPCSharesEncodedChunks(t *testing.T) {
 // not the protobuf chunks shared between protobuf streams.
 func TestGRPCOtherCodecGetsMessages(t *testing.T) {
 	f := fleetOf(1201)
-	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
-	lis := bufconn.Listen(1 << 20)
-	serveGRPC(t, h, lis)
-	client := dialGRPC(t, lis)
+	h, client := hubOverGRPC(t, f)
 	// Chunks the codec cannot write out arrive empty, never complete.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -202,10 +206,7 @@ func TestGRPCOtherCodecGetsMessages(t *testing.T) {
 func TestGRPCHeartbeatBatches(t *testing.T) {
 	const nodes = heartbeatBatchSize + 200
 	f := fleetOf(nodes)
-	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
-	lis := bufconn.Listen(1 << 20)
-	serveGRPC(t, h, lis)
-	client := dialGRPC(t, lis)
+	h, client := hubOverGRPC(t, f)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -257,10 +258,7 @@ func TestGRPCCancelMidSnapshotEndsGoroutines(t *testing.T) {
 	// Far more than a stream's flow-control window, so that the server is
 	// still sending when the client goes.
 	f := fleetOf(50 * SnapshotChunk)
-	h := newHub(t, f, Options{Buffer: 64, Replay: 64})
-	lis := bufconn.Listen(1 << 20)
-	serveGRPC(t, h, lis)
-	client := dialGRPC(t, lis)
+	h, client := hubOverGRPC(t, f)
 	before := runtime.NumGoroutine()
 
 	ctx, cancel := context.WithCancel(context.Background())
