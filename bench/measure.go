@@ -147,7 +147,7 @@ func snapshotTime(ctx context.Context, t rpcclient.Target) (time.Duration, error
 		return 0, err
 	}
 	began := time.Now()
-	// As the console reads it: decoded on every core.
+	// As the console reads it: decoded on several cores.
 	stream, err := watchclient.Watch(ctx, ops, &controlplanev1.WatchFleetRequest{})
 	if err != nil {
 		return 0, err

@@ -99,7 +99,7 @@ func (w *watcher) run(ctx context.Context) {
 	var since uint64
 	attempt := 0
 	for ctx.Err() == nil {
-		// The stream's messages are decoded on every core, so that a
+		// The stream's messages are decoded on several cores, so that a
 		// snapshot of a large fleet arrives in a fraction of the time.
 		stream, err := watchclient.Watch(ctx, w.client, &controlplanev1.WatchFleetRequest{SinceRevision: since})
 		if err == nil {
