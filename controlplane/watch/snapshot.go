@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -193,10 +192,10 @@ func (s *snapshot) prepared(i int, enc encoding, stream grpc.ServerStream, f Fle
 	return slot.p, slot.err
 }
 
-// encoding is what a gRPC stream's encoded messages depend on: the codec,
-// which a server picks by the stream's content subtype, and the
-// compressor.
-type encoding struct{ subtype, compressor string }
+// encoding is what a shared chunk's encoding depends on besides the
+// codec, which is protobuf's for every stream that shares them (see
+// encodingOf): the compressor.
+type encoding struct{ compressor string }
 
 // encodedStream is a gRPC server stream whose encoding is known.
 type encodedStream struct {
@@ -205,7 +204,8 @@ type encodedStream struct {
 }
 
 // encodingOf returns stream as a gRPC server stream with its encoding,
-// or false when it is not one or its encoding is unknown.
+// or false when it is not one, its encoding is unknown, or its codec is
+// not protobuf's.
 //
 // A grpc.PreparedMsg is encoded with one stream's codec and compressor.
 // Sending it, gRPC only reads its bytes (they are a mem.SliceBuffer, whose
@@ -213,38 +213,27 @@ type encodedStream struct {
 // can send it as well. gRPC does not say a stream's codec or compressor;
 // its transport stream, in the stream's context, says the content subtype
 // and the compressor it sends with, and one server's content subtype
-// picks one codec. A stream whose transport does not say encodes its own,
-// and so does one of another content subtype than protobuf's: the shared
-// chunks are protobuf already (see encodedChunk), which another codec
-// would not write out as they are.
+// picks one codec: protobuf's for none or "proto" (which a client that
+// forces gRPC's protobuf codec, as the console does, names). A stream
+// whose transport does not say encodes its own, and so does one of
+// another content subtype: the shared chunks are protobuf already (see
+// encodedChunk), which another codec would not write out as they are.
 func encodingOf(stream Stream) (encodedStream, bool) {
 	ss, ok := stream.(grpc.ServerStream)
 	if !ok {
 		return encodedStream{}, false
 	}
-	enc, ok := transportEncoding(ss.Context())
-	if !ok || enc.subtype != "" {
-		return encodedStream{}, false
-	}
-	return encodedStream{ServerStream: ss, enc: enc}, true
-}
-
-// transportEncoding reads a stream's encoding from its transport stream.
-func transportEncoding(ctx context.Context) (encoding, bool) {
-	ts, ok := grpc.ServerTransportStreamFromContext(ctx).(interface {
+	ts, ok := grpc.ServerTransportStreamFromContext(ss.Context()).(interface {
 		ContentSubtype() string
 		SendCompress() string
 	})
 	if !ok {
-		return encoding{}, false
+		return encodedStream{}, false
 	}
-	subtype := ts.ContentSubtype()
-	if subtype == "proto" {
-		// The default codec, named: a client that forces gRPC's protobuf
-		// codec, as the console does (internal/watchclient), names it.
-		subtype = ""
+	if sub := ts.ContentSubtype(); sub != "" && sub != "proto" {
+		return encodedStream{}, false
 	}
-	return encoding{subtype: subtype, compressor: ts.SendCompress()}, true
+	return encodedStream{ServerStream: ss, enc: encoding{compressor: ts.SendCompress()}}, true
 }
 
 // sendSnapshot sends s's chunks to stream: encoded once per encoding and
