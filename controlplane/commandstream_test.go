@@ -10,6 +10,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/navarch/navarch/controlplane"
 	"github.com/navarch/navarch/internal/testutil"
@@ -102,7 +103,8 @@ func TestCommandStreamDelivers(t *testing.T) {
 
 // TestCommandStreamOfTerminatedAndRemovedNode: a stream whose node is
 // terminated gets the TERMINATE command; once the node leaves the fleet
-// the stream ends with NotFound, which sends the agent to register again.
+// the stream ends at once with NotFound, which sends the agent to
+// register again, and so does a long poll waiting then.
 func TestCommandStreamOfTerminatedAndRemovedNode(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Now())
 	h := newHarness(t, withFakeClock(clock))
@@ -123,21 +125,39 @@ func TestCommandStreamOfTerminatedAndRemovedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, "TERMINATED", func() bool { return h.lifecycle("n1") == fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED })
-	clock.Advance(h.cfg.TerminatedRetention.Duration + time.Second)
+	// Up to just before the retention ends, then a long poll waiting
+	// beside the stream, as an agent of the long-poll era would.
+	clock.Advance(h.cfg.TerminatedRetention.Duration - 2*time.Second)
 	h.fleet().Tick(ctx)
-	// Removal wakes no stream: it looks again every poll timeout.
-	var ended error
-	testutil.Eventually(t, "the stream to end", func() bool {
-		clock.Advance(h.cfg.CommandPollTimeout.Duration)
+	if h.lifecycle("n1") != fleetv1.LifecycleState_LIFECYCLE_STATE_TERMINATED {
+		t.Fatal("removed before its retention ended")
+	}
+	polled := make(chan error, 1)
+	go func() {
+		_, err := h.node.GetNodeCommands(ctx, &nodev1.GetNodeCommandsRequest{NodeId: "n1", Wait: durationpb.New(time.Hour)})
+		polled <- err
+	}()
+	testutil.Eventually(t, "the long poll to wait", func() bool {
 		select {
-		case ended = <-s.ended:
-			return true
+		case err := <-polled:
+			t.Fatalf("the long poll answered before the removal: %v", err)
 		default:
-			return false
 		}
+		return goroutinesIn("fleet.(*Fleet).NodeCommands(") == 1
 	})
-	if status.Code(ended) != codes.NotFound {
-		t.Fatalf("the stream of a removed node ended with %v, want NotFound", ended)
+	// Three seconds, less than the poll timeout: the node is removed.
+	clock.Advance(3 * time.Second)
+	h.fleet().Tick(ctx)
+	// No time passes after the removal: the removal itself wakes both.
+	for name, ch := range map[string]chan error{"stream": s.ended, "long poll": polled} {
+		select {
+		case err := <-ch:
+			if status.Code(err) != codes.NotFound {
+				t.Fatalf("the %s of a removed node ended with %v, want NotFound", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the %s of a removed node did not end", name)
+		}
 	}
 }
 
@@ -148,11 +168,7 @@ func TestCommandStreamLeavesNothingBehind(t *testing.T) {
 	h := newHarness(t)
 	h.register("n1", 1)
 	h.register("n2", 1)
-	waiting := func() int {
-		var b bytes.Buffer
-		_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
-		return bytes.Count(b.Bytes(), []byte("fleet.(*Fleet).WatchCommands("))
-	}
+	waiting := func() int { return goroutinesIn("fleet.(*Fleet).WatchCommands(") }
 	s1 := h.watchCommands("n1")
 	s2 := h.watchCommands("n2")
 	testutil.Eventually(t, "two streams waiting", func() bool { return waiting() == 2 })
@@ -166,6 +182,13 @@ func TestCommandStreamLeavesNothingBehind(t *testing.T) {
 		t.Fatal("the stream outlived its connection and the control plane")
 	}
 	testutil.Eventually(t, "no stream waiting after shutdown", func() bool { return waiting() == 0 })
+}
+
+// goroutinesIn counts the goroutines whose stack holds a call to fn.
+func goroutinesIn(fn string) int {
+	var b bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	return bytes.Count(b.Bytes(), []byte(fn))
 }
 
 // TestLongPollDeliveryStillServed: with command_delivery long_poll the

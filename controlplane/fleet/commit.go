@@ -155,6 +155,9 @@ func (f *Fleet) commit(ctx context.Context, ns *nodeState, c *change) (err error
 	// A change may bring the node's next deadline closer: the monitor's
 	// next pass looks at it and schedules it anew.
 	if c.remove {
+		// The agent's command stream, if one waits, ends now with
+		// NotRegistered, which sends the agent to register again.
+		ns.wakeWaiters()
 		f.wheel.drop(ns)
 	} else {
 		f.wheel.schedule(ns, f.clock.Now())

@@ -25,7 +25,8 @@ type nodeState struct {
 	// book is the bookkeeping a change edits before it is saved, under mu;
 	// a change that cannot be saved restores it whole (see withNode).
 	book bookkeeping
-	// wake is closed and replaced when a command is queued, under mu.
+	// wake is closed and replaced when a command is queued and when the
+	// node leaves the fleet, under mu (see wakeWaiters).
 	wake chan struct{}
 
 	// node is the durable part, immutable once stored here; changes swap
@@ -164,6 +165,13 @@ func newNodeState(n *fleetv1.Node) *nodeState {
 	ns.node.Store(n)
 	ns.reach.Store(int32(fleetv1.Reachability_REACHABILITY_UNKNOWN))
 	return ns
+}
+
+// wakeWaiters wakes the agent's command stream or long poll, waiting on
+// wake, to look at the node again. The caller holds mu.
+func (ns *nodeState) wakeWaiters() {
+	close(ns.wake)
+	ns.wake = make(chan struct{})
 }
 
 // recount refreshes pending and delivered from the open commands. The

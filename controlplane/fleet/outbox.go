@@ -159,8 +159,7 @@ func openOf(ns *nodeState, typ fleetv1.CommandType) *fleetv1.Command {
 func (f *Fleet) wakeAgent(ns *nodeState, c *change) {
 	for _, cmd := range c.commands {
 		if cmd.GetStatus() == fleetv1.CommandStatus_COMMAND_STATUS_PENDING {
-			close(ns.wake)
-			ns.wake = make(chan struct{})
+			ns.wakeWaiters()
 			return
 		}
 	}
@@ -199,20 +198,15 @@ func (f *Fleet) NodeCommands(ctx context.Context, nodeID string, wait time.Durat
 // the fleet (NotRegistered, which sends the agent to register again).
 //
 // It holds one goroutine per agent, as a long poll does, but nothing per
-// call: no deadline, no timer per poll, no request every poll timeout. The
-// one timer looks, every command poll timeout, whether the node was
-// removed, since removal wakes no one; it is reset, not made again.
+// call, and no timer: no deadline, no request every poll timeout. It
+// waits only for the node's wake, which a queued command and the node's
+// removal close.
 func (f *Fleet) WatchCommands(ctx context.Context, nodeID string, send func([]*fleetv1.Command) error) error {
 	ns := f.get(nodeID)
 	if ns == nil {
 		return apierr.NotRegistered(nodeID)
 	}
-	recheck := f.clock.NewTimer(f.cfg.CommandPollTimeout)
-	defer recheck.Stop()
 	for {
-		if ns.removed.Load() {
-			return apierr.NotRegistered(nodeID)
-		}
 		out, wake, err := f.deliver(ctx, ns)
 		if err != nil {
 			return err
@@ -227,8 +221,6 @@ func (f *Fleet) WatchCommands(ctx context.Context, nodeID string, send func([]*f
 		}
 		select {
 		case <-wake:
-		case <-recheck.Chan():
-			recheck.Reset(f.cfg.CommandPollTimeout)
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-f.closing:
@@ -238,10 +230,15 @@ func (f *Fleet) WatchCommands(ctx context.Context, nodeID string, send func([]*f
 }
 
 // deliver marks the node's pending commands delivered and returns them, or,
-// when there are none, the channel that tells of the next one.
+// when there are none, the channel that tells of the next one or of the
+// node's removal. A removed node's answer is NotRegistered: the removal
+// was saved under mu, so a caller that got the channel before it is woken.
 func (f *Fleet) deliver(ctx context.Context, ns *nodeState) ([]*fleetv1.Command, <-chan struct{}, error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
+	if ns.removed.Load() {
+		return nil, nil, apierr.NotRegistered(ns.id())
+	}
 	var out, again []*fleetv1.Command
 	now := f.clock.Now()
 	for i, cmd := range ns.book.open {
