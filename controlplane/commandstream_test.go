@@ -145,7 +145,8 @@ func TestCommandStreamOfTerminatedAndRemovedNode(t *testing.T) {
 		}
 		return goroutinesIn("fleet.(*Fleet).NodeCommands(") == 1
 	})
-	// Three seconds, less than the poll timeout: the node is removed.
+	// Three seconds, less than the harness's 5 s poll timeout, at which a
+	// timer would have looked: the node is removed.
 	clock.Advance(3 * time.Second)
 	h.fleet().Tick(ctx)
 	// No time passes after the removal: the removal itself wakes both.

@@ -50,8 +50,7 @@ type Config struct {
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 	// HealthReportInterval is how often agents send a full health snapshot.
 	HealthReportInterval Duration `yaml:"health_report_interval"`
-	// CommandPollTimeout bounds an agent's command long poll, and is how
-	// soon a command stream notices its node was removed.
+	// CommandPollTimeout bounds an agent's command long poll.
 	CommandPollTimeout Duration `yaml:"command_poll_timeout"`
 	// CommandDelivery is "stream" (agents hold one WatchNodeCommands
 	// stream open and get commands at once), "long_poll" (agents hold a

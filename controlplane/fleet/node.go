@@ -39,8 +39,8 @@ type nodeState struct {
 	gpus atomic.Pointer[gpuSet]
 	// reach is the reachability, written under the hub lock.
 	reach atomic.Int32
-	// removed is set, under the hub lock, when the node leaves the fleet;
-	// a caller that found the node before then must not change it.
+	// removed is set, under mu and the hub lock, when the node leaves the
+	// fleet; a caller that found the node before then must not change it.
 	removed atomic.Bool
 	// pending and delivered count the PENDING and DELIVERED commands in
 	// book.open, so heartbeat answers need not wait for mu and the monitor
