@@ -3,6 +3,7 @@ package watch
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -236,6 +237,10 @@ func encodingOf(stream Stream) (encodedStream, bool) {
 	return encodedStream{ServerStream: ss, enc: encoding{compressor: ts.SendCompress()}}, true
 }
 
+// encodeAhead bounds how many chunks a stream has encoded ahead of the one
+// it sends: one a core, up to this.
+const encodeAhead = 8
+
 // sendSnapshot sends s's chunks to stream: encoded once per encoding and
 // shared when stream is a gRPC stream whose encoding is known, otherwise
 // as the shared messages, which stream encodes itself.
@@ -249,14 +254,18 @@ func sendSnapshot(stream Stream, s *snapshot, f Fleet) error {
 		}
 		return nil
 	}
-	// While a chunk is sent, the next is encoded on another goroutine, so
-	// that the encoding, most of a snapshot's cost, takes a second core
-	// when one is free. The goroutines end before the stream's handler.
+	// While a chunk is sent, the next ones are encoded on goroutines of
+	// their own, one a core up to encodeAhead, so that the encoding, most
+	// of a snapshot's cost, takes the cores that are free. The goroutines
+	// end before the stream's handler.
 	var ahead sync.WaitGroup
 	defer ahead.Wait()
+	window := min(runtime.GOMAXPROCS(0), encodeAhead)
+	started := 1 // chunks below this have an encoder, or are chunk 0, which the loop encodes
 	for i := range s.count() {
-		if i+1 < s.count() {
-			ahead.Go(func() { _, _ = s.prepared(i+1, es.enc, es.ServerStream, f) })
+		for ; started < min(s.count(), i+1+window); started++ {
+			j := started
+			ahead.Go(func() { _, _ = s.prepared(j, es.enc, es.ServerStream, f) })
 		}
 		p, err := s.prepared(i, es.enc, es.ServerStream, f)
 		if err != nil {
