@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jonboulle/clockwork"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/navarch/navarch/internal/fleettest"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -132,7 +133,7 @@ func BenchmarkNodeHeartbeatEncoding(b *testing.B) {
 
 // BenchmarkNodeMemory is what the fleet keeps for each 8-GPU node once
 // the node has registered (its own GPU UUIDs, serials and bus ids,
-// labels and versions), sent a full report and 30 heartbeats (a full
+// labels and versions, decoded from the wire), sent a full report and 30 heartbeats (a full
 // history) and been taken into a snapshot (its kept encoding): the heap
 // and the number of heap objects a node, which is what the collector
 // marks on every cycle. At 100 000 nodes this is the fleet's part of the
@@ -154,11 +155,21 @@ func BenchmarkNodeMemory(b *testing.B) {
 				g.Serial = fmt.Sprintf("1654%09d", n*8+i)
 				g.PciBusId = fmt.Sprintf("00000000:%02X:00.0", 0x18+i*0x10)
 			}
-			if _, err := f.Register(ctx, &nodev1.RegisterNodeRequest{
+			// Decoded from its encoding, as gRPC hands it over: every
+			// string of its own.
+			wire, err := proto.Marshal(&nodev1.RegisterNodeRequest{
 				NodeId: id, Hostname: "gpu-" + id + ".dc1.example.com", Gpus: gpus,
 				Labels:        map[string]string{"zone": fmt.Sprintf("zone-%d", n%4), "rack": fmt.Sprintf("r%03d", n/40), "sku": "h100"},
 				DriverVersion: "550.54.15", CudaVersion: "12.4", AgentVersion: "0.18.0", BootId: "boot-1",
-			}); err != nil {
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := &nodev1.RegisterNodeRequest{}
+			if err := proto.Unmarshal(wire, req); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := f.Register(ctx, req); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := f.ReportHealth(ctx, report(id)); err != nil {
