@@ -198,9 +198,9 @@ func (f *Fleet) NodeCommands(ctx context.Context, nodeID string, wait time.Durat
 // the fleet (NotRegistered, which sends the agent to register again).
 //
 // It holds one goroutine per agent, as a long poll does, but nothing per
-// call, and no timer: no deadline, no request every poll timeout. It
-// waits only for the node's wake, which a queued command and the node's
-// removal close.
+// call, and no timer: no deadline, no request every poll timeout. Besides
+// its own end and the control plane's, it waits only for the node's wake,
+// which a queued command and the node's removal close.
 func (f *Fleet) WatchCommands(ctx context.Context, nodeID string, send func([]*fleetv1.Command) error) error {
 	ns := f.get(nodeID)
 	if ns == nil {
