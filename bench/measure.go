@@ -18,6 +18,7 @@ import (
 	"github.com/navarch/navarch/internal/watchclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	"github.com/navarch/navarch/sim"
+	"github.com/navarch/navarch/tui"
 )
 
 // xidWatcher is a console's WatchFleet stream, opened and past its
@@ -148,7 +149,7 @@ func snapshotTime(ctx context.Context, t rpcclient.Target) (time.Duration, error
 	}
 	began := time.Now()
 	// As the console reads it: decoded on several cores.
-	stream, err := watchclient.Watch(ctx, ops, &controlplanev1.WatchFleetRequest{})
+	stream, err := watchclient.Watch(ctx, ops, &controlplanev1.WatchFleetRequest{}, tui.DecodeMessage)
 	if err != nil {
 		return 0, err
 	}
@@ -158,7 +159,7 @@ func snapshotTime(ctx context.Context, t rpcclient.Target) (time.Duration, error
 		if err != nil {
 			return 0, err
 		}
-		if m.GetSnapshot().GetComplete() {
+		if m.SnapshotComplete() {
 			return time.Since(began), nil
 		}
 	}

@@ -177,7 +177,7 @@ func (v *eventsView) match(e *fleetv1.HealthEvent) bool {
 		}
 	}
 	for k, want := range v.filter.labels {
-		if r, ok := v.f.rows[e.GetNodeId()]; !ok || r.node.GetLabels()[k] != want {
+		if r, ok := v.f.rows[e.GetNodeId()]; !ok || r.label(k) != want {
 			return false
 		}
 	}

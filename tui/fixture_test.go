@@ -6,12 +6,32 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
+
+// wire is msgs as the watcher hands them to the console: encoded, and
+// decoded as they come off the stream.
+func wire(msgs ...*controlplanev1.WatchFleetResponse) streamMsg {
+	out := make([]Message, len(msgs))
+	for i, msg := range msgs {
+		b, err := proto.Marshal(msg)
+		if err != nil {
+			panic(err)
+		}
+		if out[i], err = DecodeMessage(b); err != nil {
+			panic(err)
+		}
+	}
+	return streamMsg{msgs: out}
+}
+
+// Apply feeds stream messages in as the watcher would.
+func (m *Model) Apply(msgs ...*controlplanev1.WatchFleetResponse) { m.Update(wire(msgs...)) }
 
 // now is the fixed clock of the console tests.
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -100,7 +120,7 @@ func heldBack() streamMsg {
 	s := snapshot(41, heldBackFleet(), fixtureEvents())
 	s.GetSnapshot().Breaker = &fleetv1.BreakerStatus{AutoCordonEnabled: true, MaxFraction: 0.5, WindowSeconds: 300,
 		Tripped: true, TrippedAt: timestamppb.New(now.Add(-4 * time.Minute)), RecentAutoCordons: 1, SuppressedCordons: 1}
-	return streamMsg{msgs: []*controlplanev1.WatchFleetResponse{s}}
+	return wire(s)
 }
 
 func fixtureEvents() []*fleetv1.HealthEvent {
@@ -281,5 +301,5 @@ func pooledSnapshot(rev uint64) *controlplanev1.WatchFleetResponse {
 // pooled is a stream message that loads the pooled fleet, for tests that
 // send it among keys.
 func pooled() streamMsg {
-	return streamMsg{msgs: []*controlplanev1.WatchFleetResponse{pooledSnapshot(41)}}
+	return wire(pooledSnapshot(41))
 }

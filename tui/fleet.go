@@ -9,7 +9,6 @@ import (
 
 	"github.com/navarch/navarch/internal/display"
 	"github.com/navarch/navarch/internal/health"
-	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
 
@@ -33,11 +32,11 @@ const (
 
 var columnNames = [numColumns]string{"NODE", "LIFECYCLE", "HEALTH", "REACH", "GPUS", "UTIL", "HOT", "SEEN", "POOL", "WHY", "LABELS"}
 
-// row is one node as the fleet table needs it, kept up to date as changes
-// arrive so that rendering never digs through protos.
+// row is one node as the fleet table needs it, read from the node's wire
+// encoding (decodeRow) and kept up to date as changes arrive, so that
+// rendering never digs through protos.
 type row struct {
 	id        string
-	node      *fleetv1.Node
 	lifecycle fleetv1.LifecycleState
 	heldBack  bool // the breaker held back its automatic cordon
 	health    fleetv1.HealthStatus
@@ -46,40 +45,22 @@ type row struct {
 	badGPUs   int // unhealthy or lost GPUs, for sorting
 	util, hot int // -1 when unknown
 	lastHB    time.Time
-	pool      string // the pool that keeps the node; "" for none
+	samples   []*fleetv1.GpuSample // the latest, one a GPU
+	pool      string               // the pool that keeps the node; "" for none
 	why       why
-	labels    string
-	search    string // lower-cased id, hostname, pool and labels
+	labelKV   []string // the labels' keys and values in turn, by key
+	labels    string   // as the table shows them
+	search    string   // lower-cased id, hostname, pool and labels
 }
 
-func newRow(n *fleetv1.Node) *row {
-	r := &row{id: n.GetNodeId()}
-	r.update(n)
-	return r
-}
-
-// update refreshes the row from a full node.
-func (r *row) update(n *fleetv1.Node) {
-	r.node = n
-	r.lifecycle, r.health, r.reach = n.GetLifecycle(), n.GetHealth(), n.GetReachability()
-	r.heldBack = n.GetCordonHeldBackAt() != nil
-	r.glyphs = r.glyphs[:0]
-	r.badGPUs = 0
-	for _, g := range n.GetGpus() {
-		gl := gpuGlyph(g.GetHealth(), g.GetLost())
-		r.glyphs = append(r.glyphs, gl)
-		if gl == 'U' || gl == 'X' {
-			r.badGPUs++
+// label is the value of the node's label k, "" when it has none.
+func (r *row) label(k string) string {
+	for i := 0; i < len(r.labelKV); i += 2 {
+		if r.labelKV[i] == k {
+			return r.labelKV[i+1]
 		}
 	}
-	r.pool = n.GetPool()
-	r.why = whyOf(n)
-	r.labels = display.Labels(n.GetLabels())
-	r.search = strings.ToLower(n.GetNodeId() + " " + n.GetHostname() + " " + r.pool + " " + r.labels)
-	r.heartbeat(n.GetReachability(), n.GetLastHeartbeatAt().AsTime(), n.GetSamples())
-	if n.GetLastHeartbeatAt() == nil {
-		r.lastHB = time.Time{}
-	}
+	return ""
 }
 
 // heartbeat refreshes what heartbeats change.
@@ -93,9 +74,7 @@ func (r *row) heartbeat(reach fleetv1.Reachability, at time.Time, samples []*fle
 	if h, ok := display.Hottest(samples); ok {
 		r.hot = int(h)
 	}
-	if r.node != nil {
-		r.node.Samples = samples
-	}
+	r.samples = samples
 }
 
 // live reports whether the row's metrics are current: an OFFLINE or
@@ -228,7 +207,7 @@ func (f *filter) match(r *row) bool {
 		}
 	}
 	for k, v := range f.labels {
-		if r.node.GetLabels()[k] != v {
+		if r.label(k) != v {
 			return false
 		}
 	}
@@ -247,7 +226,7 @@ type fleet struct {
 	filter  filter
 	stale   bool // order needs sorting again
 	loaded  bool // a complete snapshot has arrived
-	partial []*fleetv1.Node
+	partial []*row
 
 	summary  *fleetv1.FleetSummary
 	breaker  *fleetv1.BreakerStatus
@@ -291,24 +270,37 @@ func (c *change) node(id string) {
 }
 
 // apply folds one stream message into the fleet.
-func (f *fleet) apply(m *controlplanev1.WatchFleetResponse, c *change) {
+func (f *fleet) apply(msg Message, c *change) {
+	m := msg.resp
 	// A snapshot's revision counts once its last chunk is in: until then
 	// the rows on screen are older than it.
 	if (m.GetSnapshot() == nil || m.GetSnapshot().GetComplete()) && m.GetRevision() > f.revision {
 		f.revision = m.GetRevision()
 	}
 	switch {
+	case msg.upsert != nil:
+		u := msg.upsert
+		if r, ok := f.rows[u.id]; ok {
+			was := r.pool
+			*r = *u
+			f.join(r, was)
+		} else {
+			f.rows[u.id] = u
+			f.join(u, "")
+		}
+		f.stale = true
+		c.structure = true
+		c.node(u.id)
 	case m.GetSnapshot() != nil:
 		s := m.GetSnapshot()
-		f.partial = append(f.partial, s.GetNodes()...)
+		f.partial = append(f.partial, msg.rows...)
 		if !s.GetComplete() {
 			return
 		}
 		f.rows = make(map[string]*row, len(f.partial))
 		clear(f.members)
-		for _, n := range f.partial {
-			r := newRow(n)
-			f.rows[n.GetNodeId()] = r
+		for _, r := range f.partial {
+			f.rows[r.id] = r
 			f.join(r, "")
 		}
 		f.partial = nil
@@ -323,20 +315,6 @@ func (f *fleet) apply(m *controlplanev1.WatchFleetResponse, c *change) {
 		f.loaded = true
 		f.stale = true
 		c.structure, c.snapshot, c.events, c.pools = true, true, true, true
-	case m.GetNodeUpsert() != nil:
-		n := m.GetNodeUpsert()
-		if r, ok := f.rows[n.GetNodeId()]; ok {
-			was := r.pool
-			r.update(n)
-			f.join(r, was)
-		} else {
-			r := newRow(n)
-			f.rows[n.GetNodeId()] = r
-			f.join(r, "")
-		}
-		f.stale = true
-		c.structure = true
-		c.node(n.GetNodeId())
 	case m.GetNodeRemoved() != nil:
 		if r, ok := f.rows[m.GetNodeRemoved().GetNodeId()]; ok {
 			f.leave(r, r.pool)

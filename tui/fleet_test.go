@@ -23,9 +23,9 @@ func shownIDs(m *Model) []string {
 
 // totals is a stream message carrying new fleet totals.
 func totals(s *fleetv1.FleetSummary, b *fleetv1.BreakerStatus) streamMsg {
-	return streamMsg{msgs: []*controlplanev1.WatchFleetResponse{{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Totals{
+	return wire(&controlplanev1.WatchFleetResponse{Revision: 41, Change: &controlplanev1.WatchFleetResponse_Totals{
 		Totals: &controlplanev1.FleetTotals{Summary: s, Breaker: b},
-	}}}}
+	}})
 }
 
 // TestHeaderCountsStaleApartFromOffline: a STALE node is counted as

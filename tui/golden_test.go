@@ -8,8 +8,6 @@ import (
 	"github.com/charmbracelet/x/ansi"
 	"github.com/charmbracelet/x/exp/golden"
 	"github.com/charmbracelet/x/exp/teatest/v2"
-
-	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 )
 
 // Golden screens at a fixed size with colour off. `go tool task golden`
@@ -34,7 +32,7 @@ func runGoldenAt(t *testing.T, width, height int, o Options, msgs ...tea.Msg) {
 	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(width, height))
 	tm.Send(connectedMsg{})
 	tm.Send(fixtureStatus())
-	tm.Send(streamMsg{msgs: []*controlplanev1.WatchFleetResponse{snapshot(40, fixtureFleet(), fixtureEvents())}})
+	tm.Send(wire(snapshot(40, fixtureFleet(), fixtureEvents())))
 	for _, msg := range msgs {
 		tm.Send(msg)
 	}

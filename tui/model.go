@@ -342,12 +342,6 @@ func (m *Model) listen() tea.Cmd {
 	return m.watcher.listen()
 }
 
-// Apply feeds stream messages straight in, as the watcher would; tests
-// and benchmarks use it.
-func (m *Model) Apply(msgs ...*controlplanev1.WatchFleetResponse) {
-	m.Update(streamMsg{msgs: msgs})
-}
-
 func (m *Model) onStream(sm streamMsg) tea.Cmd {
 	f := m.d.fleet
 	var c change

@@ -186,7 +186,7 @@ func (v *nodeView) onChange(c *change) tea.Cmd {
 		return nil
 	}
 	if r, ok := v.d.fleet.rows[v.id]; ok {
-		for _, s := range r.node.GetSamples() {
+		for _, s := range r.samples {
 			if prev := v.live[s.GetGpuIndex()]; prev != s {
 				v.live[s.GetGpuIndex()] = s
 				v.util[s.GetGpuIndex()] = appendCapped(v.util[s.GetGpuIndex()], s.GetUtilizationGpuPercent())
@@ -245,7 +245,7 @@ func (v *nodeView) View() string {
 		n.Lifecycle, n.Health, n.Reachability = r.lifecycle, r.health, r.reach
 		lastHB = r.lastHB
 		if r.lastHB.After(sampledAt) {
-			samples, sampledAt = r.node.GetSamples(), r.lastHB
+			samples, sampledAt = r.samples, r.lastHB
 		}
 	}
 	now := v.d.now()

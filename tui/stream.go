@@ -21,7 +21,7 @@ import (
 // streamMsg carries the WatchFleet messages that arrived since the last
 // one, so a burst costs one update and one redraw.
 type streamMsg struct {
-	msgs []*controlplanev1.WatchFleetResponse
+	msgs []Message
 }
 
 // connectedMsg says the stream is open.
@@ -101,13 +101,13 @@ func (w *watcher) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		// The stream's messages are decoded on several cores, so that a
 		// snapshot of a large fleet arrives in a fraction of the time.
-		stream, err := watchclient.Watch(ctx, w.client, &controlplanev1.WatchFleetRequest{SinceRevision: since})
+		stream, err := watchclient.Watch(ctx, w.client, &controlplanev1.WatchFleetRequest{SinceRevision: since}, DecodeMessage)
 		if err == nil {
-			var first *controlplanev1.WatchFleetResponse
+			var first Message
 			first, err = stream.Recv()
 			if err == nil {
 				attempt = 0
-				if !w.send(ctx, connectedMsg{resumed: first.GetSnapshot() == nil}) {
+				if !w.send(ctx, connectedMsg{resumed: first.resp.GetSnapshot() == nil}) {
 					return
 				}
 				for err == nil {
@@ -115,14 +115,14 @@ func (w *watcher) run(ctx context.Context) {
 					// plane with a new store may count from lower than before.
 					// A snapshot's earlier chunks do not count: a stream that
 					// breaks among them resumes from what the console had.
-					if s := first.GetSnapshot(); s != nil {
+					if s := first.resp.GetSnapshot(); s != nil {
 						if s.GetComplete() {
-							since = first.GetRevision()
+							since = first.resp.GetRevision()
 						}
-					} else if first.GetRevision() > since {
-						since = first.GetRevision()
+					} else if first.resp.GetRevision() > since {
+						since = first.resp.GetRevision()
 					}
-					if !w.send(ctx, streamMsg{msgs: []*controlplanev1.WatchFleetResponse{first}}) {
+					if !w.send(ctx, streamMsg{msgs: []Message{first}}) {
 						return
 					}
 					first, err = stream.Recv()

@@ -422,10 +422,10 @@ func TestNodeViewDropsProcessesThatEnded(t *testing.T) {
 			}
 			samples = append(samples, s)
 		}
-		return streamMsg{msgs: []*controlplanev1.WatchFleetResponse{{Revision: 42, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{
+		return wire(&controlplanev1.WatchFleetResponse{Revision: 42, Change: &controlplanev1.WatchFleetResponse_Heartbeats{Heartbeats: &controlplanev1.HeartbeatBatch{
 			Heartbeats: []*controlplanev1.NodeHeartbeat{{NodeId: "gpu-a02", Reachability: fleetv1.Reachability_REACHABILITY_ONLINE,
 				LastHeartbeatAt: timestamppb.New(now.Add(-ago)), Samples: samples}},
-		}}}}}
+		}}})
 	}
 	drained := processDetail()
 	drained.Node.Lifecycle = fleetv1.LifecycleState_LIFECYCLE_STATE_DRAINED

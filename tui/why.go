@@ -22,30 +22,30 @@ type why struct {
 // whySep joins cause and remedy; it reads without colour.
 const whySep = " → "
 
-// whyOf reads a node's cause and remedy as the stream carries them. The
-// control plane writes the cause as "gpu2: <the fault's meaning>"; where
-// that GPU's worst fault is an XID the code goes in after the GPU, since
-// the code is what operators search for: "gpu2 XID 79: GPU has fallen off
-// the bus".
-func whyOf(n *fleetv1.Node) why {
-	cause := display.CleanText(display.FirstLine(n.GetHealthCause()), "")
+// whyOf reads a node's cause and remedy as the stream carries them, with
+// its GPUs. The control plane writes the cause as "gpu2: <the fault's
+// meaning>"; where that GPU's worst fault is an XID the code goes in after
+// the GPU, since the code is what operators search for: "gpu2 XID 79: GPU
+// has fallen off the bus".
+func whyOf(healthCause string, remedy fleetv1.Remedy, gpus []gpuState) why {
+	cause := display.CleanText(display.FirstLine(healthCause), "")
 	if cause == "" {
 		return why{}
 	}
 	var index uint32
 	if _, err := fmt.Sscanf(cause, "gpu%d:", &index); err == nil {
-		for _, g := range n.GetGpus() {
-			if g.GetIndex() != index || len(g.GetFaults()) == 0 {
+		for _, g := range gpus {
+			if g.index != index || !g.faulted {
 				continue
 			}
-			if f := g.GetFaults()[0]; f.GetKind() == fleetv1.EventKind_EVENT_KIND_XID && f.GetXid() != 0 {
+			if g.kind == fleetv1.EventKind_EVENT_KIND_XID && g.xid != 0 {
 				head, rest, _ := strings.Cut(cause, ":")
-				cause = fmt.Sprintf("%s XID %d:%s", head, f.GetXid(), rest)
+				cause = fmt.Sprintf("%s XID %d:%s", head, g.xid, rest)
 			}
 			break
 		}
 	}
-	return why{cause: cause, remedy: n.GetRemedy(), width: ansi.StringWidth(cause)}
+	return why{cause: cause, remedy: remedy, width: ansi.StringWidth(cause)}
 }
 
 // hasRemedy reports whether there is an action to suggest.

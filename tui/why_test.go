@@ -25,7 +25,7 @@ func TestWhyOf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := whyOf(tt.node).cause; got != tt.want {
+			if got := rowOf(t, tt.node).why.cause; got != tt.want {
 				t.Errorf("cause %q, want %q", got, tt.want)
 			}
 		})

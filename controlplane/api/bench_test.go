@@ -24,6 +24,7 @@ import (
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 	nodev1 "github.com/navarch/navarch/proto/navarch/node/v1"
 	badgerstore "github.com/navarch/navarch/store/badger"
+	"github.com/navarch/navarch/tui"
 )
 
 // benchSizes are the fleets the read benchmarks run on.
@@ -138,14 +139,19 @@ func BenchmarkWatchSnapshot(b *testing.B) {
 					}
 					b.StartTimer()
 					wctx, cancel := context.WithCancel(ctx)
-					var recv func() (*controlplanev1.WatchFleetResponse, error)
+					// recv returns how many nodes the next message carries, and
+					// whether it completes the snapshot.
+					var recv func() (int, bool, error)
 					switch decode {
 					case "cores":
-						s, err := watchclient.Watch(wctx, c, &controlplanev1.WatchFleetRequest{})
+						s, err := watchclient.Watch(wctx, c, &controlplanev1.WatchFleetRequest{}, tui.DecodeMessage)
 						if err != nil {
 							b.Fatal(err)
 						}
-						recv = s.Recv
+						recv = func() (int, bool, error) {
+							m, err := s.Recv()
+							return m.SnapshotNodes(), m.SnapshotComplete(), err
+						}
 					default:
 						var opts []grpc.CallOption
 						if decode == "none" {
@@ -155,16 +161,19 @@ func BenchmarkWatchSnapshot(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						recv = s.Recv
+						recv = func() (int, bool, error) {
+							m, err := s.Recv()
+							return len(m.GetSnapshot().GetNodes()), m.GetSnapshot().GetComplete(), err
+						}
 					}
 					nodes := 0
 					for i := 0; ; i++ {
-						m, err := recv()
+						got, complete, err := recv()
 						if err != nil {
 							b.Fatal(err)
 						}
-						nodes += len(m.GetSnapshot().GetNodes())
-						if m.GetSnapshot().GetComplete() || (decode == "none" && i == chunks-1) {
+						nodes += got
+						if complete || (decode == "none" && i == chunks-1) {
 							break
 						}
 					}

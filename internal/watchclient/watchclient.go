@@ -6,7 +6,9 @@
 // console waits for its first full fleet. gRPC decodes a stream's
 // messages one after another on the goroutine that reads them; here the
 // reader only takes each message's bytes, and one decoder a core (up to
-// eight) turns them into messages while the next chunks arrive.
+// eight) turns them into what the client keeps while the next chunks
+// arrive. The client says how: Message decodes whole messages, and a
+// client that keeps less of each node (the console) decodes only that.
 package watchclient
 
 import (
@@ -30,29 +32,44 @@ import (
 // core, near the control plane's own time to send it.
 const maxDecoders = 8
 
-// Stream is an open WatchFleet stream. Recv is called from one goroutine.
-type Stream struct {
+// Decoder turns one message's wire bytes into what the client keeps of
+// it. It runs on several goroutines at once, so it keeps no state of its
+// own, and must not keep b, which is reused once it returns.
+type Decoder[T any] func(b []byte) (T, error)
+
+// Message decodes a whole WatchFleetResponse.
+func Message(b []byte) (*controlplanev1.WatchFleetResponse, error) {
+	m := &controlplanev1.WatchFleetResponse{}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Stream is an open WatchFleet stream whose messages decode as T. Recv is
+// called from one goroutine.
+type Stream[T any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	// order holds the messages in the order they came, each decoded or
 	// being decoded; the reader closes it after the stream's end.
-	order chan *message
+	order chan *message[T]
 	err   error
 }
 
 // message is one message of the stream: its bytes until decoded, then
-// the message or the error; done is closed once decoded. A message with
-// err set and no bytes is the stream's end.
-type message struct {
+// what it decoded to or the error; done is closed once decoded. A message
+// with err set and no bytes is the stream's end.
+type message[T any] struct {
 	raw  mem.BufferSlice
-	resp *controlplanev1.WatchFleetResponse
+	resp T
 	err  error
 	done chan struct{}
 }
 
-// Watch opens a WatchFleet stream on c. Cancelling ctx, or Close, ends
-// it.
-func Watch(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, req *controlplanev1.WatchFleetRequest) (*Stream, error) {
+// Watch opens a WatchFleet stream on c whose messages decode decodes.
+// Cancelling ctx, or Close, ends it.
+func Watch[T any](ctx context.Context, c controlplanev1.ControlPlaneServiceClient, req *controlplanev1.WatchFleetRequest, decode Decoder[T]) (*Stream[T], error) {
 	ctx, cancel := context.WithCancel(ctx)
 	cs, err := c.WatchFleet(ctx, req, grpc.ForceCodecV2(codec{}))
 	if err != nil {
@@ -60,10 +77,10 @@ func Watch(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, req 
 		return nil, err
 	}
 	decoders := min(runtime.GOMAXPROCS(0), maxDecoders)
-	s := &Stream{ctx: ctx, cancel: cancel, order: make(chan *message, 2*decoders)}
-	work := make(chan *message, decoders)
+	s := &Stream[T]{ctx: ctx, cancel: cancel, order: make(chan *message[T], 2*decoders)}
+	work := make(chan *message[T], decoders)
 	for range decoders {
-		go decode(work)
+		go decodeAll(work, decode)
 	}
 	go s.read(ctx, cs, work)
 	return s, nil
@@ -72,11 +89,11 @@ func Watch(ctx context.Context, c controlplanev1.ControlPlaneServiceClient, req 
 // read takes each message's bytes off the stream and passes the message
 // to the decoders and to Recv, in that order on order, until the stream
 // ends.
-func (s *Stream) read(ctx context.Context, cs grpc.ClientStream, work chan<- *message) {
+func (s *Stream[T]) read(ctx context.Context, cs grpc.ClientStream, work chan<- *message[T]) {
 	defer close(s.order)
 	defer close(work)
 	for {
-		m := &message{done: make(chan struct{})}
+		m := &message[T]{done: make(chan struct{})}
 		err := cs.RecvMsg(m)
 		if err != nil {
 			m.err = err
@@ -102,14 +119,14 @@ func (s *Stream) read(ctx context.Context, cs grpc.ClientStream, work chan<- *me
 	}
 }
 
-// decode decodes messages until work is closed.
-func decode(work <-chan *message) {
+// decodeAll decodes messages until work is closed.
+func decodeAll[T any](work <-chan *message[T], decode Decoder[T]) {
 	for m := range work {
 		buf := m.raw.MaterializeToBuffer(mem.DefaultBufferPool())
 		m.raw.Free()
 		m.raw = nil
-		m.resp = &controlplanev1.WatchFleetResponse{}
-		if err := proto.Unmarshal(buf.ReadOnlyData(), m.resp); err != nil {
+		var err error
+		if m.resp, err = decode(buf.ReadOnlyData()); err != nil {
 			// As gRPC's own stream reports it.
 			m.err = status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 		}
@@ -120,27 +137,28 @@ func decode(work <-chan *message) {
 
 // Recv returns the stream's next message, or the error that ended it;
 // after an error it returns that error again.
-func (s *Stream) Recv() (*controlplanev1.WatchFleetResponse, error) {
+func (s *Stream[T]) Recv() (T, error) {
+	var none T
 	if s.err != nil {
-		return nil, s.err
+		return none, s.err
 	}
 	if s.ctx.Err() != nil {
 		// Closed, or its context ended: what was read ahead is not handed
 		// out.
 		s.err = canceled(s.ctx)
-		return nil, s.err
+		return none, s.err
 	}
 	m, ok := <-s.order
 	if !ok {
 		// The reader stopped for a cancelled context before it could say so.
 		s.err = canceled(s.ctx)
-		return nil, s.err
+		return none, s.err
 	}
 	<-m.done
 	if m.err != nil {
 		s.err = m.err
 		s.cancel()
-		return nil, m.err
+		return none, m.err
 	}
 	return m.resp, nil
 }
@@ -151,10 +169,10 @@ func canceled(ctx context.Context) error {
 }
 
 // Close ends the stream.
-func (s *Stream) Close() { s.cancel() }
+func (s *Stream[T]) Close() { s.cancel() }
 
-// codec is gRPC's protobuf codec, but for a message, which it keeps as
-// the bytes it came as.
+// codec is gRPC's protobuf codec, but for a received message, which it
+// keeps as the bytes it came as.
 type codec struct{}
 
 func (codec) Name() string { return grpcproto.Name }
@@ -164,13 +182,15 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(*message)
+	m, ok := v.(interface{ keep(mem.BufferSlice) })
 	if !ok {
 		return encoding.GetCodecV2(grpcproto.Name).Unmarshal(data, v)
 	}
 	// gRPC frees data once Unmarshal returns; the reference taken here
 	// keeps it for the decoder, which frees it.
 	data.Ref()
-	m.raw = data
+	m.keep(data)
 	return nil
 }
+
+func (m *message[T]) keep(data mem.BufferSlice) { m.raw = data }

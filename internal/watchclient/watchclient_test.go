@@ -93,7 +93,7 @@ func TestStreamDeliversWhatGRPCDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := untilComplete(t, plain.Recv)
-	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{})
+	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{}, Message)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestStreamHeartbeats(t *testing.T) {
 	cp := fleetOf(t, 3)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{})
+	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{}, Message)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestStreamEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
-	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{})
+	s, err := Watch(ctx, cp.Ops, &controlplanev1.WatchFleetRequest{}, Message)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestStreamEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	s, err = Watch(ctx, controlplanev1.NewControlPlaneServiceClient(conn), &controlplanev1.WatchFleetRequest{})
+	s, err = Watch(ctx, controlplanev1.NewControlPlaneServiceClient(conn), &controlplanev1.WatchFleetRequest{}, Message)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,11 +246,11 @@ func TestStreamEnds(t *testing.T) {
 // TestUndecodableMessage: a message that does not decode ends the stream
 // with Internal, as gRPC's own stream reports it.
 func TestUndecodableMessage(t *testing.T) {
-	work := make(chan *message, 1)
-	m := &message{raw: mem.BufferSlice{mem.SliceBuffer([]byte{0xff, 0xff})}, done: make(chan struct{})}
+	work := make(chan *message[*controlplanev1.WatchFleetResponse], 1)
+	m := &message[*controlplanev1.WatchFleetResponse]{raw: mem.BufferSlice{mem.SliceBuffer([]byte{0xff, 0xff})}, done: make(chan struct{})}
 	work <- m
 	close(work)
-	decode(work)
+	decodeAll(work, Message)
 	<-m.done
 	if status.Code(m.err) != codes.Internal || !strings.Contains(m.err.Error(), "failed to unmarshal") {
 		t.Fatalf("an undecodable message gave %v, want Internal, failed to unmarshal", m.err)
