@@ -146,6 +146,9 @@ type result struct {
 	behind         int64
 	xidP50, xidP99 time.Duration
 	snapshot       time.Duration
+	// snapshotCPU is the CPU the snapshot's client process used, process
+	// start and TLS included.
+	snapshotCPU time.Duration
 	// restart is how long a restarted control plane took to serve; on
 	// etcd, how long the standby took to serve once the leader was
 	// killed.

@@ -136,7 +136,7 @@ func (b *bench) runSize(ctx context.Context, n int, delivery, store string, meas
 	xq := quantiles(xids, 0.5, 0.99)
 	r.xidP50, r.xidP99 = xq[0], xq[1]
 
-	if r.snapshot, err = snapshotInProcess(ctx, cpTarget); err != nil {
+	if r.snapshot, r.snapshotCPU, err = snapshotInProcess(ctx, cpTarget); err != nil {
 		return r, err
 	}
 	if measureAgent {

@@ -24,11 +24,13 @@ const snapshotCommand = "snapshot-client"
 const snapshotTokenEnv = "NAVARCH_BENCH_TOKEN"
 
 // snapshotInProcess times a WatchFleet snapshot of the control plane at t
-// from a client process of its own.
-func snapshotInProcess(ctx context.Context, t rpcclient.Target) (time.Duration, error) {
+// from a client process of its own, and returns the CPU that process used
+// besides: on shared cores the wait is the client's work and its wait for
+// a core, and the CPU tells them apart.
+func snapshotInProcess(ctx context.Context, t rpcclient.Target) (wait, cpu time.Duration, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, fmt.Errorf("snapshot: find this binary: %w", err)
+		return 0, 0, fmt.Errorf("snapshot: find this binary: %w", err)
 	}
 	args := []string{snapshotCommand, "--addr", t.Addr, "--ca-cert", t.CACert}
 	if t.Insecure {
@@ -41,13 +43,13 @@ func snapshotInProcess(ctx context.Context, t rpcclient.Target) (time.Duration, 
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, fmt.Errorf("snapshot client: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return 0, 0, fmt.Errorf("snapshot client: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	d, err := time.ParseDuration(strings.TrimSpace(string(out)))
+	wait, err = time.ParseDuration(strings.TrimSpace(string(out)))
 	if err != nil {
-		return 0, fmt.Errorf("snapshot client: %q is not a duration", out)
+		return 0, 0, fmt.Errorf("snapshot client: %q is not a duration", out)
 	}
-	return d, nil
+	return wait, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // snapshotMain is the client process: it times one snapshot and prints it.

@@ -39,16 +39,16 @@ func TestSnapshotFromItsOwnProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d, err := snapshotInProcess(ctx, cp.Target())
+	d, cpu, err := snapshotInProcess(ctx, cp.Target())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d <= 0 {
-		t.Fatalf("snapshot took %s", d)
+	if d <= 0 || cpu <= 0 {
+		t.Fatalf("snapshot took %s and %s of CPU", d, cpu)
 	}
 	wrong := cp.Target()
 	wrong.Token = "not-a-token"
-	if _, err := snapshotInProcess(ctx, wrong); err == nil || !strings.Contains(err.Error(), "snapshot client") {
+	if _, _, err := snapshotInProcess(ctx, wrong); err == nil || !strings.Contains(err.Error(), "snapshot client") {
 		t.Fatalf("a wrong token: %v", err)
 	}
 }

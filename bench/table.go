@@ -63,15 +63,15 @@ func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agen
 	fmt.Fprintln(w, "Control plane (real binary) and simulated fleet share the machine; heartbeat 10 s, health report 30 s, 8 GPUs per node.")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\tcommands\tregister all\tCP RSS (peak)\tfloor peak (live)\tCP CPU (sim)\tcalls/s (floor) of offered\tCPU/call (floor)\t× floor\theartbeat p50/p99\treport p50/p99\tfloor p99 hb/report\tXID→watch p50/p99\tsnapshot\trestart\tframe\tfilter key\terrors\tbehind (floor)\t")
+	fmt.Fprintln(tw, "nodes\tcommands\tregister all\tCP RSS (peak)\tfloor peak (live)\tCP CPU (sim)\tcalls/s (floor) of offered\tCPU/call (floor)\t× floor\theartbeat p50/p99\treport p50/p99\tfloor p99 hb/report\tXID→watch p50/p99\tsnapshot (client CPU)\trestart\tframe\tfilter key\terrors\tbehind (floor)\t")
 	for _, r := range rows {
 		c := console[r.nodes]
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f (%.0f) MiB\t%s (%s) MiB\t%.0f%% (%.0f%%)\t%s (%s) of %.0f\t%s (%s) µs\t%s\t%s / %s\t%s / %s\t%s / %s\t%s / %s\t%s\t%s\t%s\t%s\t%d\t%d (%d)\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.0f (%.0f) MiB\t%s (%s) MiB\t%.0f%% (%.0f%%)\t%s (%s) of %.0f\t%s (%s) µs\t%s\t%s / %s\t%s / %s\t%s / %s\t%s / %s\t%s (%s)\t%s\t%s\t%s\t%d\t%d (%d)\t\n",
 			r.nodes, commands(r), r.register.Round(100*time.Millisecond), r.rssMiB, r.peakMiB, whole(r.floor.peakMiB), whole(r.floor.liveMiB), r.cpuPercent, r.genPercent,
 			whole(r.cost.rate()), whole(r.floor.cost.rate()), offeredRate(r.nodes),
 			micros(r.cost.perCall()), micros(r.floor.cost.perCall()), times(r.cost.times(r.floor.cost)),
 			ms(r.hbP50), ms(r.hbP99), ms(r.rpP50), ms(r.rpP99), ms(r.floor.hbP99), ms(r.floor.rpP99), ms(r.xidP50), ms(r.xidP99),
-			ms(r.snapshot), ms(r.restart), ms(c.frame), ms(c.filter), r.errors, r.behind, r.floor.behind)
+			ms(r.snapshot), ms(r.snapshotCPU), ms(r.restart), ms(c.frame), ms(c.filter), r.errors, r.behind, r.floor.behind)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "\ncommands: how agents wait for commands, the control plane's default command_delivery unless the plan names another.")
@@ -81,6 +81,8 @@ func printTable(w io.Writer, rows []result, console map[int]consoleFigures, agen
 	fmt.Fprintln(w, "a bounded number of each in flight, so it falls behind when answers are slow or the cores are saturated. A call's")
 	fmt.Fprintln(w, "latency counts from when it came due, its wait for a slot included. behind: calls due and not yet sent as the window")
 	fmt.Fprintln(w, "ended; each window starts once the simulator has caught up, or after a minute.")
+	fmt.Fprintln(w, "snapshot: a new WatchFleet stream's complete snapshot, read as the console reads it by a client process of its own,")
+	fmt.Fprintln(w, "and the CPU that process used: on shared cores the rest of the wait is the control plane's part and the wait for a core.")
 	fmt.Fprintln(w, "floor peak (live): the floor's peak RSS in its window at Go's default GOGC, and in brackets its heap and goroutine")
 	fmt.Fprintln(w, "stacks after a collection at the window's end: what gRPC itself holds for the load. floor p99: its clients' tails.")
 	fmt.Fprintln(w, "etcd rows: the store is one etcd member in the suite's process (its CPU is in the sim column), a standby control plane")
