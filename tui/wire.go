@@ -115,18 +115,24 @@ func tagOf(m proto.Message, name string) uint64 {
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
 	// rest is every field but a snapshot's nodes and an upsert's node,
-	// decoded as protobuf.
+	// decoded as protobuf: b itself when it has neither, as heartbeats
+	// and events do.
+	whole := b
 	var rest, upsert []byte
-	hasUpsert := false
+	split, hasUpsert := false, false
 	for len(b) > 0 {
 		tag, _, val, n := readField(b)
 		if n < 0 {
 			return Message{}, protowire.ParseError(n)
 		}
+		if !split && (tag == tagSnapshot || tag == tagNodeUpsert) {
+			split = true
+			rest = append(rest, whole[:len(whole)-len(b)]...)
+		}
 		raw := b[:n]
 		b = b[n:]
-		switch tag {
-		case tagSnapshot:
+		switch {
+		case tag == tagSnapshot:
 			var snapshot []byte
 			for len(val) > 0 {
 				tag, _, node, n := readField(val)
@@ -146,14 +152,17 @@ func DecodeMessage(b []byte) (Message, error) {
 			}
 			rest = protowire.AppendVarint(rest, tagSnapshot)
 			rest = protowire.AppendBytes(rest, snapshot)
-		case tagNodeUpsert:
+		case tag == tagNodeUpsert:
 			// A message field that comes more than once is their merge,
 			// which is their bytes one after another.
 			upsert = append(upsert, val...)
 			hasUpsert = true
-		default:
+		case split:
 			rest = append(rest, raw...)
 		}
+	}
+	if !split {
+		rest = whole
 	}
 	m.resp = &controlplanev1.WatchFleetResponse{}
 	if err := proto.Unmarshal(rest, m.resp); err != nil {
