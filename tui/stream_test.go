@@ -17,6 +17,7 @@ import (
 
 	"github.com/navarch/navarch/internal/apierr"
 	"github.com/navarch/navarch/internal/cptest"
+	"github.com/navarch/navarch/internal/fleettest"
 	"github.com/navarch/navarch/internal/rpcclient"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
@@ -300,4 +301,59 @@ func pumpUntil(t *testing.T, m *Model, what string, match func(tea.Msg) bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// TestRowsOffARealStream: the rows the console reads off a real control
+// plane's stream, which encodes each node by hand from its kept state, are
+// the rows of the nodes GetNode returns: GPUs with their identities, labels,
+// a pool-less node and one with an XID, its samples, and a cordon that
+// comes as an upsert.
+func TestRowsOffARealStream(t *testing.T) {
+	cp := cptest.Start(t, cptest.Options{})
+	ctx := context.Background()
+	for _, id := range []string{"quiet", "faulty"} {
+		if _, err := cp.Nodes.RegisterNode(ctx, &nodev1.RegisterNodeRequest{NodeId: id, Hostname: id + ".example", BootId: "boot-1",
+			Gpus: fleettest.GPUs(8), Labels: map[string]string{"zone": "us-east-1a", "rack": "R" + id}}); err != nil {
+			t.Fatal(err)
+		}
+		var samples []*fleetv1.GpuSample
+		for i := range uint32(8) {
+			samples = append(samples, &fleetv1.GpuSample{GpuIndex: i, UtilizationGpuPercent: 10 * i, TemperatureCelsius: 50 + i,
+				PowerUsageMilliwatts: 300000, MemoryUsedBytes: 1 << 33, ProcessCount: i % 2})
+		}
+		if _, err := cp.Nodes.Heartbeat(ctx, &nodev1.HeartbeatRequest{NodeId: id, Samples: samples}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cp.Nodes.ReportHealth(ctx, &nodev1.ReportHealthRequest{NodeId: "faulty", Events: []*fleetv1.HealthEvent{
+		{Kind: fleetv1.EventKind_EVENT_KIND_XID, Xid: 79, GpuIndex: 3},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	m := New(Options{Client: cp.Ops, Server: "cp", Now: clock, Theme: NewTheme(true, false)})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go m.watcher.run(wctx)
+	pumpUntil(t, m, "snapshot", func(tea.Msg) bool { return m.d.fleet.loaded })
+	same := func(id string) {
+		t.Helper()
+		resp, err := cp.Ops.GetNode(ctx, &controlplanev1.GetNodeRequest{NodeId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRow(t, m.d.fleet.rows[id], rowFromMessage(resp.GetNode()))
+	}
+	same("quiet")
+	same("faulty")
+	// GPUs that sent no health report yet are '?'.
+	if r := m.d.fleet.rows["faulty"]; string(r.glyphs) != "???U????" || !strings.Contains(r.why.cause, "XID 79") {
+		t.Fatalf("faulty's row: glyphs %q, why %q", r.glyphs, r.why.cause)
+	}
+	if _, err := cp.Ops.CordonNode(ctx, &controlplanev1.CordonNodeRequest{NodeId: "quiet", Reason: "rack work"}); err != nil {
+		t.Fatal(err)
+	}
+	pumpUntil(t, m, "the cordon", func(tea.Msg) bool {
+		return m.d.fleet.rows["quiet"].lifecycle == fleetv1.LifecycleState_LIFECYCLE_STATE_CORDONED
+	})
+	same("quiet")
 }
