@@ -26,7 +26,7 @@ import (
 // fetches the node whole when it opens. Decoding a whole node builds
 // about 4 KB of messages in some 80 allocations, most of them its eight
 // GPUs'; a row is about 1.2 KB in 16 (BenchmarkDecodeSnapshotChunk,
-// BenchmarkFleetMemory), and reads three times as fast.
+// BenchmarkFleetMemory), and reads two to three times as fast.
 
 // Message is one WatchFleet message as the console keeps it.
 type Message struct {
