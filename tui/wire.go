@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/navarch/navarch/internal/display"
 	controlplanev1 "github.com/navarch/navarch/proto/navarch/controlplane/v1"
 	fleetv1 "github.com/navarch/navarch/proto/navarch/fleet/v1"
 )
@@ -263,7 +264,7 @@ func decodeRow(b []byte) (*row, error) {
 	}
 	r.why = whyOf(cause, remedy, gpus)
 	r.labelKV = mapEntries(labels)
-	r.labels = joinLabels(r.labelKV)
+	r.labels = display.LabelPairs(r.labelKV)
 	r.search = strings.ToLower(r.id + " " + hostname + " " + r.pool + " " + r.labels)
 	s, err := decodeSamples(samples)
 	if err != nil {
@@ -322,20 +323,6 @@ func mapEntries(kv []string) []string {
 		out = append(out, e.k, e.v)
 	}
 	return out
-}
-
-// joinLabels is display.Labels of a map's sorted entries.
-func joinLabels(kv []string) string {
-	var b strings.Builder
-	for i := 0; i < len(kv); i += 2 {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(kv[i])
-		b.WriteByte('=')
-		b.WriteString(kv[i+1])
-	}
-	return b.String()
 }
 
 // decodeTimestamp merges a google.protobuf.Timestamp into sec and nanos.

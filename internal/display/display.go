@@ -175,11 +175,26 @@ func Labels(labels map[string]string) string {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + labels[k]
+	kv := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		kv = append(kv, k, labels[k])
 	}
-	return strings.Join(parts, ",")
+	return LabelPairs(kv)
+}
+
+// LabelPairs renders labels given as key, value, key, value, … in key
+// order, as Labels does.
+func LabelPairs(kv []string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(kv[i])
+		b.WriteByte('=')
+		b.WriteString(kv[i+1])
+	}
+	return b.String()
 }
 
 // Utilization is the mean GPU utilization of a node's latest samples, and
