@@ -251,7 +251,16 @@ func TestDecodeMessage(t *testing.T) {
 		t.Fatalf("heartbeats came as %v", msgs[3].resp)
 	}
 
-	b, _ := proto.Marshal(snap)
+	// Fields may come in any order: a revision after the snapshot is kept.
+	late := proto.CloneOf(snap)
+	late.Revision = 0
+	b, _ := proto.Marshal(late)
+	b = protowire.AppendVarint(protowire.AppendTag(b, 1, protowire.VarintType), 40)
+	if got, err := DecodeMessage(b); err != nil || got.resp.GetRevision() != 40 || got.SnapshotNodes() != len(fixtureFleet()) {
+		t.Fatalf("a revision after the snapshot: %v, revision %d, %d rows", err, got.resp.GetRevision(), got.SnapshotNodes())
+	}
+
+	b, _ = proto.Marshal(snap)
 	if _, err := DecodeMessage(b[:len(b)-1]); err == nil {
 		t.Fatal("a message cut short decoded")
 	}
