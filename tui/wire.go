@@ -221,9 +221,9 @@ func decodeRow(b []byte) (*row, error) {
 		case tagHostname:
 			hostname, err = wireText(val)
 		case tagLabels:
-			var k, v string
-			k, v, err = decodeLabel(val)
-			labels = append(labels, k, v)
+			var key, value string
+			key, value, err = decodeLabel(val)
+			labels = append(labels, key, value)
 		case tagLifecycle:
 			r.lifecycle = fleetv1.LifecycleState(int32(v))
 		case tagHealth:
